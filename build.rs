@@ -1,0 +1,15 @@
+//! Generates the TensorFlow GraphDef types from `proto/` with prost-build.
+//!
+//! The .proto files are compiled by protox, a pure-Rust protobuf compiler, so a fresh
+//! machine needs no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    const PROTOS: &[&str] = &["proto/tensorflow/core/framework/graph.proto"];
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(PROTOS, ["proto"])?;
+    prost_build::Config::new()
+        // Deterministic map iteration in generated code keeps `inspect` output stable.
+        .btree_map(["."])
+        .compile_fds(descriptors)?;
+    Ok(())
+}

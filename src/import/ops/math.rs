@@ -1,0 +1,127 @@
+//! Arithmetic, matrix products, reductions and element-wise functions.
+
+use anyhow::Result;
+
+use super::{expect_inputs, known_scalar, resolve_axis};
+use crate::error::Error;
+use crate::import::{Ctx, Slot};
+use crate::plan::Op;
+use crate::tensor::Tensor;
+use crate::tfpb::{NodeDef, NodeExt};
+
+fn binary(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot], op: Op) -> Result<Vec<Slot>> {
+    let ins = expect_inputs(node, ins, 2)?;
+    Ok(vec![ctx.apply(node, op, ins)?])
+}
+
+fn unary(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot], op: Op) -> Result<Vec<Slot>> {
+    let ins = expect_inputs(node, ins, 1)?;
+    Ok(vec![ctx.apply(node, op, ins)?])
+}
+
+pub fn add(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    binary(ctx, node, ins, Op::Add)
+}
+
+pub fn sub(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    binary(ctx, node, ins, Op::Sub)
+}
+
+pub fn mul(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    binary(ctx, node, ins, Op::Mul)
+}
+
+/// Division by a known tensor is a product with its reciprocal; division by a
+/// private value is not supported.
+pub fn real_div(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs(node, ins, 2)?;
+    let divisor = ctx.known_floats(node, &ins[1], "the divisor")?;
+    if divisor.iter().any(|&d| d == 0.0) {
+        return Err(Error::unsupported(format!(
+            "{}: division by zero",
+            node.describe()
+        )));
+    }
+    let reciprocal = Ctx::known(node, Tensor::Float(divisor.mapv(|d| 1.0 / d)));
+    Ok(vec![ctx.apply(
+        node,
+        Op::Mul,
+        &[ins[0].clone(), reciprocal],
+    )?])
+}
+
+pub fn neg(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    unary(ctx, node, ins, Op::Neg)
+}
+
+pub fn rsqrt(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    unary(ctx, node, ins, Op::Rsqrt)
+}
+
+pub fn sigmoid(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    unary(ctx, node, ins, Op::Sigmoid)
+}
+
+pub fn tanh(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    unary(ctx, node, ins, Op::Tanh)
+}
+
+pub fn matmul(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let op = Op::MatMul {
+        transpose_a: node.get_attr_bool("transpose_a", false)?,
+        transpose_b: node.get_attr_bool("transpose_b", false)?,
+    };
+    binary(ctx, node, ins, op)
+}
+
+/// The reduction axes (a scalar or a vector, possibly negative), sorted and distinct.
+fn reduction_axes(ctx: &Ctx, node: &NodeDef, ins: &[Slot]) -> Result<(Vec<usize>, bool)> {
+    let ins = expect_inputs(node, ins, 2)?;
+    let rank = ctx.shape(&ins[0]).len();
+    let mut axes = ctx
+        .known_ints(node, &ins[1], "the reduction axes")?
+        .into_iter()
+        .map(|a| resolve_axis(node, a, rank))
+        .collect::<Result<Vec<_>>>()?;
+    axes.sort_unstable();
+    axes.dedup();
+    Ok((axes, node.get_attr_bool("keep_dims", false)?))
+}
+
+pub fn mean(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let (axes, keep_dims) = reduction_axes(ctx, node, ins)?;
+    Ok(vec![ctx.apply(
+        node,
+        Op::Mean { axes, keep_dims },
+        &ins[..1],
+    )?])
+}
+
+pub fn sum(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let (axes, keep_dims) = reduction_axes(ctx, node, ins)?;
+    Ok(vec![ctx.apply(
+        node,
+        Op::Sum { axes, keep_dims },
+        &ins[..1],
+    )?])
+}
+
+pub fn max(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let (axes, keep_dims) = reduction_axes(ctx, node, ins)?;
+    Ok(vec![ctx.apply(
+        node,
+        Op::Max { axes, keep_dims },
+        &ins[..1],
+    )?])
+}
+
+pub fn argmax(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs(node, ins, 2)?;
+    let rank = ctx.shape(&ins[0]).len();
+    let axis = resolve_axis(
+        node,
+        known_scalar(ctx, node, &ins[1], "the dimension")?,
+        rank,
+    )?;
+    Ok(vec![ctx.apply(node, Op::ArgMax { axis }, &ins[..1])?])
+}

@@ -1,0 +1,170 @@
+//! The table of TensorFlow ops tfe-run imports: op type → builder.
+//!
+//! A builder reads the node's attributes and its known (public) inputs, and turns
+//! the node into [`Op`](crate::plan::Op)s through [`Ctx::apply`], which folds or
+//! plans. One module per op family.
+
+mod array;
+mod math;
+mod nn;
+
+use anyhow::Result;
+
+use super::{Ctx, Slot};
+use crate::error::Error;
+use crate::tfpb::{NodeDef, NodeExt};
+
+type Builder = fn(&mut Ctx, &NodeDef, &[Slot]) -> Result<Vec<Slot>>;
+
+/// Every op type the importer knows, with its builder.
+const TABLE: &[(&str, Builder)] = &[
+    // array
+    ("Const", array::constant),
+    ("Placeholder", array::placeholder),
+    ("PlaceholderWithDefault", array::identity),
+    ("Identity", array::identity),
+    ("StopGradient", array::identity),
+    ("Snapshot", array::identity),
+    ("IdentityN", array::identity_n),
+    ("NoOp", array::no_op),
+    ("Shape", array::shape),
+    ("Size", array::size),
+    ("Rank", array::rank),
+    ("Reshape", array::reshape),
+    ("Squeeze", array::squeeze),
+    ("ExpandDims", array::expand_dims),
+    ("Transpose", array::transpose),
+    ("Pad", array::pad),
+    ("PadV2", array::pad),
+    ("ConcatV2", array::concat_v2),
+    ("Concat", array::concat_v1),
+    ("Pack", array::pack),
+    ("Slice", array::slice),
+    ("StridedSlice", array::strided_slice),
+    ("Split", array::split),
+    ("SplitV", array::split_v),
+    ("GatherV2", array::gather_v2),
+    ("Gather", array::gather_v1),
+    ("Cast", array::cast),
+    ("SpaceToBatchND", array::space_to_batch_nd),
+    ("BatchToSpaceND", array::batch_to_space_nd),
+    // math
+    ("Add", math::add),
+    ("AddV2", math::add),
+    ("Sub", math::sub),
+    ("Mul", math::mul),
+    ("RealDiv", math::real_div),
+    ("Neg", math::neg),
+    ("MatMul", math::matmul),
+    ("Mean", math::mean),
+    ("Sum", math::sum),
+    ("Max", math::max),
+    ("ArgMax", math::argmax),
+    ("Rsqrt", math::rsqrt),
+    ("Sigmoid", math::sigmoid),
+    ("Tanh", math::tanh),
+    // nn
+    ("BiasAdd", nn::bias_add),
+    ("Conv2D", nn::conv2d),
+    ("AvgPool", nn::avg_pool),
+    ("MaxPool", nn::max_pool),
+    ("Relu", nn::relu),
+    ("Softmax", nn::softmax),
+    ("FusedBatchNorm", nn::fused_batch_norm),
+    ("FusedBatchNormV2", nn::fused_batch_norm),
+    ("FusedBatchNormV3", nn::fused_batch_norm),
+];
+
+/// The op types tfe-run imports, sorted (for `inspect` and the README).
+pub const SUPPORTED_OPS: &[&str] = &{
+    let mut names = [""; TABLE.len()];
+    let mut i = 0;
+    while i < TABLE.len() {
+        names[i] = TABLE[i].0;
+        i += 1;
+    }
+    names
+};
+
+pub fn is_supported(op: &str) -> bool {
+    TABLE.iter().any(|(name, _)| *name == op)
+}
+
+pub fn build(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let (_, builder) = TABLE
+        .iter()
+        .find(|(name, _)| *name == node.op)
+        .ok_or_else(|| Error::unsupported(format!("unsupported op {}", node.describe())))?;
+    builder(ctx, node, ins)
+}
+
+/// The inputs a builder expects: exactly `n` of them, or an error naming the node.
+fn expect_inputs<'a>(node: &NodeDef, ins: &'a [Slot], n: usize) -> Result<&'a [Slot]> {
+    if ins.len() != n {
+        return Err(Error::invalid_model(format!(
+            "{}: expects {n} data input(s), has {}",
+            node.describe(),
+            ins.len()
+        )));
+    }
+    Ok(ins)
+}
+
+/// A possibly negative axis, resolved against `rank` (TensorFlow's convention).
+fn resolve_axis(node: &NodeDef, axis: i64, rank: usize) -> Result<usize> {
+    let r = rank as i64;
+    if axis < -r || axis >= r {
+        return Err(Error::unsupported(format!(
+            "{}: axis {axis} is out of range for rank {rank}",
+            node.describe()
+        )));
+    }
+    Ok(if axis < 0 {
+        (axis + r) as usize
+    } else {
+        axis as usize
+    })
+}
+
+/// A single known integer (a scalar or a one-element vector).
+fn known_scalar(ctx: &Ctx, node: &NodeDef, slot: &Slot, what: &str) -> Result<i64> {
+    match ctx.known_ints(node, slot, what)?.as_slice() {
+        [v] => Ok(*v),
+        other => Err(Error::invalid_model(format!(
+            "{}: {what} must be a single integer, has {} values",
+            node.describe(),
+            other.len()
+        ))),
+    }
+}
+
+/// Non-negative integers, e.g. block sizes and paddings.
+fn known_sizes(ctx: &Ctx, node: &NodeDef, slot: &Slot, what: &str) -> Result<Vec<usize>> {
+    ctx.known_ints(node, slot, what)?
+        .into_iter()
+        .map(|v| {
+            usize::try_from(v).map_err(|_| {
+                Error::unsupported(format!("{}: {what} contains {v}", node.describe()))
+            })
+        })
+        .collect()
+}
+
+/// An `[n, 2]` integer tensor of (before, after) pairs.
+fn known_pairs(
+    ctx: &Ctx,
+    node: &NodeDef,
+    slot: &Slot,
+    what: &str,
+    n: usize,
+) -> Result<Vec<[usize; 2]>> {
+    let v = known_sizes(ctx, node, slot, what)?;
+    if v.len() != 2 * n {
+        return Err(Error::unsupported(format!(
+            "{}: {what} must have shape [{n}, 2], has {} values",
+            node.describe(),
+            v.len()
+        )));
+    }
+    Ok(v.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
+}

@@ -1,0 +1,206 @@
+//! Linear maps: matrix products, convolution, window sums, reductions by sum.
+//! Generic over the element type (f32 in the clear, ring elements on shares).
+
+use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn, LinalgScalar};
+
+use super::{Geometry, Window};
+
+/// `a @ b` for rank-2 tensors, with TensorFlow's transpose flags.
+pub fn matmul<T: LinalgScalar>(
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+    transpose_a: bool,
+    transpose_b: bool,
+) -> ArrayD<T> {
+    let a = a
+        .view()
+        .into_dimensionality::<Ix2>()
+        .expect("matmul: rank checked at plan time");
+    let b = b
+        .view()
+        .into_dimensionality::<Ix2>()
+        .expect("matmul: rank checked at plan time");
+    let a = if transpose_a { a.reversed_axes() } else { a };
+    let b = if transpose_b { b.reversed_axes() } else { b };
+    a.dot(&b).into_dyn()
+}
+
+/// The patches of an NHWC input under `window`, one row per output pixel:
+/// `[n * oh * ow, kh * kw * c]`, zeros where the window hangs over the padding.
+pub fn im2col<T: LinalgScalar>(x: &ArrayD<T>, window: &Window, g: &Geometry) -> Array2<T> {
+    let (n, h, w, c) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+    let [kh, kw] = window.kernel;
+    let [oh, ow] = g.out;
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let mut cols = Array2::<T>::zeros((n * oh * ow, kh * kw * c));
+    for (row, mut dst) in cols.outer_iter_mut().enumerate() {
+        let (b, oy, ox) = (row / (oh * ow), (row / ow) % oh, row % ow);
+        let dst = dst.as_slice_mut().expect("standard layout");
+        for ky in 0..kh {
+            let iy =
+                (oy * window.strides[0] + ky * window.dilations[0]) as isize - g.pad[0] as isize;
+            if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            for kx in 0..kw {
+                let ix = (ox * window.strides[1] + kx * window.dilations[1]) as isize
+                    - g.pad[1] as isize;
+                if ix < 0 || ix >= w as isize {
+                    continue;
+                }
+                let src = ((b * h + iy as usize) * w + ix as usize) * c;
+                let d = (ky * kw + kx) * c;
+                dst[d..d + c].copy_from_slice(&xs[src..src + c]);
+            }
+        }
+    }
+    cols
+}
+
+/// Conv2D, NHWC input and HWIO filter, as an im2col matrix product.
+pub fn conv2d<T: LinalgScalar>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Window) -> ArrayD<T> {
+    let g = window
+        .geometry([x.shape()[1], x.shape()[2]])
+        .expect("conv2d: geometry checked at plan time");
+    let cols = im2col(x, window, &g);
+    let oc = filter.shape()[3];
+    let f = filter
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((filter.len() / oc, oc))
+        .expect("conv2d: filter shape checked at plan time");
+    let out = cols.dot(&f);
+    out.into_shape_with_order(IxDyn(&[x.shape()[0], g.out[0], g.out[1], oc]))
+        .expect("conv2d: output shape")
+}
+
+/// Window sums of an NHWC tensor (no dilation), and for each output pixel the
+/// number of input pixels its window covers. TensorFlow's AvgPool divides by that
+/// count: with SAME padding, the padded positions do not count.
+pub fn sum_pool<T: LinalgScalar>(x: &ArrayD<T>, window: &Window) -> (ArrayD<T>, Array2<usize>) {
+    let (n, h, w, c) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+    let g = window
+        .geometry([h, w])
+        .expect("pool: geometry checked at plan time");
+    let [oh, ow] = g.out;
+    let mut out = ArrayD::<T>::zeros(IxDyn(&[n, oh, ow, c]));
+    let mut counts = Array2::<usize>::zeros((oh, ow));
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let (ys, xs) = window_ranges(window, &g, [h, w], [oy, ox]);
+            counts[[oy, ox]] = ys.len() * xs.len();
+            for b in 0..n {
+                for ch in 0..c {
+                    let mut acc = T::zero();
+                    for iy in ys.clone() {
+                        for ix in xs.clone() {
+                            acc = acc + x[[b, iy, ix, ch]];
+                        }
+                    }
+                    out[[b, oy, ox, ch]] = acc;
+                }
+            }
+        }
+    }
+    (out, counts)
+}
+
+/// The input rows and columns that the window of output pixel `o` covers, padding excluded.
+pub fn window_ranges(
+    window: &Window,
+    g: &Geometry,
+    hw: [usize; 2],
+    o: [usize; 2],
+) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let range = |axis: usize| {
+        let start = (o[axis] * window.strides[axis]) as isize - g.pad[axis] as isize;
+        let end = start + window.kernel[axis] as isize;
+        (start.max(0) as usize)..(end.min(hw[axis] as isize) as usize)
+    };
+    (range(0), range(1))
+}
+
+/// Sum over `axes` (sorted, distinct), keeping them as size-1 axes if `keep_dims`.
+pub fn reduce_sum<T: LinalgScalar>(x: &ArrayD<T>, axes: &[usize], keep_dims: bool) -> ArrayD<T> {
+    let mut out = x.clone();
+    for &axis in axes.iter().rev() {
+        out = out.sum_axis(Axis(axis));
+        if keep_dims {
+            out.insert_axis_inplace(Axis(axis));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Padding;
+    use super::*;
+
+    /// Direct convolution, the definition, to check im2col against.
+    fn conv_direct(x: &ArrayD<i64>, f: &ArrayD<i64>, win: &Window) -> ArrayD<i64> {
+        let (n, h, w, c) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+        let oc = f.shape()[3];
+        let g = win.geometry([h, w]).unwrap();
+        ArrayD::from_shape_fn(IxDyn(&[n, g.out[0], g.out[1], oc]), |i| {
+            let mut acc = 0;
+            for ky in 0..win.kernel[0] {
+                for kx in 0..win.kernel[1] {
+                    let iy = (i[1] * win.strides[0] + ky * win.dilations[0]) as isize
+                        - g.pad[0] as isize;
+                    let ix = (i[2] * win.strides[1] + kx * win.dilations[1]) as isize
+                        - g.pad[1] as isize;
+                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                        continue;
+                    }
+                    for ci in 0..c {
+                        acc += x[[i[0], iy as usize, ix as usize, ci]] * f[[ky, kx, ci, i[3]]];
+                    }
+                }
+            }
+            acc
+        })
+    }
+
+    #[test]
+    fn im2col_conv_equals_direct_conv() {
+        let x = ArrayD::from_shape_fn(IxDyn(&[2, 7, 9, 3]), |i| {
+            (i[0] * 7 + i[1] * 5 + i[2] * 3 + i[3]) as i64 % 11 - 5
+        });
+        let f = ArrayD::from_shape_fn(IxDyn(&[3, 2, 3, 4]), |i| {
+            (i[0] * 3 + i[1] * 2 + i[2] + i[3] * 7) as i64 % 5 - 2
+        });
+        for padding in [Padding::Same, Padding::Valid] {
+            for strides in [[1, 1], [2, 3]] {
+                for dilations in [[1, 1], [2, 1]] {
+                    let win = Window {
+                        kernel: [3, 2],
+                        strides,
+                        dilations,
+                        padding,
+                    };
+                    assert_eq!(conv2d(&x, &f, &win), conv_direct(&x, &f, &win), "{win:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn same_avg_pool_counts_exclude_padding() {
+        let x = ArrayD::from_elem(IxDyn(&[1, 7, 7, 1]), 1i64);
+        let win = Window {
+            kernel: [3, 3],
+            strides: [2, 2],
+            dilations: [1, 1],
+            padding: Padding::Same,
+        };
+        let (sums, counts) = sum_pool(&x, &win);
+        assert_eq!(sums.shape(), &[1, 4, 4, 1]);
+        // 7 with k=3, s=2 SAME pads 1 before and 1 after: corners see 2x2 pixels.
+        assert_eq!(counts[[0, 0]], 4);
+        assert_eq!(counts[[1, 1]], 9);
+        assert_eq!(counts[[3, 3]], 4);
+        assert_eq!(sums[[0, 0, 0, 0]], 4);
+    }
+}

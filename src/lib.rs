@@ -1,0 +1,15 @@
+//! tfe-run: private inference on frozen TensorFlow graphs.
+//!
+//! Data flows one way: a GraphDef is [imported](import) into a [plan], which is
+//! executed in the clear by [`plaintext`] (the reference) or, under Pond, by the
+//! secure runtime.
+
+pub mod cli;
+pub mod error;
+pub mod import;
+pub mod kernels;
+pub mod npy;
+pub mod plaintext;
+pub mod plan;
+pub mod tensor;
+pub mod tfpb;

@@ -1,0 +1,64 @@
+//! The plaintext executor: runs a plan in the clear.
+//!
+//! It is the reference every secure result is compared with, and a debugging aid:
+//! `tfe-run --plaintext` shows what the model computes without any protocol.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use ndarray::ArrayD;
+
+use crate::error::Error;
+use crate::plan::{Plan, Source};
+use crate::tensor::Tensor;
+
+/// Evaluate `plan` on the inputs (placeholder name → array) and return the output.
+pub fn run(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<Tensor> {
+    // Free each value after its last use: a batch of 100 through a CNN keeps only
+    // the live activations in memory.
+    let mut last_use = vec![0usize; plan.values.len()];
+    for (s, step) in plan.steps.iter().enumerate() {
+        for &i in &step.inputs {
+            last_use[i] = s;
+        }
+    }
+    let mut env: Vec<Option<Tensor>> = vec![None; plan.values.len()];
+    for (id, value) in plan.values.iter().enumerate() {
+        match &value.source {
+            Source::Input { placeholder } => {
+                let x = inputs.get(placeholder).ok_or_else(|| {
+                    Error::bad_input(format!("no input for placeholder `{placeholder}`"))
+                })?;
+                if x.shape() != value.shape.as_slice() {
+                    return Err(Error::bad_input(format!(
+                        "input for `{placeholder}` has shape {:?}, the plan was built for {:?}",
+                        x.shape(),
+                        value.shape
+                    )));
+                }
+                env[id] = Some(Tensor::Float(x.clone()));
+            }
+            Source::Weight(w) => env[id] = Some(Tensor::Float(w.clone())),
+            Source::Step(_) => {}
+        }
+    }
+    for (s, step) in plan.steps.iter().enumerate() {
+        let out = {
+            let ins: Vec<&Tensor> = step
+                .inputs
+                .iter()
+                .map(|&i| env[i].as_ref().expect("topological order"))
+                .collect();
+            step.op
+                .eval(&ins)
+                .map_err(|e| Error::unsupported(format!("{} `{}`: {e}", step.tf_op, step.node)))?
+        };
+        env[step.output] = Some(out);
+        for &i in &step.inputs {
+            if last_use[i] == s && i != plan.output {
+                env[i] = None;
+            }
+        }
+    }
+    Ok(env[plan.output].take().expect("the output is computed"))
+}

@@ -1,0 +1,612 @@
+//! The plan's operations: their static shape rules and their plaintext meaning.
+//!
+//! `output_shape` is what the importer checks a graph with; `eval` is both the
+//! constant folder (public subgraphs) and the plaintext executor, so the two can
+//! never disagree about what an op means.
+
+use ndarray::ArrayD;
+
+use crate::kernels::layout::{self, AxisSlice};
+use crate::kernels::{Padding, Window, float, linear};
+use crate::tensor::Tensor;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    // Linear in each private input (a product when both are private).
+    MatMul {
+        transpose_a: bool,
+        transpose_b: bool,
+    },
+    /// NHWC input, HWIO filter.
+    Conv2D(Window),
+    /// Element-wise with NumPy broadcasting.
+    Add,
+    Sub,
+    Mul,
+    Neg,
+    /// Average over a window; padding does not count (TensorFlow's AvgPool).
+    AvgPool(Window),
+    Sum {
+        axes: Vec<usize>,
+        keep_dims: bool,
+    },
+    Mean {
+        axes: Vec<usize>,
+        keep_dims: bool,
+    },
+
+    // Non-linear.
+    Relu,
+    Sigmoid,
+    Tanh,
+    /// Over the last axis.
+    Softmax,
+    Rsqrt,
+    MaxPool(Window),
+    Max {
+        axes: Vec<usize>,
+        keep_dims: bool,
+    },
+    ArgMax {
+        axis: usize,
+    },
+
+    // Data movement.
+    Reshape(Vec<usize>),
+    Transpose(Vec<usize>),
+    Pad(Vec<[usize; 2]>),
+    Concat {
+        axis: usize,
+    },
+    /// Per-axis strided selection, then a reshape that drops shrunk axes and adds new ones.
+    StridedSlice {
+        axes: Vec<AxisSlice>,
+        shape: Vec<usize>,
+    },
+    Gather {
+        axis: usize,
+        indices: ArrayD<usize>,
+    },
+    SpaceToBatch {
+        block: Vec<usize>,
+        pads: Vec<[usize; 2]>,
+    },
+    BatchToSpace {
+        block: Vec<usize>,
+        crops: Vec<[usize; 2]>,
+    },
+
+    /// Integer to float (or float to float); only ever evaluated in the clear.
+    CastToFloat,
+    /// Float to integer, truncating toward zero; only ever evaluated in the clear.
+    CastToInt,
+}
+
+type ShapeResult = Result<Vec<usize>, String>;
+
+impl Op {
+    /// A short name for listings and statistics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::MatMul { .. } => "MatMul",
+            Op::Conv2D(_) => "Conv2D",
+            Op::Add => "Add",
+            Op::Sub => "Sub",
+            Op::Mul => "Mul",
+            Op::Neg => "Neg",
+            Op::AvgPool(_) => "AvgPool",
+            Op::Sum { .. } => "Sum",
+            Op::Mean { .. } => "Mean",
+            Op::Relu => "Relu",
+            Op::Sigmoid => "Sigmoid",
+            Op::Tanh => "Tanh",
+            Op::Softmax => "Softmax",
+            Op::Rsqrt => "Rsqrt",
+            Op::MaxPool(_) => "MaxPool",
+            Op::Max { .. } => "Max",
+            Op::ArgMax { .. } => "ArgMax",
+            Op::Reshape(_) => "Reshape",
+            Op::Transpose(_) => "Transpose",
+            Op::Pad(_) => "Pad",
+            Op::Concat { .. } => "Concat",
+            Op::StridedSlice { .. } => "StridedSlice",
+            Op::Gather { .. } => "Gather",
+            Op::SpaceToBatch { .. } => "SpaceToBatch",
+            Op::BatchToSpace { .. } => "BatchToSpace",
+            Op::CastToFloat => "CastToFloat",
+            Op::CastToInt => "CastToInt",
+        }
+    }
+
+    /// How many inputs the op takes (`None`: any number, for Concat).
+    pub fn arity(&self) -> Option<usize> {
+        match self {
+            Op::MatMul { .. } | Op::Conv2D(_) | Op::Add | Op::Sub | Op::Mul => Some(2),
+            Op::Concat { .. } => None,
+            _ => Some(1),
+        }
+    }
+
+    /// The output shape for inputs of these shapes, or why they do not fit.
+    pub fn output_shape(&self, ins: &[&[usize]]) -> ShapeResult {
+        if let Some(n) = self.arity() {
+            if ins.len() != n {
+                return Err(format!("expects {n} inputs, has {}", ins.len()));
+            }
+        }
+        match self {
+            Op::MatMul {
+                transpose_a,
+                transpose_b,
+            } => matmul_shape(ins[0], ins[1], *transpose_a, *transpose_b),
+            Op::Conv2D(w) => conv2d_shape(ins[0], ins[1], w),
+            Op::Add | Op::Sub | Op::Mul => broadcast_shape(ins[0], ins[1]),
+            Op::AvgPool(w) | Op::MaxPool(w) => pool_shape(ins[0], w),
+            Op::Sum { axes, keep_dims }
+            | Op::Mean { axes, keep_dims }
+            | Op::Max { axes, keep_dims } => reduce_shape(ins[0], axes, *keep_dims),
+            Op::ArgMax { axis } => {
+                check_axis(*axis, ins[0].len())?;
+                if ins[0][*axis] == 0 {
+                    return Err("ArgMax over an empty axis".into());
+                }
+                Ok(remove_axis(ins[0], *axis))
+            }
+            Op::Softmax => {
+                if ins[0].is_empty() {
+                    return Err("Softmax needs at least one axis".into());
+                }
+                Ok(ins[0].to_vec())
+            }
+            Op::Neg
+            | Op::Relu
+            | Op::Sigmoid
+            | Op::Tanh
+            | Op::Rsqrt
+            | Op::CastToFloat
+            | Op::CastToInt => Ok(ins[0].to_vec()),
+            Op::Reshape(shape) => {
+                let (from, to) = (
+                    ins[0].iter().product::<usize>(),
+                    shape.iter().product::<usize>(),
+                );
+                if from != to {
+                    return Err(format!(
+                        "cannot reshape {:?} ({from} values) to {shape:?} ({to} values)",
+                        ins[0]
+                    ));
+                }
+                Ok(shape.clone())
+            }
+            Op::Transpose(perm) => {
+                let mut seen = vec![false; ins[0].len()];
+                if perm.len() != ins[0].len()
+                    || perm
+                        .iter()
+                        .any(|&p| p >= seen.len() || std::mem::replace(&mut seen[p], true))
+                {
+                    return Err(format!(
+                        "{perm:?} is not a permutation of the {} axes of {:?}",
+                        ins[0].len(),
+                        ins[0]
+                    ));
+                }
+                Ok(perm.iter().map(|&p| ins[0][p]).collect())
+            }
+            Op::Pad(pads) => {
+                if pads.len() != ins[0].len() {
+                    return Err(format!(
+                        "paddings for {} axes, input {:?} has {}",
+                        pads.len(),
+                        ins[0],
+                        ins[0].len()
+                    ));
+                }
+                Ok(ins[0]
+                    .iter()
+                    .zip(pads)
+                    .map(|(&d, p)| d + p[0] + p[1])
+                    .collect())
+            }
+            Op::Concat { axis } => concat_shape(ins, *axis),
+            Op::StridedSlice { axes, shape } => {
+                if axes.len() != ins[0].len() {
+                    return Err(format!(
+                        "slice of {} axes, input {:?} has {}",
+                        axes.len(),
+                        ins[0],
+                        ins[0].len()
+                    ));
+                }
+                for (s, &d) in axes.iter().zip(ins[0]) {
+                    let last = s.start as isize + s.step * (s.count as isize - 1);
+                    if s.count > 0 && (s.start >= d || last < 0 || last >= d as isize) {
+                        return Err(format!("slice {s:?} is outside an axis of {d}"));
+                    }
+                }
+                let n: usize = axes.iter().map(|s| s.count).product();
+                if n != shape.iter().product::<usize>() {
+                    return Err(format!("slice of {n} values cannot have shape {shape:?}"));
+                }
+                Ok(shape.clone())
+            }
+            Op::Gather { axis, indices } => {
+                check_axis(*axis, ins[0].len())?;
+                if let Some(&bad) = indices.iter().find(|&&i| i >= ins[0][*axis]) {
+                    return Err(format!(
+                        "index {bad} is out of range for axis {axis} of {:?}",
+                        ins[0]
+                    ));
+                }
+                let mut shape = ins[0][..*axis].to_vec();
+                shape.extend_from_slice(indices.shape());
+                shape.extend_from_slice(&ins[0][axis + 1..]);
+                Ok(shape)
+            }
+            Op::SpaceToBatch { block, pads } => {
+                let x = ins[0];
+                if x.len() < block.len() + 1 || pads.len() != block.len() || block.contains(&0) {
+                    return Err(format!(
+                        "block {block:?} and paddings {pads:?} do not fit input {x:?}"
+                    ));
+                }
+                let mut shape = x.to_vec();
+                shape[0] = x[0] * block.iter().product::<usize>();
+                for (i, (&b, p)) in block.iter().zip(pads).enumerate() {
+                    let padded = x[1 + i] + p[0] + p[1];
+                    if padded % b != 0 {
+                        return Err(format!(
+                            "padded axis {} of size {padded} is not a multiple of block {b}",
+                            i + 1
+                        ));
+                    }
+                    shape[1 + i] = padded / b;
+                }
+                Ok(shape)
+            }
+            Op::BatchToSpace { block, crops } => {
+                let x = ins[0];
+                let blocks: usize = block.iter().product();
+                if x.len() < block.len() + 1
+                    || crops.len() != block.len()
+                    || blocks == 0
+                    || x[0] % blocks != 0
+                {
+                    return Err(format!(
+                        "block {block:?} and crops {crops:?} do not fit input {x:?}"
+                    ));
+                }
+                let mut shape = x.to_vec();
+                shape[0] = x[0] / blocks;
+                for (i, (&b, c)) in block.iter().zip(crops).enumerate() {
+                    let full = x[1 + i] * b;
+                    if c[0] + c[1] > full {
+                        return Err(format!("crops {c:?} exceed axis {} of size {full}", i + 1));
+                    }
+                    shape[1 + i] = full - c[0] - c[1];
+                }
+                Ok(shape)
+            }
+        }
+    }
+
+    /// Evaluate in the clear. Shapes have been checked by `output_shape`.
+    pub fn eval(&self, ins: &[&Tensor]) -> Result<Tensor, String> {
+        use Tensor::{Float, Int};
+        let float = |i: usize| -> Result<&ArrayD<f32>, String> {
+            ins[i].as_float().ok_or_else(|| {
+                format!(
+                    "{} needs float inputs, input {i} is {}",
+                    self.name(),
+                    ins[i].kind()
+                )
+            })
+        };
+        Ok(match self {
+            Op::MatMul {
+                transpose_a,
+                transpose_b,
+            } => Float(linear::matmul(
+                float(0)?,
+                float(1)?,
+                *transpose_a,
+                *transpose_b,
+            )),
+            Op::Conv2D(w) => Float(linear::conv2d(float(0)?, float(1)?, w)),
+            Op::Add | Op::Sub | Op::Mul => match (ins[0], ins[1]) {
+                (Float(a), Float(b)) => Float(binary(self, a, b)),
+                (Int(a), Int(b)) => Int(binary(self, a, b)),
+                _ => return Err(format!("{} of a float and an integer tensor", self.name())),
+            },
+            Op::Neg => match ins[0] {
+                Float(a) => Float(a.mapv(|v| -v)),
+                Int(a) => Int(a.mapv(|v| v.wrapping_neg())),
+            },
+            Op::AvgPool(w) => {
+                let (mut sums, counts) = linear::sum_pool(float(0)?, w);
+                let mut view = sums
+                    .view_mut()
+                    .into_dimensionality::<ndarray::Ix4>()
+                    .expect("rank checked at plan time");
+                for ((_, oy, ox, _), v) in view.indexed_iter_mut() {
+                    *v /= counts[[oy, ox]] as f32;
+                }
+                Float(sums)
+            }
+            Op::Sum { axes, keep_dims } => match ins[0] {
+                Float(a) => Float(linear::reduce_sum(a, axes, *keep_dims)),
+                Int(a) => Int(linear::reduce_sum(a, axes, *keep_dims)),
+            },
+            Op::Mean { axes, keep_dims } => {
+                let a = float(0)?;
+                let count: usize = axes.iter().map(|&ax| a.shape()[ax]).product();
+                Float(linear::reduce_sum(a, axes, *keep_dims) / count as f32)
+            }
+            Op::Relu => Float(float::relu(float(0)?)),
+            Op::Sigmoid => Float(float::sigmoid(float(0)?)),
+            Op::Tanh => Float(float::tanh(float(0)?)),
+            Op::Softmax => Float(float::softmax(float(0)?)),
+            Op::Rsqrt => Float(float::rsqrt(float(0)?)),
+            Op::MaxPool(w) => Float(float::max_pool(float(0)?, w)),
+            Op::Max { axes, keep_dims } => match ins[0] {
+                Float(a) => Float(float::reduce_max(a, axes, *keep_dims)),
+                Int(a) => Int(reduce_max_int(a, axes, *keep_dims)),
+            },
+            Op::ArgMax { axis } => Int(float::argmax(float(0)?, *axis)),
+            Op::CastToFloat => Float(ins[0].to_float()),
+            Op::CastToInt => match ins[0] {
+                Float(a) => Int(a.mapv(|v| v as i64)),
+                Int(a) => Int(a.clone()),
+            },
+            Op::Concat { axis } => match ins[0] {
+                Float(_) => Float(layout::concat(&all(ins, Tensor::as_float, self)?, *axis)),
+                Int(_) => Int(layout::concat(&all(ins, Tensor::as_int, self)?, *axis)),
+            },
+            // One-input data movement: the same generic kernel on either element type.
+            _ => match ins[0] {
+                Float(a) => Float(self.move_data(a)),
+                Int(a) => Int(self.move_data(a)),
+            },
+        })
+    }
+
+    /// Apply a one-input data-movement op to any element type (plaintext or shares).
+    pub fn move_data<T: Clone + num_traits::Zero>(&self, a: &ArrayD<T>) -> ArrayD<T> {
+        match self {
+            Op::Reshape(shape) => layout::reshape(a, shape),
+            Op::Transpose(perm) => layout::transpose(a, perm),
+            Op::Pad(pads) => layout::pad(a, pads),
+            Op::StridedSlice { axes, shape } => {
+                layout::reshape(&layout::strided_slice(a, axes), shape)
+            }
+            Op::Gather { axis, indices } => layout::gather(a, indices, *axis),
+            Op::SpaceToBatch { block, pads } => layout::space_to_batch(a, block, pads),
+            Op::BatchToSpace { block, crops } => layout::batch_to_space(a, block, crops),
+            other => unreachable!("{} is not a data-movement op", other.name()),
+        }
+    }
+
+    /// Does this op only move data (so it runs locally on shares)?
+    pub fn is_data_movement(&self) -> bool {
+        matches!(
+            self,
+            Op::Reshape(_)
+                | Op::Transpose(_)
+                | Op::Pad(_)
+                | Op::Concat { .. }
+                | Op::StridedSlice { .. }
+                | Op::Gather { .. }
+                | Op::SpaceToBatch { .. }
+                | Op::BatchToSpace { .. }
+        )
+    }
+}
+
+fn all<'a, T>(
+    ins: &[&'a Tensor],
+    get: fn(&'a Tensor) -> Option<&'a ArrayD<T>>,
+    op: &Op,
+) -> Result<Vec<&'a ArrayD<T>>, String> {
+    ins.iter()
+        .map(|t| get(t).ok_or_else(|| format!("{} of tensors of different kinds", op.name())))
+        .collect()
+}
+
+fn binary<T>(op: &Op, a: &ArrayD<T>, b: &ArrayD<T>) -> ArrayD<T>
+where
+    T: Clone + std::ops::Add<Output = T> + std::ops::Sub<Output = T> + std::ops::Mul<Output = T>,
+{
+    match op {
+        Op::Add => a + b,
+        Op::Sub => a - b,
+        Op::Mul => a * b,
+        _ => unreachable!(),
+    }
+}
+
+fn reduce_max_int(a: &ArrayD<i64>, axes: &[usize], keep_dims: bool) -> ArrayD<i64> {
+    let mut out = a.clone();
+    for &axis in axes.iter().rev() {
+        out = out.fold_axis(ndarray::Axis(axis), i64::MIN, |&x, &y| x.max(y));
+        if keep_dims {
+            out.insert_axis_inplace(ndarray::Axis(axis));
+        }
+    }
+    out
+}
+
+fn check_axis(axis: usize, rank: usize) -> Result<(), String> {
+    if axis >= rank {
+        return Err(format!("axis {axis} is out of range for rank {rank}"));
+    }
+    Ok(())
+}
+
+fn remove_axis(shape: &[usize], axis: usize) -> Vec<usize> {
+    let mut s = shape.to_vec();
+    s.remove(axis);
+    s
+}
+
+/// NumPy broadcasting of two shapes.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> ShapeResult {
+    let rank = a.len().max(b.len());
+    let dim = |s: &[usize], i: usize| {
+        if i + s.len() >= rank {
+            s[i + s.len() - rank]
+        } else {
+            1
+        }
+    };
+    (0..rank)
+        .map(|i| match (dim(a, i), dim(b, i)) {
+            (x, y) if x == y => Ok(x),
+            (1, y) => Ok(y),
+            (x, 1) => Ok(x),
+            _ => Err(format!("shapes {a:?} and {b:?} do not broadcast")),
+        })
+        .collect()
+}
+
+fn matmul_shape(a: &[usize], b: &[usize], ta: bool, tb: bool) -> ShapeResult {
+    if a.len() != 2 || b.len() != 2 {
+        return Err(format!("MatMul needs two matrices, has {a:?} and {b:?}"));
+    }
+    let (m, k1) = if ta { (a[1], a[0]) } else { (a[0], a[1]) };
+    let (k2, n) = if tb { (b[1], b[0]) } else { (b[0], b[1]) };
+    if k1 != k2 {
+        return Err(format!(
+            "inner dimensions differ: {a:?}{} times {b:?}{} ({k1} vs {k2})",
+            if ta { "ᵀ" } else { "" },
+            if tb { "ᵀ" } else { "" }
+        ));
+    }
+    Ok(vec![m, n])
+}
+
+fn conv2d_shape(x: &[usize], f: &[usize], w: &Window) -> ShapeResult {
+    if x.len() != 4 {
+        return Err(format!("input must be NHWC (rank 4), has shape {x:?}"));
+    }
+    if f.len() != 4 {
+        return Err(format!(
+            "filter must be [height, width, in, out], has shape {f:?}"
+        ));
+    }
+    if f[2] != x[3] {
+        return Err(format!(
+            "filter expects {} input channels, input has {}",
+            f[2], x[3]
+        ));
+    }
+    let w = Window {
+        kernel: [f[0], f[1]],
+        ..*w
+    };
+    let g = w.geometry([x[1], x[2]]).ok_or_else(|| {
+        format!(
+            "a {}x{} filter does not fit a {}x{} input",
+            f[0], f[1], x[1], x[2]
+        )
+    })?;
+    Ok(vec![x[0], g.out[0], g.out[1], f[3]])
+}
+
+fn pool_shape(x: &[usize], w: &Window) -> ShapeResult {
+    if x.len() != 4 {
+        return Err(format!("input must be NHWC (rank 4), has shape {x:?}"));
+    }
+    let g = w.geometry([x[1], x[2]]).ok_or_else(|| {
+        format!(
+            "a {}x{} window does not fit a {}x{} input",
+            w.kernel[0], w.kernel[1], x[1], x[2]
+        )
+    })?;
+    if w.padding == Padding::Same && g.out.contains(&0) {
+        return Err("empty output".into());
+    }
+    Ok(vec![x[0], g.out[0], g.out[1], x[3]])
+}
+
+fn reduce_shape(x: &[usize], axes: &[usize], keep_dims: bool) -> ShapeResult {
+    for &a in axes {
+        check_axis(a, x.len())?;
+    }
+    Ok(x.iter()
+        .enumerate()
+        .filter_map(|(i, &d)| match (axes.contains(&i), keep_dims) {
+            (false, _) => Some(d),
+            (true, true) => Some(1),
+            (true, false) => None,
+        })
+        .collect())
+}
+
+fn concat_shape(ins: &[&[usize]], axis: usize) -> ShapeResult {
+    let first = ins.first().ok_or("Concat of nothing")?;
+    check_axis(axis, first.len())?;
+    let mut out = first.to_vec();
+    for s in &ins[1..] {
+        if s.len() != first.len()
+            || s.iter()
+                .zip(first.iter())
+                .enumerate()
+                .any(|(i, (a, b))| i != axis && a != b)
+        {
+            return Err(format!(
+                "cannot concatenate {first:?} and {s:?} along axis {axis}"
+            ));
+        }
+        out[axis] += s[axis];
+    }
+    Ok(out)
+}
+
+/// A tensor of shape `shape` filled by `f`, for tests.
+#[cfg(test)]
+pub fn from_fn(shape: &[usize], f: impl Fn(usize) -> f32) -> ArrayD<f32> {
+    let n: usize = shape.iter().product();
+    ArrayD::from_shape_vec(ndarray::IxDyn(shape), (0..n).map(f).collect()).expect("shape")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_follows_numpy() {
+        assert_eq!(broadcast_shape(&[2, 3, 4], &[4]), Ok(vec![2, 3, 4]));
+        assert_eq!(broadcast_shape(&[2, 1], &[1, 5]), Ok(vec![2, 5]));
+        assert!(broadcast_shape(&[2, 3], &[4]).is_err());
+    }
+
+    #[test]
+    fn conv_shape_error_names_channels() {
+        let w = Window {
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            padding: Padding::Valid,
+        };
+        let err = conv2d_shape(&[1, 8, 8, 8], &[3, 3, 16, 4], &w).unwrap_err();
+        assert_eq!(err, "filter expects 16 input channels, input has 8");
+    }
+
+    #[test]
+    fn avg_pool_divides_by_valid_count() {
+        let w = Window {
+            kernel: [2, 2],
+            strides: [2, 2],
+            dilations: [1, 1],
+            padding: Padding::Same,
+        };
+        let x = Tensor::Float(from_fn(&[1, 3, 3, 1], |i| i as f32));
+        let out = Op::AvgPool(w).eval(&[&x]).unwrap();
+        let out = out.as_float().unwrap();
+        // windows: {0,1,3,4} {2,5} {6,7} {8}
+        assert_eq!(
+            out.iter().copied().collect::<Vec<_>>(),
+            vec![2.0, 3.5, 6.5, 8.0]
+        );
+    }
+}
