@@ -113,6 +113,8 @@ pub struct RunConfig {
     pub input: Option<PathBuf>,
     pub feeds: BTreeMap<String, PathBuf>,
     pub mode: Mode,
+    /// Plaintext because secure execution is not there yet, not because it was asked for.
+    pub plaintext_by_default: bool,
     pub output_node: Option<String>,
     pub format: Format,
     pub out: Option<PathBuf>,
@@ -143,6 +145,7 @@ impl RunArgs {
             // Secure execution is the next milestone; until it lands, every run is
             // plaintext and says so (see `run`).
             mode: Mode::Plaintext,
+            plaintext_by_default: !self.plaintext,
             output_node: self.output_node,
             format: self.format,
             out: self.out,

@@ -6,14 +6,17 @@ mod output;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Parser;
+use ndarray::ArrayD;
 
 pub use args::{Cli, Command, Format, Mode, RunConfig};
 
 use crate::error::{Error, exit};
 use crate::import::{self, Feed, Graph};
+use crate::plan::Plan;
 use crate::{npy, plaintext};
 
 /// Run the command line and return the process exit code.
@@ -50,14 +53,17 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
         .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
-/// Which file feeds which placeholder.
+/// Which file feeds which placeholder: the `--input NAME=FILE` feeds, and the
+/// positional INPUT for the one placeholder left.
 fn assign_inputs(
     graph: &Graph,
     output: usize,
-    config: &RunConfig,
-) -> Result<BTreeMap<String, std::path::PathBuf>> {
-    let mut feeds = config.feeds.clone();
-    if let Some(input) = &config.input {
+    input: Option<&Path>,
+    named: &BTreeMap<String, PathBuf>,
+) -> Result<BTreeMap<String, PathBuf>> {
+    import::check_feed_names(graph, output, named.keys())?;
+    let mut feeds = named.clone();
+    if let Some(input) = input {
         let used = graph.data_ancestors(output);
         let placeholders = import::placeholders(graph, &used)?;
         let open: Vec<&str> = placeholders
@@ -65,9 +71,15 @@ fn assign_inputs(
             .map(|p| p.name.as_str())
             .filter(|n| !feeds.contains_key(*n))
             .collect();
+        if placeholders.is_empty() {
+            return Err(Error::bad_input(format!(
+                "output `{}` does not depend on any input: there is nothing to compute privately",
+                graph.nodes[output].name
+            )));
+        }
         match open.as_slice() {
             [one] => {
-                feeds.insert(one.to_string(), input.clone());
+                feeds.insert(one.to_string(), input.to_path_buf());
             }
             [] => {
                 return Err(Error::bad_input(format!(
@@ -90,13 +102,27 @@ fn assign_inputs(
     Ok(feeds)
 }
 
-/// A prediction: import, plan, execute, print.
-pub fn run(config: &RunConfig) -> Result<u8> {
-    let graph = Graph::load(&config.model)?;
-    let output = graph.output(config.output_node.as_deref())?;
-    import::check_supported(&graph, &graph.data_ancestors(output))
-        .map_err(|e| e.context(format!("model `{}`", config.model.display())))?;
-    let files = assign_inputs(&graph, output, config)?;
+/// A plan and the arrays to feed it.
+pub struct Prepared {
+    pub plan: Plan,
+    pub inputs: BTreeMap<String, ArrayD<f32>>,
+}
+
+/// Import `model`, read the inputs and build the plan for their shapes.
+///
+/// Unsupported ops are reported before any input is read: a model that cannot run
+/// is the first thing a user needs to know.
+pub fn prepare(
+    model: &Path,
+    output_node: Option<&str>,
+    input: Option<&Path>,
+    named: &BTreeMap<String, PathBuf>,
+) -> Result<Prepared> {
+    let in_model = |e: anyhow::Error| e.context(format!("model `{}`", model.display()));
+    let graph = Graph::load(model)?;
+    let output = graph.output(output_node)?;
+    import::check_supported(&graph, &graph.data_ancestors(output)).map_err(in_model)?;
+    let files = assign_inputs(&graph, output, input, named)?;
     let mut inputs = BTreeMap::new();
     let mut feeds = BTreeMap::new();
     for (name, path) in &files {
@@ -110,12 +136,26 @@ pub fn run(config: &RunConfig) -> Result<u8> {
         );
         inputs.insert(name.clone(), array);
     }
-    let plan = import::build_plan(&graph, output, &feeds)
-        .map_err(|e| e.context(format!("model `{}`", config.model.display())))?;
-    match config.mode {
-        Mode::Plaintext => {}
+    let plan = import::build_plan(&graph, output, &feeds).map_err(in_model)?;
+    Ok(Prepared { plan, inputs })
+}
+
+/// A prediction: import, plan, execute, print.
+pub fn run(config: &RunConfig) -> Result<u8> {
+    if config.plaintext_by_default {
+        eprintln!(
+            "note: secure execution under Pond is not implemented yet; running in plaintext (as --plaintext)"
+        );
     }
-    let result = plaintext::run(&plan, &inputs)?;
+    let Prepared { plan, inputs } = prepare(
+        &config.model,
+        config.output_node.as_deref(),
+        config.input.as_deref(),
+        &config.feeds,
+    )?;
+    let result = match config.mode {
+        Mode::Plaintext => plaintext::run(&plan, &inputs)?,
+    };
     if let Some(path) = &config.out {
         npy::write_f32(path, &result.to_float())?;
     }

