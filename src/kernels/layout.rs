@@ -172,9 +172,9 @@ mod tests {
         let a = iota(&[2, 3]);
         let p = pad(&a, &[[1, 0], [0, 2]]);
         assert_eq!(p.shape(), &[3, 5]);
-        assert_eq!(p.row(0).sum(), 0);
+        assert_eq!(p.index_axis(Axis(0), 0).sum(), 0);
         assert_eq!(
-            p.row(1).iter().copied().collect::<Vec<_>>(),
+            p.index_axis(Axis(0), 1).iter().copied().collect::<Vec<_>>(),
             vec![0, 1, 2, 0, 0]
         );
         let s = strided_slice(
