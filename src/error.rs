@@ -60,18 +60,18 @@ impl std::error::Error for Error {}
 
 impl Error {
     pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
-        Self::new(Category::BadInput, message)
+        Self::categorized(Category::BadInput, message)
     }
 
     pub fn invalid_model(message: impl Into<String>) -> anyhow::Error {
-        Self::new(Category::InvalidModel, message)
+        Self::categorized(Category::InvalidModel, message)
     }
 
     pub fn unsupported(message: impl Into<String>) -> anyhow::Error {
-        Self::new(Category::Unsupported, message)
+        Self::categorized(Category::Unsupported, message)
     }
 
-    fn new(category: Category, message: impl Into<String>) -> anyhow::Error {
+    fn categorized(category: Category, message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Error {
             category,
             message: message.into(),

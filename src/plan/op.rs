@@ -129,11 +129,10 @@ impl Op {
 
     /// The output shape for inputs of these shapes, or why they do not fit.
     pub fn output_shape(&self, ins: &[&[usize]]) -> ShapeResult {
-        if let Some(n) = self.arity() {
-            if ins.len() != n {
+        if let Some(n) = self.arity()
+            && ins.len() != n {
                 return Err(format!("expects {n} inputs, has {}", ins.len()));
             }
-        }
         match self {
             Op::MatMul {
                 transpose_a,
@@ -254,7 +253,7 @@ impl Op {
                 shape[0] = x[0] * block.iter().product::<usize>();
                 for (i, (&b, p)) in block.iter().zip(pads).enumerate() {
                     let padded = x[1 + i] + p[0] + p[1];
-                    if padded % b != 0 {
+                    if !padded.is_multiple_of(b) {
                         return Err(format!(
                             "padded axis {} of size {padded} is not a multiple of block {b}",
                             i + 1
@@ -270,7 +269,7 @@ impl Op {
                 if x.len() < block.len() + 1
                     || crops.len() != block.len()
                     || blocks == 0
-                    || x[0] % blocks != 0
+                    || !x[0].is_multiple_of(blocks)
                 {
                     return Err(format!(
                         "block {block:?} and crops {crops:?} do not fit input {x:?}"

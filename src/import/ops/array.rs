@@ -97,7 +97,7 @@ fn reshape_target(node: &NodeDef, from: &[usize], target: &[i64]) -> Result<Vec<
         }
     }
     if let Some(i) = unknown {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(fail(format!("{total} values do not divide into {known}")));
         }
         dims[i] = total / known;
@@ -473,7 +473,7 @@ pub fn split(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
         shape.len(),
     )?;
     let n = node.get_attr_int("num_split")?;
-    if n <= 0 || shape[axis] % n as usize != 0 {
+    if n <= 0 || !shape[axis].is_multiple_of(n as usize) {
         return Err(Error::unsupported(format!(
             "{}: axis {axis} of {shape:?} does not split into {n}",
             node.describe()
