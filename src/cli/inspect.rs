@@ -30,9 +30,10 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
     for &i in &used {
         let n = &graph.nodes[i];
         if n.op == "Const"
-            && let Ok(Tensor::Float(t)) = n.get_attr_tensor("value") {
-                parameters += t.len();
-            }
+            && let Ok(Tensor::Float(t)) = n.get_attr_tensor("value")
+        {
+            parameters += t.len();
+        }
     }
     // Try the plan with every unknown dimension set to 1 (a batch of one).
     let feeds: BTreeMap<String, Feed> = placeholders

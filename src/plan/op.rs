@@ -130,9 +130,10 @@ impl Op {
     /// The output shape for inputs of these shapes, or why they do not fit.
     pub fn output_shape(&self, ins: &[&[usize]]) -> ShapeResult {
         if let Some(n) = self.arity()
-            && ins.len() != n {
-                return Err(format!("expects {n} inputs, has {}", ins.len()));
-            }
+            && ins.len() != n
+        {
+            return Err(format!("expects {n} inputs, has {}", ins.len()));
+        }
         match self {
             Op::MatMul {
                 transpose_a,
