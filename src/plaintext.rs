@@ -38,7 +38,12 @@ pub fn run(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<Tensor
                 }
                 env[id] = Some(Tensor::Float(x.clone()));
             }
-            Source::Weight(w) => env[id] = Some(Tensor::Float(w.clone())),
+            Source::Weight => {
+                let w = plan.weight_values.get(&id).ok_or_else(|| {
+                    anyhow::anyhow!("the plan has no value for weight `{}`", value.name)
+                })?;
+                env[id] = Some(Tensor::Float(w.clone()));
+            }
             Source::Step(_) => {}
         }
     }

@@ -153,7 +153,7 @@ fn weights_are_private_to_the_model_owner_and_inputs_to_the_client() {
         );
     }
     assert!(plan.weights().count() >= 6);
-    for (_, value, _) in plan.weights() {
+    for (_, value) in plan.weights() {
         assert_eq!(value.owner(), Owner::ModelOwner);
     }
     for step in &plan.steps {

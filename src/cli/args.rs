@@ -11,6 +11,7 @@ use crate::error::Error;
 const AFTER_HELP: &str = "\
 Examples:
   tfe-run testdata/mnist_model.pb testdata/mnist_input.npy
+  tfe-run --stats testdata/mnist_model.pb testdata/mnist_batch100.npy
   tfe-run --plaintext --format json model.pb batch.npy
   tfe-run model.pb a.npy --input Placeholder_1=b.npy --out logits.npy
   tfe-run inspect model.pb
@@ -71,6 +72,12 @@ pub struct RunArgs {
     /// Evaluate in the clear, with no protocol: the reference for secure results.
     #[arg(long)]
     pub plaintext: bool,
+    /// Fractional bits of the fixed-point encoding (secure runs).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub frac_bits: u32,
+    /// Print per-party traffic, rounds and time, and a per-layer breakdown, to stderr.
+    #[arg(long)]
+    pub stats: bool,
     /// The node whose value is the prediction (default: the graph's sink).
     #[arg(long, value_name = "NAME")]
     pub output_node: Option<String>,
@@ -103,6 +110,8 @@ fn parse_feed(s: &str) -> std::result::Result<(String, PathBuf), String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Plaintext,
+    /// Under Pond, with all parties as threads of this process.
+    Secure,
 }
 
 /// A validated prediction request.
@@ -113,8 +122,8 @@ pub struct RunConfig {
     pub input: Option<PathBuf>,
     pub feeds: BTreeMap<String, PathBuf>,
     pub mode: Mode,
-    /// Plaintext because secure execution is not there yet, not because it was asked for.
-    pub plaintext_by_default: bool,
+    pub fixed_point: crate::ring::FixedPoint,
+    pub stats: bool,
     pub output_node: Option<String>,
     pub format: Format,
     pub out: Option<PathBuf>,
@@ -142,10 +151,13 @@ impl RunArgs {
             model,
             input: self.input,
             feeds,
-            // Secure execution is the next milestone; until it lands, every run is
-            // plaintext and says so (see `run`).
-            mode: Mode::Plaintext,
-            plaintext_by_default: !self.plaintext,
+            mode: if self.plaintext {
+                Mode::Plaintext
+            } else {
+                Mode::Secure
+            },
+            fixed_point: crate::ring::FixedPoint::new(self.frac_bits)?,
+            stats: self.stats,
             output_node: self.output_node,
             format: self.format,
             out: self.out,

@@ -87,7 +87,7 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
             out.push_str(&format!("parameters: {parameters}\n"));
             match &plan {
                 Some(Ok(plan)) => {
-                    let weights: usize = plan.weights().map(|(_, v, _)| v.len()).sum();
+                    let weights: usize = plan.weights().map(|(_, v)| v.len()).sum();
                     out.push_str(&format!(
                         "plan (batch of 1): {} steps, {} weight tensors ({weights} values), output shape {:?}\n",
                         plan.steps.len(),
@@ -113,7 +113,7 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
                 .collect();
             let plan_json = match &plan {
                 Some(Ok(p)) => {
-                    json!({"ok": true, "steps": p.steps.len(), "weight_values": p.weights().map(|(_, v, _)| v.len()).sum::<usize>(), "output_shape": p.output_value().shape})
+                    json!({"ok": true, "steps": p.steps.len(), "weight_values": p.weights().map(|(_, v)| v.len()).sum::<usize>(), "output_shape": p.output_value().shape})
                 }
                 Some(Err(e)) => json!({"ok": false, "error": e}),
                 None => json!({"ok": false, "error": "unsupported ops"}),

@@ -3,6 +3,7 @@
 mod args;
 mod inspect;
 mod output;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,6 +18,7 @@ pub use args::{Cli, Command, Format, Mode, RunConfig};
 use crate::error::{Error, exit};
 use crate::import::{self, Feed, Graph};
 use crate::plan::Plan;
+use crate::runtime::{self, SecureConfig};
 use crate::{npy, plaintext};
 
 /// Run the command line and return the process exit code.
@@ -142,11 +144,6 @@ pub fn prepare(
 
 /// A prediction: import, plan, execute, print.
 pub fn run(config: &RunConfig) -> Result<u8> {
-    if config.plaintext_by_default {
-        eprintln!(
-            "note: secure execution under Pond is not implemented yet; running in plaintext (as --plaintext)"
-        );
-    }
     let Prepared { plan, inputs } = prepare(
         &config.model,
         config.output_node.as_deref(),
@@ -155,6 +152,18 @@ pub fn run(config: &RunConfig) -> Result<u8> {
     )?;
     let result = match config.mode {
         Mode::Plaintext => plaintext::run(&plan, &inputs)?,
+        Mode::Secure => {
+            let secure = SecureConfig {
+                fp: config.fixed_point,
+                progress: true,
+                ..SecureConfig::default()
+            };
+            let mut outcome = runtime::predict(&plan, &inputs, &secure)?;
+            if config.stats {
+                eprint!("{}", stats::report(&plan, &outcome.stats)?);
+            }
+            outcome.outputs.remove(0)
+        }
     };
     if let Some(path) = &config.out {
         npy::write_f32(path, &result.to_float())?;

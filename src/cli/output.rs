@@ -11,6 +11,7 @@ use crate::tensor::Tensor;
 fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Plaintext => "plaintext",
+        Mode::Secure => "secure (Pond)",
     }
 }
 

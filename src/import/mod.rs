@@ -150,6 +150,7 @@ pub fn build_plan(graph: &Graph, output: usize, feeds: &BTreeMap<String, Feed>) 
         steps: Vec::new(),
         inputs: Vec::new(),
         weights: HashMap::new(),
+        weight_values: BTreeMap::new(),
     };
     let mut slots: HashMap<usize, Vec<Slot>> = HashMap::with_capacity(nodes.len());
     for &i in &nodes {
@@ -201,6 +202,7 @@ pub fn build_plan(graph: &Graph, output: usize, feeds: &BTreeMap<String, Feed>) 
         inputs: ctx.inputs,
         output: out,
         output_node: out_node.name.clone(),
+        weight_values: ctx.weight_values,
     })
 }
 
@@ -287,6 +289,7 @@ pub struct Ctx {
     /// shared once. Keyed by address; holding the `Rc` keeps that address from being
     /// reused by a later tensor while the map lives.
     weights: HashMap<*const Known, (Rc<Known>, ValueId)>,
+    weight_values: BTreeMap<ValueId, ndarray::ArrayD<f32>>,
 }
 
 impl Ctx {
@@ -443,8 +446,9 @@ impl Ctx {
                     k.origin.clone(),
                     w.shape().to_vec(),
                     ValueType::Float,
-                    Source::Weight(w.clone()),
+                    Source::Weight,
                 );
+                self.weight_values.insert(id, w.clone());
                 self.weights.insert(Rc::as_ptr(k), (Rc::clone(k), id));
                 Ok(id)
             }

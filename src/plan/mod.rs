@@ -13,6 +13,8 @@ mod op;
 pub use op::Op;
 
 use crate::tensor::fmt_shape;
+use std::collections::BTreeMap;
+
 use ndarray::ArrayD;
 
 pub type ValueId = usize;
@@ -43,8 +45,9 @@ impl Owner {
 pub enum Source {
     /// Fed from a placeholder.
     Input { placeholder: String },
-    /// A constant of the model, after folding.
-    Weight(ArrayD<f32>),
+    /// A constant of the model, after folding; its value is in `Plan::weight_values`,
+    /// which only the model owner's copy of the plan holds.
+    Weight,
     /// The output of `steps[i]`.
     Step(usize),
 }
@@ -69,7 +72,7 @@ impl Value {
     pub fn owner(&self) -> Owner {
         match self.source {
             Source::Input { .. } => Owner::Client,
-            Source::Weight(_) => Owner::ModelOwner,
+            Source::Weight => Owner::ModelOwner,
             Source::Step(_) => Owner::Shared,
         }
     }
@@ -103,17 +106,26 @@ pub struct Plan {
     pub output: ValueId,
     /// The GraphDef node whose value is the prediction.
     pub output_node: String,
+    /// The weights' values: the model owner's secret.
+    pub weight_values: BTreeMap<ValueId, ArrayD<f32>>,
 }
 
 impl Plan {
-    pub fn weights(&self) -> impl Iterator<Item = (ValueId, &Value, &ArrayD<f32>)> {
+    /// The weights: their ids and descriptions (values are in `weight_values`).
+    pub fn weights(&self) -> impl Iterator<Item = (ValueId, &Value)> {
         self.values
             .iter()
             .enumerate()
-            .filter_map(|(id, v)| match &v.source {
-                Source::Weight(w) => Some((id, v, w)),
-                _ => None,
-            })
+            .filter(|(_, v)| matches!(v.source, Source::Weight))
+    }
+
+    /// The plan as the servers and the dealer see it: architecture and shapes,
+    /// no weight values.
+    pub fn public(&self) -> Plan {
+        Plan {
+            weight_values: BTreeMap::new(),
+            ..self.clone()
+        }
     }
 
     pub fn output_value(&self) -> &Value {
@@ -132,7 +144,7 @@ impl Plan {
                 v.owner().label()
             ));
         }
-        for (id, v, _) in self.weights() {
+        for (id, v) in self.weights() {
             s.push_str(&format!(
                 "weight %{id} {} {} ({})\n",
                 v.name,

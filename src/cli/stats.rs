@@ -1,0 +1,94 @@
+//! `--stats`: what each party sent and received, how many rounds, how long, and a
+//! per-layer breakdown with the communication the protocol's formulas predict.
+
+use std::fmt::Write;
+
+use anyhow::Result;
+
+use crate::plan::Plan;
+use crate::runtime::{Schedule, Stats};
+use crate::transport::Party;
+
+fn mb(bytes: u64) -> String {
+    format!("{:.3} MB", bytes as f64 / 1e6)
+}
+
+pub fn report(plan: &Plan, stats: &Stats) -> Result<String> {
+    let schedule = Schedule::new(plan)?;
+    let planned = schedule.planned();
+    let mut s = String::new();
+    writeln!(s, "secure run: {} prediction(s)", stats.predictions)?;
+    writeln!(
+        s,
+        "time: set-up {:.1} ms, dealer (offline) {:.1} ms, online {:.1} ms",
+        stats.setup.as_secs_f64() * 1e3,
+        stats.offline.as_secs_f64() * 1e3,
+        stats.online.as_secs_f64() * 1e3
+    )?;
+    writeln!(
+        s,
+        "{:<16} {:>12} {:>12} {:>8} {:>8}",
+        "party", "sent", "received", "msgs", "rounds"
+    )?;
+    for (party, p) in &stats.parties {
+        writeln!(
+            s,
+            "{:<16} {:>12} {:>12} {:>8} {:>8}",
+            party.name(),
+            mb(p.traffic.bytes_sent),
+            mb(p.traffic.bytes_received),
+            p.traffic.messages_sent,
+            p.traffic.rounds
+        )?;
+    }
+    let (without, with) = stats.dealer_bytes();
+    writeln!(
+        s,
+        "dealer: sent {} thanks to seeds; without them it would send {} ({:.1}x more)",
+        mb(with),
+        mb(without),
+        without as f64 / with.max(1) as f64
+    )?;
+    writeln!(
+        s,
+        "per layer (server0, per prediction; planned from the formulas in docs/PROTOCOL.md):"
+    )?;
+    writeln!(
+        s,
+        "{:>4} {:<14} {:<40} {:>12} {:>12} {:>7} {:>7} {:>9}",
+        "step", "op", "node", "sent", "planned", "rounds", "planned", "ms"
+    )?;
+    let server0 = stats.parties.get(&Party::Server0);
+    let n = stats.predictions.max(1) as u64;
+    for (k, plan_k) in planned.iter().enumerate() {
+        let step = &plan.steps[k];
+        let measured = server0
+            .and_then(|p| p.per_layer.get(&k))
+            .cloned()
+            .unwrap_or_default();
+        let time = stats
+            .layer_time
+            .get(&k)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3 / n as f64);
+        let mut node = step.node.clone();
+        if node.len() > 40 {
+            node = format!("…{}", &node[node.len() - 39..]);
+        }
+        writeln!(
+            s,
+            "{:>4} {:<14} {:<40} {:>12} {:>12} {:>7} {:>7} {:>9.2}",
+            k,
+            step.op.name(),
+            node,
+            mb(measured.bytes_sent / n),
+            mb(plan_k.bytes),
+            measured.rounds / n,
+            plan_k.rounds,
+            time
+        )?;
+    }
+    if let Some(f) = schedule.client_final {
+        writeln!(s, "client applies {f:?} to the opened output")?;
+    }
+    Ok(s)
+}

@@ -1,0 +1,495 @@
+//! Exact comparison with zero, and what is built on it: ReLU, max/argmax by
+//! tournament, and piecewise-linear sigmoid and tanh.
+//!
+//! **DReLU** ([x ≥ 0] for shared x = x0 + x1 mod 2^64). The sign is the top bit:
+//!
+//!     msb(x) = msb(x0) ⊕ msb(x1) ⊕ carry,   carry = [x0' + x1' ≥ 2^63]
+//!
+//! with x' the low 63 bits. The carry is a millionaires' comparison between a value
+//! only server 0 knows, u = x0', and one only server 1 knows, v = 2^63 − 1 − x1':
+//! carry = [u > v]. It is computed on XOR shares with the dealer's AND triples, bit
+//! lanes of one u64 per element: g = u ∧ ¬v (u is greater at this bit), e = ¬(u ⊕ v)
+//! (equal), then six levels of (G, E) ← (G ⊕ E·(G≪s), E·(E≪s)) for s = 1, 2, …, 32,
+//! after which lane 63 holds [u > v]. The result is exact for every x in the ring:
+//! no polynomial approximation, no range restriction. Seven rounds of AND openings
+//! (19 words per element per server), then one round to turn the bit into an
+//! arithmetic share (B2A with a dealt random bit), 1 bit per element.
+//!
+//! Everything a server receives is a value XOR-masked by an AND-triple operand it
+//! does not know, or a bit masked by a random bit: uniform, independent of x.
+
+use std::num::Wrapping;
+
+use anyhow::Result;
+use ndarray::{ArrayD, IxDyn};
+
+use super::mul::{deal_mul_many, mul_many};
+use super::trunc::{deal_truncate, truncate};
+use super::{Dealer, Server};
+use crate::ring::{FixedPoint, RingTensor, from_words};
+
+const LOW63: u64 = (1 << 63) - 1;
+/// ANDs per round of the comparison circuit: the generate bits, five levels of
+/// (G, E), and a last level that needs only G.
+const ANDS_PER_ROUND: [usize; 7] = [1, 2, 2, 2, 2, 2, 1];
+const ANDS: usize = 12;
+/// Words each server sends per element in one DReLU (AND openings; the B2A bit is
+/// packed 64 to a word on top).
+pub const DRELU_OPEN_WORDS: usize = 19;
+/// Correction words the dealer sends server 1 per element of one DReLU.
+pub const DRELU_CORRECTION_WORDS: usize = ANDS + 1;
+
+/// The random parts of one DReLU's material, as one server expands them:
+/// per round an `a` and one `b` per AND, then the B2A bit.
+struct AndRandom {
+    a: Vec<Vec<u64>>,
+    b: Vec<Vec<Vec<u64>>>,
+    rho: Vec<u64>,
+}
+
+fn expand_random(prg: &mut crate::ring::Prg, n: usize) -> AndRandom {
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for &k in &ANDS_PER_ROUND {
+        a.push(prg.words(n));
+        b.push((0..k).map(|_| prg.words(n)).collect());
+    }
+    let rho = prg.words(n).into_iter().map(|w| w & 1).collect();
+    AndRandom { a, b, rho }
+}
+
+/// One round of ANDs sharing the left operand: returns `left ∧ right_j` (XOR shares).
+fn and_round(
+    s: &mut Server,
+    left: &[u64],
+    rights: &[Vec<u64>],
+    a: &[u64],
+    b: &[Vec<u64>],
+    c: &[Vec<u64>],
+) -> Result<Vec<Vec<u64>>> {
+    let n = left.len();
+    let mut masked: Vec<u64> = left.iter().zip(a).map(|(l, a)| l ^ a).collect();
+    for (r, bj) in rights.iter().zip(b) {
+        masked.extend(r.iter().zip(bj).map(|(r, b)| r ^ b));
+    }
+    let opened = s.open_xor(&masked)?;
+    let dl = &opened[..n];
+    let first = s.is_first();
+    Ok((0..rights.len())
+        .map(|j| {
+            let er = &opened[(j + 1) * n..(j + 2) * n];
+            (0..n)
+                .map(|i| {
+                    let mut z = c[j][i] ^ (dl[i] & b[j][i]) ^ (er[i] & a[i]);
+                    if first {
+                        z ^= dl[i] & er[i];
+                    }
+                    z
+                })
+                .collect()
+        })
+        .collect())
+}
+
+fn pack_bits(bits: &[u64]) -> Vec<u64> {
+    bits.chunks(64)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u64, |w, (i, b)| w | (b & 1) << i)
+        })
+        .collect()
+}
+
+fn unpack_bits(words: &[u64], n: usize) -> Vec<u64> {
+    (0..n).map(|i| (words[i / 64] >> (i % 64)) & 1).collect()
+}
+
+/// Server: arithmetic shares of [x ≥ 0] (an integer, 0 or 1) for every element of x.
+pub fn drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
+    let n = x.len();
+    let tag = s.at.next_material();
+    let mut prg = s.material(tag);
+    let rnd = expand_random(&mut prg, n);
+    let first = s.is_first();
+    // c parts and the arithmetic share of the B2A bit.
+    let (c, rho_arith): (Vec<Vec<Vec<u64>>>, Vec<u64>) = if first {
+        let c = ANDS_PER_ROUND
+            .iter()
+            .map(|&k| (0..k).map(|_| prg.words(n)).collect())
+            .collect();
+        (c, prg.words(n))
+    } else {
+        let words = s.corrections(tag, n * DRELU_CORRECTION_WORDS)?;
+        let mut chunks = words.chunks(n).map(<[u64]>::to_vec);
+        let c = ANDS_PER_ROUND
+            .iter()
+            .map(|&k| {
+                (0..k)
+                    .map(|_| chunks.next().expect("correction words"))
+                    .collect()
+            })
+            .collect();
+        (c, chunks.next().expect("correction words"))
+    };
+    let words: Vec<u64> = x.iter().map(|w| w.0).collect();
+    // XOR shares of u (server 0's low bits), ¬v and e = ¬(u ⊕ v).
+    let (u, not_v, mut e) = if first {
+        let u: Vec<u64> = words.iter().map(|w| w & LOW63).collect();
+        let e = u.iter().map(|u| u ^ u64::MAX).collect();
+        (u, vec![u64::MAX; n], e)
+    } else {
+        let v: Vec<u64> = words.iter().map(|w| !w & LOW63).collect();
+        (vec![0; n], v.clone(), v)
+    };
+    let mut g = and_round(s, &u, &[not_v], &rnd.a[0], &rnd.b[0], &c[0])?.remove(0);
+    for (level, shift) in [1u32, 2, 4, 8, 16, 32].into_iter().enumerate() {
+        let round = level + 1;
+        let g_up: Vec<u64> = g.iter().map(|w| w << shift).collect();
+        let mut rights = vec![g_up];
+        if ANDS_PER_ROUND[round] == 2 {
+            rights.push(e.iter().map(|w| w << shift).collect());
+        }
+        let mut z = and_round(s, &e, &rights, &rnd.a[round], &rnd.b[round], &c[round])?;
+        for (gi, zi) in g.iter_mut().zip(&z[0]) {
+            *gi ^= zi;
+        }
+        if z.len() == 2 {
+            e = z.remove(1);
+        }
+    }
+    // d = ¬msb(x) = 1 ⊕ msb(x0) ⊕ msb(x1) ⊕ carry, as XOR shares of one bit.
+    let d: Vec<u64> = words
+        .iter()
+        .zip(&g)
+        .map(|(w, g)| (w >> 63) ^ (g >> 63) ^ u64::from(first))
+        .collect();
+    // B2A: open m = d ⊕ ρ, then d = m + ρ − 2mρ with ρ arithmetically shared.
+    let masked: Vec<u64> = d.iter().zip(&rnd.rho).map(|(d, r)| d ^ r).collect();
+    let m = unpack_bits(&s.open_xor(&pack_bits(&masked))?, n);
+    let arith: Vec<u64> = m
+        .iter()
+        .zip(&rho_arith)
+        .map(|(&m, &ra)| {
+            let (m, ra) = (Wrapping(m), Wrapping(ra));
+            let public = if first { m } else { Wrapping(0) };
+            (public + ra - Wrapping(2) * m * ra).0
+        })
+        .collect();
+    Ok(from_words(x.shape(), arith))
+}
+
+/// Dealer half of [`drelu`], for `n` elements.
+pub fn deal_drelu(d: &mut Dealer, n: usize) -> Result<()> {
+    let tag = d.at.next_material();
+    let (mut p0, mut p1) = (d.material(0, tag), d.material(1, tag));
+    let (r0, r1) = (expand_random(&mut p0, n), expand_random(&mut p1, n));
+    let mut corrections = Vec::with_capacity(n * DRELU_CORRECTION_WORDS);
+    for (round, &k) in ANDS_PER_ROUND.iter().enumerate() {
+        let a: Vec<u64> = r0.a[round]
+            .iter()
+            .zip(&r1.a[round])
+            .map(|(x, y)| x ^ y)
+            .collect();
+        for j in 0..k {
+            let c0 = p0.words(n);
+            corrections
+                .extend((0..n).map(|i| (a[i] & (r0.b[round][j][i] ^ r1.b[round][j][i])) ^ c0[i]));
+        }
+    }
+    let rho_arith0 = p0.words(n);
+    corrections.extend((0..n).map(|i| {
+        let rho = r0.rho[i] ^ r1.rho[i];
+        (Wrapping(rho) - Wrapping(rho_arith0[i])).0
+    }));
+    d.send_corrections(tag, corrections)
+}
+
+/// Server: ReLU(x) = x · [x ≥ 0], exactly.
+pub fn relu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
+    let d = drelu(s, x)?;
+    Ok(mul_many(s, &d, &[x])?.remove(0))
+}
+
+pub fn deal_relu(d: &mut Dealer, shape: &[usize]) -> Result<()> {
+    deal_drelu(d, shape.iter().product())?;
+    deal_mul_many(d, shape, &[shape])
+}
+
+/// Pair up the candidates of each group for one tournament level: the pairs
+/// (earlier, later) and, for the next level, each group's candidates as indices
+/// into [winners of the pairs..., then the odd ones carried over].
+/// Public: both servers and the dealer compute it from shapes alone.
+pub fn pair_up(groups: &[Vec<usize>]) -> (Vec<(usize, usize)>, Vec<usize>, Vec<Vec<usize>>) {
+    let mut pairs = Vec::new();
+    let mut carried = Vec::new();
+    let mut next_groups = Vec::with_capacity(groups.len());
+    let carried_count: usize = groups
+        .iter()
+        .filter(|g| g.len() % 2 == 1 && g.len() > 1)
+        .count()
+        + groups.iter().filter(|g| g.len() == 1).count();
+    let total_pairs: usize = groups.iter().map(|g| g.len() / 2).sum();
+    let _ = carried_count;
+    for g in groups {
+        let mut next = Vec::new();
+        for p in g.chunks(2) {
+            if let [a, b] = p {
+                next.push(pairs.len());
+                pairs.push((*a, *b));
+            } else {
+                next.push(total_pairs + carried.len());
+                carried.push(p[0]);
+            }
+        }
+        next_groups.push(next);
+    }
+    (pairs, carried, next_groups)
+}
+
+/// Server: the maximum of each group of elements of `x` (flat indices), and if
+/// `with_index`, the position of the first maximum within its group (an integer).
+/// Each level compares pairs (a, b) by DReLU(a − b) and keeps b + d·(a − b): ties
+/// keep the earlier element, as TensorFlow's ArgMax.
+pub fn tournament(
+    s: &mut Server,
+    x: &RingTensor,
+    groups: &[Vec<usize>],
+    with_index: bool,
+) -> Result<(RingTensor, Option<RingTensor>)> {
+    let flat: Vec<_> = x.iter().copied().collect();
+    let mut values: Vec<Wrapping<u64>> = flat;
+    // Positions within each group start public: server 0 holds them.
+    let mut index: Vec<Wrapping<u64>> = vec![Wrapping(0); values.len()];
+    if with_index {
+        for g in groups {
+            for (pos, &i) in g.iter().enumerate() {
+                index[i] = if s.is_first() {
+                    Wrapping(pos as u64)
+                } else {
+                    Wrapping(0)
+                };
+            }
+        }
+    }
+    let mut groups = groups.to_vec();
+    while groups.iter().any(|g| g.len() > 1) {
+        let (pairs, carried, next) = pair_up(&groups);
+        let p = pairs.len();
+        let diff = ArrayD::from_shape_vec(
+            IxDyn(&[p]),
+            pairs.iter().map(|&(a, b)| values[a] - values[b]).collect(),
+        )
+        .expect("shape");
+        let d = drelu(s, &diff)?;
+        let mut operands = vec![diff];
+        if with_index {
+            operands.push(
+                ArrayD::from_shape_vec(
+                    IxDyn(&[p]),
+                    pairs.iter().map(|&(a, b)| index[a] - index[b]).collect(),
+                )
+                .expect("shape"),
+            );
+        }
+        let selected = mul_many(s, &d, &operands.iter().collect::<Vec<_>>())?;
+        let mut new_values: Vec<_> = pairs
+            .iter()
+            .zip(selected[0].iter())
+            .map(|(&(_, b), &sel)| values[b] + sel)
+            .collect();
+        new_values.extend(carried.iter().map(|&i| values[i]));
+        if with_index {
+            let mut new_index: Vec<_> = pairs
+                .iter()
+                .zip(selected[1].iter())
+                .map(|(&(_, b), &sel)| index[b] + sel)
+                .collect();
+            new_index.extend(carried.iter().map(|&i| index[i]));
+            index = new_index;
+        }
+        values = new_values;
+        groups = next;
+    }
+    let n = groups.len();
+    let pick = |v: &[Wrapping<u64>]| {
+        ArrayD::from_shape_vec(IxDyn(&[n]), groups.iter().map(|g| v[g[0]]).collect())
+            .expect("shape")
+    };
+    let max = pick(&values);
+    Ok((max, with_index.then(|| pick(&index))))
+}
+
+/// Dealer half of [`tournament`].
+pub fn deal_tournament(d: &mut Dealer, groups: &[Vec<usize>], with_index: bool) -> Result<()> {
+    let mut groups = groups.to_vec();
+    while groups.iter().any(|g| g.len() > 1) {
+        let (pairs, _, next) = pair_up(&groups);
+        let p = [pairs.len()];
+        deal_drelu(d, pairs.len())?;
+        let shapes: Vec<&[usize]> = if with_index { vec![&p, &p] } else { vec![&p] };
+        deal_mul_many(d, &p, &shapes)?;
+        groups = next;
+    }
+    Ok(())
+}
+
+/// A function approximated by linear interpolation between uniformly spaced
+/// breakpoints, and constant outside them (so it saturates exactly).
+#[derive(Debug, Clone)]
+pub struct Piecewise {
+    /// Breakpoints t_0 < … < t_K.
+    pub breaks: Vec<f64>,
+    /// Slope and intercept of segment k, on [t_k, t_{k+1}).
+    pub lines: Vec<(f64, f64)>,
+    /// The value below t_0 and from t_K on.
+    pub below: f64,
+    pub above: f64,
+}
+
+impl Piecewise {
+    /// Interpolate `f` at `segments + 1` uniform points of [lo, hi]; outside, the
+    /// function is `below` and `above` (the end points are pinned to them).
+    pub fn interpolate(
+        f: impl Fn(f64) -> f64,
+        lo: f64,
+        hi: f64,
+        segments: usize,
+        below: f64,
+        above: f64,
+    ) -> Piecewise {
+        let h = (hi - lo) / segments as f64;
+        let breaks: Vec<f64> = (0..=segments).map(|k| lo + h * k as f64).collect();
+        let y: Vec<f64> = breaks
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| {
+                if k == 0 {
+                    below
+                } else if k == segments {
+                    above
+                } else {
+                    f(t)
+                }
+            })
+            .collect();
+        let lines = (0..segments)
+            .map(|k| {
+                let m = (y[k + 1] - y[k]) / h;
+                (m, y[k] - m * breaks[k])
+            })
+            .collect();
+        Piecewise {
+            breaks,
+            lines,
+            below,
+            above,
+        }
+    }
+
+    /// Sigmoid on [-8, 8] in 64 segments; 0 below, 1 above.
+    pub fn sigmoid() -> Piecewise {
+        Piecewise::interpolate(|x| 1.0 / (1.0 + (-x).exp()), -8.0, 8.0, 64, 0.0, 1.0)
+    }
+
+    /// Tanh on [-4, 4] in 64 segments; −1 below, 1 above.
+    pub fn tanh() -> Piecewise {
+        Piecewise::interpolate(f64::tanh, -4.0, 4.0, 64, -1.0, 1.0)
+    }
+
+    /// The approximation in the clear (what the protocol computes, up to rounding).
+    pub fn eval(&self, x: f64) -> f64 {
+        if x < self.breaks[0] {
+            return self.below;
+        }
+        match self.breaks.iter().rposition(|&t| x >= t) {
+            Some(k) if k < self.lines.len() => self.lines[k].0 * x + self.lines[k].1,
+            _ => self.above,
+        }
+    }
+}
+
+/// Server: the piecewise-linear function of every element of x.
+///
+/// d_k = [x ≥ t_k] for all breakpoints in one batched DReLU; the segment indicator
+/// is d_k − d_{k+1}, so f(x) = Σ_k (d_k − d_{k+1})(m_k·x + q_k) + d_K·above +
+/// (1 − d_0)·below, with the products d_k·x from one batched multiplication (x's
+/// mask shared by all k) and a single truncation at the end. Only one segment's
+/// rounded slope ever contributes, so rounding errors do not accumulate.
+pub fn piecewise(
+    s: &mut Server,
+    x: &RingTensor,
+    pw: &Piecewise,
+    fp: FixedPoint,
+) -> Result<RingTensor> {
+    let n = x.len();
+    let k1 = pw.breaks.len();
+    let flat = x.to_shape(IxDyn(&[n])).expect("flat").to_owned();
+    let first = s.is_first();
+    let mut diffs = RingTensor::zeros(IxDyn(&[k1, n]));
+    for (k, &t) in pw.breaks.iter().enumerate() {
+        let t = if first {
+            fp.encode_value(t)
+        } else {
+            Wrapping(0)
+        };
+        diffs
+            .row_mut_dyn(k)
+            .iter_mut()
+            .zip(flat.iter())
+            .for_each(|(o, &v)| *o = v - t);
+    }
+    let d = drelu(s, &diffs)?;
+    let dx = mul_many(s, &d, &[&flat])?.remove(0);
+    let f2 = fp.frac_bits * 2;
+    let enc2 = |v: f64| {
+        if first {
+            FixedPoint { frac_bits: f2 }.encode_value(v)
+        } else {
+            Wrapping(0)
+        }
+    };
+    let _ = enc2;
+    let mut acc = RingTensor::zeros(IxDyn(&[n]));
+    let at = |t: &RingTensor, k: usize, i: usize| t[[k, i]];
+    for i in 0..n {
+        let mut v = Wrapping(0u64);
+        for (k, &(m, q)) in pw.lines.iter().enumerate() {
+            let onehot = at(&d, k, i) - at(&d, k + 1, i);
+            let onehot_x = at(&dx, k, i) - at(&dx, k + 1, i);
+            v += fp.encode_value(m) * onehot_x
+                + FixedPoint { frac_bits: f2 }.encode_value(q) * onehot;
+        }
+        let dk = at(&d, k1 - 1, i);
+        let d0 = at(&d, 0, i);
+        let one = if first { Wrapping(1u64) } else { Wrapping(0) };
+        v += FixedPoint { frac_bits: f2 }.encode_value(pw.above) * dk
+            + FixedPoint { frac_bits: f2 }.encode_value(pw.below) * (one - d0);
+        acc[[i]] = v;
+    }
+    let out = truncate(s, &acc, fp.frac_bits)?;
+    Ok(out.into_shape_with_order(x.raw_dim()).expect("shape"))
+}
+
+pub fn deal_piecewise(
+    d: &mut Dealer,
+    shape: &[usize],
+    pw: &Piecewise,
+    fp: FixedPoint,
+) -> Result<()> {
+    let n: usize = shape.iter().product();
+    let k1 = pw.breaks.len();
+    deal_drelu(d, k1 * n)?;
+    deal_mul_many(d, &[k1, n], &[&[n]])?;
+    deal_truncate(d, &[n], fp.frac_bits)
+}
+
+trait RowMut {
+    fn row_mut_dyn(&mut self, k: usize) -> ndarray::ArrayViewMutD<'_, Wrapping<u64>>;
+}
+
+impl RowMut for RingTensor {
+    fn row_mut_dyn(&mut self, k: usize) -> ndarray::ArrayViewMutD<'_, Wrapping<u64>> {
+        self.index_axis_mut(ndarray::Axis(0), k)
+    }
+}

@@ -1,0 +1,212 @@
+//! The Pond protocol: two servers hold 2-out-of-2 additive shares of fixed-point
+//! values in Z_2^64; a crypto producer (the dealer) supplies correlated randomness.
+//!
+//! Every primitive comes in two halves written side by side: what a server does
+//! (`Server`), and what the dealer does to supply it (`Dealer`). Both halves draw
+//! their material in the same order from the same ChaCha20 streams, so they cannot
+//! drift apart:
+//!
+//! * server 0 expands *all* of its material from a 32-byte seed the dealer sent it
+//!   once — no other dealer message ever reaches server 0;
+//! * server 1 expands the uniformly random parts (its mask shares) from its own seed,
+//!   and receives only the *corrections* that make the correlation hold (e.g.
+//!   `c1 = a·b − c0`).
+//!
+//! What a server receives from the other server is always a value masked by
+//! randomness it does not know (a masked operand `x − a`, a masked truncation input
+//! `x + r`, a masked AND input): uniformly distributed, independent of the data.
+
+pub mod compare;
+pub mod mul;
+pub mod trunc;
+
+use anyhow::Result;
+
+use crate::ring::{Prg, RingTensor, from_words, stream_id, to_words};
+use crate::transport::{Endpoint, Party, decode_words, encode_words};
+
+/// Stream domains, so a seed never yields the same stream for two purposes.
+pub mod domain {
+    /// The mask of a private value (its id is the value id).
+    pub const MASK: u8 = 1;
+    /// Material of one primitive inside a step.
+    pub const MATERIAL: u8 = 2;
+    /// The sharing of an input or a weight by its owner.
+    pub const SHARING: u8 = 3;
+}
+
+/// Where a primitive is in the run: prediction `seq` (0 is set-up), plan step
+/// `step`, and counters for the step's dealer material and server-to-server
+/// openings. Messages are keyed by sender too, so the two counters never collide,
+/// and the dealer only has to mirror the material counter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cursor {
+    pub seq: u32,
+    pub step: u32,
+    pub material: u32,
+    pub open: u32,
+}
+
+impl Cursor {
+    pub fn at(seq: u32, step: u32) -> Cursor {
+        Cursor {
+            seq,
+            step,
+            material: 0,
+            open: 0,
+        }
+    }
+
+    pub fn next_material(&mut self) -> u32 {
+        self.material += 1;
+        self.material
+    }
+
+    pub fn next_open(&mut self) -> u32 {
+        self.open += 1;
+        self.open
+    }
+
+    pub fn material_stream(&self, tag: u32) -> u64 {
+        stream_id(domain::MATERIAL, self.seq, self.step, tag as u16)
+    }
+}
+
+/// One server's protocol state for a session.
+pub struct Server {
+    /// 0 or 1.
+    pub i: usize,
+    pub net: Endpoint,
+    /// The seed the dealer sent this server: expands its share of all material.
+    seed: [u8; 32],
+    pub at: Cursor,
+}
+
+impl Server {
+    pub fn new(i: usize, net: Endpoint, seed: [u8; 32]) -> Server {
+        Server {
+            i,
+            net,
+            seed,
+            at: Cursor::default(),
+        }
+    }
+
+    pub fn peer(&self) -> Party {
+        Party::server(1 - self.i)
+    }
+
+    pub fn is_first(&self) -> bool {
+        self.i == 0
+    }
+
+    /// Start a plan step (prediction `seq`, step number `step`).
+    pub fn begin(&mut self, seq: u32, step: u32) {
+        self.at = Cursor::at(seq, step);
+        self.net.seq = seq;
+        self.net.set_layer(Some(step as usize));
+    }
+
+    /// This server's PRG for material `tag` of the current step.
+    pub fn material(&self, tag: u32) -> Prg {
+        Prg::new(&self.seed, self.at.material_stream(tag))
+    }
+
+    /// This server's share of the mask of value `id` in prediction `seq`.
+    pub fn mask(&self, seq: u32, id: u32, shape: &[usize]) -> RingTensor {
+        Prg::new(&self.seed, stream_id(domain::MASK, seq, id, 0)).tensor(shape)
+    }
+
+    /// Server 1's corrections for material `tag`: `len` ring elements from the dealer.
+    pub fn corrections(&mut self, tag: u32, len: usize) -> Result<Vec<u64>> {
+        debug_assert_eq!(self.i, 1, "server 0 expands its material from its seed");
+        let bytes = self.net.recv(Party::Dealer, self.at.step, tag)?;
+        decode_words(&bytes, len, Party::Dealer)
+    }
+
+    /// Exchange words with the other server: send ours, return theirs.
+    pub fn exchange(&mut self, words: &[u64]) -> Result<Vec<u64>> {
+        let tag = self.at.next_open();
+        let peer = self.peer();
+        self.net
+            .send(peer, self.at.step, tag, encode_words(words))?;
+        let bytes = self.net.recv(peer, self.at.step, tag)?;
+        decode_words(&bytes, words.len(), peer)
+    }
+
+    /// Open shared tensors: both servers learn their sums. One round.
+    pub fn open(&mut self, shares: &[&RingTensor]) -> Result<Vec<RingTensor>> {
+        let mine: Vec<u64> = shares.iter().flat_map(|s| s.iter().map(|w| w.0)).collect();
+        let theirs = self.exchange(&mine)?;
+        let mut out = Vec::with_capacity(shares.len());
+        let mut at = 0;
+        for s in shares {
+            let n = s.len();
+            let other = from_words(s.shape(), theirs[at..at + n].to_vec());
+            out.push(*s + &other);
+            at += n;
+        }
+        Ok(out)
+    }
+
+    /// XOR-open bit words: both servers learn `a ⊕ b`. One round.
+    pub fn open_xor(&mut self, words: &[u64]) -> Result<Vec<u64>> {
+        let theirs = self.exchange(words)?;
+        Ok(words.iter().zip(theirs).map(|(a, b)| a ^ b).collect())
+    }
+
+    /// A public tensor as this server's share of it: server 0 holds it, server 1 zero.
+    pub fn public(&self, t: &RingTensor) -> RingTensor {
+        if self.is_first() {
+            t.clone()
+        } else {
+            RingTensor::zeros(t.raw_dim())
+        }
+    }
+}
+
+/// The dealer's state for a session: both servers' seeds.
+pub struct Dealer {
+    pub net: Endpoint,
+    seeds: [[u8; 32]; 2],
+    pub at: Cursor,
+}
+
+impl Dealer {
+    pub fn new(net: Endpoint, seeds: [[u8; 32]; 2]) -> Dealer {
+        Dealer {
+            net,
+            seeds,
+            at: Cursor::default(),
+        }
+    }
+
+    pub fn begin(&mut self, seq: u32, step: u32) {
+        self.at = Cursor::at(seq, step);
+        self.net.seq = seq;
+        self.net.set_layer(Some(step as usize));
+    }
+
+    /// Server `i`'s PRG for material `tag` of the current step.
+    pub fn material(&self, i: usize, tag: u32) -> Prg {
+        Prg::new(&self.seeds[i], self.at.material_stream(tag))
+    }
+
+    /// The whole mask of value `id` (both servers' shares added).
+    pub fn mask(&self, seq: u32, id: u32, shape: &[usize]) -> RingTensor {
+        let stream = stream_id(domain::MASK, seq, id, 0);
+        Prg::new(&self.seeds[0], stream).tensor(shape)
+            + Prg::new(&self.seeds[1], stream).tensor(shape)
+    }
+
+    /// Send server 1 its corrections for material `tag`.
+    pub fn send_corrections(&mut self, tag: u32, words: Vec<u64>) -> Result<()> {
+        self.net
+            .send(Party::Server1, self.at.step, tag, encode_words(&words))
+    }
+}
+
+/// Concatenate tensors' words (for one correction message).
+pub fn concat_words(parts: &[&RingTensor]) -> Vec<u64> {
+    parts.iter().flat_map(|t| to_words(t)).collect()
+}

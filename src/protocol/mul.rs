@@ -1,0 +1,132 @@
+//! Products of secret-shared tensors by Beaver's technique, generalised to any
+//! bilinear map (element-wise product, MatMul, Conv2D), with masks that are reused.
+//!
+//! A private tensor x is masked once by a random a (its mask, from the dealer's
+//! streams); the servers open e = x − a, which is uniform and so reveals nothing.
+//! For a product z = x ⊗ y with y masked by b (opened f = y − b), the dealer supplies
+//! shares of c = a ⊗ b, and
+//!
+//!     z = e ⊗ f + e ⊗ b + a ⊗ f + c
+//!
+//! is computed locally (server 0 adds the public e ⊗ f). A weight is masked and
+//! opened once per model session; an activation once per prediction, however many
+//! products it enters (tf-encrypted's generalised triples and mask caching).
+
+use anyhow::Result;
+
+use super::{Dealer, Server, concat_words};
+use crate::kernels::linear;
+use crate::plan::Op;
+use crate::ring::{RingTensor, from_words};
+
+/// A private tensor's mask share and its opened masked value x − a.
+#[derive(Debug, Clone)]
+pub struct Masked {
+    pub mask: RingTensor,
+    pub opened: RingTensor,
+}
+
+/// The bilinear map of a product op on ring tensors.
+pub fn bilinear(op: &Op, x: &RingTensor, y: &RingTensor) -> RingTensor {
+    match op {
+        Op::MatMul {
+            transpose_a,
+            transpose_b,
+        } => linear::matmul(x, y, *transpose_a, *transpose_b),
+        Op::Conv2D(window) => linear::conv2d(x, y, window),
+        Op::Mul => x * y,
+        other => unreachable!("{} is not a product", other.name()),
+    }
+}
+
+/// Server: shares of x ⊗ y (with 2f fractional bits when both are fixed-point).
+pub fn product(
+    s: &mut Server,
+    op: &Op,
+    x: &Masked,
+    y: &Masked,
+    out_shape: &[usize],
+) -> Result<RingTensor> {
+    let tag = s.at.next_material();
+    let c = if s.is_first() {
+        s.material(tag).tensor(out_shape)
+    } else {
+        from_words(out_shape, s.corrections(tag, out_shape.iter().product())?)
+    };
+    let mut z = bilinear(op, &x.opened, &y.mask) + bilinear(op, &x.mask, &y.opened) + c;
+    if s.is_first() {
+        z = z + bilinear(op, &x.opened, &y.opened);
+    }
+    Ok(z)
+}
+
+/// Dealer: c = a ⊗ b for the whole masks a and b, split so that server 0's share is
+/// its own stream and server 1 receives the rest.
+pub fn deal_product(d: &mut Dealer, op: &Op, a: &RingTensor, b: &RingTensor) -> Result<()> {
+    let tag = d.at.next_material();
+    let c = bilinear(op, a, b);
+    let c0 = d.material(0, tag).tensor(c.shape());
+    d.send_corrections(tag, concat_words(&[&(c - c0)]))
+}
+
+/// Server: d·x for each x in `xs` (d broadcast against x), with d a shared bit or
+/// any shared tensor, using fresh masks for this product only. One round.
+pub fn mul_many(s: &mut Server, d: &RingTensor, xs: &[&RingTensor]) -> Result<Vec<RingTensor>> {
+    let tag = s.at.next_material();
+    let mut prg = s.material(tag);
+    let a_d = prg.tensor(d.shape());
+    let a_x: Vec<RingTensor> = xs.iter().map(|x| prg.tensor(x.shape())).collect();
+    let out_shapes: Vec<Vec<usize>> = xs.iter().map(|x| (&a_d * *x).shape().to_vec()).collect();
+    let cs: Vec<RingTensor> = if s.is_first() {
+        out_shapes.iter().map(|sh| prg.tensor(sh)).collect()
+    } else {
+        let total = out_shapes
+            .iter()
+            .map(|sh| sh.iter().product::<usize>())
+            .sum();
+        let words = s.corrections(tag, total)?;
+        let mut at = 0;
+        out_shapes
+            .iter()
+            .map(|sh| {
+                let n: usize = sh.iter().product();
+                at += n;
+                from_words(sh, words[at - n..at].to_vec())
+            })
+            .collect()
+    };
+    let mut masked = vec![d - &a_d];
+    masked.extend(xs.iter().zip(&a_x).map(|(x, a)| *x - a));
+    let opened = s.open(&masked.iter().collect::<Vec<_>>())?;
+    let e_d = &opened[0];
+    Ok(xs
+        .iter()
+        .enumerate()
+        .map(|(j, _)| {
+            let e_x = &opened[j + 1];
+            let mut z = &(e_d * &a_x[j]) + &(&a_d * e_x) + &cs[j];
+            if s.is_first() {
+                z = z + e_d * e_x;
+            }
+            z
+        })
+        .collect())
+}
+
+/// Dealer half of [`mul_many`].
+pub fn deal_mul_many(d: &mut Dealer, d_shape: &[usize], x_shapes: &[&[usize]]) -> Result<()> {
+    let tag = d.at.next_material();
+    let (mut p0, mut p1) = (d.material(0, tag), d.material(1, tag));
+    let a_d = p0.tensor(d_shape) + p1.tensor(d_shape);
+    let a_x: Vec<RingTensor> = x_shapes
+        .iter()
+        .map(|sh| p0.tensor(sh) + p1.tensor(sh))
+        .collect();
+    let mut corrections = Vec::new();
+    for a in &a_x {
+        let c = &a_d * a;
+        let c0 = p0.tensor(c.shape());
+        corrections.extend((c - c0).iter().map(|w| w.0));
+    }
+    d.send_corrections(tag, corrections)
+}

@@ -1,0 +1,224 @@
+//! The secure run: five parties as threads of one process, each with only its own
+//! state, talking only through the transport.
+//!
+//! A session starts with the dealer sending each server its seed and the model
+//! owner secret-sharing the weights; the servers open the masked weights once
+//! (set-up). Each prediction then has an offline phase (the dealer deals all the
+//! material the plan needs) and an online phase (the client shares its input, the
+//! servers run the plan on shares, the client opens the output).
+
+mod party;
+pub mod schedule;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ndarray::ArrayD;
+
+pub use schedule::{ClientFinal, Kind, Planned, Schedule};
+
+use crate::plan::Plan;
+use crate::ring::FixedPoint;
+use crate::tensor::Tensor;
+use crate::transport::{Aborted, InProcess, Party, Traffic, Transport};
+
+/// Settings of a secure run.
+#[derive(Debug, Clone)]
+pub struct SecureConfig {
+    pub fp: FixedPoint,
+    /// How long any party waits for any one message.
+    pub timeout: Duration,
+    /// Show a progress bar per layer on stderr (only drawn when it is a terminal).
+    pub progress: bool,
+}
+
+impl Default for SecureConfig {
+    fn default() -> Self {
+        SecureConfig {
+            fp: FixedPoint::default(),
+            timeout: Duration::from_secs(60),
+            progress: false,
+        }
+    }
+}
+
+/// What one party did in a session.
+#[derive(Debug, Clone, Default)]
+pub struct PartyStats {
+    pub traffic: Traffic,
+    /// Traffic per plan step.
+    pub per_layer: BTreeMap<usize, Traffic>,
+    /// Time spent in the offline phase (the dealer) or online phase (the others).
+    pub busy: Duration,
+    /// Ring elements expanded from seeds instead of received.
+    pub expanded_words: u64,
+}
+
+/// Everything measured in a session.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub parties: BTreeMap<Party, PartyStats>,
+    /// Per step (up to the revealed value): server 0's measured time.
+    pub layer_time: BTreeMap<usize, Duration>,
+    pub setup: Duration,
+    /// The dealer's work for all predictions.
+    pub offline: Duration,
+    /// From the client sharing its input to the client decoding the output.
+    pub online: Duration,
+    pub predictions: usize,
+}
+
+impl Stats {
+    /// Bytes the dealer would have sent without the seed trick, and did send.
+    pub fn dealer_bytes(&self) -> (u64, u64) {
+        let sent = self
+            .parties
+            .get(&Party::Dealer)
+            .map_or(0, |p| p.traffic.bytes_sent);
+        let expanded: u64 = [Party::Server0, Party::Server1]
+            .iter()
+            .filter_map(|p| self.parties.get(p))
+            .map(|p| p.expanded_words * 8)
+            .sum();
+        (sent + expanded, sent)
+    }
+}
+
+/// The outcome of a secure session: one output per prediction, and the statistics.
+pub struct Outcome {
+    pub outputs: Vec<Tensor>,
+    pub stats: Stats,
+}
+
+/// Run one prediction under Pond.
+pub fn predict(
+    plan: &Plan,
+    inputs: &BTreeMap<String, ArrayD<f32>>,
+    config: &SecureConfig,
+) -> Result<Outcome> {
+    predict_many(plan, std::slice::from_ref(inputs), config)
+}
+
+/// Run a session: set-up once, then one prediction per entry of `batches` (each
+/// with the shapes the plan was built for). The weights are shared and their masks
+/// opened once for all of them.
+pub fn predict_many(
+    plan: &Plan,
+    batches: &[BTreeMap<String, ArrayD<f32>>],
+    config: &SecureConfig,
+) -> Result<Outcome> {
+    let schedule = Arc::new(Schedule::new(plan)?);
+    let transport: Arc<dyn Transport> = Arc::new(InProcess::new());
+    let session = u64::from_le_bytes(crate::ring::os_seed()?[..8].try_into().expect("8 bytes"));
+    let progress = progress_bar(
+        config.progress,
+        schedule.kinds.len() as u64 * batches.len() as u64,
+    );
+    let weights = plan.weight_values.clone();
+    let ctx = party::Context {
+        schedule: Arc::clone(&schedule),
+        transport: Arc::clone(&transport),
+        session,
+        config: config.clone(),
+    };
+
+    let results = std::thread::scope(|scope| {
+        let predictions = batches.len();
+        let pb = progress.clone();
+        let weights = &weights;
+        let handles = vec![
+            spawn_party(scope, &ctx, Party::Server0, move |c| {
+                party::server(c, 0, predictions, Some(&pb))
+            }),
+            spawn_party(scope, &ctx, Party::Server1, move |c| {
+                party::server(c, 1, predictions, None)
+            }),
+            spawn_party(scope, &ctx, Party::Dealer, move |c| {
+                party::dealer(c, predictions)
+            }),
+            spawn_party(scope, &ctx, Party::ModelOwner, move |c| {
+                party::model_owner(c, weights)
+            }),
+            spawn_party(scope, &ctx, Party::Client, move |c| {
+                party::client(c, batches)
+            }),
+        ];
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a party thread panicked"))
+            .collect::<Vec<_>>()
+    });
+    progress.finish_and_clear();
+
+    // Report the failure that caused the others, not its consequences.
+    let mut first_error = None;
+    let mut stats = Stats {
+        predictions: batches.len(),
+        ..Stats::default()
+    };
+    let mut outputs = Vec::new();
+    for (party, result) in results {
+        match result {
+            Ok(report) => {
+                stats.layer_time.extend(report.layer_time);
+                if party == Party::Dealer {
+                    stats.offline = report.stats.busy;
+                }
+                if party == Party::Client {
+                    stats.online = report.stats.busy;
+                    outputs = report.outputs;
+                }
+                if party == Party::Server0 {
+                    stats.setup = report.setup;
+                }
+                stats.parties.insert(party, report.stats);
+            }
+            Err(e) if e.chain().any(|c| c.is::<Aborted>()) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e.context(format!("{} failed", party.name()))),
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(Outcome { outputs, stats })
+}
+
+/// Run one party in its own thread; if it fails, stop the others at once.
+fn spawn_party<'scope, F>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    ctx: &party::Context,
+    party: Party,
+    work: F,
+) -> std::thread::ScopedJoinHandle<'scope, (Party, Result<party::Report>)>
+where
+    F: FnOnce(&party::Context) -> Result<party::Report> + Send + 'scope,
+{
+    let ctx = ctx.clone();
+    scope.spawn(move || {
+        let result = work(&ctx);
+        if let Err(e) = &result {
+            ctx.transport
+                .abort(format!("{} failed: {e:#}", party.name()));
+        }
+        (party, result)
+    })
+}
+
+fn progress_bar(wanted: bool, steps: u64) -> ProgressBar {
+    if !wanted || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} secure run [{bar:30}] {pos}/{len} layers  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}

@@ -1,0 +1,474 @@
+//! The five parties' programs. Each runs in its own thread with only its own state:
+//! the servers and the dealer hold the public schedule (no weights), the model owner
+//! its weights, the client its inputs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::Wrapping;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use indicatif::ProgressBar;
+use ndarray::{ArrayD, Axis, IxDyn};
+
+use super::schedule::{ClientFinal, Kind, Schedule};
+use super::{PartyStats, SecureConfig};
+use crate::kernels::{float, layout, linear};
+use crate::plan::{Op, Source, ValueId};
+use crate::protocol::compare::{
+    deal_piecewise, deal_relu, deal_tournament, piecewise, relu, tournament,
+};
+use crate::protocol::mul::{Masked, deal_product, product};
+use crate::protocol::trunc::{deal_truncate, truncate};
+use crate::protocol::{Dealer, Server, domain};
+use crate::ring::{
+    FixedPoint, Prg, RingTensor, Z, expanded_words, from_words, os_seed, stream_id, to_words,
+};
+use crate::tensor::Tensor;
+use crate::transport::{Endpoint, Party, Transport, decode_words, encode_words};
+
+/// Message "steps" outside the plan's steps.
+const SEEDS: u32 = u32::MAX;
+const SHARES: u32 = u32::MAX - 1;
+const OUTPUT: u32 = u32::MAX - 2;
+const SETUP: u32 = u32::MAX - 3;
+const OFFLINE_DONE: u32 = u32::MAX - 4;
+
+/// What every party thread starts with.
+#[derive(Clone)]
+pub struct Context {
+    pub schedule: Arc<Schedule>,
+    pub transport: Arc<dyn Transport>,
+    pub session: u64,
+    pub config: SecureConfig,
+}
+
+#[derive(Default)]
+pub struct Report {
+    pub stats: PartyStats,
+    pub outputs: Vec<Tensor>,
+    pub layer_time: BTreeMap<usize, Duration>,
+    pub setup: Duration,
+}
+
+fn endpoint(ctx: &Context, me: Party) -> Endpoint {
+    Endpoint::new(
+        me,
+        Arc::clone(&ctx.transport),
+        ctx.session,
+        ctx.config.timeout,
+    )
+}
+
+fn finish(net: &Endpoint, busy: Duration, expanded: u64) -> PartyStats {
+    PartyStats {
+        traffic: net.total.clone(),
+        per_layer: net.per_layer.clone(),
+        busy,
+        expanded_words: expanded,
+    }
+}
+
+fn recv_seed(net: &mut Endpoint, from: Party, step: u32) -> Result<[u8; 32]> {
+    let bytes = net.recv(from, step, 0)?;
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        anyhow::anyhow!(
+            "{} sent a seed of {} bytes instead of 32",
+            from.name(),
+            b.len()
+        )
+    })
+}
+
+fn sharing_stream(seq: u32, id: ValueId) -> u64 {
+    stream_id(domain::SHARING, seq, id as u32, 0)
+}
+
+/// An owner secret-shares values: server 0 gets a seed and expands its shares from
+/// it; server 1 gets value − share. Neither learns anything from its share alone.
+fn share_values(net: &mut Endpoint, seq: u32, values: &[(ValueId, RingTensor)]) -> Result<()> {
+    let seed = os_seed()?;
+    net.send(Party::Server0, SHARES, 0, seed.to_vec())?;
+    for (id, value) in values {
+        let share0 = Prg::new(&seed, sharing_stream(seq, *id)).tensor(value.shape());
+        net.send(
+            Party::Server1,
+            SHARES,
+            *id as u32 + 1,
+            encode_words(&to_words(&(value - &share0))),
+        )?;
+    }
+    Ok(())
+}
+
+/// A server receives its shares of values from their owner.
+fn receive_shares(
+    s: &mut Server,
+    owner: Party,
+    seq: u32,
+    ids: &[ValueId],
+    shapes: &[Vec<usize>],
+) -> Result<Vec<RingTensor>> {
+    s.net.seq = seq;
+    if s.is_first() {
+        let seed = recv_seed(&mut s.net, owner, SHARES)?;
+        Ok(ids
+            .iter()
+            .zip(shapes)
+            .map(|(&id, shape)| Prg::new(&seed, sharing_stream(seq, id)).tensor(shape))
+            .collect())
+    } else {
+        ids.iter()
+            .zip(shapes)
+            .map(|(&id, shape)| {
+                let bytes = s.net.recv(owner, SHARES, id as u32 + 1)?;
+                Ok(from_words(
+                    shape,
+                    decode_words(&bytes, shape.iter().product(), owner)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+pub fn server(
+    ctx: &Context,
+    i: usize,
+    predictions: usize,
+    progress: Option<&ProgressBar>,
+) -> Result<Report> {
+    let sched = &ctx.schedule;
+    let plan = &sched.plan;
+    let fp = ctx.config.fp;
+    let mut net = endpoint(ctx, Party::server(i));
+    let seed = recv_seed(&mut net, Party::Dealer, SEEDS)?;
+    let mut s = Server::new(i, net, seed);
+    let mut report = Report::default();
+    let mut sharing_words = 0;
+
+    // Set-up: the weights' shares, then their masked values opened once.
+    let setup_start = Instant::now();
+    let weight_ids: Vec<ValueId> = plan.weights().map(|(id, _)| id).collect();
+    let shapes: Vec<Vec<usize>> = weight_ids
+        .iter()
+        .map(|&id| plan.values[id].shape.clone())
+        .collect();
+    let before = expanded_words();
+    let shares = receive_shares(&mut s, Party::ModelOwner, 0, &weight_ids, &shapes)?;
+    sharing_words += expanded_words() - before;
+    let weights: HashMap<ValueId, RingTensor> = weight_ids.into_iter().zip(shares).collect();
+    s.begin(0, SETUP);
+    s.net.set_layer(None);
+    let masks: Vec<RingTensor> = sched
+        .masked_weights
+        .iter()
+        .map(|&w| s.mask(0, w as u32, &plan.values[w].shape))
+        .collect();
+    let diffs: Vec<RingTensor> = sched
+        .masked_weights
+        .iter()
+        .zip(&masks)
+        .map(|(w, m)| &weights[w] - m)
+        .collect();
+    let opened = s.open(&diffs.iter().collect::<Vec<_>>())?;
+    let weight_masked: HashMap<ValueId, Masked> = sched
+        .masked_weights
+        .iter()
+        .zip(masks.into_iter().zip(opened))
+        .map(|(&w, (mask, opened))| (w, Masked { mask, opened }))
+        .collect();
+    report.setup = setup_start.elapsed();
+
+    for seq in 1..=predictions as u32 {
+        s.net.seq = seq;
+        s.net.set_layer(None);
+        s.net.recv(Party::Dealer, OFFLINE_DONE, 0)?;
+        let start = Instant::now();
+        let mut env: Vec<Option<RingTensor>> = vec![None; plan.values.len()];
+        for (&id, w) in &weights {
+            env[id] = Some(w.clone());
+        }
+        let shapes: Vec<Vec<usize>> = plan
+            .inputs
+            .iter()
+            .map(|&id| plan.values[id].shape.clone())
+            .collect();
+        let before = expanded_words();
+        let inputs = receive_shares(&mut s, Party::Client, seq, &plan.inputs, &shapes)?;
+        sharing_words += expanded_words() - before;
+        for (&id, x) in plan.inputs.iter().zip(inputs) {
+            env[id] = Some(x);
+        }
+        let mut activation_masked: HashMap<ValueId, Masked> = HashMap::new();
+        for (k, kind) in sched.kinds.iter().enumerate() {
+            let step = &plan.steps[k];
+            s.begin(seq, k as u32);
+            let t = Instant::now();
+            let ins: Vec<&RingTensor> = step
+                .inputs
+                .iter()
+                .map(|&v| env[v].as_ref().expect("inputs computed before"))
+                .collect();
+            let out = match kind {
+                Kind::Local => local(&step.op, &ins),
+                Kind::Product => {
+                    let operands = masked_operands(
+                        &mut s,
+                        seq,
+                        &step.inputs,
+                        &env,
+                        &weight_masked,
+                        &mut activation_masked,
+                    )?;
+                    let shape = &plan.values[step.output].shape;
+                    let z = product(&mut s, &step.op, &operands[0], &operands[1], shape)?;
+                    truncate(&mut s, &z, fp.frac_bits)?
+                }
+                Kind::Scaled => {
+                    let z = scaled_sum(&step.op, ins[0], fp);
+                    truncate(&mut s, &z, fp.frac_bits)?
+                }
+                Kind::Relu => relu(&mut s, ins[0])?,
+                Kind::Tournament { groups, with_index } => {
+                    let (max, index) = tournament(&mut s, ins[0], groups, *with_index)?;
+                    let out = index.unwrap_or(max);
+                    out.into_shape_with_order(IxDyn(&plan.values[step.output].shape))
+                        .expect("output shape")
+                }
+                Kind::Piecewise(pw) => piecewise(&mut s, ins[0], pw, fp)?,
+            };
+            env[step.output] = Some(out);
+            *report.layer_time.entry(k).or_default() += t.elapsed();
+            if let Some(bar) = progress {
+                bar.set_message(step.node.clone());
+                bar.inc(1);
+            }
+        }
+        s.net.set_layer(None);
+        let mut out = env[sched.revealed].take().expect("revealed value computed");
+        if sched.client_final == Some(ClientFinal::Softmax) {
+            out = shift_by_first(&out);
+        }
+        s.net
+            .send(Party::Client, OUTPUT, 0, encode_words(&to_words(&out)))?;
+        report.stats.busy += start.elapsed();
+    }
+    let busy = report.stats.busy;
+    report.stats = finish(&s.net, busy, expanded_words() - sharing_words);
+    Ok(report)
+}
+
+/// Local ops on shares: linear maps commute with additive sharing.
+fn local(op: &Op, ins: &[&RingTensor]) -> RingTensor {
+    match op {
+        Op::Add => ins[0] + ins[1],
+        Op::Sub => ins[0] - ins[1],
+        Op::Neg => ins[0].mapv(|v| -v),
+        Op::Sum { axes, keep_dims } => linear::reduce_sum(ins[0], axes, *keep_dims),
+        Op::Concat { axis } => layout::concat(ins, *axis),
+        other => other.move_data(ins[0]),
+    }
+}
+
+/// AvgPool and Mean: a local sum times the public 1/count (2f fractional bits,
+/// truncated next).
+fn scaled_sum(op: &Op, x: &RingTensor, fp: FixedPoint) -> RingTensor {
+    match op {
+        Op::AvgPool(w) => {
+            let (mut sums, counts) = linear::sum_pool(x, w);
+            let mut view = sums
+                .view_mut()
+                .into_dimensionality::<ndarray::Ix4>()
+                .expect("NHWC");
+            for ((_, oy, ox, _), v) in view.indexed_iter_mut() {
+                *v *= fp.encode_value(1.0 / counts[[oy, ox]] as f64);
+            }
+            sums
+        }
+        Op::Mean { axes, keep_dims } => {
+            let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
+            let scale = fp.encode_value(1.0 / count as f64);
+            linear::reduce_sum(x, axes, *keep_dims).mapv(|v| v * scale)
+        }
+        other => unreachable!("{} is not a scaled sum", other.name()),
+    }
+}
+
+/// The masked form of each operand of a product: weights were opened at set-up;
+/// an activation is opened the first time a product needs it in this prediction
+/// (all of a step's openings in one round), then reused.
+fn masked_operands(
+    s: &mut Server,
+    seq: u32,
+    inputs: &[ValueId],
+    env: &[Option<RingTensor>],
+    weights: &HashMap<ValueId, Masked>,
+    activations: &mut HashMap<ValueId, Masked>,
+) -> Result<Vec<Masked>> {
+    let mut to_open: Vec<ValueId> = inputs
+        .iter()
+        .copied()
+        .filter(|v| !weights.contains_key(v) && !activations.contains_key(v))
+        .collect();
+    to_open.dedup();
+    if !to_open.is_empty() {
+        let masks: Vec<RingTensor> = to_open
+            .iter()
+            .map(|&v| s.mask(seq, v as u32, env[v].as_ref().expect("computed").shape()))
+            .collect();
+        let diffs: Vec<RingTensor> = to_open
+            .iter()
+            .zip(&masks)
+            .map(|(&v, m)| env[v].as_ref().expect("computed") - m)
+            .collect();
+        let opened = s.open(&diffs.iter().collect::<Vec<_>>())?;
+        for ((v, mask), opened) in to_open.into_iter().zip(masks).zip(opened) {
+            activations.insert(v, Masked { mask, opened });
+        }
+    }
+    Ok(inputs
+        .iter()
+        .map(|v| {
+            weights
+                .get(v)
+                .or_else(|| activations.get(v))
+                .expect("masked")
+                .clone()
+        })
+        .collect())
+}
+
+/// z − z[…, 0]: softmax is shift-invariant, and these differences reveal nothing
+/// the softmax output does not.
+fn shift_by_first(z: &RingTensor) -> RingTensor {
+    let last = Axis(z.ndim() - 1);
+    let first = z.index_axis(last, 0).insert_axis(last).to_owned();
+    z - &first
+}
+
+pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
+    let sched = &ctx.schedule;
+    let plan = &sched.plan;
+    let fp = ctx.config.fp;
+    let mut net = endpoint(ctx, Party::Dealer);
+    let seeds = [os_seed()?, os_seed()?];
+    net.send(Party::Server0, SEEDS, 0, seeds[0].to_vec())?;
+    net.send(Party::Server1, SEEDS, 0, seeds[1].to_vec())?;
+    let mut d = Dealer::new(net, seeds);
+    let weight_masks: HashMap<ValueId, RingTensor> = sched
+        .masked_weights
+        .iter()
+        .map(|&w| (w, d.mask(0, w as u32, &plan.values[w].shape)))
+        .collect();
+    let mut busy = Duration::ZERO;
+    for seq in 1..=predictions as u32 {
+        let start = Instant::now();
+        let mut activation_masks: HashMap<ValueId, RingTensor> = HashMap::new();
+        for (k, kind) in sched.kinds.iter().enumerate() {
+            let step = &plan.steps[k];
+            d.begin(seq, k as u32);
+            let in_shape = &plan.values[step.inputs[0]].shape;
+            let out_shape = &plan.values[step.output].shape;
+            match kind {
+                Kind::Local => {}
+                Kind::Product => {
+                    let mut mask = |v: ValueId| match weight_masks.get(&v) {
+                        Some(m) => m.clone(),
+                        None => activation_masks
+                            .entry(v)
+                            .or_insert_with(|| d.mask(seq, v as u32, &plan.values[v].shape))
+                            .clone(),
+                    };
+                    let (a, b) = (mask(step.inputs[0]), mask(step.inputs[1]));
+                    deal_product(&mut d, &step.op, &a, &b)?;
+                    deal_truncate(&mut d, out_shape, fp.frac_bits)?;
+                }
+                Kind::Scaled => deal_truncate(&mut d, out_shape, fp.frac_bits)?,
+                Kind::Relu => deal_relu(&mut d, in_shape)?,
+                Kind::Tournament { groups, with_index } => {
+                    deal_tournament(&mut d, groups, *with_index)?
+                }
+                Kind::Piecewise(pw) => deal_piecewise(&mut d, in_shape, pw, fp)?,
+            }
+        }
+        d.net.set_layer(None);
+        d.net.seq = seq;
+        d.net.send(Party::Server0, OFFLINE_DONE, 0, vec![])?;
+        d.net.send(Party::Server1, OFFLINE_DONE, 0, vec![])?;
+        busy += start.elapsed();
+    }
+    Ok(Report {
+        stats: finish(&d.net, busy, 0),
+        ..Report::default()
+    })
+}
+
+pub fn model_owner(ctx: &Context, weights: &BTreeMap<ValueId, ArrayD<f32>>) -> Result<Report> {
+    let plan = &ctx.schedule.plan;
+    let fp = ctx.config.fp;
+    let mut net = endpoint(ctx, Party::ModelOwner);
+    let start = Instant::now();
+    let mut encoded = Vec::new();
+    for (id, value) in plan.weights() {
+        let w = weights.get(&id).ok_or_else(|| {
+            anyhow::anyhow!("the model owner has no value for weight `{}`", value.name)
+        })?;
+        encoded.push((id, fp.encode(w, &format!("weight `{}`", value.name))?));
+    }
+    net.seq = 0;
+    share_values(&mut net, 0, &encoded)?;
+    Ok(Report {
+        stats: finish(&net, start.elapsed(), 0),
+        ..Report::default()
+    })
+}
+
+pub fn client(ctx: &Context, batches: &[BTreeMap<String, ArrayD<f32>>]) -> Result<Report> {
+    let sched = &ctx.schedule;
+    let plan = &sched.plan;
+    let fp = ctx.config.fp;
+    let mut net = endpoint(ctx, Party::Client);
+    let mut report = Report::default();
+    for (j, inputs) in batches.iter().enumerate() {
+        let seq = j as u32 + 1;
+        net.seq = seq;
+        let start = Instant::now();
+        let mut encoded = Vec::new();
+        for &id in &plan.inputs {
+            let Source::Input { placeholder } = &plan.values[id].source else {
+                unreachable!("plan inputs are placeholders")
+            };
+            let x = inputs
+                .get(placeholder)
+                .ok_or_else(|| anyhow::anyhow!("no input for placeholder `{placeholder}`"))?;
+            encoded.push((id, fp.encode(x, &format!("input for `{placeholder}`"))?));
+        }
+        share_values(&mut net, seq, &encoded)?;
+        let value = &plan.values[sched.revealed];
+        let n = value.len();
+        let mut sum = vec![Wrapping(0u64); n];
+        for server in [Party::Server0, Party::Server1] {
+            let words = decode_words(&net.recv(server, OUTPUT, 0)?, n, server)?;
+            sum.iter_mut()
+                .zip(words)
+                .for_each(|(s, w)| *s += Wrapping(w));
+        }
+        let opened: RingTensor = ArrayD::from_shape_vec(IxDyn(&value.shape), sum).expect("shape");
+        let output = match (sched.revealed_frac_bits, sched.client_final) {
+            (Some(0), _) => Tensor::Int(opened.mapv(|v: Z| v.0 as i64)),
+            (_, final_op) => {
+                let x = fp.decode(&opened);
+                Tensor::Float(match final_op {
+                    Some(ClientFinal::Softmax) => float::softmax(&x),
+                    Some(ClientFinal::Sigmoid) => float::sigmoid(&x),
+                    None => x,
+                })
+            }
+        };
+        report.outputs.push(output);
+        report.stats.busy += start.elapsed();
+    }
+    let busy = report.stats.busy;
+    report.stats = finish(&net, busy, 0);
+    Ok(report)
+}

@@ -1,0 +1,332 @@
+//! How a plan runs under Pond: which protocol each step uses, what the client
+//! computes after it opens the output, and the communication the formulas predict.
+
+use anyhow::Result;
+
+use crate::error::Error;
+use crate::kernels::linear::window_ranges;
+use crate::plan::{Op, Plan, Source, ValueId};
+use crate::protocol::compare::{DRELU_OPEN_WORDS, Piecewise, pair_up};
+
+/// The protocol of one step.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// Local on shares: data movement, Add, Sub, Neg, Sum.
+    Local,
+    /// A Beaver product (MatMul, Conv2D, Mul), then truncation.
+    Product,
+    /// A local sum times a public scale (AvgPool, Mean), then truncation.
+    Scaled,
+    Relu,
+    /// Max over groups of elements by tournament (MaxPool, Max), or ArgMax.
+    Tournament {
+        groups: Vec<Vec<usize>>,
+        with_index: bool,
+    },
+    Piecewise(Piecewise),
+}
+
+/// What the client applies, in the clear, to the opened output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFinal {
+    /// The servers open the logits minus the first logit of each row: softmax is
+    /// invariant under that shift, and the differences log p_i − log p_0 are a
+    /// function of the softmax output itself, so the client learns nothing more.
+    Softmax,
+    /// Sigmoid is a bijection: its input and its output tell the same.
+    Sigmoid,
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// The public plan: shapes and architecture, no weights.
+    pub plan: Plan,
+    /// One kind per plan step that runs on shares.
+    pub kinds: Vec<Kind>,
+    /// The value the servers open to the client.
+    pub revealed: ValueId,
+    pub client_final: Option<ClientFinal>,
+    /// Fractional bits of the revealed value (0 for ArgMax's integer output).
+    pub revealed_frac_bits: Option<u32>,
+    /// Weights that enter products, masked and opened once per session.
+    pub masked_weights: Vec<ValueId>,
+}
+
+impl Schedule {
+    pub fn new(plan: &Plan) -> Result<Schedule> {
+        let plan = plan.public();
+        let last = plan.steps.iter().position(|s| s.output == plan.output);
+        let client_final = last.and_then(|i| match plan.steps[i].op {
+            Op::Softmax => Some(ClientFinal::Softmax),
+            Op::Sigmoid => Some(ClientFinal::Sigmoid),
+            _ => None,
+        });
+        let run_steps = match (last, client_final) {
+            (Some(i), Some(_)) => i,
+            _ => plan.steps.len(),
+        };
+        let revealed = if client_final.is_some() {
+            plan.steps[run_steps].inputs[0]
+        } else {
+            plan.output
+        };
+        let mut kinds = Vec::with_capacity(run_steps);
+        for (i, step) in plan.steps[..run_steps].iter().enumerate() {
+            let shape = |v: ValueId| plan.values[v].shape.clone();
+            let unsupported = |why: &str| {
+                Error::unsupported(format!(
+                    "{} `{}`: {why}; run it with --plaintext",
+                    step.tf_op, step.node
+                ))
+            };
+            let kind = match &step.op {
+                op if op.is_data_movement() => Kind::Local,
+                Op::Add | Op::Sub | Op::Neg | Op::Sum { .. } => Kind::Local,
+                Op::MatMul { .. } | Op::Conv2D(_) | Op::Mul => Kind::Product,
+                Op::AvgPool(_) | Op::Mean { .. } => Kind::Scaled,
+                Op::Relu => Kind::Relu,
+                Op::MaxPool(w) => Kind::Tournament {
+                    groups: pool_groups(&shape(step.inputs[0]), w),
+                    with_index: false,
+                },
+                Op::Max { axes, .. } => Kind::Tournament {
+                    groups: reduce_groups(&shape(step.inputs[0]), axes),
+                    with_index: false,
+                },
+                Op::ArgMax { axis } if step.output == plan.output => Kind::Tournament {
+                    groups: reduce_groups(&shape(step.inputs[0]), &[*axis]),
+                    with_index: true,
+                },
+                Op::ArgMax { .. } => {
+                    return Err(unsupported(
+                        "ArgMax runs securely only as the model's output",
+                    ));
+                }
+                Op::Sigmoid => Kind::Piecewise(Piecewise::sigmoid()),
+                Op::Tanh => Kind::Piecewise(Piecewise::tanh()),
+                Op::Softmax => {
+                    return Err(unsupported(
+                        "Softmax runs securely only as the model's last op (the client applies it)",
+                    ));
+                }
+                Op::Rsqrt => {
+                    return Err(unsupported(
+                        "Rsqrt of a private value is not supported under Pond",
+                    ));
+                }
+                Op::CastToInt | Op::CastToFloat => {
+                    return Err(unsupported(
+                        "a cast of a private value is not supported under Pond",
+                    ));
+                }
+                other => {
+                    return Err(unsupported(&format!(
+                        "{} has no secure protocol",
+                        other.name()
+                    )));
+                }
+            };
+            if step
+                .inputs
+                .iter()
+                .any(|&v| plan.values[v].vtype == crate::plan::ValueType::Int)
+            {
+                return Err(unsupported("integer values cannot be computed on"));
+            }
+            let _ = i;
+            kinds.push(kind);
+        }
+        let mut masked_weights: Vec<ValueId> = plan.steps[..run_steps]
+            .iter()
+            .zip(&kinds)
+            .filter(|(_, k)| matches!(k, Kind::Product))
+            .flat_map(|(s, _)| s.inputs.iter().copied())
+            .filter(|&v| matches!(plan.values[v].source, Source::Weight))
+            .collect();
+        masked_weights.sort_unstable();
+        masked_weights.dedup();
+        let revealed_int = plan.values[revealed].vtype == crate::plan::ValueType::Int;
+        Ok(Schedule {
+            plan,
+            kinds,
+            revealed,
+            client_final,
+            revealed_frac_bits: if revealed_int { Some(0) } else { None },
+            masked_weights,
+        })
+    }
+
+    /// Planned bytes each server sends, and rounds, for each step; plus the set-up
+    /// (opening the masked weights) and per-prediction totals. See docs/PROTOCOL.md.
+    pub fn planned(&self) -> Vec<Planned> {
+        let mut opened = vec![false; self.plan.values.len()];
+        self.kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let step = &self.plan.steps[i];
+                let out: usize = self.plan.values[step.output].len();
+                match kind {
+                    Kind::Local => Planned::default(),
+                    Kind::Product => {
+                        let mut words = out;
+                        let mut rounds = 1;
+                        let mut opening = false;
+                        for &v in &step.inputs {
+                            if !matches!(self.plan.values[v].source, Source::Weight) && !opened[v] {
+                                opened[v] = true;
+                                words += self.plan.values[v].len();
+                                opening = true;
+                            }
+                        }
+                        if opening {
+                            rounds += 1;
+                        }
+                        Planned {
+                            bytes: 8 * words as u64,
+                            rounds,
+                        }
+                    }
+                    Kind::Scaled => Planned {
+                        bytes: 8 * out as u64,
+                        rounds: 1,
+                    },
+                    Kind::Relu => {
+                        let n = out;
+                        Planned {
+                            bytes: drelu_bytes(n) + 8 * 2 * n as u64,
+                            rounds: 9,
+                        }
+                    }
+                    Kind::Tournament { groups, with_index } => {
+                        let mut groups = groups.clone();
+                        let mut p = Planned::default();
+                        while groups.iter().any(|g| g.len() > 1) {
+                            let (pairs, _, next) = pair_up(&groups);
+                            let n = pairs.len();
+                            let operands = if *with_index { 2 } else { 1 };
+                            p.bytes += drelu_bytes(n) + 8 * ((1 + operands) * n) as u64;
+                            p.rounds += 9;
+                            groups = next;
+                        }
+                        p
+                    }
+                    Kind::Piecewise(pw) => {
+                        let n = out;
+                        let k = pw.breaks.len() * n;
+                        Planned {
+                            bytes: drelu_bytes(k) + 8 * (k + n) as u64 + 8 * n as u64,
+                            rounds: 10,
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Bytes each server sends at set-up: its share of every masked weight.
+    pub fn planned_setup_bytes(&self) -> u64 {
+        self.masked_weights
+            .iter()
+            .map(|&w| 8 * self.plan.values[w].len() as u64)
+            .sum()
+    }
+}
+
+/// Bytes a server sends for `n` DReLUs: the AND openings and the packed B2A bits.
+fn drelu_bytes(n: usize) -> u64 {
+    8 * (DRELU_OPEN_WORDS * n + n.div_ceil(64)) as u64
+}
+
+/// What the formulas predict for one step, per server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Planned {
+    pub bytes: u64,
+    pub rounds: u64,
+}
+
+/// For each output element of a pool (NHWC, row-major), the flat input indices its
+/// window covers, padding excluded.
+pub fn pool_groups(shape: &[usize], w: &crate::kernels::Window) -> Vec<Vec<usize>> {
+    let (n, h, wd, c) = (shape[0], shape[1], shape[2], shape[3]);
+    let g = w
+        .geometry([h, wd])
+        .expect("pool geometry checked at plan time");
+    let mut groups = Vec::with_capacity(n * g.out[0] * g.out[1] * c);
+    for b in 0..n {
+        for oy in 0..g.out[0] {
+            for ox in 0..g.out[1] {
+                let (ys, xs) = window_ranges(w, &g, [h, wd], [oy, ox]);
+                for ch in 0..c {
+                    let mut members = Vec::new();
+                    for iy in ys.clone() {
+                        for ix in xs.clone() {
+                            members.push(((b * h + iy) * wd + ix) * c + ch);
+                        }
+                    }
+                    groups.push(members);
+                }
+            }
+        }
+    }
+    groups
+}
+
+/// For each element of a reduction's output (row-major, reduced axes removed), the
+/// flat input indices reduced into it, in row-major order.
+pub fn reduce_groups(shape: &[usize], axes: &[usize]) -> Vec<Vec<usize>> {
+    let strides: Vec<usize> = (0..shape.len())
+        .map(|i| shape[i + 1..].iter().product())
+        .collect();
+    let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
+    let out_count: usize = kept.iter().map(|&a| shape[a]).product();
+    let red_count: usize = axes.iter().map(|&a| shape[a]).product();
+    let index_of = |dims: &[usize], mut k: usize| -> Vec<usize> {
+        let mut idx = vec![0; dims.len()];
+        for (j, &a) in dims.iter().enumerate().rev() {
+            idx[j] = k % shape[a];
+            k /= shape[a];
+        }
+        idx
+    };
+    (0..out_count)
+        .map(|o| {
+            let base: usize = kept
+                .iter()
+                .zip(index_of(&kept, o))
+                .map(|(&a, i)| i * strides[a])
+                .sum();
+            (0..red_count)
+                .map(|r| {
+                    base + axes
+                        .iter()
+                        .zip(index_of(axes, r))
+                        .map(|(&a, i)| i * strides[a])
+                        .sum::<usize>()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduce_groups_follow_row_major_order() {
+        // [2, 3] reduced over axis 1: rows; over axis 0: columns.
+        assert_eq!(
+            reduce_groups(&[2, 3], &[1]),
+            vec![vec![0, 1, 2], vec![3, 4, 5]]
+        );
+        assert_eq!(
+            reduce_groups(&[2, 3], &[0]),
+            vec![vec![0, 3], vec![1, 4], vec![2, 5]]
+        );
+        assert_eq!(
+            reduce_groups(&[2, 2, 2], &[0, 2]),
+            vec![vec![0, 1, 4, 5], vec![2, 3, 6, 7]]
+        );
+    }
+}

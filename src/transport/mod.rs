@@ -1,0 +1,218 @@
+//! How parties talk: one trait, implementations per medium, every byte counted.
+//!
+//! Every message is a byte string keyed by (session, prediction, step, tag), so
+//! messages may arrive in any order and two sessions never mix (as Moose keys its
+//! messages by session and rendezvous key). The protocol code sees only
+//! [`Endpoint`]: the same code runs over the in-process transport and, later, over
+//! the network.
+
+mod in_process;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+
+pub use in_process::InProcess;
+
+/// The five roles of a Pond deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Party {
+    Server0,
+    Server1,
+    /// The crypto producer: deals correlated randomness, never sees data.
+    Dealer,
+    ModelOwner,
+    Client,
+}
+
+impl Party {
+    pub const ALL: [Party; 5] = [
+        Party::Server0,
+        Party::Server1,
+        Party::Dealer,
+        Party::ModelOwner,
+        Party::Client,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Party::Server0 => "server0",
+            Party::Server1 => "server1",
+            Party::Dealer => "crypto-producer",
+            Party::ModelOwner => "model-owner",
+            Party::Client => "client",
+        }
+    }
+
+    pub fn server(i: usize) -> Party {
+        if i == 0 {
+            Party::Server0
+        } else {
+            Party::Server1
+        }
+    }
+}
+
+/// Which message: of which session, which prediction in it (0 is the set-up that
+/// shares the weights), which step of the plan, and which message of that step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MsgKey {
+    pub session: u64,
+    pub seq: u32,
+    pub step: u32,
+    pub tag: u32,
+}
+
+/// A medium that carries byte strings between parties.
+pub trait Transport: Send + Sync {
+    fn send(&self, from: Party, to: Party, key: MsgKey, payload: Vec<u8>) -> Result<()>;
+    /// Wait for the message `key` from `from`, at most `timeout`.
+    fn recv(&self, to: Party, from: Party, key: MsgKey, timeout: Duration) -> Result<Vec<u8>>;
+    /// A party failed: make every waiting and later receive fail at once, instead
+    /// of waiting out its deadline.
+    fn abort(&self, reason: String);
+}
+
+/// The error a receive returns after another party failed.
+#[derive(Debug)]
+pub struct Aborted(pub String);
+
+impl std::fmt::Display for Aborted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped because {}", self.0)
+    }
+}
+
+impl std::error::Error for Aborted {}
+
+/// Traffic counters of one party.
+#[derive(Debug, Clone, Default)]
+pub struct Traffic {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub messages_sent: u64,
+    /// Communication rounds: sends that follow a receive (or start the party's work).
+    pub rounds: u64,
+}
+
+impl Traffic {
+    pub fn add(&mut self, other: &Traffic) {
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.messages_sent += other.messages_sent;
+        self.rounds += other.rounds;
+    }
+}
+
+/// One party's view of the transport: it sends as itself, counts what it sends and
+/// receives, and attributes the traffic to the current plan step (`layer`).
+pub struct Endpoint {
+    me: Party,
+    transport: Arc<dyn Transport>,
+    timeout: Duration,
+    pub session: u64,
+    pub seq: u32,
+    layer: Option<usize>,
+    /// Whether the last thing this party did was a receive (a send after one starts a round).
+    received_since_send: bool,
+    pub total: Traffic,
+    pub per_layer: BTreeMap<usize, Traffic>,
+}
+
+impl Endpoint {
+    pub fn new(
+        me: Party,
+        transport: Arc<dyn Transport>,
+        session: u64,
+        timeout: Duration,
+    ) -> Endpoint {
+        Endpoint {
+            me,
+            transport,
+            timeout,
+            session,
+            seq: 0,
+            layer: None,
+            received_since_send: true,
+            total: Traffic::default(),
+            per_layer: BTreeMap::new(),
+        }
+    }
+
+    pub fn me(&self) -> Party {
+        self.me
+    }
+
+    /// Attribute the following traffic to plan step `layer` (`None`: set-up, input, output).
+    pub fn set_layer(&mut self, layer: Option<usize>) {
+        self.layer = layer;
+    }
+
+    fn key(&self, step: u32, tag: u32) -> MsgKey {
+        MsgKey {
+            session: self.session,
+            seq: self.seq,
+            step,
+            tag,
+        }
+    }
+
+    fn count(&mut self, f: impl Fn(&mut Traffic)) {
+        f(&mut self.total);
+        if let Some(l) = self.layer {
+            f(self.per_layer.entry(l).or_default());
+        }
+    }
+
+    pub fn send(&mut self, to: Party, step: u32, tag: u32, payload: Vec<u8>) -> Result<()> {
+        let n = payload.len() as u64;
+        let new_round = std::mem::replace(&mut self.received_since_send, false);
+        self.count(|t| {
+            t.bytes_sent += n;
+            t.messages_sent += 1;
+            if new_round {
+                t.rounds += 1;
+            }
+        });
+        self.transport
+            .send(self.me, to, self.key(step, tag), payload)
+    }
+
+    pub fn recv(&mut self, from: Party, step: u32, tag: u32) -> Result<Vec<u8>> {
+        let payload = self
+            .transport
+            .recv(self.me, from, self.key(step, tag), self.timeout)?;
+        let n = payload.len() as u64;
+        self.received_since_send = true;
+        self.count(|t| t.bytes_received += n);
+        Ok(payload)
+    }
+}
+
+/// Ring elements on the wire: 8 little-endian bytes each.
+pub fn encode_words(words: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(words.len() * 8);
+    for w in words {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// The inverse of [`encode_words`], checking the length the receiver expects.
+pub fn decode_words(bytes: &[u8], expected: usize, from: Party) -> Result<Vec<u64>> {
+    if bytes.len() != expected * 8 {
+        anyhow::bail!(
+            "{} sent {} bytes where {} ring elements ({} bytes) were expected",
+            from.name(),
+            bytes.len(),
+            expected,
+            expected * 8
+        );
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect())
+}
