@@ -23,7 +23,7 @@ use std::num::Wrapping;
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
-use super::mul::{deal_mul_many, mul_many};
+use super::mul::{deal_mul_many, deal_mul_pairs, mul_many, mul_pairs};
 use super::trunc::{deal_truncate, truncate};
 use super::{Dealer, Server};
 use crate::ring::{FixedPoint, RingTensor, from_words};
@@ -224,13 +224,7 @@ pub fn pair_up(groups: &[Vec<usize>]) -> (Vec<(usize, usize)>, Vec<usize>, Vec<V
     let mut pairs = Vec::new();
     let mut carried = Vec::new();
     let mut next_groups = Vec::with_capacity(groups.len());
-    let carried_count: usize = groups
-        .iter()
-        .filter(|g| g.len() % 2 == 1 && g.len() > 1)
-        .count()
-        + groups.iter().filter(|g| g.len() == 1).count();
     let total_pairs: usize = groups.iter().map(|g| g.len() / 2).sum();
-    let _ = carried_count;
     for g in groups {
         let mut next = Vec::new();
         for p in g.chunks(2) {
@@ -334,67 +328,59 @@ pub fn deal_tournament(d: &mut Dealer, groups: &[Vec<usize>], with_index: bool) 
     Ok(())
 }
 
-/// A function approximated by linear interpolation between uniformly spaced
-/// breakpoints, and constant outside them (so it saturates exactly).
+/// A function approximated piecewise: on each of K segments [t_k, t_{k+1}) by a
+/// cubic in the centred variable u = x − m_k (|u| ≤ h/2, so the rounded
+/// coefficients lose nothing), and by exact constants below t_0 and from t_K on.
 #[derive(Debug, Clone)]
 pub struct Piecewise {
     /// Breakpoints t_0 < … < t_K.
     pub breaks: Vec<f64>,
-    /// Slope and intercept of segment k, on [t_k, t_{k+1}).
-    pub lines: Vec<(f64, f64)>,
+    /// Centre m_k of each segment.
+    pub centres: Vec<f64>,
+    /// Coefficients c_0..c_3 of each segment's cubic in u.
+    pub coeffs: Vec<[f64; 4]>,
     /// The value below t_0 and from t_K on.
     pub below: f64,
     pub above: f64,
 }
 
 impl Piecewise {
-    /// Interpolate `f` at `segments + 1` uniform points of [lo, hi]; outside, the
-    /// function is `below` and `above` (the end points are pinned to them).
-    pub fn interpolate(
-        f: impl Fn(f64) -> f64,
-        lo: f64,
-        hi: f64,
-        segments: usize,
-        below: f64,
-        above: f64,
-    ) -> Piecewise {
+    /// Least-squares cubics for `f` on `segments` equal parts of [lo, hi].
+    pub fn fit(f: impl Fn(f64) -> f64, lo: f64, hi: f64, segments: usize, below: f64, above: f64) -> Piecewise {
         let h = (hi - lo) / segments as f64;
         let breaks: Vec<f64> = (0..=segments).map(|k| lo + h * k as f64).collect();
-        let y: Vec<f64> = breaks
+        let centres: Vec<f64> = (0..segments).map(|k| lo + h * (k as f64 + 0.5)).collect();
+        let coeffs = centres
             .iter()
-            .enumerate()
-            .map(|(k, &t)| {
-                if k == 0 {
-                    below
-                } else if k == segments {
-                    above
-                } else {
-                    f(t)
+            .map(|&m| {
+                // Normal equations of the least-squares fit over dense samples.
+                let mut ata = [[0.0f64; 4]; 4];
+                let mut aty = [0.0f64; 4];
+                for i in 0..=400 {
+                    let u = -h / 2.0 + h * i as f64 / 400.0;
+                    let pows = [1.0, u, u * u, u * u * u];
+                    let y = f(m + u);
+                    for r in 0..4 {
+                        aty[r] += pows[r] * y;
+                        for c in 0..4 {
+                            ata[r][c] += pows[r] * pows[c];
+                        }
+                    }
                 }
+                solve4(ata, aty)
             })
             .collect();
-        let lines = (0..segments)
-            .map(|k| {
-                let m = (y[k + 1] - y[k]) / h;
-                (m, y[k] - m * breaks[k])
-            })
-            .collect();
-        Piecewise {
-            breaks,
-            lines,
-            below,
-            above,
-        }
+        Piecewise { breaks, centres, coeffs, below, above }
     }
 
-    /// Sigmoid on [-8, 8] in 64 segments; 0 below, 1 above.
+    /// Sigmoid: cubics on 16 segments of [-10, 10]; exactly 0 below, 1 above.
     pub fn sigmoid() -> Piecewise {
-        Piecewise::interpolate(|x| 1.0 / (1.0 + (-x).exp()), -8.0, 8.0, 64, 0.0, 1.0)
+        Piecewise::fit(|x| 1.0 / (1.0 + (-x).exp()), -10.0, 10.0, 16, 0.0, 1.0)
     }
 
-    /// Tanh on [-4, 4] in 64 segments; −1 below, 1 above.
+    /// Tanh: cubics on 16 segments of [-5, 5]; exactly −1 below, 1 above.
     pub fn tanh() -> Piecewise {
-        Piecewise::interpolate(f64::tanh, -4.0, 4.0, 64, -1.0, 1.0)
+        Piecewise::fit(f64::tanh, -5.0, 5.0, 16, -1.0, 1.0)
     }
 
     /// The approximation in the clear (what the protocol computes, up to rounding).
@@ -403,93 +389,133 @@ impl Piecewise {
             return self.below;
         }
         match self.breaks.iter().rposition(|&t| x >= t) {
-            Some(k) if k < self.lines.len() => self.lines[k].0 * x + self.lines[k].1,
+            Some(k) if k < self.coeffs.len() => {
+                let u = x - self.centres[k];
+                let c = self.coeffs[k];
+                c[0] + u * (c[1] + u * (c[2] + u * c[3]))
+            }
             _ => self.above,
         }
     }
+
+    /// The largest |approximation − f| over a fine grid of [lo, hi].
+    pub fn max_error(&self, f: impl Fn(f64) -> f64, lo: f64, hi: f64) -> f64 {
+        (0..=100_000)
+            .map(|i| lo + (hi - lo) * i as f64 / 100_000.0)
+            .map(|x| (self.eval(x) - f(x)).abs())
+            .fold(0.0, f64::max)
+    }
 }
 
-/// Server: the piecewise-linear function of every element of x.
+/// Gaussian elimination with partial pivoting for a 4×4 system.
+fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> [f64; 4] {
+    for col in 0..4 {
+        let pivot = (col..4).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs())).expect("rows");
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        for row in col + 1..4 {
+            let factor = a[row][col] / a[col][col];
+            for k in col..4 {
+                a[row][k] -= factor * a[col][k];
+            }
+            b[row] -= factor * b[col];
+        }
+    }
+    let mut x = [0.0; 4];
+    for row in (0..4).rev() {
+        let tail: f64 = (row + 1..4).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - tail) / a[row][row];
+    }
+    x
+}
+
+/// Server: the piecewise function of every element of x.
 ///
-/// d_k = [x ≥ t_k] for all breakpoints in one batched DReLU; the segment indicator
-/// is d_k − d_{k+1}, so f(x) = Σ_k (d_k − d_{k+1})(m_k·x + q_k) + d_K·above +
-/// (1 − d_0)·below, with the products d_k·x from one batched multiplication (x's
-/// mask shared by all k) and a single truncation at the end. Only one segment's
-/// rounded slope ever contributes, so rounding errors do not accumulate.
-pub fn piecewise(
-    s: &mut Server,
-    x: &RingTensor,
-    pw: &Piecewise,
-    fp: FixedPoint,
-) -> Result<RingTensor> {
+/// d_k = [x ≥ t_k] for every breakpoint in one batched DReLU; the segment
+/// indicator s_k = d_k − d_{k+1} is one-hot (or all zero outside [t_0, t_K]). The
+/// segment's centre and coefficients are then *local* linear combinations,
+/// m(x) = Σ s_k·m_k and c_j(x) = Σ s_k·c_kj, and so is u = x − m(x). Three rounds
+/// of products give u², u³ and Σ_j c_j(x)·u^j; below and above, every c_j is
+/// exactly zero, so whatever u is, only the constant remains.
+pub fn piecewise(s: &mut Server, x: &RingTensor, pw: &Piecewise, fp: FixedPoint) -> Result<RingTensor> {
     let n = x.len();
     let k1 = pw.breaks.len();
+    let segments = pw.coeffs.len();
     let flat = x.to_shape(IxDyn(&[n])).expect("flat").to_owned();
     let first = s.is_first();
+    let public = |v: Wrapping<u64>| if first { v } else { Wrapping(0) };
     let mut diffs = RingTensor::zeros(IxDyn(&[k1, n]));
     for (k, &t) in pw.breaks.iter().enumerate() {
-        let t = if first {
-            fp.encode_value(t)
-        } else {
-            Wrapping(0)
-        };
-        diffs
-            .row_mut_dyn(k)
-            .iter_mut()
-            .zip(flat.iter())
-            .for_each(|(o, &v)| *o = v - t);
+        let t = public(fp.encode_value(t));
+        diffs.index_axis_mut(ndarray::Axis(0), k).iter_mut().zip(flat.iter()).for_each(|(o, &v)| *o = v - t);
     }
     let d = drelu(s, &diffs)?;
-    let dx = mul_many(s, &d, &[&flat])?.remove(0);
-    let f2 = fp.frac_bits * 2;
-    let enc2 = |v: f64| {
-        if first {
-            FixedPoint { frac_bits: f2 }.encode_value(v)
-        } else {
-            Wrapping(0)
-        }
-    };
-    let _ = enc2;
-    let mut acc = RingTensor::zeros(IxDyn(&[n]));
-    let at = |t: &RingTensor, k: usize, i: usize| t[[k, i]];
+    let fp2 = FixedPoint { frac_bits: 2 * fp.frac_bits };
+    let zeros = || RingTensor::zeros(IxDyn(&[n]));
+    let (mut centre, mut c1, mut c2, mut c3, mut c0) = (zeros(), zeros(), zeros(), zeros(), zeros());
     for i in 0..n {
-        let mut v = Wrapping(0u64);
-        for (k, &(m, q)) in pw.lines.iter().enumerate() {
-            let onehot = at(&d, k, i) - at(&d, k + 1, i);
-            let onehot_x = at(&dx, k, i) - at(&dx, k + 1, i);
-            v += fp.encode_value(m) * onehot_x
-                + FixedPoint { frac_bits: f2 }.encode_value(q) * onehot;
+        let mut acc = [Wrapping(0u64); 5];
+        for k in 0..segments {
+            let onehot = d[[k, i]] - d[[k + 1, i]];
+            let c = pw.coeffs[k];
+            acc[0] += onehot * fp.encode_value(pw.centres[k]);
+            acc[1] += onehot * fp.encode_value(c[1]);
+            acc[2] += onehot * fp.encode_value(c[2]);
+            acc[3] += onehot * fp.encode_value(c[3]);
+            acc[4] += onehot * fp2.encode_value(c[0]);
         }
-        let dk = at(&d, k1 - 1, i);
-        let d0 = at(&d, 0, i);
-        let one = if first { Wrapping(1u64) } else { Wrapping(0) };
-        v += FixedPoint { frac_bits: f2 }.encode_value(pw.above) * dk
-            + FixedPoint { frac_bits: f2 }.encode_value(pw.below) * (one - d0);
-        acc[[i]] = v;
+        let below = public(Wrapping(1)) - d[[0, i]];
+        acc[4] += d[[k1 - 1, i]] * fp2.encode_value(pw.above) + below * fp2.encode_value(pw.below);
+        centre[[i]] = acc[0];
+        c1[[i]] = acc[1];
+        c2[[i]] = acc[2];
+        c3[[i]] = acc[3];
+        c0[[i]] = acc[4];
     }
+    let u = &flat - &centre;
+    let square = mul_pairs(s, &[(&u, &u)])?.remove(0);
+    let u2 = truncate(s, &square, fp.frac_bits)?;
+    let cube = mul_pairs(s, &[(&u2, &u)])?.remove(0);
+    let u3 = truncate(s, &cube, fp.frac_bits)?;
+    let terms = mul_pairs(s, &[(&c1, &u), (&c2, &u2), (&c3, &u3)])?;
+    let acc = &c0 + &(&(&terms[0] + &terms[1]) + &terms[2]);
     let out = truncate(s, &acc, fp.frac_bits)?;
     Ok(out.into_shape_with_order(x.raw_dim()).expect("shape"))
 }
 
-pub fn deal_piecewise(
-    d: &mut Dealer,
-    shape: &[usize],
-    pw: &Piecewise,
-    fp: FixedPoint,
-) -> Result<()> {
+pub fn deal_piecewise(d: &mut Dealer, shape: &[usize], pw: &Piecewise, fp: FixedPoint) -> Result<()> {
     let n: usize = shape.iter().product();
-    let k1 = pw.breaks.len();
-    deal_drelu(d, k1 * n)?;
-    deal_mul_many(d, &[k1, n], &[&[n]])?;
-    deal_truncate(d, &[n], fp.frac_bits)
+    let flat = [n];
+    deal_drelu(d, pw.breaks.len() * n)?;
+    for _ in 0..2 {
+        deal_mul_pairs(d, &[&flat])?;
+        deal_truncate(d, &flat, fp.frac_bits)?;
+    }
+    deal_mul_pairs(d, &[&flat, &flat, &flat])?;
+    deal_truncate(d, &flat, fp.frac_bits)
 }
 
-trait RowMut {
-    fn row_mut_dyn(&mut self, k: usize) -> ndarray::ArrayViewMutD<'_, Wrapping<u64>>;
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl RowMut for RingTensor {
-    fn row_mut_dyn(&mut self, k: usize) -> ndarray::ArrayViewMutD<'_, Wrapping<u64>> {
-        self.index_axis_mut(ndarray::Axis(0), k)
+    #[test]
+    fn piecewise_sigmoid_and_tanh_are_accurate_and_saturate() {
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let s = Piecewise::sigmoid();
+        let t = Piecewise::tanh();
+        let (es, et) = (s.max_error(sigmoid, -12.0, 12.0), t.max_error(f64::tanh, -12.0, 12.0));
+        eprintln!("max error on [-12, 12]: sigmoid {es:.2e}, tanh {et:.2e}");
+        assert!(es < 2e-4 && et < 4e-4, "sigmoid {es}, tanh {et}");
+        assert_eq!((s.eval(-10.5), s.eval(10.0), s.eval(1e6)), (0.0, 1.0, 1.0));
+        assert_eq!((t.eval(-5.5), t.eval(5.0), t.eval(-1e6)), (-1.0, 1.0, -1.0));
+    }
+
+    #[test]
+    fn pair_up_keeps_order_and_carries_odd_ones() {
+        let (pairs, carried, next) = pair_up(&[vec![0, 1, 2], vec![3], vec![4, 5]]);
+        assert_eq!(pairs, vec![(0, 1), (4, 5)]);
+        assert_eq!(carried, vec![2, 3]);
+        assert_eq!(next, vec![vec![0, 2], vec![3], vec![1]]);
     }
 }

@@ -130,3 +130,64 @@ pub fn deal_mul_many(d: &mut Dealer, d_shape: &[usize], x_shapes: &[&[usize]]) -
     }
     d.send_corrections(tag, corrections)
 }
+
+/// Server: element-wise products l_j·r_j of several same-shape pairs, with fresh
+/// masks, all opened in one round.
+pub fn mul_pairs(s: &mut Server, pairs: &[(&RingTensor, &RingTensor)]) -> Result<Vec<RingTensor>> {
+    let tag = s.at.next_material();
+    let mut prg = s.material(tag);
+    let masks: Vec<(RingTensor, RingTensor)> = pairs.iter().map(|(l, r)| (prg.tensor(l.shape()), prg.tensor(r.shape()))).collect();
+    let cs: Vec<RingTensor> = if s.is_first() {
+        pairs.iter().map(|(l, _)| prg.tensor(l.shape())).collect()
+    } else {
+        let total = pairs.iter().map(|(l, _)| l.len()).sum();
+        let words = s.corrections(tag, total)?;
+        let mut at = 0;
+        pairs
+            .iter()
+            .map(|(l, _)| {
+                at += l.len();
+                from_words(l.shape(), words[at - l.len()..at].to_vec())
+            })
+            .collect()
+    };
+    let mut masked = Vec::with_capacity(2 * pairs.len());
+    for ((l, r), (al, ar)) in pairs.iter().zip(&masks) {
+        masked.push(*l - al);
+        masked.push(*r - ar);
+    }
+    let opened = s.open(&masked.iter().collect::<Vec<_>>())?;
+    Ok(masks
+        .iter()
+        .zip(&cs)
+        .enumerate()
+        .map(|(j, ((al, ar), c))| {
+            let (el, er) = (&opened[2 * j], &opened[2 * j + 1]);
+            let mut z = &(el * ar) + &(al * er) + c;
+            if s.is_first() {
+                z = z + el * er;
+            }
+            z
+        })
+        .collect())
+}
+
+/// Dealer half of [`mul_pairs`], for pairs of tensors of these shapes.
+pub fn deal_mul_pairs(d: &mut Dealer, shapes: &[&[usize]]) -> Result<()> {
+    let tag = d.at.next_material();
+    let (mut p0, mut p1) = (d.material(0, tag), d.material(1, tag));
+    let masks: Vec<(RingTensor, RingTensor)> = shapes
+        .iter()
+        .map(|sh| {
+            let (l0, r0) = (p0.tensor(sh), p0.tensor(sh));
+            let (l1, r1) = (p1.tensor(sh), p1.tensor(sh));
+            (l0 + l1, r0 + r1)
+        })
+        .collect();
+    let mut corrections = Vec::new();
+    for ((al, ar), sh) in masks.iter().zip(shapes) {
+        let c0 = p0.tensor(sh);
+        corrections.extend((al * ar - c0).iter().map(|w| w.0));
+    }
+    d.send_corrections(tag, corrections)
+}

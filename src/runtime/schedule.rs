@@ -71,7 +71,7 @@ impl Schedule {
             plan.output
         };
         let mut kinds = Vec::with_capacity(run_steps);
-        for (i, step) in plan.steps[..run_steps].iter().enumerate() {
+        for step in &plan.steps[..run_steps] {
             let shape = |v: ValueId| plan.values[v].shape.clone();
             let unsupported = |why: &str| {
                 Error::unsupported(format!(
@@ -133,7 +133,6 @@ impl Schedule {
             {
                 return Err(unsupported("integer values cannot be computed on"));
             }
-            let _ = i;
             kinds.push(kind);
         }
         let mut masked_weights: Vec<ValueId> = plan.steps[..run_steps]
@@ -212,12 +211,11 @@ impl Schedule {
                         p
                     }
                     Kind::Piecewise(pw) => {
+                        // DReLU of every breakpoint; u² and u³ (a pair of operands
+                        // and a truncation each); three products and a truncation.
                         let n = out;
                         let k = pw.breaks.len() * n;
-                        Planned {
-                            bytes: drelu_bytes(k) + 8 * (k + n) as u64 + 8 * n as u64,
-                            rounds: 10,
-                        }
+                        Planned { bytes: drelu_bytes(k) + 8 * (13 * n) as u64, rounds: 8 + 6 }
                     }
                 }
             })

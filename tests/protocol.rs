@@ -1,0 +1,1552 @@
+//! Tests of the Pond protocol (src/protocol) run between real party threads.
+//!
+//! Every primitive has a server half (run by server0 and server1 on additive shares)
+//! and a dealer half (run by the dealer); the harness in `common/mpc.rs` runs the
+//! three over the in-process transport, reconstructs the outputs and records what
+//! each party received. The tests pin three kinds of property:
+//!
+//! 1. **Correctness** (proptest): each primitive, run securely, computes what its
+//!    plaintext counterpart computes. Products and scaled sums are checked twice:
+//!    *exactly* against the integer product of the fixed-point encodings (the
+//!    truncation contract: within one unit in the last place of floor(Z / 2^f)),
+//!    and against the real-valued result within the error the encoding explains.
+//!    Comparisons (DReLU, ReLU, max, argmax) are exact: no tolerance at all.
+//! 2. **Truncation at scale**: 10^7 truncations near the documented bound
+//!    |z| < 2^62, none off by more than one unit.
+//! 3. **Security**: what a server receives from the other server and from the
+//!    dealer is uniform (chi-square) and distributed the same for very different
+//!    inputs (two-sample chi-square); server 0 never hears from the dealer; and on
+//!    a real model (testdata/mlp.pb) no plaintext value — an input pixel, a weight,
+//!    an output logit — appears as a word of any server's transcript.
+//!
+//! Fixed point: f = 16 (`FixedPoint::default()`) unless a test says otherwise.
+
+mod common;
+#[path = "common/mpc.rs"]
+mod mpc;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::num::Wrapping;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use ndarray::{ArrayD, Axis, IxDyn};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError};
+
+use mpc::{Keys, Message, Recording, Run, ring, run, run1, run_shares, signed};
+use tfe_run::kernels::{Padding, Window, linear};
+use tfe_run::plan::{Op, Plan, Source, ValueId};
+use tfe_run::protocol::compare::{self, DRELU_CORRECTION_WORDS, DRELU_OPEN_WORDS};
+use tfe_run::protocol::mul::{self, Masked};
+use tfe_run::protocol::{Dealer, Server, domain, trunc};
+use tfe_run::ring::{FixedPoint, Prg, RingTensor, Z, from_words, os_seed, stream_id, to_words};
+use tfe_run::runtime::schedule::{Kind, Schedule, pool_groups, reduce_groups};
+use tfe_run::transport::{Endpoint, Party, Transport, decode_words, encode_words};
+
+/// Fractional bits used throughout (the default encoding).
+const F: u32 = 16;
+/// Half a unit in the last place: the rounding error of one encoded input.
+const HALF_ULP: f64 = 1.0 / (1u64 << (F + 1)) as f64;
+const ULP: f64 = 1.0 / (1u64 << F) as f64;
+
+fn fp() -> FixedPoint {
+    FixedPoint::default()
+}
+
+/// Proptest settings: a modest number of cases (every case runs three threads and
+/// several rounds), and no regression files written next to the tests.
+fn cases(n: u32) -> Config {
+    Config {
+        cases: n,
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+// ---- plaintext helpers -----------------------------------------------------
+
+/// `n` reals uniform in [−scale, scale], from a seed (proptest shrinks the shapes;
+/// the seed reproduces the values).
+fn reals(seed: &[u8; 32], stream: u64, n: usize, scale: f64) -> Vec<f64> {
+    Prg::new(seed, stream)
+        .words(n)
+        .into_iter()
+        .map(|w| ((w >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale)
+        .collect()
+}
+
+fn array<T>(shape: &[usize], v: Vec<T>) -> ArrayD<T> {
+    ArrayD::from_shape_vec(IxDyn(shape), v).expect("shape")
+}
+
+/// Encode reals (round to nearest 2^-16) as raw signed integers.
+fn encode_raw(x: &ArrayD<f64>) -> ArrayD<i64> {
+    x.mapv(|v| fp().encode_value(v).0 as i64)
+}
+
+fn to_ring(x: &ArrayD<i64>) -> RingTensor {
+    x.mapv(|v| Wrapping(v as u64))
+}
+
+fn to_i128(x: &ArrayD<i64>) -> ArrayD<i128> {
+    x.mapv(i128::from)
+}
+
+/// The decoded reals of raw encodings.
+fn decoded(x: &ArrayD<i64>) -> ArrayD<f64> {
+    x.mapv(|v| v as f64 / (1u64 << F) as f64)
+}
+
+/// A product op's bilinear map on exact integers (the ring semantics without wrap).
+fn bilinear_i128(op: &Op, x: &ArrayD<i128>, y: &ArrayD<i128>) -> ArrayD<i128> {
+    match op {
+        Op::MatMul {
+            transpose_a,
+            transpose_b,
+        } => linear::matmul(x, y, *transpose_a, *transpose_b),
+        Op::Conv2D(w) => linear::conv2d(x, y, w),
+        Op::Mul => x * y,
+        other => unreachable!("{} is not a product", other.name()),
+    }
+}
+
+/// Conv2D by its definition (NHWC input, HWIO filter, TensorFlow's padding), in
+/// f64: a reference independent of the im2col kernel the protocol uses.
+fn conv_direct(x: &ArrayD<f64>, f: &ArrayD<f64>, win: &Window) -> ArrayD<f64> {
+    let (n, h, w, c) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+    let oc = f.shape()[3];
+    let g = win.geometry([h, w]).expect("geometry");
+    ArrayD::from_shape_fn(IxDyn(&[n, g.out[0], g.out[1], oc]), |i| {
+        let mut acc = 0.0;
+        for ky in 0..win.kernel[0] {
+            for kx in 0..win.kernel[1] {
+                let iy =
+                    (i[1] * win.strides[0] + ky * win.dilations[0]) as isize - g.pad[0] as isize;
+                let ix =
+                    (i[2] * win.strides[1] + kx * win.dilations[1]) as isize - g.pad[1] as isize;
+                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                    continue;
+                }
+                for ci in 0..c {
+                    acc += x[[i[0], iy as usize, ix as usize, ci]] * f[[ky, kx, ci, i[3]]];
+                }
+            }
+        }
+        acc
+    })
+}
+
+/// The real-valued result of a product op, computed in f64 independently of the
+/// ring kernels (MatMul by ndarray's dot, Conv2D by definition, Mul broadcast).
+fn bilinear_f64(op: &Op, x: &ArrayD<f64>, y: &ArrayD<f64>) -> ArrayD<f64> {
+    match op {
+        Op::MatMul {
+            transpose_a,
+            transpose_b,
+        } => {
+            let a = x.view().into_dimensionality::<ndarray::Ix2>().expect("2-D");
+            let b = y.view().into_dimensionality::<ndarray::Ix2>().expect("2-D");
+            let a = if *transpose_a { a.reversed_axes() } else { a };
+            let b = if *transpose_b { b.reversed_axes() } else { b };
+            a.dot(&b).into_dyn()
+        }
+        Op::Conv2D(w) => conv_direct(x, y, w),
+        Op::Mul => x * y,
+        other => unreachable!("{} is not a product", other.name()),
+    }
+}
+
+/// The input rows/columns an output pixel's pooling window covers (padding
+/// excluded), from TensorFlow's geometry: independent of `pool_groups`.
+fn pool_window(win: &Window, pad: [usize; 2], hw: [usize; 2], o: [usize; 2]) -> [Vec<usize>; 2] {
+    let axis = |a: usize| {
+        let start = (o[a] * win.strides[a]) as isize - pad[a] as isize;
+        (start..start + win.kernel[a] as isize)
+            .filter(|&i| i >= 0 && i < hw[a] as isize)
+            .map(|i| i as usize)
+            .collect()
+    };
+    [axis(0), axis(1)]
+}
+
+// ---- the secure halves the tests compose -----------------------------------
+
+/// Server half of "x ⊗ y, then truncate by 2^f": each private operand is masked by
+/// its mask of prediction 1 (value ids 0, 1, as the runtime masks activations), the
+/// masked values are opened in one round, then `mul::product` and
+/// `trunc::truncate`. With one input, the product is x ⊗ x (one mask used twice,
+/// as the runtime does for `Mul(v, v)`).
+fn server_product(
+    s: &mut Server,
+    op: &Op,
+    ins: Vec<RingTensor>,
+    out_shape: &[usize],
+    f: u32,
+) -> Result<RingTensor> {
+    let masks: Vec<RingTensor> = ins
+        .iter()
+        .enumerate()
+        .map(|(id, x)| s.mask(1, id as u32, x.shape()))
+        .collect();
+    let diffs: Vec<RingTensor> = ins.iter().zip(&masks).map(|(x, a)| x - a).collect();
+    let opened = s.open(&diffs.iter().collect::<Vec<_>>())?;
+    let m: Vec<Masked> = masks
+        .into_iter()
+        .zip(opened)
+        .map(|(mask, opened)| Masked { mask, opened })
+        .collect();
+    let z = mul::product(s, op, &m[0], m.get(1).unwrap_or(&m[0]), out_shape)?;
+    trunc::truncate(s, &z, f)
+}
+
+/// Dealer half of [`server_product`]: the whole masks, the product triple, the
+/// truncation pair.
+fn deal_product(
+    d: &mut Dealer,
+    op: &Op,
+    shapes: &[Vec<usize>],
+    out_shape: &[usize],
+    f: u32,
+) -> Result<()> {
+    let masks: Vec<RingTensor> = shapes
+        .iter()
+        .enumerate()
+        .map(|(id, sh)| d.mask(1, id as u32, sh))
+        .collect();
+    mul::deal_product(d, op, &masks[0], masks.get(1).unwrap_or(&masks[0]))?;
+    trunc::deal_truncate(d, out_shape, f)
+}
+
+/// Run a truncated product securely on plaintext ring inputs.
+fn secure_product(keys: &Keys, op: &Op, ins: &[RingTensor], out_shape: &[usize]) -> Run {
+    let shapes: Vec<Vec<usize>> = ins.iter().map(|x| x.shape().to_vec()).collect();
+    run(
+        keys,
+        ins,
+        |s, xs| Ok(vec![server_product(s, op, xs, out_shape, F)?]),
+        |d| deal_product(d, op, &shapes, out_shape, F),
+    )
+}
+
+/// Check a secure truncated result against the exact integer result `exact` (2f
+/// fractional bits): secure − floor(exact / 2^f) must be −1, 0 or 1 — and against
+/// the real-valued result within `tol`.
+fn check_truncated(
+    what: &str,
+    secure: &RingTensor,
+    exact: &ArrayD<i128>,
+    real: &ArrayD<f64>,
+    tol: f64,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(secure.shape(), exact.shape(), "{}: shape", what);
+    prop_assert_eq!(secure.shape(), real.shape(), "{}: shape", what);
+    for (i, ((s, &e), &r)) in secure.iter().zip(exact).zip(real).enumerate() {
+        let s = s.0 as i64;
+        prop_assert!(
+            e.abs() < 1i128 << 62,
+            "{}: test bug, exact value {} out of the documented range",
+            what,
+            e
+        );
+        let floor = (e >> F) as i64;
+        prop_assert!(
+            (s - floor).abs() <= 1,
+            "{}: element {}: secure raw {} but floor(Z / 2^16) = {} (Z = {})",
+            what,
+            i,
+            s,
+            floor,
+            e
+        );
+        let got = s as f64 * ULP;
+        prop_assert!(
+            (got - r).abs() <= tol,
+            "{}: element {}: secure {} vs real {} (tolerance {})",
+            what,
+            i,
+            got,
+            r,
+            tol
+        );
+    }
+    Ok(())
+}
+
+/// Run a product on random reals of magnitude up to 2^ex and 2^ey (clamped so the
+/// accumulated integer products stay below 2^61) and check it both ways.
+fn check_product(
+    op: &Op,
+    shapes: [&[usize]; 2],
+    terms: usize,
+    ex: i32,
+    ey: i32,
+    seed: &[u8; 32],
+) -> Result<(), TestCaseError> {
+    // Keep terms · 2^(ex + ey + 2f) < 2^61.
+    let log_terms = (usize::BITS - terms.next_power_of_two().leading_zeros()) as i32;
+    let ey = ey.min(61 - 2 * F as i32 - log_terms - ex);
+    let (sx, sy) = (2f64.powi(ex), 2f64.powi(ey));
+    let xr = array(shapes[0], reals(seed, 1, shapes[0].iter().product(), sx));
+    let yr = array(shapes[1], reals(seed, 2, shapes[1].iter().product(), sy));
+    let (xe, ye) = (encode_raw(&xr), encode_raw(&yr));
+    let out_shape = op
+        .output_shape(&[shapes[0], shapes[1]])
+        .map_err(TestCaseError::fail)?;
+    let run = secure_product(&Keys::fresh(), op, &[to_ring(&xe), to_ring(&ye)], &out_shape);
+    let exact = bilinear_i128(op, &to_i128(&xe), &to_i128(&ye));
+    let real = bilinear_f64(op, &xr, &yr);
+    // Each term x·y is off by at most |x|δ + |y|δ + δ² after encoding (δ half an
+    // ulp); the truncation adds at most two ulps (floor, then ±1); f64 itself
+    // rounds the reference by a relative 2^-52 per term.
+    let t = terms as f64;
+    let tol = t * (sx + sy) * HALF_ULP + t * HALF_ULP * HALF_ULP + 2.0 * ULP + 1e-12 * t * sx * sy;
+    check_truncated(op.name(), run.output(), &exact, &real, tol)
+}
+
+// ---- 1. correctness: products ----------------------------------------------
+
+/// Two broadcast-compatible shapes: a base shape, each operand keeping or
+/// collapsing each axis to 1, and the second possibly of lower rank.
+fn broadcast_shapes() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+    (
+        prop::collection::vec(1usize..=4, 1..=3),
+        any::<u8>(),
+        any::<u8>(),
+        0usize..=2,
+    )
+        .prop_map(|(base, mx, my, drop)| {
+            let keep = |m: u8| -> Vec<usize> {
+                base.iter()
+                    .enumerate()
+                    .map(|(i, &d)| if (m >> i) & 1 == 1 { 1 } else { d })
+                    .collect()
+            };
+            let (xs, mut ys) = (keep(mx), keep(my));
+            let drop = drop.min(ys.len() - 1);
+            ys.drain(..drop);
+            (xs, ys)
+        })
+}
+
+proptest! {
+    #![proptest_config(cases(48))]
+
+    /// Element-wise Mul with NumPy broadcasting (either operand, and rank
+    /// broadcasting), through masked Beaver products and truncation.
+    #[test]
+    fn mul_with_broadcasting_matches_plaintext(
+        (xs, ys) in broadcast_shapes(),
+        ex in -2i32..=14,
+        ey in -2i32..=14,
+        seed in any::<[u8; 32]>(),
+    ) {
+        check_product(&Op::Mul, [&xs, &ys], 1, ex, ey, &seed)?;
+    }
+
+    /// MatMul with every combination of transpose flags.
+    #[test]
+    fn matmul_matches_plaintext(
+        m in 1usize..=6,
+        k in 1usize..=16,
+        n in 1usize..=6,
+        transpose_a in any::<bool>(),
+        transpose_b in any::<bool>(),
+        ex in -2i32..=12,
+        ey in -2i32..=12,
+        seed in any::<[u8; 32]>(),
+    ) {
+        let a = if transpose_a { vec![k, m] } else { vec![m, k] };
+        let b = if transpose_b { vec![n, k] } else { vec![k, n] };
+        let op = Op::MatMul { transpose_a, transpose_b };
+        check_product(&op, [&a, &b], k, ex, ey, &seed)?;
+    }
+
+    /// Conv2D on small random shapes: strides 1–2, dilations 1–2, SAME and VALID.
+    #[test]
+    fn conv2d_matches_plaintext(
+        n in 1usize..=2,
+        h in 1usize..=7,
+        w in 1usize..=7,
+        c in 1usize..=3,
+        kernel in [1usize..=3, 1usize..=3],
+        oc in 1usize..=3,
+        strides in [1usize..=2, 1usize..=2],
+        dilations in [1usize..=2, 1usize..=2],
+        same in any::<bool>(),
+        ex in -2i32..=10,
+        ey in -2i32..=10,
+        seed in any::<[u8; 32]>(),
+    ) {
+        let win = Window {
+            kernel,
+            strides,
+            dilations,
+            padding: if same { Padding::Same } else { Padding::Valid },
+        };
+        let g = win.geometry([h, w]);
+        prop_assume!(g.is_some_and(|g| g.out[0] > 0 && g.out[1] > 0));
+        let x = [n, h, w, c];
+        let f = [kernel[0], kernel[1], c, oc];
+        check_product(&Op::Conv2D(win), [&x, &f], kernel[0] * kernel[1] * c, ex, ey, &seed)?;
+    }
+}
+
+/// x·x with a single mask used for both operands (the runtime's `Mul(v, v)`): the
+/// dealer's triple is a ⊗ a, and the result is still the square.
+#[test]
+fn square_with_one_mask_matches_plaintext() {
+    let seed = os_seed().unwrap();
+    let xr = array(&[5, 7], reals(&seed, 1, 35, 1000.0));
+    let xe = encode_raw(&xr);
+    let run = secure_product(&Keys::fresh(), &Op::Mul, &[to_ring(&xe)], &[5, 7]);
+    let exact = to_i128(&xe).mapv(|v| v * v);
+    let real = &xr * &xr;
+    check_truncated("x·x", run.output(), &exact, &real, 2000.0 * HALF_ULP + 3.0 * ULP).unwrap();
+}
+
+// ---- 1. correctness: truncation, ReLU, DReLU -------------------------------
+
+/// Signed 64-bit values at and around every boundary that matters: zero, one ulp,
+/// the real bound 2^30 (raw 2^46), the truncation bound 2^62, the ring's ends.
+fn special_values() -> Vec<i64> {
+    let mut v = vec![0, 1, -1, 2, -2, i64::MAX, i64::MIN, i64::MIN + 1, i64::MAX - 1];
+    for e in [16, 31, 32, 46, 47, 62, 63] {
+        let p = if e == 63 { i64::MAX } else { 1i64 << e };
+        for d in [-1i64, 0, 1] {
+            v.push(p.wrapping_add(d));
+            v.push(p.wrapping_add(d).wrapping_neg());
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Any signed value, weighted towards small magnitudes and the boundaries.
+fn ring_value() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        any::<i64>(),
+        -(1i64 << 20)..(1i64 << 20),
+        -(1i64 << 47)..(1i64 << 47),
+        prop::sample::select(special_values()),
+    ]
+}
+
+/// A value within the truncation bound |z| < 2^62.
+fn truncatable() -> impl Strategy<Value = i64> {
+    let bound = (1i64 << 62) - 1;
+    prop_oneof![
+        -bound..=bound,
+        -(1i64 << 40)..(1i64 << 40),
+        (bound - (1i64 << 20))..=bound,
+        -bound..=(-bound + (1i64 << 20)),
+        prop::sample::select(
+            special_values()
+                .into_iter()
+                .filter(|v| v.unsigned_abs() < 1 << 62)
+                .collect::<Vec<_>>()
+        ),
+    ]
+}
+
+fn secure_truncate(keys: &Keys, z: &RingTensor, f: u32) -> Run {
+    let shape = z.shape().to_vec();
+    run1(
+        keys,
+        z,
+        |s, z| trunc::truncate(s, &z, f),
+        |d| trunc::deal_truncate(d, &shape, f),
+    )
+}
+
+fn secure_drelu(keys: &Keys, x: &RingTensor) -> Run {
+    let n = x.len();
+    run1(keys, x, compare_drelu, |d| compare::deal_drelu(d, n))
+}
+
+fn compare_drelu(s: &mut Server, x: RingTensor) -> Result<RingTensor> {
+    compare::drelu(s, &x)
+}
+
+fn secure_relu(keys: &Keys, x: &RingTensor) -> Run {
+    let shape = x.shape().to_vec();
+    run1(
+        keys,
+        x,
+        |s, x| compare::relu(s, &x),
+        |d| compare::deal_relu(d, &shape),
+    )
+}
+
+proptest! {
+    #![proptest_config(cases(64))]
+
+    /// Truncation alone, for every supported number of fractional bits: within one
+    /// unit of floor(z / 2^f) for every z with |z| < 2^62 (module trunc's contract).
+    #[test]
+    fn truncation_is_within_one_unit(
+        z in prop::collection::vec(truncatable(), 1..200),
+        f in FixedPoint::MIN_FRAC_BITS..=FixedPoint::MAX_FRAC_BITS,
+    ) {
+        let run = secure_truncate(&Keys::fresh(), &ring(&[z.len()], z.iter().copied()), f);
+        for (i, (&z, got)) in z.iter().zip(signed(run.output())).enumerate() {
+            let want = z >> f;
+            prop_assert!(
+                (got - want).abs() <= 1,
+                "element {}: {} >> {} = {} but the protocol gave {}", i, z, f, want, got
+            );
+        }
+    }
+
+    /// ReLU is exact over the whole ring: max(x, 0) for x read as a signed 64-bit
+    /// integer, for every x (DReLU has no range restriction, and d·x is exact).
+    #[test]
+    fn relu_is_exact(x in prop::collection::vec(ring_value(), 1..300)) {
+        let run = secure_relu(&Keys::fresh(), &ring(&[x.len()], x.iter().copied()));
+        for (i, (&x, got)) in x.iter().zip(signed(run.output())).enumerate() {
+            prop_assert_eq!(got, x.max(0), "element {} (x = {})", i, x);
+        }
+    }
+
+    /// DReLU for chosen share splits, including the carry boundary of its
+    /// millionaires' comparison: low63(x0) + low63(x1) = 2^63 − 1 + δ for small δ
+    /// (u and v equal or adjacent), with either top bit.
+    #[test]
+    fn drelu_is_exact_for_any_split(
+        splits in prop::collection::vec(
+            (any::<u64>(), -2i64..=2, any::<bool>(), any::<bool>(), any::<u64>()),
+            1..150,
+        ),
+    ) {
+        const LOW: u64 = (1 << 63) - 1;
+        let (mut x0, mut x1) = (Vec::new(), Vec::new());
+        for &(a, delta, boundary, top, b) in &splits {
+            x0.push(a);
+            x1.push(if boundary {
+                ((LOW - (a & LOW)).wrapping_add(delta as u64) & LOW) | (u64::from(top) << 63)
+            } else {
+                b
+            });
+        }
+        let n = x0.len();
+        let shares = [
+            vec![from_words(&[n], x0.clone())],
+            vec![from_words(&[n], x1.clone())],
+        ];
+        let run = run_shares(
+            &Keys::fresh(),
+            shares,
+            |s, mut xs| Ok(vec![compare::drelu(s, &xs.remove(0))?]),
+            |d| compare::deal_drelu(d, n),
+        );
+        for (i, got) in signed(run.output()).into_iter().enumerate() {
+            let x = x0[i].wrapping_add(x1[i]) as i64;
+            prop_assert_eq!(got, i64::from(x >= 0), "x0 = {:#x}, x1 = {:#x}, x = {}", x0[i], x1[i], x);
+        }
+    }
+}
+
+/// DReLU at the edges, each under several share splits (random, one share zero,
+/// shares with the top bit set or all ones): 1 exactly for x ≥ 0, 0 for x < 0.
+#[test]
+fn drelu_edge_cases() {
+    let values = special_values();
+    let mut x0 = Vec::new();
+    let mut x1 = Vec::new();
+    let mut xs = Vec::new();
+    let mut prg = Prg::new(&os_seed().unwrap(), 0);
+    for &x in &values {
+        let x = x as u64;
+        let random = prg.words(4);
+        for a in [
+            0,
+            x,
+            1,
+            u64::MAX,
+            1 << 63,
+            (1 << 63) - 1,
+            x ^ (1 << 63),
+            random[0],
+            random[1],
+            random[2],
+            random[3],
+        ] {
+            xs.push(x as i64);
+            x0.push(a);
+            x1.push(x.wrapping_sub(a));
+        }
+    }
+    let n = xs.len();
+    let run = run_shares(
+        &Keys::fresh(),
+        [vec![from_words(&[n], x0)], vec![from_words(&[n], x1)]],
+        |s, mut v| Ok(vec![compare::drelu(s, &v.remove(0))?]),
+        |d| compare::deal_drelu(d, n),
+    );
+    let got = signed(run.output());
+    let wrong: Vec<String> = xs
+        .iter()
+        .zip(&got)
+        .filter(|(x, g)| **g != i64::from(**x >= 0))
+        .map(|(x, g)| format!("x = {x} gave {g}"))
+        .collect();
+    assert!(wrong.is_empty(), "DReLU wrong for: {wrong:?}");
+    // And the same values as plain random shares, through ReLU.
+    let x = ring(&[values.len()], values.iter().copied());
+    let relu = secure_relu(&Keys::fresh(), &x);
+    for (&v, got) in values.iter().zip(signed(relu.output())) {
+        assert_eq!(got, v.max(0), "ReLU({v})");
+    }
+}
+
+/// A primitive on an empty tensor (a zero-sized batch) is a no-op, not a crash.
+#[test]
+#[ignore = "BUG: compare::drelu panics on server 1 for an empty tensor: `words.chunks(n)` with n = 0 (\"chunk size must be non-zero\")"]
+fn relu_of_empty_tensor_is_empty() {
+    let x = ring(&[0, 3], []);
+    let run = secure_relu(&Keys::fresh(), &x);
+    assert_eq!(run.output().shape(), &[0, 3]);
+}
+
+/// Truncation of an empty tensor (the same edge, on the product path).
+#[test]
+fn truncation_of_empty_tensor_is_empty() {
+    let z = ring(&[0], []);
+    let run = secure_truncate(&Keys::fresh(), &z, F);
+    assert_eq!(run.output().shape(), &[0]);
+}
+
+// ---- 1. correctness: max, argmax, pools ------------------------------------
+
+/// Values for tournaments: wide (differences stay inside ±2^63) or from a tiny
+/// set, so that ties are common and the tie rule (first maximum) is exercised.
+fn tournament_values(seed: &[u8; 32], n: usize, ties: bool) -> Vec<i64> {
+    Prg::new(seed, 7)
+        .words(n)
+        .into_iter()
+        .map(|w| {
+            if ties {
+                ((w % 5) as i64 - 2) << F
+            } else {
+                (w as i64) >> 2
+            }
+        })
+        .collect()
+}
+
+fn secure_tournament(
+    x: &RingTensor,
+    groups: &[Vec<usize>],
+    with_index: bool,
+) -> (RingTensor, Option<RingTensor>) {
+    let run = run(
+        &Keys::fresh(),
+        std::slice::from_ref(x),
+        |s, xs| {
+            let (max, index) = compare::tournament(s, &xs[0], groups, with_index)?;
+            Ok(std::iter::once(max).chain(index).collect())
+        },
+        |d| compare::deal_tournament(d, groups, with_index),
+    );
+    let mut out = run.outputs.into_iter();
+    (out.next().expect("max"), out.next())
+}
+
+proptest! {
+    #![proptest_config(cases(40))]
+
+    /// MaxPool (NHWC, SAME and VALID, strides 1–3): groups from
+    /// `schedule::pool_groups`, the maximum checked exactly against a direct pool.
+    #[test]
+    fn maxpool_is_exact(
+        n in 1usize..=2,
+        h in 1usize..=6,
+        w in 1usize..=6,
+        c in 1usize..=2,
+        kernel in [1usize..=3, 1usize..=3],
+        strides in [1usize..=3, 1usize..=3],
+        same in any::<bool>(),
+        ties in any::<bool>(),
+        seed in any::<[u8; 32]>(),
+    ) {
+        let win = Window {
+            kernel,
+            strides,
+            dilations: [1, 1],
+            padding: if same { Padding::Same } else { Padding::Valid },
+        };
+        let g = win.geometry([h, w]);
+        prop_assume!(g.is_some_and(|g| g.out[0] > 0 && g.out[1] > 0));
+        let g = g.unwrap();
+        let shape = [n, h, w, c];
+        let xv = array(&shape, tournament_values(&seed, n * h * w * c, ties));
+        let groups = pool_groups(&shape, &win);
+        let (max, _) = secure_tournament(&to_ring(&xv), &groups, false);
+        let got = signed(&max);
+        let mut k = 0;
+        for b in 0..n {
+            for oy in 0..g.out[0] {
+                for ox in 0..g.out[1] {
+                    let [ys, xs] = pool_window(&win, g.pad, [h, w], [oy, ox]);
+                    for ch in 0..c {
+                        let want = ys
+                            .iter()
+                            .flat_map(|&iy| xs.iter().map(move |&ix| (iy, ix)))
+                            .map(|(iy, ix)| xv[[b, iy, ix, ch]])
+                            .max()
+                            .expect("window covers a pixel");
+                        prop_assert_eq!(got[k], want, "output ({}, {}, {}, {})", b, oy, ox, ch);
+                        k += 1;
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(k, got.len());
+    }
+
+    /// Max over any non-empty set of axes (groups from `schedule::reduce_groups`).
+    #[test]
+    fn max_reduction_is_exact(
+        shape in prop::collection::vec(1usize..=5, 1..=3),
+        axes_mask in 1u8..8,
+        ties in any::<bool>(),
+        seed in any::<[u8; 32]>(),
+    ) {
+        let axes: Vec<usize> = (0..shape.len()).filter(|a| (axes_mask >> a) & 1 == 1).collect();
+        prop_assume!(!axes.is_empty());
+        let xv = array(&shape, tournament_values(&seed, shape.iter().product(), ties));
+        let groups = reduce_groups(&shape, &axes);
+        let (max, _) = secure_tournament(&to_ring(&xv), &groups, false);
+        let mut want = xv.clone();
+        for &a in axes.iter().rev() {
+            want = want.fold_axis(Axis(a), i64::MIN, |m, &v| (*m).max(v));
+        }
+        prop_assert_eq!(signed(&max), want.iter().copied().collect::<Vec<_>>());
+    }
+
+    /// ArgMax (tournament with indices): the position of the *first* maximum, as
+    /// TensorFlow's ArgMax, and the maximum itself.
+    #[test]
+    fn argmax_is_exact_and_keeps_the_first_maximum(
+        shape in prop::collection::vec(1usize..=6, 1..=3),
+        axis_pick in any::<prop::sample::Index>(),
+        ties in any::<bool>(),
+        seed in any::<[u8; 32]>(),
+    ) {
+        let axis = axis_pick.index(shape.len());
+        let xv = array(&shape, tournament_values(&seed, shape.iter().product(), ties));
+        let groups = reduce_groups(&shape, &[axis]);
+        let (max, index) = secure_tournament(&to_ring(&xv), &groups, true);
+        let lanes: Vec<Vec<i64>> = xv.lanes(Axis(axis)).into_iter().map(|l| l.to_vec()).collect();
+        let want_max: Vec<i64> = lanes.iter().map(|l| *l.iter().max().unwrap()).collect();
+        let want_index: Vec<i64> = lanes
+            .iter()
+            .map(|l| {
+                let m = l.iter().max().unwrap();
+                l.iter().position(|v| v == m).unwrap() as i64
+            })
+            .collect();
+        prop_assert_eq!(signed(&max), want_max);
+        prop_assert_eq!(signed(&index.expect("index")), want_index);
+    }
+
+    /// AvgPool as the runtime computes it (`party::scaled_sum`): a local window sum
+    /// on shares times the public encoding of 1/count (padding not counted), then
+    /// truncation. Exact against the integer computation, close to the real mean.
+    #[test]
+    fn avgpool_matches_plaintext(
+        n in 1usize..=2,
+        h in 1usize..=6,
+        w in 1usize..=6,
+        c in 1usize..=2,
+        kernel in [1usize..=3, 1usize..=3],
+        strides in [1usize..=3, 1usize..=3],
+        same in any::<bool>(),
+        ex in -2i32..=20,
+        seed in any::<[u8; 32]>(),
+    ) {
+        let win = Window {
+            kernel,
+            strides,
+            dilations: [1, 1],
+            padding: if same { Padding::Same } else { Padding::Valid },
+        };
+        let g = win.geometry([h, w]);
+        prop_assume!(g.is_some_and(|g| g.out[0] > 0 && g.out[1] > 0));
+        let g = g.unwrap();
+        let shape = [n, h, w, c];
+        let out_shape = [n, g.out[0], g.out[1], c];
+        let scale = 2f64.powi(ex);
+        let xr = array(&shape, reals(&seed, 3, n * h * w * c, scale));
+        let xe = encode_raw(&xr);
+        let run = run1(
+            &Keys::fresh(),
+            &to_ring(&xe),
+            |s, x| {
+                let (mut sums, counts) = linear::sum_pool(&x, &win);
+                for (i, v) in sums.indexed_iter_mut() {
+                    *v *= fp().encode_value(1.0 / counts[[i[1], i[2]]] as f64);
+                }
+                trunc::truncate(s, &sums, F)
+            },
+            |d| trunc::deal_truncate(d, &out_shape, F),
+        );
+        let mut exact = ArrayD::<i128>::zeros(IxDyn(&out_shape));
+        let mut real = ArrayD::<f64>::zeros(IxDyn(&out_shape));
+        for b in 0..n {
+            for oy in 0..g.out[0] {
+                for ox in 0..g.out[1] {
+                    let [ys, xs] = pool_window(&win, g.pad, [h, w], [oy, ox]);
+                    let count = ys.len() * xs.len();
+                    let recip = i128::from(fp().encode_value(1.0 / count as f64).0 as i64);
+                    for ch in 0..c {
+                        let (mut s, mut r) = (0i128, 0f64);
+                        for &iy in &ys {
+                            for &ix in &xs {
+                                s += i128::from(xe[[b, iy, ix, ch]]);
+                                r += xr[[b, iy, ix, ch]];
+                            }
+                        }
+                        exact[[b, oy, ox, ch]] = s * recip;
+                        real[[b, oy, ox, ch]] = r / count as f64;
+                    }
+                }
+            }
+        }
+        // Input rounding (δ on the mean), 1/count rounded to δ (times a sum of at
+        // most 9·scale), truncation (two ulps).
+        let tol = HALF_ULP + 9.0 * scale * HALF_ULP + 9.0 * HALF_ULP * HALF_ULP + 2.0 * ULP;
+        check_truncated("AvgPool", run.output(), &exact, &real, tol)?;
+    }
+}
+
+// ---- 2. truncation at scale ------------------------------------------------
+
+/// `count` values for the statistical truncation test, from `seed`: 40% within
+/// 2^40 below +2^62, 40% within 2^40 above −2^62, 20% uniform over the range; the
+/// first batch also holds the exact extremes ±(2^62 − 1).
+fn near_bound_values(seed: &[u8; 32], batch: u64, count: usize) -> Vec<i64> {
+    let bound = (1i64 << 62) - 1;
+    let mut v: Vec<i64> = Prg::new(seed, batch)
+        .words(count)
+        .into_iter()
+        .map(|w| {
+            let low = (w & ((1 << 40) - 1)) as i64;
+            match (w >> 40) % 10 {
+                0..=3 => bound - low,
+                4..=7 => -bound + low,
+                _ => ((w as i64) >> 1).clamp(-bound, bound),
+            }
+        })
+        .collect();
+    if batch == 0 {
+        v[0] = bound;
+        v[1] = -bound;
+        v[2] = 0;
+        v[3] = -1;
+    }
+    v
+}
+
+/// Run `batches` × `per_batch` truncations by 2^16 and count the results more than
+/// one unit away from floor(z / 2^16). Returns (failures, max |error|, histogram of
+/// the error −1/0/+1).
+fn truncation_statistics(batches: u64, per_batch: usize) -> (u64, i64, [u64; 3]) {
+    let seed = os_seed().unwrap();
+    let (mut failures, mut worst, mut hist) = (0u64, 0i64, [0u64; 3]);
+    for batch in 0..batches {
+        let z = near_bound_values(&seed, batch, per_batch);
+        let run = secure_truncate(&Keys::fresh(), &ring(&[per_batch], z.iter().copied()), F);
+        for (&z, got) in z.iter().zip(signed(run.output())) {
+            let err = got.wrapping_sub(z >> F);
+            worst = worst.max(err.saturating_abs());
+            if err.abs() > 1 {
+                failures += 1;
+                if failures <= 10 {
+                    eprintln!("truncation failure: z = {z}, got {got}, want {}", z >> F);
+                }
+            } else {
+                hist[(err + 1) as usize] += 1;
+            }
+        }
+    }
+    (failures, worst, hist)
+}
+
+/// 10^7 truncations near the documented bound |z| < 2^62 (and across the range):
+/// no failure at all. Escudero et al.'s truncation has no failure probability
+/// inside the bound, unlike SecureML's local truncation (wrong with probability
+/// ≈ |z| / 2^64 per element, i.e. ~25% this close to 2^62) — this test tells the
+/// two apart.
+#[test]
+fn truncation_never_fails_near_the_bound_10m() {
+    let start = Instant::now();
+    let (failures, worst, hist) = truncation_statistics(10, 1_000_000);
+    eprintln!(
+        "10^7 truncations: {failures} failures, max |error| {worst} ulp, errors -1/0/+1: {hist:?}, {:.1?}",
+        start.elapsed()
+    );
+    assert_eq!(failures, 0, "truncations off by more than one unit");
+    assert!(worst <= 1);
+}
+
+/// The same property at 10^6, for a quick run (`cargo test truncation_never`).
+#[test]
+fn truncation_never_fails_near_the_bound_1m() {
+    let (failures, worst, hist) = truncation_statistics(1, 1_000_000);
+    eprintln!("10^6 truncations: {failures} failures, max |error| {worst}, errors -1/0/+1: {hist:?}");
+    assert_eq!(failures, 0);
+}
+
+// ---- 3. security: views ----------------------------------------------------
+
+/// A family of statistical checks with a family-wise significance level: each
+/// p-value is compared with α / m (Bonferroni), so the family fails with
+/// probability at most α when the hypothesis holds.
+#[derive(Default)]
+struct Family {
+    checks: Vec<(String, f64)>,
+}
+
+impl Family {
+    fn add(&mut self, what: String, p: f64) {
+        self.checks.push((what, p));
+    }
+
+    fn assert(&self, alpha: f64) {
+        let threshold = alpha / self.checks.len() as f64;
+        let min = self
+            .checks
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("checks");
+        eprintln!(
+            "{} checks, smallest p = {:.3e} ({}), threshold {:.1e}",
+            self.checks.len(),
+            min.1,
+            min.0,
+            threshold
+        );
+        let failed: Vec<&(String, f64)> =
+            self.checks.iter().filter(|(_, p)| *p <= threshold).collect();
+        assert!(
+            failed.is_empty(),
+            "p ≤ {threshold:.1e} (α = {alpha} over {} checks): {failed:?}",
+            self.checks.len()
+        );
+    }
+}
+
+/// The words one server received from one sender, over several runs, and per
+/// message (keyed by step and tag).
+#[derive(Default)]
+struct View {
+    all: Vec<u64>,
+    per_message: BTreeMap<(u32, u32), Vec<u64>>,
+}
+
+fn view(runs: &[Run], to: Party, from: Party) -> View {
+    let mut v = View::default();
+    for run in runs {
+        for m in run.messages(to, from) {
+            let w = m.words();
+            v.all.extend_from_slice(&w);
+            v.per_message
+                .entry((m.key.step, m.key.tag))
+                .or_default()
+                .extend(w);
+        }
+    }
+    v
+}
+
+/// Uniformity of a word stream: bytes (256 cells), top 4 bits (16 cells), and the
+/// balance of each of the 64 bit positions.
+fn check_uniform(family: &mut Family, what: &str, words: &[u64]) {
+    family.add(
+        format!("{what}: bytes"),
+        mpc::chi2_uniform(&mpc::byte_histogram(words)).1,
+    );
+    family.add(
+        format!("{what}: top 4 bits"),
+        mpc::chi2_uniform(&mpc::top_nibble_histogram(words)).1,
+    );
+    family.add(format!("{what}: bit balance"), mpc::bit_balance(words).1);
+}
+
+/// The core of the view tests. `runs[j]` are repeated runs of one primitive on
+/// input j (e.g. zeros vs. large random values). For each server and each sender
+/// (the other server; the dealer):
+///
+/// * the words received are uniform — overall and message by message;
+/// * their byte and top-nibble histograms are the same for every input (two-sample
+///   chi-square), i.e. the view does not depend on the data;
+///
+/// and server 0 receives nothing at all from the dealer (it expands all its
+/// material from its seed). Family-wise α = 0.001.
+fn assert_views_uniform_and_alike(name: &str, runs: &[Vec<Run>]) {
+    let mut family = Family::default();
+    for (to, from) in [
+        (Party::Server0, Party::Server1),
+        (Party::Server1, Party::Server0),
+        (Party::Server1, Party::Dealer),
+    ] {
+        let views: Vec<View> = runs.iter().map(|r| view(r, to, from)).collect();
+        let label = format!("{name}: {} from {}", to.name(), from.name());
+        for (j, v) in views.iter().enumerate() {
+            assert!(!v.all.is_empty(), "{label}: nothing received");
+            check_uniform(&mut family, &format!("{label}, input {j}"), &v.all);
+            for (key, words) in &v.per_message {
+                // Enough words for 256 cells of ≥ 64 expected counts.
+                if words.len() * 8 >= 256 * 64 {
+                    family.add(
+                        format!("{label}, input {j}, message {key:?}: bytes"),
+                        mpc::chi2_uniform(&mpc::byte_histogram(words)).1,
+                    );
+                }
+            }
+        }
+        for j in 1..views.len() {
+            assert_eq!(
+                views[0].all.len(),
+                views[j].all.len(),
+                "{label}: the amount received depends on the input"
+            );
+            family.add(
+                format!("{label}: bytes, input 0 vs {j}"),
+                mpc::chi2_homogeneity(
+                    &mpc::byte_histogram(&views[0].all),
+                    &mpc::byte_histogram(&views[j].all),
+                )
+                .1,
+            );
+            family.add(
+                format!("{label}: top 4 bits, input 0 vs {j}"),
+                mpc::chi2_homogeneity(
+                    &mpc::top_nibble_histogram(&views[0].all),
+                    &mpc::top_nibble_histogram(&views[j].all),
+                )
+                .1,
+            );
+        }
+    }
+    for r in runs.iter().flatten() {
+        assert_eq!(
+            r.messages(Party::Server0, Party::Dealer).count(),
+            0,
+            "{name}: server 0 received a message from the dealer"
+        );
+    }
+    family.assert(0.001);
+}
+
+/// Large random raw values within ±2^61 (any larger and a product or a tournament
+/// difference could leave the documented range).
+fn large_random(label: u64, n: usize) -> Vec<i64> {
+    Prg::new(&[9; 32], label)
+        .words(n)
+        .into_iter()
+        .map(|w| (w as i64) >> 2)
+        .collect()
+}
+
+/// ReLU (DReLU's seven rounds of AND openings, the B2A bit, the multiplication by
+/// the bit): each server's view is uniform and the same for an all-zero input and
+/// large random values. n is a multiple of 64, so the packed B2A bits fill their
+/// words (the padding bits of a last partial word are public zeros).
+#[test]
+fn relu_views_are_uniform_and_independent_of_the_input() {
+    let n = 4096;
+    let inputs = [vec![0i64; n], large_random(1, n), vec![-1i64; n]];
+    let runs: Vec<Vec<Run>> = inputs
+        .iter()
+        .enumerate()
+        .map(|(j, x)| {
+            let x = ring(&[n], x.iter().copied());
+            (0..4)
+                .map(|r| {
+                    let run = secure_relu(&Keys::fixed(100 + 10 * j as u64 + r), &x);
+                    // Sanity: the runs computed ReLU.
+                    let want: Vec<i64> = signed(&x).into_iter().map(|v| v.max(0)).collect();
+                    assert_eq!(signed(run.output()), want);
+                    run
+                })
+                .collect()
+        })
+        .collect();
+    assert_views_uniform_and_alike("ReLU", &runs);
+}
+
+/// A masked MatMul and its truncation (openings of x − a and y − b, the truncation
+/// opening of z + r, the dealer's product and truncation corrections): the views
+/// are uniform and the same for zero and large operands.
+#[test]
+fn product_views_are_uniform_and_independent_of_the_input() {
+    let (m, k, n) = (48, 64, 48);
+    let op = Op::MatMul {
+        transpose_a: false,
+        transpose_b: false,
+    };
+    // Large operands, with every accumulated product below 2^61.
+    let big = |label: u64, len: usize| -> RingTensor {
+        let v: Vec<i64> = Prg::new(&[3; 32], label)
+            .words(len)
+            .into_iter()
+            .map(|w| (w as i64) >> 37)
+            .collect();
+        ring(&[len], v)
+    };
+    let inputs = [
+        [RingTensor::zeros(IxDyn(&[m, k])), RingTensor::zeros(IxDyn(&[k, n]))],
+        [
+            big(1, m * k).into_shape_with_order(IxDyn(&[m, k])).unwrap(),
+            big(2, k * n).into_shape_with_order(IxDyn(&[k, n])).unwrap(),
+        ],
+    ];
+    let runs: Vec<Vec<Run>> = inputs
+        .iter()
+        .enumerate()
+        .map(|(j, xy)| {
+            (0..4)
+                .map(|r| secure_product(&Keys::fixed(200 + 10 * j as u64 + r), &op, xy, &[m, n]))
+                .collect()
+        })
+        .collect();
+    assert_views_uniform_and_alike("MatMul + truncation", &runs);
+}
+
+/// Element-wise Mul with broadcasting and x·x, plus a max tournament: the same
+/// view properties on the remaining code paths (mul_many with two operands and the
+/// tournament's DReLU of differences), for zero vs. random inputs.
+#[test]
+fn tournament_views_are_uniform_and_independent_of_the_input() {
+    let (groups_n, size) = (512, 9);
+    let shape = [groups_n * size];
+    let groups: Vec<Vec<usize>> = (0..groups_n)
+        .map(|g| (g * size..(g + 1) * size).collect())
+        .collect();
+    let inputs = [vec![0i64; shape[0]], large_random(2, shape[0])];
+    let runs: Vec<Vec<Run>> = inputs
+        .iter()
+        .enumerate()
+        .map(|(j, x)| {
+            let x = ring(&shape, x.iter().copied());
+            (0..4)
+                .map(|r| {
+                    run(
+                        &Keys::fixed(300 + 10 * j as u64 + r),
+                        std::slice::from_ref(&x),
+                        |s, xs| {
+                            let (max, index) = compare::tournament(s, &xs[0], &groups, true)?;
+                            Ok(vec![max, index.expect("index")])
+                        },
+                        |d| compare::deal_tournament(d, &groups, true),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    assert_views_uniform_and_alike("ArgMax tournament", &runs);
+}
+
+/// The traffic of one ReLU matches the documented per-element costs: each server
+/// sends DRELU_OPEN_WORDS words per element in 7 AND rounds plus the packed B2A
+/// bits (1 bit per element), then 2 words per element for d·x; the dealer sends
+/// server 1 DRELU_CORRECTION_WORDS words per element, then 1 for d·x.
+#[test]
+fn relu_traffic_matches_the_documented_costs() {
+    for n in [1usize, 63, 64, 65, 1000] {
+        let x = ring(&[n], large_random(9, n));
+        let run = secure_relu(&Keys::fresh(), &x);
+        for (to, from) in [
+            (Party::Server0, Party::Server1),
+            (Party::Server1, Party::Server0),
+        ] {
+            let words = run.words(to, from).len();
+            assert_eq!(
+                words,
+                DRELU_OPEN_WORDS * n + n.div_ceil(64) + 2 * n,
+                "n = {n}: words {} received from {}",
+                to.name(),
+                from.name()
+            );
+            assert_eq!(run.messages(to, from).count(), 9, "n = {n}: 9 rounds");
+        }
+        assert_eq!(
+            run.words(Party::Server1, Party::Dealer).len(),
+            (DRELU_CORRECTION_WORDS + 1) * n,
+            "n = {n}: dealer corrections"
+        );
+    }
+}
+
+// ---- 3. security: no plaintext in the transcripts of a real model -----------
+
+/// Message steps outside the plan's steps (as the runtime uses them).
+const SHARES: u32 = u32::MAX - 1;
+const OUTPUT: u32 = u32::MAX - 2;
+const SETUP: u32 = u32::MAX - 3;
+
+fn sharing_stream(seq: u32, id: ValueId) -> u64 {
+    stream_id(domain::SHARING, seq, id as u32, 0)
+}
+
+/// An owner secret-shares values as the runtime does: server 0 gets a seed and
+/// expands its shares; server 1 gets value − share0.
+fn share_values(net: &mut Endpoint, seq: u32, values: &[(ValueId, RingTensor)]) -> Result<()> {
+    net.seq = seq;
+    let seed = os_seed()?;
+    net.send(Party::Server0, SHARES, 0, seed.to_vec())?;
+    for (id, value) in values {
+        let share0 = Prg::new(&seed, sharing_stream(seq, *id)).tensor(value.shape());
+        net.send(
+            Party::Server1,
+            SHARES,
+            *id as u32 + 1,
+            encode_words(&to_words(&(value - &share0))),
+        )?;
+    }
+    Ok(())
+}
+
+fn receive_shares(
+    s: &mut Server,
+    owner: Party,
+    seq: u32,
+    ids: &[ValueId],
+    plan: &Plan,
+) -> Result<Vec<RingTensor>> {
+    s.net.seq = seq;
+    if s.is_first() {
+        let seed: [u8; 32] = s
+            .net
+            .recv(owner, SHARES, 0)?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("seed of the wrong length"))?;
+        Ok(ids
+            .iter()
+            .map(|&id| Prg::new(&seed, sharing_stream(seq, id)).tensor(&plan.values[id].shape))
+            .collect())
+    } else {
+        ids.iter()
+            .map(|&id| {
+                let shape = &plan.values[id].shape;
+                let bytes = s.net.recv(owner, SHARES, id as u32 + 1)?;
+                Ok(from_words(
+                    shape,
+                    decode_words(&bytes, shape.iter().product(), owner)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// One server's run of a plan of MatMul/Add/Relu steps, mirroring
+/// `runtime::party::server` (which is private, and `runtime::predict` builds its
+/// own `InProcess` transport: there is no hook to record what the parties
+/// receive). Returns its share of the revealed value, which it also sends to the
+/// client.
+fn plan_server(s: &mut Server, sched: &Schedule) -> Result<()> {
+    let plan = &sched.plan;
+    let fp = fp();
+    let weight_ids: Vec<ValueId> = plan.weights().map(|(id, _)| id).collect();
+    let shares = receive_shares(s, Party::ModelOwner, 0, &weight_ids, plan)?;
+    let mut env: Vec<Option<RingTensor>> = vec![None; plan.values.len()];
+    for (&id, w) in weight_ids.iter().zip(shares) {
+        env[id] = Some(w);
+    }
+    // Set-up: masked weights opened once.
+    s.begin(0, SETUP);
+    let masks: Vec<RingTensor> = sched
+        .masked_weights
+        .iter()
+        .map(|&w| s.mask(0, w as u32, &plan.values[w].shape))
+        .collect();
+    let diffs: Vec<RingTensor> = sched
+        .masked_weights
+        .iter()
+        .zip(&masks)
+        .map(|(&w, m)| env[w].as_ref().expect("weight") - m)
+        .collect();
+    let opened = s.open(&diffs.iter().collect::<Vec<_>>())?;
+    let mut masked: HashMap<ValueId, Masked> = sched
+        .masked_weights
+        .iter()
+        .copied()
+        .zip(
+            masks
+                .into_iter()
+                .zip(opened)
+                .map(|(mask, opened)| Masked { mask, opened }),
+        )
+        .collect();
+    // Prediction 1.
+    let seq = 1;
+    let inputs = receive_shares(s, Party::Client, seq, &plan.inputs, plan)?;
+    for (&id, x) in plan.inputs.iter().zip(inputs) {
+        env[id] = Some(x);
+    }
+    for (k, kind) in sched.kinds.iter().enumerate() {
+        let step = &plan.steps[k];
+        s.begin(seq, k as u32);
+        let ins: Vec<&RingTensor> = step
+            .inputs
+            .iter()
+            .map(|&v| env[v].as_ref().expect("computed"))
+            .collect();
+        let out = match (kind, &step.op) {
+            (Kind::Local, Op::Add) => ins[0] + ins[1],
+            (Kind::Local, Op::Sub) => ins[0] - ins[1],
+            (Kind::Product, op) => {
+                let mut to_open: Vec<ValueId> = step
+                    .inputs
+                    .iter()
+                    .copied()
+                    .filter(|v| !masked.contains_key(v))
+                    .collect();
+                to_open.dedup();
+                let masks: Vec<RingTensor> = to_open
+                    .iter()
+                    .map(|&v| s.mask(seq, v as u32, &plan.values[v].shape))
+                    .collect();
+                let diffs: Vec<RingTensor> = to_open
+                    .iter()
+                    .zip(&masks)
+                    .map(|(&v, m)| env[v].as_ref().expect("computed") - m)
+                    .collect();
+                let opened = s.open(&diffs.iter().collect::<Vec<_>>())?;
+                for ((v, mask), opened) in to_open.into_iter().zip(masks).zip(opened) {
+                    masked.insert(v, Masked { mask, opened });
+                }
+                let shape = &plan.values[step.output].shape;
+                let z = mul::product(
+                    s,
+                    op,
+                    &masked[&step.inputs[0]],
+                    &masked[&step.inputs[1]],
+                    shape,
+                )?;
+                trunc::truncate(s, &z, fp.frac_bits)?
+            }
+            (Kind::Relu, _) => compare::relu(s, ins[0])?,
+            (_, op) => panic!("the test runtime does not run {}", op.name()),
+        };
+        env[step.output] = Some(out);
+    }
+    s.net.set_layer(None);
+    let out = env[sched.revealed].take().expect("revealed");
+    s.net
+        .send(Party::Client, OUTPUT, 0, encode_words(&to_words(&out)))
+}
+
+/// The dealer's side of [`plan_server`], mirroring `runtime::party::dealer`.
+fn plan_dealer(d: &mut Dealer, sched: &Schedule) -> Result<()> {
+    let plan = &sched.plan;
+    let seq = 1;
+    let mut masks: HashMap<ValueId, RingTensor> = sched
+        .masked_weights
+        .iter()
+        .map(|&w| (w, d.mask(0, w as u32, &plan.values[w].shape)))
+        .collect();
+    for (k, kind) in sched.kinds.iter().enumerate() {
+        let step = &plan.steps[k];
+        d.begin(seq, k as u32);
+        match kind {
+            Kind::Local => {}
+            Kind::Product => {
+                for &v in &step.inputs {
+                    if !masks.contains_key(&v) {
+                        let m = d.mask(seq, v as u32, &plan.values[v].shape);
+                        masks.insert(v, m);
+                    }
+                }
+                let (a, b) = (&masks[&step.inputs[0]], &masks[&step.inputs[1]]);
+                mul::deal_product(d, &step.op, a, b)?;
+                trunc::deal_truncate(d, &plan.values[step.output].shape, F)?;
+            }
+            Kind::Relu => compare::deal_relu(d, &plan.values[step.inputs[0]].shape)?,
+            _ => panic!("the test runtime does not run {}", step.op.name()),
+        }
+    }
+    Ok(())
+}
+
+/// Run a plan securely over a recording transport; the client's decoded output
+/// and the full transcript.
+fn run_plan_recorded(
+    plan: &Plan,
+    inputs: &BTreeMap<String, ArrayD<f32>>,
+) -> (ArrayD<f32>, Vec<Message>) {
+    let fp = fp();
+    let sched = Schedule::new(plan).expect("schedule");
+    assert!(sched.client_final.is_none(), "the test runtime reveals logits");
+    let keys = Keys::fresh();
+    let recording = Arc::new(Recording::new());
+    let transport: Arc<dyn Transport> = recording.clone();
+    let endpoint = |p: Party| {
+        Endpoint::new(
+            p,
+            Arc::clone(&transport),
+            keys.session,
+            Duration::from_secs(60),
+        )
+    };
+    // The model owner and the client share their values first (sends never block).
+    let mut owner = endpoint(Party::ModelOwner);
+    let weights: Vec<(ValueId, RingTensor)> = plan
+        .weights()
+        .map(|(id, v)| (id, fp.encode(&plan.weight_values[&id], &v.name).unwrap()))
+        .collect();
+    share_values(&mut owner, 0, &weights).unwrap();
+    let mut client = endpoint(Party::Client);
+    let encoded: Vec<(ValueId, RingTensor)> = plan
+        .inputs
+        .iter()
+        .map(|&id| {
+            let Source::Input { placeholder } = &plan.values[id].source else {
+                unreachable!()
+            };
+            (id, fp.encode(&inputs[placeholder], placeholder).unwrap())
+        })
+        .collect();
+    share_values(&mut client, 1, &encoded).unwrap();
+    let sched = &sched;
+    std::thread::scope(|scope| {
+        let servers: Vec<_> = (0..2)
+            .map(|i| {
+                let mut s = Server::new(i, endpoint(Party::server(i)), keys.seeds[i]);
+                let t = &recording;
+                scope.spawn(move || {
+                    let r = plan_server(&mut s, sched);
+                    if let Err(e) = &r {
+                        t.abort(format!("server{i}: {e:#}"));
+                    }
+                    r
+                })
+            })
+            .collect();
+        let mut d = Dealer::new(endpoint(Party::Dealer), keys.seeds);
+        let t = &recording;
+        let dealer = scope.spawn(move || {
+            let r = plan_dealer(&mut d, sched);
+            if let Err(e) = &r {
+                t.abort(format!("dealer: {e:#}"));
+            }
+            r
+        });
+        for h in servers {
+            h.join().expect("server thread").expect("server");
+        }
+        dealer.join().expect("dealer thread").expect("dealer");
+    });
+    client.seq = 1;
+    let value = &plan.values[sched.revealed];
+    let mut sum = RingTensor::zeros(IxDyn(&value.shape));
+    for server in [Party::Server0, Party::Server1] {
+        let words = decode_words(&client.recv(server, OUTPUT, 0).unwrap(), value.len(), server)
+            .unwrap();
+        sum = sum + from_words(&value.shape, words);
+    }
+    (fp.decode(&sum), recording.transcript())
+}
+
+/// Every aligned 8-byte little-endian word of `payload` that is in `targets`.
+fn plaintext_hits(payload: &[u8], targets: &HashSet<u64>) -> Vec<u64> {
+    payload
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .filter(|w| targets.contains(w))
+        .collect()
+}
+
+/// The search itself finds a planted word (so "zero hits" below means something).
+#[test]
+fn plaintext_search_finds_a_planted_word() {
+    let targets: HashSet<u64> = [fp().encode_value(0.5).0].into();
+    let mut payload = encode_words(&[1, 2, 3]);
+    payload.extend(encode_words(&[fp().encode_value(0.5).0]));
+    assert_eq!(plaintext_hits(&payload, &targets), vec![32768]);
+}
+
+/// The MLP of testdata (784 → 128 → 128 → 10, ReLU) on 100 MNIST images, run
+/// securely with every message recorded: no plaintext value — the encoding of a
+/// nonzero input pixel, of a weight or bias of the first layer, or of an output
+/// logit (and their negatives) — appears as a word in anything server 0 or
+/// server 1 received, from each other, the dealer, the model owner or the client.
+/// The output matches `runtime::predict` and the plaintext run.
+///
+/// Runs at primitive level (mirroring the runtime's party programs) because
+/// `runtime::predict` creates its own `InProcess` transport: it offers no way to
+/// inject a recording one.
+#[test]
+fn mlp_transcripts_contain_no_plaintext() {
+    let prepared = tfe_run::cli::prepare(
+        &common::testdata("mlp.pb"),
+        None,
+        Some(&common::testdata("mnist_flat100.npy")),
+        &BTreeMap::new(),
+    )
+    .expect("prepare mlp");
+    let plan = &prepared.plan;
+    let start = Instant::now();
+    let (secure, transcript) = run_plan_recorded(plan, &prepared.inputs);
+    eprintln!("secure MLP with recording: {:.1?}", start.elapsed());
+
+    // The test runtime computes what the real runtime and the plaintext compute.
+    let plain = tfe_run::plaintext::run(plan, &prepared.inputs)
+        .unwrap()
+        .to_float();
+    let real = tfe_run::runtime::predict(plan, &prepared.inputs, &Default::default())
+        .unwrap()
+        .outputs
+        .remove(0)
+        .to_float();
+    common::assert_matches("test runtime vs plaintext", &secure, &plain, 1e-2);
+    common::assert_matches("test runtime vs runtime::predict", &secure, &real, 1e-2);
+
+    // The plaintext values to look for.
+    let fp = fp();
+    let mut targets: HashSet<u64> = HashSet::new();
+    let mut add = |v: f32| {
+        let w: Z = fp.encode_value(f64::from(v));
+        if w.0 != 0 {
+            targets.insert(w.0);
+            targets.insert(w.0.wrapping_neg());
+        }
+    };
+    let input = prepared.inputs.values().next().expect("one input");
+    input.iter().copied().for_each(&mut add);
+    let first_layer: Vec<ValueId> = plan.weights().map(|(id, _)| id).take(2).collect();
+    for id in &first_layer {
+        plan.weight_values[id].iter().copied().for_each(&mut add);
+    }
+    plain.iter().copied().for_each(&mut add);
+    secure.iter().copied().for_each(&mut add);
+    // Raw encodings of the secure output too (exact words the servers' sum formed).
+    assert!(targets.len() > 1000, "enough distinct plaintext words");
+
+    let mut received = 0usize;
+    for m in &transcript {
+        if !matches!(m.to, Party::Server0 | Party::Server1) {
+            continue;
+        }
+        received += m.payload.len();
+        let hits = plaintext_hits(&m.payload, &targets);
+        assert!(
+            hits.is_empty(),
+            "{} received plaintext words {:x?} from {} (message {:?})",
+            m.to.name(),
+            &hits[..hits.len().min(5)],
+            m.from.name(),
+            m.key
+        );
+    }
+    eprintln!(
+        "searched {} bytes the servers received for {} plaintext words: no hit",
+        received,
+        targets.len()
+    );
+    assert!(received > 1_000_000, "the servers received the whole run");
+}
