@@ -216,11 +216,22 @@ pub fn deal_relu(d: &mut Dealer, shape: &[usize]) -> Result<()> {
     deal_mul_many(d, shape, &[shape])
 }
 
+/// One tournament level: who meets whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pairing {
+    /// (earlier, later) candidates compared at this level.
+    pub pairs: Vec<(usize, usize)>,
+    /// Candidates without a partner, passed on unchanged.
+    pub carried: Vec<usize>,
+    /// Each group's candidates at the next level: indices into [winners…, carried…].
+    pub next: Vec<Vec<usize>>,
+}
+
 /// Pair up the candidates of each group for one tournament level: the pairs
 /// (earlier, later) and, for the next level, each group's candidates as indices
 /// into [winners of the pairs..., then the odd ones carried over].
 /// Public: both servers and the dealer compute it from shapes alone.
-pub fn pair_up(groups: &[Vec<usize>]) -> (Vec<(usize, usize)>, Vec<usize>, Vec<Vec<usize>>) {
+pub fn pair_up(groups: &[Vec<usize>]) -> Pairing {
     let mut pairs = Vec::new();
     let mut carried = Vec::new();
     let mut next_groups = Vec::with_capacity(groups.len());
@@ -238,7 +249,11 @@ pub fn pair_up(groups: &[Vec<usize>]) -> (Vec<(usize, usize)>, Vec<usize>, Vec<V
         }
         next_groups.push(next);
     }
-    (pairs, carried, next_groups)
+    Pairing {
+        pairs,
+        carried,
+        next: next_groups,
+    }
 }
 
 /// Server: the maximum of each group of elements of `x` (flat indices), and if
@@ -268,7 +283,11 @@ pub fn tournament(
     }
     let mut groups = groups.to_vec();
     while groups.iter().any(|g| g.len() > 1) {
-        let (pairs, carried, next) = pair_up(&groups);
+        let Pairing {
+            pairs,
+            carried,
+            next,
+        } = pair_up(&groups);
         let p = pairs.len();
         let diff = ArrayD::from_shape_vec(
             IxDyn(&[p]),
@@ -318,7 +337,7 @@ pub fn tournament(
 pub fn deal_tournament(d: &mut Dealer, groups: &[Vec<usize>], with_index: bool) -> Result<()> {
     let mut groups = groups.to_vec();
     while groups.iter().any(|g| g.len() > 1) {
-        let (pairs, _, next) = pair_up(&groups);
+        let Pairing { pairs, next, .. } = pair_up(&groups);
         let p = [pairs.len()];
         deal_drelu(d, pairs.len())?;
         let shapes: Vec<&[usize]> = if with_index { vec![&p, &p] } else { vec![&p] };
@@ -346,7 +365,14 @@ pub struct Piecewise {
 
 impl Piecewise {
     /// Least-squares cubics for `f` on `segments` equal parts of [lo, hi].
-    pub fn fit(f: impl Fn(f64) -> f64, lo: f64, hi: f64, segments: usize, below: f64, above: f64) -> Piecewise {
+    pub fn fit(
+        f: impl Fn(f64) -> f64,
+        lo: f64,
+        hi: f64,
+        segments: usize,
+        below: f64,
+        above: f64,
+    ) -> Piecewise {
         let h = (hi - lo) / segments as f64;
         let breaks: Vec<f64> = (0..=segments).map(|k| lo + h * k as f64).collect();
         let centres: Vec<f64> = (0..segments).map(|k| lo + h * (k as f64 + 0.5)).collect();
@@ -370,7 +396,13 @@ impl Piecewise {
                 solve4(ata, aty)
             })
             .collect();
-        Piecewise { breaks, centres, coeffs, below, above }
+        Piecewise {
+            breaks,
+            centres,
+            coeffs,
+            below,
+            above,
+        }
     }
 
     /// Sigmoid: cubics on 16 segments of [-10, 10]; exactly 0 below, 1 above.
@@ -410,13 +442,16 @@ impl Piecewise {
 /// Gaussian elimination with partial pivoting for a 4×4 system.
 fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> [f64; 4] {
     for col in 0..4 {
-        let pivot = (col..4).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs())).expect("rows");
+        let pivot = (col..4)
+            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
+            .expect("rows");
         a.swap(col, pivot);
         b.swap(col, pivot);
+        let pivot_row = a[col];
         for row in col + 1..4 {
-            let factor = a[row][col] / a[col][col];
-            for k in col..4 {
-                a[row][k] -= factor * a[col][k];
+            let factor = a[row][col] / pivot_row[col];
+            for (x, p) in a[row].iter_mut().zip(pivot_row).skip(col) {
+                *x -= factor * p;
             }
             b[row] -= factor * b[col];
         }
@@ -437,7 +472,12 @@ fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> [f64; 4] {
 /// m(x) = Σ s_k·m_k and c_j(x) = Σ s_k·c_kj, and so is u = x − m(x). Three rounds
 /// of products give u², u³ and Σ_j c_j(x)·u^j; below and above, every c_j is
 /// exactly zero, so whatever u is, only the constant remains.
-pub fn piecewise(s: &mut Server, x: &RingTensor, pw: &Piecewise, fp: FixedPoint) -> Result<RingTensor> {
+pub fn piecewise(
+    s: &mut Server,
+    x: &RingTensor,
+    pw: &Piecewise,
+    fp: FixedPoint,
+) -> Result<RingTensor> {
     let n = x.len();
     let k1 = pw.breaks.len();
     let segments = pw.coeffs.len();
@@ -447,12 +487,19 @@ pub fn piecewise(s: &mut Server, x: &RingTensor, pw: &Piecewise, fp: FixedPoint)
     let mut diffs = RingTensor::zeros(IxDyn(&[k1, n]));
     for (k, &t) in pw.breaks.iter().enumerate() {
         let t = public(fp.encode_value(t));
-        diffs.index_axis_mut(ndarray::Axis(0), k).iter_mut().zip(flat.iter()).for_each(|(o, &v)| *o = v - t);
+        diffs
+            .index_axis_mut(ndarray::Axis(0), k)
+            .iter_mut()
+            .zip(flat.iter())
+            .for_each(|(o, &v)| *o = v - t);
     }
     let d = drelu(s, &diffs)?;
-    let fp2 = FixedPoint { frac_bits: 2 * fp.frac_bits };
+    let fp2 = FixedPoint {
+        frac_bits: 2 * fp.frac_bits,
+    };
     let zeros = || RingTensor::zeros(IxDyn(&[n]));
-    let (mut centre, mut c1, mut c2, mut c3, mut c0) = (zeros(), zeros(), zeros(), zeros(), zeros());
+    let (mut centre, mut c1, mut c2, mut c3, mut c0) =
+        (zeros(), zeros(), zeros(), zeros(), zeros());
     for i in 0..n {
         let mut acc = [Wrapping(0u64); 5];
         for k in 0..segments {
@@ -483,7 +530,12 @@ pub fn piecewise(s: &mut Server, x: &RingTensor, pw: &Piecewise, fp: FixedPoint)
     Ok(out.into_shape_with_order(x.raw_dim()).expect("shape"))
 }
 
-pub fn deal_piecewise(d: &mut Dealer, shape: &[usize], pw: &Piecewise, fp: FixedPoint) -> Result<()> {
+pub fn deal_piecewise(
+    d: &mut Dealer,
+    shape: &[usize],
+    pw: &Piecewise,
+    fp: FixedPoint,
+) -> Result<()> {
     let n: usize = shape.iter().product();
     let flat = [n];
     deal_drelu(d, pw.breaks.len() * n)?;
@@ -504,7 +556,10 @@ mod tests {
         let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
         let s = Piecewise::sigmoid();
         let t = Piecewise::tanh();
-        let (es, et) = (s.max_error(sigmoid, -12.0, 12.0), t.max_error(f64::tanh, -12.0, 12.0));
+        let (es, et) = (
+            s.max_error(sigmoid, -12.0, 12.0),
+            t.max_error(f64::tanh, -12.0, 12.0),
+        );
         eprintln!("max error on [-12, 12]: sigmoid {es:.2e}, tanh {et:.2e}");
         assert!(es < 2e-4 && et < 4e-4, "sigmoid {es}, tanh {et}");
         assert_eq!((s.eval(-10.5), s.eval(10.0), s.eval(1e6)), (0.0, 1.0, 1.0));
@@ -513,9 +568,9 @@ mod tests {
 
     #[test]
     fn pair_up_keeps_order_and_carries_odd_ones() {
-        let (pairs, carried, next) = pair_up(&[vec![0, 1, 2], vec![3], vec![4, 5]]);
-        assert_eq!(pairs, vec![(0, 1), (4, 5)]);
-        assert_eq!(carried, vec![2, 3]);
-        assert_eq!(next, vec![vec![0, 2], vec![3], vec![1]]);
+        let p = pair_up(&[vec![0, 1, 2], vec![3], vec![4, 5]]);
+        assert_eq!(p.pairs, vec![(0, 1), (4, 5)]);
+        assert_eq!(p.carried, vec![2, 3]);
+        assert_eq!(p.next, vec![vec![0, 2], vec![3], vec![1]]);
     }
 }

@@ -136,7 +136,10 @@ pub fn deal_mul_many(d: &mut Dealer, d_shape: &[usize], x_shapes: &[&[usize]]) -
 pub fn mul_pairs(s: &mut Server, pairs: &[(&RingTensor, &RingTensor)]) -> Result<Vec<RingTensor>> {
     let tag = s.at.next_material();
     let mut prg = s.material(tag);
-    let masks: Vec<(RingTensor, RingTensor)> = pairs.iter().map(|(l, r)| (prg.tensor(l.shape()), prg.tensor(r.shape()))).collect();
+    let masks: Vec<(RingTensor, RingTensor)> = pairs
+        .iter()
+        .map(|(l, r)| (prg.tensor(l.shape()), prg.tensor(r.shape())))
+        .collect();
     let cs: Vec<RingTensor> = if s.is_first() {
         pairs.iter().map(|(l, _)| prg.tensor(l.shape())).collect()
     } else {

@@ -201,7 +201,8 @@ impl Schedule {
                         let mut groups = groups.clone();
                         let mut p = Planned::default();
                         while groups.iter().any(|g| g.len() > 1) {
-                            let (pairs, _, next) = pair_up(&groups);
+                            let crate::protocol::compare::Pairing { pairs, next, .. } =
+                                pair_up(&groups);
                             let n = pairs.len();
                             let operands = if *with_index { 2 } else { 1 };
                             p.bytes += drelu_bytes(n) + 8 * ((1 + operands) * n) as u64;
@@ -215,7 +216,10 @@ impl Schedule {
                         // and a truncation each); three products and a truncation.
                         let n = out;
                         let k = pw.breaks.len() * n;
-                        Planned { bytes: drelu_bytes(k) + 8 * (13 * n) as u64, rounds: 8 + 6 }
+                        Planned {
+                            bytes: drelu_bytes(k) + 8 * (13 * n) as u64,
+                            rounds: 8 + 6,
+                        }
                     }
                 }
             })
