@@ -1,12 +1,61 @@
 //! Linear maps: matrix products, convolution, window sums, reductions by sum.
 //! Generic over the element type (f32 in the clear, ring elements on shares).
 
-use ndarray::{Array2, ArrayD, Axis, Ix2, IxDyn, LinalgScalar};
+use std::num::Wrapping;
+
+use ndarray::{Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn, LinalgScalar};
 
 use super::{Geometry, Window};
 
+/// Matrix products. Floats use ndarray's optimised kernels; ring elements use
+/// [`ring_gemm`], because ndarray's generic fallback is a naive strided loop.
+pub trait Gemm: LinalgScalar {
+    fn gemm(a: ArrayView2<'_, Self>, b: ArrayView2<'_, Self>) -> Array2<Self> {
+        a.dot(&b)
+    }
+}
+
+impl Gemm for f32 {}
+impl Gemm for f64 {}
+impl Gemm for i64 {}
+
+impl Gemm for Wrapping<u64> {
+    fn gemm(a: ArrayView2<'_, Self>, b: ArrayView2<'_, Self>) -> Array2<Self> {
+        ring_gemm(a, b)
+    }
+}
+
+/// `a @ b` modulo 2^64: row-major i-k-j loops over contiguous rows, so the inner
+/// loop is a straight multiply-add over a row of `b` that the compiler vectorises.
+pub fn ring_gemm(
+    a: ArrayView2<'_, Wrapping<u64>>,
+    b: ArrayView2<'_, Wrapping<u64>>,
+) -> Array2<Wrapping<u64>> {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let a = a.as_standard_layout();
+    let b = b.as_standard_layout();
+    let (a, b) = (
+        a.as_slice().expect("standard layout"),
+        b.as_slice().expect("standard layout"),
+    );
+    let mut out = vec![Wrapping(0u64); m * n];
+    if n > 0 {
+        for (row, out_row) in out.chunks_exact_mut(n).enumerate() {
+            let a_row = &a[row * k..(row + 1) * k];
+            for (kk, &x) in a_row.iter().enumerate() {
+                let b_row = &b[kk * n..(kk + 1) * n];
+                for (o, &y) in out_row.iter_mut().zip(b_row) {
+                    *o += x * y;
+                }
+            }
+        }
+    }
+    Array2::from_shape_vec((m, n), out).expect("shape")
+}
+
 /// `a @ b` for rank-2 tensors, with TensorFlow's transpose flags.
-pub fn matmul<T: LinalgScalar>(
+pub fn matmul<T: Gemm>(
     a: &ArrayD<T>,
     b: &ArrayD<T>,
     transpose_a: bool,
@@ -22,7 +71,7 @@ pub fn matmul<T: LinalgScalar>(
         .expect("matmul: rank checked at plan time");
     let a = if transpose_a { a.reversed_axes() } else { a };
     let b = if transpose_b { b.reversed_axes() } else { b };
-    a.dot(&b).into_dyn()
+    T::gemm(a, b).into_dyn()
 }
 
 /// The patches of an NHWC input under `window`, one row per output pixel:
@@ -59,7 +108,7 @@ pub fn im2col<T: LinalgScalar>(x: &ArrayD<T>, window: &Window, g: &Geometry) -> 
 }
 
 /// Conv2D, NHWC input and HWIO filter, as an im2col matrix product.
-pub fn conv2d<T: LinalgScalar>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Window) -> ArrayD<T> {
+pub fn conv2d<T: Gemm>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Window) -> ArrayD<T> {
     let g = window
         .geometry([x.shape()[1], x.shape()[2]])
         .expect("conv2d: geometry checked at plan time");
@@ -70,7 +119,7 @@ pub fn conv2d<T: LinalgScalar>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Windo
         .into_owned()
         .into_shape_with_order((filter.len() / oc, oc))
         .expect("conv2d: filter shape checked at plan time");
-    let out = cols.dot(&f);
+    let out = T::gemm(cols.view(), f.view());
     out.into_shape_with_order(IxDyn(&[x.shape()[0], g.out[0], g.out[1], oc]))
         .expect("conv2d: output shape")
 }

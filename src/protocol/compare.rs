@@ -7,13 +7,22 @@
 //!
 //! with x' the low 63 bits. The carry is a millionaires' comparison between a value
 //! only server 0 knows, u = x0', and one only server 1 knows, v = 2^63 − 1 − x1':
-//! carry = [u > v]. It is computed on XOR shares with the dealer's AND triples, bit
-//! lanes of one u64 per element: g = u ∧ ¬v (u is greater at this bit), e = ¬(u ⊕ v)
-//! (equal), then six levels of (G, E) ← (G ⊕ E·(G≪s), E·(E≪s)) for s = 1, 2, …, 32,
-//! after which lane 63 holds [u > v]. The result is exact for every x in the ring:
-//! no polynomial approximation, no range restriction. Seven rounds of AND openings
-//! (19 words per element per server), then one round to turn the bit into an
-//! arithmetic share (B2A with a dealt random bit), 1 bit per element.
+//! carry = [u > v]. It is computed on XOR shares with the dealer's AND triples:
+//!
+//! * level 0, per bit lane: g = u ∧ ¬v (u is greater here) and e = ¬(u ⊕ v)
+//!   (equal). Each server knows one operand of g outright, so a *one-sided* AND
+//!   suffices: each sends its operand masked by the dealer's random word, one word
+//!   per element;
+//! * levels 1–6 combine neighbouring lanes, most significant first:
+//!   (G, E) ← (G_hi ⊕ E_hi·G_lo, E_hi·E_lo). The lanes of all elements are packed in
+//!   one bit stream; splitting it into odd (hi) and even (lo) bits halves every
+//!   element's width, so each level opens only live bits (3 × 32, 16, 8, 4, 2 bits,
+//!   then 2 × 1 bit per element) and the last bit left is [u > v].
+//!
+//! The result is exact for every x in the ring: no polynomial approximation, no
+//! range restriction. Seven rounds of AND openings (about 4 words per element per
+//! server), then one round to turn the bit into an arithmetic share (B2A with a
+//! dealt random bit; 1 bit per element).
 //!
 //! Everything a server receives is a value XOR-masked by an AND-triple operand it
 //! does not know, or a bit masked by a random bit: uniform, independent of x.
@@ -29,36 +38,116 @@ use super::{Dealer, Server};
 use crate::ring::{FixedPoint, RingTensor, from_words};
 
 const LOW63: u64 = (1 << 63) - 1;
-/// ANDs per round of the comparison circuit: the generate bits, five levels of
-/// (G, E), and a last level that needs only G.
-const ANDS_PER_ROUND: [usize; 7] = [1, 2, 2, 2, 2, 2, 1];
-const ANDS: usize = 12;
-/// Words each server sends per element in one DReLU (AND openings; the B2A bit is
-/// packed 64 to a word on top).
-pub const DRELU_OPEN_WORDS: usize = 19;
-/// Correction words the dealer sends server 1 per element of one DReLU.
-pub const DRELU_CORRECTION_WORDS: usize = ANDS + 1;
 
-/// The random parts of one DReLU's material, as one server expands them:
-/// per round an `a` and one `b` per AND, then the B2A bit.
-struct AndRandom {
+/// Widths, in bits per element, of the lanes combined at levels 1–6.
+const LEVEL_WIDTHS: [usize; 6] = [32, 16, 8, 4, 2, 1];
+
+fn words_for(n: usize, bits: usize) -> usize {
+    (n * bits).div_ceil(64)
+}
+
+/// Words each server sends for `n` DReLUs: level 0, the AND levels, the B2A bits.
+pub fn drelu_open_words(n: usize) -> usize {
+    let levels: usize = LEVEL_WIDTHS
+        .iter()
+        .enumerate()
+        .map(|(l, &w)| (if l == 5 { 2 } else { 3 }) * words_for(n, w))
+        .sum();
+    n + levels + words_for(n, 1)
+}
+
+/// Correction words the dealer sends server 1 for `n` DReLUs.
+pub fn drelu_correction_words(n: usize) -> usize {
+    let levels: usize = LEVEL_WIDTHS
+        .iter()
+        .enumerate()
+        .map(|(l, &w)| (if l == 5 { 1 } else { 2 }) * words_for(n, w))
+        .sum();
+    n + levels + n
+}
+
+/// The even bits of a word, compressed into its low 32 bits.
+fn even_bits(x: u64) -> u64 {
+    let mut x = x & 0x5555_5555_5555_5555;
+    x = (x | x >> 1) & 0x3333_3333_3333_3333;
+    x = (x | x >> 2) & 0x0f0f_0f0f_0f0f_0f0f;
+    x = (x | x >> 4) & 0x00ff_00ff_00ff_00ff;
+    x = (x | x >> 8) & 0x0000_ffff_0000_ffff;
+    (x | x >> 16) & 0x0000_0000_ffff_ffff
+}
+
+/// Split a packed lane stream into its odd (more significant) and even lanes, each
+/// packed again. Linear, so each server applies it to its XOR share.
+fn split_lanes(stream: &[u64]) -> (Vec<u64>, Vec<u64>) {
+    stream
+        .chunks(2)
+        .map(|pair| {
+            let (w0, w1) = (pair[0], pair.get(1).copied().unwrap_or(0));
+            (
+                even_bits(w0 >> 1) | even_bits(w1 >> 1) << 32,
+                even_bits(w0) | even_bits(w1) << 32,
+            )
+        })
+        .unzip()
+}
+
+/// The random parts of one DReLU's material, as one server expands them, in order:
+/// its level-0 mask, per level an `a` and one `b` per AND, then the B2A bits.
+struct Random {
+    level0: Vec<u64>,
     a: Vec<Vec<u64>>,
     b: Vec<Vec<Vec<u64>>>,
     rho: Vec<u64>,
 }
 
-fn expand_random(prg: &mut crate::ring::Prg, n: usize) -> AndRandom {
-    let mut a = Vec::new();
-    let mut b = Vec::new();
-    for &k in &ANDS_PER_ROUND {
-        a.push(prg.words(n));
-        b.push((0..k).map(|_| prg.words(n)).collect());
+fn expand_random(prg: &mut crate::ring::Prg, n: usize) -> Random {
+    let level0 = prg.words(n);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for (l, &w) in LEVEL_WIDTHS.iter().enumerate() {
+        let len = words_for(n, w);
+        a.push(prg.words(len));
+        b.push(
+            (0..if l == 5 { 1 } else { 2 })
+                .map(|_| prg.words(len))
+                .collect(),
+        );
     }
-    let rho = prg.words(n).into_iter().map(|w| w & 1).collect();
-    AndRandom { a, b, rho }
+    let rho = prg.words(words_for(n, 1));
+    Random { level0, a, b, rho }
 }
 
-/// One round of ANDs sharing the left operand: returns `left ∧ right_j` (XOR shares).
+/// The correlated parts, in order: level 0's c, per level one c per AND, and the
+/// arithmetic shares of the B2A bits.
+struct Correlated {
+    level0: Vec<u64>,
+    c: Vec<Vec<Vec<u64>>>,
+    rho_arith: Vec<u64>,
+}
+
+fn split_correlated(words: &[u64], n: usize) -> Correlated {
+    let mut at = 0;
+    let mut take = |len: usize| {
+        at += len;
+        words[at - len..at].to_vec()
+    };
+    let level0 = take(n);
+    let c = LEVEL_WIDTHS
+        .iter()
+        .enumerate()
+        .map(|(l, &w)| {
+            (0..if l == 5 { 1 } else { 2 })
+                .map(|_| take(words_for(n, w)))
+                .collect()
+        })
+        .collect();
+    Correlated {
+        level0,
+        c,
+        rho_arith: take(n),
+    }
+}
+
+/// One round of ANDs sharing the left operand, on packed words: `left ∧ right_j`.
 fn and_round(
     s: &mut Server,
     left: &[u64],
@@ -80,11 +169,8 @@ fn and_round(
             let er = &opened[(j + 1) * n..(j + 2) * n];
             (0..n)
                 .map(|i| {
-                    let mut z = c[j][i] ^ (dl[i] & b[j][i]) ^ (er[i] & a[i]);
-                    if first {
-                        z ^= dl[i] & er[i];
-                    }
-                    z
+                    let z = c[j][i] ^ (dl[i] & b[j][i]) ^ (er[i] & a[i]);
+                    if first { z ^ (dl[i] & er[i]) } else { z }
                 })
                 .collect()
         })
@@ -101,8 +187,8 @@ fn pack_bits(bits: &[u64]) -> Vec<u64> {
         .collect()
 }
 
-fn unpack_bits(words: &[u64], n: usize) -> Vec<u64> {
-    (0..n).map(|i| (words[i / 64] >> (i % 64)) & 1).collect()
+fn bit(words: &[u64], i: usize) -> u64 {
+    (words[i / 64] >> (i % 64)) & 1
 }
 
 /// Server: arithmetic shares of [x ≥ 0] (an integer, 0 or 1) for every element of x.
@@ -112,66 +198,69 @@ pub fn drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
     let mut prg = s.material(tag);
     let rnd = expand_random(&mut prg, n);
     let first = s.is_first();
-    // c parts and the arithmetic share of the B2A bit.
-    let (c, rho_arith): (Vec<Vec<Vec<u64>>>, Vec<u64>) = if first {
-        let c = ANDS_PER_ROUND
-            .iter()
-            .map(|&k| (0..k).map(|_| prg.words(n)).collect())
-            .collect();
-        (c, prg.words(n))
+    let cor = if first {
+        let len = drelu_correction_words(n);
+        split_correlated(&prg.words(len), n)
     } else {
-        let words = s.corrections(tag, n * DRELU_CORRECTION_WORDS)?;
-        let mut chunks = words.chunks(n).map(<[u64]>::to_vec);
-        let c = ANDS_PER_ROUND
-            .iter()
-            .map(|&k| {
-                (0..k)
-                    .map(|_| chunks.next().expect("correction words"))
-                    .collect()
-            })
-            .collect();
-        (c, chunks.next().expect("correction words"))
+        let words = s.corrections(tag, drelu_correction_words(n))?;
+        split_correlated(&words, n)
     };
     let words: Vec<u64> = x.iter().map(|w| w.0).collect();
-    // XOR shares of u (server 0's low bits), ¬v and e = ¬(u ⊕ v).
-    let (u, not_v, mut e) = if first {
+    // Level 0. Server 0 holds u = x0' outright, server 1 holds ¬v = x1' (as bits
+    // 0..62; lane 63 is neutral: g = 0 there, and e = 1 through server 1's share).
+    let (own, mut e): (Vec<u64>, Vec<u64>) = if first {
         let u: Vec<u64> = words.iter().map(|w| w & LOW63).collect();
-        let e = u.iter().map(|u| u ^ u64::MAX).collect();
-        (u, vec![u64::MAX; n], e)
+        (u.clone(), u)
     } else {
-        let v: Vec<u64> = words.iter().map(|w| !w & LOW63).collect();
-        (vec![0; n], v.clone(), v)
+        let not_v: Vec<u64> = words.iter().map(|w| w & LOW63).collect();
+        let e = not_v.iter().map(|w| w | 1 << 63).collect();
+        (not_v, e)
     };
-    let mut g = and_round(s, &u, &[not_v], &rnd.a[0], &rnd.b[0], &c[0])?.remove(0);
-    for (level, shift) in [1u32, 2, 4, 8, 16, 32].into_iter().enumerate() {
-        let round = level + 1;
-        let g_up: Vec<u64> = g.iter().map(|w| w << shift).collect();
-        let mut rights = vec![g_up];
-        if ANDS_PER_ROUND[round] == 2 {
-            rights.push(e.iter().map(|w| w << shift).collect());
-        }
-        let mut z = and_round(s, &e, &rights, &rnd.a[round], &rnd.b[round], &c[round])?;
-        for (gi, zi) in g.iter_mut().zip(&z[0]) {
-            *gi ^= zi;
-        }
-        if z.len() == 2 {
+    let masked: Vec<u64> = own.iter().zip(&rnd.level0).map(|(o, r)| o ^ r).collect();
+    let theirs = s.exchange(&masked)?;
+    // x∧y = (x ∧ (y⊕b)) ⊕ ((x⊕a) ∧ b) ⊕ (a∧b): server 0 holds x, a; server 1 holds y, b.
+    let mut g: Vec<u64> = (0..n)
+        .map(|i| {
+            (if first {
+                own[i] & theirs[i]
+            } else {
+                theirs[i] & rnd.level0[i]
+            }) ^ cor.level0[i]
+        })
+        .collect();
+    for (level, &width) in LEVEL_WIDTHS.iter().enumerate() {
+        let (g_hi, g_lo) = split_lanes(&g);
+        let (e_hi, e_lo) = split_lanes(&e);
+        let len = words_for(n, width);
+        let last = level == LEVEL_WIDTHS.len() - 1;
+        let rights = if last {
+            vec![g_lo[..len].to_vec()]
+        } else {
+            vec![g_lo[..len].to_vec(), e_lo[..len].to_vec()]
+        };
+        let mut z = and_round(
+            s,
+            &e_hi[..len],
+            &rights,
+            &rnd.a[level],
+            &rnd.b[level],
+            &cor.c[level],
+        )?;
+        g = g_hi[..len].iter().zip(&z[0]).map(|(h, z)| h ^ z).collect();
+        if !last {
             e = z.remove(1);
         }
     }
     // d = ¬msb(x) = 1 ⊕ msb(x0) ⊕ msb(x1) ⊕ carry, as XOR shares of one bit.
-    let d: Vec<u64> = words
-        .iter()
-        .zip(&g)
-        .map(|(w, g)| (w >> 63) ^ (g >> 63) ^ u64::from(first))
+    let d: Vec<u64> = (0..n)
+        .map(|i| (words[i] >> 63) ^ bit(&g, i) ^ u64::from(first))
         .collect();
     // B2A: open m = d ⊕ ρ, then d = m + ρ − 2mρ with ρ arithmetically shared.
-    let masked: Vec<u64> = d.iter().zip(&rnd.rho).map(|(d, r)| d ^ r).collect();
-    let m = unpack_bits(&s.open_xor(&pack_bits(&masked))?, n);
-    let arith: Vec<u64> = m
-        .iter()
-        .zip(&rho_arith)
-        .map(|(&m, &ra)| {
-            let (m, ra) = (Wrapping(m), Wrapping(ra));
+    let masked = pack_bits(&(0..n).map(|i| d[i] ^ bit(&rnd.rho, i)).collect::<Vec<_>>());
+    let m = s.open_xor(&masked)?;
+    let arith: Vec<u64> = (0..n)
+        .map(|i| {
+            let (m, ra) = (Wrapping(bit(&m, i)), Wrapping(cor.rho_arith[i]));
             let public = if first { m } else { Wrapping(0) };
             (public + ra - Wrapping(2) * m * ra).0
         })
@@ -184,24 +273,21 @@ pub fn deal_drelu(d: &mut Dealer, n: usize) -> Result<()> {
     let tag = d.at.next_material();
     let (mut p0, mut p1) = (d.material(0, tag), d.material(1, tag));
     let (r0, r1) = (expand_random(&mut p0, n), expand_random(&mut p1, n));
-    let mut corrections = Vec::with_capacity(n * DRELU_CORRECTION_WORDS);
-    for (round, &k) in ANDS_PER_ROUND.iter().enumerate() {
-        let a: Vec<u64> = r0.a[round]
-            .iter()
-            .zip(&r1.a[round])
-            .map(|(x, y)| x ^ y)
-            .collect();
-        for j in 0..k {
-            let c0 = p0.words(n);
-            corrections
-                .extend((0..n).map(|i| (a[i] & (r0.b[round][j][i] ^ r1.b[round][j][i])) ^ c0[i]));
+    let c0 = split_correlated(&p0.words(drelu_correction_words(n)), n);
+    let xor = |x: &[u64], y: &[u64]| -> Vec<u64> { x.iter().zip(y).map(|(a, b)| a ^ b).collect() };
+    let mut corrections = Vec::with_capacity(drelu_correction_words(n));
+    // Level 0: server 0's mask a, server 1's mask b, c = a ∧ b.
+    corrections.extend((0..n).map(|i| (r0.level0[i] & r1.level0[i]) ^ c0.level0[i]));
+    for level in 0..LEVEL_WIDTHS.len() {
+        let a = xor(&r0.a[level], &r1.a[level]);
+        for (j, c) in c0.c[level].iter().enumerate() {
+            let b = xor(&r0.b[level][j], &r1.b[level][j]);
+            corrections.extend(a.iter().zip(&b).zip(c).map(|((a, b), c)| (a & b) ^ c));
         }
     }
-    let rho_arith0 = p0.words(n);
-    corrections.extend((0..n).map(|i| {
-        let rho = r0.rho[i] ^ r1.rho[i];
-        (Wrapping(rho) - Wrapping(rho_arith0[i])).0
-    }));
+    corrections.extend(
+        (0..n).map(|i| (Wrapping(bit(&r0.rho, i) ^ bit(&r1.rho, i)) - Wrapping(c0.rho_arith[i])).0),
+    );
     d.send_corrections(tag, corrections)
 }
 

@@ -53,11 +53,13 @@ pub fn product(
     } else {
         from_words(out_shape, s.corrections(tag, out_shape.iter().product())?)
     };
-    let mut z = bilinear(op, &x.opened, &y.mask) + bilinear(op, &x.mask, &y.opened) + c;
-    if s.is_first() {
-        z = z + bilinear(op, &x.opened, &y.opened);
-    }
-    Ok(z)
+    // e⊗b + e⊗f = e⊗(b + f): server 0 folds the public e⊗f into its first product.
+    let y_side = if s.is_first() {
+        &y.mask + &y.opened
+    } else {
+        y.mask.clone()
+    };
+    Ok(bilinear(op, &x.opened, &y_side) + bilinear(op, &x.mask, &y.opened) + c)
 }
 
 /// Dealer: c = a ⊗ b for the whole masks a and b, split so that server 0's share is

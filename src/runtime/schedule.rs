@@ -6,7 +6,7 @@ use anyhow::Result;
 use crate::error::Error;
 use crate::kernels::linear::window_ranges;
 use crate::plan::{Op, Plan, Source, ValueId};
-use crate::protocol::compare::{DRELU_OPEN_WORDS, Piecewise, pair_up};
+use crate::protocol::compare::{Piecewise, drelu_open_words, pair_up};
 
 /// The protocol of one step.
 #[derive(Debug, Clone)]
@@ -237,7 +237,7 @@ impl Schedule {
 
 /// Bytes a server sends for `n` DReLUs: the AND openings and the packed B2A bits.
 fn drelu_bytes(n: usize) -> u64 {
-    8 * (DRELU_OPEN_WORDS * n + n.div_ceil(64)) as u64
+    8 * drelu_open_words(n) as u64
 }
 
 /// What the formulas predict for one step, per server.
