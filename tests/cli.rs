@@ -102,12 +102,124 @@ fn s(p: &Path) -> &str {
 
 // ---- golden output ----
 
+/// The numbers of a text output: (class, values) per row.
+fn parse_rows(stdout: &str) -> Vec<(i64, Vec<f32>)> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("row "))
+        .map(|l| {
+            let (head, values) = l.split_once(" | ").expect("row with class and values");
+            let class = head.rsplit(' ').next().unwrap().parse().unwrap();
+            (
+                class,
+                values.split(' ').map(|v| v.parse().unwrap()).collect(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn readme_example_text_output() {
-    let (code, stdout, stderr) = run(&["testdata/mnist_model.pb", "testdata/mnist_input.npy"]);
+    // Plaintext output is deterministic: golden.
+    let (code, plain, stderr) = run(&[
+        "--plaintext",
+        "testdata/mnist_model.pb",
+        "testdata/mnist_input.npy",
+    ]);
     assert_eq!(code, 0, "{stderr}");
-    golden("mnist_model.txt", &stdout);
-    assert!(stdout.contains("row 0: class 7"));
+    golden("mnist_model.txt", &plain);
+    // The README's command runs securely by default; its last digits depend on the
+    // masks (truncation rounds either way), so it is compared with tolerance.
+    let (code, secure, stderr) = run(&["testdata/mnist_model.pb", "testdata/mnist_input.npy"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        secure.starts_with("# mode: secure (Pond), output: Identity, shape: [1, 10]\n"),
+        "{secure}"
+    );
+    let (plain_rows, secure_rows) = (parse_rows(&plain), parse_rows(&secure));
+    assert_eq!(secure_rows.len(), 1);
+    assert_eq!(secure_rows[0].0, 7);
+    for (s, p) in secure_rows[0].1.iter().zip(&plain_rows[0].1) {
+        assert!(
+            (s - p).abs() <= 1e-2 * p.abs().max(1.0),
+            "secure {s} vs plaintext {p}"
+        );
+    }
+}
+
+#[test]
+fn stats_report_traffic_per_party_and_layer() {
+    let (code, stdout, stderr) = run(&["--stats", "testdata/mlp.pb", "testdata/mnist_flat100.npy"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.lines().count(),
+        101,
+        "stats go to stderr, not stdout"
+    );
+    for needle in [
+        "server0",
+        "server1",
+        "crypto-producer",
+        "model-owner",
+        "client",
+        "dealer (offline)",
+        "servers (online)",
+        "thanks to seeds",
+        "per layer",
+        "MatMul",
+        "Relu",
+    ] {
+        assert!(
+            stderr.contains(needle),
+            "--stats should mention {needle}: {stderr}"
+        );
+    }
+    // Measured bytes per layer equal the planned ones (the formulas are exact).
+    for line in stderr
+        .lines()
+        .filter(|l| l.contains(" MB ") && (l.contains("MatMul") || l.contains("Relu")))
+    {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let mb: Vec<&str> = cols
+            .iter()
+            .copied()
+            .filter(|c| c.parse::<f64>().is_ok() && c.contains('.'))
+            .collect();
+        assert_eq!(mb[0], mb[1], "measured vs planned bytes: {line}");
+    }
+}
+
+#[test]
+fn frac_bits_is_validated() {
+    fails(
+        &[
+            "--frac-bits",
+            "40",
+            "testdata/mlp.pb",
+            "testdata/mnist_flat100.npy",
+        ],
+        2,
+        &["--frac-bits 40"],
+    );
+}
+
+#[test]
+fn out_of_range_input_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut big = vec![0.5f32; 784];
+    big[3] = 3e9;
+    let input = temp_file(&dir, "big.npy", &f32_npy("(1, 784)", &big));
+    fails(
+        &["testdata/mlp.pb", s(&input)],
+        2,
+        &[
+            "input for `input`",
+            "value 3000000000 at flat index 3 is out of range",
+        ],
+    );
+    // The plaintext reference has no such limit.
+    let (code, _, _) = run(&["--plaintext", "testdata/mlp.pb", s(&input)]);
+    assert_eq!(code, 0);
 }
 
 #[test]

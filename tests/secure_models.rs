@@ -167,3 +167,54 @@ fn tf_encrypted_sigmoid_nets_100_single_runs() {
         eprintln!("tfe {model:<30} 100 single runs vs plaintext, max error {worst:.2e}");
     }
 }
+
+/// The secure Sigmoid and Tanh, measured: a grid of [-8, 8] and points far outside,
+/// through a graph where the function is not the last op (so it runs on shares,
+/// not at the client). The maximum errors are quoted in docs/PROTOCOL.md.
+#[test]
+fn secure_sigmoid_and_tanh_error_on_a_grid() {
+    use prost::Message;
+    use tfe_run::tfpb::build::*;
+    let mut grid: Vec<f32> = (0..=1600).map(|i| -8.0 + i as f32 * 0.01).collect();
+    grid.extend([
+        -1e4, -100.0, -20.0, -10.5, -9.0, 9.0, 10.5, 20.0, 100.0, 1e4,
+    ]);
+    let n = grid.len() as i64;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("grid.npy");
+    tfe_run::npy::write_f32(
+        &input,
+        &ArrayD::from_shape_vec(IxDyn(&[1, grid.len()]), grid.clone()).unwrap(),
+    )
+    .unwrap();
+    for (op, exact) in [
+        (
+            "Sigmoid",
+            (|x: f64| 1.0 / (1.0 + (-x).exp())) as fn(f64) -> f64,
+        ),
+        ("Tanh", f64::tanh as fn(f64) -> f64),
+    ] {
+        let graph = graph(vec![
+            placeholder("x", &[1, n]),
+            node("f", op, &["x"]),
+            const_f32("one", &[], &[1.0]),
+            node("out", "Mul", &["f", "one"]),
+        ]);
+        let model = dir.path().join(format!("{op}.pb"));
+        std::fs::write(&model, graph.encode_to_vec()).unwrap();
+        let prepared = tfe_run::cli::prepare(&model, None, Some(&input), &BTreeMap::new()).unwrap();
+        let out = secure(&prepared.plan, &prepared.inputs);
+        let (mut inside, mut outside) = (0.0f64, 0.0f64);
+        for (&x, &y) in grid.iter().zip(out.iter()) {
+            let err = (f64::from(y) - exact(f64::from(x))).abs();
+            if x.abs() <= 8.0 {
+                inside = inside.max(err)
+            } else {
+                outside = outside.max(err)
+            }
+        }
+        eprintln!("secure {op}: max error {inside:.2e} on [-8, 8], {outside:.2e} outside");
+        assert!(inside < 1e-3, "{op}: {inside}");
+        assert!(outside < 1e-4, "{op} saturates: {outside}");
+    }
+}

@@ -20,10 +20,11 @@ pub fn report(plan: &Plan, stats: &Stats) -> Result<String> {
     writeln!(s, "secure run: {} prediction(s)", stats.predictions)?;
     writeln!(
         s,
-        "time: set-up {:.1} ms, dealer (offline) {:.1} ms, online {:.1} ms",
+        "time: set-up {:.1} ms, dealer (offline) {:.1} ms, servers (online) {:.1} ms, client latency {:.1} ms",
         stats.setup.as_secs_f64() * 1e3,
         stats.offline.as_secs_f64() * 1e3,
-        stats.online.as_secs_f64() * 1e3
+        stats.online.as_secs_f64() * 1e3,
+        stats.latency.as_secs_f64() * 1e3
     )?;
     writeln!(
         s,

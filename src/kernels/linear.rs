@@ -25,29 +25,46 @@ impl Gemm for Wrapping<u64> {
     }
 }
 
-/// `a @ b` modulo 2^64: row-major i-k-j loops over contiguous rows, so the inner
-/// loop is a straight multiply-add over a row of `b` that the compiler vectorises.
+/// `a @ b` modulo 2^64, with the inner loop over contiguous memory so the compiler
+/// vectorises it: over a row of `b` (i-k-j order) when `b` is wide, and over a
+/// column of `a` (computing the transposed product) when `b` is narrow, as for a
+/// convolution with few output channels.
 pub fn ring_gemm(
     a: ArrayView2<'_, Wrapping<u64>>,
     b: ArrayView2<'_, Wrapping<u64>>,
 ) -> Array2<Wrapping<u64>> {
     let (m, k) = a.dim();
     let n = b.ncols();
-    let a = a.as_standard_layout();
+    if n == 0 || m == 0 {
+        return Array2::from_elem((m, n), Wrapping(0));
+    }
     let b = b.as_standard_layout();
-    let (a, b) = (
-        a.as_slice().expect("standard layout"),
-        b.as_slice().expect("standard layout"),
-    );
-    let mut out = vec![Wrapping(0u64); m * n];
-    if n > 0 {
-        for (row, out_row) in out.chunks_exact_mut(n).enumerate() {
-            let a_row = &a[row * k..(row + 1) * k];
-            for (kk, &x) in a_row.iter().enumerate() {
-                let b_row = &b[kk * n..(kk + 1) * n];
-                for (o, &y) in out_row.iter_mut().zip(b_row) {
-                    *o += x * y;
+    let b = b.as_slice().expect("standard layout");
+    if n < 32 && m > 4 * n {
+        let at = a.t().as_standard_layout().into_owned();
+        let at = at.as_slice().expect("standard layout");
+        let mut out_t = vec![Wrapping(0u64); n * m];
+        for (j, out_row) in out_t.chunks_exact_mut(m).enumerate() {
+            for kk in 0..k {
+                let scale = b[kk * n + j];
+                for (o, &x) in out_row.iter_mut().zip(&at[kk * m..(kk + 1) * m]) {
+                    *o += x * scale;
                 }
+            }
+        }
+        return Array2::from_shape_vec((n, m), out_t)
+            .expect("shape")
+            .reversed_axes()
+            .as_standard_layout()
+            .into_owned();
+    }
+    let a = a.as_standard_layout();
+    let a = a.as_slice().expect("standard layout");
+    let mut out = vec![Wrapping(0u64); m * n];
+    for (row, out_row) in out.chunks_exact_mut(n).enumerate() {
+        for (kk, &x) in a[row * k..(row + 1) * k].iter().enumerate() {
+            for (o, &y) in out_row.iter_mut().zip(&b[kk * n..(kk + 1) * n]) {
+                *o += x * y;
             }
         }
     }
@@ -232,6 +249,25 @@ mod tests {
                     assert_eq!(conv2d(&x, &f, &win), conv_direct(&x, &f, &win), "{win:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn ring_gemm_matches_the_definition_in_both_loop_orders() {
+        use ndarray::Array2;
+        for (m, k, n) in [(3, 4, 5), (200, 7, 3), (1, 1, 1), (64, 9, 40)] {
+            let a = Array2::from_shape_fn((m, k), |(i, j)| {
+                Wrapping((i * 7919 + j * 104729) as u64 * 0x9e37_79b9_7f4a_7c15)
+            });
+            let b = Array2::from_shape_fn((k, n), |(i, j)| {
+                Wrapping((i * 31 + j * 17 + 1) as u64 * 0xbf58_476d_1ce4_e5b9)
+            });
+            let want = Array2::from_shape_fn((m, n), |(i, j)| {
+                (0..k)
+                    .map(|t| a[[i, t]] * b[[t, j]])
+                    .fold(Wrapping(0u64), |s, v| s + v)
+            });
+            assert_eq!(ring_gemm(a.view(), b.view()), want, "{m}x{k}x{n}");
         }
     }
 

@@ -70,8 +70,12 @@ pub struct Stats {
     pub setup: Duration,
     /// The dealer's work for all predictions.
     pub offline: Duration,
-    /// From the client sharing its input to the client decoding the output.
+    /// The servers' online phase: from the end of the offline phase to sending the
+    /// output shares (server 0's clock).
     pub online: Duration,
+    /// The client's wait: from sharing its input to decoding the output, offline
+    /// phase included.
+    pub latency: Duration,
     pub predictions: usize,
 }
 
@@ -172,11 +176,12 @@ pub fn predict_many(
                     stats.offline = report.stats.busy;
                 }
                 if party == Party::Client {
-                    stats.online = report.stats.busy;
+                    stats.latency = report.stats.busy;
                     outputs = report.outputs;
                 }
                 if party == Party::Server0 {
                     stats.setup = report.setup;
+                    stats.online = report.stats.busy;
                 }
                 stats.parties.insert(party, report.stats);
             }
