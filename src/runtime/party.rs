@@ -226,7 +226,11 @@ pub fn server(
                 }
                 Kind::Scaled => {
                     let z = scaled_sum(&step.op, ins[0], fp);
-                    truncate(&mut s, &z, fp.frac_bits)?
+                    truncate(
+                        &mut s,
+                        &z,
+                        fp.frac_bits + scale_bits(&step.op, ins[0].shape()),
+                    )?
                 }
                 Kind::Relu => relu(&mut s, ins[0])?,
                 Kind::Tournament { groups, with_index } => {
@@ -270,9 +274,25 @@ fn local(op: &Op, ins: &[&RingTensor]) -> RingTensor {
     }
 }
 
-/// AvgPool and Mean: a local sum times the public 1/count (2f fractional bits,
-/// truncated next).
+/// Extra fractional bits for the public 1/count of AvgPool and Mean: e =
+/// ⌈log2(count)⌉, so that 1/count, encoded with f + e bits, is an integer of at
+/// least 2^f and its rounding costs at most 2^−(f+1) relative (with f bits alone,
+/// 1/784 would be 84/2^16: 0.6% off).
+pub fn scale_bits(op: &Op, input_shape: &[usize]) -> u32 {
+    let count = match op {
+        Op::AvgPool(w) => w.kernel[0] * w.kernel[1],
+        Op::Mean { axes, .. } => axes.iter().map(|&a| input_shape[a]).product(),
+        other => unreachable!("{} is not a scaled sum", other.name()),
+    };
+    count.max(1).next_power_of_two().trailing_zeros()
+}
+
+/// AvgPool and Mean: a local sum times the public 1/count with f + e fractional
+/// bits; the caller truncates by f + e.
 fn scaled_sum(op: &Op, x: &RingTensor, fp: FixedPoint) -> RingTensor {
+    let scale = FixedPoint {
+        frac_bits: fp.frac_bits + scale_bits(op, x.shape()),
+    };
     match op {
         Op::AvgPool(w) => {
             let (mut sums, counts) = linear::sum_pool(x, w);
@@ -281,14 +301,14 @@ fn scaled_sum(op: &Op, x: &RingTensor, fp: FixedPoint) -> RingTensor {
                 .into_dimensionality::<ndarray::Ix4>()
                 .expect("NHWC");
             for ((_, oy, ox, _), v) in view.indexed_iter_mut() {
-                *v *= fp.encode_value(1.0 / counts[[oy, ox]] as f64);
+                *v *= scale.encode_value(1.0 / counts[[oy, ox]] as f64);
             }
             sums
         }
         Op::Mean { axes, keep_dims } => {
             let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
-            let scale = fp.encode_value(1.0 / count as f64);
-            linear::reduce_sum(x, axes, *keep_dims).mapv(|v| v * scale)
+            let factor = scale.encode_value(1.0 / count as f64);
+            linear::reduce_sum(x, axes, *keep_dims).mapv(|v| v * factor)
         }
         other => unreachable!("{} is not a scaled sum", other.name()),
     }
@@ -383,7 +403,11 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
                     deal_product(&mut d, &step.op, &a, &b)?;
                     deal_truncate(&mut d, out_shape, fp.frac_bits)?;
                 }
-                Kind::Scaled => deal_truncate(&mut d, out_shape, fp.frac_bits)?,
+                Kind::Scaled => deal_truncate(
+                    &mut d,
+                    out_shape,
+                    fp.frac_bits + scale_bits(&step.op, in_shape),
+                )?,
                 Kind::Relu => deal_relu(&mut d, in_shape)?,
                 Kind::Tournament { groups, with_index } => {
                     deal_tournament(&mut d, groups, *with_index)?
