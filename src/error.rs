@@ -72,16 +72,11 @@ impl Error {
     }
 
     fn categorized(category: Category, message: impl Into<String>) -> anyhow::Error {
-        anyhow::Error::new(Error {
-            category,
-            message: message.into(),
-        })
+        anyhow::Error::new(Error { category, message: message.into() })
     }
 }
 
 /// The category of the first categorised error in the chain, if any.
 pub fn category_of(err: &anyhow::Error) -> Option<Category> {
-    err.chain()
-        .find_map(|cause| cause.downcast_ref::<Error>())
-        .map(|e| e.category)
+    err.chain().find_map(|cause| cause.downcast_ref::<Error>()).map(|e| e.category)
 }

@@ -15,14 +15,11 @@ use crate::error::Error;
 /// Read an input array as f32.
 pub fn read_input(path: &Path) -> Result<ArrayD<f32>> {
     let name = path.display();
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::bad_input(format!("cannot read input `{name}`: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::bad_input(format!("cannot read input `{name}`: {e}")))?;
     let bad = |why: String| Error::bad_input(format!("input `{name}`: {why}"));
     let npy = NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a .npy file ({e})")))?;
     let DType::Plain(ty) = npy.dtype() else {
-        return Err(bad(
-            "structured arrays are not supported; save a plain numeric array".into(),
-        ));
+        return Err(bad("structured arrays are not supported; save a plain numeric array".into()));
     };
     let shape: Vec<usize> = npy
         .shape()
@@ -37,72 +34,37 @@ pub fn read_input(path: &Path) -> Result<ArrayD<f32>> {
     // a lying header cannot make us allocate more than the file holds.
     let item = ty.num_bytes().unwrap_or(0);
     if count.checked_mul(item).is_none_or(|n| n > bytes.len()) {
-        return Err(bad(format!(
-            "the file is truncated: shape {shape:?} needs {count} values of {item} bytes"
-        )));
+        return Err(bad(format!("the file is truncated: shape {shape:?} needs {count} values of {item} bytes")));
     }
     let order = npy.order();
     let values: Vec<f64> = match (ty.type_char(), item) {
-        (TypeChar::Float, 4) => npy
-            .into_vec::<f32>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Float, 4) => npy.into_vec::<f32>().map(|v| v.into_iter().map(f64::from).collect()),
         (TypeChar::Float, 8) => npy.into_vec::<f64>(),
-        (TypeChar::Int, 1) => npy
-            .into_vec::<i8>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
-        (TypeChar::Int, 2) => npy
-            .into_vec::<i16>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
-        (TypeChar::Int, 4) => npy
-            .into_vec::<i32>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
-        (TypeChar::Int, 8) => npy
-            .into_vec::<i64>()
-            .map(|v| v.into_iter().map(|x| x as f64).collect()),
-        (TypeChar::Uint, 1) => npy
-            .into_vec::<u8>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
-        (TypeChar::Uint, 2) => npy
-            .into_vec::<u16>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
-        (TypeChar::Uint, 4) => npy
-            .into_vec::<u32>()
-            .map(|v| v.into_iter().map(f64::from).collect()),
-        (TypeChar::Uint, 8) => npy
-            .into_vec::<u64>()
-            .map(|v| v.into_iter().map(|x| x as f64).collect()),
-        (TypeChar::Bool, 1) => npy
-            .into_vec::<bool>()
-            .map(|v| v.into_iter().map(|b| f64::from(u8::from(b))).collect()),
+        (TypeChar::Int, 1) => npy.into_vec::<i8>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Int, 2) => npy.into_vec::<i16>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Int, 4) => npy.into_vec::<i32>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Int, 8) => npy.into_vec::<i64>().map(|v| v.into_iter().map(|x| x as f64).collect()),
+        (TypeChar::Uint, 1) => npy.into_vec::<u8>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Uint, 2) => npy.into_vec::<u16>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Uint, 4) => npy.into_vec::<u32>().map(|v| v.into_iter().map(f64::from).collect()),
+        (TypeChar::Uint, 8) => npy.into_vec::<u64>().map(|v| v.into_iter().map(|x| x as f64).collect()),
+        (TypeChar::Bool, 1) => npy.into_vec::<bool>().map(|v| v.into_iter().map(|b| f64::from(u8::from(b))).collect()),
         (TypeChar::Object, _) => {
-            return Err(bad(
-                "object (pickled) arrays are not supported; save a numeric array".into(),
-            ));
+            return Err(bad("object (pickled) arrays are not supported; save a numeric array".into()));
         }
         _ => {
-            return Err(bad(format!(
-                "dtype `{ty}` is not supported (use float32, float64 or an integer type)"
-            )));
+            return Err(bad(format!("dtype `{ty}` is not supported (use float32, float64 or an integer type)")));
         }
     }
     .map_err(|e| bad(format!("cannot read the data ({e})")))?;
     if values.len() != count {
-        return Err(bad(format!(
-            "the file is truncated: {} of {count} values",
-            values.len()
-        )));
+        return Err(bad(format!("the file is truncated: {} of {count} values", values.len())));
     }
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(bad(format!(
-            "value {} at flat index {i} is not finite",
-            values[i]
-        )));
+        return Err(bad(format!("value {} at flat index {i} is not finite", values[i])));
     }
     if let Some(i) = values.iter().position(|v| v.abs() > f64::from(f32::MAX)) {
-        return Err(bad(format!(
-            "value {} at flat index {i} does not fit in float32",
-            values[i]
-        )));
+        return Err(bad(format!("value {} at flat index {i} does not fit in float32", values[i])));
     }
     let values: Vec<f32> = values.into_iter().map(|v| v as f32).collect();
     let array = match order {
@@ -118,11 +80,7 @@ pub fn write_f32(path: &Path, array: &ArrayD<f32>) -> Result<()> {
     let shape: Vec<u64> = array.shape().iter().map(|&d| d as u64).collect();
     let write = || -> std::io::Result<()> {
         let file = std::io::BufWriter::new(std::fs::File::create(path)?);
-        let mut w = npyz::WriteOptions::<f32>::new()
-            .default_dtype()
-            .shape(&shape)
-            .writer(file)
-            .begin_nd()?;
+        let mut w = npyz::WriteOptions::<f32>::new().default_dtype().shape(&shape).writer(file).begin_nd()?;
         w.extend(array.iter().copied())?;
         w.finish()
     };

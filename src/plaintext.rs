@@ -26,9 +26,9 @@ pub fn run(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<Tensor
     for (id, value) in plan.values.iter().enumerate() {
         match &value.source {
             Source::Input { placeholder } => {
-                let x = inputs.get(placeholder).ok_or_else(|| {
-                    Error::bad_input(format!("no input for placeholder `{placeholder}`"))
-                })?;
+                let x = inputs
+                    .get(placeholder)
+                    .ok_or_else(|| Error::bad_input(format!("no input for placeholder `{placeholder}`")))?;
                 if x.shape() != value.shape.as_slice() {
                     return Err(Error::bad_input(format!(
                         "input for `{placeholder}` has shape {:?}, the plan was built for {:?}",
@@ -39,9 +39,10 @@ pub fn run(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<Tensor
                 env[id] = Some(Tensor::Float(x.clone()));
             }
             Source::Weight => {
-                let w = plan.weight_values.get(&id).ok_or_else(|| {
-                    anyhow::anyhow!("the plan has no value for weight `{}`", value.name)
-                })?;
+                let w = plan
+                    .weight_values
+                    .get(&id)
+                    .ok_or_else(|| anyhow::anyhow!("the plan has no value for weight `{}`", value.name))?;
                 env[id] = Some(Tensor::Float(w.clone()));
             }
             Source::Step(_) => {}
@@ -49,14 +50,8 @@ pub fn run(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<Tensor
     }
     for (s, step) in plan.steps.iter().enumerate() {
         let out = {
-            let ins: Vec<&Tensor> = step
-                .inputs
-                .iter()
-                .map(|&i| env[i].as_ref().expect("topological order"))
-                .collect();
-            step.op
-                .eval(&ins)
-                .map_err(|e| Error::unsupported(format!("{} `{}`: {e}", step.tf_op, step.node)))?
+            let ins: Vec<&Tensor> = step.inputs.iter().map(|&i| env[i].as_ref().expect("topological order")).collect();
+            step.op.eval(&ins).map_err(|e| Error::unsupported(format!("{} `{}`: {e}", step.tf_op, step.node)))?
         };
         env[step.output] = Some(out);
         for &i in &step.inputs {

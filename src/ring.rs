@@ -75,11 +75,7 @@ impl FixedPoint {
     /// would print a wrong answer.
     pub fn encode(&self, x: &ArrayD<f32>, what: &str) -> Result<RingTensor> {
         let bound = self.bound();
-        if let Some((i, v)) = x
-            .iter()
-            .enumerate()
-            .find(|(_, v)| (v.abs() as f64) >= bound)
-        {
+        if let Some((i, v)) = x.iter().enumerate().find(|(_, v)| (v.abs() as f64) >= bound) {
             return Err(Error::bad_input(format!(
                 "{what}: value {v} at flat index {i} is out of range (|x| must be below 2^{} = {bound:e} with {} fractional bits)",
                 62 - 2 * self.frac_bits,
@@ -128,28 +124,20 @@ impl Prg {
         EXPANDED.with(|c| c.set(c.get() + n as u64));
         let mut bytes = vec![0u8; n * 8];
         self.0.fill_bytes(&mut bytes);
-        bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect()
+        bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
     }
 
     pub fn tensor(&mut self, shape: &[usize]) -> RingTensor {
         let n = shape.iter().product();
-        ArrayD::from_shape_vec(
-            IxDyn(shape),
-            self.words(n).into_iter().map(Wrapping).collect(),
-        )
-        .expect("shape")
+        ArrayD::from_shape_vec(IxDyn(shape), self.words(n).into_iter().map(Wrapping).collect()).expect("shape")
     }
 }
 
 /// A fresh 32-byte seed from the operating system's CSPRNG.
 pub fn os_seed() -> Result<[u8; 32]> {
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| {
-        anyhow::anyhow!("the operating system's random number generator failed: {e}")
-    })?;
+    getrandom::fill(&mut seed)
+        .map_err(|e| anyhow::anyhow!("the operating system's random number generator failed: {e}"))?;
     Ok(seed)
 }
 
@@ -157,10 +145,7 @@ pub fn os_seed() -> Result<[u8; 32]> {
 /// value) and a tag, so no two uses of one seed ever share a stream.
 /// Layout: domain 8 bits | seq 20 | id 24 | tag 12.
 pub fn stream_id(domain: u8, seq: u32, id: u32, tag: u16) -> u64 {
-    debug_assert!(
-        seq < 1 << 20 && id < 1 << 24 && tag < 1 << 12,
-        "stream id fields out of range"
-    );
+    debug_assert!(seq < 1 << 20 && id < 1 << 24 && tag < 1 << 12, "stream id fields out of range");
     (u64::from(domain) << 56)
         | (u64::from(seq & 0xf_ffff) << 36)
         | (u64::from(id & 0xff_ffff) << 12)
@@ -193,12 +178,7 @@ mod tests {
         let fp = FixedPoint::default();
         let x = ArrayD::from_shape_vec(IxDyn(&[2]), vec![1.0f32, 2e9]).unwrap();
         let err = format!("{:#}", fp.encode(&x, "weight `w`").unwrap_err());
-        assert!(
-            err.contains("weight `w`")
-                && err.contains("out of range")
-                && err.contains("flat index 1"),
-            "{err}"
-        );
+        assert!(err.contains("weight `w`") && err.contains("out of range") && err.contains("flat index 1"), "{err}");
     }
 
     #[test]

@@ -68,8 +68,7 @@ pub trait NodeExt {
     /// some exports, e.g. `data_format`).
     fn get_attr_str(&self, name: &str, default: &str) -> Result<String> {
         match self.attr_value(name) {
-            Some(Value::S(s)) => String::from_utf8(s.clone())
-                .map_err(|_| self.attr_error(name, "is not valid UTF-8")),
+            Some(Value::S(s)) => String::from_utf8(s.clone()).map_err(|_| self.attr_error(name, "is not valid UTF-8")),
             Some(_) => Err(self.attr_error(name, "is not a string")),
             None => Ok(default.to_string()),
         }
@@ -109,9 +108,7 @@ pub trait NodeExt {
 
     fn get_attr_tensor(&self, name: &str) -> Result<Tensor> {
         match self.attr_value(name) {
-            Some(Value::Tensor(t)) => {
-                decode_tensor(t).map_err(|e| self.attr_error(name, &format!("is invalid: {e}")))
-            }
+            Some(Value::Tensor(t)) => decode_tensor(t).map_err(|e| self.attr_error(name, &format!("is invalid: {e}"))),
             Some(_) => Err(self.attr_error(name, "is not a tensor")),
             None => Err(self.attr_error(name, "is missing")),
         }
@@ -138,9 +135,7 @@ pub fn shape_dims(shape: &TensorShapeProto) -> std::result::Result<Option<Vec<Di
         .iter()
         .map(|d| match d.size {
             -1 => Ok(None),
-            n if n >= 0 => usize::try_from(n)
-                .map(Some)
-                .map_err(|_| format!("dimension {n} is too large")),
+            n if n >= 0 => usize::try_from(n).map(Some).map_err(|_| format!("dimension {n} is too large")),
             n => Err(format!("dimension {n} is negative")),
         })
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -184,8 +179,7 @@ pub fn is_float(dtype: DataType) -> bool {
 /// typed `*_val` field, where fewer values than the shape needs means "repeat the
 /// last one" (how TensorFlow stores splatted constants such as `zeros`).
 pub fn decode_tensor(proto: &TensorProto) -> std::result::Result<Tensor, String> {
-    let dtype =
-        DataType::try_from(proto.dtype).map_err(|_| format!("unknown dtype {}", proto.dtype))?;
+    let dtype = DataType::try_from(proto.dtype).map_err(|_| format!("unknown dtype {}", proto.dtype))?;
     let shape: Vec<usize> = match &proto.tensor_shape {
         None => vec![],
         Some(s) => match shape_dims(s)? {
@@ -208,9 +202,7 @@ pub fn decode_tensor(proto: &TensorProto) -> std::result::Result<Tensor, String>
             let v = if content.is_empty() {
                 splat(&proto.float_val, count, 0.0)?
             } else {
-                le_values(content, count, |b| {
-                    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
-                })?
+                le_values(content, count, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))?
             };
             float_tensor(shape, v)
         }
@@ -218,30 +210,20 @@ pub fn decode_tensor(proto: &TensorProto) -> std::result::Result<Tensor, String>
             let v = if content.is_empty() {
                 splat(&proto.double_val, count, 0.0)?
             } else {
-                le_values(content, count, |b| {
-                    f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-                })?
+                le_values(content, count, |b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))?
             };
             float_tensor(shape, v.into_iter().map(|x| x as f32).collect())
         }
         D::DtInt32 | D::DtInt16 | D::DtInt8 | D::DtUint8 | D::DtUint16 => {
             let v: Vec<i64> = if content.is_empty() {
-                splat(&proto.int_val, count, 0)?
-                    .into_iter()
-                    .map(i64::from)
-                    .collect()
+                splat(&proto.int_val, count, 0)?.into_iter().map(i64::from).collect()
             } else {
                 let width = match dtype {
                     D::DtInt32 => 4,
                     D::DtInt16 | D::DtUint16 => 2,
                     _ => 1,
                 };
-                le_ints(
-                    content,
-                    count,
-                    width,
-                    matches!(dtype, D::DtUint8 | D::DtUint16),
-                )?
+                le_ints(content, count, width, matches!(dtype, D::DtUint8 | D::DtUint16))?
             };
             int_tensor(shape, v)
         }
@@ -255,32 +237,22 @@ pub fn decode_tensor(proto: &TensorProto) -> std::result::Result<Tensor, String>
         }
         D::DtBool => {
             let v: Vec<i64> = if content.is_empty() {
-                splat(&proto.bool_val, count, false)?
-                    .into_iter()
-                    .map(i64::from)
-                    .collect()
+                splat(&proto.bool_val, count, false)?.into_iter().map(i64::from).collect()
             } else {
                 le_ints(content, count, 1, true)?
             };
             int_tensor(shape, v)
         }
-        other => Err(format!(
-            "constant dtype {} is not supported",
-            dtype_name(other)
-        )),
+        other => Err(format!("constant dtype {} is not supported", dtype_name(other))),
     }
 }
 
 fn float_tensor(shape: Vec<usize>, v: Vec<f32>) -> std::result::Result<Tensor, String> {
-    ArrayD::from_shape_vec(IxDyn(&shape), v)
-        .map(Tensor::Float)
-        .map_err(|e| e.to_string())
+    ArrayD::from_shape_vec(IxDyn(&shape), v).map(Tensor::Float).map_err(|e| e.to_string())
 }
 
 fn int_tensor(shape: Vec<usize>, v: Vec<i64>) -> std::result::Result<Tensor, String> {
-    ArrayD::from_shape_vec(IxDyn(&shape), v)
-        .map(Tensor::Int)
-        .map_err(|e| e.to_string())
+    ArrayD::from_shape_vec(IxDyn(&shape), v).map(Tensor::Int).map_err(|e| e.to_string())
 }
 
 fn splat<T: Copy>(values: &[T], count: usize, zero: T) -> std::result::Result<Vec<T>, String> {
@@ -296,34 +268,17 @@ fn splat<T: Copy>(values: &[T], count: usize, zero: T) -> std::result::Result<Ve
     }
 }
 
-fn le_values<T>(
-    bytes: &[u8],
-    count: usize,
-    read: impl Fn(&[u8]) -> T,
-) -> std::result::Result<Vec<T>, String> {
+fn le_values<T>(bytes: &[u8], count: usize, read: impl Fn(&[u8]) -> T) -> std::result::Result<Vec<T>, String> {
     let width = std::mem::size_of::<T>();
     if bytes.len() != count * width {
-        return Err(format!(
-            "tensor_content has {} bytes, the shape needs {}",
-            bytes.len(),
-            count * width
-        ));
+        return Err(format!("tensor_content has {} bytes, the shape needs {}", bytes.len(), count * width));
     }
     Ok(bytes.chunks_exact(width).map(read).collect())
 }
 
-fn le_ints(
-    bytes: &[u8],
-    count: usize,
-    width: usize,
-    unsigned: bool,
-) -> std::result::Result<Vec<i64>, String> {
+fn le_ints(bytes: &[u8], count: usize, width: usize, unsigned: bool) -> std::result::Result<Vec<i64>, String> {
     if bytes.len() != count * width {
-        return Err(format!(
-            "tensor_content has {} bytes, the shape needs {}",
-            bytes.len(),
-            count * width
-        ));
+        return Err(format!("tensor_content has {} bytes, the shape needs {}", bytes.len(), count * width));
     }
     Ok(bytes
         .chunks_exact(width)
@@ -364,23 +319,13 @@ pub mod build {
 
     pub fn shape_proto(dims: &[i64]) -> TensorShapeProto {
         TensorShapeProto {
-            dim: dims
-                .iter()
-                .map(|&size| tensor_shape_proto::Dim {
-                    size,
-                    name: String::new(),
-                })
-                .collect(),
+            dim: dims.iter().map(|&size| tensor_shape_proto::Dim { size, name: String::new() }).collect(),
             unknown_rank: false,
         }
     }
 
     pub fn placeholder(name: &str, dims: &[i64]) -> NodeDef {
-        let n = with_attr(
-            node(name, "Placeholder", &[]),
-            "dtype",
-            Value::Type(DataType::DtFloat as i32),
-        );
+        let n = with_attr(node(name, "Placeholder", &[]), "dtype", Value::Type(DataType::DtFloat as i32));
         with_attr(n, "shape", Value::Shape(shape_proto(dims)))
     }
 
@@ -391,11 +336,7 @@ pub mod build {
             float_val: values.to_vec(),
             ..Default::default()
         };
-        let n = with_attr(
-            node(name, "Const", &[]),
-            "dtype",
-            Value::Type(DataType::DtFloat as i32),
-        );
+        let n = with_attr(node(name, "Const", &[]), "dtype", Value::Type(DataType::DtFloat as i32));
         with_attr(n, "value", Value::Tensor(t))
     }
 
@@ -406,25 +347,15 @@ pub mod build {
             int_val: values.to_vec(),
             ..Default::default()
         };
-        let n = with_attr(
-            node(name, "Const", &[]),
-            "dtype",
-            Value::Type(DataType::DtInt32 as i32),
-        );
+        let n = with_attr(node(name, "Const", &[]), "dtype", Value::Type(DataType::DtInt32 as i32));
         with_attr(n, "value", Value::Tensor(t))
     }
 
     pub fn ints(values: &[i64]) -> Value {
-        Value::List(attr_value::ListValue {
-            i: values.to_vec(),
-            ..Default::default()
-        })
+        Value::List(attr_value::ListValue { i: values.to_vec(), ..Default::default() })
     }
 
     pub fn graph(nodes: Vec<NodeDef>) -> GraphDef {
-        GraphDef {
-            node: nodes,
-            ..Default::default()
-        }
+        GraphDef { node: nodes, ..Default::default() }
     }
 }

@@ -16,32 +16,22 @@ use tfe_run::runtime::{self, SecureConfig};
 const TOLERANCE: f32 = 1e-2;
 
 fn secure(plan: &tfe_run::plan::Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> ArrayD<f32> {
-    let outcome = runtime::predict(plan, inputs, &SecureConfig::default())
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let outcome = runtime::predict(plan, inputs, &SecureConfig::default()).unwrap_or_else(|e| panic!("{e:#}"));
     outcome.outputs[0].to_float()
 }
 
 #[test]
 fn every_testdata_model_matches_tensorflow_under_pond() {
     for entry in manifest().models {
-        let feeds: BTreeMap<String, PathBuf> = entry
-            .inputs
-            .iter()
-            .map(|(k, v)| (k.clone(), testdata(v)))
-            .collect();
+        let feeds: BTreeMap<String, PathBuf> = entry.inputs.iter().map(|(k, v)| (k.clone(), testdata(v))).collect();
         let prepared = tfe_run::cli::prepare(&testdata(&entry.model), None, None, &feeds).unwrap();
         if entry.name == "ops_activations" {
             // Softmax in the middle of a graph has no secure protocol: refused by name.
             let err = format!(
                 "{:#}",
-                runtime::predict(&prepared.plan, &prepared.inputs, &SecureConfig::default())
-                    .err()
-                    .expect("refused")
+                runtime::predict(&prepared.plan, &prepared.inputs, &SecureConfig::default()).err().expect("refused")
             );
-            assert!(
-                err.contains("Softmax `") && err.contains("--plaintext"),
-                "{err}"
-            );
+            assert!(err.contains("Softmax `") && err.contains("--plaintext"), "{err}");
             continue;
         }
         let start = std::time::Instant::now();
@@ -60,30 +50,16 @@ fn every_testdata_model_matches_tensorflow_under_pond() {
 #[test]
 fn tf_encrypted_models_match_tensorflow_under_pond() {
     let cases = [
-        (
-            "mnist_model.pb",
-            vec![("Placeholder", "mnist_input.npy")],
-            "mnist_model.expected.npy",
-        ),
-        (
-            "2lfc.pb",
-            vec![("Placeholder", "2lfc_input_example.npy")],
-            "2lfc.expected.npy",
-        ),
+        ("mnist_model.pb", vec![("Placeholder", "mnist_input.npy")], "mnist_model.expected.npy"),
+        ("2lfc.pb", vec![("Placeholder", "2lfc_input_example.npy")], "2lfc.expected.npy"),
         (
             "2inputs.pb",
-            vec![
-                ("Placeholder", "2inputs_input_example.npy"),
-                ("Placeholder_1", "2inputs_input_example.npy"),
-            ],
+            vec![("Placeholder", "2inputs_input_example.npy"), ("Placeholder_1", "2inputs_input_example.npy")],
             "2inputs.expected.npy",
         ),
     ];
     for (model, inputs, expected) in cases {
-        let feeds = inputs
-            .iter()
-            .map(|(k, v)| (k.to_string(), reference(v)))
-            .collect();
+        let feeds = inputs.iter().map(|(k, v)| (k.to_string(), reference(v))).collect();
         let prepared = tfe_run::cli::prepare(&reference(model), None, None, &feeds).unwrap();
         let out = secure(&prepared.plan, &prepared.inputs);
         let worst = assert_matches(model, &out, &load(&reference(expected)), TOLERANCE);
@@ -102,9 +78,7 @@ fn batch_against_plaintext(model: &str, feeds: BTreeMap<String, ArrayD<f32>>) {
         files.insert(name.clone(), path);
     }
     let prepared = tfe_run::cli::prepare(&reference(model), None, None, &files).unwrap();
-    let plain = tfe_run::plaintext::run(&prepared.plan, &prepared.inputs)
-        .unwrap()
-        .to_float();
+    let plain = tfe_run::plaintext::run(&prepared.plan, &prepared.inputs).unwrap().to_float();
     let out = secure(&prepared.plan, &prepared.inputs);
     let worst = assert_matches(&format!("{model} (100 rows)"), &out, &plain, TOLERANCE);
     eprintln!("tfe {model:<30} 100 rows vs plaintext, max error {worst:.2e}");
@@ -113,10 +87,7 @@ fn batch_against_plaintext(model: &str, feeds: BTreeMap<String, ArrayD<f32>>) {
 #[test]
 fn tf_encrypted_mnist_model_on_100_images() {
     let images = load(&testdata("mnist_flat100.npy"));
-    batch_against_plaintext(
-        "mnist_model.pb",
-        BTreeMap::from([("Placeholder".to_string(), images)]),
-    );
+    batch_against_plaintext("mnist_model.pb", BTreeMap::from([("Placeholder".to_string(), images)]));
 }
 
 /// tf-encrypted's sigmoid nets have a fixed batch of 1: 100 single predictions in
@@ -131,38 +102,19 @@ fn tf_encrypted_sigmoid_nets_100_single_runs() {
             example[[0, i[1]]] * (1.0 + 0.5 * jitter)
         })
     };
-    for (model, names) in [
-        ("2lfc.pb", vec!["Placeholder"]),
-        ("2inputs.pb", vec!["Placeholder", "Placeholder_1"]),
-    ] {
-        let feeds = names
-            .iter()
-            .map(|n| (n.to_string(), reference("2lfc_input_example.npy")))
-            .collect();
+    for (model, names) in [("2lfc.pb", vec!["Placeholder"]), ("2inputs.pb", vec!["Placeholder", "Placeholder_1"])] {
+        let feeds = names.iter().map(|n| (n.to_string(), reference("2lfc_input_example.npy"))).collect();
         let prepared = tfe_run::cli::prepare(&reference(model), None, None, &feeds).unwrap();
         let batches: Vec<BTreeMap<String, ArrayD<f32>>> = (0..100)
-            .map(|r| {
-                names
-                    .iter()
-                    .enumerate()
-                    .map(|(j, n)| (n.to_string(), row(r + 7 * j)))
-                    .collect()
-            })
+            .map(|r| names.iter().enumerate().map(|(j, n)| (n.to_string(), row(r + 7 * j))).collect())
             .collect();
         let outcome = runtime::predict_many(&prepared.plan, &batches, &SecureConfig::default())
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(outcome.outputs.len(), 100);
         let mut worst = 0.0f32;
         for (r, (inputs, out)) in batches.iter().zip(&outcome.outputs).enumerate() {
-            let plain = tfe_run::plaintext::run(&prepared.plan, inputs)
-                .unwrap()
-                .to_float();
-            worst = worst.max(assert_matches(
-                &format!("{model} run {r}"),
-                &out.to_float(),
-                &plain,
-                TOLERANCE,
-            ));
+            let plain = tfe_run::plaintext::run(&prepared.plan, inputs).unwrap().to_float();
+            worst = worst.max(assert_matches(&format!("{model} run {r}"), &out.to_float(), &plain, TOLERANCE));
         }
         eprintln!("tfe {model:<30} 100 single runs vs plaintext, max error {worst:.2e}");
     }
@@ -176,24 +128,14 @@ fn secure_sigmoid_and_tanh_error_on_a_grid() {
     use prost::Message;
     use tfe_run::tfpb::build::*;
     let mut grid: Vec<f32> = (0..=1600).map(|i| -8.0 + i as f32 * 0.01).collect();
-    grid.extend([
-        -1e4, -100.0, -20.0, -10.5, -9.0, 9.0, 10.5, 20.0, 100.0, 1e4,
-    ]);
+    grid.extend([-1e4, -100.0, -20.0, -10.5, -9.0, 9.0, 10.5, 20.0, 100.0, 1e4]);
     let n = grid.len() as i64;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("grid.npy");
-    tfe_run::npy::write_f32(
-        &input,
-        &ArrayD::from_shape_vec(IxDyn(&[1, grid.len()]), grid.clone()).unwrap(),
-    )
-    .unwrap();
-    for (op, exact) in [
-        (
-            "Sigmoid",
-            (|x: f64| 1.0 / (1.0 + (-x).exp())) as fn(f64) -> f64,
-        ),
-        ("Tanh", f64::tanh as fn(f64) -> f64),
-    ] {
+    tfe_run::npy::write_f32(&input, &ArrayD::from_shape_vec(IxDyn(&[1, grid.len()]), grid.clone()).unwrap()).unwrap();
+    for (op, exact) in
+        [("Sigmoid", (|x: f64| 1.0 / (1.0 + (-x).exp())) as fn(f64) -> f64), ("Tanh", f64::tanh as fn(f64) -> f64)]
+    {
         let graph = graph(vec![
             placeholder("x", &[1, n]),
             node("f", op, &["x"]),
@@ -207,11 +149,7 @@ fn secure_sigmoid_and_tanh_error_on_a_grid() {
         let (mut inside, mut outside) = (0.0f64, 0.0f64);
         for (&x, &y) in grid.iter().zip(out.iter()) {
             let err = (f64::from(y) - exact(f64::from(x))).abs();
-            if x.abs() <= 8.0 {
-                inside = inside.max(err)
-            } else {
-                outside = outside.max(err)
-            }
+            if x.abs() <= 8.0 { inside = inside.max(err) } else { outside = outside.max(err) }
         }
         eprintln!("secure {op}: max error {inside:.2e} on [-8, 8], {outside:.2e} outside");
         assert!(inside < 1e-3, "{op}: {inside}");

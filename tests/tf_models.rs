@@ -16,24 +16,12 @@ const TOLERANCE: f32 = 1e-4;
 #[test]
 fn every_testdata_model_matches_tensorflow() {
     let manifest = manifest();
-    assert!(
-        manifest.models.len() >= 20,
-        "the manifest lists {} models",
-        manifest.models.len()
-    );
+    assert!(manifest.models.len() >= 20, "the manifest lists {} models", manifest.models.len());
     for entry in &manifest.models {
-        let feeds: BTreeMap<String, PathBuf> = entry
-            .inputs
-            .iter()
-            .map(|(k, v)| (k.clone(), testdata(v)))
-            .collect();
+        let feeds: BTreeMap<String, PathBuf> = entry.inputs.iter().map(|(k, v)| (k.clone(), testdata(v))).collect();
         // No --output-node: the sink must be found as TensorFlow's export left it.
         let (plan, out) = run_plaintext(&testdata(&entry.model), None, &feeds);
-        assert_eq!(
-            plan.output_node, entry.output_node,
-            "{}: output node",
-            entry.name
-        );
+        assert_eq!(plan.output_node, entry.output_node, "{}: output node", entry.name);
         let expected = load(&testdata(&entry.expected));
         let worst = assert_matches(&entry.name, &out, &expected, TOLERANCE);
         eprintln!("{:<36} max relative error {worst:.2e}", entry.name);
@@ -44,30 +32,12 @@ fn every_testdata_model_matches_tensorflow() {
 fn mnist_models_classify_most_test_images_right() {
     // A sanity check on the test data itself: the models learned something.
     let labels = load(&testdata("mnist_labels100.npy"));
-    for name in [
-        "mnist_model",
-        "mlp",
-        "maxpool_cnn",
-        "keras3_bn",
-        "tfkeras_bn",
-        "tf1_mlp",
-    ] {
-        let entry = manifest()
-            .models
-            .into_iter()
-            .find(|e| e.name == name)
-            .expect(name);
-        let feeds = entry
-            .inputs
-            .iter()
-            .map(|(k, v)| (k.clone(), testdata(v)))
-            .collect();
+    for name in ["mnist_model", "mlp", "maxpool_cnn", "keras3_bn", "tfkeras_bn", "tf1_mlp"] {
+        let entry = manifest().models.into_iter().find(|e| e.name == name).expect(name);
+        let feeds = entry.inputs.iter().map(|(k, v)| (k.clone(), testdata(v))).collect();
         let (_, out) = run_plaintext(&testdata(&entry.model), None, &feeds);
-        let correct = out
-            .outer_iter()
-            .zip(labels.iter())
-            .filter(|(row, label)| argmax(row.iter()) == **label as usize)
-            .count();
+        let correct =
+            out.outer_iter().zip(labels.iter()).filter(|(row, label)| argmax(row.iter()) == **label as usize).count();
         assert!(correct >= 85, "{name}: {correct}/100 right");
     }
 }
@@ -77,77 +47,41 @@ fn tf_encrypted_mnist_model_prints_seven() {
     let feeds = BTreeMap::from([("Placeholder".to_string(), reference("mnist_input.npy"))]);
     let (plan, out) = run_plaintext(&reference("mnist_model.pb"), None, &feeds);
     assert_eq!(plan.output_node, "fc2/add");
-    assert_matches(
-        "tfe mnist_model",
-        &out,
-        &load(&reference("mnist_model.expected.npy")),
-        TOLERANCE,
-    );
+    assert_matches("tfe mnist_model", &out, &load(&reference("mnist_model.expected.npy")), TOLERANCE);
     assert_eq!(argmax(out.iter()), 7);
 }
 
 #[test]
 fn tf_encrypted_2lfc_accepts_a_float64_input() {
-    let feeds = BTreeMap::from([(
-        "Placeholder".to_string(),
-        reference("2lfc_input_example.npy"),
-    )]);
+    let feeds = BTreeMap::from([("Placeholder".to_string(), reference("2lfc_input_example.npy"))]);
     let (plan, out) = run_plaintext(&reference("2lfc.pb"), None, &feeds);
     assert_eq!(plan.output_node, "MatMul_2");
-    assert_matches(
-        "tfe 2lfc",
-        &out,
-        &load(&reference("2lfc.expected.npy")),
-        TOLERANCE,
-    );
+    assert_matches("tfe 2lfc", &out, &load(&reference("2lfc.expected.npy")), TOLERANCE);
 }
 
 #[test]
 fn tf_encrypted_2inputs_feeds_both_placeholders() {
     let x = reference("2inputs_input_example.npy");
-    let feeds = BTreeMap::from([
-        ("Placeholder".to_string(), x.clone()),
-        ("Placeholder_1".to_string(), x),
-    ]);
+    let feeds = BTreeMap::from([("Placeholder".to_string(), x.clone()), ("Placeholder_1".to_string(), x)]);
     let (plan, out) = run_plaintext(&reference("2inputs.pb"), None, &feeds);
     assert_eq!(plan.output_node, "Sigmoid");
-    assert_matches(
-        "tfe 2inputs",
-        &out,
-        &load(&reference("2inputs.expected.npy")),
-        TOLERANCE,
-    );
+    assert_matches("tfe 2inputs", &out, &load(&reference("2inputs.expected.npy")), TOLERANCE);
 }
 
 #[test]
 fn weights_are_private_to_the_model_owner_and_inputs_to_the_client() {
     use tfe_run::plan::Owner;
-    let entry = manifest()
-        .models
-        .into_iter()
-        .find(|e| e.name == "keras3_bn")
-        .unwrap();
-    let feeds = entry
-        .inputs
-        .iter()
-        .map(|(k, v)| (k.clone(), testdata(v)))
-        .collect();
+    let entry = manifest().models.into_iter().find(|e| e.name == "keras3_bn").unwrap();
+    let feeds = entry.inputs.iter().map(|(k, v)| (k.clone(), testdata(v))).collect();
     let (plan, _) = run_plaintext(&testdata(&entry.model), None, &feeds);
     assert_eq!(plan.inputs.len(), 1);
     assert_eq!(plan.values[plan.inputs[0]].owner(), Owner::Client);
-    assert_eq!(
-        plan.values[plan.inputs[0]].shape,
-        vec![100, 28, 28, 1],
-        "the batch is fixed from the input file"
-    );
+    assert_eq!(plan.values[plan.inputs[0]].shape, vec![100, 28, 28, 1], "the batch is fixed from the input file");
     // Keras 3 writes BatchNormalization as Rsqrt/Mul/Sub on its statistics: folded
     // into weights, so no Rsqrt (or Shape, StridedSlice, Pack) is left to run.
     for step in &plan.steps {
         assert!(
-            !matches!(
-                step.tf_op.as_str(),
-                "Rsqrt" | "Shape" | "StridedSlice" | "Pack"
-            ),
+            !matches!(step.tf_op.as_str(), "Rsqrt" | "Shape" | "StridedSlice" | "Pack"),
             "{} left in the plan",
             step.tf_op
         );

@@ -99,9 +99,7 @@ pub enum Format {
 
 fn parse_feed(s: &str) -> std::result::Result<(String, PathBuf), String> {
     match s.split_once('=') {
-        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
-            Ok((name.to_string(), PathBuf::from(path)))
-        }
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok((name.to_string(), PathBuf::from(path))),
         _ => Err(format!("`{s}` is not NAME=FILE.npy")),
     }
 }
@@ -131,31 +129,21 @@ pub struct RunConfig {
 
 impl RunArgs {
     pub fn validate(self) -> Result<RunConfig> {
-        let model = self
-            .model
-            .ok_or_else(|| Error::bad_input("no MODEL given"))?;
+        let model = self.model.ok_or_else(|| Error::bad_input("no MODEL given"))?;
         let mut feeds = BTreeMap::new();
         for (name, path) in self.feeds {
             if feeds.insert(name.clone(), path).is_some() {
-                return Err(Error::bad_input(format!(
-                    "--input {name}=... is given twice"
-                )));
+                return Err(Error::bad_input(format!("--input {name}=... is given twice")));
             }
         }
         if self.input.is_none() && feeds.is_empty() {
-            return Err(Error::bad_input(
-                "no input given: pass INPUT.npy (or --input NAME=FILE.npy)",
-            ));
+            return Err(Error::bad_input("no input given: pass INPUT.npy (or --input NAME=FILE.npy)"));
         }
         Ok(RunConfig {
             model,
             input: self.input,
             feeds,
-            mode: if self.plaintext {
-                Mode::Plaintext
-            } else {
-                Mode::Secure
-            },
+            mode: if self.plaintext { Mode::Plaintext } else { Mode::Secure },
             fixed_point: crate::ring::FixedPoint::new(self.frac_bits)?,
             stats: self.stats,
             output_node: self.output_node,

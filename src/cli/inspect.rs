@@ -40,13 +40,7 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
         .iter()
         .filter_map(|p| {
             let shape = p.shape.as_ref()?.iter().map(|d| d.unwrap_or(1)).collect();
-            Some((
-                p.name.clone(),
-                Feed {
-                    shape,
-                    source: format!("a batch of 1 for `{}`", p.name),
-                },
-            ))
+            Some((p.name.clone(), Feed { shape, source: format!("a batch of 1 for `{}`", p.name) }))
         })
         .collect();
     let plan = if unsupported.is_empty() {
@@ -59,29 +53,16 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
     match args.format {
         Format::Text => {
             out.push_str(&format!("model: {}\n", args.model.display()));
-            out.push_str(&format!(
-                "nodes: {} ({} used by the output)\n",
-                graph.nodes.len(),
-                used.len()
-            ));
+            out.push_str(&format!("nodes: {} ({} used by the output)\n", graph.nodes.len(), used.len()));
             out.push_str("inputs:\n");
             for p in &placeholders {
-                out.push_str(&format!(
-                    "  {}  {}  {}\n",
-                    p.name,
-                    p.dtype_name(),
-                    p.shape_text()
-                ));
+                out.push_str(&format!("  {}  {}  {}\n", p.name, p.dtype_name(), p.shape_text()));
             }
             out.push_str(&format!("output: {}\n", graph.nodes[output].name));
             out.push_str("ops used by the output:\n");
             let width = histogram.keys().map(String::len).max().unwrap_or(0);
             for (op, count) in &histogram {
-                let status = if is_supported(op) {
-                    "supported"
-                } else {
-                    "UNSUPPORTED"
-                };
+                let status = if is_supported(op) { "supported" } else { "UNSUPPORTED" };
                 out.push_str(&format!("  {op:<width$}  {count:>4}  {status}\n"));
             }
             out.push_str(&format!("parameters: {parameters}\n"));
@@ -136,9 +117,5 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;
-    Ok(if unsupported.is_empty() {
-        exit::OK
-    } else {
-        exit::UNSUPPORTED
-    })
+    Ok(if unsupported.is_empty() { exit::OK } else { exit::UNSUPPORTED })
 }

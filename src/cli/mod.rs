@@ -27,11 +27,7 @@ pub fn main() -> u8 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::BAD_INPUT
-            } else {
-                exit::OK
-            };
+            return if e.use_stderr() { exit::BAD_INPUT } else { exit::OK };
         }
     };
     let result = match cli.command {
@@ -50,9 +46,7 @@ pub fn main() -> u8 {
 
 /// A reader that stopped reading (`tfe-run ... | head`) is not an error.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    err.chain().filter_map(|c| c.downcast_ref::<std::io::Error>()).any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// Which file feeds which placeholder: the `--input NAME=FILE` feeds, and the
@@ -68,11 +62,8 @@ fn assign_inputs(
     if let Some(input) = input {
         let used = graph.data_ancestors(output);
         let placeholders = import::placeholders(graph, &used)?;
-        let open: Vec<&str> = placeholders
-            .iter()
-            .map(|p| p.name.as_str())
-            .filter(|n| !feeds.contains_key(*n))
-            .collect();
+        let open: Vec<&str> =
+            placeholders.iter().map(|p| p.name.as_str()).filter(|n| !feeds.contains_key(*n)).collect();
         if placeholders.is_empty() {
             return Err(Error::bad_input(format!(
                 "output `{}` does not depend on any input: there is nothing to compute privately",
@@ -93,10 +84,7 @@ fn assign_inputs(
                 return Err(Error::bad_input(format!(
                     "the model has {} placeholders without an input ({}); feed all but one with --input NAME=FILE.npy",
                     many.len(),
-                    many.iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    many.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
                 )));
             }
         }
@@ -129,13 +117,7 @@ pub fn prepare(
     let mut feeds = BTreeMap::new();
     for (name, path) in &files {
         let array = npy::read_input(path)?;
-        feeds.insert(
-            name.clone(),
-            Feed {
-                shape: array.shape().to_vec(),
-                source: path.display().to_string(),
-            },
-        );
+        feeds.insert(name.clone(), Feed { shape: array.shape().to_vec(), source: path.display().to_string() });
         inputs.insert(name.clone(), array);
     }
     let plan = import::build_plan(&graph, output, &feeds).map_err(in_model)?;
@@ -144,20 +126,12 @@ pub fn prepare(
 
 /// A prediction: import, plan, execute, print.
 pub fn run(config: &RunConfig) -> Result<u8> {
-    let Prepared { plan, inputs } = prepare(
-        &config.model,
-        config.output_node.as_deref(),
-        config.input.as_deref(),
-        &config.feeds,
-    )?;
+    let Prepared { plan, inputs } =
+        prepare(&config.model, config.output_node.as_deref(), config.input.as_deref(), &config.feeds)?;
     let result = match config.mode {
         Mode::Plaintext => plaintext::run(&plan, &inputs)?,
         Mode::Secure => {
-            let secure = SecureConfig {
-                fp: config.fixed_point,
-                progress: true,
-                ..SecureConfig::default()
-            };
+            let secure = SecureConfig { fp: config.fixed_point, progress: true, ..SecureConfig::default() };
             let mut outcome = runtime::predict(&plan, &inputs, &secure)?;
             if config.stats {
                 eprint!("{}", stats::report(&plan, &outcome.stats)?);

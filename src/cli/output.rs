@@ -26,20 +26,11 @@ struct Row {
 /// (a graph that ends in ArgMax).
 fn rows(result: &Tensor) -> Vec<Row> {
     match result {
-        Tensor::Int(a) if a.ndim() == 1 => a
-            .iter()
-            .map(|&c| Row {
-                class: Some(c),
-                values: vec![c as f32],
-            })
-            .collect(),
+        Tensor::Int(a) if a.ndim() == 1 => a.iter().map(|&c| Row { class: Some(c), values: vec![c as f32] }).collect(),
         _ => {
             let a: ArrayD<f32> = result.to_float();
             if a.ndim() == 0 {
-                return vec![Row {
-                    class: None,
-                    values: vec![a.iter().copied().next().unwrap_or(0.0)],
-                }];
+                return vec![Row { class: None, values: vec![a.iter().copied().next().unwrap_or(0.0)] }];
             }
             a.axis_iter(Axis(0))
                 .map(|row| {
@@ -64,11 +55,7 @@ fn argmax(values: &[f32]) -> i64 {
 }
 
 pub fn text(output_node: &str, mode: Mode, result: &Tensor) -> String {
-    let mut s = format!(
-        "# mode: {}, output: {output_node}, shape: {:?}\n",
-        mode_name(mode),
-        result.shape()
-    );
+    let mut s = format!("# mode: {}, output: {output_node}, shape: {:?}\n", mode_name(mode), result.shape());
     for (i, row) in rows(result).iter().enumerate() {
         let values: Vec<String> = row.values.iter().map(|v| format!("{v:.4}")).collect();
         match row.class {

@@ -26,11 +26,7 @@ pub fn report(plan: &Plan, stats: &Stats) -> Result<String> {
         stats.online.as_secs_f64() * 1e3,
         stats.latency.as_secs_f64() * 1e3
     )?;
-    writeln!(
-        s,
-        "{:<16} {:>12} {:>12} {:>8} {:>8}",
-        "party", "sent", "received", "msgs", "rounds"
-    )?;
+    writeln!(s, "{:<16} {:>12} {:>12} {:>8} {:>8}", "party", "sent", "received", "msgs", "rounds")?;
     for (party, p) in &stats.parties {
         writeln!(
             s,
@@ -50,10 +46,7 @@ pub fn report(plan: &Plan, stats: &Stats) -> Result<String> {
         mb(without),
         without as f64 / with.max(1) as f64
     )?;
-    writeln!(
-        s,
-        "per layer (server0, per prediction; planned from the formulas in docs/PROTOCOL.md):"
-    )?;
+    writeln!(s, "per layer (server0, per prediction; planned from the formulas in docs/PROTOCOL.md):")?;
     writeln!(
         s,
         "{:>4} {:<14} {:<40} {:>12} {:>12} {:>7} {:>7} {:>9}",
@@ -63,14 +56,8 @@ pub fn report(plan: &Plan, stats: &Stats) -> Result<String> {
     let n = stats.predictions.max(1) as u64;
     for (k, plan_k) in planned.iter().enumerate() {
         let step = &plan.steps[k];
-        let measured = server0
-            .and_then(|p| p.per_layer.get(&k))
-            .cloned()
-            .unwrap_or_default();
-        let time = stats
-            .layer_time
-            .get(&k)
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3 / n as f64);
+        let measured = server0.and_then(|p| p.per_layer.get(&k)).cloned().unwrap_or_default();
+        let time = stats.layer_time.get(&k).map_or(0.0, |d| d.as_secs_f64() * 1e3 / n as f64);
         let mut node = step.node.clone();
         if node.len() > 40 {
             node = format!("…{}", &node[node.len() - 39..]);

@@ -36,9 +36,7 @@ pub fn parse_input(s: &str) -> std::result::Result<InputName<'_>, String> {
     }
     match s.rsplit_once(':') {
         Some((node, slot)) if !node.is_empty() => {
-            let slot = slot
-                .parse()
-                .map_err(|_| format!("input `{s}` has an invalid output index"))?;
+            let slot = slot.parse().map_err(|_| format!("input `{s}` has an invalid output index"))?;
             Ok(InputName::Data { node, slot })
         }
         Some(_) => Err(format!("input `{s}` names no node")),
@@ -64,18 +62,14 @@ pub struct Graph {
 impl Graph {
     /// Read and decode a `.pb` file.
     pub fn load(path: &Path) -> Result<Graph> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            Error::bad_input(format!("cannot read model `{}`: {e}", path.display()))
-        })?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::bad_input(format!("cannot read model `{}`: {e}", path.display())))?;
         Graph::decode(&bytes).with_context(|| format!("model `{}`", path.display()))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Graph> {
-        let graph = GraphDef::decode(bytes).map_err(|e| {
-            Error::invalid_model(format!(
-                "not a TensorFlow GraphDef (protobuf decoding failed: {e})"
-            ))
-        })?;
+        let graph = GraphDef::decode(bytes)
+            .map_err(|e| Error::invalid_model(format!("not a TensorFlow GraphDef (protobuf decoding failed: {e})")))?;
         Graph::from_graph_def(graph)
     }
 
@@ -87,16 +81,10 @@ impl Graph {
         let mut index = HashMap::with_capacity(nodes.len());
         for (i, n) in nodes.iter().enumerate() {
             if n.name.is_empty() {
-                return Err(Error::invalid_model(format!(
-                    "node #{i} ({}) has no name",
-                    n.op
-                )));
+                return Err(Error::invalid_model(format!("node #{i} ({}) has no name", n.op)));
             }
             if index.insert(n.name.clone(), i).is_some() {
-                return Err(Error::invalid_model(format!(
-                    "two nodes are named `{}`",
-                    n.name
-                )));
+                return Err(Error::invalid_model(format!("two nodes are named `{}`", n.name)));
             }
         }
         let mut inputs = Vec::with_capacity(nodes.len());
@@ -105,8 +93,7 @@ impl Graph {
             let mut data = Vec::new();
             let mut ctrl = Vec::new();
             for s in &n.input {
-                let parsed = parse_input(s)
-                    .map_err(|e| Error::invalid_model(format!("{} `{}`: {e}", n.op, n.name)))?;
+                let parsed = parse_input(s).map_err(|e| Error::invalid_model(format!("{} `{}`: {e}", n.op, n.name)))?;
                 let (target, slot) = match parsed {
                     InputName::Data { node, slot } => (node, Some(slot)),
                     InputName::Control(node) => (node, None),
@@ -118,10 +105,7 @@ impl Graph {
                     ))
                 })?;
                 match slot {
-                    Some(slot) => data.push(InputRef {
-                        node: target_index,
-                        slot,
-                    }),
+                    Some(slot) => data.push(InputRef { node: target_index, slot }),
                     None => ctrl.push(target_index),
                 }
             }
@@ -129,13 +113,7 @@ impl Graph {
             controls.push(ctrl);
         }
         let order = topological_order(&nodes, &inputs, &controls)?;
-        Ok(Graph {
-            nodes,
-            inputs,
-            controls,
-            order,
-            index,
-        })
+        Ok(Graph { nodes, inputs, controls, order, index })
     }
 
     pub fn node_index(&self, name: &str) -> Option<usize> {
@@ -151,9 +129,7 @@ impl Graph {
         if let Some(name) = requested {
             let name = name.strip_suffix(":0").unwrap_or(name);
             return self.node_index(name).ok_or_else(|| {
-                Error::bad_input(format!(
-                    "--output-node `{name}`: there is no node of that name in the model"
-                ))
+                Error::bad_input(format!("--output-node `{name}`: there is no node of that name in the model"))
             });
         }
         let mut consumed = vec![false; self.nodes.len()];
@@ -162,10 +138,7 @@ impl Graph {
             ctrl.iter().for_each(|&c| consumed[c] = true);
         }
         let sinks: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| {
-                !consumed[i]
-                    && !matches!(self.nodes[i].op.as_str(), "NoOp" | "Const" | "Placeholder")
-            })
+            .filter(|&i| !consumed[i] && !matches!(self.nodes[i].op.as_str(), "NoOp" | "Const" | "Placeholder"))
             .collect();
         match sinks.as_slice() {
             [one] => Ok(*one),
@@ -173,11 +146,7 @@ impl Graph {
                 "the graph has no output node (every node is consumed, or only constants and placeholders are left)",
             )),
             many => {
-                let names: Vec<String> = many
-                    .iter()
-                    .take(10)
-                    .map(|&i| format!("`{}`", self.nodes[i].name))
-                    .collect();
+                let names: Vec<String> = many.iter().take(10).map(|&i| format!("`{}`", self.nodes[i].name)).collect();
                 Err(Error::bad_input(format!(
                     "the graph has {} possible output nodes ({}{}); choose one with --output-node",
                     many.len(),
@@ -225,20 +194,12 @@ impl Graph {
 
 /// Kahn's algorithm over data and control edges. Iterative, so a graph of any depth
 /// is ordered without recursion; nodes left over are on (or behind) a cycle.
-fn topological_order(
-    nodes: &[NodeDef],
-    inputs: &[Vec<InputRef>],
-    controls: &[Vec<usize>],
-) -> Result<Vec<usize>> {
+fn topological_order(nodes: &[NodeDef], inputs: &[Vec<InputRef>], controls: &[Vec<usize>]) -> Result<Vec<usize>> {
     let n = nodes.len();
     let mut pending = vec![0usize; n];
     let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); n];
     for i in 0..n {
-        for producer in inputs[i]
-            .iter()
-            .map(|r| r.node)
-            .chain(controls[i].iter().copied())
-        {
+        for producer in inputs[i].iter().map(|r| r.node).chain(controls[i].iter().copied()) {
             pending[i] += 1;
             consumers[producer].push(i);
         }
@@ -255,10 +216,7 @@ fn topological_order(
         }
     }
     if order.len() < n {
-        let mut stuck: Vec<&str> = (0..n)
-            .filter(|&i| pending[i] > 0)
-            .map(|i| nodes[i].name.as_str())
-            .collect();
+        let mut stuck: Vec<&str> = (0..n).filter(|&i| pending[i] > 0).map(|i| nodes[i].name.as_str()).collect();
         let total = stuck.len();
         stuck.truncate(5);
         return Err(Error::invalid_model(format!(
@@ -278,13 +236,7 @@ mod tests {
     #[test]
     fn parses_input_names() {
         assert_eq!(parse_input("a"), Ok(InputName::Data { node: "a", slot: 0 }));
-        assert_eq!(
-            parse_input("scope/a:2"),
-            Ok(InputName::Data {
-                node: "scope/a",
-                slot: 2
-            })
-        );
+        assert_eq!(parse_input("scope/a:2"), Ok(InputName::Data { node: "scope/a", slot: 2 }));
         assert_eq!(parse_input("^init"), Ok(InputName::Control("init")));
         assert!(parse_input("a:x").is_err());
         assert!(parse_input(":1").is_err());
@@ -297,11 +249,7 @@ mod tests {
         let n = 100_000;
         let mut nodes = vec![placeholder("x", &[1])];
         for i in 1..n {
-            let prev = if i == 1 {
-                "x".to_string()
-            } else {
-                format!("n{}", i - 1)
-            };
+            let prev = if i == 1 { "x".to_string() } else { format!("n{}", i - 1) };
             nodes.push(node(&format!("n{i}"), "Identity", &[&prev]));
         }
         nodes.reverse(); // worst case for a naive order: consumers first
@@ -320,25 +268,16 @@ mod tests {
 
     #[test]
     fn reports_a_cycle_by_name() {
-        let g = graph(vec![
-            node("a", "Identity", &["b"]),
-            node("b", "Identity", &["a"]),
-        ]);
+        let g = graph(vec![node("a", "Identity", &["b"]), node("b", "Identity", &["a"])]);
         let err = format!("{:#}", Graph::from_graph_def(g).unwrap_err());
         assert!(err.contains("cycle") && err.contains("`a`"), "{err}");
     }
 
     #[test]
     fn reports_a_dangling_input() {
-        let g = graph(vec![
-            placeholder("x", &[1]),
-            node("y", "Relu", &["x", "missing:0"]),
-        ]);
+        let g = graph(vec![placeholder("x", &[1]), node("y", "Relu", &["x", "missing:0"])]);
         let err = format!("{:#}", Graph::from_graph_def(g).unwrap_err());
-        assert!(
-            err.contains("Relu `y`") && err.contains("missing:0"),
-            "{err}"
-        );
+        assert!(err.contains("Relu `y`") && err.contains("missing:0"), "{err}");
     }
 
     #[test]
@@ -355,27 +294,17 @@ mod tests {
 
     #[test]
     fn several_sinks_ask_for_output_node() {
-        let g = graph(vec![
-            placeholder("x", &[1]),
-            node("a", "Relu", &["x"]),
-            node("b", "Relu", &["x"]),
-        ]);
+        let g = graph(vec![placeholder("x", &[1]), node("a", "Relu", &["x"]), node("b", "Relu", &["x"])]);
         let g = Graph::from_graph_def(g).unwrap();
         let err = format!("{:#}", g.output(None).unwrap_err());
-        assert!(
-            err.contains("--output-node") && err.contains("`a`") && err.contains("`b`"),
-            "{err}"
-        );
+        assert!(err.contains("--output-node") && err.contains("`a`") && err.contains("`b`"), "{err}");
         assert_eq!(g.nodes[g.output(Some("b:0")).unwrap()].name, "b");
         assert!(format!("{:#}", g.output(Some("nope")).unwrap_err()).contains("`nope`"));
     }
 
     #[test]
     fn garbage_is_not_a_graph() {
-        let err = format!(
-            "{:#}",
-            Graph::decode(b"\xff\xff\xff\xff not a protobuf").unwrap_err()
-        );
+        let err = format!("{:#}", Graph::decode(b"\xff\xff\xff\xff not a protobuf").unwrap_err());
         assert!(err.contains("not a TensorFlow GraphDef"), "{err}");
     }
 }

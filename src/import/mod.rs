@@ -61,10 +61,7 @@ impl Placeholder {
         match &self.shape {
             None => "<unknown rank>".into(),
             Some(dims) => {
-                let d: Vec<String> = dims
-                    .iter()
-                    .map(|d| d.map_or("?".into(), |n| n.to_string()))
-                    .collect();
+                let d: Vec<String> = dims.iter().map(|d| d.map_or("?".into(), |n| n.to_string())).collect();
                 format!("[{}]", d.join(", "))
             }
         }
@@ -74,13 +71,7 @@ impl Placeholder {
     pub fn accepts(&self, shape: &[usize]) -> bool {
         match &self.shape {
             None => true,
-            Some(dims) => {
-                dims.len() == shape.len()
-                    && dims
-                        .iter()
-                        .zip(shape)
-                        .all(|(d, &s)| d.is_none_or(|d| d == s))
-            }
+            Some(dims) => dims.len() == shape.len() && dims.iter().zip(shape).all(|(d, &s)| d.is_none_or(|d| d == s)),
         }
     }
 }
@@ -111,25 +102,15 @@ pub struct Feed {
 
 /// Every node `nodes` uses whose op tfe-run does not know, as one error.
 pub fn check_supported(graph: &Graph, nodes: &[usize]) -> Result<()> {
-    let unsupported: Vec<&NodeDef> = nodes
-        .iter()
-        .map(|&i| &graph.nodes[i])
-        .filter(|n| !is_supported(&n.op))
-        .collect();
+    let unsupported: Vec<&NodeDef> = nodes.iter().map(|&i| &graph.nodes[i]).filter(|n| !is_supported(&n.op)).collect();
     if unsupported.is_empty() {
         return Ok(());
     }
     let mut by_op: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for n in &unsupported {
-        by_op
-            .entry(n.op.as_str())
-            .or_default()
-            .push(n.name.as_str());
+        by_op.entry(n.op.as_str()).or_default().push(n.name.as_str());
     }
-    let lines: Vec<String> = unsupported
-        .iter()
-        .map(|n| format!("  {} `{}`", n.op, n.name))
-        .collect();
+    let lines: Vec<String> = unsupported.iter().map(|n| format!("  {} `{}`", n.op, n.name)).collect();
     Err(Error::unsupported(format!(
         "the model uses {} unsupported op type(s) ({}) in {} node(s):\n{}",
         by_op.len(),
@@ -177,13 +158,12 @@ pub fn build_plan(graph: &Graph, output: usize, feeds: &BTreeMap<String, Feed>) 
                 node.input[j]
             )));
         }
-        let outs = if node.op == "Placeholder"
-            || (node.op == "PlaceholderWithDefault" && feeds.contains_key(&node.name))
-        {
-            vec![ctx.input(node, &feeds[&node.name])?]
-        } else {
-            ops::build(&mut ctx, node, &ins)?
-        };
+        let outs =
+            if node.op == "Placeholder" || (node.op == "PlaceholderWithDefault" && feeds.contains_key(&node.name)) {
+                vec![ctx.input(node, &feeds[&node.name])?]
+            } else {
+                ops::build(&mut ctx, node, &ins)?
+            };
         slots.insert(i, outs);
     }
     let out_node = &graph.nodes[output];
@@ -207,20 +187,13 @@ pub fn build_plan(graph: &Graph, output: usize, feeds: &BTreeMap<String, Feed>) 
 }
 
 /// Every fed name must be a placeholder that the output depends on.
-pub fn check_feed_names<'a>(
-    graph: &Graph,
-    output: usize,
-    names: impl IntoIterator<Item = &'a String>,
-) -> Result<()> {
+pub fn check_feed_names<'a>(graph: &Graph, output: usize, names: impl IntoIterator<Item = &'a String>) -> Result<()> {
     let declared = placeholders(graph, &graph.data_ancestors(output))?;
     for name in names {
         if !declared.iter().any(|p| &p.name == name) {
             let all = placeholders(graph, &graph.order)?;
             return Err(Error::bad_input(if all.iter().any(|p| &p.name == name) {
-                format!(
-                    "placeholder `{name}` does not feed the output `{}`",
-                    graph.nodes[output].name
-                )
+                format!("placeholder `{name}` does not feed the output `{}`", graph.nodes[output].name)
             } else {
                 format!("the model has no placeholder `{name}`")
             }));
@@ -229,25 +202,14 @@ pub fn check_feed_names<'a>(
     Ok(())
 }
 
-fn check_feeds(
-    graph: &Graph,
-    nodes: &[usize],
-    output: usize,
-    feeds: &BTreeMap<String, Feed>,
-) -> Result<()> {
+fn check_feeds(graph: &Graph, nodes: &[usize], output: usize, feeds: &BTreeMap<String, Feed>) -> Result<()> {
     check_feed_names(graph, output, feeds.keys())?;
     let declared = placeholders(graph, nodes)?;
-    let unfed: Vec<&Placeholder> = declared
-        .iter()
-        .filter(|p| p.dtype.is_some() && !feeds.contains_key(&p.name))
-        .collect();
+    let unfed: Vec<&Placeholder> =
+        declared.iter().filter(|p| p.dtype.is_some() && !feeds.contains_key(&p.name)).collect();
     let unfed: Vec<String> = unfed
         .iter()
-        .filter(|p| {
-            graph
-                .node_index(&p.name)
-                .is_some_and(|i| graph.nodes[i].op == "Placeholder")
-        })
+        .filter(|p| graph.node_index(&p.name).is_some_and(|i| graph.nodes[i].op == "Placeholder"))
         .map(|p| format!("`{}` {} {}", p.name, p.dtype_name(), p.shape_text()))
         .collect();
     if !unfed.is_empty() {
@@ -298,27 +260,14 @@ impl Ctx {
             node.name.clone(),
             feed.shape.clone(),
             ValueType::Float,
-            Source::Input {
-                placeholder: node.name.clone(),
-            },
+            Source::Input { placeholder: node.name.clone() },
         );
         self.inputs.push(id);
         Ok(Slot::Value(id))
     }
 
-    fn push_value(
-        &mut self,
-        name: String,
-        shape: Vec<usize>,
-        vtype: ValueType,
-        source: Source,
-    ) -> ValueId {
-        self.values.push(Value {
-            name,
-            shape,
-            vtype,
-            source,
-        });
+    fn push_value(&mut self, name: String, shape: Vec<usize>, vtype: ValueType, source: Source) -> ValueId {
+        self.values.push(Value { name, shape, vtype, source });
         self.values.len() - 1
     }
 
@@ -332,10 +281,7 @@ impl Ctx {
     }
 
     pub fn known(node: &NodeDef, tensor: Tensor) -> Slot {
-        Slot::Known(Rc::new(Known {
-            tensor,
-            origin: node.name.clone(),
-        }))
+        Slot::Known(Rc::new(Known { tensor, origin: node.name.clone() }))
     }
 
     /// An integer parameter input (a shape, axes, paddings...): it must be known at
@@ -344,10 +290,9 @@ impl Ctx {
         match slot {
             Slot::Known(k) => match &k.tensor {
                 Tensor::Int(a) => Ok(a.iter().copied().collect()),
-                Tensor::Float(_) => Err(Error::invalid_model(format!(
-                    "{}: {what} must be an integer tensor",
-                    node.describe()
-                ))),
+                Tensor::Float(_) => {
+                    Err(Error::invalid_model(format!("{}: {what} must be an integer tensor", node.describe())))
+                }
             },
             _ => Err(Error::unsupported(format!(
                 "{}: {what} must be a constant, but it is computed from the input",
@@ -357,19 +302,13 @@ impl Ctx {
     }
 
     /// A float parameter input that must be known at import time (e.g. batch-norm statistics).
-    pub fn known_floats(
-        &self,
-        node: &NodeDef,
-        slot: &Slot,
-        what: &str,
-    ) -> Result<ndarray::ArrayD<f32>> {
+    pub fn known_floats(&self, node: &NodeDef, slot: &Slot, what: &str) -> Result<ndarray::ArrayD<f32>> {
         match slot {
-            Slot::Known(k) => k.tensor.as_float().cloned().ok_or_else(|| {
-                Error::invalid_model(format!(
-                    "{}: {what} must be a float tensor",
-                    node.describe()
-                ))
-            }),
+            Slot::Known(k) => k
+                .tensor
+                .as_float()
+                .cloned()
+                .ok_or_else(|| Error::invalid_model(format!("{}: {what} must be a float tensor", node.describe()))),
             _ => Err(Error::unsupported(format!(
                 "{}: {what} must be a constant, but it is computed from the input",
                 node.describe()
@@ -394,28 +333,10 @@ impl Ctx {
                 .collect();
             return Ok(Self::known(node, op.eval(&tensors).map_err(fail)?));
         }
-        let inputs = ins
-            .iter()
-            .map(|s| self.value_of(node, s))
-            .collect::<Result<Vec<_>>>()?;
-        let vtype = if matches!(op, Op::ArgMax { .. } | Op::CastToInt) {
-            ValueType::Int
-        } else {
-            ValueType::Float
-        };
-        let output = self.push_value(
-            node.name.clone(),
-            shape,
-            vtype,
-            Source::Step(self.steps.len()),
-        );
-        self.steps.push(Step {
-            node: node.name.clone(),
-            tf_op: node.op.clone(),
-            op,
-            inputs,
-            output,
-        });
+        let inputs = ins.iter().map(|s| self.value_of(node, s)).collect::<Result<Vec<_>>>()?;
+        let vtype = if matches!(op, Op::ArgMax { .. } | Op::CastToInt) { ValueType::Int } else { ValueType::Float };
+        let output = self.push_value(node.name.clone(), shape, vtype, Source::Step(self.steps.len()));
+        self.steps.push(Step { node: node.name.clone(), tf_op: node.op.clone(), op, inputs, output });
         Ok(Slot::Value(output))
     }
 
@@ -442,12 +363,7 @@ impl Ctx {
                         k.origin
                     )));
                 }
-                let id = self.push_value(
-                    k.origin.clone(),
-                    w.shape().to_vec(),
-                    ValueType::Float,
-                    Source::Weight,
-                );
+                let id = self.push_value(k.origin.clone(), w.shape().to_vec(), ValueType::Float, Source::Weight);
                 self.weight_values.insert(id, w.clone());
                 self.weights.insert(Rc::as_ptr(k), (Rc::clone(k), id));
                 Ok(id)

@@ -38,9 +38,7 @@ pub fn softmax(x: &ArrayD<f32>) -> ArrayD<f32> {
 /// Max over each window, padding excluded (TensorFlow's MaxPool).
 pub fn max_pool(x: &ArrayD<f32>, window: &Window) -> ArrayD<f32> {
     let (n, h, w, c) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
-    let g = window
-        .geometry([h, w])
-        .expect("pool: geometry checked at plan time");
+    let g = window.geometry([h, w]).expect("pool: geometry checked at plan time");
     ArrayD::from_shape_fn(IxDyn(&[n, g.out[0], g.out[1], c]), |i| {
         let (ys, xs) = window_ranges(window, &g, [h, w], [i[1], i[2]]);
         let mut m = f32::NEG_INFINITY;
@@ -84,9 +82,7 @@ mod tests {
 
     #[test]
     fn softmax_is_stable_and_normalised() {
-        let x =
-            ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1000.0, 1001.0, 1002.0, -1.0, 0.0, 1.0])
-                .unwrap();
+        let x = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1000.0, 1001.0, 1002.0, -1.0, 0.0, 1.0]).unwrap();
         let s = softmax(&x);
         for row in s.outer_iter() {
             assert!((row.sum() - 1.0).abs() < 1e-6);
@@ -96,11 +92,7 @@ mod tests {
 
     #[test]
     fn argmax_takes_first_of_ties() {
-        let x =
-            ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0, 3.0, 3.0, 0.0, -1.0, -2.0]).unwrap();
-        assert_eq!(
-            argmax(&x, 1).iter().copied().collect::<Vec<_>>(),
-            vec![1, 0]
-        );
+        let x = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0, 3.0, 3.0, 0.0, -1.0, -2.0]).unwrap();
+        assert_eq!(argmax(&x, 1).iter().copied().collect::<Vec<_>>(), vec![1, 0]);
     }
 }

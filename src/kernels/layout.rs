@@ -11,27 +11,16 @@ pub fn reshape<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> ArrayD<T> {
 }
 
 pub fn transpose<T: Clone>(a: &ArrayD<T>, perm: &[usize]) -> ArrayD<T> {
-    a.view()
-        .permuted_axes(IxDyn(perm))
-        .as_standard_layout()
-        .into_owned()
+    a.view().permuted_axes(IxDyn(perm)).as_standard_layout().into_owned()
 }
 
 /// Zero padding, `pads[axis] = [before, after]`.
 pub fn pad<T: Clone + Zero>(a: &ArrayD<T>, pads: &[[usize; 2]]) -> ArrayD<T> {
-    let shape: Vec<usize> = a
-        .shape()
-        .iter()
-        .zip(pads)
-        .map(|(&d, p)| d + p[0] + p[1])
-        .collect();
+    let shape: Vec<usize> = a.shape().iter().zip(pads).map(|(&d, p)| d + p[0] + p[1]).collect();
     let mut out = ArrayD::from_elem(IxDyn(&shape), T::zero());
     let mut inner = out.view_mut();
     for (axis, p) in pads.iter().enumerate() {
-        inner.slice_axis_inplace(
-            Axis(axis),
-            ndarray::Slice::from(p[0]..p[0] + a.shape()[axis]),
-        );
+        inner.slice_axis_inplace(Axis(axis), ndarray::Slice::from(p[0]..p[0] + a.shape()[axis]));
     }
     inner.assign(a);
     out
@@ -81,11 +70,7 @@ pub fn gather<T: Clone>(params: &ArrayD<T>, indices: &ArrayD<usize>, axis: usize
 
 /// `tf.space_to_batch_nd`: zero-pad the `block.len()` spatial axes after the batch,
 /// then move each block offset into the batch (offset-major, as TensorFlow does).
-pub fn space_to_batch<T: Clone + Zero>(
-    a: &ArrayD<T>,
-    block: &[usize],
-    pads: &[[usize; 2]],
-) -> ArrayD<T> {
+pub fn space_to_batch<T: Clone + Zero>(a: &ArrayD<T>, block: &[usize], pads: &[[usize; 2]]) -> ArrayD<T> {
     let m = block.len();
     let batch = a.shape()[0];
     let mut shape = a.shape().to_vec();
@@ -173,24 +158,10 @@ mod tests {
         let p = pad(&a, &[[1, 0], [0, 2]]);
         assert_eq!(p.shape(), &[3, 5]);
         assert_eq!(p.index_axis(Axis(0), 0).sum(), 0);
-        assert_eq!(
-            p.index_axis(Axis(0), 1).iter().copied().collect::<Vec<_>>(),
-            vec![0, 1, 2, 0, 0]
-        );
+        assert_eq!(p.index_axis(Axis(0), 1).iter().copied().collect::<Vec<_>>(), vec![0, 1, 2, 0, 0]);
         let s = strided_slice(
             &a,
-            &[
-                AxisSlice {
-                    start: 1,
-                    step: -1,
-                    count: 2,
-                },
-                AxisSlice {
-                    start: 2,
-                    step: -2,
-                    count: 2,
-                },
-            ],
+            &[AxisSlice { start: 1, step: -1, count: 2 }, AxisSlice { start: 2, step: -2, count: 2 }],
         );
         assert_eq!(s.iter().copied().collect::<Vec<_>>(), vec![5, 3, 2, 0]);
     }

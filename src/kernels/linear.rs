@@ -29,10 +29,7 @@ impl Gemm for Wrapping<u64> {
 /// vectorises it: over a row of `b` (i-k-j order) when `b` is wide, and over a
 /// column of `a` (computing the transposed product) when `b` is narrow, as for a
 /// convolution with few output channels.
-pub fn ring_gemm(
-    a: ArrayView2<'_, Wrapping<u64>>,
-    b: ArrayView2<'_, Wrapping<u64>>,
-) -> Array2<Wrapping<u64>> {
+pub fn ring_gemm(a: ArrayView2<'_, Wrapping<u64>>, b: ArrayView2<'_, Wrapping<u64>>) -> Array2<Wrapping<u64>> {
     let (m, k) = a.dim();
     let n = b.ncols();
     if n == 0 || m == 0 {
@@ -52,11 +49,7 @@ pub fn ring_gemm(
                 }
             }
         }
-        return Array2::from_shape_vec((n, m), out_t)
-            .expect("shape")
-            .reversed_axes()
-            .as_standard_layout()
-            .into_owned();
+        return Array2::from_shape_vec((n, m), out_t).expect("shape").reversed_axes().as_standard_layout().into_owned();
     }
     let a = a.as_standard_layout();
     let a = a.as_slice().expect("standard layout");
@@ -72,20 +65,9 @@ pub fn ring_gemm(
 }
 
 /// `a @ b` for rank-2 tensors, with TensorFlow's transpose flags.
-pub fn matmul<T: Gemm>(
-    a: &ArrayD<T>,
-    b: &ArrayD<T>,
-    transpose_a: bool,
-    transpose_b: bool,
-) -> ArrayD<T> {
-    let a = a
-        .view()
-        .into_dimensionality::<Ix2>()
-        .expect("matmul: rank checked at plan time");
-    let b = b
-        .view()
-        .into_dimensionality::<Ix2>()
-        .expect("matmul: rank checked at plan time");
+pub fn matmul<T: Gemm>(a: &ArrayD<T>, b: &ArrayD<T>, transpose_a: bool, transpose_b: bool) -> ArrayD<T> {
+    let a = a.view().into_dimensionality::<Ix2>().expect("matmul: rank checked at plan time");
+    let b = b.view().into_dimensionality::<Ix2>().expect("matmul: rank checked at plan time");
     let a = if transpose_a { a.reversed_axes() } else { a };
     let b = if transpose_b { b.reversed_axes() } else { b };
     T::gemm(a, b).into_dyn()
@@ -104,14 +86,12 @@ pub fn im2col<T: LinalgScalar>(x: &ArrayD<T>, window: &Window, g: &Geometry) -> 
         let (b, oy, ox) = (row / (oh * ow), (row / ow) % oh, row % ow);
         let dst = dst.as_slice_mut().expect("standard layout");
         for ky in 0..kh {
-            let iy =
-                (oy * window.strides[0] + ky * window.dilations[0]) as isize - g.pad[0] as isize;
+            let iy = (oy * window.strides[0] + ky * window.dilations[0]) as isize - g.pad[0] as isize;
             if iy < 0 || iy >= h as isize {
                 continue;
             }
             for kx in 0..kw {
-                let ix = (ox * window.strides[1] + kx * window.dilations[1]) as isize
-                    - g.pad[1] as isize;
+                let ix = (ox * window.strides[1] + kx * window.dilations[1]) as isize - g.pad[1] as isize;
                 if ix < 0 || ix >= w as isize {
                     continue;
                 }
@@ -126,9 +106,7 @@ pub fn im2col<T: LinalgScalar>(x: &ArrayD<T>, window: &Window, g: &Geometry) -> 
 
 /// Conv2D, NHWC input and HWIO filter, as an im2col matrix product.
 pub fn conv2d<T: Gemm>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Window) -> ArrayD<T> {
-    let g = window
-        .geometry([x.shape()[1], x.shape()[2]])
-        .expect("conv2d: geometry checked at plan time");
+    let g = window.geometry([x.shape()[1], x.shape()[2]]).expect("conv2d: geometry checked at plan time");
     let cols = im2col(x, window, &g);
     let oc = filter.shape()[3];
     let f = filter
@@ -137,8 +115,7 @@ pub fn conv2d<T: Gemm>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Window) -> Ar
         .into_shape_with_order((filter.len() / oc, oc))
         .expect("conv2d: filter shape checked at plan time");
     let out = T::gemm(cols.view(), f.view());
-    out.into_shape_with_order(IxDyn(&[x.shape()[0], g.out[0], g.out[1], oc]))
-        .expect("conv2d: output shape")
+    out.into_shape_with_order(IxDyn(&[x.shape()[0], g.out[0], g.out[1], oc])).expect("conv2d: output shape")
 }
 
 /// Window sums of an NHWC tensor (no dilation), and for each output pixel the
@@ -146,9 +123,7 @@ pub fn conv2d<T: Gemm>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Window) -> Ar
 /// count: with SAME padding, the padded positions do not count.
 pub fn sum_pool<T: LinalgScalar>(x: &ArrayD<T>, window: &Window) -> (ArrayD<T>, Array2<usize>) {
     let (n, h, w, c) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
-    let g = window
-        .geometry([h, w])
-        .expect("pool: geometry checked at plan time");
+    let g = window.geometry([h, w]).expect("pool: geometry checked at plan time");
     let [oh, ow] = g.out;
     let mut out = ArrayD::<T>::zeros(IxDyn(&[n, oh, ow, c]));
     let mut counts = Array2::<usize>::zeros((oh, ow));
@@ -213,10 +188,8 @@ mod tests {
             let mut acc = 0;
             for ky in 0..win.kernel[0] {
                 for kx in 0..win.kernel[1] {
-                    let iy = (i[1] * win.strides[0] + ky * win.dilations[0]) as isize
-                        - g.pad[0] as isize;
-                    let ix = (i[2] * win.strides[1] + kx * win.dilations[1]) as isize
-                        - g.pad[1] as isize;
+                    let iy = (i[1] * win.strides[0] + ky * win.dilations[0]) as isize - g.pad[0] as isize;
+                    let ix = (i[2] * win.strides[1] + kx * win.dilations[1]) as isize - g.pad[1] as isize;
                     if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                         continue;
                     }
@@ -231,21 +204,13 @@ mod tests {
 
     #[test]
     fn im2col_conv_equals_direct_conv() {
-        let x = ArrayD::from_shape_fn(IxDyn(&[2, 7, 9, 3]), |i| {
-            (i[0] * 7 + i[1] * 5 + i[2] * 3 + i[3]) as i64 % 11 - 5
-        });
-        let f = ArrayD::from_shape_fn(IxDyn(&[3, 2, 3, 4]), |i| {
-            (i[0] * 3 + i[1] * 2 + i[2] + i[3] * 7) as i64 % 5 - 2
-        });
+        let x =
+            ArrayD::from_shape_fn(IxDyn(&[2, 7, 9, 3]), |i| (i[0] * 7 + i[1] * 5 + i[2] * 3 + i[3]) as i64 % 11 - 5);
+        let f = ArrayD::from_shape_fn(IxDyn(&[3, 2, 3, 4]), |i| (i[0] * 3 + i[1] * 2 + i[2] + i[3] * 7) as i64 % 5 - 2);
         for padding in [Padding::Same, Padding::Valid] {
             for strides in [[1, 1], [2, 3]] {
                 for dilations in [[1, 1], [2, 1]] {
-                    let win = Window {
-                        kernel: [3, 2],
-                        strides,
-                        dilations,
-                        padding,
-                    };
+                    let win = Window { kernel: [3, 2], strides, dilations, padding };
                     assert_eq!(conv2d(&x, &f, &win), conv_direct(&x, &f, &win), "{win:?}");
                 }
             }
@@ -259,13 +224,10 @@ mod tests {
             let a = Array2::from_shape_fn((m, k), |(i, j)| {
                 Wrapping((i * 7919 + j * 104729) as u64 * 0x9e37_79b9_7f4a_7c15)
             });
-            let b = Array2::from_shape_fn((k, n), |(i, j)| {
-                Wrapping((i * 31 + j * 17 + 1) as u64 * 0xbf58_476d_1ce4_e5b9)
-            });
+            let b =
+                Array2::from_shape_fn((k, n), |(i, j)| Wrapping((i * 31 + j * 17 + 1) as u64 * 0xbf58_476d_1ce4_e5b9));
             let want = Array2::from_shape_fn((m, n), |(i, j)| {
-                (0..k)
-                    .map(|t| a[[i, t]] * b[[t, j]])
-                    .fold(Wrapping(0u64), |s, v| s + v)
+                (0..k).map(|t| a[[i, t]] * b[[t, j]]).fold(Wrapping(0u64), |s, v| s + v)
             });
             assert_eq!(ring_gemm(a.view(), b.view()), want, "{m}x{k}x{n}");
         }
@@ -274,12 +236,7 @@ mod tests {
     #[test]
     fn same_avg_pool_counts_exclude_padding() {
         let x = ArrayD::from_elem(IxDyn(&[1, 7, 7, 1]), 1i64);
-        let win = Window {
-            kernel: [3, 3],
-            strides: [2, 2],
-            dilations: [1, 1],
-            padding: Padding::Same,
-        };
+        let win = Window { kernel: [3, 3], strides: [2, 2], dilations: [1, 1], padding: Padding::Same };
         let (sums, counts) = sum_pool(&x, &win);
         assert_eq!(sums.shape(), &[1, 4, 4, 1]);
         // 7 with k=3, s=2 SAME pads 1 before and 1 after: corners see 2x2 pixels.

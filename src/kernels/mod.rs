@@ -25,10 +25,7 @@ pub fn window_output(
     dilation: usize,
     padding: Padding,
 ) -> Option<(usize, usize)> {
-    let effective = kernel
-        .checked_sub(1)?
-        .checked_mul(dilation)?
-        .checked_add(1)?;
+    let effective = kernel.checked_sub(1)?.checked_mul(dilation)?.checked_add(1)?;
     if stride == 0 {
         return None;
     }
@@ -65,24 +62,9 @@ pub struct Geometry {
 
 impl Window {
     pub fn geometry(&self, hw: [usize; 2]) -> Option<Geometry> {
-        let (oh, pt) = window_output(
-            hw[0],
-            self.kernel[0],
-            self.strides[0],
-            self.dilations[0],
-            self.padding,
-        )?;
-        let (ow, pl) = window_output(
-            hw[1],
-            self.kernel[1],
-            self.strides[1],
-            self.dilations[1],
-            self.padding,
-        )?;
-        Some(Geometry {
-            out: [oh, ow],
-            pad: [pt, pl],
-        })
+        let (oh, pt) = window_output(hw[0], self.kernel[0], self.strides[0], self.dilations[0], self.padding)?;
+        let (ow, pl) = window_output(hw[1], self.kernel[1], self.strides[1], self.dilations[1], self.padding)?;
+        Some(Geometry { out: [oh, ow], pad: [pt, pl] })
     }
 }
 

@@ -113,19 +113,13 @@ pub struct Plan {
 impl Plan {
     /// The weights: their ids and descriptions (values are in `weight_values`).
     pub fn weights(&self) -> impl Iterator<Item = (ValueId, &Value)> {
-        self.values
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| matches!(v.source, Source::Weight))
+        self.values.iter().enumerate().filter(|(_, v)| matches!(v.source, Source::Weight))
     }
 
     /// The plan as the servers and the dealer see it: architecture and shapes,
     /// no weight values.
     pub fn public(&self) -> Plan {
-        Plan {
-            weight_values: BTreeMap::new(),
-            ..self.clone()
-        }
+        Plan { weight_values: BTreeMap::new(), ..self.clone() }
     }
 
     pub fn output_value(&self) -> &Value {
@@ -137,20 +131,10 @@ impl Plan {
         let mut s = String::new();
         for &id in &self.inputs {
             let v = &self.values[id];
-            s.push_str(&format!(
-                "input  %{id} {} {} ({})\n",
-                v.name,
-                fmt_shape(&v.shape),
-                v.owner().label()
-            ));
+            s.push_str(&format!("input  %{id} {} {} ({})\n", v.name, fmt_shape(&v.shape), v.owner().label()));
         }
         for (id, v) in self.weights() {
-            s.push_str(&format!(
-                "weight %{id} {} {} ({})\n",
-                v.name,
-                fmt_shape(&v.shape),
-                v.owner().label()
-            ));
+            s.push_str(&format!("weight %{id} {} {} ({})\n", v.name, fmt_shape(&v.shape), v.owner().label()));
         }
         for step in &self.steps {
             let ins: Vec<String> = step.inputs.iter().map(|i| format!("%{i}")).collect();

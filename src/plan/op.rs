@@ -135,16 +135,13 @@ impl Op {
             return Err(format!("expects {n} inputs, has {}", ins.len()));
         }
         match self {
-            Op::MatMul {
-                transpose_a,
-                transpose_b,
-            } => matmul_shape(ins[0], ins[1], *transpose_a, *transpose_b),
+            Op::MatMul { transpose_a, transpose_b } => matmul_shape(ins[0], ins[1], *transpose_a, *transpose_b),
             Op::Conv2D(w) => conv2d_shape(ins[0], ins[1], w),
             Op::Add | Op::Sub | Op::Mul => broadcast_shape(ins[0], ins[1]),
             Op::AvgPool(w) | Op::MaxPool(w) => pool_shape(ins[0], w),
-            Op::Sum { axes, keep_dims }
-            | Op::Mean { axes, keep_dims }
-            | Op::Max { axes, keep_dims } => reduce_shape(ins[0], axes, *keep_dims),
+            Op::Sum { axes, keep_dims } | Op::Mean { axes, keep_dims } | Op::Max { axes, keep_dims } => {
+                reduce_shape(ins[0], axes, *keep_dims)
+            }
             Op::ArgMax { axis } => {
                 check_axis(*axis, ins[0].len())?;
                 if ins[0][*axis] == 0 {
@@ -158,65 +155,35 @@ impl Op {
                 }
                 Ok(ins[0].to_vec())
             }
-            Op::Neg
-            | Op::Relu
-            | Op::Sigmoid
-            | Op::Tanh
-            | Op::Rsqrt
-            | Op::CastToFloat
-            | Op::CastToInt => Ok(ins[0].to_vec()),
+            Op::Neg | Op::Relu | Op::Sigmoid | Op::Tanh | Op::Rsqrt | Op::CastToFloat | Op::CastToInt => {
+                Ok(ins[0].to_vec())
+            }
             Op::Reshape(shape) => {
-                let (from, to) = (
-                    ins[0].iter().product::<usize>(),
-                    shape.iter().product::<usize>(),
-                );
+                let (from, to) = (ins[0].iter().product::<usize>(), shape.iter().product::<usize>());
                 if from != to {
-                    return Err(format!(
-                        "cannot reshape {:?} ({from} values) to {shape:?} ({to} values)",
-                        ins[0]
-                    ));
+                    return Err(format!("cannot reshape {:?} ({from} values) to {shape:?} ({to} values)", ins[0]));
                 }
                 Ok(shape.clone())
             }
             Op::Transpose(perm) => {
                 let mut seen = vec![false; ins[0].len()];
                 if perm.len() != ins[0].len()
-                    || perm
-                        .iter()
-                        .any(|&p| p >= seen.len() || std::mem::replace(&mut seen[p], true))
+                    || perm.iter().any(|&p| p >= seen.len() || std::mem::replace(&mut seen[p], true))
                 {
-                    return Err(format!(
-                        "{perm:?} is not a permutation of the {} axes of {:?}",
-                        ins[0].len(),
-                        ins[0]
-                    ));
+                    return Err(format!("{perm:?} is not a permutation of the {} axes of {:?}", ins[0].len(), ins[0]));
                 }
                 Ok(perm.iter().map(|&p| ins[0][p]).collect())
             }
             Op::Pad(pads) => {
                 if pads.len() != ins[0].len() {
-                    return Err(format!(
-                        "paddings for {} axes, input {:?} has {}",
-                        pads.len(),
-                        ins[0],
-                        ins[0].len()
-                    ));
+                    return Err(format!("paddings for {} axes, input {:?} has {}", pads.len(), ins[0], ins[0].len()));
                 }
-                Ok(ins[0]
-                    .iter()
-                    .zip(pads)
-                    .map(|(&d, p)| d + p[0] + p[1])
-                    .collect())
+                Ok(ins[0].iter().zip(pads).map(|(&d, p)| d + p[0] + p[1]).collect())
             }
             Op::Concat { axis } => concat_shape(ins, *axis),
             Op::StridedSlice { axes, shape } => {
                 if axes.len() != ins[0].len() {
-                    return Err(format!(
-                        "slice of {} axes, input {:?} has {}",
-                        axes.len(),
-                        ins[0],
-                        ins[0].len()
-                    ));
+                    return Err(format!("slice of {} axes, input {:?} has {}", axes.len(), ins[0], ins[0].len()));
                 }
                 for (s, &d) in axes.iter().zip(ins[0]) {
                     let last = s.start as isize + s.step * (s.count as isize - 1);
@@ -233,10 +200,7 @@ impl Op {
             Op::Gather { axis, indices } => {
                 check_axis(*axis, ins[0].len())?;
                 if let Some(&bad) = indices.iter().find(|&&i| i >= ins[0][*axis]) {
-                    return Err(format!(
-                        "index {bad} is out of range for axis {axis} of {:?}",
-                        ins[0]
-                    ));
+                    return Err(format!("index {bad} is out of range for axis {axis} of {:?}", ins[0]));
                 }
                 let mut shape = ins[0][..*axis].to_vec();
                 shape.extend_from_slice(indices.shape());
@@ -246,19 +210,14 @@ impl Op {
             Op::SpaceToBatch { block, pads } => {
                 let x = ins[0];
                 if x.len() < block.len() + 1 || pads.len() != block.len() || block.contains(&0) {
-                    return Err(format!(
-                        "block {block:?} and paddings {pads:?} do not fit input {x:?}"
-                    ));
+                    return Err(format!("block {block:?} and paddings {pads:?} do not fit input {x:?}"));
                 }
                 let mut shape = x.to_vec();
                 shape[0] = x[0] * block.iter().product::<usize>();
                 for (i, (&b, p)) in block.iter().zip(pads).enumerate() {
                     let padded = x[1 + i] + p[0] + p[1];
                     if !padded.is_multiple_of(b) {
-                        return Err(format!(
-                            "padded axis {} of size {padded} is not a multiple of block {b}",
-                            i + 1
-                        ));
+                        return Err(format!("padded axis {} of size {padded} is not a multiple of block {b}", i + 1));
                     }
                     shape[1 + i] = padded / b;
                 }
@@ -272,9 +231,7 @@ impl Op {
                     || blocks == 0
                     || !x[0].is_multiple_of(blocks)
                 {
-                    return Err(format!(
-                        "block {block:?} and crops {crops:?} do not fit input {x:?}"
-                    ));
+                    return Err(format!("block {block:?} and crops {crops:?} do not fit input {x:?}"));
                 }
                 let mut shape = x.to_vec();
                 shape[0] = x[0] / blocks;
@@ -294,24 +251,14 @@ impl Op {
     pub fn eval(&self, ins: &[&Tensor]) -> Result<Tensor, String> {
         use Tensor::{Float, Int};
         let float = |i: usize| -> Result<&ArrayD<f32>, String> {
-            ins[i].as_float().ok_or_else(|| {
-                format!(
-                    "{} needs float inputs, input {i} is {}",
-                    self.name(),
-                    ins[i].kind()
-                )
-            })
+            ins[i]
+                .as_float()
+                .ok_or_else(|| format!("{} needs float inputs, input {i} is {}", self.name(), ins[i].kind()))
         };
         Ok(match self {
-            Op::MatMul {
-                transpose_a,
-                transpose_b,
-            } => Float(linear::matmul(
-                float(0)?,
-                float(1)?,
-                *transpose_a,
-                *transpose_b,
-            )),
+            Op::MatMul { transpose_a, transpose_b } => {
+                Float(linear::matmul(float(0)?, float(1)?, *transpose_a, *transpose_b))
+            }
             Op::Conv2D(w) => Float(linear::conv2d(float(0)?, float(1)?, w)),
             Op::Add | Op::Sub | Op::Mul => match (ins[0], ins[1]) {
                 (Float(a), Float(b)) => Float(binary(self, a, b)),
@@ -324,10 +271,8 @@ impl Op {
             },
             Op::AvgPool(w) => {
                 let (mut sums, counts) = linear::sum_pool(float(0)?, w);
-                let mut view = sums
-                    .view_mut()
-                    .into_dimensionality::<ndarray::Ix4>()
-                    .expect("rank checked at plan time");
+                let mut view =
+                    sums.view_mut().into_dimensionality::<ndarray::Ix4>().expect("rank checked at plan time");
                 for ((_, oy, ox, _), v) in view.indexed_iter_mut() {
                     *v /= counts[[oy, ox]] as f32;
                 }
@@ -376,9 +321,7 @@ impl Op {
             Op::Reshape(shape) => layout::reshape(a, shape),
             Op::Transpose(perm) => layout::transpose(a, perm),
             Op::Pad(pads) => layout::pad(a, pads),
-            Op::StridedSlice { axes, shape } => {
-                layout::reshape(&layout::strided_slice(a, axes), shape)
-            }
+            Op::StridedSlice { axes, shape } => layout::reshape(&layout::strided_slice(a, axes), shape),
             Op::Gather { axis, indices } => layout::gather(a, indices, *axis),
             Op::SpaceToBatch { block, pads } => layout::space_to_batch(a, block, pads),
             Op::BatchToSpace { block, crops } => layout::batch_to_space(a, block, crops),
@@ -407,9 +350,7 @@ fn all<'a, T>(
     get: fn(&'a Tensor) -> Option<&'a ArrayD<T>>,
     op: &Op,
 ) -> Result<Vec<&'a ArrayD<T>>, String> {
-    ins.iter()
-        .map(|t| get(t).ok_or_else(|| format!("{} of tensors of different kinds", op.name())))
-        .collect()
+    ins.iter().map(|t| get(t).ok_or_else(|| format!("{} of tensors of different kinds", op.name()))).collect()
 }
 
 fn binary<T>(op: &Op, a: &ArrayD<T>, b: &ArrayD<T>) -> ArrayD<T>
@@ -452,11 +393,7 @@ fn remove_axis(shape: &[usize], axis: usize) -> Vec<usize> {
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> ShapeResult {
     let rank = a.len().max(b.len());
     let dim = |s: &[usize], i: usize| {
-        if i + s.len() >= rank {
-            s[i + s.len() - rank]
-        } else {
-            1
-        }
+        if i + s.len() >= rank { s[i + s.len() - rank] } else { 1 }
     };
     (0..rank)
         .map(|i| match (dim(a, i), dim(b, i)) {
@@ -489,26 +426,15 @@ fn conv2d_shape(x: &[usize], f: &[usize], w: &Window) -> ShapeResult {
         return Err(format!("input must be NHWC (rank 4), has shape {x:?}"));
     }
     if f.len() != 4 {
-        return Err(format!(
-            "filter must be [height, width, in, out], has shape {f:?}"
-        ));
+        return Err(format!("filter must be [height, width, in, out], has shape {f:?}"));
     }
     if f[2] != x[3] {
-        return Err(format!(
-            "filter expects {} input channels, input has {}",
-            f[2], x[3]
-        ));
+        return Err(format!("filter expects {} input channels, input has {}", f[2], x[3]));
     }
-    let w = Window {
-        kernel: [f[0], f[1]],
-        ..*w
-    };
-    let g = w.geometry([x[1], x[2]]).ok_or_else(|| {
-        format!(
-            "a {}x{} filter does not fit a {}x{} input",
-            f[0], f[1], x[1], x[2]
-        )
-    })?;
+    let w = Window { kernel: [f[0], f[1]], ..*w };
+    let g = w
+        .geometry([x[1], x[2]])
+        .ok_or_else(|| format!("a {}x{} filter does not fit a {}x{} input", f[0], f[1], x[1], x[2]))?;
     Ok(vec![x[0], g.out[0], g.out[1], f[3]])
 }
 
@@ -516,12 +442,9 @@ fn pool_shape(x: &[usize], w: &Window) -> ShapeResult {
     if x.len() != 4 {
         return Err(format!("input must be NHWC (rank 4), has shape {x:?}"));
     }
-    let g = w.geometry([x[1], x[2]]).ok_or_else(|| {
-        format!(
-            "a {}x{} window does not fit a {}x{} input",
-            w.kernel[0], w.kernel[1], x[1], x[2]
-        )
-    })?;
+    let g = w
+        .geometry([x[1], x[2]])
+        .ok_or_else(|| format!("a {}x{} window does not fit a {}x{} input", w.kernel[0], w.kernel[1], x[1], x[2]))?;
     if w.padding == Padding::Same && g.out.contains(&0) {
         return Err("empty output".into());
     }
@@ -547,15 +470,8 @@ fn concat_shape(ins: &[&[usize]], axis: usize) -> ShapeResult {
     check_axis(axis, first.len())?;
     let mut out = first.to_vec();
     for s in &ins[1..] {
-        if s.len() != first.len()
-            || s.iter()
-                .zip(first.iter())
-                .enumerate()
-                .any(|(i, (a, b))| i != axis && a != b)
-        {
-            return Err(format!(
-                "cannot concatenate {first:?} and {s:?} along axis {axis}"
-            ));
+        if s.len() != first.len() || s.iter().zip(first.iter()).enumerate().any(|(i, (a, b))| i != axis && a != b) {
+            return Err(format!("cannot concatenate {first:?} and {s:?} along axis {axis}"));
         }
         out[axis] += s[axis];
     }
@@ -582,31 +498,18 @@ mod tests {
 
     #[test]
     fn conv_shape_error_names_channels() {
-        let w = Window {
-            kernel: [3, 3],
-            strides: [1, 1],
-            dilations: [1, 1],
-            padding: Padding::Valid,
-        };
+        let w = Window { kernel: [3, 3], strides: [1, 1], dilations: [1, 1], padding: Padding::Valid };
         let err = conv2d_shape(&[1, 8, 8, 8], &[3, 3, 16, 4], &w).unwrap_err();
         assert_eq!(err, "filter expects 16 input channels, input has 8");
     }
 
     #[test]
     fn avg_pool_divides_by_valid_count() {
-        let w = Window {
-            kernel: [2, 2],
-            strides: [2, 2],
-            dilations: [1, 1],
-            padding: Padding::Same,
-        };
+        let w = Window { kernel: [2, 2], strides: [2, 2], dilations: [1, 1], padding: Padding::Same };
         let x = Tensor::Float(from_fn(&[1, 3, 3, 1], |i| i as f32));
         let out = Op::AvgPool(w).eval(&[&x]).unwrap();
         let out = out.as_float().unwrap();
         // windows: {0,1,3,4} {2,5} {6,7} {8}
-        assert_eq!(
-            out.iter().copied().collect::<Vec<_>>(),
-            vec![2.0, 3.5, 6.5, 8.0]
-        );
+        assert_eq!(out.iter().copied().collect::<Vec<_>>(), vec![2.0, 3.5, 6.5, 8.0]);
     }
 }

@@ -48,21 +48,15 @@ fn words_for(n: usize, bits: usize) -> usize {
 
 /// Words each server sends for `n` DReLUs: level 0, the AND levels, the B2A bits.
 pub fn drelu_open_words(n: usize) -> usize {
-    let levels: usize = LEVEL_WIDTHS
-        .iter()
-        .enumerate()
-        .map(|(l, &w)| (if l == 5 { 2 } else { 3 }) * words_for(n, w))
-        .sum();
+    let levels: usize =
+        LEVEL_WIDTHS.iter().enumerate().map(|(l, &w)| (if l == 5 { 2 } else { 3 }) * words_for(n, w)).sum();
     n + levels + words_for(n, 1)
 }
 
 /// Correction words the dealer sends server 1 for `n` DReLUs.
 pub fn drelu_correction_words(n: usize) -> usize {
-    let levels: usize = LEVEL_WIDTHS
-        .iter()
-        .enumerate()
-        .map(|(l, &w)| (if l == 5 { 1 } else { 2 }) * words_for(n, w))
-        .sum();
+    let levels: usize =
+        LEVEL_WIDTHS.iter().enumerate().map(|(l, &w)| (if l == 5 { 1 } else { 2 }) * words_for(n, w)).sum();
     n + levels + n
 }
 
@@ -83,10 +77,7 @@ fn split_lanes(stream: &[u64]) -> (Vec<u64>, Vec<u64>) {
         .chunks(2)
         .map(|pair| {
             let (w0, w1) = (pair[0], pair.get(1).copied().unwrap_or(0));
-            (
-                even_bits(w0 >> 1) | even_bits(w1 >> 1) << 32,
-                even_bits(w0) | even_bits(w1) << 32,
-            )
+            (even_bits(w0 >> 1) | even_bits(w1 >> 1) << 32, even_bits(w0) | even_bits(w1) << 32)
         })
         .unzip()
 }
@@ -106,11 +97,7 @@ fn expand_random(prg: &mut crate::ring::Prg, n: usize) -> Random {
     for (l, &w) in LEVEL_WIDTHS.iter().enumerate() {
         let len = words_for(n, w);
         a.push(prg.words(len));
-        b.push(
-            (0..if l == 5 { 1 } else { 2 })
-                .map(|_| prg.words(len))
-                .collect(),
-        );
+        b.push((0..if l == 5 { 1 } else { 2 }).map(|_| prg.words(len)).collect());
     }
     let rho = prg.words(words_for(n, 1));
     Random { level0, a, b, rho }
@@ -134,17 +121,9 @@ fn split_correlated(words: &[u64], n: usize) -> Correlated {
     let c = LEVEL_WIDTHS
         .iter()
         .enumerate()
-        .map(|(l, &w)| {
-            (0..if l == 5 { 1 } else { 2 })
-                .map(|_| take(words_for(n, w)))
-                .collect()
-        })
+        .map(|(l, &w)| (0..if l == 5 { 1 } else { 2 }).map(|_| take(words_for(n, w))).collect())
         .collect();
-    Correlated {
-        level0,
-        c,
-        rho_arith: take(n),
-    }
+    Correlated { level0, c, rho_arith: take(n) }
 }
 
 /// One round of ANDs sharing the left operand, on packed words: `left ∧ right_j`.
@@ -178,13 +157,7 @@ fn and_round(
 }
 
 fn pack_bits(bits: &[u64]) -> Vec<u64> {
-    bits.chunks(64)
-        .map(|c| {
-            c.iter()
-                .enumerate()
-                .fold(0u64, |w, (i, b)| w | (b & 1) << i)
-        })
-        .collect()
+    bits.chunks(64).map(|c| c.iter().enumerate().fold(0u64, |w, (i, b)| w | (b & 1) << i)).collect()
 }
 
 fn bit(words: &[u64], i: usize) -> u64 {
@@ -219,42 +192,22 @@ pub fn drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
     let masked: Vec<u64> = own.iter().zip(&rnd.level0).map(|(o, r)| o ^ r).collect();
     let theirs = s.exchange(&masked)?;
     // x∧y = (x ∧ (y⊕b)) ⊕ ((x⊕a) ∧ b) ⊕ (a∧b): server 0 holds x, a; server 1 holds y, b.
-    let mut g: Vec<u64> = (0..n)
-        .map(|i| {
-            (if first {
-                own[i] & theirs[i]
-            } else {
-                theirs[i] & rnd.level0[i]
-            }) ^ cor.level0[i]
-        })
-        .collect();
+    let mut g: Vec<u64> =
+        (0..n).map(|i| (if first { own[i] & theirs[i] } else { theirs[i] & rnd.level0[i] }) ^ cor.level0[i]).collect();
     for (level, &width) in LEVEL_WIDTHS.iter().enumerate() {
         let (g_hi, g_lo) = split_lanes(&g);
         let (e_hi, e_lo) = split_lanes(&e);
         let len = words_for(n, width);
         let last = level == LEVEL_WIDTHS.len() - 1;
-        let rights = if last {
-            vec![g_lo[..len].to_vec()]
-        } else {
-            vec![g_lo[..len].to_vec(), e_lo[..len].to_vec()]
-        };
-        let mut z = and_round(
-            s,
-            &e_hi[..len],
-            &rights,
-            &rnd.a[level],
-            &rnd.b[level],
-            &cor.c[level],
-        )?;
+        let rights = if last { vec![g_lo[..len].to_vec()] } else { vec![g_lo[..len].to_vec(), e_lo[..len].to_vec()] };
+        let mut z = and_round(s, &e_hi[..len], &rights, &rnd.a[level], &rnd.b[level], &cor.c[level])?;
         g = g_hi[..len].iter().zip(&z[0]).map(|(h, z)| h ^ z).collect();
         if !last {
             e = z.remove(1);
         }
     }
     // d = ¬msb(x) = 1 ⊕ msb(x0) ⊕ msb(x1) ⊕ carry, as XOR shares of one bit.
-    let d: Vec<u64> = (0..n)
-        .map(|i| (words[i] >> 63) ^ bit(&g, i) ^ u64::from(first))
-        .collect();
+    let d: Vec<u64> = (0..n).map(|i| (words[i] >> 63) ^ bit(&g, i) ^ u64::from(first)).collect();
     // B2A: open m = d ⊕ ρ, then d = m + ρ − 2mρ with ρ arithmetically shared.
     let masked = pack_bits(&(0..n).map(|i| d[i] ^ bit(&rnd.rho, i)).collect::<Vec<_>>());
     let m = s.open_xor(&masked)?;
@@ -285,9 +238,7 @@ pub fn deal_drelu(d: &mut Dealer, n: usize) -> Result<()> {
             corrections.extend(a.iter().zip(&b).zip(c).map(|((a, b), c)| (a & b) ^ c));
         }
     }
-    corrections.extend(
-        (0..n).map(|i| (Wrapping(bit(&r0.rho, i) ^ bit(&r1.rho, i)) - Wrapping(c0.rho_arith[i])).0),
-    );
+    corrections.extend((0..n).map(|i| (Wrapping(bit(&r0.rho, i) ^ bit(&r1.rho, i)) - Wrapping(c0.rho_arith[i])).0));
     d.send_corrections(tag, corrections)
 }
 
@@ -335,11 +286,7 @@ pub fn pair_up(groups: &[Vec<usize>]) -> Pairing {
         }
         next_groups.push(next);
     }
-    Pairing {
-        pairs,
-        carried,
-        next: next_groups,
-    }
+    Pairing { pairs, carried, next: next_groups }
 }
 
 /// Server: the maximum of each group of elements of `x` (flat indices), and if
@@ -359,51 +306,31 @@ pub fn tournament(
     if with_index {
         for g in groups {
             for (pos, &i) in g.iter().enumerate() {
-                index[i] = if s.is_first() {
-                    Wrapping(pos as u64)
-                } else {
-                    Wrapping(0)
-                };
+                index[i] = if s.is_first() { Wrapping(pos as u64) } else { Wrapping(0) };
             }
         }
     }
     let mut groups = groups.to_vec();
     while groups.iter().any(|g| g.len() > 1) {
-        let Pairing {
-            pairs,
-            carried,
-            next,
-        } = pair_up(&groups);
+        let Pairing { pairs, carried, next } = pair_up(&groups);
         let p = pairs.len();
-        let diff = ArrayD::from_shape_vec(
-            IxDyn(&[p]),
-            pairs.iter().map(|&(a, b)| values[a] - values[b]).collect(),
-        )
-        .expect("shape");
+        let diff = ArrayD::from_shape_vec(IxDyn(&[p]), pairs.iter().map(|&(a, b)| values[a] - values[b]).collect())
+            .expect("shape");
         let d = drelu(s, &diff)?;
         let mut operands = vec![diff];
         if with_index {
             operands.push(
-                ArrayD::from_shape_vec(
-                    IxDyn(&[p]),
-                    pairs.iter().map(|&(a, b)| index[a] - index[b]).collect(),
-                )
-                .expect("shape"),
+                ArrayD::from_shape_vec(IxDyn(&[p]), pairs.iter().map(|&(a, b)| index[a] - index[b]).collect())
+                    .expect("shape"),
             );
         }
         let selected = mul_many(s, &d, &operands.iter().collect::<Vec<_>>())?;
-        let mut new_values: Vec<_> = pairs
-            .iter()
-            .zip(selected[0].iter())
-            .map(|(&(_, b), &sel)| values[b] + sel)
-            .collect();
+        let mut new_values: Vec<_> =
+            pairs.iter().zip(selected[0].iter()).map(|(&(_, b), &sel)| values[b] + sel).collect();
         new_values.extend(carried.iter().map(|&i| values[i]));
         if with_index {
-            let mut new_index: Vec<_> = pairs
-                .iter()
-                .zip(selected[1].iter())
-                .map(|(&(_, b), &sel)| index[b] + sel)
-                .collect();
+            let mut new_index: Vec<_> =
+                pairs.iter().zip(selected[1].iter()).map(|(&(_, b), &sel)| index[b] + sel).collect();
             new_index.extend(carried.iter().map(|&i| index[i]));
             index = new_index;
         }
@@ -412,8 +339,7 @@ pub fn tournament(
     }
     let n = groups.len();
     let pick = |v: &[Wrapping<u64>]| {
-        ArrayD::from_shape_vec(IxDyn(&[n]), groups.iter().map(|g| v[g[0]]).collect())
-            .expect("shape")
+        ArrayD::from_shape_vec(IxDyn(&[n]), groups.iter().map(|g| v[g[0]]).collect()).expect("shape")
     };
     let max = pick(&values);
     Ok((max, with_index.then(|| pick(&index))))
@@ -451,14 +377,7 @@ pub struct Piecewise {
 
 impl Piecewise {
     /// Least-squares cubics for `f` on `segments` equal parts of [lo, hi].
-    pub fn fit(
-        f: impl Fn(f64) -> f64,
-        lo: f64,
-        hi: f64,
-        segments: usize,
-        below: f64,
-        above: f64,
-    ) -> Piecewise {
+    pub fn fit(f: impl Fn(f64) -> f64, lo: f64, hi: f64, segments: usize, below: f64, above: f64) -> Piecewise {
         let h = (hi - lo) / segments as f64;
         let breaks: Vec<f64> = (0..=segments).map(|k| lo + h * k as f64).collect();
         let centres: Vec<f64> = (0..segments).map(|k| lo + h * (k as f64 + 0.5)).collect();
@@ -482,13 +401,7 @@ impl Piecewise {
                 solve4(ata, aty)
             })
             .collect();
-        Piecewise {
-            breaks,
-            centres,
-            coeffs,
-            below,
-            above,
-        }
+        Piecewise { breaks, centres, coeffs, below, above }
     }
 
     /// Sigmoid: cubics on 24 segments of [-10, 10]; exactly 0 below, 1 above.
@@ -528,9 +441,7 @@ impl Piecewise {
 /// Gaussian elimination with partial pivoting for a 4×4 system.
 fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> [f64; 4] {
     for col in 0..4 {
-        let pivot = (col..4)
-            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
-            .expect("rows");
+        let pivot = (col..4).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs())).expect("rows");
         a.swap(col, pivot);
         b.swap(col, pivot);
         let pivot_row = a[col];
@@ -558,12 +469,7 @@ fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> [f64; 4] {
 /// m(x) = Σ s_k·m_k and c_j(x) = Σ s_k·c_kj, and so is u = x − m(x). Three rounds
 /// of products give u², u³ and Σ_j c_j(x)·u^j; below and above, every c_j is
 /// exactly zero, so whatever u is, only the constant remains.
-pub fn piecewise(
-    s: &mut Server,
-    x: &RingTensor,
-    pw: &Piecewise,
-    fp: FixedPoint,
-) -> Result<RingTensor> {
+pub fn piecewise(s: &mut Server, x: &RingTensor, pw: &Piecewise, fp: FixedPoint) -> Result<RingTensor> {
     let n = x.len();
     let k1 = pw.breaks.len();
     let segments = pw.coeffs.len();
@@ -573,19 +479,12 @@ pub fn piecewise(
     let mut diffs = RingTensor::zeros(IxDyn(&[k1, n]));
     for (k, &t) in pw.breaks.iter().enumerate() {
         let t = public(fp.encode_value(t));
-        diffs
-            .index_axis_mut(ndarray::Axis(0), k)
-            .iter_mut()
-            .zip(flat.iter())
-            .for_each(|(o, &v)| *o = v - t);
+        diffs.index_axis_mut(ndarray::Axis(0), k).iter_mut().zip(flat.iter()).for_each(|(o, &v)| *o = v - t);
     }
     let d = drelu(s, &diffs)?;
-    let fp2 = FixedPoint {
-        frac_bits: 2 * fp.frac_bits,
-    };
+    let fp2 = FixedPoint { frac_bits: 2 * fp.frac_bits };
     let zeros = || RingTensor::zeros(IxDyn(&[n]));
-    let (mut centre, mut c1, mut c2, mut c3, mut c0) =
-        (zeros(), zeros(), zeros(), zeros(), zeros());
+    let (mut centre, mut c1, mut c2, mut c3, mut c0) = (zeros(), zeros(), zeros(), zeros(), zeros());
     for i in 0..n {
         let mut acc = [Wrapping(0u64); 5];
         for k in 0..segments {
@@ -616,12 +515,7 @@ pub fn piecewise(
     Ok(out.into_shape_with_order(x.raw_dim()).expect("shape"))
 }
 
-pub fn deal_piecewise(
-    d: &mut Dealer,
-    shape: &[usize],
-    pw: &Piecewise,
-    fp: FixedPoint,
-) -> Result<()> {
+pub fn deal_piecewise(d: &mut Dealer, shape: &[usize], pw: &Piecewise, fp: FixedPoint) -> Result<()> {
     let n: usize = shape.iter().product();
     let flat = [n];
     deal_drelu(d, pw.breaks.len() * n)?;
@@ -642,10 +536,7 @@ mod tests {
         let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
         let s = Piecewise::sigmoid();
         let t = Piecewise::tanh();
-        let (es, et) = (
-            s.max_error(sigmoid, -12.0, 12.0),
-            t.max_error(f64::tanh, -12.0, 12.0),
-        );
+        let (es, et) = (s.max_error(sigmoid, -12.0, 12.0), t.max_error(f64::tanh, -12.0, 12.0));
         eprintln!("max error on [-12, 12]: sigmoid {es:.2e}, tanh {et:.2e}");
         assert!(es < 6e-5 && et < 1e-4, "sigmoid {es}, tanh {et}");
         assert_eq!((s.eval(-10.5), s.eval(10.0), s.eval(1e6)), (0.0, 1.0, 1.0));

@@ -49,12 +49,7 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn at(seq: u32, step: u32) -> Cursor {
-        Cursor {
-            seq,
-            step,
-            material: 0,
-            open: 0,
-        }
+        Cursor { seq, step, material: 0, open: 0 }
     }
 
     pub fn next_material(&mut self) -> u32 {
@@ -84,12 +79,7 @@ pub struct Server {
 
 impl Server {
     pub fn new(i: usize, net: Endpoint, seed: [u8; 32]) -> Server {
-        Server {
-            i,
-            net,
-            seed,
-            at: Cursor::default(),
-        }
+        Server { i, net, seed, at: Cursor::default() }
     }
 
     pub fn peer(&self) -> Party {
@@ -128,8 +118,7 @@ impl Server {
     pub fn exchange(&mut self, words: &[u64]) -> Result<Vec<u64>> {
         let tag = self.at.next_open();
         let peer = self.peer();
-        self.net
-            .send(peer, self.at.step, tag, encode_words(words))?;
+        self.net.send(peer, self.at.step, tag, encode_words(words))?;
         let bytes = self.net.recv(peer, self.at.step, tag)?;
         decode_words(&bytes, words.len(), peer)
     }
@@ -157,11 +146,7 @@ impl Server {
 
     /// A public tensor as this server's share of it: server 0 holds it, server 1 zero.
     pub fn public(&self, t: &RingTensor) -> RingTensor {
-        if self.is_first() {
-            t.clone()
-        } else {
-            RingTensor::zeros(t.raw_dim())
-        }
+        if self.is_first() { t.clone() } else { RingTensor::zeros(t.raw_dim()) }
     }
 }
 
@@ -174,11 +159,7 @@ pub struct Dealer {
 
 impl Dealer {
     pub fn new(net: Endpoint, seeds: [[u8; 32]; 2]) -> Dealer {
-        Dealer {
-            net,
-            seeds,
-            at: Cursor::default(),
-        }
+        Dealer { net, seeds, at: Cursor::default() }
     }
 
     pub fn begin(&mut self, seq: u32, step: u32) {
@@ -195,14 +176,12 @@ impl Dealer {
     /// The whole mask of value `id` (both servers' shares added).
     pub fn mask(&self, seq: u32, id: u32, shape: &[usize]) -> RingTensor {
         let stream = stream_id(domain::MASK, seq, id, 0);
-        Prg::new(&self.seeds[0], stream).tensor(shape)
-            + Prg::new(&self.seeds[1], stream).tensor(shape)
+        Prg::new(&self.seeds[0], stream).tensor(shape) + Prg::new(&self.seeds[1], stream).tensor(shape)
     }
 
     /// Send server 1 its corrections for material `tag`.
     pub fn send_corrections(&mut self, tag: u32, words: Vec<u64>) -> Result<()> {
-        self.net
-            .send(Party::Server1, self.at.step, tag, encode_words(&words))
+        self.net.send(Party::Server1, self.at.step, tag, encode_words(&words))
     }
 }
 

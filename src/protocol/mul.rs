@@ -29,10 +29,7 @@ pub struct Masked {
 /// The bilinear map of a product op on ring tensors.
 pub fn bilinear(op: &Op, x: &RingTensor, y: &RingTensor) -> RingTensor {
     match op {
-        Op::MatMul {
-            transpose_a,
-            transpose_b,
-        } => linear::matmul(x, y, *transpose_a, *transpose_b),
+        Op::MatMul { transpose_a, transpose_b } => linear::matmul(x, y, *transpose_a, *transpose_b),
         Op::Conv2D(window) => linear::conv2d(x, y, window),
         Op::Mul => x * y,
         other => unreachable!("{} is not a product", other.name()),
@@ -40,13 +37,7 @@ pub fn bilinear(op: &Op, x: &RingTensor, y: &RingTensor) -> RingTensor {
 }
 
 /// Server: shares of x ⊗ y (with 2f fractional bits when both are fixed-point).
-pub fn product(
-    s: &mut Server,
-    op: &Op,
-    x: &Masked,
-    y: &Masked,
-    out_shape: &[usize],
-) -> Result<RingTensor> {
+pub fn product(s: &mut Server, op: &Op, x: &Masked, y: &Masked, out_shape: &[usize]) -> Result<RingTensor> {
     let tag = s.at.next_material();
     let c = if s.is_first() {
         s.material(tag).tensor(out_shape)
@@ -54,11 +45,7 @@ pub fn product(
         from_words(out_shape, s.corrections(tag, out_shape.iter().product())?)
     };
     // e⊗b + e⊗f = e⊗(b + f): server 0 folds the public e⊗f into its first product.
-    let y_side = if s.is_first() {
-        &y.mask + &y.opened
-    } else {
-        y.mask.clone()
-    };
+    let y_side = if s.is_first() { &y.mask + &y.opened } else { y.mask.clone() };
     Ok(bilinear(op, &x.opened, &y_side) + bilinear(op, &x.mask, &y.opened) + c)
 }
 
@@ -82,10 +69,7 @@ pub fn mul_many(s: &mut Server, d: &RingTensor, xs: &[&RingTensor]) -> Result<Ve
     let cs: Vec<RingTensor> = if s.is_first() {
         out_shapes.iter().map(|sh| prg.tensor(sh)).collect()
     } else {
-        let total = out_shapes
-            .iter()
-            .map(|sh| sh.iter().product::<usize>())
-            .sum();
+        let total = out_shapes.iter().map(|sh| sh.iter().product::<usize>()).sum();
         let words = s.corrections(tag, total)?;
         let mut at = 0;
         out_shapes
@@ -120,10 +104,7 @@ pub fn deal_mul_many(d: &mut Dealer, d_shape: &[usize], x_shapes: &[&[usize]]) -
     let tag = d.at.next_material();
     let (mut p0, mut p1) = (d.material(0, tag), d.material(1, tag));
     let a_d = p0.tensor(d_shape) + p1.tensor(d_shape);
-    let a_x: Vec<RingTensor> = x_shapes
-        .iter()
-        .map(|sh| p0.tensor(sh) + p1.tensor(sh))
-        .collect();
+    let a_x: Vec<RingTensor> = x_shapes.iter().map(|sh| p0.tensor(sh) + p1.tensor(sh)).collect();
     let mut corrections = Vec::new();
     for a in &a_x {
         let c = &a_d * a;
@@ -138,10 +119,8 @@ pub fn deal_mul_many(d: &mut Dealer, d_shape: &[usize], x_shapes: &[&[usize]]) -
 pub fn mul_pairs(s: &mut Server, pairs: &[(&RingTensor, &RingTensor)]) -> Result<Vec<RingTensor>> {
     let tag = s.at.next_material();
     let mut prg = s.material(tag);
-    let masks: Vec<(RingTensor, RingTensor)> = pairs
-        .iter()
-        .map(|(l, r)| (prg.tensor(l.shape()), prg.tensor(r.shape())))
-        .collect();
+    let masks: Vec<(RingTensor, RingTensor)> =
+        pairs.iter().map(|(l, r)| (prg.tensor(l.shape()), prg.tensor(r.shape()))).collect();
     let cs: Vec<RingTensor> = if s.is_first() {
         pairs.iter().map(|(l, _)| prg.tensor(l.shape())).collect()
     } else {

@@ -82,10 +82,7 @@ pub struct Stats {
 impl Stats {
     /// Bytes the dealer would have sent without the seed trick, and did send.
     pub fn dealer_bytes(&self) -> (u64, u64) {
-        let sent = self
-            .parties
-            .get(&Party::Dealer)
-            .map_or(0, |p| p.traffic.bytes_sent);
+        let sent = self.parties.get(&Party::Dealer).map_or(0, |p| p.traffic.bytes_sent);
         let expanded: u64 = [Party::Server0, Party::Server1]
             .iter()
             .filter_map(|p| self.parties.get(p))
@@ -102,29 +99,28 @@ pub struct Outcome {
 }
 
 /// Run one prediction under Pond.
-pub fn predict(
-    plan: &Plan,
-    inputs: &BTreeMap<String, ArrayD<f32>>,
-    config: &SecureConfig,
-) -> Result<Outcome> {
+pub fn predict(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>, config: &SecureConfig) -> Result<Outcome> {
     predict_many(plan, std::slice::from_ref(inputs), config)
 }
 
 /// Run a session: set-up once, then one prediction per entry of `batches` (each
 /// with the shapes the plan was built for). The weights are shared and their masks
 /// opened once for all of them.
-pub fn predict_many(
+pub fn predict_many(plan: &Plan, batches: &[BTreeMap<String, ArrayD<f32>>], config: &SecureConfig) -> Result<Outcome> {
+    predict_many_over(Arc::new(InProcess::new()), plan, batches, config)
+}
+
+/// [`predict_many`] over a given transport: the same protocol code over any medium
+/// (and, in tests, over one that records every party's view).
+pub fn predict_many_over(
+    transport: Arc<dyn Transport>,
     plan: &Plan,
     batches: &[BTreeMap<String, ArrayD<f32>>],
     config: &SecureConfig,
 ) -> Result<Outcome> {
     let schedule = Arc::new(Schedule::new(plan)?);
-    let transport: Arc<dyn Transport> = Arc::new(InProcess::new());
     let session = u64::from_le_bytes(crate::ring::os_seed()?[..8].try_into().expect("8 bytes"));
-    let progress = progress_bar(
-        config.progress,
-        schedule.kinds.len() as u64 * batches.len() as u64,
-    );
+    let progress = progress_bar(config.progress, schedule.kinds.len() as u64 * batches.len() as u64);
     let weights = plan.weight_values.clone();
     let ctx = party::Context {
         schedule: Arc::clone(&schedule),
@@ -138,35 +134,19 @@ pub fn predict_many(
         let pb = progress.clone();
         let weights = &weights;
         let handles = vec![
-            spawn_party(scope, &ctx, Party::Server0, move |c| {
-                party::server(c, 0, predictions, Some(&pb))
-            }),
-            spawn_party(scope, &ctx, Party::Server1, move |c| {
-                party::server(c, 1, predictions, None)
-            }),
-            spawn_party(scope, &ctx, Party::Dealer, move |c| {
-                party::dealer(c, predictions)
-            }),
-            spawn_party(scope, &ctx, Party::ModelOwner, move |c| {
-                party::model_owner(c, weights)
-            }),
-            spawn_party(scope, &ctx, Party::Client, move |c| {
-                party::client(c, batches)
-            }),
+            spawn_party(scope, &ctx, Party::Server0, move |c| party::server(c, 0, predictions, Some(&pb))),
+            spawn_party(scope, &ctx, Party::Server1, move |c| party::server(c, 1, predictions, None)),
+            spawn_party(scope, &ctx, Party::Dealer, move |c| party::dealer(c, predictions)),
+            spawn_party(scope, &ctx, Party::ModelOwner, move |c| party::model_owner(c, weights)),
+            spawn_party(scope, &ctx, Party::Client, move |c| party::client(c, batches)),
         ];
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a party thread panicked"))
-            .collect::<Vec<_>>()
+        handles.into_iter().map(|h| h.join().expect("a party thread panicked")).collect::<Vec<_>>()
     });
     progress.finish_and_clear();
 
     // Report the failure that caused the others, not its consequences.
     let mut first_error = None;
-    let mut stats = Stats {
-        predictions: batches.len(),
-        ..Stats::default()
-    };
+    let mut stats = Stats { predictions: batches.len(), ..Stats::default() };
     let mut outputs = Vec::new();
     for (party, result) in results {
         match result {
@@ -211,8 +191,7 @@ where
     scope.spawn(move || {
         let result = work(&ctx);
         if let Err(e) = &result {
-            ctx.transport
-                .abort(format!("{} failed: {e:#}", party.name()));
+            ctx.transport.abort(format!("{} failed: {e:#}", party.name()));
         }
         (party, result)
     })

@@ -15,15 +15,11 @@ use super::schedule::{ClientFinal, Kind, Schedule};
 use super::{PartyStats, SecureConfig};
 use crate::kernels::{float, layout, linear};
 use crate::plan::{Op, Source, ValueId};
-use crate::protocol::compare::{
-    deal_piecewise, deal_relu, deal_tournament, piecewise, relu, tournament,
-};
+use crate::protocol::compare::{deal_piecewise, deal_relu, deal_tournament, piecewise, relu, tournament};
 use crate::protocol::mul::{Masked, deal_product, product};
 use crate::protocol::trunc::{deal_truncate, truncate};
 use crate::protocol::{Dealer, Server, domain};
-use crate::ring::{
-    FixedPoint, Prg, RingTensor, Z, expanded_words, from_words, os_seed, stream_id, to_words,
-};
+use crate::ring::{FixedPoint, Prg, RingTensor, Z, expanded_words, from_words, os_seed, stream_id, to_words};
 use crate::tensor::Tensor;
 use crate::transport::{Endpoint, Party, Transport, decode_words, encode_words};
 
@@ -52,32 +48,18 @@ pub struct Report {
 }
 
 fn endpoint(ctx: &Context, me: Party) -> Endpoint {
-    Endpoint::new(
-        me,
-        Arc::clone(&ctx.transport),
-        ctx.session,
-        ctx.config.timeout,
-    )
+    Endpoint::new(me, Arc::clone(&ctx.transport), ctx.session, ctx.config.timeout)
 }
 
 fn finish(net: &Endpoint, busy: Duration, expanded: u64) -> PartyStats {
-    PartyStats {
-        traffic: net.total.clone(),
-        per_layer: net.per_layer.clone(),
-        busy,
-        expanded_words: expanded,
-    }
+    PartyStats { traffic: net.total.clone(), per_layer: net.per_layer.clone(), busy, expanded_words: expanded }
 }
 
 fn recv_seed(net: &mut Endpoint, from: Party, step: u32) -> Result<[u8; 32]> {
     let bytes = net.recv(from, step, 0)?;
-    bytes.try_into().map_err(|b: Vec<u8>| {
-        anyhow::anyhow!(
-            "{} sent a seed of {} bytes instead of 32",
-            from.name(),
-            b.len()
-        )
-    })
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| anyhow::anyhow!("{} sent a seed of {} bytes instead of 32", from.name(), b.len()))
 }
 
 fn sharing_stream(seq: u32, id: ValueId) -> u64 {
@@ -91,12 +73,7 @@ fn share_values(net: &mut Endpoint, seq: u32, values: &[(ValueId, RingTensor)]) 
     net.send(Party::Server0, SHARES, 0, seed.to_vec())?;
     for (id, value) in values {
         let share0 = Prg::new(&seed, sharing_stream(seq, *id)).tensor(value.shape());
-        net.send(
-            Party::Server1,
-            SHARES,
-            *id as u32 + 1,
-            encode_words(&to_words(&(value - &share0))),
-        )?;
+        net.send(Party::Server1, SHARES, *id as u32 + 1, encode_words(&to_words(&(value - &share0))))?;
     }
     Ok(())
 }
@@ -112,31 +89,19 @@ fn receive_shares(
     s.net.seq = seq;
     if s.is_first() {
         let seed = recv_seed(&mut s.net, owner, SHARES)?;
-        Ok(ids
-            .iter()
-            .zip(shapes)
-            .map(|(&id, shape)| Prg::new(&seed, sharing_stream(seq, id)).tensor(shape))
-            .collect())
+        Ok(ids.iter().zip(shapes).map(|(&id, shape)| Prg::new(&seed, sharing_stream(seq, id)).tensor(shape)).collect())
     } else {
         ids.iter()
             .zip(shapes)
             .map(|(&id, shape)| {
                 let bytes = s.net.recv(owner, SHARES, id as u32 + 1)?;
-                Ok(from_words(
-                    shape,
-                    decode_words(&bytes, shape.iter().product(), owner)?,
-                ))
+                Ok(from_words(shape, decode_words(&bytes, shape.iter().product(), owner)?))
             })
             .collect()
     }
 }
 
-pub fn server(
-    ctx: &Context,
-    i: usize,
-    predictions: usize,
-    progress: Option<&ProgressBar>,
-) -> Result<Report> {
+pub fn server(ctx: &Context, i: usize, predictions: usize, progress: Option<&ProgressBar>) -> Result<Report> {
     let sched = &ctx.schedule;
     let plan = &sched.plan;
     let fp = ctx.config.fp;
@@ -149,27 +114,16 @@ pub fn server(
     // Set-up: the weights' shares, then their masked values opened once.
     let setup_start = Instant::now();
     let weight_ids: Vec<ValueId> = plan.weights().map(|(id, _)| id).collect();
-    let shapes: Vec<Vec<usize>> = weight_ids
-        .iter()
-        .map(|&id| plan.values[id].shape.clone())
-        .collect();
+    let shapes: Vec<Vec<usize>> = weight_ids.iter().map(|&id| plan.values[id].shape.clone()).collect();
     let before = expanded_words();
     let shares = receive_shares(&mut s, Party::ModelOwner, 0, &weight_ids, &shapes)?;
     sharing_words += expanded_words() - before;
     let weights: HashMap<ValueId, RingTensor> = weight_ids.into_iter().zip(shares).collect();
     s.begin(0, SETUP);
     s.net.set_layer(None);
-    let masks: Vec<RingTensor> = sched
-        .masked_weights
-        .iter()
-        .map(|&w| s.mask(0, w as u32, &plan.values[w].shape))
-        .collect();
-    let diffs: Vec<RingTensor> = sched
-        .masked_weights
-        .iter()
-        .zip(&masks)
-        .map(|(w, m)| &weights[w] - m)
-        .collect();
+    let masks: Vec<RingTensor> =
+        sched.masked_weights.iter().map(|&w| s.mask(0, w as u32, &plan.values[w].shape)).collect();
+    let diffs: Vec<RingTensor> = sched.masked_weights.iter().zip(&masks).map(|(w, m)| &weights[w] - m).collect();
     let opened = s.open(&diffs.iter().collect::<Vec<_>>())?;
     let weight_masked: HashMap<ValueId, Masked> = sched
         .masked_weights
@@ -188,11 +142,7 @@ pub fn server(
         for (&id, w) in &weights {
             env[id] = Some(w.clone());
         }
-        let shapes: Vec<Vec<usize>> = plan
-            .inputs
-            .iter()
-            .map(|&id| plan.values[id].shape.clone())
-            .collect();
+        let shapes: Vec<Vec<usize>> = plan.inputs.iter().map(|&id| plan.values[id].shape.clone()).collect();
         let before = expanded_words();
         let inputs = receive_shares(&mut s, Party::Client, seq, &plan.inputs, &shapes)?;
         sharing_words += expanded_words() - before;
@@ -204,40 +154,26 @@ pub fn server(
             let step = &plan.steps[k];
             s.begin(seq, k as u32);
             let t = Instant::now();
-            let ins: Vec<&RingTensor> = step
-                .inputs
-                .iter()
-                .map(|&v| env[v].as_ref().expect("inputs computed before"))
-                .collect();
+            let ins: Vec<&RingTensor> =
+                step.inputs.iter().map(|&v| env[v].as_ref().expect("inputs computed before")).collect();
             let out = match kind {
                 Kind::Local => local(&step.op, &ins),
                 Kind::Product => {
-                    let operands = masked_operands(
-                        &mut s,
-                        seq,
-                        &step.inputs,
-                        &env,
-                        &weight_masked,
-                        &mut activation_masked,
-                    )?;
+                    let operands =
+                        masked_operands(&mut s, seq, &step.inputs, &env, &weight_masked, &mut activation_masked)?;
                     let shape = &plan.values[step.output].shape;
                     let z = product(&mut s, &step.op, &operands[0], &operands[1], shape)?;
                     truncate(&mut s, &z, fp.frac_bits)?
                 }
                 Kind::Scaled => {
                     let z = scaled_sum(&step.op, ins[0], fp);
-                    truncate(
-                        &mut s,
-                        &z,
-                        fp.frac_bits + scale_bits(&step.op, ins[0].shape()),
-                    )?
+                    truncate(&mut s, &z, fp.frac_bits + scale_bits(&step.op, ins[0].shape()))?
                 }
                 Kind::Relu => relu(&mut s, ins[0])?,
                 Kind::Tournament { groups, with_index } => {
                     let (max, index) = tournament(&mut s, ins[0], groups, *with_index)?;
                     let out = index.unwrap_or(max);
-                    out.into_shape_with_order(IxDyn(&plan.values[step.output].shape))
-                        .expect("output shape")
+                    out.into_shape_with_order(IxDyn(&plan.values[step.output].shape)).expect("output shape")
                 }
                 Kind::Piecewise(pw) => piecewise(&mut s, ins[0], pw, fp)?,
             };
@@ -253,8 +189,7 @@ pub fn server(
         if sched.client_final == Some(ClientFinal::Softmax) {
             out = shift_by_first(&out);
         }
-        s.net
-            .send(Party::Client, OUTPUT, 0, encode_words(&to_words(&out)))?;
+        s.net.send(Party::Client, OUTPUT, 0, encode_words(&to_words(&out)))?;
         report.stats.busy += start.elapsed();
     }
     let busy = report.stats.busy;
@@ -290,16 +225,11 @@ pub fn scale_bits(op: &Op, input_shape: &[usize]) -> u32 {
 /// AvgPool and Mean: a local sum times the public 1/count with f + e fractional
 /// bits; the caller truncates by f + e.
 fn scaled_sum(op: &Op, x: &RingTensor, fp: FixedPoint) -> RingTensor {
-    let scale = FixedPoint {
-        frac_bits: fp.frac_bits + scale_bits(op, x.shape()),
-    };
+    let scale = FixedPoint { frac_bits: fp.frac_bits + scale_bits(op, x.shape()) };
     match op {
         Op::AvgPool(w) => {
             let (mut sums, counts) = linear::sum_pool(x, w);
-            let mut view = sums
-                .view_mut()
-                .into_dimensionality::<ndarray::Ix4>()
-                .expect("NHWC");
+            let mut view = sums.view_mut().into_dimensionality::<ndarray::Ix4>().expect("NHWC");
             for ((_, oy, ox, _), v) in view.indexed_iter_mut() {
                 *v *= scale.encode_value(1.0 / counts[[oy, ox]] as f64);
             }
@@ -325,37 +255,20 @@ fn masked_operands(
     weights: &HashMap<ValueId, Masked>,
     activations: &mut HashMap<ValueId, Masked>,
 ) -> Result<Vec<Masked>> {
-    let mut to_open: Vec<ValueId> = inputs
-        .iter()
-        .copied()
-        .filter(|v| !weights.contains_key(v) && !activations.contains_key(v))
-        .collect();
+    let mut to_open: Vec<ValueId> =
+        inputs.iter().copied().filter(|v| !weights.contains_key(v) && !activations.contains_key(v)).collect();
     to_open.dedup();
     if !to_open.is_empty() {
-        let masks: Vec<RingTensor> = to_open
-            .iter()
-            .map(|&v| s.mask(seq, v as u32, env[v].as_ref().expect("computed").shape()))
-            .collect();
-        let diffs: Vec<RingTensor> = to_open
-            .iter()
-            .zip(&masks)
-            .map(|(&v, m)| env[v].as_ref().expect("computed") - m)
-            .collect();
+        let masks: Vec<RingTensor> =
+            to_open.iter().map(|&v| s.mask(seq, v as u32, env[v].as_ref().expect("computed").shape())).collect();
+        let diffs: Vec<RingTensor> =
+            to_open.iter().zip(&masks).map(|(&v, m)| env[v].as_ref().expect("computed") - m).collect();
         let opened = s.open(&diffs.iter().collect::<Vec<_>>())?;
         for ((v, mask), opened) in to_open.into_iter().zip(masks).zip(opened) {
             activations.insert(v, Masked { mask, opened });
         }
     }
-    Ok(inputs
-        .iter()
-        .map(|v| {
-            weights
-                .get(v)
-                .or_else(|| activations.get(v))
-                .expect("masked")
-                .clone()
-        })
-        .collect())
+    Ok(inputs.iter().map(|v| weights.get(v).or_else(|| activations.get(v)).expect("masked").clone()).collect())
 }
 
 /// z − z[…, 0]: softmax is shift-invariant, and these differences reveal nothing
@@ -375,11 +288,8 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
     net.send(Party::Server0, SEEDS, 0, seeds[0].to_vec())?;
     net.send(Party::Server1, SEEDS, 0, seeds[1].to_vec())?;
     let mut d = Dealer::new(net, seeds);
-    let weight_masks: HashMap<ValueId, RingTensor> = sched
-        .masked_weights
-        .iter()
-        .map(|&w| (w, d.mask(0, w as u32, &plan.values[w].shape)))
-        .collect();
+    let weight_masks: HashMap<ValueId, RingTensor> =
+        sched.masked_weights.iter().map(|&w| (w, d.mask(0, w as u32, &plan.values[w].shape))).collect();
     let mut busy = Duration::ZERO;
     for seq in 1..=predictions as u32 {
         let start = Instant::now();
@@ -403,15 +313,9 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
                     deal_product(&mut d, &step.op, &a, &b)?;
                     deal_truncate(&mut d, out_shape, fp.frac_bits)?;
                 }
-                Kind::Scaled => deal_truncate(
-                    &mut d,
-                    out_shape,
-                    fp.frac_bits + scale_bits(&step.op, in_shape),
-                )?,
+                Kind::Scaled => deal_truncate(&mut d, out_shape, fp.frac_bits + scale_bits(&step.op, in_shape))?,
                 Kind::Relu => deal_relu(&mut d, in_shape)?,
-                Kind::Tournament { groups, with_index } => {
-                    deal_tournament(&mut d, groups, *with_index)?
-                }
+                Kind::Tournament { groups, with_index } => deal_tournament(&mut d, groups, *with_index)?,
                 Kind::Piecewise(pw) => deal_piecewise(&mut d, in_shape, pw, fp)?,
             }
         }
@@ -421,10 +325,7 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
         d.net.send(Party::Server1, OFFLINE_DONE, 0, vec![])?;
         busy += start.elapsed();
     }
-    Ok(Report {
-        stats: finish(&d.net, busy, 0),
-        ..Report::default()
-    })
+    Ok(Report { stats: finish(&d.net, busy, 0), ..Report::default() })
 }
 
 pub fn model_owner(ctx: &Context, weights: &BTreeMap<ValueId, ArrayD<f32>>) -> Result<Report> {
@@ -434,17 +335,14 @@ pub fn model_owner(ctx: &Context, weights: &BTreeMap<ValueId, ArrayD<f32>>) -> R
     let start = Instant::now();
     let mut encoded = Vec::new();
     for (id, value) in plan.weights() {
-        let w = weights.get(&id).ok_or_else(|| {
-            anyhow::anyhow!("the model owner has no value for weight `{}`", value.name)
-        })?;
+        let w = weights
+            .get(&id)
+            .ok_or_else(|| anyhow::anyhow!("the model owner has no value for weight `{}`", value.name))?;
         encoded.push((id, fp.encode(w, &format!("weight `{}`", value.name))?));
     }
     net.seq = 0;
     share_values(&mut net, 0, &encoded)?;
-    Ok(Report {
-        stats: finish(&net, start.elapsed(), 0),
-        ..Report::default()
-    })
+    Ok(Report { stats: finish(&net, start.elapsed(), 0), ..Report::default() })
 }
 
 pub fn client(ctx: &Context, batches: &[BTreeMap<String, ArrayD<f32>>]) -> Result<Report> {
@@ -462,9 +360,8 @@ pub fn client(ctx: &Context, batches: &[BTreeMap<String, ArrayD<f32>>]) -> Resul
             let Source::Input { placeholder } = &plan.values[id].source else {
                 unreachable!("plan inputs are placeholders")
             };
-            let x = inputs
-                .get(placeholder)
-                .ok_or_else(|| anyhow::anyhow!("no input for placeholder `{placeholder}`"))?;
+            let x =
+                inputs.get(placeholder).ok_or_else(|| anyhow::anyhow!("no input for placeholder `{placeholder}`"))?;
             encoded.push((id, fp.encode(x, &format!("input for `{placeholder}`"))?));
         }
         share_values(&mut net, seq, &encoded)?;
@@ -473,9 +370,7 @@ pub fn client(ctx: &Context, batches: &[BTreeMap<String, ArrayD<f32>>]) -> Resul
         let mut sum = vec![Wrapping(0u64); n];
         for server in [Party::Server0, Party::Server1] {
             let words = decode_words(&net.recv(server, OUTPUT, 0)?, n, server)?;
-            sum.iter_mut()
-                .zip(words)
-                .for_each(|(s, w)| *s += Wrapping(w));
+            sum.iter_mut().zip(words).for_each(|(s, w)| *s += Wrapping(w));
         }
         let opened: RingTensor = ArrayD::from_shape_vec(IxDyn(&value.shape), sum).expect("shape");
         let output = match (sched.revealed_frac_bits, sched.client_final) {

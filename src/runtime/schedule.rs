@@ -65,19 +65,12 @@ impl Schedule {
             (Some(i), Some(_)) => i,
             _ => plan.steps.len(),
         };
-        let revealed = if client_final.is_some() {
-            plan.steps[run_steps].inputs[0]
-        } else {
-            plan.output
-        };
+        let revealed = if client_final.is_some() { plan.steps[run_steps].inputs[0] } else { plan.output };
         let mut kinds = Vec::with_capacity(run_steps);
         for step in &plan.steps[..run_steps] {
             let shape = |v: ValueId| plan.values[v].shape.clone();
             let unsupported = |why: &str| {
-                Error::unsupported(format!(
-                    "{} `{}`: {why}; run it with --plaintext",
-                    step.tf_op, step.node
-                ))
+                Error::unsupported(format!("{} `{}`: {why}; run it with --plaintext", step.tf_op, step.node))
             };
             let kind = match &step.op {
                 op if op.is_data_movement() => Kind::Local,
@@ -85,22 +78,17 @@ impl Schedule {
                 Op::MatMul { .. } | Op::Conv2D(_) | Op::Mul => Kind::Product,
                 Op::AvgPool(_) | Op::Mean { .. } => Kind::Scaled,
                 Op::Relu => Kind::Relu,
-                Op::MaxPool(w) => Kind::Tournament {
-                    groups: pool_groups(&shape(step.inputs[0]), w),
-                    with_index: false,
-                },
-                Op::Max { axes, .. } => Kind::Tournament {
-                    groups: reduce_groups(&shape(step.inputs[0]), axes),
-                    with_index: false,
-                },
-                Op::ArgMax { axis } if step.output == plan.output => Kind::Tournament {
-                    groups: reduce_groups(&shape(step.inputs[0]), &[*axis]),
-                    with_index: true,
-                },
+                Op::MaxPool(w) => {
+                    Kind::Tournament { groups: pool_groups(&shape(step.inputs[0]), w), with_index: false }
+                }
+                Op::Max { axes, .. } => {
+                    Kind::Tournament { groups: reduce_groups(&shape(step.inputs[0]), axes), with_index: false }
+                }
+                Op::ArgMax { axis } if step.output == plan.output => {
+                    Kind::Tournament { groups: reduce_groups(&shape(step.inputs[0]), &[*axis]), with_index: true }
+                }
                 Op::ArgMax { .. } => {
-                    return Err(unsupported(
-                        "ArgMax runs securely only as the model's output",
-                    ));
+                    return Err(unsupported("ArgMax runs securely only as the model's output"));
                 }
                 Op::Sigmoid => Kind::Piecewise(Piecewise::sigmoid()),
                 Op::Tanh => Kind::Piecewise(Piecewise::tanh()),
@@ -110,27 +98,16 @@ impl Schedule {
                     ));
                 }
                 Op::Rsqrt => {
-                    return Err(unsupported(
-                        "Rsqrt of a private value is not supported under Pond",
-                    ));
+                    return Err(unsupported("Rsqrt of a private value is not supported under Pond"));
                 }
                 Op::CastToInt | Op::CastToFloat => {
-                    return Err(unsupported(
-                        "a cast of a private value is not supported under Pond",
-                    ));
+                    return Err(unsupported("a cast of a private value is not supported under Pond"));
                 }
                 other => {
-                    return Err(unsupported(&format!(
-                        "{} has no secure protocol",
-                        other.name()
-                    )));
+                    return Err(unsupported(&format!("{} has no secure protocol", other.name())));
                 }
             };
-            if step
-                .inputs
-                .iter()
-                .any(|&v| plan.values[v].vtype == crate::plan::ValueType::Int)
-            {
+            if step.inputs.iter().any(|&v| plan.values[v].vtype == crate::plan::ValueType::Int) {
                 return Err(unsupported("integer values cannot be computed on"));
             }
             kinds.push(kind);
@@ -181,28 +158,18 @@ impl Schedule {
                         if opening {
                             rounds += 1;
                         }
-                        Planned {
-                            bytes: 8 * words as u64,
-                            rounds,
-                        }
+                        Planned { bytes: 8 * words as u64, rounds }
                     }
-                    Kind::Scaled => Planned {
-                        bytes: 8 * out as u64,
-                        rounds: 1,
-                    },
+                    Kind::Scaled => Planned { bytes: 8 * out as u64, rounds: 1 },
                     Kind::Relu => {
                         let n = out;
-                        Planned {
-                            bytes: drelu_bytes(n) + 8 * 2 * n as u64,
-                            rounds: 9,
-                        }
+                        Planned { bytes: drelu_bytes(n) + 8 * 2 * n as u64, rounds: 9 }
                     }
                     Kind::Tournament { groups, with_index } => {
                         let mut groups = groups.clone();
                         let mut p = Planned::default();
                         while groups.iter().any(|g| g.len() > 1) {
-                            let crate::protocol::compare::Pairing { pairs, next, .. } =
-                                pair_up(&groups);
+                            let crate::protocol::compare::Pairing { pairs, next, .. } = pair_up(&groups);
                             let n = pairs.len();
                             let operands = if *with_index { 2 } else { 1 };
                             p.bytes += drelu_bytes(n) + 8 * ((1 + operands) * n) as u64;
@@ -216,10 +183,7 @@ impl Schedule {
                         // and a truncation each); three products and a truncation.
                         let n = out;
                         let k = pw.breaks.len() * n;
-                        Planned {
-                            bytes: drelu_bytes(k) + 8 * (13 * n) as u64,
-                            rounds: 8 + 6,
-                        }
+                        Planned { bytes: drelu_bytes(k) + 8 * (13 * n) as u64, rounds: 8 + 6 }
                     }
                 }
             })
@@ -228,10 +192,7 @@ impl Schedule {
 
     /// Bytes each server sends at set-up: its share of every masked weight.
     pub fn planned_setup_bytes(&self) -> u64 {
-        self.masked_weights
-            .iter()
-            .map(|&w| 8 * self.plan.values[w].len() as u64)
-            .sum()
+        self.masked_weights.iter().map(|&w| 8 * self.plan.values[w].len() as u64).sum()
     }
 }
 
@@ -251,9 +212,7 @@ pub struct Planned {
 /// window covers, padding excluded.
 pub fn pool_groups(shape: &[usize], w: &crate::kernels::Window) -> Vec<Vec<usize>> {
     let (n, h, wd, c) = (shape[0], shape[1], shape[2], shape[3]);
-    let g = w
-        .geometry([h, wd])
-        .expect("pool geometry checked at plan time");
+    let g = w.geometry([h, wd]).expect("pool geometry checked at plan time");
     let mut groups = Vec::with_capacity(n * g.out[0] * g.out[1] * c);
     for b in 0..n {
         for oy in 0..g.out[0] {
@@ -277,9 +236,7 @@ pub fn pool_groups(shape: &[usize], w: &crate::kernels::Window) -> Vec<Vec<usize
 /// For each element of a reduction's output (row-major, reduced axes removed), the
 /// flat input indices reduced into it, in row-major order.
 pub fn reduce_groups(shape: &[usize], axes: &[usize]) -> Vec<Vec<usize>> {
-    let strides: Vec<usize> = (0..shape.len())
-        .map(|i| shape[i + 1..].iter().product())
-        .collect();
+    let strides: Vec<usize> = (0..shape.len()).map(|i| shape[i + 1..].iter().product()).collect();
     let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
     let out_count: usize = kept.iter().map(|&a| shape[a]).product();
     let red_count: usize = axes.iter().map(|&a| shape[a]).product();
@@ -293,19 +250,9 @@ pub fn reduce_groups(shape: &[usize], axes: &[usize]) -> Vec<Vec<usize>> {
     };
     (0..out_count)
         .map(|o| {
-            let base: usize = kept
-                .iter()
-                .zip(index_of(&kept, o))
-                .map(|(&a, i)| i * strides[a])
-                .sum();
+            let base: usize = kept.iter().zip(index_of(&kept, o)).map(|(&a, i)| i * strides[a]).sum();
             (0..red_count)
-                .map(|r| {
-                    base + axes
-                        .iter()
-                        .zip(index_of(axes, r))
-                        .map(|(&a, i)| i * strides[a])
-                        .sum::<usize>()
-                })
+                .map(|r| base + axes.iter().zip(index_of(axes, r)).map(|(&a, i)| i * strides[a]).sum::<usize>())
                 .collect()
         })
         .collect()
@@ -318,17 +265,8 @@ mod tests {
     #[test]
     fn reduce_groups_follow_row_major_order() {
         // [2, 3] reduced over axis 1: rows; over axis 0: columns.
-        assert_eq!(
-            reduce_groups(&[2, 3], &[1]),
-            vec![vec![0, 1, 2], vec![3, 4, 5]]
-        );
-        assert_eq!(
-            reduce_groups(&[2, 3], &[0]),
-            vec![vec![0, 3], vec![1, 4], vec![2, 5]]
-        );
-        assert_eq!(
-            reduce_groups(&[2, 2, 2], &[0, 2]),
-            vec![vec![0, 1, 4, 5], vec![2, 3, 6, 7]]
-        );
+        assert_eq!(reduce_groups(&[2, 3], &[1]), vec![vec![0, 1, 2], vec![3, 4, 5]]);
+        assert_eq!(reduce_groups(&[2, 3], &[0]), vec![vec![0, 3], vec![1, 4], vec![2, 5]]);
+        assert_eq!(reduce_groups(&[2, 2, 2], &[0, 2]), vec![vec![0, 1, 4, 5], vec![2, 3, 6, 7]]);
     }
 }

@@ -29,16 +29,9 @@ impl InProcess {
 
 impl Transport for InProcess {
     fn send(&self, from: Party, to: Party, key: MsgKey, payload: Vec<u8>) -> Result<()> {
-        let mut mailbox = self
-            .mailbox
-            .lock()
-            .map_err(|_| anyhow::anyhow!("a party thread panicked"))?;
+        let mut mailbox = self.mailbox.lock().map_err(|_| anyhow::anyhow!("a party thread panicked"))?;
         if mailbox.messages.insert((from, to, key), payload).is_some() {
-            anyhow::bail!(
-                "{} sent message {key:?} to {} twice",
-                from.name(),
-                to.name()
-            );
+            anyhow::bail!("{} sent message {key:?} to {} twice", from.name(), to.name());
         }
         self.arrived.notify_all();
         Ok(())
@@ -46,10 +39,7 @@ impl Transport for InProcess {
 
     fn recv(&self, to: Party, from: Party, key: MsgKey, timeout: Duration) -> Result<Vec<u8>> {
         let deadline = Instant::now() + timeout;
-        let mut mailbox = self
-            .mailbox
-            .lock()
-            .map_err(|_| anyhow::anyhow!("a party thread panicked"))?;
+        let mut mailbox = self.mailbox.lock().map_err(|_| anyhow::anyhow!("a party thread panicked"))?;
         loop {
             if let Some(payload) = mailbox.messages.remove(&(from, to, key)) {
                 return Ok(payload);
@@ -59,11 +49,7 @@ impl Transport for InProcess {
             }
             let now = Instant::now();
             if now >= deadline {
-                anyhow::bail!(
-                    "{} waited {timeout:?} for message {key:?} from {} in vain",
-                    to.name(),
-                    from.name()
-                );
+                anyhow::bail!("{} waited {timeout:?} for message {key:?} from {} in vain", to.name(), from.name());
             }
             mailbox = self
                 .arrived

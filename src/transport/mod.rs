@@ -28,13 +28,7 @@ pub enum Party {
 }
 
 impl Party {
-    pub const ALL: [Party; 5] = [
-        Party::Server0,
-        Party::Server1,
-        Party::Dealer,
-        Party::ModelOwner,
-        Party::Client,
-    ];
+    pub const ALL: [Party; 5] = [Party::Server0, Party::Server1, Party::Dealer, Party::ModelOwner, Party::Client];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -47,11 +41,7 @@ impl Party {
     }
 
     pub fn server(i: usize) -> Party {
-        if i == 0 {
-            Party::Server0
-        } else {
-            Party::Server1
-        }
+        if i == 0 { Party::Server0 } else { Party::Server1 }
     }
 }
 
@@ -122,12 +112,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn new(
-        me: Party,
-        transport: Arc<dyn Transport>,
-        session: u64,
-        timeout: Duration,
-    ) -> Endpoint {
+    pub fn new(me: Party, transport: Arc<dyn Transport>, session: u64, timeout: Duration) -> Endpoint {
         Endpoint {
             me,
             transport,
@@ -151,12 +136,7 @@ impl Endpoint {
     }
 
     fn key(&self, step: u32, tag: u32) -> MsgKey {
-        MsgKey {
-            session: self.session,
-            seq: self.seq,
-            step,
-            tag,
-        }
+        MsgKey { session: self.session, seq: self.seq, step, tag }
     }
 
     fn count(&mut self, f: impl Fn(&mut Traffic)) {
@@ -176,14 +156,11 @@ impl Endpoint {
                 t.rounds += 1;
             }
         });
-        self.transport
-            .send(self.me, to, self.key(step, tag), payload)
+        self.transport.send(self.me, to, self.key(step, tag), payload)
     }
 
     pub fn recv(&mut self, from: Party, step: u32, tag: u32) -> Result<Vec<u8>> {
-        let payload = self
-            .transport
-            .recv(self.me, from, self.key(step, tag), self.timeout)?;
+        let payload = self.transport.recv(self.me, from, self.key(step, tag), self.timeout)?;
         let n = payload.len() as u64;
         self.received_since_send = true;
         self.count(|t| t.bytes_received += n);
@@ -211,8 +188,5 @@ pub fn decode_words(bytes: &[u8], expected: usize, from: Party) -> Result<Vec<u6
             expected * 8
         );
     }
-    Ok(bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect())
+    Ok(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
 }

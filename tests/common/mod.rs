@@ -9,20 +9,14 @@ use serde::Deserialize;
 
 /// A path under `testdata/`.
 pub fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
-        .join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(rel)
 }
 
 /// A path under tf-encrypted's reference models, `../shared/tfe-reference/` (CI
 /// checks the project out with `shared/` beside it).
 pub fn reference(rel: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tfe-reference");
-    assert!(
-        dir.is_dir(),
-        "tf-encrypted's reference models are expected in {}",
-        dir.display()
-    );
+    assert!(dir.is_dir(), "tf-encrypted's reference models are expected in {}", dir.display());
     dir.join(rel)
 }
 
@@ -59,25 +53,13 @@ pub fn assert_matches(name: &str, actual: &ArrayD<f32>, expected: &ArrayD<f32>, 
     let mut worst = 0.0f32;
     for (i, (&a, &e)) in actual.iter().zip(expected.iter()).enumerate() {
         let err = (a - e).abs();
-        assert!(
-            err <= rel * e.abs().max(1.0),
-            "{name}: element {i} is {a}, TensorFlow computed {e}"
-        );
+        assert!(err <= rel * e.abs().max(1.0), "{name}: element {i} is {a}, TensorFlow computed {e}");
         worst = worst.max(err / e.abs().max(1.0));
     }
     if expected.ndim() >= 2 {
         let last = Axis(expected.ndim() - 1);
-        for (row, (a, e)) in actual
-            .lanes(last)
-            .into_iter()
-            .zip(expected.lanes(last))
-            .enumerate()
-        {
-            assert_eq!(
-                argmax(a.iter()),
-                argmax(e.iter()),
-                "{name}: argmax of row {row}"
-            );
+        for (row, (a, e)) in actual.lanes(last).into_iter().zip(expected.lanes(last)).enumerate() {
+            assert_eq!(argmax(a.iter()), argmax(e.iter()), "{name}: argmax of row {row}");
         }
     }
     worst
@@ -99,8 +81,8 @@ pub fn run_plaintext(
     output_node: Option<&str>,
     feeds: &BTreeMap<String, PathBuf>,
 ) -> (tfe_run::plan::Plan, ArrayD<f32>) {
-    let prepared = tfe_run::cli::prepare(model, output_node, None, feeds)
-        .unwrap_or_else(|e| panic!("{}: {e:#}", model.display()));
+    let prepared =
+        tfe_run::cli::prepare(model, output_node, None, feeds).unwrap_or_else(|e| panic!("{}: {e:#}", model.display()));
     let out = tfe_run::plaintext::run(&prepared.plan, &prepared.inputs)
         .unwrap_or_else(|e| panic!("{}: {e:#}", model.display()));
     (prepared.plan, out.to_float())

@@ -18,10 +18,7 @@ pub fn constant(_: &mut Ctx, node: &NodeDef, _: &[Slot]) -> Result<Vec<Slot>> {
 /// Reached only for a placeholder that nothing feeds; `build_plan` has already
 /// reported those, so this is a safety net.
 pub fn placeholder(_: &mut Ctx, node: &NodeDef, _: &[Slot]) -> Result<Vec<Slot>> {
-    Err(Error::bad_input(format!(
-        "no input for placeholder `{}`",
-        node.name
-    )))
+    Err(Error::bad_input(format!("no input for placeholder `{}`", node.name)))
 }
 
 pub fn identity(_: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
@@ -53,29 +50,19 @@ pub fn shape(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
 
 pub fn size(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs(node, ins, 1)?;
-    Ok(vec![Ctx::known(
-        node,
-        int_scalar(ctx.shape(&ins[0]).iter().product::<usize>() as i64),
-    )])
+    Ok(vec![Ctx::known(node, int_scalar(ctx.shape(&ins[0]).iter().product::<usize>() as i64))])
 }
 
 pub fn rank(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs(node, ins, 1)?;
-    Ok(vec![Ctx::known(
-        node,
-        int_scalar(ctx.shape(&ins[0]).len() as i64),
-    )])
+    Ok(vec![Ctx::known(node, int_scalar(ctx.shape(&ins[0]).len() as i64))])
 }
 
 /// Resolve a Reshape target: at most one -1, inferred from the element count.
 fn reshape_target(node: &NodeDef, from: &[usize], target: &[i64]) -> Result<Vec<usize>> {
     let total: usize = from.iter().product();
-    let fail = |why: String| {
-        Error::unsupported(format!(
-            "{}: cannot reshape {from:?} to {target:?}: {why}",
-            node.describe()
-        ))
-    };
+    let fail =
+        |why: String| Error::unsupported(format!("{}: cannot reshape {from:?} to {target:?}: {why}", node.describe()));
     let mut unknown = None;
     let mut known = 1usize;
     let mut dims = Vec::with_capacity(target.len());
@@ -88,9 +75,7 @@ fn reshape_target(node: &NodeDef, from: &[usize], target: &[i64]) -> Result<Vec<
             -1 => return Err(fail("more than one -1".into())),
             d if d >= 0 => {
                 let d = d as usize;
-                known = known
-                    .checked_mul(d)
-                    .ok_or_else(|| fail("too many elements".into()))?;
+                known = known.checked_mul(d).ok_or_else(|| fail("too many elements".into()))?;
                 dims.push(d);
             }
             d => return Err(fail(format!("dimension {d}"))),
@@ -121,10 +106,7 @@ pub fn squeeze(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>>
         Some(v) => v,
         None => node.get_attr_opt_ints("axis")?.unwrap_or_default(),
     };
-    let axes = listed
-        .iter()
-        .map(|&a| resolve_axis(node, a, shape.len()))
-        .collect::<Result<Vec<_>>>()?;
+    let axes = listed.iter().map(|&a| resolve_axis(node, a, shape.len())).collect::<Result<Vec<_>>>()?;
     if let Some(&a) = axes.iter().find(|&&a| shape[a] != 1) {
         return Err(Error::unsupported(format!(
             "{}: cannot squeeze axis {a} of size {} in {shape:?}",
@@ -135,13 +117,7 @@ pub fn squeeze(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>>
     let dims: Vec<usize> = shape
         .iter()
         .enumerate()
-        .filter(|&(i, &d)| {
-            if axes.is_empty() {
-                d != 1
-            } else {
-                !axes.contains(&i)
-            }
-        })
+        .filter(|&(i, &d)| if axes.is_empty() { d != 1 } else { !axes.contains(&i) })
         .map(|(_, &d)| d)
         .collect();
     Ok(vec![ctx.apply(node, Op::Reshape(dims), ins)?])
@@ -150,11 +126,7 @@ pub fn squeeze(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>>
 pub fn expand_dims(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs(node, ins, 2)?;
     let mut shape = ctx.shape(&ins[0]);
-    let axis = resolve_axis(
-        node,
-        known_scalar(ctx, node, &ins[1], "the axis")?,
-        shape.len() + 1,
-    )?;
+    let axis = resolve_axis(node, known_scalar(ctx, node, &ins[1], "the axis")?, shape.len() + 1)?;
     shape.insert(axis, 1);
     Ok(vec![ctx.apply(node, Op::Reshape(shape), &ins[..1])?])
 }
@@ -189,10 +161,7 @@ pub fn pad(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
 
 fn concat(ctx: &mut Ctx, node: &NodeDef, values: &[Slot], axis: &Slot) -> Result<Vec<Slot>> {
     if values.is_empty() {
-        return Err(Error::invalid_model(format!(
-            "{}: nothing to concatenate",
-            node.describe()
-        )));
+        return Err(Error::invalid_model(format!("{}: nothing to concatenate", node.describe())));
     }
     let rank = ctx.shape(&values[0]).len();
     let axis = resolve_axis(node, known_scalar(ctx, node, axis, "the axis")?, rank)?;
@@ -200,26 +169,21 @@ fn concat(ctx: &mut Ctx, node: &NodeDef, values: &[Slot], axis: &Slot) -> Result
 }
 
 pub fn concat_v2(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let (axis, values) = ins
-        .split_last()
-        .ok_or_else(|| Error::invalid_model(format!("{}: no inputs", node.describe())))?;
+    let (axis, values) =
+        ins.split_last().ok_or_else(|| Error::invalid_model(format!("{}: no inputs", node.describe())))?;
     concat(ctx, node, values, axis)
 }
 
 pub fn concat_v1(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let (axis, values) = ins
-        .split_first()
-        .ok_or_else(|| Error::invalid_model(format!("{}: no inputs", node.describe())))?;
+    let (axis, values) =
+        ins.split_first().ok_or_else(|| Error::invalid_model(format!("{}: no inputs", node.describe())))?;
     concat(ctx, node, values, axis)
 }
 
 /// `tf.stack`: each input gains a size-1 axis, then they are concatenated along it.
 pub fn pack(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let Some(first) = ins.first() else {
-        return Err(Error::invalid_model(format!(
-            "{}: nothing to stack",
-            node.describe()
-        )));
+        return Err(Error::invalid_model(format!("{}: nothing to stack", node.describe())));
     };
     let rank = ctx.shape(first).len();
     let axis = resolve_axis(node, node.get_attr_opt_int("axis")?.unwrap_or(0), rank + 1)?;
@@ -260,18 +224,10 @@ pub fn slice(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
                 node.describe()
             )));
         }
-        axes.push(AxisSlice {
-            start: b as usize,
-            step: 1,
-            count: count as usize,
-        });
+        axes.push(AxisSlice { start: b as usize, step: 1, count: count as usize });
     }
     let out: Vec<usize> = axes.iter().map(|a| a.count).collect();
-    Ok(vec![ctx.apply(
-        node,
-        Op::StridedSlice { axes, shape: out },
-        &ins[..1],
-    )?])
+    Ok(vec![ctx.apply(node, Op::StridedSlice { axes, shape: out }, &ins[..1])?])
 }
 
 /// The masks of a StridedSlice node, one bit per entry of `begin`.
@@ -295,34 +251,21 @@ fn strided_slice_spec(
 ) -> std::result::Result<(Vec<AxisSlice>, Vec<usize>), String> {
     let n = begin.len();
     if end.len() != n || strides.len() != n {
-        return Err(format!(
-            "begin, end and strides have {n}, {} and {} values",
-            end.len(),
-            strides.len()
-        ));
+        return Err(format!("begin, end and strides have {n}, {} and {} values", end.len(), strides.len()));
     }
     let bit = |mask: i64, i: usize| i < 63 && mask >> i & 1 == 1;
     if m.ellipsis.count_ones() > 1 {
         return Err("more than one ellipsis".into());
     }
-    let consuming = (0..n)
-        .filter(|&i| !bit(m.ellipsis, i) && !bit(m.new_axis, i))
-        .count();
+    let consuming = (0..n).filter(|&i| !bit(m.ellipsis, i) && !bit(m.new_axis, i)).count();
     if consuming > shape.len() {
-        return Err(format!(
-            "slices {consuming} axes of a rank-{} input",
-            shape.len()
-        ));
+        return Err(format!("slices {consuming} axes of a rank-{} input", shape.len()));
     }
     let mut axes = Vec::with_capacity(shape.len());
     let mut out = Vec::new();
     let mut dim = 0;
     let full = |dim: usize, axes: &mut Vec<AxisSlice>, out: &mut Vec<usize>| {
-        axes.push(AxisSlice {
-            start: 0,
-            step: 1,
-            count: shape[dim],
-        });
+        axes.push(AxisSlice { start: 0, step: 1, count: shape[dim] });
         out.push(shape[dim]);
     };
     for i in 0..n {
@@ -346,40 +289,17 @@ fn strided_slice_spec(
         if bit(m.shrink, i) {
             let b = norm(begin[i]);
             if b < 0 || b >= size {
-                return Err(format!(
-                    "index {} is out of range for axis {dim} of size {size}",
-                    begin[i]
-                ));
+                return Err(format!("index {} is out of range for axis {dim} of size {size}", begin[i]));
             }
-            axes.push(AxisSlice {
-                start: b as usize,
-                step: 1,
-                count: 1,
-            });
+            axes.push(AxisSlice { start: b as usize, step: 1, count: 1 });
             dim += 1;
             continue;
         }
-        let (lo, hi) = if stride > 0 {
-            (0, size)
-        } else {
-            (-1, size - 1)
-        };
-        let b = if bit(m.begin, i) {
-            if stride > 0 { lo } else { hi }
-        } else {
-            norm(begin[i]).clamp(lo, hi)
-        };
-        let e = if bit(m.end, i) {
-            if stride > 0 { hi } else { lo }
-        } else {
-            norm(end[i]).clamp(lo, hi)
-        };
+        let (lo, hi) = if stride > 0 { (0, size) } else { (-1, size - 1) };
+        let b = if bit(m.begin, i) { if stride > 0 { lo } else { hi } } else { norm(begin[i]).clamp(lo, hi) };
+        let e = if bit(m.end, i) { if stride > 0 { hi } else { lo } } else { norm(end[i]).clamp(lo, hi) };
         let count = if stride > 0 {
-            if e > b {
-                (e - b + stride - 1) / stride
-            } else {
-                0
-            }
+            if e > b { (e - b + stride - 1) / stride } else { 0 }
         } else if b > e {
             (b - e - stride - 1) / -stride
         } else {
@@ -414,21 +334,11 @@ pub fn strided_slice(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<
     let strides = ctx.known_ints(node, &ins[3], "strides")?;
     let (axes, shape) = strided_slice_spec(&ctx.shape(&ins[0]), &begin, &end, &strides, &masks)
         .map_err(|e| Error::unsupported(format!("{}: {e}", node.describe())))?;
-    Ok(vec![ctx.apply(
-        node,
-        Op::StridedSlice { axes, shape },
-        &ins[..1],
-    )?])
+    Ok(vec![ctx.apply(node, Op::StridedSlice { axes, shape }, &ins[..1])?])
 }
 
 /// Cut `value` along `axis` into pieces of the given sizes.
-fn split_into(
-    ctx: &mut Ctx,
-    node: &NodeDef,
-    value: &Slot,
-    axis: usize,
-    sizes: &[usize],
-) -> Result<Vec<Slot>> {
+fn split_into(ctx: &mut Ctx, node: &NodeDef, value: &Slot, axis: usize, sizes: &[usize]) -> Result<Vec<Slot>> {
     let shape = ctx.shape(value);
     let mut start = 0;
     let mut outs = Vec::with_capacity(sizes.len());
@@ -438,27 +348,15 @@ fn split_into(
             .enumerate()
             .map(|(i, &d)| {
                 if i == axis {
-                    AxisSlice {
-                        start,
-                        step: 1,
-                        count: size,
-                    }
+                    AxisSlice { start, step: 1, count: size }
                 } else {
-                    AxisSlice {
-                        start: 0,
-                        step: 1,
-                        count: d,
-                    }
+                    AxisSlice { start: 0, step: 1, count: d }
                 }
             })
             .collect();
         let mut out = shape.clone();
         out[axis] = size;
-        outs.push(ctx.apply(
-            node,
-            Op::StridedSlice { axes, shape: out },
-            std::slice::from_ref(value),
-        )?);
+        outs.push(ctx.apply(node, Op::StridedSlice { axes, shape: out }, std::slice::from_ref(value))?);
         start += size;
     }
     Ok(outs)
@@ -467,11 +365,7 @@ fn split_into(
 pub fn split(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs(node, ins, 2)?;
     let shape = ctx.shape(&ins[1]);
-    let axis = resolve_axis(
-        node,
-        known_scalar(ctx, node, &ins[0], "the axis")?,
-        shape.len(),
-    )?;
+    let axis = resolve_axis(node, known_scalar(ctx, node, &ins[0], "the axis")?, shape.len())?;
     let n = node.get_attr_int("num_split")?;
     if n <= 0 || !shape[axis].is_multiple_of(n as usize) {
         return Err(Error::unsupported(format!(
@@ -486,46 +380,25 @@ pub fn split(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
 pub fn split_v(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs(node, ins, 3)?;
     let shape = ctx.shape(&ins[0]);
-    let axis = resolve_axis(
-        node,
-        known_scalar(ctx, node, &ins[2], "the axis")?,
-        shape.len(),
-    )?;
+    let axis = resolve_axis(node, known_scalar(ctx, node, &ins[2], "the axis")?, shape.len())?;
     let requested = ctx.known_ints(node, &ins[1], "the split sizes")?;
     let fail = || {
-        Error::unsupported(format!(
-            "{}: sizes {requested:?} do not split axis {axis} of {shape:?}",
-            node.describe()
-        ))
+        Error::unsupported(format!("{}: sizes {requested:?} do not split axis {axis} of {shape:?}", node.describe()))
     };
     let known: i64 = requested.iter().filter(|&&s| s >= 0).sum();
     let unknown = requested.iter().filter(|&&s| s == -1).count();
     if requested.iter().any(|&s| s < -1) || unknown > 1 || known > shape[axis] as i64 {
         return Err(fail());
     }
-    let sizes: Vec<usize> = requested
-        .iter()
-        .map(|&s| {
-            if s == -1 {
-                shape[axis] - known as usize
-            } else {
-                s as usize
-            }
-        })
-        .collect();
+    let sizes: Vec<usize> =
+        requested.iter().map(|&s| if s == -1 { shape[axis] - known as usize } else { s as usize }).collect();
     if sizes.iter().sum::<usize>() != shape[axis] {
         return Err(fail());
     }
     split_into(ctx, node, &ins[0], axis, &sizes)
 }
 
-fn gather(
-    ctx: &mut Ctx,
-    node: &NodeDef,
-    params: &Slot,
-    indices: &Slot,
-    axis: i64,
-) -> Result<Vec<Slot>> {
+fn gather(ctx: &mut Ctx, node: &NodeDef, params: &Slot, indices: &Slot, axis: i64) -> Result<Vec<Slot>> {
     let shape = ctx.shape(params);
     let axis = resolve_axis(node, axis, shape.len())?;
     let idx_shape = ctx.shape(indices);
@@ -541,20 +414,13 @@ fn gather(
             ))
         })?;
     let indices = ArrayD::from_shape_vec(IxDyn(&idx_shape), idx).expect("indices shape");
-    Ok(vec![ctx.apply(
-        node,
-        Op::Gather { axis, indices },
-        std::slice::from_ref(params),
-    )?])
+    Ok(vec![ctx.apply(node, Op::Gather { axis, indices }, std::slice::from_ref(params))?])
 }
 
 pub fn gather_v2(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs(node, ins, 3)?;
     if node.get_attr_opt_int("batch_dims")?.unwrap_or(0) != 0 {
-        return Err(Error::unsupported(format!(
-            "{}: batch_dims other than 0 is not supported",
-            node.describe()
-        )));
+        return Err(Error::unsupported(format!("{}: batch_dims other than 0 is not supported", node.describe())));
     }
     let axis = known_scalar(ctx, node, &ins[2], "the axis")?;
     gather(ctx, node, &ins[0], &ins[1], axis)
@@ -581,9 +447,7 @@ pub fn cast(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
             return Err(Error::unsupported(format!(
                 "{}: cast to {} is not supported",
                 node.describe(),
-                other
-                    .map(crate::tfpb::dtype_name)
-                    .unwrap_or("an unknown dtype")
+                other.map(crate::tfpb::dtype_name).unwrap_or("an unknown dtype")
             )));
         }
     };
@@ -598,42 +462,22 @@ pub fn space_to_batch_nd(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<
     let ins = expect_inputs(node, ins, 3)?;
     let block = known_sizes(ctx, node, &ins[1], "the block shape")?;
     let pads = known_pairs(ctx, node, &ins[2], "the paddings", block.len())?;
-    Ok(vec![ctx.apply(
-        node,
-        Op::SpaceToBatch { block, pads },
-        &ins[..1],
-    )?])
+    Ok(vec![ctx.apply(node, Op::SpaceToBatch { block, pads }, &ins[..1])?])
 }
 
 pub fn batch_to_space_nd(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs(node, ins, 3)?;
     let block = known_sizes(ctx, node, &ins[1], "the block shape")?;
     let crops = known_pairs(ctx, node, &ins[2], "the crops", block.len())?;
-    Ok(vec![ctx.apply(
-        node,
-        Op::BatchToSpace { block, crops },
-        &ins[..1],
-    )?])
+    Ok(vec![ctx.apply(node, Op::BatchToSpace { block, crops }, &ins[..1])?])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn spec(
-        shape: &[usize],
-        b: &[i64],
-        e: &[i64],
-        s: &[i64],
-        masks: [i64; 5],
-    ) -> (Vec<AxisSlice>, Vec<usize>) {
-        let m = Masks {
-            begin: masks[0],
-            end: masks[1],
-            ellipsis: masks[2],
-            new_axis: masks[3],
-            shrink: masks[4],
-        };
+    fn spec(shape: &[usize], b: &[i64], e: &[i64], s: &[i64], masks: [i64; 5]) -> (Vec<AxisSlice>, Vec<usize>) {
+        let m = Masks { begin: masks[0], end: masks[1], ellipsis: masks[2], new_axis: masks[3], shrink: masks[4] };
         strided_slice_spec(shape, b, e, s, &m).unwrap()
     }
 
@@ -641,14 +485,7 @@ mod tests {
     fn keras_flatten_batch_size() {
         // Shape(x)[0] as Keras writes it: begin [0], end [1], strides [1], shrink bit 0.
         let (axes, out) = spec(&[4], &[0], &[1], &[1], [0, 0, 0, 0, 1]);
-        assert_eq!(
-            axes,
-            vec![AxisSlice {
-                start: 0,
-                step: 1,
-                count: 1
-            }]
-        );
+        assert_eq!(axes, vec![AxisSlice { start: 0, step: 1, count: 1 }]);
         assert_eq!(out, Vec::<usize>::new());
     }
 
@@ -664,22 +501,9 @@ mod tests {
     #[test]
     fn ellipsis_and_new_axis() {
         // x[..., 1:3, tf.newaxis] on [2, 3, 4]
-        let (axes, out) = spec(
-            &[2, 3, 4],
-            &[0, 1, 0],
-            &[0, 3, 0],
-            &[1, 1, 1],
-            [0, 0, 1, 4, 0],
-        );
+        let (axes, out) = spec(&[2, 3, 4], &[0, 1, 0], &[0, 3, 0], &[1, 1, 1], [0, 0, 1, 4, 0]);
         assert_eq!(out, vec![2, 3, 2, 1]);
-        assert_eq!(
-            axes[2],
-            AxisSlice {
-                start: 1,
-                step: 1,
-                count: 2
-            }
-        );
+        assert_eq!(axes[2], AxisSlice { start: 1, step: 1, count: 2 });
     }
 
     #[test]

@@ -37,17 +37,10 @@ pub fn real_div(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>
     let ins = expect_inputs(node, ins, 2)?;
     let divisor = ctx.known_floats(node, &ins[1], "the divisor")?;
     if divisor.iter().any(|&d| d == 0.0) {
-        return Err(Error::unsupported(format!(
-            "{}: division by zero",
-            node.describe()
-        )));
+        return Err(Error::unsupported(format!("{}: division by zero", node.describe())));
     }
     let reciprocal = Ctx::known(node, Tensor::Float(divisor.mapv(|d| 1.0 / d)));
-    Ok(vec![ctx.apply(
-        node,
-        Op::Mul,
-        &[ins[0].clone(), reciprocal],
-    )?])
+    Ok(vec![ctx.apply(node, Op::Mul, &[ins[0].clone(), reciprocal])?])
 }
 
 pub fn neg(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
@@ -90,38 +83,22 @@ fn reduction_axes(ctx: &Ctx, node: &NodeDef, ins: &[Slot]) -> Result<(Vec<usize>
 
 pub fn mean(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let (axes, keep_dims) = reduction_axes(ctx, node, ins)?;
-    Ok(vec![ctx.apply(
-        node,
-        Op::Mean { axes, keep_dims },
-        &ins[..1],
-    )?])
+    Ok(vec![ctx.apply(node, Op::Mean { axes, keep_dims }, &ins[..1])?])
 }
 
 pub fn sum(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let (axes, keep_dims) = reduction_axes(ctx, node, ins)?;
-    Ok(vec![ctx.apply(
-        node,
-        Op::Sum { axes, keep_dims },
-        &ins[..1],
-    )?])
+    Ok(vec![ctx.apply(node, Op::Sum { axes, keep_dims }, &ins[..1])?])
 }
 
 pub fn max(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let (axes, keep_dims) = reduction_axes(ctx, node, ins)?;
-    Ok(vec![ctx.apply(
-        node,
-        Op::Max { axes, keep_dims },
-        &ins[..1],
-    )?])
+    Ok(vec![ctx.apply(node, Op::Max { axes, keep_dims }, &ins[..1])?])
 }
 
 pub fn argmax(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs(node, ins, 2)?;
     let rank = ctx.shape(&ins[0]).len();
-    let axis = resolve_axis(
-        node,
-        known_scalar(ctx, node, &ins[1], "the dimension")?,
-        rank,
-    )?;
+    let axis = resolve_axis(node, known_scalar(ctx, node, &ins[1], "the dimension")?, rank)?;
     Ok(vec![ctx.apply(node, Op::ArgMax { axis }, &ins[..1])?])
 }

@@ -101,11 +101,7 @@ pub fn build(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
 /// The inputs a builder expects: exactly `n` of them, or an error naming the node.
 fn expect_inputs<'a>(node: &NodeDef, ins: &'a [Slot], n: usize) -> Result<&'a [Slot]> {
     if ins.len() != n {
-        return Err(Error::invalid_model(format!(
-            "{}: expects {n} data input(s), has {}",
-            node.describe(),
-            ins.len()
-        )));
+        return Err(Error::invalid_model(format!("{}: expects {n} data input(s), has {}", node.describe(), ins.len())));
     }
     Ok(ins)
 }
@@ -114,16 +110,9 @@ fn expect_inputs<'a>(node: &NodeDef, ins: &'a [Slot], n: usize) -> Result<&'a [S
 fn resolve_axis(node: &NodeDef, axis: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     if axis < -r || axis >= r {
-        return Err(Error::unsupported(format!(
-            "{}: axis {axis} is out of range for rank {rank}",
-            node.describe()
-        )));
+        return Err(Error::unsupported(format!("{}: axis {axis} is out of range for rank {rank}", node.describe())));
     }
-    Ok(if axis < 0 {
-        (axis + r) as usize
-    } else {
-        axis as usize
-    })
+    Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
 }
 
 /// A single known integer (a scalar or a one-element vector).
@@ -143,21 +132,13 @@ fn known_sizes(ctx: &Ctx, node: &NodeDef, slot: &Slot, what: &str) -> Result<Vec
     ctx.known_ints(node, slot, what)?
         .into_iter()
         .map(|v| {
-            usize::try_from(v).map_err(|_| {
-                Error::unsupported(format!("{}: {what} contains {v}", node.describe()))
-            })
+            usize::try_from(v).map_err(|_| Error::unsupported(format!("{}: {what} contains {v}", node.describe())))
         })
         .collect()
 }
 
 /// An `[n, 2]` integer tensor of (before, after) pairs.
-fn known_pairs(
-    ctx: &Ctx,
-    node: &NodeDef,
-    slot: &Slot,
-    what: &str,
-    n: usize,
-) -> Result<Vec<[usize; 2]>> {
+fn known_pairs(ctx: &Ctx, node: &NodeDef, slot: &Slot, what: &str, n: usize) -> Result<Vec<[usize; 2]>> {
     let v = known_sizes(ctx, node, slot, what)?;
     if v.len() != 2 * n {
         return Err(Error::unsupported(format!(

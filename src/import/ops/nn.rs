@@ -26,10 +26,9 @@ fn padding(node: &NodeDef) -> Result<Padding> {
     match node.get_attr_str("padding", "")?.as_str() {
         "SAME" => Ok(Padding::Same),
         "VALID" => Ok(Padding::Valid),
-        other => Err(Error::unsupported(format!(
-            "{}: padding `{other}` is not supported (SAME or VALID)",
-            node.describe()
-        ))),
+        other => {
+            Err(Error::unsupported(format!("{}: padding `{other}` is not supported (SAME or VALID)", node.describe())))
+        }
     }
 }
 
@@ -60,13 +59,7 @@ pub fn conv2d(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> 
         padding: padding(node)?,
     };
     let f = ctx.shape(&ins[1]);
-    let window = Window {
-        kernel: [
-            f.first().copied().unwrap_or(1),
-            f.get(1).copied().unwrap_or(1),
-        ],
-        ..window
-    };
+    let window = Window { kernel: [f.first().copied().unwrap_or(1), f.get(1).copied().unwrap_or(1)], ..window };
     Ok(vec![ctx.apply(node, Op::Conv2D(window), ins)?])
 }
 
@@ -82,20 +75,12 @@ fn pool_window(node: &NodeDef) -> Result<Window> {
 
 pub fn avg_pool(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs(node, ins, 1)?;
-    Ok(vec![ctx.apply(
-        node,
-        Op::AvgPool(pool_window(node)?),
-        ins,
-    )?])
+    Ok(vec![ctx.apply(node, Op::AvgPool(pool_window(node)?), ins)?])
 }
 
 pub fn max_pool(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs(node, ins, 1)?;
-    Ok(vec![ctx.apply(
-        node,
-        Op::MaxPool(pool_window(node)?),
-        ins,
-    )?])
+    Ok(vec![ctx.apply(node, Op::MaxPool(pool_window(node)?), ins)?])
 }
 
 pub fn relu(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
@@ -158,14 +143,7 @@ pub fn fused_batch_norm(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<V
     let scaled = ctx.apply(node, Op::Mul, &[ins[0].clone(), scale_slot])?;
     let out = ctx.apply(node, Op::Add, &[scaled, offset_slot])?;
     // y, batch_mean, batch_variance and reserve spaces: only y exists at inference.
-    Ok(vec![
-        out,
-        Slot::Unavailable,
-        Slot::Unavailable,
-        Slot::Unavailable,
-        Slot::Unavailable,
-        Slot::Unavailable,
-    ])
+    Ok(vec![out, Slot::Unavailable, Slot::Unavailable, Slot::Unavailable, Slot::Unavailable, Slot::Unavailable])
 }
 
 fn named_known(node: &NodeDef, suffix: &str, value: ndarray::ArrayD<f32>) -> Slot {
