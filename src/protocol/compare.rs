@@ -3,7 +3,9 @@
 //!
 //! **DReLU** ([x ≥ 0] for shared x = x0 + x1 mod 2^64). The sign is the top bit:
 //!
-//!     msb(x) = msb(x0) ⊕ msb(x1) ⊕ carry,   carry = [x0' + x1' ≥ 2^63]
+//! ```text
+//! msb(x) = msb(x0) ⊕ msb(x1) ⊕ carry,   carry = [x0' + x1' ≥ 2^63]
+//! ```
 //!
 //! with x' the low 63 bits. The carry is a millionaires' comparison between a value
 //! only server 0 knows, u = x0', and one only server 1 knows, v = 2^63 − 1 − x1':

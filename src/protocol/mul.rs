@@ -6,7 +6,9 @@
 //! For a product z = x ⊗ y with y masked by b (opened f = y − b), the dealer supplies
 //! shares of c = a ⊗ b, and
 //!
-//!     z = e ⊗ f + e ⊗ b + a ⊗ f + c
+//! ```text
+//! z = e ⊗ f + e ⊗ b + a ⊗ f + c
+//! ```
 //!
 //! is computed locally (server 0 adds the public e ⊗ f). A weight is masked and
 //! opened once per model session; an activation once per prediction, however many

@@ -6,8 +6,10 @@
 //! r with shares of r' = (r mod 2^63) >> f and of its top bit r63. The servers open
 //! c = x + r (uniform: it reveals nothing) and, writing c = c63·2^63 + c',
 //!
-//!     x = c' − (r mod 2^63) + 2^63·(c63 ⊕ r63)        exactly, because x < 2^63,
-//!     x >> f ≈ (c' >> f) − r' + 2^(63−f)·(c63 + r63 − 2·c63·r63)
+//! ```text
+//! x = c' − (r mod 2^63) + 2^63·(c63 ⊕ r63)        exactly, because x < 2^63,
+//! x >> f ≈ (c' >> f) − r' + 2^(63−f)·(c63 + r63 − 2·c63·r63)
+//! ```
 //!
 //! where the only error is the borrow between the two floors: at most one unit in
 //! the last place. There is no failure probability at all for |z| < 2^62, unlike
