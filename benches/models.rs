@@ -22,9 +22,9 @@
 //! - secure, in a session: one session of `1 + n` predictions (n = 5 at batch 1, 3 at
 //!   batch 100; at batch 1 the median of 3 such sessions). Per-prediction numbers are
 //!   the difference with a one-prediction session divided by `n`, so the set-up and
-//!   its traffic are excluded: wall time, client-side online time, bytes and rounds per
-//!   party. The dealer's time is its busy time divided by `1 + n` (the dealer does no
-//!   set-up work in that loop).
+//!   its traffic are excluded: wall time, bytes and rounds per party. The dealer's
+//!   (offline) and the servers' online times are `Stats.offline` and `Stats.online`
+//!   divided by `1 + n` (neither includes the set-up).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -68,14 +68,10 @@ struct Spec {
 fn specs() -> Result<Vec<Spec>> {
     let root = manifest_dir();
     let testdata = root.join("testdata");
-    let text = std::fs::read_to_string(testdata.join("manifest.json"))
-        .context("reading testdata/manifest.json")?;
+    let text = std::fs::read_to_string(testdata.join("manifest.json")).context("reading testdata/manifest.json")?;
     let manifest: serde_json::Value = serde_json::from_str(&text)?;
     let mut out = Vec::new();
-    for entry in manifest["models"]
-        .as_array()
-        .ok_or_else(|| anyhow!("manifest has no models"))?
-    {
+    for entry in manifest["models"].as_array().ok_or_else(|| anyhow!("manifest has no models"))? {
         let name = entry["name"].as_str().unwrap_or_default();
         if !ORDER.contains(&name) {
             continue;
@@ -100,10 +96,7 @@ fn specs() -> Result<Vec<Spec>> {
         name: "tfe_mnist".to_string(),
         model: reference.join("mnist_model.pb"),
         batch1: BTreeMap::from([("Placeholder".to_string(), reference.join("mnist_input.npy"))]),
-        batch100: BTreeMap::from([(
-            "Placeholder".to_string(),
-            testdata.join("mnist_flat100.npy"),
-        )]),
+        batch100: BTreeMap::from([("Placeholder".to_string(), testdata.join("mnist_flat100.npy"))]),
     });
     out.sort_by_key(|s| ORDER.iter().position(|n| *n == s.name));
     Ok(out)
@@ -182,38 +175,21 @@ fn peak_rss_mb() -> f64 {
 
 /// Row-wise argmax agreement and max |difference| of two outputs of the same shape.
 fn compare(secure: &ArrayD<f32>, plain: &ArrayD<f32>, rows: usize) -> (usize, usize, f64) {
-    let max_abs = secure
-        .iter()
-        .zip(plain.iter())
-        .map(|(a, b)| f64::from((a - b).abs()))
-        .fold(0.0, f64::max);
+    let max_abs = secure.iter().zip(plain.iter()).map(|(a, b)| f64::from((a - b).abs())).fold(0.0, f64::max);
     let n = plain.len();
-    if rows == 0 || n % rows != 0 {
+    if rows == 0 || !n.is_multiple_of(rows) {
         return (0, 0, max_abs);
     }
     let k = n / rows;
-    let argmax = |x: &[f32]| {
-        x.iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| i)
-    };
+    let argmax = |x: &[f32]| x.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
     let s: Vec<f32> = secure.iter().copied().collect();
     let p: Vec<f32> = plain.iter().copied().collect();
-    let agree = s
-        .chunks(k)
-        .zip(p.chunks(k))
-        .filter(|(a, b)| argmax(a) == argmax(b))
-        .count();
+    let agree = s.chunks(k).zip(p.chunks(k)).filter(|(a, b)| argmax(a) == argmax(b)).count();
     (agree, rows, max_abs)
 }
 
 fn party_traffic(o: &Outcome, p: Party) -> Traffic {
-    o.stats
-        .parties
-        .get(&p)
-        .map(|s| s.traffic.clone())
-        .unwrap_or_default()
+    o.stats.parties.get(&p).map(|s| s.traffic.clone()).unwrap_or_default()
 }
 
 fn same_traffic(a: &Traffic, b: &Traffic) -> bool {
@@ -239,18 +215,13 @@ fn run_child(spec: &Spec, batch: usize) -> Result<Measured> {
     let prepared = cli::prepare(&spec.model, None, None, &feeds)?;
     let (plan, inputs) = (prepared.plan, prepared.inputs);
     let rows = inputs.values().next().map_or(0, |a| a.shape()[0]);
-    let mut m = Measured {
-        rows,
-        ..Measured::default()
-    };
+    let mut m = Measured { rows, ..Measured::default() };
 
     // Plaintext: warm-up, then at least 11 runs and 0.3 s (at most 201 runs).
     let reference = plaintext::run(&plan, &inputs)?.to_float();
     let mut samples = Vec::new();
     let started = Instant::now();
-    while samples.len() < 11
-        || (started.elapsed() < Duration::from_millis(300) && samples.len() < 201)
-    {
+    while samples.len() < 11 || (started.elapsed() < Duration::from_millis(300) && samples.len() < 201) {
         let t = Instant::now();
         std::hint::black_box(plaintext::run(&plan, &inputs)?);
         samples.push(ms(t.elapsed()));
@@ -276,20 +247,9 @@ fn run_child(spec: &Spec, batch: usize) -> Result<Measured> {
     m.oneshot_ms = median(&walls);
     m.oneshot_min_ms = walls.iter().copied().fold(f64::INFINITY, f64::min);
     m.oneshot_max_ms = walls.iter().copied().fold(0.0, f64::max);
-    m.oneshot_setup_ms = median(
-        &singles
-            .iter()
-            .map(|o| ms(o.stats.setup))
-            .collect::<Vec<_>>(),
-    );
-    m.oneshot_dealer_ms = median(
-        &singles
-            .iter()
-            .map(|o| ms(o.stats.offline))
-            .collect::<Vec<_>>(),
-    );
-    let online_single: Vec<f64> = singles.iter().map(|o| ms(o.stats.online)).collect();
-    m.oneshot_online_ms = median(&online_single);
+    m.oneshot_setup_ms = median(&singles.iter().map(|o| ms(o.stats.setup)).collect::<Vec<_>>());
+    m.oneshot_dealer_ms = median(&singles.iter().map(|o| ms(o.stats.offline)).collect::<Vec<_>>());
+    m.oneshot_online_ms = median(&singles.iter().map(|o| ms(o.stats.online)).collect::<Vec<_>>());
 
     // Secure, 1 + n predictions in one session.
     // At batch 1 a session is cheap and noisy: take the median of 3.
@@ -304,7 +264,7 @@ fn run_child(spec: &Spec, batch: usize) -> Result<Measured> {
         let session = runtime::predict_many(&plan, &many, &config)?;
         per_pred.push((ms(t.elapsed()) - m.oneshot_ms) / n as f64);
         dealer.push(ms(session.stats.offline) / (1 + n) as f64);
-        online.push((ms(session.stats.online) - m.oneshot_online_ms) / n as f64);
+        online.push(ms(session.stats.online) / (1 + n) as f64);
         sessions.push(session);
     }
     m.session_ms = median(&per_pred);
@@ -314,15 +274,12 @@ fn run_child(spec: &Spec, batch: usize) -> Result<Measured> {
     let session = &sessions[0];
 
     let single = &singles[0];
-    m.traffic_deterministic = singles.iter().all(|o| {
-        Party::ALL
+    m.traffic_deterministic = singles
+        .iter()
+        .all(|o| Party::ALL.iter().all(|&p| same_traffic(&party_traffic(o, p), &party_traffic(single, p))))
+        && sessions
             .iter()
-            .all(|&p| same_traffic(&party_traffic(o, p), &party_traffic(single, p)))
-    }) && sessions.iter().all(|o| {
-        Party::ALL
-            .iter()
-            .all(|&p| same_traffic(&party_traffic(o, p), &party_traffic(session, p)))
-    });
+            .all(|o| Party::ALL.iter().all(|&p| same_traffic(&party_traffic(o, p), &party_traffic(session, p))));
     for p in Party::ALL {
         let (s1, sn) = (party_traffic(single, p), party_traffic(session, p));
         let per_bytes = (sn.bytes_sent as f64 - s1.bytes_sent as f64) / n as f64;
@@ -342,11 +299,7 @@ fn run_child(spec: &Spec, batch: usize) -> Result<Measured> {
     let mut agree = 0;
     let mut total = 0;
     let mut max_abs: f64 = 0.0;
-    for out in singles
-        .iter()
-        .flat_map(|o| o.outputs.iter())
-        .chain(sessions.iter().flat_map(|o| o.outputs.iter()))
-    {
+    for out in singles.iter().flat_map(|o| o.outputs.iter()).chain(sessions.iter().flat_map(|o| o.outputs.iter())) {
         let (a, t, d) = compare(&out.to_float(), &reference, rows);
         agree += a;
         total += t;
@@ -361,24 +314,16 @@ fn run_child(spec: &Spec, batch: usize) -> Result<Measured> {
 
 fn child_main(which: &str) -> ! {
     let result = (|| -> Result<Measured> {
-        let (name, batch) = which
-            .split_once(':')
-            .ok_or_else(|| anyhow!("BENCH_CHILD must be model:batch"))?;
+        let (name, batch) = which.split_once(':').ok_or_else(|| anyhow!("BENCH_CHILD must be model:batch"))?;
         let batch: usize = batch.parse()?;
-        let spec = specs()?
-            .into_iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| anyhow!("unknown model `{name}`"))?;
+        let spec = specs()?.into_iter().find(|s| s.name == name).ok_or_else(|| anyhow!("unknown model `{name}`"))?;
         run_child(&spec, batch)
     })();
     let out = match result {
         Ok(m) => ChildResult::Ok(m),
         Err(e) => ChildResult::Err(format!("{e:#}")),
     };
-    println!(
-        "{RESULT_PREFIX}{}",
-        serde_json::to_string(&out).expect("serialisable")
-    );
+    println!("{RESULT_PREFIX}{}", serde_json::to_string(&out).expect("serialisable"));
     std::process::exit(0)
 }
 
@@ -390,10 +335,7 @@ enum Row {
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
 }
 
 fn rss_mb(pid: u32) -> Option<f64> {
@@ -486,7 +428,15 @@ fn f1(x: f64) -> String {
     }
 }
 
-fn render(results: &[(String, usize, Row)], total: Duration) -> String {
+/// The 1-minute load average: other work on the machine skews every number here.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".to_string())
+}
+
+fn render(results: &[(String, usize, Row)], total: Duration, load: (&str, &str)) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -498,7 +448,9 @@ fn render(results: &[(String, usize, Row)], total: Duration) -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut s = String::new();
     s += &format!(
-        "Machine: {cpu}, {cores} hardware threads. Release build; all five parties are threads of one process (in-process transport). Total bench time {:.0} s.\n\n",
+        "Machine: {cpu}, {cores} hardware threads; 1-minute load average {} at the start, {} at the end. Release build; all five parties are threads of one process (in-process transport). Total bench time {:.0} s.\n\n",
+        load.0,
+        load.1,
         total.as_secs_f64()
     );
     s += "### Time\n\n";
@@ -553,20 +505,19 @@ fn render(results: &[(String, usize, Row)], total: Duration) -> String {
             p(Party::Server0).rounds,
             mb(setup),
             p(Party::Server0).setup_rounds,
-            if m.traffic_deterministic {
-                ""
-            } else {
-                " (traffic differed between sessions)"
-            }
+            if m.traffic_deterministic { "" } else { " (traffic differed between sessions)" }
         );
     }
     s += "\nColumns: *secure ms, 1 prediction* is the wall time of `predict_many` with one prediction \
 (session set-up, dealer and online phase: what `tfe-run MODEL INPUT` pays), median of the measured \
-sessions after one warm-up session; *set-up / dealer / online ms* are that session's `Stats` (online is \
-the client's time from sharing its input to decoding the output, so it includes waiting for the \
-set-up and the dealer). *In session* numbers come from one session of 1 + n predictions minus a \
-one-prediction session, divided by n: they exclude the set-up, and the dealer runs ahead on its own \
-thread. Rounds and bytes are each party's own counts (`Stats.parties[p].traffic`).\n";
+sessions after one warm-up session; *set-up / dealer / online ms* are those sessions' `Stats` \
+(medians): `setup` (weights shared and their masks opened), `offline` (the dealer's work) and `online` \
+(server 0, from the end of the offline phase to sending the output shares). The servers start a \
+prediction's online phase only once the dealer has dealt all of it, so one prediction takes about \
+dealer + online (the set-up runs while the dealer deals). *In session* numbers come from one session of 1 + n predictions: wall time \
+and traffic minus a one-prediction session, divided by n (set-up excluded; the dealer runs ahead on \
+its own thread, competing for the cores), dealer and online time divided by 1 + n. Rounds and bytes \
+are each party's own counts (`Stats.parties[p].traffic`).\n";
     s
 }
 
@@ -576,21 +527,16 @@ fn main() -> Result<()> {
     }
     let all = specs()?;
     let wanted: Vec<String> = match std::env::var("BENCH_MODELS") {
-        Ok(list) if !list.trim().is_empty() => list
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
+        Ok(list) if !list.trim().is_empty() => {
+            list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+        }
         _ => all.iter().map(|s| s.name.clone()).collect(),
     };
     for w in &wanted {
         if !all.iter().any(|s| &s.name == w) {
             bail!(
                 "BENCH_MODELS: unknown model `{w}` (known: {})",
-                all.iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
             );
         }
     }
@@ -600,6 +546,7 @@ fn main() -> Result<()> {
     let max_rss = env_u64("BENCH_MAX_RSS_MB", 6144) as f64;
 
     let started = Instant::now();
+    let load_start = load_average();
     let mut results = Vec::new();
     for name in &wanted {
         let mut stopped = false;
@@ -618,13 +565,8 @@ fn main() -> Result<()> {
                     m.plaintext_ms,
                     m.oneshot_ms,
                     m.session_ms,
-                    m.parties
-                        .get(Party::Server0.name())
-                        .map_or(0.0, |p| p.bytes_sent)
-                        / 1e6,
-                    m.parties
-                        .get(Party::Server0.name())
-                        .map_or(0.0, |p| p.rounds),
+                    m.parties.get(Party::Server0.name()).map_or(0.0, |p| p.bytes_sent) / 1e6,
+                    m.parties.get(Party::Server0.name()).map_or(0.0, |p| p.rounds),
                     t.elapsed().as_secs_f64()
                 ),
                 Row::Failed(why) => {
@@ -635,11 +577,10 @@ fn main() -> Result<()> {
             results.push((name.clone(), batch, row));
         }
     }
-    let table = render(&results, started.elapsed());
+    let table = render(&results, started.elapsed(), (&load_start, &load_average()));
     print!("{table}");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest_dir().join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| manifest_dir().join("target"));
     let path = target.join("bench-models.md");
     let write = || -> Result<()> {
         std::fs::create_dir_all(&target)?;

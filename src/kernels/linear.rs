@@ -224,8 +224,9 @@ mod tests {
             let a = Array2::from_shape_fn((m, k), |(i, j)| {
                 Wrapping(((i * 7919 + j * 104729) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
             });
-            let b =
-                Array2::from_shape_fn((k, n), |(i, j)| Wrapping(((i * 31 + j * 17 + 1) as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9)));
+            let b = Array2::from_shape_fn((k, n), |(i, j)| {
+                Wrapping(((i * 31 + j * 17 + 1) as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9))
+            });
             let want = Array2::from_shape_fn((m, n), |(i, j)| {
                 (0..k).map(|t| a[[i, t]] * b[[t, j]]).fold(Wrapping(0u64), |s, v| s + v)
             });

@@ -11,7 +11,7 @@ use anyhow::Result;
 use indicatif::ProgressBar;
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use super::schedule::{ClientFinal, Kind, Schedule};
+use super::schedule::{ClientFinal, Kind, Schedule, chunks};
 use super::{PartyStats, SecureConfig};
 use crate::kernels::{float, layout, linear};
 use crate::plan::{Op, Source, ValueId};
@@ -169,13 +169,13 @@ pub fn server(ctx: &Context, i: usize, predictions: usize, progress: Option<&Pro
                     let z = scaled_sum(&step.op, ins[0], fp);
                     truncate(&mut s, &z, fp.frac_bits + scale_bits(&step.op, ins[0].shape()))?
                 }
-                Kind::Relu => relu(&mut s, ins[0])?,
+                Kind::Relu => by_chunks(ins[0], 1, |x| relu(&mut s, x))?,
                 Kind::Tournament { groups, with_index } => {
                     let (max, index) = tournament(&mut s, ins[0], groups, *with_index)?;
                     let out = index.unwrap_or(max);
                     out.into_shape_with_order(IxDyn(&plan.values[step.output].shape)).expect("output shape")
                 }
-                Kind::Piecewise(pw) => piecewise(&mut s, ins[0], pw, fp)?,
+                Kind::Piecewise(pw) => by_chunks(ins[0], pw.breaks.len(), |x| piecewise(&mut s, x, pw, fp))?,
             };
             env[step.output] = Some(out);
             *report.layer_time.entry(k).or_default() += t.elapsed();
@@ -195,6 +195,21 @@ pub fn server(ctx: &Context, i: usize, predictions: usize, progress: Option<&Pro
     let busy = report.stats.busy;
     report.stats = finish(&s.net, busy, expanded_words() - sharing_words);
     Ok(report)
+}
+
+/// Apply an element-wise protocol to x chunk by chunk (see [`chunks`]).
+fn by_chunks(
+    x: &RingTensor,
+    drelus_per_element: usize,
+    mut f: impl FnMut(&RingTensor) -> Result<RingTensor>,
+) -> Result<RingTensor> {
+    let flat: Vec<Z> = x.iter().copied().collect();
+    let mut out = Vec::with_capacity(flat.len());
+    for c in chunks(flat.len(), drelus_per_element) {
+        let part = ArrayD::from_shape_vec(IxDyn(&[c.len()]), flat[c].to_vec()).expect("shape");
+        out.extend(f(&part)?.iter().copied());
+    }
+    Ok(ArrayD::from_shape_vec(x.raw_dim(), out).expect("shape"))
 }
 
 /// Local ops on shares: linear maps commute with additive sharing.
@@ -314,9 +329,17 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
                     deal_truncate(&mut d, out_shape, fp.frac_bits)?;
                 }
                 Kind::Scaled => deal_truncate(&mut d, out_shape, fp.frac_bits + scale_bits(&step.op, in_shape))?,
-                Kind::Relu => deal_relu(&mut d, in_shape)?,
+                Kind::Relu => {
+                    for c in chunks(in_shape.iter().product(), 1) {
+                        deal_relu(&mut d, &[c.len()])?;
+                    }
+                }
                 Kind::Tournament { groups, with_index } => deal_tournament(&mut d, groups, *with_index)?,
-                Kind::Piecewise(pw) => deal_piecewise(&mut d, in_shape, pw, fp)?,
+                Kind::Piecewise(pw) => {
+                    for c in chunks(in_shape.iter().product(), pw.breaks.len()) {
+                        deal_piecewise(&mut d, &[c.len()], pw, fp)?;
+                    }
+                }
             }
         }
         d.net.set_layer(None);

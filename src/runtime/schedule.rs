@@ -161,10 +161,10 @@ impl Schedule {
                         Planned { bytes: 8 * words as u64, rounds }
                     }
                     Kind::Scaled => Planned { bytes: 8 * out as u64, rounds: 1 },
-                    Kind::Relu => {
-                        let n = out;
-                        Planned { bytes: drelu_bytes(n) + 8 * 2 * n as u64, rounds: 9 }
-                    }
+                    Kind::Relu => chunks(out, 1)
+                        .into_iter()
+                        .map(|c| Planned { bytes: drelu_bytes(c.len()) + 8 * 2 * c.len() as u64, rounds: 9 })
+                        .fold(Planned::default(), Planned::add),
                     Kind::Tournament { groups, with_index } => {
                         let mut groups = groups.clone();
                         let mut p = Planned::default();
@@ -178,13 +178,15 @@ impl Schedule {
                         }
                         p
                     }
-                    Kind::Piecewise(pw) => {
-                        // DReLU of every breakpoint; u² and u³ (a pair of operands
-                        // and a truncation each); three products and a truncation.
-                        let n = out;
-                        let k = pw.breaks.len() * n;
-                        Planned { bytes: drelu_bytes(k) + 8 * (13 * n) as u64, rounds: 8 + 6 }
-                    }
+                    Kind::Piecewise(pw) => chunks(out, pw.breaks.len())
+                        .into_iter()
+                        .map(|c| {
+                            // DReLU of every breakpoint; u² and u³ (a pair of operands
+                            // and a truncation each); three products and a truncation.
+                            let n = c.len();
+                            Planned { bytes: drelu_bytes(pw.breaks.len() * n) + 8 * (13 * n) as u64, rounds: 8 + 6 }
+                        })
+                        .fold(Planned::default(), Planned::add),
                 }
             })
             .collect()
@@ -194,6 +196,20 @@ impl Schedule {
     pub fn planned_setup_bytes(&self) -> u64 {
         self.masked_weights.iter().map(|&w| 8 * self.plan.values[w].len() as u64).sum()
     }
+}
+
+/// Element-wise comparisons over large tensors run in chunks of at most this many
+/// DReLUs, so that neither a server nor the dealer holds the material of millions at
+/// once (the `functional` test model's Tanh over 627k elements is 15.7M DReLUs:
+/// 5.8 GB in one piece). Each chunk costs its own rounds.
+pub const MAX_DRELUS_PER_CHUNK: usize = 1 << 20;
+
+/// The element ranges of an element-wise step over `n` elements that needs
+/// `drelus_per_element` comparisons each. Public: servers, dealer and the cost
+/// formulas all cut the same way.
+pub fn chunks(n: usize, drelus_per_element: usize) -> Vec<std::ops::Range<usize>> {
+    let size = (MAX_DRELUS_PER_CHUNK / drelus_per_element.max(1)).max(1);
+    (0..n).step_by(size).map(|start| start..(start + size).min(n)).collect()
 }
 
 /// Bytes a server sends for `n` DReLUs: the AND openings and the packed B2A bits.
@@ -206,6 +222,12 @@ fn drelu_bytes(n: usize) -> u64 {
 pub struct Planned {
     pub bytes: u64,
     pub rounds: u64,
+}
+
+impl Planned {
+    fn add(self, other: Planned) -> Planned {
+        Planned { bytes: self.bytes + other.bytes, rounds: self.rounds + other.rounds }
+    }
 }
 
 /// For each output element of a pool (NHWC, row-major), the flat input indices its
