@@ -17,7 +17,24 @@ const TOLERANCE: f32 = 1e-2;
 
 fn secure(plan: &tfe_run::plan::Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> ArrayD<f32> {
     let outcome = runtime::predict(plan, inputs, &SecureConfig::default()).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_traffic_as_planned(plan, &outcome.stats);
     outcome.outputs[0].to_float()
+}
+
+/// Every layer sends exactly the bytes and rounds the formulas in docs/PROTOCOL.md
+/// predict, both servers alike.
+fn assert_traffic_as_planned(plan: &tfe_run::plan::Plan, stats: &runtime::Stats) {
+    use tfe_run::transport::Party;
+    let planned = runtime::Schedule::new(plan).unwrap().planned();
+    for server in [Party::Server0, Party::Server1] {
+        let measured = &stats.parties[&server].per_layer;
+        for (k, p) in planned.iter().enumerate() {
+            let m = measured.get(&k).cloned().unwrap_or_default();
+            let step = &plan.steps[k];
+            assert_eq!(m.bytes_sent, p.bytes, "{} step {k} ({} `{}`): bytes", server.name(), step.tf_op, step.node);
+            assert_eq!(m.rounds, p.rounds, "{} step {k} ({} `{}`): rounds", server.name(), step.tf_op, step.node);
+        }
+    }
 }
 
 #[test]
