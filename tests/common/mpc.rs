@@ -39,18 +39,17 @@ pub struct Message {
 impl Message {
     /// The payload as little-endian 64-bit words (the wire format of ring elements).
     pub fn words(&self) -> Vec<u64> {
-        self.payload
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect()
+        self.payload.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
     }
 }
 
-/// The in-process transport, logging every payload a party receives.
+/// The in-process transport, logging every payload a party receives (and,
+/// separately, every payload a party sends).
 #[derive(Default)]
 pub struct Recording {
     inner: InProcess,
     log: Mutex<Vec<Message>>,
+    sent: Mutex<Vec<Message>>,
 }
 
 impl Recording {
@@ -62,21 +61,22 @@ impl Recording {
     pub fn transcript(&self) -> Vec<Message> {
         self.log.lock().expect("log").clone()
     }
+
+    /// Everything sent so far, in the order it was sent.
+    pub fn sent(&self) -> Vec<Message> {
+        self.sent.lock().expect("log").clone()
+    }
 }
 
 impl Transport for Recording {
     fn send(&self, from: Party, to: Party, key: MsgKey, payload: Vec<u8>) -> Result<()> {
+        self.sent.lock().expect("log").push(Message { from, to, key, payload: payload.clone() });
         self.inner.send(from, to, key, payload)
     }
 
     fn recv(&self, to: Party, from: Party, key: MsgKey, timeout: Duration) -> Result<Vec<u8>> {
         let payload = self.inner.recv(to, from, key, timeout)?;
-        self.log.lock().expect("log").push(Message {
-            from,
-            to,
-            key,
-            payload: payload.clone(),
-        });
+        self.log.lock().expect("log").push(Message { from, to, key, payload: payload.clone() });
         Ok(payload)
     }
 
@@ -118,20 +118,17 @@ impl Keys {
             s
         };
         let (s0, s1, split) = (seed(), seed(), seed());
-        Keys {
-            seeds: [s0, s1],
-            split,
-            session: label,
-        }
+        Keys { seeds: [s0, s1], split, session: label }
     }
 }
 
-/// The outcome of a run: the reconstructed outputs, each server's output shares
-/// and everything every party received.
+/// The outcome of a run: the reconstructed outputs, each server's output shares,
+/// everything every party received (`transcript`) and sent (`sent`).
 pub struct Run {
     pub outputs: Vec<RingTensor>,
     pub shares: [Vec<RingTensor>; 2],
     pub transcript: Vec<Message>,
+    pub sent: Vec<Message>,
 }
 
 impl Run {
@@ -147,9 +144,12 @@ impl Run {
     }
 
     pub fn messages(&self, to: Party, from: Party) -> impl Iterator<Item = &Message> {
-        self.transcript
-            .iter()
-            .filter(move |m| m.to == to && m.from == from)
+        self.transcript.iter().filter(move |m| m.to == to && m.from == from)
+    }
+
+    /// The message `from` sent to `to` under `key`, if any.
+    pub fn sent_message(&self, from: Party, to: Party, key: MsgKey) -> Option<&Message> {
+        self.sent.iter().find(|m| m.from == from && m.to == to && m.key == key)
     }
 }
 
@@ -179,12 +179,7 @@ where
     S: Fn(&mut Server, RingTensor) -> Result<RingTensor> + Sync,
     D: FnOnce(&mut Dealer) -> Result<()> + Send,
 {
-    run(
-        keys,
-        std::slice::from_ref(x),
-        |s, mut xs| Ok(vec![server(s, xs.remove(0))?]),
-        dealer,
-    )
+    run(keys, std::slice::from_ref(x), |s, mut xs| Ok(vec![server(s, xs.remove(0))?]), dealer)
 }
 
 /// Run a primitive on the given shares (server i gets `shares[i]`).
@@ -195,14 +190,7 @@ where
 {
     let transport = Arc::new(Recording::new());
     let dyn_transport: Arc<dyn Transport> = transport.clone();
-    let endpoint = |p: Party| {
-        Endpoint::new(
-            p,
-            Arc::clone(&dyn_transport),
-            keys.session,
-            Duration::from_secs(30),
-        )
-    };
+    let endpoint = |p: Party| Endpoint::new(p, Arc::clone(&dyn_transport), keys.session, Duration::from_secs(30));
     let [shares0, shares1] = shares;
     let server = &server;
     let (r0, r1, rd) = std::thread::scope(|scope| {
@@ -211,11 +199,7 @@ where
             let t = &transport;
             scope.spawn(move || {
                 s.begin(1, 0);
-                let r = server(&mut s, mine);
-                if let Err(e) = &r {
-                    t.abort(format!("server{i} failed: {e:#}"));
-                }
-                r
+                guarded(t.as_ref(), &format!("server{i}"), || server(&mut s, mine))
             })
         };
         let h0 = spawn_server(0, shares0);
@@ -224,54 +208,48 @@ where
         let t = &transport;
         let hd = scope.spawn(move || {
             d.begin(1, 0);
-            let r = dealer(&mut d);
-            if let Err(e) = &r {
-                t.abort(format!("dealer failed: {e:#}"));
-            }
-            r
+            guarded(t.as_ref(), "dealer", || dealer(&mut d))
         });
-        let join = |name: &str, r: std::thread::Result<_>| {
-            r.unwrap_or_else(|_| {
-                t.abort(format!("{name} panicked"));
-                panic!("{name} panicked")
-            })
-        };
-        (
-            join("server0", h0.join()),
-            join("server1", h1.join()),
-            join("dealer", hd.join()),
-        )
+        (joined("server0", h0.join()), joined("server1", h1.join()), joined("dealer", hd.join()))
     });
     // Report the failure that caused the others, not the aborts it triggered.
-    let errors: Vec<&anyhow::Error> = [r0.as_ref().err(), r1.as_ref().err(), rd.as_ref().err()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let errors: Vec<&anyhow::Error> =
+        [r0.as_ref().err(), r1.as_ref().err(), rd.as_ref().err()].into_iter().flatten().collect();
     if let Some(&first) = errors.first() {
-        let root = errors
-            .iter()
-            .find(|e| !e.chain().any(|c| c.is::<Aborted>()))
-            .copied()
-            .unwrap_or(first);
+        let root = errors.iter().find(|e| !e.chain().any(|c| c.is::<Aborted>())).copied().unwrap_or(first);
         panic!("the protocol failed: {root:#}");
     }
     let (o0, o1) = (r0.expect("ok"), r1.expect("ok"));
     assert_eq!(o0.len(), o1.len(), "both servers return as many outputs");
     let outputs = o0.iter().zip(&o1).map(|(a, b)| a + b).collect();
-    Run {
-        outputs,
-        shares: [o0, o1],
-        transcript: transport.transcript(),
+    Run { outputs, shares: [o0, o1], transcript: transport.transcript(), sent: transport.sent() }
+}
+
+/// Run a party's work; if it fails or panics, stop the other parties at once
+/// (instead of letting them wait out their timeouts), then fail the same way.
+pub fn guarded<T>(transport: &dyn Transport, name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(r) => {
+            if let Err(e) = &r {
+                transport.abort(format!("{name} failed: {e:#}"));
+            }
+            r
+        }
+        Err(panic) => {
+            transport.abort(format!("{name} panicked"));
+            std::panic::resume_unwind(panic)
+        }
     }
+}
+
+/// A party thread's result (a panic was already reported by [`guarded`]).
+fn joined<T>(name: &str, r: std::thread::Result<T>) -> T {
+    r.unwrap_or_else(|_| panic!("{name} panicked"))
 }
 
 /// A ring tensor from signed integers (two's complement).
 pub fn ring(shape: &[usize], values: impl IntoIterator<Item = i64>) -> RingTensor {
-    ArrayD::from_shape_vec(
-        IxDyn(shape),
-        values.into_iter().map(|v| Wrapping(v as u64)).collect(),
-    )
-    .expect("shape")
+    ArrayD::from_shape_vec(IxDyn(shape), values.into_iter().map(|v| Wrapping(v as u64)).collect()).expect("shape")
 }
 
 /// A ring tensor's elements as signed integers.
@@ -363,10 +341,7 @@ pub fn chi2_sf(stat: f64, df: f64) -> f64 {
 pub fn chi2_uniform(counts: &[u64]) -> (f64, f64) {
     let total: u64 = counts.iter().sum();
     let expected = total as f64 / counts.len() as f64;
-    let stat = counts
-        .iter()
-        .map(|&c| (c as f64 - expected).powi(2) / expected)
-        .sum::<f64>();
+    let stat = counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum::<f64>();
     (stat, chi2_sf(stat, (counts.len() - 1) as f64))
 }
 
@@ -419,9 +394,6 @@ pub fn bit_balance(words: &[u64]) -> (Vec<u64>, f64) {
         }
     }
     let n = words.len() as f64;
-    let stat = ones
-        .iter()
-        .map(|&o| (o as f64 - n / 2.0).powi(2) / (n / 4.0))
-        .sum::<f64>();
+    let stat = ones.iter().map(|&o| (o as f64 - n / 2.0).powi(2) / (n / 4.0)).sum::<f64>();
     (ones, chi2_sf(stat, 64.0))
 }
