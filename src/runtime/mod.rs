@@ -188,13 +188,16 @@ where
     F: FnOnce(&party::Context) -> Result<party::Report> + Send + 'scope,
 {
     let ctx = ctx.clone();
-    scope.spawn(move || {
-        let result = work(&ctx);
-        if let Err(e) = &result {
-            ctx.transport.abort(format!("{} failed: {e:#}", party.name()));
-        }
-        (party, result)
-    })
+    std::thread::Builder::new()
+        .name(party.name().to_string())
+        .spawn_scoped(scope, move || {
+            let result = work(&ctx);
+            if let Err(e) = &result {
+                ctx.transport.abort(format!("{} failed: {e:#}", party.name()));
+            }
+            (party, result)
+        })
+        .expect("the operating system refused to start a thread")
 }
 
 fn progress_bar(wanted: bool, steps: u64) -> ProgressBar {
