@@ -41,6 +41,8 @@ pub mod exit {
     pub const INVALID_MODEL: u8 = 3;
     /// The model uses ops, dtypes or shapes tfe-run does not support.
     pub const UNSUPPORTED: u8 = 4;
+    /// Remote mode: a party could not be reached, refused the session, failed or timed out.
+    pub const PARTY: u8 = 5;
 }
 
 /// A categorised error. Its message must name the file, node or value at fault.

@@ -5,6 +5,7 @@
 //! secure runtime.
 
 pub mod cli;
+pub mod cluster;
 pub mod error;
 pub mod import;
 pub mod kernels;
@@ -12,6 +13,7 @@ pub mod npy;
 pub mod plaintext;
 pub mod plan;
 pub mod protocol;
+pub mod remote;
 pub mod ring;
 pub mod runtime;
 pub mod tensor;

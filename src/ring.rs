@@ -27,7 +27,7 @@ pub type Z = Wrapping<u64>;
 pub type RingTensor = ArrayD<Z>;
 
 /// The fixed-point encoding in force for a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FixedPoint {
     pub frac_bits: u32,
 }

@@ -16,12 +16,20 @@ Examples:
   tfe-run model.pb a.npy --input Placeholder_1=b.npy --out logits.npy
   tfe-run inspect model.pb
 
+Parties on separate hosts (see docs/DEPLOYMENT.md):
+  tfe-run certs --config cluster.json --out certs
+  tfe-run serve --config cluster.json --party server0 --certs certs     (and server1, crypto-producer)
+  tfe-run model.pb input.npy --config cluster.json --certs certs
+  tfe-run deploy model.pb --config cluster.json --certs certs --name mnist
+  tfe-run predict --config cluster.json --certs certs --model mnist input.npy
+
 Exit codes:
   0  success
   1  unexpected failure (e.g. cannot write --out)
   2  usage error or bad input file (unreadable, wrong shape, NaN, wrong dtype)
   3  the model file is not a valid TensorFlow GraphDef
-  4  the model uses ops, dtypes or shapes tfe-run does not support";
+  4  the model uses ops, dtypes or shapes tfe-run does not support
+  5  a party could not be reached, refused, failed or timed out (remote mode)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +51,95 @@ pub struct Cli {
 pub enum Command {
     /// Show a model's inputs, output node, ops (and whether each is supported) and size.
     Inspect(InspectArgs),
+    /// Run one party (server0, server1 or crypto-producer) until stopped.
+    Serve(ServeArgs),
+    /// Make a development CA and a certificate and key for every party.
+    Certs(CertsArgs),
+    /// As the model owner: secret-share a model's weights with the servers, which keep them.
+    Deploy(DeployArgs),
+    /// As a client: get predictions from a model deployed on the servers.
+    Predict(PredictArgs),
+}
+
+/// How to reach the parties on other hosts.
+#[derive(Debug, Args, Clone)]
+pub struct NetworkArgs {
+    /// Cluster config: tf-encrypted's config.json (player name -> "host:port") or TOML.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Folder with ca.pem and this party's NAME.pem/NAME.key (made by `tfe-run certs`).
+    #[arg(long, value_name = "DIR")]
+    pub certs: Option<PathBuf>,
+    /// Run without TLS: nothing is encrypted or authenticated. Experiments only.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Deadline for any one message from another party, in seconds [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub net: NetworkArgs,
+    /// Which party to run: server0, server1 or crypto-producer (server2).
+    #[arg(long, value_name = "NAME")]
+    pub party: String,
+    /// Listen here instead of the party's address in the config (e.g. 0.0.0.0:4440).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// The cluster config (its parties get certificates).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Folder to write ca.pem and NAME.pem/NAME.key per party into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Frozen TensorFlow GraphDef (.pb).
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub net: NetworkArgs,
+    /// The name clients use with `tfe-run predict --model`.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Rows per prediction (default: the placeholder's own batch if fixed, else 1).
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// The node whose value is the prediction (default: the graph's sink).
+    #[arg(long, value_name = "NAME")]
+    pub output_node: Option<String>,
+    /// Fractional bits of the fixed-point encoding.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub frac_bits: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub net: NetworkArgs,
+    /// The deployed model's name.
+    #[arg(long = "model", value_name = "NAME")]
+    pub name: String,
+    /// Input array (.npy) for the model's placeholder (the one not fed with --input).
+    pub input: Option<PathBuf>,
+    /// Feed a placeholder by name; repeat for several.
+    #[arg(long = "input", value_name = "NAME=FILE.npy", value_parser = parse_feed)]
+    pub feeds: Vec<(String, PathBuf)>,
+    /// Print per-party traffic, rounds and time to stderr.
+    #[arg(long)]
+    pub stats: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also write the output tensor to this file (float32 .npy).
+    #[arg(long, value_name = "FILE.npy")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +184,9 @@ pub struct RunArgs {
     /// Also write the output tensor to this file (float32 .npy, the output's shape).
     #[arg(long, value_name = "FILE.npy")]
     pub out: Option<PathBuf>,
+    /// Run with the parties of a cluster instead of in this process (see `serve`).
+    #[command(flatten)]
+    pub net: NetworkArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,6 +210,8 @@ pub enum Mode {
     Plaintext,
     /// Under Pond, with all parties as threads of this process.
     Secure,
+    /// Under Pond, with the servers and the crypto producer on other hosts.
+    Remote,
 }
 
 /// A validated prediction request.
@@ -125,6 +227,36 @@ pub struct RunConfig {
     pub output_node: Option<String>,
     pub format: Format,
     pub out: Option<PathBuf>,
+    pub remote: Option<crate::remote::driver::Remote>,
+}
+
+impl NetworkArgs {
+    /// The cluster and how to reach it, or `None` without `--config`.
+    pub fn remote(&self) -> Result<Option<crate::remote::driver::Remote>> {
+        let Some(path) = &self.config else {
+            if self.certs.is_some() || self.insecure || self.timeout.is_some() {
+                return Err(Error::bad_input("--certs, --insecure and --timeout need --config"));
+            }
+            return Ok(None);
+        };
+        let cluster = crate::cluster::Cluster::load(path)?;
+        let security = crate::remote::Security::choose(self.certs.as_deref(), cluster.certs.as_deref(), self.insecure)?;
+        let timeout = self.timeout()?.or(cluster.timeout).unwrap_or(crate::cluster::DEFAULT_TIMEOUT);
+        Ok(Some(crate::remote::driver::Remote { cluster, security, timeout }))
+    }
+
+    pub fn timeout(&self) -> Result<Option<std::time::Duration>> {
+        match self.timeout {
+            None => Ok(None),
+            Some(t) if t.is_finite() && t > 0.0 && t <= 86_400.0 => Ok(Some(std::time::Duration::from_secs_f64(t))),
+            Some(t) => Err(Error::bad_input(format!("--timeout {t}: must be between 0 and 86400 seconds"))),
+        }
+    }
+
+    /// As [`NetworkArgs::remote`], but `--config` is required.
+    pub fn required(&self, command: &str) -> Result<crate::remote::driver::Remote> {
+        self.remote()?.ok_or_else(|| Error::bad_input(format!("`tfe-run {command}` needs --config FILE")))
+    }
 }
 
 impl RunArgs {
@@ -139,16 +271,25 @@ impl RunArgs {
         if self.input.is_none() && feeds.is_empty() {
             return Err(Error::bad_input("no input given: pass INPUT.npy (or --input NAME=FILE.npy)"));
         }
+        let remote = self.net.remote()?;
+        if remote.is_some() && self.plaintext {
+            return Err(Error::bad_input("--plaintext runs locally; it cannot be combined with --config"));
+        }
         Ok(RunConfig {
             model,
             input: self.input,
             feeds,
-            mode: if self.plaintext { Mode::Plaintext } else { Mode::Secure },
+            mode: match (self.plaintext, remote.is_some()) {
+                (true, _) => Mode::Plaintext,
+                (false, true) => Mode::Remote,
+                (false, false) => Mode::Secure,
+            },
             fixed_point: crate::ring::FixedPoint::new(self.frac_bits)?,
             stats: self.stats,
             output_node: self.output_node,
             format: self.format,
             out: self.out,
+            remote,
         })
     }
 }

@@ -3,6 +3,7 @@
 mod args;
 mod inspect;
 mod output;
+mod remote;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -30,16 +31,26 @@ pub fn main() -> u8 {
             return if e.use_stderr() { exit::BAD_INPUT } else { exit::OK };
         }
     };
-    let result = match cli.command {
-        Some(Command::Inspect(args)) => inspect::run(&args),
-        None => cli.run.validate().and_then(|config| run(&config)),
+    // Errors of the remote commands that are not about the user's files are the
+    // parties' (unreachable, refused, failed, timed out).
+    let (result, remote) = match cli.command {
+        Some(Command::Inspect(args)) => (inspect::run(&args), false),
+        Some(Command::Serve(args)) => (remote::serve(&args), false),
+        Some(Command::Certs(args)) => (remote::certs(&args), false),
+        Some(Command::Deploy(args)) => (remote::deploy(&args), true),
+        Some(Command::Predict(args)) => (remote::predict(&args), true),
+        None => {
+            let remote = cli.run.net.config.is_some();
+            (cli.run.validate().and_then(|config| run(&config)), remote)
+        }
     };
     match result {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => exit::OK,
         Err(err) => {
             eprintln!("error: {err:#}");
-            crate::error::category_of(&err).map_or(exit::FAILURE, |c| c.exit_code())
+            let otherwise = if remote { exit::PARTY } else { exit::FAILURE };
+            crate::error::category_of(&err).map_or(otherwise, |c| c.exit_code())
         }
     }
 }
@@ -138,13 +149,34 @@ pub fn run(config: &RunConfig) -> Result<u8> {
             }
             outcome.outputs.remove(0)
         }
+        Mode::Remote => {
+            let remote = config.remote.as_ref().expect("remote mode has a cluster");
+            let batches = std::slice::from_ref(&inputs);
+            let mut outcome = crate::remote::driver::predict(remote, &plan, batches, config.fixed_point)?;
+            if config.stats {
+                eprint!("{}", stats::report(&plan, &outcome.stats)?);
+            }
+            outcome.outputs.remove(0)
+        }
     };
-    if let Some(path) = &config.out {
+    print_result(&config.model, &plan.output_node, config.mode, config.format, config.out.as_deref(), &result)
+}
+
+/// Write `--out` if asked, then print the prediction.
+fn print_result(
+    model: &Path,
+    output_node: &str,
+    mode: Mode,
+    format: Format,
+    out: Option<&Path>,
+    result: &crate::tensor::Tensor,
+) -> Result<u8> {
+    if let Some(path) = out {
         npy::write_f32(path, &result.to_float())?;
     }
-    let text = match config.format {
-        Format::Text => output::text(&plan.output_node, config.mode, &result),
-        Format::Json => output::json(&config.model, &plan.output_node, config.mode, &result),
+    let text = match format {
+        Format::Text => output::text(output_node, mode, result),
+        Format::Json => output::json(model, output_node, mode, result),
     };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;

@@ -12,6 +12,7 @@ fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Plaintext => "plaintext",
         Mode::Secure => "secure (Pond)",
+        Mode::Remote => "secure (Pond, remote parties)",
     }
 }
 

@@ -33,7 +33,7 @@ pub fn concat<T: Clone>(parts: &[&ArrayD<T>], axis: usize) -> ArrayD<T> {
 
 /// One axis of a strided slice: `count` elements from `start` in steps of `step`
 /// (negative steps walk backwards).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AxisSlice {
     pub start: usize,
     pub step: isize,

@@ -10,7 +10,7 @@ pub mod layout;
 pub mod linear;
 
 /// Padding of a sliding window op (Conv2D, pools).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Padding {
     Valid,
     Same,
@@ -45,7 +45,7 @@ pub fn window_output(
 }
 
 /// The geometry of a 2-D window op over an NHWC tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     pub kernel: [usize; 2],
     pub strides: [usize; 2],

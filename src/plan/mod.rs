@@ -41,7 +41,7 @@ impl Owner {
 }
 
 /// Where a value comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Source {
     /// Fed from a placeholder.
     Input { placeholder: String },
@@ -52,14 +52,14 @@ pub enum Source {
     Step(usize),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ValueType {
     Float,
     /// Only ArgMax produces integers from private data.
     Int,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Value {
     /// The graph tensor it stands for (`node` or `node:slot`), for messages.
     pub name: String,
@@ -87,7 +87,7 @@ impl Value {
 }
 
 /// One operation on private values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Step {
     /// The GraphDef node it came from, and that node's op type, for messages.
     pub node: String,
@@ -97,7 +97,7 @@ pub struct Step {
     pub output: ValueId,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     pub values: Vec<Value>,
     pub steps: Vec<Step>,
@@ -106,7 +106,8 @@ pub struct Plan {
     pub output: ValueId,
     /// The GraphDef node whose value is the prediction.
     pub output_node: String,
-    /// The weights' values: the model owner's secret.
+    /// The weights' values: the model owner's secret (never serialised).
+    #[serde(skip)]
     pub weight_values: BTreeMap<ValueId, ArrayD<f32>>,
 }
 
@@ -120,6 +121,54 @@ impl Plan {
     /// no weight values.
     pub fn public(&self) -> Plan {
         Plan { weight_values: BTreeMap::new(), ..self.clone() }
+    }
+
+    /// Check a plan that came from elsewhere (a deployment, a driver on the
+    /// network): every step reads values defined before it, and every declared
+    /// shape is the one its op computes. A server runs only a plan that passes.
+    pub fn check_consistent(&self) -> Result<(), String> {
+        const MAX_ELEMENTS: usize = 1 << 34;
+        let n = self.values.len();
+        let mut defined = vec![false; n];
+        for (id, v) in self.values.iter().enumerate() {
+            let len = v.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+            if len.is_none_or(|l| l > MAX_ELEMENTS) {
+                return Err(format!("value %{id} `{}` has an impossible shape {:?}", v.name, v.shape));
+            }
+            defined[id] = matches!(v.source, Source::Weight);
+        }
+        for &id in &self.inputs {
+            match self.values.get(id).map(|v| &v.source) {
+                Some(Source::Input { .. }) => defined[id] = true,
+                _ => return Err(format!("input %{id} is not a placeholder's value")),
+            }
+        }
+        for (k, step) in self.steps.iter().enumerate() {
+            let at = || format!("step {k} ({} `{}`)", step.tf_op, step.node);
+            if step.inputs.iter().any(|&i| i >= n || !defined[i]) {
+                return Err(format!("{} reads a value not defined before it", at()));
+            }
+            if step.output >= n || !matches!(self.values[step.output].source, Source::Step(j) if j == k) {
+                return Err(format!("{} writes a value that is not its own", at()));
+            }
+            let shapes: Vec<&[usize]> = step.inputs.iter().map(|&i| self.values[i].shape.as_slice()).collect();
+            match step.op.output_shape(&shapes) {
+                Ok(shape) if shape == self.values[step.output].shape => {}
+                Ok(shape) => {
+                    return Err(format!(
+                        "{} computes shape {shape:?}, the plan says {:?}",
+                        at(),
+                        self.values[step.output].shape
+                    ));
+                }
+                Err(e) => return Err(format!("{}: {e}", at())),
+            }
+            defined[step.output] = true;
+        }
+        if self.output >= n || !defined[self.output] {
+            return Err("the output is not computed by the plan".into());
+        }
+        Ok(())
     }
 
     pub fn output_value(&self) -> &Value {

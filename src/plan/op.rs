@@ -10,7 +10,7 @@ use crate::kernels::layout::{self, AxisSlice};
 use crate::kernels::{Padding, Window, float, linear};
 use crate::tensor::Tensor;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Op {
     // Linear in each private input (a product when both are private).
     MatMul {

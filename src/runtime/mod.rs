@@ -7,7 +7,7 @@
 //! material the plan needs) and an online phase (the client shares its input, the
 //! servers run the plan on shares, the client opens the output).
 
-mod party;
+pub(crate) mod party;
 pub mod schedule;
 
 use std::collections::BTreeMap;
@@ -50,7 +50,7 @@ impl Default for SecureConfig {
 }
 
 /// What one party did in a session.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct PartyStats {
     pub traffic: Traffic,
     /// Traffic per plan step.
@@ -134,8 +134,12 @@ pub fn predict_many_over(
         let pb = progress.clone();
         let weights = &weights;
         let handles = vec![
-            spawn_party(scope, &ctx, Party::Server0, move |c| party::server(c, 0, predictions, Some(&pb))),
-            spawn_party(scope, &ctx, Party::Server1, move |c| party::server(c, 1, predictions, None)),
+            spawn_party(scope, &ctx, Party::Server0, move |c| {
+                party::server(c, 0, predictions, Some(&pb), party::Weights::FromOwner)
+            }),
+            spawn_party(scope, &ctx, Party::Server1, move |c| {
+                party::server(c, 1, predictions, None, party::Weights::FromOwner)
+            }),
             spawn_party(scope, &ctx, Party::Dealer, move |c| party::dealer(c, predictions)),
             spawn_party(scope, &ctx, Party::ModelOwner, move |c| party::model_owner(c, weights)),
             spawn_party(scope, &ctx, Party::Client, move |c| party::client(c, batches)),
@@ -143,10 +147,14 @@ pub fn predict_many_over(
         handles.into_iter().map(|h| h.join().expect("a party thread panicked")).collect::<Vec<_>>()
     });
     progress.finish_and_clear();
+    assemble(results, batches.len())
+}
 
-    // Report the failure that caused the others, not its consequences.
+/// The outcome of a session from every party's report, or the failure that
+/// caused the others (not its consequences).
+pub(crate) fn assemble(results: Vec<(Party, Result<party::Report>)>, predictions: usize) -> Result<Outcome> {
     let mut first_error = None;
-    let mut stats = Stats { predictions: batches.len(), ..Stats::default() };
+    let mut stats = Stats { predictions, ..Stats::default() };
     let mut outputs = Vec::new();
     for (party, result) in results {
         match result {
@@ -178,7 +186,7 @@ pub fn predict_many_over(
 }
 
 /// Run one party in its own thread; if it fails, stop the others at once.
-fn spawn_party<'scope, F>(
+pub(crate) fn spawn_party<'scope, F>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     ctx: &party::Context,
     party: Party,

@@ -39,9 +39,12 @@ pub struct Context {
     pub config: SecureConfig,
 }
 
-#[derive(Default)]
+/// What a party's program hands back: its statistics (sent to the driver in the
+/// remote mode) and, for the client, the outputs (never sent anywhere).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub stats: PartyStats,
+    #[serde(skip)]
     pub outputs: Vec<Tensor>,
     pub layer_time: BTreeMap<usize, Duration>,
     pub setup: Duration,
@@ -80,28 +83,61 @@ fn share_values(net: &mut Endpoint, seq: u32, values: &[(ValueId, RingTensor)]) 
 
 /// A server receives its shares of values from their owner.
 fn receive_shares(
-    s: &mut Server,
+    net: &mut Endpoint,
+    first: bool,
     owner: Party,
     seq: u32,
     ids: &[ValueId],
     shapes: &[Vec<usize>],
 ) -> Result<Vec<RingTensor>> {
-    s.net.seq = seq;
-    if s.is_first() {
-        let seed = recv_seed(&mut s.net, owner, SHARES)?;
+    net.seq = seq;
+    if first {
+        let seed = recv_seed(net, owner, SHARES)?;
         Ok(ids.iter().zip(shapes).map(|(&id, shape)| Prg::new(&seed, sharing_stream(seq, id)).tensor(shape)).collect())
     } else {
         ids.iter()
             .zip(shapes)
             .map(|(&id, shape)| {
-                let bytes = s.net.recv(owner, SHARES, id as u32 + 1)?;
+                let bytes = net.recv(owner, SHARES, id as u32 + 1)?;
                 Ok(from_words(shape, decode_words(&bytes, shape.iter().product(), owner)?))
             })
             .collect()
     }
 }
 
-pub fn server(ctx: &Context, i: usize, predictions: usize, progress: Option<&ProgressBar>) -> Result<Report> {
+/// A server's shares of the model's weights.
+pub type WeightShares = HashMap<ValueId, RingTensor>;
+
+/// Where a server's weight shares come from.
+pub enum Weights {
+    /// The model owner shares them at the start of the session.
+    FromOwner,
+    /// Kept from an earlier deployment.
+    Held(Arc<WeightShares>),
+}
+
+/// A server's part of a deployment: receive the weight shares from the model
+/// owner and keep them for later sessions.
+pub fn receive_weights(ctx: &Context, i: usize) -> Result<(WeightShares, Report)> {
+    let plan = &ctx.schedule.plan;
+    let mut net = endpoint(ctx, Party::server(i));
+    let start = Instant::now();
+    let ids: Vec<ValueId> = plan.weights().map(|(id, _)| id).collect();
+    let shapes: Vec<Vec<usize>> = ids.iter().map(|&id| plan.values[id].shape.clone()).collect();
+    let before = expanded_words();
+    let shares = receive_shares(&mut net, i == 0, Party::ModelOwner, 0, &ids, &shapes)?;
+    let expanded = expanded_words() - before;
+    let report = Report { stats: finish(&net, start.elapsed(), expanded), ..Report::default() };
+    Ok((ids.into_iter().zip(shares).collect(), report))
+}
+
+pub fn server(
+    ctx: &Context,
+    i: usize,
+    predictions: usize,
+    progress: Option<&ProgressBar>,
+    weights: Weights,
+) -> Result<Report> {
     let sched = &ctx.schedule;
     let plan = &sched.plan;
     let fp = ctx.config.fp;
@@ -113,12 +149,27 @@ pub fn server(ctx: &Context, i: usize, predictions: usize, progress: Option<&Pro
 
     // Set-up: the weights' shares, then their masked values opened once.
     let setup_start = Instant::now();
-    let weight_ids: Vec<ValueId> = plan.weights().map(|(id, _)| id).collect();
-    let shapes: Vec<Vec<usize>> = weight_ids.iter().map(|&id| plan.values[id].shape.clone()).collect();
-    let before = expanded_words();
-    let shares = receive_shares(&mut s, Party::ModelOwner, 0, &weight_ids, &shapes)?;
-    sharing_words += expanded_words() - before;
-    let weights: HashMap<ValueId, RingTensor> = weight_ids.into_iter().zip(shares).collect();
+    let weights: Arc<WeightShares> = match weights {
+        Weights::Held(shares) => shares,
+        Weights::FromOwner => {
+            let weight_ids: Vec<ValueId> = plan.weights().map(|(id, _)| id).collect();
+            let shapes: Vec<Vec<usize>> = weight_ids.iter().map(|&id| plan.values[id].shape.clone()).collect();
+            let before = expanded_words();
+            let first = s.is_first();
+            let shares = receive_shares(&mut s.net, first, Party::ModelOwner, 0, &weight_ids, &shapes)?;
+            sharing_words += expanded_words() - before;
+            Arc::new(weight_ids.into_iter().zip(shares).collect())
+        }
+    };
+    for (id, _) in plan.weights() {
+        if weights.get(&id).is_none_or(|w| w.shape() != plan.values[id].shape.as_slice()) {
+            anyhow::bail!(
+                "{} holds no share of weight `{}` of its shape",
+                Party::server(i).name(),
+                plan.values[id].name
+            );
+        }
+    }
     s.begin(0, SETUP);
     s.net.set_layer(None);
     let masks: Vec<RingTensor> =
@@ -139,12 +190,13 @@ pub fn server(ctx: &Context, i: usize, predictions: usize, progress: Option<&Pro
         s.net.recv(Party::Dealer, OFFLINE_DONE, 0)?;
         let start = Instant::now();
         let mut env: Vec<Option<RingTensor>> = vec![None; plan.values.len()];
-        for (&id, w) in &weights {
+        for (&id, w) in weights.iter() {
             env[id] = Some(w.clone());
         }
         let shapes: Vec<Vec<usize>> = plan.inputs.iter().map(|&id| plan.values[id].shape.clone()).collect();
         let before = expanded_words();
-        let inputs = receive_shares(&mut s, Party::Client, seq, &plan.inputs, &shapes)?;
+        let first = s.is_first();
+        let inputs = receive_shares(&mut s.net, first, Party::Client, seq, &plan.inputs, &shapes)?;
         sharing_words += expanded_words() - before;
         for (&id, x) in plan.inputs.iter().zip(inputs) {
             env[id] = Some(x);

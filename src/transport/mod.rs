@@ -7,6 +7,9 @@
 //! the network.
 
 mod in_process;
+pub mod network;
+pub mod tls;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,13 +20,18 @@ use anyhow::Result;
 pub use in_process::InProcess;
 
 /// The five roles of a Pond deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Party {
+    #[serde(rename = "server0")]
     Server0,
+    #[serde(rename = "server1")]
     Server1,
     /// The crypto producer: deals correlated randomness, never sees data.
+    #[serde(rename = "crypto-producer")]
     Dealer,
+    #[serde(rename = "model-owner")]
     ModelOwner,
+    #[serde(rename = "client")]
     Client,
 }
 
@@ -78,7 +86,7 @@ impl std::fmt::Display for Aborted {
 impl std::error::Error for Aborted {}
 
 /// Traffic counters of one party.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Traffic {
     pub bytes_sent: u64,
     pub bytes_received: u64,

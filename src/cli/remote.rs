@@ -1,0 +1,150 @@
+//! The remote commands: `serve`, `certs`, `deploy` and `predict`.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+
+use super::args::{CertsArgs, DeployArgs, PredictArgs, ServeArgs};
+use super::{Mode, print_result, stats};
+use crate::cluster::{self, Cluster};
+use crate::error::{Error, exit};
+use crate::import::{self, Feed, Graph};
+use crate::remote::serve::{ServeOptions, serve as serve_party};
+use crate::remote::{Security, driver};
+use crate::ring::FixedPoint;
+use crate::transport::tls;
+
+pub fn serve(args: &ServeArgs) -> Result<u8> {
+    let config = args.net.config.as_ref().ok_or_else(|| Error::bad_input("`tfe-run serve` needs --config FILE"))?;
+    let cluster = Cluster::load(config)?;
+    let party = cluster::serving_party(&args.party)?;
+    let security = Security::choose(args.net.certs.as_deref(), cluster.certs.as_deref(), args.net.insecure)?;
+    let timeout = args.net.timeout()?.or(cluster.timeout).unwrap_or(cluster::DEFAULT_TIMEOUT);
+    let tls = matches!(security, Security::Tls(_));
+    let options = ServeOptions { party, listen: args.listen.clone(), timeout, security };
+    serve_party(cluster, options, |addr| {
+        // Scripts and tests wait for this line.
+        eprintln!(
+            "tfe-run serve [{}]: listening on {addr} ({})",
+            party.name(),
+            if tls { "mutual TLS" } else { "INSECURE: no TLS" }
+        );
+    })?;
+    Ok(exit::OK)
+}
+
+pub fn certs(args: &CertsArgs) -> Result<u8> {
+    // Read the config so that a typo in it is found now, not at `serve`.
+    Cluster::load(&args.config)?;
+    let written = tls::generate(&args.out)?;
+    eprintln!(
+        "wrote {} to `{}`: give each host ca.pem and only its own NAME.pem and NAME.key",
+        written.join(", "),
+        args.out.display()
+    );
+    Ok(exit::OK)
+}
+
+pub fn deploy(args: &DeployArgs) -> Result<u8> {
+    let remote = args.net.required("deploy")?;
+    let fp = FixedPoint::new(args.frac_bits)?;
+    let in_model = |e: anyhow::Error| e.context(format!("model `{}`", args.model.display()));
+    let graph = Graph::load(&args.model)?;
+    let output = graph.output(args.output_node.as_deref())?;
+    let used = graph.data_ancestors(output);
+    import::check_supported(&graph, &used).map_err(in_model)?;
+    let mut feeds = BTreeMap::new();
+    for p in import::placeholders(&graph, &used)? {
+        let dims = p.shape.ok_or_else(|| {
+            Error::unsupported(format!("placeholder `{}` has an unknown rank: deploy needs its shape", p.name))
+        })?;
+        let mut shape = Vec::with_capacity(dims.len());
+        for (axis, dim) in dims.iter().enumerate() {
+            shape.push(match (axis, dim, args.batch_size) {
+                (0, Some(fixed), Some(b)) if *fixed != b => {
+                    return Err(Error::bad_input(format!(
+                        "--batch-size {b}: placeholder `{}` has a fixed batch of {fixed}",
+                        p.name
+                    )));
+                }
+                (_, Some(fixed), _) => *fixed,
+                (0, None, b) => b.unwrap_or(1),
+                (_, None, _) => {
+                    return Err(Error::unsupported(format!(
+                        "placeholder `{}` has an unknown size on axis {axis}: only the batch may be unknown for deploy",
+                        p.name
+                    )));
+                }
+            });
+        }
+        if shape.first() == Some(&0) {
+            return Err(Error::bad_input("--batch-size must be at least 1"));
+        }
+        feeds.insert(p.name.clone(), Feed { shape, source: format!("placeholder `{}`", p.name) });
+    }
+    let plan = import::build_plan(&graph, output, &feeds).map_err(in_model)?;
+    driver::deploy(&remote, &args.name, &plan, fp)?;
+    let batch = plan.inputs.first().map_or(1, |&id| plan.values[id].shape.first().copied().unwrap_or(1));
+    eprintln!(
+        "deployed `{}` as `{}`: {} weight tensors secret-shared to server0 and server1, {} row(s) per prediction",
+        args.model.display(),
+        args.name,
+        plan.weights().count(),
+        batch
+    );
+    Ok(exit::OK)
+}
+
+pub fn predict(args: &PredictArgs) -> Result<u8> {
+    let remote = args.net.required("predict")?;
+    let mut files = BTreeMap::new();
+    for (name, path) in &args.feeds {
+        if files.insert(name.clone(), path.clone()).is_some() {
+            return Err(Error::bad_input(format!("--input {name}=... is given twice")));
+        }
+    }
+    let mut inputs = BTreeMap::new();
+    for (name, path) in &files {
+        inputs.insert(name.clone(), crate::npy::read_input(path)?);
+    }
+    // The positional input feeds the one placeholder not named: which one that
+    // is, only the deployed plan says, so it is read now and placed below.
+    let positional = args.input.as_ref().map(|p| crate::npy::read_input(p).map(|a| (p, a))).transpose()?;
+    if positional.is_none() && inputs.is_empty() {
+        return Err(Error::bad_input("no input given: pass INPUT.npy (or --input NAME=FILE.npy)"));
+    }
+    let (plan, output, outcome) = driver::predict_deployed(&remote, &args.name, |plan| {
+        let mut all = inputs.clone();
+        if let Some((path, array)) = &positional {
+            let open: Vec<&str> = plan
+                .inputs
+                .iter()
+                .filter_map(|&id| match &plan.values[id].source {
+                    crate::plan::Source::Input { placeholder } if !all.contains_key(placeholder) => {
+                        Some(placeholder.as_str())
+                    }
+                    _ => None,
+                })
+                .collect();
+            match open.as_slice() {
+                [one] => {
+                    all.insert(one.to_string(), array.clone());
+                }
+                _ => {
+                    return Err(Error::bad_input(format!(
+                        "INPUT `{}`: model `{}` has {} placeholders without an input; name them with --input NAME=FILE.npy",
+                        path.display(),
+                        args.name,
+                        open.len()
+                    )));
+                }
+            }
+        }
+        Ok(all)
+    })?;
+    if args.stats {
+        eprint!("{}", stats::report(&plan, &outcome.stats)?);
+    }
+    let model = std::path::PathBuf::from(format!("deployed:{}", args.name));
+    print_result(&model, &plan.output_node, Mode::Remote, args.format, args.out.as_deref(), &output)
+}

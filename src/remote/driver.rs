@@ -1,0 +1,278 @@
+//! The driver: the model owner and the client of a remote session, as
+//! tf-encrypted's `bin/run` played them. It dials the serving parties, runs its
+//! own parties' programs (the same ones as in the simulated mode) and collects the
+//! servers' statistics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
+
+use super::{Control, Request, Security, dial, new_session_id};
+use crate::cluster::Cluster;
+use crate::plan::{Plan, Source};
+use crate::ring::FixedPoint;
+use crate::runtime::party::{self, Report};
+use crate::runtime::{Outcome, Schedule, SecureConfig, assemble, spawn_party};
+use crate::tensor::Tensor;
+use crate::transport::network::Link;
+use crate::transport::{Party, Transport};
+
+/// Arrays by placeholder name.
+type Feeds = BTreeMap<String, ArrayD<f32>>;
+
+/// How to reach the cluster.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub cluster: Cluster,
+    pub security: Security,
+    pub timeout: Duration,
+}
+
+/// One session as the driver sees it.
+struct Session {
+    runtime: tokio::runtime::Runtime,
+    link: Arc<Link>,
+    remote: Remote,
+}
+
+impl Session {
+    fn new(remote: &Remote) -> Result<Session> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        Ok(Session { runtime, link: Link::new(new_session_id()?, remote.timeout), remote: remote.clone() })
+    }
+
+    /// Dial `peer` as `local`, with a request or joining, and attach the connection.
+    fn connect(&self, local: Party, peer: Party, request: Option<Request>) -> Result<()> {
+        let identity = self.remote.security.identity(local)?;
+        let address = self.remote.cluster.address(peer)?.to_string();
+        let link = Arc::clone(&self.link);
+        let timeout = self.remote.timeout;
+        self.runtime.block_on(async move {
+            let stream = dial(identity.as_ref(), local, peer, &address, link.session(), request, timeout).await?;
+            link.attach(local, peer, stream)
+        })
+    }
+
+    /// Wait for `peer`'s next control message to `local`.
+    fn control(&self, local: Party, peer: Party, timeout: Duration) -> Result<Control> {
+        let json = self.link.recv_control(local, peer, timeout)?;
+        Control::decode(&json, peer.name())
+    }
+
+    /// Start `peer` with `request` and wait until it is ready.
+    fn start(&self, peer: Party, request: Request) -> Result<Option<(Plan, u32)>> {
+        self.connect(Party::Client, peer, Some(request))?;
+        match self.control(Party::Client, peer, self.remote.timeout)? {
+            Control::Ready { deployed } => Ok(deployed),
+            Control::Refused { reason } => bail!("{} refused the session: {reason}", peer.name()),
+            other => bail!("{} answered {other:?} instead of ready", peer.name()),
+        }
+    }
+
+    /// Collect the serving parties' reports once the local programs are done.
+    fn finish(self, local: Vec<(Party, Result<Report>)>, remote: &[Party], predictions: usize) -> Result<Outcome> {
+        let mut results = local;
+        // After a local failure the error to report is the local one (which
+        // names the party that caused it); the others' reports will not come.
+        if results.iter().all(|(_, r)| r.is_ok()) {
+            for &peer in remote {
+                let report = match self.control(Party::Client, peer, self.remote.timeout) {
+                    Ok(Control::Done { report }) => Ok(*report),
+                    Ok(other) => Err(anyhow::anyhow!("{} sent {other:?} instead of its report", peer.name())),
+                    Err(e) => Err(e),
+                };
+                results.push((peer, report));
+            }
+        }
+        self.link.finish();
+        self.runtime.shutdown_timeout(Duration::from_secs(1));
+        assemble(results, predictions)
+    }
+}
+
+fn context(schedule: &Arc<Schedule>, link: &Arc<Link>, fp: FixedPoint, timeout: Duration) -> party::Context {
+    party::Context {
+        schedule: Arc::clone(schedule),
+        transport: Arc::clone(link) as Arc<dyn Transport>,
+        session: link.session(),
+        config: SecureConfig { fp, timeout, progress: false },
+    }
+}
+
+/// `tfe-run MODEL INPUT --config`: the driver holds the model and the input;
+/// the servers get shares of both for this session only.
+pub fn predict(
+    remote: &Remote,
+    plan: &Plan,
+    batches: &[BTreeMap<String, ArrayD<f32>>],
+    fp: FixedPoint,
+) -> Result<Outcome> {
+    let session = Session::new(remote)?;
+    let request = Request::Predict { plan: plan.public(), predictions: batches.len() as u32, frac_bits: fp.frac_bits };
+    for peer in [Party::Server1, Party::Server0, Party::Dealer] {
+        session.start(peer, request.clone())?;
+    }
+    for peer in [Party::Server0, Party::Server1] {
+        session.connect(Party::ModelOwner, peer, None)?;
+    }
+    let schedule = Arc::new(Schedule::new(plan)?);
+    let ctx = context(&schedule, &session.link, fp, remote.timeout);
+    let weights = &plan.weight_values;
+    let local = std::thread::scope(|scope| {
+        let handles = [
+            spawn_party(scope, &ctx, Party::ModelOwner, move |c| party::model_owner(c, weights)),
+            spawn_party(scope, &ctx, Party::Client, move |c| party::client(c, batches)),
+        ];
+        handles.into_iter().map(|h| h.join().expect("a party thread panicked")).collect::<Vec<_>>()
+    });
+    session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())
+}
+
+/// `tfe-run deploy`: share the weights with the servers, which keep them under `name`.
+pub fn deploy(remote: &Remote, name: &str, plan: &Plan, fp: FixedPoint) -> Result<Outcome> {
+    let session = Session::new(remote)?;
+    let request = Request::Deploy { name: name.to_string(), plan: plan.public(), frac_bits: fp.frac_bits };
+    for peer in [Party::Server1, Party::Server0] {
+        session.start(peer, request.clone())?;
+    }
+    for peer in [Party::Server0, Party::Server1] {
+        session.connect(Party::ModelOwner, peer, None)?;
+    }
+    let schedule = Arc::new(Schedule::new(plan)?);
+    let ctx = context(&schedule, &session.link, fp, remote.timeout);
+    let weights = &plan.weight_values;
+    let local = std::thread::scope(|scope| {
+        let h = spawn_party(scope, &ctx, Party::ModelOwner, move |c| party::model_owner(c, weights));
+        vec![h.join().expect("the model owner's thread panicked")]
+    });
+    session.finish(local, &[Party::Server0, Party::Server1], 0)
+}
+
+/// `tfe-run predict --model NAME`: the client, who never holds the weights, gets
+/// predictions for all rows of its inputs from a deployed model. The rows go in
+/// batches of the deployment's batch size, all in one session (the weights'
+/// masks are opened once); the last batch is padded with zero rows, whose
+/// outputs are dropped.
+/// `inputs` maps the deployment's public plan to the arrays to feed (the
+/// caller only then knows which placeholder a positional input is for).
+pub fn predict_deployed(
+    remote: &Remote,
+    name: &str,
+    inputs: impl FnOnce(&Plan) -> Result<BTreeMap<String, ArrayD<f32>>>,
+) -> Result<(Plan, Tensor, Outcome)> {
+    // The number of predictions depends on the deployment's batch size, which
+    // only the servers know: ask server1 for the public plan first.
+    let (plan, frac_bits) = {
+        let describe = Session::new(remote)?;
+        let deployed = describe.start(Party::Server1, Request::Describe { name: name.to_string() })?;
+        describe.finish(Vec::new(), &[], 0)?;
+        deployed.with_context(|| format!("server1 did not send the plan of model `{name}`"))?
+    };
+    plan.check_consistent().map_err(|e| anyhow::anyhow!("server1 sent an inconsistent plan: {e}"))?;
+    let session = Session::new(remote)?;
+    let fp = FixedPoint::new(frac_bits)?;
+    let inputs = inputs(&plan)?;
+    let (batches, rows) = split_rows(&plan, &inputs)?;
+    let predictions = batches.len() as u32;
+    let request = Request::PredictDeployed { name: name.to_string(), predictions };
+    let theirs = session.start(Party::Server1, request.clone())?;
+    let same = |(p, f): &(Plan, u32)| {
+        p.steps.len() == plan.steps.len() && p.values.len() == plan.values.len() && *f == frac_bits
+    };
+    if !theirs.as_ref().is_some_and(same) {
+        bail!("model `{name}` was redeployed while the session started; try again");
+    }
+    session.start(Party::Server0, request)?;
+    session.start(Party::Dealer, Request::Predict { plan: plan.clone(), predictions, frac_bits })?;
+    let schedule = Arc::new(Schedule::new(&plan)?);
+    let ctx = context(&schedule, &session.link, fp, remote.timeout);
+    let local = std::thread::scope(|scope| {
+        let batches = &batches;
+        let h = spawn_party(scope, &ctx, Party::Client, move |c| party::client(c, batches));
+        vec![h.join().expect("the client's thread panicked")]
+    });
+    let outcome = session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())?;
+    let output = join_rows(&plan, &outcome.outputs, rows)?;
+    Ok((plan, output, outcome))
+}
+
+/// Cut the inputs into batches of the plan's batch size (the first axis), padding
+/// the last with zero rows; also return the number of real rows.
+fn split_rows(
+    plan: &Plan,
+    inputs: &BTreeMap<String, ArrayD<f32>>,
+) -> Result<(Vec<Feeds>, usize)> {
+    let mut rows = None;
+    let mut batch = None;
+    for &id in &plan.inputs {
+        let value = &plan.values[id];
+        let Source::Input { placeholder } = &value.source else { unreachable!("plan inputs are placeholders") };
+        let x = inputs
+            .get(placeholder)
+            .with_context(|| format!("the deployed model needs an input for placeholder `{placeholder}`"))?;
+        if value.shape.is_empty() || x.ndim() != value.shape.len() || x.shape()[1..] != value.shape[1..] {
+            bail!(
+                "the input for `{placeholder}` has shape {:?}; the deployed model takes rows of shape {:?}",
+                x.shape(),
+                value.shape.get(1..).unwrap_or_default()
+            );
+        }
+        if *rows.get_or_insert(x.shape()[0]) != x.shape()[0] {
+            bail!("the inputs have different numbers of rows");
+        }
+        batch = Some(value.shape[0]);
+    }
+    let (Some(rows), Some(batch)) = (rows, batch) else { bail!("the deployed model has no inputs") };
+    if rows == 0 || batch == 0 {
+        bail!("the input has no rows");
+    }
+    let batches = (0..rows.div_ceil(batch))
+        .map(|b| {
+            plan.inputs
+                .iter()
+                .map(|&id| {
+                    let value = &plan.values[id];
+                    let Source::Input { placeholder } = &value.source else { unreachable!() };
+                    let x = &inputs[placeholder];
+                    let part = x.slice_axis(Axis(0), Slice::from(b * batch..((b + 1) * batch).min(rows)));
+                    let mut padded = ArrayD::<f32>::zeros(IxDyn(&value.shape));
+                    padded.slice_axis_mut(Axis(0), Slice::from(0..part.shape()[0])).assign(&part);
+                    (placeholder.clone(), padded)
+                })
+                .collect()
+        })
+        .collect();
+    Ok((batches, rows))
+}
+
+/// The outputs of all batches, as one tensor of `rows` rows.
+fn join_rows(plan: &Plan, outputs: &[Tensor], rows: usize) -> Result<Tensor> {
+    let batch = plan.values[plan.inputs[0]].shape[0];
+    let out_shape = &plan.output_value().shape;
+    if outputs.len() == 1 && rows == batch {
+        return Ok(outputs[0].clone());
+    }
+    if out_shape.first() != Some(&batch) {
+        bail!(
+            "the model's output {:?} does not have the batch as its first axis, so rows cannot be batched",
+            out_shape
+        );
+    }
+    if outputs.iter().all(|t| matches!(t, Tensor::Int(_))) {
+        let parts = outputs.iter().map(|t| if let Tensor::Int(a) = t { a.clone() } else { unreachable!() }).collect();
+        Ok(Tensor::Int(first_rows(parts, rows)?))
+    } else {
+        Ok(Tensor::Float(first_rows(outputs.iter().map(|t| t.to_float()).collect(), rows)?))
+    }
+}
+
+/// The first `rows` rows of the parts stacked along the first axis.
+fn first_rows<T: Clone>(parts: Vec<ArrayD<T>>, rows: usize) -> Result<ArrayD<T>> {
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    let all = ndarray::concatenate(Axis(0), &views)?;
+    let keep = rows.min(all.shape()[0]);
+    Ok(all.slice_axis(Axis(0), Slice::from(0..keep)).to_owned())
+}

@@ -1,0 +1,290 @@
+//! `tfe-run serve`: one party (server0, server1 or the crypto producer) serving
+//! sessions until it is stopped.
+//!
+//! Each connection is handled in its own task and each session's program in its
+//! own thread, so a connection that sends garbage, a session that fails or a peer
+//! that hangs costs only that connection or session. The log (stderr) names
+//! parties, sessions and causes; it never holds a share, a seed or a key.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{Control, Request, Security, accept, dial};
+use crate::cluster::Cluster;
+use crate::plan::Plan;
+use crate::ring::FixedPoint;
+use crate::runtime::party::{self, Report, WeightShares, Weights};
+use crate::runtime::{Schedule, SecureConfig};
+use crate::transport::network::{Link, Stream};
+use crate::transport::tls::Identity;
+use crate::transport::wire::Frame;
+use crate::transport::{Party, Transport};
+
+pub struct ServeOptions {
+    pub party: Party,
+    /// Where to listen (default: the party's address in the cluster file).
+    pub listen: Option<String>,
+    pub timeout: Duration,
+    pub security: Security,
+}
+
+/// A model deployed to this server: its public plan and this server's weight shares.
+struct Deployed {
+    plan: Plan,
+    frac_bits: u32,
+    shares: Arc<WeightShares>,
+}
+
+struct State {
+    me: Party,
+    cluster: Cluster,
+    identity: Option<Identity>,
+    timeout: Duration,
+    sessions: Mutex<HashMap<u64, Arc<Link>>>,
+    models: Mutex<HashMap<String, Arc<Deployed>>>,
+}
+
+/// Serve until the process is stopped. `on_listening` is told the bound address.
+pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
+    let me = options.party;
+    let identity = options.security.identity(me)?;
+    let listen = match options.listen {
+        Some(a) => a,
+        None => cluster.address(me)?.to_string(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener =
+            TcpListener::bind(&listen).await.with_context(|| format!("{} cannot listen on {listen}", me.name()))?;
+        on_listening(listener.local_addr()?);
+        let state = Arc::new(State {
+            me,
+            cluster,
+            identity,
+            timeout: options.timeout,
+            sessions: Mutex::new(HashMap::new()),
+            models: Mutex::new(HashMap::new()),
+        });
+        loop {
+            let (tcp, addr) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    log(me, &format!("accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            tokio::spawn(Arc::clone(&state).handle(tcp, addr));
+        }
+    })
+}
+
+fn log(me: Party, line: &str) {
+    eprintln!("tfe-run serve [{}]: {line}", me.name());
+}
+
+impl State {
+    async fn handle(self: Arc<Self>, tcp: TcpStream, addr: SocketAddr) {
+        let (stream, from, session, request) = match accept(self.identity.as_ref(), tcp, self.timeout).await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                log(self.me, &format!("connection from {addr} refused: {e:#}"));
+                return;
+            }
+        };
+        let outcome = match request {
+            Some(request) => self.clone().start(stream, from, session, request).await,
+            None => self.join(stream, from, session),
+        };
+        if let Err((stream, e)) = outcome {
+            log(self.me, &format!("session {session:016x}: {} refused: {e:#}", from.name()));
+            if let Some(mut stream) = stream {
+                let refusal = Control::Refused { reason: format!("{}: {e:#}", self.me.name()) };
+                let _ = crate::transport::wire::write_frame(&mut stream, &Frame::Control(refusal.encode())).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            }
+        }
+    }
+
+    /// A peer joins a session this server already takes part in.
+    fn join(&self, stream: Box<dyn Stream>, from: Party, session: u64) -> Result<(), Refusal> {
+        let allowed = match self.me {
+            Party::Server1 => [Party::Server0, Party::Dealer, Party::ModelOwner, Party::Client].contains(&from),
+            Party::Server0 => [Party::Dealer, Party::ModelOwner, Party::Client].contains(&from),
+            _ => false,
+        };
+        if !allowed {
+            return Err((Some(stream), anyhow::anyhow!("{} does not dial {}", from.name(), self.me.name())));
+        }
+        let link = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(&session).cloned();
+        match link {
+            Some(link) => link.attach(self.me, from, stream).map_err(|e| (None, e)),
+            None => Err((Some(stream), anyhow::anyhow!("no session {session:016x} here"))),
+        }
+    }
+
+    /// The driver starts a session: check the request, join the peers, answer
+    /// ready, and run this party's program in its own thread.
+    async fn start(
+        self: Arc<Self>,
+        stream: Box<dyn Stream>,
+        from: Party,
+        session: u64,
+        request: Request,
+    ) -> Result<(), Refusal> {
+        if from != Party::Client && from != Party::ModelOwner {
+            return Err((Some(stream), anyhow::anyhow!("only the client or the model owner starts a session")));
+        }
+        let prepared = match self.prepare(&request) {
+            Ok(p) => p,
+            Err(e) => return Err((Some(stream), e)),
+        };
+        let link = Link::new(session, self.timeout);
+        {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            if sessions.contains_key(&session) {
+                return Err((Some(stream), anyhow::anyhow!("session {session:016x} exists already")));
+            }
+            sessions.insert(session, Arc::clone(&link));
+        }
+        if let Err(e) = link.attach(self.me, from, stream) {
+            self.end(session, &link);
+            return Err((None, e));
+        }
+        let peers: &[Party] = match self.me {
+            Party::Server0 => &[Party::Server1],
+            Party::Dealer => &[Party::Server0, Party::Server1],
+            _ => &[],
+        };
+        for &peer in peers {
+            let dialled = async {
+                let address = self.cluster.address(peer)?;
+                dial(self.identity.as_ref(), self.me, peer, address, session, None, self.timeout).await
+            }
+            .await;
+            match dialled.and_then(|s| link.attach(self.me, peer, s)) {
+                Ok(()) => {}
+                Err(e) => {
+                    let reason = Control::Refused { reason: format!("{}: {e:#}", self.me.name()) };
+                    let _ = link.send_control(self.me, from, reason.encode());
+                    log(self.me, &format!("session {session:016x}: {e:#}"));
+                    self.end(session, &link);
+                    return Ok(());
+                }
+            }
+        }
+        let deployed = match &prepared.weights {
+            Weights::Held(_) => Some((prepared.plan.clone(), prepared.frac_bits)),
+            Weights::FromOwner => None,
+        };
+        let _ = link.send_control(self.me, from, Control::Ready { deployed }.encode());
+        if matches!(request, Request::Describe { .. }) {
+            self.end(session, &link);
+            return Ok(());
+        }
+        log(self.me, &format!("session {session:016x}: {} from {}", describe(&request), from.name()));
+
+        let state = Arc::clone(&self);
+        std::thread::Builder::new()
+            .name(format!("{}-{session:016x}", self.me.name()))
+            .spawn(move || {
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.run(&link, prepared, &request)))
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("{} hit an internal error", state.me.name())));
+                match result {
+                    Ok(report) => {
+                        let _ = link.send_control(state.me, from, Control::Done { report: Box::new(report) }.encode());
+                        log(state.me, &format!("session {session:016x}: done"));
+                    }
+                    Err(e) => {
+                        link.abort(format!("{}: {e:#}", state.me.name()));
+                        log(state.me, &format!("session {session:016x}: failed: {e:#}"));
+                    }
+                }
+                state.end(session, &link);
+            })
+            .map_err(|e| (None, e.into()))?;
+        Ok(())
+    }
+
+    fn end(&self, session: u64, link: &Link) {
+        link.finish();
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&session);
+    }
+
+    /// The public plan, its schedule and the weights a request runs with.
+    fn prepare(&self, request: &Request) -> Result<Prepared> {
+        let (plan, frac_bits, weights) = match (request, self.me) {
+            (Request::Deploy { .. } | Request::PredictDeployed { .. } | Request::Describe { .. }, Party::Dealer) => {
+                bail!("the crypto producer holds no models")
+            }
+            (Request::Predict { plan, frac_bits, .. } | Request::Deploy { plan, frac_bits, .. }, _) => {
+                (plan.clone(), *frac_bits, Weights::FromOwner)
+            }
+            (Request::PredictDeployed { name, .. } | Request::Describe { name }, _) => {
+                let model = self.models.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+                let model = model.with_context(|| format!("no model named `{name}` is deployed here"))?;
+                (model.plan.clone(), model.frac_bits, Weights::Held(Arc::clone(&model.shares)))
+            }
+        };
+        plan.check_consistent().map_err(|e| anyhow::anyhow!("the plan is inconsistent: {e}"))?;
+        if !plan.weight_values.is_empty() {
+            bail!("the plan carries weight values");
+        }
+        let fp = FixedPoint::new(frac_bits)?;
+        let schedule = Arc::new(Schedule::new(&plan)?);
+        Ok(Prepared { plan, frac_bits, fp, schedule, weights })
+    }
+
+    fn run(&self, link: &Arc<Link>, prepared: Prepared, request: &Request) -> Result<Report> {
+        let ctx = party::Context {
+            schedule: prepared.schedule,
+            transport: Arc::clone(link) as Arc<dyn Transport>,
+            session: link.session(),
+            config: SecureConfig { fp: prepared.fp, timeout: self.timeout, progress: false },
+        };
+        match (request, self.me) {
+            (Request::Predict { predictions, .. }, Party::Dealer) => party::dealer(&ctx, *predictions as usize),
+            (Request::Predict { predictions, .. } | Request::PredictDeployed { predictions, .. }, server) => {
+                let i = if server == Party::Server0 { 0 } else { 1 };
+                party::server(&ctx, i, *predictions as usize, None, prepared.weights)
+            }
+            (Request::Describe { .. }, _) => unreachable!("answered before any program runs"),
+            (Request::Deploy { name, .. }, server) => {
+                let i = if server == Party::Server0 { 0 } else { 1 };
+                let (shares, report) = party::receive_weights(&ctx, i)?;
+                let model = Deployed { plan: prepared.plan, frac_bits: prepared.frac_bits, shares: Arc::new(shares) };
+                let replaced =
+                    self.models.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), Arc::new(model));
+                log(self.me, &format!("model `{name}` {}", if replaced.is_some() { "replaced" } else { "deployed" }));
+                Ok(report)
+            }
+        }
+    }
+}
+
+/// Why a connection is refused, and the connection to tell it on (if still ours).
+type Refusal = (Option<Box<dyn Stream>>, anyhow::Error);
+
+struct Prepared {
+    plan: Plan,
+    frac_bits: u32,
+    fp: FixedPoint,
+    schedule: Arc<Schedule>,
+    weights: Weights,
+}
+
+fn describe(request: &Request) -> String {
+    match request {
+        Request::Predict { predictions, .. } => format!("{predictions} prediction(s), weights shared now"),
+        Request::PredictDeployed { name, predictions } => format!("{predictions} prediction(s) with model `{name}`"),
+        Request::Deploy { name, .. } => format!("deployment of model `{name}`"),
+        Request::Describe { name } => format!("the public plan of model `{name}`"),
+    }
+}

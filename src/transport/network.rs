@@ -1,0 +1,279 @@
+//! The network transport: one session's connections to other hosts.
+//!
+//! A [`Link`] holds the connections a process has in one session, each between
+//! one of its own parties and one peer. The party programs are ordinary threads
+//! that call [`Transport::send`] and [`Transport::recv`]; tokio tasks, one reader
+//! and one writer per connection, move frames between the sockets and the
+//! link's mailbox. Every receive has a deadline; a connection that ends, or a
+//! peer that reports a failure, makes the receives that wait on it fail at once,
+//! naming the peer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, watch};
+
+use super::wire::{Frame, MAX_FRAME, read_frame, write_frame};
+use super::{Aborted, MsgKey, Party, Transport};
+
+/// A byte stream to a peer: TLS in production, TCP with `--insecure`.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+pub struct Link {
+    session: u64,
+    timeout: Duration,
+    state: Mutex<LinkState>,
+    changed: Condvar,
+    /// Set when the session ends: the readers stop waiting for their peers.
+    finished: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct LinkState {
+    /// (from, to, key) → payload.
+    messages: HashMap<(Party, Party, MsgKey), Vec<u8>>,
+    /// (from, to) → control messages, oldest first.
+    controls: HashMap<(Party, Party), Vec<Vec<u8>>>,
+    /// (local, peer) → the writer of that connection.
+    outgoing: HashMap<(Party, Party), mpsc::UnboundedSender<Frame>>,
+    /// (local, peer) → why that connection ended.
+    closed: HashMap<(Party, Party), String>,
+    aborted: Option<String>,
+}
+
+impl Link {
+    pub fn new(session: u64, timeout: Duration) -> Arc<Link> {
+        Arc::new(Link {
+            session,
+            timeout,
+            state: Mutex::new(LinkState::default()),
+            changed: Condvar::new(),
+            finished: watch::channel(false).0,
+        })
+    }
+
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LinkState> {
+        // A panicking party thread cannot leave the maps half-updated (every
+        // update is one insert or remove), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Carry the connection between `local` and `peer` over `stream`, which has
+    /// already been authenticated. Must be called inside a tokio runtime.
+    pub fn attach(self: &Arc<Self>, local: Party, peer: Party, stream: Box<dyn Stream>) -> Result<()> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        {
+            let mut state = self.lock();
+            if state.outgoing.contains_key(&(local, peer)) {
+                bail!("{} is already connected to {} in this session", peer.name(), local.name());
+            }
+            state.outgoing.insert((local, peer), tx);
+        }
+        self.changed.notify_all();
+        let (reader, writer) = tokio::io::split(stream);
+        tokio::spawn(Arc::clone(self).write_loop(local, peer, writer, rx));
+        tokio::spawn(Arc::clone(self).read_loop(local, peer, reader));
+        Ok(())
+    }
+
+    async fn write_loop(
+        self: Arc<Self>,
+        local: Party,
+        peer: Party,
+        writer: tokio::io::WriteHalf<Box<dyn Stream>>,
+        mut rx: mpsc::UnboundedReceiver<Frame>,
+    ) {
+        let mut w = BufWriter::with_capacity(1 << 16, writer);
+        let result: Result<()> = async {
+            while let Some(frame) = rx.recv().await {
+                write_frame(&mut w, &frame).await?;
+                // Flush when nothing else is queued: small messages share a record.
+                if rx.is_empty() {
+                    w.flush().await?;
+                }
+            }
+            w.flush().await?;
+            w.shutdown().await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            self.connection_ended(local, peer, format!("sending to {} failed: {e}", peer.name()));
+        }
+    }
+
+    async fn read_loop(self: Arc<Self>, local: Party, peer: Party, mut reader: tokio::io::ReadHalf<Box<dyn Stream>>) {
+        let mut finished = self.finished.subscribe();
+        let why = loop {
+            let frame = tokio::select! {
+                frame = read_frame(&mut reader, MAX_FRAME) => frame,
+                _ = finished.wait_for(|&done| done) => return,
+            };
+            match frame {
+                Ok(Some(Frame::Message { key, payload })) => {
+                    if key.session != self.session {
+                        break format!("{} sent a message of another session", peer.name());
+                    }
+                    let mut state = self.lock();
+                    if state.messages.insert((peer, local, key), payload).is_some() {
+                        break format!("{} sent message {key:?} twice", peer.name());
+                    }
+                    drop(state);
+                    self.changed.notify_all();
+                }
+                Ok(Some(Frame::Control(json))) => {
+                    self.lock().controls.entry((peer, local)).or_default().push(json);
+                    self.changed.notify_all();
+                }
+                Ok(Some(Frame::Abort(reason))) => {
+                    self.stop(format!("{} stopped: {reason}", peer.name()));
+                    return;
+                }
+                Ok(None) => break format!("{} closed the connection", peer.name()),
+                Err(e) if is_abrupt_end(&e) => {
+                    break format!("{} disconnected abruptly (it stopped or crashed)", peer.name());
+                }
+                Err(e) => break format!("connection to {} lost: {e:#}", peer.name()),
+            }
+        };
+        self.connection_ended(local, peer, why);
+    }
+
+    fn connection_ended(&self, local: Party, peer: Party, why: String) {
+        let mut state = self.lock();
+        state.closed.entry((local, peer)).or_insert(why);
+        state.outgoing.remove(&(local, peer));
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Fail every waiting and later receive, without telling the peers.
+    fn stop(&self, reason: String) {
+        self.lock().aborted.get_or_insert(reason);
+        self.changed.notify_all();
+    }
+
+    /// Send a session control message from `local` to `peer`.
+    pub fn send_control(&self, local: Party, peer: Party, json: Vec<u8>) -> Result<()> {
+        self.send_frame(local, peer, Frame::Control(json))
+    }
+
+    /// Wait for the next control message from `peer` to `local`.
+    pub fn recv_control(&self, local: Party, peer: Party, timeout: Duration) -> Result<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if let Some(queue) = state.controls.get_mut(&(peer, local))
+                && !queue.is_empty()
+            {
+                return Ok(queue.remove(0));
+            }
+            if let Some(why) = state.closed.get(&(local, peer)) {
+                bail!("{why}");
+            }
+            if let Some(reason) = &state.aborted {
+                return Err(Aborted(reason.clone()).into());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                bail!("{} did not answer {} within {timeout:?}", peer.name(), local.name());
+            }
+            state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    fn send_frame(&self, local: Party, peer: Party, frame: Frame) -> Result<()> {
+        let deadline = Instant::now() + self.timeout;
+        let mut state = self.lock();
+        // A peer that dials us may not have connected yet: wait for it.
+        loop {
+            if let Some(tx) = state.outgoing.get(&(local, peer)) {
+                return tx.send(frame).map_err(|_| anyhow!("connection to {} lost", peer.name()));
+            }
+            if let Some(why) = state.closed.get(&(local, peer)) {
+                bail!("{why}");
+            }
+            if let Some(reason) = &state.aborted {
+                return Err(Aborted(reason.clone()).into());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                bail!("{} did not connect to {} within {:?}", peer.name(), local.name(), self.timeout);
+            }
+            state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// End the session: writers flush what is queued and close their connections;
+    /// readers stop.
+    pub fn finish(&self) {
+        self.lock().outgoing.clear();
+        self.finished.send_replace(true);
+        self.changed.notify_all();
+    }
+}
+
+/// The peer's socket closed mid-stream (a killed process): TLS reports it as a
+/// missing close_notify, TCP as a reset.
+fn is_abrupt_end(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, UnexpectedEof};
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| matches!(io.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted))
+}
+
+impl Transport for Link {
+    fn send(&self, from: Party, to: Party, key: MsgKey, payload: Vec<u8>) -> Result<()> {
+        self.send_frame(from, to, Frame::Message { key, payload })
+    }
+
+    fn recv(&self, to: Party, from: Party, key: MsgKey, timeout: Duration) -> Result<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if let Some(payload) = state.messages.remove(&(from, to, key)) {
+                return Ok(payload);
+            }
+            if let Some(reason) = &state.aborted {
+                return Err(Aborted(reason.clone()).into());
+            }
+            if let Some(why) = state.closed.get(&(to, from)) {
+                bail!("{} waits for {key:?} from {}, but {why}", to.name(), from.name());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                bail!(
+                    "{} waited {timeout:?} for message {key:?} from {} in vain ({} or a party it waits for hangs)",
+                    to.name(),
+                    from.name(),
+                    from.name()
+                );
+            }
+            state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Stop here and tell every peer why, so that they stop too instead of
+    /// waiting out their deadlines.
+    fn abort(&self, reason: String) {
+        let mut state = self.lock();
+        state.aborted.get_or_insert(reason.clone());
+        for tx in state.outgoing.values() {
+            let _ = tx.send(Frame::Abort(reason.clone()));
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+}

@@ -1,0 +1,152 @@
+//! Mutually authenticated TLS between the parties (rustls, ring provider).
+//!
+//! Every party holds a certificate for its own name (`server0`, `server1`,
+//! `crypto-producer`, `model-owner`, `client`) signed by the cluster's CA. A party
+//! that dials checks that the peer's certificate is for the party it meant to
+//! reach; a party that accepts checks the certificate chain (rustls) and then that
+//! the certificate is for the party the peer says it is ([`check_peer`]).
+//!
+//! A certificate folder holds `ca.pem` and, per party, `NAME.pem` and `NAME.key`.
+//! [`generate`] makes one for development (`tfe-run certs`); in production each
+//! operator keeps only its own key, and the CA key stays offline.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use super::Party;
+use crate::error::Error;
+
+/// A party's TLS settings: how it accepts and how it dials.
+#[derive(Clone)]
+pub struct Identity {
+    pub party: Party,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub connector: tokio_rustls::TlsConnector,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::bad_input(format!("cannot read `{}`: {e}", path.display())))
+}
+
+fn certs_in(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::bad_input(format!("`{}` is not a PEM certificate file: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::bad_input(format!("`{}` holds no certificate", path.display())));
+    }
+    Ok(certs)
+}
+
+/// Load `party`'s certificate and key and the cluster's CA from `dir`.
+pub fn identity(dir: &Path, party: Party) -> Result<Identity> {
+    let name = party.name();
+    let ca = certs_in(&dir.join("ca.pem"))?;
+    let mut roots = RootCertStore::empty();
+    for cert in ca {
+        roots.add(cert).map_err(|e| Error::bad_input(format!("`{}/ca.pem`: {e}", dir.display())))?;
+    }
+    let roots = Arc::new(roots);
+    let chain = certs_in(&dir.join(format!("{name}.pem")))?;
+    let key_path = dir.join(format!("{name}.key"));
+    let key = PrivateKeyDer::from_pem_slice(&read(&key_path)?)
+        .map_err(|e| Error::bad_input(format!("`{}` is not a PEM private key: {e}", key_path.display())))?;
+
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), provider())
+        .build()
+        .context("cannot build the client certificate verifier")?;
+    let server = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(|e| Error::bad_input(format!("{name}'s certificate and key in `{}`: {e}", dir.display())))?;
+    let client = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| Error::bad_input(format!("{name}'s certificate and key in `{}`: {e}", dir.display())))?;
+    Ok(Identity {
+        party,
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+        connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+    })
+}
+
+/// The name a dialling party expects on the certificate of `party`.
+pub fn server_name(party: Party) -> ServerName<'static> {
+    ServerName::try_from(party.name()).expect("party names are DNS names")
+}
+
+/// Is the (already chain-verified) certificate `cert` one for `party`?
+pub fn check_peer(cert: &CertificateDer<'_>, party: Party) -> Result<()> {
+    let cert = webpki::EndEntityCert::try_from(cert).context("the peer's certificate cannot be parsed")?;
+    cert.verify_is_valid_for_subject_name(&server_name(party))
+        .map_err(|_| anyhow::anyhow!("the peer says it is {} but its certificate is not for that name", party.name()))
+}
+
+/// Make a development CA and a certificate and key per party in `dir`.
+pub fn generate(dir: &Path) -> Result<Vec<String>> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let now = time::OffsetDateTime::now_utc();
+    let validity = |p: &mut CertificateParams| {
+        p.not_before = now - time::Duration::days(1);
+        p.not_after = now + time::Duration::days(365);
+    };
+
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name.push(DnType::CommonName, "tfe-run development CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut ca);
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let mut written = vec![write_file(dir, "ca.pem", ca_cert.pem().as_bytes(), false)?];
+
+    for party in Party::ALL {
+        let name = party.name();
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![name.to_string()])?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // Every party both accepts and dials.
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        validity(&mut params);
+        let cert = params.signed_by(&key, &issuer)?;
+        written.push(write_file(dir, &format!("{name}.pem"), cert.pem().as_bytes(), false)?);
+        written.push(write_file(dir, &format!("{name}.key"), key.serialize_pem().as_bytes(), true)?);
+    }
+    // The CA key is not written: a development cluster is re-made, not extended,
+    // and a CA key left lying around could sign a certificate for any party.
+    Ok(written)
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8], secret: bool) -> Result<String> {
+    use std::io::Write;
+    let path = dir.join(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let _ = secret;
+    let mut file = options.open(&path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    file.write_all(bytes).with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(name.to_string())
+}

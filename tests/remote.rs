@@ -1,0 +1,454 @@
+//! The remote mode with real separate processes on loopback: `tfe-run serve` for
+//! server0, server1 and the crypto producer, and the driver as a process or
+//! through the library.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ndarray::{ArrayD, Axis};
+use tfe_run::remote::driver::{self, Remote};
+use tfe_run::remote::{Control, Security};
+use tfe_run::runtime::{self, SecureConfig};
+use tfe_run::transport::Party;
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tfe-run"))
+}
+
+/// Three serving processes on free loopback ports, killed when dropped.
+struct Cluster {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    children: BTreeMap<&'static str, Child>,
+    logs: BTreeMap<&'static str, Arc<Mutex<String>>>,
+    insecure: bool,
+}
+
+const PARTIES: [&str; 3] = ["server0", "server1", "crypto-producer"];
+
+impl Cluster {
+    fn start(insecure: bool, timeout_secs: f64) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        // Hold all three ports at once so that they differ, then free them.
+        let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        drop(listeners);
+        let config = dir.path().join("config.json");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"server0": "127.0.0.1:{}", "server1": "127.0.0.1:{}", "server2": "127.0.0.1:{}", "prediction-client": "127.0.0.1:1"}}"#,
+                ports[0], ports[1], ports[2]
+            ),
+        )
+        .unwrap();
+        let mut cluster = Cluster { dir, config, children: BTreeMap::new(), logs: BTreeMap::new(), insecure };
+        if !insecure {
+            let out = Command::new(binary())
+                .args(["certs", "--config"])
+                .arg(&cluster.config)
+                .arg("--out")
+                .arg(cluster.certs())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        for party in PARTIES {
+            cluster.spawn(party, timeout_secs);
+        }
+        cluster
+    }
+
+    fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    fn security_args(&self) -> Vec<String> {
+        if self.insecure {
+            vec!["--insecure".into()]
+        } else {
+            vec!["--certs".into(), self.certs().display().to_string()]
+        }
+    }
+
+    fn spawn(&mut self, party: &'static str, timeout_secs: f64) {
+        let mut child = Command::new(binary())
+            .args(["serve", "--party", party, "--timeout", &timeout_secs.to_string(), "--config"])
+            .arg(&self.config)
+            .args(self.security_args())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        // --insecure warns first; then the party says where it listens.
+        let mut seen = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        assert!(seen.contains("listening on"), "{party}: {seen}");
+        // Keep draining the log, so the party never blocks on a full pipe.
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        self.children.insert(party, child);
+        self.logs.insert(party, log);
+    }
+
+    fn log(&self, party: &str) -> String {
+        self.logs[party].lock().unwrap().clone()
+    }
+
+    fn pid(&self, party: &str) -> u32 {
+        self.children[party].id()
+    }
+
+    fn kill(&mut self, party: &str) {
+        let child = self.children.get_mut(party).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// The driver through the library.
+    fn remote(&self) -> Remote {
+        let cluster = tfe_run::cluster::Cluster::load(&self.config).unwrap();
+        let security = if self.insecure { Security::Insecure } else { Security::Tls(self.certs()) };
+        Remote { cluster, security, timeout: Duration::from_secs(10) }
+    }
+
+    /// The driver as a process.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.args(args).arg("--config").arg(&self.config).args(self.security_args());
+        cmd
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.values_mut() {
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).stderr(Stdio::null()).status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn prepared(model: &str, input: &str) -> tfe_run::cli::Prepared {
+    tfe_run::cli::prepare(&testdata(model), None, Some(&testdata(input)), &BTreeMap::new()).unwrap()
+}
+
+#[test]
+fn remote_prediction_matches_simulated_mode_and_counts_the_same_bytes() {
+    let cluster = Cluster::start(false, 10.0);
+    let p = prepared("mnist_model.pb", "mnist_batch100.npy");
+    let batches = std::slice::from_ref(&p.inputs);
+    let fp = tfe_run::ring::FixedPoint::default();
+    let remote = driver::predict(&cluster.remote(), &p.plan, batches, fp).unwrap();
+    let local = runtime::predict_many(&p.plan, batches, &SecureConfig::default()).unwrap();
+
+    let expected = load(&testdata("mnist_model.expected.npy"));
+    let worst = assert_matches("remote mnist_model", &remote.outputs[0].to_float(), &expected, 1e-2);
+    assert!(worst < 1e-3, "remote error {worst}");
+    assert_matches("local mnist_model", &local.outputs[0].to_float(), &expected, 1e-2);
+    // The same protocol code: every party sends and receives exactly the same
+    // bytes, in the same rounds, layer by layer.
+    for party in Party::ALL {
+        let (r, l) = (&remote.stats.parties[&party], &local.stats.parties[&party]);
+        assert_eq!(r.traffic.bytes_sent, l.traffic.bytes_sent, "{} sent", party.name());
+        assert_eq!(r.traffic.bytes_received, l.traffic.bytes_received, "{} received", party.name());
+        assert_eq!(r.traffic.rounds, l.traffic.rounds, "{} rounds", party.name());
+        let per_layer = |s: &runtime::PartyStats| -> Vec<(usize, u64)> {
+            s.per_layer.iter().map(|(k, t)| (*k, t.bytes_sent)).collect()
+        };
+        assert_eq!(per_layer(r), per_layer(l), "{} per layer", party.name());
+    }
+    assert!(remote.stats.parties[&Party::Server0].traffic.bytes_sent > 1_000_000);
+}
+
+#[test]
+fn deploy_once_then_clients_predict_without_the_weights() {
+    let cluster = Cluster::start(false, 10.0);
+    let out = cluster
+        .command(&["deploy", "--name", "mnist", "--batch-size", "32"])
+        .arg(testdata("mnist_model.pb"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(cluster.log("server0").contains("model `mnist` deployed"), "{}", cluster.log("server0"));
+
+    // 100 rows in batches of 32 (the last one padded), as a file written by --out.
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("out.npy");
+    let out = cluster
+        .command(&["predict", "--model", "mnist"])
+        .arg("--out")
+        .arg(&out_file)
+        .arg(testdata("mnist_batch100.npy"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected = load(&testdata("mnist_model.expected.npy"));
+    assert_matches("deployed mnist", &load(&out_file), &expected, 1e-2);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with("# mode: secure (Pond, remote parties)"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 101);
+
+    // A client that names a model nobody deployed is told so.
+    let out = cluster.command(&["predict", "--model", "nosuch"]).arg(testdata("mnist_input.npy")).output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no model named `nosuch` is deployed"), "{stderr}");
+}
+
+#[test]
+fn two_clients_at_once_get_their_own_answers() {
+    let cluster = Cluster::start(false, 10.0);
+    let dir = tempfile::tempdir().unwrap();
+    // Two different inputs: the first 50 and the last 50 images.
+    let all = load(&testdata("mnist_batch100.npy"));
+    let expected = load(&testdata("mnist_model.expected.npy"));
+    let halves = [(0..50usize), (50..100usize)];
+    let children: Vec<(Child, PathBuf)> = halves
+        .iter()
+        .enumerate()
+        .map(|(k, rows)| {
+            let input = dir.path().join(format!("in{k}.npy"));
+            let part = all.slice_axis(Axis(0), ndarray::Slice::from(rows.clone())).to_owned();
+            tfe_run::npy::write_f32(&input, &part).unwrap();
+            let out = dir.path().join(format!("out{k}.npy"));
+            let child = cluster
+                .command(&[])
+                .arg("--out")
+                .arg(&out)
+                .arg(testdata("mnist_model.pb"))
+                .arg(&input)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (child, out)
+        })
+        .collect();
+    for ((child, out), rows) in children.into_iter().zip(halves) {
+        let result = child.wait_with_output().unwrap();
+        assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+        let want = expected.slice_axis(Axis(0), ndarray::Slice::from(rows)).to_owned();
+        assert_matches("concurrent client", &load(&out), &want, 1e-2);
+    }
+}
+
+/// A long run: 1000 single-row predictions of a deployed model.
+fn start_long_run(cluster: &Cluster, dir: &Path) -> (Child, Instant) {
+    let out = cluster.command(&["deploy", "--name", "m"]).arg(testdata("mnist_model.pb")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let one = load(&testdata("mnist_batch100.npy"));
+    let views: Vec<_> = (0..10).map(|_| one.view()).collect();
+    let many: ArrayD<f32> = ndarray::concatenate(Axis(0), &views).unwrap();
+    let input = dir.join("many.npy");
+    tfe_run::npy::write_f32(&input, &many).unwrap();
+    let child = cluster
+        .command(&["predict", "--model", "m"])
+        .arg(&input)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    (child, Instant::now())
+}
+
+#[test]
+fn killing_a_server_mid_run_fails_the_driver_at_once_naming_it() {
+    let mut cluster = Cluster::start(false, 10.0);
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _) = start_long_run(&cluster, dir.path());
+    cluster.kill("server1");
+    let killed = Instant::now();
+    let result = child.wait_with_output().unwrap();
+    let waited = killed.elapsed();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("server1"), "{stderr}");
+    assert!(waited < Duration::from_secs(10), "the driver took {waited:?} to notice");
+    // The surviving parties gave up on that session and keep serving.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(cluster.log("server0").contains("failed"), "{}", cluster.log("server0"));
+}
+
+#[test]
+fn a_hung_server_fails_the_driver_within_the_deadline() {
+    let cluster = Cluster::start(false, 2.0);
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _) = start_long_run(&cluster, dir.path());
+    // SIGSTOP: the process keeps its sockets open but answers nothing.
+    assert!(Command::new("kill").args(["-STOP", &cluster.pid("server1").to_string()]).status().unwrap().success());
+    let stopped = Instant::now();
+    let mut child = child;
+    // The driver's own deadline is 10 s (its default); the servers' is 2 s.
+    let result = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(25), "the driver hangs");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let waited = stopped.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(result.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("server1"), "{stderr}");
+    assert!(waited < Duration::from_secs(12), "the driver took {waited:?}");
+}
+
+#[test]
+fn certificates_of_another_cluster_or_for_another_name_are_refused() {
+    let cluster = Cluster::start(false, 10.0);
+    // A driver with certificates from another CA.
+    let other = tempfile::tempdir().unwrap();
+    let made = Command::new(binary())
+        .args(["certs", "--config"])
+        .arg(&cluster.config)
+        .arg("--out")
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let out = Command::new(binary())
+        .arg(testdata("mnist_model.pb"))
+        .arg(testdata("mnist_input.npy"))
+        .arg("--config")
+        .arg(&cluster.config)
+        .arg("--certs")
+        .arg(other.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("TLS handshake with server1") && stderr.contains("certificate"), "{stderr}");
+
+    // A config that points "server0" at server1's process: the certificate is
+    // for the wrong name.
+    let swapped = cluster.dir.path().join("swapped.json");
+    let text = std::fs::read_to_string(&cluster.config).unwrap();
+    let mut map: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
+    let (a, b) = (map["server0"].clone(), map["server1"].clone());
+    map.insert("server0".into(), b);
+    map.insert("server1".into(), a);
+    std::fs::write(&swapped, serde_json::to_string(&map).unwrap()).unwrap();
+    let out = Command::new(binary())
+        .arg(testdata("mnist_model.pb"))
+        .arg(testdata("mnist_input.npy"))
+        .arg("--config")
+        .arg(&swapped)
+        .arg("--certs")
+        .arg(cluster.certs())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("TLS handshake with server1"), "{stderr}");
+
+    // A peer with a valid certificate that claims another party's name.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = tfe_run::transport::tls::identity(&cluster.certs(), Party::Client).unwrap();
+    let address =
+        tfe_run::cluster::Cluster::load(&cluster.config).unwrap().address(Party::Server1).unwrap().to_string();
+    let answer = rt.block_on(async {
+        let mut stream = tfe_run::remote::dial(
+            Some(&client),
+            Party::Server0,
+            Party::Server1,
+            &address,
+            7,
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        tfe_run::transport::wire::read_frame(&mut stream, 1 << 20).await
+    });
+    assert!(!matches!(answer, Ok(Some(_))), "an impostor got an answer: {answer:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    let log = cluster.log("server1");
+    assert!(log.contains("says it is server0 but its certificate is not for that name"), "{log}");
+}
+
+#[test]
+fn garbage_truncated_and_oversized_frames_cost_only_their_connection() {
+    for insecure in [false, true] {
+        let cluster = Cluster::start(insecure, 10.0);
+        let address =
+            tfe_run::cluster::Cluster::load(&cluster.config).unwrap().address(Party::Server0).unwrap().to_string();
+        let send = |bytes: &[u8]| {
+            let mut s = std::net::TcpStream::connect(&address).unwrap();
+            let _ = s.write_all(bytes);
+            drop(s);
+        };
+        send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        send(&[0xff, 0xff, 0xff, 0x7f, 1, 2, 3]);
+        send(&[20, 0, 0, 0, 1, b'{']);
+        // A hello that is not one.
+        let junk = Control::Done { report: Box::default() }.encode();
+        let mut frame = ((junk.len() + 1) as u32).to_le_bytes().to_vec();
+        frame.push(1);
+        frame.extend_from_slice(&junk);
+        send(&frame);
+        std::thread::sleep(Duration::from_millis(300));
+        let log = cluster.log("server0");
+        assert!(log.matches("refused").count() >= 4, "insecure={insecure}: {log}");
+        if insecure {
+            assert!(log.contains("exceeds the limit"), "{log}");
+            assert!(log.contains("connection closed inside a frame"), "{log}");
+        }
+        // Everyone else is still served.
+        let out =
+            cluster.command(&[]).arg(testdata("mnist_model.pb")).arg(testdata("mnist_input.npy")).output().unwrap();
+        assert!(out.status.success(), "insecure={insecure}: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(stdout.contains("row 0: class 7"), "{stdout}");
+    }
+}
+
+#[test]
+fn serve_refuses_to_run_without_tls_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.json");
+    std::fs::write(&config, r#"{"server0": "127.0.0.1:1", "server1": "127.0.0.1:2", "server2": "127.0.0.1:3"}"#)
+        .unwrap();
+    let out = Command::new(binary()).args(["serve", "--party", "server0", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure"));
+    let out = Command::new(binary()).args(["serve", "--party", "client", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`client` does not serve"));
+    // The driver cannot reach a cluster that is not there, and says where it looked.
+    let out = Command::new(binary())
+        .arg(testdata("mnist_model.pb"))
+        .arg(testdata("mnist_input.npy"))
+        .args(["--insecure", "--timeout", "2", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("cannot reach server1 at 127.0.0.1:2"), "{stderr}");
+}
