@@ -2,155 +2,25 @@
 //! server0, server1 and the crypto producer, and the driver as a process or
 //! through the library.
 
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
+#[path = "common/delay.rs"]
+mod delay;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cluster::{Cluster, binary};
 use common::*;
 use ndarray::{ArrayD, Axis};
-use tfe_run::remote::driver::{self, Remote};
-use tfe_run::remote::{Control, Security};
+use tfe_run::remote::Control;
+use tfe_run::remote::driver;
 use tfe_run::runtime::{self, SecureConfig};
 use tfe_run::transport::Party;
-
-fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tfe-run"))
-}
-
-/// Three serving processes on free loopback ports, killed when dropped.
-struct Cluster {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    children: BTreeMap<&'static str, Child>,
-    logs: BTreeMap<&'static str, Arc<Mutex<String>>>,
-    insecure: bool,
-}
-
-const PARTIES: [&str; 3] = ["server0", "server1", "crypto-producer"];
-
-impl Cluster {
-    fn start(insecure: bool, timeout_secs: f64) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        // Hold all three ports at once so that they differ, then free them.
-        let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-        let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
-        drop(listeners);
-        let config = dir.path().join("config.json");
-        std::fs::write(
-            &config,
-            format!(
-                r#"{{"server0": "127.0.0.1:{}", "server1": "127.0.0.1:{}", "server2": "127.0.0.1:{}", "prediction-client": "127.0.0.1:1"}}"#,
-                ports[0], ports[1], ports[2]
-            ),
-        )
-        .unwrap();
-        let mut cluster = Cluster { dir, config, children: BTreeMap::new(), logs: BTreeMap::new(), insecure };
-        if !insecure {
-            let out = Command::new(binary())
-                .args(["certs", "--config"])
-                .arg(&cluster.config)
-                .arg("--out")
-                .arg(cluster.certs())
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        }
-        for party in PARTIES {
-            cluster.spawn(party, timeout_secs);
-        }
-        cluster
-    }
-
-    fn certs(&self) -> PathBuf {
-        self.dir.path().join("certs")
-    }
-
-    fn security_args(&self) -> Vec<String> {
-        if self.insecure {
-            vec!["--insecure".into()]
-        } else {
-            vec!["--certs".into(), self.certs().display().to_string()]
-        }
-    }
-
-    fn spawn(&mut self, party: &'static str, timeout_secs: f64) {
-        let mut child = Command::new(binary())
-            .args(["serve", "--party", party, "--timeout", &timeout_secs.to_string(), "--config"])
-            .arg(&self.config)
-            .args(self.security_args())
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        // --insecure warns first; then the party says where it listens.
-        let mut seen = String::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            seen.push_str(&line);
-            if line.contains("listening on") {
-                break;
-            }
-        }
-        assert!(seen.contains("listening on"), "{party}: {seen}");
-        // Keep draining the log, so the party never blocks on a full pipe.
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        self.children.insert(party, child);
-        self.logs.insert(party, log);
-    }
-
-    fn log(&self, party: &str) -> String {
-        self.logs[party].lock().unwrap().clone()
-    }
-
-    fn pid(&self, party: &str) -> u32 {
-        self.children[party].id()
-    }
-
-    fn kill(&mut self, party: &str) {
-        let child = self.children.get_mut(party).unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// The driver through the library.
-    fn remote(&self) -> Remote {
-        let cluster = tfe_run::cluster::Cluster::load(&self.config).unwrap();
-        let security = if self.insecure { Security::Insecure } else { Security::Tls(self.certs()) };
-        Remote { cluster, security, timeout: Duration::from_secs(10) }
-    }
-
-    /// The driver as a process.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(binary());
-        cmd.args(args).arg("--config").arg(&self.config).args(self.security_args());
-        cmd
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in self.children.values_mut() {
-            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).stderr(Stdio::null()).status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn prepared(model: &str, input: &str) -> tfe_run::cli::Prepared {
     tfe_run::cli::prepare(&testdata(model), None, Some(&testdata(input)), &BTreeMap::new()).unwrap()
@@ -451,4 +321,36 @@ fn serve_refuses_to_run_without_tls_unless_told() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(stderr.contains("cannot reach server1 at 127.0.0.1:2"), "{stderr}");
+}
+
+/// Latency ≈ rounds × one-way delay + compute: in every round both servers send
+/// at once and wait for each other, so a round costs one one-way delay (half a
+/// round trip). The delay comes from a proxy in front of every party (this
+/// machine's kernel has no `tc netem`).
+#[test]
+fn latency_grows_with_rounds_times_the_delay() {
+    let p = prepared("mnist_model.pb", "mnist_input.npy");
+    let batches = std::slice::from_ref(&p.inputs);
+    let fp = tfe_run::ring::FixedPoint::default();
+    let mut measured = Vec::new();
+    for delay_ms in [1u64, 10] {
+        let delay = Duration::from_millis(delay_ms);
+        let cluster = Cluster::start_with_delay(false, 10.0, Some(delay));
+        let outcome = driver::predict(&cluster.remote(), &p.plan, batches, fp).unwrap();
+        let expected = load(&testdata("mnist_model.single.expected.npy"));
+        assert_matches("delayed mnist_model", &outcome.outputs[0].to_float(), &expected, 1e-2);
+        let rounds = outcome.stats.parties[&Party::Server0].traffic.rounds;
+        let latency = outcome.stats.latency;
+        eprintln!("one-way delay {delay_ms} ms: {rounds} rounds, client latency {latency:?}");
+        // The servers' rounds after the set-up are all on the client's path.
+        let floor = delay * (rounds as u32 - 1);
+        assert!(latency >= floor, "latency {latency:?} below {rounds} rounds x {delay:?}");
+        measured.push((delay, rounds, latency));
+    }
+    let (d1, _, l1) = measured[0];
+    let (d10, rounds, l10) = measured[1];
+    // The extra latency is the extra delay per round, give or take compute noise.
+    let extra = (d10 - d1) * rounds as u32;
+    assert!(l10 >= l1 + extra / 2, "10 ms: {l10:?}, 1 ms: {l1:?}, {rounds} rounds");
+    assert!(l10 <= l1 * 3 + extra * 2, "10 ms: {l10:?}, 1 ms: {l1:?}, {rounds} rounds");
 }

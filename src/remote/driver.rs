@@ -201,10 +201,7 @@ pub fn predict_deployed(
 
 /// Cut the inputs into batches of the plan's batch size (the first axis), padding
 /// the last with zero rows; also return the number of real rows.
-fn split_rows(
-    plan: &Plan,
-    inputs: &BTreeMap<String, ArrayD<f32>>,
-) -> Result<(Vec<Feeds>, usize)> {
+fn split_rows(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<(Vec<Feeds>, usize)> {
     let mut rows = None;
     let mut batch = None;
     for &id in &plan.inputs {
