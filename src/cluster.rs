@@ -28,6 +28,9 @@
 //! (tf-encrypted's input and output players) dial out, so their addresses, if
 //! given, are accepted and ignored.
 
+// Parses bytes from others: nothing here may panic on what they send.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -95,10 +98,16 @@ impl Cluster {
     pub fn load(path: &Path) -> Result<Cluster> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::bad_input(format!("cannot read cluster config `{}`: {e}", path.display())))?;
+        Cluster::parse(&text, path)
+    }
+
+    /// Parse a cluster file's text; `path` says which form (by its extension),
+    /// names the file in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Cluster> {
         let in_file = |e: String| Error::bad_input(format!("cluster config `{}`: {e}", path.display()));
         let is_toml = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
         let (players, certs, timeout) = if is_toml {
-            let file: TomlFile = toml::from_str(&text).map_err(|e| in_file(e.to_string()))?;
+            let file: TomlFile = toml::from_str(text).map_err(|e| in_file(e.to_string()))?;
             let dir = path.parent().unwrap_or(Path::new("."));
             let certs = file.tls.and_then(|t| t.certs).map(|c| dir.join(c));
             let timeout = match file.network.and_then(|n| n.timeout_secs) {
@@ -108,7 +117,7 @@ impl Cluster {
             };
             (file.parties, certs, timeout)
         } else {
-            let players: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
+            let players: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| {
                 in_file(format!("{e} (expected tf-encrypted's form: an object from player name to \"host:port\")"))
             })?;
             (players, None, None)

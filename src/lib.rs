@@ -4,6 +4,9 @@
 //! executed in the clear by [`plaintext`] (the reference) or, under Pond, by the
 //! secure runtime.
 
+// No unwrap outside tests: an error names what is wrong instead (SECURITY.md).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod cli;
 pub mod cluster;
 pub mod error;

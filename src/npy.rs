@@ -4,6 +4,9 @@
 //! float64 inputs (tf-encrypted's own examples ship them for float32 placeholders)
 //! and integer arrays are accepted, NaN and infinities are not.
 
+// Parses bytes from others: nothing here may panic on what they send.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -16,8 +19,13 @@ use crate::error::Error;
 pub fn read_input(path: &Path) -> Result<ArrayD<f32>> {
     let name = path.display();
     let bytes = std::fs::read(path).map_err(|e| Error::bad_input(format!("cannot read input `{name}`: {e}")))?;
+    parse_input(&bytes, &name.to_string())
+}
+
+/// Parse the bytes of a `.npy` file as f32; `name` names it in errors.
+pub fn parse_input(bytes: &[u8], name: &str) -> Result<ArrayD<f32>> {
     let bad = |why: String| Error::bad_input(format!("input `{name}`: {why}"));
-    let npy = NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a .npy file ({e})")))?;
+    let npy = NpyFile::new(bytes).map_err(|e| bad(format!("not a .npy file ({e})")))?;
     let DType::Plain(ty) = npy.dtype() else {
         return Err(bad("structured arrays are not supported; save a plain numeric array".into()));
     };
@@ -60,11 +68,11 @@ pub fn read_input(path: &Path) -> Result<ArrayD<f32>> {
     if values.len() != count {
         return Err(bad(format!("the file is truncated: {} of {count} values", values.len())));
     }
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(bad(format!("value {} at flat index {i} is not finite", values[i])));
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(bad(format!("value {v} at flat index {i} is not finite")));
     }
-    if let Some(i) = values.iter().position(|v| v.abs() > f64::from(f32::MAX)) {
-        return Err(bad(format!("value {} at flat index {i} does not fit in float32", values[i])));
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| v.abs() > f64::from(f32::MAX)) {
+        return Err(bad(format!("value {v} at flat index {i} does not fit in float32")));
     }
     let values: Vec<f32> = values.into_iter().map(|v| v as f32).collect();
     let array = match order {

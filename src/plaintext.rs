@@ -13,6 +13,15 @@ use crate::plan::{Plan, Source};
 use crate::tensor::Tensor;
 
 /// Evaluate `plan` on the inputs (placeholder name → array) and return the output.
+/// A rough upper estimate of the plaintext run's peak memory, in bytes: every
+/// value once (values are freed after their last use, so this over-counts),
+/// with room for one step's temporaries (im2col of the largest value).
+pub fn estimate_memory(plan: &Plan) -> u64 {
+    let values: u64 = plan.values.iter().map(|v| v.len() as u64 * 4).sum();
+    let largest = plan.values.iter().map(|v| v.len() as u64 * 4).max().unwrap_or(0);
+    crate::runtime::schedule::BASE_MEMORY + values + 2 * largest
+}
+
 pub fn run(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<Tensor> {
     // Free each value after its last use: a batch of 100 through a CNN keeps only
     // the live activations in memory.

@@ -462,3 +462,73 @@ fn shape_errors_name_the_node() {
         &["MatMul `dense/MatMul`: MatMul needs two matrices, has [1, 8, 8, 8] and [5, 3]"],
     );
 }
+
+// ---- hostile models and resource limits ----
+
+#[test]
+fn hostile_shapes_and_constants_are_refused_without_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = temp_file(&dir, "x.npy", &f32_npy("(1, 4)", &[1.0; 4]));
+    let with_const = |name: &str, c: tfe_run::tfpb::NodeDef| {
+        write_graph(&dir, name, vec![placeholder("x", &[-1, 4]), c, node("y", "Add", &["x", "w"])])
+    };
+    // A few bytes that declare a constant of 2^40 elements, filled from one value.
+    let splat = with_const("splat.pb", const_f32("w", &[1 << 20, 1 << 20], &[1.0]));
+    fails(&[s(&splat), s(&input)], 3, &["Const `w`", "too many elements"]);
+    // Dimensions whose product overflows 64 bits.
+    let overflow = with_const("overflow.pb", const_f32("w", &[1 << 40, 1 << 40], &[1.0]));
+    fails(&[s(&overflow), s(&input)], 3, &["Const `w`", "too many elements"]);
+    let negative = with_const("negative.pb", const_f32("w", &[-3, 4], &[1.0]));
+    fails(&[s(&negative), s(&input)], 3, &["Const `w`", "dimension -3 is negative"]);
+    // More data than the declared shape holds (fewer is TensorFlow's fill-with-the-last).
+    let long = with_const("long.pb", const_f32("w", &[1, 4], &[1.0, 2.0, 3.0, 4.0, 5.0]));
+    fails(&[s(&long), s(&input)], 3, &["Const `w`", "5 values for a shape of 4 elements"]);
+    // Two small constants whose broadcast sum would be 2^32 elements.
+    let folded = write_graph(
+        &dir,
+        "folded.pb",
+        vec![
+            placeholder("x", &[-1, 1]),
+            const_f32("a", &[1 << 16, 1], &[1.0]),
+            const_f32("b", &[1, 1 << 16], &[1.0]),
+            node("ab", "AddV2", &["a", "b"]),
+            node("y", "Mul", &["x", "ab"]),
+        ],
+    );
+    let one = temp_file(&dir, "one.npy", &f32_npy("(1, 1)", &[1.0]));
+    fails(&[s(&folded), s(&one)], 4, &["AddV2 `ab`", "folding it would make a constant of shape [65536, 65536]"]);
+    let bad_placeholder = write_graph(&dir, "ph.pb", vec![placeholder("x", &[-7, 4]), node("y", "Relu", &["x"])]);
+    fails(&[s(&bad_placeholder), s(&input)], 3, &["`x`", "dimension -7 is negative"]);
+}
+
+#[test]
+fn a_graph_of_100k_nodes_imports_plans_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000;
+    let mut nodes = vec![placeholder("x", &[-1, 4])];
+    for i in 0..n {
+        let prev = if i == 0 { "x".to_string() } else { format!("neg{}", i - 1) };
+        nodes.push(node(&format!("neg{i}"), "Neg", &[&prev]));
+    }
+    let model = write_graph(&dir, "long.pb", nodes);
+    let input = temp_file(&dir, "x.npy", &f32_npy("(1, 4)", &[1.0, -2.0, 3.5, 0.25]));
+    for mode in [&["--plaintext"][..], &[][..]] {
+        let (code, stdout, stderr) = run(&[mode, &[s(&model), s(&input)]].concat());
+        assert_eq!(code, 0, "{stderr}");
+        // An even number of negations is the identity.
+        let rows = parse_rows(&stdout);
+        assert_eq!(rows[0].1, vec![1.0, -2.0, 3.5, 0.25], "{stdout}");
+    }
+}
+
+#[test]
+fn max_memory_refuses_a_run_with_its_estimate() {
+    let (model, input) = ("testdata/mnist_model.pb", "testdata/mnist_batch100.npy");
+    let err = fails(&["--max-memory", "100M", model, input], 2, &["the secure run of `testdata/mnist_model.pb`"]);
+    assert!(err.contains("needs an estimated") && err.contains("over the --max-memory limit of 100 MB"), "{err}");
+    fails(&["--plaintext", "--max-memory", "1M", model, input], 2, &["the plaintext run", "limit of 1 MB"]);
+    fails(&["--max-memory", "lots", model, input], 2, &["`lots` is not a size"]);
+    // The default leaves room for every shipped model.
+    let (code, _, stderr) = run(&["--max-memory", "1G", model, input]);
+    assert_eq!(code, 0, "{stderr}");
+}

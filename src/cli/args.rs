@@ -88,6 +88,9 @@ pub struct ServeArgs {
     /// Listen here instead of the party's address in the config (e.g. 0.0.0.0:4440).
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<String>,
+    /// Refuse a session whose estimated peak memory exceeds this (e.g. 512M, 8G).
+    #[arg(long, value_name = "SIZE", default_value = "8G", value_parser = parse_size)]
+    pub max_memory: u64,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +190,30 @@ pub struct RunArgs {
     /// Run with the parties of a cluster instead of in this process (see `serve`).
     #[command(flatten)]
     pub net: NetworkArgs,
+    /// Refuse a run whose estimated peak memory exceeds this (e.g. 512M, 8G).
+    #[arg(long, value_name = "SIZE", default_value = "8G", value_parser = parse_size)]
+    pub max_memory: u64,
+}
+
+/// A memory size: bytes, or with a K, M, G or T suffix (powers of 1024).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (number, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&t[..i], t[i..].trim_end_matches(['B', 'b', 'i'])),
+        None => (t, ""),
+    };
+    let scale: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("`{s}` is not a size (e.g. 512M, 8G)")),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 && n * (scale as f64) < 1e19 => Ok((n * scale as f64) as u64),
+        _ => Err(format!("`{s}` is not a size (e.g. 512M, 8G)")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -228,6 +255,7 @@ pub struct RunConfig {
     pub format: Format,
     pub out: Option<PathBuf>,
     pub remote: Option<crate::remote::driver::Remote>,
+    pub max_memory: u64,
 }
 
 impl NetworkArgs {
@@ -290,6 +318,7 @@ impl RunArgs {
             format: self.format,
             out: self.out,
             remote,
+            max_memory: self.max_memory,
         })
     }
 }

@@ -21,7 +21,7 @@ pub fn serve(args: &ServeArgs) -> Result<u8> {
     let security = Security::choose(args.net.certs.as_deref(), cluster.certs.as_deref(), args.net.insecure)?;
     let timeout = args.net.timeout()?.or(cluster.timeout).unwrap_or(cluster::DEFAULT_TIMEOUT);
     let tls = matches!(security, Security::Tls(_));
-    let options = ServeOptions { party, listen: args.listen.clone(), timeout, security };
+    let options = ServeOptions { party, listen: args.listen.clone(), timeout, security, max_memory: args.max_memory };
     serve_party(cluster, options, |addr| {
         // Scripts and tests wait for this line.
         eprintln!(

@@ -26,6 +26,7 @@ pub fn report(plan: &Plan, stats: &Stats) -> Result<String> {
         stats.online.as_secs_f64() * 1e3,
         stats.latency.as_secs_f64() * 1e3
     )?;
+    writeln!(s, "estimated peak memory (the --max-memory check): {}", mb(schedule.estimate_memory()))?;
     writeln!(s, "{:<16} {:>12} {:>12} {:>8} {:>8}", "party", "sent", "received", "msgs", "rounds")?;
     for (party, p) in &stats.parties {
         writeln!(

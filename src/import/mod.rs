@@ -22,7 +22,7 @@ pub use ops::{SUPPORTED_OPS, is_supported};
 use crate::error::Error;
 use crate::plan::{Op, Plan, Source, Step, Value, ValueId, ValueType};
 use crate::tensor::Tensor;
-use crate::tfpb::{DataType, Dim, NodeDef, NodeExt, dtype_name, is_float};
+use crate::tfpb::{DataType, Dim, MAX_CONST_ELEMENTS, NodeDef, NodeExt, dtype_name, is_float};
 
 /// A tensor known at import time, and the node it came from (for weight names).
 #[derive(Debug)]
@@ -324,6 +324,13 @@ impl Ctx {
         let shape_refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
         let shape = op.output_shape(&shape_refs).map_err(fail)?;
         if ins.iter().all(|s| matches!(s, Slot::Known(_))) {
+            // Folding broadcasts: two small constants can make a huge one.
+            if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > MAX_CONST_ELEMENTS) {
+                return Err(Error::unsupported(format!(
+                    "{}: folding it would make a constant of shape {shape:?}, over {MAX_CONST_ELEMENTS} elements",
+                    node.describe()
+                )));
+            }
             let tensors: Vec<&Tensor> = ins
                 .iter()
                 .map(|s| match s {

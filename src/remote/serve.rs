@@ -6,6 +6,9 @@
 //! that hangs costs only that connection or session. The log (stderr) names
 //! parties, sessions and causes; it never holds a share, a seed or a key.
 
+// Parses bytes from others: nothing here may panic on what they send.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -31,6 +34,8 @@ pub struct ServeOptions {
     pub listen: Option<String>,
     pub timeout: Duration,
     pub security: Security,
+    /// Refuse sessions whose estimated peak memory exceeds this many bytes.
+    pub max_memory: u64,
 }
 
 /// A model deployed to this server: its public plan and this server's weight shares.
@@ -45,6 +50,7 @@ struct State {
     cluster: Cluster,
     identity: Option<Identity>,
     timeout: Duration,
+    max_memory: u64,
     sessions: Mutex<HashMap<u64, Arc<Link>>>,
     models: Mutex<HashMap<String, Arc<Deployed>>>,
 }
@@ -67,6 +73,7 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
             cluster,
             identity,
             timeout: options.timeout,
+            max_memory: options.max_memory,
             sessions: Mutex::new(HashMap::new()),
             models: Mutex::new(HashMap::new()),
         });
@@ -239,6 +246,8 @@ impl State {
         }
         let fp = FixedPoint::new(frac_bits)?;
         let schedule = Arc::new(Schedule::new(&plan)?);
+        // The estimate is for all parties in one process: more than one party needs.
+        crate::cli::check_memory(schedule.estimate_memory(), self.max_memory, "this session")?;
         Ok(Prepared { plan, frac_bits, fp, schedule, weights })
     }
 

@@ -193,10 +193,42 @@ impl Schedule {
     }
 
     /// Bytes each server sends at set-up: its share of every masked weight.
+    /// An estimate of the peak memory of a secure prediction with all parties in
+    /// one process, in bytes, fitted to measured peak RSS (BENCHMARKS.md, Memory):
+    /// the dealer's material for a whole prediction waits in the mailbox before the
+    /// online phase (about 1.1x the words the servers exchange); the servers keep
+    /// shares, masks and opened values of the plan's values (about 6x their
+    /// 8-byte size in all); and the largest chunk of a step is in flight with its
+    /// temporaries (about 7x its messages).
+    pub fn estimate_memory(&self) -> u64 {
+        let values: u64 = self.plan.values.iter().map(|v| v.len() as u64 * 8).sum();
+        let planned = self.planned();
+        let exchanged: u64 = planned.iter().map(|p| p.bytes).sum();
+        let largest_chunk = planned
+            .iter()
+            .zip(&self.kinds)
+            .zip(&self.plan.steps)
+            .map(|((p, kind), step)| {
+                let n = self.plan.values[step.output].len();
+                let pieces = match kind {
+                    Kind::Relu => chunks(n, 1).len(),
+                    Kind::Piecewise(pw) => chunks(n, pw.breaks.len()).len(),
+                    _ => 1,
+                };
+                p.bytes / pieces.max(1) as u64
+            })
+            .max()
+            .unwrap_or(0);
+        BASE_MEMORY + 6 * values + 7 * largest_chunk + exchanged + exchanged / 8
+    }
+
     pub fn planned_setup_bytes(&self) -> u64 {
         self.masked_weights.iter().map(|&w| 8 * self.plan.values[w].len() as u64).sum()
     }
 }
+
+/// The process itself: code, thread stacks, the runtime's buffers.
+pub const BASE_MEMORY: u64 = 32 << 20;
 
 /// Element-wise comparisons over large tensors run in chunks of at most this many
 /// DReLUs, so that neither a server nor the dealer holds the material of millions at

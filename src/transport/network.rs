@@ -8,6 +8,9 @@
 //! peer that reports a failure, makes the receives that wait on it fail at once,
 //! naming the peer.
 
+// Parses bytes from others: nothing here may panic on what they send.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

@@ -12,6 +12,9 @@
 //! only buffered as its bytes arrive (a peer that announces 1 GiB and sends 10
 //! bytes costs 10 bytes).
 
+// Parses bytes from others: nothing here may panic on what they send.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 use anyhow::{Result, bail};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -60,13 +63,17 @@ impl Frame {
         let Some(&kind) = body.first() else { bail!("empty frame") };
         match kind {
             MESSAGE => {
-                if body.len() < MESSAGE_HEADER {
+                let header: Option<[u8; MESSAGE_HEADER]> = body.get(..MESSAGE_HEADER).and_then(|h| h.try_into().ok());
+                let Some(h) = header else {
                     bail!("message frame of {} bytes is shorter than its {MESSAGE_HEADER}-byte header", body.len());
-                }
-                let word = |at: usize| u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
-                let mut session = [0u8; 8];
-                session.copy_from_slice(&body[1..9]);
-                let key = MsgKey { session: u64::from_le_bytes(session), seq: word(9), step: word(13), tag: word(17) };
+                };
+                let [_, s0, s1, s2, s3, s4, s5, s6, s7, q0, q1, q2, q3, p0, p1, p2, p3, t0, t1, t2, t3] = h;
+                let key = MsgKey {
+                    session: u64::from_le_bytes([s0, s1, s2, s3, s4, s5, s6, s7]),
+                    seq: u32::from_le_bytes([q0, q1, q2, q3]),
+                    step: u32::from_le_bytes([p0, p1, p2, p3]),
+                    tag: u32::from_le_bytes([t0, t1, t2, t3]),
+                };
                 let payload = body.split_off(MESSAGE_HEADER);
                 Ok(Frame::Message { key, payload })
             }
@@ -84,8 +91,8 @@ impl Frame {
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Option<Frame>> {
     let mut len = [0u8; 4];
     let mut got = 0;
-    while got < 4 {
-        let n = r.read(&mut len[got..]).await?;
+    while let Some(rest) = len.get_mut(got..).filter(|r| !r.is_empty()) {
+        let n = r.read(rest).await?;
         if n == 0 {
             if got == 0 {
                 return Ok(None);
