@@ -10,6 +10,8 @@
 pub mod cli;
 pub mod cluster;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 pub mod kernels;
 pub mod npy;

@@ -285,10 +285,26 @@ fn integer_and_float64_inputs_are_converted() {
 fn help_documents_exit_codes_and_examples() {
     let (code, stdout, _) = run(&["--help"]);
     assert_eq!(code, 0);
-    for needle in
-        ["Exit codes:", "--plaintext", "--input <NAME=FILE.npy>", "--out", "--output-node", "inspect", "Examples:"]
-    {
+    for needle in [
+        "Exit codes:",
+        "--plaintext",
+        "--input <NAME=FILE.npy>",
+        "--out",
+        "--output-node",
+        "inspect",
+        "Examples:",
+        "--max-memory",
+        "--config",
+        "serve",
+        "deploy",
+        "5  a party could not be reached",
+    ] {
         assert!(stdout.contains(needle), "--help should mention {needle}");
+    }
+    for sub in ["serve", "certs", "deploy", "predict"] {
+        let (code, stdout, _) = run(&[sub, "--help"]);
+        assert_eq!(code, 0);
+        assert!(stdout.contains("--config"), "`{sub} --help` should mention --config");
     }
 }
 

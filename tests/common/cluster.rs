@@ -30,6 +30,8 @@ pub struct Cluster {
     listen: BTreeMap<&'static str, String>,
     /// Runs the delay proxies, if any.
     _proxies: Option<tokio::runtime::Runtime>,
+    /// The network namespace each party runs in, if any.
+    namespaces: BTreeMap<&'static str, String>,
 }
 
 const PARTIES: [&str; 3] = ["server0", "server1", "crypto-producer"];
@@ -73,21 +75,56 @@ impl Cluster {
             insecure,
             listen,
             _proxies: proxies,
+            namespaces: BTreeMap::new(),
         };
-        if !insecure {
-            let out = Command::new(binary())
-                .args(["certs", "--config"])
-                .arg(&cluster.config)
-                .arg("--out")
-                .arg(cluster.certs())
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        }
+        cluster.make_certs();
         for party in PARTIES {
             cluster.spawn(party, timeout_secs);
         }
         cluster
+    }
+
+    /// The parties in the namespaces of `net`, listening on its addresses.
+    pub fn start_in(net: &Netns, timeout_secs: f64) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let addresses: Vec<String> = PARTIES.iter().map(|p| format!("{}:4440", net.ip(p))).collect();
+        let config = dir.path().join("config.json");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"server0": "{}", "server1": "{}", "server2": "{}"}}"#,
+                addresses[0], addresses[1], addresses[2]
+            ),
+        )
+        .unwrap();
+        let mut cluster = Cluster {
+            dir,
+            config,
+            children: BTreeMap::new(),
+            logs: BTreeMap::new(),
+            insecure: false,
+            listen: PARTIES.iter().zip(addresses).map(|(&p, a)| (p, a)).collect(),
+            _proxies: None,
+            namespaces: PARTIES.iter().map(|&p| (p, net.namespace(p))).collect(),
+        };
+        cluster.make_certs();
+        for party in PARTIES {
+            cluster.spawn(party, timeout_secs);
+        }
+        cluster
+    }
+
+    fn make_certs(&self) {
+        if !self.insecure {
+            let out = Command::new(binary())
+                .args(["certs", "--config"])
+                .arg(&self.config)
+                .arg("--out")
+                .arg(self.certs())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
     }
 
     pub fn certs(&self) -> PathBuf {
@@ -103,7 +140,15 @@ impl Cluster {
     }
 
     fn spawn(&mut self, party: &'static str, timeout_secs: f64) {
-        let mut child = Command::new(binary())
+        let mut command = match self.namespaces.get(party) {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let mut child = command
             .args(["serve", "--party", party, "--timeout", &timeout_secs.to_string()])
             .args(["--listen", &self.listen[party], "--config"])
             .arg(&self.config)
@@ -173,5 +218,85 @@ impl Drop for Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Three network namespaces, one per serving party, each with a veth pair to a
+/// bridge in the test's namespace (10.x.y.1 there, .10/.11/.12 in them); deleted
+/// when dropped. Needs root and `ip`.
+pub struct Netns {
+    tag: String,
+    subnet: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl Netns {
+    pub fn create() -> Result<Netns, String> {
+        let pid = std::process::id();
+        let net = Netns {
+            tag: format!("tfe{}", pid % 100_000),
+            subnet: format!("10.{}.{}", 100 + pid % 100, pid / 100 % 250),
+        };
+        let br = format!("{}br", net.tag);
+        ip(&["link", "add", &br, "type", "bridge"])?;
+        ip(&["addr", "add", &format!("{}.1/24", net.subnet), "dev", &br])?;
+        ip(&["link", "set", &br, "up"])?;
+        for (k, party) in PARTIES.iter().enumerate() {
+            let ns = net.namespace(party);
+            let (outer, inner) = (format!("{}o{k}", net.tag), format!("{}i{k}", net.tag));
+            ip(&["netns", "add", &ns])?;
+            ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner])?;
+            ip(&["link", "set", &inner, "netns", &ns])?;
+            ip(&["link", "set", &outer, "master", &br])?;
+            ip(&["link", "set", &outer, "up"])?;
+            ip(&["-n", &ns, "addr", "add", &format!("{}/24", net.ip(party)), "dev", &inner])?;
+            ip(&["-n", &ns, "link", "set", &inner, "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(net)
+    }
+
+    pub fn namespace(&self, party: &str) -> String {
+        let k = PARTIES.iter().position(|p| *p == party).unwrap();
+        format!("{}n{k}", self.tag)
+    }
+
+    pub fn ip(&self, party: &str) -> String {
+        let k = PARTIES.iter().position(|p| *p == party).unwrap();
+        format!("{}.{}", self.subnet, 10 + k)
+    }
+
+    /// Delay every packet a party sends by `delay` (tc netem on its interface).
+    pub fn delay(&self, delay: Duration) -> Result<(), String> {
+        for (k, party) in PARTIES.iter().enumerate() {
+            let ns = self.namespace(party);
+            let inner = format!("{}i{k}", self.tag);
+            let ms = format!("{}ms", delay.as_millis());
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns, "tc", "qdisc", "replace", "dev", &inner, "root", "netem", "delay", &ms])
+                .output()
+                .map_err(|e| format!("tc: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("tc netem: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for party in PARTIES {
+            let _ = ip(&["netns", "del", &self.namespace(party)]);
+        }
+        let _ = ip(&["link", "del", &format!("{}br", self.tag)]);
     }
 }
