@@ -25,6 +25,7 @@ pub fn read_input(path: &Path) -> Result<ArrayD<f32>> {
 /// Parse the bytes of a `.npy` file as f32; `name` names it in errors.
 pub fn parse_input(bytes: &[u8], name: &str) -> Result<ArrayD<f32>> {
     let bad = |why: String| Error::bad_input(format!("input `{name}`: {why}"));
+    check_header_length(bytes).map_err(bad)?;
     let npy = NpyFile::new(bytes).map_err(|e| bad(format!("not a .npy file ({e})")))?;
     let DType::Plain(ty) = npy.dtype() else {
         return Err(bad("structured arrays are not supported; save a plain numeric array".into()));
@@ -81,6 +82,25 @@ pub fn parse_input(bytes: &[u8], name: &str) -> Result<ArrayD<f32>> {
     }
     .map_err(|e| bad(e.to_string()))?;
     Ok(array.as_standard_layout().into_owned())
+}
+
+/// The header length a `.npy` file declares must fit in the file: npyz allocates
+/// it before reading, so 12 bytes declaring a 4 GiB header (format 2 and 3 have a
+/// 4-byte length) would cost 4 GiB (found by the `npy` fuzz target).
+fn check_header_length(bytes: &[u8]) -> std::result::Result<(), String> {
+    let (Some(b"\x93NUMPY"), Some(&major)) = (bytes.get(..6), bytes.get(6)) else {
+        return Err("not a .npy file (no \\x93NUMPY magic)".into());
+    };
+    let (start, declared) = match major {
+        1 => (10, bytes.get(8..10).and_then(|l| l.try_into().ok()).map(|l| u16::from_le_bytes(l) as usize)),
+        2 | 3 => (12, bytes.get(8..12).and_then(|l| l.try_into().ok()).map(|l| u32::from_le_bytes(l) as usize)),
+        v => return Err(format!("not a .npy file this reader knows (format version {v})")),
+    };
+    match declared {
+        Some(len) if start + len <= bytes.len() => Ok(()),
+        Some(len) => Err(format!("the file is truncated: its header says {len} bytes, the file has {}", bytes.len())),
+        None => Err("the file is truncated inside its header".into()),
+    }
 }
 
 /// Write a float32 array.

@@ -351,6 +351,23 @@ fn bad_npy_files_are_refused_with_the_file_named() {
     }
 }
 
+/// Found by the `npy` fuzz target: a format-3 header whose 4-byte length says
+/// 4 GiB made the reader allocate 4 GiB for a file of 200 bytes.
+#[test]
+fn npy_header_length_beyond_the_file_is_refused_without_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    for version in [1u8, 2, 3] {
+        let mut bytes = b"\x93NUMPY".to_vec();
+        bytes.extend_from_slice(&[version, 0]);
+        bytes.extend_from_slice(if version == 1 { &[0xff, 0xff][..] } else { &[0xff, 0xff, 0xff, 0xff][..] });
+        bytes.extend_from_slice(b"{'descr': '<f4', 'fortran_order': False, 'shape': (1, 784), }\n");
+        let path = temp_file(&dir, &format!("header{version}.npy"), &bytes);
+        fails(&["testdata/mlp.pb", s(&path)], 2, &[s(&path), "the file is truncated: its header says"]);
+    }
+    let path = temp_file(&dir, "version9.npy", b"\x93NUMPY\x09\x00\x10\x00{}");
+    fails(&["testdata/mlp.pb", s(&path)], 2, &[s(&path), "format version 9"]);
+}
+
 #[test]
 fn placeholders_must_all_be_fed_correctly() {
     let model = reference("2inputs.pb");
