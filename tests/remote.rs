@@ -393,3 +393,19 @@ fn across_network_namespaces() {
         assert!(latency <= base * 3 + delay * rounds as u32 * 2, "latency {latency:?} for {rounds} rounds x {delay:?}");
     }
 }
+
+/// The deadline is on silence, not on work: with a deadline of 0.2 s, a batch of
+/// 100 (whose offline phase and largest layers each take longer than that) runs,
+/// because idle connections carry keepalives.
+#[test]
+fn work_longer_than_the_deadline_is_not_a_failure() {
+    let cluster = Cluster::start(false, 0.2);
+    let p = prepared("mnist_model.pb", "mnist_batch100.npy");
+    let mut remote = cluster.remote();
+    remote.timeout = Duration::from_millis(200);
+    let fp = tfe_run::ring::FixedPoint::default();
+    let outcome = driver::predict(&remote, &p.plan, std::slice::from_ref(&p.inputs), fp).unwrap();
+    assert!(outcome.stats.offline + outcome.stats.online > Duration::from_millis(400), "the run was too short to tell");
+    let expected = load(&testdata("mnist_model.expected.npy"));
+    assert_matches("mnist_model with a short deadline", &outcome.outputs[0].to_float(), &expected, 1e-2);
+}

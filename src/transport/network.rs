@@ -4,9 +4,14 @@
 //! one of its own parties and one peer. The party programs are ordinary threads
 //! that call [`Transport::send`] and [`Transport::recv`]; tokio tasks, one reader
 //! and one writer per connection, move frames between the sockets and the
-//! link's mailbox. Every receive has a deadline; a connection that ends, or a
-//! peer that reports a failure, makes the receives that wait on it fail at once,
-//! naming the peer.
+//! link's mailbox. A connection that ends, or a peer that reports a failure,
+//! makes the receives that wait on it fail at once, naming the peer.
+//!
+//! Deadlines are on liveness, not on work: an idle connection carries a
+//! keepalive every quarter of the deadline, so a receive fails when the peer has
+//! sent *nothing* for the deadline (it died without closing, hangs, or the
+//! network is cut), not when it is merely busy with a large layer. A receive also
+//! gives up after [`MAX_WAIT`] in all, in case a live peer never sends.
 
 // Parses bytes from others: nothing here may panic on what they send.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
@@ -25,6 +30,9 @@ use super::{Aborted, MsgKey, Party, Transport};
 /// A byte stream to a peer: TLS in production, TCP with `--insecure`.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// The longest any one receive waits for a peer that is alive but does not send.
+pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 pub struct Link {
     session: u64,
@@ -45,6 +53,8 @@ struct LinkState {
     outgoing: HashMap<(Party, Party), mpsc::UnboundedSender<Frame>>,
     /// (local, peer) → why that connection ended.
     closed: HashMap<(Party, Party), String>,
+    /// (local, peer) → when the last frame came from that peer.
+    heard: HashMap<(Party, Party), Instant>,
     aborted: Option<String>,
 }
 
@@ -83,6 +93,7 @@ impl Link {
                 bail!("{} is already connected to {} in this session", peer.name(), local.name());
             }
             state.outgoing.insert((local, peer), tx);
+            state.heard.insert((local, peer), Instant::now());
         }
         self.changed.notify_all();
         let (reader, writer) = tokio::io::split(stream);
@@ -99,8 +110,17 @@ impl Link {
         mut rx: mpsc::UnboundedReceiver<Frame>,
     ) {
         let mut w = BufWriter::with_capacity(1 << 16, writer);
+        let mut keepalive = tokio::time::interval((self.timeout / 4).max(Duration::from_millis(10)));
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result: Result<()> = async {
-            while let Some(frame) = rx.recv().await {
+            loop {
+                let frame = tokio::select! {
+                    frame = rx.recv() => match frame {
+                        Some(frame) => frame,
+                        None => break,
+                    },
+                    _ = keepalive.tick() => Frame::Ping,
+                };
                 write_frame(&mut w, &frame).await?;
                 // Flush when nothing else is queued: small messages share a record.
                 if rx.is_empty() {
@@ -117,7 +137,9 @@ impl Link {
         }
     }
 
-    async fn read_loop(self: Arc<Self>, local: Party, peer: Party, mut reader: tokio::io::ReadHalf<Box<dyn Stream>>) {
+    async fn read_loop(self: Arc<Self>, local: Party, peer: Party, reader: tokio::io::ReadHalf<Box<dyn Stream>>) {
+        // Every byte is a sign of life, also in the middle of a 30 MB frame.
+        let mut reader = Heard { inner: reader, link: Arc::clone(&self), from: (local, peer) };
         let mut finished = self.finished.subscribe();
         let why = loop {
             let frame = tokio::select! {
@@ -125,6 +147,7 @@ impl Link {
                 _ = finished.wait_for(|&done| done) => return,
             };
             match frame {
+                Ok(Some(Frame::Ping)) => {}
                 Ok(Some(Frame::Message { key, payload })) => {
                     if key.session != self.session {
                         break format!("{} sent a message of another session", peer.name());
@@ -228,6 +251,29 @@ impl Link {
     }
 }
 
+/// A reader that notes when bytes last came from the peer.
+struct Heard<R> {
+    inner: R,
+    link: Arc<Link>,
+    from: (Party, Party),
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Heard<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let from = self.from;
+            self.link.lock().heard.insert(from, Instant::now());
+        }
+        poll
+    }
+}
+
 /// The peer's socket closed mid-stream (a killed process): TLS reports it as a
 /// missing close_notify, TCP as a reset.
 fn is_abrupt_end(e: &anyhow::Error) -> bool {
@@ -242,8 +288,9 @@ impl Transport for Link {
         self.send_frame(from, to, Frame::Message { key, payload })
     }
 
+    /// `timeout` is the liveness deadline: how long `from` may stay silent.
     fn recv(&self, to: Party, from: Party, key: MsgKey, timeout: Duration) -> Result<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
         let mut state = self.lock();
         loop {
             if let Some(payload) = state.messages.remove(&(from, to, key)) {
@@ -256,15 +303,19 @@ impl Transport for Link {
                 bail!("{} waits for {key:?} from {}, but {why}", to.name(), from.name());
             }
             let now = Instant::now();
-            if now >= deadline {
+            let heard = state.heard.get(&(to, from)).copied().unwrap_or(start).max(start);
+            if now.duration_since(heard) >= timeout {
                 bail!(
-                    "{} waited {timeout:?} for message {key:?} from {} in vain ({} or a party it waits for hangs)",
-                    to.name(),
+                    "{} has sent nothing to {} for {timeout:?} (it, or the network to it, hangs)",
                     from.name(),
-                    from.name()
+                    to.name()
                 );
             }
-            state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            if now.duration_since(start) >= MAX_WAIT {
+                bail!("{} waited {MAX_WAIT:?} for message {key:?} from {} in vain", to.name(), from.name());
+            }
+            let wake = (heard + timeout).min(start + MAX_WAIT) - now;
+            state = self.changed.wait_timeout(state, wake).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 

@@ -5,6 +5,7 @@
 //! body = 0 | session u64 | seq u32 | step u32 | tag u32 | payload     a protocol message
 //!      = 1 | JSON                                                      a session control message
 //!      = 2 | UTF-8 reason                                              "I stopped, and why"
+//!      = 3                                                             "I am alive" (keepalive)
 //! ```
 //!
 //! The decoder trusts nothing: a length over the limit, a short body, an unknown
@@ -27,6 +28,7 @@ pub const MAX_FRAME: usize = 1 << 30;
 const MESSAGE: u8 = 0;
 const CONTROL: u8 = 1;
 const ABORT: u8 = 2;
+const PING: u8 = 3;
 const MESSAGE_HEADER: usize = 1 + 8 + 4 + 4 + 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub enum Frame {
     Control(Vec<u8>),
     /// The sender's work in the session failed; no more messages will come.
     Abort(String),
+    /// Sent when a connection is otherwise idle: the peer is alive, only busy.
+    Ping,
 }
 
 impl Frame {
@@ -55,6 +59,7 @@ impl Frame {
             }
             Frame::Control(json) => [&[CONTROL][..], json].concat(),
             Frame::Abort(reason) => [&[ABORT][..], reason.as_bytes()].concat(),
+            Frame::Ping => vec![PING],
         }
     }
 
@@ -82,6 +87,8 @@ impl Frame {
                 Ok(reason) => Ok(Frame::Abort(reason)),
                 Err(_) => bail!("abort frame whose reason is not UTF-8"),
             },
+            PING if body.len() == 1 => Ok(Frame::Ping),
+            PING => bail!("keepalive frame with {} bytes of payload", body.len() - 1),
             other => bail!("unknown frame kind {other}"),
         }
     }
@@ -138,6 +145,7 @@ mod tests {
             Frame::Message { key: key(), payload: vec![] },
             Frame::Control(b"{\"a\":1}".to_vec()),
             Frame::Abort("server1 failed".into()),
+            Frame::Ping,
         ] {
             assert_eq!(Frame::decode(frame.encode()).unwrap(), frame);
         }
