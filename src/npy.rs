@@ -97,10 +97,36 @@ fn check_header_length(bytes: &[u8]) -> std::result::Result<(), String> {
         v => return Err(format!("not a .npy file this reader knows (format version {v})")),
     };
     match declared {
-        Some(len) if start + len <= bytes.len() => Ok(()),
+        Some(len) if len > MAX_HEADER => Err(format!("its header of {len} bytes is over the {MAX_HEADER}-byte limit")),
+        Some(len) if start + len <= bytes.len() => {
+            check_header_nesting(bytes.get(start..start + len).unwrap_or_default())
+        }
         Some(len) => Err(format!("the file is truncated: its header says {len} bytes, the file has {}", bytes.len())),
         None => Err("the file is truncated inside its header".into()),
     }
+}
+
+/// numpy writes headers of a few hundred bytes.
+const MAX_HEADER: usize = 1 << 16;
+
+/// The header is a Python literal, parsed by a backtracking parser whose time
+/// grows exponentially with nesting: 12 nested braces took 2.6 s, a few more
+/// would hang (found by the `npy` fuzz target). numpy's headers nest at most 4
+/// deep (a dict, a structured dtype's list, its field tuples, a sub-array shape).
+fn check_header_nesting(header: &[u8]) -> std::result::Result<(), String> {
+    const MAX_DEPTH: usize = 4;
+    let mut depth = 0usize;
+    for &b in header {
+        match b {
+            b'{' | b'[' | b'(' => depth += 1,
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_DEPTH {
+            return Err(format!("not a .npy file (its header nests more than {MAX_DEPTH} deep)"));
+        }
+    }
+    Ok(())
 }
 
 /// Write a float32 array.

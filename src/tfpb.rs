@@ -4,6 +4,9 @@
 //! Every getter's error names the node, its op and the attribute, so a malformed or
 //! unexpected export is reported precisely rather than as a decoding failure.
 
+// Parses bytes from others: nothing here may panic on what they send.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 #[allow(clippy::all, clippy::pedantic)]
 pub mod tensorflow {
     include!(concat!(env!("OUT_DIR"), "/tensorflow.rs"));
@@ -202,7 +205,7 @@ pub fn decode_tensor(proto: &TensorProto) -> std::result::Result<Tensor, String>
             let v = if content.is_empty() {
                 splat(&proto.float_val, count, 0.0)?
             } else {
-                le_values(content, count, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))?
+                le_values(content, count, f32::from_le_bytes)?
             };
             float_tensor(shape, v)
         }
@@ -210,7 +213,7 @@ pub fn decode_tensor(proto: &TensorProto) -> std::result::Result<Tensor, String>
             let v = if content.is_empty() {
                 splat(&proto.double_val, count, 0.0)?
             } else {
-                le_values(content, count, |b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))?
+                le_values(content, count, f64::from_le_bytes)?
             };
             float_tensor(shape, v.into_iter().map(|x| x as f32).collect())
         }
@@ -260,20 +263,24 @@ fn splat<T: Copy>(values: &[T], count: usize, zero: T) -> std::result::Result<Ve
         n if n == count => Ok(values.to_vec()),
         0 => Ok(vec![zero; count]),
         n if n < count => {
+            // TensorFlow fills the rest with the last value given.
             let mut v = values.to_vec();
-            v.resize(count, values[n - 1]);
+            v.resize(count, values.last().copied().unwrap_or(zero));
             Ok(v)
         }
         n => Err(format!("{n} values for a shape of {count} elements")),
     }
 }
 
-fn le_values<T>(bytes: &[u8], count: usize, read: impl Fn(&[u8]) -> T) -> std::result::Result<Vec<T>, String> {
-    let width = std::mem::size_of::<T>();
-    if bytes.len() != count * width {
-        return Err(format!("tensor_content has {} bytes, the shape needs {}", bytes.len(), count * width));
+fn le_values<const W: usize, T>(
+    bytes: &[u8],
+    count: usize,
+    read: impl Fn([u8; W]) -> T,
+) -> std::result::Result<Vec<T>, String> {
+    if bytes.len() != count * W {
+        return Err(format!("tensor_content has {} bytes, the shape needs {}", bytes.len(), count * W));
     }
-    Ok(bytes.chunks_exact(width).map(read).collect())
+    Ok(bytes.chunks_exact(W).filter_map(|c| c.try_into().ok()).map(read).collect())
 }
 
 fn le_ints(bytes: &[u8], count: usize, width: usize, unsigned: bool) -> std::result::Result<Vec<i64>, String> {
@@ -284,7 +291,7 @@ fn le_ints(bytes: &[u8], count: usize, width: usize, unsigned: bool) -> std::res
         .chunks_exact(width)
         .map(|c| {
             let mut buf = [0u8; 8];
-            buf[..width].copy_from_slice(c);
+            buf.iter_mut().zip(c).for_each(|(b, &x)| *b = x);
             let raw = u64::from_le_bytes(buf);
             if unsigned || width == 8 {
                 raw as i64

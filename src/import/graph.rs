@@ -3,6 +3,9 @@
 //! Everything here is about the graph's structure; what the ops mean is the plan
 //! builder's business.
 
+// Parses bytes from others: nothing here may panic on what they send.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -134,11 +137,19 @@ impl Graph {
         }
         let mut consumed = vec![false; self.nodes.len()];
         for (data, ctrl) in self.inputs.iter().zip(&self.controls) {
-            data.iter().for_each(|r| consumed[r.node] = true);
-            ctrl.iter().for_each(|&c| consumed[c] = true);
+            for i in data.iter().map(|r| r.node).chain(ctrl.iter().copied()) {
+                if let Some(c) = consumed.get_mut(i) {
+                    *c = true;
+                }
+            }
         }
-        let sinks: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| !consumed[i] && !matches!(self.nodes[i].op.as_str(), "NoOp" | "Const" | "Placeholder"))
+        let sinks: Vec<usize> = self
+            .nodes
+            .iter()
+            .zip(&consumed)
+            .enumerate()
+            .filter(|(_, (n, used))| !**used && !matches!(n.op.as_str(), "NoOp" | "Const" | "Placeholder"))
+            .map(|(i, _)| i)
             .collect();
         match sinks.as_slice() {
             [one] => Ok(*one),
@@ -146,7 +157,8 @@ impl Graph {
                 "the graph has no output node (every node is consumed, or only constants and placeholders are left)",
             )),
             many => {
-                let names: Vec<String> = many.iter().take(10).map(|&i| format!("`{}`", self.nodes[i].name)).collect();
+                let names: Vec<String> =
+                    many.iter().take(10).filter_map(|&i| self.nodes.get(i)).map(|n| format!("`{}`", n.name)).collect();
                 Err(Error::bad_input(format!(
                     "the graph has {} possible output nodes ({}{}); choose one with --output-node",
                     many.len(),
@@ -161,17 +173,21 @@ impl Graph {
     /// topological order. Control edges are not followed: they carry no values.
     pub fn data_ancestors(&self, output: usize) -> Vec<usize> {
         let mut needed = vec![false; self.nodes.len()];
-        needed[output] = true;
+        if let Some(n) = needed.get_mut(output) {
+            *n = true;
+        }
         // `order` is topological, so walking it backwards visits every consumer
         // before its producers: one pass marks all ancestors, with no recursion.
         for &i in self.order.iter().rev() {
-            if needed[i] {
-                for r in &self.inputs[i] {
-                    needed[r.node] = true;
+            if needed.get(i).copied().unwrap_or(false) {
+                for r in self.inputs.get(i).into_iter().flatten() {
+                    if let Some(n) = needed.get_mut(r.node) {
+                        *n = true;
+                    }
                 }
             }
         }
-        self.order.iter().copied().filter(|&i| needed[i]).collect()
+        self.order.iter().copied().filter(|&i| needed.get(i).copied().unwrap_or(false)).collect()
     }
 
     /// How often each op type occurs among `nodes` (all nodes when `None`).
@@ -185,8 +201,8 @@ impl Graph {
                 &all
             }
         };
-        for &i in nodes {
-            *hist.entry(self.nodes[i].op.clone()).or_insert(0) += 1;
+        for n in nodes.iter().filter_map(|&i| self.nodes.get(i)) {
+            *hist.entry(n.op.clone()).or_insert(0) += 1;
         }
         hist
     }
@@ -198,25 +214,31 @@ fn topological_order(nodes: &[NodeDef], inputs: &[Vec<InputRef>], controls: &[Ve
     let n = nodes.len();
     let mut pending = vec![0usize; n];
     let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for i in 0..n {
-        for producer in inputs[i].iter().map(|r| r.node).chain(controls[i].iter().copied()) {
-            pending[i] += 1;
-            consumers[producer].push(i);
+    for ((i, ins), ctrl) in inputs.iter().enumerate().zip(controls) {
+        for producer in ins.iter().map(|r| r.node).chain(ctrl.iter().copied()) {
+            // Every reference was resolved to a node of the graph when it was read.
+            if let (Some(p), Some(c)) = (pending.get_mut(i), consumers.get_mut(producer)) {
+                *p += 1;
+                c.push(i);
+            }
         }
     }
-    let mut ready: Vec<usize> = (0..n).rev().filter(|&i| pending[i] == 0).collect();
+    let mut ready: Vec<usize> = (0..n).rev().filter(|&i| pending.get(i) == Some(&0)).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(i) = ready.pop() {
         order.push(i);
-        for &c in consumers[i].iter().rev() {
-            pending[c] -= 1;
-            if pending[c] == 0 {
-                ready.push(c);
+        for &c in consumers.get(i).into_iter().flatten().rev() {
+            if let Some(p) = pending.get_mut(c) {
+                *p -= 1;
+                if *p == 0 {
+                    ready.push(c);
+                }
             }
         }
     }
     if order.len() < n {
-        let mut stuck: Vec<&str> = (0..n).filter(|&i| pending[i] > 0).map(|i| nodes[i].name.as_str()).collect();
+        let mut stuck: Vec<&str> =
+            nodes.iter().zip(&pending).filter(|(_, p)| **p > 0).map(|(node, _)| node.name.as_str()).collect();
         let total = stuck.len();
         stuck.truncate(5);
         return Err(Error::invalid_model(format!(
