@@ -98,9 +98,7 @@ fn check_header_length(bytes: &[u8]) -> std::result::Result<(), String> {
     };
     match declared {
         Some(len) if len > MAX_HEADER => Err(format!("its header of {len} bytes is over the {MAX_HEADER}-byte limit")),
-        Some(len) if start + len <= bytes.len() => {
-            check_header_nesting(bytes.get(start..start + len).unwrap_or_default())
-        }
+        Some(len) if start + len <= bytes.len() => check_header_text(bytes.get(start..start + len).unwrap_or_default()),
         Some(len) => Err(format!("the file is truncated: its header says {len} bytes, the file has {}", bytes.len())),
         None => Err("the file is truncated inside its header".into()),
     }
@@ -109,21 +107,53 @@ fn check_header_length(bytes: &[u8]) -> std::result::Result<(), String> {
 /// numpy writes headers of a few hundred bytes.
 const MAX_HEADER: usize = 1 << 16;
 
-/// The header is a Python literal, parsed by a backtracking parser whose time
-/// grows exponentially with nesting: 12 nested braces took 2.6 s, a few more
-/// would hang (found by the `npy` fuzz target). numpy's headers nest at most 4
-/// deep (a dict, a structured dtype's list, its field tuples, a sub-array shape).
-fn check_header_nesting(header: &[u8]) -> std::result::Result<(), String> {
+/// The header is a Python literal, parsed by a backtracking parser (py_literal)
+/// whose time grows exponentially on some inputs: 12 nested braces took 2.6 s,
+/// 40 unary plus signs before a number 1.4 s, a few more would hang (both found
+/// by the `npy` fuzz target). So only what numpy writes reaches it: quoted
+/// strings of dtype characters, `True`/`False`, unsigned integers,
+/// punctuation, nested at most 4 deep (a dict, a structured
+/// dtype's list, its field tuples, a sub-array shape).
+fn check_header_text(header: &[u8]) -> std::result::Result<(), String> {
     const MAX_DEPTH: usize = 4;
+    let unusual = |what: &str| Err(format!("not a .npy file (its header has {what}, which numpy does not write)"));
     let mut depth = 0usize;
-    for &b in header {
+    let mut rest = header;
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
         match b {
-            b'{' | b'[' | b'(' => depth += 1,
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(format!("not a .npy file (its header nests more than {MAX_DEPTH} deep)"));
+                }
+            }
             b'}' | b']' | b')' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        if depth > MAX_DEPTH {
-            return Err(format!("not a .npy file (its header nests more than {MAX_DEPTH} deep)"));
+            b',' | b':' | b' ' | b'\n' | b'\t' | b'\r' | b'\0' => {}
+            b'\'' => {
+                // A string: dtype codes and field names.
+                let end = rest.iter().position(|&c| c == b'\'').unwrap_or(rest.len());
+                let (text, after) = rest.split_at(end);
+                if after.is_empty() {
+                    return unusual("an unterminated string");
+                }
+                if !text.iter().all(|c| c.is_ascii_alphanumeric() || b"<>|=_ .-".contains(c)) {
+                    return unusual("a string with unusual characters");
+                }
+                rest = after.get(1..).unwrap_or_default();
+            }
+            b'0'..=b'9' => {
+                let end = rest.iter().position(|c| !c.is_ascii_digit()).unwrap_or(rest.len());
+                rest = rest.get(end..).unwrap_or_default();
+            }
+            b'T' | b'F' => {
+                let word = if b == b'T' { &b"rue"[..] } else { &b"alse"[..] };
+                match rest.strip_prefix(word) {
+                    Some(tail) => rest = tail,
+                    None => return unusual("a bare word"),
+                }
+            }
+            _ => return unusual(&format!("the character {:?}", char::from(b))),
         }
     }
     Ok(())

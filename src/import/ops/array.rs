@@ -22,7 +22,7 @@ pub fn placeholder(_: &mut Ctx, node: &NodeDef, _: &[Slot]) -> Result<Vec<Slot>>
 }
 
 pub fn identity(_: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    Ok(vec![expect_inputs(node, ins, 1)?[0].clone()])
+    Ok(vec![expect_inputs::<1>(node, ins)?[0].clone()])
 }
 
 pub fn identity_n(_: &mut Ctx, _: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
@@ -43,18 +43,18 @@ fn int_scalar(value: i64) -> Tensor {
 
 /// Shapes are static in a plan, so `Shape` of anything, private or not, is public.
 pub fn shape(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 1)?;
+    let ins = expect_inputs::<1>(node, ins)?;
     let dims = ctx.shape(&ins[0]).into_iter().map(|d| d as i64).collect();
     Ok(vec![Ctx::known(node, int_vector(dims))])
 }
 
 pub fn size(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 1)?;
+    let ins = expect_inputs::<1>(node, ins)?;
     Ok(vec![Ctx::known(node, int_scalar(ctx.shape(&ins[0]).iter().product::<usize>() as i64))])
 }
 
 pub fn rank(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 1)?;
+    let ins = expect_inputs::<1>(node, ins)?;
     Ok(vec![Ctx::known(node, int_scalar(ctx.shape(&ins[0]).len() as i64))])
 }
 
@@ -93,14 +93,14 @@ fn reshape_target(node: &NodeDef, from: &[usize], target: &[i64]) -> Result<Vec<
 }
 
 pub fn reshape(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 2)?;
+    let ins = expect_inputs::<2>(node, ins)?;
     let target = ctx.known_ints(node, &ins[1], "the target shape")?;
     let dims = reshape_target(node, &ctx.shape(&ins[0]), &target)?;
     Ok(vec![ctx.apply(node, Op::Reshape(dims), &ins[..1])?])
 }
 
 pub fn squeeze(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 1)?;
+    let ins = expect_inputs::<1>(node, ins)?;
     let shape = ctx.shape(&ins[0]);
     let listed = match node.get_attr_opt_ints("squeeze_dims")? {
         Some(v) => v,
@@ -124,7 +124,7 @@ pub fn squeeze(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>>
 }
 
 pub fn expand_dims(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 2)?;
+    let ins = expect_inputs::<2>(node, ins)?;
     let mut shape = ctx.shape(&ins[0]);
     let axis = resolve_axis(node, known_scalar(ctx, node, &ins[1], "the axis")?, shape.len() + 1)?;
     shape.insert(axis, 1);
@@ -132,7 +132,7 @@ pub fn expand_dims(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Sl
 }
 
 pub fn transpose(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 2)?;
+    let ins = expect_inputs::<2>(node, ins)?;
     let perm = known_sizes(ctx, node, &ins[1], "the permutation")?;
     Ok(vec![ctx.apply(node, Op::Transpose(perm), &ins[..1])?])
 }
@@ -140,7 +140,7 @@ pub fn transpose(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot
 /// Pad and PadV2 with a zero constant value (the only value that pads shares locally).
 pub fn pad(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     if node.op == "PadV2" {
-        let ins = expect_inputs(node, ins, 3)?;
+        let ins = expect_inputs::<3>(node, ins)?;
         let value = match &ins[2] {
             Slot::Known(k) => k.tensor.to_float().iter().copied().next(),
             _ => None,
@@ -152,7 +152,7 @@ pub fn pad(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
             )));
         }
     } else {
-        expect_inputs(node, ins, 2)?;
+        expect_inputs::<2>(node, ins)?;
     }
     let rank = ctx.shape(&ins[0]).len();
     let pads = known_pairs(ctx, node, &ins[1], "the paddings", rank)?;
@@ -204,7 +204,7 @@ pub fn pack(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
 }
 
 pub fn slice(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 3)?;
+    let ins = expect_inputs::<3>(node, ins)?;
     let shape = ctx.shape(&ins[0]);
     let begin = ctx.known_ints(node, &ins[1], "begin")?;
     let size = ctx.known_ints(node, &ins[2], "size")?;
@@ -321,7 +321,7 @@ fn strided_slice_spec(
 }
 
 pub fn strided_slice(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 4)?;
+    let ins = expect_inputs::<4>(node, ins)?;
     let masks = Masks {
         begin: node.get_attr_opt_int("begin_mask")?.unwrap_or(0),
         end: node.get_attr_opt_int("end_mask")?.unwrap_or(0),
@@ -363,7 +363,7 @@ fn split_into(ctx: &mut Ctx, node: &NodeDef, value: &Slot, axis: usize, sizes: &
 }
 
 pub fn split(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 2)?;
+    let ins = expect_inputs::<2>(node, ins)?;
     let shape = ctx.shape(&ins[1]);
     let axis = resolve_axis(node, known_scalar(ctx, node, &ins[0], "the axis")?, shape.len())?;
     let n = node.get_attr_int("num_split")?;
@@ -378,7 +378,7 @@ pub fn split(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
 }
 
 pub fn split_v(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 3)?;
+    let ins = expect_inputs::<3>(node, ins)?;
     let shape = ctx.shape(&ins[0]);
     let axis = resolve_axis(node, known_scalar(ctx, node, &ins[2], "the axis")?, shape.len())?;
     let requested = ctx.known_ints(node, &ins[1], "the split sizes")?;
@@ -418,7 +418,7 @@ fn gather(ctx: &mut Ctx, node: &NodeDef, params: &Slot, indices: &Slot, axis: i6
 }
 
 pub fn gather_v2(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 3)?;
+    let ins = expect_inputs::<3>(node, ins)?;
     if node.get_attr_opt_int("batch_dims")?.unwrap_or(0) != 0 {
         return Err(Error::unsupported(format!("{}: batch_dims other than 0 is not supported", node.describe())));
     }
@@ -427,12 +427,12 @@ pub fn gather_v2(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot
 }
 
 pub fn gather_v1(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 2)?;
+    let ins = expect_inputs::<2>(node, ins)?;
     gather(ctx, node, &ins[0], &ins[1], 0)
 }
 
 pub fn cast(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 1)?;
+    let ins = expect_inputs::<1>(node, ins)?;
     let op = match node.get_attr_type("DstT")? {
         Some(DataType::DtFloat | DataType::DtDouble) => Op::CastToFloat,
         Some(
@@ -459,14 +459,14 @@ pub fn cast(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
 }
 
 pub fn space_to_batch_nd(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 3)?;
+    let ins = expect_inputs::<3>(node, ins)?;
     let block = known_sizes(ctx, node, &ins[1], "the block shape")?;
     let pads = known_pairs(ctx, node, &ins[2], "the paddings", block.len())?;
     Ok(vec![ctx.apply(node, Op::SpaceToBatch { block, pads }, &ins[..1])?])
 }
 
 pub fn batch_to_space_nd(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 3)?;
+    let ins = expect_inputs::<3>(node, ins)?;
     let block = known_sizes(ctx, node, &ins[1], "the block shape")?;
     let crops = known_pairs(ctx, node, &ins[2], "the crops", block.len())?;
     Ok(vec![ctx.apply(node, Op::BatchToSpace { block, crops }, &ins[..1])?])

@@ -10,12 +10,12 @@ use crate::tensor::Tensor;
 use crate::tfpb::{NodeDef, NodeExt};
 
 fn binary(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot], op: Op) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 2)?;
+    let ins = expect_inputs::<2>(node, ins)?;
     Ok(vec![ctx.apply(node, op, ins)?])
 }
 
 fn unary(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot], op: Op) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 1)?;
+    let ins = expect_inputs::<1>(node, ins)?;
     Ok(vec![ctx.apply(node, op, ins)?])
 }
 
@@ -34,7 +34,7 @@ pub fn mul(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
 /// Division by a known tensor is a product with its reciprocal; division by a
 /// private value is not supported.
 pub fn real_div(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 2)?;
+    let ins = expect_inputs::<2>(node, ins)?;
     let divisor = ctx.known_floats(node, &ins[1], "the divisor")?;
     if divisor.iter().any(|&d| d == 0.0) {
         return Err(Error::unsupported(format!("{}: division by zero", node.describe())));
@@ -69,7 +69,7 @@ pub fn matmul(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> 
 
 /// The reduction axes (a scalar or a vector, possibly negative), sorted and distinct.
 fn reduction_axes(ctx: &Ctx, node: &NodeDef, ins: &[Slot]) -> Result<(Vec<usize>, bool)> {
-    let ins = expect_inputs(node, ins, 2)?;
+    let ins = expect_inputs::<2>(node, ins)?;
     let rank = ctx.shape(&ins[0]).len();
     let mut axes = ctx
         .known_ints(node, &ins[1], "the reduction axes")?
@@ -97,7 +97,7 @@ pub fn max(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
 }
 
 pub fn argmax(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 2)?;
+    let ins = expect_inputs::<2>(node, ins)?;
     let rank = ctx.shape(&ins[0]).len();
     let axis = resolve_axis(node, known_scalar(ctx, node, &ins[1], "the dimension")?, rank)?;
     Ok(vec![ctx.apply(node, Op::ArgMax { axis }, &ins[..1])?])

@@ -99,11 +99,9 @@ pub fn build(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
 }
 
 /// The inputs a builder expects: exactly `n` of them, or an error naming the node.
-fn expect_inputs<'a>(node: &NodeDef, ins: &'a [Slot], n: usize) -> Result<&'a [Slot]> {
-    if ins.len() != n {
-        return Err(Error::invalid_model(format!("{}: expects {n} data input(s), has {}", node.describe(), ins.len())));
-    }
-    Ok(ins)
+fn expect_inputs<'a, const N: usize>(node: &NodeDef, ins: &'a [Slot]) -> Result<&'a [Slot; N]> {
+    ins.try_into()
+        .map_err(|_| Error::invalid_model(format!("{}: expects {N} data input(s), has {}", node.describe(), ins.len())))
 }
 
 /// A possibly negative axis, resolved against `rank` (TensorFlow's convention).

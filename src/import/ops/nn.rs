@@ -49,7 +49,7 @@ fn spatial(node: &NodeDef, attr: &str, default: Option<[usize; 2]>) -> Result<[u
 }
 
 pub fn conv2d(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 2)?;
+    let ins = expect_inputs::<2>(node, ins)?;
     check_nhwc(node)?;
     // The kernel size comes from the filter's shape when the op is applied.
     let window = Window {
@@ -74,28 +74,28 @@ fn pool_window(node: &NodeDef) -> Result<Window> {
 }
 
 pub fn avg_pool(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 1)?;
+    let ins = expect_inputs::<1>(node, ins)?;
     Ok(vec![ctx.apply(node, Op::AvgPool(pool_window(node)?), ins)?])
 }
 
 pub fn max_pool(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 1)?;
+    let ins = expect_inputs::<1>(node, ins)?;
     Ok(vec![ctx.apply(node, Op::MaxPool(pool_window(node)?), ins)?])
 }
 
 pub fn relu(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 1)?;
+    let ins = expect_inputs::<1>(node, ins)?;
     Ok(vec![ctx.apply(node, Op::Relu, ins)?])
 }
 
 pub fn softmax(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 1)?;
+    let ins = expect_inputs::<1>(node, ins)?;
     Ok(vec![ctx.apply(node, Op::Softmax, ins)?])
 }
 
 /// BiasAdd is an Add whose bias matches the channel (last) axis.
 pub fn bias_add(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 2)?;
+    let ins = expect_inputs::<2>(node, ins)?;
     check_nhwc(node)?;
     let (x, b) = (ctx.shape(&ins[0]), ctx.shape(&ins[1]));
     if b.len() != 1 || x.last() != b.first() {
@@ -112,7 +112,7 @@ pub fn bias_add(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>
 /// `offset' = offset - mean * scale'`: the model owner computes both in the clear
 /// and shares them as weights, so the servers do one product and one sum.
 pub fn fused_batch_norm(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs(node, ins, 5)?;
+    let ins = expect_inputs::<5>(node, ins)?;
     check_nhwc(node)?;
     if node.get_attr_bool("is_training", true)? {
         return Err(Error::unsupported(format!(
