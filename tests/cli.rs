@@ -617,3 +617,21 @@ fn max_memory_refuses_a_run_with_its_estimate() {
     let (code, _, stderr) = run(&["--max-memory", "1G", model, input]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// Found while holding the importer to the no-panic lint: a placeholder without
+/// a dtype attribute, left unfed, made `tfe-run` and `inspect` panic.
+#[test]
+fn placeholder_without_dtype_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_graph(
+        &dir,
+        "nodtype.pb",
+        vec![node("x", "Placeholder", &[]), placeholder("y", &[-1, 4]), node("z", "AddV2", &["x", "y"])],
+    );
+    let input = temp_file(&dir, "y.npy", &f32_npy("(1, 4)", &[1.0; 4]));
+    let feed = format!("y={}", s(&input));
+    fails(&["--plaintext", s(&model), "--input", &feed], 2, &["placeholder `x` (which declares no dtype) is not fed"]);
+    let (code, stdout, stderr) = run(&["inspect", s(&model)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("plan (batch of 1): not possible: placeholder `x`"), "{stdout}");
+}

@@ -79,8 +79,7 @@ impl Placeholder {
 /// The placeholders among `nodes`, in graph order.
 pub fn placeholders(graph: &Graph, nodes: &[usize]) -> Result<Vec<Placeholder>> {
     let mut out = Vec::new();
-    for &i in nodes {
-        let n = &graph.nodes[i];
+    for n in nodes.iter().filter_map(|&i| graph.nodes.get(i)) {
         if n.op == "Placeholder" || n.op == "PlaceholderWithDefault" {
             out.push(Placeholder {
                 name: n.name.clone(),
@@ -102,7 +101,8 @@ pub struct Feed {
 
 /// Every node `nodes` uses whose op tfe-run does not know, as one error.
 pub fn check_supported(graph: &Graph, nodes: &[usize]) -> Result<()> {
-    let unsupported: Vec<&NodeDef> = nodes.iter().map(|&i| &graph.nodes[i]).filter(|n| !is_supported(&n.op)).collect();
+    let unsupported: Vec<&NodeDef> =
+        nodes.iter().filter_map(|&i| graph.nodes.get(i)).filter(|n| !is_supported(&n.op)).collect();
     if unsupported.is_empty() {
         return Ok(());
     }
@@ -134,19 +134,24 @@ pub fn build_plan(graph: &Graph, output: usize, feeds: &BTreeMap<String, Feed>) 
         weight_values: BTreeMap::new(),
     };
     let mut slots: HashMap<usize, Vec<Slot>> = HashMap::with_capacity(nodes.len());
+    let no_node = |i: usize| Error::invalid_model(format!("node {i} is not in the graph"));
     for &i in &nodes {
-        let node = &graph.nodes[i];
-        let ins: Vec<Slot> = graph.inputs[i]
+        let node = graph.nodes.get(i).ok_or_else(|| no_node(i))?;
+        let refs = graph.inputs.get(i).ok_or_else(|| no_node(i))?;
+        let ins: Vec<Slot> = refs
             .iter()
             .map(|r| {
-                slots[&r.node].get(r.slot).cloned().ok_or_else(|| {
+                // Topological order: every producer's outputs are known by now.
+                let produced = slots.get(&r.node).map_or(&[][..], Vec::as_slice);
+                produced.get(r.slot).cloned().ok_or_else(|| {
+                    let producer = graph.nodes.get(r.node);
                     Error::invalid_model(format!(
                         "{}: input {}:{} does not exist ({} has {} output(s))",
                         node.describe(),
-                        graph.nodes[r.node].name,
+                        producer.map_or("?", |n| n.name.as_str()),
                         r.slot,
-                        graph.nodes[r.node].op,
-                        slots[&r.node].len()
+                        producer.map_or("?", |n| n.op.as_str()),
+                        produced.len()
                     ))
                 })
             })
@@ -155,19 +160,25 @@ pub fn build_plan(graph: &Graph, output: usize, feeds: &BTreeMap<String, Feed>) 
             return Err(Error::unsupported(format!(
                 "{}: input `{}` is a training-only output, not available in an inference graph",
                 node.describe(),
-                node.input[j]
+                node.input.get(j).map_or("?", String::as_str)
             )));
         }
-        let outs =
-            if node.op == "Placeholder" || (node.op == "PlaceholderWithDefault" && feeds.contains_key(&node.name)) {
-                vec![ctx.input(node, &feeds[&node.name])?]
-            } else {
-                ops::build(&mut ctx, node, &ins)?
-            };
+        let feed = feeds.get(&node.name);
+        let outs = match (node.op.as_str(), feed) {
+            ("Placeholder" | "PlaceholderWithDefault", Some(feed)) => vec![ctx.input(node, feed)?],
+            ("Placeholder", None) => {
+                // check_feeds names every unfed placeholder with a dtype; one without is odd.
+                return Err(Error::bad_input(format!(
+                    "placeholder `{}` (which declares no dtype) is not fed",
+                    node.name
+                )));
+            }
+            _ => ops::build(&mut ctx, node, &ins)?,
+        };
         slots.insert(i, outs);
     }
-    let out_node = &graph.nodes[output];
-    let out = match slots[&output].first() {
+    let out_node = graph.nodes.get(output).ok_or_else(|| no_node(output))?;
+    let out = match slots.get(&output).and_then(|s| s.first()) {
         Some(Slot::Value(id)) => *id,
         _ => {
             return Err(Error::bad_input(format!(
@@ -193,7 +204,8 @@ pub fn check_feed_names<'a>(graph: &Graph, output: usize, names: impl IntoIterat
         if !declared.iter().any(|p| &p.name == name) {
             let all = placeholders(graph, &graph.order)?;
             return Err(Error::bad_input(if all.iter().any(|p| &p.name == name) {
-                format!("placeholder `{name}` does not feed the output `{}`", graph.nodes[output].name)
+                let out = graph.nodes.get(output).map_or("?", |n| n.name.as_str());
+                format!("placeholder `{name}` does not feed the output `{out}`")
             } else {
                 format!("the model has no placeholder `{name}`")
             }));
@@ -209,7 +221,7 @@ fn check_feeds(graph: &Graph, nodes: &[usize], output: usize, feeds: &BTreeMap<S
         declared.iter().filter(|p| p.dtype.is_some() && !feeds.contains_key(&p.name)).collect();
     let unfed: Vec<String> = unfed
         .iter()
-        .filter(|p| graph.node_index(&p.name).is_some_and(|i| graph.nodes[i].op == "Placeholder"))
+        .filter(|p| graph.node_index(&p.name).and_then(|i| graph.nodes.get(i)).is_some_and(|n| n.op == "Placeholder"))
         .map(|p| format!("`{}` {} {}", p.name, p.dtype_name(), p.shape_text()))
         .collect();
     if !unfed.is_empty() {
@@ -275,7 +287,7 @@ impl Ctx {
     pub fn shape(&self, slot: &Slot) -> Vec<usize> {
         match slot {
             Slot::Known(k) => k.tensor.shape().to_vec(),
-            Slot::Value(id) => self.values[*id].shape.clone(),
+            Slot::Value(id) => self.values.get(*id).map(|v| v.shape.clone()).unwrap_or_default(),
             Slot::Unavailable => vec![],
         }
     }
