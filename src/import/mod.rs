@@ -8,6 +8,9 @@
 //! becomes a plan step, its shape checked now, not at run time. A float constant
 //! that meets private data there is a model weight: the model owner's secret.
 
+// Reads graphs from others: nothing here may panic on what a graph says.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 pub mod graph;
 mod ops;
 

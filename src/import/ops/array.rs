@@ -34,7 +34,7 @@ pub fn no_op(_: &mut Ctx, _: &NodeDef, _: &[Slot]) -> Result<Vec<Slot>> {
 }
 
 fn int_vector(values: Vec<i64>) -> Tensor {
-    Tensor::Int(ArrayD::from_shape_vec(IxDyn(&[values.len()]), values).expect("vector"))
+    Tensor::Int(ndarray::Array1::from(values).into_dyn())
 }
 
 fn int_scalar(value: i64) -> Tensor {
@@ -85,7 +85,9 @@ fn reshape_target(node: &NodeDef, from: &[usize], target: &[i64]) -> Result<Vec<
         if known == 0 || !total.is_multiple_of(known) {
             return Err(fail(format!("{total} values do not divide into {known}")));
         }
-        dims[i] = total / known;
+        if let Some(d) = dims.get_mut(i) {
+            *d = total / known;
+        }
     } else if known != total {
         return Err(fail(format!("{total} values, the target holds {known}")));
     }
@@ -107,11 +109,11 @@ pub fn squeeze(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>>
         None => node.get_attr_opt_ints("axis")?.unwrap_or_default(),
     };
     let axes = listed.iter().map(|&a| resolve_axis(node, a, shape.len())).collect::<Result<Vec<_>>>()?;
-    if let Some(&a) = axes.iter().find(|&&a| shape[a] != 1) {
+    if let Some(&a) = axes.iter().find(|&&a| shape.get(a) != Some(&1)) {
         return Err(Error::unsupported(format!(
             "{}: cannot squeeze axis {a} of size {} in {shape:?}",
             node.describe(),
-            shape[a]
+            shape.get(a).copied().unwrap_or(0)
         )));
     }
     let dims: Vec<usize> = shape
@@ -139,9 +141,9 @@ pub fn transpose(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot
 
 /// Pad and PadV2 with a zero constant value (the only value that pads shares locally).
 pub fn pad(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    if node.op == "PadV2" {
-        let ins = expect_inputs::<3>(node, ins)?;
-        let value = match &ins[2] {
+    let [x, paddings] = if node.op == "PadV2" {
+        let [x, paddings, constant] = expect_inputs::<3>(node, ins)?;
+        let value = match constant {
             Slot::Known(k) => k.tensor.to_float().iter().copied().next(),
             _ => None,
         };
@@ -151,19 +153,21 @@ pub fn pad(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
                 node.describe()
             )));
         }
+        [x, paddings]
     } else {
-        expect_inputs::<2>(node, ins)?;
-    }
-    let rank = ctx.shape(&ins[0]).len();
-    let pads = known_pairs(ctx, node, &ins[1], "the paddings", rank)?;
-    Ok(vec![ctx.apply(node, Op::Pad(pads), &ins[..1])?])
+        let [x, paddings] = expect_inputs::<2>(node, ins)?;
+        [x, paddings]
+    };
+    let rank = ctx.shape(x).len();
+    let pads = known_pairs(ctx, node, paddings, "the paddings", rank)?;
+    Ok(vec![ctx.apply(node, Op::Pad(pads), std::slice::from_ref(x))?])
 }
 
 fn concat(ctx: &mut Ctx, node: &NodeDef, values: &[Slot], axis: &Slot) -> Result<Vec<Slot>> {
     if values.is_empty() {
         return Err(Error::invalid_model(format!("{}: nothing to concatenate", node.describe())));
     }
-    let rank = ctx.shape(&values[0]).len();
+    let rank = values.first().map_or(0, |v| ctx.shape(v).len());
     let axis = resolve_axis(node, known_scalar(ctx, node, axis, "the axis")?, rank)?;
     Ok(vec![ctx.apply(node, Op::Concat { axis }, values)?])
 }
@@ -217,8 +221,8 @@ pub fn slice(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     }
     let mut axes = Vec::with_capacity(shape.len());
     for ((&b, &s), &d) in begin.iter().zip(&size).zip(&shape) {
-        let count = if s == -1 { (d as i64 - b).max(0) } else { s };
-        if b < 0 || count < 0 || b + count > d as i64 {
+        let count = if s == -1 { (d as i64).saturating_sub(b).max(0) } else { s };
+        if b < 0 || count < 0 || b.checked_add(count).is_none_or(|end| end > d as i64) {
             return Err(Error::unsupported(format!(
                 "{}: slice from {begin:?} of size {size:?} is outside {shape:?}",
                 node.describe()
@@ -265,10 +269,11 @@ fn strided_slice_spec(
     let mut out = Vec::new();
     let mut dim = 0;
     let full = |dim: usize, axes: &mut Vec<AxisSlice>, out: &mut Vec<usize>| {
-        axes.push(AxisSlice { start: 0, step: 1, count: shape[dim] });
-        out.push(shape[dim]);
+        let count = shape.get(dim).copied().unwrap_or(0);
+        axes.push(AxisSlice { start: 0, step: 1, count });
+        out.push(count);
     };
-    for i in 0..n {
+    for (i, ((&begin_i, &end_i), &stride)) in begin.iter().zip(end).zip(strides).enumerate() {
         if bit(m.ellipsis, i) {
             for _ in 0..shape.len() - consuming {
                 full(dim, &mut axes, &mut out);
@@ -280,24 +285,25 @@ fn strided_slice_spec(
             out.push(1);
             continue;
         }
-        let size = shape[dim] as i64;
-        let stride = strides[i];
-        if stride == 0 {
-            return Err("stride 0".into());
+        let size = shape.get(dim).copied().unwrap_or(0) as i64;
+        // |stride| beyond the axis selects one element; bounding it keeps the
+        // arithmetic below far from overflow.
+        if stride == 0 || stride.unsigned_abs() > 1 << 40 {
+            return Err(format!("stride {stride}"));
         }
-        let norm = |x: i64| if x < 0 { x + size } else { x };
+        let norm = |x: i64| if x < 0 { x.saturating_add(size) } else { x };
         if bit(m.shrink, i) {
-            let b = norm(begin[i]);
+            let b = norm(begin_i);
             if b < 0 || b >= size {
-                return Err(format!("index {} is out of range for axis {dim} of size {size}", begin[i]));
+                return Err(format!("index {begin_i} is out of range for axis {dim} of size {size}"));
             }
             axes.push(AxisSlice { start: b as usize, step: 1, count: 1 });
             dim += 1;
             continue;
         }
         let (lo, hi) = if stride > 0 { (0, size) } else { (-1, size - 1) };
-        let b = if bit(m.begin, i) { if stride > 0 { lo } else { hi } } else { norm(begin[i]).clamp(lo, hi) };
-        let e = if bit(m.end, i) { if stride > 0 { hi } else { lo } } else { norm(end[i]).clamp(lo, hi) };
+        let b = if bit(m.begin, i) { if stride > 0 { lo } else { hi } } else { norm(begin_i).clamp(lo, hi) };
+        let e = if bit(m.end, i) { if stride > 0 { hi } else { lo } } else { norm(end_i).clamp(lo, hi) };
         let count = if stride > 0 {
             if e > b { (e - b + stride - 1) / stride } else { 0 }
         } else if b > e {
@@ -355,7 +361,9 @@ fn split_into(ctx: &mut Ctx, node: &NodeDef, value: &Slot, axis: usize, sizes: &
             })
             .collect();
         let mut out = shape.clone();
-        out[axis] = size;
+        if let Some(d) = out.get_mut(axis) {
+            *d = size;
+        }
         outs.push(ctx.apply(node, Op::StridedSlice { axes, shape: out }, std::slice::from_ref(value))?);
         start += size;
     }
@@ -367,13 +375,14 @@ pub fn split(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let shape = ctx.shape(&ins[1]);
     let axis = resolve_axis(node, known_scalar(ctx, node, &ins[0], "the axis")?, shape.len())?;
     let n = node.get_attr_int("num_split")?;
-    if n <= 0 || !shape[axis].is_multiple_of(n as usize) {
+    let along = shape.get(axis).copied().unwrap_or(0);
+    if n <= 0 || !along.is_multiple_of(n as usize) {
         return Err(Error::unsupported(format!(
             "{}: axis {axis} of {shape:?} does not split into {n}",
             node.describe()
         )));
     }
-    let sizes = vec![shape[axis] / n as usize; n as usize];
+    let sizes = vec![along / n as usize; n as usize];
     split_into(ctx, node, &ins[1], axis, &sizes)
 }
 
@@ -385,14 +394,16 @@ pub fn split_v(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>>
     let fail = || {
         Error::unsupported(format!("{}: sizes {requested:?} do not split axis {axis} of {shape:?}", node.describe()))
     };
-    let known: i64 = requested.iter().filter(|&&s| s >= 0).sum();
+    let along = shape.get(axis).copied().unwrap_or(0);
+    let known = requested.iter().filter(|&&s| s >= 0).try_fold(0i64, |a, &s| a.checked_add(s));
     let unknown = requested.iter().filter(|&&s| s == -1).count();
-    if requested.iter().any(|&s| s < -1) || unknown > 1 || known > shape[axis] as i64 {
+    let Some(known) = known.filter(|&k| k <= along as i64) else { return Err(fail()) };
+    if requested.iter().any(|&s| s < -1) || unknown > 1 {
         return Err(fail());
     }
     let sizes: Vec<usize> =
-        requested.iter().map(|&s| if s == -1 { shape[axis] - known as usize } else { s as usize }).collect();
-    if sizes.iter().sum::<usize>() != shape[axis] {
+        requested.iter().map(|&s| if s == -1 { along - known as usize } else { s as usize }).collect();
+    if sizes.iter().sum::<usize>() != along {
         return Err(fail());
     }
     split_into(ctx, node, &ins[0], axis, &sizes)
@@ -405,7 +416,7 @@ fn gather(ctx: &mut Ctx, node: &NodeDef, params: &Slot, indices: &Slot, axis: i6
     let raw = ctx.known_ints(node, indices, "the indices")?;
     let idx = raw
         .iter()
-        .map(|&i| usize::try_from(i).ok().filter(|&i| i < shape[axis]))
+        .map(|&i| usize::try_from(i).ok().filter(|&i| shape.get(axis).is_some_and(|&d| i < d)))
         .collect::<Option<Vec<usize>>>()
         .ok_or_else(|| {
             Error::unsupported(format!(
@@ -413,7 +424,8 @@ fn gather(ctx: &mut Ctx, node: &NodeDef, params: &Slot, indices: &Slot, axis: i6
                 node.describe()
             ))
         })?;
-    let indices = ArrayD::from_shape_vec(IxDyn(&idx_shape), idx).expect("indices shape");
+    let indices = ArrayD::from_shape_vec(IxDyn(&idx_shape), idx)
+        .map_err(|e| Error::invalid_model(format!("{}: indices: {e}", node.describe())))?;
     Ok(vec![ctx.apply(node, Op::Gather { axis, indices }, std::slice::from_ref(params))?])
 }
 

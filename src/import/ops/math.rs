@@ -68,7 +68,7 @@ pub fn matmul(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> 
 }
 
 /// The reduction axes (a scalar or a vector, possibly negative), sorted and distinct.
-fn reduction_axes(ctx: &Ctx, node: &NodeDef, ins: &[Slot]) -> Result<(Vec<usize>, bool)> {
+fn reduction_axes<'a>(ctx: &Ctx, node: &NodeDef, ins: &'a [Slot]) -> Result<(&'a Slot, Vec<usize>, bool)> {
     let ins = expect_inputs::<2>(node, ins)?;
     let rank = ctx.shape(&ins[0]).len();
     let mut axes = ctx
@@ -78,22 +78,22 @@ fn reduction_axes(ctx: &Ctx, node: &NodeDef, ins: &[Slot]) -> Result<(Vec<usize>
         .collect::<Result<Vec<_>>>()?;
     axes.sort_unstable();
     axes.dedup();
-    Ok((axes, node.get_attr_bool("keep_dims", false)?))
+    Ok((&ins[0], axes, node.get_attr_bool("keep_dims", false)?))
 }
 
 pub fn mean(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let (axes, keep_dims) = reduction_axes(ctx, node, ins)?;
-    Ok(vec![ctx.apply(node, Op::Mean { axes, keep_dims }, &ins[..1])?])
+    let (x, axes, keep_dims) = reduction_axes(ctx, node, ins)?;
+    Ok(vec![ctx.apply(node, Op::Mean { axes, keep_dims }, std::slice::from_ref(x))?])
 }
 
 pub fn sum(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let (axes, keep_dims) = reduction_axes(ctx, node, ins)?;
-    Ok(vec![ctx.apply(node, Op::Sum { axes, keep_dims }, &ins[..1])?])
+    let (x, axes, keep_dims) = reduction_axes(ctx, node, ins)?;
+    Ok(vec![ctx.apply(node, Op::Sum { axes, keep_dims }, std::slice::from_ref(x))?])
 }
 
 pub fn max(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let (axes, keep_dims) = reduction_axes(ctx, node, ins)?;
-    Ok(vec![ctx.apply(node, Op::Max { axes, keep_dims }, &ins[..1])?])
+    let (x, axes, keep_dims) = reduction_axes(ctx, node, ins)?;
+    Ok(vec![ctx.apply(node, Op::Max { axes, keep_dims }, std::slice::from_ref(x))?])
 }
 
 pub fn argmax(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {

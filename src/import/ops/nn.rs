@@ -135,7 +135,9 @@ pub fn fused_batch_norm(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<V
         }
         params.push(p);
     }
-    let (scale, offset, mean, variance) = (&params[0], &params[1], &params[2], &params[3]);
+    let [scale, offset, mean, variance] = <[_; 4]>::try_from(params)
+        .map_err(|_| Error::invalid_model(format!("{}: expects four parameters", node.describe())))?;
+    let (scale, offset, mean, variance) = (&scale, &offset, &mean, &variance);
     let folded_scale = scale / &variance.mapv(|v| (v + epsilon).sqrt());
     let folded_offset = offset - &(mean * &folded_scale);
     let scale_slot = named_known(node, "scale", folded_scale);
