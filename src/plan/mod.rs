@@ -130,42 +130,41 @@ impl Plan {
         const MAX_ELEMENTS: usize = 1 << 34;
         let n = self.values.len();
         let mut defined = vec![false; n];
-        for (id, v) in self.values.iter().enumerate() {
+        for ((id, v), d) in self.values.iter().enumerate().zip(defined.iter_mut()) {
             let len = v.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
             if len.is_none_or(|l| l > MAX_ELEMENTS) {
                 return Err(format!("value %{id} `{}` has an impossible shape {:?}", v.name, v.shape));
             }
-            defined[id] = matches!(v.source, Source::Weight);
+            *d = matches!(v.source, Source::Weight);
         }
         for &id in &self.inputs {
-            match self.values.get(id).map(|v| &v.source) {
-                Some(Source::Input { .. }) => defined[id] = true,
+            match (self.values.get(id).map(|v| &v.source), defined.get_mut(id)) {
+                (Some(Source::Input { .. }), Some(d)) => *d = true,
                 _ => return Err(format!("input %{id} is not a placeholder's value")),
             }
         }
+        let is_defined = |defined: &[bool], i: usize| defined.get(i).copied().unwrap_or(false);
         for (k, step) in self.steps.iter().enumerate() {
             let at = || format!("step {k} ({} `{}`)", step.tf_op, step.node);
-            if step.inputs.iter().any(|&i| i >= n || !defined[i]) {
+            if step.inputs.iter().any(|&i| !is_defined(&defined, i)) {
                 return Err(format!("{} reads a value not defined before it", at()));
             }
-            if step.output >= n || !matches!(self.values[step.output].source, Source::Step(j) if j == k) {
+            let Some(out) = self.values.get(step.output).filter(|v| matches!(v.source, Source::Step(j) if j == k))
+            else {
                 return Err(format!("{} writes a value that is not its own", at()));
-            }
-            let shapes: Vec<&[usize]> = step.inputs.iter().map(|&i| self.values[i].shape.as_slice()).collect();
+            };
+            let shapes: Vec<&[usize]> =
+                step.inputs.iter().filter_map(|&i| self.values.get(i)).map(|v| v.shape.as_slice()).collect();
             match step.op.output_shape(&shapes) {
-                Ok(shape) if shape == self.values[step.output].shape => {}
-                Ok(shape) => {
-                    return Err(format!(
-                        "{} computes shape {shape:?}, the plan says {:?}",
-                        at(),
-                        self.values[step.output].shape
-                    ));
-                }
+                Ok(shape) if shape == out.shape => {}
+                Ok(shape) => return Err(format!("{} computes shape {shape:?}, the plan says {:?}", at(), out.shape)),
                 Err(e) => return Err(format!("{}: {e}", at())),
             }
-            defined[step.output] = true;
+            if let Some(d) = defined.get_mut(step.output) {
+                *d = true;
+            }
         }
-        if self.output >= n || !defined[self.output] {
+        if !is_defined(&defined, self.output) {
             return Err("the output is not computed by the plan".into());
         }
         Ok(())

@@ -4,6 +4,9 @@
 //! constant folder (public subgraphs) and the plaintext executor, so the two can
 //! never disagree about what an op means.
 
+// Shape rules run on what graphs and network peers say: nothing here may panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 use ndarray::ArrayD;
 
 use crate::kernels::layout::{self, AxisSlice};
@@ -134,58 +137,66 @@ impl Op {
         {
             return Err(format!("expects {n} inputs, has {}", ins.len()));
         }
+        // The arity is checked: these are the inputs, not defaults.
+        let x: &[usize] = ins.first().copied().unwrap_or_default();
+        let y: &[usize] = ins.get(1).copied().unwrap_or_default();
         match self {
-            Op::MatMul { transpose_a, transpose_b } => matmul_shape(ins[0], ins[1], *transpose_a, *transpose_b),
-            Op::Conv2D(w) => conv2d_shape(ins[0], ins[1], w),
-            Op::Add | Op::Sub | Op::Mul => broadcast_shape(ins[0], ins[1]),
-            Op::AvgPool(w) | Op::MaxPool(w) => pool_shape(ins[0], w),
+            Op::MatMul { transpose_a, transpose_b } => matmul_shape(x, y, *transpose_a, *transpose_b),
+            Op::Conv2D(w) => conv2d_shape(x, y, w),
+            Op::Add | Op::Sub | Op::Mul => broadcast_shape(x, y),
+            Op::AvgPool(w) | Op::MaxPool(w) => pool_shape(x, w),
             Op::Sum { axes, keep_dims } | Op::Mean { axes, keep_dims } | Op::Max { axes, keep_dims } => {
-                reduce_shape(ins[0], axes, *keep_dims)
+                reduce_shape(x, axes, *keep_dims)
             }
             Op::ArgMax { axis } => {
-                check_axis(*axis, ins[0].len())?;
-                if ins[0][*axis] == 0 {
+                check_axis(*axis, x.len())?;
+                if x.get(*axis) == Some(&0) {
                     return Err("ArgMax over an empty axis".into());
                 }
-                Ok(remove_axis(ins[0], *axis))
+                Ok(remove_axis(x, *axis))
             }
             Op::Softmax => {
-                if ins[0].is_empty() {
+                if x.is_empty() {
                     return Err("Softmax needs at least one axis".into());
                 }
-                Ok(ins[0].to_vec())
+                Ok(x.to_vec())
             }
-            Op::Neg | Op::Relu | Op::Sigmoid | Op::Tanh | Op::Rsqrt | Op::CastToFloat | Op::CastToInt => {
-                Ok(ins[0].to_vec())
-            }
+            Op::Neg | Op::Relu | Op::Sigmoid | Op::Tanh | Op::Rsqrt | Op::CastToFloat | Op::CastToInt => Ok(x.to_vec()),
             Op::Reshape(shape) => {
-                let (from, to) = (ins[0].iter().product::<usize>(), shape.iter().product::<usize>());
+                let (from, to) = (x.iter().product::<usize>(), shape.iter().product::<usize>());
                 if from != to {
-                    return Err(format!("cannot reshape {:?} ({from} values) to {shape:?} ({to} values)", ins[0]));
+                    return Err(format!("cannot reshape {:?} ({from} values) to {shape:?} ({to} values)", x));
                 }
                 Ok(shape.clone())
             }
             Op::Transpose(perm) => {
-                let mut seen = vec![false; ins[0].len()];
-                if perm.len() != ins[0].len()
-                    || perm.iter().any(|&p| p >= seen.len() || std::mem::replace(&mut seen[p], true))
+                let mut seen = vec![false; x.len()];
+                if perm.len() != x.len()
+                    || perm.iter().any(|&p| seen.get_mut(p).is_none_or(|s| std::mem::replace(s, true)))
                 {
-                    return Err(format!("{perm:?} is not a permutation of the {} axes of {:?}", ins[0].len(), ins[0]));
+                    return Err(format!("{perm:?} is not a permutation of the {} axes of {:?}", x.len(), x));
                 }
-                Ok(perm.iter().map(|&p| ins[0][p]).collect())
+                Ok(perm.iter().filter_map(|&p| x.get(p).copied()).collect())
             }
             Op::Pad(pads) => {
-                if pads.len() != ins[0].len() {
-                    return Err(format!("paddings for {} axes, input {:?} has {}", pads.len(), ins[0], ins[0].len()));
+                if pads.len() != x.len() {
+                    return Err(format!("paddings for {} axes, input {:?} has {}", pads.len(), x, x.len()));
                 }
-                Ok(ins[0].iter().zip(pads).map(|(&d, p)| d + p[0] + p[1]).collect())
+                x.iter()
+                    .zip(pads)
+                    .map(|(&d, [before, after])| {
+                        d.checked_add(*before)
+                            .and_then(|v| v.checked_add(*after))
+                            .ok_or_else(|| format!("paddings {pads:?} are too large"))
+                    })
+                    .collect()
             }
             Op::Concat { axis } => concat_shape(ins, *axis),
             Op::StridedSlice { axes, shape } => {
-                if axes.len() != ins[0].len() {
-                    return Err(format!("slice of {} axes, input {:?} has {}", axes.len(), ins[0], ins[0].len()));
+                if axes.len() != x.len() {
+                    return Err(format!("slice of {} axes, input {:?} has {}", axes.len(), x, x.len()));
                 }
-                for (s, &d) in axes.iter().zip(ins[0]) {
+                for (s, &d) in axes.iter().zip(x) {
                     let last = s.start as isize + s.step * (s.count as isize - 1);
                     if s.count > 0 && (s.start >= d || last < 0 || last >= d as isize) {
                         return Err(format!("slice {s:?} is outside an axis of {d}"));
@@ -198,49 +209,67 @@ impl Op {
                 Ok(shape.clone())
             }
             Op::Gather { axis, indices } => {
-                check_axis(*axis, ins[0].len())?;
-                if let Some(&bad) = indices.iter().find(|&&i| i >= ins[0][*axis]) {
-                    return Err(format!("index {bad} is out of range for axis {axis} of {:?}", ins[0]));
+                check_axis(*axis, x.len())?;
+                let size = x.get(*axis).copied().unwrap_or(0);
+                if let Some(&bad) = indices.iter().find(|&&i| i >= size) {
+                    return Err(format!("index {bad} is out of range for axis {axis} of {:?}", x));
                 }
-                let mut shape = ins[0][..*axis].to_vec();
+                let (before, after) = x.split_at(*axis);
+                let mut shape = before.to_vec();
                 shape.extend_from_slice(indices.shape());
-                shape.extend_from_slice(&ins[0][axis + 1..]);
+                shape.extend_from_slice(after.get(1..).unwrap_or_default());
                 Ok(shape)
             }
             Op::SpaceToBatch { block, pads } => {
-                let x = ins[0];
-                if x.len() < block.len() + 1 || pads.len() != block.len() || block.contains(&0) {
+                let Some((&batch, spatial)) = x.split_first() else {
+                    return Err(format!("block {block:?} and paddings {pads:?} do not fit input {x:?}"));
+                };
+                if spatial.len() < block.len() || pads.len() != block.len() || block.contains(&0) {
                     return Err(format!("block {block:?} and paddings {pads:?} do not fit input {x:?}"));
                 }
-                let mut shape = x.to_vec();
-                shape[0] = x[0] * block.iter().product::<usize>();
-                for (i, (&b, p)) in block.iter().zip(pads).enumerate() {
-                    let padded = x[1 + i] + p[0] + p[1];
+                let too_large = || format!("block {block:?} and paddings {pads:?} are too large for {x:?}");
+                let blocks = block.iter().try_fold(1usize, |a, &b| a.checked_mul(b)).ok_or_else(too_large)?;
+                let mut shape = vec![batch.checked_mul(blocks).ok_or_else(too_large)?];
+                for (i, (&d, rest)) in
+                    spatial.iter().zip(block.iter().zip(pads).map(Some).chain(std::iter::repeat(None))).enumerate()
+                {
+                    let Some((&b, [before, after])) = rest else {
+                        shape.push(d);
+                        continue;
+                    };
+                    let padded = d.checked_add(*before).and_then(|v| v.checked_add(*after)).ok_or_else(too_large)?;
                     if !padded.is_multiple_of(b) {
                         return Err(format!("padded axis {} of size {padded} is not a multiple of block {b}", i + 1));
                     }
-                    shape[1 + i] = padded / b;
+                    shape.push(padded / b);
                 }
                 Ok(shape)
             }
             Op::BatchToSpace { block, crops } => {
-                let x = ins[0];
-                let blocks: usize = block.iter().product();
-                if x.len() < block.len() + 1
+                let blocks = block.iter().try_fold(1usize, |a, &b| a.checked_mul(b)).unwrap_or(0);
+                let Some((&batch, spatial)) = x.split_first() else {
+                    return Err(format!("block {block:?} and crops {crops:?} do not fit input {x:?}"));
+                };
+                if spatial.len() < block.len()
                     || crops.len() != block.len()
                     || blocks == 0
-                    || !x[0].is_multiple_of(blocks)
+                    || !batch.is_multiple_of(blocks)
                 {
                     return Err(format!("block {block:?} and crops {crops:?} do not fit input {x:?}"));
                 }
-                let mut shape = x.to_vec();
-                shape[0] = x[0] / blocks;
-                for (i, (&b, c)) in block.iter().zip(crops).enumerate() {
-                    let full = x[1 + i] * b;
-                    if c[0] + c[1] > full {
-                        return Err(format!("crops {c:?} exceed axis {} of size {full}", i + 1));
+                let mut shape = vec![batch / blocks];
+                for (i, (&d, rest)) in
+                    spatial.iter().zip(block.iter().zip(crops).map(Some).chain(std::iter::repeat(None))).enumerate()
+                {
+                    let Some((&b, [before, after])) = rest else {
+                        shape.push(d);
+                        continue;
+                    };
+                    let full = d.checked_mul(b).ok_or_else(|| format!("block {block:?} is too large for {x:?}"))?;
+                    match full.checked_sub(*before).and_then(|v| v.checked_sub(*after)) {
+                        Some(cropped) => shape.push(cropped),
+                        None => return Err(format!("crops [{before}, {after}] exceed axis {} of size {full}", i + 1)),
                     }
-                    shape[1 + i] = full - c[0] - c[1];
                 }
                 Ok(shape)
             }
@@ -250,41 +279,42 @@ impl Op {
     /// Evaluate in the clear. Shapes have been checked by `output_shape`.
     pub fn eval(&self, ins: &[&Tensor]) -> Result<Tensor, String> {
         use Tensor::{Float, Int};
+        let input = |i: usize| -> Result<&Tensor, String> {
+            ins.get(i).copied().ok_or_else(|| format!("{} is missing input {i}", self.name()))
+        };
         let float = |i: usize| -> Result<&ArrayD<f32>, String> {
-            ins[i]
-                .as_float()
-                .ok_or_else(|| format!("{} needs float inputs, input {i} is {}", self.name(), ins[i].kind()))
+            let t = input(i)?;
+            t.as_float().ok_or_else(|| format!("{} needs float inputs, input {i} is {}", self.name(), t.kind()))
         };
         Ok(match self {
             Op::MatMul { transpose_a, transpose_b } => {
                 Float(linear::matmul(float(0)?, float(1)?, *transpose_a, *transpose_b))
             }
             Op::Conv2D(w) => Float(linear::conv2d(float(0)?, float(1)?, w)),
-            Op::Add | Op::Sub | Op::Mul => match (ins[0], ins[1]) {
+            Op::Add | Op::Sub | Op::Mul => match (input(0)?, input(1)?) {
                 (Float(a), Float(b)) => Float(binary(self, a, b)),
                 (Int(a), Int(b)) => Int(binary(self, a, b)),
                 _ => return Err(format!("{} of a float and an integer tensor", self.name())),
             },
-            Op::Neg => match ins[0] {
+            Op::Neg => match input(0)? {
                 Float(a) => Float(a.mapv(|v| -v)),
                 Int(a) => Int(a.mapv(|v| v.wrapping_neg())),
             },
             Op::AvgPool(w) => {
                 let (mut sums, counts) = linear::sum_pool(float(0)?, w);
-                let mut view =
-                    sums.view_mut().into_dimensionality::<ndarray::Ix4>().expect("rank checked at plan time");
+                let mut view = sums.view_mut().into_dimensionality::<ndarray::Ix4>().map_err(|e| e.to_string())?;
                 for ((_, oy, ox, _), v) in view.indexed_iter_mut() {
-                    *v /= counts[[oy, ox]] as f32;
+                    *v /= counts.get([oy, ox]).copied().unwrap_or(1) as f32;
                 }
                 Float(sums)
             }
-            Op::Sum { axes, keep_dims } => match ins[0] {
+            Op::Sum { axes, keep_dims } => match input(0)? {
                 Float(a) => Float(linear::reduce_sum(a, axes, *keep_dims)),
                 Int(a) => Int(linear::reduce_sum(a, axes, *keep_dims)),
             },
             Op::Mean { axes, keep_dims } => {
                 let a = float(0)?;
-                let count: usize = axes.iter().map(|&ax| a.shape()[ax]).product();
+                let count: usize = axes.iter().filter_map(|&ax| a.shape().get(ax)).product();
                 Float(linear::reduce_sum(a, axes, *keep_dims) / count as f32)
             }
             Op::Relu => Float(float::relu(float(0)?)),
@@ -293,22 +323,22 @@ impl Op {
             Op::Softmax => Float(float::softmax(float(0)?)),
             Op::Rsqrt => Float(float::rsqrt(float(0)?)),
             Op::MaxPool(w) => Float(float::max_pool(float(0)?, w)),
-            Op::Max { axes, keep_dims } => match ins[0] {
+            Op::Max { axes, keep_dims } => match input(0)? {
                 Float(a) => Float(float::reduce_max(a, axes, *keep_dims)),
                 Int(a) => Int(reduce_max_int(a, axes, *keep_dims)),
             },
             Op::ArgMax { axis } => Int(float::argmax(float(0)?, *axis)),
-            Op::CastToFloat => Float(ins[0].to_float()),
-            Op::CastToInt => match ins[0] {
+            Op::CastToFloat => Float(input(0)?.to_float()),
+            Op::CastToInt => match input(0)? {
                 Float(a) => Int(a.mapv(|v| v as i64)),
                 Int(a) => Int(a.clone()),
             },
-            Op::Concat { axis } => match ins[0] {
+            Op::Concat { axis } => match input(0)? {
                 Float(_) => Float(layout::concat(&all(ins, Tensor::as_float, self)?, *axis)),
                 Int(_) => Int(layout::concat(&all(ins, Tensor::as_int, self)?, *axis)),
             },
             // One-input data movement: the same generic kernel on either element type.
-            _ => match ins[0] {
+            _ => match input(0)? {
                 Float(a) => Float(self.move_data(a)),
                 Int(a) => Int(self.move_data(a)),
             },
@@ -385,16 +415,16 @@ fn check_axis(axis: usize, rank: usize) -> Result<(), String> {
 
 fn remove_axis(shape: &[usize], axis: usize) -> Vec<usize> {
     let mut s = shape.to_vec();
-    s.remove(axis);
+    if axis < s.len() {
+        s.remove(axis);
+    }
     s
 }
 
 /// NumPy broadcasting of two shapes.
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> ShapeResult {
     let rank = a.len().max(b.len());
-    let dim = |s: &[usize], i: usize| {
-        if i + s.len() >= rank { s[i + s.len() - rank] } else { 1 }
-    };
+    let dim = |s: &[usize], i: usize| s.get((i + s.len()).wrapping_sub(rank)).copied().unwrap_or(1);
     (0..rank)
         .map(|i| match (dim(a, i), dim(b, i)) {
             (x, y) if x == y => Ok(x),
@@ -406,11 +436,11 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> ShapeResult {
 }
 
 fn matmul_shape(a: &[usize], b: &[usize], ta: bool, tb: bool) -> ShapeResult {
-    if a.len() != 2 || b.len() != 2 {
+    let (&[a0, a1], &[b0, b1]) = (a, b) else {
         return Err(format!("MatMul needs two matrices, has {a:?} and {b:?}"));
-    }
-    let (m, k1) = if ta { (a[1], a[0]) } else { (a[0], a[1]) };
-    let (k2, n) = if tb { (b[1], b[0]) } else { (b[0], b[1]) };
+    };
+    let (m, k1) = if ta { (a1, a0) } else { (a0, a1) };
+    let (k2, n) = if tb { (b1, b0) } else { (b0, b1) };
     if k1 != k2 {
         return Err(format!(
             "inner dimensions differ: {a:?}{} times {b:?}{} ({k1} vs {k2})",
@@ -422,33 +452,30 @@ fn matmul_shape(a: &[usize], b: &[usize], ta: bool, tb: bool) -> ShapeResult {
 }
 
 fn conv2d_shape(x: &[usize], f: &[usize], w: &Window) -> ShapeResult {
-    if x.len() != 4 {
+    let &[n, h, wd, c] = x else {
         return Err(format!("input must be NHWC (rank 4), has shape {x:?}"));
-    }
-    if f.len() != 4 {
+    };
+    let &[fh, fw, fc, out] = f else {
         return Err(format!("filter must be [height, width, in, out], has shape {f:?}"));
+    };
+    if fc != c {
+        return Err(format!("filter expects {fc} input channels, input has {c}"));
     }
-    if f[2] != x[3] {
-        return Err(format!("filter expects {} input channels, input has {}", f[2], x[3]));
-    }
-    let w = Window { kernel: [f[0], f[1]], ..*w };
-    let g = w
-        .geometry([x[1], x[2]])
-        .ok_or_else(|| format!("a {}x{} filter does not fit a {}x{} input", f[0], f[1], x[1], x[2]))?;
-    Ok(vec![x[0], g.out[0], g.out[1], f[3]])
+    let w = Window { kernel: [fh, fw], ..*w };
+    let g = w.geometry([h, wd]).ok_or_else(|| format!("a {fh}x{fw} filter does not fit a {h}x{wd} input"))?;
+    Ok(vec![n, g.out[0], g.out[1], out])
 }
 
 fn pool_shape(x: &[usize], w: &Window) -> ShapeResult {
-    if x.len() != 4 {
+    let &[n, h, wd, c] = x else {
         return Err(format!("input must be NHWC (rank 4), has shape {x:?}"));
-    }
-    let g = w
-        .geometry([x[1], x[2]])
-        .ok_or_else(|| format!("a {}x{} window does not fit a {}x{} input", w.kernel[0], w.kernel[1], x[1], x[2]))?;
+    };
+    let [kh, kw] = w.kernel;
+    let g = w.geometry([h, wd]).ok_or_else(|| format!("a {kh}x{kw} window does not fit a {h}x{wd} input"))?;
     if w.padding == Padding::Same && g.out.contains(&0) {
         return Err("empty output".into());
     }
-    Ok(vec![x[0], g.out[0], g.out[1], x[3]])
+    Ok(vec![n, g.out[0], g.out[1], c])
 }
 
 fn reduce_shape(x: &[usize], axes: &[usize], keep_dims: bool) -> ShapeResult {
@@ -469,11 +496,13 @@ fn concat_shape(ins: &[&[usize]], axis: usize) -> ShapeResult {
     let first = ins.first().ok_or("Concat of nothing")?;
     check_axis(axis, first.len())?;
     let mut out = first.to_vec();
-    for s in &ins[1..] {
+    for s in ins.iter().skip(1) {
         if s.len() != first.len() || s.iter().zip(first.iter()).enumerate().any(|(i, (a, b))| i != axis && a != b) {
             return Err(format!("cannot concatenate {first:?} and {s:?} along axis {axis}"));
         }
-        out[axis] += s[axis];
+        if let (Some(total), Some(&more)) = (out.get_mut(axis), s.get(axis)) {
+            *total = total.checked_add(more).ok_or("the concatenation is too large")?;
+        }
     }
     Ok(out)
 }
