@@ -12,7 +12,7 @@ use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use super::{Control, Request, Security, dial, new_session_id};
 use crate::cluster::Cluster;
-use crate::plan::{Plan, Source};
+use crate::plan::{Plan, Source, ValueId};
 use crate::ring::FixedPoint;
 use crate::runtime::party::{self, Report};
 use crate::runtime::{Outcome, Schedule, SecureConfig, assemble, spawn_party};
@@ -39,6 +39,19 @@ struct Session {
 }
 
 impl Session {
+    /// A session in which `peers` are started with `request` and the model owner
+    /// then joins both servers.
+    fn with_owner(remote: &Remote, peers: &[Party], request: &Request) -> Result<Session> {
+        let session = Session::new(remote)?;
+        for &peer in peers {
+            session.start(peer, request.clone())?;
+        }
+        for peer in [Party::Server0, Party::Server1] {
+            session.connect(Party::ModelOwner, peer, None)?;
+        }
+        Ok(session)
+    }
+
     fn new(remote: &Remote) -> Result<Session> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         Ok(Session { runtime, link: Link::new(new_session_id()?, remote.timeout), remote: remote.clone() })
@@ -93,13 +106,35 @@ impl Session {
     }
 }
 
-fn context(schedule: &Arc<Schedule>, link: &Arc<Link>, fp: FixedPoint, timeout: Duration) -> party::Context {
-    party::Context {
-        schedule: Arc::clone(schedule),
-        transport: Arc::clone(link) as Arc<dyn Transport>,
-        session: link.session(),
-        config: SecureConfig { fp, timeout, progress: false },
-    }
+/// Run the driver's own parties in this session: the model owner if it has
+/// `weights`, the client if it has `batches`.
+fn run_local(
+    session: &Session,
+    plan: &Plan,
+    fp: FixedPoint,
+    weights: Option<&BTreeMap<ValueId, ArrayD<f32>>>,
+    batches: Option<&[Feeds]>,
+) -> Vec<(Party, Result<Report>)> {
+    let schedule = match Schedule::new(plan) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return vec![(Party::Client, Err(e))],
+    };
+    let ctx = party::Context {
+        schedule,
+        transport: Arc::clone(&session.link) as Arc<dyn Transport>,
+        session: session.link.session(),
+        config: SecureConfig { fp, timeout: session.remote.timeout, progress: false },
+    };
+    std::thread::scope(|scope| {
+        let mut handles = Vec::new();
+        if let Some(weights) = weights {
+            handles.push(spawn_party(scope, &ctx, Party::ModelOwner, move |c| party::model_owner(c, weights)));
+        }
+        if let Some(batches) = batches {
+            handles.push(spawn_party(scope, &ctx, Party::Client, move |c| party::client(c, batches)));
+        }
+        handles.into_iter().map(|h| h.join().expect("a party thread panicked")).collect()
+    })
 }
 
 /// `tfe-run MODEL INPUT --config`: the driver holds the model and the input;
@@ -110,44 +145,17 @@ pub fn predict(
     batches: &[BTreeMap<String, ArrayD<f32>>],
     fp: FixedPoint,
 ) -> Result<Outcome> {
-    let session = Session::new(remote)?;
     let request = Request::Predict { plan: plan.public(), predictions: batches.len() as u32, frac_bits: fp.frac_bits };
-    for peer in [Party::Server1, Party::Server0, Party::Dealer] {
-        session.start(peer, request.clone())?;
-    }
-    for peer in [Party::Server0, Party::Server1] {
-        session.connect(Party::ModelOwner, peer, None)?;
-    }
-    let schedule = Arc::new(Schedule::new(plan)?);
-    let ctx = context(&schedule, &session.link, fp, remote.timeout);
-    let weights = &plan.weight_values;
-    let local = std::thread::scope(|scope| {
-        let handles = [
-            spawn_party(scope, &ctx, Party::ModelOwner, move |c| party::model_owner(c, weights)),
-            spawn_party(scope, &ctx, Party::Client, move |c| party::client(c, batches)),
-        ];
-        handles.into_iter().map(|h| h.join().expect("a party thread panicked")).collect::<Vec<_>>()
-    });
+    let session = Session::with_owner(remote, &[Party::Server1, Party::Server0, Party::Dealer], &request)?;
+    let local = run_local(&session, plan, fp, Some(&plan.weight_values), Some(batches));
     session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())
 }
 
 /// `tfe-run deploy`: share the weights with the servers, which keep them under `name`.
 pub fn deploy(remote: &Remote, name: &str, plan: &Plan, fp: FixedPoint) -> Result<Outcome> {
-    let session = Session::new(remote)?;
     let request = Request::Deploy { name: name.to_string(), plan: plan.public(), frac_bits: fp.frac_bits };
-    for peer in [Party::Server1, Party::Server0] {
-        session.start(peer, request.clone())?;
-    }
-    for peer in [Party::Server0, Party::Server1] {
-        session.connect(Party::ModelOwner, peer, None)?;
-    }
-    let schedule = Arc::new(Schedule::new(plan)?);
-    let ctx = context(&schedule, &session.link, fp, remote.timeout);
-    let weights = &plan.weight_values;
-    let local = std::thread::scope(|scope| {
-        let h = spawn_party(scope, &ctx, Party::ModelOwner, move |c| party::model_owner(c, weights));
-        vec![h.join().expect("the model owner's thread panicked")]
-    });
+    let session = Session::with_owner(remote, &[Party::Server1, Party::Server0], &request)?;
+    let local = run_local(&session, plan, fp, Some(&plan.weight_values), None);
     session.finish(local, &[Party::Server0, Party::Server1], 0)
 }
 
@@ -187,13 +195,7 @@ pub fn predict_deployed(
     }
     session.start(Party::Server0, request)?;
     session.start(Party::Dealer, Request::Predict { plan: plan.clone(), predictions, frac_bits })?;
-    let schedule = Arc::new(Schedule::new(&plan)?);
-    let ctx = context(&schedule, &session.link, fp, remote.timeout);
-    let local = std::thread::scope(|scope| {
-        let batches = &batches;
-        let h = spawn_party(scope, &ctx, Party::Client, move |c| party::client(c, batches));
-        vec![h.join().expect("the client's thread panicked")]
-    });
+    let local = run_local(&session, &plan, fp, None, Some(&batches));
     let outcome = session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())?;
     let output = join_rows(&plan, &outcome.outputs, rows)?;
     Ok((plan, output, outcome))

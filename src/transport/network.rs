@@ -198,35 +198,35 @@ impl Link {
 
     /// Wait for the next control message from `peer` to `local`.
     pub fn recv_control(&self, local: Party, peer: Party, timeout: Duration) -> Result<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        loop {
-            if let Some(queue) = state.controls.get_mut(&(peer, local))
-                && !queue.is_empty()
-            {
-                return Ok(queue.remove(0));
-            }
-            if let Some(why) = state.closed.get(&(local, peer)) {
-                bail!("{why}");
-            }
-            if let Some(reason) = &state.aborted {
-                return Err(Aborted(reason.clone()).into());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                bail!("{} did not answer {} within {timeout:?}", peer.name(), local.name());
-            }
-            state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
-        }
+        let timed_out = || format!("{} did not answer {} within {timeout:?}", peer.name(), local.name());
+        self.wait_for(local, peer, Instant::now() + timeout, timed_out, |state| {
+            state.controls.get_mut(&(peer, local)).filter(|q| !q.is_empty()).map(|q| q.remove(0))
+        })
     }
 
     fn send_frame(&self, local: Party, peer: Party, frame: Frame) -> Result<()> {
-        let deadline = Instant::now() + self.timeout;
-        let mut state = self.lock();
         // A peer that dials us may not have connected yet: wait for it.
+        let timed_out = || format!("{} did not connect to {} within {:?}", peer.name(), local.name(), self.timeout);
+        let tx = self.wait_for(local, peer, Instant::now() + self.timeout, timed_out, |state| {
+            state.outgoing.get(&(local, peer)).cloned()
+        })?;
+        tx.send(frame).map_err(|_| anyhow!("connection to {} lost", peer.name()))
+    }
+
+    /// Wait until `take` finds what it looks for, or the connection between
+    /// `local` and `peer` ends, the session is aborted, or the deadline passes.
+    fn wait_for<T>(
+        &self,
+        local: Party,
+        peer: Party,
+        deadline: Instant,
+        timed_out: impl Fn() -> String,
+        mut take: impl FnMut(&mut LinkState) -> Option<T>,
+    ) -> Result<T> {
+        let mut state = self.lock();
         loop {
-            if let Some(tx) = state.outgoing.get(&(local, peer)) {
-                return tx.send(frame).map_err(|_| anyhow!("connection to {} lost", peer.name()));
+            if let Some(found) = take(&mut state) {
+                return Ok(found);
             }
             if let Some(why) = state.closed.get(&(local, peer)) {
                 bail!("{why}");
@@ -236,7 +236,7 @@ impl Link {
             }
             let now = Instant::now();
             if now >= deadline {
-                bail!("{} did not connect to {} within {:?}", peer.name(), local.name(), self.timeout);
+                bail!("{}", timed_out());
             }
             state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
         }
