@@ -635,3 +635,22 @@ fn placeholder_without_dtype_is_an_error_not_a_panic() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("plan (batch of 1): not possible: placeholder `x`"), "{stdout}");
 }
+
+/// Found by the `graphdef` fuzz target: a Pad with huge paddings made the
+/// importer plan a private tensor of 21 billion elements (which a server would
+/// refuse); the importer now refuses it, naming the node.
+#[test]
+fn a_pad_to_billions_of_elements_is_refused_at_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_graph(
+        &dir,
+        "bigpad.pb",
+        vec![
+            placeholder("x", &[-1, 4]),
+            const_i32("p", &[2, 2], &[0, i32::MAX, 0, i32::MAX]),
+            node("padded", "Pad", &["x", "p"]),
+        ],
+    );
+    let input = temp_file(&dir, "x.npy", &f32_npy("(1, 4)", &[1.0; 4]));
+    fails(&[s(&model), s(&input)], 4, &["Pad `padded`", "over 17179869184 elements"]);
+}

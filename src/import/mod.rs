@@ -23,7 +23,7 @@ pub use graph::Graph;
 pub use ops::{SUPPORTED_OPS, is_supported};
 
 use crate::error::Error;
-use crate::plan::{Op, Plan, Source, Step, Value, ValueId, ValueType};
+use crate::plan::{MAX_VALUE_ELEMENTS, Op, Plan, Source, Step, Value, ValueId, ValueType};
 use crate::tensor::Tensor;
 use crate::tfpb::{DataType, Dim, MAX_CONST_ELEMENTS, NodeDef, NodeExt, dtype_name, is_float};
 
@@ -354,6 +354,12 @@ impl Ctx {
                 })
                 .collect();
             return Ok(Self::known(node, op.eval(&tensors).map_err(fail)?));
+        }
+        if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > MAX_VALUE_ELEMENTS) {
+            return Err(Error::unsupported(format!(
+                "{}: its output would have shape {shape:?}, over {MAX_VALUE_ELEMENTS} elements",
+                node.describe()
+            )));
         }
         let inputs = ins.iter().map(|s| self.value_of(node, s)).collect::<Result<Vec<_>>>()?;
         let vtype = if matches!(op, Op::ArgMax { .. } | Op::CastToInt) { ValueType::Int } else { ValueType::Float };

@@ -19,6 +19,11 @@ use ndarray::ArrayD;
 
 pub type ValueId = usize;
 
+/// No value of a plan may hold more elements than this (2^34: 128 GiB of ring
+/// elements); the importer refuses to build one, and a server refuses a plan
+/// that has one.
+pub const MAX_VALUE_ELEMENTS: usize = 1 << 34;
+
 /// Who knows a value in the clear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
@@ -127,12 +132,11 @@ impl Plan {
     /// network): every step reads values defined before it, and every declared
     /// shape is the one its op computes. A server runs only a plan that passes.
     pub fn check_consistent(&self) -> Result<(), String> {
-        const MAX_ELEMENTS: usize = 1 << 34;
         let n = self.values.len();
         let mut defined = vec![false; n];
         for ((id, v), d) in self.values.iter().enumerate().zip(defined.iter_mut()) {
             let len = v.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-            if len.is_none_or(|l| l > MAX_ELEMENTS) {
+            if len.is_none_or(|l| l > MAX_VALUE_ELEMENTS) {
                 return Err(format!("value %{id} `{}` has an impossible shape {:?}", v.name, v.shape));
             }
             *d = matches!(v.source, Source::Weight);
