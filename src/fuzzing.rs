@@ -24,7 +24,7 @@ pub fn graphdef(bytes: &[u8]) {
     for p in placeholders {
         // Unknown dimensions (and an unknown rank) become small ones.
         let shape: Vec<usize> = p.shape.unwrap_or_default().iter().map(|d| d.unwrap_or(2)).collect();
-        if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > 1 << 16) {
+        if crate::tensor::element_count(&shape).is_none_or(|n| n > 1 << 16) {
             return;
         }
         inputs.insert(p.name.clone(), ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&shape)));

@@ -35,10 +35,7 @@ pub fn parse_input(bytes: &[u8], name: &str) -> Result<ArrayD<f32>> {
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| bad(format!("dimension {d} is too large"))))
         .collect::<Result<_>>()?;
-    let count = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| bad(format!("shape {shape:?} is too large")))?;
+    let count = crate::tensor::element_count(&shape).ok_or_else(|| bad(format!("shape {shape:?} is too large")))?;
     // Compare the declared size with the bytes present before reading anything, so
     // a lying header cannot make us allocate more than the file holds.
     let item = ty.num_bytes().unwrap_or(0);

@@ -64,6 +64,12 @@ impl Tensor {
 }
 
 /// A human-readable shape, `[1, 28, 28, 1]`.
+/// The number of elements of a shape, or `None` if it overflows `usize`
+/// (shapes come from files and peers: their product is never trusted).
+pub fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
 pub fn fmt_shape(shape: &[usize]) -> String {
     format!("{shape:?}")
 }

@@ -193,9 +193,7 @@ pub fn decode_tensor(proto: &TensorProto) -> std::result::Result<Tensor, String>
                 .collect::<std::result::Result<_, _>>()?,
         },
     };
-    let count = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+    let count = crate::tensor::element_count(&shape)
         .filter(|&n| n <= MAX_CONST_ELEMENTS)
         .ok_or_else(|| format!("shape {shape:?} has too many elements"))?;
     let content = &proto.tensor_content;

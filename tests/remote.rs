@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster::{Cluster, Netns, binary};
+use cluster::{Cluster, Netns, binary, make_certs};
 use common::*;
 use ndarray::{ArrayD, Axis};
 use tfe_run::remote::Control;
@@ -194,23 +194,19 @@ fn certificates_of_another_cluster_or_for_another_name_are_refused() {
     let cluster = Cluster::start(false, 10.0);
     // A driver with certificates from another CA.
     let other = tempfile::tempdir().unwrap();
-    let made = Command::new(binary())
-        .args(["certs", "--config"])
-        .arg(&cluster.config)
-        .arg("--out")
-        .arg(other.path())
-        .output()
-        .unwrap();
-    assert!(made.status.success());
-    let out = Command::new(binary())
-        .arg(testdata("mnist_model.pb"))
-        .arg(testdata("mnist_input.npy"))
-        .arg("--config")
-        .arg(&cluster.config)
-        .arg("--certs")
-        .arg(other.path())
-        .output()
-        .unwrap();
+    make_certs(&cluster.config, other.path());
+    let drive = |config: &Path, certs: &Path| {
+        Command::new(binary())
+            .arg(testdata("mnist_model.pb"))
+            .arg(testdata("mnist_input.npy"))
+            .arg("--config")
+            .arg(config)
+            .arg("--certs")
+            .arg(certs)
+            .output()
+            .unwrap()
+    };
+    let out = drive(&cluster.config, other.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(stderr.contains("TLS handshake with server1") && stderr.contains("certificate"), "{stderr}");
@@ -224,15 +220,7 @@ fn certificates_of_another_cluster_or_for_another_name_are_refused() {
     map.insert("server0".into(), b);
     map.insert("server1".into(), a);
     std::fs::write(&swapped, serde_json::to_string(&map).unwrap()).unwrap();
-    let out = Command::new(binary())
-        .arg(testdata("mnist_model.pb"))
-        .arg(testdata("mnist_input.npy"))
-        .arg("--config")
-        .arg(&swapped)
-        .arg("--certs")
-        .arg(cluster.certs())
-        .output()
-        .unwrap();
+    let out = drive(&swapped, &cluster.certs());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(stderr.contains("TLS handshake with server1"), "{stderr}");

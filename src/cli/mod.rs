@@ -143,7 +143,7 @@ pub fn run(config: &RunConfig) -> Result<u8> {
         Mode::Plaintext => (plaintext::estimate_memory(&plan), "the plaintext run"),
         Mode::Secure | Mode::Remote => (runtime::Schedule::new(&plan)?.estimate_memory(), "the secure run"),
     };
-    check_memory(estimate, config.max_memory, &format!("{what} of `{}`", config.model.display()))?;
+    runtime::check_memory(estimate, config.max_memory, &format!("{what} of `{}`", config.model.display()))?;
     let result = match config.mode {
         Mode::Plaintext => plaintext::run(&plan, &inputs)?,
         Mode::Secure => {
@@ -165,19 +165,6 @@ pub fn run(config: &RunConfig) -> Result<u8> {
         }
     };
     print_result(&config.model, &plan.output_node, config.mode, config.format, config.out.as_deref(), &result)
-}
-
-/// Refuse a run whose estimated peak memory is over the limit, before allocating it.
-pub fn check_memory(estimate: u64, limit: u64, what: &str) -> Result<()> {
-    if estimate > limit {
-        return Err(Error::bad_input(format!(
-            "{what} needs an estimated {:.0} MB of memory, over the --max-memory limit of {:.0} MB; \
-             use a smaller batch or raise --max-memory",
-            estimate as f64 / (1 << 20) as f64,
-            limit as f64 / (1 << 20) as f64
-        )));
-    }
-    Ok(())
 }
 
 /// Write `--out` if asked, then print the prediction.

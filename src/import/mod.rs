@@ -24,7 +24,7 @@ pub use ops::{SUPPORTED_OPS, is_supported};
 
 use crate::error::Error;
 use crate::plan::{MAX_VALUE_ELEMENTS, Op, Plan, Source, Step, Value, ValueId, ValueType};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, element_count};
 use crate::tfpb::{DataType, Dim, MAX_CONST_ELEMENTS, NodeDef, NodeExt, dtype_name, is_float};
 
 /// A tensor known at import time, and the node it came from (for weight names).
@@ -340,7 +340,7 @@ impl Ctx {
         let shape = op.output_shape(&shape_refs).map_err(fail)?;
         if ins.iter().all(|s| matches!(s, Slot::Known(_))) {
             // Folding broadcasts: two small constants can make a huge one.
-            if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > MAX_CONST_ELEMENTS) {
+            if element_count(&shape).is_none_or(|n| n > MAX_CONST_ELEMENTS) {
                 return Err(Error::unsupported(format!(
                     "{}: folding it would make a constant of shape {shape:?}, over {MAX_CONST_ELEMENTS} elements",
                     node.describe()
@@ -355,7 +355,7 @@ impl Ctx {
                 .collect();
             return Ok(Self::known(node, op.eval(&tensors).map_err(fail)?));
         }
-        if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > MAX_VALUE_ELEMENTS) {
+        if element_count(&shape).is_none_or(|n| n > MAX_VALUE_ELEMENTS) {
             return Err(Error::unsupported(format!(
                 "{}: its output would have shape {shape:?}, over {MAX_VALUE_ELEMENTS} elements",
                 node.describe()

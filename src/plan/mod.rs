@@ -135,7 +135,7 @@ impl Plan {
         let n = self.values.len();
         let mut defined = vec![false; n];
         for ((id, v), d) in self.values.iter().enumerate().zip(defined.iter_mut()) {
-            let len = v.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+            let len = crate::tensor::element_count(&v.shape);
             if len.is_none_or(|l| l > MAX_VALUE_ELEMENTS) {
                 return Err(format!("value %{id} `{}` has an impossible shape {:?}", v.name, v.shape));
             }

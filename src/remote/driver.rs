@@ -18,6 +18,7 @@ use crate::runtime::party::{self, Report};
 use crate::runtime::{Outcome, Schedule, SecureConfig, assemble, spawn_party};
 use crate::tensor::Tensor;
 use crate::transport::network::Link;
+use crate::transport::tls::Identity;
 use crate::transport::{Party, Transport};
 
 /// Arrays by placeholder name.
@@ -36,6 +37,9 @@ struct Session {
     runtime: tokio::runtime::Runtime,
     link: Arc<Link>,
     remote: Remote,
+    /// Each local party's TLS settings, read from disk once per session (a
+    /// session dials up to five connections).
+    identities: std::cell::RefCell<BTreeMap<Party, Option<Identity>>>,
 }
 
 impl Session {
@@ -54,12 +58,26 @@ impl Session {
 
     fn new(remote: &Remote) -> Result<Session> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        Ok(Session { runtime, link: Link::new(new_session_id()?, remote.timeout), remote: remote.clone() })
+        Ok(Session {
+            runtime,
+            link: Link::new(new_session_id()?, remote.timeout),
+            remote: remote.clone(),
+            identities: Default::default(),
+        })
     }
 
     /// Dial `peer` as `local`, with a request or joining, and attach the connection.
+    fn identity(&self, party: Party) -> Result<Option<Identity>> {
+        if let Some(id) = self.identities.borrow().get(&party) {
+            return Ok(id.clone());
+        }
+        let id = self.remote.security.identity(party)?;
+        self.identities.borrow_mut().insert(party, id.clone());
+        Ok(id)
+    }
+
     fn connect(&self, local: Party, peer: Party, request: Option<Request>) -> Result<()> {
-        let identity = self.remote.security.identity(local)?;
+        let identity = self.identity(local)?;
         let address = self.remote.cluster.address(peer)?.to_string();
         let link = Arc::clone(&self.link);
         let timeout = self.remote.timeout;

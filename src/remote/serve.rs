@@ -247,7 +247,7 @@ impl State {
         let fp = FixedPoint::new(frac_bits)?;
         let schedule = Arc::new(Schedule::new(&plan)?);
         // The estimate is for all parties in one process: more than one party needs.
-        crate::cli::check_memory(schedule.estimate_memory(), self.max_memory, "this session")?;
+        crate::runtime::check_memory(schedule.estimate_memory(), self.max_memory, "this session")?;
         Ok(Prepared { plan, frac_bits, fp, schedule, weights })
     }
 

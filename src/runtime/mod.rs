@@ -98,6 +98,19 @@ pub struct Outcome {
     pub stats: Stats,
 }
 
+/// Refuse a run whose estimated peak memory is over the limit, before allocating it.
+pub fn check_memory(estimate: u64, limit: u64, what: &str) -> Result<()> {
+    if estimate > limit {
+        return Err(crate::error::Error::bad_input(format!(
+            "{what} needs an estimated {:.0} MB of memory, over the --max-memory limit of {:.0} MB; \
+             use a smaller batch or raise --max-memory",
+            estimate as f64 / (1 << 20) as f64,
+            limit as f64 / (1 << 20) as f64
+        )));
+    }
+    Ok(())
+}
+
 /// Run one prediction under Pond.
 pub fn predict(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>, config: &SecureConfig) -> Result<Outcome> {
     predict_many(plan, std::slice::from_ref(inputs), config)

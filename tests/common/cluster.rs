@@ -15,6 +15,12 @@ use tfe_run::remote::driver::Remote;
 
 use crate::delay;
 
+/// `tfe-run certs --config CONFIG --out OUT`: a fresh CA and a key pair per party.
+pub fn make_certs(config: &std::path::Path, out: &std::path::Path) {
+    let made = Command::new(binary()).args(["certs", "--config"]).arg(config).arg("--out").arg(out).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+}
+
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tfe-run"))
 }
@@ -116,14 +122,7 @@ impl Cluster {
 
     fn make_certs(&self) {
         if !self.insecure {
-            let out = Command::new(binary())
-                .args(["certs", "--config"])
-                .arg(&self.config)
-                .arg("--out")
-                .arg(self.certs())
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            make_certs(&self.config, &self.certs());
         }
     }
 
