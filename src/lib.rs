@@ -23,4 +23,5 @@ pub mod ring;
 pub mod runtime;
 pub mod tensor;
 pub mod tfpb;
+pub mod train;
 pub mod transport;

@@ -15,6 +15,7 @@ Examples:
   tfe-run --plaintext --format json model.pb batch.npy
   tfe-run model.pb a.npy --input Placeholder_1=b.npy --out logits.npy
   tfe-run inspect model.pb
+  tfe-run train --features a.npy --labels a_y.npy --features b.npy --labels b_y.npy --out lr.pb
 
 Parties on separate hosts (see docs/DEPLOYMENT.md):
   tfe-run certs --config cluster.json --out certs
@@ -59,6 +60,9 @@ pub enum Command {
     Deploy(DeployArgs),
     /// As a client: get predictions from a model deployed on the servers.
     Predict(PredictArgs),
+    /// Train logistic regression on several data owners' secret-shared rows;
+    /// write the model as a frozen GraphDef (and .npy weights).
+    Train(super::train::TrainArgs),
 }
 
 /// How to reach the parties on other hosts.

@@ -5,6 +5,7 @@ mod inspect;
 mod output;
 mod remote;
 mod stats;
+mod train;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -39,6 +40,10 @@ pub fn main() -> u8 {
         Some(Command::Certs(args)) => (remote::certs(&args), false),
         Some(Command::Deploy(args)) => (remote::deploy(&args), true),
         Some(Command::Predict(args)) => (remote::predict(&args), true),
+        Some(Command::Train(args)) => {
+            let remote = args.net.config.is_some();
+            (train::run(&args), remote)
+        }
         None => {
             let remote = cli.run.net.config.is_some();
             (cli.run.validate().and_then(|config| run(&config)), remote)

@@ -37,7 +37,7 @@ use ndarray::{ArrayD, IxDyn};
 use super::mul::{deal_mul_many, deal_mul_pairs, mul_many, mul_pairs};
 use super::trunc::{deal_truncate, truncate};
 use super::{Dealer, Server};
-use crate::ring::{FixedPoint, RingTensor, from_words};
+use crate::ring::{FixedPoint, RingTensor, Z, from_words};
 
 const LOW63: u64 = (1 << 63) - 1;
 
@@ -363,7 +363,8 @@ pub fn deal_tournament(d: &mut Dealer, groups: &[Vec<usize>], with_index: bool) 
 
 /// A function approximated piecewise: on each of K segments [t_k, t_{k+1}) by a
 /// cubic in the centred variable u = x − m_k (|u| ≤ h/2, so the rounded
-/// coefficients lose nothing), and by exact constants below t_0 and from t_K on.
+/// coefficients lose nothing), by an exact constant below t_0, and by an exact
+/// line `above + above_slope·x` from t_K on.
 #[derive(Debug, Clone)]
 pub struct Piecewise {
     /// Breakpoints t_0 < … < t_K.
@@ -375,6 +376,8 @@ pub struct Piecewise {
     /// The value below t_0 and from t_K on.
     pub below: f64,
     pub above: f64,
+    /// Slope of the upper tail (softplus(x) → x); 0 for a saturating function.
+    pub above_slope: f64,
 }
 
 impl Piecewise {
@@ -403,7 +406,7 @@ impl Piecewise {
                 solve4(ata, aty)
             })
             .collect();
-        Piecewise { breaks, centres, coeffs, below, above }
+        Piecewise { breaks, centres, coeffs, below, above, above_slope: 0.0 }
     }
 
     /// Sigmoid: cubics on 24 segments of [-10, 10]; exactly 0 below, 1 above.
@@ -414,6 +417,14 @@ impl Piecewise {
     /// Tanh: cubics on 24 segments of [-5.5, 5.5]; exactly −1 below, 1 above.
     pub fn tanh() -> Piecewise {
         Piecewise::fit(f64::tanh, -5.5, 5.5, 24, -1.0, 1.0)
+    }
+
+    /// Softplus, ln(1 + e^x), the logistic loss's building block: cubics on the
+    /// sigmoid's 24 segments of [-10, 10] (so both share one comparison batch);
+    /// exactly 0 below and x above (the tails are off by at most 4.6e-5).
+    pub fn softplus() -> Piecewise {
+        let softplus = |x: f64| if x > 0.0 { x + (-x).exp().ln_1p() } else { x.exp().ln_1p() };
+        Piecewise { above_slope: 1.0, ..Piecewise::fit(softplus, -10.0, 10.0, 24, 0.0, 0.0) }
     }
 
     /// The approximation in the clear (what the protocol computes, up to rounding).
@@ -427,7 +438,7 @@ impl Piecewise {
                 let c = self.coeffs[k];
                 c[0] + u * (c[1] + u * (c[2] + u * c[3]))
             }
-            _ => self.above,
+            _ => self.above + self.above_slope * x,
         }
     }
 
@@ -464,60 +475,93 @@ fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> [f64; 4] {
 }
 
 /// Server: the piecewise function of every element of x.
+pub fn piecewise(s: &mut Server, x: &RingTensor, pw: &Piecewise, fp: FixedPoint) -> Result<RingTensor> {
+    Ok(piecewise_many(s, x, &[pw], fp)?.remove(0))
+}
+
+/// Server: several piecewise functions with the same segments, of every element
+/// of x, for the cost of one (plus one product per function and coefficient).
 ///
 /// d_k = [x ≥ t_k] for every breakpoint in one batched DReLU; the segment
 /// indicator s_k = d_k − d_{k+1} is one-hot (or all zero outside [t_0, t_K]). The
 /// segment's centre and coefficients are then *local* linear combinations,
 /// m(x) = Σ s_k·m_k and c_j(x) = Σ s_k·c_kj, and so is u = x − m(x). Three rounds
 /// of products give u², u³ and Σ_j c_j(x)·u^j; below and above, every c_j is
-/// exactly zero, so whatever u is, only the constant remains.
-pub fn piecewise(s: &mut Server, x: &RingTensor, pw: &Piecewise, fp: FixedPoint) -> Result<RingTensor> {
+/// exactly zero, so whatever u is, only the tail remains (above t_K, m(x) = 0 and
+/// u = x, so the upper tail's slope enters as c_1 = d_K·slope).
+pub fn piecewise_many(s: &mut Server, x: &RingTensor, fns: &[&Piecewise], fp: FixedPoint) -> Result<Vec<RingTensor>> {
+    let pw0 = fns[0];
+    debug_assert!(fns.iter().all(|f| f.breaks == pw0.breaks), "functions evaluated together share their segments");
     let n = x.len();
-    let k1 = pw.breaks.len();
-    let segments = pw.coeffs.len();
+    let k1 = pw0.breaks.len();
+    let segments = pw0.coeffs.len();
     let flat = x.to_shape(IxDyn(&[n])).expect("flat").to_owned();
     let first = s.is_first();
     let public = |v: Wrapping<u64>| if first { v } else { Wrapping(0) };
     let mut diffs = RingTensor::zeros(IxDyn(&[k1, n]));
-    for (k, &t) in pw.breaks.iter().enumerate() {
+    for (k, &t) in pw0.breaks.iter().enumerate() {
         let t = public(fp.encode_value(t));
         diffs.index_axis_mut(ndarray::Axis(0), k).iter_mut().zip(flat.iter()).for_each(|(o, &v)| *o = v - t);
     }
     let d = drelu(s, &diffs)?;
     let fp2 = FixedPoint { frac_bits: 2 * fp.frac_bits };
     let zeros = || RingTensor::zeros(IxDyn(&[n]));
-    let (mut centre, mut c1, mut c2, mut c3, mut c0) = (zeros(), zeros(), zeros(), zeros(), zeros());
+    let mut centre = zeros();
+    // Per function: c1, c2, c3 (f fractional bits) and c0 (2f, added after the products).
+    let mut coeffs: Vec<[RingTensor; 4]> = fns.iter().map(|_| [zeros(), zeros(), zeros(), zeros()]).collect();
     for i in 0..n {
-        let mut acc = [Wrapping(0u64); 5];
-        for k in 0..segments {
-            let onehot = d[[k, i]] - d[[k + 1, i]];
-            let c = pw.coeffs[k];
-            acc[0] += onehot * fp.encode_value(pw.centres[k]);
-            acc[1] += onehot * fp.encode_value(c[1]);
-            acc[2] += onehot * fp.encode_value(c[2]);
-            acc[3] += onehot * fp.encode_value(c[3]);
-            acc[4] += onehot * fp2.encode_value(c[0]);
-        }
         let below = public(Wrapping(1)) - d[[0, i]];
-        acc[4] += d[[k1 - 1, i]] * fp2.encode_value(pw.above) + below * fp2.encode_value(pw.below);
-        centre[[i]] = acc[0];
-        c1[[i]] = acc[1];
-        c2[[i]] = acc[2];
-        c3[[i]] = acc[3];
-        c0[[i]] = acc[4];
+        let above = d[[k1 - 1, i]];
+        let onehots: Vec<Z> = (0..segments).map(|k| d[[k, i]] - d[[k + 1, i]]).collect();
+        centre[[i]] = onehots.iter().zip(&pw0.centres).map(|(&h, &m)| h * fp.encode_value(m)).sum();
+        for (pw, [c1, c2, c3, c0]) in fns.iter().zip(coeffs.iter_mut()) {
+            let mut acc = [Wrapping(0u64); 4];
+            for (&h, c) in onehots.iter().zip(&pw.coeffs) {
+                acc[0] += h * fp.encode_value(c[1]);
+                acc[1] += h * fp.encode_value(c[2]);
+                acc[2] += h * fp.encode_value(c[3]);
+                acc[3] += h * fp2.encode_value(c[0]);
+            }
+            acc[0] += above * fp.encode_value(pw.above_slope);
+            acc[3] += above * fp2.encode_value(pw.above) + below * fp2.encode_value(pw.below);
+            c1[[i]] = acc[0];
+            c2[[i]] = acc[1];
+            c3[[i]] = acc[2];
+            c0[[i]] = acc[3];
+        }
     }
     let u = &flat - &centre;
     let square = mul_pairs(s, &[(&u, &u)])?.remove(0);
     let u2 = truncate(s, &square, fp.frac_bits)?;
     let cube = mul_pairs(s, &[(&u2, &u)])?.remove(0);
     let u3 = truncate(s, &cube, fp.frac_bits)?;
-    let terms = mul_pairs(s, &[(&c1, &u), (&c2, &u2), (&c3, &u3)])?;
-    let acc = &c0 + &(&(&terms[0] + &terms[1]) + &terms[2]);
-    let out = truncate(s, &acc, fp.frac_bits)?;
-    Ok(out.into_shape_with_order(x.raw_dim()).expect("shape"))
+    let pairs: Vec<(&RingTensor, &RingTensor)> =
+        coeffs.iter().flat_map(|[c1, c2, c3, _]| [(c1, &u), (c2, &u2), (c3, &u3)]).collect();
+    let terms = mul_pairs(s, &pairs)?;
+    let sums: Vec<RingTensor> =
+        coeffs.iter().zip(terms.chunks(3)).map(|([.., c0], t)| c0 + &(&(&t[0] + &t[1]) + &t[2])).collect();
+    // One truncation for all functions: their sums side by side.
+    let views: Vec<_> = sums.iter().map(|t| t.view()).collect();
+    let stacked = ndarray::concatenate(ndarray::Axis(0), &views).expect("same shapes");
+    let out = truncate(s, &stacked, fp.frac_bits)?;
+    Ok(out
+        .axis_chunks_iter(ndarray::Axis(0), n)
+        .map(|part| part.to_owned().into_shape_with_order(x.raw_dim()).expect("shape"))
+        .collect())
 }
 
 pub fn deal_piecewise(d: &mut Dealer, shape: &[usize], pw: &Piecewise, fp: FixedPoint) -> Result<()> {
+    deal_piecewise_many(d, shape, 1, pw, fp)
+}
+
+/// Dealer half of [`piecewise_many`] for `count` functions with `pw`'s segments.
+pub fn deal_piecewise_many(
+    d: &mut Dealer,
+    shape: &[usize],
+    count: usize,
+    pw: &Piecewise,
+    fp: FixedPoint,
+) -> Result<()> {
     let n: usize = shape.iter().product();
     let flat = [n];
     deal_drelu(d, pw.breaks.len() * n)?;
@@ -525,8 +569,8 @@ pub fn deal_piecewise(d: &mut Dealer, shape: &[usize], pw: &Piecewise, fp: Fixed
         deal_mul_pairs(d, &[&flat])?;
         deal_truncate(d, &flat, fp.frac_bits)?;
     }
-    deal_mul_pairs(d, &[&flat, &flat, &flat])?;
-    deal_truncate(d, &flat, fp.frac_bits)
+    deal_mul_pairs(d, &vec![&flat[..]; 3 * count])?;
+    deal_truncate(d, &[count * n], fp.frac_bits)
 }
 
 #[cfg(test)]

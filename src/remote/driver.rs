@@ -17,6 +17,8 @@ use crate::ring::FixedPoint;
 use crate::runtime::party::{self, Report};
 use crate::runtime::{Outcome, Schedule, SecureConfig, assemble, spawn_party};
 use crate::tensor::Tensor;
+use crate::train::secure::{self, TrainOutcome};
+use crate::train::{OwnerData, TrainSpec};
 use crate::transport::network::Link;
 use crate::transport::tls::Identity;
 use crate::transport::{Party, Transport};
@@ -105,6 +107,12 @@ impl Session {
 
     /// Collect the serving parties' reports once the local programs are done.
     fn finish(self, local: Vec<(Party, Result<Report>)>, remote: &[Party], predictions: usize) -> Result<Outcome> {
+        assemble(self.collect(local, remote), predictions)
+    }
+
+    /// Every party's report: the local ones, then the serving parties' (unless a
+    /// local party failed); the session is over after it.
+    fn collect(self, local: Vec<(Party, Result<Report>)>, remote: &[Party]) -> Vec<(Party, Result<Report>)> {
         let mut results = local;
         // After a local failure the error to report is the local one (which
         // names the party that caused it); the others' reports will not come.
@@ -120,7 +128,7 @@ impl Session {
         }
         self.link.finish();
         self.runtime.shutdown_timeout(Duration::from_secs(1));
-        assemble(results, predictions)
+        results
     }
 }
 
@@ -167,6 +175,36 @@ pub fn predict(
     let session = Session::with_owner(remote, &[Party::Server1, Party::Server0, Party::Dealer], &request)?;
     let local = run_local(&session, plan, fp, Some(&plan.weight_values), Some(batches));
     session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())
+}
+
+/// `tfe-run train --config`: the driver plays every data owner and the model
+/// owner; the servers and the crypto producer train on the shares.
+pub fn train(
+    remote: &Remote,
+    spec: &TrainSpec,
+    owners: &[OwnerData],
+    on_epoch: &(dyn Fn(usize, f64) + Sync),
+) -> Result<TrainOutcome> {
+    spec.check()?;
+    let request = Request::Train { spec: spec.clone() };
+    let peers = [Party::Server1, Party::Server0, Party::Dealer];
+    let session = Session::with_owner(remote, &peers, &request)?;
+    let ctx = secure::Context {
+        transport: Arc::clone(&session.link) as Arc<dyn Transport>,
+        session: session.link.session(),
+        spec: Arc::new(spec.clone()),
+        timeout: remote.timeout,
+    };
+    let local = std::thread::scope(|scope| {
+        let ctx = &ctx;
+        let mut handles =
+            vec![secure::spawn(scope, ctx, Party::ModelOwner, move || secure::model_owner(ctx, on_epoch))];
+        for (j, data) in owners.iter().enumerate() {
+            handles.push(secure::spawn(scope, ctx, Party::Client, move || secure::data_owner(ctx, j, data)));
+        }
+        handles.into_iter().map(|h| h.join().expect("a party thread panicked")).collect()
+    });
+    secure::assemble(spec, session.collect(local, &[Party::Server0, Party::Server1, Party::Dealer]))
 }
 
 /// `tfe-run deploy`: share the weights with the servers, which keep them under `name`.

@@ -43,6 +43,8 @@ pub enum Request {
     Deploy { name: String, plan: Plan, frac_bits: u32 },
     /// Only answer with a deployed model's public plan (servers only).
     Describe { name: String },
+    /// Train logistic regression on rows the data owners share in this session.
+    Train { spec: crate::train::TrainSpec },
 }
 
 /// Session control messages (JSON frames).

@@ -23,6 +23,7 @@ use crate::plan::Plan;
 use crate::ring::FixedPoint;
 use crate::runtime::party::{self, Report, WeightShares, Weights};
 use crate::runtime::{Schedule, SecureConfig};
+use crate::train::{TrainSpec, secure};
 use crate::transport::network::{Link, Stream};
 use crate::transport::tls::Identity;
 use crate::transport::wire::Frame;
@@ -186,9 +187,9 @@ impl State {
                 }
             }
         }
-        let deployed = match &prepared.weights {
-            Weights::Held(_) => Some((prepared.plan.clone(), prepared.frac_bits)),
-            Weights::FromOwner => None,
+        let deployed = match &prepared {
+            Prepared::Predict { plan, frac_bits, weights: Weights::Held(_), .. } => Some((plan.clone(), *frac_bits)),
+            _ => None,
         };
         let _ = link.send_control(self.me, from, Control::Ready { deployed }.encode());
         if matches!(request, Request::Describe { .. }) {
@@ -228,6 +229,11 @@ impl State {
     /// The public plan, its schedule and the weights a request runs with.
     fn prepare(&self, request: &Request) -> Result<Prepared> {
         let (plan, frac_bits, weights) = match (request, self.me) {
+            (Request::Train { spec }, _) => {
+                spec.check()?;
+                crate::runtime::check_memory(spec.estimate_memory(), self.max_memory, "this training session")?;
+                return Ok(Prepared::Train(Arc::new(spec.clone())));
+            }
             (Request::Deploy { .. } | Request::PredictDeployed { .. } | Request::Describe { .. }, Party::Dealer) => {
                 bail!("the crypto producer holds no models")
             }
@@ -248,27 +254,45 @@ impl State {
         let schedule = Arc::new(Schedule::new(&plan)?);
         // The estimate is for all parties in one process: more than one party needs.
         crate::runtime::check_memory(schedule.estimate_memory(), self.max_memory, "this session")?;
-        Ok(Prepared { plan, frac_bits, fp, schedule, weights })
+        Ok(Prepared::Predict { plan, frac_bits, fp, schedule, weights })
     }
 
     fn run(&self, link: &Arc<Link>, prepared: Prepared, request: &Request) -> Result<Report> {
+        let (plan, frac_bits, fp, schedule, weights) = match prepared {
+            Prepared::Train(spec) => {
+                let ctx = secure::Context {
+                    transport: Arc::clone(link) as Arc<dyn Transport>,
+                    session: link.session(),
+                    spec,
+                    timeout: self.timeout,
+                };
+                return match self.me {
+                    Party::Dealer => secure::dealer(&ctx),
+                    Party::Server0 => secure::server(&ctx, 0, None),
+                    _ => secure::server(&ctx, 1, None),
+                };
+            }
+            Prepared::Predict { plan, frac_bits, fp, schedule, weights } => (plan, frac_bits, fp, schedule, weights),
+        };
         let ctx = party::Context {
-            schedule: prepared.schedule,
+            schedule,
             transport: Arc::clone(link) as Arc<dyn Transport>,
             session: link.session(),
-            config: SecureConfig { fp: prepared.fp, timeout: self.timeout, progress: false },
+            config: SecureConfig { fp, timeout: self.timeout, progress: false },
         };
         match (request, self.me) {
             (Request::Predict { predictions, .. }, Party::Dealer) => party::dealer(&ctx, *predictions as usize),
             (Request::Predict { predictions, .. } | Request::PredictDeployed { predictions, .. }, server) => {
                 let i = if server == Party::Server0 { 0 } else { 1 };
-                party::server(&ctx, i, *predictions as usize, None, prepared.weights)
+                party::server(&ctx, i, *predictions as usize, None, weights)
             }
-            (Request::Describe { .. }, _) => unreachable!("answered before any program runs"),
+            (Request::Describe { .. } | Request::Train { .. }, _) => {
+                unreachable!("answered before any program runs, or trained above")
+            }
             (Request::Deploy { name, .. }, server) => {
                 let i = if server == Party::Server0 { 0 } else { 1 };
                 let (shares, report) = party::receive_weights(&ctx, i)?;
-                let model = Deployed { plan: prepared.plan, frac_bits: prepared.frac_bits, shares: Arc::new(shares) };
+                let model = Deployed { plan, frac_bits, shares: Arc::new(shares) };
                 let replaced =
                     self.models.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), Arc::new(model));
                 log(self.me, &format!("model `{name}` {}", if replaced.is_some() { "replaced" } else { "deployed" }));
@@ -281,12 +305,17 @@ impl State {
 /// Why a connection is refused, and the connection to tell it on (if still ours).
 type Refusal = (Option<Box<dyn Stream>>, anyhow::Error);
 
-struct Prepared {
-    plan: Plan,
-    frac_bits: u32,
-    fp: FixedPoint,
-    schedule: Arc<Schedule>,
-    weights: Weights,
+/// What a session runs with, checked before it starts.
+enum Prepared {
+    /// Predictions or a deployment: the public plan, its schedule and the weights.
+    Predict {
+        plan: Plan,
+        frac_bits: u32,
+        fp: FixedPoint,
+        schedule: Arc<Schedule>,
+        weights: Weights,
+    },
+    Train(Arc<TrainSpec>),
 }
 
 fn describe(request: &Request) -> String {
@@ -295,5 +324,8 @@ fn describe(request: &Request) -> String {
         Request::PredictDeployed { name, predictions } => format!("{predictions} prediction(s) with model `{name}`"),
         Request::Deploy { name, .. } => format!("deployment of model `{name}`"),
         Request::Describe { name } => format!("the public plan of model `{name}`"),
+        Request::Train { spec } => {
+            format!("training on {} rows of {} data owner(s), {} epochs", spec.rows(), spec.owners.len(), spec.epochs)
+        }
     }
 }

@@ -58,8 +58,8 @@ fn finish(net: &Endpoint, busy: Duration, expanded: u64) -> PartyStats {
     PartyStats { traffic: net.total.clone(), per_layer: net.per_layer.clone(), busy, expanded_words: expanded }
 }
 
-fn recv_seed(net: &mut Endpoint, from: Party, step: u32) -> Result<[u8; 32]> {
-    let bytes = net.recv(from, step, 0)?;
+pub(crate) fn recv_seed(net: &mut Endpoint, from: Party, step: u32, tag: u32) -> Result<[u8; 32]> {
+    let bytes = net.recv(from, step, tag)?;
     bytes
         .try_into()
         .map_err(|b: Vec<u8>| anyhow::anyhow!("{} sent a seed of {} bytes instead of 32", from.name(), b.len()))
@@ -92,7 +92,7 @@ fn receive_shares(
 ) -> Result<Vec<RingTensor>> {
     net.seq = seq;
     if first {
-        let seed = recv_seed(net, owner, SHARES)?;
+        let seed = recv_seed(net, owner, SHARES, 0)?;
         Ok(ids.iter().zip(shapes).map(|(&id, shape)| Prg::new(&seed, sharing_stream(seq, id)).tensor(shape)).collect())
     } else {
         ids.iter()
@@ -142,7 +142,7 @@ pub fn server(
     let plan = &sched.plan;
     let fp = ctx.config.fp;
     let mut net = endpoint(ctx, Party::server(i));
-    let seed = recv_seed(&mut net, Party::Dealer, SEEDS)?;
+    let seed = recv_seed(&mut net, Party::Dealer, SEEDS, 0)?;
     let mut s = Server::new(i, net, seed);
     let mut report = Report::default();
     let mut sharing_words = 0;

@@ -1,0 +1,264 @@
+//! `tfe-run train`: logistic regression on secret-shared rows of several data
+//! owners; the trained model is written as a frozen GraphDef and `.npy` weights.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::Result;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::args::NetworkArgs;
+use crate::error::{Error, exit};
+use crate::runtime::{SecureConfig, Stats};
+use crate::train::{self, OwnerData, TrainSpec, Trained, export, secure};
+use crate::transport::Party;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// A data owner's features (.npy, [rows, features]); repeat once per owner.
+    #[arg(long = "features", value_name = "X.npy", required = true)]
+    pub features: Vec<PathBuf>,
+    /// That owner's labels (.npy): 0/1 ([rows] or [rows, 1]), class ids ([rows]) or one-hot ([rows, classes]).
+    #[arg(long = "labels", value_name = "y.npy", required = true)]
+    pub labels: Vec<PathBuf>,
+    /// Passes over all rows.
+    #[arg(long, value_name = "E", default_value_t = 10)]
+    pub epochs: usize,
+    /// Rows per SGD step (the last step of an epoch may have fewer).
+    #[arg(long, value_name = "B", default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, value_name = "LR", default_value_t = 0.1)]
+    pub learning_rate: f64,
+    /// Shuffle the rows every epoch (a public random order; default: file order).
+    #[arg(long)]
+    pub shuffle: bool,
+    /// Number of classes (default: from the labels; 0/1 labels train one output).
+    #[arg(long, value_name = "K")]
+    pub classes: Option<usize>,
+    /// Every feature must lie in [-R, R] (scale them first); it sizes the fixed point.
+    #[arg(long, value_name = "R", default_value_t = 32.0)]
+    pub feature_bound: f64,
+    /// Where to write the trained model (frozen GraphDef); the weights go beside it
+    /// as NAME.weights.npy ([features, outputs]) and NAME.bias.npy ([outputs]).
+    #[arg(long, value_name = "MODEL.pb")]
+    pub out: PathBuf,
+    /// The model owner's held-out rows: report the trained model's accuracy on them.
+    #[arg(long, value_name = "X.npy", requires = "test_labels")]
+    pub test_features: Option<PathBuf>,
+    #[arg(long, value_name = "y.npy", requires = "test_features")]
+    pub test_labels: Option<PathBuf>,
+    /// Train in the clear, with no protocol: the reference for secure training.
+    #[arg(long)]
+    pub plaintext: bool,
+    /// Fractional bits of the fixed-point encoding.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub frac_bits: u32,
+    /// Print per-party traffic, rounds and time, per phase of a step, to stderr.
+    #[arg(long)]
+    pub stats: bool,
+    /// Train with the servers and crypto producer of a cluster (see `serve`).
+    #[command(flatten)]
+    pub net: NetworkArgs,
+}
+
+/// Everything the command reads, checked, before any party starts.
+pub struct Loaded {
+    pub spec: TrainSpec,
+    pub owners: Vec<OwnerData>,
+    pub test: Option<(PathBuf, ndarray::Array2<f32>, ndarray::Array2<f32>)>,
+}
+
+pub fn load(args: &TrainArgs) -> Result<Loaded> {
+    if args.features.len() != args.labels.len() {
+        return Err(Error::bad_input(format!(
+            "{} --features but {} --labels: give one --labels after each --features",
+            args.features.len(),
+            args.labels.len()
+        )));
+    }
+    if !(args.feature_bound.is_finite() && args.feature_bound >= 1.0) {
+        return Err(Error::bad_input(format!(
+            "--feature-bound {}: must be a number of at least 1",
+            args.feature_bound
+        )));
+    }
+    let mut files = Vec::with_capacity(args.features.len());
+    for (x, y) in args.features.iter().zip(&args.labels) {
+        files.push(train::read_owner(x, y, args.feature_bound)?);
+    }
+    if let Some(test) = &args.test_features {
+        files.push(train::read_owner(test, args.test_labels.as_ref().expect("clap requires both"), f64::INFINITY)?);
+    }
+    let (mut owners, outputs) = train::encode_labels(files, args.classes)?;
+    let test = args.test_features.as_ref().map(|path| {
+        let t = owners.pop().expect("pushed above");
+        (path.clone(), t.features, t.labels)
+    });
+    let shuffle = if args.shuffle { Some(crate::ring::os_seed()?) } else { None };
+    let spec = TrainSpec {
+        owners: owners.iter().map(|o| o.features.nrows()).collect(),
+        features: owners.first().map_or(0, |o| o.features.ncols()),
+        outputs,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.learning_rate,
+        feature_bound: args.feature_bound,
+        shuffle,
+        frac_bits: args.frac_bits,
+    };
+    spec.check()?;
+    Ok(Loaded { spec, owners, test })
+}
+
+pub fn run(args: &TrainArgs) -> Result<u8> {
+    let remote = args.net.remote()?;
+    if remote.is_some() && args.plaintext {
+        return Err(Error::bad_input("--plaintext trains locally; it cannot be combined with --config"));
+    }
+    let Loaded { spec, owners, test } = load(args)?;
+    let bar = progress_bar(&spec);
+    let losses = Mutex::new(Vec::new());
+    let on_epoch = |epoch: usize, loss: f64| {
+        bar.set_position(((epoch + 1) * spec.steps_per_epoch()) as u64);
+        bar.set_message(format!("epoch {}/{}  loss {loss:.4}", epoch + 1, spec.epochs));
+        losses.lock().expect("not poisoned").push(loss);
+    };
+    let on_step = || bar.inc(1);
+    let (trained, stats) = if args.plaintext {
+        let trained = train::train_plaintext(&spec, &owners, on_epoch)?;
+        (trained, None)
+    } else if let Some(remote) = &remote {
+        let outcome = crate::remote::driver::train(remote, &spec, &owners, &on_epoch)?;
+        (outcome.trained, Some((outcome.stats, outcome.owners)))
+    } else {
+        let config = SecureConfig { fp: spec.fp(), ..SecureConfig::default() };
+        let outcome = secure::train(&spec, &owners, &config, &on_epoch, Some(&on_step))?;
+        (outcome.trained, Some((outcome.stats, outcome.owners)))
+    };
+    bar.finish_and_clear();
+    if let (true, Some((stats, owners))) = (args.stats, &stats) {
+        eprint!("{}", report(&spec, stats, owners)?);
+    }
+    export::write(&trained.model, &args.out)?;
+    let mode = match (args.plaintext, remote.is_some()) {
+        (true, _) => "plaintext",
+        (false, true) => "secure (Pond, remote parties)",
+        (false, false) => "secure (Pond)",
+    };
+    let text = summary(&spec, mode, &trained, test.as_ref(), &args.out)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(exit::OK)
+}
+
+fn progress_bar(spec: &TrainSpec) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let steps = (spec.steps_per_epoch() * spec.epochs) as u64;
+    let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} training [{bar:30}] {pos}/{len} steps  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("epoch 1/{}", spec.epochs));
+    bar
+}
+
+/// What the command prints: the run, each epoch's loss, the files, the accuracy.
+fn summary(
+    spec: &TrainSpec,
+    mode: &str,
+    trained: &Trained,
+    test: Option<&(PathBuf, ndarray::Array2<f32>, ndarray::Array2<f32>)>,
+    out: &std::path::Path,
+) -> Result<String> {
+    let mut s = String::new();
+    writeln!(
+        s,
+        "trained {mode}: {} rows from {} data owner(s), {} features, {} output(s); {} epochs, batch {}, learning rate {}{}",
+        spec.rows(),
+        spec.owners.len(),
+        spec.features,
+        spec.outputs,
+        spec.epochs,
+        spec.batch_size,
+        spec.learning_rate,
+        if spec.shuffle.is_some() { ", shuffled" } else { "" }
+    )?;
+    for (e, loss) in trained.epoch_losses.iter().enumerate() {
+        writeln!(s, "epoch {:>3}: loss {loss:.4}", e + 1)?;
+    }
+    if let Some((path, x, y)) = test {
+        let acc = trained.model.accuracy(x, y);
+        writeln!(s, "accuracy on `{}`: {:.2}% ({} rows)", path.display(), 100.0 * acc, x.nrows())?;
+    }
+    let (w, b) = export::npy_paths(out);
+    writeln!(
+        s,
+        "wrote {} (input `{}`, output `{}`), {}, {}",
+        out.display(),
+        export::INPUT,
+        export::OUTPUT,
+        w.display(),
+        b.display()
+    )?;
+    Ok(s)
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.3} MB", bytes as f64 / 1e6)
+}
+
+/// `--stats` for training.
+pub fn report(spec: &TrainSpec, stats: &Stats, owners: &[crate::runtime::PartyStats]) -> Result<String> {
+    let steps = (spec.steps_per_epoch() * spec.epochs).max(1);
+    let mut s = String::new();
+    writeln!(s, "secure training: {} steps ({} epochs of {})", steps, spec.epochs, spec.steps_per_epoch())?;
+    writeln!(
+        s,
+        "time: set-up {:.1} ms, dealer (offline) {:.1} ms, servers {:.1} ms ({:.1} ms per epoch)",
+        stats.setup.as_secs_f64() * 1e3,
+        stats.offline.as_secs_f64() * 1e3,
+        stats.online.as_secs_f64() * 1e3,
+        stats.online.as_secs_f64() * 1e3 / spec.epochs.max(1) as f64
+    )?;
+    writeln!(s, "{:<16} {:>12} {:>12} {:>8} {:>8}", "party", "sent", "received", "msgs", "rounds")?;
+    let mut rows: Vec<(String, &crate::runtime::PartyStats)> =
+        stats.parties.iter().map(|(p, st)| (p.name().to_string(), st)).collect();
+    rows.extend(owners.iter().enumerate().map(|(j, st)| (format!("data-owner {}", j + 1), st)));
+    for (name, p) in rows {
+        writeln!(
+            s,
+            "{:<16} {:>12} {:>12} {:>8} {:>8}",
+            name,
+            mb(p.traffic.bytes_sent),
+            mb(p.traffic.bytes_received),
+            p.traffic.messages_sent,
+            p.traffic.rounds
+        )?;
+    }
+    let (without, with) = stats.dealer_bytes();
+    writeln!(s, "dealer: sent {} thanks to seeds; without them it would send {}", mb(with), mb(without))?;
+    writeln!(s, "per step (server0, averaged over the {steps} steps):")?;
+    writeln!(s, "{:<22} {:>12} {:>7} {:>9}", "phase", "sent", "rounds", "ms")?;
+    let server0 = stats.parties.get(&Party::Server0);
+    for (k, name) in secure::PHASES.iter().enumerate() {
+        let t = server0.and_then(|p| p.per_layer.get(&k)).cloned().unwrap_or_default();
+        let ms = stats.layer_time.get(&k).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        writeln!(
+            s,
+            "{:<22} {:>12} {:>7} {:>9.3}",
+            name,
+            mb(t.bytes_sent / steps as u64),
+            t.rounds as f64 / steps as f64,
+            ms / steps as f64
+        )?;
+    }
+    Ok(s)
+}

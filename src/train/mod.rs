@@ -1,0 +1,436 @@
+//! Private training: logistic regression by mini-batch SGD on secret shares.
+//!
+//! Several data owners each secret-share their own rows (features and 0/1 labels)
+//! between the two servers; the servers train on the shares with the crypto
+//! producer's help, and only the model owner (whoever runs `tfe-run train`)
+//! learns the trained weights, and the mean training loss of each epoch. The
+//! algorithm, in the clear, is [`train_plaintext`]; the secure run ([`secure`])
+//! computes the same steps in fixed point:
+//!
+//! ```text
+//! X' = [X, 1]                          (a ones column carries the bias)
+//! W  = 0                               ([d+1, k]; k = 1 for binary labels)
+//! for each epoch, for each batch of rows (file order, or a public shuffle):
+//!     z = X'_B W,   p = σ(z)           (σ: the piecewise sigmoid of the protocol)
+//!     loss += Σ softplus(z) − y·z      (binary cross-entropy, before the update)
+//!     W -= lr/|B| · X'_Bᵀ (p − y)
+//! ```
+//!
+//! Multi-class labels train k one-vs-rest outputs at once (a k-column W). What is
+//! public: every owner's row count, the number of features and classes, and the
+//! hyperparameters (so the servers know which rows form each batch).
+
+pub mod export;
+pub mod secure;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use ndarray::{Array1, Array2, Axis, s};
+
+use crate::error::Error;
+use rand_core::{Rng, SeedableRng};
+
+use crate::ring::FixedPoint;
+
+/// The public description of a training run: what every party agrees on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainSpec {
+    /// Rows of each data owner, in the order their rows are concatenated.
+    pub owners: Vec<usize>,
+    /// Features per row (d).
+    pub features: usize,
+    /// Sigmoid outputs (k): 1 for binary labels, the class count otherwise.
+    pub outputs: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Every feature's magnitude is at most this (checked by each owner); it
+    /// bounds the fixed-point range of an update step (see [`TrainSpec::update_bits`]).
+    pub feature_bound: f64,
+    /// A public seed for shuffling the rows each epoch; `None`: file order.
+    pub shuffle: Option<[u8; 32]>,
+    pub frac_bits: u32,
+}
+
+/// The largest extra precision given to the learning-rate factor lr/|B|.
+const MAX_UPDATE_BITS: u32 = 40;
+/// The learning-rate factor must keep at least this many significant bits.
+const MIN_UPDATE_SIGNIFICANT_BITS: u32 = 12;
+
+impl TrainSpec {
+    pub fn rows(&self) -> usize {
+        self.owners.iter().sum()
+    }
+
+    pub fn fp(&self) -> FixedPoint {
+        FixedPoint { frac_bits: self.frac_bits }
+    }
+
+    /// Refuse settings that cannot train, with the option at fault.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::bad_input(m));
+        FixedPoint::new(self.frac_bits)?;
+        if self.owners.is_empty() || self.rows() == 0 {
+            return bad("no training rows: give at least one --features/--labels pair with rows".into());
+        }
+        if self.features == 0 || self.outputs == 0 {
+            return bad(format!("{} features and {} outputs: nothing to train", self.features, self.outputs));
+        }
+        if self.epochs == 0 || self.batch_size == 0 {
+            return bad(format!("--epochs {} --batch-size {}: both must be at least 1", self.epochs, self.batch_size));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return bad(format!("--learning-rate {}: must be a positive number", self.learning_rate));
+        }
+        if !(self.feature_bound.is_finite() && self.feature_bound >= 1.0) {
+            return bad(format!("--feature-bound {}: must be a number of at least 1", self.feature_bound));
+        }
+        // Steps number the dealer's streams, which have room for 2^20.
+        let steps = self.steps_per_epoch().checked_mul(self.epochs);
+        if steps.is_none_or(|s| s >= (1 << 20) - 1) {
+            return bad(format!("{} epochs of {} batches: too many steps", self.epochs, self.steps_per_epoch()));
+        }
+        self.update_bits()?;
+        Ok(())
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        self.rows().div_ceil(self.batch_size.max(1))
+    }
+
+    /// The rows of each step of epoch `epoch`.
+    pub fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
+        let n = self.rows();
+        let mut order: Vec<usize> = (0..n).collect();
+        if let Some(seed) = &self.shuffle {
+            // Fisher–Yates from a public ChaCha20 stream: the order reveals nothing
+            // about the data, and every party derives the same one.
+            let mut rng = rand_chacha::ChaCha20Rng::from_seed(*seed);
+            rng.set_stream(epoch as u64);
+            for i in (1..n).rev() {
+                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+                order.swap(i, j);
+            }
+        }
+        order.chunks(self.batch_size.max(1)).map(<[usize]>::to_vec).collect()
+    }
+
+    /// Every step's rows with its global step number (from 0), epoch after epoch.
+    pub fn steps(&self) -> impl Iterator<Item = (usize, Vec<usize>)> + '_ {
+        let per_epoch = self.steps_per_epoch();
+        (0..self.epochs).flat_map(move |e| {
+            self.epoch_batches(e).into_iter().enumerate().map(move |(j, rows)| (e * per_epoch + j, rows))
+        })
+    }
+
+    /// Estimated peak memory of a run with every party in one process, in bytes:
+    /// the servers' shares, masks and masked copies of the training set, the
+    /// dealer's mask of it, and one step's comparison material (≈ 25 breakpoints ×
+    /// B·k elements × 2 functions × 64 words, generously).
+    pub fn estimate_memory(&self) -> u64 {
+        let set = self.rows() as f64 * (self.features as f64 + 1.0 + self.outputs as f64);
+        let step = self.batch_size as f64 * self.outputs as f64 * 25.0 * 2.0 * 64.0;
+        let weights = (self.features as f64 + 1.0) * self.outputs as f64 * 16.0;
+        (8.0 * (8.0 * set + step + weights)).min(u64::MAX as f64) as u64
+    }
+
+    /// Fractional bits P of the learning-rate factor c = round(lr/|B| · 2^P).
+    ///
+    /// The servers compute the update lr/|B| · X'ᵀ(p − y) as the product X'ᵀ(p − y)
+    /// (2f fractional bits) times the public integer c, and truncate by f + P. Its
+    /// true magnitude is at most lr·R·(1 + ε) (R the feature bound: each of the
+    /// |B| terms is at most R·|p − y| ≤ R(1 + ε)), so with 2f + P fractional bits it
+    /// stays below 2^61, the truncation's range, when
+    /// P ≤ 61 − 2f − log2(lr·R·1.01).
+    pub fn update_bits(&self) -> Result<u32> {
+        let room = 61.0 - 2.0 * f64::from(self.frac_bits) - (self.learning_rate * self.feature_bound * 1.01).log2();
+        let bits = room.floor().min(f64::from(MAX_UPDATE_BITS));
+        let smallest = self.learning_rate / self.batch_size as f64;
+        if bits < 0.0 || smallest * 2f64.powf(bits) < f64::from(1u32 << MIN_UPDATE_SIGNIFICANT_BITS) {
+            return Err(Error::bad_input(format!(
+                "--learning-rate {} with --batch-size {}, --feature-bound {} and {} fractional bits does not fit \
+                 the fixed-point range: lower the learning rate or the feature bound (scale the features), \
+                 or use fewer --frac-bits",
+                self.learning_rate, self.batch_size, self.feature_bound, self.frac_bits
+            )));
+        }
+        Ok(bits as u32)
+    }
+
+    /// The public integer c = round(lr/rows · 2^P) of a step over `rows` rows.
+    pub fn update_factor(&self, rows: usize, bits: u32) -> u64 {
+        (self.learning_rate / rows as f64 * 2f64.powi(bits as i32)).round() as u64
+    }
+}
+
+/// One data owner's rows as read from its files, before the label encoding is
+/// agreed.
+#[derive(Debug, Clone)]
+pub struct OwnerFiles {
+    pub features_path: PathBuf,
+    pub labels_path: PathBuf,
+    pub features: Array2<f32>,
+    /// The labels as read: [n] or [n, 1] (0/1 or class ids) or [n, k] (one-hot).
+    pub labels: ndarray::ArrayD<f32>,
+}
+
+/// One data owner's rows, ready to share: labels as 0/1 columns.
+#[derive(Debug, Clone)]
+pub struct OwnerData {
+    pub name: String,
+    pub features: Array2<f32>,
+    /// [n, k], every entry 0 or 1.
+    pub labels: Array2<f32>,
+}
+
+/// Read one owner's features ([n, d]) and labels, checking the features against
+/// the bound (so that no value outside the fixed-point range reaches a share).
+pub fn read_owner(features_path: &Path, labels_path: &Path, feature_bound: f64) -> Result<OwnerFiles> {
+    let fname = features_path.display();
+    let x = crate::npy::read_input(features_path)?;
+    if x.ndim() != 2 {
+        return Err(Error::bad_input(format!("features `{fname}`: shape {:?}, expected [rows, features]", x.shape())));
+    }
+    let features = x.into_dimensionality::<ndarray::Ix2>()?;
+    if let Some(((r, c), v)) = features.indexed_iter().find(|(_, v)| !(f64::from(v.abs()) <= feature_bound)) {
+        return Err(Error::bad_input(format!(
+            "features `{fname}`: row {r}, column {c}: value {v} is outside --feature-bound {feature_bound}; \
+             scale the features first (see docs/TRAINING.md) or raise the bound"
+        )));
+    }
+    let labels = crate::npy::read_input(labels_path)?;
+    let lname = labels_path.display();
+    if labels.ndim() == 0 || labels.ndim() > 2 || labels.shape()[0] != features.nrows() {
+        return Err(Error::bad_input(format!(
+            "labels `{lname}`: shape {:?}, expected [{n}], [{n}, 1] or [{n}, classes] to match the {n} rows of `{fname}`",
+            labels.shape(),
+            n = features.nrows()
+        )));
+    }
+    Ok(OwnerFiles { features_path: features_path.into(), labels_path: labels_path.into(), features, labels })
+}
+
+/// Agree on the outputs k and turn every owner's labels into 0/1 columns.
+///
+/// `classes`: `--classes`, if given. Otherwise one-hot labels ([n, k], k ≥ 2)
+/// give k; integer class ids give the largest id + 1, unless every id is 0 or 1,
+/// which is binary (one output).
+pub fn encode_labels(owners: Vec<OwnerFiles>, classes: Option<usize>) -> Result<(Vec<OwnerData>, usize)> {
+    let bad = |m: String| Err(Error::bad_input(m));
+    let features = owners.first().map_or(0, |o| o.features.ncols());
+    for o in &owners {
+        if o.features.ncols() != features {
+            return bad(format!(
+                "features `{}` has {} columns but `{}` has {features}: every owner must have the same features",
+                o.features_path.display(),
+                o.features.ncols(),
+                owners[0].features_path.display()
+            ));
+        }
+    }
+    let is_one_hot = |o: &OwnerFiles| o.labels.ndim() == 2 && o.labels.shape()[1] >= 2;
+    let mut max_id = 0usize;
+    for o in owners.iter().filter(|o| !is_one_hot(o)) {
+        if let Some((i, v)) = o.labels.iter().enumerate().find(|(_, v)| !(v.fract() == 0.0 && **v >= 0.0)) {
+            return bad(format!(
+                "labels `{}`: row {i} is {v}; labels must be 0/1, class ids 0, 1, 2, … or one-hot rows",
+                o.labels_path.display()
+            ));
+        }
+        max_id = max_id.max(o.labels.iter().fold(0.0f32, |a, &b| a.max(b)) as usize);
+    }
+    let one_hot_widths: Vec<usize> = owners.iter().filter(|o| is_one_hot(o)).map(|o| o.labels.shape()[1]).collect();
+    let k = match (classes, one_hot_widths.first()) {
+        (Some(k), _) => k,
+        (None, Some(&w)) => w,
+        (None, None) if max_id <= 1 => 1,
+        (None, None) => max_id + 1,
+    };
+    if k == 0 {
+        return bad("--classes 0: there must be at least one class".into());
+    }
+    let mut out = Vec::with_capacity(owners.len());
+    for o in owners {
+        let lname = o.labels_path.display().to_string();
+        let n = o.features.nrows();
+        let mut y = Array2::<f32>::zeros((n, k));
+        if is_one_hot(&o) {
+            let width = o.labels.shape()[1];
+            if width != k {
+                return bad(format!("labels `{lname}`: one-hot rows of {width} columns, but there are {k} classes"));
+            }
+            for (r, row) in o.labels.axis_iter(Axis(0)).enumerate() {
+                let ones = row.iter().filter(|&&v| v == 1.0).count();
+                if ones != 1 || row.iter().any(|&v| v != 0.0 && v != 1.0) {
+                    return bad(format!("labels `{lname}`: row {r} is not one-hot (exactly one 1, the rest 0)"));
+                }
+                y.row_mut(r).assign(&row.to_shape(k)?);
+            }
+        } else {
+            for (r, &v) in o.labels.iter().enumerate() {
+                let id = v as usize;
+                match k {
+                    1 if id <= 1 => y[[r, 0]] = v,
+                    1 => return bad(format!("labels `{lname}`: row {r} is {v}, but binary labels are 0 or 1")),
+                    _ if id < k => y[[r, id]] = 1.0,
+                    _ => return bad(format!("labels `{lname}`: row {r} is class {id}, but there are {k} classes")),
+                }
+            }
+        }
+        out.push(OwnerData { name: o.features_path.display().to_string(), features: o.features, labels: y });
+    }
+    Ok((out, k))
+}
+
+/// A trained logistic-regression model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// [d, k]
+    pub weights: Array2<f64>,
+    /// [k]
+    pub bias: Array1<f64>,
+}
+
+impl Model {
+    /// From the [d+1, k] matrix of the training run (its last row is the bias).
+    pub fn from_extended(w: &Array2<f64>) -> Model {
+        let d = w.nrows() - 1;
+        Model { weights: w.slice(s![..d, ..]).to_owned(), bias: w.row(d).to_owned() }
+    }
+
+    /// σ(XW + b): one probability per row and output.
+    pub fn predict(&self, x: &Array2<f32>) -> Array2<f64> {
+        let logits = x.mapv(f64::from).dot(&self.weights) + &self.bias;
+        logits.mapv(sigmoid)
+    }
+
+    /// The fraction of rows classified right: p ≥ 0.5 for one output, the
+    /// largest output for several.
+    pub fn accuracy(&self, x: &Array2<f32>, labels: &Array2<f32>) -> f64 {
+        let p = self.predict(x);
+        let right = p
+            .axis_iter(Axis(0))
+            .zip(labels.axis_iter(Axis(0)))
+            .filter(|(p, y)| if p.len() == 1 { (p[0] >= 0.5) == (y[0] == 1.0) } else { argmax(p) == argmax(y) })
+            .count();
+        right as f64 / x.nrows().max(1) as f64
+    }
+}
+
+fn argmax<'a>(v: impl IntoIterator<Item = &'a (impl PartialOrd + Copy + 'a)>) -> usize {
+    let mut best = None;
+    for (i, &x) in v.into_iter().enumerate() {
+        if best.is_none_or(|(_, b)| x > b) {
+            best = Some((i, x));
+        }
+    }
+    best.map_or(0, |(i, _)| i)
+}
+
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// ln(1 + e^x) without overflow.
+pub fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// A finished training run: the model and each epoch's mean training loss.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    pub model: Model,
+    pub epoch_losses: Vec<f64>,
+}
+
+/// All owners' rows, concatenated in owner order, with the ones column.
+pub fn stack_rows(owners: &[OwnerData]) -> Result<(Array2<f64>, Array2<f64>)> {
+    let xs: Vec<_> = owners.iter().map(|o| o.features.view()).collect();
+    let ys: Vec<_> = owners.iter().map(|o| o.labels.view()).collect();
+    let x = ndarray::concatenate(Axis(0), &xs)?.mapv(f64::from);
+    let ones = Array2::<f64>::ones((x.nrows(), 1));
+    let x1 = ndarray::concatenate(Axis(1), &[x.view(), ones.view()])?;
+    Ok((x1, ndarray::concatenate(Axis(0), &ys)?.mapv(f64::from)))
+}
+
+/// The reference: the same SGD in f64 with the exact sigmoid.
+pub fn train_plaintext(
+    spec: &TrainSpec,
+    owners: &[OwnerData],
+    mut on_epoch: impl FnMut(usize, f64),
+) -> Result<Trained> {
+    let (x, y) = stack_rows(owners)?;
+    let k = spec.outputs;
+    let mut w = Array2::<f64>::zeros((x.ncols(), k));
+    let mut losses = Vec::with_capacity(spec.epochs);
+    let per_epoch = spec.steps_per_epoch();
+    let mut loss_sum = 0.0;
+    for (t, rows) in spec.steps() {
+        let xb = x.select(Axis(0), &rows);
+        let yb = y.select(Axis(0), &rows);
+        let z = xb.dot(&w);
+        loss_sum += ndarray::Zip::from(&z).and(&yb).fold(0.0, |acc, &z, &y| acc + softplus(z) - y * z);
+        let r = z.mapv(sigmoid) - &yb;
+        let g = xb.t().dot(&r);
+        w.scaled_add(-spec.learning_rate / rows.len() as f64, &g);
+        if (t + 1) % per_epoch == 0 {
+            let loss = loss_sum / (spec.rows() * k) as f64;
+            on_epoch(losses.len(), loss);
+            losses.push(loss);
+            loss_sum = 0.0;
+        }
+    }
+    Ok(Trained { model: Model::from_extended(&w), epoch_losses: losses })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(rows: usize, batch: usize) -> TrainSpec {
+        TrainSpec {
+            owners: vec![rows],
+            features: 3,
+            outputs: 1,
+            epochs: 2,
+            batch_size: batch,
+            learning_rate: 0.5,
+            feature_bound: 32.0,
+            shuffle: None,
+            frac_bits: 16,
+        }
+    }
+
+    #[test]
+    fn batches_cover_every_row_once_per_epoch() {
+        let mut s = spec(10, 4);
+        let all = |s: &TrainSpec| s.steps().map(|(_, rows)| rows).collect::<Vec<_>>();
+        assert_eq!(all(&s), vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]].repeat(2));
+        assert_eq!(s.steps().map(|(t, _)| t).collect::<Vec<_>>(), (0..6).collect::<Vec<_>>());
+        s.shuffle = Some([7; 32]);
+        let b = all(&s);
+        assert_eq!(b.len(), 6);
+        for epoch in b.chunks(3) {
+            let mut rows: Vec<usize> = epoch.concat();
+            assert_ne!(rows, (0..10).collect::<Vec<_>>(), "shuffled");
+            rows.sort();
+            assert_eq!(rows, (0..10).collect::<Vec<_>>());
+        }
+        assert_ne!(b[0], b[3], "each epoch has its own order");
+        assert_eq!(b, all(&s), "every party derives the same order");
+    }
+
+    #[test]
+    fn update_bits_keep_the_update_in_range_and_precise() {
+        let s = spec(100, 32);
+        let p = s.update_bits().unwrap();
+        // lr·R·1.01 = 16.16: 61 − 32 − 4.01 → 24 bits.
+        assert_eq!(p, 24);
+        assert_eq!(s.update_factor(32, p), (0.5 / 32.0 * 2f64.powi(24)).round() as u64);
+        let huge = TrainSpec { learning_rate: 1e9, ..s.clone() };
+        assert!(huge.update_bits().is_err());
+        let tiny = TrainSpec { learning_rate: 1e-12, ..s };
+        assert!(tiny.update_bits().is_err());
+    }
+}

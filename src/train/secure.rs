@@ -1,0 +1,402 @@
+//! The training run's parties: the data owners, the two servers, the crypto
+//! producer and the model owner, each with only its own state.
+//!
+//! * Each **data owner** (playing the client role) secret-shares its rows:
+//!   server 0 gets a seed, server 1 the rows minus the seed's expansion.
+//! * The **servers** append the public ones column, mask the whole training set
+//!   once and open it masked (X − A: uniform, reveals nothing). Every later product
+//!   with a batch of rows reuses that mask (SecureML's trick, and tf-encrypted's
+//!   generalised triples): per step only the fresh masked W and the fresh masked
+//!   residual p − y cross the wire, besides the truncations and the sigmoid.
+//! * The **crypto producer** deals each step's material: the triples A_B·B_W and
+//!   A_Bᵀ·B_r whose shapes match the products, truncation pairs, and the
+//!   comparisons of the piecewise sigmoid. It never sees a value.
+//! * The **model owner** receives each epoch's summed loss (one number) and, at the
+//!   end, the trained weights: the only values ever reconstructed.
+//!
+//! A step, on shares (f fractional bits; P from [`TrainSpec::update_bits`]):
+//!
+//! ```text
+//! forward:   open W − B_W;   z = trunc_f(X'_B W)
+//! sigmoid:   p, softplus(z) = piecewise(z)   (one batch of comparisons for both)
+//!            loss += Σ softplus(z) − y·z
+//! gradient:  open r − B_r, r = p − y;   W −= trunc_{f+P}(c · X'_Bᵀ r),  c = round(lr/|B|·2^P)
+//! ```
+
+use std::num::Wrapping;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use ndarray::{Array2, ArrayD, Axis, IxDyn};
+
+use super::{Model, OwnerData, TrainSpec, Trained};
+use crate::plan::Op;
+use crate::protocol::compare::{Piecewise, deal_piecewise_many, piecewise_many};
+use crate::protocol::mul::{Masked, deal_mul_pairs, deal_product, mul_pairs, product};
+use crate::protocol::trunc::{deal_truncate, truncate};
+use crate::protocol::{Dealer, Server, domain};
+use crate::ring::{Prg, RingTensor, Z, expanded_words, from_words, os_seed, stream_id, to_words};
+use crate::runtime::party::{Report, recv_seed};
+use crate::runtime::{PartyStats, SecureConfig, Stats};
+use crate::tensor::Tensor;
+use crate::transport::{Aborted, Endpoint, InProcess, Party, Transport, decode_words, encode_words};
+
+/// Message "steps" outside the training steps' phases.
+const SEEDS: u32 = u32::MAX;
+const OWNER_SHARES: u32 = u32::MAX - 1;
+const WEIGHTS: u32 = u32::MAX - 2;
+const SETUP: u32 = u32::MAX - 3;
+const LOSS: u32 = u32::MAX - 4;
+const ACK: u32 = u32::MAX - 5;
+
+/// The phases of a step: message steps 0, 1, 2, and the rows of `--stats`.
+pub const PHASES: [&str; 3] = ["forward (X·W)", "sigmoid and loss", "gradient and update"];
+
+/// Mask ids: the training set (set-up), W and the residual (every step).
+const MASK_X: u32 = 0;
+const MASK_W: u32 = 1;
+const MASK_R: u32 = 2;
+
+/// Server 1 acknowledges every ACK_EVERY steps; the dealer runs at most about
+/// two such chunks ahead of it, so its material never piles up unread.
+const ACK_EVERY: usize = 16;
+
+const FORWARD: Op = Op::MatMul { transpose_a: false, transpose_b: false };
+const GRADIENT: Op = Op::MatMul { transpose_a: true, transpose_b: false };
+
+/// What a secure training run produced.
+pub struct TrainOutcome {
+    pub trained: Trained,
+    pub stats: Stats,
+    /// Traffic of every data owner, in order.
+    pub owners: Vec<PartyStats>,
+}
+
+/// The parties' shared settings.
+#[derive(Clone)]
+pub struct Context {
+    pub transport: Arc<dyn Transport>,
+    pub session: u64,
+    pub spec: Arc<TrainSpec>,
+    pub timeout: Duration,
+}
+
+impl Context {
+    fn endpoint(&self, me: Party) -> Endpoint {
+        Endpoint::new(me, Arc::clone(&self.transport), self.session, self.timeout)
+    }
+}
+
+fn finish(net: &Endpoint, busy: Duration, expanded: u64) -> PartyStats {
+    PartyStats { traffic: net.total.clone(), per_layer: net.per_layer.clone(), busy, expanded_words: expanded }
+}
+
+fn rows_of(t: &RingTensor, rows: &[usize]) -> RingTensor {
+    t.select(Axis(0), rows)
+}
+
+fn owner_stream(owner: usize, part: u16) -> u64 {
+    stream_id(domain::SHARING, 0, owner as u32, part)
+}
+
+/// Labels as ring integers (0 or 1, no fractional bits): y·z then needs no truncation.
+fn encode_labels(y: &Array2<f32>) -> RingTensor {
+    y.mapv(|v| Wrapping(v as u64)).into_dyn()
+}
+
+/// A data owner: share its features (fixed point) and labels (0/1) with the servers.
+pub fn data_owner(ctx: &Context, index: usize, data: &OwnerData) -> Result<Report> {
+    let fp = ctx.spec.fp();
+    let mut net = ctx.endpoint(Party::Client);
+    let start = Instant::now();
+    let x = fp.encode(&data.features.clone().into_dyn(), &format!("features `{}`", data.name))?;
+    let y = encode_labels(&data.labels);
+    let seed = os_seed()?;
+    let tag = 3 * index as u32;
+    net.send(Party::Server0, OWNER_SHARES, tag, seed.to_vec())?;
+    for (part, value) in [&x, &y].into_iter().enumerate() {
+        let share0 = Prg::new(&seed, owner_stream(index, part as u16)).tensor(value.shape());
+        net.send(Party::Server1, OWNER_SHARES, tag + 1 + part as u32, encode_words(&to_words(&(value - &share0))))?;
+    }
+    Ok(Report { stats: finish(&net, start.elapsed(), 0), ..Report::default() })
+}
+
+/// A server's shares of all owners' rows: X' ([N, d+1], with the public ones
+/// column) and Y ([N, k], integers).
+fn receive_rows(s: &mut Server, spec: &TrainSpec) -> Result<(RingTensor, RingTensor)> {
+    let (d, k) = (spec.features, spec.outputs);
+    let fp = spec.fp();
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for (j, &n) in spec.owners.iter().enumerate() {
+        let tag = 3 * j as u32;
+        let shapes = [[n, d], [n, k]];
+        if s.is_first() {
+            let seed = recv_seed(&mut s.net, Party::Client, OWNER_SHARES, tag)?;
+            xs.push(Prg::new(&seed, owner_stream(j, 0)).tensor(&shapes[0]));
+            ys.push(Prg::new(&seed, owner_stream(j, 1)).tensor(&shapes[1]));
+        } else {
+            for (part, shape) in shapes.iter().enumerate() {
+                let bytes = s.net.recv(Party::Client, OWNER_SHARES, tag + 1 + part as u32)?;
+                let t = from_words(shape, decode_words(&bytes, n * shape[1], Party::Client)?);
+                if part == 0 { xs.push(t) } else { ys.push(t) }
+            }
+        }
+    }
+    let one = if s.is_first() { fp.encode_value(1.0) } else { Wrapping(0) };
+    xs.push(RingTensor::zeros(IxDyn(&[0, d])));
+    let x = ndarray::concatenate(Axis(0), &xs.iter().map(|t| t.view()).collect::<Vec<_>>())?;
+    let ones = RingTensor::from_elem(IxDyn(&[x.shape()[0], 1]), one);
+    let x1 = ndarray::concatenate(Axis(1), &[x.view(), ones.view()])?;
+    ys.push(RingTensor::zeros(IxDyn(&[0, k])));
+    let y = ndarray::concatenate(Axis(0), &ys.iter().map(|t| t.view()).collect::<Vec<_>>())?;
+    Ok((x1, y))
+}
+
+/// Server `i`'s program.
+pub fn server(ctx: &Context, i: usize, on_step: Option<&(dyn Fn() + Sync)>) -> Result<Report> {
+    let spec = &*ctx.spec;
+    let fp = spec.fp();
+    let f = fp.frac_bits;
+    let (d1, k) = (spec.features + 1, spec.outputs);
+    let per_epoch = spec.steps_per_epoch();
+    let bits = spec.update_bits()?;
+    let (sigmoid, softplus) = (Piecewise::sigmoid(), Piecewise::softplus());
+    let mut net = ctx.endpoint(Party::server(i));
+    let seed = recv_seed(&mut net, Party::Dealer, SEEDS, 0)?;
+    let mut s = Server::new(i, net, seed);
+    let mut report = Report::default();
+    let start = Instant::now();
+
+    let before = expanded_words();
+    let (x, y) = receive_rows(&mut s, spec)?;
+    let sharing_words = expanded_words() - before;
+    s.begin(0, SETUP);
+    s.net.set_layer(None);
+    let mask_x = s.mask(0, MASK_X, x.shape());
+    let opened_x = s.open(&[&(&x - &mask_x)])?.remove(0);
+    report.setup = start.elapsed();
+
+    let mut w = RingTensor::zeros(IxDyn(&[d1, k]));
+    let mut loss = Wrapping(0u64);
+    let one = Wrapping(1u64 << f);
+    for (t0, rows) in spec.steps() {
+        let t = t0 as u32 + 1;
+        let b = rows.len();
+        let xb = Masked { mask: rows_of(&mask_x, &rows), opened: rows_of(&opened_x, &rows) };
+        let yb = rows_of(&y, &rows);
+
+        let clock = Instant::now();
+        s.begin(t, 0);
+        let mask_w = s.mask(t, MASK_W, &[d1, k]);
+        let opened_w = s.open(&[&(&w - &mask_w)])?.remove(0);
+        let z = product(&mut s, &FORWARD, &xb, &Masked { mask: mask_w, opened: opened_w }, &[b, k])?;
+        let z = truncate(&mut s, &z, f)?;
+        *report.layer_time.entry(0).or_default() += clock.elapsed();
+
+        let clock = Instant::now();
+        s.begin(t, 1);
+        let mut both = piecewise_many(&mut s, &z, &[&sigmoid, &softplus], fp)?;
+        let (p, softplus_z) = (both.remove(0), both.remove(0));
+        let yz = mul_pairs(&mut s, &[(&yb, &z)])?.remove(0);
+        loss += (softplus_z - yz).sum();
+        *report.layer_time.entry(1).or_default() += clock.elapsed();
+
+        let clock = Instant::now();
+        s.begin(t, 2);
+        let r = &p - &yb.mapv(|v| v * one);
+        let mask_r = s.mask(t, MASK_R, r.shape());
+        let opened_r = s.open(&[&(&r - &mask_r)])?.remove(0);
+        let g = product(&mut s, &GRADIENT, &xb, &Masked { mask: mask_r, opened: opened_r }, &[d1, k])?;
+        let c = Wrapping(spec.update_factor(b, bits));
+        w = w - truncate(&mut s, &g.mapv(|v| v * c), f + bits)?;
+        *report.layer_time.entry(2).or_default() += clock.elapsed();
+
+        s.net.set_layer(None);
+        if (t0 + 1) % per_epoch == 0 {
+            s.net.seq = ((t0 + 1) / per_epoch) as u32;
+            s.net.send(Party::ModelOwner, LOSS, 0, encode_words(&[loss.0]))?;
+            loss = Wrapping(0);
+        }
+        if !s.is_first() && (t0 + 1) % ACK_EVERY == 0 {
+            s.net.seq = t;
+            s.net.send(Party::Dealer, ACK, 0, vec![])?;
+        }
+        if let Some(step) = on_step {
+            step();
+        }
+    }
+    s.net.seq = 0;
+    s.net.send(Party::ModelOwner, WEIGHTS, 0, encode_words(&to_words(&w)))?;
+    report.stats = finish(&s.net, start.elapsed(), expanded_words() - before - sharing_words);
+    Ok(report)
+}
+
+/// The crypto producer's program: every step's material, in the servers' order.
+pub fn dealer(ctx: &Context) -> Result<Report> {
+    let spec = &*ctx.spec;
+    let fp = spec.fp();
+    let (d1, k) = (spec.features + 1, spec.outputs);
+    let bits = spec.update_bits()?;
+    let sigmoid = Piecewise::sigmoid();
+    let mut net = ctx.endpoint(Party::Dealer);
+    let seeds = [os_seed()?, os_seed()?];
+    net.send(Party::Server0, SEEDS, 0, seeds[0].to_vec())?;
+    net.send(Party::Server1, SEEDS, 0, seeds[1].to_vec())?;
+    let mut d = Dealer::new(net, seeds);
+    let mut busy = Duration::ZERO;
+    let mask_x = d.mask(0, MASK_X, &[spec.rows(), d1]);
+    for (t0, rows) in spec.steps() {
+        if t0 >= 2 * ACK_EVERY && t0 % ACK_EVERY == 0 {
+            d.net.set_layer(None);
+            d.net.seq = (t0 - ACK_EVERY) as u32;
+            d.net.recv(Party::Server1, ACK, 0)?;
+        }
+        let start = Instant::now();
+        let t = t0 as u32 + 1;
+        let b = rows.len();
+        let mask_b = rows_of(&mask_x, &rows);
+        d.begin(t, 0);
+        let mask_w = d.mask(t, MASK_W, &[d1, k]);
+        deal_product(&mut d, &FORWARD, &mask_b, &mask_w)?;
+        deal_truncate(&mut d, &[b, k], fp.frac_bits)?;
+        d.begin(t, 1);
+        deal_piecewise_many(&mut d, &[b, k], 2, &sigmoid, fp)?;
+        deal_mul_pairs(&mut d, &[&[b, k]])?;
+        d.begin(t, 2);
+        let mask_r = d.mask(t, MASK_R, &[b, k]);
+        deal_product(&mut d, &GRADIENT, &mask_b, &mask_r)?;
+        deal_truncate(&mut d, &[d1, k], fp.frac_bits + bits)?;
+        busy += start.elapsed();
+    }
+    Ok(Report { stats: finish(&d.net, busy, 0), ..Report::default() })
+}
+
+/// The model owner: the epochs' losses as they come, then the weights.
+/// Its outputs: W' ([d+1, k]) and the losses ([epochs]).
+pub fn model_owner(ctx: &Context, on_epoch: &(dyn Fn(usize, f64) + Sync)) -> Result<Report> {
+    let spec = &*ctx.spec;
+    let fp = spec.fp();
+    let mut net = ctx.endpoint(Party::ModelOwner);
+    let start = Instant::now();
+    let reveal = |net: &mut Endpoint, step: u32, len: usize| -> Result<Vec<Z>> {
+        let mut sum = vec![Wrapping(0u64); len];
+        for server in [Party::Server0, Party::Server1] {
+            let words = decode_words(&net.recv(server, step, 0)?, len, server)?;
+            sum.iter_mut().zip(words).for_each(|(s, w)| *s += Wrapping(w));
+        }
+        Ok(sum)
+    };
+    let mut losses = Vec::with_capacity(spec.epochs);
+    for epoch in 0..spec.epochs {
+        net.seq = epoch as u32 + 1;
+        let sum = reveal(&mut net, LOSS, 1)?[0];
+        let loss = sum.0 as i64 as f64 / fp.scale() / (spec.rows() * spec.outputs) as f64;
+        on_epoch(epoch, loss);
+        losses.push(loss as f32);
+    }
+    net.seq = 0;
+    let (d1, k) = (spec.features + 1, spec.outputs);
+    let w = from_words(&[d1, k], reveal(&mut net, WEIGHTS, d1 * k)?.into_iter().map(|z| z.0).collect());
+    let outputs =
+        vec![Tensor::Float(fp.decode(&w)), Tensor::Float(ArrayD::from_shape_vec(IxDyn(&[losses.len()]), losses)?)];
+    Ok(Report { stats: finish(&net, start.elapsed(), 0), outputs, ..Report::default() })
+}
+
+/// Train under Pond with every party a thread of this process.
+pub fn train(
+    spec: &TrainSpec,
+    owners: &[OwnerData],
+    config: &SecureConfig,
+    on_epoch: &(dyn Fn(usize, f64) + Sync),
+    on_step: Option<&(dyn Fn() + Sync)>,
+) -> Result<TrainOutcome> {
+    spec.check()?;
+    let transport: Arc<dyn Transport> = Arc::new(InProcess::new());
+    let session = u64::from_le_bytes(os_seed()?[..8].try_into()?);
+    let ctx = Context { transport, session, spec: Arc::new(spec.clone()), timeout: config.timeout };
+    let results = std::thread::scope(|scope| {
+        let ctx = &ctx;
+        let mut handles = vec![
+            spawn(scope, ctx, Party::Server0, move || server(ctx, 0, on_step)),
+            spawn(scope, ctx, Party::Server1, move || server(ctx, 1, None)),
+            spawn(scope, ctx, Party::Dealer, move || dealer(ctx)),
+            spawn(scope, ctx, Party::ModelOwner, move || model_owner(ctx, on_epoch)),
+        ];
+        for (j, data) in owners.iter().enumerate() {
+            handles.push(spawn(scope, ctx, Party::Client, move || data_owner(ctx, j, data)));
+        }
+        handles.into_iter().map(|h| h.join().expect("a party thread panicked")).collect::<Vec<_>>()
+    });
+    assemble(spec, results)
+}
+
+/// Run one party in its own thread; if it fails, stop the others at once.
+pub(crate) fn spawn<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    ctx: &Context,
+    party: Party,
+    work: impl FnOnce() -> Result<Report> + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, (Party, Result<Report>)> {
+    let transport = Arc::clone(&ctx.transport);
+    std::thread::Builder::new()
+        .name(party.name().to_string())
+        .spawn_scoped(scope, move || {
+            let result = work();
+            if let Err(e) = &result {
+                transport.abort(format!("{} failed: {e:#}", party.name()));
+            }
+            (party, result)
+        })
+        .expect("the operating system refused to start a thread")
+}
+
+/// The outcome from every party's report, or the failure that caused the others.
+pub(crate) fn assemble(spec: &TrainSpec, results: Vec<(Party, Result<Report>)>) -> Result<TrainOutcome> {
+    let mut first_error = None;
+    let mut stats = Stats::default();
+    let mut owners = Vec::new();
+    let mut outputs = Vec::new();
+    for (party, result) in results {
+        match result {
+            Ok(report) => {
+                match party {
+                    Party::Client => {
+                        owners.push(report.stats);
+                        continue;
+                    }
+                    Party::Dealer => stats.offline = report.stats.busy,
+                    Party::Server0 => {
+                        stats.setup = report.setup;
+                        stats.online = report.stats.busy;
+                        stats.layer_time = report.layer_time;
+                    }
+                    Party::ModelOwner => {
+                        stats.latency = report.stats.busy;
+                        outputs = report.outputs;
+                    }
+                    Party::Server1 => {}
+                }
+                stats.parties.insert(party, report.stats);
+            }
+            Err(e) if e.chain().any(|c| c.is::<Aborted>()) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => return Err(e.context(format!("{} failed", party.name()))),
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let [Tensor::Float(w), Tensor::Float(losses)] = outputs.as_slice() else {
+        anyhow::bail!("the model owner received no weights");
+    };
+    let w = w.view().into_dimensionality::<ndarray::Ix2>()?.mapv(f64::from);
+    if w.shape() != [spec.features + 1, spec.outputs] {
+        anyhow::bail!("the model owner received weights of shape {:?}", w.shape());
+    }
+    let trained =
+        Trained { model: Model::from_extended(&w), epoch_losses: losses.iter().map(|&l| f64::from(l)).collect() };
+    Ok(TrainOutcome { trained, stats, owners })
+}
