@@ -169,13 +169,13 @@ pub fn run(config: &RunConfig) -> Result<u8> {
             outcome.outputs.remove(0)
         }
     };
-    print_result(&config.model, &plan.output_node, config.mode, config.format, config.out.as_deref(), &result)
+    print_result(&config.model, &plan, config.mode, config.format, config.out.as_deref(), &result)
 }
 
 /// Write `--out` if asked, then print the prediction.
 fn print_result(
     model: &Path,
-    output_node: &str,
+    plan: &Plan,
     mode: Mode,
     format: Format,
     out: Option<&Path>,
@@ -184,9 +184,11 @@ fn print_result(
     if let Some(path) = out {
         npy::write_f32(path, &result.to_float())?;
     }
+    let sigmoid = plan.steps.iter().any(|s| s.output == plan.output && matches!(s.op, crate::plan::Op::Sigmoid));
+    let node = &plan.output_node;
     let text = match format {
-        Format::Text => output::text(output_node, mode, result),
-        Format::Json => output::json(model, output_node, mode, result),
+        Format::Text => output::text(node, mode, result, sigmoid),
+        Format::Json => output::json(model, node, mode, result, sigmoid),
     };
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;

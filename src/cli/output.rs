@@ -23,9 +23,11 @@ struct Row {
 }
 
 /// The rows of a result, and each row's class: the argmax over the last axis of a
-/// `[batch, classes]` output, or the value itself of an integer `[batch]` output
-/// (a graph that ends in ArgMax).
-fn rows(result: &Tensor) -> Vec<Row> {
+/// `[batch, classes]` output, the value itself of an integer `[batch]` output
+/// (a graph that ends in ArgMax), p ≥ 0.5 for a `[batch, 1]` output of a Sigmoid
+/// (binary logistic regression), and none for any other single column (a
+/// regression: an argmax over one value would always say 0).
+fn rows(result: &Tensor, sigmoid: bool) -> Vec<Row> {
     match result {
         Tensor::Int(a) if a.ndim() == 1 => a.iter().map(|&c| Row { class: Some(c), values: vec![c as f32] }).collect(),
         _ => {
@@ -36,7 +38,11 @@ fn rows(result: &Tensor) -> Vec<Row> {
             a.axis_iter(Axis(0))
                 .map(|row| {
                     let values: Vec<f32> = row.iter().copied().collect();
-                    let class = (row.ndim() == 1 && !values.is_empty()).then(|| argmax(&values));
+                    let class = match values.as_slice() {
+                        [p] if row.ndim() == 1 && sigmoid => Some(i64::from(*p >= 0.5)),
+                        [_] => None,
+                        _ => (row.ndim() == 1 && !values.is_empty()).then(|| argmax(&values)),
+                    };
                     Row { class, values }
                 })
                 .collect()
@@ -55,9 +61,9 @@ fn argmax(values: &[f32]) -> i64 {
     best as i64
 }
 
-pub fn text(output_node: &str, mode: Mode, result: &Tensor) -> String {
+pub fn text(output_node: &str, mode: Mode, result: &Tensor, sigmoid: bool) -> String {
     let mut s = format!("# mode: {}, output: {output_node}, shape: {:?}\n", mode_name(mode), result.shape());
-    for (i, row) in rows(result).iter().enumerate() {
+    for (i, row) in rows(result, sigmoid).iter().enumerate() {
         let values: Vec<String> = row.values.iter().map(|v| format!("{v:.4}")).collect();
         match row.class {
             Some(c) => s.push_str(&format!("row {i}: class {c} | {}\n", values.join(" "))),
@@ -67,8 +73,8 @@ pub fn text(output_node: &str, mode: Mode, result: &Tensor) -> String {
     s
 }
 
-pub fn json(model: &Path, output_node: &str, mode: Mode, result: &Tensor) -> String {
-    let rows: Vec<_> = rows(result)
+pub fn json(model: &Path, output_node: &str, mode: Mode, result: &Tensor, sigmoid: bool) -> String {
+    let rows: Vec<_> = rows(result, sigmoid)
         .into_iter()
         .enumerate()
         .map(|(i, r)| json!({"row": i, "class": r.class, "values": r.values}))

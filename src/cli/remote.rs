@@ -146,5 +146,5 @@ pub fn predict(args: &PredictArgs) -> Result<u8> {
         eprint!("{}", stats::report(&plan, &outcome.stats)?);
     }
     let model = std::path::PathBuf::from(format!("deployed:{}", args.name));
-    print_result(&model, &plan.output_node, Mode::Remote, args.format, args.out.as_deref(), &output)
+    print_result(&model, &plan, Mode::Remote, args.format, args.out.as_deref(), &output)
 }

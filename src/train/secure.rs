@@ -312,8 +312,22 @@ pub fn train(
     on_epoch: &(dyn Fn(usize, f64) + Sync),
     on_step: Option<&(dyn Fn() + Sync)>,
 ) -> Result<TrainOutcome> {
+    train_over(Arc::new(InProcess::new()), spec, owners, config, on_epoch, on_step)
+}
+
+/// [`train`] over a given transport (in tests, one that records every view).
+pub fn train_over(
+    transport: Arc<dyn Transport>,
+    spec: &TrainSpec,
+    owners: &[OwnerData],
+    config: &SecureConfig,
+    on_epoch: &(dyn Fn(usize, f64) + Sync),
+    on_step: Option<&(dyn Fn() + Sync)>,
+) -> Result<TrainOutcome> {
     spec.check()?;
-    let transport: Arc<dyn Transport> = Arc::new(InProcess::new());
+    if owners.iter().map(|o| o.features.nrows()).ne(spec.owners.iter().copied()) {
+        anyhow::bail!("the data owners' row counts differ from the training spec");
+    }
     let session = u64::from_le_bytes(os_seed()?[..8].try_into()?);
     let ctx = Context { transport, session, spec: Arc::new(spec.clone()), timeout: config.timeout };
     let results = std::thread::scope(|scope| {
