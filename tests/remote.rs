@@ -397,3 +397,80 @@ fn work_longer_than_the_deadline_is_not_a_failure() {
     let expected = load(&testdata("mnist_model.expected.npy"));
     assert_matches("mnist_model with a short deadline", &outcome.outputs[0].to_float(), &expected, 1e-2);
 }
+
+/// Private training across processes: the data owners and the model owner in the
+/// driver, the servers and the crypto producer as `serve` processes over mutual
+/// TLS. The same model as the simulated mode (up to the truncations' random
+/// rounding) and exactly the same bytes per party; then the command line.
+#[test]
+fn training_over_the_network_matches_simulated_mode() {
+    let cluster = Cluster::start(false, 10.0);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/training");
+    let mut files = Vec::new();
+    for owner in ["a", "b", "test"] {
+        let (x, y) = (dir.join(format!("bc_{owner}_features.npy")), dir.join(format!("bc_{owner}_labels.npy")));
+        files.push(tfe_run::train::read_owner(&x, &y, 32.0).unwrap());
+    }
+    let (mut owners, outputs) = tfe_run::train::encode_labels(files, None).unwrap();
+    let test = owners.pop().unwrap();
+    let spec = tfe_run::train::TrainSpec {
+        owners: owners.iter().map(|o| o.features.nrows()).collect(),
+        features: 30,
+        outputs,
+        epochs: 3,
+        batch_size: 32,
+        learning_rate: 0.5,
+        feature_bound: 32.0,
+        shuffle: None,
+        frac_bits: 16,
+    };
+    let epochs = std::sync::Mutex::new(Vec::new());
+    let on_epoch = |e: usize, l: f64| epochs.lock().unwrap().push((e, l));
+    let remote = driver::train(&cluster.remote(), &spec, &owners, &on_epoch).unwrap();
+    let local = tfe_run::train::secure::train(&spec, &owners, &SecureConfig::default(), &|_, _| {}, None).unwrap();
+    let plain = tfe_run::train::train_plaintext(&spec, &owners, |_, _| {}).unwrap();
+    let diff = |a: &tfe_run::train::Model| {
+        a.weights.iter().zip(plain.model.weights.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    };
+    assert!(diff(&remote.trained.model) < 2e-3 && diff(&local.trained.model) < 2e-3);
+    let acc = |m: &tfe_run::train::Model| m.accuracy(&test.features, &test.labels);
+    assert!((acc(&remote.trained.model) - acc(&plain.model)).abs() <= 0.01);
+    assert_eq!(epochs.into_inner().unwrap().len(), 3, "the model owner heard each epoch's loss");
+    for party in [Party::Server0, Party::Server1, Party::Dealer, Party::ModelOwner] {
+        let (r, l) = (&remote.stats.parties[&party], &local.stats.parties[&party]);
+        assert_eq!(r.traffic.bytes_sent, l.traffic.bytes_sent, "{} sent", party.name());
+        assert_eq!(r.traffic.bytes_received, l.traffic.bytes_received, "{} received", party.name());
+        assert_eq!(r.traffic.rounds, l.traffic.rounds, "{} rounds", party.name());
+    }
+
+    // The command line: `train --config` writes a model that predicts like the plaintext one.
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("bc.pb");
+    let d = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let args = [
+        "train".to_string(),
+        "--features".into(),
+        d("bc_a_features.npy"),
+        "--labels".into(),
+        d("bc_a_labels.npy"),
+        "--features".into(),
+        d("bc_b_features.npy"),
+        "--labels".into(),
+        d("bc_b_labels.npy"),
+        "--epochs".into(),
+        "3".into(),
+        "--learning-rate".into(),
+        "0.5".into(),
+        "--out".into(),
+        out.to_str().unwrap().to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = cluster.command(&args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(stdout.starts_with("trained secure (Pond, remote parties): 455 rows from 2 data owner(s)"), "{stdout}");
+    let w = load(&out.with_extension("weights.npy"));
+    let worst = w.iter().zip(plain.model.weights.iter()).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
+    assert!(worst < 2e-3, "remote CLI weights differ from plaintext by {worst}");
+    assert!(cluster.log("server0").contains("training on 455 rows of 2 data owner(s), 3 epochs"));
+}

@@ -247,11 +247,23 @@ pub fn dealer(ctx: &Context) -> Result<Report> {
     let mut d = Dealer::new(net, seeds);
     let mut busy = Duration::ZERO;
     let mask_x = d.mask(0, MASK_X, &[spec.rows(), d1]);
-    for (t0, rows) in spec.steps() {
-        if t0 >= 2 * ACK_EVERY && t0 % ACK_EVERY == 0 {
+    // Server 1's acknowledgements, in order: the dealer reads each one (the last
+    // ones after dealing everything, so that it never hangs up on a server that
+    // still has something to tell it).
+    let mut next_ack = ACK_EVERY;
+    let mut read_ack = |d: &mut Dealer, upto: usize| -> Result<()> {
+        while next_ack <= upto {
             d.net.set_layer(None);
-            d.net.seq = (t0 - ACK_EVERY) as u32;
+            d.net.seq = next_ack as u32;
             d.net.recv(Party::Server1, ACK, 0)?;
+            next_ack += ACK_EVERY;
+        }
+        Ok(())
+    };
+    let total = spec.steps_per_epoch() * spec.epochs;
+    for (t0, rows) in spec.steps() {
+        if t0 >= 2 * ACK_EVERY {
+            read_ack(&mut d, t0 - ACK_EVERY)?;
         }
         let start = Instant::now();
         let t = t0 as u32 + 1;
@@ -270,6 +282,7 @@ pub fn dealer(ctx: &Context) -> Result<Report> {
         deal_truncate(&mut d, &[d1, k], fp.frac_bits + bits)?;
         busy += start.elapsed();
     }
+    read_ack(&mut d, total)?;
     Ok(Report { stats: finish(&d.net, busy, 0), ..Report::default() })
 }
 
