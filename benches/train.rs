@@ -55,7 +55,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    println!("| data set | epochs × steps | plaintext / epoch | secure / epoch | secure ÷ plaintext | dealer (offline) / epoch | server0 sent / epoch | server1 sent / epoch | dealer sent / epoch | rounds / step | accuracy plaintext → secure |");
+    println!(
+        "| data set | epochs × steps | plaintext / epoch | secure / epoch | secure ÷ plaintext | dealer (offline) / epoch | server0 sent / epoch | server1 sent / epoch | dealer sent / epoch | rounds / step | accuracy plaintext → secure |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for data in [load("breast cancer", "bc", 10), load("MNIST 1000", "mnist", 5)] {
         let Data { name, spec, owners, test } = &data;

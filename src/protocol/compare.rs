@@ -590,6 +590,17 @@ mod tests {
     }
 
     #[test]
+    fn piecewise_softplus_is_accurate_and_linear_above() {
+        let softplus = |x: f64| x.max(0.0) + (-x.abs()).exp().ln_1p();
+        let p = Piecewise::softplus();
+        let err = p.max_error(softplus, -40.0, 40.0);
+        eprintln!("softplus max error on [-40, 40]: {err:.2e}");
+        assert!(err < 6e-5, "softplus {err}");
+        assert_eq!((p.eval(-10.5), p.eval(10.0), p.eval(1e3)), (0.0, 10.0, 1e3));
+        assert_eq!(p.breaks, Piecewise::sigmoid().breaks, "evaluated with the sigmoid's comparisons");
+    }
+
+    #[test]
     fn pair_up_keeps_order_and_carries_odd_ones() {
         let p = pair_up(&[vec![0, 1, 2], vec![3], vec![4, 5]]);
         assert_eq!(p.pairs, vec![(0, 1), (4, 5)]);

@@ -406,7 +406,8 @@ mod tests {
     fn batches_cover_every_row_once_per_epoch() {
         let mut s = spec(10, 4);
         let all = |s: &TrainSpec| s.steps().map(|(_, rows)| rows).collect::<Vec<_>>();
-        assert_eq!(all(&s), vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]].repeat(2));
+        let epoch = vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]];
+        assert_eq!(all(&s), [epoch.clone(), epoch].concat());
         assert_eq!(s.steps().map(|(t, _)| t).collect::<Vec<_>>(), (0..6).collect::<Vec<_>>());
         s.shuffle = Some([7; 32]);
         let b = all(&s);
@@ -419,6 +420,45 @@ mod tests {
         }
         assert_ne!(b[0], b[3], "each epoch has its own order");
         assert_eq!(b, all(&s), "every party derives the same order");
+    }
+
+    fn owner(labels: ndarray::ArrayD<f32>) -> OwnerFiles {
+        let n = labels.shape()[0];
+        OwnerFiles {
+            features_path: "x.npy".into(),
+            labels_path: format!("y{n}.npy").into(),
+            features: Array2::zeros((n, 2)),
+            labels,
+        }
+    }
+
+    fn ids(v: &[f32]) -> ndarray::ArrayD<f32> {
+        ndarray::ArrayD::from_shape_vec(vec![v.len()], v.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn labels_agree_on_the_classes() {
+        // 0/1 labels: one output, the labels themselves.
+        let (o, k) = encode_labels(vec![owner(ids(&[0.0, 1.0, 1.0]))], None).unwrap();
+        assert_eq!((k, o[0].labels.column(0).to_vec()), (1, vec![0.0, 1.0, 1.0]));
+        // --classes 2 turns 0/1 into two one-vs-rest outputs.
+        let (o, k) = encode_labels(vec![owner(ids(&[0.0, 1.0]))], Some(2)).unwrap();
+        assert_eq!((k, o[0].labels.clone()), (2, ndarray::array![[1.0, 0.0], [0.0, 1.0]]));
+        // Class ids of one owner and one-hot rows of another: k from the one-hot width.
+        let hot = ndarray::array![[0.0f32, 0.0, 1.0]].into_dyn();
+        let (o, k) = encode_labels(vec![owner(ids(&[1.0, 0.0])), owner(hot)], None).unwrap();
+        assert_eq!(k, 3);
+        assert_eq!(o[0].labels, ndarray::array![[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]);
+        assert_eq!(o[1].labels, ndarray::array![[0.0, 0.0, 1.0]]);
+        // Class ids alone: the largest + 1; one beyond --classes is refused, naming it.
+        assert_eq!(encode_labels(vec![owner(ids(&[4.0, 0.0]))], None).unwrap().1, 5);
+        let e = encode_labels(vec![owner(ids(&[4.0, 0.0]))], Some(3)).unwrap_err().to_string();
+        assert!(e.contains("y2.npy") && e.contains("row 0 is class 4"), "{e}");
+        let e = encode_labels(vec![owner(ids(&[-1.0]))], None).unwrap_err().to_string();
+        assert!(e.contains("row 0 is -1"), "{e}");
+        let hot4 = ndarray::array![[0.0f32, 0.0, 0.0, 1.0]].into_dyn();
+        let e = encode_labels(vec![owner(hot4), owner(ndarray::array![[1.0f32, 0.0]].into_dyn())], None).unwrap_err();
+        assert!(e.to_string().contains("one-hot rows of 2 columns, but there are 4 classes"), "{e}");
     }
 
     #[test]
