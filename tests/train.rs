@@ -9,7 +9,6 @@
 
 mod common;
 #[path = "common/mpc.rs"]
-#[allow(dead_code)]
 mod mpc;
 
 use std::collections::{BTreeMap, HashSet};

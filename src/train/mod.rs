@@ -193,7 +193,7 @@ pub fn read_owner(features_path: &Path, labels_path: &Path, feature_bound: f64) 
         return Err(Error::bad_input(format!("features `{fname}`: shape {:?}, expected [rows, features]", x.shape())));
     }
     let features = x.into_dimensionality::<ndarray::Ix2>()?;
-    if let Some(((r, c), v)) = features.indexed_iter().find(|(_, v)| !(f64::from(v.abs()) <= feature_bound)) {
+    if let Some(((r, c), v)) = features.indexed_iter().find(|(_, v)| v.is_nan() || f64::from(v.abs()) > feature_bound) {
         return Err(Error::bad_input(format!(
             "features `{fname}`: row {r}, column {c}: value {v} is outside --feature-bound {feature_bound}; \
              scale the features first (see docs/TRAINING.md) or raise the bound"
