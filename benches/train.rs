@@ -41,6 +41,7 @@ fn load(name: &'static str, prefix: &str, epochs: usize) -> Data {
         feature_bound: 32.0,
         shuffle: None,
         frac_bits: 16,
+        held: Vec::new(),
     };
     Data { name, spec, owners, test }
 }

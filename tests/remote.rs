@@ -423,6 +423,7 @@ fn training_over_the_network_matches_simulated_mode() {
         feature_bound: 32.0,
         shuffle: None,
         frac_bits: 16,
+        held: Vec::new(),
     };
     let epochs = std::sync::Mutex::new(Vec::new());
     let on_epoch = |e: usize, l: f64| epochs.lock().unwrap().push((e, l));
@@ -473,4 +474,96 @@ fn training_over_the_network_matches_simulated_mode() {
     let worst = w.iter().zip(plain.model.weights.iter()).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
     assert!(worst < 2e-3, "remote CLI weights differ from plaintext by {worst}");
     assert!(cluster.log("server0").contains("training on 455 rows of 2 data owner(s), 3 epochs"));
+}
+
+/// Data owners on their own hosts: each runs `tfe-run contribute` once; the
+/// servers keep the shares; the model owner then trains on them by name
+/// (alone, or with a local owner's rows), never holding anyone's rows. The same
+/// model as plaintext training on the two files.
+#[test]
+fn data_owners_contribute_then_the_model_owner_trains_on_held_data() {
+    let cluster = Cluster::start(false, 10.0);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/training");
+    let d = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let run = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = cluster.command(&args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for owner in ["a", "b"] {
+        let args = [
+            "contribute".to_string(),
+            "--name".into(),
+            format!("bc_{owner}"),
+            "--features".into(),
+            d(&format!("bc_{owner}_features.npy")),
+            "--labels".into(),
+            d(&format!("bc_{owner}_labels.npy")),
+        ];
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(stderr.contains(&format!("as data set `bc_{owner}` (30 features, 1 output(s))")), "{stderr}");
+    }
+    assert!(cluster.log("server1").contains("data set `bc_b` held"));
+
+    // The plaintext reference on the two files.
+    let mut files = Vec::new();
+    for owner in ["a", "b"] {
+        let (x, y) = (dir.join(format!("bc_{owner}_features.npy")), dir.join(format!("bc_{owner}_labels.npy")));
+        files.push(tfe_run::train::read_owner(&x, &y, 32.0).unwrap());
+    }
+    let (owners, outputs) = tfe_run::train::encode_labels(files, None).unwrap();
+    let spec = tfe_run::train::TrainSpec {
+        owners: owners.iter().map(|o| o.features.nrows()).collect(),
+        features: 30,
+        outputs,
+        epochs: 3,
+        batch_size: 32,
+        learning_rate: 0.5,
+        feature_bound: 32.0,
+        shuffle: None,
+        frac_bits: 16,
+        held: Vec::new(),
+    };
+    let plain = tfe_run::train::train_plaintext(&spec, &owners, |_, _| {}).unwrap();
+
+    let out_dir = tempfile::tempdir().unwrap();
+    let common = |out: &Path| -> Vec<String> {
+        ["train", "--epochs", "3", "--learning-rate", "0.5", "--out", out.to_str().unwrap()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let held_only = out_dir.path().join("held.pb");
+    let mut args = common(&held_only);
+    args.extend(["--data", "bc_a", "--data", "bc_b"].map(String::from));
+    let mixed = out_dir.path().join("mixed.pb");
+    let mut mixed_args = common(&mixed);
+    mixed_args.extend(["--data".to_string(), "bc_a".into(), "--features".into(), d("bc_b_features.npy")]);
+    mixed_args.extend(["--labels".to_string(), d("bc_b_labels.npy")]);
+    for (args, out) in [(args, &held_only), (mixed_args, &mixed)] {
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(stdout.contains("455 rows from 2 data owner(s)"), "{stdout}");
+        let w = load(&out.with_extension("weights.npy"));
+        let worst =
+            w.iter().zip(plain.model.weights.iter()).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 2e-3, "{}: weights differ from plaintext by {worst}", out.display());
+    }
+
+    // Unknown names and a mismatched fixed point are refused, naming the data set.
+    let mut args = common(&out_dir.path().join("x.pb"));
+    args.extend(["--data", "nope"].map(String::from));
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("no data set named `nope`"), "{stderr}");
+    let mut args = common(&out_dir.path().join("x.pb"));
+    args.extend(["--data", "bc_a", "--frac-bits", "20"].map(String::from));
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("data set `bc_a` was shared with 16 fractional bits"), "{stderr}");
 }

@@ -65,6 +65,7 @@ fn case(name: &'static str, prefix: &str) -> Case {
         feature_bound: 32.0,
         shuffle: None,
         frac_bits: 16,
+        held: Vec::new(),
     };
     Case { name, spec, owners, test_x: test.features, test_y: test.labels, reference: m }
 }

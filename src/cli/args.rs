@@ -23,6 +23,8 @@ Parties on separate hosts (see docs/DEPLOYMENT.md):
   tfe-run model.pb input.npy --config cluster.json --certs certs
   tfe-run deploy model.pb --config cluster.json --certs certs --name mnist
   tfe-run predict --config cluster.json --certs certs --model mnist input.npy
+  tfe-run contribute --config cluster.json --certs certs --name a --features a.npy --labels a_y.npy
+  tfe-run train --config cluster.json --certs certs --data a --data b --out lr.pb
 
 Exit codes:
   0  success
@@ -63,6 +65,9 @@ pub enum Command {
     /// Train logistic regression on several data owners' secret-shared rows;
     /// write the model as a frozen GraphDef (and .npy weights).
     Train(super::train::TrainArgs),
+    /// As a data owner: secret-share your rows with the servers, which keep them
+    /// for training (`tfe-run train --data NAME`).
+    Contribute(super::train::ContributeArgs),
 }
 
 /// How to reach the parties on other hosts.

@@ -40,6 +40,7 @@ pub fn main() -> u8 {
         Some(Command::Certs(args)) => (remote::certs(&args), false),
         Some(Command::Deploy(args)) => (remote::deploy(&args), true),
         Some(Command::Predict(args)) => (remote::predict(&args), true),
+        Some(Command::Contribute(args)) => (train::contribute(&args), true),
         Some(Command::Train(args)) => {
             let remote = args.net.config.is_some();
             (train::run(&args), remote)

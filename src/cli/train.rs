@@ -13,17 +13,21 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::args::NetworkArgs;
 use crate::error::{Error, exit};
 use crate::runtime::{SecureConfig, Stats};
-use crate::train::{self, OwnerData, TrainSpec, Trained, export, secure};
+use crate::train::{self, DatasetInfo, OwnerData, TrainSpec, Trained, export, secure};
 use crate::transport::Party;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// A data owner's features (.npy, [rows, features]); repeat once per owner.
-    #[arg(long = "features", value_name = "X.npy", required = true)]
+    #[arg(long = "features", value_name = "X.npy", required_unless_present = "data")]
     pub features: Vec<PathBuf>,
     /// That owner's labels (.npy): 0/1 ([rows] or [rows, 1]), class ids ([rows]) or one-hot ([rows, classes]).
-    #[arg(long = "labels", value_name = "y.npy", required = true)]
+    #[arg(long = "labels", value_name = "y.npy")]
     pub labels: Vec<PathBuf>,
+    /// A data set the servers hold (`tfe-run contribute`); repeat for several. Needs --config.
+    /// Its rows come first, in the order given.
+    #[arg(long = "data", value_name = "NAME")]
+    pub data: Vec<String>,
     /// Passes over all rows.
     #[arg(long, value_name = "E", default_value_t = 10)]
     pub epochs: usize,
@@ -64,6 +68,66 @@ pub struct TrainArgs {
     pub net: NetworkArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct ContributeArgs {
+    #[command(flatten)]
+    pub net: NetworkArgs,
+    /// The name the model owner trains on with `tfe-run train --data NAME`.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Your features (.npy, [rows, features]).
+    #[arg(long, value_name = "X.npy")]
+    pub features: PathBuf,
+    /// Your labels (.npy), as for `train`.
+    #[arg(long, value_name = "y.npy")]
+    pub labels: PathBuf,
+    /// Number of classes (give it for class ids: your rows may not show every class).
+    #[arg(long, value_name = "K")]
+    pub classes: Option<usize>,
+    /// Every feature must lie in [-R, R] (scale them first).
+    #[arg(long, value_name = "R", default_value_t = 32.0)]
+    pub feature_bound: f64,
+    /// Fractional bits of the fixed-point encoding (training must use the same).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub frac_bits: u32,
+}
+
+/// `tfe-run contribute`: a data owner shares its rows with the servers, which
+/// keep them for training sessions.
+pub fn contribute(args: &ContributeArgs) -> Result<u8> {
+    let remote = args.net.required("contribute")?;
+    if !(args.feature_bound.is_finite() && args.feature_bound >= 1.0) {
+        return Err(Error::bad_input(format!(
+            "--feature-bound {}: must be a number of at least 1",
+            args.feature_bound
+        )));
+    }
+    crate::ring::FixedPoint::new(args.frac_bits)?;
+    let files = vec![train::read_owner(&args.features, &args.labels, args.feature_bound)?];
+    let (mut owners, outputs) = train::encode_labels(files, args.classes)?;
+    let data = owners.pop().expect("one owner");
+    let info = DatasetInfo {
+        rows: data.features.nrows(),
+        features: data.features.ncols(),
+        outputs,
+        frac_bits: args.frac_bits,
+        feature_bound: args.feature_bound,
+    };
+    info.check()?;
+    crate::remote::driver::contribute(&remote, &args.name, &data, info)?;
+    eprintln!(
+        "shared {} rows of `{}` with server0 and server1 as data set `{}` ({} features, {} output(s)); \
+         train on it with `tfe-run train --data {}`",
+        info.rows,
+        args.features.display(),
+        args.name,
+        info.features,
+        info.outputs,
+        args.name
+    );
+    Ok(exit::OK)
+}
+
 /// Everything the command reads, checked, before any party starts.
 pub struct Loaded {
     pub spec: TrainSpec,
@@ -71,7 +135,9 @@ pub struct Loaded {
     pub test: Option<(PathBuf, ndarray::Array2<f32>, ndarray::Array2<f32>)>,
 }
 
-pub fn load(args: &TrainArgs) -> Result<Loaded> {
+/// Read and check the local owners' files; `held` describes the data sets the
+/// servers hold, which every local file must agree with.
+pub fn load(args: &TrainArgs, held: &[(String, DatasetInfo)]) -> Result<Loaded> {
     if args.features.len() != args.labels.len() {
         return Err(Error::bad_input(format!(
             "{} --features but {} --labels: give one --labels after each --features",
@@ -85,29 +151,82 @@ pub fn load(args: &TrainArgs) -> Result<Loaded> {
             args.feature_bound
         )));
     }
-    let mut files = Vec::with_capacity(args.features.len());
+    // The held data sets fix the features, the classes and the fixed point.
+    let mut classes = args.classes;
+    let mut feature_bound = args.feature_bound;
+    if let Some((first_name, first)) = held.first() {
+        for (name, info) in held {
+            let differs = |what: &str, a: String, b: String| {
+                Err(Error::bad_input(format!("data set `{name}` has {a} {what} but `{first_name}` has {b}")))
+            };
+            if info.features != first.features {
+                return differs("features", info.features.to_string(), first.features.to_string());
+            }
+            if info.outputs != first.outputs {
+                return differs("outputs", info.outputs.to_string(), first.outputs.to_string());
+            }
+            if info.frac_bits != args.frac_bits {
+                return Err(Error::bad_input(format!(
+                    "data set `{name}` was shared with {} fractional bits: train with --frac-bits {}",
+                    info.frac_bits, info.frac_bits
+                )));
+            }
+            feature_bound = feature_bound.max(info.feature_bound);
+        }
+        match classes {
+            Some(k) if k != first.outputs => {
+                return Err(Error::bad_input(format!(
+                    "--classes {k}, but data set `{first_name}` has {} output(s)",
+                    first.outputs
+                )));
+            }
+            _ => classes = Some(first.outputs),
+        }
+    }
+    let mut files = Vec::with_capacity(args.features.len() + 1);
     for (x, y) in args.features.iter().zip(&args.labels) {
-        files.push(train::read_owner(x, y, args.feature_bound)?);
+        files.push(train::read_owner(x, y, feature_bound)?);
     }
     if let Some(test) = &args.test_features {
         files.push(train::read_owner(test, args.test_labels.as_ref().expect("clap requires both"), f64::INFINITY)?);
     }
-    let (mut owners, outputs) = train::encode_labels(files, args.classes)?;
+    let (mut owners, outputs) = train::encode_labels(files, classes)?;
     let test = args.test_features.as_ref().map(|path| {
         let t = owners.pop().expect("pushed above");
         (path.clone(), t.features, t.labels)
     });
+    let features = held.first().map(|(_, i)| i.features).or(owners.first().map(|o| o.features.ncols()));
+    let features = features.or(test.as_ref().map(|t| t.1.ncols())).unwrap_or(0);
+    for (j, o) in owners.iter().enumerate() {
+        if o.features.ncols() != features {
+            return Err(Error::bad_input(format!(
+                "features `{}` has {} columns but the held data sets have {features}",
+                args.features[j].display(),
+                o.features.ncols()
+            )));
+        }
+    }
+    if let Some((path, x, _)) = &test
+        && x.ncols() != features
+    {
+        return Err(Error::bad_input(format!(
+            "--test-features `{}` has {} columns, the training rows {features}",
+            path.display(),
+            x.ncols()
+        )));
+    }
     let shuffle = if args.shuffle { Some(crate::ring::os_seed()?) } else { None };
     let spec = TrainSpec {
-        owners: owners.iter().map(|o| o.features.nrows()).collect(),
-        features: owners.first().map_or(0, |o| o.features.ncols()),
+        owners: held.iter().map(|(_, i)| i.rows).chain(owners.iter().map(|o| o.features.nrows())).collect(),
+        features,
         outputs,
         epochs: args.epochs,
         batch_size: args.batch_size,
         learning_rate: args.learning_rate,
-        feature_bound: args.feature_bound,
+        feature_bound,
         shuffle,
         frac_bits: args.frac_bits,
+        held: held.iter().map(|(n, _)| n.clone()).collect(),
     };
     spec.check()?;
     Ok(Loaded { spec, owners, test })
@@ -118,7 +237,16 @@ pub fn run(args: &TrainArgs) -> Result<u8> {
     if remote.is_some() && args.plaintext {
         return Err(Error::bad_input("--plaintext trains locally; it cannot be combined with --config"));
     }
-    let Loaded { spec, owners, test } = load(args)?;
+    if !args.data.is_empty() && remote.is_none() {
+        return Err(Error::bad_input("--data names data sets held by the servers of a cluster: it needs --config"));
+    }
+    let mut held = Vec::with_capacity(args.data.len());
+    if let Some(remote) = &remote {
+        for name in &args.data {
+            held.push((name.clone(), crate::remote::driver::describe_data(remote, name)?));
+        }
+    }
+    let Loaded { spec, owners, test } = load(args, &held)?;
     let bar = progress_bar(&spec);
     let losses = Mutex::new(Vec::new());
     let on_epoch = |epoch: usize, loss: f64| {

@@ -18,7 +18,7 @@ use crate::runtime::party::{self, Report};
 use crate::runtime::{Outcome, Schedule, SecureConfig, assemble, spawn_party};
 use crate::tensor::Tensor;
 use crate::train::secure::{self, TrainOutcome};
-use crate::train::{OwnerData, TrainSpec};
+use crate::train::{DatasetInfo, OwnerData, TrainSpec};
 use crate::transport::network::Link;
 use crate::transport::tls::Identity;
 use crate::transport::{Party, Transport};
@@ -33,6 +33,10 @@ pub struct Remote {
     pub security: Security,
     pub timeout: Duration,
 }
+
+/// What a ready message describes: a deployed model's public plan and fixed
+/// point, or a held data set.
+type Ready = (Option<(Plan, u32)>, Option<DatasetInfo>);
 
 /// One session as the driver sees it.
 struct Session {
@@ -97,9 +101,14 @@ impl Session {
 
     /// Start `peer` with `request` and wait until it is ready.
     fn start(&self, peer: Party, request: Request) -> Result<Option<(Plan, u32)>> {
+        Ok(self.start_ready(peer, request)?.0)
+    }
+
+    /// [`Session::start`], returning everything the ready message says.
+    fn start_ready(&self, peer: Party, request: Request) -> Result<Ready> {
         self.connect(Party::Client, peer, Some(request))?;
         match self.control(Party::Client, peer, self.remote.timeout)? {
-            Control::Ready { deployed } => Ok(deployed),
+            Control::Ready { deployed, dataset } => Ok((deployed, dataset)),
             Control::Refused { reason } => bail!("{} refused the session: {reason}", peer.name()),
             other => bail!("{} answered {other:?} instead of ready", peer.name()),
         }
@@ -177,8 +186,9 @@ pub fn predict(
     session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())
 }
 
-/// `tfe-run train --config`: the driver plays every data owner and the model
-/// owner; the servers and the crypto producer train on the shares.
+/// `tfe-run train --config`: the driver plays the model owner and the data
+/// owners of `owners` (after the data sets the servers hold, which `spec.held`
+/// names); the servers and the crypto producer train on the shares.
 pub fn train(
     remote: &Remote,
     spec: &TrainSpec,
@@ -186,25 +196,60 @@ pub fn train(
     on_epoch: &(dyn Fn(usize, f64) + Sync),
 ) -> Result<TrainOutcome> {
     spec.check()?;
+    let held = spec.held.len();
+    if owners.iter().map(|o| o.features.nrows()).ne(spec.owners[held..].iter().copied()) {
+        bail!("the data owners' row counts differ from the training spec");
+    }
     let request = Request::Train { spec: spec.clone() };
     let peers = [Party::Server1, Party::Server0, Party::Dealer];
     let session = Session::with_owner(remote, &peers, &request)?;
     let ctx = secure::Context {
         transport: Arc::clone(&session.link) as Arc<dyn Transport>,
         session: session.link.session(),
-        spec: Arc::new(spec.clone()),
         timeout: remote.timeout,
     };
     let local = std::thread::scope(|scope| {
         let ctx = &ctx;
         let mut handles =
-            vec![secure::spawn(scope, ctx, Party::ModelOwner, move || secure::model_owner(ctx, on_epoch))];
+            vec![secure::spawn(scope, ctx, Party::ModelOwner, move || secure::model_owner(ctx, spec, on_epoch))];
         for (j, data) in owners.iter().enumerate() {
-            handles.push(secure::spawn(scope, ctx, Party::Client, move || secure::data_owner(ctx, j, data)));
+            let fp = spec.fp();
+            handles.push(secure::spawn(scope, ctx, Party::Client, move || secure::data_owner(ctx, fp, held + j, data)));
         }
         handles.into_iter().map(|h| h.join().expect("a party thread panicked")).collect()
     });
     secure::assemble(spec, session.collect(local, &[Party::Server0, Party::Server1, Party::Dealer]))
+}
+
+/// `tfe-run contribute`: as a data owner, secret-share rows with the servers,
+/// which keep them under `name` for later training sessions.
+pub fn contribute(remote: &Remote, name: &str, data: &OwnerData, info: DatasetInfo) -> Result<Vec<Report>> {
+    info.check()?;
+    let request = Request::Contribute { name: name.to_string(), info };
+    let session = Session::new(remote)?;
+    for peer in [Party::Server1, Party::Server0] {
+        session.start(peer, request.clone())?;
+    }
+    let ctx = secure::Context {
+        transport: Arc::clone(&session.link) as Arc<dyn Transport>,
+        session: session.link.session(),
+        timeout: remote.timeout,
+    };
+    let fp = FixedPoint::new(info.frac_bits)?;
+    let local = vec![(Party::Client, secure::data_owner(&ctx, fp, 0, data))];
+    let results = session.collect(local, &[Party::Server0, Party::Server1]);
+    results.into_iter().map(|(party, r)| r.with_context(|| format!("{} failed", party.name()))).collect()
+}
+
+/// The public description of data set `name`, from server1 (server0 checks its
+/// own copy against the training spec when training starts).
+pub fn describe_data(remote: &Remote, name: &str) -> Result<DatasetInfo> {
+    let session = Session::new(remote)?;
+    let (_, info) = session.start_ready(Party::Server1, Request::DescribeData { name: name.to_string() })?;
+    session.collect(Vec::new(), &[]);
+    let info = info.with_context(|| format!("server1 did not describe data set `{name}`"))?;
+    info.check().map_err(|e| anyhow::anyhow!("server1 described data set `{name}` impossibly: {e}"))?;
+    Ok(info)
 }
 
 /// `tfe-run deploy`: share the weights with the servers, which keep them under `name`.

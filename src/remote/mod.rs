@@ -43,8 +43,13 @@ pub enum Request {
     Deploy { name: String, plan: Plan, frac_bits: u32 },
     /// Only answer with a deployed model's public plan (servers only).
     Describe { name: String },
-    /// Train logistic regression on rows the data owners share in this session.
+    /// Train logistic regression on the held data sets the spec names and on rows
+    /// the data owners share in this session.
     Train { spec: crate::train::TrainSpec },
+    /// Receive a data owner's row shares and keep them for training (servers only).
+    Contribute { name: String, info: crate::train::DatasetInfo },
+    /// Only answer with a held data set's public description (servers only).
+    DescribeData { name: String },
 }
 
 /// Session control messages (JSON frames).
@@ -55,7 +60,12 @@ pub enum Control {
     Hello { from: Party, session: u64, request: Option<Box<Request>> },
     /// The party has joined its peers and starts; for a deployed model, the
     /// deployment's public plan and fixed-point setting.
-    Ready { deployed: Option<(Plan, u32)> },
+    Ready {
+        deployed: Option<(Plan, u32)>,
+        /// For `DescribeData`: the data set's public description.
+        #[serde(default)]
+        dataset: Option<crate::train::DatasetInfo>,
+    },
     /// The party's work is done.
     Done { report: Box<Report> },
     /// The party refused the session before starting.

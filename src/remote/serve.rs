@@ -23,7 +23,8 @@ use crate::plan::Plan;
 use crate::ring::FixedPoint;
 use crate::runtime::party::{self, Report, WeightShares, Weights};
 use crate::runtime::{Schedule, SecureConfig};
-use crate::train::{TrainSpec, secure};
+use crate::train::secure::{self, HeldShares};
+use crate::train::{DatasetInfo, TrainSpec};
 use crate::transport::network::{Link, Stream};
 use crate::transport::tls::Identity;
 use crate::transport::wire::Frame;
@@ -54,6 +55,8 @@ struct State {
     max_memory: u64,
     sessions: Mutex<HashMap<u64, Arc<Link>>>,
     models: Mutex<HashMap<String, Arc<Deployed>>>,
+    /// Data sets contributed for training: this server's shares.
+    datasets: Mutex<HashMap<String, Arc<HeldShares>>>,
 }
 
 /// Serve until the process is stopped. `on_listening` is told the bound address.
@@ -77,6 +80,7 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
             max_memory: options.max_memory,
             sessions: Mutex::new(HashMap::new()),
             models: Mutex::new(HashMap::new()),
+            datasets: Mutex::new(HashMap::new()),
         });
         loop {
             let (tcp, addr) = match listener.accept().await {
@@ -191,8 +195,12 @@ impl State {
             Prepared::Predict { plan, frac_bits, weights: Weights::Held(_), .. } => Some((plan.clone(), *frac_bits)),
             _ => None,
         };
-        let _ = link.send_control(self.me, from, Control::Ready { deployed }.encode());
-        if matches!(request, Request::Describe { .. }) {
+        let dataset = match &prepared {
+            Prepared::Data(info) => Some(*info),
+            _ => None,
+        };
+        let _ = link.send_control(self.me, from, Control::Ready { deployed, dataset }.encode());
+        if matches!(request, Request::Describe { .. } | Request::DescribeData { .. }) {
             self.end(session, &link);
             return Ok(());
         }
@@ -229,10 +237,24 @@ impl State {
     /// The public plan, its schedule and the weights a request runs with.
     fn prepare(&self, request: &Request) -> Result<Prepared> {
         let (plan, frac_bits, weights) = match (request, self.me) {
+            (Request::Contribute { .. } | Request::DescribeData { .. }, Party::Dealer) => {
+                bail!("the crypto producer holds no data")
+            }
             (Request::Train { spec }, _) => {
                 spec.check()?;
                 crate::runtime::check_memory(spec.estimate_memory(), self.max_memory, "this training session")?;
-                return Ok(Prepared::Train(Arc::new(spec.clone())));
+                let held = if self.me == Party::Dealer { Vec::new() } else { self.held_for(spec)? };
+                return Ok(Prepared::Train(Arc::new(spec.clone()), held));
+            }
+            (Request::Contribute { info, .. }, _) => {
+                info.check()?;
+                crate::runtime::check_memory(info.bytes(), self.max_memory, "this data set")?;
+                return Ok(Prepared::Data(*info));
+            }
+            (Request::DescribeData { name }, _) => {
+                let held = self.datasets.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+                let held = held.with_context(|| format!("no data set named `{name}` is held here"))?;
+                return Ok(Prepared::Data(held.info));
             }
             (Request::Deploy { .. } | Request::PredictDeployed { .. } | Request::Describe { .. }, Party::Dealer) => {
                 bail!("the crypto producer holds no models")
@@ -257,20 +279,44 @@ impl State {
         Ok(Prepared::Predict { plan, frac_bits, fp, schedule, weights })
     }
 
+    /// This server's shares of the data sets `spec` names, checked against it.
+    fn held_for(&self, spec: &TrainSpec) -> Result<Vec<Arc<HeldShares>>> {
+        let datasets = self.datasets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = Vec::with_capacity(spec.held.len());
+        for (name, &rows) in spec.held.iter().zip(&spec.owners) {
+            let h = datasets.get(name).with_context(|| format!("no data set named `{name}` is held here"))?;
+            let want = DatasetInfo { feature_bound: h.info.feature_bound, ..DatasetInfo::of_owner(spec, rows) };
+            if h.info != want || h.info.feature_bound > spec.feature_bound {
+                bail!("data set `{name}` is {:?}, which does not match the training spec", h.info);
+            }
+            held.push(Arc::clone(h));
+        }
+        Ok(held)
+    }
+
     fn run(&self, link: &Arc<Link>, prepared: Prepared, request: &Request) -> Result<Report> {
+        let i = if self.me == Party::Server0 { 0 } else { 1 };
+        let ctx = secure::Context {
+            transport: Arc::clone(link) as Arc<dyn Transport>,
+            session: link.session(),
+            timeout: self.timeout,
+        };
         let (plan, frac_bits, fp, schedule, weights) = match prepared {
-            Prepared::Train(spec) => {
-                let ctx = secure::Context {
-                    transport: Arc::clone(link) as Arc<dyn Transport>,
-                    session: link.session(),
-                    spec,
-                    timeout: self.timeout,
-                };
+            Prepared::Train(spec, held) => {
                 return match self.me {
-                    Party::Dealer => secure::dealer(&ctx),
-                    Party::Server0 => secure::server(&ctx, 0, None),
-                    _ => secure::server(&ctx, 1, None),
+                    Party::Dealer => secure::dealer(&ctx, &spec),
+                    _ => secure::server(&ctx, &spec, i, None, &held),
                 };
+            }
+            Prepared::Data(info) => {
+                let Request::Contribute { name, .. } = request else {
+                    bail!("only a contribution receives a data set");
+                };
+                let (shares, report) = secure::receive_contribution(&ctx, i, info)?;
+                let replaced =
+                    self.datasets.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), Arc::new(shares));
+                log(self.me, &format!("data set `{name}` {}", if replaced.is_some() { "replaced" } else { "held" }));
+                return Ok(report);
             }
             Prepared::Predict { plan, frac_bits, fp, schedule, weights } => (plan, frac_bits, fp, schedule, weights),
         };
@@ -286,9 +332,13 @@ impl State {
                 let i = if server == Party::Server0 { 0 } else { 1 };
                 party::server(&ctx, i, *predictions as usize, None, weights)
             }
-            (Request::Describe { .. } | Request::Train { .. }, _) => {
-                unreachable!("answered before any program runs, or trained above")
-            }
+            (
+                Request::Describe { .. }
+                | Request::Train { .. }
+                | Request::Contribute { .. }
+                | Request::DescribeData { .. },
+                _,
+            ) => bail!("answered before any program runs, or run above"),
             (Request::Deploy { name, .. }, server) => {
                 let i = if server == Party::Server0 { 0 } else { 1 };
                 let (shares, report) = party::receive_weights(&ctx, i)?;
@@ -308,14 +358,11 @@ type Refusal = (Option<Box<dyn Stream>>, anyhow::Error);
 /// What a session runs with, checked before it starts.
 enum Prepared {
     /// Predictions or a deployment: the public plan, its schedule and the weights.
-    Predict {
-        plan: Plan,
-        frac_bits: u32,
-        fp: FixedPoint,
-        schedule: Arc<Schedule>,
-        weights: Weights,
-    },
-    Train(Arc<TrainSpec>),
+    Predict { plan: Plan, frac_bits: u32, fp: FixedPoint, schedule: Arc<Schedule>, weights: Weights },
+    /// Training: the spec and this server's shares of the data sets it names.
+    Train(Arc<TrainSpec>, Vec<Arc<HeldShares>>),
+    /// A data set to receive (`Contribute`) or to describe (`DescribeData`).
+    Data(DatasetInfo),
 }
 
 fn describe(request: &Request) -> String {
@@ -324,6 +371,8 @@ fn describe(request: &Request) -> String {
         Request::PredictDeployed { name, predictions } => format!("{predictions} prediction(s) with model `{name}`"),
         Request::Deploy { name, .. } => format!("deployment of model `{name}`"),
         Request::Describe { name } => format!("the public plan of model `{name}`"),
+        Request::Contribute { name, info } => format!("data set `{name}` ({} rows) for training", info.rows),
+        Request::DescribeData { name } => format!("the description of data set `{name}`"),
         Request::Train { spec } => {
             format!("training on {} rows of {} data owner(s), {} epochs", spec.rows(), spec.owners.len(), spec.epochs)
         }

@@ -51,6 +51,51 @@ pub struct TrainSpec {
     /// A public seed for shuffling the rows each epoch; `None`: file order.
     pub shuffle: Option<[u8; 32]>,
     pub frac_bits: u32,
+    /// Names of data sets the servers already hold (`tfe-run contribute`): the
+    /// first `held.len()` owners; the others share their rows in the session.
+    #[serde(default)]
+    pub held: Vec<String>,
+}
+
+/// The public description of a data set the servers hold for training.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DatasetInfo {
+    pub rows: usize,
+    pub features: usize,
+    pub outputs: usize,
+    pub frac_bits: u32,
+    /// The bound its owner checked every feature against.
+    pub feature_bound: f64,
+}
+
+impl DatasetInfo {
+    /// Refuse a description no contribution could have (before allocating for it).
+    pub fn check(&self) -> Result<()> {
+        FixedPoint::new(self.frac_bits)?;
+        if self.rows == 0 || self.features == 0 || self.outputs == 0 {
+            return Err(Error::bad_input(format!("a data set of {self:?} has nothing to train on")));
+        }
+        if !(self.feature_bound.is_finite() && self.feature_bound >= 1.0) {
+            return Err(Error::bad_input(format!("feature bound {} must be at least 1", self.feature_bound)));
+        }
+        Ok(())
+    }
+
+    /// Bytes a server needs to hold the data set's shares.
+    pub fn bytes(&self) -> u64 {
+        (8.0 * self.rows as f64 * (self.features + self.outputs) as f64).min(u64::MAX as f64) as u64
+    }
+
+    /// The description of one owner's rows as the spec `spec` shares them.
+    pub fn of_owner(spec: &TrainSpec, rows: usize) -> DatasetInfo {
+        DatasetInfo {
+            rows,
+            features: spec.features,
+            outputs: spec.outputs,
+            frac_bits: spec.frac_bits,
+            feature_bound: spec.feature_bound,
+        }
+    }
 }
 
 /// The largest extra precision given to the learning-rate factor lr/|B|.
@@ -92,6 +137,12 @@ impl TrainSpec {
             return bad(format!("{} epochs of {} batches: too many steps", self.epochs, self.steps_per_epoch()));
         }
         self.update_bits()?;
+        if self.held.len() > self.owners.len() {
+            return bad(format!("{} held data sets but {} owners", self.held.len(), self.owners.len()));
+        }
+        if let Some(name) = self.held.iter().enumerate().find_map(|(i, n)| self.held[..i].contains(n).then_some(n)) {
+            return bad(format!("data set `{name}` is named twice"));
+        }
         Ok(())
     }
 
@@ -399,6 +450,7 @@ mod tests {
             feature_bound: 32.0,
             shuffle: None,
             frac_bits: 16,
+            held: Vec::new(),
         }
     }
 

@@ -30,13 +30,13 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use ndarray::{Array2, ArrayD, Axis, IxDyn};
 
-use super::{Model, OwnerData, TrainSpec, Trained};
+use super::{DatasetInfo, Model, OwnerData, TrainSpec, Trained};
 use crate::plan::Op;
 use crate::protocol::compare::{Piecewise, deal_piecewise_many, piecewise_many};
 use crate::protocol::mul::{Masked, deal_mul_pairs, deal_product, mul_pairs, product};
 use crate::protocol::trunc::{deal_truncate, truncate};
 use crate::protocol::{Dealer, Server, domain};
-use crate::ring::{Prg, RingTensor, Z, expanded_words, from_words, os_seed, stream_id, to_words};
+use crate::ring::{FixedPoint, Prg, RingTensor, Z, expanded_words, from_words, os_seed, stream_id, to_words};
 use crate::runtime::party::{Report, recv_seed};
 use crate::runtime::{PartyStats, SecureConfig, Stats};
 use crate::tensor::Tensor;
@@ -73,12 +73,11 @@ pub struct TrainOutcome {
     pub owners: Vec<PartyStats>,
 }
 
-/// The parties' shared settings.
+/// What every party's thread starts with (the spec is passed beside it).
 #[derive(Clone)]
 pub struct Context {
     pub transport: Arc<dyn Transport>,
     pub session: u64,
-    pub spec: Arc<TrainSpec>,
     pub timeout: Duration,
 }
 
@@ -106,8 +105,7 @@ fn encode_labels(y: &Array2<f32>) -> RingTensor {
 }
 
 /// A data owner: share its features (fixed point) and labels (0/1) with the servers.
-pub fn data_owner(ctx: &Context, index: usize, data: &OwnerData) -> Result<Report> {
-    let fp = ctx.spec.fp();
+pub fn data_owner(ctx: &Context, fp: FixedPoint, index: usize, data: &OwnerData) -> Result<Report> {
     let mut net = ctx.endpoint(Party::Client);
     let start = Instant::now();
     let x = fp.encode(&data.features.clone().into_dyn(), &format!("features `{}`", data.name))?;
@@ -122,25 +120,62 @@ pub fn data_owner(ctx: &Context, index: usize, data: &OwnerData) -> Result<Repor
     Ok(Report { stats: finish(&net, start.elapsed(), 0), ..Report::default() })
 }
 
+/// A server's shares of a data set it keeps for training (`tfe-run contribute`).
+#[derive(Debug)]
+pub struct HeldShares {
+    pub info: DatasetInfo,
+    /// [rows, features], fixed point.
+    pub x: RingTensor,
+    /// [rows, outputs], integers 0/1.
+    pub y: RingTensor,
+}
+
+/// A server receives owner `j`'s shares (`rows` rows, as `info` describes them).
+fn receive_owner(net: &mut Endpoint, first: bool, j: usize, info: &DatasetInfo) -> Result<(RingTensor, RingTensor)> {
+    let tag = 3 * j as u32;
+    let shapes = [[info.rows, info.features], [info.rows, info.outputs]];
+    net.seq = 0;
+    if first {
+        let seed = recv_seed(net, Party::Client, OWNER_SHARES, tag)?;
+        let x = Prg::new(&seed, owner_stream(j, 0)).tensor(&shapes[0]);
+        Ok((x, Prg::new(&seed, owner_stream(j, 1)).tensor(&shapes[1])))
+    } else {
+        let mut parts = Vec::with_capacity(2);
+        for (part, shape) in shapes.iter().enumerate() {
+            let bytes = net.recv(Party::Client, OWNER_SHARES, tag + 1 + part as u32)?;
+            parts.push(from_words(shape, decode_words(&bytes, shape[0] * shape[1], Party::Client)?));
+        }
+        let y = parts.pop().expect("two parts");
+        Ok((parts.pop().expect("two parts"), y))
+    }
+}
+
+/// A server's part of a contribution: receive the owner's shares, to keep.
+pub fn receive_contribution(ctx: &Context, i: usize, info: DatasetInfo) -> Result<(HeldShares, Report)> {
+    let mut net = ctx.endpoint(Party::server(i));
+    let start = Instant::now();
+    let (x, y) = receive_owner(&mut net, i == 0, 0, &info)?;
+    Ok((HeldShares { info, x, y }, Report { stats: finish(&net, start.elapsed(), 0), ..Report::default() }))
+}
+
 /// A server's shares of all owners' rows: X' ([N, d+1], with the public ones
-/// column) and Y ([N, k], integers).
-fn receive_rows(s: &mut Server, spec: &TrainSpec) -> Result<(RingTensor, RingTensor)> {
+/// column) and Y ([N, k], integers). The held data sets come first.
+fn receive_rows(s: &mut Server, spec: &TrainSpec, held: &[Arc<HeldShares>]) -> Result<(RingTensor, RingTensor)> {
     let (d, k) = (spec.features, spec.outputs);
     let fp = spec.fp();
     let mut xs = Vec::new();
     let mut ys = Vec::new();
     for (j, &n) in spec.owners.iter().enumerate() {
-        let tag = 3 * j as u32;
-        let shapes = [[n, d], [n, k]];
-        if s.is_first() {
-            let seed = recv_seed(&mut s.net, Party::Client, OWNER_SHARES, tag)?;
-            xs.push(Prg::new(&seed, owner_stream(j, 0)).tensor(&shapes[0]));
-            ys.push(Prg::new(&seed, owner_stream(j, 1)).tensor(&shapes[1]));
-        } else {
-            for (part, shape) in shapes.iter().enumerate() {
-                let bytes = s.net.recv(Party::Client, OWNER_SHARES, tag + 1 + part as u32)?;
-                let t = from_words(shape, decode_words(&bytes, n * shape[1], Party::Client)?);
-                if part == 0 { xs.push(t) } else { ys.push(t) }
+        match held.get(j) {
+            Some(h) => {
+                xs.push(h.x.clone());
+                ys.push(h.y.clone());
+            }
+            None => {
+                let first = s.is_first();
+                let (x, y) = receive_owner(&mut s.net, first, j, &DatasetInfo::of_owner(spec, n))?;
+                xs.push(x);
+                ys.push(y);
             }
         }
     }
@@ -155,8 +190,15 @@ fn receive_rows(s: &mut Server, spec: &TrainSpec) -> Result<(RingTensor, RingTen
 }
 
 /// Server `i`'s program.
-pub fn server(ctx: &Context, i: usize, on_step: Option<&(dyn Fn() + Sync)>) -> Result<Report> {
-    let spec = &*ctx.spec;
+///
+/// `held`: this server's shares of the spec's held data sets, in order.
+pub fn server(
+    ctx: &Context,
+    spec: &TrainSpec,
+    i: usize,
+    on_step: Option<&(dyn Fn() + Sync)>,
+    held: &[Arc<HeldShares>],
+) -> Result<Report> {
     let fp = spec.fp();
     let f = fp.frac_bits;
     let (d1, k) = (spec.features + 1, spec.outputs);
@@ -170,7 +212,10 @@ pub fn server(ctx: &Context, i: usize, on_step: Option<&(dyn Fn() + Sync)>) -> R
     let start = Instant::now();
 
     let before = expanded_words();
-    let (x, y) = receive_rows(&mut s, spec)?;
+    if held.len() != spec.held.len() {
+        anyhow::bail!("{} holds {} of the {} data sets named", Party::server(i).name(), held.len(), spec.held.len());
+    }
+    let (x, y) = receive_rows(&mut s, spec, held)?;
     let sharing_words = expanded_words() - before;
     s.begin(0, SETUP);
     s.net.set_layer(None);
@@ -234,8 +279,7 @@ pub fn server(ctx: &Context, i: usize, on_step: Option<&(dyn Fn() + Sync)>) -> R
 }
 
 /// The crypto producer's program: every step's material, in the servers' order.
-pub fn dealer(ctx: &Context) -> Result<Report> {
-    let spec = &*ctx.spec;
+pub fn dealer(ctx: &Context, spec: &TrainSpec) -> Result<Report> {
     let fp = spec.fp();
     let (d1, k) = (spec.features + 1, spec.outputs);
     let bits = spec.update_bits()?;
@@ -288,8 +332,7 @@ pub fn dealer(ctx: &Context) -> Result<Report> {
 
 /// The model owner: the epochs' losses as they come, then the weights.
 /// Its outputs: W' ([d+1, k]) and the losses ([epochs]).
-pub fn model_owner(ctx: &Context, on_epoch: &(dyn Fn(usize, f64) + Sync)) -> Result<Report> {
-    let spec = &*ctx.spec;
+pub fn model_owner(ctx: &Context, spec: &TrainSpec, on_epoch: &(dyn Fn(usize, f64) + Sync)) -> Result<Report> {
     let fp = spec.fp();
     let mut net = ctx.endpoint(Party::ModelOwner);
     let start = Instant::now();
@@ -338,21 +381,24 @@ pub fn train_over(
     on_step: Option<&(dyn Fn() + Sync)>,
 ) -> Result<TrainOutcome> {
     spec.check()?;
+    if !spec.held.is_empty() {
+        anyhow::bail!("held data sets live on remote servers: train on them with --config");
+    }
     if owners.iter().map(|o| o.features.nrows()).ne(spec.owners.iter().copied()) {
         anyhow::bail!("the data owners' row counts differ from the training spec");
     }
     let session = u64::from_le_bytes(os_seed()?[..8].try_into()?);
-    let ctx = Context { transport, session, spec: Arc::new(spec.clone()), timeout: config.timeout };
+    let ctx = Context { transport, session, timeout: config.timeout };
     let results = std::thread::scope(|scope| {
         let ctx = &ctx;
         let mut handles = vec![
-            spawn(scope, ctx, Party::Server0, move || server(ctx, 0, on_step)),
-            spawn(scope, ctx, Party::Server1, move || server(ctx, 1, None)),
-            spawn(scope, ctx, Party::Dealer, move || dealer(ctx)),
-            spawn(scope, ctx, Party::ModelOwner, move || model_owner(ctx, on_epoch)),
+            spawn(scope, ctx, Party::Server0, move || server(ctx, spec, 0, on_step, &[])),
+            spawn(scope, ctx, Party::Server1, move || server(ctx, spec, 1, None, &[])),
+            spawn(scope, ctx, Party::Dealer, move || dealer(ctx, spec)),
+            spawn(scope, ctx, Party::ModelOwner, move || model_owner(ctx, spec, on_epoch)),
         ];
         for (j, data) in owners.iter().enumerate() {
-            handles.push(spawn(scope, ctx, Party::Client, move || data_owner(ctx, j, data)));
+            handles.push(spawn(scope, ctx, Party::Client, move || data_owner(ctx, spec.fp(), j, data)));
         }
         handles.into_iter().map(|h| h.join().expect("a party thread panicked")).collect::<Vec<_>>()
     });
