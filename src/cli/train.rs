@@ -373,18 +373,28 @@ pub fn report(spec: &TrainSpec, stats: &Stats, owners: &[crate::runtime::PartySt
     }
     let (without, with) = stats.dealer_bytes();
     writeln!(s, "dealer: sent {} thanks to seeds; without them it would send {}", mb(with), mb(without))?;
-    writeln!(s, "per step (server0, averaged over the {steps} steps):")?;
-    writeln!(s, "{:<22} {:>12} {:>7} {:>9}", "phase", "sent", "rounds", "ms")?;
+    writeln!(s, "per step (server0, averaged over the {steps} steps; planned from the formulas in docs/TRAINING.md):")?;
+    writeln!(s, "{:<22} {:>12} {:>12} {:>7} {:>8} {:>9}", "phase", "sent", "planned", "rounds", "planned", "ms")?;
     let server0 = stats.parties.get(&Party::Server0);
+    let mut planned = [crate::runtime::Planned::default(); 3];
+    for (_, rows) in spec.steps() {
+        for (total, p) in planned.iter_mut().zip(secure::planned_step(spec, rows.len())) {
+            total.bytes += p.bytes;
+            total.rounds += p.rounds;
+        }
+    }
     for (k, name) in secure::PHASES.iter().enumerate() {
         let t = server0.and_then(|p| p.per_layer.get(&k)).cloned().unwrap_or_default();
         let ms = stats.layer_time.get(&k).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        let per = |x: u64| x as f64 / steps as f64;
         writeln!(
             s,
-            "{:<22} {:>12} {:>7} {:>9.3}",
+            "{:<22} {:>12} {:>12} {:>7.1} {:>8.1} {:>9.3}",
             name,
             mb(t.bytes_sent / steps as u64),
-            t.rounds as f64 / steps as f64,
+            mb(planned[k].bytes / steps as u64),
+            per(t.rounds),
+            per(planned[k].rounds),
             ms / steps as f64
         )?;
     }

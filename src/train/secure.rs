@@ -32,13 +32,13 @@ use ndarray::{Array2, ArrayD, Axis, IxDyn};
 
 use super::{DatasetInfo, Model, OwnerData, TrainSpec, Trained};
 use crate::plan::Op;
-use crate::protocol::compare::{Piecewise, deal_piecewise_many, piecewise_many};
+use crate::protocol::compare::{Piecewise, deal_piecewise_many, drelu_open_words, piecewise_many};
 use crate::protocol::mul::{Masked, deal_mul_pairs, deal_product, mul_pairs, product};
 use crate::protocol::trunc::{deal_truncate, truncate};
 use crate::protocol::{Dealer, Server, domain};
 use crate::ring::{FixedPoint, Prg, RingTensor, Z, expanded_words, from_words, os_seed, stream_id, to_words};
 use crate::runtime::party::{Report, recv_seed};
-use crate::runtime::{PartyStats, SecureConfig, Stats};
+use crate::runtime::{PartyStats, Planned, SecureConfig, Stats};
 use crate::tensor::Tensor;
 use crate::transport::{Aborted, Endpoint, InProcess, Party, Transport, decode_words, encode_words};
 
@@ -52,6 +52,26 @@ const ACK: u32 = u32::MAX - 5;
 
 /// The phases of a step: message steps 0, 1, 2, and the rows of `--stats`.
 pub const PHASES: [&str; 3] = ["forward (X·W)", "sigmoid and loss", "gradient and update"];
+
+/// What the formulas predict server 0 (and server 1) sends, and its rounds, in
+/// each phase of a step over `rows` rows (n = rows·k, d' = d + 1):
+///
+/// * forward: W − B_W (d'·k words) and the truncation of z (n): 2 rounds;
+/// * sigmoid and loss: the DReLUs of 25 breakpoints (25·n), u² and u³ (a pair of
+///   operands and a truncation each: 6n), the coefficient products of two
+///   functions (12n) and their truncation (2n), y·z (2n): 8 + 6 + 1 rounds;
+/// * gradient and update: r − B_r (n) and the truncation of the update (d'·k): 2 rounds.
+pub fn planned_step(spec: &TrainSpec, rows: usize) -> [Planned; 3] {
+    let n = (rows * spec.outputs) as u64;
+    let w = ((spec.features + 1) * spec.outputs) as u64;
+    let breaks = Piecewise::sigmoid().breaks.len();
+    let drelu = 8 * drelu_open_words(breaks * rows * spec.outputs) as u64;
+    [
+        Planned { bytes: 8 * (w + n), rounds: 2 },
+        Planned { bytes: drelu + 8 * 22 * n, rounds: 8 + 6 + 1 },
+        Planned { bytes: 8 * (n + w), rounds: 2 },
+    ]
+}
 
 /// Mask ids: the training set (set-up), W and the residual (every step).
 const MASK_X: u32 = 0;
