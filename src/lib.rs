@@ -25,3 +25,9 @@ pub mod tensor;
 pub mod tfpb;
 pub mod train;
 pub mod transport;
+
+// The secure runtime allocates and frees tensors of megabytes at every step;
+// glibc's allocator hands large blocks back to the kernel and faults them in
+// again. mimalloc keeps them for reuse.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
