@@ -66,6 +66,9 @@ pub struct TrainArgs {
     /// Train with the servers and crypto producer of a cluster (see `serve`).
     #[command(flatten)]
     pub net: NetworkArgs,
+    /// Refuse a run whose estimated peak memory exceeds this (e.g. 512M, 8G).
+    #[arg(long, value_name = "SIZE", default_value = "8G", value_parser = super::args::parse_size)]
+    pub max_memory: u64,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +250,9 @@ pub fn run(args: &TrainArgs) -> Result<u8> {
         }
     }
     let Loaded { spec, owners, test } = load(args, &held)?;
+    if !args.plaintext && remote.is_none() {
+        crate::runtime::check_memory(spec.estimate_memory(), args.max_memory, "secure training")?;
+    }
     let bar = progress_bar(&spec);
     let losses = Mutex::new(Vec::new());
     let on_epoch = |epoch: usize, loss: f64| {
@@ -262,7 +268,10 @@ pub fn run(args: &TrainArgs) -> Result<u8> {
         let outcome = crate::remote::driver::train(remote, &spec, &owners, &on_epoch)?;
         (outcome.trained, Some((outcome.stats, outcome.owners)))
     } else {
-        let config = SecureConfig { fp: spec.fp(), ..SecureConfig::default() };
+        // In one process no party can vanish silently (a failing one stops the
+        // others at once); the model owner's wait for a loss spans a whole epoch.
+        let config =
+            SecureConfig { fp: spec.fp(), timeout: std::time::Duration::from_secs(86_400), ..SecureConfig::default() };
         let outcome = secure::train(&spec, &owners, &config, &on_epoch, Some(&on_step))?;
         (outcome.trained, Some((outcome.stats, outcome.owners)))
     };
