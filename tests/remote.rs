@@ -405,26 +405,9 @@ fn work_longer_than_the_deadline_is_not_a_failure() {
 #[test]
 fn training_over_the_network_matches_simulated_mode() {
     let cluster = Cluster::start(false, 10.0);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/training");
-    let mut files = Vec::new();
-    for owner in ["a", "b", "test"] {
-        let (x, y) = (dir.join(format!("bc_{owner}_features.npy")), dir.join(format!("bc_{owner}_labels.npy")));
-        files.push(tfe_run::train::read_owner(&x, &y, 32.0).unwrap());
-    }
-    let (mut owners, outputs) = tfe_run::train::encode_labels(files, None).unwrap();
-    let test = owners.pop().unwrap();
-    let spec = tfe_run::train::TrainSpec {
-        owners: owners.iter().map(|o| o.features.nrows()).collect(),
-        features: 30,
-        outputs,
-        epochs: 3,
-        batch_size: 32,
-        learning_rate: 0.5,
-        feature_bound: 32.0,
-        shuffle: None,
-        frac_bits: 16,
-        held: Vec::new(),
-    };
+    let dir = testdata("training");
+    let (owners, test) = training_data("bc");
+    let spec = training_spec(&owners, 3, 32, 0.5);
     let epochs = std::sync::Mutex::new(Vec::new());
     let on_epoch = |e: usize, l: f64| epochs.lock().unwrap().push((e, l));
     let remote = driver::train(&cluster.remote(), &spec, &owners, &on_epoch).unwrap();
@@ -483,7 +466,7 @@ fn training_over_the_network_matches_simulated_mode() {
 #[test]
 fn data_owners_contribute_then_the_model_owner_trains_on_held_data() {
     let cluster = Cluster::start(false, 10.0);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/training");
+    let dir = testdata("training");
     let d = |name: &str| dir.join(name).to_str().unwrap().to_string();
     let run = |args: &[String]| {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -511,24 +494,8 @@ fn data_owners_contribute_then_the_model_owner_trains_on_held_data() {
     assert!(cluster.log("server1").contains("data set `bc_b` held"));
 
     // The plaintext reference on the two files.
-    let mut files = Vec::new();
-    for owner in ["a", "b"] {
-        let (x, y) = (dir.join(format!("bc_{owner}_features.npy")), dir.join(format!("bc_{owner}_labels.npy")));
-        files.push(tfe_run::train::read_owner(&x, &y, 32.0).unwrap());
-    }
-    let (owners, outputs) = tfe_run::train::encode_labels(files, None).unwrap();
-    let spec = tfe_run::train::TrainSpec {
-        owners: owners.iter().map(|o| o.features.nrows()).collect(),
-        features: 30,
-        outputs,
-        epochs: 3,
-        batch_size: 32,
-        learning_rate: 0.5,
-        feature_bound: 32.0,
-        shuffle: None,
-        frac_bits: 16,
-        held: Vec::new(),
-    };
+    let (owners, _) = training_data("bc");
+    let spec = training_spec(&owners, 3, 32, 0.5);
     let plain = tfe_run::train::train_plaintext(&spec, &owners, |_, _| {}).unwrap();
 
     let out_dir = tempfile::tempdir().unwrap();

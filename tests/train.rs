@@ -46,27 +46,11 @@ struct Case {
 fn case(name: &'static str, prefix: &str) -> Case {
     let m = manifest(name);
     let h = &m["hyperparameters"];
-    let mut files = Vec::new();
-    for owner in ["a", "b", "test"] {
-        let x = data(&format!("{prefix}_{owner}_features.npy"));
-        let y = data(&format!("{prefix}_{owner}_labels.npy"));
-        files.push(train::read_owner(&x, &y, 32.0).unwrap());
-    }
-    let (mut owners, outputs) = train::encode_labels(files, None).unwrap();
-    assert_eq!(outputs as u64, m["num_outputs"].as_u64().unwrap());
-    let test = owners.pop().unwrap();
-    let spec = TrainSpec {
-        owners: owners.iter().map(|o| o.features.nrows()).collect(),
-        features: m["num_features"].as_u64().unwrap() as usize,
-        outputs,
-        epochs: h["epochs"].as_u64().unwrap() as usize,
-        batch_size: h["batch_size"].as_u64().unwrap() as usize,
-        learning_rate: h["learning_rate"].as_f64().unwrap(),
-        feature_bound: 32.0,
-        shuffle: None,
-        frac_bits: 16,
-        held: Vec::new(),
-    };
+    let (owners, test) = common::training_data(prefix);
+    let (epochs, batch) = (h["epochs"].as_u64().unwrap() as usize, h["batch_size"].as_u64().unwrap() as usize);
+    let spec = common::training_spec(&owners, epochs, batch, h["learning_rate"].as_f64().unwrap());
+    assert_eq!(spec.features as u64, m["num_features"].as_u64().unwrap());
+    assert_eq!(spec.outputs as u64, m["num_outputs"].as_u64().unwrap());
     Case { name, spec, owners, test_x: test.features, test_y: test.labels, reference: m }
 }
 

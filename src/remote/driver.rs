@@ -161,12 +161,13 @@ fn run_local(
         config: SecureConfig { fp, timeout: session.remote.timeout, progress: false },
     };
     std::thread::scope(|scope| {
+        let (c, t) = (&ctx, &ctx.transport);
         let mut handles = Vec::new();
         if let Some(weights) = weights {
-            handles.push(spawn_party(scope, &ctx, Party::ModelOwner, move |c| party::model_owner(c, weights)));
+            handles.push(spawn_party(scope, t, Party::ModelOwner, move || party::model_owner(c, weights)));
         }
         if let Some(batches) = batches {
-            handles.push(spawn_party(scope, &ctx, Party::Client, move |c| party::client(c, batches)));
+            handles.push(spawn_party(scope, t, Party::Client, move || party::client(c, batches)));
         }
         handles.into_iter().map(|h| h.join().expect("a party thread panicked")).collect()
     })
@@ -210,11 +211,12 @@ pub fn train(
     };
     let local = std::thread::scope(|scope| {
         let ctx = &ctx;
+        let t = &ctx.transport;
         let mut handles =
-            vec![secure::spawn(scope, ctx, Party::ModelOwner, move || secure::model_owner(ctx, spec, on_epoch))];
+            vec![spawn_party(scope, t, Party::ModelOwner, move || secure::model_owner(ctx, spec, on_epoch))];
         for (j, data) in owners.iter().enumerate() {
             let fp = spec.fp();
-            handles.push(secure::spawn(scope, ctx, Party::Client, move || secure::data_owner(ctx, fp, held + j, data)));
+            handles.push(spawn_party(scope, t, Party::Client, move || secure::data_owner(ctx, fp, held + j, data)));
         }
         handles.into_iter().map(|h| h.join().expect("a party thread panicked")).collect()
     });

@@ -146,16 +146,17 @@ pub fn predict_many_over(
         let predictions = batches.len();
         let pb = progress.clone();
         let weights = &weights;
+        let (c, t) = (&ctx, &ctx.transport);
         let handles = vec![
-            spawn_party(scope, &ctx, Party::Server0, move |c| {
+            spawn_party(scope, t, Party::Server0, move || {
                 party::server(c, 0, predictions, Some(&pb), party::Weights::FromOwner)
             }),
-            spawn_party(scope, &ctx, Party::Server1, move |c| {
+            spawn_party(scope, t, Party::Server1, move || {
                 party::server(c, 1, predictions, None, party::Weights::FromOwner)
             }),
-            spawn_party(scope, &ctx, Party::Dealer, move |c| party::dealer(c, predictions)),
-            spawn_party(scope, &ctx, Party::ModelOwner, move |c| party::model_owner(c, weights)),
-            spawn_party(scope, &ctx, Party::Client, move |c| party::client(c, batches)),
+            spawn_party(scope, t, Party::Dealer, move || party::dealer(c, predictions)),
+            spawn_party(scope, t, Party::ModelOwner, move || party::model_owner(c, weights)),
+            spawn_party(scope, t, Party::Client, move || party::client(c, batches)),
         ];
         handles.into_iter().map(|h| h.join().expect("a party thread panicked")).collect::<Vec<_>>()
     });
@@ -163,58 +164,67 @@ pub fn predict_many_over(
     assemble(results, batches.len())
 }
 
-/// The outcome of a session from every party's report, or the failure that
+/// The outcome of a secure session from every party's report, or the failure that
 /// caused the others (not its consequences).
 pub(crate) fn assemble(results: Vec<(Party, Result<party::Report>)>, predictions: usize) -> Result<Outcome> {
-    let mut first_error = None;
     let mut stats = Stats { predictions, ..Stats::default() };
     let mut outputs = Vec::new();
-    for (party, result) in results {
-        match result {
-            Ok(report) => {
-                stats.layer_time.extend(report.layer_time);
-                if party == Party::Dealer {
-                    stats.offline = report.stats.busy;
-                }
-                if party == Party::Client {
-                    stats.latency = report.stats.busy;
-                    outputs = report.outputs;
-                }
-                if party == Party::Server0 {
-                    stats.setup = report.setup;
-                    stats.online = report.stats.busy;
-                }
-                stats.parties.insert(party, report.stats);
-            }
-            Err(e) if e.chain().any(|c| c.is::<Aborted>()) => {
-                first_error.get_or_insert(e);
-            }
-            Err(e) => return Err(e.context(format!("{} failed", party.name()))),
+    for (party, report) in reports(results)? {
+        stats.layer_time.extend(report.layer_time);
+        if party == Party::Dealer {
+            stats.offline = report.stats.busy;
         }
-    }
-    if let Some(e) = first_error {
-        return Err(e);
+        if party == Party::Client {
+            stats.latency = report.stats.busy;
+            outputs = report.outputs;
+        }
+        if party == Party::Server0 {
+            stats.setup = report.setup;
+            stats.online = report.stats.busy;
+        }
+        stats.parties.insert(party, report.stats);
     }
     Ok(Outcome { outputs, stats })
 }
 
-/// Run one party in its own thread; if it fails, stop the others at once.
+/// Every party's report, or the failure that caused the others: a party that
+/// failed on its own, rather than one stopped because another failed.
+pub(crate) fn reports(results: Vec<(Party, Result<party::Report>)>) -> Result<Vec<(Party, party::Report)>> {
+    let mut first_stopped = None;
+    let mut ok = Vec::with_capacity(results.len());
+    for (party, result) in results {
+        match result {
+            Ok(report) => ok.push((party, report)),
+            Err(e) if e.chain().any(|c| c.is::<Aborted>()) => {
+                first_stopped.get_or_insert(e);
+            }
+            Err(e) => return Err(e.context(format!("{} failed", party.name()))),
+        }
+    }
+    match first_stopped {
+        Some(e) => Err(e),
+        None => Ok(ok),
+    }
+}
+
+/// Run one party's `work` in its own thread; if it fails, stop the others (all
+/// that use `transport`) at once.
 pub(crate) fn spawn_party<'scope, F>(
     scope: &'scope std::thread::Scope<'scope, '_>,
-    ctx: &party::Context,
+    transport: &Arc<dyn Transport>,
     party: Party,
     work: F,
 ) -> std::thread::ScopedJoinHandle<'scope, (Party, Result<party::Report>)>
 where
-    F: FnOnce(&party::Context) -> Result<party::Report> + Send + 'scope,
+    F: FnOnce() -> Result<party::Report> + Send + 'scope,
 {
-    let ctx = ctx.clone();
+    let transport = Arc::clone(transport);
     std::thread::Builder::new()
         .name(party.name().to_string())
         .spawn_scoped(scope, move || {
-            let result = work(&ctx);
+            let result = work();
             if let Err(e) = &result {
-                ctx.transport.abort(format!("{} failed: {e:#}", party.name()));
+                transport.abort(format!("{} failed: {e:#}", party.name()));
             }
             (party, result)
         })

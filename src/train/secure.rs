@@ -38,9 +38,9 @@ use crate::protocol::trunc::{deal_truncate, truncate};
 use crate::protocol::{Dealer, Server, domain};
 use crate::ring::{FixedPoint, Prg, RingTensor, Z, expanded_words, from_words, os_seed, stream_id, to_words};
 use crate::runtime::party::{Report, recv_seed};
-use crate::runtime::{PartyStats, Planned, SecureConfig, Stats};
+use crate::runtime::{PartyStats, Planned, SecureConfig, Stats, reports, spawn_party};
 use crate::tensor::Tensor;
-use crate::transport::{Aborted, Endpoint, InProcess, Party, Transport, decode_words, encode_words};
+use crate::transport::{Endpoint, InProcess, Party, Transport, decode_words, encode_words};
 
 /// Message "steps" outside the training steps' phases.
 const SEEDS: u32 = u32::MAX;
@@ -410,77 +410,45 @@ pub fn train_over(
     let session = u64::from_le_bytes(os_seed()?[..8].try_into()?);
     let ctx = Context { transport, session, timeout: config.timeout };
     let results = std::thread::scope(|scope| {
-        let ctx = &ctx;
+        let (ctx, t) = (&ctx, &ctx.transport);
         let mut handles = vec![
-            spawn(scope, ctx, Party::Server0, move || server(ctx, spec, 0, on_step, &[])),
-            spawn(scope, ctx, Party::Server1, move || server(ctx, spec, 1, None, &[])),
-            spawn(scope, ctx, Party::Dealer, move || dealer(ctx, spec)),
-            spawn(scope, ctx, Party::ModelOwner, move || model_owner(ctx, spec, on_epoch)),
+            spawn_party(scope, t, Party::Server0, move || server(ctx, spec, 0, on_step, &[])),
+            spawn_party(scope, t, Party::Server1, move || server(ctx, spec, 1, None, &[])),
+            spawn_party(scope, t, Party::Dealer, move || dealer(ctx, spec)),
+            spawn_party(scope, t, Party::ModelOwner, move || model_owner(ctx, spec, on_epoch)),
         ];
         for (j, data) in owners.iter().enumerate() {
-            handles.push(spawn(scope, ctx, Party::Client, move || data_owner(ctx, spec.fp(), j, data)));
+            handles.push(spawn_party(scope, t, Party::Client, move || data_owner(ctx, spec.fp(), j, data)));
         }
         handles.into_iter().map(|h| h.join().expect("a party thread panicked")).collect::<Vec<_>>()
     });
     assemble(spec, results)
 }
 
-/// Run one party in its own thread; if it fails, stop the others at once.
-pub(crate) fn spawn<'scope>(
-    scope: &'scope std::thread::Scope<'scope, '_>,
-    ctx: &Context,
-    party: Party,
-    work: impl FnOnce() -> Result<Report> + Send + 'scope,
-) -> std::thread::ScopedJoinHandle<'scope, (Party, Result<Report>)> {
-    let transport = Arc::clone(&ctx.transport);
-    std::thread::Builder::new()
-        .name(party.name().to_string())
-        .spawn_scoped(scope, move || {
-            let result = work();
-            if let Err(e) = &result {
-                transport.abort(format!("{} failed: {e:#}", party.name()));
-            }
-            (party, result)
-        })
-        .expect("the operating system refused to start a thread")
-}
-
 /// The outcome from every party's report, or the failure that caused the others.
 pub(crate) fn assemble(spec: &TrainSpec, results: Vec<(Party, Result<Report>)>) -> Result<TrainOutcome> {
-    let mut first_error = None;
     let mut stats = Stats::default();
     let mut owners = Vec::new();
     let mut outputs = Vec::new();
-    for (party, result) in results {
-        match result {
-            Ok(report) => {
-                match party {
-                    Party::Client => {
-                        owners.push(report.stats);
-                        continue;
-                    }
-                    Party::Dealer => stats.offline = report.stats.busy,
-                    Party::Server0 => {
-                        stats.setup = report.setup;
-                        stats.online = report.stats.busy;
-                        stats.layer_time = report.layer_time;
-                    }
-                    Party::ModelOwner => {
-                        stats.latency = report.stats.busy;
-                        outputs = report.outputs;
-                    }
-                    Party::Server1 => {}
-                }
-                stats.parties.insert(party, report.stats);
+    for (party, report) in reports(results)? {
+        match party {
+            Party::Client => {
+                owners.push(report.stats);
+                continue;
             }
-            Err(e) if e.chain().any(|c| c.is::<Aborted>()) => {
-                first_error.get_or_insert(e);
+            Party::Dealer => stats.offline = report.stats.busy,
+            Party::Server0 => {
+                stats.setup = report.setup;
+                stats.online = report.stats.busy;
+                stats.layer_time = report.layer_time;
             }
-            Err(e) => return Err(e.context(format!("{} failed", party.name()))),
+            Party::ModelOwner => {
+                stats.latency = report.stats.busy;
+                outputs = report.outputs;
+            }
+            Party::Server1 => {}
         }
-    }
-    if let Some(e) = first_error {
-        return Err(e);
+        stats.parties.insert(party, report.stats);
     }
     let [Tensor::Float(w), Tensor::Float(losses)] = outputs.as_slice() else {
         anyhow::bail!("the model owner received no weights");

@@ -87,3 +87,40 @@ pub fn run_plaintext(
         .unwrap_or_else(|e| panic!("{}: {e:#}", model.display()));
     (prepared.plan, out.to_float())
 }
+
+/// testdata/training's data set `prefix` ("bc" or "mnist") as `tfe-run train`
+/// loads it: its two owners' rows, and the held-out rows.
+pub fn training_data(prefix: &str) -> (Vec<tfe_run::train::OwnerData>, tfe_run::train::OwnerData) {
+    let dir = testdata("training");
+    let mut files = Vec::new();
+    for owner in ["a", "b", "test"] {
+        let x = dir.join(format!("{prefix}_{owner}_features.npy"));
+        let y = dir.join(format!("{prefix}_{owner}_labels.npy"));
+        files.push(tfe_run::train::read_owner(&x, &y, 32.0).unwrap());
+    }
+    let (mut owners, _) = tfe_run::train::encode_labels(files, None).unwrap();
+    let test = owners.pop().unwrap();
+    (owners, test)
+}
+
+/// The spec `tfe-run train` makes for `owners` with these hyperparameters (no
+/// shuffle, default bound and fixed point).
+pub fn training_spec(
+    owners: &[tfe_run::train::OwnerData],
+    epochs: usize,
+    batch_size: usize,
+    learning_rate: f64,
+) -> tfe_run::train::TrainSpec {
+    tfe_run::train::TrainSpec {
+        owners: owners.iter().map(|o| o.features.nrows()).collect(),
+        features: owners[0].features.ncols(),
+        outputs: owners[0].labels.ncols(),
+        epochs,
+        batch_size,
+        learning_rate,
+        feature_bound: 32.0,
+        shuffle: None,
+        frac_bits: 16,
+        held: Vec::new(),
+    }
+}
