@@ -34,6 +34,7 @@ pub struct TrainArgs {
     /// Rows per SGD step (the last step of an epoch may have fewer).
     #[arg(long, value_name = "B", default_value_t = 32)]
     pub batch_size: usize,
+    /// Step size of SGD (the gradient is the mean over a batch's rows).
     #[arg(long, value_name = "LR", default_value_t = 0.1)]
     pub learning_rate: f64,
     /// Shuffle the rows every epoch (a public random order; default: file order).
@@ -52,6 +53,7 @@ pub struct TrainArgs {
     /// The model owner's held-out rows: report the trained model's accuracy on them.
     #[arg(long, value_name = "X.npy", requires = "test_labels")]
     pub test_features: Option<PathBuf>,
+    /// Their labels, encoded as for --labels.
     #[arg(long, value_name = "y.npy", requires = "test_features")]
     pub test_labels: Option<PathBuf>,
     /// Train in the clear, with no protocol: the reference for secure training.
