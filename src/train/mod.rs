@@ -31,6 +31,7 @@ use ndarray::{Array1, Array2, Axis, s};
 use crate::error::Error;
 use rand_core::{Rng, SeedableRng};
 
+use crate::plan::MAX_VALUE_ELEMENTS;
 use crate::ring::FixedPoint;
 
 /// The public description of a training run: what every party agrees on.
@@ -72,6 +73,10 @@ impl DatasetInfo {
     /// Refuse a description no contribution could have (before allocating for it).
     pub fn check(&self) -> Result<()> {
         FixedPoint::new(self.frac_bits)?;
+        let width = self.features.checked_add(self.outputs);
+        if width.and_then(|w| w.checked_mul(self.rows)).is_none_or(|e| e > MAX_VALUE_ELEMENTS) {
+            return Err(Error::bad_input(format!("a data set of {self:?} is too large (over 2^34 values)")));
+        }
         if self.rows == 0 || self.features == 0 || self.outputs == 0 {
             return Err(Error::bad_input(format!("a data set of {self:?} has nothing to train on")));
         }
@@ -116,6 +121,22 @@ impl TrainSpec {
     pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::bad_input(m));
         FixedPoint::new(self.frac_bits)?;
+        // A spec also arrives from the network: every size is checked before any
+        // arithmetic on it could overflow, and bounded like a plan's values.
+        let rows = self.owners.iter().try_fold(0usize, |a, &n| a.checked_add(n));
+        let elements = |count: Option<usize>, per: usize| count.and_then(|c| c.checked_mul(per));
+        let width = self.features.checked_add(1).and_then(|w| w.checked_add(self.outputs));
+        let sizes = [
+            width.and_then(|w| elements(rows, w)),
+            elements(self.features.checked_add(1), self.outputs),
+            elements(self.batch_size.checked_mul(25), self.outputs),
+        ];
+        if sizes.iter().any(|s| s.is_none_or(|s| s > MAX_VALUE_ELEMENTS)) {
+            return bad(format!(
+                "{:?} rows of {} features and {} outputs, batch {}: too large (over 2^34 values)",
+                self.owners, self.features, self.outputs, self.batch_size
+            ));
+        }
         if self.owners.is_empty() || self.rows() == 0 {
             return bad("no training rows: give at least one --features/--labels pair with rows".into());
         }
@@ -517,6 +538,25 @@ mod tests {
         let hot4 = ndarray::array![[0.0f32, 0.0, 0.0, 1.0]].into_dyn();
         let e = encode_labels(vec![owner(hot4), owner(ndarray::array![[1.0f32, 0.0]].into_dyn())], None).unwrap_err();
         assert!(e.to_string().contains("one-hot rows of 2 columns, but there are 4 classes"), "{e}");
+    }
+
+    #[test]
+    fn a_spec_from_the_network_cannot_overflow_or_ask_for_too_much() {
+        let ok = spec(100, 32);
+        assert!(ok.check().is_ok());
+        for bad in [
+            TrainSpec { owners: vec![usize::MAX, 2], ..ok.clone() },
+            TrainSpec { owners: vec![1 << 40], ..ok.clone() },
+            TrainSpec { features: usize::MAX, ..ok.clone() },
+            TrainSpec { outputs: 1 << 40, ..ok.clone() },
+            TrainSpec { batch_size: usize::MAX, ..ok.clone() },
+            TrainSpec { epochs: usize::MAX, ..ok.clone() },
+        ] {
+            let e = bad.check().unwrap_err().to_string();
+            assert!(e.contains("too large") || e.contains("too many steps"), "{e}");
+        }
+        let info = DatasetInfo { rows: usize::MAX, features: 2, outputs: 1, frac_bits: 16, feature_bound: 32.0 };
+        assert!(info.check().unwrap_err().to_string().contains("too large"));
     }
 
     #[test]
