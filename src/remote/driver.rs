@@ -197,6 +197,7 @@ pub fn train(
     on_epoch: &(dyn Fn(usize, f64) + Sync),
 ) -> Result<TrainOutcome> {
     spec.check()?;
+    check_frame(spec.largest_message(), "the set-up's opening of the masked training set")?;
     let held = spec.held.len();
     if owners.iter().map(|o| o.features.nrows()).ne(spec.owners[held..].iter().copied()) {
         bail!("the data owners' row counts differ from the training spec");
@@ -223,10 +224,26 @@ pub fn train(
     secure::assemble(spec, session.collect(local, &[Party::Server0, Party::Server1, Party::Dealer]))
 }
 
+/// Messages between hosts are single frames of at most 1 GiB: refuse a data set
+/// whose shares or opening would not fit, before anything is sent.
+fn check_frame(bytes: u64, what: &str) -> Result<()> {
+    let limit = crate::transport::wire::MAX_FRAME as u64;
+    if bytes > limit {
+        return Err(crate::error::Error::bad_input(format!(
+            "{what} would be one message of {:.0} MB, over the {:.0} MB limit between hosts: \
+             train on fewer rows or features",
+            bytes as f64 / 1e6,
+            limit as f64 / 1e6
+        )));
+    }
+    Ok(())
+}
+
 /// `tfe-run contribute`: as a data owner, secret-share rows with the servers,
 /// which keep them under `name` for later training sessions.
 pub fn contribute(remote: &Remote, name: &str, data: &OwnerData, info: DatasetInfo) -> Result<Vec<Report>> {
     info.check()?;
+    check_frame(8 * info.rows as u64 * info.features as u64, "the shares of the features")?;
     let request = Request::Contribute { name: name.to_string(), info };
     let session = Session::new(remote)?;
     for peer in [Party::Server1, Party::Server0] {
@@ -377,4 +394,32 @@ fn first_rows<T: Clone>(parts: Vec<ArrayD<T>>, rows: usize) -> Result<ArrayD<T>>
     let all = ndarray::concatenate(Axis(0), &views)?;
     let keep = rows.min(all.shape()[0]);
     Ok(all.slice_axis(Axis(0), Slice::from(0..keep)).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_over_one_frame_is_refused_before_sending() {
+        let limit = crate::transport::wire::MAX_FRAME as u64;
+        assert!(check_frame(limit, "x").is_ok());
+        let e = check_frame(limit + 1, "the shares of the features").unwrap_err().to_string();
+        assert!(e.contains("the shares of the features would be one message of 1074 MB"), "{e}");
+        // 170 000 rows of 784 features fit; 172 000 do not.
+        let spec = |rows| TrainSpec {
+            owners: vec![rows],
+            features: 784,
+            outputs: 10,
+            epochs: 1,
+            batch_size: 32,
+            learning_rate: 0.5,
+            feature_bound: 32.0,
+            shuffle: None,
+            frac_bits: 16,
+            held: Vec::new(),
+        };
+        assert!(check_frame(spec(170_000).largest_message(), "x").is_ok());
+        assert!(check_frame(spec(172_000).largest_message(), "x").is_err());
+    }
 }

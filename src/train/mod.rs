@@ -171,6 +171,12 @@ impl TrainSpec {
         self.rows().div_ceil(self.batch_size.max(1))
     }
 
+    /// The largest message of the run, in bytes: the servers' opening of the
+    /// masked training set (all rows, with the ones column) in the set-up.
+    pub fn largest_message(&self) -> u64 {
+        8 * self.rows() as u64 * (self.features as u64 + 1)
+    }
+
     /// The rows of each step of epoch `epoch`.
     pub fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
         let n = self.rows();
