@@ -22,7 +22,9 @@ pub mod trunc;
 
 use anyhow::Result;
 
-use crate::ring::{Prg, RingTensor, from_words, stream_id, to_words};
+use std::num::Wrapping;
+
+use crate::ring::{Prg, RingTensor, stream_id, to_words};
 use crate::transport::{Endpoint, Party, decode_words, encode_words};
 
 /// Stream domains, so a seed never yields the same stream for two purposes.
@@ -124,18 +126,38 @@ impl Server {
     }
 
     /// Open shared tensors: both servers learn their sums. One round.
+    ///
+    /// Written for large tensors (a training set, a batch's activations): the
+    /// shares are encoded straight into the message, and the peer's words are
+    /// added straight into a copy of ours, with no intermediate vectors.
     pub fn open(&mut self, shares: &[&RingTensor]) -> Result<Vec<RingTensor>> {
-        let mine: Vec<u64> = shares.iter().flat_map(|s| s.iter().map(|w| w.0)).collect();
-        let theirs = self.exchange(&mine)?;
-        let mut out = Vec::with_capacity(shares.len());
-        let mut at = 0;
+        let total: usize = shares.iter().map(|s| s.len()).sum();
+        let mut message = Vec::with_capacity(total * 8);
         for s in shares {
-            let n = s.len();
-            let other = from_words(s.shape(), theirs[at..at + n].to_vec());
-            out.push(*s + &other);
-            at += n;
+            s.iter().for_each(|w| message.extend_from_slice(&w.0.to_le_bytes()));
         }
-        Ok(out)
+        let tag = self.at.next_open();
+        let peer = self.peer();
+        self.net.send(peer, self.at.step, tag, message)?;
+        let theirs = self.net.recv(peer, self.at.step, tag)?;
+        if theirs.len() != total * 8 {
+            anyhow::bail!(
+                "{} sent {} bytes where {} ring elements ({} bytes) were expected",
+                peer.name(),
+                theirs.len(),
+                total,
+                total * 8
+            );
+        }
+        let mut words = theirs.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        Ok(shares
+            .iter()
+            .map(|s| {
+                let mut sum = (*s).clone();
+                sum.iter_mut().zip(words.by_ref()).for_each(|(v, w)| *v += Wrapping(w));
+                sum
+            })
+            .collect())
     }
 
     /// XOR-open bit words: both servers learn `a ⊕ b`. One round.

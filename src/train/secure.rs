@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use ndarray::{Array2, ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::{DatasetInfo, Model, OwnerData, TrainSpec, Trained};
 use crate::plan::Op;
@@ -119,23 +119,39 @@ fn owner_stream(owner: usize, part: u16) -> u64 {
     stream_id(domain::SHARING, 0, owner as u32, part)
 }
 
-/// Labels as ring integers (0 or 1, no fractional bits): y·z then needs no truncation.
-fn encode_labels(y: &Array2<f32>) -> RingTensor {
-    y.mapv(|v| Wrapping(v as u64)).into_dyn()
-}
-
-/// A data owner: share its features (fixed point) and labels (0/1) with the servers.
+/// A data owner: share its features (fixed point) and labels (0/1 as ring
+/// integers, so that y·z needs no truncation) with the servers.
 pub fn data_owner(ctx: &Context, fp: FixedPoint, index: usize, data: &OwnerData) -> Result<Report> {
     let mut net = ctx.endpoint(Party::Client);
     let start = Instant::now();
-    let x = fp.encode(&data.features.clone().into_dyn(), &format!("features `{}`", data.name))?;
-    let y = encode_labels(&data.labels);
+    let bound = fp.bound();
+    if let Some(v) = data.features.iter().find(|v| !(f64::from(v.abs()) < bound)) {
+        return Err(crate::error::Error::bad_input(format!(
+            "features `{}`: value {v} is out of range for {} fractional bits",
+            data.name, fp.frac_bits
+        )));
+    }
     let seed = os_seed()?;
     let tag = 3 * index as u32;
     net.send(Party::Server0, OWNER_SHARES, tag, seed.to_vec())?;
-    for (part, value) in [&x, &y].into_iter().enumerate() {
-        let share0 = Prg::new(&seed, owner_stream(index, part as u16)).tensor(value.shape());
-        net.send(Party::Server1, OWNER_SHARES, tag + 1 + part as u32, encode_words(&to_words(&(value - &share0))))?;
+    // value − share0, encoded straight into the message: the owner's rows are
+    // never held again in another form.
+    let features = data.features.iter().map(|&v| fp.encode_value(f64::from(v)));
+    let labels = data.labels.iter().map(|&v| Wrapping(v as u64));
+    let parts: [(&mut dyn Iterator<Item = Z>, usize); 2] =
+        [(&mut { features }, data.features.len()), (&mut { labels }, data.labels.len())];
+    for (part, (values, len)) in parts.into_iter().enumerate() {
+        let mut prg = Prg::new(&seed, owner_stream(index, part as u16));
+        let mut message = Vec::with_capacity(len * 8);
+        let mut left = len;
+        while left > 0 {
+            let chunk = left.min(1 << 16);
+            for (share0, value) in prg.words(chunk).into_iter().zip(&mut *values) {
+                message.extend_from_slice(&(value - Wrapping(share0)).0.to_le_bytes());
+            }
+            left -= chunk;
+        }
+        net.send(Party::Server1, OWNER_SHARES, tag + 1 + part as u32, message)?;
     }
     Ok(Report { stats: finish(&net, start.elapsed(), 0), ..Report::default() })
 }
@@ -182,31 +198,29 @@ pub fn receive_contribution(ctx: &Context, i: usize, info: DatasetInfo) -> Resul
 /// column) and Y ([N, k], integers). The held data sets come first.
 fn receive_rows(s: &mut Server, spec: &TrainSpec, held: &[Arc<HeldShares>]) -> Result<(RingTensor, RingTensor)> {
     let (d, k) = (spec.features, spec.outputs);
-    let fp = spec.fp();
-    let mut xs = Vec::new();
-    let mut ys = Vec::new();
+    // Written in place, owner by owner: the training set is the largest thing a
+    // server holds, so it is never copied whole.
+    let one = if s.is_first() { spec.fp().encode_value(1.0) } else { Wrapping(0) };
+    let mut x = RingTensor::from_elem(IxDyn(&[spec.rows(), d + 1]), one);
+    let mut y = RingTensor::zeros(IxDyn(&[spec.rows(), k]));
+    let mut at = 0;
     for (j, &n) in spec.owners.iter().enumerate() {
+        let rows = ndarray::Slice::from(at..at + n);
+        let mut place = |xj: &RingTensor, yj: &RingTensor| {
+            x.slice_axis_mut(Axis(0), rows).slice_axis_mut(Axis(1), ndarray::Slice::from(..d)).assign(xj);
+            y.slice_axis_mut(Axis(0), rows).assign(yj);
+        };
         match held.get(j) {
-            Some(h) => {
-                xs.push(h.x.clone());
-                ys.push(h.y.clone());
-            }
+            Some(h) => place(&h.x, &h.y),
             None => {
                 let first = s.is_first();
-                let (x, y) = receive_owner(&mut s.net, first, j, &DatasetInfo::of_owner(spec, n))?;
-                xs.push(x);
-                ys.push(y);
+                let (xj, yj) = receive_owner(&mut s.net, first, j, &DatasetInfo::of_owner(spec, n))?;
+                place(&xj, &yj);
             }
         }
+        at += n;
     }
-    let one = if s.is_first() { fp.encode_value(1.0) } else { Wrapping(0) };
-    xs.push(RingTensor::zeros(IxDyn(&[0, d])));
-    let x = ndarray::concatenate(Axis(0), &xs.iter().map(|t| t.view()).collect::<Vec<_>>())?;
-    let ones = RingTensor::from_elem(IxDyn(&[x.shape()[0], 1]), one);
-    let x1 = ndarray::concatenate(Axis(1), &[x.view(), ones.view()])?;
-    ys.push(RingTensor::zeros(IxDyn(&[0, k])));
-    let y = ndarray::concatenate(Axis(0), &ys.iter().map(|t| t.view()).collect::<Vec<_>>())?;
-    Ok((x1, y))
+    Ok((x, y))
 }
 
 /// Server `i`'s program.
@@ -240,7 +254,11 @@ pub fn server(
     s.begin(0, SETUP);
     s.net.set_layer(None);
     let mask_x = s.mask(0, MASK_X, x.shape());
-    let opened_x = s.open(&[&(&x - &mask_x)])?.remove(0);
+    // From here on the rows enter products only through their mask and the
+    // masked opening: the share itself is not needed.
+    let masked = x - &mask_x;
+    let opened_x = s.open(&[&masked])?.remove(0);
+    drop(masked);
     report.setup = start.elapsed();
 
     let mut w = RingTensor::zeros(IxDyn(&[d1, k]));
