@@ -125,7 +125,7 @@ pub fn data_owner(ctx: &Context, fp: FixedPoint, index: usize, data: &OwnerData)
     let mut net = ctx.endpoint(Party::Client);
     let start = Instant::now();
     let bound = fp.bound();
-    if let Some(v) = data.features.iter().find(|v| !(f64::from(v.abs()) < bound)) {
+    if let Some(v) = data.features.iter().find(|v| v.is_nan() || f64::from(v.abs()) >= bound) {
         return Err(crate::error::Error::bad_input(format!(
             "features `{}`: value {v} is out of range for {} fractional bits",
             data.name, fp.frac_bits
