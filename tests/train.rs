@@ -350,6 +350,10 @@ fn train_command_refuses_bad_input() {
         ),
         (vec!["--features", &x, "--labels", &y, "--epochs", "0"], vec!["--epochs 0"]),
         (vec!["--features", "missing.npy", "--labels", &y], vec!["missing.npy"]),
+        (vec!["--features", &x, "--labels", &y, "--feature-bound", "0.5"], vec!["--feature-bound 0.5"]),
+        (vec!["--features", &x, "--labels", &y, "--feature-bound", "NaN"], vec!["--feature-bound NaN"]),
+        (vec!["--data", "a"], vec!["--data", "needs --config"]),
+        (vec!["--features", &x, "--labels", &y, "--max-memory", "1M"], vec!["--max-memory limit of 1 MB"]),
     ];
     for (mut args, needles) in cases {
         args.splice(0..0, ["train"]);
@@ -362,4 +366,10 @@ fn train_command_refuses_bad_input() {
         }
     }
     assert!(!Path::new(out).exists(), "no model is written on failure");
+
+    // `contribute` shares with a cluster's servers: it needs one, and checks its
+    // input before dialling anyone.
+    let (code, _, stderr) = tfe_run(&["contribute", "--name", "a", "--features", &x, "--labels", &y]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("`tfe-run contribute` needs --config FILE"), "{stderr}");
 }
