@@ -8,6 +8,9 @@
 //! the dealer's work included), per epoch and as a secure/plaintext ratio; bytes
 //! per epoch each party sent, rounds per step, and both models' test accuracy.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use tfe_run::runtime::SecureConfig;
@@ -21,28 +24,10 @@ struct Data {
     test: OwnerData,
 }
 
+/// The data set as the tests load it (tests/common): two owners and the test rows.
 fn load(name: &'static str, prefix: &str, epochs: usize) -> Data {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/training");
-    let mut files = Vec::new();
-    for owner in ["a", "b", "test"] {
-        let x = dir.join(format!("{prefix}_{owner}_features.npy"));
-        let y = dir.join(format!("{prefix}_{owner}_labels.npy"));
-        files.push(train::read_owner(&x, &y, 32.0).expect("training data"));
-    }
-    let (mut owners, outputs) = train::encode_labels(files, None).expect("labels");
-    let test = owners.pop().expect("test rows");
-    let spec = TrainSpec {
-        owners: owners.iter().map(|o| o.features.nrows()).collect(),
-        features: test.features.ncols(),
-        outputs,
-        epochs,
-        batch_size: 32,
-        learning_rate: 0.5,
-        feature_bound: 32.0,
-        shuffle: None,
-        frac_bits: 16,
-        held: Vec::new(),
-    };
+    let (owners, test) = common::training_data(prefix);
+    let spec = common::training_spec(&owners, epochs, 32, 0.5);
     Data { name, spec, owners, test }
 }
 

@@ -74,15 +74,21 @@ impl FixedPoint {
     /// Encode a tensor, refusing values outside the range: a silent wrap-around
     /// would print a wrong answer.
     pub fn encode(&self, x: &ArrayD<f32>, what: &str) -> Result<RingTensor> {
+        self.check_range(x.iter(), what)?;
+        Ok(x.mapv(|v| self.encode_value(f64::from(v))))
+    }
+
+    /// Refuse values outside the range, and NaN, naming `what` and the position.
+    pub fn check_range<'a>(&self, values: impl IntoIterator<Item = &'a f32>, what: &str) -> Result<()> {
         let bound = self.bound();
-        if let Some((i, v)) = x.iter().enumerate().find(|(_, v)| (v.abs() as f64) >= bound) {
+        if let Some((i, v)) = values.into_iter().enumerate().find(|(_, v)| v.is_nan() || f64::from(v.abs()) >= bound) {
             return Err(Error::bad_input(format!(
                 "{what}: value {v} at flat index {i} is out of range (|x| must be below 2^{} = {bound:e} with {} fractional bits)",
                 62 - 2 * self.frac_bits,
                 self.frac_bits
             )));
         }
-        Ok(x.mapv(|v| self.encode_value(f64::from(v))))
+        Ok(())
     }
 
     /// Decode a value with `frac_bits` fractional bits (0 for integers).

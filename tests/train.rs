@@ -123,12 +123,7 @@ fn secure_matches_plaintext(c: Case, weight_tolerance: f64) {
     assert_eq!(heard.iter().map(|(e, _)| *e).collect::<Vec<_>>(), (0..c.spec.epochs).collect::<Vec<_>>());
     // Server 0 sends, phase by phase, exactly what the formulas plan.
     let server0 = &outcome.stats.parties[&Party::Server0];
-    let mut planned = [0u64; 3];
-    for (_, rows) in c.spec.steps() {
-        for (total, p) in planned.iter_mut().zip(secure::planned_step(&c.spec, rows.len())) {
-            *total += p.bytes;
-        }
-    }
+    let planned: Vec<u64> = secure::planned(&c.spec).iter().map(|p| p.bytes).collect();
     let measured: Vec<u64> = (0..3).map(|k| server0.per_layer[&k].bytes_sent).collect();
     assert_eq!(measured, planned, "{}: bytes per phase, measured vs planned", c.name);
     assert!(outcome.owners.len() == 2);

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::Mode;
 use crate::tensor::Tensor;
 
-fn mode_name(mode: Mode) -> &'static str {
+pub(super) fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Plaintext => "plaintext",
         Mode::Secure => "secure (Pond)",

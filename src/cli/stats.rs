@@ -6,11 +6,29 @@ use std::fmt::Write;
 use anyhow::Result;
 
 use crate::plan::Plan;
-use crate::runtime::{Schedule, Stats};
+use crate::runtime::{PartyStats, Schedule, Stats};
+use crate::train::{TrainSpec, secure};
 use crate::transport::Party;
 
 fn mb(bytes: u64) -> String {
     format!("{:.3} MB", bytes as f64 / 1e6)
+}
+
+/// What each party sent and received, its messages and rounds.
+fn party_table<'a>(s: &mut String, rows: impl Iterator<Item = (String, &'a PartyStats)>) -> Result<()> {
+    writeln!(s, "{:<16} {:>12} {:>12} {:>8} {:>8}", "party", "sent", "received", "msgs", "rounds")?;
+    for (name, p) in rows {
+        writeln!(
+            s,
+            "{:<16} {:>12} {:>12} {:>8} {:>8}",
+            name,
+            mb(p.traffic.bytes_sent),
+            mb(p.traffic.bytes_received),
+            p.traffic.messages_sent,
+            p.traffic.rounds
+        )?;
+    }
+    Ok(())
 }
 
 pub fn report(plan: &Plan, stats: &Stats) -> Result<String> {
@@ -27,18 +45,7 @@ pub fn report(plan: &Plan, stats: &Stats) -> Result<String> {
         stats.latency.as_secs_f64() * 1e3
     )?;
     writeln!(s, "estimated peak memory (the --max-memory check): {}", mb(schedule.estimate_memory()))?;
-    writeln!(s, "{:<16} {:>12} {:>12} {:>8} {:>8}", "party", "sent", "received", "msgs", "rounds")?;
-    for (party, p) in &stats.parties {
-        writeln!(
-            s,
-            "{:<16} {:>12} {:>12} {:>8} {:>8}",
-            party.name(),
-            mb(p.traffic.bytes_sent),
-            mb(p.traffic.bytes_received),
-            p.traffic.messages_sent,
-            p.traffic.rounds
-        )?;
-    }
+    party_table(&mut s, stats.parties.iter().map(|(p, st)| (p.name().to_string(), st)))?;
     let (without, with) = stats.dealer_bytes();
     writeln!(
         s,
@@ -78,6 +85,47 @@ pub fn report(plan: &Plan, stats: &Stats) -> Result<String> {
     }
     if let Some(f) = schedule.client_final {
         writeln!(s, "client applies {f:?} to the opened output")?;
+    }
+    Ok(s)
+}
+
+/// `train --stats`: the parties (each data owner on its own line), then server
+/// 0's bytes, rounds and time per phase of a step beside what the formulas plan.
+pub fn train_report(spec: &TrainSpec, stats: &Stats, owners: &[PartyStats]) -> Result<String> {
+    let steps = (spec.steps_per_epoch() * spec.epochs).max(1);
+    let mut s = String::new();
+    writeln!(s, "secure training: {} steps ({} epochs of {})", steps, spec.epochs, spec.steps_per_epoch())?;
+    writeln!(
+        s,
+        "time: set-up {:.1} ms, dealer (offline) {:.1} ms, servers {:.1} ms ({:.1} ms per epoch)",
+        stats.setup.as_secs_f64() * 1e3,
+        stats.offline.as_secs_f64() * 1e3,
+        stats.online.as_secs_f64() * 1e3,
+        stats.online.as_secs_f64() * 1e3 / spec.epochs.max(1) as f64
+    )?;
+    let parties = stats.parties.iter().map(|(p, st)| (p.name().to_string(), st));
+    let data_owners = owners.iter().enumerate().map(|(j, st)| (format!("data-owner {}", j + 1), st));
+    party_table(&mut s, parties.chain(data_owners))?;
+    let (without, with) = stats.dealer_bytes();
+    writeln!(s, "dealer: sent {} thanks to seeds; without them it would send {}", mb(with), mb(without))?;
+    writeln!(s, "per step (server0, averaged over the {steps} steps; planned from the formulas in docs/TRAINING.md):")?;
+    writeln!(s, "{:<22} {:>12} {:>12} {:>7} {:>8} {:>9}", "phase", "sent", "planned", "rounds", "planned", "ms")?;
+    let server0 = stats.parties.get(&Party::Server0);
+    let planned = secure::planned(spec);
+    for (k, name) in secure::PHASES.iter().enumerate() {
+        let t = server0.and_then(|p| p.per_layer.get(&k)).cloned().unwrap_or_default();
+        let ms = stats.layer_time.get(&k).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        let per = |x: u64| x as f64 / steps as f64;
+        writeln!(
+            s,
+            "{:<22} {:>12} {:>12} {:>7.1} {:>8.1} {:>9.3}",
+            name,
+            mb(t.bytes_sent / steps as u64),
+            mb(planned[k].bytes / steps as u64),
+            per(t.rounds),
+            per(planned[k].rounds),
+            ms / steps as f64
+        )?;
     }
     Ok(s)
 }

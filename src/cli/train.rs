@@ -4,17 +4,16 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::Mode;
 use super::args::NetworkArgs;
 use crate::error::{Error, exit};
-use crate::runtime::{SecureConfig, Stats};
+use crate::runtime::SecureConfig;
 use crate::train::{self, DatasetInfo, OwnerData, TrainSpec, Trained, export, secure};
-use crate::transport::Party;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -40,12 +39,8 @@ pub struct TrainArgs {
     /// Shuffle the rows every epoch (a public random order; default: file order).
     #[arg(long)]
     pub shuffle: bool,
-    /// Number of classes (default: from the labels; 0/1 labels train one output).
-    #[arg(long, value_name = "K")]
-    pub classes: Option<usize>,
-    /// Every feature must lie in [-R, R] (scale them first); it sizes the fixed point.
-    #[arg(long, value_name = "R", default_value_t = 32.0)]
-    pub feature_bound: f64,
+    #[command(flatten)]
+    pub encoding: EncodingArgs,
     /// Where to write the trained model (frozen GraphDef); the weights go beside it
     /// as NAME.weights.npy ([features, outputs]) and NAME.bias.npy ([outputs]).
     #[arg(long, value_name = "MODEL.pb")]
@@ -59,9 +54,6 @@ pub struct TrainArgs {
     /// Train in the clear, with no protocol: the reference for secure training.
     #[arg(long)]
     pub plaintext: bool,
-    /// Fractional bits of the fixed-point encoding.
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub frac_bits: u32,
     /// Print per-party traffic, rounds and time, per phase of a step, to stderr.
     #[arg(long)]
     pub stats: bool,
@@ -71,6 +63,22 @@ pub struct TrainArgs {
     /// Refuse a run whose estimated peak memory exceeds this (e.g. 512M, 8G).
     #[arg(long, value_name = "SIZE", default_value = "8G", value_parser = super::args::parse_size)]
     pub max_memory: u64,
+}
+
+/// How rows are encoded: what `train` and `contribute` (and so every data set
+/// of one training run) must agree on.
+#[derive(Debug, Args)]
+pub struct EncodingArgs {
+    /// Number of classes (default: from the labels; 0/1 labels train one output).
+    /// Give it with class ids whose rows may not show every class.
+    #[arg(long, value_name = "K")]
+    pub classes: Option<usize>,
+    /// Every feature must lie in [-R, R] (scale them first); it sizes the fixed point.
+    #[arg(long, value_name = "R", default_value_t = 32.0)]
+    pub feature_bound: f64,
+    /// Fractional bits of the fixed-point encoding.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub frac_bits: u32,
 }
 
 #[derive(Debug, Args)]
@@ -86,37 +94,25 @@ pub struct ContributeArgs {
     /// Your labels (.npy), as for `train`.
     #[arg(long, value_name = "y.npy")]
     pub labels: PathBuf,
-    /// Number of classes (give it for class ids: your rows may not show every class).
-    #[arg(long, value_name = "K")]
-    pub classes: Option<usize>,
-    /// Every feature must lie in [-R, R] (scale them first).
-    #[arg(long, value_name = "R", default_value_t = 32.0)]
-    pub feature_bound: f64,
-    /// Fractional bits of the fixed-point encoding (training must use the same).
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub frac_bits: u32,
+    #[command(flatten)]
+    pub encoding: EncodingArgs,
 }
 
 /// `tfe-run contribute`: a data owner shares its rows with the servers, which
 /// keep them for training sessions.
 pub fn contribute(args: &ContributeArgs) -> Result<u8> {
     let remote = args.net.required("contribute")?;
-    if !(args.feature_bound.is_finite() && args.feature_bound >= 1.0) {
-        return Err(Error::bad_input(format!(
-            "--feature-bound {}: must be a number of at least 1",
-            args.feature_bound
-        )));
-    }
-    crate::ring::FixedPoint::new(args.frac_bits)?;
-    let files = vec![train::read_owner(&args.features, &args.labels, args.feature_bound)?];
-    let (mut owners, outputs) = train::encode_labels(files, args.classes)?;
+    train::check_feature_bound(args.encoding.feature_bound)?;
+    crate::ring::FixedPoint::new(args.encoding.frac_bits)?;
+    let files = vec![train::read_owner(&args.features, &args.labels, args.encoding.feature_bound)?];
+    let (mut owners, outputs) = train::encode_labels(files, args.encoding.classes)?;
     let data = owners.pop().expect("one owner");
     let info = DatasetInfo {
         rows: data.features.nrows(),
         features: data.features.ncols(),
         outputs,
-        frac_bits: args.frac_bits,
-        feature_bound: args.feature_bound,
+        frac_bits: args.encoding.frac_bits,
+        feature_bound: args.encoding.feature_bound,
     };
     info.check()?;
     crate::remote::driver::contribute(&remote, &args.name, &data, info)?;
@@ -150,15 +146,10 @@ pub fn load(args: &TrainArgs, held: &[(String, DatasetInfo)]) -> Result<Loaded> 
             args.labels.len()
         )));
     }
-    if !(args.feature_bound.is_finite() && args.feature_bound >= 1.0) {
-        return Err(Error::bad_input(format!(
-            "--feature-bound {}: must be a number of at least 1",
-            args.feature_bound
-        )));
-    }
+    train::check_feature_bound(args.encoding.feature_bound)?;
     // The held data sets fix the features, the classes and the fixed point.
-    let mut classes = args.classes;
-    let mut feature_bound = args.feature_bound;
+    let mut classes = args.encoding.classes;
+    let mut feature_bound = args.encoding.feature_bound;
     if let Some((first_name, first)) = held.first() {
         for (name, info) in held {
             let differs = |what: &str, a: String, b: String| {
@@ -170,7 +161,7 @@ pub fn load(args: &TrainArgs, held: &[(String, DatasetInfo)]) -> Result<Loaded> 
             if info.outputs != first.outputs {
                 return differs("outputs", info.outputs.to_string(), first.outputs.to_string());
             }
-            if info.frac_bits != args.frac_bits {
+            if info.frac_bits != args.encoding.frac_bits {
                 return Err(Error::bad_input(format!(
                     "data set `{name}` was shared with {} fractional bits: train with --frac-bits {}",
                     info.frac_bits, info.frac_bits
@@ -230,7 +221,7 @@ pub fn load(args: &TrainArgs, held: &[(String, DatasetInfo)]) -> Result<Loaded> 
         learning_rate: args.learning_rate,
         feature_bound,
         shuffle,
-        frac_bits: args.frac_bits,
+        frac_bits: args.encoding.frac_bits,
         held: held.iter().map(|(n, _)| n.clone()).collect(),
     };
     spec.check()?;
@@ -251,42 +242,41 @@ pub fn run(args: &TrainArgs) -> Result<u8> {
             held.push((name.clone(), crate::remote::driver::describe_data(remote, name)?));
         }
     }
+    let mode = match (args.plaintext, &remote) {
+        (true, _) => Mode::Plaintext,
+        (false, Some(_)) => Mode::Remote,
+        (false, None) => Mode::Secure,
+    };
     let Loaded { spec, owners, test } = load(args, &held)?;
-    if !args.plaintext && remote.is_none() {
+    if mode == Mode::Secure {
         crate::runtime::check_memory(spec.estimate_memory(), args.max_memory, "secure training")?;
     }
     let bar = progress_bar(&spec);
-    let losses = Mutex::new(Vec::new());
     let on_epoch = |epoch: usize, loss: f64| {
         bar.set_position(((epoch + 1) * spec.steps_per_epoch()) as u64);
         bar.set_message(format!("epoch {}/{}  loss {loss:.4}", epoch + 1, spec.epochs));
-        losses.lock().expect("not poisoned").push(loss);
     };
     let on_step = || bar.inc(1);
-    let (trained, stats) = if args.plaintext {
-        let trained = train::train_plaintext(&spec, &owners, on_epoch)?;
-        (trained, None)
-    } else if let Some(remote) = &remote {
-        let outcome = crate::remote::driver::train(remote, &spec, &owners, &on_epoch)?;
-        (outcome.trained, Some((outcome.stats, outcome.owners)))
-    } else {
-        // In one process no party can vanish silently (a failing one stops the
-        // others at once); the model owner's wait for a loss spans a whole epoch.
-        let config =
-            SecureConfig { fp: spec.fp(), timeout: std::time::Duration::from_secs(86_400), ..SecureConfig::default() };
-        let outcome = secure::train(&spec, &owners, &config, &on_epoch, Some(&on_step))?;
-        (outcome.trained, Some((outcome.stats, outcome.owners)))
+    let (trained, stats) = match (mode, &remote) {
+        (Mode::Plaintext, _) => (train::train_plaintext(&spec, &owners, on_epoch)?, None),
+        (Mode::Remote, Some(remote)) => {
+            let outcome = crate::remote::driver::train(remote, &spec, &owners, &on_epoch)?;
+            (outcome.trained, Some((outcome.stats, outcome.owners)))
+        }
+        _ => {
+            // In one process no party can vanish silently (a failing one stops the
+            // others at once); the model owner's wait for a loss spans a whole epoch.
+            let timeout = std::time::Duration::from_secs(86_400);
+            let config = SecureConfig { fp: spec.fp(), timeout, ..SecureConfig::default() };
+            let outcome = secure::train(&spec, &owners, &config, &on_epoch, Some(&on_step))?;
+            (outcome.trained, Some((outcome.stats, outcome.owners)))
+        }
     };
     bar.finish_and_clear();
     if let (true, Some((stats, owners))) = (args.stats, &stats) {
-        eprint!("{}", report(&spec, stats, owners)?);
+        eprint!("{}", super::stats::train_report(&spec, stats, owners)?);
     }
     export::write(&trained.model, &args.out)?;
-    let mode = match (args.plaintext, remote.is_some()) {
-        (true, _) => "plaintext",
-        (false, true) => "secure (Pond, remote parties)",
-        (false, false) => "secure (Pond)",
-    };
     let text = summary(&spec, mode, &trained, test.as_ref(), &args.out)?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
@@ -312,7 +302,7 @@ fn progress_bar(spec: &TrainSpec) -> ProgressBar {
 /// What the command prints: the run, each epoch's loss, the files, the accuracy.
 fn summary(
     spec: &TrainSpec,
-    mode: &str,
+    mode: Mode,
     trained: &Trained,
     test: Option<&(PathBuf, ndarray::Array2<f32>, ndarray::Array2<f32>)>,
     out: &std::path::Path,
@@ -320,7 +310,8 @@ fn summary(
     let mut s = String::new();
     writeln!(
         s,
-        "trained {mode}: {} rows from {} data owner(s), {} features, {} output(s); {} epochs, batch {}, learning rate {}{}",
+        "trained {}: {} rows from {} data owner(s), {} features, {} output(s); {} epochs, batch {}, learning rate {}{}",
+        super::output::mode_name(mode),
         spec.rows(),
         spec.owners.len(),
         spec.features,
@@ -347,67 +338,5 @@ fn summary(
         w.display(),
         b.display()
     )?;
-    Ok(s)
-}
-
-fn mb(bytes: u64) -> String {
-    format!("{:.3} MB", bytes as f64 / 1e6)
-}
-
-/// `--stats` for training.
-pub fn report(spec: &TrainSpec, stats: &Stats, owners: &[crate::runtime::PartyStats]) -> Result<String> {
-    let steps = (spec.steps_per_epoch() * spec.epochs).max(1);
-    let mut s = String::new();
-    writeln!(s, "secure training: {} steps ({} epochs of {})", steps, spec.epochs, spec.steps_per_epoch())?;
-    writeln!(
-        s,
-        "time: set-up {:.1} ms, dealer (offline) {:.1} ms, servers {:.1} ms ({:.1} ms per epoch)",
-        stats.setup.as_secs_f64() * 1e3,
-        stats.offline.as_secs_f64() * 1e3,
-        stats.online.as_secs_f64() * 1e3,
-        stats.online.as_secs_f64() * 1e3 / spec.epochs.max(1) as f64
-    )?;
-    writeln!(s, "{:<16} {:>12} {:>12} {:>8} {:>8}", "party", "sent", "received", "msgs", "rounds")?;
-    let mut rows: Vec<(String, &crate::runtime::PartyStats)> =
-        stats.parties.iter().map(|(p, st)| (p.name().to_string(), st)).collect();
-    rows.extend(owners.iter().enumerate().map(|(j, st)| (format!("data-owner {}", j + 1), st)));
-    for (name, p) in rows {
-        writeln!(
-            s,
-            "{:<16} {:>12} {:>12} {:>8} {:>8}",
-            name,
-            mb(p.traffic.bytes_sent),
-            mb(p.traffic.bytes_received),
-            p.traffic.messages_sent,
-            p.traffic.rounds
-        )?;
-    }
-    let (without, with) = stats.dealer_bytes();
-    writeln!(s, "dealer: sent {} thanks to seeds; without them it would send {}", mb(with), mb(without))?;
-    writeln!(s, "per step (server0, averaged over the {steps} steps; planned from the formulas in docs/TRAINING.md):")?;
-    writeln!(s, "{:<22} {:>12} {:>12} {:>7} {:>8} {:>9}", "phase", "sent", "planned", "rounds", "planned", "ms")?;
-    let server0 = stats.parties.get(&Party::Server0);
-    let mut planned = [crate::runtime::Planned::default(); 3];
-    for (_, rows) in spec.steps() {
-        for (total, p) in planned.iter_mut().zip(secure::planned_step(spec, rows.len())) {
-            total.bytes += p.bytes;
-            total.rounds += p.rounds;
-        }
-    }
-    for (k, name) in secure::PHASES.iter().enumerate() {
-        let t = server0.and_then(|p| p.per_layer.get(&k)).cloned().unwrap_or_default();
-        let ms = stats.layer_time.get(&k).map_or(0.0, |d| d.as_secs_f64() * 1e3);
-        let per = |x: u64| x as f64 / steps as f64;
-        writeln!(
-            s,
-            "{:<22} {:>12} {:>12} {:>7.1} {:>8.1} {:>9.3}",
-            name,
-            mb(t.bytes_sent / steps as u64),
-            mb(planned[k].bytes / steps as u64),
-            per(t.rounds),
-            per(planned[k].rounds),
-            ms / steps as f64
-        )?;
-    }
     Ok(s)
 }

@@ -14,6 +14,11 @@ pub fn sigmoid(x: &ArrayD<f32>) -> ArrayD<f32> {
     x.mapv(|v| 1.0 / (1.0 + (-v).exp()))
 }
 
+/// ln(1 + e^x) without overflow: the logistic loss's building block.
+pub fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
 pub fn tanh(x: &ArrayD<f32>) -> ArrayD<f32> {
     x.mapv(f32::tanh)
 }

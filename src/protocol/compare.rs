@@ -423,8 +423,7 @@ impl Piecewise {
     /// sigmoid's 24 segments of [-10, 10] (so both share one comparison batch);
     /// exactly 0 below and x above (the tails are off by at most 4.6e-5).
     pub fn softplus() -> Piecewise {
-        let softplus = |x: f64| if x > 0.0 { x + (-x).exp().ln_1p() } else { x.exp().ln_1p() };
-        Piecewise { above_slope: 1.0, ..Piecewise::fit(softplus, -10.0, 10.0, 24, 0.0, 0.0) }
+        Piecewise { above_slope: 1.0, ..Piecewise::fit(crate::kernels::float::softplus, -10.0, 10.0, 24, 0.0, 0.0) }
     }
 
     /// The approximation in the clear (what the protocol computes, up to rounding).
@@ -591,9 +590,8 @@ mod tests {
 
     #[test]
     fn piecewise_softplus_is_accurate_and_linear_above() {
-        let softplus = |x: f64| x.max(0.0) + (-x.abs()).exp().ln_1p();
         let p = Piecewise::softplus();
-        let err = p.max_error(softplus, -40.0, 40.0);
+        let err = p.max_error(crate::kernels::float::softplus, -40.0, 40.0);
         eprintln!("softplus max error on [-40, 40]: {err:.2e}");
         assert!(err < 6e-5, "softplus {err}");
         assert_eq!((p.eval(-10.5), p.eval(10.0), p.eval(1e3)), (0.0, 10.0, 1e3));

@@ -116,13 +116,29 @@ impl Server {
         decode_words(&bytes, len, Party::Dealer)
     }
 
-    /// Exchange words with the other server: send ours, return theirs.
-    pub fn exchange(&mut self, words: &[u64]) -> Result<Vec<u64>> {
+    /// Swap messages with the other server under the step's next opening tag:
+    /// send ours, return theirs, which must be as long.
+    fn swap(&mut self, message: Vec<u8>) -> Result<Vec<u8>> {
         let tag = self.at.next_open();
         let peer = self.peer();
-        self.net.send(peer, self.at.step, tag, encode_words(words))?;
-        let bytes = self.net.recv(peer, self.at.step, tag)?;
-        decode_words(&bytes, words.len(), peer)
+        let len = message.len();
+        self.net.send(peer, self.at.step, tag, message)?;
+        let theirs = self.net.recv(peer, self.at.step, tag)?;
+        if theirs.len() != len {
+            anyhow::bail!(
+                "{} sent {} bytes where {} ring elements ({len} bytes) were expected",
+                peer.name(),
+                theirs.len(),
+                len / 8
+            );
+        }
+        Ok(theirs)
+    }
+
+    /// Exchange words with the other server: send ours, return theirs.
+    pub fn exchange(&mut self, words: &[u64]) -> Result<Vec<u64>> {
+        let theirs = self.swap(encode_words(words))?;
+        decode_words(&theirs, words.len(), self.peer())
     }
 
     /// Open shared tensors: both servers learn their sums. One round.
@@ -136,19 +152,7 @@ impl Server {
         for s in shares {
             s.iter().for_each(|w| message.extend_from_slice(&w.0.to_le_bytes()));
         }
-        let tag = self.at.next_open();
-        let peer = self.peer();
-        self.net.send(peer, self.at.step, tag, message)?;
-        let theirs = self.net.recv(peer, self.at.step, tag)?;
-        if theirs.len() != total * 8 {
-            anyhow::bail!(
-                "{} sent {} bytes where {} ring elements ({} bytes) were expected",
-                peer.name(),
-                theirs.len(),
-                total,
-                total * 8
-            );
-        }
+        let theirs = self.swap(message)?;
         let mut words = theirs.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));
         Ok(shares
             .iter()

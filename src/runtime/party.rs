@@ -54,8 +54,21 @@ fn endpoint(ctx: &Context, me: Party) -> Endpoint {
     Endpoint::new(me, Arc::clone(&ctx.transport), ctx.session, ctx.config.timeout)
 }
 
-fn finish(net: &Endpoint, busy: Duration, expanded: u64) -> PartyStats {
+/// A party's statistics from its endpoint's counters.
+pub(crate) fn finish(net: &Endpoint, busy: Duration, expanded: u64) -> PartyStats {
     PartyStats { traffic: net.total.clone(), per_layer: net.per_layer.clone(), busy, expanded_words: expanded }
+}
+
+/// Receive both servers' shares of a value (message `step`, tag 0) and add them:
+/// how the client opens its output, and the model owner a trained model.
+pub(crate) fn reconstruct(net: &mut Endpoint, step: u32, shape: &[usize]) -> Result<RingTensor> {
+    let n = shape.iter().product();
+    let mut sum = RingTensor::zeros(IxDyn(shape));
+    for server in [Party::Server0, Party::Server1] {
+        let words = decode_words(&net.recv(server, step, 0)?, n, server)?;
+        sum.iter_mut().zip(words).for_each(|(s, w)| *s += Wrapping(w));
+    }
+    Ok(sum)
 }
 
 pub(crate) fn recv_seed(net: &mut Endpoint, from: Party, step: u32, tag: u32) -> Result<[u8; 32]> {
@@ -440,14 +453,7 @@ pub fn client(ctx: &Context, batches: &[BTreeMap<String, ArrayD<f32>>]) -> Resul
             encoded.push((id, fp.encode(x, &format!("input for `{placeholder}`"))?));
         }
         share_values(&mut net, seq, &encoded)?;
-        let value = &plan.values[sched.revealed];
-        let n = value.len();
-        let mut sum = vec![Wrapping(0u64); n];
-        for server in [Party::Server0, Party::Server1] {
-            let words = decode_words(&net.recv(server, OUTPUT, 0)?, n, server)?;
-            sum.iter_mut().zip(words).for_each(|(s, w)| *s += Wrapping(w));
-        }
-        let opened: RingTensor = ArrayD::from_shape_vec(IxDyn(&value.shape), sum).expect("shape");
+        let opened = reconstruct(&mut net, OUTPUT, &plan.values[sched.revealed].shape)?;
         let output = match (sched.revealed_frac_bits, sched.client_final) {
             (Some(0), _) => Tensor::Int(opened.mapv(|v: Z| v.0 as i64)),
             (_, final_op) => {

@@ -58,6 +58,14 @@ pub struct TrainSpec {
     pub held: Vec<String>,
 }
 
+/// A feature bound must be a number of at least 1 (the ones column is a feature).
+pub fn check_feature_bound(bound: f64) -> Result<()> {
+    if !(bound.is_finite() && bound >= 1.0) {
+        return Err(Error::bad_input(format!("--feature-bound {bound}: must be a number of at least 1")));
+    }
+    Ok(())
+}
+
 /// The public description of a data set the servers hold for training.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DatasetInfo {
@@ -80,10 +88,7 @@ impl DatasetInfo {
         if self.rows == 0 || self.features == 0 || self.outputs == 0 {
             return Err(Error::bad_input(format!("a data set of {self:?} has nothing to train on")));
         }
-        if !(self.feature_bound.is_finite() && self.feature_bound >= 1.0) {
-            return Err(Error::bad_input(format!("feature bound {} must be at least 1", self.feature_bound)));
-        }
-        Ok(())
+        check_feature_bound(self.feature_bound)
     }
 
     /// Bytes a server needs to hold the data set's shares.
@@ -149,9 +154,7 @@ impl TrainSpec {
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return bad(format!("--learning-rate {}: must be a positive number", self.learning_rate));
         }
-        if !(self.feature_bound.is_finite() && self.feature_bound >= 1.0) {
-            return bad(format!("--feature-bound {}: must be a number of at least 1", self.feature_bound));
-        }
+        check_feature_bound(self.feature_bound)?;
         // Steps number the dealer's streams, which have room for 2^20.
         let steps = self.steps_per_epoch().checked_mul(self.epochs);
         if steps.is_none_or(|s| s >= (1 << 20) - 1) {
@@ -416,11 +419,6 @@ pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// ln(1 + e^x) without overflow.
-pub fn softplus(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
-}
-
 /// A finished training run: the model and each epoch's mean training loss.
 #[derive(Debug, Clone)]
 pub struct Trained {
@@ -454,7 +452,8 @@ pub fn train_plaintext(
         let xb = x.select(Axis(0), &rows);
         let yb = y.select(Axis(0), &rows);
         let z = xb.dot(&w);
-        loss_sum += ndarray::Zip::from(&z).and(&yb).fold(0.0, |acc, &z, &y| acc + softplus(z) - y * z);
+        loss_sum +=
+            ndarray::Zip::from(&z).and(&yb).fold(0.0, |acc, &z, &y| acc + crate::kernels::float::softplus(z) - y * z);
         let r = z.mapv(sigmoid) - &yb;
         let g = xb.t().dot(&r);
         w.scaled_add(-spec.learning_rate / rows.len() as f64, &g);

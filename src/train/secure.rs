@@ -37,7 +37,7 @@ use crate::protocol::mul::{Masked, deal_mul_pairs, deal_product, mul_pairs, prod
 use crate::protocol::trunc::{deal_truncate, truncate};
 use crate::protocol::{Dealer, Server, domain};
 use crate::ring::{FixedPoint, Prg, RingTensor, Z, expanded_words, from_words, os_seed, stream_id, to_words};
-use crate::runtime::party::{Report, recv_seed};
+use crate::runtime::party::{Report, finish, reconstruct, recv_seed};
 use crate::runtime::{PartyStats, Planned, SecureConfig, Stats, reports, spawn_party};
 use crate::tensor::Tensor;
 use crate::transport::{Endpoint, InProcess, Party, Transport, decode_words, encode_words};
@@ -54,23 +54,38 @@ const ACK: u32 = u32::MAX - 5;
 pub const PHASES: [&str; 3] = ["forward (X·W)", "sigmoid and loss", "gradient and update"];
 
 /// What the formulas predict server 0 (and server 1) sends, and its rounds, in
-/// each phase of a step over `rows` rows (n = rows·k, d' = d + 1):
+/// each phase over the whole run. A step over `rows` rows (n = rows·k, d' = d + 1):
 ///
 /// * forward: W − B_W (d'·k words) and the truncation of z (n): 2 rounds;
 /// * sigmoid and loss: the DReLUs of 25 breakpoints (25·n), u² and u³ (a pair of
 ///   operands and a truncation each: 6n), the coefficient products of two
 ///   functions (12n) and their truncation (2n), y·z (2n): 8 + 6 + 1 rounds;
 /// * gradient and update: r − B_r (n) and the truncation of the update (d'·k): 2 rounds.
-pub fn planned_step(spec: &TrainSpec, rows: usize) -> [Planned; 3] {
-    let n = (rows * spec.outputs) as u64;
-    let w = ((spec.features + 1) * spec.outputs) as u64;
+///
+/// Every epoch has the same batch sizes (shuffled or not): full batches and a
+/// last one of the remaining rows.
+pub fn planned(spec: &TrainSpec) -> [Planned; 3] {
     let breaks = Piecewise::sigmoid().breaks.len();
-    let drelu = 8 * drelu_open_words(breaks * rows * spec.outputs) as u64;
-    [
-        Planned { bytes: 8 * (w + n), rounds: 2 },
-        Planned { bytes: drelu + 8 * 22 * n, rounds: 8 + 6 + 1 },
-        Planned { bytes: 8 * (n + w), rounds: 2 },
-    ]
+    let w = ((spec.features + 1) * spec.outputs) as u64;
+    let step = |rows: usize| {
+        let n = (rows * spec.outputs) as u64;
+        let drelu = 8 * drelu_open_words(breaks * rows * spec.outputs) as u64;
+        [
+            Planned { bytes: 8 * (w + n), rounds: 2 },
+            Planned { bytes: drelu + 8 * 22 * n, rounds: 8 + 6 + 1 },
+            Planned { bytes: 8 * (n + w), rounds: 2 },
+        ]
+    };
+    let batch = spec.batch_size.max(1);
+    let (full, rest) = (spec.rows() / batch, spec.rows() % batch);
+    let mut total = [Planned::default(); 3];
+    for (rows, count) in [(batch, full), (rest, usize::from(rest > 0))] {
+        for (t, p) in total.iter_mut().zip(step(rows)) {
+            t.bytes += p.bytes * (count * spec.epochs) as u64;
+            t.rounds += p.rounds * (count * spec.epochs) as u64;
+        }
+    }
+    total
 }
 
 /// Mask ids: the training set (set-up), W and the residual (every step).
@@ -107,10 +122,6 @@ impl Context {
     }
 }
 
-fn finish(net: &Endpoint, busy: Duration, expanded: u64) -> PartyStats {
-    PartyStats { traffic: net.total.clone(), per_layer: net.per_layer.clone(), busy, expanded_words: expanded }
-}
-
 fn rows_of(t: &RingTensor, rows: &[usize]) -> RingTensor {
     t.select(Axis(0), rows)
 }
@@ -124,36 +135,34 @@ fn owner_stream(owner: usize, part: u16) -> u64 {
 pub fn data_owner(ctx: &Context, fp: FixedPoint, index: usize, data: &OwnerData) -> Result<Report> {
     let mut net = ctx.endpoint(Party::Client);
     let start = Instant::now();
-    let bound = fp.bound();
-    if let Some(v) = data.features.iter().find(|v| v.is_nan() || f64::from(v.abs()) >= bound) {
-        return Err(crate::error::Error::bad_input(format!(
-            "features `{}`: value {v} is out of range for {} fractional bits",
-            data.name, fp.frac_bits
-        )));
-    }
+    fp.check_range(data.features.iter(), &format!("features `{}`", data.name))?;
     let seed = os_seed()?;
     let tag = 3 * index as u32;
     net.send(Party::Server0, OWNER_SHARES, tag, seed.to_vec())?;
-    // value − share0, encoded straight into the message: the owner's rows are
-    // never held again in another form.
     let features = data.features.iter().map(|&v| fp.encode_value(f64::from(v)));
+    let x1 = share1_message(&seed, owner_stream(index, 0), features, data.features.len());
+    net.send(Party::Server1, OWNER_SHARES, tag + 1, x1)?;
     let labels = data.labels.iter().map(|&v| Wrapping(v as u64));
-    let parts: [(&mut dyn Iterator<Item = Z>, usize); 2] =
-        [(&mut { features }, data.features.len()), (&mut { labels }, data.labels.len())];
-    for (part, (values, len)) in parts.into_iter().enumerate() {
-        let mut prg = Prg::new(&seed, owner_stream(index, part as u16));
-        let mut message = Vec::with_capacity(len * 8);
-        let mut left = len;
-        while left > 0 {
-            let chunk = left.min(1 << 16);
-            for (share0, value) in prg.words(chunk).into_iter().zip(&mut *values) {
-                message.extend_from_slice(&(value - Wrapping(share0)).0.to_le_bytes());
-            }
-            left -= chunk;
-        }
-        net.send(Party::Server1, OWNER_SHARES, tag + 1 + part as u32, message)?;
-    }
+    let y1 = share1_message(&seed, owner_stream(index, 1), labels, data.labels.len());
+    net.send(Party::Server1, OWNER_SHARES, tag + 2, y1)?;
     Ok(Report { stats: finish(&net, start.elapsed(), 0), ..Report::default() })
+}
+
+/// Server 1's shares `value − share0` of `len` values, encoded straight into its
+/// message, with server 0's shares expanded from `seed` a chunk at a time: the
+/// owner's rows are never held again in another form.
+fn share1_message(seed: &[u8; 32], stream: u64, mut values: impl Iterator<Item = Z>, len: usize) -> Vec<u8> {
+    let mut prg = Prg::new(seed, stream);
+    let mut message = Vec::with_capacity(len * 8);
+    let mut left = len;
+    while left > 0 {
+        let chunk = left.min(1 << 16);
+        for (share0, value) in prg.words(chunk).into_iter().zip(values.by_ref()) {
+            message.extend_from_slice(&(value - Wrapping(share0)).0.to_le_bytes());
+        }
+        left -= chunk;
+    }
+    message
 }
 
 /// A server's shares of a data set it keeps for training (`tfe-run contribute`).
@@ -176,13 +185,11 @@ fn receive_owner(net: &mut Endpoint, first: bool, j: usize, info: &DatasetInfo) 
         let x = Prg::new(&seed, owner_stream(j, 0)).tensor(&shapes[0]);
         Ok((x, Prg::new(&seed, owner_stream(j, 1)).tensor(&shapes[1])))
     } else {
-        let mut parts = Vec::with_capacity(2);
-        for (part, shape) in shapes.iter().enumerate() {
-            let bytes = net.recv(Party::Client, OWNER_SHARES, tag + 1 + part as u32)?;
-            parts.push(from_words(shape, decode_words(&bytes, shape[0] * shape[1], Party::Client)?));
-        }
-        let y = parts.pop().expect("two parts");
-        Ok((parts.pop().expect("two parts"), y))
+        let mut part = |p: usize| -> Result<RingTensor> {
+            let bytes = net.recv(Party::Client, OWNER_SHARES, tag + 1 + p as u32)?;
+            Ok(from_words(&shapes[p], decode_words(&bytes, shapes[p][0] * shapes[p][1], Party::Client)?))
+        };
+        Ok((part(0)?, part(1)?))
     }
 }
 
@@ -374,25 +381,17 @@ pub fn model_owner(ctx: &Context, spec: &TrainSpec, on_epoch: &(dyn Fn(usize, f6
     let fp = spec.fp();
     let mut net = ctx.endpoint(Party::ModelOwner);
     let start = Instant::now();
-    let reveal = |net: &mut Endpoint, step: u32, len: usize| -> Result<Vec<Z>> {
-        let mut sum = vec![Wrapping(0u64); len];
-        for server in [Party::Server0, Party::Server1] {
-            let words = decode_words(&net.recv(server, step, 0)?, len, server)?;
-            sum.iter_mut().zip(words).for_each(|(s, w)| *s += Wrapping(w));
-        }
-        Ok(sum)
-    };
     let mut losses = Vec::with_capacity(spec.epochs);
     for epoch in 0..spec.epochs {
         net.seq = epoch as u32 + 1;
-        let sum = reveal(&mut net, LOSS, 1)?[0];
+        let sum = reconstruct(&mut net, LOSS, &[1])?[[0]];
         let loss = sum.0 as i64 as f64 / fp.scale() / (spec.rows() * spec.outputs) as f64;
         on_epoch(epoch, loss);
         losses.push(loss as f32);
     }
     net.seq = 0;
     let (d1, k) = (spec.features + 1, spec.outputs);
-    let w = from_words(&[d1, k], reveal(&mut net, WEIGHTS, d1 * k)?.into_iter().map(|z| z.0).collect());
+    let w = reconstruct(&mut net, WEIGHTS, &[d1, k])?;
     let outputs =
         vec![Tensor::Float(fp.decode(&w)), Tensor::Float(ArrayD::from_shape_vec(IxDyn(&[losses.len()]), losses)?)];
     Ok(Report { stats: finish(&net, start.elapsed(), 0), outputs, ..Report::default() })
