@@ -324,11 +324,16 @@ fn latency_grows_with_rounds_times_the_delay() {
     for delay_ms in [1u64, 10] {
         let delay = Duration::from_millis(delay_ms);
         let cluster = Cluster::start_with_delay(false, 10.0, Some(delay));
-        let outcome = driver::predict(&cluster.remote(), &p.plan, batches, fp).unwrap();
-        let expected = load(&testdata("mnist_model.single.expected.npy"));
-        assert_matches("delayed mnist_model", &outcome.outputs[0].to_float(), &expected, 1e-2);
-        let rounds = outcome.stats.parties[&Party::Server0].traffic.rounds;
-        let latency = outcome.stats.latency;
+        // The fastest of three sessions: the rest of the suite shares the two
+        // cores, and one slow session would pass for a protocol cost.
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let outcome = driver::predict(&cluster.remote(), &p.plan, batches, fp).unwrap();
+            let expected = load(&testdata("mnist_model.single.expected.npy"));
+            assert_matches("delayed mnist_model", &outcome.outputs[0].to_float(), &expected, 1e-2);
+            runs.push((outcome.stats.latency, outcome.stats.parties[&Party::Server0].traffic.rounds));
+        }
+        let (latency, rounds) = runs.into_iter().min().unwrap();
         eprintln!("one-way delay {delay_ms} ms: {rounds} rounds, client latency {latency:?}");
         // The servers' rounds after the set-up are all on the client's path.
         let floor = delay * (rounds as u32 - 1);
@@ -382,20 +387,26 @@ fn across_network_namespaces() {
     }
 }
 
-/// The deadline is on silence, not on work: with a deadline of 0.2 s, a batch of
-/// 100 (whose offline phase and largest layers each take longer than that) runs,
-/// because idle connections carry keepalives.
+/// The deadline is on silence, not on work: with a deadline of 0.5 s, three
+/// batches of 100 in one session (whose offline phases and largest layers take
+/// longer than that) run, because idle connections carry keepalives. (At 0.2 s
+/// the test failed now and then with the whole suite's clusters sharing two
+/// cores: a keepalive task starved for 200 ms is a real silence.)
 #[test]
 fn work_longer_than_the_deadline_is_not_a_failure() {
-    let cluster = Cluster::start(false, 0.2);
+    let deadline = Duration::from_millis(500);
+    let cluster = Cluster::start(false, deadline.as_secs_f64());
     let p = prepared("mnist_model.pb", "mnist_batch100.npy");
     let mut remote = cluster.remote();
-    remote.timeout = Duration::from_millis(200);
+    remote.timeout = deadline;
     let fp = tfe_run::ring::FixedPoint::default();
-    let outcome = driver::predict(&remote, &p.plan, std::slice::from_ref(&p.inputs), fp).unwrap();
-    assert!(outcome.stats.offline + outcome.stats.online > Duration::from_millis(400), "the run was too short to tell");
+    let batches = vec![p.inputs.clone(); 3];
+    let outcome = driver::predict(&remote, &p.plan, &batches, fp).unwrap();
+    assert!(outcome.stats.offline + outcome.stats.online > 2 * deadline, "the run was too short to tell");
     let expected = load(&testdata("mnist_model.expected.npy"));
-    assert_matches("mnist_model with a short deadline", &outcome.outputs[0].to_float(), &expected, 1e-2);
+    for output in &outcome.outputs {
+        assert_matches("mnist_model with a short deadline", &output.to_float(), &expected, 1e-2);
+    }
 }
 
 /// Private training across processes: the data owners and the model owner in the

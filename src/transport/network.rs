@@ -143,8 +143,12 @@ impl Link {
         let mut finished = self.finished.subscribe();
         let why = loop {
             let frame = tokio::select! {
-                frame = read_frame(&mut reader, MAX_FRAME) => frame,
-                _ = finished.wait_for(|&done| done) => return,
+                frame = read_frame(&mut reader, MAX_FRAME) => Some(frame),
+                _ = finished.wait_for(|&done| done) => None,
+            };
+            let Some(frame) = frame else {
+                drain(&mut reader, self.timeout).await;
+                return;
             };
             match frame {
                 Ok(Some(Frame::Ping)) => {}
@@ -248,6 +252,20 @@ impl Link {
         self.lock().outgoing.clear();
         self.finished.send_replace(true);
         self.changed.notify_all();
+    }
+}
+
+/// After this side's session ended: read and drop what the peer still sends
+/// (its keepalives) until it closes, falls silent for the deadline, or an hour
+/// passes. Closing a socket with unread bytes makes the kernel reset the
+/// connection and discard what this side has not yet transmitted: a crypto
+/// producer that finished dealing ahead of the servers would cut off the tail
+/// of its own last messages.
+async fn drain<R: AsyncRead + Unpin>(reader: &mut R, deadline: Duration) {
+    let until = tokio::time::Instant::now() + MAX_WAIT;
+    while let Ok(Ok(Some(_))) =
+        tokio::time::timeout_at(until.min(tokio::time::Instant::now() + deadline), read_frame(reader, MAX_FRAME)).await
+    {
     }
 }
 
