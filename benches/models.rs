@@ -512,9 +512,9 @@ fn render(results: &[(String, usize, Row)], total: Duration, load: (&str, &str))
 (session set-up, dealer and online phase: what `tfe-run MODEL INPUT` pays), median of the measured \
 sessions after one warm-up session; *set-up / dealer / online ms* are those sessions' `Stats` \
 (medians): `setup` (weights shared and their masks opened), `offline` (the dealer's work) and `online` \
-(server 0, from the end of the offline phase to sending the output shares). The servers start a \
-prediction's online phase only once the dealer has dealt all of it, so one prediction takes about \
-dealer + online (the set-up runs while the dealer deals). *In session* numbers come from one session of 1 + n predictions: wall time \
+(server 0, from receiving the input shares to sending the output shares). The dealer deals \
+beside the online phase, on the same two cores, and server 1 waits only for material not yet \
+dealt, so one prediction takes less than dealer + online. *In session* numbers come from one session of 1 + n predictions: wall time \
 and traffic minus a one-prediction session, divided by n (set-up excluded; the dealer runs ahead on \
 its own thread, competing for the cores), dealer and online time divided by 1 + n. Rounds and bytes \
 are each party's own counts (`Stats.parties[p].traffic`).\n";

@@ -5,7 +5,11 @@
 //! owner secret-sharing the weights; the servers open the masked weights once
 //! (set-up). Each prediction then has an offline phase (the dealer deals all the
 //! material the plan needs) and an online phase (the client shares its input, the
-//! servers run the plan on shares, the client opens the output).
+//! servers run the plan on shares, the client opens the output). The dealer's
+//! work does not depend on any input, so it could run entirely before; here it
+//! runs beside the online phase, and server 1 waits only for material the dealer
+//! has not dealt yet. Running them one after the other left one of two cores
+//! idle for the whole offline phase.
 
 pub(crate) mod party;
 pub mod schedule;
@@ -70,8 +74,9 @@ pub struct Stats {
     pub setup: Duration,
     /// The dealer's work for all predictions.
     pub offline: Duration,
-    /// The servers' online phase: from the end of the offline phase to sending the
-    /// output shares (server 0's clock).
+    /// The servers' online phase: from receiving the input shares to sending the
+    /// output shares (server 0's clock), including any wait for the dealer, who
+    /// deals concurrently.
     pub online: Duration,
     /// The client's wait: from sharing its input to decoding the output, offline
     /// phase included.
