@@ -127,15 +127,23 @@ impl Prg {
 
     /// Uniform ring elements.
     pub fn words(&mut self, n: usize) -> Vec<u64> {
-        EXPANDED.with(|c| c.set(c.get() + n as u64));
-        let mut bytes = vec![0u8; n * 8];
-        self.0.fill_bytes(&mut bytes);
-        bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
+        let mut words = vec![0u64; n];
+        self.fill(&mut words);
+        words
+    }
+
+    /// Overwrite `words` with uniform ring elements: the stream's bytes, read as
+    /// little-endian words, written straight into place.
+    pub fn fill(&mut self, words: &mut [u64]) {
+        EXPANDED.with(|c| c.set(c.get() + words.len() as u64));
+        self.0.fill_bytes(bytemuck::cast_slice_mut(words));
+        words.iter_mut().for_each(|w| *w = u64::from_le(*w));
     }
 
     pub fn tensor(&mut self, shape: &[usize]) -> RingTensor {
-        let n = shape.iter().product();
-        ArrayD::from_shape_vec(IxDyn(shape), self.words(n).into_iter().map(Wrapping).collect()).expect("shape")
+        let mut words = vec![Wrapping(0u64); shape.iter().product()];
+        self.fill(bytemuck::cast_slice_mut(&mut words));
+        ArrayD::from_shape_vec(IxDyn(shape), words).expect("shape")
     }
 }
 

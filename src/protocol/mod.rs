@@ -150,7 +150,10 @@ impl Server {
         let total: usize = shares.iter().map(|s| s.len()).sum();
         let mut message = Vec::with_capacity(total * 8);
         for s in shares {
-            s.iter().for_each(|w| message.extend_from_slice(&w.0.to_le_bytes()));
+            match s.as_slice() {
+                Some(words) if cfg!(target_endian = "little") => message.extend_from_slice(bytemuck::cast_slice(words)),
+                _ => s.iter().for_each(|w| message.extend_from_slice(&w.0.to_le_bytes())),
+            }
         }
         let theirs = self.swap(message)?;
         let mut words = theirs.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));

@@ -178,11 +178,10 @@ impl Endpoint {
 
 /// Ring elements on the wire: 8 little-endian bytes each.
 pub fn encode_words(words: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(words.len() * 8);
-    for w in words {
-        out.extend_from_slice(&w.to_le_bytes());
+    if cfg!(target_endian = "little") {
+        return bytemuck::cast_slice(words).to_vec();
     }
-    out
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
 /// The inverse of [`encode_words`], checking the length the receiver expects.
@@ -195,6 +194,9 @@ pub fn decode_words(bytes: &[u8], expected: usize, from: Party) -> Result<Vec<u6
             expected,
             expected * 8
         );
+    }
+    if cfg!(target_endian = "little") {
+        return Ok(bytemuck::pod_collect_to_vec(bytes));
     }
     Ok(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
 }
