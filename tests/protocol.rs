@@ -1177,17 +1177,17 @@ fn relu_traffic_matches_the_documented_costs() {
             let words = run.words(to, from).len();
             assert_eq!(
                 words,
-                drelu_open_words(n) + 2 * n,
-                "n = {n}: words {} received from {}",
+                drelu_open_words(n) + n,
+                "n = {n}: words {} received from {} (a DReLU's and the masked x)",
                 to.name(),
                 from.name()
             );
-            assert_eq!(run.messages(to, from).count(), 9, "n = {n}: 9 rounds");
+            assert_eq!(run.messages(to, from).count(), 8, "n = {n}: 8 rounds");
         }
         assert_eq!(
             run.words(Party::Server1, Party::Dealer).len(),
             drelu_correction_words(n) + n,
-            "n = {n}: dealer corrections"
+            "n = {n}: dealer corrections (a DReLU's, and shares of b·ρ)"
         );
     }
 }

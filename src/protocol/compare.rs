@@ -23,11 +23,34 @@
 //!
 //! The result is exact for every x in the ring: no polynomial approximation, no
 //! range restriction. Seven rounds of AND openings (about 4 words per element per
-//! server), then one round to turn the bit into an arithmetic share (B2A with a
-//! dealt random bit; 1 bit per element).
+//! server), then one last round that opens the bit masked by a dealt random bit ρ
+//! (1 bit per element) and turns it into what the caller needs:
+//!
+//! * **DReLU** (an arithmetic share of the bit d, for MaxPool and the piecewise
+//!   functions): d = m + ρ − 2mρ with m = d ⊕ ρ opened and ρ arithmetically shared;
+//! * **ReLU** = x·d without a separate product. In the same last round the servers
+//!   also open e = x − b for a dealt random b, and with the dealer's shares of ρ
+//!   and of b·ρ,
+//!
+//!   ```text
+//!   x·d = m·x + (1 − 2m)·ρ·x,   ρ·x = e·ρ + b·ρ,
+//!   ```
+//!
+//!   all linear in shares once m and e are public. Against a DReLU followed by a
+//!   Beaver product this saves a round and one word per element per server.
 //!
 //! Everything a server receives is a value XOR-masked by an AND-triple operand it
-//! does not know, or a bit masked by a random bit: uniform, independent of x.
+//! does not know, a bit masked by a random bit, or x masked by a random b: uniform,
+//! independent of x.
+//!
+//! **Layout of the material.** Each server draws its material section by section
+//! (level 0, the six AND levels, the last round), and within a section element by
+//! element (or word by word), its random words and — server 0 only — its correlated
+//! words side by side: level 0 `[r, c]`, an AND level `[a, b₁, b₂, c₁, c₂]`, the
+//! ReLU's last round `[b, ρ, bρ]` after the packed ρ bits. Server 1 draws the same
+//! minus the correlated words, which the dealer sends it in the same order. So the
+//! dealer deals block by block, holding neither server's material for a whole
+//! tensor, and the servers hold one section at a time.
 
 use std::num::Wrapping;
 
@@ -37,7 +60,7 @@ use ndarray::{ArrayD, IxDyn};
 use super::mul::{deal_mul_many, deal_mul_pairs, mul_many, mul_pairs};
 use super::trunc::{deal_truncate, truncate};
 use super::{Dealer, Server};
-use crate::ring::{FixedPoint, RingTensor, Z, from_words};
+use crate::ring::{FixedPoint, Prg, RingTensor, Z, from_words};
 
 const LOW63: u64 = (1 << 63) - 1;
 
@@ -50,16 +73,32 @@ fn words_for(n: usize, bits: usize) -> usize {
 
 /// Words each server sends for `n` DReLUs: level 0, the AND levels, the B2A bits.
 pub fn drelu_open_words(n: usize) -> usize {
-    let levels: usize =
-        LEVEL_WIDTHS.iter().enumerate().map(|(l, &w)| (if l == 5 { 2 } else { 3 }) * words_for(n, w)).sum();
+    let levels: usize = LEVEL_WIDTHS.iter().enumerate().map(|(l, &w)| (1 + ands(l)) * words_for(n, w)).sum();
     n + levels + words_for(n, 1)
+}
+
+/// Words each server sends for `n` ReLUs: a DReLU's, and the masked x − b.
+pub fn relu_open_words(n: usize) -> usize {
+    drelu_open_words(n) + n
 }
 
 /// Correction words the dealer sends server 1 for `n` DReLUs.
 pub fn drelu_correction_words(n: usize) -> usize {
-    let levels: usize =
-        LEVEL_WIDTHS.iter().enumerate().map(|(l, &w)| (if l == 5 { 1 } else { 2 }) * words_for(n, w)).sum();
-    n + levels + n
+    carry_correction_words(n) + n
+}
+
+/// Correction words the dealer sends server 1 for `n` ReLUs: shares of ρ and bρ.
+pub fn relu_correction_words(n: usize) -> usize {
+    carry_correction_words(n) + 2 * n
+}
+
+fn carry_correction_words(n: usize) -> usize {
+    n + LEVEL_WIDTHS.iter().enumerate().map(|(l, &w)| ands(l) * words_for(n, w)).sum::<usize>()
+}
+
+/// ANDs at AND level `l`: (G, E) both, except at the last level, which needs G only.
+fn ands(level: usize) -> usize {
+    if level == LEVEL_WIDTHS.len() - 1 { 1 } else { 2 }
 }
 
 /// The even bits of a word, compressed into its low 32 bits.
@@ -73,149 +112,201 @@ fn even_bits(x: u64) -> u64 {
 }
 
 /// Split a packed lane stream into its odd (more significant) and even lanes, each
-/// packed again. Linear, so each server applies it to its XOR share.
-fn split_lanes(stream: &[u64]) -> (Vec<u64>, Vec<u64>) {
-    stream
-        .chunks(2)
-        .map(|pair| {
-            let (w0, w1) = (pair[0], pair.get(1).copied().unwrap_or(0));
+/// packed again, `len` words each. Linear, so each server applies it to its XOR share.
+fn split_lanes(stream: &[u64], len: usize) -> (Vec<u64>, Vec<u64>) {
+    (0..len)
+        .map(|w| {
+            let (w0, w1) = (stream[2 * w], stream.get(2 * w + 1).copied().unwrap_or(0));
             (even_bits(w0 >> 1) | even_bits(w1 >> 1) << 32, even_bits(w0) | even_bits(w1) << 32)
         })
         .unzip()
-}
-
-/// The random parts of one DReLU's material, as one server expands them, in order:
-/// its level-0 mask, per level an `a` and one `b` per AND, then the B2A bits.
-struct Random {
-    level0: Vec<u64>,
-    a: Vec<Vec<u64>>,
-    b: Vec<Vec<Vec<u64>>>,
-    rho: Vec<u64>,
-}
-
-fn expand_random(prg: &mut crate::ring::Prg, n: usize) -> Random {
-    let level0 = prg.words(n);
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for (l, &w) in LEVEL_WIDTHS.iter().enumerate() {
-        let len = words_for(n, w);
-        a.push(prg.words(len));
-        b.push((0..if l == 5 { 1 } else { 2 }).map(|_| prg.words(len)).collect());
-    }
-    let rho = prg.words(words_for(n, 1));
-    Random { level0, a, b, rho }
-}
-
-/// The correlated parts, in order: level 0's c, per level one c per AND, and the
-/// arithmetic shares of the B2A bits.
-struct Correlated {
-    level0: Vec<u64>,
-    c: Vec<Vec<Vec<u64>>>,
-    rho_arith: Vec<u64>,
-}
-
-fn split_correlated(words: &[u64], n: usize) -> Correlated {
-    let mut at = 0;
-    let mut take = |len: usize| {
-        at += len;
-        words[at - len..at].to_vec()
-    };
-    let level0 = take(n);
-    let c = LEVEL_WIDTHS
-        .iter()
-        .enumerate()
-        .map(|(l, &w)| (0..if l == 5 { 1 } else { 2 }).map(|_| take(words_for(n, w))).collect())
-        .collect();
-    Correlated { level0, c, rho_arith: take(n) }
-}
-
-/// One round of ANDs sharing the left operand, on packed words: `left ∧ right_j`.
-fn and_round(
-    s: &mut Server,
-    left: &[u64],
-    rights: &[Vec<u64>],
-    a: &[u64],
-    b: &[Vec<u64>],
-    c: &[Vec<u64>],
-) -> Result<Vec<Vec<u64>>> {
-    let n = left.len();
-    let mut masked: Vec<u64> = left.iter().zip(a).map(|(l, a)| l ^ a).collect();
-    for (r, bj) in rights.iter().zip(b) {
-        masked.extend(r.iter().zip(bj).map(|(r, b)| r ^ b));
-    }
-    let opened = s.open_xor(&masked)?;
-    let dl = &opened[..n];
-    let first = s.is_first();
-    Ok((0..rights.len())
-        .map(|j| {
-            let er = &opened[(j + 1) * n..(j + 2) * n];
-            (0..n)
-                .map(|i| {
-                    let z = c[j][i] ^ (dl[i] & b[j][i]) ^ (er[i] & a[i]);
-                    if first { z ^ (dl[i] & er[i]) } else { z }
-                })
-                .collect()
-        })
-        .collect())
-}
-
-fn pack_bits(bits: &[u64]) -> Vec<u64> {
-    bits.chunks(64).map(|c| c.iter().enumerate().fold(0u64, |w, (i, b)| w | (b & 1) << i)).collect()
 }
 
 fn bit(words: &[u64], i: usize) -> u64 {
     (words[i / 64] >> (i % 64)) & 1
 }
 
+/// A tensor's ring elements as words, without a copy when it is contiguous.
+fn words_of(x: &RingTensor) -> std::borrow::Cow<'_, [u64]> {
+    match x.as_slice() {
+        Some(words) => std::borrow::Cow::Borrowed(bytemuck::cast_slice(words)),
+        None => std::borrow::Cow::Owned(x.iter().map(|w| w.0).collect()),
+    }
+}
+
+/// Where a server's correlated words come from: server 0 draws them from its own
+/// stream, beside its random words; server 1 reads them, in the same order, from the
+/// dealer's message for the material.
+struct Correlated {
+    received: Option<Vec<u64>>,
+    at: usize,
+}
+
+impl Correlated {
+    fn new(s: &mut Server, tag: u32, len: usize) -> Result<Correlated> {
+        let received = if s.is_first() { None } else { Some(s.corrections(tag, len)?) };
+        Ok(Correlated { received, at: 0 })
+    }
+
+    /// Server 1's next `len` correction words.
+    fn next(&mut self, len: usize) -> &[u64] {
+        let words = self.received.as_deref().expect("server 1 reads its correlated words");
+        self.at += len;
+        &words[self.at - len..self.at]
+    }
+}
+
+/// Server: XOR shares of ¬msb(x) = [x ≥ 0] for every element of `x`, packed one bit
+/// per element, after level 0 and the six AND levels (seven rounds).
+fn drelu_bits(s: &mut Server, prg: &mut Prg, cor: &mut Correlated, x: &[u64]) -> Result<Vec<u64>> {
+    let n = x.len();
+    let first = s.is_first();
+    // Level 0. Server 0 holds u = x0' outright, server 1 holds ¬v = x1' (as bits
+    // 0..62; lane 63 is neutral: g = 0 there, and e = 1 through server 1's share).
+    // x∧y = (x ∧ (y⊕b)) ⊕ ((x⊕a) ∧ b) ⊕ (a∧b): server 0 holds x, a; server 1 holds y, b.
+    let per = if first { 2 } else { 1 };
+    let mut mat = vec![0u64; per * n];
+    prg.fill(&mut mat);
+    let masked: Vec<u64> = x.iter().zip(mat.chunks_exact(per)).map(|(&w, m)| (w & LOW63) ^ m[0]).collect();
+    let theirs = s.exchange(&masked)?;
+    drop(masked);
+    let mut g: Vec<u64> = if first {
+        (0..n).map(|i| (x[i] & LOW63 & theirs[i]) ^ mat[2 * i + 1]).collect()
+    } else {
+        let c = cor.next(n);
+        (0..n).map(|i| (theirs[i] & mat[i]) ^ c[i]).collect()
+    };
+    drop((mat, theirs));
+    let mut e: Vec<u64> = x.iter().map(|&w| if first { w & LOW63 } else { w | 1 << 63 }).collect();
+    for (level, &width) in LEVEL_WIDTHS.iter().enumerate() {
+        let len = words_for(n, width);
+        let ands = ands(level);
+        let (g_hi, g_lo) = split_lanes(&g, len);
+        let (e_hi, e_lo) = split_lanes(&e, len);
+        // One round of ANDs sharing the left operand E_hi, word by word: per word
+        // [a, b_1..b_ands] and, for server 0, [c_1..c_ands].
+        let per = 1 + ands + if first { ands } else { 0 };
+        let mut mat = vec![0u64; per * len];
+        prg.fill(&mut mat);
+        let sent = 1 + ands;
+        let mut masked = Vec::with_capacity(sent * len);
+        for (w, m) in mat.chunks_exact(per).enumerate() {
+            masked.push(e_hi[w] ^ m[0]);
+            masked.push(g_lo[w] ^ m[1]);
+            if ands == 2 {
+                masked.push(e_lo[w] ^ m[2]);
+            }
+        }
+        let theirs = s.exchange(&masked)?;
+        let received = if first { &[][..] } else { cor.next(ands * len) };
+        let mut next_g = Vec::with_capacity(len);
+        let mut next_e = Vec::with_capacity(if ands == 2 { len } else { 0 });
+        for (w, m) in mat.chunks_exact(per).enumerate() {
+            let opened = |j: usize| masked[w * sent + j] ^ theirs[w * sent + j];
+            let dl = opened(0);
+            for j in 0..ands {
+                let er = opened(1 + j);
+                let c = if first { m[1 + ands + j] } else { received[w * ands + j] };
+                let mut z = c ^ (dl & m[1 + j]) ^ (er & m[0]);
+                if first {
+                    z ^= dl & er;
+                }
+                if j == 0 {
+                    next_g.push(g_hi[w] ^ z);
+                } else {
+                    next_e.push(z);
+                }
+            }
+        }
+        g = next_g;
+        e = next_e;
+    }
+    // d = ¬msb(x) = 1 ⊕ msb(x0) ⊕ msb(x1) ⊕ carry, as XOR shares of one bit.
+    let mut d = g;
+    for (w, chunk) in x.chunks(64).enumerate() {
+        let msbs = chunk.iter().enumerate().fold(0u64, |acc, (j, v)| acc | (v >> 63) << j);
+        let ones = if first { u64::MAX >> (64 - chunk.len()) } else { 0 };
+        d[w] ^= msbs ^ ones;
+    }
+    Ok(d)
+}
+
+/// The dealer deals block by block: per block, the next words of both servers'
+/// streams.
+const BLOCK: usize = 4096;
+
+#[derive(Default)]
+struct Blocks {
+    m0: Vec<u64>,
+    m1: Vec<u64>,
+}
+
+impl Blocks {
+    /// The next `len0` words of server 0's stream and `len1` of server 1's.
+    fn draw(&mut self, p: &mut [Prg; 2], len0: usize, len1: usize) -> (&[u64], &[u64]) {
+        self.m0.resize(len0, 0);
+        self.m1.resize(len1, 0);
+        p[0].fill(&mut self.m0);
+        p[1].fill(&mut self.m1);
+        (&self.m0, &self.m1)
+    }
+}
+
+/// Dealer half of [`drelu_bits`]: appends server 1's corrections.
+fn deal_drelu_bits(p: &mut [Prg; 2], n: usize, corrections: &mut Vec<u64>) {
+    let mut blocks = Blocks::default();
+    // Level 0: server 0's [r0, c0], server 1's [r1]; c1 = (r0 ∧ r1) ⊕ c0.
+    for start in (0..n).step_by(BLOCK) {
+        let b = BLOCK.min(n - start);
+        let (m0, m1) = blocks.draw(p, 2 * b, b);
+        corrections.extend(m0.chunks_exact(2).zip(m1).map(|(w0, r1)| (w0[0] & r1) ^ w0[1]));
+    }
+    for (level, &width) in LEVEL_WIDTHS.iter().enumerate() {
+        let len = words_for(n, width);
+        let ands = ands(level);
+        let (per0, per1) = (1 + 2 * ands, 1 + ands);
+        for start in (0..len).step_by(BLOCK) {
+            let b = BLOCK.min(len - start);
+            let (m0, m1) = blocks.draw(p, per0 * b, per1 * b);
+            for (w0, w1) in m0.chunks_exact(per0).zip(m1.chunks_exact(per1)) {
+                let a = w0[0] ^ w1[0];
+                corrections.extend((0..ands).map(|j| (a & (w0[1 + j] ^ w1[1 + j])) ^ w0[1 + ands + j]));
+            }
+        }
+    }
+}
+
+/// The material of one DReLU or ReLU for server `s`, and server 1's corrections.
+fn begin_material(s: &mut Server, correction_words: usize) -> Result<(Prg, Correlated)> {
+    let tag = s.at.next_material();
+    let prg = s.material(tag);
+    let cor = Correlated::new(s, tag, correction_words)?;
+    Ok((prg, cor))
+}
+
+/// The dealer's two streams for the next DReLU or ReLU.
+fn begin_dealing(d: &mut Dealer) -> (u32, [Prg; 2]) {
+    let tag = d.at.next_material();
+    (tag, [d.material(0, tag), d.material(1, tag)])
+}
+
 /// Server: arithmetic shares of [x ≥ 0] (an integer, 0 or 1) for every element of x.
 pub fn drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
     let n = x.len();
-    let tag = s.at.next_material();
-    let mut prg = s.material(tag);
-    let rnd = expand_random(&mut prg, n);
     let first = s.is_first();
-    let cor = if first {
-        let len = drelu_correction_words(n);
-        split_correlated(&prg.words(len), n)
-    } else {
-        let words = s.corrections(tag, drelu_correction_words(n))?;
-        split_correlated(&words, n)
-    };
-    let words: Vec<u64> = x.iter().map(|w| w.0).collect();
-    // Level 0. Server 0 holds u = x0' outright, server 1 holds ¬v = x1' (as bits
-    // 0..62; lane 63 is neutral: g = 0 there, and e = 1 through server 1's share).
-    let (own, mut e): (Vec<u64>, Vec<u64>) = if first {
-        let u: Vec<u64> = words.iter().map(|w| w & LOW63).collect();
-        (u.clone(), u)
-    } else {
-        let not_v: Vec<u64> = words.iter().map(|w| w & LOW63).collect();
-        let e = not_v.iter().map(|w| w | 1 << 63).collect();
-        (not_v, e)
-    };
-    let masked: Vec<u64> = own.iter().zip(&rnd.level0).map(|(o, r)| o ^ r).collect();
-    let theirs = s.exchange(&masked)?;
-    // x∧y = (x ∧ (y⊕b)) ⊕ ((x⊕a) ∧ b) ⊕ (a∧b): server 0 holds x, a; server 1 holds y, b.
-    let mut g: Vec<u64> =
-        (0..n).map(|i| (if first { own[i] & theirs[i] } else { theirs[i] & rnd.level0[i] }) ^ cor.level0[i]).collect();
-    for (level, &width) in LEVEL_WIDTHS.iter().enumerate() {
-        let (g_hi, g_lo) = split_lanes(&g);
-        let (e_hi, e_lo) = split_lanes(&e);
-        let len = words_for(n, width);
-        let last = level == LEVEL_WIDTHS.len() - 1;
-        let rights = if last { vec![g_lo[..len].to_vec()] } else { vec![g_lo[..len].to_vec(), e_lo[..len].to_vec()] };
-        let mut z = and_round(s, &e_hi[..len], &rights, &rnd.a[level], &rnd.b[level], &cor.c[level])?;
-        g = g_hi[..len].iter().zip(&z[0]).map(|(h, z)| h ^ z).collect();
-        if !last {
-            e = z.remove(1);
-        }
-    }
-    // d = ¬msb(x) = 1 ⊕ msb(x0) ⊕ msb(x1) ⊕ carry, as XOR shares of one bit.
-    let d: Vec<u64> = (0..n).map(|i| (words[i] >> 63) ^ bit(&g, i) ^ u64::from(first)).collect();
+    let (mut prg, mut cor) = begin_material(s, drelu_correction_words(n))?;
+    let d = drelu_bits(s, &mut prg, &mut cor, &words_of(x))?;
     // B2A: open m = d ⊕ ρ, then d = m + ρ − 2mρ with ρ arithmetically shared.
-    let masked = pack_bits(&(0..n).map(|i| d[i] ^ bit(&rnd.rho, i)).collect::<Vec<_>>());
+    let w1 = words_for(n, 1);
+    let mut rho = vec![0u64; w1 + if first { n } else { 0 }];
+    prg.fill(&mut rho);
+    let (rho_bits, rho_arith) = rho.split_at(w1);
+    let rho_arith = if first { rho_arith } else { cor.next(n) };
+    let masked: Vec<u64> = d.iter().zip(rho_bits).map(|(d, r)| d ^ r).collect();
     let m = s.open_xor(&masked)?;
     let arith: Vec<u64> = (0..n)
         .map(|i| {
-            let (m, ra) = (Wrapping(bit(&m, i)), Wrapping(cor.rho_arith[i]));
+            let (m, ra) = (Wrapping(bit(&m, i)), Wrapping(rho_arith[i]));
             let public = if first { m } else { Wrapping(0) };
             (public + ra - Wrapping(2) * m * ra).0
         })
@@ -225,34 +316,72 @@ pub fn drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
 
 /// Dealer half of [`drelu`], for `n` elements.
 pub fn deal_drelu(d: &mut Dealer, n: usize) -> Result<()> {
-    let tag = d.at.next_material();
-    let (mut p0, mut p1) = (d.material(0, tag), d.material(1, tag));
-    let (r0, r1) = (expand_random(&mut p0, n), expand_random(&mut p1, n));
-    let c0 = split_correlated(&p0.words(drelu_correction_words(n)), n);
-    let xor = |x: &[u64], y: &[u64]| -> Vec<u64> { x.iter().zip(y).map(|(a, b)| a ^ b).collect() };
+    let (tag, mut p) = begin_dealing(d);
     let mut corrections = Vec::with_capacity(drelu_correction_words(n));
-    // Level 0: server 0's mask a, server 1's mask b, c = a ∧ b.
-    corrections.extend((0..n).map(|i| (r0.level0[i] & r1.level0[i]) ^ c0.level0[i]));
-    for level in 0..LEVEL_WIDTHS.len() {
-        let a = xor(&r0.a[level], &r1.a[level]);
-        for (j, c) in c0.c[level].iter().enumerate() {
-            let b = xor(&r0.b[level][j], &r1.b[level][j]);
-            corrections.extend(a.iter().zip(&b).zip(c).map(|((a, b), c)| (a & b) ^ c));
-        }
-    }
-    corrections.extend((0..n).map(|i| (Wrapping(bit(&r0.rho, i) ^ bit(&r1.rho, i)) - Wrapping(c0.rho_arith[i])).0));
+    deal_drelu_bits(&mut p, n, &mut corrections);
+    let w1 = words_for(n, 1);
+    let (mut rho0, mut rho1) = (vec![0u64; w1 + n], vec![0u64; w1]);
+    p[0].fill(&mut rho0);
+    p[1].fill(&mut rho1);
+    let (rho0_bits, rho0_arith) = rho0.split_at(w1);
+    corrections.extend((0..n).map(|i| (Wrapping(bit(rho0_bits, i) ^ bit(&rho1, i)) - Wrapping(rho0_arith[i])).0));
     d.send_corrections(tag, corrections)
 }
 
-/// Server: ReLU(x) = x · [x ≥ 0], exactly.
+/// Server: ReLU(x) = x · [x ≥ 0], exactly, in the comparison's eight rounds.
 pub fn relu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
-    let d = drelu(s, x)?;
-    Ok(mul_many(s, &d, &[x])?.remove(0))
+    let n = x.len();
+    let first = s.is_first();
+    let (mut prg, mut cor) = begin_material(s, relu_correction_words(n))?;
+    let xw = words_of(x);
+    let d = drelu_bits(s, &mut prg, &mut cor, &xw)?;
+    // The last round opens m = d ⊕ ρ and e = x − b together; per element server 0
+    // draws [b, ρ, bρ] (arithmetic shares of ρ and b·ρ), server 1 draws [b] and
+    // receives [ρ, bρ].
+    let w1 = words_for(n, 1);
+    let per = if first { 3 } else { 1 };
+    let mut mat = vec![0u64; w1 + per * n];
+    prg.fill(&mut mat);
+    let (rho_bits, mat) = mat.split_at(w1);
+    let mut masked: Vec<u64> = d.iter().zip(rho_bits).map(|(d, r)| d ^ r).collect();
+    masked.extend(xw.iter().zip(mat.chunks_exact(per)).map(|(&x, m)| x.wrapping_sub(m[0])));
+    let theirs = s.exchange(&masked)?;
+    let received = if first { &[][..] } else { cor.next(2 * n) };
+    let z: Vec<u64> = (0..n)
+        .map(|i| {
+            let m = (masked[i / 64] ^ theirs[i / 64]) >> (i % 64) & 1;
+            let e = Wrapping(masked[w1 + i]) + Wrapping(theirs[w1 + i]);
+            let (rho, b_rho) = if first { (mat[3 * i + 1], mat[3 * i + 2]) } else { (received[2 * i], received[2 * i + 1]) };
+            let rho_x = e * Wrapping(rho) + Wrapping(b_rho);
+            let m = Wrapping(m);
+            (m * Wrapping(xw[i]) + (Wrapping(1) - Wrapping(2) * m) * rho_x).0
+        })
+        .collect();
+    Ok(from_words(x.shape(), z))
 }
 
+/// Dealer half of [`relu`].
 pub fn deal_relu(d: &mut Dealer, shape: &[usize]) -> Result<()> {
-    deal_drelu(d, shape.iter().product())?;
-    deal_mul_many(d, shape, &[shape])
+    let n: usize = shape.iter().product();
+    let (tag, mut p) = begin_dealing(d);
+    let mut corrections = Vec::with_capacity(relu_correction_words(n));
+    deal_drelu_bits(&mut p, n, &mut corrections);
+    let w1 = words_for(n, 1);
+    let (mut rho0, mut rho1) = (vec![0u64; w1], vec![0u64; w1]);
+    p[0].fill(&mut rho0);
+    p[1].fill(&mut rho1);
+    let mut blocks = Blocks::default();
+    for start in (0..n).step_by(BLOCK) {
+        let len = BLOCK.min(n - start);
+        let (m0, m1) = blocks.draw(&mut p, 3 * len, len);
+        for (i, (w0, &b1)) in m0.chunks_exact(3).zip(m1).enumerate() {
+            let rho = Wrapping(bit(&rho0, start + i) ^ bit(&rho1, start + i));
+            let b = Wrapping(w0[0]) + Wrapping(b1);
+            corrections.push((rho - Wrapping(w0[1])).0);
+            corrections.push((b * rho - Wrapping(w0[2])).0);
+        }
+    }
+    d.send_corrections(tag, corrections)
 }
 
 /// One tournament level: who meets whom.

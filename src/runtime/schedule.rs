@@ -6,7 +6,7 @@ use anyhow::Result;
 use crate::error::Error;
 use crate::kernels::linear::window_ranges;
 use crate::plan::{Op, Plan, Source, ValueId};
-use crate::protocol::compare::{Piecewise, drelu_open_words, pair_up};
+use crate::protocol::compare::{Piecewise, drelu_open_words, pair_up, relu_open_words};
 
 /// The protocol of one step.
 #[derive(Debug, Clone)]
@@ -163,7 +163,7 @@ impl Schedule {
                     Kind::Scaled => Planned { bytes: 8 * out as u64, rounds: 1 },
                     Kind::Relu => chunks(out, 1)
                         .into_iter()
-                        .map(|c| Planned { bytes: drelu_bytes(c.len()) + 8 * 2 * c.len() as u64, rounds: 9 })
+                        .map(|c| Planned { bytes: 8 * relu_open_words(c.len()) as u64, rounds: 8 })
                         .fold(Planned::default(), Planned::add),
                     Kind::Tournament { groups, with_index } => {
                         let mut groups = groups.clone();
