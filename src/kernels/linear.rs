@@ -56,7 +56,12 @@ fn gemm_panels(a: &[Wrapping<u64>], b: &[Wrapping<u64>], dims: (usize, usize, us
 }
 
 #[inline(always)]
-fn gemm_panels_body(a: &[Wrapping<u64>], b: &[Wrapping<u64>], (m, k, n): (usize, usize, usize), out: &mut [Wrapping<u64>]) {
+fn gemm_panels_body(
+    a: &[Wrapping<u64>],
+    b: &[Wrapping<u64>],
+    (m, k, n): (usize, usize, usize),
+    out: &mut [Wrapping<u64>],
+) {
     let mut panel = vec![Wrapping(0u64); k * PANEL];
     for j0 in (0..n).step_by(PANEL) {
         let width = PANEL.min(n - j0);
@@ -86,7 +91,11 @@ fn gemm_panels_body(a: &[Wrapping<u64>], b: &[Wrapping<u64>], (m, k, n): (usize,
 
 /// `R` rows of `a` (row-major, `k` columns) times one panel of `b`.
 #[inline(always)]
-fn panel_product<const R: usize>(a: &[Wrapping<u64>], k: usize, panel: &[Wrapping<u64>]) -> [[Wrapping<u64>; PANEL]; R] {
+fn panel_product<const R: usize>(
+    a: &[Wrapping<u64>],
+    k: usize,
+    panel: &[Wrapping<u64>],
+) -> [[Wrapping<u64>; PANEL]; R] {
     let mut acc = [[Wrapping(0u64); PANEL]; R];
     for (kk, p) in panel.chunks_exact(PANEL).enumerate() {
         let p: &[Wrapping<u64>; PANEL] = p.try_into().expect("a panel row");
@@ -124,9 +133,17 @@ pub fn im2col<T: LinalgScalar>(x: &ArrayD<T>, window: &Window, g: &Geometry) -> 
     for (row, mut dst) in cols.outer_iter_mut().enumerate() {
         let (b, oy, ox) = (row / (oh * ow), (row / ow) % oh, row % ow);
         let dst = dst.as_slice_mut().expect("standard layout");
+        let ix0 = (ox * window.strides[1]) as isize - g.pad[1] as isize;
+        let row_inside = window.dilations[1] == 1 && ix0 >= 0 && ix0 + kw as isize <= w as isize;
         for ky in 0..kh {
             let iy = (oy * window.strides[0] + ky * window.dilations[0]) as isize - g.pad[0] as isize;
             if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            if row_inside {
+                // The window's row is contiguous in the input: one copy.
+                let src = ((b * h + iy as usize) * w + ix0 as usize) * c;
+                dst[ky * kw * c..(ky + 1) * kw * c].copy_from_slice(&xs[src..src + kw * c]);
                 continue;
             }
             for kx in 0..kw {

@@ -52,6 +52,7 @@
 //! dealer deals block by block, holding neither server's material for a whole
 //! tensor, and the servers hold one section at a time.
 
+use std::borrow::Cow;
 use std::num::Wrapping;
 
 use anyhow::Result;
@@ -61,6 +62,7 @@ use super::mul::{deal_mul_many, deal_mul_pairs, mul_many, mul_pairs};
 use super::trunc::{deal_truncate, truncate};
 use super::{Dealer, Server};
 use crate::ring::{FixedPoint, Prg, RingTensor, Z, from_words};
+use crate::transport::{WordWriter, check_words, read_words};
 
 const LOW63: u64 = (1 << 63) - 1;
 
@@ -138,21 +140,25 @@ fn words_of(x: &RingTensor) -> std::borrow::Cow<'_, [u64]> {
 /// stream, beside its random words; server 1 reads them, in the same order, from the
 /// dealer's message for the material.
 struct Correlated {
-    received: Option<Vec<u64>>,
+    received: Option<Vec<u8>>,
     at: usize,
 }
 
 impl Correlated {
     fn new(s: &mut Server, tag: u32, len: usize) -> Result<Correlated> {
-        let received = if s.is_first() { None } else { Some(s.corrections(tag, len)?) };
+        let received = if s.is_first() { None } else { Some(s.correction_message(tag, len)?) };
         Ok(Correlated { received, at: 0 })
     }
 
-    /// Server 1's next `len` correction words.
-    fn next(&mut self, len: usize) -> &[u64] {
-        let words = self.received.as_deref().expect("server 1 reads its correlated words");
-        self.at += len;
-        &words[self.at - len..self.at]
+    /// Server 1's next `len` correction words (server 0 gets none).
+    fn next(&mut self, len: usize) -> Cow<'_, [u64]> {
+        match &self.received {
+            Some(bytes) => {
+                self.at += len;
+                read_words(&bytes[8 * (self.at - len)..8 * self.at])
+            }
+            None => Cow::Borrowed(&[]),
+        }
     }
 }
 
@@ -167,9 +173,11 @@ fn drelu_bits(s: &mut Server, prg: &mut Prg, cor: &mut Correlated, x: &[u64]) ->
     let per = if first { 2 } else { 1 };
     let mut mat = vec![0u64; per * n];
     prg.fill(&mut mat);
-    let masked: Vec<u64> = x.iter().zip(mat.chunks_exact(per)).map(|(&w, m)| (w & LOW63) ^ m[0]).collect();
-    let theirs = s.exchange(&masked)?;
-    drop(masked);
+    let mut masked = WordWriter::with_capacity(n);
+    masked.extend(x.iter().zip(mat.chunks_exact(per)).map(|(&w, m)| (w & LOW63) ^ m[0]));
+    let theirs = s.exchange_message(masked)?;
+    check_words(&theirs, n, s.peer())?;
+    let theirs = read_words(&theirs);
     let mut g: Vec<u64> = if first {
         (0..n).map(|i| (x[i] & LOW63 & theirs[i]) ^ mat[2 * i + 1]).collect()
     } else {
@@ -184,25 +192,27 @@ fn drelu_bits(s: &mut Server, prg: &mut Prg, cor: &mut Correlated, x: &[u64]) ->
         let (g_hi, g_lo) = split_lanes(&g, len);
         let (e_hi, e_lo) = split_lanes(&e, len);
         // One round of ANDs sharing the left operand E_hi, word by word: per word
-        // [a, b_1..b_ands] and, for server 0, [c_1..c_ands].
+        // [a, b_1..b_ands] and, for server 0, [c_1..c_ands]. What this server
+        // sends is recomputed afterwards rather than kept.
         let per = 1 + ands + if first { ands } else { 0 };
         let mut mat = vec![0u64; per * len];
         prg.fill(&mut mat);
+        let operands = |w: usize| [e_hi[w], g_lo[w], e_lo[w]];
         let sent = 1 + ands;
-        let mut masked = Vec::with_capacity(sent * len);
+        let mut masked = WordWriter::with_capacity(sent * len);
         for (w, m) in mat.chunks_exact(per).enumerate() {
-            masked.push(e_hi[w] ^ m[0]);
-            masked.push(g_lo[w] ^ m[1]);
-            if ands == 2 {
-                masked.push(e_lo[w] ^ m[2]);
-            }
+            let ops = operands(w);
+            masked.extend((0..sent).map(|j| ops[j] ^ m[j]));
         }
-        let theirs = s.exchange(&masked)?;
-        let received = if first { &[][..] } else { cor.next(ands * len) };
+        let theirs = s.exchange_message(masked)?;
+        check_words(&theirs, sent * len, s.peer())?;
+        let theirs = read_words(&theirs);
+        let received = cor.next(ands * len);
         let mut next_g = Vec::with_capacity(len);
         let mut next_e = Vec::with_capacity(if ands == 2 { len } else { 0 });
         for (w, m) in mat.chunks_exact(per).enumerate() {
-            let opened = |j: usize| masked[w * sent + j] ^ theirs[w * sent + j];
+            let ops = operands(w);
+            let opened = |j: usize| ops[j] ^ m[j] ^ theirs[w * sent + j];
             let dl = opened(0);
             for j in 0..ands {
                 let er = opened(1 + j);
@@ -253,7 +263,7 @@ impl Blocks {
 }
 
 /// Dealer half of [`drelu_bits`]: appends server 1's corrections.
-fn deal_drelu_bits(p: &mut [Prg; 2], n: usize, corrections: &mut Vec<u64>) {
+fn deal_drelu_bits(p: &mut [Prg; 2], n: usize, corrections: &mut WordWriter) {
     let mut blocks = Blocks::default();
     // Level 0: server 0's [r0, c0], server 1's [r1]; c1 = (r0 ∧ r1) ⊕ c0.
     for start in (0..n).step_by(BLOCK) {
@@ -301,7 +311,8 @@ pub fn drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
     let mut rho = vec![0u64; w1 + if first { n } else { 0 }];
     prg.fill(&mut rho);
     let (rho_bits, rho_arith) = rho.split_at(w1);
-    let rho_arith = if first { rho_arith } else { cor.next(n) };
+    let received = cor.next(n);
+    let rho_arith: &[u64] = if first { rho_arith } else { &received };
     let masked: Vec<u64> = d.iter().zip(rho_bits).map(|(d, r)| d ^ r).collect();
     let m = s.open_xor(&masked)?;
     let arith: Vec<u64> = (0..n)
@@ -317,7 +328,7 @@ pub fn drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
 /// Dealer half of [`drelu`], for `n` elements.
 pub fn deal_drelu(d: &mut Dealer, n: usize) -> Result<()> {
     let (tag, mut p) = begin_dealing(d);
-    let mut corrections = Vec::with_capacity(drelu_correction_words(n));
+    let mut corrections = WordWriter::with_capacity(drelu_correction_words(n));
     deal_drelu_bits(&mut p, n, &mut corrections);
     let w1 = words_for(n, 1);
     let (mut rho0, mut rho1) = (vec![0u64; w1 + n], vec![0u64; w1]);
@@ -343,15 +354,19 @@ pub fn relu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
     let mut mat = vec![0u64; w1 + per * n];
     prg.fill(&mut mat);
     let (rho_bits, mat) = mat.split_at(w1);
-    let mut masked: Vec<u64> = d.iter().zip(rho_bits).map(|(d, r)| d ^ r).collect();
+    let mut masked = WordWriter::with_capacity(w1 + n);
+    masked.extend(d.iter().zip(rho_bits).map(|(d, r)| d ^ r));
     masked.extend(xw.iter().zip(mat.chunks_exact(per)).map(|(&x, m)| x.wrapping_sub(m[0])));
-    let theirs = s.exchange(&masked)?;
-    let received = if first { &[][..] } else { cor.next(2 * n) };
+    let theirs = s.exchange_message(masked)?;
+    check_words(&theirs, w1 + n, s.peer())?;
+    let theirs = read_words(&theirs);
+    let received = cor.next(2 * n);
     let z: Vec<u64> = (0..n)
         .map(|i| {
-            let m = (masked[i / 64] ^ theirs[i / 64]) >> (i % 64) & 1;
-            let e = Wrapping(masked[w1 + i]) + Wrapping(theirs[w1 + i]);
-            let (rho, b_rho) = if first { (mat[3 * i + 1], mat[3 * i + 2]) } else { (received[2 * i], received[2 * i + 1]) };
+            let m = (d[i / 64] ^ rho_bits[i / 64] ^ theirs[i / 64]) >> (i % 64) & 1;
+            let e = Wrapping(xw[i].wrapping_sub(mat[per * i])) + Wrapping(theirs[w1 + i]);
+            let (rho, b_rho) =
+                if first { (mat[3 * i + 1], mat[3 * i + 2]) } else { (received[2 * i], received[2 * i + 1]) };
             let rho_x = e * Wrapping(rho) + Wrapping(b_rho);
             let m = Wrapping(m);
             (m * Wrapping(xw[i]) + (Wrapping(1) - Wrapping(2) * m) * rho_x).0
@@ -364,7 +379,7 @@ pub fn relu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
 pub fn deal_relu(d: &mut Dealer, shape: &[usize]) -> Result<()> {
     let n: usize = shape.iter().product();
     let (tag, mut p) = begin_dealing(d);
-    let mut corrections = Vec::with_capacity(relu_correction_words(n));
+    let mut corrections = WordWriter::with_capacity(relu_correction_words(n));
     deal_drelu_bits(&mut p, n, &mut corrections);
     let w1 = words_for(n, 1);
     let (mut rho0, mut rho1) = (vec![0u64; w1], vec![0u64; w1]);

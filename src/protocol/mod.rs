@@ -24,8 +24,8 @@ use anyhow::Result;
 
 use std::num::Wrapping;
 
-use crate::ring::{Prg, RingTensor, stream_id, to_words};
-use crate::transport::{Endpoint, Party, decode_words, encode_words};
+use crate::ring::{Prg, RingTensor, stream_id};
+use crate::transport::{Endpoint, Party, WordWriter, check_words, decode_words, encode_words};
 
 /// Stream domains, so a seed never yields the same stream for two purposes.
 pub mod domain {
@@ -111,9 +111,17 @@ impl Server {
 
     /// Server 1's corrections for material `tag`: `len` ring elements from the dealer.
     pub fn corrections(&mut self, tag: u32, len: usize) -> Result<Vec<u64>> {
+        let bytes = self.correction_message(tag, len)?;
+        decode_words(&bytes, len, Party::Dealer)
+    }
+
+    /// [`Server::corrections`] as the message itself, its length checked: for
+    /// reading the words in place ([`read_words`]) instead of copying them.
+    pub fn correction_message(&mut self, tag: u32, len: usize) -> Result<Vec<u8>> {
         debug_assert_eq!(self.i, 1, "server 0 expands its material from its seed");
         let bytes = self.net.recv(Party::Dealer, self.at.step, tag)?;
-        decode_words(&bytes, len, Party::Dealer)
+        check_words(&bytes, len, Party::Dealer)?;
+        Ok(bytes)
     }
 
     /// Swap messages with the other server under the step's next opening tag:
@@ -139,6 +147,12 @@ impl Server {
     pub fn exchange(&mut self, words: &[u64]) -> Result<Vec<u64>> {
         let theirs = self.swap(encode_words(words))?;
         decode_words(&theirs, words.len(), self.peer())
+    }
+
+    /// Exchange a message of words with the other server: send ours, return
+    /// theirs (as long; read it with [`read_words`]).
+    pub fn exchange_message(&mut self, message: WordWriter) -> Result<Vec<u8>> {
+        self.swap(message.into_bytes())
     }
 
     /// Open shared tensors: both servers learn their sums. One round.
@@ -209,12 +223,7 @@ impl Dealer {
     }
 
     /// Send server 1 its corrections for material `tag`.
-    pub fn send_corrections(&mut self, tag: u32, words: Vec<u64>) -> Result<()> {
-        self.net.send(Party::Server1, self.at.step, tag, encode_words(&words))
+    pub fn send_corrections(&mut self, tag: u32, words: WordWriter) -> Result<()> {
+        self.net.send(Party::Server1, self.at.step, tag, words.into_bytes())
     }
-}
-
-/// Concatenate tensors' words (for one correction message).
-pub fn concat_words(parts: &[&RingTensor]) -> Vec<u64> {
-    parts.iter().flat_map(|t| to_words(t)).collect()
 }

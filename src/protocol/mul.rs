@@ -14,12 +14,15 @@
 //! opened once per model session; an activation once per prediction, however many
 //! products it enters (tf-encrypted's generalised triples and mask caching).
 
+use std::num::Wrapping;
+
 use anyhow::Result;
 
-use super::{Dealer, Server, concat_words};
+use super::{Dealer, Server};
 use crate::kernels::linear;
 use crate::plan::Op;
 use crate::ring::{RingTensor, from_words};
+use crate::transport::{WordWriter, read_words};
 
 /// A private tensor's mask share and its opened masked value x − a.
 #[derive(Debug, Clone)]
@@ -41,14 +44,18 @@ pub fn bilinear(op: &Op, x: &RingTensor, y: &RingTensor) -> RingTensor {
 /// Server: shares of x ⊗ y (with 2f fractional bits when both are fixed-point).
 pub fn product(s: &mut Server, op: &Op, x: &Masked, y: &Masked, out_shape: &[usize]) -> Result<RingTensor> {
     let tag = s.at.next_material();
-    let c = if s.is_first() {
-        s.material(tag).tensor(out_shape)
-    } else {
-        from_words(out_shape, s.corrections(tag, out_shape.iter().product())?)
-    };
     // e⊗b + e⊗f = e⊗(b + f): server 0 folds the public e⊗f into its first product.
     let y_side = if s.is_first() { &y.mask + &y.opened } else { y.mask.clone() };
-    Ok(bilinear(op, &x.opened, &y_side) + bilinear(op, &x.mask, &y.opened) + c)
+    let mut z = bilinear(op, &x.opened, &y_side) + bilinear(op, &x.mask, &y.opened);
+    if s.is_first() {
+        let mut c = vec![0u64; z.len()];
+        s.material(tag).fill(&mut c);
+        z.iter_mut().zip(c).for_each(|(z, c)| *z += Wrapping(c));
+    } else {
+        let message = s.correction_message(tag, out_shape.iter().product())?;
+        z.iter_mut().zip(read_words(&message).iter()).for_each(|(z, &c)| *z += Wrapping(c));
+    }
+    Ok(z)
 }
 
 /// Dealer: c = a ⊗ b for the whole masks a and b, split so that server 0's share is
@@ -56,8 +63,11 @@ pub fn product(s: &mut Server, op: &Op, x: &Masked, y: &Masked, out_shape: &[usi
 pub fn deal_product(d: &mut Dealer, op: &Op, a: &RingTensor, b: &RingTensor) -> Result<()> {
     let tag = d.at.next_material();
     let c = bilinear(op, a, b);
-    let c0 = d.material(0, tag).tensor(c.shape());
-    d.send_corrections(tag, concat_words(&[&(c - c0)]))
+    let mut c0 = vec![0u64; c.len()];
+    d.material(0, tag).fill(&mut c0);
+    let mut corrections = WordWriter::with_capacity(c.len());
+    corrections.extend(c.iter().zip(c0).map(|(c, c0)| (*c - Wrapping(c0)).0));
+    d.send_corrections(tag, corrections)
 }
 
 /// Server: d·x for each x in `xs` (d broadcast against x), with d a shared bit or
@@ -107,7 +117,7 @@ pub fn deal_mul_many(d: &mut Dealer, d_shape: &[usize], x_shapes: &[&[usize]]) -
     let (mut p0, mut p1) = (d.material(0, tag), d.material(1, tag));
     let a_d = p0.tensor(d_shape) + p1.tensor(d_shape);
     let a_x: Vec<RingTensor> = x_shapes.iter().map(|sh| p0.tensor(sh) + p1.tensor(sh)).collect();
-    let mut corrections = Vec::new();
+    let mut corrections = WordWriter::default();
     for a in &a_x {
         let c = &a_d * a;
         let c0 = p0.tensor(c.shape());
@@ -170,7 +180,7 @@ pub fn deal_mul_pairs(d: &mut Dealer, shapes: &[&[usize]]) -> Result<()> {
             (l0 + l1, r0 + r1)
         })
         .collect();
-    let mut corrections = Vec::new();
+    let mut corrections = WordWriter::default();
     for ((al, ar), sh) in masks.iter().zip(shapes) {
         let c0 = p0.tensor(sh);
         corrections.extend((al * ar - c0).iter().map(|w| w.0));

@@ -23,6 +23,7 @@ use anyhow::Result;
 
 use super::{Dealer, Server};
 use crate::ring::{RingTensor, Z, from_words};
+use crate::transport::WordWriter;
 
 const LOW63: u64 = (1 << 63) - 1;
 
@@ -66,7 +67,8 @@ pub fn deal_truncate(d: &mut Dealer, shape: &[usize], f: u32) -> Result<()> {
     let (low0, msb0) = (p0.tensor(shape), p0.tensor(shape));
     let low1 = r.mapv(|v: Z| Wrapping((v.0 & LOW63) >> f)) - low0;
     let msb1 = r.mapv(|v: Z| Wrapping(v.0 >> 63)) - msb0;
-    let mut words: Vec<u64> = low1.iter().map(|w| w.0).collect();
+    let mut words = WordWriter::with_capacity(2 * r.len());
+    words.extend(low1.iter().map(|w| w.0));
     words.extend(msb1.iter().map(|w| w.0));
     d.send_corrections(tag, words)
 }

@@ -270,9 +270,13 @@ fn by_chunks(
     drelus_per_element: usize,
     mut f: impl FnMut(&RingTensor) -> Result<RingTensor>,
 ) -> Result<RingTensor> {
+    let pieces = chunks(x.len(), drelus_per_element);
+    if pieces.len() <= 1 {
+        return f(x);
+    }
     let flat: Vec<Z> = x.iter().copied().collect();
     let mut out = Vec::with_capacity(flat.len());
-    for c in chunks(flat.len(), drelus_per_element) {
+    for c in pieces {
         let part = ArrayD::from_shape_vec(IxDyn(&[c.len()]), flat[c].to_vec()).expect("shape");
         out.extend(f(&part)?.iter().copied());
     }

@@ -176,6 +176,47 @@ impl Endpoint {
     }
 }
 
+/// Ring words written straight into a message's bytes (8 little-endian bytes
+/// each), so that a large message is not built as words and then copied.
+#[derive(Debug, Default)]
+pub struct WordWriter(Vec<u8>);
+
+impl WordWriter {
+    pub fn with_capacity(words: usize) -> WordWriter {
+        WordWriter(Vec::with_capacity(8 * words))
+    }
+
+    #[inline]
+    pub fn push(&mut self, word: u64) {
+        self.0.extend_from_slice(&word.to_le_bytes());
+    }
+
+    pub fn words(&self) -> usize {
+        self.0.len() / 8
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl Extend<u64> for WordWriter {
+    fn extend<I: IntoIterator<Item = u64>>(&mut self, words: I) {
+        words.into_iter().for_each(|w| self.push(w));
+    }
+}
+
+/// The words of a received message (whose length was checked), read in place where
+/// the buffer is aligned for them, as the allocator's buffers are.
+pub fn read_words(bytes: &[u8]) -> std::borrow::Cow<'_, [u64]> {
+    match bytemuck::try_cast_slice(bytes) {
+        Ok(words) if cfg!(target_endian = "little") => std::borrow::Cow::Borrowed(words),
+        _ => std::borrow::Cow::Owned(
+            bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+        ),
+    }
+}
+
 /// Ring elements on the wire: 8 little-endian bytes each.
 pub fn encode_words(words: &[u64]) -> Vec<u8> {
     if cfg!(target_endian = "little") {
@@ -186,6 +227,15 @@ pub fn encode_words(words: &[u64]) -> Vec<u8> {
 
 /// The inverse of [`encode_words`], checking the length the receiver expects.
 pub fn decode_words(bytes: &[u8], expected: usize, from: Party) -> Result<Vec<u64>> {
+    check_words(bytes, expected, from)?;
+    if cfg!(target_endian = "little") {
+        return Ok(bytemuck::pod_collect_to_vec(bytes));
+    }
+    Ok(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+}
+
+/// Refuse a message that is not `expected` ring elements long.
+pub fn check_words(bytes: &[u8], expected: usize, from: Party) -> Result<()> {
     if bytes.len() != expected * 8 {
         anyhow::bail!(
             "{} sent {} bytes where {} ring elements ({} bytes) were expected",
@@ -195,8 +245,5 @@ pub fn decode_words(bytes: &[u8], expected: usize, from: Party) -> Result<Vec<u6
             expected * 8
         );
     }
-    if cfg!(target_endian = "little") {
-        return Ok(bytemuck::pod_collect_to_vec(bytes));
-    }
-    Ok(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+    Ok(())
 }
