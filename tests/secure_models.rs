@@ -173,3 +173,61 @@ fn secure_sigmoid_and_tanh_error_on_a_grid() {
         assert!(outside < 1e-4, "{op} saturates: {outside}");
     }
 }
+
+/// Which products keep their 2f fractional bits until a pool (one truncation
+/// instead of two): exactly tf-encrypted's Conv2D → Add → Relu → AvgPool(2×2)
+/// blocks, not its dense layers; and never into a pool whose windows differ in
+/// size or are not a power of two (then every product truncates at once). The
+/// outputs of these plans against TensorFlow are the tests above.
+#[test]
+fn truncation_is_deferred_only_into_power_of_two_pools() {
+    use runtime::Kind;
+    use tfe_run::kernels::Padding;
+    use tfe_run::plan::Op;
+    let kinds_of = |plan: &tfe_run::plan::Plan| {
+        let schedule = runtime::Schedule::new(plan).unwrap();
+        plan.steps.iter().zip(schedule.kinds).map(|(s, k)| (s.node.clone(), k)).collect::<Vec<_>>()
+    };
+    let images = BTreeMap::from([("Placeholder".to_string(), reference("mnist_input.npy"))]);
+    let tfe = tfe_run::cli::prepare(&reference("mnist_model.pb"), None, None, &images).unwrap();
+    let deferred: Vec<String> = kinds_of(&tfe.plan)
+        .into_iter()
+        .filter(|(_, k)| matches!(k, Kind::ProductKeepScale | Kind::LiftedAdd { .. } | Kind::ShiftPool { .. }))
+        .map(|(node, k)| format!("{node}: {k:?}"))
+        .collect();
+    assert_eq!(
+        deferred,
+        [
+            "conv1/Conv2D: ProductKeepScale",
+            "conv1/add: LiftedAdd { lift: 1 }",
+            "pool1/AvgPool: ShiftPool { e: 2 }",
+            "conv2/Conv2D: ProductKeepScale",
+            "conv2/add: LiftedAdd { lift: 1 }",
+            "pool2/AvgPool: ShiftPool { e: 2 }",
+        ]
+    );
+    // The same plan with its pools changed: 3×3 VALID windows (9 pixels) and
+    // 2×2 SAME windows over an odd size (the last row and column see fewer): the
+    // first block truncates at once. (Only the schedule is built, not run.)
+    for (kernel, padding, size) in [([3, 3], Padding::Valid, 24), ([2, 2], Padding::Same, 23)] {
+        let mut plan = tfe.plan.clone();
+        for step in plan.steps.iter_mut() {
+            if let Op::AvgPool(w) = &mut step.op {
+                w.kernel = kernel;
+                w.padding = padding;
+            }
+        }
+        let conv1 = plan.steps.iter().find(|s| s.node == "conv1/Conv2D").unwrap().output;
+        plan.values[conv1].shape[1] = size;
+        plan.values[conv1].shape[2] = size;
+        let relu1 = plan.steps.iter().find(|s| s.node == "conv1/Relu").unwrap().output;
+        plan.values[relu1].shape = plan.values[conv1].shape.clone();
+        let kinds = kinds_of(&plan);
+        let kind = |node: &str| format!("{:?}", kinds.iter().find(|(n, _)| n == node).unwrap().1);
+        assert_eq!(
+            [kind("conv1/Conv2D"), kind("conv1/add"), kind("pool1/AvgPool")],
+            ["Product", "Local", "Scaled"],
+            "{kernel:?} {padding:?} over {size}"
+        );
+    }
+}

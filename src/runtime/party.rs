@@ -229,6 +229,19 @@ pub fn server(
                     let z = product(&mut s, &step.op, &operands[0], &operands[1], shape)?;
                     truncate(&mut s, &z, fp.frac_bits)?
                 }
+                Kind::ProductKeepScale => {
+                    let operands =
+                        masked_operands(&mut s, seq, &step.inputs, &env, &weight_masked, &mut activation_masked)?;
+                    product(&mut s, &step.op, &operands[0], &operands[1], &plan.values[step.output].shape)?
+                }
+                Kind::LiftedAdd { lift } => {
+                    let lifted = ins[*lift].mapv(|v| v * Wrapping(1u64 << fp.frac_bits));
+                    ins[1 - lift] + &lifted
+                }
+                Kind::ShiftPool { e } => {
+                    let Op::AvgPool(w) = &step.op else { unreachable!("a shift pool is an AvgPool") };
+                    truncate(&mut s, &linear::sum_pool(ins[0], w).0, fp.frac_bits + e)?
+                }
                 Kind::Scaled => {
                     let z = scaled_sum(&step.op, ins[0], fp);
                     truncate(&mut s, &z, fp.frac_bits + scale_bits(&step.op, ins[0].shape()))?
@@ -386,8 +399,9 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
             let in_shape = &plan.values[step.inputs[0]].shape;
             let out_shape = &plan.values[step.output].shape;
             match kind {
-                Kind::Local => {}
-                Kind::Product => {
+                Kind::Local | Kind::LiftedAdd { .. } => {}
+                Kind::ShiftPool { e } => deal_truncate(&mut d, out_shape, fp.frac_bits + e)?,
+                Kind::Product | Kind::ProductKeepScale => {
                     let mut mask = |v: ValueId| match weight_masks.get(&v) {
                         Some(m) => m.clone(),
                         None => activation_masks
@@ -397,7 +411,9 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
                     };
                     let (a, b) = (mask(step.inputs[0]), mask(step.inputs[1]));
                     deal_product(&mut d, &step.op, &a, &b)?;
-                    deal_truncate(&mut d, out_shape, fp.frac_bits)?;
+                    if matches!(kind, Kind::Product) {
+                        deal_truncate(&mut d, out_shape, fp.frac_bits)?;
+                    }
                 }
                 Kind::Scaled => deal_truncate(&mut d, out_shape, fp.frac_bits + scale_bits(&step.op, in_shape))?,
                 Kind::Relu => {

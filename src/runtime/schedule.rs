@@ -15,8 +15,22 @@ pub enum Kind {
     Local,
     /// A Beaver product (MatMul, Conv2D, Mul), then truncation.
     Product,
+    /// A Beaver product whose truncation is deferred: its output keeps 2f
+    /// fractional bits until a [`Kind::ShiftPool`] (see [`defer_truncations`]).
+    ProductKeepScale,
+    /// Add with one operand at 2f fractional bits: the other, at f, is lifted by
+    /// the public 2^f first (`lift` is its input position).
+    LiftedAdd {
+        lift: usize,
+    },
     /// A local sum times a public scale (AvgPool, Mean), then truncation.
     Scaled,
+    /// AvgPool of a value at 2f fractional bits whose every window holds 2^e
+    /// elements: the local sum, truncated by f + e (the product's deferred f and
+    /// the division by the count in one truncation).
+    ShiftPool {
+        e: u32,
+    },
     Relu,
     /// Max over groups of elements by tournament (MaxPool, Max), or ArgMax.
     Tournament {
@@ -112,10 +126,11 @@ impl Schedule {
             }
             kinds.push(kind);
         }
+        defer_truncations(&plan, &mut kinds, revealed);
         let mut masked_weights: Vec<ValueId> = plan.steps[..run_steps]
             .iter()
             .zip(&kinds)
-            .filter(|(_, k)| matches!(k, Kind::Product))
+            .filter(|(_, k)| matches!(k, Kind::Product | Kind::ProductKeepScale))
             .flat_map(|(s, _)| s.inputs.iter().copied())
             .filter(|&v| matches!(plan.values[v].source, Source::Weight))
             .collect();
@@ -160,7 +175,18 @@ impl Schedule {
                         }
                         Planned { bytes: 8 * words as u64, rounds }
                     }
-                    Kind::Scaled => Planned { bytes: 8 * out as u64, rounds: 1 },
+                    Kind::ProductKeepScale => {
+                        let mut words = 0;
+                        for &v in &step.inputs {
+                            if !matches!(self.plan.values[v].source, Source::Weight) && !opened[v] {
+                                opened[v] = true;
+                                words += self.plan.values[v].len();
+                            }
+                        }
+                        Planned { bytes: 8 * words as u64, rounds: u64::from(words > 0) }
+                    }
+                    Kind::LiftedAdd { .. } => Planned::default(),
+                    Kind::Scaled | Kind::ShiftPool { .. } => Planned { bytes: 8 * out as u64, rounds: 1 },
                     Kind::Relu => chunks(out, 1)
                         .into_iter()
                         .map(|c| Planned { bytes: 8 * relu_open_words(c.len()) as u64, rounds: 8 })
@@ -260,6 +286,80 @@ impl Planned {
     fn add(self, other: Planned) -> Planned {
         Planned { bytes: self.bytes + other.bytes, rounds: self.rounds + other.rounds }
     }
+}
+
+/// Defer a product's truncation when its output only flows, through an optional
+/// bias Add and a ReLU, into an AvgPool whose windows all hold 2^e elements
+/// (Conv2D → Add → Relu → AvgPool, the classic CNN block). ReLU does not care
+/// about the scale, and the pool's own truncation by f + e can take the
+/// product's f as well: one truncation instead of two, on a quarter of the
+/// elements for a 2×2 pool, and one round less. The range does not change: the
+/// pool's sum at 2f bits is below 2^62 exactly when the mean is below
+/// 2^(62−2f−e), the AvgPool's range already (docs/PROTOCOL.md).
+fn defer_truncations(plan: &Plan, kinds: &mut [Kind], revealed: ValueId) {
+    let run_steps = kinds.len();
+    let consumers =
+        |v: ValueId| -> Vec<usize> { (0..run_steps).filter(|&k| plan.steps[k].inputs.contains(&v)).collect() };
+    // The one step that consumes `v` (within the steps run on shares), if `v` has
+    // exactly one consumer and is not what the servers open.
+    let only_consumer = |v: ValueId| -> Option<usize> {
+        let c = consumers(v);
+        (c.len() == 1
+            && v != revealed
+            && v != plan.output
+            && plan.steps[c[0]].inputs.iter().filter(|&&i| i == v).count() == 1)
+            .then(|| c[0])
+    };
+    for p in 0..kinds.len() {
+        if !matches!(kinds[p], Kind::Product) {
+            continue;
+        }
+        let Some(mut next) = only_consumer(plan.steps[p].output) else { continue };
+        let mut add = None;
+        if matches!(plan.steps[next].op, Op::Add) {
+            let step = &plan.steps[next];
+            let lift = usize::from(step.inputs[0] == plan.steps[p].output);
+            let bias = step.inputs[lift];
+            // The bias broadcasts onto the product, not the other way round.
+            let product_shape = &plan.values[plan.steps[p].output].shape;
+            if !matches!(plan.values[bias].source, Source::Weight) || &plan.values[step.output].shape != product_shape {
+                continue;
+            }
+            add = Some((next, lift));
+            let Some(after) = only_consumer(step.output) else { continue };
+            next = after;
+        }
+        if !matches!(plan.steps[next].op, Op::Relu) {
+            continue;
+        }
+        let relu = next;
+        let Some(pool) = only_consumer(plan.steps[relu].output) else { continue };
+        let Op::AvgPool(w) = &plan.steps[pool].op else { continue };
+        let Some(e) = uniform_pow2_count(&plan.values[plan.steps[pool].inputs[0]].shape, w) else { continue };
+        kinds[p] = Kind::ProductKeepScale;
+        if let Some((a, lift)) = add {
+            kinds[a] = Kind::LiftedAdd { lift };
+        }
+        kinds[pool] = Kind::ShiftPool { e };
+    }
+}
+
+/// e if every window of the pool over an NHWC input of `shape` covers exactly 2^e
+/// input pixels.
+fn uniform_pow2_count(shape: &[usize], w: &crate::kernels::Window) -> Option<u32> {
+    let (h, wd) = (shape[1], shape[2]);
+    let g = w.geometry([h, wd])?;
+    let mut count = None;
+    for oy in 0..g.out[0] {
+        for ox in 0..g.out[1] {
+            let (ys, xs) = window_ranges(w, &g, [h, wd], [oy, ox]);
+            let c = ys.len() * xs.len();
+            if *count.get_or_insert(c) != c {
+                return None;
+            }
+        }
+    }
+    count.filter(|c: &usize| c.is_power_of_two()).map(|c| c.trailing_zeros())
 }
 
 /// For each output element of a pool (NHWC, row-major), the flat input indices its
