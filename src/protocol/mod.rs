@@ -25,7 +25,7 @@ use anyhow::Result;
 use std::num::Wrapping;
 
 use crate::ring::{Prg, RingTensor, stream_id};
-use crate::transport::{Endpoint, Party, WordWriter, check_words, decode_words, encode_words};
+use crate::transport::{Endpoint, Party, WordWriter, check_words, decode_words, encode_words, read_words};
 
 /// Stream domains, so a seed never yields the same stream for two purposes.
 pub mod domain {
@@ -170,7 +170,8 @@ impl Server {
             }
         }
         let theirs = self.swap(message)?;
-        let mut words = theirs.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        let theirs = read_words(&theirs);
+        let mut words = theirs.iter().copied();
         Ok(shares
             .iter()
             .map(|s| {

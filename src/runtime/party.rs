@@ -222,17 +222,12 @@ pub fn server(
                 step.inputs.iter().map(|&v| env[v].as_ref().expect("inputs computed before")).collect();
             let out = match kind {
                 Kind::Local => local(&step.op, &ins),
-                Kind::Product => {
+                Kind::Product | Kind::ProductKeepScale => {
                     let operands =
                         masked_operands(&mut s, seq, &step.inputs, &env, &weight_masked, &mut activation_masked)?;
                     let shape = &plan.values[step.output].shape;
                     let z = product(&mut s, &step.op, &operands[0], &operands[1], shape)?;
-                    truncate(&mut s, &z, fp.frac_bits)?
-                }
-                Kind::ProductKeepScale => {
-                    let operands =
-                        masked_operands(&mut s, seq, &step.inputs, &env, &weight_masked, &mut activation_masked)?;
-                    product(&mut s, &step.op, &operands[0], &operands[1], &plan.values[step.output].shape)?
+                    if matches!(kind, Kind::Product) { truncate(&mut s, &z, fp.frac_bits)? } else { z }
                 }
                 Kind::LiftedAdd { lift } => {
                     let lifted = ins[*lift].mapv(|v| v * Wrapping(1u64 << fp.frac_bits));

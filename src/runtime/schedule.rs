@@ -159,23 +159,9 @@ impl Schedule {
                 let out: usize = self.plan.values[step.output].len();
                 match kind {
                     Kind::Local => Planned::default(),
-                    Kind::Product => {
-                        let mut words = out;
-                        let mut rounds = 1;
-                        let mut opening = false;
-                        for &v in &step.inputs {
-                            if !matches!(self.plan.values[v].source, Source::Weight) && !opened[v] {
-                                opened[v] = true;
-                                words += self.plan.values[v].len();
-                                opening = true;
-                            }
-                        }
-                        if opening {
-                            rounds += 1;
-                        }
-                        Planned { bytes: 8 * words as u64, rounds }
-                    }
-                    Kind::ProductKeepScale => {
+                    Kind::Product | Kind::ProductKeepScale => {
+                        // The activations not yet opened in this prediction, in one
+                        // round; then the truncation's, unless it is deferred.
                         let mut words = 0;
                         for &v in &step.inputs {
                             if !matches!(self.plan.values[v].source, Source::Weight) && !opened[v] {
@@ -183,7 +169,12 @@ impl Schedule {
                                 words += self.plan.values[v].len();
                             }
                         }
-                        Planned { bytes: 8 * words as u64, rounds: u64::from(words > 0) }
+                        let opening = Planned { bytes: 8 * words as u64, rounds: u64::from(words > 0) };
+                        let truncation = match kind {
+                            Kind::Product => Planned { bytes: 8 * out as u64, rounds: 1 },
+                            _ => Planned::default(),
+                        };
+                        opening.add(truncation)
                     }
                     Kind::LiftedAdd { .. } => Planned::default(),
                     Kind::Scaled | Kind::ShiftPool { .. } => Planned { bytes: 8 * out as u64, rounds: 1 },

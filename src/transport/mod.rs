@@ -191,10 +191,6 @@ impl WordWriter {
         self.0.extend_from_slice(&word.to_le_bytes());
     }
 
-    pub fn words(&self) -> usize {
-        self.0.len() / 8
-    }
-
     pub fn into_bytes(self) -> Vec<u8> {
         self.0
     }
@@ -228,10 +224,7 @@ pub fn encode_words(words: &[u64]) -> Vec<u8> {
 /// The inverse of [`encode_words`], checking the length the receiver expects.
 pub fn decode_words(bytes: &[u8], expected: usize, from: Party) -> Result<Vec<u64>> {
     check_words(bytes, expected, from)?;
-    if cfg!(target_endian = "little") {
-        return Ok(bytemuck::pod_collect_to_vec(bytes));
-    }
-    Ok(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+    Ok(read_words(bytes).into_owned())
 }
 
 /// Refuse a message that is not `expected` ring elements long.
