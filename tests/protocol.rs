@@ -1361,3 +1361,94 @@ fn mlp_views_are_uniform_and_independent_of_the_input() {
     }
     assert_views_uniform_and_alike("MLP runtime", &runs, false, 1e-6);
 }
+
+// ---- 4. hostile input: a party that sends a message of the wrong length -------
+
+/// A transport that cuts the last 8 bytes off the `index`-th message (counting
+/// only those of 8 bytes or more) that `from` sends `to`, and counts them.
+struct Cutting {
+    inner: tfe_run::transport::InProcess,
+    from: Party,
+    to: Party,
+    index: usize,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+impl Transport for Cutting {
+    fn send(&self, from: Party, to: Party, key: tfe_run::transport::MsgKey, mut payload: Vec<u8>) -> Result<()> {
+        if (from, to) == (self.from, self.to)
+            && payload.len() >= 8
+            && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == self.index
+        {
+            payload.truncate(payload.len() - 8);
+        }
+        self.inner.send(from, to, key, payload)
+    }
+
+    fn recv(
+        &self,
+        to: Party,
+        from: Party,
+        key: tfe_run::transport::MsgKey,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<u8>> {
+        self.inner.recv(to, from, key, timeout)
+    }
+
+    fn abort(&self, reason: String) {
+        self.inner.abort(reason)
+    }
+}
+
+/// Every message a server receives from the other server, the crypto producer,
+/// the model owner or the client, cut by one ring element in turn: the session
+/// fails at once with an error that names the sender and the length it expected
+/// (never a panic, a hang or an output). On testdata's CNN at batch 1, whose
+/// steps include every kind of message a prediction of it sends.
+#[test]
+fn a_message_of_the_wrong_length_is_refused_naming_its_sender() {
+    let prepared = tfe_run::cli::prepare(
+        &common::testdata("mnist_model.pb"),
+        None,
+        Some(&common::testdata("mnist_input.npy")),
+        &BTreeMap::new(),
+    )
+    .expect("prepare mnist_model");
+    let config = tfe_run::runtime::SecureConfig { timeout: std::time::Duration::from_secs(20), ..Default::default() };
+    let run = |from: Party, to: Party, index: usize| {
+        let cutting = Arc::new(Cutting { inner: Default::default(), from, to, index, seen: Default::default() });
+        let transport: Arc<dyn Transport> = cutting.clone();
+        let outcome = tfe_run::runtime::predict_many_over(
+            transport,
+            &prepared.plan,
+            std::slice::from_ref(&prepared.inputs),
+            &config,
+        );
+        (outcome, cutting.seen.load(std::sync::atomic::Ordering::SeqCst))
+    };
+    let links = [
+        (Party::Server0, Party::Server1),
+        (Party::Server1, Party::Server0),
+        (Party::Dealer, Party::Server1),
+        (Party::Dealer, Party::Server0),
+        (Party::ModelOwner, Party::Server1),
+        (Party::Client, Party::Server1),
+    ];
+    let mut cut = 0;
+    for (from, to) in links {
+        let (untouched, count) = run(from, to, usize::MAX);
+        assert!(untouched.is_ok(), "{} → {}: the untouched run fails", from.name(), to.name());
+        assert!(count > 0, "{} sends {} nothing to cut", from.name(), to.name());
+        for index in 0..count {
+            let err = match run(from, to, index).0 {
+                Ok(_) => panic!("{} → {} message {index} cut, yet the run succeeded", from.name(), to.name()),
+                Err(e) => format!("{e:#}"),
+            };
+            let names_it = err.contains(&format!("{} sent", from.name()));
+            let says_why = err.contains("were expected") || err.contains("instead of 32");
+            assert!(names_it && says_why, "{} → {} message {index}: {err}", from.name(), to.name());
+            cut += 1;
+        }
+    }
+    eprintln!("{cut} cut messages, each refused naming its sender");
+}
