@@ -12,10 +12,35 @@ pub fn testdata(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(rel)
 }
 
-/// A path under tf-encrypted's reference models, `../shared/tfe-reference/` (CI
-/// checks the project out with `shared/` beside it).
+/// Where tf-encrypted's reference models are: `$TFE_REFERENCE_DIR`, by default
+/// `../shared/tfe-reference` (CI checks the project out with `shared/` beside it;
+/// they are not copied into this repository).
+pub fn reference_dir() -> PathBuf {
+    match std::env::var_os("TFE_REFERENCE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tfe-reference"),
+    }
+}
+
+/// Whether the reference models are there; if not, say on the real stderr (past the
+/// test harness's capture, so that `cargo test` shows it) that `test` is skipped.
+pub fn have_reference(test: &str) -> bool {
+    let dir = reference_dir();
+    if dir.join("mnist_model.pb").is_file() {
+        return true;
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: tf-encrypted's reference models are not in {} (set TFE_REFERENCE_DIR to where they are)",
+        dir.display()
+    );
+    false
+}
+
+/// A path under tf-encrypted's reference models; call [`have_reference`] first.
 pub fn reference(rel: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tfe-reference");
+    let dir = reference_dir();
     assert!(dir.is_dir(), "tf-encrypted's reference models are expected in {}", dir.display());
     dir.join(rel)
 }
