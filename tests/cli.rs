@@ -655,7 +655,7 @@ fn a_pad_to_billions_of_elements_is_refused_at_import() {
     fails(&[s(&model), s(&input)], 4, &["Pad `padded`", "over 17179869184 elements"]);
 }
 
-// ---- certificates ----
+// ---- certificates and a closed stdout ----
 
 /// A cluster file for `certs`, `serve` and the driver; nothing listens there.
 fn cluster_config(dir: &tempfile::TempDir) -> String {
@@ -759,4 +759,21 @@ fn serve_and_the_driver_refuse_a_key_file_others_can_read() {
         );
         set_mode(&out.join("client.key"), 0o600);
     }
+}
+
+/// Only a closed stdout is a silent broken pipe (`tfe-run ... | head -c1`).
+#[test]
+fn a_closed_stdout_still_exits_0_silently() {
+    let mut child = std::process::Command::new(PathBuf::from(env!("CARGO_BIN_EXE_tfe-run")))
+        .arg(testdata("mnist_model.pb"))
+        .arg(testdata("mnist_input.npy"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the prediction is printed: its write fails with EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -131,6 +131,61 @@ fn generated_files() -> Vec<String> {
     files
 }
 
+/// The fatal alert the peer's TLS stack sent, if that is what `err` is. In TLS
+/// 1.3 the dialling side finishes its handshake before the peer checks its
+/// certificate, so a refusal arrives as an alert on the next read or write.
+pub fn received_alert(err: &anyhow::Error) -> Option<rustls::AlertDescription> {
+    err.chain().find_map(|cause| {
+        let io_inner = || cause.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref::<rustls::Error>();
+        match cause.downcast_ref::<rustls::Error>().or_else(io_inner) {
+            Some(rustls::Error::AlertReceived(alert)) => Some(*alert),
+            _ => None,
+        }
+    })
+}
+
+/// What `peer`'s `alert` tells `local`, which dialled it.
+pub fn alert_text(peer: Party, local: Party, alert: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription as A;
+    let (peer, local) = (peer.name(), local.name());
+    let why = match alert {
+        A::CertificateExpired => {
+            format!("expired or not yet valid: check the dates of {local}'s certificate and this host's clock")
+        }
+        A::UnknownCA => format!("{local}'s certificate is signed by another CA than the one in {peer}'s ca.pem"),
+        A::BadCertificate
+        | A::UnsupportedCertificate
+        | A::CertificateRevoked
+        | A::CertificateUnknown
+        | A::CertificateRequired
+        | A::AccessDenied
+        | A::DecryptError => {
+            format!("expired? another CA? the certificate must be for `{local}`, signed by the cluster's CA")
+        }
+        other => return format!("{peer} ended the TLS connection with the alert {other:?}"),
+    };
+    format!("{peer} refused our TLS certificate: {alert:?} ({why})")
+}
+
+/// What a failed handshake with a dialling peer means, for the log: rustls names
+/// the check that failed, this says what to do about it.
+pub fn handshake_hint(err: &std::io::Error) -> Option<&'static str> {
+    use rustls::CertificateError as C;
+    match err.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            Some("the peer's certificate is not signed by this cluster's CA (a certificate of another CA?)")
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            Some("renew it, or check this host's clock")
+        }
+        rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            Some("check its dates and this host's clock")
+        }
+        rustls::Error::NoCertificatesPresented => Some("the peer presented no certificate"),
+        _ => None,
+    }
+}
+
 /// Make a development CA and a certificate and key per party in `dir`. Unless
 /// `force`, refuse if any of those files exists: a new CA cuts off every host
 /// that still holds the old certificates.
