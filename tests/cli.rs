@@ -672,3 +672,126 @@ fn a_pad_to_billions_of_elements_is_refused_at_import() {
     let input = temp_file(&dir, "x.npy", &f32_npy("(1, 4)", &[1.0; 4]));
     fails(&[s(&model), s(&input)], 4, &["Pad `padded`", "over 17179869184 elements"]);
 }
+
+// ---- certificates and a closed stdout ----
+
+/// A cluster file for `certs`, `serve` and the driver; nothing listens there.
+fn cluster_config(dir: &tempfile::TempDir) -> String {
+    let config =
+        temp_file(dir, "c.json", br#"{"server0": "127.0.0.1:1", "server1": "127.0.0.1:2", "server2": "127.0.0.1:3"}"#);
+    config.to_str().unwrap().to_string()
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `certs` once replaced an existing CA and every key without a word, which cuts
+/// off every host that still has the old ones.
+#[test]
+fn certs_refuses_to_replace_an_existing_ca_or_key_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cluster_config(&dir);
+    let out = dir.path().join("certs");
+    let certs = ["certs", "--config", &config, "--out", out.to_str().unwrap()];
+    let (code, _, stderr) = run(&certs);
+    assert_eq!(code, 0, "{stderr}");
+    let ca = std::fs::read(out.join("ca.pem")).unwrap();
+    let key = std::fs::read(out.join("server0.key")).unwrap();
+    fails(&certs, 2, &["ca.pem", "already exists", "--force"]);
+    assert_eq!(std::fs::read(out.join("ca.pem")).unwrap(), ca, "the CA is untouched");
+    assert_eq!(std::fs::read(out.join("server0.key")).unwrap(), key, "the keys are untouched");
+
+    // One file left over is enough to refuse, before anything is written.
+    std::fs::remove_file(out.join("ca.pem")).unwrap();
+    fails(&certs, 2, &["server0.pem", "--force"]);
+    assert!(!out.join("ca.pem").exists(), "nothing is written on refusal");
+
+    let mut forced = certs.to_vec();
+    forced.push("--force");
+    let (code, _, stderr) = run(&forced);
+    assert_eq!(code, 0, "{stderr}");
+    assert_ne!(std::fs::read(out.join("server0.key")).unwrap(), key, "--force replaces the keys");
+}
+
+/// Key files are 0600 whatever the umask, also when a file of that name
+/// existed with other permissions (it once kept them).
+#[cfg(unix)]
+#[test]
+fn certs_writes_key_files_0600_whatever_the_umask_or_an_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cluster_config(&dir);
+    let out = dir.path().join("certs");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("client.key"), b"old").unwrap();
+    set_mode(&out.join("client.key"), 0o644);
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_tfe-run"));
+    let script =
+        format!("umask 000; exec '{}' certs --config '{config}' --out '{}' --force", bin.display(), out.display());
+    let status = std::process::Command::new("sh").args(["-c", &script]).status().unwrap();
+    assert!(status.success());
+    for party in ["server0", "server1", "crypto-producer", "model-owner", "client"] {
+        assert_eq!(mode(&out.join(format!("{party}.key"))), 0o600, "{party}.key");
+        assert_eq!(mode(&out.join(format!("{party}.pem"))) & 0o022, 0, "{party}.pem is writable by others");
+    }
+}
+
+/// `serve` and the driver once loaded a private key that anyone on the host
+/// could read.
+#[cfg(unix)]
+#[test]
+fn serve_and_the_driver_refuse_a_key_file_others_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cluster_config(&dir);
+    let out = dir.path().join("certs");
+    let (code, _, stderr) = run(&["certs", "--config", &config, "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let certs = out.to_str().unwrap();
+    for mode in [0o644, 0o640, 0o604] {
+        set_mode(&out.join("server0.key"), mode);
+        let serve = tfe_run()
+            .args(["serve", "--party", "server0", "--listen", "127.0.0.1:0", "--config", &config, "--certs", certs])
+            .timeout(std::time::Duration::from_secs(20))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&serve.stderr);
+        assert_eq!(serve.status.code(), Some(2), "mode {mode:o}: {stderr}");
+        assert!(stderr.contains("server0.key") && stderr.contains("chmod 600"), "{stderr}");
+        assert!(!stderr.contains("listening"), "{stderr}");
+
+        set_mode(&out.join("client.key"), mode);
+        let model = testdata("mnist_model.pb");
+        let input = testdata("mnist_input.npy");
+        fails(
+            &[model.to_str().unwrap(), input.to_str().unwrap(), "--config", &config, "--certs", certs],
+            2,
+            &["client.key", "chmod 600"],
+        );
+        set_mode(&out.join("client.key"), 0o600);
+    }
+}
+
+/// Only a closed stdout is a silent broken pipe (`tfe-run ... | head -c1`).
+#[test]
+fn a_closed_stdout_still_exits_0_silently() {
+    let mut child = std::process::Command::new(PathBuf::from(env!("CARGO_BIN_EXE_tfe-run")))
+        .arg(testdata("mnist_model.pb"))
+        .arg(testdata("mnist_input.npy"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the prediction is printed: its write fails with EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}

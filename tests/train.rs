@@ -368,3 +368,53 @@ fn train_command_refuses_bad_input() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("`tfe-run contribute` needs --config FILE"), "{stderr}");
 }
+
+/// The update is truncated by f + P bits (P the precision of lr/|B|), which the
+/// truncation supports up to 62. `--frac-bits 24` with this small a learning
+/// rate once chose P = 40, a truncation by 64 bits, and trained to weights of
+/// about 1e10 (loss 3150; in plaintext 0.69): such settings are refused, naming
+/// the bound and the options to change.
+#[test]
+fn an_update_truncation_of_more_than_62_bits_is_refused() {
+    let mnist = [
+        "train",
+        "--features",
+        "testdata/training/mnist_a_features.npy",
+        "--labels",
+        "testdata/training/mnist_a_labels.npy",
+        "--feature-bound",
+        "1",
+        "--batch-size",
+        "1",
+        "--learning-rate",
+        "5.3e-9",
+        "--epochs",
+        "1",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.pb");
+    let mut args = mnist.to_vec();
+    args.extend(["--frac-bits", "24", "--out", out.to_str().unwrap()]);
+    let (code, stdout, stderr) = tfe_run(&args);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    for needle in ["62 bits", "--frac-bits 24", "--learning-rate", "--batch-size"] {
+        assert!(stderr.contains(needle), "should mention {needle:?}: {stderr}");
+    }
+    assert!(!out.exists(), "no model is written on failure");
+
+    // With 16 fractional bits the same learning rate fits, and trains honestly:
+    // a learning rate this small leaves every sigmoid near 0.5.
+    let mut args = mnist.to_vec();
+    args.extend(["--frac-bits", "16", "--out", out.to_str().unwrap()]);
+    let (code, stdout, stderr) = tfe_run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let loss: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("epoch   1: loss "))
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((loss - std::f64::consts::LN_2).abs() < 0.01, "loss {loss}: {stdout}");
+}

@@ -110,6 +110,9 @@ pub struct CertsArgs {
     /// Folder to write ca.pem and NAME.pem/NAME.key per party into.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Replace existing files there (a new CA: hosts with the old certificates can no longer join).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,6 @@
 //! `tfe-run inspect`: what a model takes, gives and uses, before running it.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use anyhow::Result;
 use serde_json::json;
@@ -114,8 +113,6 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
             out.push('\n');
         }
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(out.as_bytes())?;
-    stdout.flush()?;
+    super::write_stdout(&out)?;
     Ok(if unsupported.is_empty() { exit::OK } else { exit::UNSUPPORTED })
 }

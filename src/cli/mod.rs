@@ -52,7 +52,7 @@ pub fn main() -> u8 {
     };
     match result {
         Ok(code) => code,
-        Err(err) if is_broken_pipe(&err) => exit::OK,
+        Err(err) if is_closed_stdout(&err) => exit::OK,
         Err(err) => {
             eprintln!("error: {err:#}");
             let otherwise = if remote { exit::PARTY } else { exit::FAILURE };
@@ -61,9 +61,34 @@ pub fn main() -> u8 {
     }
 }
 
-/// A reader that stopped reading (`tfe-run ... | head`) is not an error.
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().filter_map(|c| c.downcast_ref::<std::io::Error>()).any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+/// A reader that stopped reading (`tfe-run ... | head`) is not an error. Only
+/// a write to stdout counts: a peer that closed its connection (a server that
+/// refused our certificate) is a broken pipe too, and a failure.
+fn is_closed_stdout(err: &anyhow::Error) -> bool {
+    err.chain().filter_map(|c| c.downcast_ref::<StdoutError>()).any(|e| e.0.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// A failed write to stdout.
+#[derive(Debug)]
+struct StdoutError(std::io::Error);
+
+impl std::fmt::Display for StdoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot write to stdout: {}", self.0)
+    }
+}
+
+impl std::error::Error for StdoutError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Write `text` to stdout, marking its failure as [`StdoutError`].
+fn write_stdout(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(StdoutError)?;
+    Ok(())
 }
 
 /// Which file feeds which placeholder: the `--input NAME=FILE` feeds, and the
@@ -191,8 +216,6 @@ fn print_result(
         Format::Text => output::text(node, mode, result, sigmoid),
         Format::Json => output::json(model, node, mode, result, sigmoid),
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()?;
+    write_stdout(&text)?;
     Ok(exit::OK)
 }

@@ -36,7 +36,7 @@ pub fn serve(args: &ServeArgs) -> Result<u8> {
 pub fn certs(args: &CertsArgs) -> Result<u8> {
     // Read the config so that a typo in it is found now, not at `serve`.
     Cluster::load(&args.config)?;
-    let written = tls::generate(&args.out)?;
+    let written = tls::generate(&args.out, args.force)?;
     eprintln!(
         "wrote {} to `{}`: give each host ca.pem and only its own NAME.pem and NAME.key",
         written.join(", "),

@@ -2,7 +2,7 @@
 //! owners; the trained model is written as a frozen GraphDef and `.npy` weights.
 
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -278,9 +278,7 @@ pub fn run(args: &TrainArgs) -> Result<u8> {
     }
     export::write(&trained.model, &args.out)?;
     let text = summary(&spec, mode, &trained, test.as_ref(), &args.out)?;
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()?;
+    super::write_stdout(&text)?;
     Ok(exit::OK)
 }
 

@@ -27,8 +27,20 @@ use crate::transport::WordWriter;
 
 const LOW63: u64 = (1 << 63) - 1;
 
+/// The largest shift: x = z + 2^62 is truncated to (x >> f) − 2^(62−f).
+pub const MAX_SHIFT: u32 = 62;
+
+/// A shift past [`MAX_SHIFT`] would wrap the constants above into garbage.
+fn check_shift(f: u32) -> Result<()> {
+    if f > MAX_SHIFT {
+        anyhow::bail!("a truncation by {f} bits: at most {MAX_SHIFT} are possible");
+    }
+    Ok(())
+}
+
 /// Server: shares of z / 2^f (to ±1 in the last place) from shares of z.
 pub fn truncate(s: &mut Server, z: &RingTensor, f: u32) -> Result<RingTensor> {
+    check_shift(f)?;
     let tag = s.at.next_material();
     let shape = z.shape().to_vec();
     let n = z.len();
@@ -60,6 +72,7 @@ pub fn truncate(s: &mut Server, z: &RingTensor, f: u32) -> Result<RingTensor> {
 
 /// Dealer half of [`truncate`].
 pub fn deal_truncate(d: &mut Dealer, shape: &[usize], f: u32) -> Result<()> {
+    check_shift(f)?;
     let tag = d.at.next_material();
     let (mut p0, mut p1) = (d.material(0, tag), d.material(1, tag));
     let r0 = p0.tensor(shape);

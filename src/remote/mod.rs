@@ -146,8 +146,30 @@ pub async fn dial(
         None => Box::new(tcp),
     };
     let hello = Control::Hello { from: local, session, request: request.map(Box::new) };
-    write_frame(&mut stream, &Frame::Control(hello.encode())).await?;
-    tokio::io::AsyncWriteExt::flush(&mut stream).await?;
+    let sent = async {
+        write_frame(&mut stream, &Frame::Control(hello.encode())).await?;
+        tokio::io::AsyncWriteExt::flush(&mut stream).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = sent {
+        // A peer that refused our certificate sent an alert and closed, so the
+        // write failed (a broken pipe): the alert, if it came, says why.
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(timeout.min(Duration::from_secs(2)), async {
+            tokio::io::AsyncReadExt::read(&mut stream, &mut byte).await
+        })
+        .await;
+        if let Ok(Err(read)) = read
+            && let Some(alert) = tls::received_alert(&read.into())
+        {
+            bail!("{}", tls::alert_text(peer, local, alert));
+        }
+        if let Some(alert) = tls::received_alert(&e) {
+            bail!("{}", tls::alert_text(peer, local, alert));
+        }
+        return Err(e.context(format!("sending the hello to {} failed", at())));
+    }
     Ok(stream)
 }
 
@@ -161,10 +183,14 @@ pub async fn accept(
     tcp.set_nodelay(true)?;
     let (mut stream, cert): (Box<dyn Stream>, _) = match identity {
         Some(id) => {
-            let tls = tokio::time::timeout(timeout, id.acceptor.accept(tcp))
-                .await
-                .map_err(|_| anyhow::anyhow!("TLS handshake timed out"))?
-                .context("TLS handshake failed")?;
+            let tls = match tokio::time::timeout(timeout, id.acceptor.accept(tcp)).await {
+                Err(_) => bail!("TLS handshake timed out"),
+                Ok(Err(e)) => match tls::handshake_hint(&e) {
+                    Some(hint) => bail!("TLS handshake failed: {e}: {hint}"),
+                    None => bail!("TLS handshake failed: {e}"),
+                },
+                Ok(Ok(tls)) => tls,
+            };
             let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.clone().into_owned());
             (Box::new(tls), cert)
         }
@@ -179,7 +205,15 @@ pub async fn accept(
     };
     if identity.is_some() {
         let cert = cert.context("the peer presented no certificate")?;
-        check_peer(&cert, from)?;
+        if let Err(e) = check_peer(&cert, from) {
+            // Its chain is the cluster's, so it is one of the parties, with the
+            // wrong certificate: tell it which check failed.
+            let name = from.name();
+            let reason = format!("the TLS certificate of {name} is not for `{name}`: its subjectAltName must name it");
+            let _ = write_frame(&mut stream, &Frame::Control(Control::Refused { reason }.encode())).await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            return Err(e);
+        }
     }
     Ok((stream, from, session, request.map(|r| *r)))
 }

@@ -32,6 +32,7 @@ use crate::error::Error;
 use rand_core::{Rng, SeedableRng};
 
 use crate::plan::MAX_VALUE_ELEMENTS;
+use crate::protocol::trunc::MAX_SHIFT;
 use crate::ring::FixedPoint;
 
 /// The public description of a training run: what every party agrees on.
@@ -229,12 +230,25 @@ impl TrainSpec {
     /// true magnitude is at most lr·R·(1 + ε) (R the feature bound: each of the
     /// |B| terms is at most R·|p − y| ≤ R(1 + ε)), so with 2f + P fractional bits it
     /// stays below 2^61, the truncation's range, when
-    /// P ≤ 61 − 2f − log2(lr·R·1.01).
+    /// P ≤ 61 − 2f − log2(lr·R·1.01). The truncation shifts by at most 62 bits
+    /// ([`MAX_SHIFT`]), so also P ≤ 62 − f: past it the shift's constants wrap
+    /// and the weights become garbage.
     pub fn update_bits(&self) -> Result<u32> {
         let room = 61.0 - 2.0 * f64::from(self.frac_bits) - (self.learning_rate * self.feature_bound * 1.01).log2();
-        let bits = room.floor().min(f64::from(MAX_UPDATE_BITS));
+        let in_range = room.floor().min(f64::from(MAX_UPDATE_BITS));
+        let bits = in_range.min(f64::from(MAX_SHIFT) - f64::from(self.frac_bits));
         let smallest = self.learning_rate / self.batch_size as f64;
-        if bits < 0.0 || smallest * 2f64.powf(bits) < f64::from(1u32 << MIN_UPDATE_SIGNIFICANT_BITS) {
+        let precise = |bits: f64| smallest * 2f64.powf(bits) >= f64::from(1u32 << MIN_UPDATE_SIGNIFICANT_BITS);
+        if bits >= 0.0 && !precise(bits) && precise(in_range) {
+            return Err(Error::bad_input(format!(
+                "--learning-rate {} with --batch-size {} is too small for --frac-bits {}: the update is truncated \
+                 by the fractional bits plus those of learning rate / batch size, at most {MAX_SHIFT} bits, which \
+                 leaves learning rate / batch size fewer than {MIN_UPDATE_SIGNIFICANT_BITS} significant bits: \
+                 raise the learning rate, lower the batch size, or use fewer --frac-bits",
+                self.learning_rate, self.batch_size, self.frac_bits
+            )));
+        }
+        if bits < 0.0 || !precise(bits) {
             return Err(Error::bad_input(format!(
                 "--learning-rate {} with --batch-size {}, --feature-bound {} and {} fractional bits does not fit \
                  the fixed-point range: lower the learning rate or the feature bound (scale the features), \
@@ -575,5 +589,21 @@ mod tests {
         assert!(huge.update_bits().is_err());
         let tiny = TrainSpec { learning_rate: 1e-12, ..s };
         assert!(tiny.update_bits().is_err());
+    }
+
+    /// A spec from the network goes through the same check: f + P > 62 is refused.
+    #[test]
+    fn a_spec_whose_update_truncation_exceeds_62_bits_is_refused() {
+        let s = TrainSpec { learning_rate: 5.3e-9, batch_size: 1, feature_bound: 1.0, frac_bits: 24, ..spec(600, 1) };
+        let e = format!("{:#}", s.check().unwrap_err());
+        assert!(e.contains("62 bits") && e.contains("--frac-bits 24"), "{e}");
+        // Where it fits, P never takes the truncation past 62 bits.
+        for frac_bits in 8..=30 {
+            for lr in [1e-9, 5.3e-9, 1e-6, 1e-3, 0.5] {
+                if let Ok(p) = (TrainSpec { learning_rate: lr, frac_bits, ..s.clone() }).update_bits() {
+                    assert!(frac_bits + p <= 62, "f {frac_bits} + P {p} with lr {lr}");
+                }
+            }
+        }
     }
 }

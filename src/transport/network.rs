@@ -133,6 +133,17 @@ impl Link {
         }
         .await;
         if let Err(e) = result {
+            // The reader usually knows better why the connection broke: the
+            // peer's alert (a refused certificate) or abort frame came before the
+            // reset that failed this write. Give it a moment to say so first.
+            let until = Instant::now() + Duration::from_secs(1);
+            let told = || {
+                let state = self.lock();
+                state.closed.contains_key(&(local, peer)) || state.aborted.is_some()
+            };
+            while Instant::now() < until && !told() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             self.connection_ended(local, peer, format!("sending to {} failed: {e}", peer.name()));
         }
     }
@@ -172,10 +183,14 @@ impl Link {
                     return;
                 }
                 Ok(None) => break format!("{} closed the connection", peer.name()),
-                Err(e) if is_abrupt_end(&e) => {
-                    break format!("{} disconnected abruptly (it stopped or crashed)", peer.name());
-                }
-                Err(e) => break format!("connection to {} lost: {e:#}", peer.name()),
+                Err(e) => match super::tls::received_alert(&e) {
+                    // A refusal of our certificate (TLS 1.3 tells it after our handshake).
+                    Some(alert) => break super::tls::alert_text(peer, local, alert),
+                    None if is_abrupt_end(&e) => {
+                        break format!("{} disconnected abruptly (it stopped or crashed)", peer.name());
+                    }
+                    None => break format!("connection to {} lost: {e:#}", peer.name()),
+                },
             }
         };
         self.connection_ended(local, peer, why);

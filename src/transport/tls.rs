@@ -60,6 +60,7 @@ pub fn identity(dir: &Path, party: Party) -> Result<Identity> {
     let roots = Arc::new(roots);
     let chain = certs_in(&dir.join(format!("{name}.pem")))?;
     let key_path = dir.join(format!("{name}.key"));
+    check_private(&key_path)?;
     let key = PrivateKeyDer::from_pem_slice(&read(&key_path)?)
         .map_err(|e| Error::bad_input(format!("`{}` is not a PEM private key: {e}", key_path.display())))?;
 
@@ -83,6 +84,31 @@ pub fn identity(dir: &Path, party: Party) -> Result<Identity> {
     })
 }
 
+/// Refuse a key file that group or others can open: anyone on the host could
+/// then act as this party.
+#[cfg(unix)]
+fn check_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Error::bad_input(format!("cannot read `{}`: {e}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::bad_input(format!(
+            "`{}` has mode {:03o}: a private key must be readable by its owner only; run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path) -> Result<()> {
+    Ok(())
+}
+
 /// The name a dialling party expects on the certificate of `party`.
 pub fn server_name(party: Party) -> ServerName<'static> {
     ServerName::try_from(party.name()).expect("party names are DNS names")
@@ -95,11 +121,95 @@ pub fn check_peer(cert: &CertificateDer<'_>, party: Party) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("the peer says it is {} but its certificate is not for that name", party.name()))
 }
 
-/// Make a development CA and a certificate and key per party in `dir`.
-pub fn generate(dir: &Path) -> Result<Vec<String>> {
+/// The files [`generate`] writes, in order.
+fn generated_files() -> Vec<String> {
+    let mut files = vec!["ca.pem".to_string()];
+    for party in Party::ALL {
+        files.push(format!("{}.pem", party.name()));
+        files.push(format!("{}.key", party.name()));
+    }
+    files
+}
+
+/// The fatal alert the peer's TLS stack sent, if that is what `err` is. In TLS
+/// 1.3 the dialling side finishes its handshake before the peer checks its
+/// certificate, so a refusal arrives as an alert on the next read or write.
+pub fn received_alert(err: &anyhow::Error) -> Option<rustls::AlertDescription> {
+    err.chain().find_map(|cause| {
+        let io_inner = || cause.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref::<rustls::Error>();
+        match cause.downcast_ref::<rustls::Error>().or_else(io_inner) {
+            Some(rustls::Error::AlertReceived(alert)) => Some(*alert),
+            _ => None,
+        }
+    })
+}
+
+/// What `peer`'s `alert` tells `local`, which dialled it.
+pub fn alert_text(peer: Party, local: Party, alert: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription as A;
+    let (peer, local) = (peer.name(), local.name());
+    let why = match alert {
+        A::CertificateExpired => {
+            format!("expired or not yet valid: check the dates of {local}'s certificate and this host's clock")
+        }
+        A::UnknownCA => format!("{local}'s certificate is signed by another CA than the one in {peer}'s ca.pem"),
+        A::BadCertificate
+        | A::UnsupportedCertificate
+        | A::CertificateRevoked
+        | A::CertificateUnknown
+        | A::CertificateRequired
+        | A::AccessDenied
+        | A::DecryptError => {
+            format!("expired? another CA? the certificate must be for `{local}`, signed by the cluster's CA")
+        }
+        other => return format!("{peer} ended the TLS connection with the alert {other:?}"),
+    };
+    format!("{peer} refused our TLS certificate: {alert:?} ({why})")
+}
+
+/// What a failed handshake with a dialling peer means, for the log: rustls names
+/// the check that failed, this says what to do about it.
+pub fn handshake_hint(err: &std::io::Error) -> Option<&'static str> {
+    use rustls::CertificateError as C;
+    match err.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            Some("the peer's certificate is not signed by this cluster's CA (a certificate of another CA?)")
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            Some("renew it, or check this host's clock")
+        }
+        rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            Some("check its dates and this host's clock")
+        }
+        rustls::Error::NoCertificatesPresented => Some("the peer presented no certificate"),
+        _ => None,
+    }
+}
+
+/// Make a development CA and a certificate and key per party in `dir`. Unless
+/// `force`, refuse if any of those files exists: a new CA cuts off every host
+/// that still holds the old certificates.
+pub fn generate(dir: &Path, force: bool) -> Result<Vec<String>> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     };
+    if !force {
+        let existing: Vec<String> = generated_files()
+            .into_iter()
+            .filter(|f| dir.join(f).symlink_metadata().is_ok())
+            .map(|f| format!("`{}`", dir.join(f).display()))
+            .collect();
+        if let Some(first) = existing.first() {
+            let more = match existing.len() - 1 {
+                0 => String::new(),
+                n => format!(" (and {n} more of the files `certs` writes)"),
+            };
+            return Err(Error::bad_input(format!(
+                "{first} already exists{more}: pass --force to replace the CA and every key (hosts with the \
+                 old certificates can then no longer join)"
+            )));
+        }
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     let now = time::OffsetDateTime::now_utc();
     let validity = |p: &mut CertificateParams| {
@@ -140,13 +250,25 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8], secret: bool) -> Result<Stri
     let path = dir.join(name);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
+    // A key for its owner only; a certificate (above all ca.pem, the trust
+    // anchor) for everyone to read and only its owner to replace.
     #[cfg(unix)]
-    if secret {
+    let mode = if secret { 0o600 } else { 0o644 };
+    #[cfg(unix)]
+    {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(mode);
+    }
+    let mut file = options.open(&path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    // The mode above applies only to a new file, and through the umask: set it,
+    // before the key is written, also on a file that existed.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the permissions of `{}`", path.display()))?;
     }
     let _ = secret;
-    let mut file = options.open(&path).with_context(|| format!("cannot write `{}`", path.display()))?;
     file.write_all(bytes).with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(name.to_string())
 }

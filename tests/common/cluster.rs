@@ -50,6 +50,20 @@ impl Cluster {
     /// With `delay`, every connection to a party goes through a proxy that delays
     /// each direction by it (the parties' config names the proxies).
     pub fn start_with_delay(insecure: bool, timeout_secs: f64, delay: Option<Duration>) -> Cluster {
+        Cluster::start_inner(insecure, timeout_secs, delay, None)
+    }
+
+    /// With the certificate folder `write_certs` makes (instead of `tfe-run certs`).
+    pub fn start_with_certs(timeout_secs: f64, write_certs: &dyn Fn(&std::path::Path)) -> Cluster {
+        Cluster::start_inner(false, timeout_secs, None, Some(write_certs))
+    }
+
+    fn start_inner(
+        insecure: bool,
+        timeout_secs: f64,
+        delay: Option<Duration>,
+        write_certs: Option<&dyn Fn(&std::path::Path)>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         // Hold all three ports at once so that they differ, then free them.
         let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
@@ -83,7 +97,10 @@ impl Cluster {
             _proxies: proxies,
             namespaces: BTreeMap::new(),
         };
-        cluster.make_certs();
+        match write_certs {
+            Some(write) => write(&cluster.certs()),
+            None => cluster.make_certs(),
+        }
         for party in PARTIES {
             cluster.spawn(party, timeout_secs);
         }
