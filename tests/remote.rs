@@ -764,3 +764,69 @@ fn a_party_late_to_join_is_not_taken_for_a_silent_one() {
     let expected = load(&testdata("mnist_model.single.expected.npy"));
     assert_matches("mnist_model with a late crypto producer", &outcome.outputs[0].to_float(), &expected, 1e-2);
 }
+
+/// Item 7: with a 64-descriptor limit, 300 idle connections took every
+/// descriptor; `accept` failed until they timed out, and a prediction failed
+/// after 10 s ("server1 did not answer client within 10s"). Now a server out of
+/// descriptors closes the connection that has waited longest in its handshake,
+/// and the prediction runs at once.
+#[test]
+fn out_of_descriptors_a_server_closes_idle_handshakes_not_sessions() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: no prlimit");
+        return;
+    }
+    let cluster = Cluster::start_with(cluster::Setup {
+        timeout_secs: 10.0,
+        wrapper: vec!["prlimit".into(), "--nofile=64".into()],
+        ..Default::default()
+    });
+    let address = cluster.address(Party::Server1);
+    let _idle: Vec<std::net::TcpStream> = (0..300).map(|_| std::net::TcpStream::connect(&address).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let out = cluster.command(&[]).arg(testdata("mnist_model.pb")).arg(testdata("mnist_input.npy")).output().unwrap();
+    let took = start.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(took < Duration::from_secs(4), "the prediction took {took:?} with the descriptors taken");
+    assert!(cluster.log("server1").contains("ran out of file descriptors"), "{}", cluster.log("server1"));
+}
+
+/// Backpressure, not refusal, for honest peers that run ahead: with
+/// --max-session-buffer 128M (32 MiB per connection: the crypto producer's
+/// largest message here is 17.4 MiB, and it deals far more than 32 MiB ahead
+/// in five batches of 100), a deployed model's five predictions in one session
+/// run and are right.
+#[test]
+fn a_long_honest_session_with_a_small_buffer_is_throttled_not_refused() {
+    let cluster = Cluster::start_with(cluster::Setup {
+        timeout_secs: 10.0,
+        serve_args: vec!["--max-session-buffer".into(), "128M".into()],
+        ..Default::default()
+    });
+    let out = cluster
+        .command(&["deploy", "--name", "m", "--batch-size", "100"])
+        .arg(testdata("mnist_model.pb"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let one = load(&testdata("mnist_batch100.npy"));
+    let views: Vec<_> = (0..5).map(|_| one.view()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("rows500.npy");
+    tfe_run::npy::write_f32(&input, &ndarray::concatenate(Axis(0), &views).unwrap()).unwrap();
+    let out_file = dir.path().join("out.npy");
+    let out = cluster.command(&["predict", "--model", "m"]).arg("--out").arg(&out_file).arg(&input).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected = load(&testdata("mnist_model.expected.npy"));
+    let got = load(&out_file);
+    for k in 0..5 {
+        let part = got.slice_axis(Axis(0), ndarray::Slice::from(k * 100..(k + 1) * 100)).to_owned();
+        assert_matches("throttled mnist_model", &part, &expected, 1e-2);
+    }
+    let log = cluster.log("server1");
+    let peak: f64 =
+        log.lines().filter_map(|l| l.split("done (").nth(1)?.split(" MB").next()?.parse().ok()).fold(0.0, f64::max);
+    assert!(peak <= 134.3, "server1 buffered {peak} MB: {log}");
+    eprintln!("server1 buffered at most {peak} MB");
+}

@@ -152,7 +152,6 @@ impl State {
 
     async fn handle(self: Arc<Self>, tcp: TcpStream, addr: SocketAddr) {
         let (ticket, closed) = self.handshakes.enter();
-        let limit = self.handshakes.limit;
         let deadline = self.handshake_timeout;
         let accepted = tokio::select! {
             accepted = tokio::time::timeout(deadline, accept(self.identity.as_ref(), tcp, deadline)) => {
@@ -160,9 +159,9 @@ impl State {
                     Err(anyhow::anyhow!("no TLS handshake and hello within {deadline:?} (--handshake-timeout)"))
                 })
             }
-            _ = closed => Err(anyhow::anyhow!(
-                "closed before its hello to make room for a newer connection: {limit} connections were \
-                 in their handshake, the limit of --max-handshakes {limit}"
+            why = closed => Err(anyhow::anyhow!(
+                "closed before its hello to make room for a newer connection: {}",
+                why.unwrap_or_else(|_| "the server stops".into())
             )),
         };
         self.handshakes.leave(ticket);
@@ -467,7 +466,7 @@ struct Handshakes {
 #[derive(Default)]
 struct Waiting {
     last: u64,
-    queue: VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>,
+    queue: VecDeque<(u64, tokio::sync::oneshot::Sender<String>)>,
 }
 
 impl Handshakes {
@@ -476,12 +475,15 @@ impl Handshakes {
     }
 
     /// A place for a new connection, and what tells it to close.
-    fn enter(&self) -> (u64, tokio::sync::oneshot::Receiver<()>) {
+    fn enter(&self) -> (u64, tokio::sync::oneshot::Receiver<String>) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         while waiting.queue.len() >= self.limit {
             if let Some((_, oldest)) = waiting.queue.pop_front() {
-                let _ = oldest.send(());
+                let limit = self.limit;
+                let _ = oldest.send(format!(
+                    "{limit} connections were in their handshake, the limit of --max-handshakes {limit}"
+                ));
             }
         }
         waiting.last += 1;
@@ -497,7 +499,7 @@ impl Handshakes {
     /// Close the connection that has waited longest; false if none waits.
     fn close_oldest(&self) -> bool {
         let oldest = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).queue.pop_front();
-        oldest.map(|(_, tx)| tx.send(())).is_some()
+        oldest.map(|(_, tx)| tx.send("this server ran out of file descriptors".into())).is_some()
     }
 }
 

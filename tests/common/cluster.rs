@@ -41,6 +41,8 @@ pub struct Cluster {
     namespaces: BTreeMap<&'static str, String>,
     /// More arguments for every `serve`.
     serve_args: Vec<String>,
+    /// A command every `serve` runs under (e.g. `prlimit --nofile=64`).
+    wrapper: Vec<String>,
 }
 
 /// How to start a [`Cluster`]: [`Cluster::start_with`].
@@ -55,6 +57,8 @@ pub struct Setup {
     pub late_join: Option<(&'static str, Duration)>,
     /// More arguments for every `serve` (e.g. `--max-sessions 1`).
     pub serve_args: Vec<String>,
+    /// A command every `serve` runs under (e.g. `prlimit --nofile=64`).
+    pub wrapper: Vec<String>,
 }
 
 const PARTIES: [&str; 3] = ["server0", "server1", "crypto-producer"];
@@ -71,7 +75,7 @@ impl Cluster {
     }
 
     pub fn start_with(setup: Setup) -> Cluster {
-        let Setup { insecure, timeout_secs, delay, late_join, serve_args } = setup;
+        let Setup { insecure, timeout_secs, delay, late_join, serve_args, wrapper } = setup;
         let dir = tempfile::tempdir().unwrap();
         // Hold all three ports at once so that they differ, then free them.
         let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
@@ -112,6 +116,7 @@ impl Cluster {
             _proxies: proxies,
             namespaces: BTreeMap::new(),
             serve_args,
+            wrapper,
         };
         cluster.make_certs();
         for party in PARTIES {
@@ -143,6 +148,7 @@ impl Cluster {
             _proxies: None,
             namespaces: PARTIES.iter().map(|&p| (p, net.namespace(p))).collect(),
             serve_args: Vec::new(),
+            wrapper: Vec::new(),
         };
         cluster.make_certs();
         for party in PARTIES {
@@ -176,7 +182,14 @@ impl Cluster {
                 c.args(["netns", "exec", ns]).arg(binary());
                 c
             }
-            None => Command::new(binary()),
+            None => match self.wrapper.split_first() {
+                Some((program, args)) => {
+                    let mut c = Command::new(program);
+                    c.args(args).arg(binary());
+                    c
+                }
+                None => Command::new(binary()),
+            },
         };
         let mut child = command
             .args(["serve", "--party", party, "--timeout", &timeout_secs.to_string()])
