@@ -236,6 +236,7 @@ impl State {
             self.end(session, &link);
             return Err((None, e));
         }
+        link.started_by(self.me, from);
         let peers: &[Party] = match self.me {
             Party::Server0 => &[Party::Server1],
             Party::Dealer => &[Party::Server0, Party::Server1],

@@ -122,6 +122,9 @@ struct LinkState {
     /// All connections' buffered bytes, now and at most.
     total: u64,
     peak: u64,
+    /// (local, peer): the connection the session was started on. Once it has
+    /// ended, a peer that has not joined yet never will be needed.
+    starter: Option<(Party, Party)>,
     aborted: Option<String>,
 }
 
@@ -165,6 +168,12 @@ impl Link {
             room: tokio::sync::Notify::new(),
             finished: watch::channel(false).0,
         })
+    }
+
+    /// The session was started by `peer` on its connection to `local`: if that
+    /// connection ends, waiting for peers that have not joined is in vain.
+    pub fn started_by(&self, local: Party, peer: Party) {
+        self.lock().starter = Some((local, peer));
     }
 
     /// The most bytes this session had buffered at once.
@@ -528,6 +537,9 @@ impl Transport for Link {
             let now = Instant::now();
             // A peer that has not connected yet is late, not silent.
             let Some(heard) = state.heard.get(&(to, from)).copied() else {
+                if let Some(why) = state.starter.and_then(|c| state.closed.get(&c)) {
+                    bail!("{} waits for {} to join, but {why}", to.name(), from.name());
+                }
                 let join = self.created + self.limits.join_timeout;
                 if now >= join {
                     bail!(
@@ -688,5 +700,20 @@ mod tests {
         let e = link.recv(Party::Server1, Party::ModelOwner, key(1), Duration::from_millis(100)).unwrap_err();
         assert!(start.elapsed() >= Duration::from_millis(300));
         assert!(e.to_string().contains("model-owner has not joined server1's session within 300ms (--join-timeout)"));
+    }
+
+    /// The driver gave up on a session (here: its connection closed) before a
+    /// peer joined: the receive waiting for that peer fails at once, instead of
+    /// holding the session for the join deadline.
+    #[test]
+    fn a_peer_not_joined_is_not_awaited_once_the_starter_is_gone() {
+        let link = Link::new(7, Duration::from_secs(10));
+        let (_rt, theirs) = connect(&link, Party::Client);
+        link.started_by(Party::Server1, Party::Client);
+        drop(theirs);
+        let start = Instant::now();
+        let e = link.recv(Party::Server1, Party::Dealer, key(1), Duration::from_secs(10)).unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert!(e.to_string().contains("server1 waits for crypto-producer to join, but client closed"), "{e}");
     }
 }
