@@ -23,7 +23,8 @@
 //! is backpressure, not a refusal, because honest peers do run ahead: the
 //! crypto producer deals a whole session without waiting, so a hard cap would
 //! refuse long honest sessions, while with backpressure the producer's writer
-//! simply waits for the socket. Honest peers send in the order their messages
+//! waits for the socket, and its sends wait once a share of messages is queued
+//! for the connection. Honest peers send in the order their messages
 //! are taken, so when a receive waits on a connection, what is buffered from it
 //! is only what the party takes later. A receive that waits on a connection
 //! that is not read is therefore waiting behind messages nobody asked for (a
@@ -122,6 +123,9 @@ struct LinkState {
     /// All connections' buffered bytes, now and at most.
     total: u64,
     peak: u64,
+    /// (local, peer) → bytes of messages handed to that connection's writer
+    /// and not yet written.
+    queued: HashMap<(Party, Party), u64>,
     /// (local, peer): the connection the session was started on. Once it has
     /// ended, a peer that has not joined yet never will be needed.
     starter: Option<(Party, Party)>,
@@ -234,6 +238,9 @@ impl Link {
                     _ = keepalive.tick() => Frame::Ping,
                 };
                 write_frame(&mut w, &frame).await?;
+                if let Frame::Message { payload, .. } = &frame {
+                    self.written(local, peer, payload.len() as u64);
+                }
                 // Flush when nothing else is queued: small messages share a record.
                 if rx.is_empty() {
                     w.flush().await?;
@@ -247,6 +254,16 @@ impl Link {
         if let Err(e) = result {
             self.connection_ended(local, peer, format!("sending to {} failed: {e}", peer.name()));
         }
+    }
+
+    /// The writer has passed on `bytes` of a message: senders waiting for room
+    /// in the connection's queue may go on.
+    fn written(&self, local: Party, peer: Party, bytes: u64) {
+        let mut state = self.lock();
+        let queued = state.queued.entry((local, peer)).or_default();
+        *queued = queued.saturating_sub(bytes);
+        drop(state);
+        self.changed.notify_all();
     }
 
     async fn read_loop(self: Arc<Self>, local: Party, peer: Party, reader: tokio::io::ReadHalf<Box<dyn Stream>>) {
@@ -409,6 +426,19 @@ impl Link {
         };
         let tx =
             self.wait_for(local, peer, deadline, timed_out, |state| state.outgoing.get(&(local, peer)).cloned())?;
+        if let Frame::Message { payload, .. } = &frame {
+            // The sender's side of backpressure: a peer that does not read
+            // (its share of our messages is full) makes the sending party
+            // wait, rather than its queue grow without bound (the crypto
+            // producer deals a whole session ahead). A peer that is gone or
+            // stopped fails the wait at once; a live one may take its time.
+            let (bytes, share) = (payload.len() as u64, self.limits.share());
+            let timed_out = || format!("{} has not read what {} sent for {MAX_WAIT:?}", peer.name(), local.name());
+            self.wait_for(local, peer, Instant::now() + MAX_WAIT, timed_out, |state| {
+                let queued = state.queued.entry((local, peer)).or_default();
+                (*queued < share).then(|| *queued += bytes)
+            })?;
+        }
         tx.send(frame).map_err(|_| anyhow!("connection to {} lost", peer.name()))
     }
 
@@ -715,5 +745,36 @@ mod tests {
         let e = link.recv(Party::Server1, Party::Dealer, key(1), Duration::from_secs(10)).unwrap_err();
         assert!(start.elapsed() < Duration::from_secs(2));
         assert!(e.to_string().contains("server1 waits for crypto-producer to join, but client closed"), "{e}");
+    }
+
+    /// A peer that does not read makes the sender wait once a share of
+    /// messages is queued for it, instead of the queue growing without bound;
+    /// when it reads again, every message goes through.
+    #[test]
+    fn a_sender_waits_for_a_peer_that_does_not_read() {
+        let limits = Limits { max_buffer: 4 << 20, join_timeout: DEFAULT_JOIN_TIMEOUT };
+        let link = Link::with_limits(7, Duration::from_secs(10), limits);
+        let (rt, mut theirs) = connect(&link, Party::Server0);
+        let sender = Arc::clone(&link);
+        let sending = std::thread::spawn(move || {
+            for tag in 0..50 {
+                sender.send(Party::Server1, Party::Server0, key(tag), vec![9; 100_000]).unwrap();
+            }
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(!sending.is_finished(), "all 5 MB were queued for a peer that reads nothing");
+        let queued = link.lock().queued.get(&(Party::Server1, Party::Server0)).copied().unwrap_or(0);
+        assert!(queued <= (1 << 20) + 100_000, "{queued} bytes queued");
+        let read = rt.spawn(async move {
+            let mut got = 0;
+            while got < 50 {
+                if let Frame::Message { .. } = read_frame(&mut theirs, MAX_FRAME).await.unwrap().unwrap() {
+                    got += 1;
+                }
+            }
+            theirs
+        });
+        sending.join().unwrap();
+        let _theirs = rt.block_on(read).unwrap();
     }
 }

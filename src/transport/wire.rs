@@ -47,16 +47,7 @@ impl Frame {
     /// The frame's body (everything after the length).
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Frame::Message { key, payload } => {
-                let mut out = Vec::with_capacity(MESSAGE_HEADER + payload.len());
-                out.push(MESSAGE);
-                out.extend_from_slice(&key.session.to_le_bytes());
-                out.extend_from_slice(&key.seq.to_le_bytes());
-                out.extend_from_slice(&key.step.to_le_bytes());
-                out.extend_from_slice(&key.tag.to_le_bytes());
-                out.extend_from_slice(payload);
-                out
-            }
+            Frame::Message { key, payload } => [&message_header(key)[..], payload].concat(),
             Frame::Control(json) => [&[CONTROL][..], json].concat(),
             Frame::Abort(reason) => [&[ABORT][..], reason.as_bytes()].concat(),
             Frame::Ping => vec![PING],
@@ -205,13 +196,33 @@ fn decode_rest(kind: u8, rest: Vec<u8>) -> Result<Frame> {
     }
 }
 
-/// Write one frame (the caller flushes).
+/// A message's kind and key, as they precede its payload.
+fn message_header(key: &MsgKey) -> [u8; MESSAGE_HEADER] {
+    let mut h = [0u8; MESSAGE_HEADER];
+    let fields = [&[MESSAGE][..], &key.session.to_le_bytes(), &key.seq.to_le_bytes(), &key.step.to_le_bytes()];
+    let mut at = 0;
+    for field in fields.into_iter().chain([&key.tag.to_le_bytes()[..]]) {
+        if let Some(place) = h.get_mut(at..at + field.len()) {
+            place.copy_from_slice(field);
+        }
+        at += field.len();
+    }
+    h
+}
+
+/// Write one frame (the caller flushes). A message's payload is written from
+/// where it is, not copied into a frame first.
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> Result<()> {
-    let body = frame.encode();
-    let len = u32::try_from(body.len()).ok().filter(|&l| l as usize <= MAX_FRAME);
-    let Some(len) = len else { bail!("frame of {} bytes exceeds the limit of {MAX_FRAME} bytes", body.len()) };
+    let (head, body) = match frame {
+        Frame::Message { key, payload } => (message_header(key).to_vec(), &payload[..]),
+        other => (other.encode(), &[][..]),
+    };
+    let total = head.len() + body.len();
+    let len = u32::try_from(total).ok().filter(|&l| l as usize <= MAX_FRAME);
+    let Some(len) = len else { bail!("frame of {total} bytes exceeds the limit of {MAX_FRAME} bytes") };
     w.write_all(&len.to_le_bytes()).await?;
-    w.write_all(&body).await?;
+    w.write_all(&head).await?;
+    w.write_all(body).await?;
     Ok(())
 }
 
