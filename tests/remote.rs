@@ -684,3 +684,288 @@ fn a_rejected_client_certificate_exits_5_naming_the_server_and_the_tls_alert() {
     let out = cluster.command(&["predict", "--model", "m"]).arg(testdata("mnist_input.npy")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// As the client (a data owner), start a contribution session on `party`, as
+/// the driver would, and stop there: the server's program waits for the rows.
+/// Returns the connection, after the server's ready.
+fn hold_a_session(
+    rt: &tokio::runtime::Runtime,
+    cluster: &Cluster,
+    party: Party,
+    session: u64,
+) -> Box<dyn tfe_run::transport::network::Stream> {
+    let client = tfe_run::transport::tls::identity(&cluster.certs(), Party::Client).unwrap();
+    let info = tfe_run::train::DatasetInfo { rows: 10, features: 3, outputs: 1, frac_bits: 16, feature_bound: 32.0 };
+    let request = tfe_run::remote::Request::Contribute { name: format!("held{session}"), info };
+    let address = cluster.address(party);
+    rt.block_on(async {
+        let mut stream = tfe_run::remote::dial(
+            Some(&client),
+            Party::Client,
+            party,
+            &address,
+            session,
+            Some(request),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let ready = tfe_run::transport::wire::read_frame(&mut stream, 1 << 20).await.unwrap();
+        let Some(tfe_run::transport::wire::Frame::Control(json)) = ready else { panic!("no ready: {ready:?}") };
+        assert!(matches!(Control::decode(&json, "server").unwrap(), Control::Ready { .. }));
+        stream
+    })
+}
+
+/// Item 7: a holder of a client certificate flooded a session with frames under
+/// tags no receive asks for, and the server buffered them all (64 frames of
+/// 8 MiB: server1 from 58 to 645 MB). Now the connection's reader stops at its
+/// share of --max-session-buffer (64M here: 16 MiB per connection), and the
+/// server's receive that waits behind the flood fails naming the limit.
+#[test]
+fn unrequested_messages_are_bounded_by_max_session_buffer_and_the_refusal_names_it() {
+    let cluster = Cluster::start_with(cluster::Setup {
+        timeout_secs: 10.0,
+        serve_args: vec!["--max-session-buffer".into(), "64M".into()],
+        ..Default::default()
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let session = 0x1a2b_3c4d_0000_0007;
+    let stream = hold_a_session(&rt, &cluster, Party::Server1, session);
+    let before = cluster.rss("server1");
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let flood = rt.spawn(async move {
+        for tag in 0..64u32 {
+            let key = tfe_run::transport::MsgKey { session, seq: 0, step: 9999, tag };
+            let frame = tfe_run::transport::wire::Frame::Message { key, payload: vec![7u8; 8 << 20] };
+            if tfe_run::transport::wire::write_frame(&mut writer, &frame).await.is_err() {
+                return tag;
+            }
+        }
+        64
+    });
+    // The server tells why it stops: an abort frame (pings before it).
+    let reason = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match tfe_run::transport::wire::read_frame(&mut reader, 1 << 20).await {
+                    Ok(Some(tfe_run::transport::wire::Frame::Abort(reason))) => return reason,
+                    Ok(Some(_)) => continue,
+                    other => panic!("no abort from server1: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("server1 neither refused nor stopped the flood within 20 s")
+    });
+    let grew = cluster.rss("server1").saturating_sub(before);
+    assert!(reason.contains("--max-session-buffer"), "{reason}");
+    assert!(reason.contains("server1") && reason.contains("client"), "{reason}");
+    assert!(grew < 100 << 20, "server1 grew by {} MB under the flood", grew >> 20);
+    flood.abort();
+    drop(reader);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = cluster.log("server1");
+    assert!(log.contains("--max-session-buffer"), "{log}");
+    // The server still serves.
+    let out = cluster.command(&[]).arg(testdata("mnist_model.pb")).arg(testdata("mnist_input.npy")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Item 7: a frame declared 1 GiB with 256 MiB sent raised server1's RSS by
+/// 778 MB (3x the bytes: `read_to_end` doubles its buffer, and decoding copied
+/// the payload once more). Now a frame is read into one buffer, grown as its
+/// bytes arrive and never copied: it costs at most its bytes, once.
+#[test]
+fn a_frame_declared_1_gib_with_256_mib_sent_costs_its_bytes_once() {
+    let cluster = Cluster::start(false, 30.0);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let session = 0x1a2b_3c4d_0000_0008;
+    let stream = hold_a_session(&rt, &cluster, Party::Server1, session);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cluster.rss("server1");
+    let sent: usize = 256 << 20;
+    let (_reader, mut writer) = tokio::io::split(stream);
+    rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut head = (1u32 << 30).to_le_bytes().to_vec();
+        head.push(0);
+        head.extend_from_slice(&session.to_le_bytes());
+        head.extend_from_slice(&[0u8; 12]);
+        writer.write_all(&head).await.unwrap();
+        let chunk = vec![3u8; 1 << 20];
+        for _ in 0..(sent >> 20) {
+            writer.write_all(&chunk).await.unwrap();
+        }
+        writer.flush().await.unwrap();
+    });
+    // Until the server has read it all (its RSS stops growing).
+    let mut last = 0;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = cluster.rss("server1");
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let grew = last.saturating_sub(before);
+    eprintln!("server1 grew by {} MB for {} MB sent", grew >> 20, sent >> 20);
+    assert!(grew > (sent as u64) / 2, "the server did not read the frame: it grew by {grew} bytes");
+    assert!(grew <= sent as u64 * 11 / 10, "server1 grew by {} MB for {} MB sent", grew >> 20, sent >> 20);
+}
+
+/// Item 7: sessions per server were unbounded. `serve --max-sessions 1`: with
+/// one session running, the next is refused, naming the limit (exit 5); after
+/// it ends, sessions are served again.
+#[test]
+fn a_server_at_max_sessions_refuses_the_next_naming_the_limit() {
+    let cluster = Cluster::start_with(cluster::Setup {
+        timeout_secs: 10.0,
+        serve_args: vec!["--max-sessions".into(), "1".into()],
+        ..Default::default()
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let held = hold_a_session(&rt, &cluster, Party::Server1, 0x1a2b_3c4d_0000_0009);
+    let run =
+        || cluster.command(&[]).arg(testdata("mnist_model.pb")).arg(testdata("mnist_input.npy")).output().unwrap();
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("server1") && stderr.contains("--max-sessions 1"), "{stderr}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(500));
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Item 7: each unauthenticated connection held a descriptor for the whole
+/// deadline (10 s), however many there were. Now at most --max-handshakes
+/// (128) wait for their TLS handshake and hello, each at most
+/// --handshake-timeout (5 s); a new connection over the limit closes the one
+/// that has waited longest. With 300 idle connections held open, a prediction
+/// runs at once, and the idle ones are closed.
+#[test]
+fn idle_connections_cannot_crowd_out_a_session_and_are_closed() {
+    let cluster = Cluster::start(false, 10.0);
+    let address = cluster.address(Party::Server1);
+    let opened = Instant::now();
+    let idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| {
+            let s = std::net::TcpStream::connect(&address).unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let out = cluster.command(&[]).arg(testdata("mnist_model.pb")).arg(testdata("mnist_input.npy")).output().unwrap();
+    let took = start.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(took < Duration::from_secs(4), "the prediction took {took:?} behind 300 idle connections");
+    let still_open = |conns: &[std::net::TcpStream]| {
+        conns
+            .iter()
+            .filter(|s| {
+                let (mut s, mut byte) = (*s, [0u8; 1]);
+                matches!(std::io::Read::read(&mut s, &mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            })
+            .count()
+    };
+    let open = still_open(&idle);
+    assert!(open <= 128, "{open} idle connections are still open after {:?}", opened.elapsed());
+    while opened.elapsed() < Duration::from_secs(8) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let open = still_open(&idle);
+    assert_eq!(open, 0, "{open} idle connections are still open after {:?}", opened.elapsed());
+    assert!(cluster.log("server1").contains("--max-handshakes"), "{}", cluster.log("server1"));
+}
+
+/// Item 8: under 16 concurrent batch-100 sessions, sessions failed with
+/// "crypto-producer has sent nothing to server1 for 10s" while the crypto
+/// producer was alive, only late to join. A party that has not yet connected
+/// to a session is not silent: here the crypto producer's connection from the
+/// driver is held back 3 s, longer than the servers' 2 s deadline, and the
+/// prediction succeeds (a party that connects and then falls silent still
+/// fails within the deadline: `a_hung_server_fails_the_driver_within_the_deadline`).
+#[test]
+fn a_party_late_to_join_is_not_taken_for_a_silent_one() {
+    let cluster = Cluster::start_with(cluster::Setup {
+        timeout_secs: 2.0,
+        late_join: Some(("crypto-producer", Duration::from_secs(3))),
+        ..Default::default()
+    });
+    let p = prepared("mnist_model.pb", "mnist_input.npy");
+    let fp = tfe_run::ring::FixedPoint::default();
+    let outcome = driver::predict(&cluster.remote(), &p.plan, std::slice::from_ref(&p.inputs), fp);
+    let outcome = outcome.unwrap_or_else(|e| panic!("{e:#}\nserver1: {}", cluster.log("server1")));
+    let expected = load(&testdata("mnist_model.single.expected.npy"));
+    assert_matches("mnist_model with a late crypto producer", &outcome.outputs[0].to_float(), &expected, 1e-2);
+}
+
+/// Item 7: with a 64-descriptor limit, 300 idle connections took every
+/// descriptor; `accept` failed until they timed out, and a prediction failed
+/// after 10 s ("server1 did not answer client within 10s"). Now a server out of
+/// descriptors closes the connection that has waited longest in its handshake,
+/// and the prediction runs at once.
+#[test]
+fn out_of_descriptors_a_server_closes_idle_handshakes_not_sessions() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: no prlimit");
+        return;
+    }
+    let cluster = Cluster::start_with(cluster::Setup {
+        timeout_secs: 10.0,
+        wrapper: vec!["prlimit".into(), "--nofile=64".into()],
+        ..Default::default()
+    });
+    let address = cluster.address(Party::Server1);
+    let _idle: Vec<std::net::TcpStream> = (0..300).map(|_| std::net::TcpStream::connect(&address).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let out = cluster.command(&[]).arg(testdata("mnist_model.pb")).arg(testdata("mnist_input.npy")).output().unwrap();
+    let took = start.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(took < Duration::from_secs(4), "the prediction took {took:?} with the descriptors taken");
+    assert!(cluster.log("server1").contains("ran out of file descriptors"), "{}", cluster.log("server1"));
+}
+
+/// Backpressure, not refusal, for honest peers that run ahead: with
+/// --max-session-buffer 128M (32 MiB per connection: the crypto producer's
+/// largest message here is 17.4 MiB, and it deals far more than 32 MiB ahead
+/// in five batches of 100), a deployed model's five predictions in one session
+/// run and are right.
+#[test]
+fn a_long_honest_session_with_a_small_buffer_is_throttled_not_refused() {
+    let cluster = Cluster::start_with(cluster::Setup {
+        timeout_secs: 10.0,
+        serve_args: vec!["--max-session-buffer".into(), "128M".into()],
+        ..Default::default()
+    });
+    let out = cluster
+        .command(&["deploy", "--name", "m", "--batch-size", "100"])
+        .arg(testdata("mnist_model.pb"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let one = load(&testdata("mnist_batch100.npy"));
+    let views: Vec<_> = (0..5).map(|_| one.view()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("rows500.npy");
+    tfe_run::npy::write_f32(&input, &ndarray::concatenate(Axis(0), &views).unwrap()).unwrap();
+    let out_file = dir.path().join("out.npy");
+    let out = cluster.command(&["predict", "--model", "m"]).arg("--out").arg(&out_file).arg(&input).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected = load(&testdata("mnist_model.expected.npy"));
+    let got = load(&out_file);
+    for k in 0..5 {
+        let part = got.slice_axis(Axis(0), ndarray::Slice::from(k * 100..(k + 1) * 100)).to_owned();
+        assert_matches("throttled mnist_model", &part, &expected, 1e-2);
+    }
+    let log = cluster.log("server1");
+    let peak: f64 =
+        log.lines().filter_map(|l| l.split("done (").nth(1)?.split(" MB").next()?.parse().ok()).fold(0.0, f64::max);
+    assert!(peak <= 134.3, "server1 buffered {peak} MB: {log}");
+    eprintln!("server1 buffered at most {peak} MB");
+}

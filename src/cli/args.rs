@@ -100,6 +100,24 @@ pub struct ServeArgs {
     /// Refuse a session whose estimated peak memory exceeds this (e.g. 512M, 8G).
     #[arg(long, value_name = "SIZE", default_value = "8G", value_parser = parse_size)]
     pub max_memory: u64,
+    /// Refuse a new session while this many are running.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sessions: u32,
+    /// At most this many connections wait for their TLS handshake and hello; one
+    /// more closes the one that has waited longest.
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_handshakes: u32,
+    /// Close a connection that has not finished its TLS handshake and hello by then.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub handshake_timeout: f64,
+    /// Per session, the messages that arrived before the party asked for them
+    /// (a quarter per connection): a connection over its share is not read, and a
+    /// receive waiting behind it fails.
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size)]
+    pub max_session_buffer: u64,
+    /// How long a peer may take to connect to a session, from its start.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub join_timeout: f64,
 }
 
 #[derive(Debug, Args)]

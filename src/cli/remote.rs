@@ -12,6 +12,7 @@ use crate::import::{self, Feed, Graph};
 use crate::remote::serve::{ServeOptions, serve as serve_party};
 use crate::remote::{Security, driver};
 use crate::ring::FixedPoint;
+use crate::transport::network::Limits;
 use crate::transport::tls;
 
 pub fn serve(args: &ServeArgs) -> Result<u8> {
@@ -21,7 +22,20 @@ pub fn serve(args: &ServeArgs) -> Result<u8> {
     let security = Security::choose(args.net.certs.as_deref(), cluster.certs.as_deref(), args.net.insecure)?;
     let timeout = args.net.timeout()?.or(cluster.timeout).unwrap_or(cluster::DEFAULT_TIMEOUT);
     let tls = matches!(security, Security::Tls(_));
-    let options = ServeOptions { party, listen: args.listen.clone(), timeout, security, max_memory: args.max_memory };
+    let options = ServeOptions {
+        party,
+        listen: args.listen.clone(),
+        timeout,
+        security,
+        max_memory: args.max_memory,
+        max_sessions: args.max_sessions as usize,
+        max_handshakes: args.max_handshakes as usize,
+        handshake_timeout: seconds(args.handshake_timeout, "--handshake-timeout")?,
+        limits: Limits {
+            max_buffer: args.max_session_buffer,
+            join_timeout: seconds(args.join_timeout, "--join-timeout")?,
+        },
+    };
     serve_party(cluster, options, |addr| {
         // Scripts and tests wait for this line.
         eprintln!(
@@ -31,6 +45,15 @@ pub fn serve(args: &ServeArgs) -> Result<u8> {
         );
     })?;
     Ok(exit::OK)
+}
+
+/// A duration flag in seconds: over 0, at most a day.
+fn seconds(t: f64, flag: &str) -> Result<std::time::Duration> {
+    if t.is_finite() && t > 0.0 && t <= 86_400.0 {
+        Ok(std::time::Duration::from_secs_f64(t))
+    } else {
+        Err(Error::bad_input(format!("{flag} {t}: must be between 0 and 86400 seconds")))
+    }
 }
 
 pub fn certs(args: &CertsArgs) -> Result<u8> {

@@ -5,14 +5,19 @@
 //! own thread, so a connection that sends garbage, a session that fails or a peer
 //! that hangs costs only that connection or session. The log (stderr) names
 //! parties, sessions and causes; it never holds a share, a seed or a key.
+//!
+//! What others can make a server hold is bounded: at most `--max-sessions`
+//! sessions at once, at most `--max-handshakes` connections that have not yet
+//! sent a valid hello, each for at most `--handshake-timeout`, and per session
+//! the bytes of early messages ([`Limits`]).
 
 // Parses bytes from others: nothing here may panic on what they send.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,7 +30,7 @@ use crate::runtime::party::{self, Report, WeightShares, Weights};
 use crate::runtime::{Schedule, SecureConfig};
 use crate::train::secure::{self, HeldShares};
 use crate::train::{DatasetInfo, TrainSpec};
-use crate::transport::network::{Link, Stream};
+use crate::transport::network::{Limits, Link, Stream};
 use crate::transport::tls::Identity;
 use crate::transport::wire::Frame;
 use crate::transport::{Party, Transport};
@@ -38,7 +43,21 @@ pub struct ServeOptions {
     pub security: Security,
     /// Refuse sessions whose estimated peak memory exceeds this many bytes.
     pub max_memory: u64,
+    /// Refuse a session while this many are running (`--max-sessions`).
+    pub max_sessions: usize,
+    /// Connections that may wait for their TLS handshake and hello at once
+    /// (`--max-handshakes`).
+    pub max_handshakes: usize,
+    /// How long a connection may take to finish its TLS handshake and say hello.
+    pub handshake_timeout: Duration,
+    /// Per session: early messages, and how long peers may take to join.
+    pub limits: Limits,
 }
+
+/// The defaults of the limits' flags.
+pub const DEFAULT_MAX_SESSIONS: usize = 64;
+pub const DEFAULT_MAX_HANDSHAKES: usize = 128;
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A model deployed to this server: its public plan and this server's weight shares.
 struct Deployed {
@@ -53,6 +72,12 @@ struct State {
     identity: Option<Identity>,
     timeout: Duration,
     max_memory: u64,
+    max_sessions: usize,
+    handshake_timeout: Duration,
+    limits: Limits,
+    handshakes: Handshakes,
+    /// Refused connections are logged at most this often one by one.
+    refusals: Mutex<LogLimit>,
     sessions: Mutex<HashMap<u64, Arc<Link>>>,
     models: Mutex<HashMap<String, Arc<Deployed>>>,
     /// Data sets contributed for training: this server's shares.
@@ -78,6 +103,11 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
             identity,
             timeout: options.timeout,
             max_memory: options.max_memory,
+            max_sessions: options.max_sessions,
+            handshake_timeout: options.handshake_timeout,
+            limits: options.limits,
+            handshakes: Handshakes::new(options.max_handshakes),
+            refusals: Mutex::new(LogLimit::default()),
             sessions: Mutex::new(HashMap::new()),
             models: Mutex::new(HashMap::new()),
             datasets: Mutex::new(HashMap::new()),
@@ -86,9 +116,15 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
             let (tcp, addr) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    log(me, &format!("accept failed: {e}"));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Out of file descriptors and the like: free the one held
+                    // longest by a connection still in its handshake, so that
+                    // idle connections cannot lock sessions out; do not spin.
+                    let freed = state.handshakes.close_oldest();
+                    state.refused(format!(
+                        "accept failed: {e}{}",
+                        if freed { "; closed the oldest handshake" } else { "" }
+                    ));
+                    tokio::time::sleep(Duration::from_millis(if freed { 10 } else { 100 })).await;
                     continue;
                 }
             };
@@ -102,11 +138,37 @@ fn log(me: Party, line: &str) {
 }
 
 impl State {
+    /// Log a refused connection, at most [`LogLimit::LINES`] a second one by
+    /// one: a flood of connections must not flood the log.
+    fn refused(&self, line: String) {
+        let mut limit = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(summary) = limit.admit(Instant::now()) {
+            log(self.me, &summary);
+        }
+        if limit.logged <= LogLimit::LINES {
+            log(self.me, &line);
+        }
+    }
+
     async fn handle(self: Arc<Self>, tcp: TcpStream, addr: SocketAddr) {
-        let (stream, from, session, request) = match accept(self.identity.as_ref(), tcp, self.timeout).await {
+        let (ticket, closed) = self.handshakes.enter();
+        let deadline = self.handshake_timeout;
+        let accepted = tokio::select! {
+            accepted = tokio::time::timeout(deadline, accept(self.identity.as_ref(), tcp, deadline)) => {
+                accepted.unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("no TLS handshake and hello within {deadline:?} (--handshake-timeout)"))
+                })
+            }
+            why = closed => Err(anyhow::anyhow!(
+                "closed before its hello to make room for a newer connection: {}",
+                why.unwrap_or_else(|_| "the server stops".into())
+            )),
+        };
+        self.handshakes.leave(ticket);
+        let (stream, from, session, request) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                log(self.me, &format!("connection from {addr} refused: {e:#}"));
+                self.refused(format!("connection from {addr} refused: {e:#}"));
                 return;
             }
         };
@@ -157,11 +219,16 @@ impl State {
             Ok(p) => p,
             Err(e) => return Err((Some(stream), e)),
         };
-        let link = Link::new(session, self.timeout);
+        let link = Link::with_limits(session, self.timeout, self.limits);
         {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             if sessions.contains_key(&session) {
                 return Err((Some(stream), anyhow::anyhow!("session {session:016x} exists already")));
+            }
+            if sessions.len() >= self.max_sessions {
+                let (n, limit) = (sessions.len(), self.max_sessions);
+                let e = anyhow::anyhow!("{n} session(s) are running here, the limit of --max-sessions {limit}");
+                return Err((Some(stream), e));
             }
             sessions.insert(session, Arc::clone(&link));
         }
@@ -169,6 +236,7 @@ impl State {
             self.end(session, &link);
             return Err((None, e));
         }
+        link.started_by(self.me, from);
         let peers: &[Party] = match self.me {
             Party::Server0 => &[Party::Server1],
             Party::Dealer => &[Party::Server0, Party::Server1],
@@ -177,7 +245,9 @@ impl State {
         for &peer in peers {
             let dialled = async {
                 let address = self.cluster.address(peer)?;
-                dial(self.identity.as_ref(), self.me, peer, address, session, None, self.timeout).await
+                // Set-up, not silence: as long as an incoming handshake may take.
+                let deadline = self.timeout.max(self.handshake_timeout);
+                dial(self.identity.as_ref(), self.me, peer, address, session, None, deadline).await
             }
             .await;
             match dialled.and_then(|s| link.attach(self.me, peer, s)) {
@@ -216,7 +286,11 @@ impl State {
                 match result {
                     Ok(report) => {
                         let _ = link.send_control(state.me, from, Control::Done { report: Box::new(report) }.encode());
-                        log(state.me, &format!("session {session:016x}: done"));
+                        let peak = link.peak_buffered() as f64 / 1e6;
+                        log(
+                            state.me,
+                            &format!("session {session:016x}: done ({peak:.1} MB of messages buffered at most)"),
+                        );
                     }
                     Err(e) => {
                         link.abort(format!("{}: {e:#}", state.me.name()));
@@ -376,5 +450,117 @@ fn describe(request: &Request) -> String {
         Request::Train { spec } => {
             format!("training on {} rows of {} data owner(s), {} epochs", spec.rows(), spec.owners.len(), spec.epochs)
         }
+    }
+}
+
+/// The connections that have not yet sent a valid hello, oldest first: at most
+/// `limit`. A connection over it closes the oldest one rather than being
+/// refused itself: an honest party finishes its handshake in milliseconds, so
+/// idle or slow connections are the ones that wait longest, and to push out an
+/// honest handshake a flood would have to open `limit` connections within it.
+struct Handshakes {
+    limit: usize,
+    waiting: Mutex<Waiting>,
+}
+
+/// The last ticket given, and each waiting connection's ticket and what tells it to close.
+#[derive(Default)]
+struct Waiting {
+    last: u64,
+    queue: VecDeque<(u64, tokio::sync::oneshot::Sender<String>)>,
+}
+
+impl Handshakes {
+    fn new(limit: usize) -> Handshakes {
+        Handshakes { limit: limit.max(1), waiting: Mutex::default() }
+    }
+
+    /// A place for a new connection, and what tells it to close.
+    fn enter(&self) -> (u64, tokio::sync::oneshot::Receiver<String>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        while waiting.queue.len() >= self.limit {
+            if let Some((_, oldest)) = waiting.queue.pop_front() {
+                let limit = self.limit;
+                let _ = oldest.send(format!(
+                    "{limit} connections were in their handshake, the limit of --max-handshakes {limit}"
+                ));
+            }
+        }
+        waiting.last += 1;
+        let ticket = waiting.last;
+        waiting.queue.push_back((ticket, tx));
+        (ticket, rx)
+    }
+
+    fn leave(&self, ticket: u64) {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).queue.retain(|(t, _)| *t != ticket);
+    }
+
+    /// Close the connection that has waited longest; false if none waits.
+    fn close_oldest(&self) -> bool {
+        let oldest = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).queue.pop_front();
+        oldest.map(|(_, tx)| tx.send("this server ran out of file descriptors".into())).is_some()
+    }
+}
+
+/// At most [`LogLimit::LINES`] lines a second, then one that counts the rest.
+#[derive(Default)]
+struct LogLimit {
+    since: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    const LINES: u32 = 10;
+
+    /// Count one more line; a summary of the last second's unlogged ones when a
+    /// new second begins.
+    fn admit(&mut self, now: Instant) -> Option<String> {
+        let mut summary = None;
+        if self.since.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            if self.suppressed > 0 {
+                summary = Some(format!("{} more refused connection(s) were not logged one by one", self.suppressed));
+            }
+            *self = LogLimit { since: Some(now), logged: 0, suppressed: 0 };
+        }
+        self.logged += 1;
+        if self.logged > Self::LINES {
+            self.suppressed += 1;
+        }
+        summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_over_max_handshakes_closes_the_oldest() {
+        let slots = Handshakes::new(2);
+        let (a, mut closed_a) = slots.enter();
+        let (_b, mut closed_b) = slots.enter();
+        let (_c, mut closed_c) = slots.enter();
+        assert!(closed_a.try_recv().is_ok(), "the oldest is told to close");
+        assert!(closed_b.try_recv().is_err() && closed_c.try_recv().is_err());
+        slots.leave(a);
+        assert_eq!(slots.waiting.lock().unwrap().queue.len(), 2);
+        assert!(slots.close_oldest());
+        assert!(closed_b.try_recv().is_ok());
+    }
+
+    #[test]
+    fn refused_connections_are_logged_at_most_ten_a_second() {
+        let mut limit = LogLimit::default();
+        let t = Instant::now();
+        for _ in 0..25 {
+            assert!(limit.admit(t).is_none());
+        }
+        assert_eq!((limit.logged, limit.suppressed), (25, 15));
+        let summary = limit.admit(t + Duration::from_secs(1)).unwrap();
+        assert!(summary.starts_with("15 more refused connection(s)"), "{summary}");
+        assert_eq!((limit.logged, limit.suppressed), (1, 0));
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tfe_run::remote::Security;
 use tfe_run::remote::driver::Remote;
+use tfe_run::transport::Party;
 
 use crate::delay;
 
@@ -38,6 +39,26 @@ pub struct Cluster {
     _proxies: Option<tokio::runtime::Runtime>,
     /// The network namespace each party runs in, if any.
     namespaces: BTreeMap<&'static str, String>,
+    /// More arguments for every `serve`.
+    serve_args: Vec<String>,
+    /// A command every `serve` runs under (e.g. `prlimit --nofile=64`).
+    wrapper: Vec<String>,
+}
+
+/// How to start a [`Cluster`]: [`Cluster::start_with`].
+#[derive(Default)]
+pub struct Setup {
+    pub insecure: bool,
+    pub timeout_secs: f64,
+    /// Every connection to a party through a proxy that delays each direction by this.
+    pub delay: Option<Duration>,
+    /// Connections to this party through a proxy that holds back only their
+    /// first bytes, by this long: a party late to join.
+    pub late_join: Option<(&'static str, Duration)>,
+    /// More arguments for every `serve` (e.g. `--max-sessions 1`).
+    pub serve_args: Vec<String>,
+    /// A command every `serve` runs under (e.g. `prlimit --nofile=64`).
+    pub wrapper: Vec<String>,
 }
 
 const PARTIES: [&str; 3] = ["server0", "server1", "crypto-producer"];
@@ -50,33 +71,40 @@ impl Cluster {
     /// With `delay`, every connection to a party goes through a proxy that delays
     /// each direction by it (the parties' config names the proxies).
     pub fn start_with_delay(insecure: bool, timeout_secs: f64, delay: Option<Duration>) -> Cluster {
-        Cluster::start_inner(insecure, timeout_secs, delay, None)
+        Cluster::start_with(Setup { insecure, timeout_secs, delay, ..Setup::default() })
     }
 
     /// With the certificate folder `write_certs` makes (instead of `tfe-run certs`).
     pub fn start_with_certs(timeout_secs: f64, write_certs: &dyn Fn(&std::path::Path)) -> Cluster {
-        Cluster::start_inner(false, timeout_secs, None, Some(write_certs))
+        Cluster::start_inner(Setup { timeout_secs, ..Setup::default() }, Some(write_certs))
     }
 
-    fn start_inner(
-        insecure: bool,
-        timeout_secs: f64,
-        delay: Option<Duration>,
-        write_certs: Option<&dyn Fn(&std::path::Path)>,
-    ) -> Cluster {
+    pub fn start_with(setup: Setup) -> Cluster {
+        Cluster::start_inner(setup, None)
+    }
+
+    fn start_inner(setup: Setup, write_certs: Option<&dyn Fn(&std::path::Path)>) -> Cluster {
+        let Setup { insecure, timeout_secs, delay, late_join, serve_args, wrapper } = setup;
         let dir = tempfile::tempdir().unwrap();
         // Hold all three ports at once so that they differ, then free them.
         let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
         let real: Vec<std::net::SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         drop(listeners);
-        let (named, proxies) = match delay {
-            None => (real.clone(), None),
-            Some(d) => {
+        let (mut named, proxies) = match (delay, late_join) {
+            (None, None) => (real.clone(), None),
+            _ => {
                 let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-                let named = real.iter().map(|&a| rt.block_on(delay::spawn_delay_proxy(a, d))).collect();
+                let named: Vec<_> = match delay {
+                    Some(d) => real.iter().map(|&a| rt.block_on(delay::spawn_delay_proxy(a, d))).collect(),
+                    None => real.clone(),
+                };
                 (named, Some(rt))
             }
         };
+        if let (Some((party, hold)), Some(rt)) = (late_join, &proxies) {
+            let k = PARTIES.iter().position(|p| *p == party).unwrap();
+            named[k] = rt.block_on(delay::spawn_first_bytes_proxy(named[k], hold));
+        }
         let config = dir.path().join("config.json");
         std::fs::write(
             &config,
@@ -96,6 +124,8 @@ impl Cluster {
             listen,
             _proxies: proxies,
             namespaces: BTreeMap::new(),
+            serve_args,
+            wrapper,
         };
         match write_certs {
             Some(write) => write(&cluster.certs()),
@@ -129,6 +159,8 @@ impl Cluster {
             listen: PARTIES.iter().zip(addresses).map(|(&p, a)| (p, a)).collect(),
             _proxies: None,
             namespaces: PARTIES.iter().map(|&p| (p, net.namespace(p))).collect(),
+            serve_args: Vec::new(),
+            wrapper: Vec::new(),
         };
         cluster.make_certs();
         for party in PARTIES {
@@ -162,13 +194,21 @@ impl Cluster {
                 c.args(["netns", "exec", ns]).arg(binary());
                 c
             }
-            None => Command::new(binary()),
+            None => match self.wrapper.split_first() {
+                Some((program, args)) => {
+                    let mut c = Command::new(program);
+                    c.args(args).arg(binary());
+                    c
+                }
+                None => Command::new(binary()),
+            },
         };
         let mut child = command
             .args(["serve", "--party", party, "--timeout", &timeout_secs.to_string()])
             .args(["--listen", &self.listen[party], "--config"])
             .arg(&self.config)
             .args(self.security_args())
+            .args(&self.serve_args)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -204,6 +244,19 @@ impl Cluster {
 
     pub fn pid(&self, party: &str) -> u32 {
         self.children[party].id()
+    }
+
+    /// The party's resident memory (VmRSS), in bytes.
+    pub fn rss(&self, party: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(party))).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+
+    /// Where a party listens, as the config names it.
+    pub fn address(&self, party: Party) -> String {
+        tfe_run::cluster::Cluster::load(&self.config).unwrap().address(party).unwrap().to_string()
     }
 
     pub fn kill(&mut self, party: &str) {

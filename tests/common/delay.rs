@@ -57,3 +57,32 @@ async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
     drop(tx);
     let _ = writer.await;
 }
+
+/// Listen on a free loopback port and forward every connection to `target`,
+/// holding back only the first bytes the dialler sends by `hold`: a party that
+/// is slow to join (queued, or busy dialling others), not a slow network.
+pub async fn spawn_first_bytes_proxy(target: SocketAddr, hold: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(outbound) = TcpStream::connect(target).await else { return };
+                let _ = inbound.set_nodelay(true);
+                let _ = outbound.set_nodelay(true);
+                let (mut ri, mut wi) = inbound.into_split();
+                let (mut ro, mut wo) = outbound.into_split();
+                tokio::spawn(async move {
+                    tokio::time::sleep(hold).await;
+                    let _ = tokio::io::copy(&mut ri, &mut wo).await;
+                    let _ = wo.shutdown().await;
+                });
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut ro, &mut wi).await;
+                    let _ = wi.shutdown().await;
+                });
+            });
+        }
+    });
+    addr
+}
