@@ -238,6 +238,12 @@ pub fn run(args: &TrainArgs) -> Result<u8> {
     }
     let mut held = Vec::with_capacity(args.data.len());
     if let Some(remote) = &remote {
+        // Every certificate the run needs, before any party is contacted: the
+        // model owner's, and the client's for local data owners' rows.
+        remote.security.identity(crate::transport::Party::ModelOwner)?;
+        if !args.features.is_empty() {
+            remote.security.identity(crate::transport::Party::Client)?;
+        }
         for name in &args.data {
             held.push((name.clone(), crate::remote::driver::describe_data(remote, name)?));
         }

@@ -37,9 +37,12 @@ pub enum Request {
     /// Predictions with a model whose weights the model owner shares in this session.
     Predict { plan: Plan, predictions: u32, frac_bits: u32 },
     /// Predictions with a model deployed earlier (servers only; the driver sends
-    /// the crypto producer a `Predict` with the deployment's public plan).
-    PredictDeployed { name: String, predictions: u32 },
-    /// Receive a model's weight shares from the model owner and keep them (servers only).
+    /// the crypto producer a `Predict` with the deployment's public plan). Both
+    /// servers run exactly `deployment`, or refuse.
+    PredictDeployed { name: String, predictions: u32, deployment: Deployment },
+    /// Receive a model's weight shares from the model owner and keep them (servers
+    /// only): pending until the model owner commits it, which it does once both
+    /// servers said they hold all their shares ([`Control::Prepared`]).
     Deploy { name: String, plan: Plan, frac_bits: u32 },
     /// Only answer with a deployed model's public plan (servers only).
     Describe { name: String },
@@ -62,6 +65,9 @@ pub enum Control {
     /// deployment's public plan and fixed-point setting.
     Ready {
         deployed: Option<(Plan, u32)>,
+        /// For a deployed model: which deployment of it this server holds.
+        #[serde(default)]
+        deployment: Option<Deployment>,
         /// For `DescribeData`: the data set's public description.
         #[serde(default)]
         dataset: Option<crate::train::DatasetInfo>,
@@ -69,7 +75,63 @@ pub enum Control {
     /// The party's work is done.
     Done { report: Box<Report> },
     /// The party refused the session before starting.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+        /// Refused because it holds another deployment of the model than the
+        /// session named: one that a new session may find both servers hold.
+        #[serde(default)]
+        stale: bool,
+    },
+    /// A server holds all its shares of `deployment`, not yet visible to
+    /// predictions (sent as a message keyed [`commit_key`]).
+    Prepared { deployment: Deployment },
+    /// The model owner: both servers hold `deployment` whole; make it the one
+    /// that serves (sent as a message keyed [`commit_key`]).
+    Commit { deployment: Deployment },
+}
+
+/// One deployment of a model: the id both servers keep it under (the deploying
+/// session's id) and the SHA-256 of its public plan and fixed point, so that a
+/// prediction can name exactly the deployment it runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: u64,
+    /// Hex SHA-256 of [`plan_digest`]'s serialisation.
+    pub digest: String,
+}
+
+impl std::fmt::Display for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x} (plan {})", self.id, self.digest.get(..12).unwrap_or(&self.digest))
+    }
+}
+
+/// A refusal because the deployment a session named is not (or no longer) the
+/// one a server holds.
+#[derive(Debug)]
+pub struct Stale(pub String);
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Stale {}
+
+/// The SHA-256 of a public plan and its fixed point (their JSON: struct fields
+/// in declaration order and no maps, so the same plan always gives the same bytes).
+pub fn plan_digest(plan: &Plan, frac_bits: u32) -> String {
+    let bytes = serde_json::to_vec(&(plan, frac_bits)).unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key of a deployment's [`Control::Prepared`] and [`Control::Commit`]: as
+/// messages, their waits end when the sender falls silent (not after a fixed
+/// time), so a slow transfer of a large model's shares is no failure.
+pub fn commit_key(session: u64) -> crate::transport::MsgKey {
+    crate::transport::MsgKey { session, seq: u32::MAX, step: 0, tag: u32::MAX - 7 }
 }
 
 impl Control {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Control, Request, Security, accept, dial};
+use super::{Control, Deployment, Request, Security, accept, commit_key, dial, plan_digest};
 use crate::cluster::Cluster;
 use crate::plan::Plan;
 use crate::ring::FixedPoint;
@@ -40,11 +40,14 @@ pub struct ServeOptions {
     pub max_memory: u64,
 }
 
-/// A model deployed to this server: its public plan and this server's weight shares.
+/// A model deployed to this server: its public plan and this server's weight
+/// shares, as one deployment (a session pins the `Arc`, so a redeploy during it
+/// changes nothing it sees).
 struct Deployed {
     plan: Plan,
     frac_bits: u32,
     shares: Arc<WeightShares>,
+    deployment: Deployment,
 }
 
 struct State {
@@ -117,7 +120,8 @@ impl State {
         if let Err((stream, e)) = outcome {
             log(self.me, &format!("session {session:016x}: {} refused: {e:#}", from.name()));
             if let Some(mut stream) = stream {
-                let refusal = Control::Refused { reason: format!("{}: {e:#}", self.me.name()) };
+                let stale = e.downcast_ref::<super::Stale>().is_some();
+                let refusal = Control::Refused { reason: format!("{}: {e:#}", self.me.name()), stale };
                 let _ = crate::transport::wire::write_frame(&mut stream, &Frame::Control(refusal.encode())).await;
                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
             }
@@ -150,8 +154,14 @@ impl State {
         session: u64,
         request: Request,
     ) -> Result<(), Refusal> {
-        if from != Party::Client && from != Party::ModelOwner {
-            return Err((Some(stream), anyhow::anyhow!("only the client or the model owner starts a session")));
+        let starters: &[Party] = match &request {
+            Request::Deploy { .. } | Request::Train { .. } => &[Party::ModelOwner],
+            Request::DescribeData { .. } => &[Party::ModelOwner, Party::Client],
+            _ => &[Party::Client],
+        };
+        if !starters.contains(&from) {
+            let who = starters.iter().map(|p| p.name()).collect::<Vec<_>>().join(" or the ");
+            return Err((Some(stream), anyhow::anyhow!("only the {who} starts {}", describe(&request))));
         }
         let prepared = match self.prepare(&request) {
             Ok(p) => p,
@@ -183,7 +193,7 @@ impl State {
             match dialled.and_then(|s| link.attach(self.me, peer, s)) {
                 Ok(()) => {}
                 Err(e) => {
-                    let reason = Control::Refused { reason: format!("{}: {e:#}", self.me.name()) };
+                    let reason = Control::Refused { reason: format!("{}: {e:#}", self.me.name()), stale: false };
                     let _ = link.send_control(self.me, from, reason.encode());
                     log(self.me, &format!("session {session:016x}: {e:#}"));
                     self.end(session, &link);
@@ -191,15 +201,17 @@ impl State {
                 }
             }
         }
-        let deployed = match &prepared {
-            Prepared::Predict { plan, frac_bits, weights: Weights::Held(_), .. } => Some((plan.clone(), *frac_bits)),
-            _ => None,
+        let (deployed, deployment) = match &prepared {
+            Prepared::Predict { plan, frac_bits, deployment: Some(d), .. } => {
+                (Some((plan.clone(), *frac_bits)), Some(d.clone()))
+            }
+            _ => (None, None),
         };
         let dataset = match &prepared {
             Prepared::Data(info) => Some(*info),
             _ => None,
         };
-        let _ = link.send_control(self.me, from, Control::Ready { deployed, dataset }.encode());
+        let _ = link.send_control(self.me, from, Control::Ready { deployed, deployment, dataset }.encode());
         if matches!(request, Request::Describe { .. } | Request::DescribeData { .. }) {
             self.end(session, &link);
             return Ok(());
@@ -210,9 +222,10 @@ impl State {
         std::thread::Builder::new()
             .name(format!("{}-{session:016x}", self.me.name()))
             .spawn(move || {
-                let result =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.run(&link, prepared, &request)))
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("{} hit an internal error", state.me.name())));
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    state.run(&link, from, prepared, &request)
+                }))
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("{} hit an internal error", state.me.name())));
                 match result {
                     Ok(report) => {
                         let _ = link.send_control(state.me, from, Control::Done { report: Box::new(report) }.encode());
@@ -236,7 +249,7 @@ impl State {
 
     /// The public plan, its schedule and the weights a request runs with.
     fn prepare(&self, request: &Request) -> Result<Prepared> {
-        let (plan, frac_bits, weights) = match (request, self.me) {
+        let (plan, frac_bits, weights, deployment) = match (request, self.me) {
             (Request::Contribute { .. } | Request::DescribeData { .. }, Party::Dealer) => {
                 bail!("the crypto producer holds no data")
             }
@@ -260,12 +273,18 @@ impl State {
                 bail!("the crypto producer holds no models")
             }
             (Request::Predict { plan, frac_bits, .. } | Request::Deploy { plan, frac_bits, .. }, _) => {
-                (plan.clone(), *frac_bits, Weights::FromOwner)
+                (plan.clone(), *frac_bits, Weights::FromOwner, None)
             }
             (Request::PredictDeployed { name, .. } | Request::Describe { name }, _) => {
                 let model = self.models.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
                 let model = model.with_context(|| format!("no model named `{name}` is deployed here"))?;
-                (model.plan.clone(), model.frac_bits, Weights::Held(Arc::clone(&model.shares)))
+                if let Request::PredictDeployed { deployment: wanted, .. } = request
+                    && *wanted != model.deployment
+                {
+                    return Err(super::Stale(self.mismatch(name, &model.deployment, wanted)).into());
+                }
+                let weights = Weights::Held(Arc::clone(&model.shares));
+                (model.plan.clone(), model.frac_bits, weights, Some(model.deployment.clone()))
             }
         };
         plan.check_consistent().map_err(|e| anyhow::anyhow!("the plan is inconsistent: {e}"))?;
@@ -276,7 +295,24 @@ impl State {
         let schedule = Arc::new(Schedule::new(&plan)?);
         // The estimate is for all parties in one process: more than one party needs.
         crate::runtime::check_memory(schedule.estimate_memory(), self.max_memory, "this session")?;
-        Ok(Prepared::Predict { plan, frac_bits, fp, schedule, weights })
+        Ok(Prepared::Predict { plan, frac_bits, fp, schedule, weights, deployment })
+    }
+
+    /// Why a session for deployment `wanted` of `name` is refused here, where
+    /// `ours` serves. The client asks server1 first, with the deployment server1
+    /// described: so at server1 the model was redeployed since, and at server0
+    /// the two servers hold different deployments.
+    fn mismatch(&self, name: &str, ours: &Deployment, wanted: &Deployment) -> String {
+        match self.me {
+            Party::Server0 => format!(
+                "model `{name}`: server0 holds deployment {ours}, server1 holds {wanted}; the servers hold \
+                 different deployments of it (an interrupted redeploy): deploy it again"
+            ),
+            _ => format!(
+                "model `{name}` was redeployed: {} now holds deployment {ours}, not {wanted}; try again",
+                self.me.name()
+            ),
+        }
     }
 
     /// This server's shares of the data sets `spec` names, checked against it.
@@ -294,7 +330,7 @@ impl State {
         Ok(held)
     }
 
-    fn run(&self, link: &Arc<Link>, prepared: Prepared, request: &Request) -> Result<Report> {
+    fn run(&self, link: &Arc<Link>, from: Party, prepared: Prepared, request: &Request) -> Result<Report> {
         let i = if self.me == Party::Server0 { 0 } else { 1 };
         let ctx = secure::Context {
             transport: Arc::clone(link) as Arc<dyn Transport>,
@@ -318,7 +354,9 @@ impl State {
                 log(self.me, &format!("data set `{name}` {}", if replaced.is_some() { "replaced" } else { "held" }));
                 return Ok(report);
             }
-            Prepared::Predict { plan, frac_bits, fp, schedule, weights } => (plan, frac_bits, fp, schedule, weights),
+            Prepared::Predict { plan, frac_bits, fp, schedule, weights, .. } => {
+                (plan, frac_bits, fp, schedule, weights)
+            }
         };
         let ctx = party::Context {
             schedule,
@@ -342,11 +380,37 @@ impl State {
             (Request::Deploy { name, .. }, server) => {
                 let i = if server == Party::Server0 { 0 } else { 1 };
                 let (shares, report) = party::receive_weights(&ctx, i)?;
-                let model = Deployed { plan, frac_bits, shares: Arc::new(shares) };
+                let deployment = Deployment { id: link.session(), digest: plan_digest(&plan, frac_bits) };
+                self.await_commit(link, from, name, &deployment)?;
+                let model = Deployed { plan, frac_bits, shares: Arc::new(shares), deployment };
+                let line = format!("deployment {}", model.deployment);
                 let replaced =
                     self.models.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), Arc::new(model));
-                log(self.me, &format!("model `{name}` {}", if replaced.is_some() { "replaced" } else { "deployed" }));
+                let what = if replaced.is_some() { "replaced" } else { "deployed" };
+                log(self.me, &format!("model `{name}` {what}: {line}"));
                 Ok(report)
+            }
+        }
+    }
+}
+
+impl State {
+    /// Prepare, then commit: the shares of `deployment` stay pending (no
+    /// prediction can see them) until the model owner, having heard from both
+    /// servers that they hold all their shares, commits. Any interruption before
+    /// that (a cut link, a killed driver, the other server failing) leaves the
+    /// deployment before it serving here; the other server, which has not been
+    /// told to commit either, keeps its own.
+    fn await_commit(&self, link: &Link, owner: Party, name: &str, deployment: &Deployment) -> Result<()> {
+        let key = commit_key(link.session());
+        let abandoned = || format!("model `{name}`: deployment {deployment} abandoned before its commit");
+        let prepared = Control::Prepared { deployment: deployment.clone() };
+        link.send(self.me, owner, key, prepared.encode()).with_context(abandoned)?;
+        let answer = link.recv(self.me, owner, key, self.timeout).with_context(abandoned)?;
+        match Control::decode(&answer, owner.name()).with_context(abandoned)? {
+            Control::Commit { deployment: d } if d == *deployment => Ok(()),
+            other => {
+                Err(anyhow::anyhow!("{} sent {other:?} instead of the commit", owner.name())).with_context(abandoned)
             }
         }
     }
@@ -358,7 +422,15 @@ type Refusal = (Option<Box<dyn Stream>>, anyhow::Error);
 /// What a session runs with, checked before it starts.
 enum Prepared {
     /// Predictions or a deployment: the public plan, its schedule and the weights.
-    Predict { plan: Plan, frac_bits: u32, fp: FixedPoint, schedule: Arc<Schedule>, weights: Weights },
+    Predict {
+        plan: Plan,
+        frac_bits: u32,
+        fp: FixedPoint,
+        schedule: Arc<Schedule>,
+        weights: Weights,
+        /// For a deployed model: the deployment the session is pinned to.
+        deployment: Option<Deployment>,
+    },
     /// Training: the spec and this server's shares of the data sets it names.
     Train(Arc<TrainSpec>, Vec<Arc<HeldShares>>),
     /// A data set to receive (`Contribute`) or to describe (`DescribeData`).
@@ -368,7 +440,9 @@ enum Prepared {
 fn describe(request: &Request) -> String {
     match request {
         Request::Predict { predictions, .. } => format!("{predictions} prediction(s), weights shared now"),
-        Request::PredictDeployed { name, predictions } => format!("{predictions} prediction(s) with model `{name}`"),
+        Request::PredictDeployed { name, predictions, deployment } => {
+            format!("{predictions} prediction(s) with model `{name}`, deployment {deployment}")
+        }
         Request::Deploy { name, .. } => format!("deployment of model `{name}`"),
         Request::Describe { name } => format!("the public plan of model `{name}`"),
         Request::Contribute { name, info } => format!("data set `{name}` ({} rows) for training", info.rows),

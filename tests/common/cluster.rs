@@ -181,6 +181,30 @@ impl Cluster {
         self.logs.insert(party, log);
     }
 
+    /// Where `party` really listens (not a proxy in front of it).
+    pub fn listen_address(&self, party: &str) -> std::net::SocketAddr {
+        self.listen[party].parse().unwrap()
+    }
+
+    /// A copy of the cluster file in which `party` is at `address` (e.g. a proxy
+    /// in front of it, for one driver only).
+    pub fn config_with(&self, party: &str, address: std::net::SocketAddr) -> PathBuf {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let mut map: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
+        let key = if party == "crypto-producer" { "server2" } else { party };
+        map.insert(key.to_string(), address.to_string());
+        let path = self.dir.path().join(format!("config-{party}-{}.json", address.port()));
+        std::fs::write(&path, serde_json::to_string(&map).unwrap()).unwrap();
+        path
+    }
+
+    /// The driver as a process, with another cluster file.
+    pub fn command_with(&self, config: &std::path::Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.args(args).arg("--config").arg(config).args(self.security_args());
+        cmd
+    }
+
     pub fn log(&self, party: &str) -> String {
         self.logs[party].lock().unwrap().clone()
     }
