@@ -1,7 +1,8 @@
 //! Deployments on a loopback cluster (three `tfe-run serve` processes): a
 //! deployment becomes visible only when both servers hold it whole, a prediction
 //! runs with one deployment on both servers, and the certificates a command
-//! needs are checked before any party is contacted.
+//! needs are checked before any party is contacted; a model or data set is
+//! replaced only by the principal that put it there, and only when it says so.
 //!
 //! The expected outputs are TensorFlow's (`testdata/generate.py`): mnist_model
 //! and maxpool_cnn on the first rows of `mnist_batch100.npy`.
@@ -23,7 +24,7 @@ use ndarray::{ArrayD, Axis, Slice};
 
 const ROWS: usize = 4;
 /// A redeploy by the same principal says that it replaces.
-const REPLACE: &[&str] = &[];
+const REPLACE: &[&str] = &["--replace"];
 
 /// The first `ROWS` rows of `mnist_batch100.npy`, written to `dir`.
 fn input_rows(dir: &Path) -> PathBuf {
@@ -289,7 +290,7 @@ fn servers_holding_different_deployments_refuse_the_prediction_naming_both() {
     let p = tfe_run::cli::prepare(&testdata("mnist_model.pb"), None, Some(&input), &Default::default()).unwrap();
     let fp = tfe_run::ring::FixedPoint::default();
     let only = [tfe_run::transport::Party::Server1];
-    tfe_run::remote::driver::deploy_committing(&cluster.remote(), "m", &p.plan, fp, &only).unwrap();
+    tfe_run::remote::driver::deploy_committing(&cluster.remote(), "m", &p.plan, fp, true, &only).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let second = logged_deployment(&cluster, "server1", "m");
     assert_ne!(first, second);
@@ -308,4 +309,99 @@ fn servers_holding_different_deployments_refuse_the_prediction_naming_both() {
     let out = deploy(&cluster, "m", "mnist_model", REPLACE);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_serves(&cluster, "m", "mnist_model", dir.path());
+}
+
+fn run(cluster: &Cluster, args: &[&str]) -> (Option<i32>, String) {
+    let out = cluster.command(args).stdout(Stdio::null()).output().unwrap();
+    (out.status.code(), text(&out.stderr))
+}
+
+/// Every client shared the certificate name `client`, so any of them could
+/// replace another's deployed model or held data set. Now principals have names
+/// of their own (`certs --client alice --model-owner acme`, `--as NAME`); a
+/// replacement by another principal is refused, naming both, and the owner
+/// replaces only with --replace.
+#[test]
+fn another_principal_cannot_replace_a_deployed_model_or_a_held_data_set() {
+    let principals = ["--client", "alice", "--client", "bob", "--model-owner", "acme", "--model-owner", "globex"];
+    let cluster = Cluster::start_with_principals(10.0, &principals);
+    let dir = tempfile::tempdir().unwrap();
+    let model = testdata("mnist_model.pb");
+    let model = model.to_str().unwrap();
+    let deploy_as = |who: &str, extra: &[&str]| {
+        let mut args = vec!["deploy", "--as", who, "--name", "m", "--batch-size", "4"];
+        args.extend_from_slice(extra);
+        args.push(model);
+        run(&cluster, &args)
+    };
+    let (code, stderr) = deploy_as("acme", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(cluster.log("server0").contains("by `acme`"), "{}", cluster.log("server0"));
+    let (code, stderr) = deploy_as("globex", &["--replace"]);
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("model `m` was deployed by `acme`: `globex` may not replace it"), "{stderr}");
+    let (code, stderr) = deploy_as("acme", &[]);
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("model `m` was deployed already (by `acme`): redeploy with --replace"), "{stderr}");
+    // A client's certificate is not a model owner's.
+    let (code, stderr) = deploy_as("alice", &["--replace"]);
+    assert_eq!(code, Some(5), "{stderr}");
+    let (code, stderr) = deploy_as("acme", &["--replace"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let input = input_rows(dir.path());
+    let out = dir.path().join("out.npy");
+    let (code, stderr) = run(
+        &cluster,
+        &["predict", "--as", "bob", "--model", "m", "--out", out.to_str().unwrap(), input.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(close(&load(&out), &expected_rows("mnist_model")));
+
+    // Data sets: alice's rows, for acme only.
+    let d = |name: &str| testdata("training").join(name).to_str().unwrap().to_string();
+    let (features, labels) = (d("bc_a_features.npy"), d("bc_a_labels.npy"));
+    let contribute_as = |who: &str, extra: &[&str]| {
+        let mut args = vec!["contribute", "--as", who, "--name", "bc", "--features", &features, "--labels", &labels];
+        args.extend_from_slice(extra);
+        run(&cluster, &args)
+    };
+    let (code, stderr) = contribute_as("alice", &["--trainer", "acme"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = contribute_as("bob", &["--trainer", "globex", "--replace"]);
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("data set `bc` was contributed by `alice`: `bob` may not replace it"), "{stderr}");
+    assert!(!cluster.log("server0").contains("data set `bc` replaced"), "{}", cluster.log("server0"));
+
+    let lr = dir.path().join("lr.pb");
+    let train_as = |who: &str| {
+        run(&cluster, &["train", "--as", who, "--data", "bc", "--epochs", "1", "--out", lr.to_str().unwrap()])
+    };
+    let (code, stderr) = train_as("globex");
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(
+        stderr.contains("data set `bc` (contributed by `alice`) may be trained on by `acme` only, not by `globex`"),
+        "{stderr}"
+    );
+    let (code, stderr) = train_as("acme");
+    assert_eq!(code, Some(0), "{stderr}");
+    // The contributor replaces its own rows only with --replace.
+    let (code, stderr) = contribute_as("alice", &["--trainer", "acme"]);
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("contribute with --replace"), "{stderr}");
+    let (code, stderr) = contribute_as("alice", &["--trainer", "acme", "--replace"]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// Without TLS there are no principals (every peer is `insecure`), but a
+/// deployed name is still replaced only with --replace.
+#[test]
+fn without_tls_a_redeploy_still_needs_the_replace_flag() {
+    let cluster = Cluster::start(true, 10.0);
+    let out = deploy(&cluster, "m", "mnist_model", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = deploy(&cluster, "m", "mnist_model", &[]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("by `insecure`): redeploy with --replace"), "{}", text(&out.stderr));
+    let out = deploy(&cluster, "m", "mnist_model", REPLACE);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -32,6 +32,10 @@ pub struct Remote {
     pub cluster: Cluster,
     pub security: Security,
     pub timeout: Duration,
+    /// The principal whose key pair (`NAME.pem`, `NAME.key`) the command's own
+    /// role uses (`--as NAME`): the model owner's for `deploy` and `train`, the
+    /// client's otherwise. `None`: the role's own pair.
+    pub principal: Option<String>,
 }
 
 /// What a ready message describes: a deployed model's public plan and fixed
@@ -85,7 +89,8 @@ impl Session {
     /// missing one is refused (naming the file) before any party is contacted.
     fn new(remote: &Remote, starter: Party, locals: &[Party]) -> Result<Session> {
         let mut identities = BTreeMap::new();
-        for &party in std::iter::once(&starter).chain(locals) {
+        identities.insert(starter, remote.security.identity_as(starter, remote.principal.as_deref())?);
+        for &party in locals {
             if let std::collections::btree_map::Entry::Vacant(slot) = identities.entry(party) {
                 slot.insert(remote.security.identity(party)?);
             }
@@ -262,12 +267,28 @@ fn check_frame(bytes: u64, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// How a contribution is kept: who may train on it, and whether it replaces
+/// the contributor's own data set of that name.
+#[derive(Debug, Clone)]
+pub struct Keep {
+    /// The model-owner principals that may train on the rows.
+    pub trainers: Vec<String>,
+    pub replace: bool,
+}
+
 /// `tfe-run contribute`: as a data owner, secret-share rows with the servers,
 /// which keep them under `name` for later training sessions.
-pub fn contribute(remote: &Remote, name: &str, data: &OwnerData, info: DatasetInfo) -> Result<Vec<Report>> {
+pub fn contribute(
+    remote: &Remote,
+    name: &str,
+    data: &OwnerData,
+    info: DatasetInfo,
+    keep: &Keep,
+) -> Result<Vec<Report>> {
     info.check()?;
     check_frame(8 * info.rows as u64 * info.features as u64, "the shares of the features")?;
-    let request = Request::Contribute { name: name.to_string(), info };
+    let request =
+        Request::Contribute { name: name.to_string(), info, trainers: keep.trainers.clone(), replace: keep.replace };
     let session = Session::new(remote, Party::Client, &[])?;
     for peer in [Party::Server1, Party::Server0] {
         session.start(peer, request.clone())?;
@@ -299,8 +320,10 @@ pub fn describe_data(remote: &Remote, name: &str) -> Result<DatasetInfo> {
 /// servers, which keep them under `name` as a new deployment (the session's id).
 /// It becomes the one that serves only once both servers hold it whole: each
 /// says so ([`Control::Prepared`]), then the model owner commits it on both.
-pub fn deploy(remote: &Remote, name: &str, plan: &Plan, fp: FixedPoint) -> Result<Outcome> {
-    deploy_committing(remote, name, plan, fp, &[Party::Server1, Party::Server0])
+/// A name deployed already is replaced only with `replace`, and only by the
+/// principal that deployed it.
+pub fn deploy(remote: &Remote, name: &str, plan: &Plan, fp: FixedPoint, replace: bool) -> Result<Outcome> {
+    deploy_committing(remote, name, plan, fp, replace, &[Party::Server1, Party::Server0])
 }
 
 /// [`deploy`], committing only on `commit_to`: for tests of what the servers do
@@ -311,11 +334,12 @@ pub fn deploy_committing(
     name: &str,
     plan: &Plan,
     fp: FixedPoint,
+    replace: bool,
     commit_to: &[Party],
 ) -> Result<Outcome> {
     let public = plan.public();
     let deployment = Deployment { id: 0, digest: plan_digest(&public, fp.frac_bits) };
-    let request = Request::Deploy { name: name.to_string(), plan: public, frac_bits: fp.frac_bits };
+    let request = Request::Deploy { name: name.to_string(), plan: public, frac_bits: fp.frac_bits, replace };
     let session = Session::with_joiner(remote, Party::ModelOwner, None, &[Party::Server1, Party::Server0], &request)?;
     let deployment = Deployment { id: session.link.session(), ..deployment };
     let mut local = run_local(&session, plan, fp, Some(&plan.weight_values), None);

@@ -43,14 +43,30 @@ pub enum Request {
     /// Receive a model's weight shares from the model owner and keep them (servers
     /// only): pending until the model owner commits it, which it does once both
     /// servers said they hold all their shares ([`Control::Prepared`]).
-    Deploy { name: String, plan: Plan, frac_bits: u32 },
+    /// Only the principal that deployed `name` replaces it, and only with `replace`.
+    Deploy {
+        name: String,
+        plan: Plan,
+        frac_bits: u32,
+        #[serde(default)]
+        replace: bool,
+    },
     /// Only answer with a deployed model's public plan (servers only).
     Describe { name: String },
     /// Train logistic regression on the held data sets the spec names and on rows
     /// the data owners share in this session.
     Train { spec: crate::train::TrainSpec },
-    /// Receive a data owner's row shares and keep them for training (servers only).
-    Contribute { name: String, info: crate::train::DatasetInfo },
+    /// Receive a data owner's row shares and keep them for training (servers
+    /// only) by the model-owner principals `trainers`. Only the principal that
+    /// contributed `name` replaces it, and only with `replace`.
+    Contribute {
+        name: String,
+        info: crate::train::DatasetInfo,
+        #[serde(default)]
+        trainers: Vec<String>,
+        #[serde(default)]
+        replace: bool,
+    },
     /// Only answer with a held data set's public description (servers only).
     DescribeData { name: String },
 }
@@ -175,8 +191,14 @@ impl Security {
     }
 
     pub fn identity(&self, party: Party) -> Result<Option<Identity>> {
+        self.identity_as(party, None)
+    }
+
+    /// `party`'s TLS settings from the key pair of principal `name` (`NAME.pem`,
+    /// `NAME.key`), or of the role itself without a name.
+    pub fn identity_as(&self, party: Party, name: Option<&str>) -> Result<Option<Identity>> {
         match self {
-            Security::Tls(dir) => Ok(Some(tls::identity(dir, party)?)),
+            Security::Tls(dir) => Ok(Some(tls::identity_as(dir, party, name.unwrap_or(party.name()))?)),
             Security::Insecure => Ok(None),
         }
     }
@@ -213,13 +235,24 @@ pub async fn dial(
     Ok(stream)
 }
 
+/// Who is on the other end of an accepted connection.
+pub struct Peer {
+    pub party: Party,
+    /// From the verified certificate ([`tls::principal_of`]), never from the
+    /// hello; [`INSECURE_PRINCIPAL`] without TLS.
+    pub principal: String,
+}
+
+/// The principal of every peer without TLS, where nobody is authenticated.
+pub const INSECURE_PRINCIPAL: &str = "insecure";
+
 /// Accept a connection: TLS handshake, then the hello, checked against the
 /// peer's certificate.
 pub async fn accept(
     identity: Option<&Identity>,
     tcp: TcpStream,
     timeout: Duration,
-) -> Result<(Box<dyn Stream>, Party, u64, Option<Request>)> {
+) -> Result<(Box<dyn Stream>, Peer, u64, Option<Request>)> {
     tcp.set_nodelay(true)?;
     let (mut stream, cert): (Box<dyn Stream>, _) = match identity {
         Some(id) => {
@@ -239,11 +272,15 @@ pub async fn accept(
     let Control::Hello { from, session, request } = Control::decode(&json, "the peer")? else {
         bail!("the first frame is not a hello")
     };
-    if identity.is_some() {
-        let cert = cert.context("the peer presented no certificate")?;
-        check_peer(&cert, from)?;
-    }
-    Ok((stream, from, session, request.map(|r| *r)))
+    let principal = match identity {
+        Some(_) => {
+            let cert = cert.context("the peer presented no certificate")?;
+            check_peer(&cert, from)?;
+            tls::principal_of(&cert, from)?
+        }
+        None => INSECURE_PRINCIPAL.to_string(),
+    };
+    Ok((stream, Peer { party: from, principal }, session, request.map(|r| *r)))
 }
 
 /// A fresh session id from the OS's CSPRNG.

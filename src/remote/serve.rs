@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Control, Deployment, Request, Security, accept, commit_key, dial, plan_digest};
+use super::{Control, Deployment, Peer, Request, Security, accept, commit_key, dial, plan_digest};
 use crate::cluster::Cluster;
 use crate::plan::Plan;
 use crate::ring::FixedPoint;
@@ -48,18 +48,32 @@ struct Deployed {
     frac_bits: u32,
     shares: Arc<WeightShares>,
     deployment: Deployment,
+    /// The principal that deployed it: the only one that may replace it.
+    owner: String,
+}
+
+/// A data set contributed for training: this server's shares, the principal
+/// that contributed them (the only one that may replace them) and the
+/// model-owner principals that may train on them.
+struct Held {
+    shares: Arc<HeldShares>,
+    contributor: String,
+    trainers: Vec<String>,
 }
 
 struct State {
     me: Party,
     cluster: Cluster,
     identity: Option<Identity>,
+    /// Without TLS no peer is authenticated: every peer is the principal
+    /// `insecure`, so who deployed or contributed what cannot be told apart.
+    insecure: bool,
     timeout: Duration,
     max_memory: u64,
     sessions: Mutex<HashMap<u64, Arc<Link>>>,
     models: Mutex<HashMap<String, Arc<Deployed>>>,
-    /// Data sets contributed for training: this server's shares.
-    datasets: Mutex<HashMap<String, Arc<HeldShares>>>,
+    /// Data sets contributed for training.
+    datasets: Mutex<HashMap<String, Arc<Held>>>,
 }
 
 /// Serve until the process is stopped. `on_listening` is told the bound address.
@@ -78,6 +92,7 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
         let state = Arc::new(State {
             me,
             cluster,
+            insecure: identity.is_none(),
             identity,
             timeout: options.timeout,
             max_memory: options.max_memory,
@@ -106,15 +121,16 @@ fn log(me: Party, line: &str) {
 
 impl State {
     async fn handle(self: Arc<Self>, tcp: TcpStream, addr: SocketAddr) {
-        let (stream, from, session, request) = match accept(self.identity.as_ref(), tcp, self.timeout).await {
+        let (stream, peer, session, request) = match accept(self.identity.as_ref(), tcp, self.timeout).await {
             Ok(accepted) => accepted,
             Err(e) => {
                 log(self.me, &format!("connection from {addr} refused: {e:#}"));
                 return;
             }
         };
+        let from = peer.party;
         let outcome = match request {
-            Some(request) => self.clone().start(stream, from, session, request).await,
+            Some(request) => self.clone().start(stream, peer, session, request).await,
             None => self.join(stream, from, session),
         };
         if let Err((stream, e)) = outcome {
@@ -150,10 +166,11 @@ impl State {
     async fn start(
         self: Arc<Self>,
         stream: Box<dyn Stream>,
-        from: Party,
+        peer: Peer,
         session: u64,
         request: Request,
     ) -> Result<(), Refusal> {
+        let Peer { party: from, principal } = peer;
         let starters: &[Party] = match &request {
             Request::Deploy { .. } | Request::Train { .. } => &[Party::ModelOwner],
             Request::DescribeData { .. } => &[Party::ModelOwner, Party::Client],
@@ -163,7 +180,7 @@ impl State {
             let who = starters.iter().map(|p| p.name()).collect::<Vec<_>>().join(" or the ");
             return Err((Some(stream), anyhow::anyhow!("only the {who} starts {}", describe(&request))));
         }
-        let prepared = match self.prepare(&request) {
+        let prepared = match self.prepare(&request, &principal) {
             Ok(p) => p,
             Err(e) => return Err((Some(stream), e)),
         };
@@ -216,14 +233,14 @@ impl State {
             self.end(session, &link);
             return Ok(());
         }
-        log(self.me, &format!("session {session:016x}: {} from {}", describe(&request), from.name()));
+        log(self.me, &format!("session {session:016x}: {} from {} `{principal}`", describe(&request), from.name()));
 
         let state = Arc::clone(&self);
         std::thread::Builder::new()
             .name(format!("{}-{session:016x}", self.me.name()))
             .spawn(move || {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    state.run(&link, from, prepared, &request)
+                    state.run(&link, from, &principal, prepared, &request)
                 }))
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("{} hit an internal error", state.me.name())));
                 match result {
@@ -247,8 +264,8 @@ impl State {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&session);
     }
 
-    /// The public plan, its schedule and the weights a request runs with.
-    fn prepare(&self, request: &Request) -> Result<Prepared> {
+    /// The public plan, its schedule and the weights a request of `principal` runs with.
+    fn prepare(&self, request: &Request, principal: &str) -> Result<Prepared> {
         let (plan, frac_bits, weights, deployment) = match (request, self.me) {
             (Request::Contribute { .. } | Request::DescribeData { .. }, Party::Dealer) => {
                 bail!("the crypto producer holds no data")
@@ -256,23 +273,33 @@ impl State {
             (Request::Train { spec }, _) => {
                 spec.check()?;
                 crate::runtime::check_memory(spec.estimate_memory(), self.max_memory, "this training session")?;
-                let held = if self.me == Party::Dealer { Vec::new() } else { self.held_for(spec)? };
+                let held = if self.me == Party::Dealer { Vec::new() } else { self.held_for(spec, principal)? };
                 return Ok(Prepared::Train(Arc::new(spec.clone()), held));
             }
-            (Request::Contribute { info, .. }, _) => {
+            (Request::Contribute { name, info, trainers, replace }, _) => {
                 info.check()?;
+                if trainers.is_empty() || trainers.len() > 64 || trainers.iter().any(|t| t.is_empty() || t.len() > 63) {
+                    bail!("data set `{name}` must name 1 to 64 trainers (model-owner principals), each 1 to 63 bytes");
+                }
+                let held = self.datasets.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+                let existing = held.as_ref().map(|h| h.contributor.as_str());
+                self.may_replace(&format!("data set `{name}`"), "contributed", existing, principal, *replace)?;
                 crate::runtime::check_memory(info.bytes(), self.max_memory, "this data set")?;
                 return Ok(Prepared::Data(*info));
             }
             (Request::DescribeData { name }, _) => {
                 let held = self.datasets.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
                 let held = held.with_context(|| format!("no data set named `{name}` is held here"))?;
-                return Ok(Prepared::Data(held.info));
+                return Ok(Prepared::Data(held.shares.info));
             }
             (Request::Deploy { .. } | Request::PredictDeployed { .. } | Request::Describe { .. }, Party::Dealer) => {
                 bail!("the crypto producer holds no models")
             }
-            (Request::Predict { plan, frac_bits, .. } | Request::Deploy { plan, frac_bits, .. }, _) => {
+            (Request::Predict { plan, frac_bits, .. }, _) => (plan.clone(), *frac_bits, Weights::FromOwner, None),
+            (Request::Deploy { name, plan, frac_bits, replace }, _) => {
+                let model = self.models.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+                let existing = model.as_ref().map(|m| m.owner.as_str());
+                self.may_replace(&format!("model `{name}`"), "deployed", existing, principal, *replace)?;
                 (plan.clone(), *frac_bits, Weights::FromOwner, None)
             }
             (Request::PredictDeployed { name, .. } | Request::Describe { name }, _) => {
@@ -315,12 +342,44 @@ impl State {
         }
     }
 
-    /// This server's shares of the data sets `spec` names, checked against it.
-    fn held_for(&self, spec: &TrainSpec) -> Result<Vec<Arc<HeldShares>>> {
+    /// May `principal` put a model or data set (`what`) where the principal
+    /// `existing` has one? Only that principal, and only when it says so.
+    fn may_replace(
+        &self,
+        what: &str,
+        done: &str,
+        existing: Option<&str>,
+        principal: &str,
+        replace: bool,
+    ) -> Result<()> {
+        let flag = if done == "deployed" { "redeploy" } else { "contribute" };
+        match existing {
+            None => Ok(()),
+            Some(owner) if owner != principal && !self.insecure => {
+                bail!("{what} was {done} by `{owner}`: `{principal}` may not replace it")
+            }
+            Some(owner) if !replace => {
+                bail!("{what} was {done} already (by `{owner}`): {flag} with --replace to replace it")
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// This server's shares of the data sets `spec` names, checked against it
+    /// and against who may train on them.
+    fn held_for(&self, spec: &TrainSpec, trainer: &str) -> Result<Vec<Arc<HeldShares>>> {
         let datasets = self.datasets.lock().unwrap_or_else(|e| e.into_inner());
         let mut held = Vec::with_capacity(spec.held.len());
         for (name, &rows) in spec.held.iter().zip(&spec.owners) {
-            let h = datasets.get(name).with_context(|| format!("no data set named `{name}` is held here"))?;
+            let entry = datasets.get(name).with_context(|| format!("no data set named `{name}` is held here"))?;
+            if !self.insecure && !entry.trainers.iter().any(|t| t == trainer) {
+                bail!(
+                    "data set `{name}` (contributed by `{}`) may be trained on by {} only, not by `{trainer}`",
+                    entry.contributor,
+                    entry.trainers.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                );
+            }
+            let h = &entry.shares;
             let want = DatasetInfo { feature_bound: h.info.feature_bound, ..DatasetInfo::of_owner(spec, rows) };
             if h.info != want || h.info.feature_bound > spec.feature_bound {
                 bail!("data set `{name}` is {:?}, which does not match the training spec", h.info);
@@ -330,7 +389,14 @@ impl State {
         Ok(held)
     }
 
-    fn run(&self, link: &Arc<Link>, from: Party, prepared: Prepared, request: &Request) -> Result<Report> {
+    fn run(
+        &self,
+        link: &Arc<Link>,
+        from: Party,
+        principal: &str,
+        prepared: Prepared,
+        request: &Request,
+    ) -> Result<Report> {
         let i = if self.me == Party::Server0 { 0 } else { 1 };
         let ctx = secure::Context {
             transport: Arc::clone(link) as Arc<dyn Transport>,
@@ -345,13 +411,21 @@ impl State {
                 };
             }
             Prepared::Data(info) => {
-                let Request::Contribute { name, .. } = request else {
+                let Request::Contribute { name, trainers, .. } = request else {
                     bail!("only a contribution receives a data set");
                 };
                 let (shares, report) = secure::receive_contribution(&ctx, i, info)?;
-                let replaced =
-                    self.datasets.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), Arc::new(shares));
-                log(self.me, &format!("data set `{name}` {}", if replaced.is_some() { "replaced" } else { "held" }));
+                let held =
+                    Held { shares: Arc::new(shares), contributor: principal.to_string(), trainers: trainers.clone() };
+                let mut datasets = self.datasets.lock().unwrap_or_else(|e| e.into_inner());
+                // Another principal may have contributed the name meanwhile.
+                let existing = datasets.get(name).map(|h| h.contributor.clone());
+                self.may_replace(&format!("data set `{name}`"), "contributed", existing.as_deref(), principal, true)?;
+                let replaced = datasets.insert(name.clone(), Arc::new(held));
+                drop(datasets);
+                let what = if replaced.is_some() { "replaced" } else { "held" };
+                let trainers = trainers.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+                log(self.me, &format!("data set `{name}` {what}: from `{principal}`, for training by {trainers}"));
                 return Ok(report);
             }
             Prepared::Predict { plan, frac_bits, fp, schedule, weights, .. } => {
@@ -382,10 +456,15 @@ impl State {
                 let (shares, report) = party::receive_weights(&ctx, i)?;
                 let deployment = Deployment { id: link.session(), digest: plan_digest(&plan, frac_bits) };
                 self.await_commit(link, from, name, &deployment)?;
-                let model = Deployed { plan, frac_bits, shares: Arc::new(shares), deployment };
-                let line = format!("deployment {}", model.deployment);
-                let replaced =
-                    self.models.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), Arc::new(model));
+                let owner = principal.to_string();
+                let model = Deployed { plan, frac_bits, shares: Arc::new(shares), deployment, owner };
+                let line = format!("deployment {}, by `{principal}`", model.deployment);
+                let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+                // Another principal may have deployed the name meanwhile.
+                let existing = models.get(name).map(|m| m.owner.clone());
+                self.may_replace(&format!("model `{name}`"), "deployed", existing.as_deref(), principal, true)?;
+                let replaced = models.insert(name.clone(), Arc::new(model));
+                drop(models);
                 let what = if replaced.is_some() { "replaced" } else { "deployed" };
                 log(self.me, &format!("model `{name}` {what}: {line}"));
                 Ok(report)
@@ -445,7 +524,7 @@ fn describe(request: &Request) -> String {
         }
         Request::Deploy { name, .. } => format!("deployment of model `{name}`"),
         Request::Describe { name } => format!("the public plan of model `{name}`"),
-        Request::Contribute { name, info } => format!("data set `{name}` ({} rows) for training", info.rows),
+        Request::Contribute { name, info, .. } => format!("data set `{name}` ({} rows) for training", info.rows),
         Request::DescribeData { name } => format!("the description of data set `{name}`"),
         Request::Train { spec } => {
             format!("training on {} rows of {} data owner(s), {} epochs", spec.rows(), spec.owners.len(), spec.epochs)

@@ -17,7 +17,19 @@ use crate::delay;
 
 /// `tfe-run certs --config CONFIG --out OUT`: a fresh CA and a key pair per party.
 pub fn make_certs(config: &std::path::Path, out: &std::path::Path) {
-    let made = Command::new(binary()).args(["certs", "--config"]).arg(config).arg("--out").arg(out).output().unwrap();
+    make_certs_with(config, out, &[]);
+}
+
+/// [`make_certs`] with more arguments (e.g. `--client alice`).
+pub fn make_certs_with(config: &std::path::Path, out: &std::path::Path, extra: &[&str]) {
+    let made = Command::new(binary())
+        .args(["certs", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
 }
 
@@ -32,6 +44,8 @@ pub struct Cluster {
     children: BTreeMap<&'static str, Child>,
     logs: BTreeMap<&'static str, Arc<Mutex<String>>>,
     insecure: bool,
+    /// More arguments for `tfe-run certs` (principals).
+    certs_args: Vec<String>,
     /// Where each party really listens (the config may name delay proxies instead).
     listen: BTreeMap<&'static str, String>,
     /// Runs the delay proxies, if any.
@@ -50,6 +64,16 @@ impl Cluster {
     /// With `delay`, every connection to a party goes through a proxy that delays
     /// each direction by it (the parties' config names the proxies).
     pub fn start_with_delay(insecure: bool, timeout_secs: f64, delay: Option<Duration>) -> Cluster {
+        Cluster::start_with(insecure, timeout_secs, delay, &[])
+    }
+
+    /// With certificates for the principals that `certs_args` name (e.g.
+    /// `["--client", "alice", "--model-owner", "acme"]`).
+    pub fn start_with_principals(timeout_secs: f64, certs_args: &[&str]) -> Cluster {
+        Cluster::start_with(false, timeout_secs, None, certs_args)
+    }
+
+    fn start_with(insecure: bool, timeout_secs: f64, delay: Option<Duration>, certs_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         // Hold all three ports at once so that they differ, then free them.
         let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
@@ -79,6 +103,7 @@ impl Cluster {
             children: BTreeMap::new(),
             logs: BTreeMap::new(),
             insecure,
+            certs_args: certs_args.iter().map(|a| a.to_string()).collect(),
             listen,
             _proxies: proxies,
             namespaces: BTreeMap::new(),
@@ -109,6 +134,7 @@ impl Cluster {
             children: BTreeMap::new(),
             logs: BTreeMap::new(),
             insecure: false,
+            certs_args: Vec::new(),
             listen: PARTIES.iter().zip(addresses).map(|(&p, a)| (p, a)).collect(),
             _proxies: None,
             namespaces: PARTIES.iter().map(|&p| (p, net.namespace(p))).collect(),
@@ -122,7 +148,8 @@ impl Cluster {
 
     fn make_certs(&self) {
         if !self.insecure {
-            make_certs(&self.config, &self.certs());
+            let extra: Vec<&str> = self.certs_args.iter().map(String::as_str).collect();
+            make_certs_with(&self.config, &self.certs(), &extra);
         }
     }
 
@@ -223,7 +250,7 @@ impl Cluster {
     pub fn remote(&self) -> Remote {
         let cluster = tfe_run::cluster::Cluster::load(&self.config).unwrap();
         let security = if self.insecure { Security::Insecure } else { Security::Tls(self.certs()) };
-        Remote { cluster, security, timeout: Duration::from_secs(10) }
+        Remote { cluster, security, timeout: Duration::from_secs(10), principal: None }
     }
 
     /// The driver as a process.
