@@ -405,3 +405,88 @@ fn without_tls_a_redeploy_still_needs_the_replace_flag() {
     let out = deploy(&cluster, "m", "mnist_model", REPLACE);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// Two redeploys of one name at once could commit in one order on server0 and
+/// in the other on server1, leaving the servers on different deployments: here
+/// mnist_model's model owner has a slow link (200 ms each way) to server1 and
+/// maxpool_cnn's a slow link to server0, so each reaches one server first (on
+/// main's design, each won one server). A server takes one deployment of a name
+/// at a time, so at most one of the two commits (on both), and the name keeps
+/// serving: three rounds, each followed by a prediction that must be one of the
+/// two models' answers.
+#[test]
+fn two_redeploys_at_once_never_leave_the_servers_on_different_deployments() {
+    let cluster = Cluster::start(false, 10.0);
+    let dir = tempfile::tempdir().unwrap();
+    let out = deploy(&cluster, "m", "mnist_model", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let slow = |server: &str| {
+        let proxy = rt.block_on(delay::spawn_delay_proxy(cluster.listen_address(server), Duration::from_millis(200)));
+        cluster.config_with(server, proxy)
+    };
+    let routes = [("mnist_model", slow("server1")), ("maxpool_cnn", slow("server0"))];
+    let input = input_rows(dir.path());
+    let answers = [expected_rows("mnist_model"), expected_rows("maxpool_cnn")];
+    let mut committed = 0;
+    for round in 0..3 {
+        let children: Vec<_> = routes
+            .iter()
+            .map(|(model, config)| {
+                let model = testdata(&format!("{model}.pb"));
+                let mut command = cluster.command_with(config, &deploy_args("m", &model, REPLACE));
+                command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            match out.status.code() {
+                Some(0) => committed += 1,
+                Some(5) => assert!(text(&out.stderr).contains("model `m`"), "{}", text(&out.stderr)),
+                code => panic!("round {round}: deploy exited {code:?}: {}", text(&out.stderr)),
+            }
+        }
+        let (code, output, stderr) = predict(&cluster, "m", &input, &dir.path().join("out.npy"));
+        assert_eq!(code, Some(0), "round {round}: {stderr}");
+        let output = output.unwrap();
+        assert!(answers.iter().any(|a| close(&output, a)), "round {round}: {output:?}");
+    }
+    eprintln!("{committed} of 6 concurrent redeploys committed");
+}
+
+/// `train` on held data sets needs only the model owner's certificates (main
+/// refused without `client.pem`); with a local data owner's rows it needs the
+/// client's too, and says so before contacting any party.
+#[test]
+fn train_on_held_data_needs_only_the_model_owners_certificates() {
+    let cluster = Cluster::start(false, 10.0);
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| testdata("training").join(name).to_str().unwrap().to_string();
+    let (code, stderr) = run(
+        &cluster,
+        &["contribute", "--name", "bc", "--features", &d("bc_a_features.npy"), "--labels", &d("bc_a_labels.npy")],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let certs = owner_only_certs(&cluster, dir.path(), "model-owner");
+    let lr = dir.path().join("lr.pb");
+    let train = |extra: &[&str]| {
+        let out = Command::new(cluster::binary())
+            .args(["train", "--data", "bc", "--epochs", "1", "--out", lr.to_str().unwrap(), "--config"])
+            .arg(&cluster.config)
+            .arg("--certs")
+            .arg(&certs)
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, stdout, stderr) = train(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("rows from 1 data owner(s)"), "{stdout}");
+    let sessions = cluster.log("server1").matches("session").count();
+    let (code, _, stderr) = train(&["--features", &d("bc_b_features.npy"), "--labels", &d("bc_b_labels.npy")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("client.pem"), "{stderr}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(cluster.log("server1").matches("session").count(), sessions, "{}", cluster.log("server1"));
+}

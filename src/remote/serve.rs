@@ -9,7 +9,7 @@
 // Parses bytes from others: nothing here may panic on what they send.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,6 +74,33 @@ struct State {
     models: Mutex<HashMap<String, Arc<Deployed>>>,
     /// Data sets contributed for training.
     datasets: Mutex<HashMap<String, Arc<Held>>>,
+    /// The names with a deployment under way here ([`Claim`]).
+    deploying: Arc<Mutex<HashSet<String>>>,
+}
+
+/// A name being deployed on this server, until the deployment commits or fails.
+/// Two deployments of one name at once could commit in one order on server0 and
+/// in the other on server1; with one claim per name per server (both taken, in
+/// the same order, server1 first, before any share moves), at most one of them
+/// is prepared on both servers, and only that one commits.
+struct Claim {
+    names: Arc<Mutex<HashSet<String>>>,
+    name: String,
+}
+
+impl Claim {
+    fn take(names: &Arc<Mutex<HashSet<String>>>, name: &str) -> Result<Claim> {
+        if !names.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string()) {
+            bail!("another deployment of model `{name}` is under way here: try again when it has ended");
+        }
+        Ok(Claim { names: Arc::clone(names), name: name.to_string() })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.names.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.name);
+    }
 }
 
 /// Serve until the process is stopped. `on_listening` is told the bound address.
@@ -99,6 +126,7 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
             sessions: Mutex::new(HashMap::new()),
             models: Mutex::new(HashMap::new()),
             datasets: Mutex::new(HashMap::new()),
+            deploying: Arc::new(Mutex::new(HashSet::new())),
         });
         loop {
             let (tcp, addr) = match listener.accept().await {
@@ -266,6 +294,7 @@ impl State {
 
     /// The public plan, its schedule and the weights a request of `principal` runs with.
     fn prepare(&self, request: &Request, principal: &str) -> Result<Prepared> {
+        let mut claim = None;
         let (plan, frac_bits, weights, deployment) = match (request, self.me) {
             (Request::Contribute { .. } | Request::DescribeData { .. }, Party::Dealer) => {
                 bail!("the crypto producer holds no data")
@@ -300,6 +329,7 @@ impl State {
                 let model = self.models.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
                 let existing = model.as_ref().map(|m| m.owner.as_str());
                 self.may_replace(&format!("model `{name}`"), "deployed", existing, principal, *replace)?;
+                claim = Some(Claim::take(&self.deploying, name)?);
                 (plan.clone(), *frac_bits, Weights::FromOwner, None)
             }
             (Request::PredictDeployed { name, .. } | Request::Describe { name }, _) => {
@@ -322,7 +352,7 @@ impl State {
         let schedule = Arc::new(Schedule::new(&plan)?);
         // The estimate is for all parties in one process: more than one party needs.
         crate::runtime::check_memory(schedule.estimate_memory(), self.max_memory, "this session")?;
-        Ok(Prepared::Predict { plan, frac_bits, fp, schedule, weights, deployment })
+        Ok(Prepared::Predict { plan, frac_bits, fp, schedule, weights, deployment, claim })
     }
 
     /// Why a session for deployment `wanted` of `name` is refused here, where
@@ -403,7 +433,7 @@ impl State {
             session: link.session(),
             timeout: self.timeout,
         };
-        let (plan, frac_bits, fp, schedule, weights) = match prepared {
+        let (plan, frac_bits, fp, schedule, weights, claim) = match prepared {
             Prepared::Train(spec, held) => {
                 return match self.me {
                     Party::Dealer => secure::dealer(&ctx, &spec),
@@ -428,10 +458,12 @@ impl State {
                 log(self.me, &format!("data set `{name}` {what}: from `{principal}`, for training by {trainers}"));
                 return Ok(report);
             }
-            Prepared::Predict { plan, frac_bits, fp, schedule, weights, .. } => {
-                (plan, frac_bits, fp, schedule, weights)
+            Prepared::Predict { plan, frac_bits, fp, schedule, weights, claim, .. } => {
+                (plan, frac_bits, fp, schedule, weights, claim)
             }
         };
+        // Held until this session's deployment (if it is one) commits or fails.
+        let _claim = claim;
         let ctx = party::Context {
             schedule,
             transport: Arc::clone(link) as Arc<dyn Transport>,
@@ -509,6 +541,8 @@ enum Prepared {
         weights: Weights,
         /// For a deployed model: the deployment the session is pinned to.
         deployment: Option<Deployment>,
+        /// For a deployment: this server's claim on the name.
+        claim: Option<Claim>,
     },
     /// Training: the spec and this server's shares of the data sets it names.
     Train(Arc<TrainSpec>, Vec<Arc<HeldShares>>),
