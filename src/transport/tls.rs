@@ -213,3 +213,43 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8], secret: bool) -> Result<Stri
     file.write_all(bytes).with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(name.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(dir: &Path, name: &str) -> CertificateDer<'static> {
+        certs_in(&dir.join(format!("{name}.pem"))).unwrap().remove(0)
+    }
+
+    #[test]
+    fn a_principals_certificate_is_valid_for_its_role_and_names_the_principal() {
+        let dir = tempfile::tempdir().unwrap();
+        let principals = [(Party::Client, "alice".to_string()), (Party::ModelOwner, "acme".to_string())];
+        let written = generate_with(dir.path(), &principals).unwrap();
+        assert!(written.contains(&"alice.key".to_string()) && written.contains(&"acme.pem".to_string()));
+        let alice = cert(dir.path(), "alice");
+        check_peer(&alice, Party::Client).unwrap();
+        assert!(check_peer(&alice, Party::ModelOwner).is_err(), "a client principal is no model owner");
+        assert_eq!(principal_of(&alice, Party::Client).unwrap(), "alice");
+        let acme = cert(dir.path(), "acme");
+        check_peer(&acme, Party::ModelOwner).unwrap();
+        assert_eq!(principal_of(&acme, Party::ModelOwner).unwrap(), "acme");
+        // The role's own certificate is the principal of the role's name.
+        assert_eq!(principal_of(&cert(dir.path(), "client"), Party::Client).unwrap(), "client");
+        identity_as(dir.path(), Party::Client, "alice").unwrap();
+    }
+
+    #[test]
+    fn principal_names_are_labels_and_not_a_partys() {
+        for bad in ["", "Alice", "a/b", "a.b", "-a", "server0", "model-owner", "client", "insecure", "ca"] {
+            assert!(check_principal_name(bad).is_err(), "`{bad}` accepted");
+        }
+        for good in ["alice", "acme-2", "h1"] {
+            check_principal_name(good).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let twice = [(Party::Client, "bob".to_string()), (Party::ModelOwner, "bob".to_string())];
+        assert!(generate_with(dir.path(), &twice).is_err());
+    }
+}
