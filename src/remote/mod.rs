@@ -6,13 +6,25 @@
 //! # A session
 //!
 //! Every session has a fresh random id and its own connections, so concurrent
-//! sessions never share a socket or a message key. The driver, as the client,
-//! dials server1, server0 and the crypto producer in that order, each time with a
-//! [`Control::Hello`] carrying its [`Request`], and waits for [`Control::Ready`].
-//! Before it answers, server0 dials server1 and the crypto producer dials both
-//! servers (so a dial always finds the session it joins). The model owner then
-//! dials both servers. Each party runs its program; the remote ones end with
+//! sessions never share a socket or a message key. The driver, as the client (as
+//! the model owner for `deploy` and `train`), dials server1, server0 and the
+//! crypto producer in that order, each time with a [`Control::Hello`] carrying
+//! its [`Request`], and waits for [`Control::Ready`]. Before it answers, server0
+//! dials server1 and the crypto producer dials both servers (so a dial always
+//! finds the session it joins). The driver's other party (the model owner of a
+//! prediction with its own weights, the data owners of a training) then dials
+//! both servers. Each party runs its program; the remote ones end with
 //! [`Control::Done`] (their statistics) or an abort frame that names the cause.
+//!
+//! # Deployments
+//!
+//! A deployment is kept under the deploying session's id with the digest of its
+//! public plan ([`Deployment`]). Its shares stay pending on each server until the
+//! model owner has heard [`Control::Prepared`] from both and sends
+//! [`Control::Commit`]; a prediction names the deployment it runs with, and a
+//! server holding another refuses it. If a commit reaches one server only (the
+//! driver dies between the two), the servers hold different deployments and
+//! every prediction is refused, naming both, until the model is deployed again.
 
 pub mod driver;
 pub mod serve;
