@@ -245,7 +245,7 @@ fn certificates_of_another_cluster_or_for_another_name_are_refused() {
         tfe_run::transport::wire::read_frame(&mut stream, 1 << 20).await
     });
     // Nothing but a refusal that says which check failed.
-    let refused = |json: &[u8]| matches!(Control::decode(json, "server1"), Ok(Control::Refused { reason }) if reason.contains("not for `server0`"));
+    let refused = |json: &[u8]| matches!(Control::decode(json, "server1"), Ok(Control::Refused { reason, .. }) if reason.contains("not for `server0`"));
     match &answer {
         Ok(Some(tfe_run::transport::wire::Frame::Control(json))) if refused(json) => {}
         Ok(Some(frame)) => panic!("an impostor got an answer: {frame:?}"),
@@ -696,7 +696,12 @@ fn hold_a_session(
 ) -> Box<dyn tfe_run::transport::network::Stream> {
     let client = tfe_run::transport::tls::identity(&cluster.certs(), Party::Client).unwrap();
     let info = tfe_run::train::DatasetInfo { rows: 10, features: 3, outputs: 1, frac_bits: 16, feature_bound: 32.0 };
-    let request = tfe_run::remote::Request::Contribute { name: format!("held{session}"), info };
+    let request = tfe_run::remote::Request::Contribute {
+        name: format!("held{session}"),
+        info,
+        trainers: Vec::new(),
+        replace: false,
+    };
     let address = cluster.address(party);
     rt.block_on(async {
         let mut stream = tfe_run::remote::dial(

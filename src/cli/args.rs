@@ -85,6 +85,11 @@ pub struct NetworkArgs {
     /// Deadline for any one message from another party, in seconds [default: 10].
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// Act as this principal: use NAME.pem/NAME.key from --certs (made by
+    /// `certs --client NAME` or `--model-owner NAME`) for the command's role
+    /// [default: the role's own pair, client.pem or model-owner.pem].
+    #[arg(long = "as", value_name = "NAME")]
+    pub principal: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +136,13 @@ pub struct CertsArgs {
     /// Replace existing files there (a new CA: hosts with the old certificates can no longer join).
     #[arg(long)]
     pub force: bool,
+    /// Also issue a client principal of this name (NAME.pem/NAME.key, used with
+    /// `--as NAME`); repeat for several.
+    #[arg(long = "client", value_name = "NAME")]
+    pub clients: Vec<String>,
+    /// Also issue a model-owner principal of this name; repeat for several.
+    #[arg(long = "model-owner", value_name = "NAME")]
+    pub model_owners: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +163,10 @@ pub struct DeployArgs {
     /// Fractional bits of the fixed-point encoding.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub frac_bits: u32,
+    /// Replace the model deployed under --name (only the principal that deployed
+    /// it may; without this flag a deployed name is refused).
+    #[arg(long)]
+    pub replace: bool,
 }
 
 #[derive(Debug, Args)]
@@ -292,15 +308,26 @@ impl NetworkArgs {
     /// The cluster and how to reach it, or `None` without `--config`.
     pub fn remote(&self) -> Result<Option<crate::remote::driver::Remote>> {
         let Some(path) = &self.config else {
-            if self.certs.is_some() || self.insecure || self.timeout.is_some() {
-                return Err(Error::bad_input("--certs, --insecure and --timeout need --config"));
+            if self.certs.is_some() || self.insecure || self.timeout.is_some() || self.principal.is_some() {
+                return Err(Error::bad_input("--certs, --insecure, --timeout and --as need --config"));
             }
             return Ok(None);
         };
+        if let Some(name) = &self.principal {
+            if self.insecure {
+                return Err(Error::bad_input(format!(
+                    "--as {name} picks a certificate: without TLS (--insecure) there are no principals"
+                )));
+            }
+            if crate::transport::Party::ALL.iter().all(|p| p.name() != name) {
+                crate::transport::tls::check_principal_name(name)?;
+            }
+        }
         let cluster = crate::cluster::Cluster::load(path)?;
         let security = crate::remote::Security::choose(self.certs.as_deref(), cluster.certs.as_deref(), self.insecure)?;
         let timeout = self.timeout()?.or(cluster.timeout).unwrap_or(crate::cluster::DEFAULT_TIMEOUT);
-        Ok(Some(crate::remote::driver::Remote { cluster, security, timeout }))
+        let principal = self.principal.clone();
+        Ok(Some(crate::remote::driver::Remote { cluster, security, timeout, principal }))
     }
 
     pub fn timeout(&self) -> Result<Option<std::time::Duration>> {

@@ -17,6 +17,9 @@ use crate::transport::tls;
 
 pub fn serve(args: &ServeArgs) -> Result<u8> {
     let config = args.net.config.as_ref().ok_or_else(|| Error::bad_input("`tfe-run serve` needs --config FILE"))?;
+    if args.net.principal.is_some() {
+        return Err(Error::bad_input("--as is for the commands that drive a cluster, not for `serve`"));
+    }
     let cluster = Cluster::load(config)?;
     let party = cluster::serving_party(&args.party)?;
     let security = Security::choose(args.net.certs.as_deref(), cluster.certs.as_deref(), args.net.insecure)?;
@@ -59,7 +62,11 @@ fn seconds(t: f64, flag: &str) -> Result<std::time::Duration> {
 pub fn certs(args: &CertsArgs) -> Result<u8> {
     // Read the config so that a typo in it is found now, not at `serve`.
     Cluster::load(&args.config)?;
-    let written = tls::generate(&args.out, args.force)?;
+    let principals: Vec<(crate::transport::Party, String)> = (args.clients.iter())
+        .map(|n| (crate::transport::Party::Client, n.clone()))
+        .chain(args.model_owners.iter().map(|n| (crate::transport::Party::ModelOwner, n.clone())))
+        .collect();
+    let written = tls::generate_with(&args.out, &principals, args.force)?;
     eprintln!(
         "wrote {} to `{}`: give each host ca.pem and only its own NAME.pem and NAME.key",
         written.join(", "),
@@ -106,7 +113,7 @@ pub fn deploy(args: &DeployArgs) -> Result<u8> {
         feeds.insert(p.name.clone(), Feed { shape, source: format!("placeholder `{}`", p.name) });
     }
     let plan = import::build_plan(&graph, output, &feeds).map_err(in_model)?;
-    driver::deploy(&remote, &args.name, &plan, fp)?;
+    driver::deploy(&remote, &args.name, &plan, fp, args.replace)?;
     let batch = plan.inputs.first().map_or(1, |&id| plan.values[id].shape.first().copied().unwrap_or(1));
     eprintln!(
         "deployed `{}` as `{}`: {} weight tensors secret-shared to server0 and server1, {} row(s) per prediction",

@@ -96,6 +96,14 @@ pub struct ContributeArgs {
     pub labels: PathBuf,
     #[command(flatten)]
     pub encoding: EncodingArgs,
+    /// A model-owner principal that may train on these rows; repeat for several.
+    /// The servers refuse `train --data NAME` by any other.
+    #[arg(long = "trainer", value_name = "PRINCIPAL", default_value = "model-owner")]
+    pub trainers: Vec<String>,
+    /// Replace the data set held under --name (only the principal that
+    /// contributed it may; without this flag a held name is refused).
+    #[arg(long)]
+    pub replace: bool,
 }
 
 /// `tfe-run contribute`: a data owner shares its rows with the servers, which
@@ -115,7 +123,8 @@ pub fn contribute(args: &ContributeArgs) -> Result<u8> {
         feature_bound: args.encoding.feature_bound,
     };
     info.check()?;
-    crate::remote::driver::contribute(&remote, &args.name, &data, info)?;
+    let keep = crate::remote::driver::Keep { trainers: args.trainers.clone(), replace: args.replace };
+    crate::remote::driver::contribute(&remote, &args.name, &data, info, &keep)?;
     eprintln!(
         "shared {} rows of `{}` with server0 and server1 as data set `{}` ({} features, {} output(s)); \
          train on it with `tfe-run train --data {}`",
@@ -238,6 +247,12 @@ pub fn run(args: &TrainArgs) -> Result<u8> {
     }
     let mut held = Vec::with_capacity(args.data.len());
     if let Some(remote) = &remote {
+        // Every certificate the run needs, before any party is contacted: the
+        // model owner's, and the client's for local data owners' rows.
+        remote.security.identity(crate::transport::Party::ModelOwner)?;
+        if !args.features.is_empty() {
+            remote.security.identity(crate::transport::Party::Client)?;
+        }
         for name in &args.data {
             held.push((name.clone(), crate::remote::driver::describe_data(remote, name)?));
         }

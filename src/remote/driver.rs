@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
-use super::{Control, Request, Security, dial, new_session_id};
+use super::{Control, Deployment, Request, Security, commit_key, dial, new_session_id, plan_digest};
 use crate::cluster::Cluster;
 use crate::plan::{Plan, Source, ValueId};
 use crate::ring::FixedPoint;
@@ -32,58 +32,83 @@ pub struct Remote {
     pub cluster: Cluster,
     pub security: Security,
     pub timeout: Duration,
+    /// The principal whose key pair (`NAME.pem`, `NAME.key`) the command's own
+    /// role uses (`--as NAME`): the model owner's for `deploy` and `train`, the
+    /// client's otherwise. `None`: the role's own pair.
+    pub principal: Option<String>,
 }
 
 /// What a ready message describes: a deployed model's public plan and fixed
-/// point, or a held data set.
-type Ready = (Option<(Plan, u32)>, Option<DatasetInfo>);
+/// point and which deployment of it, or a held data set.
+#[derive(Default)]
+struct Ready {
+    deployed: Option<(Plan, u32)>,
+    deployment: Option<Deployment>,
+    dataset: Option<DatasetInfo>,
+}
 
 /// One session as the driver sees it.
 struct Session {
     runtime: tokio::runtime::Runtime,
     link: Arc<Link>,
     remote: Remote,
-    /// Each local party's TLS settings, read from disk once per session (a
-    /// session dials up to five connections).
-    identities: std::cell::RefCell<BTreeMap<Party, Option<Identity>>>,
+    /// The local party that starts the serving parties (sends the request, hears
+    /// their ready, refusal and report): the client, or the model owner when it
+    /// acts alone (`deploy`, `train`).
+    starter: Party,
+    /// Each local party's TLS settings, read from disk once, before any party is
+    /// dialled (a session dials up to five connections).
+    identities: BTreeMap<Party, Option<Identity>>,
 }
 
 impl Session {
-    /// A session in which `peers` are started with `request` and the model owner
-    /// then joins both servers.
-    fn with_owner(remote: &Remote, peers: &[Party], request: &Request) -> Result<Session> {
-        let session = Session::new(remote)?;
+    /// A session in which `starter` starts `peers` with `request` and `joiner`
+    /// (if any) then joins both servers.
+    fn with_joiner(
+        remote: &Remote,
+        starter: Party,
+        joiner: Option<Party>,
+        peers: &[Party],
+        request: &Request,
+    ) -> Result<Session> {
+        let locals: Vec<Party> = std::iter::once(starter).chain(joiner).collect();
+        let session = Session::new(remote, starter, &locals)?;
         for &peer in peers {
             session.start(peer, request.clone())?;
         }
-        for peer in [Party::Server0, Party::Server1] {
-            session.connect(Party::ModelOwner, peer, None)?;
+        if let Some(joiner) = joiner {
+            for peer in [Party::Server0, Party::Server1] {
+                session.connect(joiner, peer, None)?;
+            }
         }
         Ok(session)
     }
 
-    fn new(remote: &Remote) -> Result<Session> {
+    /// A session played by the local parties `locals`, the first of which starts
+    /// the serving parties. Every certificate they need is loaded now, so a
+    /// missing one is refused (naming the file) before any party is contacted.
+    fn new(remote: &Remote, starter: Party, locals: &[Party]) -> Result<Session> {
+        let mut identities = BTreeMap::new();
+        identities.insert(starter, remote.security.identity_as(starter, remote.principal.as_deref())?);
+        for &party in locals {
+            if let std::collections::btree_map::Entry::Vacant(slot) = identities.entry(party) {
+                slot.insert(remote.security.identity(party)?);
+            }
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         Ok(Session {
             runtime,
             link: Link::new(new_session_id()?, remote.timeout),
             remote: remote.clone(),
-            identities: Default::default(),
+            starter,
+            identities,
         })
     }
 
     /// Dial `peer` as `local`, with a request or joining, and attach the connection.
-    fn identity(&self, party: Party) -> Result<Option<Identity>> {
-        if let Some(id) = self.identities.borrow().get(&party) {
-            return Ok(id.clone());
-        }
-        let id = self.remote.security.identity(party)?;
-        self.identities.borrow_mut().insert(party, id.clone());
-        Ok(id)
-    }
-
     fn connect(&self, local: Party, peer: Party, request: Option<Request>) -> Result<()> {
-        let identity = self.identity(local)?;
+        let identity =
+            self.identities.get(&local).cloned().with_context(|| format!("this session plays no {}", local.name()))?;
         let address = self.remote.cluster.address(peer)?.to_string();
         let link = Arc::clone(&self.link);
         let timeout = self.remote.timeout;
@@ -99,17 +124,16 @@ impl Session {
         Control::decode(&json, peer.name())
     }
 
-    /// Start `peer` with `request` and wait until it is ready.
-    fn start(&self, peer: Party, request: Request) -> Result<Option<(Plan, u32)>> {
-        Ok(self.start_ready(peer, request)?.0)
-    }
-
-    /// [`Session::start`], returning everything the ready message says.
-    fn start_ready(&self, peer: Party, request: Request) -> Result<Ready> {
-        self.connect(Party::Client, peer, Some(request))?;
-        match self.control(Party::Client, peer, self.remote.timeout)? {
-            Control::Ready { deployed, dataset } => Ok((deployed, dataset)),
-            Control::Refused { reason } => bail!("{} refused the session: {reason}", peer.name()),
+    /// Start `peer` with `request` and wait until it is ready; return what the
+    /// ready message says.
+    fn start(&self, peer: Party, request: Request) -> Result<Ready> {
+        self.connect(self.starter, peer, Some(request))?;
+        match self.control(self.starter, peer, self.remote.timeout)? {
+            Control::Ready { deployed, deployment, dataset } => Ok(Ready { deployed, deployment, dataset }),
+            Control::Refused { reason, stale: true } => {
+                Err(super::Stale(format!("{} refused the session: {reason}", peer.name())).into())
+            }
+            Control::Refused { reason, .. } => bail!("{} refused the session: {reason}", peer.name()),
             other => bail!("{} answered {other:?} instead of ready", peer.name()),
         }
     }
@@ -127,7 +151,7 @@ impl Session {
         // names the party that caused it); the others' reports will not come.
         if results.iter().all(|(_, r)| r.is_ok()) {
             for &peer in remote {
-                let report = match self.control(Party::Client, peer, self.remote.timeout) {
+                let report = match self.control(self.starter, peer, self.remote.timeout) {
                     Ok(Control::Done { report }) => Ok(*report),
                     Ok(other) => Err(anyhow::anyhow!("{} sent {other:?} instead of its report", peer.name())),
                     Err(e) => Err(e),
@@ -182,7 +206,8 @@ pub fn predict(
     fp: FixedPoint,
 ) -> Result<Outcome> {
     let request = Request::Predict { plan: plan.public(), predictions: batches.len() as u32, frac_bits: fp.frac_bits };
-    let session = Session::with_owner(remote, &[Party::Server1, Party::Server0, Party::Dealer], &request)?;
+    let peers = [Party::Server1, Party::Server0, Party::Dealer];
+    let session = Session::with_joiner(remote, Party::Client, Some(Party::ModelOwner), &peers, &request)?;
     let local = run_local(&session, plan, fp, Some(&plan.weight_values), Some(batches));
     session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())
 }
@@ -204,7 +229,10 @@ pub fn train(
     }
     let request = Request::Train { spec: spec.clone() };
     let peers = [Party::Server1, Party::Server0, Party::Dealer];
-    let session = Session::with_owner(remote, &peers, &request)?;
+    // The model owner starts the session; the local data owners (if any) join
+    // the servers as clients.
+    let joiner = (!owners.is_empty()).then_some(Party::Client);
+    let session = Session::with_joiner(remote, Party::ModelOwner, joiner, &peers, &request)?;
     let ctx = secure::Context {
         transport: Arc::clone(&session.link) as Arc<dyn Transport>,
         session: session.link.session(),
@@ -239,13 +267,29 @@ fn check_frame(bytes: u64, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// How a contribution is kept: who may train on it, and whether it replaces
+/// the contributor's own data set of that name.
+#[derive(Debug, Clone)]
+pub struct Keep {
+    /// The model-owner principals that may train on the rows.
+    pub trainers: Vec<String>,
+    pub replace: bool,
+}
+
 /// `tfe-run contribute`: as a data owner, secret-share rows with the servers,
 /// which keep them under `name` for later training sessions.
-pub fn contribute(remote: &Remote, name: &str, data: &OwnerData, info: DatasetInfo) -> Result<Vec<Report>> {
+pub fn contribute(
+    remote: &Remote,
+    name: &str,
+    data: &OwnerData,
+    info: DatasetInfo,
+    keep: &Keep,
+) -> Result<Vec<Report>> {
     info.check()?;
     check_frame(8 * info.rows as u64 * info.features as u64, "the shares of the features")?;
-    let request = Request::Contribute { name: name.to_string(), info };
-    let session = Session::new(remote)?;
+    let request =
+        Request::Contribute { name: name.to_string(), info, trainers: keep.trainers.clone(), replace: keep.replace };
+    let session = Session::new(remote, Party::Client, &[])?;
     for peer in [Party::Server1, Party::Server0] {
         session.start(peer, request.clone())?;
     }
@@ -261,22 +305,72 @@ pub fn contribute(remote: &Remote, name: &str, data: &OwnerData, info: DatasetIn
 }
 
 /// The public description of data set `name`, from server1 (server0 checks its
-/// own copy against the training spec when training starts).
+/// own copy against the training spec when training starts), asked by the model
+/// owner.
 pub fn describe_data(remote: &Remote, name: &str) -> Result<DatasetInfo> {
-    let session = Session::new(remote)?;
-    let (_, info) = session.start_ready(Party::Server1, Request::DescribeData { name: name.to_string() })?;
+    let session = Session::new(remote, Party::ModelOwner, &[])?;
+    let info = session.start(Party::Server1, Request::DescribeData { name: name.to_string() })?.dataset;
     session.collect(Vec::new(), &[]);
     let info = info.with_context(|| format!("server1 did not describe data set `{name}`"))?;
     info.check().map_err(|e| anyhow::anyhow!("server1 described data set `{name}` impossibly: {e}"))?;
     Ok(info)
 }
 
-/// `tfe-run deploy`: share the weights with the servers, which keep them under `name`.
-pub fn deploy(remote: &Remote, name: &str, plan: &Plan, fp: FixedPoint) -> Result<Outcome> {
-    let request = Request::Deploy { name: name.to_string(), plan: plan.public(), frac_bits: fp.frac_bits };
-    let session = Session::with_owner(remote, &[Party::Server1, Party::Server0], &request)?;
-    let local = run_local(&session, plan, fp, Some(&plan.weight_values), None);
-    session.finish(local, &[Party::Server0, Party::Server1], 0)
+/// `tfe-run deploy`: as the model owner alone, share the weights with the
+/// servers, which keep them under `name` as a new deployment (the session's id).
+/// It becomes the one that serves only once both servers hold it whole: each
+/// says so ([`Control::Prepared`]), then the model owner commits it on both.
+/// A name deployed already is replaced only with `replace`, and only by the
+/// principal that deployed it.
+pub fn deploy(remote: &Remote, name: &str, plan: &Plan, fp: FixedPoint, replace: bool) -> Result<Outcome> {
+    deploy_committing(remote, name, plan, fp, replace, &[Party::Server1, Party::Server0])
+}
+
+/// [`deploy`], committing only on `commit_to`: for tests of what the servers do
+/// when a commit is lost.
+#[doc(hidden)]
+pub fn deploy_committing(
+    remote: &Remote,
+    name: &str,
+    plan: &Plan,
+    fp: FixedPoint,
+    replace: bool,
+    commit_to: &[Party],
+) -> Result<Outcome> {
+    let public = plan.public();
+    let deployment = Deployment { id: 0, digest: plan_digest(&public, fp.frac_bits) };
+    let request = Request::Deploy { name: name.to_string(), plan: public, frac_bits: fp.frac_bits, replace };
+    let session = Session::with_joiner(remote, Party::ModelOwner, None, &[Party::Server1, Party::Server0], &request)?;
+    let deployment = Deployment { id: session.link.session(), ..deployment };
+    let mut local = run_local(&session, plan, fp, Some(&plan.weight_values), None);
+    if local.iter().all(|(_, r)| r.is_ok())
+        && let Err(e) = commit(&session, &deployment, commit_to)
+    {
+        local.push((Party::ModelOwner, Err(e)));
+    }
+    session.finish(local, commit_to, 0)
+}
+
+/// Wait until both servers hold all their shares of `deployment`, then commit it
+/// on `commit_to`. A failure before every commit is sent leaves the servers not
+/// told on the deployment before.
+fn commit(session: &Session, deployment: &Deployment, commit_to: &[Party]) -> Result<()> {
+    let key = commit_key(session.link.session());
+    for server in [Party::Server0, Party::Server1] {
+        let answer = session.link.recv(Party::ModelOwner, server, key, session.remote.timeout)?;
+        match Control::decode(&answer, server.name())? {
+            Control::Prepared { deployment: d } if d == *deployment => {}
+            Control::Prepared { deployment: d } => {
+                bail!("{} prepared deployment {d}, not {deployment}", server.name())
+            }
+            other => bail!("{} sent {other:?} instead of preparing deployment {deployment}", server.name()),
+        }
+    }
+    for &server in commit_to {
+        let commit = Control::Commit { deployment: deployment.clone() };
+        session.link.send(Party::ModelOwner, server, key, commit.encode())?;
+    }
+    Ok(())
 }
 
 /// `tfe-run predict --model NAME`: the client, who never holds the weights, gets
@@ -286,34 +380,61 @@ pub fn deploy(remote: &Remote, name: &str, plan: &Plan, fp: FixedPoint) -> Resul
 /// outputs are dropped.
 /// `inputs` maps the deployment's public plan to the arrays to feed (the
 /// caller only then knows which placeholder a positional input is for).
+/// A session that finds the servers on another deployment than the one described
+/// (a redeploy committed in between, or committed on one server a moment before
+/// the other) is refused before anything runs, and started afresh this often.
 pub fn predict_deployed(
     remote: &Remote,
     name: &str,
-    inputs: impl FnOnce(&Plan) -> Result<BTreeMap<String, ArrayD<f32>>>,
+    inputs: impl Fn(&Plan) -> Result<BTreeMap<String, ArrayD<f32>>>,
+) -> Result<(Plan, Tensor, Outcome)> {
+    const ATTEMPTS: u32 = 3;
+    let mut attempt = 1;
+    loop {
+        match predict_deployed_once(remote, name, &inputs) {
+            Err(e) if attempt < ATTEMPTS && e.downcast_ref::<super::Stale>().is_some() => {
+                std::thread::sleep(Duration::from_millis(50 * u64::from(attempt)));
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn predict_deployed_once(
+    remote: &Remote,
+    name: &str,
+    inputs: &impl Fn(&Plan) -> Result<BTreeMap<String, ArrayD<f32>>>,
 ) -> Result<(Plan, Tensor, Outcome)> {
     // The number of predictions depends on the deployment's batch size, which
     // only the servers know: ask server1 for the public plan first.
-    let (plan, frac_bits) = {
-        let describe = Session::new(remote)?;
-        let deployed = describe.start(Party::Server1, Request::Describe { name: name.to_string() })?;
+    let (plan, frac_bits, deployment) = {
+        let describe = Session::new(remote, Party::Client, &[])?;
+        let ready = describe.start(Party::Server1, Request::Describe { name: name.to_string() })?;
         describe.finish(Vec::new(), &[], 0)?;
-        deployed.with_context(|| format!("server1 did not send the plan of model `{name}`"))?
+        let missing = || format!("server1 did not send the plan of model `{name}`");
+        let (plan, frac_bits) = ready.deployed.with_context(missing)?;
+        (plan, frac_bits, ready.deployment.with_context(missing)?)
     };
     plan.check_consistent().map_err(|e| anyhow::anyhow!("server1 sent an inconsistent plan: {e}"))?;
-    let session = Session::new(remote)?;
+    // The crypto producer runs the plan sent to it: the one whose digest both
+    // servers check as the deployment's.
+    if plan_digest(&plan, frac_bits) != deployment.digest {
+        bail!("server1 sent a plan of model `{name}` that is not the one of its deployment {deployment}");
+    }
+    let session = Session::new(remote, Party::Client, &[])?;
     let fp = FixedPoint::new(frac_bits)?;
     let inputs = inputs(&plan)?;
     let (batches, rows) = split_rows(&plan, &inputs)?;
     let predictions = batches.len() as u32;
-    let request = Request::PredictDeployed { name: name.to_string(), predictions };
-    let theirs = session.start(Party::Server1, request.clone())?;
-    let same = |(p, f): &(Plan, u32)| {
-        p.steps.len() == plan.steps.len() && p.values.len() == plan.values.len() && *f == frac_bits
-    };
-    if !theirs.as_ref().is_some_and(same) {
-        bail!("model `{name}` was redeployed while the session started; try again");
+    // Each server pins the deployment named here, or refuses.
+    let request = Request::PredictDeployed { name: name.to_string(), predictions, deployment: deployment.clone() };
+    for server in [Party::Server1, Party::Server0] {
+        let theirs = session.start(server, request.clone())?.deployment;
+        if theirs.as_ref() != Some(&deployment) {
+            bail!("model `{name}`: {} started with deployment {theirs:?}, not {deployment}", server.name());
+        }
     }
-    session.start(Party::Server0, request)?;
     session.start(Party::Dealer, Request::Predict { plan: plan.clone(), predictions, frac_bits })?;
     let local = run_local(&session, &plan, fp, None, Some(&batches));
     let outcome = session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())?;

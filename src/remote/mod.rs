@@ -6,13 +6,25 @@
 //! # A session
 //!
 //! Every session has a fresh random id and its own connections, so concurrent
-//! sessions never share a socket or a message key. The driver, as the client,
-//! dials server1, server0 and the crypto producer in that order, each time with a
-//! [`Control::Hello`] carrying its [`Request`], and waits for [`Control::Ready`].
-//! Before it answers, server0 dials server1 and the crypto producer dials both
-//! servers (so a dial always finds the session it joins). The model owner then
-//! dials both servers. Each party runs its program; the remote ones end with
+//! sessions never share a socket or a message key. The driver, as the client (as
+//! the model owner for `deploy` and `train`), dials server1, server0 and the
+//! crypto producer in that order, each time with a [`Control::Hello`] carrying
+//! its [`Request`], and waits for [`Control::Ready`]. Before it answers, server0
+//! dials server1 and the crypto producer dials both servers (so a dial always
+//! finds the session it joins). The driver's other party (the model owner of a
+//! prediction with its own weights, the data owners of a training) then dials
+//! both servers. Each party runs its program; the remote ones end with
 //! [`Control::Done`] (their statistics) or an abort frame that names the cause.
+//!
+//! # Deployments
+//!
+//! A deployment is kept under the deploying session's id with the digest of its
+//! public plan ([`Deployment`]). Its shares stay pending on each server until the
+//! model owner has heard [`Control::Prepared`] from both and sends
+//! [`Control::Commit`]; a prediction names the deployment it runs with, and a
+//! server holding another refuses it. If a commit reaches one server only (the
+//! driver dies between the two), the servers hold different deployments and
+//! every prediction is refused, naming both, until the model is deployed again.
 
 pub mod driver;
 pub mod serve;
@@ -37,17 +49,36 @@ pub enum Request {
     /// Predictions with a model whose weights the model owner shares in this session.
     Predict { plan: Plan, predictions: u32, frac_bits: u32 },
     /// Predictions with a model deployed earlier (servers only; the driver sends
-    /// the crypto producer a `Predict` with the deployment's public plan).
-    PredictDeployed { name: String, predictions: u32 },
-    /// Receive a model's weight shares from the model owner and keep them (servers only).
-    Deploy { name: String, plan: Plan, frac_bits: u32 },
+    /// the crypto producer a `Predict` with the deployment's public plan). Both
+    /// servers run exactly `deployment`, or refuse.
+    PredictDeployed { name: String, predictions: u32, deployment: Deployment },
+    /// Receive a model's weight shares from the model owner and keep them (servers
+    /// only): pending until the model owner commits it, which it does once both
+    /// servers said they hold all their shares ([`Control::Prepared`]).
+    /// Only the principal that deployed `name` replaces it, and only with `replace`.
+    Deploy {
+        name: String,
+        plan: Plan,
+        frac_bits: u32,
+        #[serde(default)]
+        replace: bool,
+    },
     /// Only answer with a deployed model's public plan (servers only).
     Describe { name: String },
     /// Train logistic regression on the held data sets the spec names and on rows
     /// the data owners share in this session.
     Train { spec: crate::train::TrainSpec },
-    /// Receive a data owner's row shares and keep them for training (servers only).
-    Contribute { name: String, info: crate::train::DatasetInfo },
+    /// Receive a data owner's row shares and keep them for training (servers
+    /// only) by the model-owner principals `trainers`. Only the principal that
+    /// contributed `name` replaces it, and only with `replace`.
+    Contribute {
+        name: String,
+        info: crate::train::DatasetInfo,
+        #[serde(default)]
+        trainers: Vec<String>,
+        #[serde(default)]
+        replace: bool,
+    },
     /// Only answer with a held data set's public description (servers only).
     DescribeData { name: String },
 }
@@ -62,6 +93,9 @@ pub enum Control {
     /// deployment's public plan and fixed-point setting.
     Ready {
         deployed: Option<(Plan, u32)>,
+        /// For a deployed model: which deployment of it this server holds.
+        #[serde(default)]
+        deployment: Option<Deployment>,
         /// For `DescribeData`: the data set's public description.
         #[serde(default)]
         dataset: Option<crate::train::DatasetInfo>,
@@ -69,7 +103,63 @@ pub enum Control {
     /// The party's work is done.
     Done { report: Box<Report> },
     /// The party refused the session before starting.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+        /// Refused because it holds another deployment of the model than the
+        /// session named: one that a new session may find both servers hold.
+        #[serde(default)]
+        stale: bool,
+    },
+    /// A server holds all its shares of `deployment`, not yet visible to
+    /// predictions (sent as a message keyed [`commit_key`]).
+    Prepared { deployment: Deployment },
+    /// The model owner: both servers hold `deployment` whole; make it the one
+    /// that serves (sent as a message keyed [`commit_key`]).
+    Commit { deployment: Deployment },
+}
+
+/// One deployment of a model: the id both servers keep it under (the deploying
+/// session's id) and the SHA-256 of its public plan and fixed point, so that a
+/// prediction can name exactly the deployment it runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: u64,
+    /// Hex SHA-256 of [`plan_digest`]'s serialisation.
+    pub digest: String,
+}
+
+impl std::fmt::Display for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x} (plan {})", self.id, self.digest.get(..12).unwrap_or(&self.digest))
+    }
+}
+
+/// A refusal because the deployment a session named is not (or no longer) the
+/// one a server holds.
+#[derive(Debug)]
+pub struct Stale(pub String);
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Stale {}
+
+/// The SHA-256 of a public plan and its fixed point (their JSON: struct fields
+/// in declaration order and no maps, so the same plan always gives the same bytes).
+pub fn plan_digest(plan: &Plan, frac_bits: u32) -> String {
+    let bytes = serde_json::to_vec(&(plan, frac_bits)).unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key of a deployment's [`Control::Prepared`] and [`Control::Commit`]: as
+/// messages, their waits end when the sender falls silent (not after a fixed
+/// time), so a slow transfer of a large model's shares is no failure.
+pub fn commit_key(session: u64) -> crate::transport::MsgKey {
+    crate::transport::MsgKey { session, seq: u32::MAX, step: 0, tag: u32::MAX - 7 }
 }
 
 impl Control {
@@ -113,8 +203,14 @@ impl Security {
     }
 
     pub fn identity(&self, party: Party) -> Result<Option<Identity>> {
+        self.identity_as(party, None)
+    }
+
+    /// `party`'s TLS settings from the key pair of principal `name` (`NAME.pem`,
+    /// `NAME.key`), or of the role itself without a name.
+    pub fn identity_as(&self, party: Party, name: Option<&str>) -> Result<Option<Identity>> {
         match self {
-            Security::Tls(dir) => Ok(Some(tls::identity(dir, party)?)),
+            Security::Tls(dir) => Ok(Some(tls::identity_as(dir, party, name.unwrap_or(party.name()))?)),
             Security::Insecure => Ok(None),
         }
     }
@@ -173,13 +269,24 @@ pub async fn dial(
     Ok(stream)
 }
 
+/// Who is on the other end of an accepted connection.
+pub struct Peer {
+    pub party: Party,
+    /// From the verified certificate ([`tls::principal_of`]), never from the
+    /// hello; [`INSECURE_PRINCIPAL`] without TLS.
+    pub principal: String,
+}
+
+/// The principal of every peer without TLS, where nobody is authenticated.
+pub const INSECURE_PRINCIPAL: &str = "insecure";
+
 /// Accept a connection: TLS handshake, then the hello, checked against the
 /// peer's certificate.
 pub async fn accept(
     identity: Option<&Identity>,
     tcp: TcpStream,
     timeout: Duration,
-) -> Result<(Box<dyn Stream>, Party, u64, Option<Request>)> {
+) -> Result<(Box<dyn Stream>, Peer, u64, Option<Request>)> {
     tcp.set_nodelay(true)?;
     let (mut stream, cert): (Box<dyn Stream>, _) = match identity {
         Some(id) => {
@@ -203,19 +310,25 @@ pub async fn accept(
     let Control::Hello { from, session, request } = Control::decode(&json, "the peer")? else {
         bail!("the first frame is not a hello")
     };
-    if identity.is_some() {
-        let cert = cert.context("the peer presented no certificate")?;
-        if let Err(e) = check_peer(&cert, from) {
-            // Its chain is the cluster's, so it is one of the parties, with the
-            // wrong certificate: tell it which check failed.
-            let name = from.name();
-            let reason = format!("the TLS certificate of {name} is not for `{name}`: its subjectAltName must name it");
-            let _ = write_frame(&mut stream, &Frame::Control(Control::Refused { reason }.encode())).await;
-            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
-            return Err(e);
+    let principal = match identity {
+        Some(_) => {
+            let cert = cert.context("the peer presented no certificate")?;
+            if let Err(e) = check_peer(&cert, from) {
+                // Its chain is the cluster's, so it is one of the parties, with the
+                // wrong certificate: tell it which check failed.
+                let name = from.name();
+                let reason =
+                    format!("the TLS certificate of {name} is not for `{name}`: its subjectAltName must name it");
+                let refusal = Control::Refused { reason, stale: false };
+                let _ = write_frame(&mut stream, &Frame::Control(refusal.encode())).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+                return Err(e);
+            }
+            tls::principal_of(&cert, from)?
         }
-    }
-    Ok((stream, from, session, request.map(|r| *r)))
+        None => INSECURE_PRINCIPAL.to_string(),
+    };
+    Ok((stream, Peer { party: from, principal }, session, request.map(|r| *r)))
 }
 
 /// A fresh session id from the OS's CSPRNG.

@@ -14,7 +14,7 @@
 // Parses bytes from others: nothing here may panic on what they send.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Control, Request, Security, accept, dial};
+use super::{Control, Deployment, Peer, Request, Security, accept, commit_key, dial, plan_digest};
 use crate::cluster::Cluster;
 use crate::plan::Plan;
 use crate::ring::FixedPoint;
@@ -59,17 +59,34 @@ pub const DEFAULT_MAX_SESSIONS: usize = 64;
 pub const DEFAULT_MAX_HANDSHAKES: usize = 128;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A model deployed to this server: its public plan and this server's weight shares.
+/// A model deployed to this server: its public plan and this server's weight
+/// shares, as one deployment (a session pins the `Arc`, so a redeploy during it
+/// changes nothing it sees).
 struct Deployed {
     plan: Plan,
     frac_bits: u32,
     shares: Arc<WeightShares>,
+    deployment: Deployment,
+    /// The principal that deployed it: the only one that may replace it.
+    owner: String,
+}
+
+/// A data set contributed for training: this server's shares, the principal
+/// that contributed them (the only one that may replace them) and the
+/// model-owner principals that may train on them.
+struct Held {
+    shares: Arc<HeldShares>,
+    contributor: String,
+    trainers: Vec<String>,
 }
 
 struct State {
     me: Party,
     cluster: Cluster,
     identity: Option<Identity>,
+    /// Without TLS no peer is authenticated: every peer is the principal
+    /// `insecure`, so who deployed or contributed what cannot be told apart.
+    insecure: bool,
     timeout: Duration,
     max_memory: u64,
     max_sessions: usize,
@@ -80,8 +97,35 @@ struct State {
     refusals: Mutex<LogLimit>,
     sessions: Mutex<HashMap<u64, Arc<Link>>>,
     models: Mutex<HashMap<String, Arc<Deployed>>>,
-    /// Data sets contributed for training: this server's shares.
-    datasets: Mutex<HashMap<String, Arc<HeldShares>>>,
+    /// Data sets contributed for training.
+    datasets: Mutex<HashMap<String, Arc<Held>>>,
+    /// The names with a deployment under way here ([`Claim`]).
+    deploying: Arc<Mutex<HashSet<String>>>,
+}
+
+/// A name being deployed on this server, until the deployment commits or fails.
+/// Two deployments of one name at once could commit in one order on server0 and
+/// in the other on server1; with one claim per name per server (both taken, in
+/// the same order, server1 first, before any share moves), at most one of them
+/// is prepared on both servers, and only that one commits.
+struct Claim {
+    names: Arc<Mutex<HashSet<String>>>,
+    name: String,
+}
+
+impl Claim {
+    fn take(names: &Arc<Mutex<HashSet<String>>>, name: &str) -> Result<Claim> {
+        if !names.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string()) {
+            bail!("another deployment of model `{name}` is under way here: try again when it has ended");
+        }
+        Ok(Claim { names: Arc::clone(names), name: name.to_string() })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.names.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.name);
+    }
 }
 
 /// Serve until the process is stopped. `on_listening` is told the bound address.
@@ -100,6 +144,7 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
         let state = Arc::new(State {
             me,
             cluster,
+            insecure: identity.is_none(),
             identity,
             timeout: options.timeout,
             max_memory: options.max_memory,
@@ -111,6 +156,7 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
             sessions: Mutex::new(HashMap::new()),
             models: Mutex::new(HashMap::new()),
             datasets: Mutex::new(HashMap::new()),
+            deploying: Arc::new(Mutex::new(HashSet::new())),
         });
         loop {
             let (tcp, addr) = match listener.accept().await {
@@ -165,21 +211,23 @@ impl State {
             )),
         };
         self.handshakes.leave(ticket);
-        let (stream, from, session, request) = match accepted {
+        let (stream, peer, session, request) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 self.refused(format!("connection from {addr} refused: {e:#}"));
                 return;
             }
         };
+        let from = peer.party;
         let outcome = match request {
-            Some(request) => self.clone().start(stream, from, session, request).await,
+            Some(request) => self.clone().start(stream, peer, session, request).await,
             None => self.join(stream, from, session),
         };
         if let Err((stream, e)) = outcome {
             log(self.me, &format!("session {session:016x}: {} refused: {e:#}", from.name()));
             if let Some(mut stream) = stream {
-                let refusal = Control::Refused { reason: format!("{}: {e:#}", self.me.name()) };
+                let stale = e.downcast_ref::<super::Stale>().is_some();
+                let refusal = Control::Refused { reason: format!("{}: {e:#}", self.me.name()), stale };
                 let _ = crate::transport::wire::write_frame(&mut stream, &Frame::Control(refusal.encode())).await;
                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
             }
@@ -208,14 +256,21 @@ impl State {
     async fn start(
         self: Arc<Self>,
         stream: Box<dyn Stream>,
-        from: Party,
+        peer: Peer,
         session: u64,
         request: Request,
     ) -> Result<(), Refusal> {
-        if from != Party::Client && from != Party::ModelOwner {
-            return Err((Some(stream), anyhow::anyhow!("only the client or the model owner starts a session")));
+        let Peer { party: from, principal } = peer;
+        let starters: &[Party] = match &request {
+            Request::Deploy { .. } | Request::Train { .. } => &[Party::ModelOwner],
+            Request::DescribeData { .. } => &[Party::ModelOwner, Party::Client],
+            _ => &[Party::Client],
+        };
+        if !starters.contains(&from) {
+            let who = starters.iter().map(|p| p.name()).collect::<Vec<_>>().join(" or the ");
+            return Err((Some(stream), anyhow::anyhow!("only the {who} starts {}", describe(&request))));
         }
-        let prepared = match self.prepare(&request) {
+        let prepared = match self.prepare(&request, &principal) {
             Ok(p) => p,
             Err(e) => return Err((Some(stream), e)),
         };
@@ -253,7 +308,7 @@ impl State {
             match dialled.and_then(|s| link.attach(self.me, peer, s)) {
                 Ok(()) => {}
                 Err(e) => {
-                    let reason = Control::Refused { reason: format!("{}: {e:#}", self.me.name()) };
+                    let reason = Control::Refused { reason: format!("{}: {e:#}", self.me.name()), stale: false };
                     let _ = link.send_control(self.me, from, reason.encode());
                     log(self.me, &format!("session {session:016x}: {e:#}"));
                     self.end(session, &link);
@@ -261,28 +316,31 @@ impl State {
                 }
             }
         }
-        let deployed = match &prepared {
-            Prepared::Predict { plan, frac_bits, weights: Weights::Held(_), .. } => Some((plan.clone(), *frac_bits)),
-            _ => None,
+        let (deployed, deployment) = match &prepared {
+            Prepared::Predict { plan, frac_bits, deployment: Some(d), .. } => {
+                (Some((plan.clone(), *frac_bits)), Some(d.clone()))
+            }
+            _ => (None, None),
         };
         let dataset = match &prepared {
             Prepared::Data(info) => Some(*info),
             _ => None,
         };
-        let _ = link.send_control(self.me, from, Control::Ready { deployed, dataset }.encode());
+        let _ = link.send_control(self.me, from, Control::Ready { deployed, deployment, dataset }.encode());
         if matches!(request, Request::Describe { .. } | Request::DescribeData { .. }) {
             self.end(session, &link);
             return Ok(());
         }
-        log(self.me, &format!("session {session:016x}: {} from {}", describe(&request), from.name()));
+        log(self.me, &format!("session {session:016x}: {} from {} `{principal}`", describe(&request), from.name()));
 
         let state = Arc::clone(&self);
         std::thread::Builder::new()
             .name(format!("{}-{session:016x}", self.me.name()))
             .spawn(move || {
-                let result =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.run(&link, prepared, &request)))
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("{} hit an internal error", state.me.name())));
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    state.run(&link, from, &principal, prepared, &request)
+                }))
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("{} hit an internal error", state.me.name())));
                 match result {
                     Ok(report) => {
                         let _ = link.send_control(state.me, from, Control::Done { report: Box::new(report) }.encode());
@@ -308,38 +366,56 @@ impl State {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&session);
     }
 
-    /// The public plan, its schedule and the weights a request runs with.
-    fn prepare(&self, request: &Request) -> Result<Prepared> {
-        let (plan, frac_bits, weights) = match (request, self.me) {
+    /// The public plan, its schedule and the weights a request of `principal` runs with.
+    fn prepare(&self, request: &Request, principal: &str) -> Result<Prepared> {
+        let mut claim = None;
+        let (plan, frac_bits, weights, deployment) = match (request, self.me) {
             (Request::Contribute { .. } | Request::DescribeData { .. }, Party::Dealer) => {
                 bail!("the crypto producer holds no data")
             }
             (Request::Train { spec }, _) => {
                 spec.check()?;
                 crate::runtime::check_memory(spec.estimate_memory(), self.max_memory, "this training session")?;
-                let held = if self.me == Party::Dealer { Vec::new() } else { self.held_for(spec)? };
+                let held = if self.me == Party::Dealer { Vec::new() } else { self.held_for(spec, principal)? };
                 return Ok(Prepared::Train(Arc::new(spec.clone()), held));
             }
-            (Request::Contribute { info, .. }, _) => {
+            (Request::Contribute { name, info, trainers, replace }, _) => {
                 info.check()?;
+                if trainers.is_empty() || trainers.len() > 64 || trainers.iter().any(|t| t.is_empty() || t.len() > 63) {
+                    bail!("data set `{name}` must name 1 to 64 trainers (model-owner principals), each 1 to 63 bytes");
+                }
+                let held = self.datasets.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+                let existing = held.as_ref().map(|h| h.contributor.as_str());
+                self.may_replace(&format!("data set `{name}`"), "contributed", existing, principal, *replace)?;
                 crate::runtime::check_memory(info.bytes(), self.max_memory, "this data set")?;
                 return Ok(Prepared::Data(*info));
             }
             (Request::DescribeData { name }, _) => {
                 let held = self.datasets.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
                 let held = held.with_context(|| format!("no data set named `{name}` is held here"))?;
-                return Ok(Prepared::Data(held.info));
+                return Ok(Prepared::Data(held.shares.info));
             }
             (Request::Deploy { .. } | Request::PredictDeployed { .. } | Request::Describe { .. }, Party::Dealer) => {
                 bail!("the crypto producer holds no models")
             }
-            (Request::Predict { plan, frac_bits, .. } | Request::Deploy { plan, frac_bits, .. }, _) => {
-                (plan.clone(), *frac_bits, Weights::FromOwner)
+            (Request::Predict { plan, frac_bits, .. }, _) => (plan.clone(), *frac_bits, Weights::FromOwner, None),
+            (Request::Deploy { name, plan, frac_bits, replace }, _) => {
+                let model = self.models.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+                let existing = model.as_ref().map(|m| m.owner.as_str());
+                self.may_replace(&format!("model `{name}`"), "deployed", existing, principal, *replace)?;
+                claim = Some(Claim::take(&self.deploying, name)?);
+                (plan.clone(), *frac_bits, Weights::FromOwner, None)
             }
             (Request::PredictDeployed { name, .. } | Request::Describe { name }, _) => {
                 let model = self.models.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
                 let model = model.with_context(|| format!("no model named `{name}` is deployed here"))?;
-                (model.plan.clone(), model.frac_bits, Weights::Held(Arc::clone(&model.shares)))
+                if let Request::PredictDeployed { deployment: wanted, .. } = request
+                    && *wanted != model.deployment
+                {
+                    return Err(super::Stale(self.mismatch(name, &model.deployment, wanted)).into());
+                }
+                let weights = Weights::Held(Arc::clone(&model.shares));
+                (model.plan.clone(), model.frac_bits, weights, Some(model.deployment.clone()))
             }
         };
         plan.check_consistent().map_err(|e| anyhow::anyhow!("the plan is inconsistent: {e}"))?;
@@ -350,15 +426,64 @@ impl State {
         let schedule = Arc::new(Schedule::new(&plan)?);
         // The estimate is for all parties in one process: more than one party needs.
         crate::runtime::check_memory(schedule.estimate_memory(), self.max_memory, "this session")?;
-        Ok(Prepared::Predict { plan, frac_bits, fp, schedule, weights })
+        Ok(Prepared::Predict { plan, frac_bits, fp, schedule, weights, deployment, claim })
     }
 
-    /// This server's shares of the data sets `spec` names, checked against it.
-    fn held_for(&self, spec: &TrainSpec) -> Result<Vec<Arc<HeldShares>>> {
+    /// Why a session for deployment `wanted` of `name` is refused here, where
+    /// `ours` serves. The client asks server1 first, with the deployment server1
+    /// described: so at server1 the model was redeployed since, and at server0
+    /// the two servers hold different deployments.
+    fn mismatch(&self, name: &str, ours: &Deployment, wanted: &Deployment) -> String {
+        match self.me {
+            Party::Server0 => format!(
+                "model `{name}`: server0 holds deployment {ours}, server1 holds {wanted}; the servers hold \
+                 different deployments of it (an interrupted redeploy): deploy it again"
+            ),
+            _ => format!(
+                "model `{name}` was redeployed: {} now holds deployment {ours}, not {wanted}; try again",
+                self.me.name()
+            ),
+        }
+    }
+
+    /// May `principal` put a model or data set (`what`) where the principal
+    /// `existing` has one? Only that principal, and only when it says so.
+    fn may_replace(
+        &self,
+        what: &str,
+        done: &str,
+        existing: Option<&str>,
+        principal: &str,
+        replace: bool,
+    ) -> Result<()> {
+        let flag = if done == "deployed" { "redeploy" } else { "contribute" };
+        match existing {
+            None => Ok(()),
+            Some(owner) if owner != principal && !self.insecure => {
+                bail!("{what} was {done} by `{owner}`: `{principal}` may not replace it")
+            }
+            Some(owner) if !replace => {
+                bail!("{what} was {done} already (by `{owner}`): {flag} with --replace to replace it")
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// This server's shares of the data sets `spec` names, checked against it
+    /// and against who may train on them.
+    fn held_for(&self, spec: &TrainSpec, trainer: &str) -> Result<Vec<Arc<HeldShares>>> {
         let datasets = self.datasets.lock().unwrap_or_else(|e| e.into_inner());
         let mut held = Vec::with_capacity(spec.held.len());
         for (name, &rows) in spec.held.iter().zip(&spec.owners) {
-            let h = datasets.get(name).with_context(|| format!("no data set named `{name}` is held here"))?;
+            let entry = datasets.get(name).with_context(|| format!("no data set named `{name}` is held here"))?;
+            if !self.insecure && !entry.trainers.iter().any(|t| t == trainer) {
+                bail!(
+                    "data set `{name}` (contributed by `{}`) may be trained on by {} only, not by `{trainer}`",
+                    entry.contributor,
+                    entry.trainers.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                );
+            }
+            let h = &entry.shares;
             let want = DatasetInfo { feature_bound: h.info.feature_bound, ..DatasetInfo::of_owner(spec, rows) };
             if h.info != want || h.info.feature_bound > spec.feature_bound {
                 bail!("data set `{name}` is {:?}, which does not match the training spec", h.info);
@@ -368,14 +493,21 @@ impl State {
         Ok(held)
     }
 
-    fn run(&self, link: &Arc<Link>, prepared: Prepared, request: &Request) -> Result<Report> {
+    fn run(
+        &self,
+        link: &Arc<Link>,
+        from: Party,
+        principal: &str,
+        prepared: Prepared,
+        request: &Request,
+    ) -> Result<Report> {
         let i = if self.me == Party::Server0 { 0 } else { 1 };
         let ctx = secure::Context {
             transport: Arc::clone(link) as Arc<dyn Transport>,
             session: link.session(),
             timeout: self.timeout,
         };
-        let (plan, frac_bits, fp, schedule, weights) = match prepared {
+        let (plan, frac_bits, fp, schedule, weights, claim) = match prepared {
             Prepared::Train(spec, held) => {
                 return match self.me {
                     Party::Dealer => secure::dealer(&ctx, &spec),
@@ -383,17 +515,29 @@ impl State {
                 };
             }
             Prepared::Data(info) => {
-                let Request::Contribute { name, .. } = request else {
+                let Request::Contribute { name, trainers, .. } = request else {
                     bail!("only a contribution receives a data set");
                 };
                 let (shares, report) = secure::receive_contribution(&ctx, i, info)?;
-                let replaced =
-                    self.datasets.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), Arc::new(shares));
-                log(self.me, &format!("data set `{name}` {}", if replaced.is_some() { "replaced" } else { "held" }));
+                let held =
+                    Held { shares: Arc::new(shares), contributor: principal.to_string(), trainers: trainers.clone() };
+                let mut datasets = self.datasets.lock().unwrap_or_else(|e| e.into_inner());
+                // Another principal may have contributed the name meanwhile.
+                let existing = datasets.get(name).map(|h| h.contributor.clone());
+                self.may_replace(&format!("data set `{name}`"), "contributed", existing.as_deref(), principal, true)?;
+                let replaced = datasets.insert(name.clone(), Arc::new(held));
+                drop(datasets);
+                let what = if replaced.is_some() { "replaced" } else { "held" };
+                let trainers = trainers.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+                log(self.me, &format!("data set `{name}` {what}: from `{principal}`, for training by {trainers}"));
                 return Ok(report);
             }
-            Prepared::Predict { plan, frac_bits, fp, schedule, weights } => (plan, frac_bits, fp, schedule, weights),
+            Prepared::Predict { plan, frac_bits, fp, schedule, weights, claim, .. } => {
+                (plan, frac_bits, fp, schedule, weights, claim)
+            }
         };
+        // Held until this session's deployment (if it is one) commits or fails.
+        let _claim = claim;
         let ctx = party::Context {
             schedule,
             transport: Arc::clone(link) as Arc<dyn Transport>,
@@ -416,11 +560,42 @@ impl State {
             (Request::Deploy { name, .. }, server) => {
                 let i = if server == Party::Server0 { 0 } else { 1 };
                 let (shares, report) = party::receive_weights(&ctx, i)?;
-                let model = Deployed { plan, frac_bits, shares: Arc::new(shares) };
-                let replaced =
-                    self.models.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), Arc::new(model));
-                log(self.me, &format!("model `{name}` {}", if replaced.is_some() { "replaced" } else { "deployed" }));
+                let deployment = Deployment { id: link.session(), digest: plan_digest(&plan, frac_bits) };
+                self.await_commit(link, from, name, &deployment)?;
+                let owner = principal.to_string();
+                let model = Deployed { plan, frac_bits, shares: Arc::new(shares), deployment, owner };
+                let line = format!("deployment {}, by `{principal}`", model.deployment);
+                let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+                // Another principal may have deployed the name meanwhile.
+                let existing = models.get(name).map(|m| m.owner.clone());
+                self.may_replace(&format!("model `{name}`"), "deployed", existing.as_deref(), principal, true)?;
+                let replaced = models.insert(name.clone(), Arc::new(model));
+                drop(models);
+                let what = if replaced.is_some() { "replaced" } else { "deployed" };
+                log(self.me, &format!("model `{name}` {what}: {line}"));
                 Ok(report)
+            }
+        }
+    }
+}
+
+impl State {
+    /// Prepare, then commit: the shares of `deployment` stay pending (no
+    /// prediction can see them) until the model owner, having heard from both
+    /// servers that they hold all their shares, commits. Any interruption before
+    /// that (a cut link, a killed driver, the other server failing) leaves the
+    /// deployment before it serving here; the other server, which has not been
+    /// told to commit either, keeps its own.
+    fn await_commit(&self, link: &Link, owner: Party, name: &str, deployment: &Deployment) -> Result<()> {
+        let key = commit_key(link.session());
+        let abandoned = || format!("model `{name}`: deployment {deployment} abandoned before its commit");
+        let prepared = Control::Prepared { deployment: deployment.clone() };
+        link.send(self.me, owner, key, prepared.encode()).with_context(abandoned)?;
+        let answer = link.recv(self.me, owner, key, self.timeout).with_context(abandoned)?;
+        match Control::decode(&answer, owner.name()).with_context(abandoned)? {
+            Control::Commit { deployment: d } if d == *deployment => Ok(()),
+            other => {
+                Err(anyhow::anyhow!("{} sent {other:?} instead of the commit", owner.name())).with_context(abandoned)
             }
         }
     }
@@ -432,7 +607,17 @@ type Refusal = (Option<Box<dyn Stream>>, anyhow::Error);
 /// What a session runs with, checked before it starts.
 enum Prepared {
     /// Predictions or a deployment: the public plan, its schedule and the weights.
-    Predict { plan: Plan, frac_bits: u32, fp: FixedPoint, schedule: Arc<Schedule>, weights: Weights },
+    Predict {
+        plan: Plan,
+        frac_bits: u32,
+        fp: FixedPoint,
+        schedule: Arc<Schedule>,
+        weights: Weights,
+        /// For a deployed model: the deployment the session is pinned to.
+        deployment: Option<Deployment>,
+        /// For a deployment: this server's claim on the name.
+        claim: Option<Claim>,
+    },
     /// Training: the spec and this server's shares of the data sets it names.
     Train(Arc<TrainSpec>, Vec<Arc<HeldShares>>),
     /// A data set to receive (`Contribute`) or to describe (`DescribeData`).
@@ -442,10 +627,12 @@ enum Prepared {
 fn describe(request: &Request) -> String {
     match request {
         Request::Predict { predictions, .. } => format!("{predictions} prediction(s), weights shared now"),
-        Request::PredictDeployed { name, predictions } => format!("{predictions} prediction(s) with model `{name}`"),
+        Request::PredictDeployed { name, predictions, deployment } => {
+            format!("{predictions} prediction(s) with model `{name}`, deployment {deployment}")
+        }
         Request::Deploy { name, .. } => format!("deployment of model `{name}`"),
         Request::Describe { name } => format!("the public plan of model `{name}`"),
-        Request::Contribute { name, info } => format!("data set `{name}` ({} rows) for training", info.rows),
+        Request::Contribute { name, info, .. } => format!("data set `{name}` ({} rows) for training", info.rows),
         Request::DescribeData { name } => format!("the description of data set `{name}`"),
         Request::Train { spec } => {
             format!("training on {} rows of {} data owner(s), {} epochs", spec.rows(), spec.owners.len(), spec.epochs)

@@ -9,6 +9,15 @@
 //! A certificate folder holds `ca.pem` and, per party, `NAME.pem` and `NAME.key`.
 //! [`generate`] makes one for development (`tfe-run certs`); in production each
 //! operator keeps only its own key, and the CA key stays offline.
+//!
+//! # Principals
+//!
+//! Clients and model owners are many: each may hold a certificate of its own
+//! (`alice.pem`), valid for its role's name (so [`check_peer`] holds) and
+//! carrying `alice.principal` as a second subject name: its principal, which a
+//! server records with what it deploys or contributes ([`principal_of`]). A
+//! certificate with the role's name only is the principal of that name
+//! (`client`, `model-owner`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -51,7 +60,12 @@ fn certs_in(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 
 /// Load `party`'s certificate and key and the cluster's CA from `dir`.
 pub fn identity(dir: &Path, party: Party) -> Result<Identity> {
-    let name = party.name();
+    identity_as(dir, party, party.name())
+}
+
+/// Load the certificate and key `NAME.pem`/`NAME.key` from `dir` (a principal's,
+/// or the role's own when `name` is the party's name), to act as `party`.
+pub fn identity_as(dir: &Path, party: Party, name: &str) -> Result<Identity> {
     let ca = certs_in(&dir.join("ca.pem"))?;
     let mut roots = RootCertStore::empty();
     for cert in ca {
@@ -121,16 +135,6 @@ pub fn check_peer(cert: &CertificateDer<'_>, party: Party) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("the peer says it is {} but its certificate is not for that name", party.name()))
 }
 
-/// The files [`generate`] writes, in order.
-fn generated_files() -> Vec<String> {
-    let mut files = vec!["ca.pem".to_string()];
-    for party in Party::ALL {
-        files.push(format!("{}.pem", party.name()));
-        files.push(format!("{}.key", party.name()));
-    }
-    files
-}
-
 /// The fatal alert the peer's TLS stack sent, if that is what `err` is. In TLS
 /// 1.3 the dialling side finishes its handshake before the peer checks its
 /// certificate, so a refusal arrives as an alert on the next read or write.
@@ -186,16 +190,67 @@ pub fn handshake_hint(err: &std::io::Error) -> Option<&'static str> {
     }
 }
 
+/// The subject name that marks a certificate's principal.
+const PRINCIPAL_SUFFIX: &str = ".principal";
+
+/// The principal of a (verified) certificate for `party`: the name of its
+/// `NAME.principal` subject name, or the party's own name if it has none.
+pub fn principal_of(cert: &CertificateDer<'_>, party: Party) -> Result<String> {
+    let cert = webpki::EndEntityCert::try_from(cert).context("the peer's certificate cannot be parsed")?;
+    let mut names = cert.valid_dns_names().filter_map(|n| n.strip_suffix(PRINCIPAL_SUFFIX));
+    match (names.next(), names.next()) {
+        (None, _) => Ok(party.name().to_string()),
+        (Some(name), None) => Ok(name.to_string()),
+        (Some(_), Some(_)) => Err(anyhow::anyhow!("the peer's certificate names more than one principal")),
+    }
+}
+
+/// Is `name` a principal's name `certs` may issue: a DNS label (lower-case
+/// letters, digits, `-`), and not a party's own name (a certificate file of that
+/// name is the party's) nor `insecure` (what every peer is without TLS)?
+pub fn check_principal_name(name: &str) -> Result<()> {
+    let label = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !label {
+        return Err(Error::bad_input(format!(
+            "`{name}` is not a principal's name: use 1 to 63 lower-case letters, digits and inner `-`"
+        )));
+    }
+    if Party::ALL.iter().any(|p| p.name() == name) || name == "insecure" || name == "ca" {
+        return Err(Error::bad_input(format!("`{name}` is reserved: choose another principal's name")));
+    }
+    Ok(())
+}
+
 /// Make a development CA and a certificate and key per party in `dir`. Unless
 /// `force`, refuse if any of those files exists: a new CA cuts off every host
 /// that still holds the old certificates.
 pub fn generate(dir: &Path, force: bool) -> Result<Vec<String>> {
+    generate_with(dir, &[], force)
+}
+
+/// [`generate`], and for each `(role, name)` of `principals` a certificate and
+/// key `NAME.pem`/`NAME.key` for that role with the principal `name`.
+pub fn generate_with(dir: &Path, principals: &[(Party, String)], force: bool) -> Result<Vec<String>> {
+    let mut holders: Vec<(String, Vec<String>)> =
+        Party::ALL.iter().map(|p| (p.name().to_string(), vec![p.name().to_string()])).collect();
+    for (role, name) in principals {
+        check_principal_name(name)?;
+        if holders.iter().any(|(file, _)| file == name) {
+            return Err(Error::bad_input(format!("principal `{name}` is named twice")));
+        }
+        holders.push((name.clone(), vec![role.name().to_string(), format!("{name}{PRINCIPAL_SUFFIX}")]));
+    }
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     };
     if !force {
-        let existing: Vec<String> = generated_files()
-            .into_iter()
+        let files = std::iter::once("ca.pem".to_string())
+            .chain(holders.iter().flat_map(|(name, _)| [format!("{name}.pem"), format!("{name}.key")]));
+        let existing: Vec<String> = files
             .filter(|f| dir.join(f).symlink_metadata().is_ok())
             .map(|f| format!("`{}`", dir.join(f).display()))
             .collect();
@@ -227,11 +282,10 @@ pub fn generate(dir: &Path, force: bool) -> Result<Vec<String>> {
     let issuer = Issuer::new(ca, ca_key);
     let mut written = vec![write_file(dir, "ca.pem", ca_cert.pem().as_bytes(), false)?];
 
-    for party in Party::ALL {
-        let name = party.name();
+    for (name, subject_names) in &holders {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![name.to_string()])?;
-        params.distinguished_name.push(DnType::CommonName, name);
+        let mut params = CertificateParams::new(subject_names.clone())?;
+        params.distinguished_name.push(DnType::CommonName, name.as_str());
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         // Every party both accepts and dials.
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
@@ -271,4 +325,44 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8], secret: bool) -> Result<Stri
     let _ = secret;
     file.write_all(bytes).with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(dir: &Path, name: &str) -> CertificateDer<'static> {
+        certs_in(&dir.join(format!("{name}.pem"))).unwrap().remove(0)
+    }
+
+    #[test]
+    fn a_principals_certificate_is_valid_for_its_role_and_names_the_principal() {
+        let dir = tempfile::tempdir().unwrap();
+        let principals = [(Party::Client, "alice".to_string()), (Party::ModelOwner, "acme".to_string())];
+        let written = generate_with(dir.path(), &principals, false).unwrap();
+        assert!(written.contains(&"alice.key".to_string()) && written.contains(&"acme.pem".to_string()));
+        let alice = cert(dir.path(), "alice");
+        check_peer(&alice, Party::Client).unwrap();
+        assert!(check_peer(&alice, Party::ModelOwner).is_err(), "a client principal is no model owner");
+        assert_eq!(principal_of(&alice, Party::Client).unwrap(), "alice");
+        let acme = cert(dir.path(), "acme");
+        check_peer(&acme, Party::ModelOwner).unwrap();
+        assert_eq!(principal_of(&acme, Party::ModelOwner).unwrap(), "acme");
+        // The role's own certificate is the principal of the role's name.
+        assert_eq!(principal_of(&cert(dir.path(), "client"), Party::Client).unwrap(), "client");
+        identity_as(dir.path(), Party::Client, "alice").unwrap();
+    }
+
+    #[test]
+    fn principal_names_are_labels_and_not_a_partys() {
+        for bad in ["", "Alice", "a/b", "a.b", "-a", "server0", "model-owner", "client", "insecure", "ca"] {
+            assert!(check_principal_name(bad).is_err(), "`{bad}` accepted");
+        }
+        for good in ["alice", "acme-2", "h1"] {
+            check_principal_name(good).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let twice = [(Party::Client, "bob".to_string()), (Party::ModelOwner, "bob".to_string())];
+        assert!(generate_with(dir.path(), &twice, false).is_err());
+    }
 }

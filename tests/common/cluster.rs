@@ -18,7 +18,19 @@ use crate::delay;
 
 /// `tfe-run certs --config CONFIG --out OUT`: a fresh CA and a key pair per party.
 pub fn make_certs(config: &std::path::Path, out: &std::path::Path) {
-    let made = Command::new(binary()).args(["certs", "--config"]).arg(config).arg("--out").arg(out).output().unwrap();
+    make_certs_with(config, out, &[]);
+}
+
+/// [`make_certs`] with more arguments (e.g. `--client alice`).
+pub fn make_certs_with(config: &std::path::Path, out: &std::path::Path, extra: &[&str]) {
+    let made = Command::new(binary())
+        .args(["certs", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
 }
 
@@ -33,6 +45,8 @@ pub struct Cluster {
     children: BTreeMap<&'static str, Child>,
     logs: BTreeMap<&'static str, Arc<Mutex<String>>>,
     insecure: bool,
+    /// More arguments for `tfe-run certs` (principals).
+    certs_args: Vec<String>,
     /// Where each party really listens (the config may name delay proxies instead).
     listen: BTreeMap<&'static str, String>,
     /// Runs the delay proxies, if any.
@@ -59,6 +73,8 @@ pub struct Setup {
     pub serve_args: Vec<String>,
     /// A command every `serve` runs under (e.g. `prlimit --nofile=64`).
     pub wrapper: Vec<String>,
+    /// More arguments for `tfe-run certs` (principals: `--client alice`).
+    pub certs_args: Vec<String>,
 }
 
 const PARTIES: [&str; 3] = ["server0", "server1", "crypto-producer"];
@@ -79,12 +95,19 @@ impl Cluster {
         Cluster::start_inner(Setup { timeout_secs, ..Setup::default() }, Some(write_certs))
     }
 
+    /// With certificates for the principals that `certs_args` name (e.g.
+    /// `["--client", "alice", "--model-owner", "acme"]`).
+    pub fn start_with_principals(timeout_secs: f64, certs_args: &[&str]) -> Cluster {
+        let certs_args = certs_args.iter().map(|a| a.to_string()).collect();
+        Cluster::start_with(Setup { timeout_secs, certs_args, ..Setup::default() })
+    }
+
     pub fn start_with(setup: Setup) -> Cluster {
         Cluster::start_inner(setup, None)
     }
 
     fn start_inner(setup: Setup, write_certs: Option<&dyn Fn(&std::path::Path)>) -> Cluster {
-        let Setup { insecure, timeout_secs, delay, late_join, serve_args, wrapper } = setup;
+        let Setup { insecure, timeout_secs, delay, late_join, serve_args, wrapper, certs_args } = setup;
         let dir = tempfile::tempdir().unwrap();
         // Hold all three ports at once so that they differ, then free them.
         let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
@@ -121,6 +144,7 @@ impl Cluster {
             children: BTreeMap::new(),
             logs: BTreeMap::new(),
             insecure,
+            certs_args,
             listen,
             _proxies: proxies,
             namespaces: BTreeMap::new(),
@@ -156,6 +180,7 @@ impl Cluster {
             children: BTreeMap::new(),
             logs: BTreeMap::new(),
             insecure: false,
+            certs_args: Vec::new(),
             listen: PARTIES.iter().zip(addresses).map(|(&p, a)| (p, a)).collect(),
             _proxies: None,
             namespaces: PARTIES.iter().map(|&p| (p, net.namespace(p))).collect(),
@@ -171,7 +196,8 @@ impl Cluster {
 
     fn make_certs(&self) {
         if !self.insecure {
-            make_certs(&self.config, &self.certs());
+            let extra: Vec<&str> = self.certs_args.iter().map(String::as_str).collect();
+            make_certs_with(&self.config, &self.certs(), &extra);
         }
     }
 
@@ -238,6 +264,30 @@ impl Cluster {
         self.logs.insert(party, log);
     }
 
+    /// Where `party` really listens (not a proxy in front of it).
+    pub fn listen_address(&self, party: &str) -> std::net::SocketAddr {
+        self.listen[party].parse().unwrap()
+    }
+
+    /// A copy of the cluster file in which `party` is at `address` (e.g. a proxy
+    /// in front of it, for one driver only).
+    pub fn config_with(&self, party: &str, address: std::net::SocketAddr) -> PathBuf {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let mut map: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
+        let key = if party == "crypto-producer" { "server2" } else { party };
+        map.insert(key.to_string(), address.to_string());
+        let path = self.dir.path().join(format!("config-{party}-{}.json", address.port()));
+        std::fs::write(&path, serde_json::to_string(&map).unwrap()).unwrap();
+        path
+    }
+
+    /// The driver as a process, with another cluster file.
+    pub fn command_with(&self, config: &std::path::Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.args(args).arg("--config").arg(config).args(self.security_args());
+        cmd
+    }
+
     pub fn log(&self, party: &str) -> String {
         self.logs[party].lock().unwrap().clone()
     }
@@ -269,7 +319,7 @@ impl Cluster {
     pub fn remote(&self) -> Remote {
         let cluster = tfe_run::cluster::Cluster::load(&self.config).unwrap();
         let security = if self.insecure { Security::Insecure } else { Security::Tls(self.certs()) };
-        Remote { cluster, security, timeout: Duration::from_secs(10) }
+        Remote { cluster, security, timeout: Duration::from_secs(10), principal: None }
     }
 
     /// The driver as a process.

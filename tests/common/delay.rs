@@ -1,6 +1,9 @@
 //! A TCP proxy that delays every byte by a fixed one-way latency, in both
 //! directions: a network with a round-trip time of twice that delay, for tests
-//! and benchmarks on machines without `tc netem`.
+//! and benchmarks on machines without `tc netem`; and a proxy that cuts or stalls
+//! a link after a given number of bytes, for fault tests.
+
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -85,4 +88,68 @@ pub async fn spawn_first_bytes_proxy(target: SocketAddr, hold: Duration) -> Sock
         }
     });
     addr
+}
+
+/// What a [`spawn_cut_proxy`] does once `after` bytes have gone towards the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Close both directions at once (a broken link).
+    Close,
+    /// Forward nothing more, but keep the connection open (a link that hangs).
+    Stall,
+}
+
+/// Listen on a free loopback port and forward every connection to `target`;
+/// after `after` bytes towards the target on one connection, cut or stall that
+/// connection. Returns the proxy's address and a flag set when a connection was
+/// cut or stalled.
+pub async fn spawn_cut_proxy(
+    target: SocketAddr,
+    after: usize,
+    cut: Cut,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    let tripped = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&tripped);
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let flag = Arc::clone(&flag);
+            tokio::spawn(async move {
+                let Ok(outbound) = TcpStream::connect(target).await else { return };
+                let (mut ri, mut wi) = inbound.into_split();
+                let (mut ro, mut wo) = outbound.into_split();
+                let back = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut ro, &mut wi).await;
+                    let _ = wi.shutdown().await;
+                });
+                let mut sent = 0usize;
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = match ri.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let keep = n.min(after.saturating_sub(sent));
+                    if keep > 0 && wo.write_all(&buf[..keep]).await.is_err() {
+                        break;
+                    }
+                    sent += keep;
+                    if sent >= after {
+                        flag.store(true, Ordering::SeqCst);
+                        if cut == Cut::Close {
+                            back.abort();
+                            return;
+                        }
+                    }
+                }
+                // The sender closed (or the target did): pass that on.
+                let _ = wo.shutdown().await;
+                back.abort();
+            });
+        }
+    });
+    (addr, tripped)
 }
