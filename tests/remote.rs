@@ -545,3 +545,38 @@ fn data_owners_contribute_then_the_model_owner_trains_on_held_data() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("data set `bc_a` was shared with 16 fractional bits"), "{stderr}");
 }
+
+/// An out-of-range input value failed the client inside its session, and the
+/// abort frame carried the error's text to the serving parties, which logged it:
+/// "value 3000000000 at flat index 17" in both servers' logs. Now the value is
+/// refused before any session opens, for a model run with --config and for a
+/// deployed one: exit code 2, the value on the user's own stderr only.
+#[test]
+fn an_out_of_range_input_exits_2_and_reaches_no_server_log() {
+    let cluster = Cluster::start(false, 10.0);
+    let out = cluster.command(&["deploy", "--name", "m"]).arg(testdata("mnist_model.pb")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let mut x = load(&testdata("mnist_input.npy"));
+    x.as_slice_mut().unwrap()[17] = 3e9;
+    let input = dir.path().join("big.npy");
+    tfe_run::npy::write_f32(&input, &x).unwrap();
+    let runs = [
+        cluster.command(&[]).arg(testdata("mnist_model.pb")).arg(&input).output().unwrap(),
+        cluster.command(&["predict", "--model", "m"]).arg(&input).output().unwrap(),
+    ];
+    for out in runs {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("value 3000000000 at flat index 17 is out of range"), "{stderr}");
+    }
+    // A server logs a failed session when its program ends: give it the time.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        for party in ["server0", "server1", "crypto-producer"] {
+            let log = cluster.log(party);
+            assert!(!log.contains("3000000000") && !log.contains("flat index"), "{party}'s log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -368,3 +368,25 @@ fn train_command_refuses_bad_input() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("`tfe-run contribute` needs --config FILE"), "{stderr}");
 }
+
+/// Training refused runs of 2^20 - 1 steps or more, because the old stream
+/// number had 20 bits for the step: streams no longer wrap, so the only limit
+/// left is the u32 that numbers the steps.
+#[test]
+fn training_past_2_pow_20_steps_is_not_refused_and_past_u32_steps_is() {
+    let spec = TrainSpec {
+        owners: vec![1 << 21],
+        features: 2,
+        outputs: 1,
+        epochs: 1,
+        batch_size: 1,
+        learning_rate: 0.1,
+        feature_bound: 8.0,
+        shuffle: None,
+        frac_bits: 16,
+        held: Vec::new(),
+    };
+    spec.check().unwrap();
+    let e = TrainSpec { epochs: 1 << 11, ..spec }.check().unwrap_err().to_string();
+    assert!(e.contains("too many steps") && e.contains(&u32::MAX.saturating_sub(1).to_string()), "{e}");
+}

@@ -29,7 +29,7 @@ const LOW63: u64 = (1 << 63) - 1;
 
 /// Server: shares of z / 2^f (to ±1 in the last place) from shares of z.
 pub fn truncate(s: &mut Server, z: &RingTensor, f: u32) -> Result<RingTensor> {
-    let tag = s.at.next_material();
+    let tag = s.at.next_material()?;
     let shape = z.shape().to_vec();
     let n = z.len();
     let mut prg = s.material(tag);
@@ -60,7 +60,7 @@ pub fn truncate(s: &mut Server, z: &RingTensor, f: u32) -> Result<RingTensor> {
 
 /// Dealer half of [`truncate`].
 pub fn deal_truncate(d: &mut Dealer, shape: &[usize], f: u32) -> Result<()> {
-    let tag = d.at.next_material();
+    let tag = d.at.next_material()?;
     let (mut p0, mut p1) = (d.material(0, tag), d.material(1, tag));
     let r0 = p0.tensor(shape);
     let r = &r0 + &p1.tensor(shape);

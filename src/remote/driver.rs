@@ -181,7 +181,9 @@ pub fn predict(
     batches: &[BTreeMap<String, ArrayD<f32>>],
     fp: FixedPoint,
 ) -> Result<Outcome> {
-    let request = Request::Predict { plan: plan.public(), predictions: batches.len() as u32, frac_bits: fp.frac_bits };
+    let predictions = crate::runtime::prediction_count(batches.len())?;
+    party::check_values(plan, fp, Some(&plan.weight_values), batches)?;
+    let request = Request::Predict { plan: plan.public(), predictions, frac_bits: fp.frac_bits };
     let session = Session::with_owner(remote, &[Party::Server1, Party::Server0, Party::Dealer], &request)?;
     let local = run_local(&session, plan, fp, Some(&plan.weight_values), Some(batches));
     session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())
@@ -201,6 +203,9 @@ pub fn train(
     let held = spec.held.len();
     if owners.iter().map(|o| o.features.nrows()).ne(spec.owners[held..].iter().copied()) {
         bail!("the data owners' row counts differ from the training spec");
+    }
+    for data in owners {
+        secure::check_owner(spec.fp(), data)?;
     }
     let request = Request::Train { spec: spec.clone() };
     let peers = [Party::Server1, Party::Server0, Party::Dealer];
@@ -244,6 +249,8 @@ fn check_frame(bytes: u64, what: &str) -> Result<()> {
 pub fn contribute(remote: &Remote, name: &str, data: &OwnerData, info: DatasetInfo) -> Result<Vec<Report>> {
     info.check()?;
     check_frame(8 * info.rows as u64 * info.features as u64, "the shares of the features")?;
+    let fp = FixedPoint::new(info.frac_bits)?;
+    secure::check_owner(fp, data)?;
     let request = Request::Contribute { name: name.to_string(), info };
     let session = Session::new(remote)?;
     for peer in [Party::Server1, Party::Server0] {
@@ -254,7 +261,6 @@ pub fn contribute(remote: &Remote, name: &str, data: &OwnerData, info: DatasetIn
         session: session.link.session(),
         timeout: remote.timeout,
     };
-    let fp = FixedPoint::new(info.frac_bits)?;
     let local = vec![(Party::Client, secure::data_owner(&ctx, fp, 0, data))];
     let results = session.collect(local, &[Party::Server0, Party::Server1]);
     results.into_iter().map(|(party, r)| r.with_context(|| format!("{} failed", party.name()))).collect()
@@ -273,6 +279,7 @@ pub fn describe_data(remote: &Remote, name: &str) -> Result<DatasetInfo> {
 
 /// `tfe-run deploy`: share the weights with the servers, which keep them under `name`.
 pub fn deploy(remote: &Remote, name: &str, plan: &Plan, fp: FixedPoint) -> Result<Outcome> {
+    party::check_values(plan, fp, Some(&plan.weight_values), &[])?;
     let request = Request::Deploy { name: name.to_string(), plan: plan.public(), frac_bits: fp.frac_bits };
     let session = Session::with_owner(remote, &[Party::Server1, Party::Server0], &request)?;
     let local = run_local(&session, plan, fp, Some(&plan.weight_values), None);
@@ -304,7 +311,8 @@ pub fn predict_deployed(
     let fp = FixedPoint::new(frac_bits)?;
     let inputs = inputs(&plan)?;
     let (batches, rows) = split_rows(&plan, &inputs)?;
-    let predictions = batches.len() as u32;
+    let predictions = crate::runtime::prediction_count(batches.len())?;
+    party::check_values(&plan, fp, None, &batches)?;
     let request = Request::PredictDeployed { name: name.to_string(), predictions };
     let theirs = session.start(Party::Server1, request.clone())?;
     let same = |(p, f): &(Plan, u32)| {

@@ -24,7 +24,7 @@ use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
 use tfe_run::protocol::{Dealer, Server};
-use tfe_run::ring::{Prg, RingTensor, os_seed};
+use tfe_run::ring::{Prg, RingTensor, StreamKey, os_seed};
 use tfe_run::transport::{Aborted, Endpoint, InProcess, MsgKey, Party, Transport};
 
 /// One message as its receiver got it.
@@ -50,6 +50,7 @@ pub struct Recording {
     inner: InProcess,
     log: Mutex<Vec<Message>>,
     sent: Mutex<Vec<Message>>,
+    aborts: Mutex<Vec<String>>,
 }
 
 impl Recording {
@@ -66,6 +67,11 @@ impl Recording {
     pub fn sent(&self) -> Vec<Message> {
         self.sent.lock().expect("log").clone()
     }
+
+    /// Every abort reason a failing party gave the others.
+    pub fn aborts(&self) -> Vec<String> {
+        self.aborts.lock().expect("log").clone()
+    }
 }
 
 impl Transport for Recording {
@@ -81,6 +87,7 @@ impl Transport for Recording {
     }
 
     fn abort(&self, reason: String) {
+        self.aborts.lock().expect("log").push(reason.clone());
         self.inner.abort(reason)
     }
 }
@@ -108,7 +115,7 @@ impl Keys {
     /// Reproducible keys: pseudorandom, but a function of `label` (for statistical
     /// tests, so that a verdict does not change from run to run).
     pub fn fixed(label: u64) -> Keys {
-        let mut prg = Prg::new(&[0x5a; 32], label);
+        let mut prg = labelled(&[0x5a; 32], label);
         let mut seed = || -> [u8; 32] {
             let w = prg.words(4);
             let mut s = [0u8; 32];
@@ -153,6 +160,12 @@ impl Run {
     }
 }
 
+/// A test's own pseudorandom stream: stream `label` of `seed` (domain 0, which
+/// the protocol does not use).
+pub fn labelled(seed: &[u8; 32], label: u64) -> Prg {
+    Prg::derive(seed, StreamKey { domain: 0, seq: (label >> 32) as u32, id: label as u32, tag: 0 })
+}
+
 /// Additive shares of `x`: x0 uniform from `prg`, x1 = x − x0.
 pub fn split(x: &RingTensor, prg: &mut Prg) -> (RingTensor, RingTensor) {
     let x0 = prg.tensor(x.shape());
@@ -168,7 +181,7 @@ where
     S: Fn(&mut Server, Vec<RingTensor>) -> Result<Vec<RingTensor>> + Sync,
     D: FnOnce(&mut Dealer) -> Result<()> + Send,
 {
-    let mut prg = Prg::new(&keys.split, 0);
+    let mut prg = labelled(&keys.split, 0);
     let (s0, s1): (Vec<_>, Vec<_>) = inputs.iter().map(|x| split(x, &mut prg)).unzip();
     run_shares(keys, [s0, s1], server, dealer)
 }
