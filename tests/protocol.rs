@@ -23,7 +23,9 @@
 //!
 //! Fixed point: f = 16 (`FixedPoint::default()`) unless a test says otherwise.
 //! Correctness tests draw fresh OS seeds; the statistical view tests use fixed
-//! (pseudorandom) keys, so their verdict is reproducible.
+//! (pseudorandom) keys and inputs from one seed, printed in their output and
+//! overridable with `TFE_TEST_SEED=N`, so their verdict is reproducible and a
+//! failure can be replayed.
 
 mod common;
 #[path = "common/mpc.rs"]
@@ -1071,7 +1073,7 @@ fn repeated_words(words: &[u64]) -> Vec<u64> {
 /// Large random raw values within ±2^61 (any larger and a product or a tournament
 /// difference could leave the documented range).
 fn large_random(label: u64, n: usize) -> Vec<i64> {
-    labelled(&[9; 32], label).words(n).into_iter().map(|w| (w as i64) >> 2).collect()
+    labelled(&mpc::test_seed(), (1 << 40) | label).words(n).into_iter().map(|w| (w as i64) >> 2).collect()
 }
 
 /// ReLU (DReLU's level-0 AND exchange and six levels of packed AND openings, the
@@ -1111,7 +1113,8 @@ fn product_views_are_uniform_and_independent_of_the_input() {
     let op = Op::MatMul { transpose_a: false, transpose_b: false };
     // Large operands, with every accumulated product below 2^61.
     let big = |label: u64, len: usize| -> RingTensor {
-        let v: Vec<i64> = labelled(&[3; 32], label).words(len).into_iter().map(|w| (w as i64) >> 37).collect();
+        let v: Vec<i64> =
+            labelled(&mpc::test_seed(), (2 << 40) | label).words(len).into_iter().map(|w| (w as i64) >> 37).collect();
         ring(&[len], v)
     };
     let inputs = [
@@ -1582,4 +1585,221 @@ fn abort_reasons_of_the_client_and_the_model_owner_carry_no_private_value() {
     }
     let protocol = anyhow::anyhow!("server0 sent 8 bytes where 2 ring elements (16 bytes) were expected");
     assert!(abort_reason(Party::Server1, &protocol).contains("server0 sent 8 bytes where 2 ring elements"));
+}
+
+// ---- several predictions per session, several sessions ------------------------
+
+/// testdata's MLP planned for `rows` of its MNIST images, starting at row `from`.
+fn mlp_rows(from: usize, rows: usize) -> tfe_run::cli::Prepared {
+    let all = common::load(&common::testdata("mnist_flat100.npy"));
+    let part = all.slice_axis(Axis(0), ndarray::Slice::from(from..from + rows)).to_owned();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("rows.npy");
+    tfe_run::npy::write_f32(&path, &part).expect("write rows");
+    tfe_run::cli::prepare(&common::testdata("mlp.pb"), None, Some(&path), &BTreeMap::new()).expect("prepare mlp")
+}
+
+/// A session of `batches` under the real runtime over a recording transport: the
+/// client's outputs and the recording.
+fn session_recorded(plan: &Plan, batches: &[BTreeMap<String, ArrayD<f32>>]) -> (Vec<ArrayD<f32>>, Arc<Recording>) {
+    let recording = Arc::new(Recording::new());
+    let transport: Arc<dyn Transport> = recording.clone();
+    let outcome =
+        tfe_run::runtime::predict_many_over(transport, plan, batches, &tfe_run::runtime::SecureConfig::default())
+            .expect("secure run");
+    (outcome.outputs.iter().map(|t| t.to_float()).collect(), recording)
+}
+
+/// The words a server learns from each exchange with the other server (its own
+/// message plus the one received: an arithmetic opening; and their XOR: a
+/// boolean one), by message key.
+fn openings(recording: &Recording, to: Party) -> Vec<(tfe_run::transport::MsgKey, Vec<u64>, Vec<u64>)> {
+    let sent = recording.sent();
+    let from = if to == Party::Server0 { Party::Server1 } else { Party::Server0 };
+    recording
+        .transcript()
+        .into_iter()
+        .filter(|m| m.to == to && m.from == from)
+        .map(|m| {
+            let mine =
+                sent.iter().find(|s| s.from == to && s.to == from && s.key == m.key).expect("an exchange").words();
+            let theirs = m.words();
+            let sum = mine.iter().zip(&theirs).map(|(a, b)| a.wrapping_add(*b)).collect();
+            let xor = mine.iter().zip(&theirs).map(|(a, b)| a ^ b).collect();
+            (m.key, sum, xor)
+        })
+        .collect()
+}
+
+/// The MLP's plaintext values a leak would show, as ring words (and their
+/// negatives): the input pixels, every weight and bias, the hidden layers before
+/// and after their ReLU and the logits (each to ±3 units in the last place: the
+/// secure values are that close to the plaintext ones), and the first layer's
+/// exact 2f-bit products x·W1 (with and without the bias lifted to 2f bits),
+/// which a truncation opens masked.
+fn mlp_plaintext_words(plan: &Plan, inputs: &[&BTreeMap<String, ArrayD<f32>>]) -> HashSet<u64> {
+    let fp = fp();
+    let mut targets = HashSet::new();
+    let mut add_exact = |w: u64| {
+        if w != 0 {
+            targets.insert(w);
+            targets.insert(w.wrapping_neg());
+        }
+    };
+    let weights: Vec<&ArrayD<f32>> = plan.weights().map(|(id, _)| &plan.weight_values[&id]).collect();
+    assert_eq!(weights.len(), 6, "three kernels and three biases");
+    for w in &weights {
+        w.iter().for_each(|&v| add_exact(fp.encode_value(f64::from(v)).0));
+    }
+    let to2 = |a: &ArrayD<f32>| a.view().into_dimensionality::<ndarray::Ix2>().expect("2-D").mapv(f64::from);
+    let to1 = |a: &ArrayD<f32>| a.view().into_dimensionality::<ndarray::Ix1>().expect("1-D").mapv(f64::from);
+    for batch in inputs {
+        let x = to2(batch.values().next().expect("one input"));
+        x.iter().for_each(|&v| add_exact(fp.encode_value(v).0));
+        // The exact first-layer products, in the ring.
+        let ex = x.mapv(|v| fp.encode_value(v));
+        let ew = to2(weights[0]).mapv(|v| fp.encode_value(v));
+        let eb = to1(weights[1]).mapv(|v| fp.encode_value(v) * Wrapping(1u64 << F));
+        for i in 0..ex.nrows() {
+            for j in 0..ew.ncols() {
+                let z: Z = ex.row(i).iter().zip(ew.column(j)).map(|(a, b)| *a * *b).sum();
+                add_exact(z.0);
+                add_exact((z + eb[j]).0);
+            }
+        }
+        // The layers, in f64.
+        let mut h = x;
+        for layer in 0..3 {
+            let z = h.dot(&to2(weights[2 * layer])) + &to1(weights[2 * layer + 1]);
+            let relu = z.mapv(|v| v.max(0.0));
+            for v in z.iter().chain(relu.iter()) {
+                let w = fp.encode_value(*v);
+                for d in -3i64..=3 {
+                    add_exact((w + Wrapping(d as u64)).0);
+                }
+            }
+            h = relu;
+        }
+    }
+    targets
+}
+
+/// A session of three predictions (batches A, B, A: the same input twice) and a
+/// second session (A again), the MLP under the real runtime:
+///
+/// * no mask or piece of material is used twice: no word repeats in what the
+///   servers open (sums and XORs of their exchanges), in the client's or the
+///   model owner's shares to server 1, or in the dealer's corrections, across
+///   all predictions of both sessions; in particular input A's openings in
+///   predictions 1 and 3 differ word by word, and so do the weights' shares of
+///   the two sessions;
+/// * no plaintext word (see [`mlp_plaintext_words`]) appears in anything a
+///   server, the client or the model owner received, nor in an opening;
+/// * the client receives exactly the output shares, the model owner and the
+///   crypto producer nothing.
+#[test]
+fn mlp_sessions_of_several_predictions_reuse_no_mask_and_open_no_plaintext() {
+    let (a, b) = (mlp_rows(0, 4), mlp_rows(4, 4));
+    let plan = &a.plan;
+    let start = Instant::now();
+    let batches = [a.inputs.clone(), b.inputs.clone(), a.inputs.clone()];
+    let (outputs, first) = session_recorded(plan, &batches);
+    let (again, second) = session_recorded(plan, std::slice::from_ref(&a.inputs));
+    eprintln!("two MLP sessions of 3 and 1 predictions, recorded: {:.1?}", start.elapsed());
+    let plain_a = tfe_run::plaintext::run(plan, &a.inputs).unwrap().to_float();
+    let plain_b = tfe_run::plaintext::run(plan, &b.inputs).unwrap().to_float();
+    for (what, secure, plain) in [
+        ("1", &outputs[0], &plain_a),
+        ("2", &outputs[1], &plain_b),
+        ("3", &outputs[2], &plain_a),
+        ("2:1", &again[0], &plain_a),
+    ] {
+        common::assert_matches(&format!("prediction {what}"), secure, plain, 1e-2);
+    }
+
+    // Same input, different predictions: different openings, word by word.
+    let opened = openings(&first, Party::Server1);
+    let of = |seq: u32| -> BTreeMap<(u32, u32), &Vec<u64>> {
+        opened.iter().filter(|(k, _, _)| k.seq == seq).map(|(k, sum, _)| ((k.step, k.tag), sum)).collect()
+    };
+    let (p1, p3) = (of(1), of(3));
+    assert!(!p1.is_empty() && p1.len() == p3.len(), "predictions 1 and 3 open the same number of messages");
+    for (key, w1) in &p1 {
+        let w3 = p3[key];
+        let equal = w1.iter().zip(w3.iter()).filter(|(x, y)| x == y).count();
+        assert_eq!(equal, 0, "step {} opening {}: {equal} words equal in predictions 1 and 3", key.0, key.1);
+    }
+
+    // No word repeats anywhere across both sessions.
+    let mut streams: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (s, recording) in [&first, &second].into_iter().enumerate() {
+        for to in [Party::Server0, Party::Server1] {
+            for (_, sum, xor) in openings(recording, to) {
+                streams.entry(format!("{} opens (sums)", to.name())).or_default().extend(sum);
+                streams.entry(format!("{} opens (XORs)", to.name())).or_default().extend(xor);
+            }
+        }
+        for m in recording.transcript() {
+            if m.to == Party::Server1 && matches!(m.from, Party::Client | Party::ModelOwner | Party::Dealer) {
+                streams.entry(format!("server1 from {}", m.from.name())).or_default().extend(m.words());
+            }
+            if m.to == Party::Server0 && m.payload.len() == 32 {
+                // A seed, from the dealer or an owner: fresh every time.
+                streams.entry("server0's seeds".into()).or_default().extend(m.words());
+            }
+        }
+        let owner = recording.transcript().iter().filter(|m| m.from == Party::ModelOwner).count();
+        assert!(owner > 0, "session {s}: the model owner shared its weights");
+    }
+    for (what, words) in &streams {
+        let repeated = repeated_words(words);
+        assert!(
+            repeated.is_empty(),
+            "{what}: words repeat across predictions or sessions: {:x?}",
+            &repeated[..repeated.len().min(5)]
+        );
+    }
+    assert!(streams["server1 opens (sums)"].len() > 10_000, "the openings were searched");
+
+    // No plaintext, in what anyone but the dealer holds.
+    let targets = mlp_plaintext_words(plan, &[&a.inputs, &b.inputs]);
+    eprintln!("{} plaintext words searched for", targets.len());
+    let out_words = plan.values[plan.output].len();
+    for (s, recording) in [&first, &second].into_iter().enumerate() {
+        for m in recording.transcript() {
+            let hits = plaintext_hits(&m.payload, &targets);
+            assert!(
+                hits.is_empty(),
+                "session {s}: {} received plaintext {:x?} from {} ({:?})",
+                m.to.name(),
+                &hits[..hits.len().min(5)],
+                m.from.name(),
+                m.key
+            );
+            match m.to {
+                Party::Client => assert_eq!(m.words().len(), out_words, "the client receives only output shares"),
+                Party::ModelOwner | Party::Dealer => {
+                    panic!("{} received {:?} from {}", m.to.name(), m.key, m.from.name())
+                }
+                _ => {}
+            }
+        }
+        for to in [Party::Server0, Party::Server1] {
+            for (key, sum, xor) in openings(recording, to) {
+                let hits: Vec<u64> = sum.iter().chain(&xor).copied().filter(|w| targets.contains(w)).collect();
+                assert!(
+                    hits.is_empty(),
+                    "session {s}: {} opens plaintext {:x?} ({key:?})",
+                    to.name(),
+                    &hits[..hits.len().min(5)]
+                );
+            }
+        }
+        let to_client = recording.transcript().iter().filter(|m| m.to == Party::Client).count();
+        assert_eq!(
+            to_client,
+            2 * if s == 0 { 3 } else { 1 },
+            "session {s}: one output share per server and prediction"
+        );
+    }
 }

@@ -112,10 +112,11 @@ impl Keys {
         }
     }
 
-    /// Reproducible keys: pseudorandom, but a function of `label` (for statistical
-    /// tests, so that a verdict does not change from run to run).
+    /// Reproducible keys: pseudorandom, but a function of `label` and the test
+    /// seed (for statistical tests, so that a verdict does not change from run to
+    /// run, and a failure can be replayed).
     pub fn fixed(label: u64) -> Keys {
-        let mut prg = labelled(&[0x5a; 32], label);
+        let mut prg = labelled(&test_seed(), label);
         let mut seed = || -> [u8; 32] {
             let w = prg.words(4);
             let mut s = [0u8; 32];
@@ -159,6 +160,26 @@ impl Run {
         self.sent.iter().find(|m| m.from == from && m.to == to && m.key == key)
     }
 }
+
+/// The seed of the statistical tests' own randomness (their keys and random
+/// inputs; the runtime still draws its own from the OS). Fixed by default, so a
+/// verdict does not change from run to run; `TFE_TEST_SEED=N` replays or
+/// explores another. Printed at every use, so the captured output of a failing
+/// test says which seed it ran with.
+pub fn test_seed() -> [u8; 32] {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let n = *SEED.get_or_init(|| match std::env::var("TFE_TEST_SEED") {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("TFE_TEST_SEED={v}: not a decimal u64")),
+        Err(_) => DEFAULT_TEST_SEED,
+    });
+    eprintln!("the test's own randomness: TFE_TEST_SEED={n} (set it to replay)");
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&n.to_le_bytes());
+    seed
+}
+
+/// The test seed when `TFE_TEST_SEED` is not set.
+pub const DEFAULT_TEST_SEED: u64 = 0x5a5a_5a5a;
 
 /// A test's own pseudorandom stream: stream `label` of `seed` (domain 0, which
 /// the protocol does not use).
