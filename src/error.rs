@@ -80,5 +80,8 @@ impl Error {
 
 /// The category of the first categorised error in the chain, if any.
 pub fn category_of(err: &anyhow::Error) -> Option<Category> {
-    err.chain().find_map(|cause| cause.downcast_ref::<Error>()).map(|e| e.category)
+    err.chain().find_map(|cause| match cause.downcast_ref::<Error>() {
+        Some(e) => Some(e.category),
+        None => cause.is::<crate::ring::OutOfRange>().then_some(Category::BadInput),
+    })
 }

@@ -78,17 +78,27 @@ impl FixedPoint {
         Ok(x.mapv(|v| self.encode_value(f64::from(v))))
     }
 
-    /// Refuse values outside the range, and NaN, naming `what` and the position.
+    /// Refuse values outside the range, and NaN, naming `what` and the position
+    /// (an [`OutOfRange`]: a bad input, whose text is for the data's owner only).
     pub fn check_range<'a>(&self, values: impl IntoIterator<Item = &'a f32>, what: &str) -> Result<()> {
         let bound = self.bound();
         if let Some((i, v)) = values.into_iter().enumerate().find(|(_, v)| v.is_nan() || f64::from(v.abs()) >= bound) {
-            return Err(Error::bad_input(format!(
-                "{what}: value {v} at flat index {i} is out of range (|x| must be below 2^{} = {bound:e} with {} fractional bits)",
-                62 - 2 * self.frac_bits,
-                self.frac_bits
-            )));
+            return Err(OutOfRange {
+                message: format!("{what}: value {v} at flat index {i} is out of range ({})", self.range()),
+                range: self.range(),
+            }
+            .into());
         }
         Ok(())
+    }
+
+    fn range(&self) -> String {
+        format!(
+            "|x| must be below 2^{} = {:e} with {} fractional bits",
+            62 - 2 * self.frac_bits,
+            self.bound(),
+            self.frac_bits
+        )
     }
 
     /// Decode a value with `frac_bits` fractional bits (0 for integers).
@@ -102,10 +112,49 @@ impl FixedPoint {
     }
 }
 
+/// A value outside the fixed-point range: a bad input (exit code 2). Its message
+/// quotes the value and its flat index, which are the owner's own data: for the
+/// owner's user (its stderr) only. What another party may be told is
+/// [`OutOfRange::public`], which holds no value.
+#[derive(Debug)]
+pub struct OutOfRange {
+    message: String,
+    range: String,
+}
+
+impl OutOfRange {
+    /// The kind of failure, without the value or where it is.
+    pub fn public(&self) -> String {
+        format!("a value is out of range ({})", self.range)
+    }
+}
+
+impl std::fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for OutOfRange {}
+
 /// A ChaCha20 stream: the randomness of one piece of dealer material (or one mask),
-/// from one 32-byte seed and a stream number, so the dealer and a server that share
-/// the seed expand the same values without any message.
+/// from one 32-byte seed and the [`StreamKey`] of its purpose, so the dealer and a
+/// server that share the seed expand the same values without any message.
 pub struct Prg(ChaCha20Rng);
+
+/// Which stream of a seed: what it is for (`domain`), the prediction (or training
+/// step) `seq`, an identifier `id` (a plan step, a value, a data owner) and a `tag`
+/// (the material counter of a step, a part). Every field keeps its full width: two
+/// different keys never name the same stream, however large a session grows.
+///
+/// The session needs no field: every seed is drawn fresh for one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    pub domain: u8,
+    pub seq: u32,
+    pub id: u32,
+    pub tag: u32,
+}
 
 thread_local! {
     /// Ring elements this thread (party) expanded from seeds: what a dealer without
@@ -119,10 +168,25 @@ pub fn expanded_words() -> u64 {
 }
 
 impl Prg {
-    pub fn new(seed: &[u8; 32], stream: u64) -> Prg {
-        let mut rng = ChaCha20Rng::from_seed(*seed);
-        rng.set_stream(stream);
-        Prg(rng)
+    /// The stream `key` of `seed`.
+    ///
+    /// Its ChaCha20 key is one block of ChaCha20 under the seed, at nonce
+    /// (domain, seq) and block counter (id, tag): ChaCha20's block function is a
+    /// PRF of its 128 nonce and counter bits, and the 104 bits of a key map into
+    /// them one-to-one, so distinct keys get independent-looking ChaCha20 keys
+    /// with nothing truncated (the old 64-bit stream number packed seq into 20
+    /// bits and tag into 12, and wrapped). The seed is used for nothing else.
+    /// One derivation per stream: a few blocks, against the megabytes a stream
+    /// of material expands.
+    pub fn derive(seed: &[u8; 32], key: StreamKey) -> Prg {
+        let mut prf = ChaCha20Rng::from_seed(*seed);
+        prf.set_stream((u64::from(key.domain) << 32) | u64::from(key.seq));
+        let block = (u64::from(key.id) << 32) | u64::from(key.tag);
+        // 16 words of 32 bits per block.
+        prf.set_word_pos(u128::from(block) << 4);
+        let mut stream_key = [0u8; 32];
+        prf.fill_bytes(&mut stream_key);
+        Prg(ChaCha20Rng::from_seed(stream_key))
     }
 
     /// Uniform ring elements.
@@ -153,17 +217,6 @@ pub fn os_seed() -> Result<[u8; 32]> {
     getrandom::fill(&mut seed)
         .map_err(|e| anyhow::anyhow!("the operating system's random number generator failed: {e}"))?;
     Ok(seed)
-}
-
-/// A stream number from a domain, a prediction number, an identifier (a step or a
-/// value) and a tag, so no two uses of one seed ever share a stream.
-/// Layout: domain 8 bits | seq 20 | id 24 | tag 12.
-pub fn stream_id(domain: u8, seq: u32, id: u32, tag: u16) -> u64 {
-    debug_assert!(seq < 1 << 20 && id < 1 << 24 && tag < 1 << 12, "stream id fields out of range");
-    (u64::from(domain) << 56)
-        | (u64::from(seq & 0xf_ffff) << 36)
-        | (u64::from(id & 0xff_ffff) << 12)
-        | u64::from(tag & 0xfff)
 }
 
 pub fn to_words(t: &RingTensor) -> Vec<u64> {
@@ -198,7 +251,52 @@ mod tests {
     #[test]
     fn streams_are_reproducible_and_distinct() {
         let seed = [7u8; 32];
-        assert_eq!(Prg::new(&seed, 1).words(5), Prg::new(&seed, 1).words(5));
-        assert_ne!(Prg::new(&seed, 1).words(5), Prg::new(&seed, 2).words(5));
+        let key = |tag| StreamKey { domain: 1, seq: 2, id: 3, tag };
+        assert_eq!(Prg::derive(&seed, key(1)).words(5), Prg::derive(&seed, key(1)).words(5));
+        assert_ne!(Prg::derive(&seed, key(1)).words(5), Prg::derive(&seed, key(2)).words(5));
+        assert_ne!(Prg::derive(&seed, key(1)).words(5), Prg::derive(&[8u8; 32], key(1)).words(5));
+    }
+
+    /// The fields the old stream number truncated: seq past 20 bits, id past 24,
+    /// tag past 12, and the bits where one field used to end and the next begin.
+    #[test]
+    fn streams_whose_keys_differ_only_past_the_old_field_widths_differ() {
+        let seed = [7u8; 32];
+        let base = StreamKey { domain: 2, seq: 1, id: 1, tag: 1 };
+        let first = |key| Prg::derive(&seed, key).words(4);
+        for other in [
+            StreamKey { seq: 1 + (1 << 20), ..base },
+            StreamKey { id: 1 + (1 << 24), ..base },
+            StreamKey { tag: 1 + (1 << 12), ..base },
+            StreamKey { tag: 1 + (1 << 31), ..base },
+            StreamKey { seq: u32::MAX, ..base },
+        ] {
+            assert_ne!(first(base), first(other), "{other:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any two distinct keys name different streams (and equal keys the same).
+        #[test]
+        fn distinct_stream_keys_give_distinct_streams(
+            a in (proptest::prelude::any::<u8>(), proptest::prelude::any::<u32>(), proptest::prelude::any::<u32>(), proptest::prelude::any::<u32>()),
+            b in (proptest::prelude::any::<u8>(), proptest::prelude::any::<u32>(), proptest::prelude::any::<u32>(), proptest::prelude::any::<u32>()),
+            // Keys one bit apart, in any field: the likeliest collision of a packing.
+            bit in 0u32..104,
+        ) {
+            let seed = [0x33u8; 32];
+            let key = |(domain, seq, id, tag): (u8, u32, u32, u32)| StreamKey { domain, seq, id, tag };
+            let (ka, kb) = (key(a), key(b));
+            let words = |k| Prg::derive(&seed, k).words(2);
+            proptest::prop_assert_eq!(ka == kb, words(ka) == words(kb));
+            let mut flipped = ka;
+            match bit {
+                0..8 => flipped.domain ^= 1 << bit,
+                8..40 => flipped.seq ^= 1 << (bit - 8),
+                40..72 => flipped.id ^= 1 << (bit - 40),
+                _ => flipped.tag ^= 1 << (bit - 72),
+            }
+            proptest::prop_assert_ne!(words(ka), words(flipped));
+        }
     }
 }

@@ -23,7 +23,9 @@
 //!
 //! Fixed point: f = 16 (`FixedPoint::default()`) unless a test says otherwise.
 //! Correctness tests draw fresh OS seeds; the statistical view tests use fixed
-//! (pseudorandom) keys, so their verdict is reproducible.
+//! (pseudorandom) keys and inputs from one seed, printed in their output and
+//! overridable with `TFE_TEST_SEED=N`, so their verdict is reproducible and a
+//! failure can be replayed.
 
 mod common;
 #[path = "common/mpc.rs"]
@@ -39,13 +41,13 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 
-use mpc::{Keys, Recording, Run, ring, run, run_shares, run1, signed};
+use mpc::{Keys, Recording, Run, labelled, ring, run, run_shares, run1, signed};
 use tfe_run::kernels::{Padding, Window, linear};
 use tfe_run::plan::{Op, Plan, ValueId};
 use tfe_run::protocol::compare::{self, drelu_correction_words, drelu_open_words};
 use tfe_run::protocol::mul::{self, Masked};
 use tfe_run::protocol::{Dealer, Server, trunc};
-use tfe_run::ring::{FixedPoint, Prg, RingTensor, Z, from_words, os_seed};
+use tfe_run::ring::{FixedPoint, RingTensor, Z, from_words, os_seed};
 use tfe_run::runtime::schedule::{pool_groups, reduce_groups};
 use tfe_run::transport::{Party, Transport, encode_words};
 
@@ -70,7 +72,7 @@ fn cases(n: u32) -> Config {
 /// `n` reals uniform in [−scale, scale], from a seed (proptest shrinks the shapes;
 /// the seed reproduces the values).
 fn reals(seed: &[u8; 32], stream: u64, n: usize, scale: f64) -> Vec<f64> {
-    Prg::new(seed, stream)
+    labelled(seed, stream)
         .words(n)
         .into_iter()
         .map(|w| ((w >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale)
@@ -370,7 +372,7 @@ proptest! {
         operands in 1usize..=3,
         seed in any::<[u8; 32]>(),
     ) {
-        let mut prg = Prg::new(&seed, 11);
+        let mut prg = labelled(&seed, 11);
         let d = prg.tensor(&d_shape);
         let xs: Vec<RingTensor> = (0..operands).map(|_| prg.tensor(&x_shape)).collect();
         let mut inputs = vec![d.clone()];
@@ -395,7 +397,7 @@ proptest! {
         shapes in prop::collection::vec(prop::collection::vec(1usize..=5, 1..=3), 1..=3),
         seed in any::<[u8; 32]>(),
     ) {
-        let mut prg = Prg::new(&seed, 12);
+        let mut prg = labelled(&seed, 12);
         let mut inputs = Vec::new();
         for sh in &shapes {
             inputs.push(prg.tensor(sh));
@@ -558,7 +560,7 @@ fn drelu_edge_cases() {
     let mut x0 = Vec::new();
     let mut x1 = Vec::new();
     let mut xs = Vec::new();
-    let mut prg = Prg::new(&os_seed().unwrap(), 0);
+    let mut prg = labelled(&os_seed().unwrap(), 0);
     for &x in &values {
         let x = x as u64;
         let random = prg.words(4);
@@ -615,7 +617,7 @@ fn truncation_of_empty_tensor_is_empty() {
 /// Values for tournaments: wide (differences stay inside ±2^63) or from a tiny
 /// set, so that ties are common and the tie rule (first maximum) is exercised.
 fn tournament_values(seed: &[u8; 32], n: usize, ties: bool) -> Vec<i64> {
-    Prg::new(seed, 7)
+    labelled(seed, 7)
         .words(n)
         .into_iter()
         .map(|w| if ties { ((w % 5) as i64 - 2) << F } else { (w as i64) >> 2 })
@@ -816,7 +818,7 @@ proptest! {
 /// first batch also holds the exact extremes ±(2^62 − 1).
 fn near_bound_values(seed: &[u8; 32], batch: u64, count: usize) -> Vec<i64> {
     let bound = (1i64 << 62) - 1;
-    let mut v: Vec<i64> = Prg::new(seed, batch)
+    let mut v: Vec<i64> = labelled(seed, batch)
         .words(count)
         .into_iter()
         .map(|w| {
@@ -1071,7 +1073,7 @@ fn repeated_words(words: &[u64]) -> Vec<u64> {
 /// Large random raw values within ±2^61 (any larger and a product or a tournament
 /// difference could leave the documented range).
 fn large_random(label: u64, n: usize) -> Vec<i64> {
-    Prg::new(&[9; 32], label).words(n).into_iter().map(|w| (w as i64) >> 2).collect()
+    labelled(&mpc::test_seed(), (1 << 40) | label).words(n).into_iter().map(|w| (w as i64) >> 2).collect()
 }
 
 /// ReLU (DReLU's level-0 AND exchange and six levels of packed AND openings, the
@@ -1111,7 +1113,8 @@ fn product_views_are_uniform_and_independent_of_the_input() {
     let op = Op::MatMul { transpose_a: false, transpose_b: false };
     // Large operands, with every accumulated product below 2^61.
     let big = |label: u64, len: usize| -> RingTensor {
-        let v: Vec<i64> = Prg::new(&[3; 32], label).words(len).into_iter().map(|w| (w as i64) >> 37).collect();
+        let v: Vec<i64> =
+            labelled(&mpc::test_seed(), (2 << 40) | label).words(len).into_iter().map(|w| (w as i64) >> 37).collect();
         ring(&[len], v)
     };
     let inputs = [
@@ -1451,4 +1454,352 @@ fn a_message_of_the_wrong_length_is_refused_naming_its_sender() {
         }
     }
     eprintln!("{cut} cut messages, each refused naming its sender");
+}
+
+// ---- stream keys: no field wraps ---------------------------------------------
+
+/// A server and the dealer of one session with fixed seeds, over a transport
+/// nobody reads (only their PRGs are used).
+fn parties_with_seeds() -> (Server, Dealer) {
+    let seeds = [[0x42u8; 32], [0x43u8; 32]];
+    let transport: Arc<dyn Transport> = Arc::new(tfe_run::transport::InProcess::new());
+    let endpoint =
+        |p| tfe_run::transport::Endpoint::new(p, Arc::clone(&transport), 1, std::time::Duration::from_secs(1));
+    (Server::new(0, endpoint(Party::Server0), seeds[0]), Dealer::new(endpoint(Party::Dealer), seeds))
+}
+
+/// The old stream number kept 20 bits of the prediction number: prediction
+/// 2^20 + 1 of a session (a `predict --model` over more than 1,048,575 batches)
+/// reused every activation mask and every piece of material of prediction 1.
+#[test]
+fn prediction_2_pow_20_plus_1_reuses_no_mask_or_material_of_prediction_1() {
+    let (mut s, mut d) = parties_with_seeds();
+    let late = 1 + (1u32 << 20);
+    assert_ne!(s.mask(1, 5, &[8]), s.mask(late, 5, &[8]), "server 0's mask share");
+    assert_ne!(d.mask(1, 5, &[8]), d.mask(late, 5, &[8]), "the dealer's whole mask");
+    let material = |s: &mut Server, seq| {
+        s.begin(seq, 3);
+        s.material(1).words(8)
+    };
+    assert_ne!(material(&mut s, 1), material(&mut s, late), "server 0's material");
+    d.begin(1, 3);
+    let early = d.material(1, 1).words(8);
+    d.begin(late, 3);
+    assert_ne!(early, d.material(1, 1).words(8), "server 1's material");
+}
+
+/// The old stream number kept 12 bits of the material tag: a Sigmoid or Tanh
+/// step over about 24.5M elements (more than 4096 chunks of comparisons) dealt
+/// chunk 4097 from the stream of chunk 1; and 24 bits of a value id or step.
+#[test]
+fn material_tag_4097_and_value_id_2_pow_24_plus_1_reuse_no_stream() {
+    let (mut s, _) = parties_with_seeds();
+    s.begin(1, 3);
+    assert_ne!(s.material(1).words(8), s.material(1 + (1 << 12)).words(8), "material tags 1 and 4097");
+    assert_ne!(s.mask(1, 1, &[8]), s.mask(1, 1 + (1 << 24), &[8]), "the masks of values 1 and 2^24 + 1");
+    let step = |s: &mut Server, step| {
+        s.begin(1, step);
+        s.material(1).words(8)
+    };
+    assert_ne!(step(&mut s, 1), step(&mut s, 1 + (1 << 24)), "steps 1 and 2^24 + 1");
+}
+
+/// More predictions than the old 20-bit field held are fine now; one past the
+/// u32 that numbers them is refused, naming the limit, instead of wrapping.
+#[test]
+fn a_session_past_2_pow_20_predictions_is_not_refused_but_one_past_u32_is() {
+    use tfe_run::runtime::prediction_count;
+    assert_eq!(prediction_count((1 << 20) + 1).unwrap(), (1 << 20) + 1);
+    assert_eq!(prediction_count(u32::MAX as usize).unwrap(), u32::MAX);
+    let e = format!("{:#}", prediction_count(u32::MAX as usize + 1).unwrap_err());
+    assert!(e.contains("at most 4294967295"), "{e}");
+}
+
+/// A step's material and opening counters refuse to wrap, in release builds.
+#[test]
+fn a_step_counter_that_would_wrap_is_refused() {
+    let mut at = tfe_run::protocol::Cursor { seq: 1, step: 7, material: u32::MAX - 1, open: u32::MAX };
+    assert_eq!(at.next_material().unwrap(), u32::MAX);
+    let e = format!("{:#}", at.next_material().unwrap_err());
+    assert!(e.contains("step 7") && e.contains("dealer material"), "{e}");
+    assert!(format!("{:#}", at.next_open().unwrap_err()).contains("openings"));
+}
+
+// ---- private values reach no other party -------------------------------------
+
+/// An out-of-range input value (or weight) failed the client (or the model
+/// owner) inside its session, and the abort reason quoted the error to every
+/// other party: "client failed: input for `input`: value 3000000000 at flat
+/// index 17 is out of range". Now the values are checked before the session: the
+/// user gets the whole error, and no party hears anything.
+#[test]
+fn an_out_of_range_input_or_weight_is_refused_before_the_session_and_quoted_to_no_party() {
+    for what in ["input", "weight"] {
+        let mut prepared = mlp();
+        let values = match what {
+            "input" => prepared.inputs.values_mut().next().expect("one input"),
+            _ => {
+                let first = prepared.plan.weights().map(|(id, _)| id).next().expect("a weight");
+                prepared.plan.weight_values.get_mut(&first).expect("its value")
+            }
+        };
+        values.as_slice_mut().expect("contiguous")[17] = 3e9;
+        let recording = Arc::new(Recording::new());
+        let transport: Arc<dyn Transport> = recording.clone();
+        let outcome = tfe_run::runtime::predict_many_over(
+            transport,
+            &prepared.plan,
+            std::slice::from_ref(&prepared.inputs),
+            &tfe_run::runtime::SecureConfig::default(),
+        );
+        let Err(e) = outcome else { panic!("an out-of-range {what} was not refused") };
+        let text = format!("{e:#}");
+        assert!(text.contains("value 3000000000 at flat index 17 is out of range"), "{what}: {text}");
+        assert_eq!(tfe_run::error::category_of(&e), Some(tfe_run::error::Category::BadInput), "{what}: {text}");
+        for reason in recording.aborts() {
+            assert!(!reason.contains("3000000000") && !reason.contains("index"), "{what}: abort reason `{reason}`");
+        }
+        let sent = recording.sent();
+        assert!(sent.is_empty(), "{what}: {} messages sent before the refusal", sent.len());
+    }
+}
+
+/// What the client or the model owner tells the others when it fails names the
+/// party and the kind of failure, never a digit of the value at fault nor its
+/// position; a server's or the crypto producer's error goes as it is (they hold
+/// no plaintext).
+#[test]
+fn abort_reasons_of_the_client_and_the_model_owner_carry_no_private_value() {
+    use tfe_run::runtime::abort_reason;
+    let x = ArrayD::from_shape_vec(IxDyn(&[20]), (0..20).map(|i| if i == 17 { 3e9 } else { 0.25 }).collect()).unwrap();
+    let out_of_range = fp().encode(&x, "input for `input`").unwrap_err().context("prediction 1");
+    let other = anyhow::anyhow!("weight 0.123456 of row 42 is odd");
+    for party in [Party::Client, Party::ModelOwner] {
+        let reason = abort_reason(party, &out_of_range);
+        assert!(reason.starts_with(&format!("{} failed: a value is out of range", party.name())), "{reason}");
+        for private in ["3000000000", "3e9", "index", "17 "] {
+            assert!(!reason.contains(private), "`{private}` in `{reason}`");
+        }
+        let reason = abort_reason(party, &other);
+        assert!(!reason.contains("0.123456") && !reason.contains("42"), "{reason}");
+    }
+    let protocol = anyhow::anyhow!("server0 sent 8 bytes where 2 ring elements (16 bytes) were expected");
+    assert!(abort_reason(Party::Server1, &protocol).contains("server0 sent 8 bytes where 2 ring elements"));
+}
+
+// ---- several predictions per session, several sessions ------------------------
+
+/// testdata's MLP planned for `rows` of its MNIST images, starting at row `from`.
+fn mlp_rows(from: usize, rows: usize) -> tfe_run::cli::Prepared {
+    let all = common::load(&common::testdata("mnist_flat100.npy"));
+    let part = all.slice_axis(Axis(0), ndarray::Slice::from(from..from + rows)).to_owned();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("rows.npy");
+    tfe_run::npy::write_f32(&path, &part).expect("write rows");
+    tfe_run::cli::prepare(&common::testdata("mlp.pb"), None, Some(&path), &BTreeMap::new()).expect("prepare mlp")
+}
+
+/// A session of `batches` under the real runtime over a recording transport: the
+/// client's outputs and the recording.
+fn session_recorded(plan: &Plan, batches: &[BTreeMap<String, ArrayD<f32>>]) -> (Vec<ArrayD<f32>>, Arc<Recording>) {
+    let recording = Arc::new(Recording::new());
+    let transport: Arc<dyn Transport> = recording.clone();
+    let outcome =
+        tfe_run::runtime::predict_many_over(transport, plan, batches, &tfe_run::runtime::SecureConfig::default())
+            .expect("secure run");
+    (outcome.outputs.iter().map(|t| t.to_float()).collect(), recording)
+}
+
+/// The words a server learns from each exchange with the other server (its own
+/// message plus the one received: an arithmetic opening; and their XOR: a
+/// boolean one), by message key.
+fn openings(recording: &Recording, to: Party) -> Vec<(tfe_run::transport::MsgKey, Vec<u64>, Vec<u64>)> {
+    let sent = recording.sent();
+    let from = if to == Party::Server0 { Party::Server1 } else { Party::Server0 };
+    recording
+        .transcript()
+        .into_iter()
+        .filter(|m| m.to == to && m.from == from)
+        .map(|m| {
+            let mine =
+                sent.iter().find(|s| s.from == to && s.to == from && s.key == m.key).expect("an exchange").words();
+            let theirs = m.words();
+            let sum = mine.iter().zip(&theirs).map(|(a, b)| a.wrapping_add(*b)).collect();
+            let xor = mine.iter().zip(&theirs).map(|(a, b)| a ^ b).collect();
+            (m.key, sum, xor)
+        })
+        .collect()
+}
+
+/// The MLP's plaintext values a leak would show, as ring words (and their
+/// negatives): the input pixels, every weight and bias, the hidden layers before
+/// and after their ReLU and the logits (each to ±3 units in the last place: the
+/// secure values are that close to the plaintext ones), and the first layer's
+/// exact 2f-bit products x·W1 (with and without the bias lifted to 2f bits),
+/// which a truncation opens masked.
+fn mlp_plaintext_words(plan: &Plan, inputs: &[&BTreeMap<String, ArrayD<f32>>]) -> HashSet<u64> {
+    let fp = fp();
+    let mut targets = HashSet::new();
+    let mut add_exact = |w: u64| {
+        if w != 0 {
+            targets.insert(w);
+            targets.insert(w.wrapping_neg());
+        }
+    };
+    let weights: Vec<&ArrayD<f32>> = plan.weights().map(|(id, _)| &plan.weight_values[&id]).collect();
+    assert_eq!(weights.len(), 6, "three kernels and three biases");
+    for w in &weights {
+        w.iter().for_each(|&v| add_exact(fp.encode_value(f64::from(v)).0));
+    }
+    let to2 = |a: &ArrayD<f32>| a.view().into_dimensionality::<ndarray::Ix2>().expect("2-D").mapv(f64::from);
+    let to1 = |a: &ArrayD<f32>| a.view().into_dimensionality::<ndarray::Ix1>().expect("1-D").mapv(f64::from);
+    for batch in inputs {
+        let x = to2(batch.values().next().expect("one input"));
+        x.iter().for_each(|&v| add_exact(fp.encode_value(v).0));
+        // The exact first-layer products, in the ring.
+        let ex = x.mapv(|v| fp.encode_value(v));
+        let ew = to2(weights[0]).mapv(|v| fp.encode_value(v));
+        let eb = to1(weights[1]).mapv(|v| fp.encode_value(v) * Wrapping(1u64 << F));
+        for i in 0..ex.nrows() {
+            for j in 0..ew.ncols() {
+                let z: Z = ex.row(i).iter().zip(ew.column(j)).map(|(a, b)| *a * *b).sum();
+                add_exact(z.0);
+                add_exact((z + eb[j]).0);
+            }
+        }
+        // The layers, in f64.
+        let mut h = x;
+        for layer in 0..3 {
+            let z = h.dot(&to2(weights[2 * layer])) + &to1(weights[2 * layer + 1]);
+            let relu = z.mapv(|v| v.max(0.0));
+            for v in z.iter().chain(relu.iter()) {
+                let w = fp.encode_value(*v);
+                for d in -3i64..=3 {
+                    add_exact((w + Wrapping(d as u64)).0);
+                }
+            }
+            h = relu;
+        }
+    }
+    targets
+}
+
+/// A session of three predictions (batches A, B, A: the same input twice) and a
+/// second session (A again), the MLP under the real runtime:
+///
+/// * no mask or piece of material is used twice: no word repeats in what the
+///   servers open (sums and XORs of their exchanges), in the client's or the
+///   model owner's shares to server 1, or in the dealer's corrections, across
+///   all predictions of both sessions; in particular input A's openings in
+///   predictions 1 and 3 differ word by word, and so do the weights' shares of
+///   the two sessions;
+/// * no plaintext word (see [`mlp_plaintext_words`]) appears in anything a
+///   server, the client or the model owner received, nor in an opening;
+/// * the client receives exactly the output shares, the model owner and the
+///   crypto producer nothing.
+#[test]
+fn mlp_sessions_of_several_predictions_reuse_no_mask_and_open_no_plaintext() {
+    let (a, b) = (mlp_rows(0, 4), mlp_rows(4, 4));
+    let plan = &a.plan;
+    let start = Instant::now();
+    let batches = [a.inputs.clone(), b.inputs.clone(), a.inputs.clone()];
+    let (outputs, first) = session_recorded(plan, &batches);
+    let (again, second) = session_recorded(plan, std::slice::from_ref(&a.inputs));
+    eprintln!("two MLP sessions of 3 and 1 predictions, recorded: {:.1?}", start.elapsed());
+    let plain_a = tfe_run::plaintext::run(plan, &a.inputs).unwrap().to_float();
+    let plain_b = tfe_run::plaintext::run(plan, &b.inputs).unwrap().to_float();
+    for (what, secure, plain) in [
+        ("1", &outputs[0], &plain_a),
+        ("2", &outputs[1], &plain_b),
+        ("3", &outputs[2], &plain_a),
+        ("2:1", &again[0], &plain_a),
+    ] {
+        common::assert_matches(&format!("prediction {what}"), secure, plain, 1e-2);
+    }
+
+    // Same input, different predictions: different openings, word by word.
+    let opened = openings(&first, Party::Server1);
+    let of = |seq: u32| -> BTreeMap<(u32, u32), &Vec<u64>> {
+        opened.iter().filter(|(k, _, _)| k.seq == seq).map(|(k, sum, _)| ((k.step, k.tag), sum)).collect()
+    };
+    let (p1, p3) = (of(1), of(3));
+    assert!(!p1.is_empty() && p1.len() == p3.len(), "predictions 1 and 3 open the same number of messages");
+    for (key, w1) in &p1 {
+        let w3 = p3[key];
+        let equal = w1.iter().zip(w3.iter()).filter(|(x, y)| x == y).count();
+        assert_eq!(equal, 0, "step {} opening {}: {equal} words equal in predictions 1 and 3", key.0, key.1);
+    }
+
+    // No word repeats anywhere across both sessions.
+    let mut streams: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (s, recording) in [&first, &second].into_iter().enumerate() {
+        for to in [Party::Server0, Party::Server1] {
+            for (_, sum, xor) in openings(recording, to) {
+                streams.entry(format!("{} opens (sums)", to.name())).or_default().extend(sum);
+                streams.entry(format!("{} opens (XORs)", to.name())).or_default().extend(xor);
+            }
+        }
+        for m in recording.transcript() {
+            if m.to == Party::Server1 && matches!(m.from, Party::Client | Party::ModelOwner | Party::Dealer) {
+                streams.entry(format!("server1 from {}", m.from.name())).or_default().extend(m.words());
+            }
+            if m.to == Party::Server0 && m.payload.len() == 32 {
+                // A seed, from the dealer or an owner: fresh every time.
+                streams.entry("server0's seeds".into()).or_default().extend(m.words());
+            }
+        }
+        let owner = recording.transcript().iter().filter(|m| m.from == Party::ModelOwner).count();
+        assert!(owner > 0, "session {s}: the model owner shared its weights");
+    }
+    for (what, words) in &streams {
+        let repeated = repeated_words(words);
+        assert!(
+            repeated.is_empty(),
+            "{what}: words repeat across predictions or sessions: {:x?}",
+            &repeated[..repeated.len().min(5)]
+        );
+    }
+    assert!(streams["server1 opens (sums)"].len() > 10_000, "the openings were searched");
+
+    // No plaintext, in what anyone but the dealer holds.
+    let targets = mlp_plaintext_words(plan, &[&a.inputs, &b.inputs]);
+    eprintln!("{} plaintext words searched for", targets.len());
+    let out_words = plan.values[plan.output].len();
+    for (s, recording) in [&first, &second].into_iter().enumerate() {
+        for m in recording.transcript() {
+            let hits = plaintext_hits(&m.payload, &targets);
+            assert!(
+                hits.is_empty(),
+                "session {s}: {} received plaintext {:x?} from {} ({:?})",
+                m.to.name(),
+                &hits[..hits.len().min(5)],
+                m.from.name(),
+                m.key
+            );
+            match m.to {
+                Party::Client => assert_eq!(m.words().len(), out_words, "the client receives only output shares"),
+                Party::ModelOwner | Party::Dealer => {
+                    panic!("{} received {:?} from {}", m.to.name(), m.key, m.from.name())
+                }
+                _ => {}
+            }
+        }
+        for to in [Party::Server0, Party::Server1] {
+            for (key, sum, xor) in openings(recording, to) {
+                let hits: Vec<u64> = sum.iter().chain(&xor).copied().filter(|w| targets.contains(w)).collect();
+                assert!(
+                    hits.is_empty(),
+                    "session {s}: {} opens plaintext {:x?} ({key:?})",
+                    to.name(),
+                    &hits[..hits.len().min(5)]
+                );
+            }
+        }
+        let to_client = recording.transcript().iter().filter(|m| m.to == Party::Client).count();
+        assert_eq!(
+            to_client,
+            2 * if s == 0 { 3 } else { 1 },
+            "session {s}: one output share per server and prediction"
+        );
+    }
 }

@@ -974,3 +974,91 @@ fn a_long_honest_session_with_a_small_buffer_is_throttled_not_refused() {
     assert!(peak <= 134.3, "server1 buffered {peak} MB: {log}");
     eprintln!("server1 buffered at most {peak} MB");
 }
+
+/// An out-of-range input value failed the client inside its session, and the
+/// abort frame carried the error's text to the serving parties, which logged it:
+/// "value 3000000000 at flat index 17" in both servers' logs. Now the value is
+/// refused before any session opens, for a model run with --config and for a
+/// deployed one: exit code 2, the value on the user's own stderr only.
+#[test]
+fn an_out_of_range_input_exits_2_and_reaches_no_server_log() {
+    let cluster = Cluster::start(false, 10.0);
+    let out = cluster.command(&["deploy", "--name", "m"]).arg(testdata("mnist_model.pb")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let mut x = load(&testdata("mnist_input.npy"));
+    x.as_slice_mut().unwrap()[17] = 3e9;
+    let input = dir.path().join("big.npy");
+    tfe_run::npy::write_f32(&input, &x).unwrap();
+    let runs = [
+        cluster.command(&[]).arg(testdata("mnist_model.pb")).arg(&input).output().unwrap(),
+        cluster.command(&["predict", "--model", "m"]).arg(&input).output().unwrap(),
+    ];
+    for out in runs {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("value 3000000000 at flat index 17 is out of range"), "{stderr}");
+    }
+    // A server logs a failed session when its program ends: give it the time.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        for party in ["server0", "server1", "crypto-producer"] {
+            let log = cluster.log(party);
+            assert!(!log.contains("3000000000") && !log.contains("flat index"), "{party}'s log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The driver range-checks every private value before it dials anyone: with
+/// no party listening, the error is the value's (a bad input), not that of an
+/// unreachable party — for remote predict, deploy, training and contribute.
+#[test]
+fn out_of_range_values_are_refused_before_the_driver_dials_anyone() {
+    let cluster = tfe_run::cluster::Cluster::parse(
+        r#"{"server0": "127.0.0.1:1", "server1": "127.0.0.1:2", "server2": "127.0.0.1:3"}"#,
+        Path::new("nowhere.json"),
+    )
+    .unwrap();
+    let remote = driver::Remote {
+        cluster,
+        security: tfe_run::remote::Security::Insecure,
+        timeout: Duration::from_secs(1),
+        principal: None,
+    };
+    let fp = tfe_run::ring::FixedPoint::default();
+    let refused = |what: &str, e: anyhow::Error| {
+        let text = format!("{e:#}");
+        assert!(text.contains("value 3000000000 at flat index 1 is out of range"), "{what}: {text}");
+        assert_eq!(tfe_run::error::category_of(&e), Some(tfe_run::error::Category::BadInput), "{what}: {text}");
+    };
+    let mut p = prepared("mnist_model.pb", "mnist_input.npy");
+    let mut input = p.inputs.clone();
+    input.values_mut().next().unwrap().as_slice_mut().unwrap()[1] = 3e9;
+    refused("predict", driver::predict(&remote, &p.plan, std::slice::from_ref(&input), fp).err().unwrap());
+    let first = p.plan.weights().map(|(id, _)| id).next().unwrap();
+    p.plan.weight_values.get_mut(&first).unwrap().as_slice_mut().unwrap()[1] = 3e9;
+    refused("deploy", driver::deploy(&remote, "m", &p.plan, fp, false).err().unwrap());
+    let features = ndarray::array![[0.5f32, 3e9], [0.25, 0.0]];
+    let owner = tfe_run::train::OwnerData { name: "x.npy".into(), features, labels: ndarray::array![[1.0f32], [0.0]] };
+    let info = tfe_run::train::DatasetInfo { rows: 2, features: 2, outputs: 1, frac_bits: 16, feature_bound: 8.0 };
+    refused(
+        "contribute",
+        driver::contribute(&remote, "d", &owner, info, &driver::Keep { trainers: Vec::new(), replace: false })
+            .err()
+            .unwrap(),
+    );
+    let spec = tfe_run::train::TrainSpec {
+        owners: vec![2],
+        features: 2,
+        outputs: 1,
+        epochs: 1,
+        batch_size: 2,
+        learning_rate: 0.1,
+        feature_bound: 8.0,
+        shuffle: None,
+        frac_bits: 16,
+        held: Vec::new(),
+    };
+    refused("train", driver::train(&remote, &spec, std::slice::from_ref(&owner), &|_, _| {}).err().unwrap());
+}

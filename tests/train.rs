@@ -418,3 +418,130 @@ fn an_update_truncation_of_more_than_62_bits_is_refused() {
         .unwrap();
     assert!((loss - std::f64::consts::LN_2).abs() < 0.01, "loss {loss}: {stdout}");
 }
+
+/// Training refused runs of 2^20 - 1 steps or more, because the old stream
+/// number had 20 bits for the step: streams no longer wrap, so the only limit
+/// left is the u32 that numbers the steps.
+#[test]
+fn training_past_2_pow_20_steps_is_not_refused_and_past_u32_steps_is() {
+    let spec = TrainSpec {
+        owners: vec![1 << 21],
+        features: 2,
+        outputs: 1,
+        epochs: 1,
+        batch_size: 1,
+        learning_rate: 0.1,
+        feature_bound: 8.0,
+        shuffle: None,
+        frac_bits: 16,
+        held: Vec::new(),
+    };
+    spec.check().unwrap();
+    let e = TrainSpec { epochs: 1 << 11, ..spec }.check().unwrap_err().to_string();
+    assert!(e.contains("too many steps") && e.contains(&u32::MAX.saturating_sub(1).to_string()), "{e}");
+}
+
+/// Sorted, merged intervals of ring words around plaintext values: a secure
+/// value is only within some units in the last place of the plaintext
+/// reference's, so a leak shows a word *near* it.
+struct Near(Vec<(u64, u64)>);
+
+impl Near {
+    /// Words within `window` units of ±encode(v), for every v whose encoding is
+    /// farther than `window` from zero (smaller ones cannot be told from the
+    /// small public integers of a run).
+    fn new(values: impl IntoIterator<Item = f64>, fp: tfe_run::ring::FixedPoint, window: u64) -> Near {
+        let mut spans = Vec::new();
+        for v in values {
+            let w = fp.encode_value(v).0;
+            if w.min(w.wrapping_neg()) <= window {
+                continue;
+            }
+            for c in [w, w.wrapping_neg()] {
+                spans.push((c.wrapping_sub(window), c.wrapping_add(window)));
+            }
+        }
+        // Far from zero, no span wraps around.
+        spans.retain(|(lo, hi)| lo <= hi);
+        spans.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
+        for (lo, hi) in spans {
+            match merged.last_mut() {
+                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        Near(merged)
+    }
+
+    fn contains(&self, w: u64) -> bool {
+        let i = self.0.partition_point(|(lo, _)| *lo <= w);
+        i > 0 && self.0[i - 1].1 >= w
+    }
+
+    /// The fraction of all 2^64 words covered (the chance a uniform word hits).
+    fn coverage(&self) -> f64 {
+        self.0.iter().map(|(lo, hi)| (hi - lo + 1) as f64).sum::<f64>() / 2f64.powi(64)
+    }
+}
+
+/// The training transcript searched for what the servers compute on shares at
+/// every step, from the same SGD in f64: the weights W_t each step opens masked,
+/// the products z = X_B·W_t, and the residuals p − y (within 2^9 units for
+/// the weights and 2^13 for z and the residuals: the secure run's piecewise
+/// sigmoid and truncations keep it that close). No word near any of them appears in
+/// anything a server, the dealer or the model owner received, nor in an opening.
+#[test]
+fn training_transcripts_contain_no_per_step_weight_product_or_residual() {
+    let mut c = breast_cancer();
+    c.spec.epochs = 2;
+    let recording = Arc::new(mpc::Recording::new());
+    let transport: Arc<dyn Transport> = recording.clone();
+    let outcome =
+        secure::train_over(transport, &c.spec, &c.owners, &SecureConfig::default(), &|_, _| {}, None).unwrap();
+    let (x, y) = train::stack_rows(&c.owners).unwrap();
+    let mut w = Array2::<f64>::zeros((x.ncols(), c.spec.outputs));
+    let (mut weights, mut inner) = (Vec::new(), Vec::new());
+    for (_, rows) in c.spec.steps() {
+        let xb = x.select(ndarray::Axis(0), &rows);
+        let z = xb.dot(&w);
+        let r = z.mapv(train::sigmoid) - &y.select(ndarray::Axis(0), &rows);
+        weights.extend(w.iter().copied());
+        inner.extend(z.iter().chain(r.iter()).copied());
+        w.scaled_add(-c.spec.learning_rate / rows.len() as f64, &xb.t().dot(&r));
+    }
+    // The replica is the run: its final weights are the secure ones, closely.
+    let secure_w: Vec<f64> = outcome.trained.model.weights.iter().copied().collect();
+    let replica_w: Vec<f64> = w.slice(ndarray::s![..-1, ..]).iter().copied().collect();
+    let drift = secure_w.iter().zip(&replica_w).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(drift < 2e-3, "the secure weights drifted {drift} from the replica's");
+    let fp = c.spec.fp();
+    let targets = [Near::new(weights, fp, 1 << 9), Near::new(inner, fp, 1 << 13)];
+    let coverage: f64 = targets.iter().map(Near::coverage).sum();
+    let hit = |words: &[u64]| words.iter().copied().find(|&w| targets.iter().any(|t| t.contains(w)));
+    let sent = recording.sent();
+    let mut searched = 0usize;
+    for m in recording.transcript() {
+        if m.to == Party::Client {
+            continue;
+        }
+        let words = m.words();
+        searched += words.len();
+        assert_eq!(hit(&words), None, "{} received a plaintext word from {} ({:?})", m.to.name(), m.from.name(), m.key);
+        if matches!((m.from, m.to), (Party::Server0, Party::Server1) | (Party::Server1, Party::Server0)) {
+            let mine = sent.iter().find(|s| s.from == m.to && s.to == m.from && s.key == m.key).expect("an exchange");
+            let mine = mine.words();
+            let sum: Vec<u64> = mine.iter().zip(&words).map(|(a, b)| a.wrapping_add(*b)).collect();
+            let xor: Vec<u64> = mine.iter().zip(&words).map(|(a, b)| a ^ b).collect();
+            assert_eq!(hit(&sum), None, "{} opens a plaintext word ({:?})", m.to.name(), m.key);
+            assert_eq!(hit(&xor), None, "{} XOR-opens a plaintext word ({:?})", m.to.name(), m.key);
+            searched += 2 * words.len();
+        }
+    }
+    eprintln!(
+        "searched {searched} words; the targets cover {coverage:.1e} of the ring (expected false hits {:.1e})",
+        coverage * searched as f64
+    );
+    assert!(coverage * (searched as f64) < 1e-4, "the search would hit by chance");
+    assert!(searched > 100_000, "the whole run was searched");
+}

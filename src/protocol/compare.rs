@@ -286,16 +286,16 @@ fn deal_drelu_bits(p: &mut [Prg; 2], n: usize, corrections: &mut WordWriter) {
 
 /// The material of one DReLU or ReLU for server `s`, and server 1's corrections.
 fn begin_material(s: &mut Server, correction_words: usize) -> Result<(Prg, Correlated)> {
-    let tag = s.at.next_material();
+    let tag = s.at.next_material()?;
     let prg = s.material(tag);
     let cor = Correlated::new(s, tag, correction_words)?;
     Ok((prg, cor))
 }
 
 /// The dealer's two streams for the next DReLU or ReLU.
-fn begin_dealing(d: &mut Dealer) -> (u32, [Prg; 2]) {
-    let tag = d.at.next_material();
-    (tag, [d.material(0, tag), d.material(1, tag)])
+fn begin_dealing(d: &mut Dealer) -> Result<(u32, [Prg; 2])> {
+    let tag = d.at.next_material()?;
+    Ok((tag, [d.material(0, tag), d.material(1, tag)]))
 }
 
 /// Server: arithmetic shares of [x ≥ 0] (an integer, 0 or 1) for every element of x.
@@ -325,7 +325,7 @@ pub fn drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
 
 /// Dealer half of [`drelu`], for `n` elements.
 pub fn deal_drelu(d: &mut Dealer, n: usize) -> Result<()> {
-    let (tag, mut p) = begin_dealing(d);
+    let (tag, mut p) = begin_dealing(d)?;
     let mut corrections = WordWriter::with_capacity(drelu_correction_words(n));
     deal_drelu_bits(&mut p, n, &mut corrections);
     let w1 = words_for(n, 1);
@@ -375,7 +375,7 @@ pub fn relu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
 /// Dealer half of [`relu`].
 pub fn deal_relu(d: &mut Dealer, shape: &[usize]) -> Result<()> {
     let n: usize = shape.iter().product();
-    let (tag, mut p) = begin_dealing(d);
+    let (tag, mut p) = begin_dealing(d)?;
     let mut corrections = WordWriter::with_capacity(relu_correction_words(n));
     deal_drelu_bits(&mut p, n, &mut corrections);
     let w1 = words_for(n, 1);

@@ -24,7 +24,7 @@ use anyhow::Result;
 
 use std::num::Wrapping;
 
-use crate::ring::{Prg, RingTensor, stream_id};
+use crate::ring::{Prg, RingTensor, StreamKey};
 use crate::transport::{Endpoint, Party, WordWriter, check_words, decode_words, encode_words, read_words};
 
 /// Stream domains, so a seed never yields the same stream for two purposes.
@@ -54,19 +54,33 @@ impl Cursor {
         Cursor { seq, step, material: 0, open: 0 }
     }
 
-    pub fn next_material(&mut self) -> u32 {
-        self.material += 1;
-        self.material
+    /// The step's next material tag. A counter that would wrap is refused (in
+    /// release builds too): a repeated tag would reuse material.
+    pub fn next_material(&mut self) -> Result<u32> {
+        self.material = next_counter(self.material, "pieces of dealer material", self.step)?;
+        Ok(self.material)
     }
 
-    pub fn next_open(&mut self) -> u32 {
-        self.open += 1;
-        self.open
+    /// The step's next opening tag (refused, likewise, where it would wrap).
+    pub fn next_open(&mut self) -> Result<u32> {
+        self.open = next_counter(self.open, "openings", self.step)?;
+        Ok(self.open)
     }
 
-    pub fn material_stream(&self, tag: u32) -> u64 {
-        stream_id(domain::MATERIAL, self.seq, self.step, tag as u16)
+    pub fn material_stream(&self, tag: u32) -> StreamKey {
+        StreamKey { domain: domain::MATERIAL, seq: self.seq, id: self.step, tag }
     }
+}
+
+fn next_counter(count: u32, what: &str, step: u32) -> Result<u32> {
+    count
+        .checked_add(1)
+        .ok_or_else(|| anyhow::anyhow!("step {step} needs more than {} {what}, the most one step can number", u32::MAX))
+}
+
+/// The stream of the mask of value `id` in prediction `seq`.
+fn mask_stream(seq: u32, id: u32) -> StreamKey {
+    StreamKey { domain: domain::MASK, seq, id, tag: 0 }
 }
 
 /// One server's protocol state for a session.
@@ -101,12 +115,12 @@ impl Server {
 
     /// This server's PRG for material `tag` of the current step.
     pub fn material(&self, tag: u32) -> Prg {
-        Prg::new(&self.seed, self.at.material_stream(tag))
+        Prg::derive(&self.seed, self.at.material_stream(tag))
     }
 
     /// This server's share of the mask of value `id` in prediction `seq`.
     pub fn mask(&self, seq: u32, id: u32, shape: &[usize]) -> RingTensor {
-        Prg::new(&self.seed, stream_id(domain::MASK, seq, id, 0)).tensor(shape)
+        Prg::derive(&self.seed, mask_stream(seq, id)).tensor(shape)
     }
 
     /// Server 1's corrections for material `tag`: `len` ring elements from the dealer.
@@ -127,7 +141,7 @@ impl Server {
     /// Swap messages with the other server under the step's next opening tag:
     /// send ours, return theirs, which must be as long.
     fn swap(&mut self, message: Vec<u8>) -> Result<Vec<u8>> {
-        let tag = self.at.next_open();
+        let tag = self.at.next_open()?;
         let peer = self.peer();
         let len = message.len();
         self.net.send(peer, self.at.step, tag, message)?;
@@ -214,13 +228,13 @@ impl Dealer {
 
     /// Server `i`'s PRG for material `tag` of the current step.
     pub fn material(&self, i: usize, tag: u32) -> Prg {
-        Prg::new(&self.seeds[i], self.at.material_stream(tag))
+        Prg::derive(&self.seeds[i], self.at.material_stream(tag))
     }
 
     /// The whole mask of value `id` (both servers' shares added).
     pub fn mask(&self, seq: u32, id: u32, shape: &[usize]) -> RingTensor {
-        let stream = stream_id(domain::MASK, seq, id, 0);
-        Prg::new(&self.seeds[0], stream).tensor(shape) + Prg::new(&self.seeds[1], stream).tensor(shape)
+        let stream = mask_stream(seq, id);
+        Prg::derive(&self.seeds[0], stream).tensor(shape) + Prg::derive(&self.seeds[1], stream).tensor(shape)
     }
 
     /// Send server 1 its corrections for material `tag`.

@@ -43,7 +43,7 @@ pub fn bilinear(op: &Op, x: &RingTensor, y: &RingTensor) -> RingTensor {
 
 /// Server: shares of x ⊗ y (with 2f fractional bits when both are fixed-point).
 pub fn product(s: &mut Server, op: &Op, x: &Masked, y: &Masked, out_shape: &[usize]) -> Result<RingTensor> {
-    let tag = s.at.next_material();
+    let tag = s.at.next_material()?;
     // e⊗b + e⊗f = e⊗(b + f): server 0 folds the public e⊗f into its first product.
     let y_side = if s.is_first() { &y.mask + &y.opened } else { y.mask.clone() };
     let mut z = bilinear(op, &x.opened, &y_side) + bilinear(op, &x.mask, &y.opened);
@@ -61,7 +61,7 @@ pub fn product(s: &mut Server, op: &Op, x: &Masked, y: &Masked, out_shape: &[usi
 /// Dealer: c = a ⊗ b for the whole masks a and b, split so that server 0's share is
 /// its own stream and server 1 receives the rest.
 pub fn deal_product(d: &mut Dealer, op: &Op, a: &RingTensor, b: &RingTensor) -> Result<()> {
-    let tag = d.at.next_material();
+    let tag = d.at.next_material()?;
     let c = bilinear(op, a, b);
     let mut c0 = vec![0u64; c.len()];
     d.material(0, tag).fill(&mut c0);
@@ -73,7 +73,7 @@ pub fn deal_product(d: &mut Dealer, op: &Op, a: &RingTensor, b: &RingTensor) -> 
 /// Server: d·x for each x in `xs` (d broadcast against x), with d a shared bit or
 /// any shared tensor, using fresh masks for this product only. One round.
 pub fn mul_many(s: &mut Server, d: &RingTensor, xs: &[&RingTensor]) -> Result<Vec<RingTensor>> {
-    let tag = s.at.next_material();
+    let tag = s.at.next_material()?;
     let mut prg = s.material(tag);
     let a_d = prg.tensor(d.shape());
     let a_x: Vec<RingTensor> = xs.iter().map(|x| prg.tensor(x.shape())).collect();
@@ -113,7 +113,7 @@ pub fn mul_many(s: &mut Server, d: &RingTensor, xs: &[&RingTensor]) -> Result<Ve
 
 /// Dealer half of [`mul_many`].
 pub fn deal_mul_many(d: &mut Dealer, d_shape: &[usize], x_shapes: &[&[usize]]) -> Result<()> {
-    let tag = d.at.next_material();
+    let tag = d.at.next_material()?;
     let (mut p0, mut p1) = (d.material(0, tag), d.material(1, tag));
     let a_d = p0.tensor(d_shape) + p1.tensor(d_shape);
     let a_x: Vec<RingTensor> = x_shapes.iter().map(|sh| p0.tensor(sh) + p1.tensor(sh)).collect();
@@ -129,7 +129,7 @@ pub fn deal_mul_many(d: &mut Dealer, d_shape: &[usize], x_shapes: &[&[usize]]) -
 /// Server: element-wise products l_j·r_j of several same-shape pairs, with fresh
 /// masks, all opened in one round.
 pub fn mul_pairs(s: &mut Server, pairs: &[(&RingTensor, &RingTensor)]) -> Result<Vec<RingTensor>> {
-    let tag = s.at.next_material();
+    let tag = s.at.next_material()?;
     let mut prg = s.material(tag);
     let masks: Vec<(RingTensor, RingTensor)> =
         pairs.iter().map(|(l, r)| (prg.tensor(l.shape()), prg.tensor(r.shape()))).collect();
@@ -170,7 +170,7 @@ pub fn mul_pairs(s: &mut Server, pairs: &[(&RingTensor, &RingTensor)]) -> Result
 
 /// Dealer half of [`mul_pairs`], for pairs of tensors of these shapes.
 pub fn deal_mul_pairs(d: &mut Dealer, shapes: &[&[usize]]) -> Result<()> {
-    let tag = d.at.next_material();
+    let tag = d.at.next_material()?;
     let (mut p0, mut p1) = (d.material(0, tag), d.material(1, tag));
     let masks: Vec<(RingTensor, RingTensor)> = shapes
         .iter()

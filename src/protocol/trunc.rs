@@ -41,7 +41,7 @@ fn check_shift(f: u32) -> Result<()> {
 /// Server: shares of z / 2^f (to ±1 in the last place) from shares of z.
 pub fn truncate(s: &mut Server, z: &RingTensor, f: u32) -> Result<RingTensor> {
     check_shift(f)?;
-    let tag = s.at.next_material();
+    let tag = s.at.next_material()?;
     let shape = z.shape().to_vec();
     let n = z.len();
     let mut prg = s.material(tag);
@@ -73,7 +73,7 @@ pub fn truncate(s: &mut Server, z: &RingTensor, f: u32) -> Result<RingTensor> {
 /// Dealer half of [`truncate`].
 pub fn deal_truncate(d: &mut Dealer, shape: &[usize], f: u32) -> Result<()> {
     check_shift(f)?;
-    let tag = d.at.next_material();
+    let tag = d.at.next_material()?;
     let (mut p0, mut p1) = (d.material(0, tag), d.material(1, tag));
     let r0 = p0.tensor(shape);
     let r = &r0 + &p1.tensor(shape);

@@ -205,7 +205,9 @@ pub fn predict(
     batches: &[BTreeMap<String, ArrayD<f32>>],
     fp: FixedPoint,
 ) -> Result<Outcome> {
-    let request = Request::Predict { plan: plan.public(), predictions: batches.len() as u32, frac_bits: fp.frac_bits };
+    let predictions = crate::runtime::prediction_count(batches.len())?;
+    party::check_values(plan, fp, Some(&plan.weight_values), batches)?;
+    let request = Request::Predict { plan: plan.public(), predictions, frac_bits: fp.frac_bits };
     let peers = [Party::Server1, Party::Server0, Party::Dealer];
     let session = Session::with_joiner(remote, Party::Client, Some(Party::ModelOwner), &peers, &request)?;
     let local = run_local(&session, plan, fp, Some(&plan.weight_values), Some(batches));
@@ -226,6 +228,9 @@ pub fn train(
     let held = spec.held.len();
     if owners.iter().map(|o| o.features.nrows()).ne(spec.owners[held..].iter().copied()) {
         bail!("the data owners' row counts differ from the training spec");
+    }
+    for data in owners {
+        secure::check_owner(spec.fp(), data)?;
     }
     let request = Request::Train { spec: spec.clone() };
     let peers = [Party::Server1, Party::Server0, Party::Dealer];
@@ -287,6 +292,8 @@ pub fn contribute(
 ) -> Result<Vec<Report>> {
     info.check()?;
     check_frame(8 * info.rows as u64 * info.features as u64, "the shares of the features")?;
+    let fp = FixedPoint::new(info.frac_bits)?;
+    secure::check_owner(fp, data)?;
     let request =
         Request::Contribute { name: name.to_string(), info, trainers: keep.trainers.clone(), replace: keep.replace };
     let session = Session::new(remote, Party::Client, &[])?;
@@ -298,7 +305,6 @@ pub fn contribute(
         session: session.link.session(),
         timeout: remote.timeout,
     };
-    let fp = FixedPoint::new(info.frac_bits)?;
     let local = vec![(Party::Client, secure::data_owner(&ctx, fp, 0, data))];
     let results = session.collect(local, &[Party::Server0, Party::Server1]);
     results.into_iter().map(|(party, r)| r.with_context(|| format!("{} failed", party.name()))).collect()
@@ -337,6 +343,7 @@ pub fn deploy_committing(
     replace: bool,
     commit_to: &[Party],
 ) -> Result<Outcome> {
+    party::check_values(plan, fp, Some(&plan.weight_values), &[])?;
     let public = plan.public();
     let deployment = Deployment { id: 0, digest: plan_digest(&public, fp.frac_bits) };
     let request = Request::Deploy { name: name.to_string(), plan: public, frac_bits: fp.frac_bits, replace };
@@ -426,7 +433,8 @@ fn predict_deployed_once(
     let fp = FixedPoint::new(frac_bits)?;
     let inputs = inputs(&plan)?;
     let (batches, rows) = split_rows(&plan, &inputs)?;
-    let predictions = batches.len() as u32;
+    let predictions = crate::runtime::prediction_count(batches.len())?;
+    party::check_values(&plan, fp, None, &batches)?;
     // Each server pins the deployment named here, or refuses.
     let request = Request::PredictDeployed { name: name.to_string(), predictions, deployment: deployment.clone() };
     for server in [Party::Server1, Party::Server0] {

@@ -116,6 +116,20 @@ pub fn check_memory(estimate: u64, limit: u64, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The most predictions of one session: prediction j is number j (a u32) of its
+/// messages and streams, and 0 is the set-up.
+pub const MAX_PREDICTIONS: usize = u32::MAX as usize;
+
+/// `n` predictions as the number the last one gets, refused past
+/// [`MAX_PREDICTIONS`] (a wrapped number would reuse the masks of another).
+pub fn prediction_count(n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| {
+        crate::error::Error::bad_input(format!(
+            "{n} predictions in one session: at most {MAX_PREDICTIONS}; split the input"
+        ))
+    })
+}
+
 /// Run one prediction under Pond.
 pub fn predict(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>, config: &SecureConfig) -> Result<Outcome> {
     predict_many(plan, std::slice::from_ref(inputs), config)
@@ -137,6 +151,8 @@ pub fn predict_many_over(
     config: &SecureConfig,
 ) -> Result<Outcome> {
     let schedule = Arc::new(Schedule::new(plan)?);
+    prediction_count(batches.len())?;
+    party::check_values(plan, config.fp, Some(&plan.weight_values), batches)?;
     let session = u64::from_le_bytes(crate::ring::os_seed()?[..8].try_into().expect("8 bytes"));
     let progress = progress_bar(config.progress, schedule.kinds.len() as u64 * batches.len() as u64);
     let weights = plan.weight_values.clone();
@@ -229,11 +245,36 @@ where
         .spawn_scoped(scope, move || {
             let result = work();
             if let Err(e) = &result {
-                transport.abort(format!("{} failed: {e:#}", party.name()));
+                transport.abort(abort_reason(party, e));
             }
             (party, result)
         })
         .expect("the operating system refused to start a thread")
+}
+
+/// What a failing party tells the others (an abort frame, and so their logs):
+/// its name and the kind of failure. The client (and a data owner) and the model
+/// owner hold private values, which their errors may quote ("value 3000000000 at
+/// flat index 17"): that text stays with their own user, who sees all of it. The
+/// servers and the crypto producer hold no plaintext; their errors name parties,
+/// lengths and tags, and go as they are.
+pub fn abort_reason(party: Party, e: &anyhow::Error) -> String {
+    if matches!(party, Party::Server0 | Party::Server1 | Party::Dealer) {
+        return format!("{} failed: {e:#}", party.name());
+    }
+    // Stopped by another party's failure, whose reason is public already.
+    if let Some(Aborted(reason)) = e.chain().find_map(|c| c.downcast_ref::<Aborted>()) {
+        return format!("{} stopped because {reason}", party.name());
+    }
+    let kind = match (e.chain().find_map(|c| c.downcast_ref::<crate::ring::OutOfRange>()), crate::error::category_of(e))
+    {
+        (Some(range), _) => range.public(),
+        (None, Some(crate::error::Category::BadInput)) => "a bad input".to_string(),
+        (None, Some(crate::error::Category::InvalidModel)) => "an invalid model".to_string(),
+        (None, Some(crate::error::Category::Unsupported)) => "an unsupported model".to_string(),
+        (None, None) => "an error".to_string(),
+    };
+    format!("{} failed: {kind} (the details are for its own user only)", party.name())
 }
 
 fn progress_bar(wanted: bool, steps: u64) -> ProgressBar {

@@ -14,12 +14,12 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use super::schedule::{ClientFinal, Kind, Schedule, chunks};
 use super::{PartyStats, SecureConfig};
 use crate::kernels::{float, layout, linear};
-use crate::plan::{Op, Source, ValueId};
+use crate::plan::{Op, Plan, Source, ValueId};
 use crate::protocol::compare::{deal_piecewise, deal_relu, deal_tournament, piecewise, relu, tournament};
 use crate::protocol::mul::{Masked, deal_product, product};
 use crate::protocol::trunc::{deal_truncate, truncate};
 use crate::protocol::{Dealer, Server, domain};
-use crate::ring::{FixedPoint, Prg, RingTensor, Z, expanded_words, from_words, os_seed, stream_id, to_words};
+use crate::ring::{FixedPoint, Prg, RingTensor, StreamKey, Z, expanded_words, from_words, os_seed, to_words};
 use crate::tensor::Tensor;
 use crate::transport::{Endpoint, Party, Transport, decode_words, encode_words};
 
@@ -78,8 +78,9 @@ pub(crate) fn recv_seed(net: &mut Endpoint, from: Party, step: u32, tag: u32) ->
         .map_err(|b: Vec<u8>| anyhow::anyhow!("{} sent a seed of {} bytes instead of 32", from.name(), b.len()))
 }
 
-fn sharing_stream(seq: u32, id: ValueId) -> u64 {
-    stream_id(domain::SHARING, seq, id as u32, 0)
+/// Value ids fit in u32: [`Schedule::new`] refuses larger plans.
+fn sharing_stream(seq: u32, id: ValueId) -> StreamKey {
+    StreamKey { domain: domain::SHARING, seq, id: id as u32, tag: 0 }
 }
 
 /// An owner secret-shares values: server 0 gets a seed and expands its shares from
@@ -88,7 +89,7 @@ fn share_values(net: &mut Endpoint, seq: u32, values: &[(ValueId, RingTensor)]) 
     let seed = os_seed()?;
     net.send(Party::Server0, SHARES, 0, seed.to_vec())?;
     for (id, value) in values {
-        let share0 = Prg::new(&seed, sharing_stream(seq, *id)).tensor(value.shape());
+        let share0 = Prg::derive(&seed, sharing_stream(seq, *id)).tensor(value.shape());
         net.send(Party::Server1, SHARES, *id as u32 + 1, encode_words(&to_words(&(value - &share0))))?;
     }
     Ok(())
@@ -106,7 +107,11 @@ fn receive_shares(
     net.seq = seq;
     if first {
         let seed = recv_seed(net, owner, SHARES, 0)?;
-        Ok(ids.iter().zip(shapes).map(|(&id, shape)| Prg::new(&seed, sharing_stream(seq, id)).tensor(shape)).collect())
+        Ok(ids
+            .iter()
+            .zip(shapes)
+            .map(|(&id, shape)| Prg::derive(&seed, sharing_stream(seq, id)).tensor(shape))
+            .collect())
     } else {
         ids.iter()
             .zip(shapes)
@@ -159,6 +164,7 @@ pub fn server(
     let mut s = Server::new(i, net, seed);
     let mut report = Report::default();
     let mut sharing_words = 0;
+    let predictions = super::prediction_count(predictions)?;
 
     // Set-up: the weights' shares, then their masked values opened once.
     let setup_start = Instant::now();
@@ -197,7 +203,7 @@ pub fn server(
         .collect();
     report.setup = setup_start.elapsed();
 
-    for seq in 1..=predictions as u32 {
+    for seq in 1..=predictions {
         s.net.seq = seq;
         s.net.set_layer(None);
         let start = Instant::now();
@@ -377,6 +383,7 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
     let sched = &ctx.schedule;
     let plan = &sched.plan;
     let fp = ctx.config.fp;
+    let predictions = super::prediction_count(predictions)?;
     let mut net = endpoint(ctx, Party::Dealer);
     let seeds = [os_seed()?, os_seed()?];
     net.send(Party::Server0, SEEDS, 0, seeds[0].to_vec())?;
@@ -385,7 +392,7 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
     let weight_masks: HashMap<ValueId, RingTensor> =
         sched.masked_weights.iter().map(|&w| (w, d.mask(0, w as u32, &plan.values[w].shape))).collect();
     let mut busy = Duration::ZERO;
-    for seq in 1..=predictions as u32 {
+    for seq in 1..=predictions {
         let start = Instant::now();
         let mut activation_masks: HashMap<ValueId, RingTensor> = HashMap::new();
         for (k, kind) in sched.kinds.iter().enumerate() {
@@ -433,17 +440,69 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
     Ok(Report { stats: finish(&d.net, busy, 0), ..Report::default() })
 }
 
+/// The plan's weights with what an error calls them.
+fn weights_of<'a>(
+    plan: &Plan,
+    weights: &'a BTreeMap<ValueId, ArrayD<f32>>,
+) -> Result<Vec<(ValueId, &'a ArrayD<f32>, String)>> {
+    plan.weights()
+        .map(|(id, value)| {
+            let w = weights
+                .get(&id)
+                .ok_or_else(|| anyhow::anyhow!("the model owner has no value for weight `{}`", value.name))?;
+            Ok((id, w, format!("weight `{}`", value.name)))
+        })
+        .collect()
+}
+
+/// The plan's inputs of one batch with what an error calls them.
+fn inputs_of<'a>(
+    plan: &Plan,
+    inputs: &'a BTreeMap<String, ArrayD<f32>>,
+) -> Result<Vec<(ValueId, &'a ArrayD<f32>, String)>> {
+    plan.inputs
+        .iter()
+        .map(|&id| {
+            let Source::Input { placeholder } = &plan.values[id].source else {
+                unreachable!("plan inputs are placeholders")
+            };
+            let x =
+                inputs.get(placeholder).ok_or_else(|| anyhow::anyhow!("no input for placeholder `{placeholder}`"))?;
+            Ok((id, x, format!("input for `{placeholder}`")))
+        })
+        .collect()
+}
+
+/// Refuse weights (if given) and inputs outside the fixed-point range before
+/// any session opens: inside it, the failing party could only abort a session
+/// the servers had started on.
+pub fn check_values(
+    plan: &Plan,
+    fp: FixedPoint,
+    weights: Option<&BTreeMap<ValueId, ArrayD<f32>>>,
+    batches: &[BTreeMap<String, ArrayD<f32>>],
+) -> Result<()> {
+    if let Some(weights) = weights {
+        for (_, w, what) in weights_of(plan, weights)? {
+            fp.check_range(w.iter(), &what)?;
+        }
+    }
+    for inputs in batches {
+        for (_, x, what) in inputs_of(plan, inputs)? {
+            fp.check_range(x.iter(), &what)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn model_owner(ctx: &Context, weights: &BTreeMap<ValueId, ArrayD<f32>>) -> Result<Report> {
     let plan = &ctx.schedule.plan;
     let fp = ctx.config.fp;
     let mut net = endpoint(ctx, Party::ModelOwner);
     let start = Instant::now();
     let mut encoded = Vec::new();
-    for (id, value) in plan.weights() {
-        let w = weights
-            .get(&id)
-            .ok_or_else(|| anyhow::anyhow!("the model owner has no value for weight `{}`", value.name))?;
-        encoded.push((id, fp.encode(w, &format!("weight `{}`", value.name))?));
+    for (id, w, what) in weights_of(plan, weights)? {
+        encoded.push((id, fp.encode(w, &what)?));
     }
     net.seq = 0;
     share_values(&mut net, 0, &encoded)?;
@@ -456,18 +515,13 @@ pub fn client(ctx: &Context, batches: &[BTreeMap<String, ArrayD<f32>>]) -> Resul
     let fp = ctx.config.fp;
     let mut net = endpoint(ctx, Party::Client);
     let mut report = Report::default();
-    for (j, inputs) in batches.iter().enumerate() {
-        let seq = j as u32 + 1;
+    let count = super::prediction_count(batches.len())?;
+    for (seq, inputs) in (1..=count).zip(batches) {
         net.seq = seq;
         let start = Instant::now();
         let mut encoded = Vec::new();
-        for &id in &plan.inputs {
-            let Source::Input { placeholder } = &plan.values[id].source else {
-                unreachable!("plan inputs are placeholders")
-            };
-            let x =
-                inputs.get(placeholder).ok_or_else(|| anyhow::anyhow!("no input for placeholder `{placeholder}`"))?;
-            encoded.push((id, fp.encode(x, &format!("input for `{placeholder}`"))?));
+        for (id, x, what) in inputs_of(plan, inputs)? {
+            encoded.push((id, fp.encode(x, &what)?));
         }
         share_values(&mut net, seq, &encoded)?;
         let opened = reconstruct(&mut net, OUTPUT, &plan.values[sched.revealed].shape)?;

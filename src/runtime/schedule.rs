@@ -69,6 +69,13 @@ pub struct Schedule {
 impl Schedule {
     pub fn new(plan: &Plan) -> Result<Schedule> {
         let plan = plan.public();
+        if plan.steps.len() > MAX_PLAN_STEPS || plan.values.len() > MAX_PLAN_VALUES {
+            return Err(Error::unsupported(format!(
+                "a plan of {} steps and {} values: at most {MAX_PLAN_STEPS} steps and {MAX_PLAN_VALUES} values",
+                plan.steps.len(),
+                plan.values.len()
+            )));
+        }
         let last = plan.steps.iter().position(|s| s.output == plan.output);
         let client_final = last.and_then(|i| match plan.steps[i].op {
             Op::Softmax => Some(ClientFinal::Softmax),
@@ -249,6 +256,14 @@ impl Schedule {
 /// with it, 14 MB without; 32 MB here, from before the allocator change, was
 /// below that).
 pub const BASE_MEMORY: u64 = 48 << 20;
+
+/// Plan steps number the step field (a u32) of message and stream keys, whose
+/// top five numbers name the messages outside the plan's steps (seeds, shares,
+/// outputs, set-up, end of dealing).
+pub const MAX_PLAN_STEPS: usize = u32::MAX as usize - 5;
+/// Value ids number mask and sharing streams (a u32), and the share message of
+/// an input or a weight is tag id + 1.
+pub const MAX_PLAN_VALUES: usize = u32::MAX as usize;
 
 /// Element-wise comparisons over large tensors run in chunks of at most this many
 /// DReLUs, so that neither a server nor the dealer holds the material of millions at

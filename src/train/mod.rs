@@ -109,6 +109,12 @@ impl DatasetInfo {
     }
 }
 
+/// The most training steps of a run: step t is prediction number t + 1 of its
+/// messages and streams (a u32; 0 is the set-up).
+pub const MAX_STEPS: usize = u32::MAX as usize - 1;
+/// The most data owners of a run: owner j's shares are message tags 3j..3j + 2.
+pub const MAX_OWNERS: usize = (u32::MAX / 3) as usize;
+
 /// The largest extra precision given to the learning-rate factor lr/|B|.
 const MAX_UPDATE_BITS: u32 = 40;
 /// The learning-rate factor must keep at least this many significant bits.
@@ -156,10 +162,18 @@ impl TrainSpec {
             return bad(format!("--learning-rate {}: must be a positive number", self.learning_rate));
         }
         check_feature_bound(self.feature_bound)?;
-        // Steps number the dealer's streams, which have room for 2^20.
+        // Steps number the predictions' field (u32) of message and stream keys.
         let steps = self.steps_per_epoch().checked_mul(self.epochs);
-        if steps.is_none_or(|s| s >= (1 << 20) - 1) {
-            return bad(format!("{} epochs of {} batches: too many steps", self.epochs, self.steps_per_epoch()));
+        if steps.is_none_or(|s| s > MAX_STEPS) {
+            return bad(format!(
+                "{} epochs of {} batches: too many steps (at most {MAX_STEPS})",
+                self.epochs,
+                self.steps_per_epoch()
+            ));
+        }
+        // Each owner's shares are three message tags (u32) of one step.
+        if self.owners.len() > MAX_OWNERS {
+            return bad(format!("{} data owners: at most {MAX_OWNERS}", self.owners.len()));
         }
         self.update_bits()?;
         if self.held.len() > self.owners.len() {

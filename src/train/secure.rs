@@ -36,7 +36,7 @@ use crate::protocol::compare::{Piecewise, deal_piecewise_many, drelu_open_words,
 use crate::protocol::mul::{Masked, deal_mul_pairs, deal_product, mul_pairs, product};
 use crate::protocol::trunc::{deal_truncate, truncate};
 use crate::protocol::{Dealer, Server, domain};
-use crate::ring::{FixedPoint, Prg, RingTensor, Z, expanded_words, from_words, os_seed, stream_id, to_words};
+use crate::ring::{FixedPoint, Prg, RingTensor, StreamKey, Z, expanded_words, from_words, os_seed, to_words};
 use crate::runtime::party::{Report, finish, reconstruct, recv_seed};
 use crate::runtime::{PartyStats, Planned, SecureConfig, Stats, reports, spawn_party};
 use crate::tensor::Tensor;
@@ -126,8 +126,16 @@ fn rows_of(t: &RingTensor, rows: &[usize]) -> RingTensor {
     t.select(Axis(0), rows)
 }
 
-fn owner_stream(owner: usize, part: u16) -> u64 {
-    stream_id(domain::SHARING, 0, owner as u32, part)
+/// `part` 0: the features, 1: the labels. Owners are fewer than
+/// [`super::MAX_OWNERS`] (checked with the spec), so `owner` fits.
+fn owner_stream(owner: usize, part: u32) -> StreamKey {
+    StreamKey { domain: domain::SHARING, seq: 0, id: owner as u32, tag: part }
+}
+
+/// Refuse an owner's features outside the fixed-point range, before any
+/// session opens (see [`crate::runtime::party::check_values`]).
+pub fn check_owner(fp: FixedPoint, data: &OwnerData) -> Result<()> {
+    fp.check_range(data.features.iter(), &format!("features `{}`", data.name))
 }
 
 /// A data owner: share its features (fixed point) and labels (0/1 as ring
@@ -135,7 +143,7 @@ fn owner_stream(owner: usize, part: u16) -> u64 {
 pub fn data_owner(ctx: &Context, fp: FixedPoint, index: usize, data: &OwnerData) -> Result<Report> {
     let mut net = ctx.endpoint(Party::Client);
     let start = Instant::now();
-    fp.check_range(data.features.iter(), &format!("features `{}`", data.name))?;
+    check_owner(fp, data)?;
     let seed = os_seed()?;
     let tag = 3 * index as u32;
     net.send(Party::Server0, OWNER_SHARES, tag, seed.to_vec())?;
@@ -151,8 +159,8 @@ pub fn data_owner(ctx: &Context, fp: FixedPoint, index: usize, data: &OwnerData)
 /// Server 1's shares `value − share0` of `len` values, encoded straight into its
 /// message, with server 0's shares expanded from `seed` a chunk at a time: the
 /// owner's rows are never held again in another form.
-fn share1_message(seed: &[u8; 32], stream: u64, mut values: impl Iterator<Item = Z>, len: usize) -> Vec<u8> {
-    let mut prg = Prg::new(seed, stream);
+fn share1_message(seed: &[u8; 32], stream: StreamKey, mut values: impl Iterator<Item = Z>, len: usize) -> Vec<u8> {
+    let mut prg = Prg::derive(seed, stream);
     let mut message = Vec::with_capacity(len * 8);
     let mut left = len;
     while left > 0 {
@@ -182,8 +190,8 @@ fn receive_owner(net: &mut Endpoint, first: bool, j: usize, info: &DatasetInfo) 
     net.seq = 0;
     if first {
         let seed = recv_seed(net, Party::Client, OWNER_SHARES, tag)?;
-        let x = Prg::new(&seed, owner_stream(j, 0)).tensor(&shapes[0]);
-        Ok((x, Prg::new(&seed, owner_stream(j, 1)).tensor(&shapes[1])))
+        let x = Prg::derive(&seed, owner_stream(j, 0)).tensor(&shapes[0]);
+        Ok((x, Prg::derive(&seed, owner_stream(j, 1)).tensor(&shapes[1])))
     } else {
         let mut part = |p: usize| -> Result<RingTensor> {
             let bytes = net.recv(Party::Client, OWNER_SHARES, tag + 1 + p as u32)?;
@@ -423,6 +431,9 @@ pub fn train_over(
     }
     if owners.iter().map(|o| o.features.nrows()).ne(spec.owners.iter().copied()) {
         anyhow::bail!("the data owners' row counts differ from the training spec");
+    }
+    for data in owners {
+        check_owner(spec.fp(), data)?;
     }
     let session = u64::from_le_bytes(os_seed()?[..8].try_into()?);
     let ctx = Context { transport, session, timeout: config.timeout };

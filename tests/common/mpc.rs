@@ -24,7 +24,7 @@ use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
 use tfe_run::protocol::{Dealer, Server};
-use tfe_run::ring::{Prg, RingTensor, os_seed};
+use tfe_run::ring::{Prg, RingTensor, StreamKey, os_seed};
 use tfe_run::transport::{Aborted, Endpoint, InProcess, MsgKey, Party, Transport};
 
 /// One message as its receiver got it.
@@ -50,6 +50,7 @@ pub struct Recording {
     inner: InProcess,
     log: Mutex<Vec<Message>>,
     sent: Mutex<Vec<Message>>,
+    aborts: Mutex<Vec<String>>,
 }
 
 impl Recording {
@@ -66,6 +67,11 @@ impl Recording {
     pub fn sent(&self) -> Vec<Message> {
         self.sent.lock().expect("log").clone()
     }
+
+    /// Every abort reason a failing party gave the others.
+    pub fn aborts(&self) -> Vec<String> {
+        self.aborts.lock().expect("log").clone()
+    }
 }
 
 impl Transport for Recording {
@@ -81,6 +87,7 @@ impl Transport for Recording {
     }
 
     fn abort(&self, reason: String) {
+        self.aborts.lock().expect("log").push(reason.clone());
         self.inner.abort(reason)
     }
 }
@@ -105,10 +112,11 @@ impl Keys {
         }
     }
 
-    /// Reproducible keys: pseudorandom, but a function of `label` (for statistical
-    /// tests, so that a verdict does not change from run to run).
+    /// Reproducible keys: pseudorandom, but a function of `label` and the test
+    /// seed (for statistical tests, so that a verdict does not change from run to
+    /// run, and a failure can be replayed).
     pub fn fixed(label: u64) -> Keys {
-        let mut prg = Prg::new(&[0x5a; 32], label);
+        let mut prg = labelled(&test_seed(), label);
         let mut seed = || -> [u8; 32] {
             let w = prg.words(4);
             let mut s = [0u8; 32];
@@ -153,6 +161,32 @@ impl Run {
     }
 }
 
+/// The seed of the statistical tests' own randomness (their keys and random
+/// inputs; the runtime still draws its own from the OS). Fixed by default, so a
+/// verdict does not change from run to run; `TFE_TEST_SEED=N` replays or
+/// explores another. Printed at every use, so the captured output of a failing
+/// test says which seed it ran with.
+pub fn test_seed() -> [u8; 32] {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let n = *SEED.get_or_init(|| match std::env::var("TFE_TEST_SEED") {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("TFE_TEST_SEED={v}: not a decimal u64")),
+        Err(_) => DEFAULT_TEST_SEED,
+    });
+    eprintln!("the test's own randomness: TFE_TEST_SEED={n} (set it to replay)");
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&n.to_le_bytes());
+    seed
+}
+
+/// The test seed when `TFE_TEST_SEED` is not set.
+pub const DEFAULT_TEST_SEED: u64 = 0x5a5a_5a5a;
+
+/// A test's own pseudorandom stream: stream `label` of `seed` (domain 0, which
+/// the protocol does not use).
+pub fn labelled(seed: &[u8; 32], label: u64) -> Prg {
+    Prg::derive(seed, StreamKey { domain: 0, seq: (label >> 32) as u32, id: label as u32, tag: 0 })
+}
+
 /// Additive shares of `x`: x0 uniform from `prg`, x1 = x − x0.
 pub fn split(x: &RingTensor, prg: &mut Prg) -> (RingTensor, RingTensor) {
     let x0 = prg.tensor(x.shape());
@@ -168,7 +202,7 @@ where
     S: Fn(&mut Server, Vec<RingTensor>) -> Result<Vec<RingTensor>> + Sync,
     D: FnOnce(&mut Dealer) -> Result<()> + Send,
 {
-    let mut prg = Prg::new(&keys.split, 0);
+    let mut prg = labelled(&keys.split, 0);
     let (s0, s1): (Vec<_>, Vec<_>) = inputs.iter().map(|x| split(x, &mut prg)).unzip();
     run_shares(keys, [s0, s1], server, dealer)
 }
