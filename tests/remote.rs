@@ -623,44 +623,56 @@ fn a_rejected_client_certificate_exits_5_naming_the_server_and_the_tls_alert() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let other = TestCa::new("another CA");
-    let cases = [
-        ("expired", ca.sign("client", &["client"], -10, -1), ["CertificateExpired", "expired"], "certificate expired"),
-        (
-            "not yet valid",
-            ca.sign("client", &["client"], 1, 10),
-            ["CertificateExpired", "not yet valid"],
-            "certificate not valid yet",
-        ),
-        ("of another CA", other.sign("client", &["client"], -1, 10), ["UnknownCA", "another CA"], "another CA"),
+    let model = testdata("mnist_model.pb");
+    let input = testdata("mnist_input.npy");
+    // `deploy` runs as the model owner alone, the others as the client: each
+    // with the rejected certificate in its own role.
+    let commands: [(Vec<&std::ffi::OsStr>, &str); 3] = [
+        (vec![model.as_os_str(), input.as_os_str()], "client"),
+        (vec!["predict".as_ref(), "--model".as_ref(), "m".as_ref(), input.as_os_str()], "client"),
+        (vec!["deploy".as_ref(), "--name".as_ref(), "x".as_ref(), model.as_os_str()], "model-owner"),
     ];
-    let no_san = ca.sign("client", &[], -1, 10);
-    let cases = cases
-        .iter()
-        .map(|(what, id, needles, logged)| {
-            (*what, id, vec!["server1 refused our TLS certificate", needles[0], needles[1]], *logged)
-        })
-        .chain([(
-            "without the subjectAltName `client`",
-            &no_san,
-            vec!["server1 refused the session", "not for `client`"],
-            "says it is client but its certificate is not for that name",
-        )]);
-    for (what, (cert, key), needles, logged) in cases {
-        let certs = tempfile::tempdir().unwrap();
-        std::fs::write(certs.path().join("ca.pem"), &ca.pem).unwrap();
-        write_identity(certs.path(), "client", cert, key);
-        let (owner_cert, owner_key) = ca.sign("model-owner", &["model-owner"], -1, 10);
-        write_identity(certs.path(), "model-owner", &owner_cert, &owner_key);
-        let model = testdata("mnist_model.pb");
-        let input = testdata("mnist_input.npy");
-        let commands: [Vec<&std::ffi::OsStr>; 3] = [
-            vec![model.as_os_str(), input.as_os_str()],
-            vec!["predict".as_ref(), "--model".as_ref(), "m".as_ref(), input.as_os_str()],
-            vec!["deploy".as_ref(), "--name".as_ref(), "x".as_ref(), model.as_os_str()],
+    for (args, role) in &commands {
+        let cases = [
+            ("expired", ca.sign(role, &[role], -10, -1), ["CertificateExpired", "expired"], "certificate expired"),
+            (
+                "not yet valid",
+                ca.sign(role, &[role], 1, 10),
+                ["CertificateExpired", "not yet valid"],
+                "certificate not valid yet",
+            ),
+            ("of another CA", other.sign(role, &[role], -1, 10), ["UnknownCA", "another CA"], "another CA"),
         ];
-        // The defect was a race (12 to 17 runs of 20): repeat.
-        for run in 0..5 {
-            for args in &commands {
+        let no_san = ca.sign(role, &[], -1, 10);
+        let not_for = format!("not for `{role}`");
+        let says = format!("says it is {role} but its certificate is not for that name");
+        let cases = cases
+            .iter()
+            .map(|(what, id, needles, logged)| {
+                (*what, id, vec!["server1 refused our TLS certificate", needles[0], needles[1]], logged.to_string())
+            })
+            .chain([(
+                "without the subjectAltName of its role",
+                &no_san,
+                vec!["server1 refused the session", not_for.as_str()],
+                says.clone(),
+            )]);
+        for (what, (cert, key), needles, logged) in cases {
+            let certs = tempfile::tempdir().unwrap();
+            std::fs::write(certs.path().join("ca.pem"), &ca.pem).unwrap();
+            for party in ["client", "model-owner"] {
+                if party == *role {
+                    write_identity(certs.path(), party, cert, key);
+                } else {
+                    let (good_cert, good_key) = ca.sign(party, &[party], -1, 10);
+                    write_identity(certs.path(), party, &good_cert, &good_key);
+                }
+            }
+            // serve logs at most 10 refused connections a second: start each
+            // case in a second of its own, so that its refusals are logged.
+            std::thread::sleep(Duration::from_millis(1100));
+            // The defect was a race (12 to 17 runs of 20): repeat.
+            for run in 0..5 {
                 let out = Command::new(binary())
                     .args(args)
                     .arg("--config")
@@ -670,15 +682,15 @@ fn a_rejected_client_certificate_exits_5_naming_the_server_and_the_tls_alert() {
                     .output()
                     .unwrap();
                 let stderr = String::from_utf8_lossy(&out.stderr);
-                assert_eq!(out.status.code(), Some(5), "a client certificate {what}, run {run}, {args:?}: {stderr}");
+                assert_eq!(out.status.code(), Some(5), "a {role} certificate {what}, run {run}, {args:?}: {stderr}");
                 assert!(out.stdout.is_empty(), "{what}: {}", String::from_utf8_lossy(&out.stdout));
                 for needle in &needles {
-                    assert!(stderr.contains(needle), "a client certificate {what}, {args:?}: {needle:?} in {stderr}");
+                    assert!(stderr.contains(needle), "a {role} certificate {what}, {args:?}: {needle:?} in {stderr}");
                 }
             }
+            let log = cluster.log("server1");
+            assert!(log.contains(&logged), "server1's log should say {logged:?}: {log}");
         }
-        let log = cluster.log("server1");
-        assert!(log.contains(logged), "server1's log should say {logged:?}: {log}");
     }
     // The cluster still serves a good client.
     let out = cluster.command(&["predict", "--model", "m"]).arg(testdata("mnist_input.npy")).output().unwrap();
@@ -699,7 +711,7 @@ fn hold_a_session(
     let request = tfe_run::remote::Request::Contribute {
         name: format!("held{session}"),
         info,
-        trainers: Vec::new(),
+        trainers: vec!["model-owner".to_string()],
         replace: false,
     };
     let address = cluster.address(party);
@@ -1044,9 +1056,15 @@ fn out_of_range_values_are_refused_before_the_driver_dials_anyone() {
     let info = tfe_run::train::DatasetInfo { rows: 2, features: 2, outputs: 1, frac_bits: 16, feature_bound: 8.0 };
     refused(
         "contribute",
-        driver::contribute(&remote, "d", &owner, info, &driver::Keep { trainers: Vec::new(), replace: false })
-            .err()
-            .unwrap(),
+        driver::contribute(
+            &remote,
+            "d",
+            &owner,
+            info,
+            &driver::Keep { trainers: vec!["model-owner".to_string()], replace: false },
+        )
+        .err()
+        .unwrap(),
     );
     let spec = tfe_run::train::TrainSpec {
         owners: vec![2],
