@@ -4,7 +4,7 @@
 //! executed in the clear by [`plaintext`] (the reference) or, under Pond, by the
 //! secure runtime.
 
-// No unwrap outside tests: an error names what is wrong instead (SECURITY.md).
+// No unwrap outside tests: an error names what is wrong instead (docs/THREAT_MODEL.md).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod cli;
