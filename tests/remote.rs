@@ -406,7 +406,9 @@ fn work_longer_than_the_deadline_is_not_a_failure() {
     let mut remote = cluster.remote();
     remote.timeout = deadline;
     let fp = tfe_run::ring::FixedPoint::default();
-    let batches = vec![p.inputs.clone(); 3];
+    // Enough batches that the work is well over twice the deadline also on an
+    // idle machine (three batches took 0.7-1.0 s, and the check below failed).
+    let batches = vec![p.inputs.clone(); 12];
     let outcome = driver::predict(&remote, &p.plan, &batches, fp).unwrap();
     assert!(outcome.stats.offline + outcome.stats.online > 2 * deadline, "the run was too short to tell");
     let expected = load(&testdata("mnist_model.expected.npy"));
