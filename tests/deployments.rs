@@ -15,7 +15,8 @@ mod delay;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cluster::Cluster;
@@ -83,26 +84,34 @@ fn assert_serves(cluster: &Cluster, name: &str, model: &str, dir: &Path) {
     assert!(close(&output, &expected), "`{name}` answered {output:?}, {model} computes {expected:?}");
 }
 
-/// The model owner's link to server1 broken after 100 kB of a redeploy (mnist_model's
-/// shares for server1 are 176 kB): the deploy fails, and the deployment before it
-/// still serves on both servers.
-#[test]
-fn a_redeploy_cut_half_way_leaves_the_previous_deployment_serving() {
+/// A cluster serving maxpool_cnn as `m`, and a config whose server1 is behind a
+/// proxy that cuts or stalls each connection after 100 kB (mnist_model's shares
+/// for server1 are 176 kB, so a redeploy of it through the config stops part-way;
+/// maxpool_cnn's are 21 kB). Keep the runtime: it runs the proxy.
+fn serving_with_a_cut_link(cut: delay::Cut) -> (Cluster, PathBuf, Arc<AtomicBool>, tokio::runtime::Runtime) {
     let cluster = Cluster::start(false, 10.0);
-    let dir = tempfile::tempdir().unwrap();
-    let out = deploy(&cluster, "m", "mnist_model", &[]);
+    let out = deploy(&cluster, "m", "maxpool_cnn", &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let target = cluster.listen_address("server1");
-    let (proxy, tripped) = rt.block_on(delay::spawn_cut_proxy(target, 100_000, delay::Cut::Close));
+    let (proxy, tripped) = rt.block_on(delay::spawn_cut_proxy(target, 100_000, cut));
     let config = cluster.config_with("server1", proxy);
+    (cluster, config, tripped, rt)
+}
+
+/// The model owner's link to server1 broken after 100 kB of a redeploy of
+/// another model: the deploy fails, and the deployment before it still serves
+/// on both servers.
+#[test]
+fn a_redeploy_cut_half_way_leaves_the_previous_deployment_serving() {
+    let (cluster, config, tripped, _proxy) = serving_with_a_cut_link(delay::Cut::Close);
+    let dir = tempfile::tempdir().unwrap();
     let model = testdata("mnist_model.pb");
     let out = cluster.command_with(&config, &deploy_args("m", &model, REPLACE)).output().unwrap();
     assert!(tripped.load(Ordering::SeqCst), "the proxy did not cut the link");
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
 
-    assert_serves(&cluster, "m", "mnist_model", dir.path());
+    assert_serves(&cluster, "m", "maxpool_cnn", dir.path());
     std::thread::sleep(Duration::from_millis(200));
     for server in ["server0", "server1"] {
         let log = cluster.log(server);
@@ -115,15 +124,8 @@ fn a_redeploy_cut_half_way_leaves_the_previous_deployment_serving() {
 /// keep the deployment before it.
 #[test]
 fn a_deploy_driver_killed_mid_way_leaves_the_previous_deployment_serving() {
-    let cluster = Cluster::start(false, 10.0);
+    let (cluster, config, stalled, _proxy) = serving_with_a_cut_link(delay::Cut::Stall);
     let dir = tempfile::tempdir().unwrap();
-    let out = deploy(&cluster, "m", "mnist_model", &[]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let target = cluster.listen_address("server1");
-    let (proxy, stalled) = rt.block_on(delay::spawn_cut_proxy(target, 100_000, delay::Cut::Stall));
-    let config = cluster.config_with("server1", proxy);
     let model = testdata("mnist_model.pb");
     let mut child = cluster
         .command_with(&config, &deploy_args("m", &model, REPLACE))
@@ -145,7 +147,7 @@ fn a_deploy_driver_killed_mid_way_leaves_the_previous_deployment_serving() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    assert_serves(&cluster, "m", "mnist_model", dir.path());
+    assert_serves(&cluster, "m", "maxpool_cnn", dir.path());
     assert!(!cluster.log("server0").contains("model `m` replaced"), "{}", cluster.log("server0"));
 }
 
