@@ -189,6 +189,17 @@ fn exported_model_is_what_tensorflow_ran_and_tfe_run_serves_it() {
     }
 }
 
+/// Two epochs of secure training on breast cancer, every message recorded.
+fn recorded_breast_cancer_training() -> (Case, Arc<mpc::Recording>, secure::TrainOutcome) {
+    let mut c = breast_cancer();
+    c.spec.epochs = 2;
+    let recording = Arc::new(mpc::Recording::new());
+    let transport: Arc<dyn Transport> = recording.clone();
+    let outcome =
+        secure::train_over(transport, &c.spec, &c.owners, &SecureConfig::default(), &|_, _| {}, None).unwrap();
+    (c, recording, outcome)
+}
+
 /// The training run with every message recorded: no plaintext value (the
 /// encoding of a nonzero feature, or of a trained weight, and their negatives)
 /// appears as a word in anything a server or the dealer received, nor in the sum
@@ -197,12 +208,7 @@ fn exported_model_is_what_tensorflow_ran_and_tfe_run_serves_it() {
 /// are shared exactly as the features are.
 #[test]
 fn training_transcripts_contain_no_plaintext() {
-    let mut c = breast_cancer();
-    c.spec.epochs = 2;
-    let recording = Arc::new(mpc::Recording::new());
-    let transport: Arc<dyn Transport> = recording.clone();
-    let outcome =
-        secure::train_over(transport, &c.spec, &c.owners, &SecureConfig::default(), &|_, _| {}, None).unwrap();
+    let (c, recording, outcome) = recorded_breast_cancer_training();
     let fp = c.spec.fp();
     let mut targets = HashSet::new();
     let mut add = |v: f64| {
@@ -493,12 +499,7 @@ impl Near {
 /// anything a server, the dealer or the model owner received, nor in an opening.
 #[test]
 fn training_transcripts_contain_no_per_step_weight_product_or_residual() {
-    let mut c = breast_cancer();
-    c.spec.epochs = 2;
-    let recording = Arc::new(mpc::Recording::new());
-    let transport: Arc<dyn Transport> = recording.clone();
-    let outcome =
-        secure::train_over(transport, &c.spec, &c.owners, &SecureConfig::default(), &|_, _| {}, None).unwrap();
+    let (c, recording, outcome) = recorded_breast_cancer_training();
     let (x, y) = train::stack_rows(&c.owners).unwrap();
     let mut w = Array2::<f64>::zeros((x.ncols(), c.spec.outputs));
     let (mut weights, mut inner) = (Vec::new(), Vec::new());
