@@ -163,80 +163,149 @@ impl Correlated {
 }
 
 /// Server: XOR shares of ¬msb(x) = [x ≥ 0] for every element of `x`, packed one bit
-/// per element, after level 0 and the six AND levels (seven rounds).
+/// per element, after level 0 and the six AND levels (seven rounds). The local work
+/// between the openings is in the `level0_*`, `and_level_*` and [`sign_bits`]
+/// functions, which `benches/kernels.rs` runs alone.
 fn drelu_bits(s: &mut Server, prg: &mut Prg, cor: &mut Correlated, x: &[u64]) -> Result<Vec<u64>> {
     let n = x.len();
     let first = s.is_first();
-    // Level 0. Server 0 holds u = x0' outright, server 1 holds ¬v = x1' (as bits
-    // 0..62; lane 63 is neutral: g = 0 there, and e = 1 through server 1's share).
-    // x∧y = (x ∧ (y⊕b)) ⊕ ((x⊕a) ∧ b) ⊕ (a∧b): server 0 holds x, a; server 1 holds y, b.
     let per = if first { 2 } else { 1 };
     let mut mat = vec![0u64; per * n];
     prg.fill(&mut mat);
-    let mut masked = WordWriter::with_capacity(n);
-    masked.extend(x.iter().zip(mat.chunks_exact(per)).map(|(&w, m)| (w & LOW63) ^ m[0]));
-    let theirs = s.exchange_message(masked)?;
+    let theirs = s.exchange_message(level0_masked(x, &mat, per))?;
     let theirs = read_words(&theirs);
-    let mut g: Vec<u64> = if first {
+    let mut g = level0_g(first, x, &mat, &theirs, &cor.next(n));
+    drop((mat, theirs));
+    let mut e = level0_e(first, x);
+    for level in 0..LEVEL_WIDTHS.len() {
+        let lanes = and_level_lanes(&g, &e, level, n);
+        let mut mat = vec![0u64; and_level_material_words(first, level, n)];
+        prg.fill(&mut mat);
+        let theirs = s.exchange_message(and_level_masked(first, &lanes, &mat))?;
+        let theirs = read_words(&theirs);
+        let received = cor.next(ands(level) * lanes.len);
+        (g, e) = and_level_combine(first, &lanes, &mat, &theirs, &received);
+    }
+    Ok(sign_bits(first, g, x))
+}
+
+/// Level 0, what a server sends: its operand of g = u ∧ ¬v, masked. Server 0 holds
+/// u = x0' outright, server 1 holds ¬v = x1' (as bits 0..62; lane 63 is neutral:
+/// g = 0 there, and e = 1 through server 1's share). `mat` is the level's
+/// material, `per` words per element: [r, c] for server 0, [r] for server 1.
+fn level0_masked(x: &[u64], mat: &[u64], per: usize) -> WordWriter {
+    let mut masked = WordWriter::with_capacity(x.len());
+    masked.extend(x.iter().zip(mat.chunks_exact(per)).map(|(&w, m)| (w & LOW63) ^ m[0]));
+    masked
+}
+
+/// Level 0, this server's XOR share of g from the other's masked operand `theirs`
+/// (and, for server 1, the dealer's correction words `c`).
+/// x∧y = (x ∧ (y⊕b)) ⊕ ((x⊕a) ∧ b) ⊕ (a∧b): server 0 holds x, a; server 1 holds y, b.
+fn level0_g(first: bool, x: &[u64], mat: &[u64], theirs: &[u64], c: &[u64]) -> Vec<u64> {
+    let n = x.len();
+    if first {
         (0..n).map(|i| (x[i] & LOW63 & theirs[i]) ^ mat[2 * i + 1]).collect()
     } else {
-        let c = cor.next(n);
         (0..n).map(|i| (theirs[i] & mat[i]) ^ c[i]).collect()
-    };
-    drop((mat, theirs));
-    let mut e: Vec<u64> = x.iter().map(|&w| if first { w & LOW63 } else { w | 1 << 63 }).collect();
-    for (level, &width) in LEVEL_WIDTHS.iter().enumerate() {
-        let len = words_for(n, width);
-        let ands = ands(level);
-        let (g_hi, g_lo) = split_lanes(&g, len);
-        let (e_hi, e_lo) = split_lanes(&e, len);
-        // One round of ANDs sharing the left operand E_hi, word by word: per word
-        // [a, b_1..b_ands] and, for server 0, [c_1..c_ands]. What this server
-        // sends is recomputed afterwards rather than kept.
-        let per = 1 + ands + if first { ands } else { 0 };
-        let mut mat = vec![0u64; per * len];
-        prg.fill(&mut mat);
-        let operands = |w: usize| [e_hi[w], g_lo[w], e_lo[w]];
-        let sent = 1 + ands;
-        let mut masked = WordWriter::with_capacity(sent * len);
-        for (w, m) in mat.chunks_exact(per).enumerate() {
-            let ops = operands(w);
-            masked.extend((0..sent).map(|j| ops[j] ^ m[j]));
-        }
-        let theirs = s.exchange_message(masked)?;
-        let theirs = read_words(&theirs);
-        let received = cor.next(ands * len);
-        let mut next_g = Vec::with_capacity(len);
-        let mut next_e = Vec::with_capacity(if ands == 2 { len } else { 0 });
-        for (w, m) in mat.chunks_exact(per).enumerate() {
-            let ops = operands(w);
-            let opened = |j: usize| ops[j] ^ m[j] ^ theirs[w * sent + j];
-            let dl = opened(0);
-            for j in 0..ands {
-                let er = opened(1 + j);
-                let c = if first { m[1 + ands + j] } else { received[w * ands + j] };
-                let mut z = c ^ (dl & m[1 + j]) ^ (er & m[0]);
-                if first {
-                    z ^= dl & er;
-                }
-                if j == 0 {
-                    next_g.push(g_hi[w] ^ z);
-                } else {
-                    next_e.push(z);
-                }
+    }
+}
+
+/// Level 0, this server's XOR share of e = ¬(u ⊕ v), which needs no opening.
+fn level0_e(first: bool, x: &[u64]) -> Vec<u64> {
+    x.iter().map(|&w| if first { w & LOW63 } else { w | 1 << 63 }).collect()
+}
+
+/// The lanes an AND level combines: G and E split into their odd (hi) and even
+/// (lo) lanes, `len` words each.
+struct Lanes {
+    level: usize,
+    len: usize,
+    g_hi: Vec<u64>,
+    g_lo: Vec<u64>,
+    e_hi: Vec<u64>,
+    e_lo: Vec<u64>,
+}
+
+/// AND level `level` (0..6) of `n` elements: its input lanes, split.
+fn and_level_lanes(g: &[u64], e: &[u64], level: usize, n: usize) -> Lanes {
+    let len = words_for(n, LEVEL_WIDTHS[level]);
+    let (g_hi, g_lo) = split_lanes(g, len);
+    let (e_hi, e_lo) = split_lanes(e, len);
+    Lanes { level, len, g_hi, g_lo, e_hi, e_lo }
+}
+
+/// Words of material a server draws for AND level `level` of `n` elements: per word
+/// [a, b_1..b_ands] and, for server 0, [c_1..c_ands].
+fn and_level_material_words(first: bool, level: usize, n: usize) -> usize {
+    let ands = ands(level);
+    (1 + ands + if first { ands } else { 0 }) * words_for(n, LEVEL_WIDTHS[level])
+}
+
+/// One round of ANDs sharing the left operand E_hi, word by word: what this server
+/// sends, its operands masked. What it sends is recomputed in
+/// [`and_level_combine`] rather than kept.
+fn and_level_masked(first: bool, lanes: &Lanes, mat: &[u64]) -> WordWriter {
+    let ands = ands(lanes.level);
+    let per = 1 + ands + if first { ands } else { 0 };
+    let operands = |w: usize| [lanes.e_hi[w], lanes.g_lo[w], lanes.e_lo[w]];
+    let sent = 1 + ands;
+    let mut masked = WordWriter::with_capacity(sent * lanes.len);
+    for (w, m) in mat.chunks_exact(per).enumerate() {
+        let ops = operands(w);
+        masked.extend((0..sent).map(|j| ops[j] ^ m[j]));
+    }
+    masked
+}
+
+/// The ANDs' results from the other server's masked operands `theirs` (and, for
+/// server 1, the dealer's correction words `received`): this server's shares of
+/// the next level's (G, E), (G_hi ⊕ E_hi·G_lo, E_hi·E_lo). E is empty after the
+/// last level, which needs G only.
+fn and_level_combine(
+    first: bool,
+    lanes: &Lanes,
+    mat: &[u64],
+    theirs: &[u64],
+    received: &[u64],
+) -> (Vec<u64>, Vec<u64>) {
+    let (len, ands) = (lanes.len, ands(lanes.level));
+    let per = 1 + ands + if first { ands } else { 0 };
+    let operands = |w: usize| [lanes.e_hi[w], lanes.g_lo[w], lanes.e_lo[w]];
+    let sent = 1 + ands;
+    let mut next_g = Vec::with_capacity(len);
+    let mut next_e = Vec::with_capacity(if ands == 2 { len } else { 0 });
+    for (w, m) in mat.chunks_exact(per).enumerate() {
+        let ops = operands(w);
+        let opened = |j: usize| ops[j] ^ m[j] ^ theirs[w * sent + j];
+        let dl = opened(0);
+        for j in 0..ands {
+            let er = opened(1 + j);
+            let c = if first { m[1 + ands + j] } else { received[w * ands + j] };
+            let mut z = c ^ (dl & m[1 + j]) ^ (er & m[0]);
+            if first {
+                z ^= dl & er;
+            }
+            if j == 0 {
+                next_g.push(lanes.g_hi[w] ^ z);
+            } else {
+                next_e.push(z);
             }
         }
-        g = next_g;
-        e = next_e;
     }
-    // d = ¬msb(x) = 1 ⊕ msb(x0) ⊕ msb(x1) ⊕ carry, as XOR shares of one bit.
-    let mut d = g;
+    (next_g, next_e)
+}
+
+/// d = ¬msb(x) = 1 ⊕ msb(x0) ⊕ msb(x1) ⊕ carry, as XOR shares of one bit, from
+/// this server's share `carry` of the last level's G.
+fn sign_bits(first: bool, carry: Vec<u64>, x: &[u64]) -> Vec<u64> {
+    let mut d = carry;
     for (w, chunk) in x.chunks(64).enumerate() {
         let msbs = chunk.iter().enumerate().fold(0u64, |acc, (j, v)| acc | (v >> 63) << j);
         let ones = if first { u64::MAX >> (64 - chunk.len()) } else { 0 };
         d[w] ^= msbs ^ ones;
     }
-    Ok(d)
+    d
 }
 
 /// The dealer deals block by block: per block, the next words of both servers'
@@ -713,6 +782,86 @@ pub fn deal_piecewise_many(
     deal_truncate(d, &[count * n], fp.frac_bits)
 }
 
+/// The local work of DReLU's bit comparison, for `benches/kernels.rs`: one server's
+/// work at one level, between two openings, without the network. The inputs are
+/// uniform words of the lengths a DReLU of `n` elements has there: the work does
+/// not depend on their values. Not an API: it may change with the protocol.
+#[doc(hidden)]
+pub mod bench_api {
+    use super::*;
+    use crate::ring::StreamKey;
+
+    /// Level 0, the six AND levels (1..=6), then the sign bits (7).
+    pub const LEVELS: usize = LEVEL_WIDTHS.len() + 2;
+
+    /// What a level produced: the message it sends (empty for the sign bits) and
+    /// this server's shares of the next (G, E) (the sign bits in G for level 7).
+    pub type Output = (Vec<u8>, Vec<u64>, Vec<u64>);
+
+    /// One server's inputs at one level.
+    pub struct Level {
+        first: bool,
+        level: usize,
+        n: usize,
+        x: Vec<u64>,
+        g: Vec<u64>,
+        e: Vec<u64>,
+        mat: Vec<u64>,
+        theirs: Vec<u64>,
+        received: Vec<u64>,
+    }
+
+    impl Level {
+        /// Server 0's (`first`) or server 1's inputs at `level` (below [`LEVELS`])
+        /// of a DReLU of `n` elements.
+        pub fn new(first: bool, level: usize, n: usize) -> Level {
+            let mut prg = Prg::derive(&[0x5a; 32], StreamKey { domain: 0, seq: 0, id: level as u32, tag: 0 });
+            let (gw, mat, sent, received) = match level {
+                0 => (0, if first { 2 * n } else { n }, n, if first { 0 } else { n }),
+                l if l <= LEVEL_WIDTHS.len() => {
+                    let i = l - 1;
+                    let len = words_for(n, LEVEL_WIDTHS[i]);
+                    let g = if i == 0 { n } else { words_for(n, LEVEL_WIDTHS[i - 1]) };
+                    let ands = ands(i);
+                    (g, and_level_material_words(first, i, n), (1 + ands) * len, if first { 0 } else { ands * len })
+                }
+                _ => (words_for(n, 1), 0, 0, 0),
+            };
+            Level {
+                first,
+                level,
+                n,
+                x: prg.words(n),
+                g: prg.words(gw),
+                e: prg.words(gw),
+                mat: prg.words(mat),
+                theirs: prg.words(sent),
+                received: prg.words(received),
+            }
+        }
+
+        /// The level's local work, exactly as [`drelu`] and [`relu`] do it.
+        pub fn run(&self) -> Output {
+            let first = self.first;
+            match self.level {
+                0 => {
+                    let per = if first { 2 } else { 1 };
+                    let masked = level0_masked(&self.x, &self.mat, per).into_bytes();
+                    let g = level0_g(first, &self.x, &self.mat, &self.theirs, &self.received);
+                    (masked, g, level0_e(first, &self.x))
+                }
+                l if l <= LEVEL_WIDTHS.len() => {
+                    let lanes = and_level_lanes(&self.g, &self.e, l - 1, self.n);
+                    let masked = and_level_masked(first, &lanes, &self.mat).into_bytes();
+                    let (g, e) = and_level_combine(first, &lanes, &self.mat, &self.theirs, &self.received);
+                    (masked, g, e)
+                }
+                _ => (Vec::new(), sign_bits(first, self.g.clone(), &self.x), Vec::new()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -737,6 +886,21 @@ mod tests {
         assert!(err < 6e-5, "softplus {err}");
         assert_eq!((p.eval(-10.5), p.eval(10.0), p.eval(1e3)), (0.0, 10.0, 1e3));
         assert_eq!(p.breaks, Piecewise::sigmoid().breaks, "evaluated with the sigmoid's comparisons");
+    }
+
+    /// The benchmark's levels send what a DReLU sends, level by level, so they
+    /// measure the protocol's work at its sizes (n not a multiple of 64 included).
+    #[test]
+    fn bench_levels_have_the_protocol_sizes() {
+        for n in [1, 63, 64, 1000] {
+            for first in [true, false] {
+                let sent: usize =
+                    (0..bench_api::LEVELS).map(|l| bench_api::Level::new(first, l, n).run().0.len() / 8).sum();
+                assert_eq!(sent + words_for(n, 1), drelu_open_words(n), "n = {n}");
+                let (_, d, _) = bench_api::Level::new(first, bench_api::LEVELS - 1, n).run();
+                assert_eq!(d.len(), words_for(n, 1));
+            }
+        }
     }
 
     #[test]
