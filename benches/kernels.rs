@@ -1,0 +1,109 @@
+//! `cargo bench --bench kernels`: the hot loops alone, so that each can be improved
+//! and measured by itself (`-- GROUP` runs one group, `-- --quick` a short run).
+//!
+//! Groups, each at the shapes that matter for tf-encrypted's MNIST at batch 100:
+//! - `ring_gemm`: `kernels::linear::ring_gemm` (Z_2^64, the AVX2 version where the
+//!   processor has it) at the two convolutions' im2col products, 57600×25×16 and
+//!   6400×400×16, and a dense layer, 100×784×128. An element is one multiply-add.
+//! - `prg`: `Prg::fill` of 1 Mi words (bytes of ChaCha20 output), and `Prg::derive`
+//!   alone (one derivation per stream of material).
+//! - `im2col`: `kernels::linear::im2col` on ring elements at the first convolution,
+//!   a [100, 28, 28, 1] input under a 5×5 VALID window: 57600 rows of 25. An
+//!   element is one word written.
+//! - `drelu_level`: one server's local work at each level of DReLU's comparison
+//!   for 1 Mi elements (level 0, the AND levels 1–6, the sign bits 7), between two
+//!   openings, without the network or the material's expansion (that is `prg`).
+//!   `s0` is server 0, which also computes the AND triples' correlated words;
+//!   `s1` server 1, which reads them from the dealer's message.
+
+use std::hint::black_box;
+use std::num::Wrapping;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ndarray::{Array2, ArrayD, IxDyn};
+use tfe_run::kernels::linear::{im2col, ring_gemm};
+use tfe_run::kernels::{Padding, Window};
+use tfe_run::protocol::compare::bench_api;
+use tfe_run::ring::{Prg, StreamKey, Z};
+
+const SEED: [u8; 32] = [0x42; 32];
+const MI: usize = 1 << 20;
+
+fn key(id: u32) -> StreamKey {
+    StreamKey { domain: 0, seq: 0, id, tag: 0 }
+}
+
+fn ring_words(id: u32, n: usize) -> Vec<Z> {
+    Prg::derive(&SEED, key(id)).words(n).into_iter().map(Wrapping).collect()
+}
+
+fn ring_matrix(id: u32, rows: usize, cols: usize) -> Array2<Z> {
+    Array2::from_shape_vec((rows, cols), ring_words(id, rows * cols)).expect("rows × cols words")
+}
+
+fn bench_ring_gemm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ring_gemm");
+    for (name, m, k, n) in [
+        ("conv1_57600x25x16", 57600, 25, 16),
+        ("conv2_6400x400x16", 6400, 400, 16),
+        ("dense_100x784x128", 100, 784, 128),
+    ] {
+        let (a, b) = (ring_matrix(1, m, k), ring_matrix(2, k, n));
+        group.throughput(Throughput::Elements((m * k * n) as u64));
+        group.bench_function(name, |bench| bench.iter(|| ring_gemm(black_box(a.view()), black_box(b.view()))));
+    }
+    group.finish();
+}
+
+fn bench_prg(c: &mut Criterion) {
+    let mut group = c.benchmark_group("prg");
+    let mut prg = Prg::derive(&SEED, key(3));
+    let mut words = vec![0u64; MI];
+    group.throughput(Throughput::Bytes((8 * MI) as u64));
+    group.bench_function("fill_1Mi_words", |bench| bench.iter(|| prg.fill(black_box(&mut words))));
+    group.throughput(Throughput::Elements(1));
+    let mut tag = 0u32;
+    group.bench_function("derive", |bench| {
+        bench.iter(|| {
+            tag = tag.wrapping_add(1);
+            Prg::derive(black_box(&SEED), StreamKey { domain: 1, seq: 2, id: 3, tag })
+        })
+    });
+    group.finish();
+}
+
+fn bench_im2col(c: &mut Criterion) {
+    let mut group = c.benchmark_group("im2col");
+    let x = ArrayD::from_shape_vec(IxDyn(&[100, 28, 28, 1]), ring_words(4, 100 * 28 * 28)).expect("NHWC words");
+    let window = Window { kernel: [5, 5], strides: [1, 1], dilations: [1, 1], padding: Padding::Valid };
+    let g = window.geometry([28, 28]).expect("a 5×5 window fits 28×28");
+    group.throughput(Throughput::Elements((100 * g.out[0] * g.out[1] * 25) as u64));
+    group.bench_function("conv1_100x28x28x1_5x5", |bench| bench.iter(|| im2col(black_box(&x), &window, &g)));
+    group.finish();
+}
+
+fn bench_drelu_levels(c: &mut Criterion) {
+    let mut group = c.benchmark_group("drelu_level");
+    group.throughput(Throughput::Elements(MI as u64));
+    for level in 0..bench_api::LEVELS {
+        for (server, first) in [("s0", true), ("s1", false)] {
+            let inputs = bench_api::Level::new(first, level, MI);
+            group.bench_function(BenchmarkId::new(server, level), |bench| bench.iter(|| black_box(&inputs).run()));
+        }
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    // The large kernels take tens of milliseconds an iteration: fewer samples keep a
+    // full run to a few minutes on two cores.
+    Criterion::default().sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = kernels;
+    config = config();
+    targets = bench_ring_gemm, bench_prg, bench_im2col, bench_drelu_levels
+}
+criterion_main!(kernels);
