@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::import::{self, Feed, Graph};
 use crate::remote::{Control, Request};
+use crate::transport::Party;
 use crate::transport::wire::Frame;
 
 /// GraphDef bytes → decode → import → plan → (for small plans) plaintext run.
@@ -47,20 +48,95 @@ pub fn npy(bytes: &[u8]) {
     }
 }
 
-/// What a party reads from the network: a frame body, a session control message
-/// in it, and the plan a request carries, checked and scheduled as a server does
-/// before running it.
+/// What a party reads from the network: a frame body, the session control
+/// message in it (every kind), and what it carries checked as its reader checks
+/// it: a server's `prepare` for a driver's request (plans, training specs, data
+/// set descriptions, names), the driver's for a server's answer (a deployed
+/// plan, a data set's description, a report, a deployment).
 pub fn wire(bytes: &[u8]) {
     let Ok(frame) = Frame::decode(bytes.to_vec()) else { return };
     assert_eq!(Frame::decode(frame.encode()).ok().as_ref(), Some(&frame), "frames do not round-trip");
     let Frame::Control(json) = frame else { return };
-    let Ok(Control::Hello { request: Some(request), .. }) = Control::decode(&json, "fuzz") else { return };
-    let plan = match *request {
-        Request::Predict { plan, .. } | Request::Deploy { plan, .. } => plan,
-        _ => return,
-    };
-    if plan.check_consistent().is_ok()
-        && let Ok(schedule) = crate::runtime::Schedule::new(&plan)
+    let Ok(control) = Control::decode(&json, "fuzz") else { return };
+    match control {
+        Control::Hello { request: Some(request), .. } => wire_request(*request),
+        Control::Hello { request: None, .. } => {}
+        Control::Ready { deployed, deployment, dataset } => {
+            if let Some((plan, frac_bits)) = deployed
+                && plan.check_consistent().is_ok()
+            {
+                let _ = crate::remote::plan_digest(&plan, frac_bits);
+                wire_plan(&plan, frac_bits);
+            }
+            if let Some(d) = deployment {
+                let _ = d.to_string();
+            }
+            if let Some(info) = dataset
+                && info.check().is_ok()
+            {
+                let _ = info.bytes();
+            }
+        }
+        Control::Done { report } => {
+            if let Ok(outcome) = crate::runtime::assemble(vec![(Party::Server0, Ok(*report))], 1) {
+                let _ = outcome.stats.dealer_bytes();
+            }
+        }
+        Control::Refused { reason, .. } => {
+            let _ = format!("server0 refused the session: {reason}");
+        }
+        Control::Prepared { deployment } | Control::Commit { deployment } => {
+            let _ = deployment.to_string();
+        }
+    }
+}
+
+/// A driver's request, checked as a server's `prepare` checks it before any work.
+fn wire_request(request: Request) {
+    match request {
+        Request::Predict { plan, frac_bits, .. } | Request::Deploy { plan, frac_bits, .. } => {
+            if plan.check_consistent().is_ok() {
+                wire_plan(&plan, frac_bits);
+            }
+        }
+        Request::PredictDeployed { name, deployment, .. } => {
+            let _ = format!("model `{name}` was redeployed: server1 now holds deployment {deployment}");
+        }
+        Request::Describe { name } | Request::DescribeData { name } => {
+            let _ = format!("no model named `{name}` is deployed here");
+        }
+        Request::Train { spec } => {
+            if spec.check().is_err() {
+                return;
+            }
+            let _ = (spec.estimate_memory(), spec.largest_message(), spec.steps_per_epoch());
+            if let Ok(bits) = spec.update_bits() {
+                let _ = spec.update_factor(spec.batch_size, bits);
+            }
+            for &rows in &spec.owners {
+                let info = crate::train::DatasetInfo::of_owner(&spec, rows);
+                if info.check().is_ok() {
+                    let _ = info.bytes();
+                }
+            }
+            // The batches of an epoch hold every row index: only for small sets.
+            if spec.rows() <= 1 << 12 {
+                let batches = spec.epoch_batches(0);
+                assert_eq!(batches.len(), spec.steps_per_epoch(), "an epoch has another number of batches than steps");
+            }
+        }
+        Request::Contribute { info, .. } => {
+            if info.check().is_ok() {
+                let _ = info.bytes();
+            }
+        }
+    }
+}
+
+/// A consistent plan from the network, scheduled and sized as a server does.
+fn wire_plan(plan: &crate::plan::Plan, frac_bits: u32) {
+    if crate::ring::FixedPoint::new(frac_bits).is_ok()
+        && let Ok(schedule) = crate::runtime::Schedule::new(plan)
     {
         let _ = schedule.estimate_memory();
     }

@@ -5,7 +5,16 @@
 //! and integer arrays are accepted, NaN and infinities are not.
 
 // Parses bytes from others: nothing here may panic on what they send.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 use std::path::Path;
 
@@ -95,7 +104,10 @@ fn check_header_length(bytes: &[u8]) -> std::result::Result<(), String> {
     };
     match declared {
         Some(len) if len > MAX_HEADER => Err(format!("its header of {len} bytes is over the {MAX_HEADER}-byte limit")),
-        Some(len) if start + len <= bytes.len() => check_header_text(bytes.get(start..start + len).unwrap_or_default()),
+        // `start` bytes were read: the file has at least those.
+        Some(len) if len <= bytes.len().saturating_sub(start) => {
+            check_header_text(bytes.get(start..).and_then(|h| h.get(..len)).unwrap_or_default())
+        }
         Some(len) => Err(format!("the file is truncated: its header says {len} bytes, the file has {}", bytes.len())),
         None => Err("the file is truncated inside its header".into()),
     }
@@ -120,7 +132,7 @@ fn check_header_text(header: &[u8]) -> std::result::Result<(), String> {
         rest = tail;
         match b {
             b'{' | b'[' | b'(' => {
-                depth += 1;
+                depth = depth.saturating_add(1);
                 if depth > MAX_DEPTH {
                     return Err(format!("not a .npy file (its header nests more than {MAX_DEPTH} deep)"));
                 }

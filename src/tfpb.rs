@@ -5,7 +5,16 @@
 //! unexpected export is reported precisely rather than as a decoding failure.
 
 // Parses bytes from others: nothing here may panic on what they send.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 #[allow(clippy::all, clippy::pedantic)]
 pub mod tensorflow {
@@ -275,15 +284,19 @@ fn le_values<const W: usize, T>(
     count: usize,
     read: impl Fn([u8; W]) -> T,
 ) -> std::result::Result<Vec<T>, String> {
-    if bytes.len() != count * W {
-        return Err(format!("tensor_content has {} bytes, the shape needs {}", bytes.len(), count * W));
+    if count.checked_mul(W) != Some(bytes.len()) {
+        return Err(format!("tensor_content has {} bytes, the shape needs {}", bytes.len(), count.saturating_mul(W)));
     }
     Ok(bytes.chunks_exact(W).filter_map(|c| c.try_into().ok()).map(read).collect())
 }
 
 fn le_ints(bytes: &[u8], count: usize, width: usize, unsigned: bool) -> std::result::Result<Vec<i64>, String> {
-    if bytes.len() != count * width {
-        return Err(format!("tensor_content has {} bytes, the shape needs {}", bytes.len(), count * width));
+    if count.checked_mul(width) != Some(bytes.len()) {
+        return Err(format!(
+            "tensor_content has {} bytes, the shape needs {}",
+            bytes.len(),
+            count.saturating_mul(width)
+        ));
     }
     Ok(bytes
         .chunks_exact(width)
@@ -295,7 +308,8 @@ fn le_ints(bytes: &[u8], count: usize, width: usize, unsigned: bool) -> std::res
                 raw as i64
             } else {
                 // Sign-extend from `width` bytes.
-                let shift = 64 - 8 * width as u32;
+                // `width` is 1, 2 or 4 here.
+                let shift = 8u32.saturating_sub(width as u32).saturating_mul(8);
                 ((raw << shift) as i64) >> shift
             }
         })

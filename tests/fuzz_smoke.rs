@@ -65,7 +65,14 @@ fn npy_target_survives_real_inputs_and_their_mutations() {
 
 #[test]
 fn wire_target_survives_real_hellos_and_their_mutations() {
-    // A real hello as the driver sends it, with the public plan of the shipped model.
+    use tfe_run::remote::{Control, Deployment, Request};
+    use tfe_run::train::{DatasetInfo, TrainSpec};
+    use tfe_run::transport::Party;
+    use tfe_run::transport::wire::Frame;
+
+    // Real control messages, as drivers and servers send them: a hello for every
+    // request kind (the public plan of the shipped model; training specs like
+    // tests/train.rs's), and every answer a driver reads.
     let p = tfe_run::cli::prepare(
         &testdata("mnist_model.pb"),
         None,
@@ -73,19 +80,61 @@ fn wire_target_survives_real_hellos_and_their_mutations() {
         &Default::default(),
     )
     .unwrap();
-    let request = tfe_run::remote::Request::Predict { plan: p.plan.public(), predictions: 1, frac_bits: 16 };
-    let hello = tfe_run::remote::Control::Hello {
-        from: tfe_run::transport::Party::Client,
-        session: 7,
-        request: Some(Box::new(request)),
+    let plan = p.plan.public();
+    let deployment = Deployment { id: 7, digest: tfe_run::remote::plan_digest(&plan, 16) };
+    let spec = TrainSpec {
+        owners: vec![300, 269],
+        features: 30,
+        outputs: 1,
+        epochs: 3,
+        batch_size: 32,
+        learning_rate: 0.5,
+        feature_bound: 8.0,
+        shuffle: Some([5; 32]),
+        frac_bits: 16,
+        held: vec!["clinic".into()],
     };
-    let control = tfe_run::transport::wire::Frame::Control(hello.encode()).encode();
-    let message = tfe_run::transport::wire::Frame::Message {
-        key: tfe_run::transport::MsgKey { session: 7, seq: 1, step: 2, tag: 3 },
-        payload: vec![1; 40],
+    let multi_class =
+        TrainSpec { owners: vec![100], features: 64, outputs: 10, shuffle: None, held: vec![], ..spec.clone() };
+    let info = DatasetInfo { rows: 300, features: 30, outputs: 1, frac_bits: 16, feature_bound: 8.0 };
+    let requests = [
+        Request::Predict { plan: plan.clone(), predictions: 1, frac_bits: 16 },
+        Request::Deploy { name: "mnist".into(), plan: plan.clone(), frac_bits: 16, replace: true },
+        Request::PredictDeployed { name: "mnist".into(), predictions: 2, deployment: deployment.clone() },
+        Request::Describe { name: "mnist".into() },
+        Request::Train { spec },
+        Request::Train { spec: multi_class },
+        Request::Contribute { name: "clinic".into(), info, trainers: vec!["model-owner".into()], replace: false },
+        Request::DescribeData { name: "clinic".into() },
+    ];
+    let hello = |request| Control::Hello { from: Party::Client, session: 7, request: Some(Box::new(request)) };
+    let mut controls: Vec<Vec<u8>> = requests.into_iter().map(|r| hello(r).encode()).collect();
+    controls.extend([
+        Control::Hello { from: Party::Server0, session: 7, request: None }.encode(),
+        Control::Ready { deployed: Some((plan, 16)), deployment: Some(deployment.clone()), dataset: None }.encode(),
+        Control::Ready { deployed: None, deployment: None, dataset: Some(info) }.encode(),
+        Control::Refused { reason: "no model named `mnist` is deployed here".into(), stale: false }.encode(),
+        Control::Prepared { deployment: deployment.clone() }.encode(),
+        Control::Commit { deployment }.encode(),
+        // A server's report (its type is the crate's own): as server0 sends it.
+        br#"{"Done":{"report":{"stats":{"traffic":{"bytes_sent":4096,"bytes_received":2048,"messages_sent":12,
+            "rounds":6},"per_layer":{"3":{"bytes_sent":96,"bytes_received":96,"messages_sent":2,"rounds":1}},
+            "busy":{"secs":1,"nanos":500},"expanded_words":77},"layer_time":{"3":{"secs":0,"nanos":9000}},
+            "setup":{"secs":0,"nanos":100}}}}"#
+            .to_vec(),
+    ]);
+    for json in &controls {
+        Control::decode(json, "a seed").unwrap_or_else(|e| panic!("{e:#}: {}", String::from_utf8_lossy(json)));
     }
-    .encode();
-    smoke(tfe_run::fuzzing::wire, &[control, message], 3000);
+    let mut seeds: Vec<Vec<u8>> = controls.into_iter().map(|json| Frame::Control(json).encode()).collect();
+    seeds.push(
+        Frame::Message {
+            key: tfe_run::transport::MsgKey { session: 7, seq: 1, step: 2, tag: 3 },
+            payload: vec![1; 40],
+        }
+        .encode(),
+    );
+    smoke(tfe_run::fuzzing::wire, &seeds, 3000 + 300 * seeds.len());
 }
 
 #[test]
@@ -96,4 +145,20 @@ fn config_target_survives_configs_and_their_mutations() {
             .to_vec(),
     ];
     smoke(tfe_run::fuzzing::config, &seeds, 5000);
+}
+
+#[test]
+fn a_server_report_of_too_many_expanded_words_saturates_the_dealer_bytes_not_wraps() {
+    // The driver counts the dealer's bytes from the servers' reports, which come
+    // from the network: 2^61 words (2^64 bytes) wrapped to none at all.
+    let server = |expanded_words| tfe_run::runtime::PartyStats { expanded_words, ..Default::default() };
+    let stats = tfe_run::runtime::Stats {
+        parties: [
+            (tfe_run::transport::Party::Server0, server(1 << 61)),
+            (tfe_run::transport::Party::Server1, server(3)),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    assert_eq!(stats.dealer_bytes(), (u64::MAX, 0));
 }

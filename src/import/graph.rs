@@ -4,7 +4,16 @@
 //! builder's business.
 
 // Parses bytes from others: nothing here may panic on what they send.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -202,7 +211,8 @@ impl Graph {
             }
         };
         for n in nodes.iter().filter_map(|&i| self.nodes.get(i)) {
-            *hist.entry(n.op.clone()).or_insert(0) += 1;
+            let count: &mut usize = hist.entry(n.op.clone()).or_insert(0);
+            *count = count.saturating_add(1);
         }
         hist
     }
@@ -218,7 +228,7 @@ fn topological_order(nodes: &[NodeDef], inputs: &[Vec<InputRef>], controls: &[Ve
         for producer in ins.iter().map(|r| r.node).chain(ctrl.iter().copied()) {
             // Every reference was resolved to a node of the graph when it was read.
             if let (Some(p), Some(c)) = (pending.get_mut(i), consumers.get_mut(producer)) {
-                *p += 1;
+                *p = p.saturating_add(1);
                 c.push(i);
             }
         }
@@ -229,7 +239,8 @@ fn topological_order(nodes: &[NodeDef], inputs: &[Vec<InputRef>], controls: &[Ve
         order.push(i);
         for &c in consumers.get(i).into_iter().flatten().rev() {
             if let Some(p) = pending.get_mut(c) {
-                *p -= 1;
+                // Counted once per edge above: never below zero.
+                *p = p.saturating_sub(1);
                 if *p == 0 {
                     ready.push(c);
                 }

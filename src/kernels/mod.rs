@@ -30,16 +30,13 @@ pub fn window_output(
         return None;
     }
     match padding {
-        Padding::Valid => {
-            if input < effective {
-                return None;
-            }
-            Some(((input - effective) / stride + 1, 0))
-        }
+        Padding::Valid => Some((input.checked_sub(effective)?.checked_div(stride)?.checked_add(1)?, 0)),
         Padding::Same => {
             let out = input.div_ceil(stride);
-            let needed = (out.saturating_sub(1) * stride + effective).saturating_sub(input);
-            Some((out, needed / 2))
+            // A window from the network may be of any size: one whose padding
+            // does not fit a usize does not fit the input.
+            let reach = out.saturating_sub(1).checked_mul(stride)?.checked_add(effective)?;
+            Some((out, reach.saturating_sub(input) / 2))
         }
     }
 }

@@ -8,6 +8,18 @@
 //! are private: the client's inputs, the model owner's weights, and what the
 //! servers compute from them on secret shares.
 
+// `check_consistent` runs on what network peers send: nothing in it may panic or overflow.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 mod op;
 
 pub use op::Op;
@@ -82,8 +94,9 @@ impl Value {
         }
     }
 
+    /// Its element count (saturating: a plan from the network is checked only later).
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        crate::tensor::element_count(&self.shape).unwrap_or(usize::MAX)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -174,6 +187,8 @@ impl Plan {
         Ok(())
     }
 
+    /// The output's value, of a plan built here or checked (`check_consistent`).
+    #[allow(clippy::indexing_slicing)]
     pub fn output_value(&self) -> &Value {
         &self.values[self.output]
     }
@@ -181,8 +196,7 @@ impl Plan {
     /// A readable listing, one step a line (used by `inspect --plan` and in tests).
     pub fn describe(&self) -> String {
         let mut s = String::new();
-        for &id in &self.inputs {
-            let v = &self.values[id];
+        for (id, v) in self.inputs.iter().filter_map(|&id| Some((id, self.values.get(id)?))) {
             s.push_str(&format!("input  %{id} {} {} ({})\n", v.name, fmt_shape(&v.shape), v.owner().label()));
         }
         for (id, v) in self.weights() {
@@ -190,18 +204,87 @@ impl Plan {
         }
         for step in &self.steps {
             let ins: Vec<String> = step.inputs.iter().map(|i| format!("%{i}")).collect();
-            let out = &self.values[step.output];
+            let out = self.values.get(step.output).map_or_else(|| "?".into(), |v| fmt_shape(&v.shape));
             s.push_str(&format!(
                 "step   %{} = {}({}) {} <- {} `{}`\n",
                 step.output,
                 step.op.name(),
                 ins.join(", "),
-                fmt_shape(&out.shape),
+                out,
                 step.tf_op,
                 step.node
             ));
         }
         s.push_str(&format!("output %{} `{}`\n", self.output, self.output_node));
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::layout::AxisSlice;
+    use crate::kernels::{Padding, Window};
+
+    /// A plan of one step from a client input of `input` to a value of `output`,
+    /// as a driver on the network may send it.
+    fn one_step(op: Op, input: &[usize], output: &[usize]) -> Plan {
+        let value = |name: &str, shape: &[usize], source| Value {
+            name: name.into(),
+            shape: shape.to_vec(),
+            vtype: ValueType::Float,
+            source,
+        };
+        Plan {
+            values: vec![
+                value("x", input, Source::Input { placeholder: "x".into() }),
+                value("y", output, Source::Step(0)),
+            ],
+            steps: vec![Step { node: "y".into(), tf_op: op.name().into(), op, inputs: vec![0], output: 1 }],
+            inputs: vec![0],
+            output: 1,
+            output_node: "y".into(),
+            weight_values: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_network_plan_whose_strided_slice_overflows_is_refused_not_wrapped() {
+        // The last element 0 + 2^62·4 wraps to 0, inside the axis of 1: the plan
+        // passed, and the slice then read element 2^62.
+        let axes = vec![AxisSlice { start: 0, step: 1 << 62, count: 5 }];
+        let plan = one_step(Op::StridedSlice { axes, shape: vec![5] }, &[1], &[5]);
+        let err = plan.check_consistent().unwrap_err();
+        assert!(err.contains("step 0 (StridedSlice `y`)"), "{err}");
+    }
+
+    #[test]
+    fn a_network_plan_whose_strided_slice_counts_overflow_is_refused_not_wrapped() {
+        // 3 · 0xAAAA_AAAA_AAAA_AAAB wraps to 1: the plan passed, and the slice
+        // then built an array of 2^65 elements.
+        let axes = vec![
+            AxisSlice { start: 0, step: 0, count: 3 },
+            AxisSlice { start: 0, step: 0, count: 0xAAAA_AAAA_AAAA_AAAB },
+        ];
+        let plan = one_step(Op::StridedSlice { axes, shape: vec![1] }, &[1, 1], &[1]);
+        let err = plan.check_consistent().unwrap_err();
+        assert!(err.contains("step 0 (StridedSlice `y`)"), "{err}");
+    }
+
+    #[test]
+    fn a_network_plan_whose_pool_window_overflows_the_padding_is_refused_not_wrapped() {
+        // SAME padding needs (out − 1)·stride + kernel − input: over usize::MAX here,
+        // wrapped to no padding at all.
+        let w = Window { kernel: [usize::MAX, 1], strides: [1, 1], dilations: [1, 1], padding: Padding::Same };
+        let plan = one_step(Op::MaxPool(w), &[1, 2, 2, 1], &[1, 2, 2, 1]);
+        let err = plan.check_consistent().unwrap_err();
+        assert!(err.contains("step 0 (MaxPool `y`)"), "{err}");
+    }
+
+    #[test]
+    fn a_network_plan_whose_reshape_overflows_is_refused_not_wrapped() {
+        let op = Op::Reshape(vec![3, 0xAAAA_AAAA_AAAA_AAAB]);
+        let err = op.output_shape(&[&[1]]).unwrap_err();
+        assert!(err.contains("Reshape"), "{err}");
     }
 }

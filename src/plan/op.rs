@@ -5,7 +5,16 @@
 //! never disagree about what an op means.
 
 // Shape rules run on what graphs and network peers say: nothing here may panic.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 use ndarray::ArrayD;
 
@@ -163,7 +172,10 @@ impl Op {
             }
             Op::Neg | Op::Relu | Op::Sigmoid | Op::Tanh | Op::Rsqrt | Op::CastToFloat | Op::CastToInt => Ok(x.to_vec()),
             Op::Reshape(shape) => {
-                let (from, to) = (x.iter().product::<usize>(), shape.iter().product::<usize>());
+                let count = |s: &[usize]| {
+                    crate::tensor::element_count(s).ok_or_else(|| format!("Reshape to {shape:?}: too many values"))
+                };
+                let (from, to) = (count(x)?, count(shape)?);
                 if from != to {
                     return Err(format!("cannot reshape {:?} ({from} values) to {shape:?} ({to} values)", x));
                 }
@@ -197,13 +209,14 @@ impl Op {
                     return Err(format!("slice of {} axes, input {:?} has {}", axes.len(), x, x.len()));
                 }
                 for (s, &d) in axes.iter().zip(x) {
-                    let last = s.start as isize + s.step * (s.count as isize - 1);
-                    if s.count > 0 && (s.start >= d || last < 0 || last >= d as isize) {
+                    if s.count > 0 && last_index(s).is_none_or(|last| s.start >= d || last >= d) {
                         return Err(format!("slice {s:?} is outside an axis of {d}"));
                     }
                 }
-                let n: usize = axes.iter().map(|s| s.count).product();
-                if n != shape.iter().product::<usize>() {
+                let too_many = || format!("slice {axes:?} or shape {shape:?} has too many values");
+                let n = crate::tensor::element_count(&axes.iter().map(|s| s.count).collect::<Vec<_>>())
+                    .ok_or_else(too_many)?;
+                if n != crate::tensor::element_count(shape).ok_or_else(too_many)? {
                     return Err(format!("slice of {n} values cannot have shape {shape:?}"));
                 }
                 Ok(shape.clone())
@@ -230,18 +243,21 @@ impl Op {
                 let too_large = || format!("block {block:?} and paddings {pads:?} are too large for {x:?}");
                 let blocks = block.iter().try_fold(1usize, |a, &b| a.checked_mul(b)).ok_or_else(too_large)?;
                 let mut shape = vec![batch.checked_mul(blocks).ok_or_else(too_large)?];
-                for (i, (&d, rest)) in
-                    spatial.iter().zip(block.iter().zip(pads).map(Some).chain(std::iter::repeat(None))).enumerate()
+                // `axis` counts the batch axis: it names the input's axis.
+                for (axis, (&d, rest)) in
+                    (1usize..).zip(spatial.iter().zip(block.iter().zip(pads).map(Some).chain(std::iter::repeat(None))))
                 {
                     let Some((&b, [before, after])) = rest else {
                         shape.push(d);
                         continue;
                     };
                     let padded = d.checked_add(*before).and_then(|v| v.checked_add(*after)).ok_or_else(too_large)?;
-                    if !padded.is_multiple_of(b) {
-                        return Err(format!("padded axis {} of size {padded} is not a multiple of block {b}", i + 1));
-                    }
-                    shape.push(padded / b);
+                    // `b` is not 0 (checked above).
+                    let (blocks_along, rest) = (padded.checked_div(b), padded.checked_rem(b));
+                    let (Some(along), Some(0)) = (blocks_along, rest) else {
+                        return Err(format!("padded axis {axis} of size {padded} is not a multiple of block {b}"));
+                    };
+                    shape.push(along);
                 }
                 Ok(shape)
             }
@@ -250,16 +266,16 @@ impl Op {
                 let Some((&batch, spatial)) = x.split_first() else {
                     return Err(format!("block {block:?} and crops {crops:?} do not fit input {x:?}"));
                 };
-                if spatial.len() < block.len()
-                    || crops.len() != block.len()
-                    || blocks == 0
-                    || !batch.is_multiple_of(blocks)
-                {
+                // None for no blocks (a 0 in `block`, or too many to count).
+                let per_block = batch.checked_div(blocks).filter(|_| batch.is_multiple_of(blocks));
+                let Some(per_block) = per_block.filter(|_| spatial.len() >= block.len() && crops.len() == block.len())
+                else {
                     return Err(format!("block {block:?} and crops {crops:?} do not fit input {x:?}"));
-                }
-                let mut shape = vec![batch / blocks];
-                for (i, (&d, rest)) in
-                    spatial.iter().zip(block.iter().zip(crops).map(Some).chain(std::iter::repeat(None))).enumerate()
+                };
+                let mut shape = vec![per_block];
+                // `axis` counts the batch axis: it names the input's axis.
+                for (axis, (&d, rest)) in
+                    (1usize..).zip(spatial.iter().zip(block.iter().zip(crops).map(Some).chain(std::iter::repeat(None))))
                 {
                     let Some((&b, [before, after])) = rest else {
                         shape.push(d);
@@ -268,7 +284,7 @@ impl Op {
                     let full = d.checked_mul(b).ok_or_else(|| format!("block {block:?} is too large for {x:?}"))?;
                     match full.checked_sub(*before).and_then(|v| v.checked_sub(*after)) {
                         Some(cropped) => shape.push(cropped),
-                        None => return Err(format!("crops [{before}, {after}] exceed axis {} of size {full}", i + 1)),
+                        None => return Err(format!("crops [{before}, {after}] exceed axis {axis} of size {full}")),
                     }
                 }
                 Ok(shape)
@@ -315,7 +331,7 @@ impl Op {
             Op::Mean { axes, keep_dims } => {
                 let a = float(0)?;
                 let count: usize = axes.iter().filter_map(|&ax| a.shape().get(ax)).product();
-                Float(linear::reduce_sum(a, axes, *keep_dims) / count as f32)
+                Float(linear::reduce_sum(a, axes, *keep_dims).mapv_into(|v| v / count as f32))
             }
             Op::Relu => Float(float::relu(float(0)?)),
             Op::Sigmoid => Float(float::sigmoid(float(0)?)),
@@ -383,6 +399,9 @@ fn all<'a, T>(
     ins.iter().map(|t| get(t).ok_or_else(|| format!("{} of tensors of different kinds", op.name()))).collect()
 }
 
+// The values' own arithmetic, in the clear (the plaintext reference and the
+// importer's folding): never on what a network peer sends.
+#[allow(clippy::arithmetic_side_effects)]
 fn binary<T>(op: &Op, a: &ArrayD<T>, b: &ArrayD<T>) -> ArrayD<T>
 where
     T: Clone + std::ops::Add<Output = T> + std::ops::Sub<Output = T> + std::ops::Mul<Output = T>,
@@ -421,10 +440,20 @@ fn remove_axis(shape: &[usize], axis: usize) -> Vec<usize> {
     s
 }
 
+/// The index of the last element a slice selects (of one with `count` > 0), if
+/// it is one: a slice from the network may name any start, step and count.
+fn last_index(s: &AxisSlice) -> Option<usize> {
+    let steps = isize::try_from(s.count.checked_sub(1)?).ok()?.checked_mul(s.step)?;
+    s.start.checked_add_signed(steps)
+}
+
 /// NumPy broadcasting of two shapes.
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> ShapeResult {
     let rank = a.len().max(b.len());
-    let dim = |s: &[usize], i: usize| s.get((i + s.len()).wrapping_sub(rank)).copied().unwrap_or(1);
+    // Axis i counts from the left of the longer shape; a shorter one lacks the first axes.
+    let dim = |s: &[usize], i: usize| {
+        i.checked_sub(rank.saturating_sub(s.len())).and_then(|j| s.get(j)).copied().unwrap_or(1)
+    };
     (0..rank)
         .map(|i| match (dim(a, i), dim(b, i)) {
             (x, y) if x == y => Ok(x),

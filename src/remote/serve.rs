@@ -12,7 +12,16 @@
 //! the bytes of early messages ([`Limits`]).
 
 // Parses bytes from others: nothing here may panic on what they send.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -674,7 +683,8 @@ impl Handshakes {
                 ));
             }
         }
-        waiting.last += 1;
+        // Tickets only need to differ among the waiting ones (at most `limit`).
+        waiting.last = waiting.last.wrapping_add(1);
         let ticket = waiting.last;
         waiting.queue.push_back((ticket, tx));
         (ticket, rx)
@@ -712,9 +722,9 @@ impl LogLimit {
             }
             *self = LogLimit { since: Some(now), logged: 0, suppressed: 0 };
         }
-        self.logged += 1;
+        self.logged = self.logged.saturating_add(1);
         if self.logged > Self::LINES {
-            self.suppressed += 1;
+            self.suppressed = self.suppressed.saturating_add(1);
         }
         summary
     }

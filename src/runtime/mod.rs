@@ -88,12 +88,12 @@ impl Stats {
     /// Bytes the dealer would have sent without the seed trick, and did send.
     pub fn dealer_bytes(&self) -> (u64, u64) {
         let sent = self.parties.get(&Party::Dealer).map_or(0, |p| p.traffic.bytes_sent);
-        let expanded: u64 = [Party::Server0, Party::Server1]
+        // The servers' reports come from the network: saturate, never wrap.
+        let expanded = [Party::Server0, Party::Server1]
             .iter()
             .filter_map(|p| self.parties.get(p))
-            .map(|p| p.expanded_words * 8)
-            .sum();
-        (sent + expanded, sent)
+            .fold(0u64, |sum, p| sum.saturating_add(p.expanded_words.saturating_mul(8)));
+        (sent.saturating_add(expanded), sent)
     }
 }
 

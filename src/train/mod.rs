@@ -78,6 +78,17 @@ pub struct DatasetInfo {
     pub feature_bound: f64,
 }
 
+// A description arrives from the network: nothing here may panic or overflow.
+#[cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 impl DatasetInfo {
     /// Refuse a description no contribution could have (before allocating for it).
     pub fn check(&self) -> Result<()> {
@@ -94,7 +105,7 @@ impl DatasetInfo {
 
     /// Bytes a server needs to hold the data set's shares.
     pub fn bytes(&self) -> u64 {
-        (8.0 * self.rows as f64 * (self.features + self.outputs) as f64).min(u64::MAX as f64) as u64
+        (8.0 * self.rows as f64 * (self.features as f64 + self.outputs as f64)).min(u64::MAX as f64) as u64
     }
 
     /// The description of one owner's rows as the spec `spec` shares them.
@@ -130,6 +141,17 @@ impl TrainSpec {
     }
 
     /// Refuse settings that cannot train, with the option at fault.
+    // A spec arrives from the network: nothing here may panic or overflow.
+    #[cfg_attr(
+        not(test),
+        deny(
+            clippy::unwrap_used,
+            clippy::expect_used,
+            clippy::panic,
+            clippy::indexing_slicing,
+            clippy::arithmetic_side_effects
+        )
+    )]
     pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::bad_input(m));
         FixedPoint::new(self.frac_bits)?;
@@ -179,7 +201,8 @@ impl TrainSpec {
         if self.held.len() > self.owners.len() {
             return bad(format!("{} held data sets but {} owners", self.held.len(), self.owners.len()));
         }
-        if let Some(name) = self.held.iter().enumerate().find_map(|(i, n)| self.held[..i].contains(n).then_some(n)) {
+        if let Some(name) = self.held.iter().enumerate().find_map(|(i, n)| self.held.get(..i)?.contains(n).then_some(n))
+        {
             return bad(format!("data set `{name}` is named twice"));
         }
         Ok(())
