@@ -54,11 +54,20 @@ pub fn wire(bytes: &[u8]) {
     let Ok(frame) = Frame::decode(bytes.to_vec()) else { return };
     assert_eq!(Frame::decode(frame.encode()).ok().as_ref(), Some(&frame), "frames do not round-trip");
     let Frame::Control(json) = frame else { return };
+    // A server reads the version first; the rest is decoded whatever it says,
+    // so that the decoders see every mutation.
+    if let Some((version, _)) = crate::remote::declared_version(&json) {
+        let _ = version.mismatch("the peer", "this server");
+    }
     let Ok(Control::Hello { request: Some(request), .. }) = Control::decode(&json, "fuzz") else { return };
-    let plan = match *request {
-        Request::Predict { plan, .. } | Request::Deploy { plan, .. } => plan,
+    let (plan, frac_bits, digest) = match *request {
+        Request::Predict { plan, frac_bits, digest, .. } | Request::Deploy { plan, frac_bits, digest, .. } => {
+            (plan, frac_bits, digest)
+        }
         _ => return,
     };
+    // A peer can send a plan with its right digest: check the plan whatever the digest says.
+    let _ = crate::remote::check_plan_digest(&plan, frac_bits, &digest);
     if plan.check_consistent().is_ok()
         && let Ok(schedule) = crate::runtime::Schedule::new(&plan)
     {

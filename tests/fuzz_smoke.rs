@@ -73,8 +73,11 @@ fn wire_target_survives_real_hellos_and_their_mutations() {
         &Default::default(),
     )
     .unwrap();
-    let request = tfe_run::remote::Request::Predict { plan: p.plan.public(), predictions: 1, frac_bits: 16 };
+    let plan = p.plan.public();
+    let digest = tfe_run::remote::plan_digest(&plan, 16);
+    let request = tfe_run::remote::Request::Predict { plan, predictions: 1, frac_bits: 16, digest };
     let hello = tfe_run::remote::Control::Hello {
+        version: tfe_run::remote::Version::current(),
         from: tfe_run::transport::Party::Client,
         session: 7,
         request: Some(Box::new(request)),
