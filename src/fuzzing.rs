@@ -57,11 +57,16 @@ pub fn wire(bytes: &[u8]) {
     let Ok(frame) = Frame::decode(bytes.to_vec()) else { return };
     assert_eq!(Frame::decode(frame.encode()).ok().as_ref(), Some(&frame), "frames do not round-trip");
     let Frame::Control(json) = frame else { return };
+    // A server reads the version first; the rest is decoded whatever it says,
+    // so that the decoders see every mutation.
+    if let Some((version, _)) = crate::remote::declared_version(&json) {
+        let _ = version.mismatch("the peer", "this server");
+    }
     let Ok(control) = Control::decode(&json, "fuzz") else { return };
     match control {
         Control::Hello { request: Some(request), .. } => wire_request(*request),
         Control::Hello { request: None, .. } => {}
-        Control::Ready { deployed, deployment, dataset } => {
+        Control::Ready { deployed, deployment, dataset, .. } => {
             if let Some((plan, frac_bits)) = deployed
                 && plan.check_consistent().is_ok()
             {
@@ -94,7 +99,9 @@ pub fn wire(bytes: &[u8]) {
 /// A driver's request, checked as a server's `prepare` checks it before any work.
 fn wire_request(request: Request) {
     match request {
-        Request::Predict { plan, frac_bits, .. } | Request::Deploy { plan, frac_bits, .. } => {
+        Request::Predict { plan, frac_bits, digest, .. } | Request::Deploy { plan, frac_bits, digest, .. } => {
+            // A peer can send a plan with its right digest: check the plan whatever the digest says.
+            let _ = crate::remote::check_plan_digest(&plan, frac_bits, &digest);
             if plan.check_consistent().is_ok() {
                 wire_plan(&plan, frac_bits);
             }

@@ -81,7 +81,8 @@ fn wire_target_survives_real_hellos_and_their_mutations() {
     )
     .unwrap();
     let plan = p.plan.public();
-    let deployment = Deployment { id: 7, digest: tfe_run::remote::plan_digest(&plan, 16) };
+    let digest = tfe_run::remote::plan_digest(&plan, 16);
+    let deployment = Deployment { id: 7, digest: digest.clone() };
     let spec = TrainSpec {
         owners: vec![300, 269],
         features: 30,
@@ -98,8 +99,8 @@ fn wire_target_survives_real_hellos_and_their_mutations() {
         TrainSpec { owners: vec![100], features: 64, outputs: 10, shuffle: None, held: vec![], ..spec.clone() };
     let info = DatasetInfo { rows: 300, features: 30, outputs: 1, frac_bits: 16, feature_bound: 8.0 };
     let requests = [
-        Request::Predict { plan: plan.clone(), predictions: 1, frac_bits: 16 },
-        Request::Deploy { name: "mnist".into(), plan: plan.clone(), frac_bits: 16, replace: true },
+        Request::Predict { plan: plan.clone(), predictions: 1, frac_bits: 16, digest: digest.clone() },
+        Request::Deploy { name: "mnist".into(), plan: plan.clone(), frac_bits: 16, replace: true, digest },
         Request::PredictDeployed { name: "mnist".into(), predictions: 2, deployment: deployment.clone() },
         Request::Describe { name: "mnist".into() },
         Request::Train { spec },
@@ -107,12 +108,24 @@ fn wire_target_survives_real_hellos_and_their_mutations() {
         Request::Contribute { name: "clinic".into(), info, trainers: vec!["model-owner".into()], replace: false },
         Request::DescribeData { name: "clinic".into() },
     ];
-    let hello = |request| Control::Hello { from: Party::Client, session: 7, request: Some(Box::new(request)) };
+    let version = tfe_run::remote::Version::current;
+    let hello = |request| Control::Hello {
+        version: version(),
+        from: Party::Client,
+        session: 7,
+        request: Some(Box::new(request)),
+    };
     let mut controls: Vec<Vec<u8>> = requests.into_iter().map(|r| hello(r).encode()).collect();
     controls.extend([
-        Control::Hello { from: Party::Server0, session: 7, request: None }.encode(),
-        Control::Ready { deployed: Some((plan, 16)), deployment: Some(deployment.clone()), dataset: None }.encode(),
-        Control::Ready { deployed: None, deployment: None, dataset: Some(info) }.encode(),
+        Control::Hello { version: version(), from: Party::Server0, session: 7, request: None }.encode(),
+        Control::Ready {
+            version: version(),
+            deployed: Some((plan, 16)),
+            deployment: Some(deployment.clone()),
+            dataset: None,
+        }
+        .encode(),
+        Control::Ready { version: version(), deployed: None, deployment: None, dataset: Some(info) }.encode(),
         Control::Refused { reason: "no model named `mnist` is deployed here".into(), stale: false }.encode(),
         Control::Prepared { deployment: deployment.clone() }.encode(),
         Control::Commit { deployment }.encode(),

@@ -1082,3 +1082,158 @@ fn out_of_range_values_are_refused_before_the_driver_dials_anyone() {
     };
     refused("train", driver::train(&remote, &spec, std::slice::from_ref(&owner), &|_, _| {}).err().unwrap());
 }
+
+/// This build's wire format and release, as a hello carries them.
+fn this_version() -> serde_json::Value {
+    serde_json::to_value(tfe_run::remote::Version::current()).unwrap()
+}
+
+/// `this_version()` as a refusal names it.
+fn this_version_text() -> String {
+    tfe_run::remote::Version::current().to_string()
+}
+
+/// Send `hello` (a control frame's JSON, made by hand) to `party` over TLS as
+/// `local`, and return the JSON of its answer.
+fn hand_made_hello(cluster: &Cluster, local: Party, party: Party, hello: &serde_json::Value) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let id = tfe_run::transport::tls::identity(&cluster.certs(), local).unwrap();
+    let address = cluster.address(party);
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let mut stream = id.connector.connect(tfe_run::transport::tls::server_name(party), tcp).await.unwrap();
+        let frame = tfe_run::transport::wire::Frame::Control(serde_json::to_vec(hello).unwrap());
+        tfe_run::transport::wire::write_frame(&mut stream, &frame).await.unwrap();
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), tfe_run::transport::wire::read_frame(&mut stream, 1 << 20))
+                .await;
+        match answer {
+            Ok(Ok(Some(tfe_run::transport::wire::Frame::Control(json)))) => String::from_utf8(json).unwrap(),
+            other => panic!("{} gave no answer to a hello: {other:?}", party.name()),
+        }
+    })
+}
+
+/// A hello of another wire format (here with a request this build does not
+/// know) was decoded as this build's types: refused as "malformed" without an
+/// answer, or, where it fitted, served. Now the version is read first and a
+/// mismatch refused naming both versions; the server goes on serving.
+#[test]
+fn a_hello_of_another_wire_format_is_refused_naming_both_versions_and_the_server_keeps_serving() {
+    let cluster = Cluster::start(false, 10.0);
+    let hello = serde_json::json!({ "Hello": {
+        "version": { "format": 99, "release": "9.9.9" },
+        "from": "client",
+        "session": 0x1a2b_3c4d_0000_0010u64,
+        "request": { "Teleport": { "to": "mars" } },
+    }});
+    let answer = hand_made_hello(&cluster, Party::Client, Party::Server1, &hello);
+    assert!(answer.contains("Refused"), "{answer}");
+    assert!(answer.contains("the client speaks wire format 99 (tfe-run 9.9.9)"), "{answer}");
+    assert!(answer.contains(&this_version_text()), "{answer}");
+    assert!(answer.contains("run the same tfe-run release on every party"), "{answer}");
+    std::thread::sleep(Duration::from_millis(200));
+    let log = cluster.log("server1");
+    assert!(log.contains("wire format 99 (tfe-run 9.9.9)"), "{log}");
+    let out = cluster.command(&[]).arg(testdata("mnist_model.pb")).arg(testdata("mnist_input.npy")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("row 0: class 7"));
+}
+
+/// The hellos of tfe-run before wire versions (no `version` field) were
+/// served by this build as its own. Now they are refused as from before
+/// versioning: the driver's and a peer server's.
+#[test]
+fn a_hello_without_a_version_is_refused_as_from_before_versioning() {
+    let cluster = Cluster::start(false, 10.0);
+    let session = 0x1a2b_3c4d_0000_0011u64;
+    let from_driver = serde_json::json!({ "Hello": {
+        "from": "client", "session": session, "request": { "Describe": { "name": "m" } },
+    }});
+    let from_server0 = serde_json::json!({ "Hello": { "from": "server0", "session": session, "request": null } });
+    for (local, hello) in [(Party::Client, from_driver), (Party::Server0, from_server0)] {
+        let answer = hand_made_hello(&cluster, local, Party::Server1, &hello);
+        let who = local.name();
+        assert!(answer.contains("Refused"), "{who}: {answer}");
+        assert!(answer.contains(&format!("the {who} speaks wire format 0 (")), "{who}: {answer}");
+        assert!(answer.contains("before versioning"), "{who}: {answer}");
+        assert!(answer.contains(&this_version_text()), "{who}: {answer}");
+    }
+}
+
+/// The plan a request carried was run as it arrived: one altered in transit
+/// (here its output's name) or serialised differently by another build ran
+/// unnoticed. Now it travels with its digest, which the server recomputes
+/// before checking or scheduling it: a mismatch is refused naming both.
+#[test]
+fn a_plan_whose_digest_does_not_match_is_refused_naming_both_digests() {
+    let cluster = Cluster::start(false, 10.0);
+    let plan = prepared("mnist_model.pb", "mnist_input.npy").plan.public();
+    let sent = tfe_run::remote::plan_digest(&plan, 16);
+    let mut altered = plan.clone();
+    altered.output_node.push_str("-altered");
+    let found = tfe_run::remote::plan_digest(&altered, 16);
+    let altered = serde_json::to_value(&altered).unwrap();
+    let predict = serde_json::json!({ "Predict": {
+        "plan": altered, "predictions": 1, "frac_bits": 16, "digest": sent,
+    }});
+    let deploy = serde_json::json!({ "Deploy": {
+        "name": "m", "plan": altered, "frac_bits": 16, "replace": false, "digest": sent,
+    }});
+    for (i, (local, request)) in [(Party::Client, predict), (Party::ModelOwner, deploy)].into_iter().enumerate() {
+        let hello = serde_json::json!({ "Hello": {
+            "version": this_version(), "from": local.name(), "session": 0x1a2b_3c4d_0000_0012u64 + i as u64,
+            "request": request,
+        }});
+        let answer = hand_made_hello(&cluster, local, Party::Server1, &hello);
+        assert!(answer.contains("Refused"), "{answer}");
+        assert!(answer.contains(&sent) && answer.contains(&found), "sent {sent}, found {found}: {answer}");
+    }
+}
+
+/// The driver took a ready from a server as its own format's: one from before
+/// versioning was served as this build's, one of another format refused as
+/// "malformed". Now the driver reads the server's version first and refuses
+/// a mismatch naming both (exit 5).
+#[test]
+fn a_server_of_another_wire_format_is_refused_by_the_driver_exit_5_naming_both() {
+    let cluster = Cluster::start(true, 10.0);
+    let readies = [
+        (r#"{"Ready":{"deployed":null}}"#, "server1 speaks wire format 0 (", true),
+        (
+            r#"{"Ready":{"version":{"format":99,"release":"9.9.9"},"deployed":7}}"#,
+            "server1 speaks wire format 99 (tfe-run 9.9.9)",
+            false,
+        ),
+    ];
+    for (ready, named, before) in readies {
+        // A server1 that answers every hello with `ready`, once.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = cluster.config_with("server1", listener.local_addr().unwrap());
+        let fake = std::thread::spawn(move || {
+            use std::io::Read;
+            let (mut s, _) = listener.accept().unwrap();
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).unwrap();
+            let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+            s.read_exact(&mut body).unwrap();
+            let mut frame = ((ready.len() + 1) as u32).to_le_bytes().to_vec();
+            frame.push(1);
+            frame.extend_from_slice(ready.as_bytes());
+            s.write_all(&frame).unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+        });
+        let out = cluster
+            .command_with(&config, &[])
+            .arg(testdata("mnist_model.pb"))
+            .arg(testdata("mnist_input.npy"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{stderr}");
+        assert!(stderr.contains(named), "{stderr}");
+        assert!(stderr.contains(&format!("this client {}", this_version_text())), "{stderr}");
+        assert_eq!(stderr.contains("before versioning"), before, "{stderr}");
+        fake.join().unwrap();
+    }
+}

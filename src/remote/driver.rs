@@ -128,8 +128,15 @@ impl Session {
     /// ready message says.
     fn start(&self, peer: Party, request: Request) -> Result<Ready> {
         self.connect(self.starter, peer, Some(request))?;
-        match self.control(self.starter, peer, self.remote.timeout)? {
-            Control::Ready { deployed, deployment, dataset } => Ok(Ready { deployed, deployment, dataset }),
+        let json = self.link.recv_control(self.starter, peer, self.remote.timeout)?;
+        // The version first: the rest may be of another format.
+        if let Some((version, _)) = super::declared_version(&json)
+            && let Some(reason) = version.mismatch(peer.name(), &format!("this {}", self.starter.name()))
+        {
+            bail!("{reason}");
+        }
+        match Control::decode(&json, peer.name())? {
+            Control::Ready { deployed, deployment, dataset, .. } => Ok(Ready { deployed, deployment, dataset }),
             Control::Refused { reason, stale: true } => {
                 Err(super::Stale(format!("{} refused the session: {reason}", peer.name())).into())
             }
@@ -207,7 +214,9 @@ pub fn predict(
 ) -> Result<Outcome> {
     let predictions = crate::runtime::prediction_count(batches.len())?;
     party::check_values(plan, fp, Some(&plan.weight_values), batches)?;
-    let request = Request::Predict { plan: plan.public(), predictions, frac_bits: fp.frac_bits };
+    let public = plan.public();
+    let digest = plan_digest(&public, fp.frac_bits);
+    let request = Request::Predict { plan: public, predictions, frac_bits: fp.frac_bits, digest };
     let peers = [Party::Server1, Party::Server0, Party::Dealer];
     let session = Session::with_joiner(remote, Party::Client, Some(Party::ModelOwner), &peers, &request)?;
     let local = run_local(&session, plan, fp, Some(&plan.weight_values), Some(batches));
@@ -346,7 +355,8 @@ pub fn deploy_committing(
     party::check_values(plan, fp, Some(&plan.weight_values), &[])?;
     let public = plan.public();
     let deployment = Deployment { id: 0, digest: plan_digest(&public, fp.frac_bits) };
-    let request = Request::Deploy { name: name.to_string(), plan: public, frac_bits: fp.frac_bits, replace };
+    let digest = deployment.digest.clone();
+    let request = Request::Deploy { name: name.to_string(), plan: public, frac_bits: fp.frac_bits, replace, digest };
     let session = Session::with_joiner(remote, Party::ModelOwner, None, &[Party::Server1, Party::Server0], &request)?;
     let deployment = Deployment { id: session.link.session(), ..deployment };
     let mut local = run_local(&session, plan, fp, Some(&plan.weight_values), None);
@@ -443,7 +453,8 @@ fn predict_deployed_once(
             bail!("model `{name}`: {} started with deployment {theirs:?}, not {deployment}", server.name());
         }
     }
-    session.start(Party::Dealer, Request::Predict { plan: plan.clone(), predictions, frac_bits })?;
+    let digest = deployment.digest.clone();
+    session.start(Party::Dealer, Request::Predict { plan: plan.clone(), predictions, frac_bits, digest })?;
     let local = run_local(&session, &plan, fp, None, Some(&batches));
     let outcome = session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())?;
     let output = join_rows(&plan, &outcome.outputs, rows)?;

@@ -16,6 +16,15 @@
 //! both servers. Each party runs its program; the remote ones end with
 //! [`Control::Done`] (their statistics) or an abort frame that names the cause.
 //!
+//! # Versions
+//!
+//! Every hello and every ready carries the sender's [`Version`]: its
+//! [`WIRE_VERSION`] and its release. The receiving side reads the version
+//! before anything else of the frame ([`declared_version`]), so a frame of
+//! another format is refused for its version, naming both, and never misread
+//! as this build's types. A plan travels with its [`plan_digest`], which the
+//! server recomputes before it checks or schedules the plan.
+//!
 //! # Deployments
 //!
 //! A deployment is kept under the deploying session's id with the digest of its
@@ -43,11 +52,95 @@ use crate::transport::tls::{self, Identity};
 use crate::transport::wire::{Frame, read_frame, write_frame};
 use crate::transport::{Party, tls::check_peer};
 
+/// The format of everything parties send each other. Bump it with any change
+/// to the JSON of [`Request`], [`Control`], [`Deployment`], [`Plan`] (its values,
+/// steps and ops), [`crate::train::TrainSpec`], [`crate::train::DatasetInfo`],
+/// [`Report`], or to the frames of [`crate::transport::wire`] and the payloads
+/// of the protocols' messages: parties of different formats then refuse each
+/// other at the hello instead of misreading each other. 0 stands for the
+/// releases before versioning, whose hellos carry no version. Never change
+/// [`Version`], the names `Hello` and `Ready` or [`Control::Refused`]: they are
+/// how parties of different formats recognise and refuse each other.
+pub const WIRE_VERSION: u32 = 1;
+
+/// The wire format and the release a party speaks.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Version {
+    pub format: u32,
+    /// The tfe-run release (`CARGO_PKG_VERSION`), to say which one to run.
+    pub release: String,
+}
+
+impl Version {
+    /// This build's.
+    pub fn current() -> Version {
+        Version { format: WIRE_VERSION, release: env!("CARGO_PKG_VERSION").to_string() }
+    }
+
+    /// Why `peer` and `local` (as a refusal names them, e.g. "the client", "this
+    /// server") cannot work together, or `None` if they speak the same format.
+    pub fn mismatch(&self, peer: &str, local: &str) -> Option<String> {
+        let ours = Version::current();
+        (self.format != ours.format)
+            .then(|| format!("{peer} speaks {self}, {local} {ours}: run the same tfe-run release on every party"))
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The release is the peer's text: bounded, and escaped for the log.
+        let release: String = self.release.chars().take(32).collect();
+        match self.format {
+            0 => write!(f, "wire format 0 (a tfe-run from before versioning)"),
+            format => write!(f, "wire format {format} (tfe-run {})", release.escape_debug()),
+        }
+    }
+}
+
+/// The version a hello or a ready declares (0 without one), read before the
+/// rest of the frame, which another format may not fit; also who a hello says
+/// it is from, if this build knows the party. `None` for other frames.
+pub fn declared_version(json: &[u8]) -> Option<(Version, Option<Party>)> {
+    /// Only the fields every format keeps; the others are skipped unparsed.
+    #[derive(Deserialize)]
+    enum Head {
+        Hello {
+            #[serde(default)]
+            version: Version,
+            #[serde(default)]
+            from: Option<serde_json::Value>,
+        },
+        Ready {
+            #[serde(default)]
+            version: Version,
+        },
+    }
+    match serde_json::from_slice(json).ok()? {
+        Head::Hello { version, from } => Some((version, from.and_then(|f| serde_json::from_value(f).ok()))),
+        Head::Ready { version } => Some((version, None)),
+    }
+}
+
+/// Refuse a plan whose digest here is not the one its sender computed: altered
+/// or cut in transit, or serialised differently by another build.
+pub fn check_plan_digest(plan: &Plan, frac_bits: u32, sent: &str) -> Result<()> {
+    let found = plan_digest(plan, frac_bits);
+    if found != sent {
+        bail!(
+            "the plan's digest is {found} here, {} as sent: it was altered in transit or serialised by another \
+             build; run the same tfe-run release on every party",
+            sent.chars().take(64).collect::<String>().escape_debug()
+        );
+    }
+    Ok(())
+}
+
 /// What a session is for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
-    /// Predictions with a model whose weights the model owner shares in this session.
-    Predict { plan: Plan, predictions: u32, frac_bits: u32 },
+    /// Predictions with a model whose weights the model owner shares in this
+    /// session; `digest` is [`plan_digest`] of `plan` and `frac_bits`.
+    Predict { plan: Plan, predictions: u32, frac_bits: u32, digest: String },
     /// Predictions with a model deployed earlier (servers only; the driver sends
     /// the crypto producer a `Predict` with the deployment's public plan). Both
     /// servers run exactly `deployment`, or refuse.
@@ -55,13 +148,15 @@ pub enum Request {
     /// Receive a model's weight shares from the model owner and keep them (servers
     /// only): pending until the model owner commits it, which it does once both
     /// servers said they hold all their shares ([`Control::Prepared`]).
-    /// Only the principal that deployed `name` replaces it, and only with `replace`.
+    /// Only the principal that deployed `name` replaces it, and only with
+    /// `replace`. `digest` is [`plan_digest`] of `plan` and `frac_bits`.
     Deploy {
         name: String,
         plan: Plan,
         frac_bits: u32,
         #[serde(default)]
         replace: bool,
+        digest: String,
     },
     /// Only answer with a deployed model's public plan (servers only).
     Describe { name: String },
@@ -86,12 +181,14 @@ pub enum Request {
 /// Session control messages (JSON frames).
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Control {
-    /// The first frame on every connection: who dials, for which session, and
-    /// (from the driver) what for.
-    Hello { from: Party, session: u64, request: Option<Box<Request>> },
+    /// The first frame on every connection: the dialler's version, who dials,
+    /// for which session, and (from the driver) what for.
+    Hello { version: Version, from: Party, session: u64, request: Option<Box<Request>> },
     /// The party has joined its peers and starts; for a deployed model, the
     /// deployment's public plan and fixed-point setting.
     Ready {
+        /// The server's version, which the driver checks as the server checked its own.
+        version: Version,
         deployed: Option<(Plan, u32)>,
         /// For a deployed model: which deployment of it this server holds.
         #[serde(default)]
@@ -102,7 +199,8 @@ pub enum Control {
     },
     /// The party's work is done.
     Done { report: Box<Report> },
-    /// The party refused the session before starting.
+    /// The party refused the session before starting. Its JSON must stay the
+    /// same in every format: it is how a party tells one of another format why.
     Refused {
         reason: String,
         /// Refused because it holds another deployment of the model than the
@@ -241,7 +339,7 @@ pub async fn dial(
         ),
         None => Box::new(tcp),
     };
-    let hello = Control::Hello { from: local, session, request: request.map(Box::new) };
+    let hello = Control::Hello { version: Version::current(), from: local, session, request: request.map(Box::new) };
     let sent = async {
         write_frame(&mut stream, &Frame::Control(hello.encode())).await?;
         tokio::io::AsyncWriteExt::flush(&mut stream).await?;
@@ -307,7 +405,17 @@ pub async fn accept(
         .await
         .map_err(|_| anyhow::anyhow!("no hello within {timeout:?}"))??;
     let Some(Frame::Control(json)) = frame else { bail!("the first frame is not a hello") };
-    let Control::Hello { from, session, request } = Control::decode(&json, "the peer")? else {
+    // The version first: the rest may be of another format.
+    if let Some((version, from)) = declared_version(&json) {
+        let peer = from.map_or("the peer".to_string(), |p| format!("the {}", p.name()));
+        if let Some(reason) = version.mismatch(&peer, "this server") {
+            let refusal = Control::Refused { reason: reason.clone(), stale: false };
+            let _ = write_frame(&mut stream, &Frame::Control(refusal.encode())).await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            bail!("{reason}");
+        }
+    }
+    let Control::Hello { from, session, request, .. } = Control::decode(&json, "the peer")? else {
         bail!("the first frame is not a hello")
     };
     let principal = match identity {
@@ -335,4 +443,53 @@ pub async fn accept(
 pub fn new_session_id() -> Result<u64> {
     let seed = crate::ring::os_seed()?;
     Ok(u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hello_from_before_versioning_is_read_as_wire_format_0() {
+        let old = br#"{"Hello":{"from":"client","session":7,"request":{"Describe":{"name":"m"}}}}"#;
+        let (version, from) = declared_version(old).unwrap();
+        assert_eq!((version.format, from), (0, Some(Party::Client)));
+        let reason = version.mismatch("the client", "this server").unwrap();
+        let ours = format!("wire format {WIRE_VERSION} (tfe-run {})", env!("CARGO_PKG_VERSION"));
+        assert_eq!(
+            reason,
+            format!(
+                "the client speaks wire format 0 (a tfe-run from before versioning), this server {ours}: run the \
+                 same tfe-run release on every party"
+            )
+        );
+    }
+
+    #[test]
+    fn a_version_is_read_from_a_frame_this_build_cannot_decode() {
+        let new = br#"{"Hello":{"version":{"format":99,"release":"9.9.9\nforged log line"},"from":"server7","session":"x","request":{"Teleport":{}}}}"#;
+        assert!(Control::decode(new, "x").is_err());
+        let (version, from) = declared_version(new).unwrap();
+        assert_eq!((version.format, from), (99, None));
+        assert_eq!(version.to_string(), r"wire format 99 (tfe-run 9.9.9\nforged log line)");
+        assert!(declared_version(&Control::Done { report: Box::default() }.encode()).is_none());
+        assert!(declared_version(b"{\"Hello\"").is_none());
+        assert!(Version::current().mismatch("a", "b").is_none());
+    }
+
+    #[test]
+    fn a_plan_digest_is_checked_against_the_one_sent() {
+        let plan: Plan = Plan {
+            values: Vec::new(),
+            steps: Vec::new(),
+            inputs: Vec::new(),
+            output: 0,
+            output_node: "y".into(),
+            weight_values: Default::default(),
+        };
+        let digest = plan_digest(&plan, 16);
+        assert!(check_plan_digest(&plan, 16, &digest).is_ok());
+        let e = check_plan_digest(&plan, 15, &digest).unwrap_err().to_string();
+        assert!(e.contains(&digest) && e.contains(&plan_digest(&plan, 15)), "{e}");
+    }
 }

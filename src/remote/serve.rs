@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Control, Deployment, Peer, Request, Security, accept, commit_key, dial, plan_digest};
+use super::{
+    Control, Deployment, Peer, Request, Security, Version, accept, check_plan_digest, commit_key, dial, plan_digest,
+};
 use crate::cluster::Cluster;
 use crate::plan::Plan;
 use crate::ring::FixedPoint;
@@ -335,7 +337,8 @@ impl State {
             Prepared::Data(info) => Some(*info),
             _ => None,
         };
-        let _ = link.send_control(self.me, from, Control::Ready { deployed, deployment, dataset }.encode());
+        let ready = Control::Ready { version: Version::current(), deployed, deployment, dataset };
+        let _ = link.send_control(self.me, from, ready.encode());
         if matches!(request, Request::Describe { .. } | Request::DescribeData { .. }) {
             self.end(session, &link);
             return Ok(());
@@ -407,8 +410,12 @@ impl State {
             (Request::Deploy { .. } | Request::PredictDeployed { .. } | Request::Describe { .. }, Party::Dealer) => {
                 bail!("the crypto producer holds no models")
             }
-            (Request::Predict { plan, frac_bits, .. }, _) => (plan.clone(), *frac_bits, Weights::FromOwner, None),
-            (Request::Deploy { name, plan, frac_bits, replace }, _) => {
+            (Request::Predict { plan, frac_bits, digest, .. }, _) => {
+                check_plan_digest(plan, *frac_bits, digest)?;
+                (plan.clone(), *frac_bits, Weights::FromOwner, None)
+            }
+            (Request::Deploy { name, plan, frac_bits, replace, digest }, _) => {
+                check_plan_digest(plan, *frac_bits, digest)?;
                 let model = self.models.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
                 let existing = model.as_ref().map(|m| m.owner.as_str());
                 self.may_replace(&format!("model `{name}`"), "deployed", existing, principal, *replace)?;
