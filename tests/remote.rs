@@ -729,7 +729,13 @@ fn hold_a_session(
         )
         .await
         .unwrap();
-        let ready = tfe_run::transport::wire::read_frame(&mut stream, 1 << 20).await.unwrap();
+        // The link's first keepalive may come before the ready.
+        let ready = loop {
+            match tfe_run::transport::wire::read_frame(&mut stream, 1 << 20).await.unwrap() {
+                Some(tfe_run::transport::wire::Frame::Ping) => continue,
+                other => break other,
+            }
+        };
         let Some(tfe_run::transport::wire::Frame::Control(json)) = ready else { panic!("no ready: {ready:?}") };
         assert!(matches!(Control::decode(&json, "server").unwrap(), Control::Ready { .. }));
         stream
