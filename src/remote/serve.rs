@@ -31,9 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{
-    Control, Deployment, Peer, Request, Security, Version, accept, check_plan_digest, commit_key, dial, plan_digest,
-};
+use super::{Control, Deployment, Peer, Request, Security, Version, accept, check_plan_digest, commit_key, dial};
 use crate::cluster::Cluster;
 use crate::plan::Plan;
 use crate::ring::FixedPoint;
@@ -91,13 +89,57 @@ struct Held {
     trainers: Vec<String>,
 }
 
+/// What a server keeps under a name for later sessions, and who put it there.
+trait Owned {
+    const KIND: Kind;
+    /// The principal that put it there: the only one that may replace it.
+    fn owner(&self) -> &str;
+}
+
+impl Owned for Deployed {
+    const KIND: Kind = Kind::Model;
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+}
+
+impl Owned for Held {
+    const KIND: Kind = Kind::DataSet;
+    fn owner(&self) -> &str {
+        &self.contributor
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Model,
+    DataSet,
+}
+
+impl Kind {
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Model => "model",
+            Kind::DataSet => "data set",
+        }
+    }
+
+    /// What its owner did, the command that does it again, and what the log
+    /// says of a new one.
+    fn verbs(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Kind::Model => ("deployed", "redeploy", "deployed"),
+            Kind::DataSet => ("contributed", "contribute", "held"),
+        }
+    }
+}
+
+type Registry<T> = Mutex<HashMap<String, Arc<T>>>;
+
 struct State {
     me: Party,
     cluster: Cluster,
     identity: Option<Identity>,
-    /// Without TLS no peer is authenticated: every peer is the principal
-    /// `insecure`, so who deployed or contributed what cannot be told apart.
-    insecure: bool,
     timeout: Duration,
     max_memory: u64,
     max_sessions: usize,
@@ -107,9 +149,9 @@ struct State {
     /// Refused connections are logged at most this often one by one.
     refusals: Mutex<LogLimit>,
     sessions: Mutex<HashMap<u64, Arc<Link>>>,
-    models: Mutex<HashMap<String, Arc<Deployed>>>,
+    models: Registry<Deployed>,
     /// Data sets contributed for training.
-    datasets: Mutex<HashMap<String, Arc<Held>>>,
+    datasets: Registry<Held>,
     /// The names with a deployment under way here ([`Claim`]).
     deploying: Arc<Mutex<HashSet<String>>>,
 }
@@ -155,7 +197,6 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
         let state = Arc::new(State {
             me,
             cluster,
-            insecure: identity.is_none(),
             identity,
             timeout: options.timeout,
             max_memory: options.max_memory,
@@ -396,9 +437,7 @@ impl State {
                 if trainers.is_empty() || trainers.len() > 64 || trainers.iter().any(|t| t.is_empty() || t.len() > 63) {
                     bail!("data set `{name}` must name 1 to 64 trainers (model-owner principals), each 1 to 63 bytes");
                 }
-                let held = self.datasets.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
-                let existing = held.as_ref().map(|h| h.contributor.as_str());
-                self.may_replace(&format!("data set `{name}`"), "contributed", existing, principal, *replace)?;
+                self.may_put(&self.datasets, name, principal, *replace)?;
                 crate::runtime::check_memory(info.bytes(), self.max_memory, "this data set")?;
                 return Ok(Prepared::Data(*info));
             }
@@ -416,9 +455,7 @@ impl State {
             }
             (Request::Deploy { name, plan, frac_bits, replace, digest }, _) => {
                 check_plan_digest(plan, *frac_bits, digest)?;
-                let model = self.models.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
-                let existing = model.as_ref().map(|m| m.owner.as_str());
-                self.may_replace(&format!("model `{name}`"), "deployed", existing, principal, *replace)?;
+                self.may_put(&self.models, name, principal, *replace)?;
                 claim = Some(Claim::take(&self.deploying, name)?);
                 (plan.clone(), *frac_bits, Weights::FromOwner, None)
             }
@@ -462,27 +499,45 @@ impl State {
         }
     }
 
-    /// May `principal` put a model or data set (`what`) where the principal
-    /// `existing` has one? Only that principal, and only when it says so.
-    fn may_replace(
-        &self,
-        what: &str,
-        done: &str,
-        existing: Option<&str>,
-        principal: &str,
-        replace: bool,
-    ) -> Result<()> {
-        let flag = if done == "deployed" { "redeploy" } else { "contribute" };
+    /// Without TLS no peer is authenticated: every peer is the principal
+    /// `insecure`, so who deployed or contributed what cannot be told apart.
+    fn insecure(&self) -> bool {
+        self.identity.is_none()
+    }
+
+    /// May `principal` put something under `name` in `registry`? Only the
+    /// principal that put what is there, and only when it says so (`replace`).
+    fn may_put<T: Owned>(&self, registry: &Registry<T>, name: &str, principal: &str, replace: bool) -> Result<()> {
+        let held = registry.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+        self.may_replace::<T>(name, held.as_deref().map(T::owner), principal, replace)
+    }
+
+    fn may_replace<T: Owned>(&self, name: &str, existing: Option<&str>, principal: &str, replace: bool) -> Result<()> {
+        let (done, command, _) = T::KIND.verbs();
+        let what = format!("{} `{name}`", T::KIND.noun());
         match existing {
             None => Ok(()),
-            Some(owner) if owner != principal && !self.insecure => {
+            Some(owner) if owner != principal && !self.insecure() => {
                 bail!("{what} was {done} by `{owner}`: `{principal}` may not replace it")
             }
             Some(owner) if !replace => {
-                bail!("{what} was {done} already (by `{owner}`): {flag} with --replace to replace it")
+                bail!("{what} was {done} already (by `{owner}`): {command} with --replace to replace it")
             }
             Some(_) => Ok(()),
         }
+    }
+
+    /// Put `value` under `name` in `registry`, checking again that `principal`
+    /// may (another may have put something there meanwhile); log it.
+    fn put<T: Owned>(&self, registry: &Registry<T>, name: &str, principal: &str, value: T, line: &str) -> Result<()> {
+        let mut held = registry.lock().unwrap_or_else(|e| e.into_inner());
+        self.may_replace::<T>(name, held.get(name).map(|h| h.owner()), principal, true)?;
+        let replaced = held.insert(name.to_string(), Arc::new(value));
+        drop(held);
+        let (_, _, kept) = T::KIND.verbs();
+        let what = if replaced.is_some() { "replaced" } else { kept };
+        log(self.me, &format!("{} `{name}` {what}: {line}", T::KIND.noun()));
+        Ok(())
     }
 
     /// This server's shares of the data sets `spec` names, checked against it
@@ -492,7 +547,7 @@ impl State {
         let mut held = Vec::with_capacity(spec.held.len());
         for (name, &rows) in spec.held.iter().zip(&spec.owners) {
             let entry = datasets.get(name).with_context(|| format!("no data set named `{name}` is held here"))?;
-            if !self.insecure && !entry.trainers.iter().any(|t| t == trainer) {
+            if !self.insecure() && !entry.trainers.iter().any(|t| t == trainer) {
                 bail!(
                     "data set `{name}` (contributed by `{}`) may be trained on by {} only, not by `{trainer}`",
                     entry.contributor,
@@ -535,17 +590,11 @@ impl State {
                     bail!("only a contribution receives a data set");
                 };
                 let (shares, report) = secure::receive_contribution(&ctx, i, info)?;
+                let listed = trainers.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+                let line = format!("from `{principal}`, for training by {listed}");
                 let held =
                     Held { shares: Arc::new(shares), contributor: principal.to_string(), trainers: trainers.clone() };
-                let mut datasets = self.datasets.lock().unwrap_or_else(|e| e.into_inner());
-                // Another principal may have contributed the name meanwhile.
-                let existing = datasets.get(name).map(|h| h.contributor.clone());
-                self.may_replace(&format!("data set `{name}`"), "contributed", existing.as_deref(), principal, true)?;
-                let replaced = datasets.insert(name.clone(), Arc::new(held));
-                drop(datasets);
-                let what = if replaced.is_some() { "replaced" } else { "held" };
-                let trainers = trainers.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
-                log(self.me, &format!("data set `{name}` {what}: from `{principal}`, for training by {trainers}"));
+                self.put(&self.datasets, name, principal, held, &line)?;
                 return Ok(report);
             }
             Prepared::Predict { plan, frac_bits, fp, schedule, weights, claim, .. } => {
@@ -573,22 +622,16 @@ impl State {
                 | Request::DescribeData { .. },
                 _,
             ) => bail!("answered before any program runs, or run above"),
-            (Request::Deploy { name, .. }, server) => {
+            (Request::Deploy { name, digest, .. }, server) => {
                 let i = if server == Party::Server0 { 0 } else { 1 };
                 let (shares, report) = party::receive_weights(&ctx, i)?;
-                let deployment = Deployment { id: link.session(), digest: plan_digest(&plan, frac_bits) };
+                // `prepare` checked that the digest sent is the plan's.
+                let deployment = Deployment { id: link.session(), digest: digest.clone() };
                 self.await_commit(link, from, name, &deployment)?;
                 let owner = principal.to_string();
                 let model = Deployed { plan, frac_bits, shares: Arc::new(shares), deployment, owner };
                 let line = format!("deployment {}, by `{principal}`", model.deployment);
-                let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
-                // Another principal may have deployed the name meanwhile.
-                let existing = models.get(name).map(|m| m.owner.clone());
-                self.may_replace(&format!("model `{name}`"), "deployed", existing.as_deref(), principal, true)?;
-                let replaced = models.insert(name.clone(), Arc::new(model));
-                drop(models);
-                let what = if replaced.is_some() { "replaced" } else { "deployed" };
-                log(self.me, &format!("model `{name}` {what}: {line}"));
+                self.put(&self.models, name, principal, model, &line)?;
                 Ok(report)
             }
         }

@@ -7,7 +7,7 @@
 //! the certificate is for the party the peer says it is ([`check_peer`]).
 //!
 //! A certificate folder holds `ca.pem` and, per party, `NAME.pem` and `NAME.key`.
-//! [`generate`] makes one for development (`tfe-run certs`); in production each
+//! [`generate_with`] makes one for development (`tfe-run certs`); in production each
 //! operator keeps only its own key, and the CA key stays offline.
 //!
 //! # Principals
@@ -225,15 +225,11 @@ pub fn check_principal_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Make a development CA and a certificate and key per party in `dir`. Unless
-/// `force`, refuse if any of those files exists: a new CA cuts off every host
-/// that still holds the old certificates.
-pub fn generate(dir: &Path, force: bool) -> Result<Vec<String>> {
-    generate_with(dir, &[], force)
-}
-
-/// [`generate`], and for each `(role, name)` of `principals` a certificate and
-/// key `NAME.pem`/`NAME.key` for that role with the principal `name`.
+/// Make a development CA and a certificate and key per party in `dir`, and for
+/// each `(role, name)` of `principals` a certificate and key `NAME.pem`/`NAME.key`
+/// for that role with the principal `name`. Unless `force`, refuse if any of
+/// those files exists: a new CA cuts off every host that still holds the old
+/// certificates.
 pub fn generate_with(dir: &Path, principals: &[(Party, String)], force: bool) -> Result<Vec<String>> {
     let mut holders: Vec<(String, Vec<String>)> =
         Party::ALL.iter().map(|p| (p.name().to_string(), vec![p.name().to_string()])).collect();
