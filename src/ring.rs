@@ -83,11 +83,9 @@ impl FixedPoint {
     pub fn check_range<'a>(&self, values: impl IntoIterator<Item = &'a f32>, what: &str) -> Result<()> {
         let bound = self.bound();
         if let Some((i, v)) = values.into_iter().enumerate().find(|(_, v)| v.is_nan() || f64::from(v.abs()) >= bound) {
-            return Err(OutOfRange {
-                message: format!("{what}: value {v} at flat index {i} is out of range ({})", self.range()),
-                range: self.range(),
-            }
-            .into());
+            let range = self.range();
+            let message = format!("{what}: value {v} at flat index {i} is out of range ({range})");
+            return Err(OutOfRange { message, range }.into());
         }
         Ok(())
     }
