@@ -67,11 +67,9 @@ pub fn wire(bytes: &[u8]) {
         Control::Hello { request: Some(request), .. } => wire_request(*request),
         Control::Hello { request: None, .. } => {}
         Control::Ready { deployed, deployment, dataset, .. } => {
-            if let Some((plan, frac_bits)) = deployed
-                && plan.check_consistent().is_ok()
-            {
-                let _ = crate::remote::plan_digest(&plan, frac_bits);
-                wire_plan(&plan, frac_bits);
+            if let Some(program) = deployed {
+                let _ = program.digest();
+                wire_program(&program);
             }
             if let Some(d) = deployment {
                 let _ = d.to_string();
@@ -99,12 +97,11 @@ pub fn wire(bytes: &[u8]) {
 /// A driver's request, checked as a server's `prepare` checks it before any work.
 fn wire_request(request: Request) {
     match request {
-        Request::Predict { plan, frac_bits, digest, .. } | Request::Deploy { plan, frac_bits, digest, .. } => {
-            // A peer can send a plan with its right digest: check the plan whatever the digest says.
-            let _ = crate::remote::check_plan_digest(&plan, frac_bits, &digest);
-            if plan.check_consistent().is_ok() {
-                wire_plan(&plan, frac_bits);
-            }
+        Request::Predict { program, digest, .. } | Request::Deploy { program, digest, .. } => {
+            // A peer can send a program with its right digest: check the program
+            // whatever the digest says.
+            let _ = crate::remote::check_program(&program, &digest);
+            wire_program(&program);
         }
         Request::PredictDeployed { name, deployment, .. } => {
             let _ = format!("model `{name}` was redeployed: server1 now holds deployment {deployment}");
@@ -140,12 +137,10 @@ fn wire_request(request: Request) {
     }
 }
 
-/// A consistent plan from the network, scheduled and sized as a server does.
-fn wire_plan(plan: &crate::plan::Plan, frac_bits: u32) {
-    if crate::ring::FixedPoint::new(frac_bits).is_ok()
-        && let Ok(schedule) = crate::runtime::Schedule::new(plan)
-    {
-        let _ = schedule.estimate_memory();
+/// A program from the network, checked and sized as a server does.
+fn wire_program(program: &crate::lower::Program) {
+    if program.check().is_ok() {
+        let _ = program.estimate_memory();
     }
 }
 

@@ -19,7 +19,7 @@ use crate::tensor::Tensor;
 pub fn estimate_memory(plan: &Plan) -> u64 {
     let values: u64 = plan.values.iter().map(|v| v.len() as u64 * 4).sum();
     let largest = plan.values.iter().map(|v| v.len() as u64 * 4).max().unwrap_or(0);
-    crate::runtime::schedule::BASE_MEMORY + values + 2 * largest
+    crate::lower::BASE_MEMORY + values + 2 * largest
 }
 
 pub fn run(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<Tensor> {

@@ -80,8 +80,8 @@ fn wire_target_survives_real_hellos_and_their_mutations() {
         &Default::default(),
     )
     .unwrap();
-    let plan = p.plan.public();
-    let digest = tfe_run::remote::plan_digest(&plan, 16);
+    let program = Box::new(tfe_run::runtime::lower(&p.plan, Default::default()).unwrap());
+    let digest = program.digest();
     let deployment = Deployment { id: 7, digest: digest.clone() };
     let spec = TrainSpec {
         owners: vec![300, 269],
@@ -99,8 +99,8 @@ fn wire_target_survives_real_hellos_and_their_mutations() {
         TrainSpec { owners: vec![100], features: 64, outputs: 10, shuffle: None, held: vec![], ..spec.clone() };
     let info = DatasetInfo { rows: 300, features: 30, outputs: 1, frac_bits: 16, feature_bound: 8.0 };
     let requests = [
-        Request::Predict { plan: plan.clone(), predictions: 1, frac_bits: 16, digest: digest.clone() },
-        Request::Deploy { name: "mnist".into(), plan: plan.clone(), frac_bits: 16, replace: true, digest },
+        Request::Predict { program: program.clone(), predictions: 1, digest: digest.clone() },
+        Request::Deploy { name: "mnist".into(), program: program.clone(), replace: true, digest },
         Request::PredictDeployed { name: "mnist".into(), predictions: 2, deployment: deployment.clone() },
         Request::Describe { name: "mnist".into() },
         Request::Train { spec },
@@ -120,7 +120,7 @@ fn wire_target_survives_real_hellos_and_their_mutations() {
         Control::Hello { version: version(), from: Party::Server0, session: 7, request: None }.encode(),
         Control::Ready {
             version: version(),
-            deployed: Some((plan, 16)),
+            deployed: Some(program),
             deployment: Some(deployment.clone()),
             dataset: None,
         }

@@ -43,12 +43,12 @@ use proptest::test_runner::{Config, TestCaseError};
 
 use mpc::{Keys, Recording, Run, labelled, ring, run, run_shares, run1, signed};
 use tfe_run::kernels::{Padding, Window, linear};
+use tfe_run::ops::{pool_groups, reduce_groups};
 use tfe_run::plan::{Op, Plan, ValueId};
 use tfe_run::protocol::compare::{self, drelu_correction_words, drelu_open_words};
 use tfe_run::protocol::mul::{self, Masked};
 use tfe_run::protocol::{Dealer, Server, trunc};
 use tfe_run::ring::{FixedPoint, RingTensor, Z, from_words, os_seed};
-use tfe_run::runtime::schedule::{pool_groups, reduce_groups};
 use tfe_run::transport::{Party, Transport, encode_words};
 
 /// Fractional bits used throughout (the default encoding).
@@ -177,7 +177,8 @@ fn server_product(s: &mut Server, op: &Op, ins: Vec<RingTensor>, out_shape: &[us
     let diffs: Vec<RingTensor> = ins.iter().zip(&masks).map(|(x, a)| x - a).collect();
     let opened = s.open(&diffs.iter().collect::<Vec<_>>())?;
     let m: Vec<Masked> = masks.into_iter().zip(opened).map(|(mask, opened)| Masked { mask, opened }).collect();
-    let z = mul::product(s, op, &m[0], m.get(1).unwrap_or(&m[0]), out_shape)?;
+    let map = tfe_run::ops::Product::map_of(op).expect("a product op");
+    let z = mul::product(s, &map, &m[0], m.get(1).unwrap_or(&m[0]), out_shape)?;
     trunc::truncate(s, &z, f)
 }
 
@@ -185,7 +186,8 @@ fn server_product(s: &mut Server, op: &Op, ins: Vec<RingTensor>, out_shape: &[us
 /// truncation pair.
 fn deal_product(d: &mut Dealer, op: &Op, shapes: &[Vec<usize>], out_shape: &[usize], f: u32) -> Result<()> {
     let masks: Vec<RingTensor> = shapes.iter().enumerate().map(|(id, sh)| d.mask(1, id as u32, sh)).collect();
-    mul::deal_product(d, op, &masks[0], masks.get(1).unwrap_or(&masks[0]))?;
+    let map = tfe_run::ops::Product::map_of(op).expect("a product op");
+    mul::deal_product(d, &map, &masks[0], masks.get(1).unwrap_or(&masks[0]))?;
     trunc::deal_truncate(d, out_shape, f)
 }
 
@@ -642,7 +644,7 @@ proptest! {
     #![proptest_config(cases(40))]
 
     /// MaxPool (NHWC, SAME and VALID, strides 1–3): groups from
-    /// `schedule::pool_groups`, the maximum checked exactly against a direct pool.
+    /// `ops::pool_groups`, the maximum checked exactly against a direct pool.
     #[test]
     fn maxpool_is_exact(
         n in 1usize..=2,
@@ -690,7 +692,7 @@ proptest! {
         prop_assert_eq!(k, got.len());
     }
 
-    /// Max over any non-empty set of axes (groups from `schedule::reduce_groups`).
+    /// Max over any non-empty set of axes (groups from `ops::reduce_groups`).
     #[test]
     fn max_reduction_is_exact(
         shape in prop::collection::vec(1usize..=5, 1..=3),
@@ -1167,7 +1169,7 @@ fn tournament_views_are_uniform_and_independent_of_the_input() {
 }
 
 /// The traffic of one ReLU matches the documented costs (the formulas
-/// `runtime::schedule` plans with): each server sends `drelu_open_words(n)` words
+/// `ops` plans with): each server sends `drelu_open_words(n)` words
 /// in 8 rounds (the level-0 AND, six AND levels, the packed B2A bits), then 2 words
 /// per element for d·x in a 9th; the dealer sends server 1
 /// `drelu_correction_words(n)` words, then 1 per element for d·x.

@@ -1175,16 +1175,17 @@ fn a_hello_without_a_version_is_refused_as_from_before_versioning() {
 fn a_plan_whose_digest_does_not_match_is_refused_naming_both_digests() {
     let cluster = Cluster::start(false, 10.0);
     let plan = prepared("mnist_model.pb", "mnist_input.npy").plan.public();
-    let sent = tfe_run::remote::plan_digest(&plan, 16);
-    let mut altered = plan.clone();
-    altered.output_node.push_str("-altered");
-    let found = tfe_run::remote::plan_digest(&altered, 16);
+    let program = tfe_run::runtime::lower(&plan, Default::default()).unwrap();
+    let sent = program.digest();
+    let mut altered = program.clone();
+    altered.plan.output_node.push_str("-altered");
+    let found = altered.digest();
     let altered = serde_json::to_value(&altered).unwrap();
     let predict = serde_json::json!({ "Predict": {
-        "plan": altered, "predictions": 1, "frac_bits": 16, "digest": sent,
+        "program": altered, "predictions": 1, "digest": sent,
     }});
     let deploy = serde_json::json!({ "Deploy": {
-        "name": "m", "plan": altered, "frac_bits": 16, "replace": false, "digest": sent,
+        "name": "m", "program": altered, "replace": false, "digest": sent,
     }});
     for (i, (local, request)) in [(Party::Client, predict), (Party::ModelOwner, deploy)].into_iter().enumerate() {
         let hello = serde_json::json!({ "Hello": {

@@ -25,7 +25,7 @@ fn secure(plan: &tfe_run::plan::Plan, inputs: &BTreeMap<String, ArrayD<f32>>) ->
 /// predict, both servers alike.
 fn assert_traffic_as_planned(plan: &tfe_run::plan::Plan, stats: &runtime::Stats) {
     use tfe_run::transport::Party;
-    let planned = runtime::Schedule::new(plan).unwrap().planned();
+    let planned = runtime::lower(plan, Default::default()).unwrap().planned();
     for server in [Party::Server0, Party::Server1] {
         let measured = &stats.parties[&server].per_layer;
         for (k, p) in planned.iter().enumerate() {
@@ -197,14 +197,16 @@ fn truncation_is_deferred_only_into_power_of_two_pools() {
     use tfe_run::kernels::Padding;
     use tfe_run::plan::Op;
     let kinds_of = |plan: &tfe_run::plan::Plan| {
-        let schedule = runtime::Schedule::new(plan).unwrap();
-        plan.steps.iter().zip(schedule.kinds).map(|(s, k)| (s.node.clone(), k)).collect::<Vec<_>>()
+        let program = runtime::lower(plan, Default::default()).unwrap();
+        plan.steps.iter().zip(program.kinds).map(|(s, k)| (s.node.clone(), k)).collect::<Vec<_>>()
     };
     let images = BTreeMap::from([("Placeholder".to_string(), reference("mnist_input.npy"))]);
     let tfe = tfe_run::cli::prepare(&reference("mnist_model.pb"), None, None, &images).unwrap();
     let deferred: Vec<String> = kinds_of(&tfe.plan)
         .into_iter()
-        .filter(|(_, k)| matches!(k, Kind::ProductKeepScale | Kind::LiftedAdd { .. } | Kind::ShiftPool { .. }))
+        .filter(|(_, k)| {
+            matches!(k, Kind::Product(p) if !p.truncates) || matches!(k, Kind::LiftedAdd(_) | Kind::ShiftPool(_))
+        })
         .map(|(node, k)| format!("{node}: {k:?}"))
         .collect();
     assert_eq!(
@@ -220,7 +222,7 @@ fn truncation_is_deferred_only_into_power_of_two_pools() {
     );
     // The same plan with its pools changed: 3×3 VALID windows (9 pixels) and
     // 2×2 SAME windows over an odd size (the last row and column see fewer): the
-    // first block truncates at once. (Only the schedule is built, not run.)
+    // first block truncates at once. (Only the program is lowered, not run.)
     for (kernel, padding, size) in [([3, 3], Padding::Valid, 24), ([2, 2], Padding::Same, 23)] {
         let mut plan = tfe.plan.clone();
         for step in plan.steps.iter_mut() {

@@ -170,30 +170,36 @@ pub fn prepare(
 pub fn run(config: &RunConfig) -> Result<u8> {
     let Prepared { plan, inputs } =
         prepare(&config.model, config.output_node.as_deref(), config.input.as_deref(), &config.feeds)?;
-    let (estimate, what) = match config.mode {
-        Mode::Plaintext => (plaintext::estimate_memory(&plan), "the plaintext run"),
-        Mode::Secure | Mode::Remote => (runtime::Schedule::new(&plan)?.estimate_memory(), "the secure run"),
+    // Lowered once: what is sized here is what runs.
+    let program = match config.mode {
+        Mode::Plaintext => None,
+        Mode::Secure | Mode::Remote => Some(std::sync::Arc::new(runtime::lower(&plan, config.fixed_point)?)),
+    };
+    let (estimate, what) = match &program {
+        None => (plaintext::estimate_memory(&plan), "the plaintext run"),
+        Some(program) => (program.estimate_memory(), "the secure run"),
     };
     runtime::check_memory(estimate, config.max_memory, &format!("{what} of `{}`", config.model.display()))?;
-    let result = match config.mode {
-        Mode::Plaintext => plaintext::run(&plan, &inputs)?,
-        Mode::Secure => {
+    let batches = std::slice::from_ref(&inputs);
+    let result = match (config.mode, &program) {
+        (Mode::Secure, Some(program)) => {
             let secure = SecureConfig { fp: config.fixed_point, progress: true, ..SecureConfig::default() };
-            let mut outcome = runtime::predict(&plan, &inputs, &secure)?;
+            let transport = std::sync::Arc::new(crate::transport::InProcess::new());
+            let mut outcome = runtime::run_program(transport, program, &plan.weight_values, batches, &secure)?;
             if config.stats {
-                eprint!("{}", stats::report(&plan, &outcome.stats)?);
+                eprint!("{}", stats::report(program, &outcome.stats)?);
             }
             outcome.outputs.remove(0)
         }
-        Mode::Remote => {
+        (Mode::Remote, Some(program)) => {
             let remote = config.remote.as_ref().expect("remote mode has a cluster");
-            let batches = std::slice::from_ref(&inputs);
-            let mut outcome = crate::remote::driver::predict(remote, &plan, batches, config.fixed_point)?;
+            let mut outcome = crate::remote::driver::predict_program(remote, program, &plan.weight_values, batches)?;
             if config.stats {
-                eprint!("{}", stats::report(&plan, &outcome.stats)?);
+                eprint!("{}", stats::report(program, &outcome.stats)?);
             }
             outcome.outputs.remove(0)
         }
+        _ => plaintext::run(&plan, &inputs)?,
     };
     print_result(&config.model, &plan, config.mode, config.format, config.out.as_deref(), &result)
 }

@@ -143,7 +143,7 @@ pub fn predict(args: &PredictArgs) -> Result<u8> {
     if positional.is_none() && inputs.is_empty() {
         return Err(Error::bad_input("no input given: pass INPUT.npy (or --input NAME=FILE.npy)"));
     }
-    let (plan, output, outcome) = driver::predict_deployed(&remote, &args.name, |plan| {
+    let (program, output, outcome) = driver::predict_deployed(&remote, &args.name, |plan| {
         let mut all = inputs.clone();
         if let Some((path, array)) = &positional {
             let open: Vec<&str> = plan
@@ -173,8 +173,8 @@ pub fn predict(args: &PredictArgs) -> Result<u8> {
         Ok(all)
     })?;
     if args.stats {
-        eprint!("{}", stats::report(&plan, &outcome.stats)?);
+        eprint!("{}", stats::report(&program, &outcome.stats)?);
     }
     let model = std::path::PathBuf::from(format!("deployed:{}", args.name));
-    print_result(&model, &plan, Mode::Remote, args.format, args.out.as_deref(), &output)
+    print_result(&model, &program.plan, Mode::Remote, args.format, args.out.as_deref(), &output)
 }

@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use anyhow::Result;
 
-use crate::plan::Plan;
-use crate::runtime::{PartyStats, Schedule, Stats};
+use crate::lower::Program;
+use crate::runtime::{PartyStats, Stats};
 use crate::train::{TrainSpec, secure};
 use crate::transport::Party;
 
@@ -31,9 +31,9 @@ fn party_table<'a>(s: &mut String, rows: impl Iterator<Item = (String, &'a Party
     Ok(())
 }
 
-pub fn report(plan: &Plan, stats: &Stats) -> Result<String> {
-    let schedule = Schedule::new(plan)?;
-    let planned = schedule.planned();
+pub fn report(program: &Program, stats: &Stats) -> Result<String> {
+    let plan = &program.plan;
+    let planned = program.planned();
     let mut s = String::new();
     writeln!(s, "secure run: {} prediction(s)", stats.predictions)?;
     writeln!(
@@ -44,7 +44,7 @@ pub fn report(plan: &Plan, stats: &Stats) -> Result<String> {
         stats.online.as_secs_f64() * 1e3,
         stats.latency.as_secs_f64() * 1e3
     )?;
-    writeln!(s, "estimated peak memory (the --max-memory check): {}", mb(schedule.estimate_memory()))?;
+    writeln!(s, "estimated peak memory (the --max-memory check): {}", mb(program.estimate_memory()))?;
     party_table(&mut s, stats.parties.iter().map(|(p, st)| (p.name().to_string(), st)))?;
     let (without, with) = stats.dealer_bytes();
     writeln!(
@@ -83,7 +83,7 @@ pub fn report(plan: &Plan, stats: &Stats) -> Result<String> {
             time
         )?;
     }
-    if let Some(f) = schedule.client_final {
+    if let Some(f) = program.client_final {
         writeln!(s, "client applies {f:?} to the opened output")?;
     }
     Ok(s)

@@ -22,7 +22,7 @@
 
 mod op;
 
-pub use op::Op;
+pub use op::{Op, broadcast_shape};
 
 use crate::tensor::fmt_shape;
 use std::collections::BTreeMap;

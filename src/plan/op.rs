@@ -92,6 +92,10 @@ pub enum Op {
     CastToFloat,
     /// Float to integer, truncating toward zero; only ever evaluated in the clear.
     CastToInt,
+
+    /// An op defined whole in its own module under `crate::ops` (Relu6,
+    /// LeakyRelu, Maximum, …): its shape rule, meaning and secure halves are there.
+    Unit(crate::ops::Unit),
 }
 
 type ShapeResult = Result<Vec<usize>, String>;
@@ -127,6 +131,7 @@ impl Op {
             Op::BatchToSpace { .. } => "BatchToSpace",
             Op::CastToFloat => "CastToFloat",
             Op::CastToInt => "CastToInt",
+            Op::Unit(u) => u.def().name(),
         }
     }
 
@@ -135,6 +140,7 @@ impl Op {
         match self {
             Op::MatMul { .. } | Op::Conv2D(_) | Op::Add | Op::Sub | Op::Mul => Some(2),
             Op::Concat { .. } => None,
+            Op::Unit(u) => Some(u.def().arity()),
             _ => Some(1),
         }
     }
@@ -150,6 +156,7 @@ impl Op {
         let x: &[usize] = ins.first().copied().unwrap_or_default();
         let y: &[usize] = ins.get(1).copied().unwrap_or_default();
         match self {
+            Op::Unit(u) => u.def().output_shape(ins),
             Op::MatMul { transpose_a, transpose_b } => matmul_shape(x, y, *transpose_a, *transpose_b),
             Op::Conv2D(w) => conv2d_shape(x, y, w),
             Op::Add | Op::Sub | Op::Mul => broadcast_shape(x, y),
@@ -303,6 +310,7 @@ impl Op {
             t.as_float().ok_or_else(|| format!("{} needs float inputs, input {i} is {}", self.name(), t.kind()))
         };
         Ok(match self {
+            Op::Unit(u) => return u.def().eval(ins),
             Op::MatMul { transpose_a, transpose_b } => {
                 Float(linear::matmul(float(0)?, float(1)?, *transpose_a, *transpose_b))
             }

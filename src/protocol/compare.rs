@@ -58,9 +58,9 @@ use std::num::Wrapping;
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
-use super::mul::{deal_mul_many, deal_mul_pairs, mul_many, mul_pairs};
-use super::trunc::{deal_truncate, truncate};
-use super::{Dealer, Server};
+use super::mul::{deal_mul_many, deal_mul_pairs, mul_many, mul_many_cost, mul_pairs, mul_pairs_cost};
+use super::trunc::{deal_truncate, truncate, truncate_cost};
+use super::{Cost, Dealer, Server};
 use crate::ring::{FixedPoint, Prg, RingTensor, Z, from_words};
 use crate::transport::{WordWriter, read_words};
 
@@ -82,6 +82,53 @@ pub fn drelu_open_words(n: usize) -> usize {
 /// Words each server sends for `n` ReLUs: a DReLU's, and the masked x − b.
 pub fn relu_open_words(n: usize) -> usize {
     drelu_open_words(n) + n
+}
+
+/// Rounds of a DReLU: level 0, the six AND levels, the packed B2A bits.
+pub const DRELU_ROUNDS: u64 = 2 + LEVEL_WIDTHS.len() as u64;
+
+/// What [`drelu`] of `n` elements sends.
+pub fn drelu_cost(n: usize) -> Cost {
+    Cost::words(drelu_open_words(n), DRELU_ROUNDS)
+}
+
+/// What [`relu`] of `n` elements sends: a DReLU's, with the masked x − b in its
+/// last round.
+pub fn relu_cost(n: usize) -> Cost {
+    Cost::words(relu_open_words(n), DRELU_ROUNDS)
+}
+
+/// What one level of [`tournament`] with `pairs` comparisons sends: their DReLUs,
+/// then the selection of `operands` tensors (the value, and the index).
+pub fn tournament_level_cost(pairs: usize, operands: usize) -> Cost {
+    drelu_cost(pairs) + mul_many_cost(pairs, &vec![pairs; operands])
+}
+
+/// What [`tournament`] sends over groups of these sizes (size → how many
+/// groups): level by level, as [`pair_up`] pairs them, from the sizes alone, so
+/// that the groups need not be built to plan (or refuse) a run.
+pub fn tournament_cost(group_sizes: &std::collections::BTreeMap<usize, usize>, with_index: bool) -> Cost {
+    let mut sizes = group_sizes.clone();
+    let mut cost = Cost::ZERO;
+    while sizes.keys().any(|&len| len > 1) {
+        let pairs: usize = sizes.iter().map(|(len, count)| len / 2 * count).sum();
+        cost = cost + tournament_level_cost(pairs, 1 + usize::from(with_index));
+        let mut next = std::collections::BTreeMap::new();
+        for (len, count) in sizes {
+            *next.entry(len.div_ceil(2)).or_insert(0) += count;
+        }
+        sizes = next;
+    }
+    cost
+}
+
+/// What [`piecewise_many`] of `count` functions with `breaks` breakpoints over
+/// `n` elements sends: the DReLUs of every breakpoint; u² and u³ (a pair of
+/// operands and a truncation each); the coefficient products and their one
+/// truncation.
+pub fn piecewise_many_cost(n: usize, breaks: usize, count: usize) -> Cost {
+    let power = mul_pairs_cost(&[n]) + truncate_cost(n);
+    drelu_cost(breaks * n) + power + power + mul_pairs_cost(&vec![n; 3 * count]) + truncate_cost(count * n)
 }
 
 /// Correction words the dealer sends server 1 for `n` DReLUs.
@@ -575,7 +622,7 @@ pub fn deal_tournament(d: &mut Dealer, groups: &[Vec<usize>], with_index: bool) 
 /// cubic in the centred variable u = x − m_k (|u| ≤ h/2, so the rounded
 /// coefficients lose nothing), by an exact constant below t_0, and by an exact
 /// line `above + above_slope·x` from t_K on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Piecewise {
     /// Breakpoints t_0 < … < t_K.
     pub breaks: Vec<f64>,

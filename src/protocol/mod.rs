@@ -20,6 +20,9 @@ pub mod compare;
 pub mod mul;
 pub mod trunc;
 
+mod cost;
+pub use cost::Cost;
+
 use anyhow::Result;
 
 use std::num::Wrapping;

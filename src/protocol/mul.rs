@@ -18,9 +18,8 @@ use std::num::Wrapping;
 
 use anyhow::Result;
 
-use super::{Dealer, Server};
-use crate::kernels::linear;
-use crate::plan::Op;
+use super::{Cost, Dealer, Server};
+use crate::kernels::{Window, linear};
 use crate::ring::{RingTensor, from_words};
 use crate::transport::{WordWriter, read_words};
 
@@ -31,22 +30,54 @@ pub struct Masked {
     pub opened: RingTensor,
 }
 
-/// The bilinear map of a product op on ring tensors.
-pub fn bilinear(op: &Op, x: &RingTensor, y: &RingTensor) -> RingTensor {
-    match op {
-        Op::MatMul { transpose_a, transpose_b } => linear::matmul(x, y, *transpose_a, *transpose_b),
-        Op::Conv2D(window) => linear::conv2d(x, y, window),
-        Op::Mul => x * y,
-        other => unreachable!("{} is not a product", other.name()),
+/// The bilinear maps a Beaver product computes: the protocol's own vocabulary,
+/// so that it knows nothing of the plan's ops (lowering picks the map).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Bilinear {
+    MatMul {
+        transpose_a: bool,
+        transpose_b: bool,
+    },
+    /// NHWC input, HWIO filter.
+    Conv2D(Window),
+    /// Element-wise, with NumPy broadcasting.
+    Elementwise,
+}
+
+impl Bilinear {
+    /// The map on ring tensors.
+    pub fn apply(&self, x: &RingTensor, y: &RingTensor) -> RingTensor {
+        match self {
+            Bilinear::MatMul { transpose_a, transpose_b } => linear::matmul(x, y, *transpose_a, *transpose_b),
+            Bilinear::Conv2D(window) => linear::conv2d(x, y, window),
+            Bilinear::Elementwise => x * y,
+        }
     }
 }
 
+/// What opening `words` masked elements sends: one round, if there are any.
+pub fn open_cost(words: usize) -> Cost {
+    Cost::words(words, u64::from(words > 0))
+}
+
+/// What [`mul_many`] of a `d_len`-element multiplier and operands of `x_lens`
+/// elements sends: every masked operand, in one round.
+pub fn mul_many_cost(d_len: usize, x_lens: &[usize]) -> Cost {
+    open_cost(d_len + x_lens.iter().sum::<usize>())
+}
+
+/// What [`mul_pairs`] of pairs of `lens` elements sends: both operands of every
+/// pair, in one round.
+pub fn mul_pairs_cost(lens: &[usize]) -> Cost {
+    open_cost(2 * lens.iter().sum::<usize>())
+}
+
 /// Server: shares of x ⊗ y (with 2f fractional bits when both are fixed-point).
-pub fn product(s: &mut Server, op: &Op, x: &Masked, y: &Masked, out_shape: &[usize]) -> Result<RingTensor> {
+pub fn product(s: &mut Server, op: &Bilinear, x: &Masked, y: &Masked, out_shape: &[usize]) -> Result<RingTensor> {
     let tag = s.at.next_material()?;
     // e⊗b + e⊗f = e⊗(b + f): server 0 folds the public e⊗f into its first product.
     let y_side = if s.is_first() { &y.mask + &y.opened } else { y.mask.clone() };
-    let mut z = bilinear(op, &x.opened, &y_side) + bilinear(op, &x.mask, &y.opened);
+    let mut z = op.apply(&x.opened, &y_side) + op.apply(&x.mask, &y.opened);
     if s.is_first() {
         let mut c = vec![0u64; z.len()];
         s.material(tag).fill(&mut c);
@@ -60,9 +91,9 @@ pub fn product(s: &mut Server, op: &Op, x: &Masked, y: &Masked, out_shape: &[usi
 
 /// Dealer: c = a ⊗ b for the whole masks a and b, split so that server 0's share is
 /// its own stream and server 1 receives the rest.
-pub fn deal_product(d: &mut Dealer, op: &Op, a: &RingTensor, b: &RingTensor) -> Result<()> {
+pub fn deal_product(d: &mut Dealer, op: &Bilinear, a: &RingTensor, b: &RingTensor) -> Result<()> {
     let tag = d.at.next_material()?;
-    let c = bilinear(op, a, b);
+    let c = op.apply(a, b);
     let mut c0 = vec![0u64; c.len()];
     d.material(0, tag).fill(&mut c0);
     let mut corrections = WordWriter::with_capacity(c.len());

@@ -38,6 +38,11 @@ fn check_shift(f: u32) -> Result<()> {
     Ok(())
 }
 
+/// What [`truncate`] of `n` elements sends: the masked x + r, in one round.
+pub fn truncate_cost(n: usize) -> super::Cost {
+    super::Cost::words(n, 1)
+}
+
 /// Server: shares of z / 2^f (to ±1 in the last place) from shares of z.
 pub fn truncate(s: &mut Server, z: &RingTensor, f: u32) -> Result<RingTensor> {
     check_shift(f)?;

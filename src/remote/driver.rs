@@ -10,12 +10,13 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
-use super::{Control, Deployment, Request, Security, commit_key, dial, new_session_id, plan_digest};
+use super::{Control, Deployment, Request, Security, commit_key, dial, new_session_id};
 use crate::cluster::Cluster;
+use crate::lower::{Program, lower};
 use crate::plan::{Plan, Source, ValueId};
 use crate::ring::FixedPoint;
 use crate::runtime::party::{self, Report};
-use crate::runtime::{Outcome, Schedule, SecureConfig, assemble, spawn_party};
+use crate::runtime::{Outcome, SecureConfig, assemble, spawn_party};
 use crate::tensor::Tensor;
 use crate::train::secure::{self, TrainOutcome};
 use crate::train::{DatasetInfo, OwnerData, TrainSpec};
@@ -38,11 +39,11 @@ pub struct Remote {
     pub principal: Option<String>,
 }
 
-/// What a ready message describes: a deployed model's public plan and fixed
-/// point and which deployment of it, or a held data set.
+/// What a ready message describes: a deployed model's secure program and which
+/// deployment of it, or a held data set.
 #[derive(Default)]
 struct Ready {
-    deployed: Option<(Plan, u32)>,
+    deployed: Option<Box<Program>>,
     deployment: Option<Deployment>,
     dataset: Option<DatasetInfo>,
 }
@@ -176,20 +177,15 @@ impl Session {
 /// `weights`, the client if it has `batches`.
 fn run_local(
     session: &Session,
-    plan: &Plan,
-    fp: FixedPoint,
+    program: &Arc<Program>,
     weights: Option<&BTreeMap<ValueId, ArrayD<f32>>>,
     batches: Option<&[Feeds]>,
 ) -> Vec<(Party, Result<Report>)> {
-    let schedule = match Schedule::new(plan) {
-        Ok(s) => Arc::new(s),
-        Err(e) => return vec![(Party::Client, Err(e))],
-    };
     let ctx = party::Context {
-        schedule,
+        program: Arc::clone(program),
         transport: Arc::clone(&session.link) as Arc<dyn Transport>,
         session: session.link.session(),
-        config: SecureConfig { fp, timeout: session.remote.timeout, progress: false },
+        config: SecureConfig { fp: program.fp(), timeout: session.remote.timeout, progress: false },
     };
     std::thread::scope(|scope| {
         let (c, t) = (&ctx, &ctx.transport);
@@ -212,14 +208,23 @@ pub fn predict(
     batches: &[BTreeMap<String, ArrayD<f32>>],
     fp: FixedPoint,
 ) -> Result<Outcome> {
+    predict_program(remote, &Arc::new(lower(plan, fp)?), &plan.weight_values, batches)
+}
+
+/// [`predict`] of a program lowered (and sized) by the caller.
+pub fn predict_program(
+    remote: &Remote,
+    program: &Arc<Program>,
+    weights: &BTreeMap<ValueId, ArrayD<f32>>,
+    batches: &[BTreeMap<String, ArrayD<f32>>],
+) -> Result<Outcome> {
     let predictions = crate::runtime::prediction_count(batches.len())?;
-    party::check_values(plan, fp, Some(&plan.weight_values), batches)?;
-    let public = plan.public();
-    let digest = plan_digest(&public, fp.frac_bits);
-    let request = Request::Predict { plan: public, predictions, frac_bits: fp.frac_bits, digest };
+    party::check_values(&program.plan, program.fp(), Some(weights), batches)?;
+    let digest = program.digest();
+    let request = Request::Predict { program: Box::new(Program::clone(program)), predictions, digest };
     let peers = [Party::Server1, Party::Server0, Party::Dealer];
     let session = Session::with_joiner(remote, Party::Client, Some(Party::ModelOwner), &peers, &request)?;
-    let local = run_local(&session, plan, fp, Some(&plan.weight_values), Some(batches));
+    let local = run_local(&session, program, Some(weights), Some(batches));
     session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())
 }
 
@@ -353,13 +358,14 @@ pub fn deploy_committing(
     commit_to: &[Party],
 ) -> Result<Outcome> {
     party::check_values(plan, fp, Some(&plan.weight_values), &[])?;
-    let public = plan.public();
-    let deployment = Deployment { id: 0, digest: plan_digest(&public, fp.frac_bits) };
+    let program = Arc::new(lower(plan, fp)?);
+    let deployment = Deployment { id: 0, digest: program.digest() };
     let digest = deployment.digest.clone();
-    let request = Request::Deploy { name: name.to_string(), plan: public, frac_bits: fp.frac_bits, replace, digest };
+    let request =
+        Request::Deploy { name: name.to_string(), program: Box::new(Program::clone(&program)), replace, digest };
     let session = Session::with_joiner(remote, Party::ModelOwner, None, &[Party::Server1, Party::Server0], &request)?;
     let deployment = Deployment { id: session.link.session(), ..deployment };
-    let mut local = run_local(&session, plan, fp, Some(&plan.weight_values), None);
+    let mut local = run_local(&session, &program, Some(&plan.weight_values), None);
     if local.iter().all(|(_, r)| r.is_ok())
         && let Err(e) = commit(&session, &deployment, commit_to)
     {
@@ -404,7 +410,7 @@ pub fn predict_deployed(
     remote: &Remote,
     name: &str,
     inputs: impl Fn(&Plan) -> Result<BTreeMap<String, ArrayD<f32>>>,
-) -> Result<(Plan, Tensor, Outcome)> {
+) -> Result<(Arc<Program>, Tensor, Outcome)> {
     const ATTEMPTS: u32 = 3;
     let mut attempt = 1;
     loop {
@@ -422,25 +428,26 @@ fn predict_deployed_once(
     remote: &Remote,
     name: &str,
     inputs: &impl Fn(&Plan) -> Result<BTreeMap<String, ArrayD<f32>>>,
-) -> Result<(Plan, Tensor, Outcome)> {
+) -> Result<(Arc<Program>, Tensor, Outcome)> {
     // The number of predictions depends on the deployment's batch size, which
     // only the servers know: ask server1 for the public plan first.
-    let (plan, frac_bits, deployment) = {
+    let (program, deployment) = {
         let describe = Session::new(remote, Party::Client, &[])?;
         let ready = describe.start(Party::Server1, Request::Describe { name: name.to_string() })?;
         describe.finish(Vec::new(), &[], 0)?;
-        let missing = || format!("server1 did not send the plan of model `{name}`");
-        let (plan, frac_bits) = ready.deployed.with_context(missing)?;
-        (plan, frac_bits, ready.deployment.with_context(missing)?)
+        let missing = || format!("server1 did not send the program of model `{name}`");
+        (ready.deployed.with_context(missing)?, ready.deployment.with_context(missing)?)
     };
-    plan.check_consistent().map_err(|e| anyhow::anyhow!("server1 sent an inconsistent plan: {e}"))?;
-    // The crypto producer runs the plan sent to it: the one whose digest both
-    // servers check as the deployment's.
-    if plan_digest(&plan, frac_bits) != deployment.digest {
-        bail!("server1 sent a plan of model `{name}` that is not the one of its deployment {deployment}");
+    // The crypto producer runs the program sent to it: the one whose digest
+    // both servers check as the deployment's.
+    if program.digest() != deployment.digest {
+        bail!("server1 sent a program of model `{name}` that is not the one of its deployment {deployment}");
     }
+    program.check().context("server1 sent a program this build does not run")?;
+    let program = Arc::new(*program);
+    let plan = program.plan.clone();
     let session = Session::new(remote, Party::Client, &[])?;
-    let fp = FixedPoint::new(frac_bits)?;
+    let fp = program.fp();
     let inputs = inputs(&plan)?;
     let (batches, rows) = split_rows(&plan, &inputs)?;
     let predictions = crate::runtime::prediction_count(batches.len())?;
@@ -454,11 +461,12 @@ fn predict_deployed_once(
         }
     }
     let digest = deployment.digest.clone();
-    session.start(Party::Dealer, Request::Predict { plan: plan.clone(), predictions, frac_bits, digest })?;
-    let local = run_local(&session, &plan, fp, None, Some(&batches));
+    let request = Request::Predict { program: Box::new(Program::clone(&program)), predictions, digest };
+    session.start(Party::Dealer, request)?;
+    let local = run_local(&session, &program, None, Some(&batches));
     let outcome = session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())?;
     let output = join_rows(&plan, &outcome.outputs, rows)?;
-    Ok((plan, output, outcome))
+    Ok((program, output, outcome))
 }
 
 /// Cut the inputs into batches of the plan's batch size (the first axis), padding

@@ -22,13 +22,15 @@
 //! [`WIRE_VERSION`] and its release. The receiving side reads the version
 //! before anything else of the frame ([`declared_version`]), so a frame of
 //! another format is refused for its version, naming both, and never misread
-//! as this build's types. A plan travels with its [`plan_digest`], which the
-//! server recomputes before it checks or schedules the plan.
+//! as this build's types. A secure program ([`crate::lower::Program`]: the
+//! lowered plan, its own format version inside) travels with its digest, which
+//! the server recomputes before it checks the program ([`check_program`]) and
+//! before it builds anything from it.
 //!
 //! # Deployments
 //!
 //! A deployment is kept under the deploying session's id with the digest of its
-//! public plan ([`Deployment`]). Its shares stay pending on each server until the
+//! secure program ([`Deployment`]). Its shares stay pending on each server until the
 //! model owner has heard [`Control::Prepared`] from both and sends
 //! [`Control::Commit`]; a prediction names the deployment it runs with, and a
 //! server holding another refuses it. If a commit reaches one server only (the
@@ -45,7 +47,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
-use crate::plan::Plan;
+use crate::lower::Program;
 use crate::runtime::party::Report;
 use crate::transport::network::Stream;
 use crate::transport::tls::{self, Identity};
@@ -53,15 +55,16 @@ use crate::transport::wire::{Frame, read_frame, write_frame};
 use crate::transport::{Party, tls::check_peer};
 
 /// The format of everything parties send each other. Bump it with any change
-/// to the JSON of [`Request`], [`Control`], [`Deployment`], [`Plan`] (its values,
-/// steps and ops), [`crate::train::TrainSpec`], [`crate::train::DatasetInfo`],
+/// to the JSON of [`Request`], [`Control`], [`Deployment`], [`Program`] (whose
+/// own `format` covers its plan and units), [`crate::train::TrainSpec`], [`crate::train::DatasetInfo`],
 /// [`Report`], or to the frames of [`crate::transport::wire`] and the payloads
 /// of the protocols' messages: parties of different formats then refuse each
 /// other at the hello instead of misreading each other. 0 stands for the
 /// releases before versioning, whose hellos carry no version. Never change
 /// [`Version`], the names `Hello` and `Ready` or [`Control::Refused`]: they are
 /// how parties of different formats recognise and refuse each other.
-pub const WIRE_VERSION: u32 = 1;
+/// 2: sessions carry the lowered secure program instead of the plan.
+pub const WIRE_VERSION: u32 = 2;
 
 /// The wire format and the release a party speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -121,44 +124,44 @@ pub fn declared_version(json: &[u8]) -> Option<(Version, Option<Party>)> {
     }
 }
 
-/// Refuse a plan whose digest here is not the one its sender computed: altered
-/// or cut in transit, or serialised differently by another build.
-pub fn check_plan_digest(plan: &Plan, frac_bits: u32, sent: &str) -> Result<()> {
-    let found = plan_digest(plan, frac_bits);
+/// Refuse a program whose digest here is not the one its sender computed
+/// (altered or cut in transit, or serialised differently by another build), or
+/// that this build would not run ([`Program::check`]).
+pub fn check_program(program: &Program, sent: &str) -> Result<()> {
+    let found = program.digest();
     if found != sent {
         bail!(
-            "the plan's digest is {found} here, {} as sent: it was altered in transit or serialised by another \
-             build; run the same tfe-run release on every party",
+            "the secure program's digest is {found} here, {} as sent: it was altered in transit or serialised by \
+             another build; run the same tfe-run release on every party",
             sent.chars().take(64).collect::<String>().escape_debug()
         );
     }
-    Ok(())
+    program.check()
 }
 
 /// What a session is for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
     /// Predictions with a model whose weights the model owner shares in this
-    /// session; `digest` is [`plan_digest`] of `plan` and `frac_bits`.
-    Predict { plan: Plan, predictions: u32, frac_bits: u32, digest: String },
+    /// session; `digest` is the program's [`Program::digest`].
+    Predict { program: Box<Program>, predictions: u32, digest: String },
     /// Predictions with a model deployed earlier (servers only; the driver sends
-    /// the crypto producer a `Predict` with the deployment's public plan). Both
+    /// the crypto producer a `Predict` with the deployment's program). Both
     /// servers run exactly `deployment`, or refuse.
     PredictDeployed { name: String, predictions: u32, deployment: Deployment },
     /// Receive a model's weight shares from the model owner and keep them (servers
     /// only): pending until the model owner commits it, which it does once both
     /// servers said they hold all their shares ([`Control::Prepared`]).
     /// Only the principal that deployed `name` replaces it, and only with
-    /// `replace`. `digest` is [`plan_digest`] of `plan` and `frac_bits`.
+    /// `replace`. `digest` is the program's [`Program::digest`].
     Deploy {
         name: String,
-        plan: Plan,
-        frac_bits: u32,
+        program: Box<Program>,
         #[serde(default)]
         replace: bool,
         digest: String,
     },
-    /// Only answer with a deployed model's public plan (servers only).
+    /// Only answer with a deployed model's program (servers only).
     Describe { name: String },
     /// Train logistic regression on the held data sets the spec names and on rows
     /// the data owners share in this session.
@@ -185,11 +188,11 @@ pub enum Control {
     /// for which session, and (from the driver) what for.
     Hello { version: Version, from: Party, session: u64, request: Option<Box<Request>> },
     /// The party has joined its peers and starts; for a deployed model, the
-    /// deployment's public plan and fixed-point setting.
+    /// deployment's secure program.
     Ready {
         /// The server's version, which the driver checks as the server checked its own.
         version: Version,
-        deployed: Option<(Plan, u32)>,
+        deployed: Option<Box<Program>>,
         /// For a deployed model: which deployment of it this server holds.
         #[serde(default)]
         deployment: Option<Deployment>,
@@ -217,12 +220,12 @@ pub enum Control {
 }
 
 /// One deployment of a model: the id both servers keep it under (the deploying
-/// session's id) and the SHA-256 of its public plan and fixed point, so that a
-/// prediction can name exactly the deployment it runs with.
+/// session's id) and the SHA-256 of its secure program (public plan, fixed point,
+/// lowering), so that a prediction can name exactly the deployment it runs with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
     pub id: u64,
-    /// Hex SHA-256 of [`plan_digest`]'s serialisation.
+    /// [`Program::digest`] of its program.
     pub digest: String,
 }
 
@@ -244,14 +247,6 @@ impl std::fmt::Display for Stale {
 }
 
 impl std::error::Error for Stale {}
-
-/// The SHA-256 of a public plan and its fixed point (their JSON: struct fields
-/// in declaration order and no maps, so the same plan always gives the same bytes).
-pub fn plan_digest(plan: &Plan, frac_bits: u32) -> String {
-    let bytes = serde_json::to_vec(&(plan, frac_bits)).unwrap_or_default();
-    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// The key of a deployment's [`Control::Prepared`] and [`Control::Commit`]: as
 /// messages, their waits end when the sender falls silent (not after a fixed
@@ -478,18 +473,45 @@ mod tests {
     }
 
     #[test]
-    fn a_plan_digest_is_checked_against_the_one_sent() {
-        let plan: Plan = Plan {
-            values: Vec::new(),
-            steps: Vec::new(),
-            inputs: Vec::new(),
-            output: 0,
+    fn a_program_digest_is_checked_against_the_one_sent() {
+        use crate::plan::{Op, Plan, Source, Step, Value, ValueType};
+        let value =
+            |name: &str, source| Value { name: name.into(), shape: vec![1, 2], vtype: ValueType::Float, source };
+        let plan = Plan {
+            values: vec![value("x", Source::Input { placeholder: "x".into() }), value("y", Source::Step(0))],
+            steps: vec![Step { node: "y".into(), tf_op: "Relu".into(), op: Op::Relu, inputs: vec![0], output: 1 }],
+            inputs: vec![0],
+            output: 1,
             output_node: "y".into(),
             weight_values: Default::default(),
         };
-        let digest = plan_digest(&plan, 16);
-        assert!(check_plan_digest(&plan, 16, &digest).is_ok());
-        let e = check_plan_digest(&plan, 15, &digest).unwrap_err().to_string();
-        assert!(e.contains(&digest) && e.contains(&plan_digest(&plan, 15)), "{e}");
+        let lower = |f| crate::lower::lower(&plan, crate::ring::FixedPoint::new(f).unwrap()).unwrap();
+        let digest = lower(16).digest();
+        assert!(check_program(&lower(16), &digest).is_ok());
+        let e = check_program(&lower(15), &digest).unwrap_err().to_string();
+        assert!(e.contains(&digest) && e.contains(&lower(15).digest()), "{e}");
+    }
+
+    #[test]
+    fn a_program_that_is_not_what_its_plan_lowers_to_is_refused() {
+        use crate::plan::{Op, Plan, Source, Step, Value, ValueType};
+        let value =
+            |name: &str, source| Value { name: name.into(), shape: vec![1, 2], vtype: ValueType::Float, source };
+        let plan = Plan {
+            values: vec![value("x", Source::Input { placeholder: "x".into() }), value("y", Source::Step(0))],
+            steps: vec![Step { node: "y".into(), tf_op: "Relu".into(), op: Op::Relu, inputs: vec![0], output: 1 }],
+            inputs: vec![0],
+            output: 1,
+            output_node: "y".into(),
+            weight_values: Default::default(),
+        };
+        let mut program = crate::lower::lower(&plan, crate::ring::FixedPoint::new(16).unwrap()).unwrap();
+        // A ReLU run as a local step would open the input's shares' sum.
+        program.kinds[0] = crate::ops::Kind::Local(crate::ops::Local);
+        let e = check_program(&program, &program.digest()).unwrap_err().to_string();
+        assert!(e.contains("not the one its plan lowers to"), "{e}");
+        program.format += 1;
+        let e = check_program(&program, &program.digest()).unwrap_err().to_string();
+        assert!(e.contains("format 2, this build runs format 1"), "{e}");
     }
 }

@@ -31,12 +31,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Control, Deployment, Peer, Request, Security, Version, accept, check_plan_digest, commit_key, dial};
+use super::{Control, Deployment, Peer, Request, Security, Version, accept, check_program, commit_key, dial};
 use crate::cluster::Cluster;
-use crate::plan::Plan;
-use crate::ring::FixedPoint;
+use crate::lower::Program;
+use crate::runtime::SecureConfig;
 use crate::runtime::party::{self, Report, WeightShares, Weights};
-use crate::runtime::{Schedule, SecureConfig};
 use crate::train::secure::{self, HeldShares};
 use crate::train::{DatasetInfo, TrainSpec};
 use crate::transport::network::{Limits, Link, Stream};
@@ -68,12 +67,11 @@ pub const DEFAULT_MAX_SESSIONS: usize = 64;
 pub const DEFAULT_MAX_HANDSHAKES: usize = 128;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A model deployed to this server: its public plan and this server's weight
+/// A model deployed to this server: its secure program and this server's weight
 /// shares, as one deployment (a session pins the `Arc`, so a redeploy during it
 /// changes nothing it sees).
 struct Deployed {
-    plan: Plan,
-    frac_bits: u32,
+    program: Arc<Program>,
     shares: Arc<WeightShares>,
     deployment: Deployment,
     /// The principal that deployed it: the only one that may replace it.
@@ -369,8 +367,8 @@ impl State {
             }
         }
         let (deployed, deployment) = match &prepared {
-            Prepared::Predict { plan, frac_bits, deployment: Some(d), .. } => {
-                (Some((plan.clone(), *frac_bits)), Some(d.clone()))
+            Prepared::Predict { program, deployment: Some(d), .. } => {
+                (Some(Box::new(Program::clone(program))), Some(d.clone()))
             }
             _ => (None, None),
         };
@@ -419,10 +417,10 @@ impl State {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&session);
     }
 
-    /// The public plan, its schedule and the weights a request of `principal` runs with.
+    /// The checked secure program and the weights a request of `principal` runs with.
     fn prepare(&self, request: &Request, principal: &str) -> Result<Prepared> {
         let mut claim = None;
-        let (plan, frac_bits, weights, deployment) = match (request, self.me) {
+        let (program, weights, deployment) = match (request, self.me) {
             (Request::Contribute { .. } | Request::DescribeData { .. }, Party::Dealer) => {
                 bail!("the crypto producer holds no data")
             }
@@ -449,15 +447,15 @@ impl State {
             (Request::Deploy { .. } | Request::PredictDeployed { .. } | Request::Describe { .. }, Party::Dealer) => {
                 bail!("the crypto producer holds no models")
             }
-            (Request::Predict { plan, frac_bits, digest, .. }, _) => {
-                check_plan_digest(plan, *frac_bits, digest)?;
-                (plan.clone(), *frac_bits, Weights::FromOwner, None)
+            (Request::Predict { program, digest, .. }, _) => {
+                check_program(program, digest)?;
+                (Arc::new(Program::clone(program)), Weights::FromOwner, None)
             }
-            (Request::Deploy { name, plan, frac_bits, replace, digest }, _) => {
-                check_plan_digest(plan, *frac_bits, digest)?;
+            (Request::Deploy { name, program, replace, digest }, _) => {
+                check_program(program, digest)?;
                 self.may_put(&self.models, name, principal, *replace)?;
                 claim = Some(Claim::take(&self.deploying, name)?);
-                (plan.clone(), *frac_bits, Weights::FromOwner, None)
+                (Arc::new(Program::clone(program)), Weights::FromOwner, None)
             }
             (Request::PredictDeployed { name, .. } | Request::Describe { name }, _) => {
                 let model = self.models.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
@@ -468,18 +466,14 @@ impl State {
                     return Err(super::Stale(self.mismatch(name, &model.deployment, wanted)).into());
                 }
                 let weights = Weights::Held(Arc::clone(&model.shares));
-                (model.plan.clone(), model.frac_bits, weights, Some(model.deployment.clone()))
+                (Arc::clone(&model.program), weights, Some(model.deployment.clone()))
             }
         };
-        plan.check_consistent().map_err(|e| anyhow::anyhow!("the plan is inconsistent: {e}"))?;
-        if !plan.weight_values.is_empty() {
-            bail!("the plan carries weight values");
-        }
-        let fp = FixedPoint::new(frac_bits)?;
-        let schedule = Arc::new(Schedule::new(&plan)?);
-        // The estimate is for all parties in one process: more than one party needs.
-        crate::runtime::check_memory(schedule.estimate_memory(), self.max_memory, "this session")?;
-        Ok(Prepared::Predict { plan, frac_bits, fp, schedule, weights, deployment, claim })
+        // The program is checked (or was, when deployed), and nothing is built
+        // from it yet. The estimate is for all parties in one process: more than
+        // one party needs.
+        crate::runtime::check_memory(program.estimate_memory(), self.max_memory, "this session")?;
+        Ok(Prepared::Predict { program, weights, deployment, claim })
     }
 
     /// Why a session for deployment `wanted` of `name` is refused here, where
@@ -578,7 +572,7 @@ impl State {
             session: link.session(),
             timeout: self.timeout,
         };
-        let (plan, frac_bits, fp, schedule, weights, claim) = match prepared {
+        let (program, weights, claim) = match prepared {
             Prepared::Train(spec, held) => {
                 return match self.me {
                     Party::Dealer => secure::dealer(&ctx, &spec),
@@ -597,14 +591,13 @@ impl State {
                 self.put(&self.datasets, name, principal, held, &line)?;
                 return Ok(report);
             }
-            Prepared::Predict { plan, frac_bits, fp, schedule, weights, claim, .. } => {
-                (plan, frac_bits, fp, schedule, weights, claim)
-            }
+            Prepared::Predict { program, weights, claim, .. } => (program, weights, claim),
         };
         // Held until this session's deployment (if it is one) commits or fails.
         let _claim = claim;
+        let fp = program.fp();
         let ctx = party::Context {
-            schedule,
+            program: Arc::clone(&program),
             transport: Arc::clone(link) as Arc<dyn Transport>,
             session: link.session(),
             config: SecureConfig { fp, timeout: self.timeout, progress: false },
@@ -625,11 +618,11 @@ impl State {
             (Request::Deploy { name, digest, .. }, server) => {
                 let i = if server == Party::Server0 { 0 } else { 1 };
                 let (shares, report) = party::receive_weights(&ctx, i)?;
-                // `prepare` checked that the digest sent is the plan's.
+                // `prepare` checked that the digest sent is the program's.
                 let deployment = Deployment { id: link.session(), digest: digest.clone() };
                 self.await_commit(link, from, name, &deployment)?;
                 let owner = principal.to_string();
-                let model = Deployed { plan, frac_bits, shares: Arc::new(shares), deployment, owner };
+                let model = Deployed { program, shares: Arc::new(shares), deployment, owner };
                 let line = format!("deployment {}, by `{principal}`", model.deployment);
                 self.put(&self.models, name, principal, model, &line)?;
                 Ok(report)
@@ -665,12 +658,9 @@ type Refusal = (Option<Box<dyn Stream>>, anyhow::Error);
 
 /// What a session runs with, checked before it starts.
 enum Prepared {
-    /// Predictions or a deployment: the public plan, its schedule and the weights.
+    /// Predictions or a deployment: the checked secure program and the weights.
     Predict {
-        plan: Plan,
-        frac_bits: u32,
-        fp: FixedPoint,
-        schedule: Arc<Schedule>,
+        program: Arc<Program>,
         weights: Weights,
         /// For a deployed model: the deployment the session is pinned to.
         deployment: Option<Deployment>,
@@ -690,7 +680,7 @@ fn describe(request: &Request) -> String {
             format!("{predictions} prediction(s) with model `{name}`, deployment {deployment}")
         }
         Request::Deploy { name, .. } => format!("deployment of model `{name}`"),
-        Request::Describe { name } => format!("the public plan of model `{name}`"),
+        Request::Describe { name } => format!("the secure program of model `{name}`"),
         Request::Contribute { name, info, .. } => format!("data set `{name}` ({} rows) for training", info.rows),
         Request::DescribeData { name } => format!("the description of data set `{name}`"),
         Request::Train { spec } => {

@@ -12,7 +12,6 @@
 //! idle for the whole offline phase.
 
 pub(crate) mod party;
-pub mod schedule;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -23,7 +22,9 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::ArrayD;
 
-pub use schedule::{ClientFinal, Kind, Planned, Schedule};
+pub use crate::lower::{ClientFinal, Program, lower};
+pub use crate::ops::Kind;
+pub use crate::protocol::Cost;
 
 use crate::plan::Plan;
 use crate::ring::FixedPoint;
@@ -150,23 +151,34 @@ pub fn predict_many_over(
     batches: &[BTreeMap<String, ArrayD<f32>>],
     config: &SecureConfig,
 ) -> Result<Outcome> {
-    let schedule = Arc::new(Schedule::new(plan)?);
+    let program = Arc::new(lower(plan, config.fp)?);
+    run_program(transport, &program, &plan.weight_values, batches, config)
+}
+
+/// Run a session of a lowered program (lowered once by the caller, which also
+/// sized it): the model owner shares `weights`, the client one batch per
+/// prediction.
+pub fn run_program(
+    transport: Arc<dyn Transport>,
+    program: &Arc<Program>,
+    weights: &BTreeMap<crate::plan::ValueId, ArrayD<f32>>,
+    batches: &[BTreeMap<String, ArrayD<f32>>],
+    config: &SecureConfig,
+) -> Result<Outcome> {
     prediction_count(batches.len())?;
-    party::check_values(plan, config.fp, Some(&plan.weight_values), batches)?;
+    party::check_values(&program.plan, program.fp(), Some(weights), batches)?;
     let session = u64::from_le_bytes(crate::ring::os_seed()?[..8].try_into().expect("8 bytes"));
-    let progress = progress_bar(config.progress, schedule.kinds.len() as u64 * batches.len() as u64);
-    let weights = plan.weight_values.clone();
+    let progress = progress_bar(config.progress, program.kinds.len() as u64 * batches.len() as u64);
     let ctx = party::Context {
-        schedule: Arc::clone(&schedule),
+        program: Arc::clone(program),
         transport: Arc::clone(&transport),
         session,
-        config: config.clone(),
+        config: SecureConfig { fp: program.fp(), ..config.clone() },
     };
 
     let results = std::thread::scope(|scope| {
         let predictions = batches.len();
         let pb = progress.clone();
-        let weights = &weights;
         let (c, t) = (&ctx, &ctx.transport);
         let handles = vec![
             spawn_party(scope, t, Party::Server0, move || {

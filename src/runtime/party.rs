@@ -11,13 +11,12 @@ use anyhow::Result;
 use indicatif::ProgressBar;
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use super::schedule::{ClientFinal, Kind, Schedule, chunks};
 use super::{PartyStats, SecureConfig};
-use crate::kernels::{float, layout, linear};
-use crate::plan::{Op, Plan, Source, ValueId};
-use crate::protocol::compare::{deal_piecewise, deal_relu, deal_tournament, piecewise, relu, tournament};
-use crate::protocol::mul::{Masked, deal_product, product};
-use crate::protocol::trunc::{deal_truncate, truncate};
+use crate::kernels::float;
+use crate::lower::{ClientFinal, Program};
+use crate::ops::{DealerMasks, ServerMasks, StepCx};
+use crate::plan::{Plan, Source, ValueId};
+use crate::protocol::mul::Masked;
 use crate::protocol::{Dealer, Server, domain};
 use crate::ring::{FixedPoint, Prg, RingTensor, StreamKey, Z, expanded_words, from_words, os_seed, to_words};
 use crate::tensor::Tensor;
@@ -33,7 +32,8 @@ const OFFLINE_DONE: u32 = u32::MAX - 4;
 /// What every party thread starts with.
 #[derive(Clone)]
 pub struct Context {
-    pub schedule: Arc<Schedule>,
+    /// The lowered program every party runs (built or checked once).
+    pub program: Arc<Program>,
     pub transport: Arc<dyn Transport>,
     pub session: u64,
     pub config: SecureConfig,
@@ -78,7 +78,7 @@ pub(crate) fn recv_seed(net: &mut Endpoint, from: Party, step: u32, tag: u32) ->
         .map_err(|b: Vec<u8>| anyhow::anyhow!("{} sent a seed of {} bytes instead of 32", from.name(), b.len()))
 }
 
-/// Value ids fit in u32: [`Schedule::new`] refuses larger plans.
+/// Value ids fit in u32: [`crate::lower::lower`] refuses larger plans.
 fn sharing_stream(seq: u32, id: ValueId) -> StreamKey {
     StreamKey { domain: domain::SHARING, seq, id: id as u32, tag: 0 }
 }
@@ -137,7 +137,7 @@ pub enum Weights {
 /// A server's part of a deployment: receive the weight shares from the model
 /// owner and keep them for later sessions.
 pub fn receive_weights(ctx: &Context, i: usize) -> Result<(WeightShares, Report)> {
-    let plan = &ctx.schedule.plan;
+    let plan = &ctx.program.plan;
     let mut net = endpoint(ctx, Party::server(i));
     let start = Instant::now();
     let ids: Vec<ValueId> = plan.weights().map(|(id, _)| id).collect();
@@ -156,9 +156,9 @@ pub fn server(
     progress: Option<&ProgressBar>,
     weights: Weights,
 ) -> Result<Report> {
-    let sched = &ctx.schedule;
-    let plan = &sched.plan;
-    let fp = ctx.config.fp;
+    let program = &ctx.program;
+    let plan = &program.plan;
+    let fp = program.fp();
     let mut net = endpoint(ctx, Party::server(i));
     let seed = recv_seed(&mut net, Party::Dealer, SEEDS, 0)?;
     let mut s = Server::new(i, net, seed);
@@ -191,26 +191,28 @@ pub fn server(
     }
     s.begin(0, SETUP);
     s.net.set_layer(None);
-    let masks: Vec<RingTensor> =
-        sched.masked_weights.iter().map(|&w| s.mask(0, w as u32, &plan.values[w].shape)).collect();
-    let diffs: Vec<RingTensor> = sched.masked_weights.iter().zip(&masks).map(|(w, m)| &weights[w] - m).collect();
+    let mask_shares: Vec<RingTensor> =
+        program.masked_weights.iter().map(|&w| s.mask(0, w as u32, &plan.values[w].shape)).collect();
+    let diffs: Vec<RingTensor> =
+        program.masked_weights.iter().zip(&mask_shares).map(|(w, m)| &weights[w] - m).collect();
     let opened = s.open(&diffs.iter().collect::<Vec<_>>())?;
-    let weight_masked: HashMap<ValueId, Masked> = sched
-        .masked_weights
-        .iter()
-        .zip(masks.into_iter().zip(opened))
-        .map(|(&w, (mask, opened))| (w, Masked { mask, opened }))
-        .collect();
+    let mut masks = ServerMasks {
+        weights: program
+            .masked_weights
+            .iter()
+            .zip(mask_shares.into_iter().zip(opened))
+            .map(|(&w, (mask, opened))| (w, Masked { mask, opened }))
+            .collect(),
+        activations: HashMap::new(),
+    };
     report.setup = setup_start.elapsed();
 
     for seq in 1..=predictions {
         s.net.seq = seq;
         s.net.set_layer(None);
         let start = Instant::now();
+        // This prediction's shares; the weights' are read where they are held.
         let mut env: Vec<Option<RingTensor>> = vec![None; plan.values.len()];
-        for (&id, w) in weights.iter() {
-            env[id] = Some(w.clone());
-        }
         let shapes: Vec<Vec<usize>> = plan.inputs.iter().map(|&id| plan.values[id].shape.clone()).collect();
         let before = expanded_words();
         let first = s.is_first();
@@ -219,43 +221,26 @@ pub fn server(
         for (&id, x) in plan.inputs.iter().zip(inputs) {
             env[id] = Some(x);
         }
-        let mut activation_masked: HashMap<ValueId, Masked> = HashMap::new();
-        for (k, kind) in sched.kinds.iter().enumerate() {
+        masks.activations.clear();
+        for (k, kind) in program.kinds.iter().enumerate() {
             let step = &plan.steps[k];
             s.begin(seq, k as u32);
             let t = Instant::now();
-            let ins: Vec<&RingTensor> =
-                step.inputs.iter().map(|&v| env[v].as_ref().expect("inputs computed before")).collect();
-            let out = match kind {
-                Kind::Local => local(&step.op, &ins),
-                Kind::Product | Kind::ProductKeepScale => {
-                    let operands =
-                        masked_operands(&mut s, seq, &step.inputs, &env, &weight_masked, &mut activation_masked)?;
-                    let shape = &plan.values[step.output].shape;
-                    let z = product(&mut s, &step.op, &operands[0], &operands[1], shape)?;
-                    if matches!(kind, Kind::Product) { truncate(&mut s, &z, fp.frac_bits)? } else { z }
-                }
-                Kind::LiftedAdd { lift } => {
-                    let lifted = ins[*lift].mapv(|v| v * Wrapping(1u64 << fp.frac_bits));
-                    ins[1 - lift] + &lifted
-                }
-                Kind::ShiftPool { e } => {
-                    let Op::AvgPool(w) = &step.op else { unreachable!("a shift pool is an AvgPool") };
-                    truncate(&mut s, &linear::sum_pool(ins[0], w).0, fp.frac_bits + e)?
-                }
-                Kind::Scaled => {
-                    let z = scaled_sum(&step.op, ins[0], fp);
-                    truncate(&mut s, &z, fp.frac_bits + scale_bits(&step.op, ins[0].shape()))?
-                }
-                Kind::Relu => by_chunks(ins[0], 1, |x| relu(&mut s, x))?,
-                Kind::Tournament { groups, with_index } => {
-                    let (max, index) = tournament(&mut s, ins[0], groups, *with_index)?;
-                    let out = index.unwrap_or(max);
-                    out.into_shape_with_order(IxDyn(&plan.values[step.output].shape)).expect("output shape")
-                }
-                Kind::Piecewise(pw) => by_chunks(ins[0], pw.breaks.len(), |x| piecewise(&mut s, x, pw, fp))?,
-            };
+            let cx = StepCx { plan, step, fp, seq };
+            let ins: Vec<&RingTensor> = step
+                .inputs
+                .iter()
+                .map(|&v| env[v].as_ref().or_else(|| weights.get(&v)).expect("inputs computed before"))
+                .collect();
+            let out = kind.op().run(&mut s, &cx, &mut masks, &ins)?;
             env[step.output] = Some(out);
+            // Free what no later step reads, as the plaintext run does.
+            for &v in &step.inputs {
+                if program.last_use[v] == Some(k) {
+                    env[v] = None;
+                    masks.activations.remove(&v);
+                }
+            }
             *report.layer_time.entry(k).or_default() += t.elapsed();
             if let Some(bar) = progress {
                 bar.set_message(step.node.clone());
@@ -263,10 +248,11 @@ pub fn server(
             }
         }
         s.net.set_layer(None);
-        let mut out = env[sched.revealed].take().expect("revealed value computed");
-        if sched.client_final == Some(ClientFinal::Softmax) {
-            out = shift_by_first(&out);
-        }
+        let revealed = match env[program.revealed].take() {
+            Some(v) => v,
+            None => weights.get(&program.revealed).cloned().expect("revealed value computed"),
+        };
+        let out = if program.client_final == Some(ClientFinal::Softmax) { shift_by_first(&revealed) } else { revealed };
         s.net.send(Party::Client, OUTPUT, 0, encode_words(&to_words(&out)))?;
         // The dealer ran beside this prediction; its end marker says that it dealt
         // no more than the plan used.
@@ -278,99 +264,6 @@ pub fn server(
     Ok(report)
 }
 
-/// Apply an element-wise protocol to x chunk by chunk (see [`chunks`]).
-fn by_chunks(
-    x: &RingTensor,
-    drelus_per_element: usize,
-    mut f: impl FnMut(&RingTensor) -> Result<RingTensor>,
-) -> Result<RingTensor> {
-    let pieces = chunks(x.len(), drelus_per_element);
-    if pieces.len() <= 1 {
-        return f(x);
-    }
-    let flat: Vec<Z> = x.iter().copied().collect();
-    let mut out = Vec::with_capacity(flat.len());
-    for c in pieces {
-        let part = ArrayD::from_shape_vec(IxDyn(&[c.len()]), flat[c].to_vec()).expect("shape");
-        out.extend(f(&part)?.iter().copied());
-    }
-    Ok(ArrayD::from_shape_vec(x.raw_dim(), out).expect("shape"))
-}
-
-/// Local ops on shares: linear maps commute with additive sharing.
-fn local(op: &Op, ins: &[&RingTensor]) -> RingTensor {
-    match op {
-        Op::Add => ins[0] + ins[1],
-        Op::Sub => ins[0] - ins[1],
-        Op::Neg => ins[0].mapv(|v| -v),
-        Op::Sum { axes, keep_dims } => linear::reduce_sum(ins[0], axes, *keep_dims),
-        Op::Concat { axis } => layout::concat(ins, *axis),
-        other => other.move_data(ins[0]),
-    }
-}
-
-/// Extra fractional bits for the public 1/count of AvgPool and Mean: e =
-/// ⌈log2(count)⌉, so that 1/count, encoded with f + e bits, is an integer of at
-/// least 2^f and its rounding costs at most 2^−(f+1) relative (with f bits alone,
-/// 1/784 would be 84/2^16: 0.6% off).
-pub fn scale_bits(op: &Op, input_shape: &[usize]) -> u32 {
-    let count = match op {
-        Op::AvgPool(w) => w.kernel[0] * w.kernel[1],
-        Op::Mean { axes, .. } => axes.iter().map(|&a| input_shape[a]).product(),
-        other => unreachable!("{} is not a scaled sum", other.name()),
-    };
-    count.max(1).next_power_of_two().trailing_zeros()
-}
-
-/// AvgPool and Mean: a local sum times the public 1/count with f + e fractional
-/// bits; the caller truncates by f + e.
-fn scaled_sum(op: &Op, x: &RingTensor, fp: FixedPoint) -> RingTensor {
-    let scale = FixedPoint { frac_bits: fp.frac_bits + scale_bits(op, x.shape()) };
-    match op {
-        Op::AvgPool(w) => {
-            let (mut sums, counts) = linear::sum_pool(x, w);
-            let mut view = sums.view_mut().into_dimensionality::<ndarray::Ix4>().expect("NHWC");
-            for ((_, oy, ox, _), v) in view.indexed_iter_mut() {
-                *v *= scale.encode_value(1.0 / counts[[oy, ox]] as f64);
-            }
-            sums
-        }
-        Op::Mean { axes, keep_dims } => {
-            let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
-            let factor = scale.encode_value(1.0 / count as f64);
-            linear::reduce_sum(x, axes, *keep_dims).mapv(|v| v * factor)
-        }
-        other => unreachable!("{} is not a scaled sum", other.name()),
-    }
-}
-
-/// The masked form of each operand of a product: weights were opened at set-up;
-/// an activation is opened the first time a product needs it in this prediction
-/// (all of a step's openings in one round), then reused.
-fn masked_operands(
-    s: &mut Server,
-    seq: u32,
-    inputs: &[ValueId],
-    env: &[Option<RingTensor>],
-    weights: &HashMap<ValueId, Masked>,
-    activations: &mut HashMap<ValueId, Masked>,
-) -> Result<Vec<Masked>> {
-    let mut to_open: Vec<ValueId> =
-        inputs.iter().copied().filter(|v| !weights.contains_key(v) && !activations.contains_key(v)).collect();
-    to_open.dedup();
-    if !to_open.is_empty() {
-        let masks: Vec<RingTensor> =
-            to_open.iter().map(|&v| s.mask(seq, v as u32, env[v].as_ref().expect("computed").shape())).collect();
-        let diffs: Vec<RingTensor> =
-            to_open.iter().zip(&masks).map(|(&v, m)| env[v].as_ref().expect("computed") - m).collect();
-        let opened = s.open(&diffs.iter().collect::<Vec<_>>())?;
-        for ((v, mask), opened) in to_open.into_iter().zip(masks).zip(opened) {
-            activations.insert(v, Masked { mask, opened });
-        }
-    }
-    Ok(inputs.iter().map(|v| weights.get(v).or_else(|| activations.get(v)).expect("masked").clone()).collect())
-}
-
 /// z − z[…, 0]: softmax is shift-invariant, and these differences reveal nothing
 /// the softmax output does not.
 fn shift_by_first(z: &RingTensor) -> RingTensor {
@@ -380,54 +273,30 @@ fn shift_by_first(z: &RingTensor) -> RingTensor {
 }
 
 pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
-    let sched = &ctx.schedule;
-    let plan = &sched.plan;
-    let fp = ctx.config.fp;
+    let program = &ctx.program;
+    let plan = &program.plan;
+    let fp = program.fp();
     let predictions = super::prediction_count(predictions)?;
     let mut net = endpoint(ctx, Party::Dealer);
     let seeds = [os_seed()?, os_seed()?];
     net.send(Party::Server0, SEEDS, 0, seeds[0].to_vec())?;
     net.send(Party::Server1, SEEDS, 0, seeds[1].to_vec())?;
     let mut d = Dealer::new(net, seeds);
-    let weight_masks: HashMap<ValueId, RingTensor> =
-        sched.masked_weights.iter().map(|&w| (w, d.mask(0, w as u32, &plan.values[w].shape))).collect();
+    let mut masks = DealerMasks {
+        weights: program.masked_weights.iter().map(|&w| (w, d.mask(0, w as u32, &plan.values[w].shape))).collect(),
+        activations: HashMap::new(),
+    };
     let mut busy = Duration::ZERO;
     for seq in 1..=predictions {
         let start = Instant::now();
-        let mut activation_masks: HashMap<ValueId, RingTensor> = HashMap::new();
-        for (k, kind) in sched.kinds.iter().enumerate() {
+        masks.activations.clear();
+        for (k, kind) in program.kinds.iter().enumerate() {
             let step = &plan.steps[k];
             d.begin(seq, k as u32);
-            let in_shape = &plan.values[step.inputs[0]].shape;
-            let out_shape = &plan.values[step.output].shape;
-            match kind {
-                Kind::Local | Kind::LiftedAdd { .. } => {}
-                Kind::ShiftPool { e } => deal_truncate(&mut d, out_shape, fp.frac_bits + e)?,
-                Kind::Product | Kind::ProductKeepScale => {
-                    let mut mask = |v: ValueId| match weight_masks.get(&v) {
-                        Some(m) => m.clone(),
-                        None => activation_masks
-                            .entry(v)
-                            .or_insert_with(|| d.mask(seq, v as u32, &plan.values[v].shape))
-                            .clone(),
-                    };
-                    let (a, b) = (mask(step.inputs[0]), mask(step.inputs[1]));
-                    deal_product(&mut d, &step.op, &a, &b)?;
-                    if matches!(kind, Kind::Product) {
-                        deal_truncate(&mut d, out_shape, fp.frac_bits)?;
-                    }
-                }
-                Kind::Scaled => deal_truncate(&mut d, out_shape, fp.frac_bits + scale_bits(&step.op, in_shape))?,
-                Kind::Relu => {
-                    for c in chunks(in_shape.iter().product(), 1) {
-                        deal_relu(&mut d, &[c.len()])?;
-                    }
-                }
-                Kind::Tournament { groups, with_index } => deal_tournament(&mut d, groups, *with_index)?,
-                Kind::Piecewise(pw) => {
-                    for c in chunks(in_shape.iter().product(), pw.breaks.len()) {
-                        deal_piecewise(&mut d, &[c.len()], pw, fp)?;
-                    }
+            kind.op().deal(&mut d, &StepCx { plan, step, fp, seq }, &mut masks)?;
+            for &v in &step.inputs {
+                if program.last_use[v] == Some(k) {
+                    masks.activations.remove(&v);
                 }
             }
         }
@@ -496,8 +365,8 @@ pub fn check_values(
 }
 
 pub fn model_owner(ctx: &Context, weights: &BTreeMap<ValueId, ArrayD<f32>>) -> Result<Report> {
-    let plan = &ctx.schedule.plan;
-    let fp = ctx.config.fp;
+    let plan = &ctx.program.plan;
+    let fp = ctx.program.fp();
     let mut net = endpoint(ctx, Party::ModelOwner);
     let start = Instant::now();
     let mut encoded = Vec::new();
@@ -510,9 +379,9 @@ pub fn model_owner(ctx: &Context, weights: &BTreeMap<ValueId, ArrayD<f32>>) -> R
 }
 
 pub fn client(ctx: &Context, batches: &[BTreeMap<String, ArrayD<f32>>]) -> Result<Report> {
-    let sched = &ctx.schedule;
+    let sched = &ctx.program;
     let plan = &sched.plan;
-    let fp = ctx.config.fp;
+    let fp = sched.fp();
     let mut net = endpoint(ctx, Party::Client);
     let mut report = Report::default();
     let count = super::prediction_count(batches.len())?;

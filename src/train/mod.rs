@@ -256,7 +256,7 @@ impl TrainSpec {
         let set = self.rows() as f64 * (self.features as f64 + 1.0 + self.outputs as f64);
         let step = self.batch_size as f64 * self.outputs as f64 * 25.0 * 2.0 * 64.0;
         let weights = (self.features as f64 + 1.0) * self.outputs as f64 * 16.0;
-        let bytes = crate::runtime::schedule::BASE_MEMORY as f64 + 8.0 * (16.0 * set + step + weights);
+        let bytes = crate::lower::BASE_MEMORY as f64 + 8.0 * (16.0 * set + step + weights);
         bytes.min(u64::MAX as f64) as u64
     }
 

@@ -31,14 +31,15 @@ use anyhow::Result;
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::{DatasetInfo, Model, OwnerData, TrainSpec, Trained};
-use crate::plan::Op;
-use crate::protocol::compare::{Piecewise, deal_piecewise_many, drelu_open_words, piecewise_many};
-use crate::protocol::mul::{Masked, deal_mul_pairs, deal_product, mul_pairs, product};
-use crate::protocol::trunc::{deal_truncate, truncate};
-use crate::protocol::{Dealer, Server, domain};
+use crate::protocol::compare::{Piecewise, deal_piecewise_many, piecewise_many, piecewise_many_cost};
+use crate::protocol::mul::{
+    Bilinear, Masked, deal_mul_pairs, deal_product, mul_pairs, mul_pairs_cost, open_cost, product,
+};
+use crate::protocol::trunc::{deal_truncate, truncate, truncate_cost};
+use crate::protocol::{Cost, Dealer, Server, domain};
 use crate::ring::{FixedPoint, Prg, RingTensor, StreamKey, Z, expanded_words, from_words, os_seed, to_words};
 use crate::runtime::party::{Report, finish, reconstruct, recv_seed};
-use crate::runtime::{PartyStats, Planned, SecureConfig, Stats, reports, spawn_party};
+use crate::runtime::{PartyStats, SecureConfig, Stats, reports, spawn_party};
 use crate::tensor::Tensor;
 use crate::transport::{Endpoint, InProcess, Party, Transport, decode_words, encode_words};
 
@@ -54,35 +55,34 @@ const ACK: u32 = u32::MAX - 5;
 pub const PHASES: [&str; 3] = ["forward (X·W)", "sigmoid and loss", "gradient and update"];
 
 /// What the formulas predict server 0 (and server 1) sends, and its rounds, in
-/// each phase over the whole run. A step over `rows` rows (n = rows·k, d' = d + 1):
+/// each phase over the whole run: the sums of the primitives' own costs. A step
+/// over `rows` rows (n = rows·k, d' = d + 1):
 ///
 /// * forward: W − B_W (d'·k words) and the truncation of z (n): 2 rounds;
-/// * sigmoid and loss: the DReLUs of 25 breakpoints (25·n), u² and u³ (a pair of
-///   operands and a truncation each: 6n), the coefficient products of two
-///   functions (12n) and their truncation (2n), y·z (2n): 8 + 6 + 1 rounds;
+/// * sigmoid and loss: the piecewise sigmoid and softplus together (25
+///   breakpoints' DReLUs, u², u³, two functions' coefficient products and their
+///   truncation), then y·z (2n): 8 + 6 + 1 rounds;
 /// * gradient and update: r − B_r (n) and the truncation of the update (d'·k): 2 rounds.
 ///
 /// Every epoch has the same batch sizes (shuffled or not): full batches and a
 /// last one of the remaining rows.
-pub fn planned(spec: &TrainSpec) -> [Planned; 3] {
+pub fn planned(spec: &TrainSpec) -> [Cost; 3] {
     let breaks = Piecewise::sigmoid().breaks.len();
-    let w = ((spec.features + 1) * spec.outputs) as u64;
+    let w = (spec.features + 1) * spec.outputs;
     let step = |rows: usize| {
-        let n = (rows * spec.outputs) as u64;
-        let drelu = 8 * drelu_open_words(breaks * rows * spec.outputs) as u64;
+        let n = rows * spec.outputs;
         [
-            Planned { bytes: 8 * (w + n), rounds: 2 },
-            Planned { bytes: drelu + 8 * 22 * n, rounds: 8 + 6 + 1 },
-            Planned { bytes: 8 * (n + w), rounds: 2 },
+            open_cost(w) + truncate_cost(n),
+            piecewise_many_cost(n, breaks, 2) + mul_pairs_cost(&[n]),
+            open_cost(n) + truncate_cost(w),
         ]
     };
     let batch = spec.batch_size.max(1);
     let (full, rest) = (spec.rows() / batch, spec.rows() % batch);
-    let mut total = [Planned::default(); 3];
+    let mut total = [Cost::ZERO; 3];
     for (rows, count) in [(batch, full), (rest, usize::from(rest > 0))] {
         for (t, p) in total.iter_mut().zip(step(rows)) {
-            t.bytes += p.bytes * (count * spec.epochs) as u64;
-            t.rounds += p.rounds * (count * spec.epochs) as u64;
+            *t = *t + p.times((count * spec.epochs) as u64);
         }
     }
     total
@@ -97,8 +97,8 @@ const MASK_R: u32 = 2;
 /// two such chunks ahead of it, so its material never piles up unread.
 const ACK_EVERY: usize = 16;
 
-const FORWARD: Op = Op::MatMul { transpose_a: false, transpose_b: false };
-const GRADIENT: Op = Op::MatMul { transpose_a: true, transpose_b: false };
+const FORWARD: Bilinear = Bilinear::MatMul { transpose_a: false, transpose_b: false };
+const GRADIENT: Bilinear = Bilinear::MatMul { transpose_a: true, transpose_b: false };
 
 /// What a secure training run produced.
 pub struct TrainOutcome {

@@ -23,6 +23,14 @@ pub fn add(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     binary(ctx, node, ins, Op::Add)
 }
 
+pub fn maximum(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    binary(ctx, node, ins, crate::ops::Maximum.into())
+}
+
+pub fn minimum(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    binary(ctx, node, ins, crate::ops::Minimum.into())
+}
+
 pub fn sub(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     binary(ctx, node, ins, Op::Sub)
 }

@@ -88,6 +88,18 @@ pub fn relu(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     Ok(vec![ctx.apply(node, Op::Relu, ins)?])
 }
 
+pub fn relu6(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<1>(node, ins)?;
+    Ok(vec![ctx.apply(node, crate::ops::Relu6.into(), ins)?])
+}
+
+/// TensorFlow's default slope is 0.2 (Keras 3's LeakyReLU layer writes its own 0.3).
+pub fn leaky_relu(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<1>(node, ins)?;
+    let alpha = node.get_attr_float("alpha", 0.2)?;
+    Ok(vec![ctx.apply(node, crate::ops::LeakyRelu { alpha }.into(), ins)?])
+}
+
 pub fn softmax(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<1>(node, ins)?;
     Ok(vec![ctx.apply(node, Op::Softmax, ins)?])

@@ -1,0 +1,214 @@
+//! Lowering: the plan, once, into the secure program every party runs.
+//!
+//! [`lower`] picks each step's unit ([`crate::ops`]), applies the fusions
+//! ([`fuse`]), peels off the op the client applies to the opened output, and
+//! records when each value is last read. The result, a [`Program`], is the
+//! artifact: `deploy` sends it, `serve` checks it ([`Program::check`]) and its
+//! memory estimate before building anything, and the servers, the dealer, the
+//! model owner and the client all execute it. It travels with a format version
+//! and a SHA-256 digest of its serialisation.
+
+mod cost;
+mod fuse;
+
+use anyhow::Result;
+
+use crate::error::Error;
+use crate::ops::{Groups, Kind, Local, Piecewise, Product, Relu, Scaled, Tournament};
+use crate::plan::{Op, Plan, Source, ValueId, ValueType};
+use crate::ring::FixedPoint;
+
+pub use cost::BASE_MEMORY;
+
+/// The serialisation format of [`Program`]: a server refuses another.
+pub const PROGRAM_FORMAT: u32 = 1;
+
+/// Plan steps number the step field (a u32) of message and stream keys, whose
+/// top five numbers name the messages outside the plan's steps (seeds, shares,
+/// outputs, set-up, end of dealing).
+pub const MAX_PLAN_STEPS: usize = u32::MAX as usize - 5;
+/// Value ids number mask and sharing streams (a u32), and the share message of
+/// an input or a weight is tag id + 1.
+pub const MAX_PLAN_VALUES: usize = u32::MAX as usize;
+
+/// What the client applies, in the clear, to the opened output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ClientFinal {
+    /// The servers open the logits minus the first logit of each row: softmax is
+    /// invariant under that shift, and the differences log p_i − log p_0 are a
+    /// function of the softmax output itself, so the client learns nothing more.
+    Softmax,
+    /// Sigmoid is a bijection: its input and its output tell the same.
+    Sigmoid,
+}
+
+/// The lowered secure program: public (no weights), and the same for every party.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Program {
+    /// [`PROGRAM_FORMAT`] of the build that lowered it.
+    pub format: u32,
+    pub frac_bits: u32,
+    /// The public plan: shapes and architecture, no weight values.
+    pub plan: Plan,
+    /// One unit per plan step that runs on shares (a prefix of the plan's steps).
+    pub kinds: Vec<Kind>,
+    /// The value the servers open to the client.
+    pub revealed: ValueId,
+    pub client_final: Option<ClientFinal>,
+    /// Fractional bits of the revealed value (0 for ArgMax's integer output).
+    pub revealed_frac_bits: Option<u32>,
+    /// Weights that enter products, masked and opened once per session.
+    pub masked_weights: Vec<ValueId>,
+    /// For each value, the step after which no step reads it (its shares are
+    /// freed then); `None` for values kept to the end (weights, what is opened)
+    /// or never read.
+    pub last_use: Vec<Option<usize>>,
+}
+
+/// Lower `plan` for fixed-point numbers of `fp`'s fractional bits.
+pub fn lower(plan: &Plan, fp: FixedPoint) -> Result<Program> {
+    let plan = plan.public();
+    if plan.steps.len() > MAX_PLAN_STEPS || plan.values.len() > MAX_PLAN_VALUES {
+        return Err(Error::unsupported(format!(
+            "a plan of {} steps and {} values: at most {MAX_PLAN_STEPS} steps and {MAX_PLAN_VALUES} values",
+            plan.steps.len(),
+            plan.values.len()
+        )));
+    }
+    let last = plan.steps.iter().position(|s| s.output == plan.output);
+    let client_final = last.and_then(|i| match plan.steps[i].op {
+        Op::Softmax => Some(ClientFinal::Softmax),
+        Op::Sigmoid => Some(ClientFinal::Sigmoid),
+        _ => None,
+    });
+    let run_steps = match (last, client_final) {
+        (Some(i), Some(_)) => i,
+        _ => plan.steps.len(),
+    };
+    let revealed = if client_final.is_some() { plan.steps[run_steps].inputs[0] } else { plan.output };
+    let mut kinds = Vec::with_capacity(run_steps);
+    for step in &plan.steps[..run_steps] {
+        let unsupported =
+            |why: &str| Error::unsupported(format!("{} `{}`: {why}; run it with --plaintext", step.tf_op, step.node));
+        let kind = kind_of(&plan, step).map_err(|why| unsupported(&why))?;
+        if step.inputs.iter().any(|&v| plan.values[v].vtype == ValueType::Int) {
+            return Err(unsupported("integer values cannot be computed on"));
+        }
+        kinds.push(kind);
+    }
+    fuse::defer_truncations(&plan, &mut kinds, revealed);
+    let mut masked_weights: Vec<ValueId> = plan.steps[..run_steps]
+        .iter()
+        .zip(&kinds)
+        .filter(|(_, k)| matches!(k, Kind::Product(_)))
+        .flat_map(|(s, _)| s.inputs.iter().copied())
+        .filter(|&v| matches!(plan.values[v].source, Source::Weight))
+        .collect();
+    masked_weights.sort_unstable();
+    masked_weights.dedup();
+    let mut last_use = vec![None; plan.values.len()];
+    for (k, step) in plan.steps[..run_steps].iter().enumerate() {
+        for &v in &step.inputs {
+            last_use[v] = Some(k);
+        }
+    }
+    for (v, last) in last_use.iter_mut().enumerate() {
+        if v == revealed || matches!(plan.values[v].source, Source::Weight) {
+            *last = None;
+        }
+    }
+    let revealed_int = plan.values[revealed].vtype == ValueType::Int;
+    Ok(Program {
+        format: PROGRAM_FORMAT,
+        frac_bits: fp.frac_bits,
+        plan,
+        kinds,
+        revealed,
+        client_final,
+        revealed_frac_bits: if revealed_int { Some(0) } else { None },
+        masked_weights,
+        last_use,
+    })
+}
+
+/// The unit that runs `step` on shares, or why none can.
+fn kind_of(plan: &Plan, step: &crate::plan::Step) -> Result<Kind, String> {
+    let shape = |v: ValueId| plan.values[v].shape.clone();
+    if Local::fits(&step.op) {
+        return Ok(Kind::Local(Local));
+    }
+    if let Some(map) = Product::map_of(&step.op) {
+        return Ok(Kind::Product(Product { map, truncates: true }));
+    }
+    if Scaled::fits(&step.op) {
+        return Ok(Kind::Scaled(Scaled));
+    }
+    Ok(match &step.op {
+        Op::Relu => Kind::Relu(Relu),
+        Op::MaxPool(w) => {
+            Kind::Tournament(Tournament::new(Groups::Pool { shape: shape(step.inputs[0]), window: *w }, false))
+        }
+        Op::Max { axes, .. } => Kind::Tournament(Tournament::new(
+            Groups::Reduce { shape: shape(step.inputs[0]), axes: axes.clone() },
+            false,
+        )),
+        Op::ArgMax { axis } if step.output == plan.output => {
+            Kind::Tournament(Tournament::new(Groups::Reduce { shape: shape(step.inputs[0]), axes: vec![*axis] }, true))
+        }
+        Op::ArgMax { .. } => return Err("ArgMax runs securely only as the model's output".into()),
+        Op::Sigmoid => Kind::Piecewise(Piecewise { curve: crate::ops::Curve::Sigmoid }),
+        Op::Tanh => Kind::Piecewise(Piecewise { curve: crate::ops::Curve::Tanh }),
+        Op::Softmax => {
+            return Err("Softmax runs securely only as the model's last op (the client applies it)".into());
+        }
+        Op::Rsqrt => return Err("Rsqrt of a private value is not supported under Pond".into()),
+        Op::CastToInt | Op::CastToFloat => return Err("a cast of a private value is not supported under Pond".into()),
+        Op::Unit(u) => {
+            let shapes: Vec<&[usize]> = step.inputs.iter().map(|&v| plan.values[v].shape.as_slice()).collect();
+            u.def().check_secure(&shapes)?;
+            Kind::Unit(u.clone())
+        }
+        other => return Err(format!("{} has no secure protocol", other.name())),
+    })
+}
+
+impl Program {
+    pub fn fp(&self) -> FixedPoint {
+        FixedPoint { frac_bits: self.frac_bits }
+    }
+
+    /// Its serialisation: what a driver sends and a server keeps.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Hex SHA-256 of [`Program::encode`].
+    pub fn digest(&self) -> String {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &self.encode());
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Check a program that came from elsewhere (a driver, a deployment) before
+    /// building anything from it: this build's format; a plan whose steps read
+    /// values defined before them with the shapes their ops compute; no weight
+    /// values; and exactly the program lowering that plan gives here, so that
+    /// every unit, fusion and group a party will run follows from checked shapes.
+    pub fn check(&self) -> Result<()> {
+        if self.format != PROGRAM_FORMAT {
+            anyhow::bail!(
+                "the secure program is in format {}, this build runs format {PROGRAM_FORMAT}: run one release of \
+                 tfe-run on every host",
+                self.format
+            );
+        }
+        self.plan.check_consistent().map_err(|e| anyhow::anyhow!("the plan is inconsistent: {e}"))?;
+        if !self.plan.weight_values.is_empty() {
+            anyhow::bail!("the plan carries weight values");
+        }
+        let here = lower(&self.plan, FixedPoint::new(self.frac_bits)?)?;
+        if here.encode() != self.encode() {
+            anyhow::bail!("the secure program is not the one its plan lowers to in this build");
+        }
+        Ok(())
+    }
+}
