@@ -212,3 +212,98 @@ impl Program {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{Padding, Window};
+    use crate::plan::{Step, Value};
+    use std::collections::BTreeMap;
+
+    /// A plan of steps over client input `x`, each step given as (op, input ids, output shape).
+    fn chain(input: &[usize], steps: &[(Op, Vec<ValueId>, Vec<usize>)]) -> Plan {
+        let value = |name: String, shape: &[usize], source| Value {
+            name,
+            shape: shape.to_vec(),
+            vtype: ValueType::Float,
+            source,
+        };
+        let mut values = vec![value("x".into(), input, Source::Input { placeholder: "x".into() })];
+        let mut plan_steps = Vec::new();
+        for (k, (op, inputs, shape)) in steps.iter().enumerate() {
+            values.push(value(format!("s{k}"), shape, Source::Step(k)));
+            plan_steps.push(Step {
+                node: format!("s{k}"),
+                tf_op: op.name().into(),
+                op: op.clone(),
+                inputs: inputs.clone(),
+                output: k + 1,
+            });
+        }
+        Plan {
+            output: values.len() - 1,
+            values,
+            steps: plan_steps,
+            inputs: vec![0],
+            output_node: "out".into(),
+            weight_values: BTreeMap::new(),
+        }
+    }
+
+    /// `serve` sized a session only after building its schedule, and the
+    /// schedule held a MaxPool's groups, one vector per output element (730 MB
+    /// for 8.4M outputs), which the estimate did not count: a MaxPool over a
+    /// large image was built in full, then maybe refused. Lowering now keeps only
+    /// what the groups are, and the estimate counts them from their sizes.
+    #[test]
+    fn a_maxpool_is_sized_before_its_groups_are_built() {
+        let pool = Window { kernel: [2, 2], strides: [2, 2], dilations: [1, 1], padding: Padding::Valid };
+        let plan = chain(&[1, 4096, 2048, 4], &[(Op::MaxPool(pool), vec![0], vec![1, 2048, 1024, 4])]);
+        let program = lower(&plan, FixedPoint::default()).unwrap();
+        let outputs = 2048 * 1024 * 4u64;
+        let groups = outputs * (4 * 8 + 24);
+        let values = 8 * (4096 * 2048 * 4 + outputs);
+        assert!(program.estimate_memory() >= groups + 6 * values, "{}", program.estimate_memory());
+        let Kind::Tournament(t) = &program.kinds[0] else { panic!("{:?}", program.kinds[0]) };
+        assert!(!t.is_built(), "lowering or sizing built the groups");
+        program.check().unwrap();
+        assert!(!t.is_built(), "checking built the groups");
+    }
+
+    /// The secure environment kept every value to the end of a prediction (the
+    /// plaintext run frees each after its last use). Each value's last reader is
+    /// now part of the program; what is opened and what is never read stay.
+    #[test]
+    fn each_value_is_freed_after_its_last_reader() {
+        let steps = [
+            (Op::Relu, vec![0], vec![2, 3]),   // %1 = relu(x)
+            (Op::Neg, vec![1], vec![2, 3]),    // %2 = -%1
+            (Op::Add, vec![1, 2], vec![2, 3]), // %3 = %1 + %2
+            (Op::Relu, vec![3], vec![2, 3]),   // %4, the output
+        ];
+        let program = lower(&chain(&[2, 3], &steps), FixedPoint::default()).unwrap();
+        assert_eq!(program.last_use, vec![Some(0), Some(2), Some(2), Some(3), None]);
+        // With a Sigmoid last, the client applies it: its input is what is opened, kept.
+        let mut steps = steps.to_vec();
+        steps.push((Op::Sigmoid, vec![4], vec![2, 3]));
+        let program = lower(&chain(&[2, 3], &steps), FixedPoint::default()).unwrap();
+        assert_eq!(program.revealed, 4);
+        assert_eq!(program.last_use, vec![Some(0), Some(2), Some(2), Some(3), None, None]);
+    }
+
+    /// A program survives its serialisation unchanged (what `check` compares).
+    #[test]
+    fn a_program_round_trips_through_its_encoding() {
+        let pool = Window { kernel: [3, 3], strides: [2, 2], dilations: [1, 1], padding: Padding::Same };
+        let steps = [
+            (Op::from(crate::ops::LeakyRelu { alpha: 0.3 }), vec![0], vec![1, 5, 5, 2]),
+            (Op::MaxPool(pool), vec![1], vec![1, 3, 3, 2]),
+            (Op::Tanh, vec![2], vec![1, 3, 3, 2]),
+        ];
+        let program = lower(&chain(&[1, 5, 5, 2], &steps), FixedPoint::default()).unwrap();
+        let decoded: Program = serde_json::from_slice(&program.encode()).unwrap();
+        assert_eq!(decoded.encode(), program.encode());
+        assert_eq!(decoded.digest(), program.digest());
+        decoded.check().unwrap();
+    }
+}

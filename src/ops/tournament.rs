@@ -79,6 +79,11 @@ impl Tournament {
         Tournament { groups, with_index, built: OnceLock::new() }
     }
 
+    /// Whether the groups have been built (they are, when the step first runs).
+    pub fn is_built(&self) -> bool {
+        self.built.get().is_some()
+    }
+
     fn built(&self) -> &[Vec<usize>] {
         self.built.get_or_init(|| self.groups.build())
     }

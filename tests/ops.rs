@@ -1,0 +1,134 @@
+//! The ops defined whole in their own module (`src/ops/`: Relu6, LeakyRelu,
+//! Maximum, Minimum), on hand-made one-step plans whose inputs sit on and around
+//! every boundary the op treats differently: under Pond against the plaintext
+//! meaning, with measured = planned traffic. Against real TensorFlow they run in
+//! `tf_models.rs` and `secure_models.rs` (testdata/ops/relu6*, leaky_relu*,
+//! maximum*, minimum*, made by testdata/generate.py).
+
+use std::collections::BTreeMap;
+
+use ndarray::{ArrayD, IxDyn};
+use tfe_run::plan::{Op, Plan, Source, Step, Value, ValueType};
+use tfe_run::runtime::{self, SecureConfig};
+use tfe_run::transport::Party;
+
+/// A plan of one step over client inputs of these shapes.
+fn one_step(op: Op, inputs: &[&[usize]]) -> Plan {
+    let mut values: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, shape)| Value {
+            name: format!("x{i}"),
+            shape: shape.to_vec(),
+            vtype: ValueType::Float,
+            source: Source::Input { placeholder: format!("x{i}") },
+        })
+        .collect();
+    let shape = op.output_shape(inputs).unwrap();
+    let n = values.len();
+    values.push(Value { name: "y".into(), shape, vtype: ValueType::Float, source: Source::Step(0) });
+    Plan {
+        values,
+        steps: vec![Step { node: "y".into(), tf_op: op.name().into(), op, inputs: (0..n).collect(), output: n }],
+        inputs: (0..n).collect(),
+        output: n,
+        output_node: "y".into(),
+        weight_values: BTreeMap::new(),
+    }
+}
+
+fn array(shape: &[usize], values: Vec<f32>) -> ArrayD<f32> {
+    ArrayD::from_shape_vec(IxDyn(shape), values).unwrap()
+}
+
+/// Run `plan` under Pond and in the clear; the largest difference, after
+/// checking that every server sent the bytes and rounds the unit plans.
+fn secure_vs_plaintext(plan: &Plan, inputs: &[ArrayD<f32>]) -> f32 {
+    let feeds: BTreeMap<String, ArrayD<f32>> =
+        inputs.iter().enumerate().map(|(i, x)| (format!("x{i}"), x.clone())).collect();
+    let outcome = runtime::predict(plan, &feeds, &SecureConfig::default()).unwrap_or_else(|e| panic!("{e:#}"));
+    let planned = runtime::lower(plan, Default::default()).unwrap().planned();
+    for server in [Party::Server0, Party::Server1] {
+        let m = outcome.stats.parties[&server].per_layer.get(&0).cloned().unwrap_or_default();
+        assert_eq!((m.bytes_sent, m.rounds), (planned[0].bytes, planned[0].rounds), "{}", server.name());
+    }
+    let clear = tfe_run::plaintext::run(plan, &feeds).unwrap().to_float();
+    let secure = outcome.outputs[0].to_float();
+    assert_eq!(secure.shape(), clear.shape());
+    secure.iter().zip(clear.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+}
+
+/// Every 1/8 from −10 to 10: 0 and 6 exactly, and values on both sides of each.
+fn grid() -> Vec<f32> {
+    (-80..=80).map(|i| i as f32 / 8.0).collect()
+}
+
+#[test]
+fn relu6_under_pond_is_exact_on_both_bends() {
+    let x = grid();
+    let plan = one_step(tfe_run::ops::Relu6.into(), &[&[x.len()]]);
+    // Both comparisons are exact: only the encoding of the input is off (2^-17).
+    let worst = secure_vs_plaintext(&plan, &[array(&[x.len()], x)]);
+    assert!(worst <= 1e-5, "worst {worst}");
+}
+
+#[test]
+fn leaky_relu_under_pond_is_within_its_documented_error() {
+    for alpha in [0.2f32, 0.3, 0.01, 1.5, -0.5] {
+        let x = grid();
+        let plan = one_step(tfe_run::ops::LeakyRelu { alpha }.into(), &[&[x.len()]]);
+        // (|x| + 2)·2^-(f+1) at f = 16, |x| ≤ 10 (the module's bound), and the
+        // product by |alpha| ≤ 1.5 of the input's own encoding error.
+        let bound = (10.0 + 2.0) / 131072.0 + 1.5 / 131072.0;
+        let worst = secure_vs_plaintext(&plan, &[array(&[x.len()], x)]);
+        assert!(worst <= bound, "alpha {alpha}: worst {worst} over {bound}");
+    }
+}
+
+#[test]
+fn a_leaky_relu_slope_outside_its_range_is_refused_by_the_shape_rule() {
+    for alpha in [f32::NAN, f32::INFINITY, 1e6] {
+        let op: Op = tfe_run::ops::LeakyRelu { alpha }.into();
+        let err = op.output_shape(&[&[3]]).unwrap_err();
+        assert!(err.contains("alpha") && err.contains("outside"), "{err}");
+    }
+}
+
+#[test]
+fn maximum_and_minimum_of_two_private_tensors_broadcast_and_break_ties_exactly() {
+    // a [4, 5] against b [5] (broadcast), with ties, near-ties and opposite signs.
+    let a: Vec<f32> = (0..20).map(|i| (i as f32 - 10.0) / 4.0).collect();
+    let b = vec![-2.5, 0.0, 0.25, 1.0 / 65536.0, 2.0];
+    for op in [Op::from(tfe_run::ops::Maximum), Op::from(tfe_run::ops::Minimum)] {
+        let plan = one_step(op.clone(), &[&[4, 5], &[5]]);
+        assert_eq!(plan.output_value().shape, vec![4, 5]);
+        let worst = secure_vs_plaintext(&plan, &[array(&[4, 5], a.clone()), array(&[5], b.clone())]);
+        assert!(worst <= 1e-5, "{}: worst {worst}", op.name());
+        // And the other way round: b broadcast on the left.
+        let plan = one_step(op.clone(), &[&[5], &[4, 5]]);
+        let worst = secure_vs_plaintext(&plan, &[array(&[5], b.clone()), array(&[4, 5], a.clone())]);
+        assert!(worst <= 1e-5, "{} (b first): worst {worst}", op.name());
+    }
+}
+
+#[test]
+fn maximum_of_shapes_that_do_not_broadcast_is_refused_by_the_shape_rule() {
+    let op: Op = tfe_run::ops::Maximum.into();
+    let err = op.output_shape(&[&[2, 3], &[4]]).unwrap_err();
+    assert!(err.contains("do not broadcast"), "{err}");
+    let err = op.output_shape(&[&[2, 3]]).unwrap_err();
+    assert!(err.contains("2 inputs"), "{err}");
+}
+
+/// Relu6's two comparisons per element are cut into chunks together: a tensor
+/// past one chunk runs in several, each planned and measured alike.
+#[test]
+fn relu6_over_more_than_one_chunk_is_planned_as_it_runs() {
+    let n = tfe_run::ops::MAX_DRELUS_PER_CHUNK / 2 + 3;
+    let x: Vec<f32> = (0..n).map(|i| ((i % 160) as f32 - 80.0) / 8.0).collect();
+    let plan = one_step(tfe_run::ops::Relu6.into(), &[&[n]]);
+    let program = runtime::lower(&plan, Default::default()).unwrap();
+    assert_eq!(program.planned()[0].rounds, 16, "two chunks of one ReLU's 8 rounds");
+    let worst = secure_vs_plaintext(&plan, &[array(&[n], x)]);
+    assert!(worst <= 1e-5, "worst {worst}");
+}
