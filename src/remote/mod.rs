@@ -472,19 +472,24 @@ mod tests {
         assert!(Version::current().mismatch("a", "b").is_none());
     }
 
-    #[test]
-    fn a_program_digest_is_checked_against_the_one_sent() {
+    /// A plan of one ReLU over a client input, as a driver lowers and sends it.
+    fn relu_plan() -> crate::plan::Plan {
         use crate::plan::{Op, Plan, Source, Step, Value, ValueType};
         let value =
             |name: &str, source| Value { name: name.into(), shape: vec![1, 2], vtype: ValueType::Float, source };
-        let plan = Plan {
+        Plan {
             values: vec![value("x", Source::Input { placeholder: "x".into() }), value("y", Source::Step(0))],
             steps: vec![Step { node: "y".into(), tf_op: "Relu".into(), op: Op::Relu, inputs: vec![0], output: 1 }],
             inputs: vec![0],
             output: 1,
             output_node: "y".into(),
             weight_values: Default::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_program_digest_is_checked_against_the_one_sent() {
+        let plan = relu_plan();
         let lower = |f| crate::lower::lower(&plan, crate::ring::FixedPoint::new(f).unwrap()).unwrap();
         let digest = lower(16).digest();
         assert!(check_program(&lower(16), &digest).is_ok());
@@ -494,17 +499,7 @@ mod tests {
 
     #[test]
     fn a_program_that_is_not_what_its_plan_lowers_to_is_refused() {
-        use crate::plan::{Op, Plan, Source, Step, Value, ValueType};
-        let value =
-            |name: &str, source| Value { name: name.into(), shape: vec![1, 2], vtype: ValueType::Float, source };
-        let plan = Plan {
-            values: vec![value("x", Source::Input { placeholder: "x".into() }), value("y", Source::Step(0))],
-            steps: vec![Step { node: "y".into(), tf_op: "Relu".into(), op: Op::Relu, inputs: vec![0], output: 1 }],
-            inputs: vec![0],
-            output: 1,
-            output_node: "y".into(),
-            weight_values: Default::default(),
-        };
+        let plan = relu_plan();
         let mut program = crate::lower::lower(&plan, crate::ring::FixedPoint::new(16).unwrap()).unwrap();
         // A ReLU run as a local step would open the input's shares' sum.
         program.kinds[0] = crate::ops::Kind::Local(crate::ops::Local);
