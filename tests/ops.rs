@@ -49,8 +49,10 @@ fn secure_vs_plaintext(plan: &Plan, inputs: &[ArrayD<f32>]) -> f32 {
     let outcome = runtime::predict(plan, &feeds, &SecureConfig::default()).unwrap_or_else(|e| panic!("{e:#}"));
     let planned = runtime::lower(plan, Default::default()).unwrap().planned();
     for server in [Party::Server0, Party::Server1] {
-        let m = outcome.stats.parties[&server].per_layer.get(&0).cloned().unwrap_or_default();
-        assert_eq!((m.bytes_sent, m.rounds), (planned[0].bytes, planned[0].rounds), "{}", server.name());
+        for (k, p) in planned.iter().enumerate() {
+            let m = outcome.stats.parties[&server].per_layer.get(&k).cloned().unwrap_or_default();
+            assert_eq!((m.bytes_sent, m.rounds), (p.bytes, p.rounds), "{} step {k}", server.name());
+        }
     }
     let clear = tfe_run::plaintext::run(plan, &feeds).unwrap().to_float();
     let secure = outcome.outputs[0].to_float();
@@ -131,4 +133,60 @@ fn relu6_over_more_than_one_chunk_is_planned_as_it_runs() {
     assert_eq!(program.planned()[0].rounds, 16, "two chunks of one ReLU's 8 rounds");
     let worst = secure_vs_plaintext(&plan, &[array(&[n], x)]);
     assert!(worst <= 1e-5, "worst {worst}");
+}
+
+/// A depthwise convolution of the client's input by the model owner's filter
+/// (masked and opened once, as every product's weight), with a bias Add and a
+/// Relu6 after it, as in a MobileNet block.
+#[test]
+fn depthwise_conv2d_block_under_pond_matches_plaintext() {
+    use tfe_run::kernels::{Padding, Window};
+    let (c, m) = (3, 2);
+    for (strides, dilations, padding) in
+        [([1, 1], [1, 1], Padding::Same), ([2, 2], [1, 1], Padding::Valid), ([1, 1], [2, 2], Padding::Same)]
+    {
+        let window = Window { kernel: [3, 3], strides, dilations, padding };
+        let depthwise: Op = tfe_run::ops::DepthwiseConv2D { window }.into();
+        let x_shape = [2, 9, 8, c];
+        let out_shape = depthwise.output_shape(&[&x_shape, &[3, 3, c, m]]).unwrap();
+        let value = |name: &str, shape: &[usize], source| Value {
+            name: name.into(),
+            shape: shape.to_vec(),
+            vtype: ValueType::Float,
+            source,
+        };
+        let step = |k: usize, op: Op, inputs: Vec<usize>, output: usize| Step {
+            node: format!("s{k}"),
+            tf_op: op.name().into(),
+            op,
+            inputs,
+            output,
+        };
+        let plan = Plan {
+            values: vec![
+                value("x0", &x_shape, Source::Input { placeholder: "x0".into() }),
+                value("filter", &[3, 3, c, m], Source::Weight),
+                value("bias", &[c * m], Source::Weight),
+                value("conv", &out_shape, Source::Step(0)),
+                value("add", &out_shape, Source::Step(1)),
+                value("relu6", &out_shape, Source::Step(2)),
+            ],
+            steps: vec![
+                step(0, depthwise.clone(), vec![0, 1], 3),
+                step(1, Op::Add, vec![3, 2], 4),
+                step(2, tfe_run::ops::Relu6.into(), vec![4], 5),
+            ],
+            inputs: vec![0],
+            output: 5,
+            output_node: "relu6".into(),
+            weight_values: BTreeMap::from([
+                (1, array(&[3, 3, c, m], (0..54).map(|i| ((i * 7) % 11) as f32 / 4.0 - 1.2).collect())),
+                (2, array(&[c * m], vec![0.5, -0.5, 1.0, 2.0, -1.0, 0.0])),
+            ]),
+        };
+        plan.check_consistent().unwrap();
+        let x: Vec<f32> = (0..x_shape.iter().product::<usize>()).map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0).collect();
+        let worst = secure_vs_plaintext(&plan, &[array(&x_shape, x)]);
+        assert!(worst <= 1e-3, "{window:?}: worst {worst}");
+    }
 }

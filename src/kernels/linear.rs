@@ -174,6 +174,51 @@ pub fn conv2d<T: Gemm>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Window) -> Ar
     out.into_shape_with_order(IxDyn(&[x.shape()[0], g.out[0], g.out[1], oc])).expect("conv2d: output shape")
 }
 
+/// Depthwise convolution of an NHWC input by an [kh, kw, c, m] filter: each input
+/// channel k is convolved with its own m filters into output channels k·m … k·m + m − 1
+/// (TensorFlow's DepthwiseConv2dNative). A direct loop: each output pixel reads
+/// kh·kw contiguous channel rows of the input and of the filter, c·m products each,
+/// with no im2col (whose columns would be kh·kw times the input for c·m outputs).
+pub fn depthwise_conv2d<T: LinalgScalar>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Window) -> ArrayD<T> {
+    let (n, h, w, c) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+    let (kh, kw, m) = (filter.shape()[0], filter.shape()[1], filter.shape()[3]);
+    let window = Window { kernel: [kh, kw], ..*window };
+    let g = window.geometry([h, w]).expect("depthwise conv: geometry checked at plan time");
+    let [oh, ow] = g.out;
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let filter = filter.as_standard_layout();
+    let fs = filter.as_slice().expect("standard layout");
+    let cm = c * m;
+    let mut out = vec![T::zero(); n * oh * ow * cm];
+    let tap = |o: usize, k: usize, axis: usize, size: usize| {
+        let at = (o * window.strides[axis] + k * window.dilations[axis]) as isize - g.pad[axis] as isize;
+        (0..size as isize).contains(&at).then_some(at as usize)
+    };
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let base = ((b * oh + oy) * ow + ox) * cm;
+                let acc = &mut out[base..base + cm];
+                for ky in 0..kh {
+                    let Some(iy) = tap(oy, ky, 0, h) else { continue };
+                    for kx in 0..kw {
+                        let Some(ix) = tap(ox, kx, 1, w) else { continue };
+                        let row = &xs[((b * h + iy) * w + ix) * c..][..c];
+                        let taps = &fs[(ky * kw + kx) * cm..][..cm];
+                        for ((a, f), &v) in acc.chunks_exact_mut(m).zip(taps.chunks_exact(m)).zip(row) {
+                            for (a, &f) in a.iter_mut().zip(f) {
+                                *a = *a + v * f;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(&[n, oh, ow, cm]), out).expect("depthwise conv: output shape")
+}
+
 /// Window sums of an NHWC tensor (no dilation), and for each output pixel the
 /// number of input pixels its window covers. TensorFlow's AvgPool divides by that
 /// count: with SAME padding, the padded positions do not count.

@@ -100,7 +100,7 @@ pub fn lower(plan: &Plan, fp: FixedPoint) -> Result<Program> {
     let mut masked_weights: Vec<ValueId> = plan.steps[..run_steps]
         .iter()
         .zip(&kinds)
-        .filter(|(_, k)| matches!(k, Kind::Product(_)))
+        .filter(|(_, k)| k.op().masks_operands())
         .flat_map(|(s, _)| s.inputs.iter().copied())
         .filter(|&v| matches!(plan.values[v].source, Source::Weight))
         .collect();

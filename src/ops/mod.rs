@@ -14,6 +14,7 @@
 //! listed once in [`units!`] below: adding one that composes existing primitives
 //! touches that module, this list and its frontend's table, nothing else.
 
+mod depthwise;
 mod leaky_relu;
 mod lifted_add;
 mod local;
@@ -31,6 +32,7 @@ use std::ops::Range;
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
+pub use depthwise::DepthwiseConv2D;
 pub use leaky_relu::LeakyRelu;
 pub use lifted_add::LiftedAdd;
 pub use local::Local;
@@ -128,6 +130,12 @@ pub trait SecureOp: std::fmt::Debug + Send + Sync {
     fn materialised(&self, _cx: &CostCx) -> u64 {
         0
     }
+
+    /// Whether it takes its operands in masked form (a Beaver product): its weight
+    /// operands are then masked and opened once per session, at set-up.
+    fn masks_operands(&self) -> bool {
+        false
+    }
 }
 
 /// An op defined whole in its own module: its plan meaning beside its secure halves.
@@ -180,6 +188,7 @@ units! {
     LeakyRelu(LeakyRelu),
     Maximum(Maximum),
     Minimum(Minimum),
+    DepthwiseConv2D(DepthwiseConv2D),
 }
 
 /// The unit of each lowered step: one variant per kind, each a [`SecureOp`].

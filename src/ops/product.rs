@@ -76,6 +76,10 @@ impl SecureOp for Product {
         let truncation = if self.truncates { truncate_cost(cx.out_len()) } else { Cost::ZERO };
         open_cost(words) + truncation
     }
+
+    fn masks_operands(&self) -> bool {
+        true
+    }
 }
 
 /// The masked form of each operand: weights were opened at set-up; activations

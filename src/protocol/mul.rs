@@ -40,6 +40,8 @@ pub enum Bilinear {
     },
     /// NHWC input, HWIO filter.
     Conv2D(Window),
+    /// NHWC input, [kh, kw, channels, multiplier] filter.
+    DepthwiseConv2D(Window),
     /// Element-wise, with NumPy broadcasting.
     Elementwise,
 }
@@ -50,6 +52,7 @@ impl Bilinear {
         match self {
             Bilinear::MatMul { transpose_a, transpose_b } => linear::matmul(x, y, *transpose_a, *transpose_b),
             Bilinear::Conv2D(window) => linear::conv2d(x, y, window),
+            Bilinear::DepthwiseConv2D(window) => linear::depthwise_conv2d(x, y, window),
             Bilinear::Elementwise => x * y,
         }
     }

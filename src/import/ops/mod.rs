@@ -68,6 +68,7 @@ const TABLE: &[(&str, Builder)] = &[
     // nn
     ("BiasAdd", nn::bias_add),
     ("Conv2D", nn::conv2d),
+    ("DepthwiseConv2dNative", nn::depthwise_conv2d),
     ("AvgPool", nn::avg_pool),
     ("MaxPool", nn::max_pool),
     ("Relu", nn::relu),

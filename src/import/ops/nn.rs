@@ -50,6 +50,19 @@ fn spatial(node: &NodeDef, attr: &str, default: Option<[usize; 2]>) -> Result<[u
 
 pub fn conv2d(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<2>(node, ins)?;
+    let window = conv_window(ctx, node, ins)?;
+    Ok(vec![ctx.apply(node, Op::Conv2D(window), ins)?])
+}
+
+/// Same attributes as Conv2D; the filter is [kh, kw, channels, multiplier].
+pub fn depthwise_conv2d(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<2>(node, ins)?;
+    let window = conv_window(ctx, node, ins)?;
+    Ok(vec![ctx.apply(node, crate::ops::DepthwiseConv2D { window }.into(), ins)?])
+}
+
+/// The window of a convolution node over inputs (data, filter).
+fn conv_window(ctx: &Ctx, node: &NodeDef, ins: &[Slot; 2]) -> Result<Window> {
     check_nhwc(node)?;
     // The kernel size comes from the filter's shape when the op is applied.
     let window = Window {
@@ -59,8 +72,7 @@ pub fn conv2d(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> 
         padding: padding(node)?,
     };
     let f = ctx.shape(&ins[1]);
-    let window = Window { kernel: [f.first().copied().unwrap_or(1), f.get(1).copied().unwrap_or(1)], ..window };
-    Ok(vec![ctx.apply(node, Op::Conv2D(window), ins)?])
+    Ok(Window { kernel: [f.first().copied().unwrap_or(1), f.get(1).copied().unwrap_or(1)], ..window })
 }
 
 fn pool_window(node: &NodeDef) -> Result<Window> {
