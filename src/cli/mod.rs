@@ -55,8 +55,7 @@ pub fn main() -> u8 {
         Err(err) if is_closed_stdout(&err) => exit::OK,
         Err(err) => {
             eprintln!("error: {err:#}");
-            let otherwise = if remote { exit::PARTY } else { exit::FAILURE };
-            crate::error::category_of(&err).map_or(otherwise, |c| c.exit_code())
+            crate::error::exit_code_of(&err, remote)
         }
     }
 }
