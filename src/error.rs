@@ -110,7 +110,8 @@ impl Error {
         Self::of(Category::Unsupported, message.into()).into()
     }
 
-    /// The argument `what` (a flag and its value: `--timeout 0`) is wrong.
+    /// The argument `what` is wrong: a flag and its value (`--timeout 0`), the
+    /// INPUT, or the files that do not go together.
     pub fn bad_arg(what: impl Into<String>, reason: impl Into<String>) -> anyhow::Error {
         Error::BadInput { what: Some(what.into()), reason: reason.into() }.into()
     }
@@ -290,21 +291,11 @@ mod tests {
             text(Error::invalid_node("dense/MatMul", "MatMul", "attribute `transpose_a` is not a bool")),
             "MatMul `dense/MatMul`: attribute `transpose_a` is not a bool"
         );
-        assert_eq!(
-            text(Error::invalid_file(Path::new("m.pb"), "not a GraphDef")),
-            "model `m.pb`: not a GraphDef"
-        );
-        let e = Error::InvalidModel {
-            file: Some("m.pb".into()),
-            node: Some("x".into()),
-            op: None,
-            reason: "no op".into(),
-        };
+        assert_eq!(text(Error::invalid_file(Path::new("m.pb"), "not a GraphDef")), "model `m.pb`: not a GraphDef");
+        let e =
+            Error::InvalidModel { file: Some("m.pb".into()), node: Some("x".into()), op: None, reason: "no op".into() };
         assert_eq!(e.to_string(), "model `m.pb`: node `x`: no op");
-        assert_eq!(
-            text(Error::bad_arg("--batch-size 0", "must be at least 1")),
-            "--batch-size 0: must be at least 1"
-        );
+        assert_eq!(text(Error::bad_arg("--batch-size 0", "must be at least 1")), "--batch-size 0: must be at least 1");
         assert_eq!(text(Error::bad_file(Path::new("in.npy"), "not an npy file")), "`in.npy`: not an npy file");
         // A party's reason that names it is kept as it is; one that does not
         // is prefixed with its name.
@@ -312,7 +303,10 @@ mod tests {
             text(Error::party("server1", "server1 refused the session: busy")),
             "server1 refused the session: busy"
         );
-        assert_eq!(text(Error::party("crypto-producer", "closed the connection")), "crypto-producer: closed the connection");
+        assert_eq!(
+            text(Error::party("crypto-producer", "closed the connection")),
+            "crypto-producer: closed the connection"
+        );
         // The old constructors keep their sentences as they are.
         assert_eq!(text(Error::unsupported("unsupported op Foo")), "unsupported op Foo");
         assert_eq!(text(Error::bad_input("no MODEL given")), "no MODEL given");

@@ -12,6 +12,7 @@ use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use super::{Control, Deployment, Request, Security, commit_key, dial, new_session_id, plan_digest};
 use crate::cluster::Cluster;
+use crate::error::Error;
 use crate::plan::{Plan, Source, ValueId};
 use crate::ring::FixedPoint;
 use crate::runtime::party::{self, Report};
@@ -133,15 +134,17 @@ impl Session {
         if let Some((version, _)) = super::declared_version(&json)
             && let Some(reason) = version.mismatch(peer.name(), &format!("this {}", self.starter.name()))
         {
-            bail!("{reason}");
+            return Err(Error::party(peer.name(), reason));
         }
         match Control::decode(&json, peer.name())? {
             Control::Ready { deployed, deployment, dataset, .. } => Ok(Ready { deployed, deployment, dataset }),
             Control::Refused { reason, stale: true } => {
                 Err(super::Stale(format!("{} refused the session: {reason}", peer.name())).into())
             }
-            Control::Refused { reason, .. } => bail!("{} refused the session: {reason}", peer.name()),
-            other => bail!("{} answered {other:?} instead of ready", peer.name()),
+            Control::Refused { reason, .. } => {
+                Err(Error::party(peer.name(), format!("{} refused the session: {reason}", peer.name())))
+            }
+            other => Err(Error::party(peer.name(), format!("{} answered {other:?} instead of ready", peer.name()))),
         }
     }
 
@@ -160,7 +163,9 @@ impl Session {
             for &peer in remote {
                 let report = match self.control(self.starter, peer, self.remote.timeout) {
                     Ok(Control::Done { report }) => Ok(*report),
-                    Ok(other) => Err(anyhow::anyhow!("{} sent {other:?} instead of its report", peer.name())),
+                    Ok(other) => {
+                        Err(Error::party(peer.name(), format!("{} sent {other:?} instead of its report", peer.name())))
+                    }
                     Err(e) => Err(e),
                 };
                 results.push((peer, report));
@@ -271,7 +276,7 @@ pub fn train(
 fn check_frame(bytes: u64, what: &str) -> Result<()> {
     let limit = crate::transport::wire::MAX_FRAME as u64;
     if bytes > limit {
-        return Err(crate::error::Error::bad_input(format!(
+        return Err(Error::bad_input(format!(
             "{what} would be one message of {:.0} MB, over the {:.0} MB limit between hosts: \
              train on fewer rows or features",
             bytes as f64 / 1e6,
@@ -327,7 +332,8 @@ pub fn describe_data(remote: &Remote, name: &str) -> Result<DatasetInfo> {
     let info = session.start(Party::Server1, Request::DescribeData { name: name.to_string() })?.dataset;
     session.collect(Vec::new(), &[]);
     let info = info.with_context(|| format!("server1 did not describe data set `{name}`"))?;
-    info.check().map_err(|e| anyhow::anyhow!("server1 described data set `{name}` impossibly: {e}"))?;
+    info.check()
+        .map_err(|e| Error::party("server1", format!("server1 described data set `{name}` impossibly: {e}")))?;
     Ok(info)
 }
 
@@ -378,9 +384,17 @@ fn commit(session: &Session, deployment: &Deployment, commit_to: &[Party]) -> Re
         match Control::decode(&answer, server.name())? {
             Control::Prepared { deployment: d } if d == *deployment => {}
             Control::Prepared { deployment: d } => {
-                bail!("{} prepared deployment {d}, not {deployment}", server.name())
+                return Err(Error::party(
+                    server.name(),
+                    format!("{} prepared deployment {d}, not {deployment}", server.name()),
+                ));
             }
-            other => bail!("{} sent {other:?} instead of preparing deployment {deployment}", server.name()),
+            other => {
+                return Err(Error::party(
+                    server.name(),
+                    format!("{} sent {other:?} instead of preparing deployment {deployment}", server.name()),
+                ));
+            }
         }
     }
     for &server in commit_to {
@@ -433,11 +447,14 @@ fn predict_deployed_once(
         let (plan, frac_bits) = ready.deployed.with_context(missing)?;
         (plan, frac_bits, ready.deployment.with_context(missing)?)
     };
-    plan.check_consistent().map_err(|e| anyhow::anyhow!("server1 sent an inconsistent plan: {e}"))?;
+    plan.check_consistent().map_err(|e| Error::party("server1", format!("server1 sent an inconsistent plan: {e}")))?;
     // The crypto producer runs the plan sent to it: the one whose digest both
     // servers check as the deployment's.
     if plan_digest(&plan, frac_bits) != deployment.digest {
-        bail!("server1 sent a plan of model `{name}` that is not the one of its deployment {deployment}");
+        return Err(Error::party(
+            "server1",
+            format!("server1 sent a plan of model `{name}` that is not the one of its deployment {deployment}"),
+        ));
     }
     let session = Session::new(remote, Party::Client, &[])?;
     let fp = FixedPoint::new(frac_bits)?;
@@ -450,7 +467,10 @@ fn predict_deployed_once(
     for server in [Party::Server1, Party::Server0] {
         let theirs = session.start(server, request.clone())?.deployment;
         if theirs.as_ref() != Some(&deployment) {
-            bail!("model `{name}`: {} started with deployment {theirs:?}, not {deployment}", server.name());
+            return Err(Error::party(
+                server.name(),
+                format!("model `{name}`: {} started with deployment {theirs:?}, not {deployment}", server.name()),
+            ));
         }
     }
     let digest = deployment.digest.clone();

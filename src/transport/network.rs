@@ -47,12 +47,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::Result;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, watch};
 
 use super::wire::{Frame, MAX_FRAME, read_body, read_frame, read_len, write_frame};
 use super::{Aborted, MsgKey, Party, Transport};
+use crate::error::Error;
 
 /// A byte stream to a peer: TLS in production, TCP with `--insecure`.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -227,7 +228,10 @@ impl Link {
         {
             let mut state = self.lock();
             if state.outgoing.contains_key(&(local, peer)) {
-                bail!("{} is already connected to {} in this session", peer.name(), local.name());
+                return Err(Error::party(
+                    peer.name(),
+                    format!("{} is already connected to {} in this session", peer.name(), local.name()),
+                ));
             }
             state.outgoing.insert((local, peer), tx);
             state.heard.insert((local, peer), Instant::now());
@@ -247,7 +251,8 @@ impl Link {
         mut rx: mpsc::UnboundedReceiver<Frame>,
     ) {
         let mut w = BufWriter::with_capacity(1 << 16, writer);
-        let mut keepalive = tokio::time::interval(self.timeout.checked_div(4).unwrap_or_default().max(Duration::from_millis(10)));
+        let mut keepalive =
+            tokio::time::interval(self.timeout.checked_div(4).unwrap_or_default().max(Duration::from_millis(10)));
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result: Result<()> = async {
             loop {
@@ -471,7 +476,7 @@ impl Link {
                 (*queued < share).then(|| *queued = queued.saturating_add(bytes))
             })?;
         }
-        tx.send(frame).map_err(|_| anyhow!("connection to {} lost", peer.name()))
+        tx.send(frame).map_err(|_| Error::party(peer.name(), format!("connection to {} lost", peer.name())))
     }
 
     /// Wait until `take` finds what it looks for, or the connection between
@@ -490,16 +495,20 @@ impl Link {
                 return Ok(found);
             }
             if let Some(why) = state.closed.get(&(local, peer)) {
-                bail!("{why}");
+                return Err(Error::party(peer.name(), why.clone()));
             }
             if let Some(reason) = &state.aborted {
                 return Err(Aborted(reason.clone()).into());
             }
             let now = Instant::now();
             if now >= deadline {
-                bail!("{}", timed_out());
+                return Err(Error::party(peer.name(), timed_out()));
             }
-            state = self.changed.wait_timeout(state, deadline.saturating_duration_since(now)).unwrap_or_else(|e| e.into_inner()).0;
+            state = self
+                .changed
+                .wait_timeout(state, deadline.saturating_duration_since(now))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -520,13 +529,10 @@ impl Link {
 /// of its own last messages.
 async fn drain<R: AsyncRead + Unpin>(reader: &mut R, deadline: Duration) {
     let start = tokio::time::Instant::now();
-    while let Ok(Ok(Some(_))) = tokio::time::timeout(
-        deadline.min(MAX_WAIT.saturating_sub(start.elapsed())),
-        read_frame(reader, MAX_FRAME),
-    )
-    .await
-    {
-    }
+    while let Ok(Ok(Some(_))) =
+        tokio::time::timeout(deadline.min(MAX_WAIT.saturating_sub(start.elapsed())), read_frame(reader, MAX_FRAME))
+            .await
+    {}
 }
 
 /// A reader that notes when bytes last came from the peer.
@@ -581,52 +587,74 @@ impl Transport for Link {
                 return Err(Aborted(reason.clone()).into());
             }
             if let Some(why) = state.closed.get(&(to, from)) {
-                bail!("{} waits for {key:?} from {}, but {why}", to.name(), from.name());
+                return Err(Error::party(
+                    from.name(),
+                    format!("{} waits for {key:?} from {}, but {why}", to.name(), from.name()),
+                ));
             }
             // Paused, and still without room now that this party has taken
             // what it asked for (the reader may not have woken up yet).
             let held = state.buffered.get(&(to, from)).copied().unwrap_or(0);
             if state.paused.get(&(to, from)).is_some_and(|&next| held.saturating_add(next) > self.limits.share()) {
-                bail!(
-                    "{} waits for {key:?} from {}, which sent {} of messages {} has not asked for: over the {} \
-                     each connection may buffer (a quarter of --max-session-buffer {}), so the message cannot \
-                     be read behind them",
-                    to.name(),
+                return Err(Error::party(
                     from.name(),
-                    size(held),
-                    to.name(),
-                    size(self.limits.share()),
-                    size(self.limits.max_buffer)
-                );
+                    format!(
+                        "{} waits for {key:?} from {}, which sent {} of messages {} has not asked for: over the \
+                         {} each connection may buffer (a quarter of --max-session-buffer {}), so the message \
+                         cannot be read behind them",
+                        to.name(),
+                        from.name(),
+                        size(held),
+                        to.name(),
+                        size(self.limits.share()),
+                        size(self.limits.max_buffer)
+                    ),
+                ));
             }
             let now = Instant::now();
             // A peer that has not connected yet is late, not silent.
             let Some(heard) = state.heard.get(&(to, from)).copied() else {
                 if let Some(why) = state.starter.and_then(|c| state.closed.get(&c)) {
-                    bail!("{} waits for {} to join, but {why}", to.name(), from.name());
+                    return Err(Error::party(
+                        from.name(),
+                        format!("{} waits for {} to join, but {why}", to.name(), from.name()),
+                    ));
                 }
                 let join = after(self.created, self.limits.join_timeout);
                 if now >= join {
-                    bail!(
-                        "{} has not joined {}'s session within {:?} (--join-timeout)",
+                    return Err(Error::party(
                         from.name(),
-                        to.name(),
-                        self.limits.join_timeout
-                    );
+                        format!(
+                            "{} has not joined {}'s session within {:?} (--join-timeout)",
+                            from.name(),
+                            to.name(),
+                            self.limits.join_timeout
+                        ),
+                    ));
                 }
-                state = self.changed.wait_timeout(state, join.saturating_duration_since(now)).unwrap_or_else(|e| e.into_inner()).0;
+                state = self
+                    .changed
+                    .wait_timeout(state, join.saturating_duration_since(now))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
                 continue;
             };
             let heard = heard.max(start);
             if now.duration_since(heard) >= timeout {
-                bail!(
-                    "{} has sent nothing to {} for {timeout:?} (it, or the network to it, hangs)",
+                return Err(Error::party(
                     from.name(),
-                    to.name()
-                );
+                    format!(
+                        "{} has sent nothing to {} for {timeout:?} (it, or the network to it, hangs)",
+                        from.name(),
+                        to.name()
+                    ),
+                ));
             }
             if now.duration_since(start) >= MAX_WAIT {
-                bail!("{} waited {MAX_WAIT:?} for message {key:?} from {} in vain", to.name(), from.name());
+                return Err(Error::party(
+                    from.name(),
+                    format!("{} waited {MAX_WAIT:?} for message {key:?} from {} in vain", to.name(), from.name()),
+                ));
             }
             // Both are positive: the checks above have just passed.
             let wake = timeout
@@ -783,6 +811,33 @@ mod tests {
         let e = link.recv(Party::Server1, Party::Dealer, key(1), Duration::from_secs(10)).unwrap_err();
         assert!(start.elapsed() < Duration::from_secs(2));
         assert!(e.to_string().contains("server1 waits for crypto-producer to join, but client closed"), "{e}");
+    }
+
+    /// A receive that fails is the peer's failure: a structured party error
+    /// naming the peer at fault (not the waiting party), which the driver
+    /// exits 5 with, and whose text is the one the transport always gave.
+    #[test]
+    fn a_failed_receive_is_a_party_error_naming_the_peer_at_fault() {
+        let party_of = |e: &anyhow::Error| match e.downcast_ref::<Error>() {
+            Some(Error::Party { party, .. }) => Some(party.clone()),
+            _ => None,
+        };
+        let limits = Limits { max_buffer: DEFAULT_MAX_BUFFER, join_timeout: Duration::from_millis(100) };
+        let link = Link::with_limits(7, Duration::from_millis(100), limits);
+        let e = link.recv(Party::Server1, Party::ModelOwner, key(1), Duration::from_millis(100)).unwrap_err();
+        assert_eq!(party_of(&e).as_deref(), Some("model-owner"), "{e}");
+        assert!(e.to_string().starts_with("model-owner has not joined server1's session"), "{e}");
+        assert_eq!(crate::error::exit_code_of(&e, false), crate::error::exit::PARTY);
+
+        let link = Link::new(7, Duration::from_secs(10));
+        let (_rt, theirs) = connect(&link, Party::Client);
+        drop(theirs);
+        let e = link.recv(Party::Server1, Party::Client, key(1), Duration::from_secs(10)).unwrap_err();
+        assert_eq!(party_of(&e).as_deref(), Some("client"), "{e}");
+        assert!(e.to_string().starts_with("server1 waits for"), "{e}");
+        let e = link.send(Party::Server1, Party::Client, key(2), vec![1]).unwrap_err();
+        assert_eq!(party_of(&e).as_deref(), Some("client"), "{e}");
+        assert!(e.to_string().contains("client closed the connection"), "{e}");
     }
 
     /// A peer that does not read makes the sender wait once a share of
