@@ -482,31 +482,35 @@ fn predict_deployed_once(
 }
 
 /// Cut the inputs into batches of the plan's batch size (the first axis), padding
-/// the last with zero rows; also return the number of real rows.
+/// the last with zero rows; also return the number of real rows. Inputs that do
+/// not fit the plan are the user's to fix (exit 2), not a party's failure.
 fn split_rows(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<(Vec<Feeds>, usize)> {
     let mut rows = None;
     let mut batch = None;
     for &id in &plan.inputs {
         let value = &plan.values[id];
         let Source::Input { placeholder } = &value.source else { unreachable!("plan inputs are placeholders") };
-        let x = inputs
-            .get(placeholder)
-            .with_context(|| format!("the deployed model needs an input for placeholder `{placeholder}`"))?;
+        let x = inputs.get(placeholder).ok_or_else(|| {
+            Error::bad_input(format!("the deployed model needs an input for placeholder `{placeholder}`"))
+        })?;
         if value.shape.is_empty() || x.ndim() != value.shape.len() || x.shape()[1..] != value.shape[1..] {
-            bail!(
+            return Err(Error::bad_input(format!(
                 "the input for `{placeholder}` has shape {:?}; the deployed model takes rows of shape {:?}",
                 x.shape(),
                 value.shape.get(1..).unwrap_or_default()
-            );
+            )));
         }
         if *rows.get_or_insert(x.shape()[0]) != x.shape()[0] {
-            bail!("the inputs have different numbers of rows");
+            return Err(Error::bad_input("the inputs have different numbers of rows"));
         }
         batch = Some(value.shape[0]);
     }
     let (Some(rows), Some(batch)) = (rows, batch) else { bail!("the deployed model has no inputs") };
-    if rows == 0 || batch == 0 {
-        bail!("the input has no rows");
+    if rows == 0 {
+        return Err(Error::bad_input("the input has no rows"));
+    }
+    if batch == 0 {
+        bail!("the deployed model has a batch of 0 rows");
     }
     let batches = (0..rows.div_ceil(batch))
         .map(|b| {
