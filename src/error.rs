@@ -70,6 +70,16 @@ pub enum Error {
     /// `reason` when it names the party, else `party: reason`.
     #[error("{}", party_text(party, reason))]
     Party { party: String, reason: String },
+    /// This process could not write its output (`--out`, an exported model):
+    /// its own failure, also in remote mode, where the parties have done
+    /// their part.
+    #[error(transparent)]
+    Output(anyhow::Error),
+    /// A write to stdout failed. A closed stdout (`tfe-run ... | head`) is no
+    /// failure; a peer that closed its connection is a broken pipe too, but
+    /// never this one.
+    #[error("cannot write to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
 }
 
 impl Error {
@@ -81,7 +91,14 @@ impl Error {
             Error::InvalidModel { .. } => exit::INVALID_MODEL,
             Error::Unsupported { .. } | Error::Shape { .. } => exit::UNSUPPORTED,
             Error::Party { .. } => exit::PARTY,
+            Error::Stdout(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+            Error::Output(_) | Error::Stdout(_) => exit::FAILURE,
         }
+    }
+
+    /// Is this a write to a stdout its reader has closed?
+    pub fn is_closed_stdout(&self) -> bool {
+        self.exit_code() == exit::OK
     }
 
     /// The category of a failure in the user's arguments and files; `None`
@@ -91,7 +108,7 @@ impl Error {
             Error::BadInput { .. } => Some(Category::BadInput),
             Error::InvalidModel { .. } => Some(Category::InvalidModel),
             Error::Unsupported { .. } | Error::Shape { .. } => Some(Category::Unsupported),
-            Error::Party { .. } => None,
+            Error::Party { .. } | Error::Output(_) | Error::Stdout(_) => None,
         }
     }
 
@@ -152,6 +169,11 @@ impl Error {
         Error::Party { party: party.into(), reason: reason.into() }.into()
     }
 
+    /// Writing the output failed (`e` says which file, and why).
+    pub fn output(e: anyhow::Error) -> anyhow::Error {
+        Error::Output(e).into()
+    }
+
     /// The error the old constructors made: a category and a sentence.
     fn of(category: Category, reason: String) -> Error {
         match category {
@@ -163,9 +185,9 @@ impl Error {
 }
 
 /// The exit code of a failed command: that of the first [`Error`] in the chain
-/// (a value out of the ring's range is a bad input), else a party's failure for
-/// the commands that drive remote parties (`remote`) and an unexpected one for
-/// the others.
+/// (a value out of the ring's range is a bad input; a closed stdout is no
+/// failure), else a party's failure for the commands that drive remote parties
+/// (`remote`) and an unexpected one for the others.
 pub fn exit_code_of(err: &anyhow::Error, remote: bool) -> u8 {
     err.chain()
         .find_map(|cause| match cause.downcast_ref::<Error>() {
@@ -173,6 +195,11 @@ pub fn exit_code_of(err: &anyhow::Error, remote: bool) -> u8 {
             None => cause.is::<crate::ring::OutOfRange>().then_some(exit::BAD_INPUT),
         })
         .unwrap_or(if remote { exit::PARTY } else { exit::FAILURE })
+}
+
+/// Did the command fail only because the reader of its stdout went away?
+pub fn is_closed_stdout(err: &anyhow::Error) -> bool {
+    err.chain().filter_map(|c| c.downcast_ref::<Error>()).any(Error::is_closed_stdout)
 }
 
 /// The category of the first categorised error in the chain, if any.
@@ -253,6 +280,19 @@ mod tests {
             assert_eq!(got, code, "{text}");
         }
         assert_eq!(exit::PARTY, 5);
+        // This process's own output: 1, also in remote mode; a closed stdout: 0.
+        let io = |kind| std::io::Error::new(kind, "x");
+        let unwritable =
+            Error::output(anyhow::Error::new(io(std::io::ErrorKind::NotFound)).context("cannot write `o`"));
+        assert_eq!(format!("{unwritable:#}"), "cannot write `o`: x");
+        assert_eq!(exit_code_of(&unwritable, true), exit::FAILURE);
+        let full = anyhow::Error::new(Error::Stdout(io(std::io::ErrorKind::StorageFull)));
+        assert_eq!((exit_code_of(&full, true), is_closed_stdout(&full)), (exit::FAILURE, false));
+        let closed = anyhow::Error::new(Error::Stdout(io(std::io::ErrorKind::BrokenPipe)));
+        assert_eq!((exit_code_of(&closed, true), is_closed_stdout(&closed)), (exit::OK, true));
+        // A peer's broken pipe is not a closed stdout.
+        let peer = anyhow::Error::new(io(std::io::ErrorKind::BrokenPipe)).context("sending to server1 failed");
+        assert_eq!((exit_code_of(&peer, true), is_closed_stdout(&peer)), (exit::PARTY, false));
     }
 
     #[test]

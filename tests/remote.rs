@@ -128,6 +128,37 @@ fn predict_with_an_input_of_the_wrong_shape_exits_2_naming_the_placeholder_not_5
     assert!(stderr.contains("needs an input for placeholder `input`"), "{stderr}");
 }
 
+/// The README's exit code 1 is "unexpected failure (e.g. `--out` cannot be
+/// written)", and 5 a party's failure. In remote mode every error without a
+/// category was taken for a party's, so an `--out` that cannot be written, or
+/// a stdout that fails (a full disk), exited 5 after a prediction that every
+/// party had completed. They are this process's own failures: exit 1.
+#[test]
+fn an_output_that_cannot_be_written_exits_1_in_remote_mode_not_5() {
+    let cluster = Cluster::start(false, 10.0);
+    let out = cluster
+        .command(&["--out", "/nonexistent-dir/out.npy"])
+        .arg(testdata("mnist_model.pb"))
+        .arg(testdata("mnist_input.npy"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write `/nonexistent-dir/out.npy`: No such file or directory"), "{stderr}");
+
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = cluster
+        .command(&[])
+        .arg(testdata("mnist_model.pb"))
+        .arg(testdata("mnist_input.npy"))
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write to stdout"), "{stderr}");
+}
+
 #[test]
 fn two_clients_at_once_get_their_own_answers() {
     let cluster = Cluster::start(false, 10.0);
