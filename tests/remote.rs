@@ -89,6 +89,76 @@ fn deploy_once_then_clients_predict_without_the_weights() {
     assert!(stderr.contains("no model named `nosuch` is deployed"), "{stderr}");
 }
 
+/// `predict` checked the inputs against the deployed model's shapes only
+/// after it had asked server1 for the plan, with plain errors, so a wrong
+/// input file exited 5, "a party refused, failed or is unreachable", sending
+/// the user to the servers' logs. It is the user's input: exit 2, naming the
+/// placeholder or the rows.
+#[test]
+fn predict_with_an_input_of_the_wrong_shape_exits_2_naming_the_placeholder_not_5() {
+    let cluster = Cluster::start(false, 10.0);
+    let out = cluster
+        .command(&["deploy", "--name", "mnist", "--batch-size", "4"])
+        .arg(testdata("mnist_model.pb"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("rows.npy", ArrayD::<f32>::zeros(ndarray::IxDyn(&[3, 10])), "takes rows of shape [28, 28, 1]"),
+        ("none.npy", ArrayD::<f32>::zeros(ndarray::IxDyn(&[0, 28, 28, 1])), "the input has no rows"),
+    ];
+    for (file, array, says) in cases {
+        let input = dir.path().join(file);
+        tfe_run::npy::write_f32(&input, &array).unwrap();
+        let out = cluster.command(&["predict", "--model", "mnist"]).arg(&input).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {stderr}");
+        assert!(stderr.contains(says), "{file}: {stderr}");
+    }
+    let other = dir.path().join("other.npy");
+    tfe_run::npy::write_f32(&other, &ArrayD::<f32>::zeros(ndarray::IxDyn(&[1, 28, 28, 1]))).unwrap();
+    let out = cluster
+        .command(&["predict", "--model", "mnist"])
+        .arg(format!("--input=nosuch={}", other.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("needs an input for placeholder `input`"), "{stderr}");
+}
+
+/// The README's exit code 1 is "unexpected failure (e.g. `--out` cannot be
+/// written)", and 5 a party's failure. In remote mode every error without a
+/// category was taken for a party's, so an `--out` that cannot be written, or
+/// a stdout that fails (a full disk), exited 5 after a prediction that every
+/// party had completed. They are this process's own failures: exit 1.
+#[test]
+fn an_output_that_cannot_be_written_exits_1_in_remote_mode_not_5() {
+    let cluster = Cluster::start(false, 10.0);
+    let out = cluster
+        .command(&["--out", "/nonexistent-dir/out.npy"])
+        .arg(testdata("mnist_model.pb"))
+        .arg(testdata("mnist_input.npy"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write `/nonexistent-dir/out.npy`: No such file or directory"), "{stderr}");
+
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = cluster
+        .command(&[])
+        .arg(testdata("mnist_model.pb"))
+        .arg(testdata("mnist_input.npy"))
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write to stdout"), "{stderr}");
+}
+
 #[test]
 fn two_clients_at_once_get_their_own_answers() {
     let cluster = Cluster::start(false, 10.0);

@@ -334,7 +334,7 @@ impl NetworkArgs {
         match self.timeout {
             None => Ok(None),
             Some(t) if t.is_finite() && t > 0.0 && t <= 86_400.0 => Ok(Some(std::time::Duration::from_secs_f64(t))),
-            Some(t) => Err(Error::bad_input(format!("--timeout {t}: must be between 0 and 86400 seconds"))),
+            Some(t) => Err(Error::bad_arg(format!("--timeout {t}"), "must be between 0 and 86400 seconds")),
         }
     }
 

@@ -52,42 +52,21 @@ pub fn main() -> u8 {
     };
     match result {
         Ok(code) => code,
-        Err(err) if is_closed_stdout(&err) => exit::OK,
+        Err(err) if crate::error::is_closed_stdout(&err) => exit::OK,
         Err(err) => {
             eprintln!("error: {err:#}");
-            let otherwise = if remote { exit::PARTY } else { exit::FAILURE };
-            crate::error::category_of(&err).map_or(otherwise, |c| c.exit_code())
+            crate::error::exit_code_of(&err, remote)
         }
     }
 }
 
-/// A reader that stopped reading (`tfe-run ... | head`) is not an error. Only
-/// a write to stdout counts: a peer that closed its connection (a server that
-/// refused our certificate) is a broken pipe too, and a failure.
-fn is_closed_stdout(err: &anyhow::Error) -> bool {
-    err.chain().filter_map(|c| c.downcast_ref::<StdoutError>()).any(|e| e.0.kind() == std::io::ErrorKind::BrokenPipe)
-}
-
-/// A failed write to stdout.
-#[derive(Debug)]
-struct StdoutError(std::io::Error);
-
-impl std::fmt::Display for StdoutError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot write to stdout: {}", self.0)
-    }
-}
-
-impl std::error::Error for StdoutError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
-}
-
-/// Write `text` to stdout, marking its failure as [`StdoutError`].
+/// Write `text` to stdout, marking its failure as [`Error::Stdout`]: a reader
+/// that stopped reading (`tfe-run ... | head`) is not an error, but only a
+/// write to stdout counts (a peer that closed its connection, a server that
+/// refused our certificate, is a broken pipe too, and a failure).
 fn write_stdout(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(StdoutError)?;
+    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(Error::Stdout)?;
     Ok(())
 }
 
@@ -214,7 +193,7 @@ fn print_result(
     result: &crate::tensor::Tensor,
 ) -> Result<u8> {
     if let Some(path) = out {
-        npy::write_f32(path, &result.to_float())?;
+        npy::write_f32(path, &result.to_float()).map_err(Error::output)?;
     }
     let sigmoid = plan.steps.iter().any(|s| s.output == plan.output && matches!(s.op, crate::plan::Op::Sigmoid));
     let node = &plan.output_node;

@@ -55,7 +55,7 @@ fn seconds(t: f64, flag: &str) -> Result<std::time::Duration> {
     if t.is_finite() && t > 0.0 && t <= 86_400.0 {
         Ok(std::time::Duration::from_secs_f64(t))
     } else {
-        Err(Error::bad_input(format!("{flag} {t}: must be between 0 and 86400 seconds")))
+        Err(Error::bad_arg(format!("{flag} {t}"), "must be between 0 and 86400 seconds"))
     }
 }
 
@@ -92,10 +92,10 @@ pub fn deploy(args: &DeployArgs) -> Result<u8> {
         for (axis, dim) in dims.iter().enumerate() {
             shape.push(match (axis, dim, args.batch_size) {
                 (0, Some(fixed), Some(b)) if *fixed != b => {
-                    return Err(Error::bad_input(format!(
-                        "--batch-size {b}: placeholder `{}` has a fixed batch of {fixed}",
-                        p.name
-                    )));
+                    return Err(Error::bad_arg(
+                        format!("--batch-size {b}"),
+                        format!("placeholder `{}` has a fixed batch of {fixed}", p.name),
+                    ));
                 }
                 (_, Some(fixed), _) => *fixed,
                 (0, None, b) => b.unwrap_or(1),
@@ -161,12 +161,14 @@ pub fn predict(args: &PredictArgs) -> Result<u8> {
                     all.insert(one.to_string(), array.clone());
                 }
                 _ => {
-                    return Err(Error::bad_input(format!(
-                        "INPUT `{}`: model `{}` has {} placeholders without an input; name them with --input NAME=FILE.npy",
-                        path.display(),
-                        args.name,
-                        open.len()
-                    )));
+                    return Err(Error::bad_arg(
+                        format!("INPUT `{}`", path.display()),
+                        format!(
+                            "model `{}` has {} placeholders without an input; name them with --input NAME=FILE.npy",
+                            args.name,
+                            open.len()
+                        ),
+                    ));
                 }
             }
         }

@@ -291,7 +291,7 @@ pub fn run(args: &TrainArgs) -> Result<u8> {
     if let (true, Some((stats, owners))) = (args.stats, &stats) {
         eprint!("{}", super::stats::train_report(&spec, stats, owners)?);
     }
-    export::write(&trained.model, &args.out)?;
+    export::write(&trained.model, &args.out).map_err(Error::output)?;
     let text = summary(&spec, mode, &trained, test.as_ref(), &args.out)?;
     super::write_stdout(&text)?;
     Ok(exit::OK)

@@ -12,6 +12,7 @@ use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use super::{Control, Deployment, Request, Security, commit_key, dial, new_session_id};
 use crate::cluster::Cluster;
+use crate::error::Error;
 use crate::lower::{Program, lower};
 use crate::plan::{Plan, Source, ValueId};
 use crate::ring::FixedPoint;
@@ -134,15 +135,17 @@ impl Session {
         if let Some((version, _)) = super::declared_version(&json)
             && let Some(reason) = version.mismatch(peer.name(), &format!("this {}", self.starter.name()))
         {
-            bail!("{reason}");
+            return Err(Error::party(peer.name(), reason));
         }
         match Control::decode(&json, peer.name())? {
             Control::Ready { deployed, deployment, dataset, .. } => Ok(Ready { deployed, deployment, dataset }),
             Control::Refused { reason, stale: true } => {
                 Err(super::Stale(format!("{} refused the session: {reason}", peer.name())).into())
             }
-            Control::Refused { reason, .. } => bail!("{} refused the session: {reason}", peer.name()),
-            other => bail!("{} answered {other:?} instead of ready", peer.name()),
+            Control::Refused { reason, .. } => {
+                Err(Error::party(peer.name(), format!("{} refused the session: {reason}", peer.name())))
+            }
+            other => Err(Error::party(peer.name(), format!("{} answered {other:?} instead of ready", peer.name()))),
         }
     }
 
@@ -161,7 +164,9 @@ impl Session {
             for &peer in remote {
                 let report = match self.control(self.starter, peer, self.remote.timeout) {
                     Ok(Control::Done { report }) => Ok(*report),
-                    Ok(other) => Err(anyhow::anyhow!("{} sent {other:?} instead of its report", peer.name())),
+                    Ok(other) => {
+                        Err(Error::party(peer.name(), format!("{} sent {other:?} instead of its report", peer.name())))
+                    }
                     Err(e) => Err(e),
                 };
                 results.push((peer, report));
@@ -276,7 +281,7 @@ pub fn train(
 fn check_frame(bytes: u64, what: &str) -> Result<()> {
     let limit = crate::transport::wire::MAX_FRAME as u64;
     if bytes > limit {
-        return Err(crate::error::Error::bad_input(format!(
+        return Err(Error::bad_input(format!(
             "{what} would be one message of {:.0} MB, over the {:.0} MB limit between hosts: \
              train on fewer rows or features",
             bytes as f64 / 1e6,
@@ -332,7 +337,8 @@ pub fn describe_data(remote: &Remote, name: &str) -> Result<DatasetInfo> {
     let info = session.start(Party::Server1, Request::DescribeData { name: name.to_string() })?.dataset;
     session.collect(Vec::new(), &[]);
     let info = info.with_context(|| format!("server1 did not describe data set `{name}`"))?;
-    info.check().map_err(|e| anyhow::anyhow!("server1 described data set `{name}` impossibly: {e}"))?;
+    info.check()
+        .map_err(|e| Error::party("server1", format!("server1 described data set `{name}` impossibly: {e}")))?;
     Ok(info)
 }
 
@@ -384,9 +390,17 @@ fn commit(session: &Session, deployment: &Deployment, commit_to: &[Party]) -> Re
         match Control::decode(&answer, server.name())? {
             Control::Prepared { deployment: d } if d == *deployment => {}
             Control::Prepared { deployment: d } => {
-                bail!("{} prepared deployment {d}, not {deployment}", server.name())
+                return Err(Error::party(
+                    server.name(),
+                    format!("{} prepared deployment {d}, not {deployment}", server.name()),
+                ));
             }
-            other => bail!("{} sent {other:?} instead of preparing deployment {deployment}", server.name()),
+            other => {
+                return Err(Error::party(
+                    server.name(),
+                    format!("{} sent {other:?} instead of preparing deployment {deployment}", server.name()),
+                ));
+            }
         }
     }
     for &server in commit_to {
@@ -441,9 +455,14 @@ fn predict_deployed_once(
     // The crypto producer runs the program sent to it: the one whose digest
     // both servers check as the deployment's.
     if program.digest() != deployment.digest {
-        bail!("server1 sent a program of model `{name}` that is not the one of its deployment {deployment}");
+        return Err(Error::party(
+            "server1",
+            format!("server1 sent a program of model `{name}` that is not the one of its deployment {deployment}"),
+        ));
     }
-    program.check().context("server1 sent a program this build does not run")?;
+    program
+        .check()
+        .map_err(|e| Error::party("server1", format!("server1 sent a program this build does not run: {e:#}")))?;
     let program = Arc::new(*program);
     let plan = program.plan.clone();
     let session = Session::new(remote, Party::Client, &[])?;
@@ -457,7 +476,10 @@ fn predict_deployed_once(
     for server in [Party::Server1, Party::Server0] {
         let theirs = session.start(server, request.clone())?.deployment;
         if theirs.as_ref() != Some(&deployment) {
-            bail!("model `{name}`: {} started with deployment {theirs:?}, not {deployment}", server.name());
+            return Err(Error::party(
+                server.name(),
+                format!("model `{name}`: {} started with deployment {theirs:?}, not {deployment}", server.name()),
+            ));
         }
     }
     let digest = deployment.digest.clone();
@@ -470,31 +492,35 @@ fn predict_deployed_once(
 }
 
 /// Cut the inputs into batches of the plan's batch size (the first axis), padding
-/// the last with zero rows; also return the number of real rows.
+/// the last with zero rows; also return the number of real rows. Inputs that do
+/// not fit the plan are the user's to fix (exit 2), not a party's failure.
 fn split_rows(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<(Vec<Feeds>, usize)> {
     let mut rows = None;
     let mut batch = None;
     for &id in &plan.inputs {
         let value = &plan.values[id];
         let Source::Input { placeholder } = &value.source else { unreachable!("plan inputs are placeholders") };
-        let x = inputs
-            .get(placeholder)
-            .with_context(|| format!("the deployed model needs an input for placeholder `{placeholder}`"))?;
+        let x = inputs.get(placeholder).ok_or_else(|| {
+            Error::bad_input(format!("the deployed model needs an input for placeholder `{placeholder}`"))
+        })?;
         if value.shape.is_empty() || x.ndim() != value.shape.len() || x.shape()[1..] != value.shape[1..] {
-            bail!(
+            return Err(Error::bad_input(format!(
                 "the input for `{placeholder}` has shape {:?}; the deployed model takes rows of shape {:?}",
                 x.shape(),
                 value.shape.get(1..).unwrap_or_default()
-            );
+            )));
         }
         if *rows.get_or_insert(x.shape()[0]) != x.shape()[0] {
-            bail!("the inputs have different numbers of rows");
+            return Err(Error::bad_input("the inputs have different numbers of rows"));
         }
         batch = Some(value.shape[0]);
     }
     let (Some(rows), Some(batch)) = (rows, batch) else { bail!("the deployed model has no inputs") };
-    if rows == 0 || batch == 0 {
-        bail!("the input has no rows");
+    if rows == 0 {
+        return Err(Error::bad_input("the input has no rows"));
+    }
+    if batch == 0 {
+        bail!("the deployed model has a batch of 0 rows");
     }
     let batches = (0..rows.div_ceil(batch))
         .map(|b| {

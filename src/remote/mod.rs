@@ -47,6 +47,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
+use crate::error::Error;
 use crate::lower::Program;
 use crate::runtime::party::Report;
 use crate::transport::network::Stream;
@@ -279,7 +280,7 @@ impl Security {
     /// `--insecure`, else refuse.
     pub fn choose(certs: Option<&Path>, from_config: Option<&Path>, insecure: bool) -> Result<Security> {
         match (certs.or(from_config), insecure) {
-            (Some(_), true) => Err(crate::error::Error::bad_input("give either --certs or --insecure, not both")),
+            (Some(_), true) => Err(Error::bad_input("give either --certs or --insecure, not both")),
             (Some(dir), false) => Ok(Security::Tls(dir.to_path_buf())),
             (None, true) => {
                 eprintln!(
@@ -288,7 +289,7 @@ impl Security {
                 );
                 Ok(Security::Insecure)
             }
-            (None, false) => Err(crate::error::Error::bad_input(
+            (None, false) => Err(Error::bad_input(
                 "no certificates: pass --certs DIR (made by `tfe-run certs`), set [tls] certs in the cluster \
                  config, or run without TLS with --insecure",
             )),
@@ -322,14 +323,14 @@ pub async fn dial(
     let at = || format!("{} at {address}", peer.name());
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(address))
         .await
-        .map_err(|_| anyhow::anyhow!("cannot reach {}: no answer within {timeout:?}", at()))?
+        .map_err(|_| Error::party(peer.name(), format!("cannot reach {}: no answer within {timeout:?}", at())))?
         .with_context(|| format!("cannot reach {}", at()))?;
     tcp.set_nodelay(true)?;
     let mut stream: Box<dyn Stream> = match identity {
         Some(id) => Box::new(
             tokio::time::timeout(timeout, id.connector.connect(tls::server_name(peer), tcp))
                 .await
-                .map_err(|_| anyhow::anyhow!("TLS handshake with {} timed out", at()))?
+                .map_err(|_| Error::party(peer.name(), format!("TLS handshake with {} timed out", at())))?
                 .with_context(|| format!("TLS handshake with {} failed", at()))?,
         ),
         None => Box::new(tcp),
@@ -352,10 +353,10 @@ pub async fn dial(
         if let Ok(Err(read)) = read
             && let Some(alert) = tls::received_alert(&read.into())
         {
-            bail!("{}", tls::alert_text(peer, local, alert));
+            return Err(Error::party(peer.name(), tls::alert_text(peer, local, alert)));
         }
         if let Some(alert) = tls::received_alert(&e) {
-            bail!("{}", tls::alert_text(peer, local, alert));
+            return Err(Error::party(peer.name(), tls::alert_text(peer, local, alert)));
         }
         return Err(e.context(format!("sending the hello to {} failed", at())));
     }

@@ -32,18 +32,28 @@
 //! receive fails at once, naming the limit.
 
 // Parses bytes from others: nothing here may panic on what they send.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::Result;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, watch};
 
 use super::wire::{Frame, MAX_FRAME, read_body, read_frame, read_len, write_frame};
 use super::{Aborted, MsgKey, Party, Transport};
+use crate::error::Error;
 
 /// A byte stream to a peer: TLS in production, TCP with `--insecure`.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -133,18 +143,30 @@ struct LinkState {
 }
 
 impl LinkState {
+    // The counts are bounded by the limits (a connection holds at most its
+    // share); saturating keeps them panic-free, and a saturated count only
+    // over-states what is held, which pauses a reader rather than admit more.
     fn hold(&mut self, from: (Party, Party), bytes: u64) {
-        *self.buffered.entry(from).or_default() += bytes;
-        self.total += bytes;
+        let held = self.buffered.entry(from).or_default();
+        *held = held.saturating_add(bytes);
+        self.total = self.total.saturating_add(bytes);
         self.peak = self.peak.max(self.total);
     }
 
     fn release(&mut self, from: (Party, Party), bytes: u64) {
         let held = self.buffered.entry(from).or_default();
         let bytes = bytes.min(*held);
-        *held -= bytes;
-        self.total -= bytes.min(self.total);
+        *held = held.saturating_sub(bytes);
+        self.total = self.total.saturating_sub(bytes);
     }
+}
+
+/// `d` after `from`. The durations here are a day at most (`--timeout`,
+/// `--join-timeout`) or [`MAX_WAIT`], so the sum exists; were it not to, the
+/// deadline is `from` and the wait fails at once, naming what it waited for,
+/// rather than panic in a thread that holds the link.
+fn after(from: Instant, d: Duration) -> Instant {
+    from.checked_add(d).unwrap_or(from)
 }
 
 /// A size for messages: MiB, or bytes when smaller.
@@ -206,7 +228,10 @@ impl Link {
         {
             let mut state = self.lock();
             if state.outgoing.contains_key(&(local, peer)) {
-                bail!("{} is already connected to {} in this session", peer.name(), local.name());
+                return Err(Error::party(
+                    peer.name(),
+                    format!("{} is already connected to {} in this session", peer.name(), local.name()),
+                ));
             }
             state.outgoing.insert((local, peer), tx);
             state.heard.insert((local, peer), Instant::now());
@@ -226,7 +251,8 @@ impl Link {
         mut rx: mpsc::UnboundedReceiver<Frame>,
     ) {
         let mut w = BufWriter::with_capacity(1 << 16, writer);
-        let mut keepalive = tokio::time::interval((self.timeout / 4).max(Duration::from_millis(10)));
+        let mut keepalive =
+            tokio::time::interval(self.timeout.checked_div(4).unwrap_or_default().max(Duration::from_millis(10)));
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result: Result<()> = async {
             loop {
@@ -255,7 +281,7 @@ impl Link {
             // The reader usually knows better why the connection broke: the
             // peer's alert (a refused certificate) or abort frame came before the
             // reset that failed this write. Give it a moment to say so first.
-            let until = Instant::now() + Duration::from_secs(1);
+            let until = after(Instant::now(), Duration::from_secs(1));
             let told = || {
                 let state = self.lock();
                 state.closed.contains_key(&(local, peer)) || state.aborted.is_some()
@@ -379,7 +405,8 @@ impl Link {
             {
                 let mut state = self.lock();
                 let held = state.buffered.get(&(local, peer)).copied().unwrap_or(0);
-                if held + len <= share {
+                // `len` is the peer's, but at most `share` (refused above).
+                if held.saturating_add(len) <= share {
                     state.hold((local, peer), len);
                     state.paused.remove(&(local, peer));
                     return Ok(());
@@ -417,7 +444,7 @@ impl Link {
     /// Wait for the next control message from `peer` to `local`.
     pub fn recv_control(&self, local: Party, peer: Party, timeout: Duration) -> Result<Vec<u8>> {
         let timed_out = || format!("{} did not answer {} within {timeout:?}", peer.name(), local.name());
-        let json = self.wait_for(local, peer, Instant::now() + timeout, timed_out, |state| {
+        let json = self.wait_for(local, peer, after(Instant::now(), timeout), timed_out, |state| {
             let json = state.controls.get_mut(&(peer, local)).filter(|q| !q.is_empty()).map(|q| q.remove(0))?;
             state.release((local, peer), json.len() as u64);
             Some(json)
@@ -429,7 +456,7 @@ impl Link {
     fn send_frame(&self, local: Party, peer: Party, frame: Frame) -> Result<()> {
         // A peer that dials us may not have connected yet: wait for it, as
         // long as it may take to join.
-        let deadline = (Instant::now() + self.timeout).max(self.created + self.limits.join_timeout);
+        let deadline = after(Instant::now(), self.timeout).max(after(self.created, self.limits.join_timeout));
         let timed_out = || {
             let join = self.limits.join_timeout;
             format!("{} did not connect to {} within {join:?} (--join-timeout)", peer.name(), local.name())
@@ -444,12 +471,12 @@ impl Link {
             // stopped fails the wait at once; a live one may take its time.
             let (bytes, share) = (payload.len() as u64, self.limits.share());
             let timed_out = || format!("{} has not read what {} sent for {MAX_WAIT:?}", peer.name(), local.name());
-            self.wait_for(local, peer, Instant::now() + MAX_WAIT, timed_out, |state| {
+            self.wait_for(local, peer, after(Instant::now(), MAX_WAIT), timed_out, |state| {
                 let queued = state.queued.entry((local, peer)).or_default();
-                (*queued < share).then(|| *queued += bytes)
+                (*queued < share).then(|| *queued = queued.saturating_add(bytes))
             })?;
         }
-        tx.send(frame).map_err(|_| anyhow!("connection to {} lost", peer.name()))
+        tx.send(frame).map_err(|_| Error::party(peer.name(), format!("connection to {} lost", peer.name())))
     }
 
     /// Wait until `take` finds what it looks for, or the connection between
@@ -468,16 +495,20 @@ impl Link {
                 return Ok(found);
             }
             if let Some(why) = state.closed.get(&(local, peer)) {
-                bail!("{why}");
+                return Err(Error::party(peer.name(), why.clone()));
             }
             if let Some(reason) = &state.aborted {
                 return Err(Aborted(reason.clone()).into());
             }
             let now = Instant::now();
             if now >= deadline {
-                bail!("{}", timed_out());
+                return Err(Error::party(peer.name(), timed_out()));
             }
-            state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            state = self
+                .changed
+                .wait_timeout(state, deadline.saturating_duration_since(now))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -497,11 +528,11 @@ impl Link {
 /// producer that finished dealing ahead of the servers would cut off the tail
 /// of its own last messages.
 async fn drain<R: AsyncRead + Unpin>(reader: &mut R, deadline: Duration) {
-    let until = tokio::time::Instant::now() + MAX_WAIT;
+    let start = tokio::time::Instant::now();
     while let Ok(Ok(Some(_))) =
-        tokio::time::timeout_at(until.min(tokio::time::Instant::now() + deadline), read_frame(reader, MAX_FRAME)).await
-    {
-    }
+        tokio::time::timeout(deadline.min(MAX_WAIT.saturating_sub(start.elapsed())), read_frame(reader, MAX_FRAME))
+            .await
+    {}
 }
 
 /// A reader that notes when bytes last came from the peer.
@@ -556,54 +587,79 @@ impl Transport for Link {
                 return Err(Aborted(reason.clone()).into());
             }
             if let Some(why) = state.closed.get(&(to, from)) {
-                bail!("{} waits for {key:?} from {}, but {why}", to.name(), from.name());
+                return Err(Error::party(
+                    from.name(),
+                    format!("{} waits for {key:?} from {}, but {why}", to.name(), from.name()),
+                ));
             }
             // Paused, and still without room now that this party has taken
             // what it asked for (the reader may not have woken up yet).
             let held = state.buffered.get(&(to, from)).copied().unwrap_or(0);
-            if state.paused.get(&(to, from)).is_some_and(|&next| held + next > self.limits.share()) {
-                bail!(
-                    "{} waits for {key:?} from {}, which sent {} of messages {} has not asked for: over the {} \
-                     each connection may buffer (a quarter of --max-session-buffer {}), so the message cannot \
-                     be read behind them",
-                    to.name(),
+            if state.paused.get(&(to, from)).is_some_and(|&next| held.saturating_add(next) > self.limits.share()) {
+                return Err(Error::party(
                     from.name(),
-                    size(held),
-                    to.name(),
-                    size(self.limits.share()),
-                    size(self.limits.max_buffer)
-                );
+                    format!(
+                        "{} waits for {key:?} from {}, which sent {} of messages {} has not asked for: over the \
+                         {} each connection may buffer (a quarter of --max-session-buffer {}), so the message \
+                         cannot be read behind them",
+                        to.name(),
+                        from.name(),
+                        size(held),
+                        to.name(),
+                        size(self.limits.share()),
+                        size(self.limits.max_buffer)
+                    ),
+                ));
             }
             let now = Instant::now();
             // A peer that has not connected yet is late, not silent.
             let Some(heard) = state.heard.get(&(to, from)).copied() else {
                 if let Some(why) = state.starter.and_then(|c| state.closed.get(&c)) {
-                    bail!("{} waits for {} to join, but {why}", to.name(), from.name());
-                }
-                let join = self.created + self.limits.join_timeout;
-                if now >= join {
-                    bail!(
-                        "{} has not joined {}'s session within {:?} (--join-timeout)",
+                    return Err(Error::party(
                         from.name(),
-                        to.name(),
-                        self.limits.join_timeout
-                    );
+                        format!("{} waits for {} to join, but {why}", to.name(), from.name()),
+                    ));
                 }
-                state = self.changed.wait_timeout(state, join - now).unwrap_or_else(|e| e.into_inner()).0;
+                let join = after(self.created, self.limits.join_timeout);
+                if now >= join {
+                    return Err(Error::party(
+                        from.name(),
+                        format!(
+                            "{} has not joined {}'s session within {:?} (--join-timeout)",
+                            from.name(),
+                            to.name(),
+                            self.limits.join_timeout
+                        ),
+                    ));
+                }
+                state = self
+                    .changed
+                    .wait_timeout(state, join.saturating_duration_since(now))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
                 continue;
             };
             let heard = heard.max(start);
             if now.duration_since(heard) >= timeout {
-                bail!(
-                    "{} has sent nothing to {} for {timeout:?} (it, or the network to it, hangs)",
+                return Err(Error::party(
                     from.name(),
-                    to.name()
-                );
+                    format!(
+                        "{} has sent nothing to {} for {timeout:?} (it, or the network to it, hangs)",
+                        from.name(),
+                        to.name()
+                    ),
+                ));
             }
             if now.duration_since(start) >= MAX_WAIT {
-                bail!("{} waited {MAX_WAIT:?} for message {key:?} from {} in vain", to.name(), from.name());
+                return Err(Error::party(
+                    from.name(),
+                    format!("{} waited {MAX_WAIT:?} for message {key:?} from {} in vain", to.name(), from.name()),
+                ));
             }
-            let wake = (heard + timeout).min(start + MAX_WAIT) - now;
+            // Both are positive: the checks above have just passed.
+            let wake = timeout
+                .saturating_sub(now.duration_since(heard))
+                .min(MAX_WAIT.saturating_sub(now.duration_since(start)));
             state = self.changed.wait_timeout(state, wake).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
@@ -755,6 +811,33 @@ mod tests {
         let e = link.recv(Party::Server1, Party::Dealer, key(1), Duration::from_secs(10)).unwrap_err();
         assert!(start.elapsed() < Duration::from_secs(2));
         assert!(e.to_string().contains("server1 waits for crypto-producer to join, but client closed"), "{e}");
+    }
+
+    /// A receive that fails is the peer's failure: a structured party error
+    /// naming the peer at fault (not the waiting party), which the driver
+    /// exits 5 with, and whose text is the one the transport always gave.
+    #[test]
+    fn a_failed_receive_is_a_party_error_naming_the_peer_at_fault() {
+        let party_of = |e: &anyhow::Error| match e.downcast_ref::<Error>() {
+            Some(Error::Party { party, .. }) => Some(party.clone()),
+            _ => None,
+        };
+        let limits = Limits { max_buffer: DEFAULT_MAX_BUFFER, join_timeout: Duration::from_millis(100) };
+        let link = Link::with_limits(7, Duration::from_millis(100), limits);
+        let e = link.recv(Party::Server1, Party::ModelOwner, key(1), Duration::from_millis(100)).unwrap_err();
+        assert_eq!(party_of(&e).as_deref(), Some("model-owner"), "{e}");
+        assert!(e.to_string().starts_with("model-owner has not joined server1's session"), "{e}");
+        assert_eq!(crate::error::exit_code_of(&e, false), crate::error::exit::PARTY);
+
+        let link = Link::new(7, Duration::from_secs(10));
+        let (_rt, theirs) = connect(&link, Party::Client);
+        drop(theirs);
+        let e = link.recv(Party::Server1, Party::Client, key(1), Duration::from_secs(10)).unwrap_err();
+        assert_eq!(party_of(&e).as_deref(), Some("client"), "{e}");
+        assert!(e.to_string().starts_with("server1 waits for"), "{e}");
+        let e = link.send(Party::Server1, Party::Client, key(2), vec![1]).unwrap_err();
+        assert_eq!(party_of(&e).as_deref(), Some("client"), "{e}");
+        assert!(e.to_string().contains("client closed the connection"), "{e}");
     }
 
     /// A peer that does not read makes the sender wait once a share of

@@ -69,7 +69,7 @@ pub fn identity_as(dir: &Path, party: Party, name: &str) -> Result<Identity> {
     let ca = certs_in(&dir.join("ca.pem"))?;
     let mut roots = RootCertStore::empty();
     for cert in ca {
-        roots.add(cert).map_err(|e| Error::bad_input(format!("`{}/ca.pem`: {e}", dir.display())))?;
+        roots.add(cert).map_err(|e| Error::bad_file(&dir.join("ca.pem"), e.to_string()))?;
     }
     let roots = Arc::new(roots);
     let chain = certs_in(&dir.join(format!("{name}.pem")))?;
@@ -78,6 +78,9 @@ pub fn identity_as(dir: &Path, party: Party, name: &str) -> Result<Identity> {
     let key = PrivateKeyDer::from_pem_slice(&read(&key_path)?)
         .map_err(|e| Error::bad_input(format!("`{}` is not a PEM private key: {e}", key_path.display())))?;
 
+    let pair = |e: rustls::Error| {
+        Error::bad_arg(format!("{name}'s certificate and key in `{}`", dir.display()), e.to_string())
+    };
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), provider())
         .build()
         .context("cannot build the client certificate verifier")?;
@@ -85,12 +88,12 @@ pub fn identity_as(dir: &Path, party: Party, name: &str) -> Result<Identity> {
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain.clone(), key.clone_key())
-        .map_err(|e| Error::bad_input(format!("{name}'s certificate and key in `{}`: {e}", dir.display())))?;
+        .map_err(pair)?;
     let client = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
-        .map_err(|e| Error::bad_input(format!("{name}'s certificate and key in `{}`: {e}", dir.display())))?;
+        .map_err(pair)?;
     Ok(Identity {
         party,
         acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
@@ -131,8 +134,12 @@ pub fn server_name(party: Party) -> ServerName<'static> {
 /// Is the (already chain-verified) certificate `cert` one for `party`?
 pub fn check_peer(cert: &CertificateDer<'_>, party: Party) -> Result<()> {
     let cert = webpki::EndEntityCert::try_from(cert).context("the peer's certificate cannot be parsed")?;
-    cert.verify_is_valid_for_subject_name(&server_name(party))
-        .map_err(|_| anyhow::anyhow!("the peer says it is {} but its certificate is not for that name", party.name()))
+    cert.verify_is_valid_for_subject_name(&server_name(party)).map_err(|_| {
+        Error::party(
+            party.name(),
+            format!("the peer says it is {} but its certificate is not for that name", party.name()),
+        )
+    })
 }
 
 /// The fatal alert the peer's TLS stack sent, if that is what `err` is. In TLS

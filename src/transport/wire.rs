@@ -14,7 +14,16 @@
 //! bytes costs 10 bytes), in one buffer that is never copied.
 
 // Parses bytes from others: nothing here may panic on what they send.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 use anyhow::{Result, bail};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -88,7 +97,8 @@ pub async fn read_len<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Opt
             }
             bail!("connection closed inside a frame's length");
         }
-        got += n;
+        // `read` fills at most `rest`, so this stays at most 4.
+        got = got.saturating_add(n);
     }
     let len = u32::from_le_bytes(len) as usize;
     if len > max {
@@ -118,21 +128,21 @@ const TRUSTED: usize = 4 << 20;
 pub async fn read_body<R: AsyncRead + Unpin>(r: &mut R, len: usize) -> Result<Frame> {
     let mut got = 0;
     let mut kind = [0u8; 1];
-    if len == 0 {
-        bail!("empty frame");
-    }
+    // The length is the peer's: what follows the kind and the header is
+    // refused when the length is too short for them, never wrapped.
+    let Some(after_kind) = len.checked_sub(1) else { bail!("empty frame") };
     read_exact(r, &mut kind, &mut got, len).await?;
     let [kind] = kind;
     if kind != MESSAGE {
-        let rest = read_payload(r, len - 1, &mut got, len).await?;
+        let rest = read_payload(r, after_kind, &mut got, len).await?;
         return decode_rest(kind, rest);
     }
-    if len < MESSAGE_HEADER {
+    let Some(payload_len) = len.checked_sub(MESSAGE_HEADER) else {
         bail!("message frame of {len} bytes is shorter than its {MESSAGE_HEADER}-byte header");
-    }
+    };
     let mut header = [0u8; MESSAGE_HEADER - 1];
     read_exact(r, &mut header, &mut got, len).await?;
-    let payload = read_payload(r, len - MESSAGE_HEADER, &mut got, len).await?;
+    let payload = read_payload(r, payload_len, &mut got, len).await?;
     Ok(Frame::Message { key: key_of(header), payload })
 }
 
@@ -144,8 +154,10 @@ async fn read_exact<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8], got: &mut u
         if n == 0 {
             bail!("connection closed inside a frame ({got} of {len} bytes)");
         }
-        filled += n;
-        *got += n;
+        // Bounded by `buf` and by the frame's length: saturating only to
+        // keep the arithmetic panic-free.
+        filled = filled.saturating_add(n);
+        *got = got.saturating_add(n);
     }
     Ok(())
 }
@@ -159,15 +171,16 @@ async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, n: usize, got: &mut usize
                 c if c >= TRUSTED => n,
                 c => c.saturating_mul(2).max(FIRST).min(n),
             };
-            out.try_reserve_exact(grown - out.len())?;
+            // Over `out.len()`: it equals the capacity, which is below `n`.
+            out.try_reserve_exact(grown.saturating_sub(out.len()))?;
         }
         // Never past the frame: the next frame's bytes stay in the stream.
-        let room = out.capacity().min(n) - out.len();
+        let room = out.capacity().min(n).saturating_sub(out.len());
         let read = (&mut *r).take(room as u64).read_buf(&mut out).await?;
         if read == 0 {
             bail!("connection closed inside a frame ({got} of {len} bytes)");
         }
-        *got += read;
+        *got = got.saturating_add(read);
     }
     Ok(out)
 }
@@ -200,12 +213,14 @@ fn decode_rest(kind: u8, rest: Vec<u8>) -> Result<Frame> {
 fn message_header(key: &MsgKey) -> [u8; MESSAGE_HEADER] {
     let mut h = [0u8; MESSAGE_HEADER];
     let fields = [&[MESSAGE][..], &key.session.to_le_bytes(), &key.seq.to_le_bytes(), &key.step.to_le_bytes()];
-    let mut at = 0;
+    let mut at: usize = 0;
     for field in fields.into_iter().chain([&key.tag.to_le_bytes()[..]]) {
-        if let Some(place) = h.get_mut(at..at + field.len()) {
+        // At most MESSAGE_HEADER: the fields are fixed-size.
+        let end = at.saturating_add(field.len());
+        if let Some(place) = h.get_mut(at..end) {
             place.copy_from_slice(field);
         }
-        at += field.len();
+        at = end;
     }
     h
 }
@@ -217,7 +232,8 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> Res
         Frame::Message { key, payload } => (message_header(key).to_vec(), &payload[..]),
         other => (other.encode(), &[][..]),
     };
-    let total = head.len() + body.len();
+    let total = head.len().saturating_add(body.len());
+    // A saturated total is over the limit too, and refused.
     let len = u32::try_from(total).ok().filter(|&l| l as usize <= MAX_FRAME);
     let Some(len) = len else { bail!("frame of {total} bytes exceeds the limit of {MAX_FRAME} bytes") };
     w.write_all(&len.to_le_bytes()).await?;
