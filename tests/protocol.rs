@@ -42,7 +42,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 
 use mpc::{Keys, Recording, Run, labelled, ring, run, run_shares, run1, signed};
-use tfe_run::kernels::{Padding, Window, linear};
+use tfe_run::kernels::{Layout, Padding, Window, linear};
 use tfe_run::plan::{Op, Plan, ValueId};
 use tfe_run::protocol::compare::{self, drelu_correction_words, drelu_open_words};
 use tfe_run::protocol::mul::{self, Masked};
@@ -351,6 +351,7 @@ proptest! {
             strides,
             dilations,
             padding: if same { Padding::Same } else { Padding::Valid },
+            layout: Layout::Nhwc,
         };
         let g = win.geometry([h, w]);
         prop_assume!(g.is_some_and(|g| g.out[0] > 0 && g.out[1] > 0));
@@ -660,6 +661,7 @@ proptest! {
             strides,
             dilations: [1, 1],
             padding: if same { Padding::Same } else { Padding::Valid },
+            layout: Layout::Nhwc,
         };
         let g = win.geometry([h, w]);
         prop_assume!(g.is_some_and(|g| g.out[0] > 0 && g.out[1] > 0));
@@ -759,6 +761,7 @@ proptest! {
             strides,
             dilations: [1, 1],
             padding: if same { Padding::Same } else { Padding::Valid },
+            layout: Layout::Nhwc,
         };
         let g = win.geometry([h, w]);
         prop_assume!(g.is_some_and(|g| g.out[0] > 0 && g.out[1] > 0));

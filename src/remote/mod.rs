@@ -61,7 +61,7 @@ use crate::transport::{Party, tls::check_peer};
 /// releases before versioning, whose hellos carry no version. Never change
 /// [`Version`], the names `Hello` and `Ready` or [`Control::Refused`]: they are
 /// how parties of different formats recognise and refuse each other.
-pub const WIRE_VERSION: u32 = 1;
+pub const WIRE_VERSION: u32 = 2;
 
 /// The wire format and the release a party speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -91,7 +91,7 @@ impl Schedule {
         for step in &plan.steps[..run_steps] {
             let shape = |v: ValueId| plan.values[v].shape.clone();
             let unsupported = |why: &str| {
-                Error::unsupported(format!("{} `{}`: {why}; run it with --plaintext", step.tf_op, step.node))
+                Error::unsupported(format!("{} `{}`: {why}; run it with --plaintext", step.op_type, step.node))
             };
             let kind = match &step.op {
                 op if op.is_data_movement() => Kind::Local,
