@@ -87,7 +87,7 @@ fn reshape_target(node: &Node<'_>, from: &[usize], target: &[i64]) -> Result<Vec
             return Err(fail(format!("{total} values do not divide into {known}")));
         }
         if let Some(d) = dims.get_mut(i) {
-            *d = total / known;
+            *d = total.checked_div(known).unwrap_or(0);
         }
     } else if known != total {
         return Err(fail(format!("{total} values, the target holds {known}")));
@@ -129,7 +129,7 @@ pub fn squeeze(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<S
 pub fn expand_dims(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<2>(node, ins)?;
     let mut shape = ctx.shape(&ins[0]);
-    let axis = resolve_axis(node, known_scalar(ctx, node, &ins[1], "the axis")?, shape.len() + 1)?;
+    let axis = resolve_axis(node, known_scalar(ctx, node, &ins[1], "the axis")?, shape.len().saturating_add(1))?;
     shape.insert(axis, 1);
     Ok(vec![ctx.apply(&node.origin, Op::Reshape(shape), &ins[..1])?])
 }
@@ -191,7 +191,7 @@ pub fn pack(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot
         return Err(Error::invalid_model(format!("{}: nothing to stack", node.describe())));
     };
     let rank = ctx.shape(first).len();
-    let axis = resolve_axis(node, node.get_attr_opt_int("axis")?.unwrap_or(0), rank + 1)?;
+    let axis = resolve_axis(node, node.get_attr_opt_int("axis")?.unwrap_or(0), rank.saturating_add(1))?;
     let mut expanded = Vec::with_capacity(ins.len());
     for slot in ins {
         let mut shape = ctx.shape(slot);
@@ -244,6 +244,11 @@ struct Masks {
     shrink: i64,
 }
 
+/// `ceil(a / b)` for positive `a` and `b`.
+fn ceil_div(a: i64, b: i64) -> Option<i64> {
+    a.checked_add(b.checked_sub(1)?)?.checked_div(b)
+}
+
 /// TensorFlow's StridedSlice semantics, resolved against a static shape: one
 /// [`AxisSlice`] per input axis, and the output shape (shrunk axes removed, new
 /// axes inserted).
@@ -276,9 +281,9 @@ fn strided_slice_spec(
     };
     for (i, ((&begin_i, &end_i), &stride)) in begin.iter().zip(end).zip(strides).enumerate() {
         if bit(m.ellipsis, i) {
-            for _ in 0..shape.len() - consuming {
+            for _ in 0..shape.len().saturating_sub(consuming) {
                 full(dim, &mut axes, &mut out);
-                dim += 1;
+                dim = dim.saturating_add(1);
             }
             continue;
         }
@@ -299,30 +304,32 @@ fn strided_slice_spec(
                 return Err(format!("index {begin_i} is out of range for axis {dim} of size {size}"));
             }
             axes.push(AxisSlice { start: b as usize, step: 1, count: 1 });
-            dim += 1;
+            dim = dim.saturating_add(1);
             continue;
         }
-        let (lo, hi) = if stride > 0 { (0, size) } else { (-1, size - 1) };
+        let (lo, hi) = if stride > 0 { (0, size) } else { (-1, size.saturating_sub(1)) };
         let b = if bit(m.begin, i) { if stride > 0 { lo } else { hi } } else { norm(begin_i).clamp(lo, hi) };
         let e = if bit(m.end, i) { if stride > 0 { hi } else { lo } } else { norm(end_i).clamp(lo, hi) };
-        let count = if stride > 0 {
-            if e > b { (e - b + stride - 1) / stride } else { 0 }
-        } else if b > e {
-            (b - e - stride - 1) / -stride
+        // ceil(span / |stride|) elements, for a positive span.
+        let count = if stride > 0 && e > b {
+            e.checked_sub(b).and_then(|span| ceil_div(span, stride))
+        } else if stride < 0 && b > e {
+            b.checked_sub(e).and_then(|span| ceil_div(span, stride.checked_neg()?))
         } else {
-            0
-        };
+            Some(0)
+        }
+        .ok_or_else(|| format!("axis {dim} of size {size} with stride {stride} is too large"))?;
         axes.push(AxisSlice {
             start: if count > 0 { b as usize } else { 0 },
             step: stride as isize,
             count: count as usize,
         });
         out.push(count as usize);
-        dim += 1;
+        dim = dim.saturating_add(1);
     }
     while dim < shape.len() {
         full(dim, &mut axes, &mut out);
-        dim += 1;
+        dim = dim.saturating_add(1);
     }
     Ok((axes, out))
 }
@@ -366,7 +373,9 @@ fn split_into(ctx: &mut Builder, node: &Node<'_>, value: &Slot, axis: usize, siz
             *d = size;
         }
         outs.push(ctx.apply(&node.origin, Op::StridedSlice { axes, shape: out }, std::slice::from_ref(value))?);
-        start += size;
+        start = start
+            .checked_add(size)
+            .ok_or_else(|| Error::unsupported(format!("{}: split sizes {sizes:?} are too large", node.describe())))?;
     }
     Ok(outs)
 }
@@ -383,7 +392,7 @@ pub fn split(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slo
             node.describe()
         )));
     }
-    let sizes = vec![along / n as usize; n as usize];
+    let sizes = vec![along.checked_div(n as usize).unwrap_or(0); n as usize];
     split_into(ctx, node, &ins[1], axis, &sizes)
 }
 
@@ -403,7 +412,7 @@ pub fn split_v(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<S
         return Err(fail());
     }
     let sizes: Vec<usize> =
-        requested.iter().map(|&s| if s == -1 { along - known as usize } else { s as usize }).collect();
+        requested.iter().map(|&s| if s == -1 { along.saturating_sub(known as usize) } else { s as usize }).collect();
     if sizes.iter().sum::<usize>() != along {
         return Err(fail());
     }

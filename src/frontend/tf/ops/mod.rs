@@ -110,10 +110,10 @@ fn expect_inputs<'a, const N: usize>(node: &Node<'_>, ins: &'a [Slot]) -> Result
 /// A possibly negative axis, resolved against `rank` (TensorFlow's convention).
 fn resolve_axis(node: &Node<'_>, axis: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
-    if axis < -r || axis >= r {
+    if axis < r.saturating_neg() || axis >= r {
         return Err(Error::unsupported(format!("{}: axis {axis} is out of range for rank {rank}", node.describe())));
     }
-    Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
+    Ok(if axis < 0 { axis.saturating_add(r) as usize } else { axis as usize })
 }
 
 /// A single known integer (a scalar or a one-element vector).
@@ -141,7 +141,7 @@ fn known_sizes(ctx: &Builder, node: &Node<'_>, slot: &Slot, what: &str) -> Resul
 /// An `[n, 2]` integer tensor of (before, after) pairs.
 fn known_pairs(ctx: &Builder, node: &Node<'_>, slot: &Slot, what: &str, n: usize) -> Result<Vec<[usize; 2]>> {
     let v = known_sizes(ctx, node, slot, what)?;
-    if v.len() != 2 * n {
+    if n.checked_mul(2) != Some(v.len()) {
         return Err(Error::unsupported(format!(
             "{}: {what} must have shape [{n}, 2], has {} values",
             node.describe(),

@@ -1,6 +1,7 @@
 //! Neural-network ops: convolution, pooling, activations, batch normalisation.
 
 use anyhow::Result;
+use ndarray::ArrayD;
 
 use super::super::Node;
 use super::expect_inputs;
@@ -209,9 +210,7 @@ pub fn fused_batch_norm(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Res
     }
     let [scale, offset, mean, variance] = <[_; 4]>::try_from(params)
         .map_err(|_| Error::invalid_model(format!("{}: expects four parameters", node.describe())))?;
-    let (scale, offset, mean, variance) = (&scale, &offset, &mean, &variance);
-    let folded_scale = scale / &variance.mapv(|v| (v + epsilon).sqrt());
-    let folded_offset = offset - &(mean * &folded_scale);
+    let (folded_scale, folded_offset) = fold_batch_norm(&scale, &offset, &mean, &variance, epsilon);
     let scale_slot = named_known(node, "scale", folded_scale);
     let offset_slot = named_known(node, "offset", folded_offset);
     let scaled = ctx.apply(&node.origin, Op::Mul, &[ins[0].clone(), scale_slot])?;
@@ -220,7 +219,22 @@ pub fn fused_batch_norm(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Res
     Ok(vec![out, Slot::Unavailable, Slot::Unavailable, Slot::Unavailable, Slot::Unavailable, Slot::Unavailable])
 }
 
-fn named_known(node: &Node<'_>, suffix: &str, value: ndarray::ArrayD<f32>) -> Slot {
+/// `scale / sqrt(variance + epsilon)` and `offset - mean * scale'`.
+// The model's own statistics, in the clear (f32: no overflow to guard).
+#[allow(clippy::arithmetic_side_effects)]
+fn fold_batch_norm(
+    scale: &ArrayD<f32>,
+    offset: &ArrayD<f32>,
+    mean: &ArrayD<f32>,
+    variance: &ArrayD<f32>,
+    epsilon: f32,
+) -> (ArrayD<f32>, ArrayD<f32>) {
+    let folded_scale = scale / &variance.mapv(|v| (v + epsilon).sqrt());
+    let folded_offset = offset - &(mean * &folded_scale);
+    (folded_scale, folded_offset)
+}
+
+fn named_known(node: &Node<'_>, suffix: &str, value: ArrayD<f32>) -> Slot {
     Slot::Known(std::rc::Rc::new(crate::frontend::Known {
         tensor: Tensor::Float(value),
         origin: format!("{}/folded_{suffix}", node.name),
