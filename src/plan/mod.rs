@@ -317,4 +317,21 @@ mod tests {
         let plan = one_step(Op::MaxPool(Window { layout: Layout::Nhwc, ..w }), &[1, 4, 4, 3], &[1, 2, 2, 3]);
         assert_eq!(plan.check_consistent(), Ok(()));
     }
+
+    #[test]
+    fn a_network_plan_whose_pool_has_dilations_is_refused_not_run_past_its_input() {
+        // Pools have no dilations: the kernels ignore them, but the geometry
+        // padded for them, so a window began 5 rows before the input and ended
+        // 3 before it, and its row range wrapped to 0..2^64 (an index panic).
+        let w = Window {
+            kernel: [2, 1],
+            strides: [1, 1],
+            dilations: [10, 1],
+            padding: Padding::Same,
+            layout: Layout::Nhwc,
+        };
+        let plan = one_step(Op::AvgPool(w), &[1, 1, 1, 1], &[1, 1, 1, 1]);
+        let err = plan.check_consistent().unwrap_err();
+        assert!(err.contains("step 0 (AvgPool `y`)") && err.contains("dilations"), "{err}");
+    }
 }

@@ -500,6 +500,11 @@ fn pool_shape(x: &[usize], w: &Window) -> ShapeResult {
     let [n, h, wd, c] =
         layout.split(x).ok_or_else(|| format!("input must be {} (rank 4), has shape {x:?}", layout.name()))?;
     let [kh, kw] = w.kernel;
+    // The pool kernels take no dilations; a geometry padded for them would put
+    // windows wholly before the input.
+    if w.dilations != [1, 1] {
+        return Err(format!("a pool has no dilations, this one has {:?}", w.dilations));
+    }
     if let Padding::Explicit(pads) = w.padding
         && pads.iter().zip(w.kernel).any(|(p, k)| p.iter().any(|&p| p >= k))
     {

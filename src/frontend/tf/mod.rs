@@ -298,4 +298,23 @@ mod tests {
             assert!((s - c).abs() < 1e-3, "secure {s} vs clear {c}");
         }
     }
+
+    #[test]
+    fn a_split_of_an_empty_axis_into_2_pow_62_pieces_is_refused_not_allocated() {
+        // 0 divides into any number of pieces: a list of 2^62 sizes overflowed
+        // the allocator's capacity (a panic), fewer would have taken forever.
+        let split = with_attr(node("split", "Split", &["axis", "empty"]), "num_split", Value::I(1 << 62));
+        let nodes = vec![
+            placeholder("x", &[1]),
+            const_i32("axis", &[], &[0]),
+            const_f32("empty", &[0], &[]),
+            split,
+            node("conv", "AddV2", &["x", "split:0"]),
+        ];
+        let bytes = graph(nodes).encode_to_vec();
+        let feeds = |_: &frontend::Report| Ok([("x".to_string(), Feed { shape: vec![1], source: "x".into() })].into());
+        let loaded = frontend::load_bytes(&bytes, Path::new("test.pb"), Some("conv"), feeds).unwrap();
+        let err = format!("{:#}", loaded.into_plan().unwrap_err());
+        assert!(err.contains("Split `split`: axis 0 of [0] does not split into 4611686018427387904"), "{err}");
+    }
 }

@@ -386,13 +386,16 @@ pub fn split(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slo
     let axis = resolve_axis(node, known_scalar(ctx, node, &ins[0], "the axis")?, shape.len())?;
     let n = node.get_attr_int("num_split")?;
     let along = shape.get(axis).copied().unwrap_or(0);
-    if n <= 0 || !along.is_multiple_of(n as usize) {
+    // An empty axis divides into any number of pieces: one is enough, and the
+    // count bounds the work (and the list of sizes) by the axis.
+    let pieces = usize::try_from(n).ok().filter(|&n| n > 0 && n <= along.max(1) && along.is_multiple_of(n));
+    let Some(n) = pieces else {
         return Err(Error::unsupported(format!(
             "{}: axis {axis} of {shape:?} does not split into {n}",
             node.describe()
         )));
-    }
-    let sizes = vec![along.checked_div(n as usize).unwrap_or(0); n as usize];
+    };
+    let sizes = vec![along.checked_div(n).unwrap_or(0); n];
     split_into(ctx, node, &ins[1], axis, &sizes)
 }
 
