@@ -589,4 +589,32 @@ mod tests {
         // windows: {0,1,3,4} {2,5} {6,7} {8}
         assert_eq!(out.iter().copied().collect::<Vec<_>>(), vec![2.0, 3.5, 6.5, 8.0]);
     }
+
+    #[test]
+    fn window_shapes_follow_the_layout_and_explicit_pads() {
+        let nhwc = Window {
+            kernel: [3, 3],
+            strides: [2, 1],
+            dilations: [1, 1],
+            padding: Padding::Valid,
+            layout: Layout::Nhwc,
+        };
+        let nchw = Window { layout: Layout::Nchw, ..nhwc };
+        assert_eq!(conv2d_shape(&[2, 9, 8, 3], &[3, 3, 3, 5], &nhwc), Ok(vec![2, 4, 6, 5]));
+        assert_eq!(conv2d_shape(&[2, 3, 9, 8], &[3, 3, 3, 5], &nchw), Ok(vec![2, 5, 4, 6]));
+        assert_eq!(pool_shape(&[2, 9, 8, 3], &nhwc), Ok(vec![2, 4, 6, 3]));
+        assert_eq!(pool_shape(&[2, 3, 9, 8], &nchw), Ok(vec![2, 3, 4, 6]));
+        // NCHW channels are axis 1: this NHWC-shaped input has 9 of them, not 3.
+        assert_eq!(
+            conv2d_shape(&[2, 9, 8, 3], &[3, 3, 3, 5], &nchw),
+            Err("filter expects 3 input channels, input has 9".into())
+        );
+        // Explicit pads: the padded input, then VALID.
+        let explicit = Window { padding: Padding::Explicit([[1, 2], [0, 1]]), ..nhwc };
+        assert_eq!(pool_shape(&[2, 9, 8, 3], &explicit), pool_shape(&[2, 12, 9, 3], &nhwc));
+        assert_eq!(conv2d_shape(&[2, 9, 8, 3], &[3, 3, 3, 5], &explicit), Ok(vec![2, 5, 7, 5]));
+        // A pool window wholly in the padding would pool nothing.
+        let beyond = Window { padding: Padding::Explicit([[3, 0], [0, 0]]), ..nhwc };
+        assert!(pool_shape(&[2, 9, 8, 3], &beyond).unwrap_err().contains("not all smaller"));
+    }
 }
