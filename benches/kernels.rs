@@ -23,7 +23,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::{Array2, ArrayD, IxDyn};
 use tfe_run::kernels::linear::{im2col, ring_gemm};
-use tfe_run::kernels::{Padding, Window};
+use tfe_run::kernels::{Layout, Padding, Window};
 use tfe_run::protocol::compare::bench_api;
 use tfe_run::ring::{Prg, StreamKey, Z};
 
@@ -76,7 +76,8 @@ fn bench_prg(c: &mut Criterion) {
 fn bench_im2col(c: &mut Criterion) {
     let mut group = c.benchmark_group("im2col");
     let x = ArrayD::from_shape_vec(IxDyn(&[100, 28, 28, 1]), ring_words(4, 100 * 28 * 28)).expect("NHWC words");
-    let window = Window { kernel: [5, 5], strides: [1, 1], dilations: [1, 1], padding: Padding::Valid };
+    let window =
+        Window { kernel: [5, 5], strides: [1, 1], dilations: [1, 1], padding: Padding::Valid, layout: Layout::Nhwc };
     let g = window.geometry([28, 28]).expect("a 5×5 window fits 28×28");
     group.throughput(Throughput::Elements((100 * g.out[0] * g.out[1] * 25) as u64));
     group.bench_function("conv1_100x28x28x1_5x5", |bench| bench.iter(|| im2col(black_box(&x), &window, &g)));

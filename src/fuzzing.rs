@@ -6,32 +6,30 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::import::{self, Feed, Graph};
+use crate::frontend::{self, Feed};
 use crate::remote::{Control, Request};
 use crate::transport::Party;
 use crate::transport::wire::Frame;
 
 /// GraphDef bytes → decode → import → plan → (for small plans) plaintext run.
 pub fn graphdef(bytes: &[u8]) {
-    let Ok(graph) = Graph::decode(bytes) else { return };
-    let Ok(output) = graph.output(None) else { return };
-    let used = graph.data_ancestors(output);
-    if import::check_supported(&graph, &used).is_err() {
-        return;
-    }
-    let Ok(placeholders) = import::placeholders(&graph, &used) else { return };
-    let mut feeds = BTreeMap::new();
     let mut inputs = BTreeMap::new();
-    for p in placeholders {
-        // Unknown dimensions (and an unknown rank) become small ones.
-        let shape: Vec<usize> = p.shape.unwrap_or_default().iter().map(|d| d.unwrap_or(2)).collect();
-        if crate::tensor::element_count(&shape).is_none_or(|n| n > 1 << 16) {
-            return;
+    let Ok(loaded) = frontend::load_bytes(bytes, Path::new("fuzz.pb"), None, |report| {
+        let mut feeds = BTreeMap::new();
+        for p in &report.placeholders {
+            // Unknown dimensions (and an unknown rank) become small ones.
+            let shape: Vec<usize> = p.shape.clone().unwrap_or_default().iter().map(|d| d.unwrap_or(2)).collect();
+            if crate::tensor::element_count(&shape).is_none_or(|n| n > 1 << 16) {
+                return Err(anyhow::anyhow!("an input too large to fuzz"));
+            }
+            inputs.insert(p.name.clone(), ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&shape)));
+            feeds.insert(p.name.clone(), Feed { shape, source: "fuzz".into() });
         }
-        inputs.insert(p.name.clone(), ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&shape)));
-        feeds.insert(p.name, Feed { shape, source: "fuzz".into() });
-    }
-    let Ok(plan) = import::build_plan(&graph, output, &feeds) else { return };
+        Ok(feeds)
+    }) else {
+        return;
+    };
+    let Ok(plan) = loaded.plan else { return };
     if let Err(e) = plan.check_consistent() {
         panic!("the importer built an inconsistent plan: {e}");
     }

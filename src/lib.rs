@@ -1,6 +1,6 @@
 //! tfe-run: private inference on frozen TensorFlow graphs.
 //!
-//! Data flows one way: a GraphDef is [imported](import) into a [plan], which is
+//! Data flows one way: a model is [loaded](frontend) into a [plan], which is
 //! executed in the clear by [`plaintext`] (the reference) or, under Pond, by the
 //! secure runtime.
 
@@ -10,9 +10,9 @@
 pub mod cli;
 pub mod cluster;
 pub mod error;
+pub mod frontend;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod import;
 pub mod kernels;
 pub mod lower;
 pub mod npy;
@@ -24,7 +24,6 @@ pub mod remote;
 pub mod ring;
 pub mod runtime;
 pub mod tensor;
-pub mod tfpb;
 pub mod train;
 pub mod transport;
 

@@ -60,7 +60,7 @@ pub fn run(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<Tensor
     for (s, step) in plan.steps.iter().enumerate() {
         let out = {
             let ins: Vec<&Tensor> = step.inputs.iter().map(|&i| env[i].as_ref().expect("topological order")).collect();
-            step.op.eval(&ins).map_err(|e| Error::unsupported(format!("{} `{}`: {e}", step.tf_op, step.node)))?
+            step.op.eval(&ins).map_err(|e| Error::unsupported(format!("{} `{}`: {e}", step.op_type, step.node)))?
         };
         env[step.output] = Some(out);
         for &i in &step.inputs {

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use common::*;
 use prost::Message;
-use tfe_run::tfpb::build::*;
-use tfe_run::tfpb::tensorflow::attr_value::Value;
+use tfe_run::frontend::tf::proto::build::*;
+use tfe_run::frontend::tf::proto::tensorflow::attr_value::Value;
 
 fn tfe_run() -> Command {
     let mut cmd = Command::cargo_bin("tfe-run").unwrap();
@@ -470,7 +470,7 @@ fn output_node_must_exist_and_depend_on_the_input() {
 
 // ---- invalid model: exit code 3 ----
 
-fn write_graph(dir: &tempfile::TempDir, name: &str, nodes: Vec<tfe_run::tfpb::NodeDef>) -> PathBuf {
+fn write_graph(dir: &tempfile::TempDir, name: &str, nodes: Vec<tfe_run::frontend::tf::proto::NodeDef>) -> PathBuf {
     temp_file(dir, name, &graph(nodes).encode_to_vec())
 }
 
@@ -572,7 +572,7 @@ fn shape_errors_name_the_node() {
 fn hostile_shapes_and_constants_are_refused_without_allocating() {
     let dir = tempfile::tempdir().unwrap();
     let input = temp_file(&dir, "x.npy", &f32_npy("(1, 4)", &[1.0; 4]));
-    let with_const = |name: &str, c: tfe_run::tfpb::NodeDef| {
+    let with_const = |name: &str, c: tfe_run::frontend::tf::proto::NodeDef| {
         write_graph(&dir, name, vec![placeholder("x", &[-1, 4]), c, node("y", "Add", &["x", "w"])])
     };
     // A few bytes that declare a constant of 2^40 elements, filled from one value.

@@ -29,7 +29,7 @@ fn one_step(op: Op, inputs: &[&[usize]]) -> Plan {
     values.push(Value { name: "y".into(), shape, vtype: ValueType::Float, source: Source::Step(0) });
     Plan {
         values,
-        steps: vec![Step { node: "y".into(), tf_op: op.name().into(), op, inputs: (0..n).collect(), output: n }],
+        steps: vec![Step { node: "y".into(), op_type: op.name().into(), op, inputs: (0..n).collect(), output: n }],
         inputs: (0..n).collect(),
         output: n,
         output_node: "y".into(),
@@ -140,12 +140,12 @@ fn relu6_over_more_than_one_chunk_is_planned_as_it_runs() {
 /// Relu6 after it, as in a MobileNet block.
 #[test]
 fn depthwise_conv2d_block_under_pond_matches_plaintext() {
-    use tfe_run::kernels::{Padding, Window};
+    use tfe_run::kernels::{Layout, Padding, Window};
     let (c, m) = (3, 2);
     for (strides, dilations, padding) in
         [([1, 1], [1, 1], Padding::Same), ([2, 2], [1, 1], Padding::Valid), ([1, 1], [2, 2], Padding::Same)]
     {
-        let window = Window { kernel: [3, 3], strides, dilations, padding };
+        let window = Window { kernel: [3, 3], strides, dilations, padding, layout: Layout::Nhwc };
         let depthwise: Op = tfe_run::ops::DepthwiseConv2D { window }.into();
         let x_shape = [2, 9, 8, c];
         let out_shape = depthwise.output_shape(&[&x_shape, &[3, 3, c, m]]).unwrap();
@@ -157,7 +157,7 @@ fn depthwise_conv2d_block_under_pond_matches_plaintext() {
         };
         let step = |k: usize, op: Op, inputs: Vec<usize>, output: usize| Step {
             node: format!("s{k}"),
-            tf_op: op.name().into(),
+            op_type: op.name().into(),
             op,
             inputs,
             output,

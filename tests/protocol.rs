@@ -42,7 +42,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 
 use mpc::{Keys, Recording, Run, labelled, ring, run, run_shares, run1, signed};
-use tfe_run::kernels::{Padding, Window, linear};
+use tfe_run::kernels::{Layout, Padding, Window, linear};
 use tfe_run::ops::{pool_groups, reduce_groups};
 use tfe_run::plan::{Op, Plan, ValueId};
 use tfe_run::protocol::compare::{self, drelu_correction_words, drelu_open_words};
@@ -353,6 +353,7 @@ proptest! {
             strides,
             dilations,
             padding: if same { Padding::Same } else { Padding::Valid },
+            layout: Layout::Nhwc,
         };
         let g = win.geometry([h, w]);
         prop_assume!(g.is_some_and(|g| g.out[0] > 0 && g.out[1] > 0));
@@ -662,6 +663,7 @@ proptest! {
             strides,
             dilations: [1, 1],
             padding: if same { Padding::Same } else { Padding::Valid },
+            layout: Layout::Nhwc,
         };
         let g = win.geometry([h, w]);
         prop_assume!(g.is_some_and(|g| g.out[0] > 0 && g.out[1] > 0));
@@ -761,6 +763,7 @@ proptest! {
             strides,
             dilations: [1, 1],
             padding: if same { Padding::Same } else { Padding::Valid },
+            layout: Layout::Nhwc,
         };
         let g = win.geometry([h, w]);
         prop_assume!(g.is_some_and(|g| g.out[0] > 0 && g.out[1] > 0));

@@ -31,8 +31,8 @@ fn assert_traffic_as_planned(plan: &tfe_run::plan::Plan, stats: &runtime::Stats)
         for (k, p) in planned.iter().enumerate() {
             let m = measured.get(&k).cloned().unwrap_or_default();
             let step = &plan.steps[k];
-            assert_eq!(m.bytes_sent, p.bytes, "{} step {k} ({} `{}`): bytes", server.name(), step.tf_op, step.node);
-            assert_eq!(m.rounds, p.rounds, "{} step {k} ({} `{}`): rounds", server.name(), step.tf_op, step.node);
+            assert_eq!(m.bytes_sent, p.bytes, "{} step {k} ({} `{}`): bytes", server.name(), step.op_type, step.node);
+            assert_eq!(m.rounds, p.rounds, "{} step {k} ({} `{}`): rounds", server.name(), step.op_type, step.node);
         }
     }
 }
@@ -152,7 +152,7 @@ fn tf_encrypted_sigmoid_nets_100_single_runs() {
 #[test]
 fn secure_sigmoid_and_tanh_error_on_a_grid() {
     use prost::Message;
-    use tfe_run::tfpb::build::*;
+    use tfe_run::frontend::tf::proto::build::*;
     let mut grid: Vec<f32> = (0..=1600).map(|i| -8.0 + i as f32 * 0.01).collect();
     grid.extend([-1e4, -100.0, -20.0, -10.5, -9.0, 9.0, 10.5, 20.0, 100.0, 1e4]);
     let n = grid.len() as i64;

@@ -90,9 +90,9 @@ fn weights_are_private_to_the_model_owner_and_inputs_to_the_client() {
     // into weights, so no Rsqrt (or Shape, StridedSlice, Pack) is left to run.
     for step in &plan.steps {
         assert!(
-            !matches!(step.tf_op.as_str(), "Rsqrt" | "Shape" | "StridedSlice" | "Pack"),
+            !matches!(step.op_type.as_str(), "Rsqrt" | "Shape" | "StridedSlice" | "Pack"),
             "{} left in the plan",
-            step.tf_op
+            step.op_type
         );
     }
     assert!(plan.weights().count() >= 6);

@@ -18,7 +18,7 @@ use ndarray::ArrayD;
 pub use args::{Cli, Command, Format, Mode, RunConfig};
 
 use crate::error::{Error, exit};
-use crate::import::{self, Feed, Graph};
+use crate::frontend::{self, Feed, Report};
 use crate::plan::Plan;
 use crate::runtime::{self, SecureConfig};
 use crate::{npy, plaintext};
@@ -73,22 +73,20 @@ fn write_stdout(text: &str) -> Result<()> {
 /// Which file feeds which placeholder: the `--input NAME=FILE` feeds, and the
 /// positional INPUT for the one placeholder left.
 fn assign_inputs(
-    graph: &Graph,
-    output: usize,
+    report: &Report,
     input: Option<&Path>,
     named: &BTreeMap<String, PathBuf>,
 ) -> Result<BTreeMap<String, PathBuf>> {
-    import::check_feed_names(graph, output, named.keys())?;
+    report.check_feed_names(named.keys())?;
     let mut feeds = named.clone();
     if let Some(input) = input {
-        let used = graph.data_ancestors(output);
-        let placeholders = import::placeholders(graph, &used)?;
+        let placeholders = &report.placeholders;
         let open: Vec<&str> =
             placeholders.iter().map(|p| p.name.as_str()).filter(|n| !feeds.contains_key(*n)).collect();
         if placeholders.is_empty() {
             return Err(Error::bad_input(format!(
                 "output `{}` does not depend on any input: there is nothing to compute privately",
-                graph.nodes[output].name
+                report.output
             )));
         }
         match open.as_slice() {
@@ -119,7 +117,7 @@ pub struct Prepared {
     pub inputs: BTreeMap<String, ArrayD<f32>>,
 }
 
-/// Import `model`, read the inputs and build the plan for their shapes.
+/// Load `model`, read the inputs and build the plan for their shapes.
 ///
 /// Unsupported ops are reported before any input is read: a model that cannot run
 /// is the first thing a user needs to know.
@@ -129,23 +127,22 @@ pub fn prepare(
     input: Option<&Path>,
     named: &BTreeMap<String, PathBuf>,
 ) -> Result<Prepared> {
-    let in_model = |e: anyhow::Error| e.context(format!("model `{}`", model.display()));
-    let graph = Graph::load(model)?;
-    let output = graph.output(output_node)?;
-    import::check_supported(&graph, &graph.data_ancestors(output)).map_err(in_model)?;
-    let files = assign_inputs(&graph, output, input, named)?;
     let mut inputs = BTreeMap::new();
-    let mut feeds = BTreeMap::new();
-    for (name, path) in &files {
-        let array = npy::read_input(path)?;
-        feeds.insert(name.clone(), Feed { shape: array.shape().to_vec(), source: path.display().to_string() });
-        inputs.insert(name.clone(), array);
-    }
-    let plan = import::build_plan(&graph, output, &feeds).map_err(in_model)?;
+    let loaded = frontend::load(model, output_node, |report| {
+        let files = assign_inputs(report, input, named)?;
+        let mut feeds = BTreeMap::new();
+        for (name, path) in &files {
+            let array = npy::read_input(path)?;
+            feeds.insert(name.clone(), Feed { shape: array.shape().to_vec(), source: path.display().to_string() });
+            inputs.insert(name.clone(), array);
+        }
+        Ok(feeds)
+    })?;
+    let plan = loaded.into_plan()?;
     Ok(Prepared { plan, inputs })
 }
 
-/// A prediction: import, plan, execute, print.
+/// A prediction: load, plan, execute, print.
 pub fn run(config: &RunConfig) -> Result<u8> {
     let Prepared { plan, inputs } =
         prepare(&config.model, config.output_node.as_deref(), config.input.as_deref(), &config.feeds)?;

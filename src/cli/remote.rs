@@ -8,7 +8,7 @@ use super::args::{CertsArgs, DeployArgs, PredictArgs, ServeArgs};
 use super::{Mode, print_result, stats};
 use crate::cluster::{self, Cluster};
 use crate::error::{Error, exit};
-use crate::import::{self, Feed, Graph};
+use crate::frontend::{self, Feed, Placeholder};
 use crate::remote::serve::{ServeOptions, serve as serve_party};
 use crate::remote::{Security, driver};
 use crate::ring::FixedPoint;
@@ -78,41 +78,10 @@ pub fn certs(args: &CertsArgs) -> Result<u8> {
 pub fn deploy(args: &DeployArgs) -> Result<u8> {
     let remote = args.net.required("deploy")?;
     let fp = FixedPoint::new(args.frac_bits)?;
-    let in_model = |e: anyhow::Error| e.context(format!("model `{}`", args.model.display()));
-    let graph = Graph::load(&args.model)?;
-    let output = graph.output(args.output_node.as_deref())?;
-    let used = graph.data_ancestors(output);
-    import::check_supported(&graph, &used).map_err(in_model)?;
-    let mut feeds = BTreeMap::new();
-    for p in import::placeholders(&graph, &used)? {
-        let dims = p.shape.ok_or_else(|| {
-            Error::unsupported(format!("placeholder `{}` has an unknown rank: deploy needs its shape", p.name))
-        })?;
-        let mut shape = Vec::with_capacity(dims.len());
-        for (axis, dim) in dims.iter().enumerate() {
-            shape.push(match (axis, dim, args.batch_size) {
-                (0, Some(fixed), Some(b)) if *fixed != b => {
-                    return Err(Error::bad_arg(
-                        format!("--batch-size {b}"),
-                        format!("placeholder `{}` has a fixed batch of {fixed}", p.name),
-                    ));
-                }
-                (_, Some(fixed), _) => *fixed,
-                (0, None, b) => b.unwrap_or(1),
-                (_, None, _) => {
-                    return Err(Error::unsupported(format!(
-                        "placeholder `{}` has an unknown size on axis {axis}: only the batch may be unknown for deploy",
-                        p.name
-                    )));
-                }
-            });
-        }
-        if shape.first() == Some(&0) {
-            return Err(Error::bad_input("--batch-size must be at least 1"));
-        }
-        feeds.insert(p.name.clone(), Feed { shape, source: format!("placeholder `{}`", p.name) });
-    }
-    let plan = import::build_plan(&graph, output, &feeds).map_err(in_model)?;
+    let loaded = frontend::load(&args.model, args.output_node.as_deref(), |report| {
+        report.placeholders.iter().map(|p| deploy_feed(p, args.batch_size)).collect()
+    })?;
+    let plan = loaded.into_plan()?;
     driver::deploy(&remote, &args.name, &plan, fp, args.replace)?;
     let batch = plan.inputs.first().map_or(1, |&id| plan.values[id].shape.first().copied().unwrap_or(1));
     eprintln!(
@@ -123,6 +92,37 @@ pub fn deploy(args: &DeployArgs) -> Result<u8> {
         batch
     );
     Ok(exit::OK)
+}
+
+/// What `deploy` feeds a placeholder: its declared shape, the batch (axis 0)
+/// `--batch-size` rows where the model leaves it open.
+fn deploy_feed(p: &Placeholder, batch_size: Option<usize>) -> Result<(String, Feed)> {
+    let dims = p.shape.as_ref().ok_or_else(|| {
+        Error::unsupported(format!("placeholder `{}` has an unknown rank: deploy needs its shape", p.name))
+    })?;
+    let mut shape = Vec::with_capacity(dims.len());
+    for (axis, dim) in dims.iter().enumerate() {
+        shape.push(match (axis, dim, batch_size) {
+            (0, Some(fixed), Some(b)) if *fixed != b => {
+                return Err(Error::bad_arg(
+                    format!("--batch-size {b}"),
+                    format!("placeholder `{}` has a fixed batch of {fixed}", p.name),
+                ));
+            }
+            (_, Some(fixed), _) => *fixed,
+            (0, None, b) => b.unwrap_or(1),
+            (_, None, _) => {
+                return Err(Error::unsupported(format!(
+                    "placeholder `{}` has an unknown size on axis {axis}: only the batch may be unknown for deploy",
+                    p.name
+                )));
+            }
+        });
+    }
+    if shape.first() == Some(&0) {
+        return Err(Error::bad_input("--batch-size must be at least 1"));
+    }
+    Ok((p.name.clone(), Feed { shape, source: format!("placeholder `{}`", p.name) }))
 }
 
 pub fn predict(args: &PredictArgs) -> Result<u8> {

@@ -3,8 +3,8 @@
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use super::Window;
-use super::linear::window_ranges;
+use super::linear::{to_nchw, to_nhwc, window_ranges};
+use super::{Layout, Window};
 
 pub fn relu(x: &ArrayD<f32>) -> ArrayD<f32> {
     x.mapv(|v| v.max(0.0))
@@ -40,8 +40,16 @@ pub fn softmax(x: &ArrayD<f32>) -> ArrayD<f32> {
     out
 }
 
-/// Max over each window, padding excluded (TensorFlow's MaxPool).
+/// Max over each window, padding excluded (TensorFlow's MaxPool). NCHW is
+/// pooled in NHWC between two transposes.
 pub fn max_pool(x: &ArrayD<f32>, window: &Window) -> ArrayD<f32> {
+    match window.layout {
+        Layout::Nhwc => max_pool_nhwc(x, window),
+        Layout::Nchw => to_nchw(&max_pool_nhwc(&to_nhwc(x), &window.nhwc())),
+    }
+}
+
+fn max_pool_nhwc(x: &ArrayD<f32>, window: &Window) -> ArrayD<f32> {
     let (n, h, w, c) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
     let g = window.geometry([h, w]).expect("pool: geometry checked at plan time");
     ArrayD::from_shape_fn(IxDyn(&[n, g.out[0], g.out[1], c]), |i| {

@@ -5,7 +5,7 @@ use std::num::Wrapping;
 
 use ndarray::{Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn, LinalgScalar};
 
-use super::{Geometry, Window};
+use super::{Geometry, Layout, Window};
 
 /// Matrix products. Floats use ndarray's optimised kernels; ring elements use
 /// [`ring_gemm`], because ndarray's generic fallback is a naive strided loop.
@@ -160,8 +160,17 @@ pub fn im2col<T: LinalgScalar>(x: &ArrayD<T>, window: &Window, g: &Geometry) -> 
     cols
 }
 
-/// Conv2D, NHWC input and HWIO filter, as an im2col matrix product.
+/// Conv2D of an input in the window's layout with an HWIO filter, as an im2col
+/// matrix product. NCHW is computed by transposing to NHWC and back: a copy of
+/// input and output, small beside the im2col matrix.
 pub fn conv2d<T: Gemm>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Window) -> ArrayD<T> {
+    match window.layout {
+        Layout::Nhwc => conv2d_nhwc(x, filter, window),
+        Layout::Nchw => to_nchw(&conv2d_nhwc(&to_nhwc(x), filter, &window.nhwc())),
+    }
+}
+
+fn conv2d_nhwc<T: Gemm>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Window) -> ArrayD<T> {
     let g = window.geometry([x.shape()[1], x.shape()[2]]).expect("conv2d: geometry checked at plan time");
     let cols = im2col(x, window, &g);
     let oc = filter.shape()[3];
@@ -219,10 +228,31 @@ pub fn depthwise_conv2d<T: LinalgScalar>(x: &ArrayD<T>, filter: &ArrayD<T>, wind
     ArrayD::from_shape_vec(IxDyn(&[n, oh, ow, cm]), out).expect("depthwise conv: output shape")
 }
 
-/// Window sums of an NHWC tensor (no dilation), and for each output pixel the
-/// number of input pixels its window covers. TensorFlow's AvgPool divides by that
-/// count: with SAME padding, the padded positions do not count.
+/// An NCHW tensor in NHWC, in standard layout.
+pub fn to_nhwc<T: Clone>(x: &ArrayD<T>) -> ArrayD<T> {
+    x.view().permuted_axes(IxDyn(&[0, 2, 3, 1])).as_standard_layout().into_owned()
+}
+
+/// An NHWC tensor in NCHW, in standard layout.
+pub fn to_nchw<T: Clone>(x: &ArrayD<T>) -> ArrayD<T> {
+    x.view().permuted_axes(IxDyn(&[0, 3, 1, 2])).as_standard_layout().into_owned()
+}
+
+/// Window sums of a tensor in the window's layout (no dilation), and for each
+/// output pixel the number of input pixels its window covers. TensorFlow's
+/// AvgPool divides by that count: the padded positions do not count. NCHW is
+/// summed in NHWC between two transposes.
 pub fn sum_pool<T: LinalgScalar>(x: &ArrayD<T>, window: &Window) -> (ArrayD<T>, Array2<usize>) {
+    match window.layout {
+        Layout::Nhwc => sum_pool_nhwc(x, window),
+        Layout::Nchw => {
+            let (sums, counts) = sum_pool_nhwc(&to_nhwc(x), &window.nhwc());
+            (to_nchw(&sums), counts)
+        }
+    }
+}
+
+fn sum_pool_nhwc<T: LinalgScalar>(x: &ArrayD<T>, window: &Window) -> (ArrayD<T>, Array2<usize>) {
     let (n, h, w, c) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
     let g = window.geometry([h, w]).expect("pool: geometry checked at plan time");
     let [oh, ow] = g.out;
@@ -248,7 +278,8 @@ pub fn sum_pool<T: LinalgScalar>(x: &ArrayD<T>, window: &Window) -> (ArrayD<T>, 
     (out, counts)
 }
 
-/// The input rows and columns that the window of output pixel `o` covers, padding excluded.
+/// The input rows and columns that the window of output pixel `o` covers, padding
+/// excluded (empty for a window wholly in the padding).
 pub fn window_ranges(
     window: &Window,
     g: &Geometry,
@@ -258,9 +289,52 @@ pub fn window_ranges(
     let range = |axis: usize| {
         let start = (o[axis] * window.strides[axis]) as isize - g.pad[axis] as isize;
         let end = start + window.kernel[axis] as isize;
-        (start.max(0) as usize)..(end.min(hw[axis] as isize) as usize)
+        let start = start.clamp(0, hw[axis] as isize) as usize;
+        start..(end.clamp(0, hw[axis] as isize) as usize).max(start)
     };
     (range(0), range(1))
+}
+
+/// For each output element of a pool over an input of `shape` (in the window's
+/// layout), in the output's row-major order, the flat input indices its window
+/// covers, padding excluded, row by row of the window. `None` if the window does
+/// not fit the shape (which a checked plan rules out).
+pub fn pool_windows(shape: &[usize], window: &Window) -> Option<Vec<Vec<usize>>> {
+    let [n, h, w, c] = window.layout.split(shape)?;
+    let g = window.geometry([h, w])?;
+    let [oh, ow] = g.out;
+    let flat = |b: usize, iy: usize, ix: usize, ch: usize| match window.layout {
+        Layout::Nhwc => ((b * h + iy) * w + ix) * c + ch,
+        Layout::Nchw => ((b * c + ch) * h + iy) * w + ix,
+    };
+    let members = |b: usize, oy: usize, ox: usize, ch: usize| {
+        let (ys, xs) = window_ranges(window, &g, [h, w], [oy, ox]);
+        ys.flat_map(|iy| xs.clone().map(move |ix| (iy, ix))).map(|(iy, ix)| flat(b, iy, ix, ch)).collect()
+    };
+    let mut groups = Vec::with_capacity(n * oh * ow * c);
+    for b in 0..n {
+        match window.layout {
+            Layout::Nhwc => {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        for ch in 0..c {
+                            groups.push(members(b, oy, ox, ch));
+                        }
+                    }
+                }
+            }
+            Layout::Nchw => {
+                for ch in 0..c {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            groups.push(members(b, oy, ox, ch));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Some(groups)
 }
 
 /// Sum over `axes` (sorted, distinct), keeping them as size-1 axes if `keep_dims`.
@@ -311,7 +385,7 @@ mod tests {
         for padding in [Padding::Same, Padding::Valid] {
             for strides in [[1, 1], [2, 3]] {
                 for dilations in [[1, 1], [2, 1]] {
-                    let win = Window { kernel: [3, 2], strides, dilations, padding };
+                    let win = Window { kernel: [3, 2], strides, dilations, padding, layout: Layout::Nhwc };
                     assert_eq!(conv2d(&x, &f, &win), conv_direct(&x, &f, &win), "{win:?}");
                 }
             }
@@ -338,7 +412,8 @@ mod tests {
     #[test]
     fn same_avg_pool_counts_exclude_padding() {
         let x = ArrayD::from_elem(IxDyn(&[1, 7, 7, 1]), 1i64);
-        let win = Window { kernel: [3, 3], strides: [2, 2], dilations: [1, 1], padding: Padding::Same };
+        let win =
+            Window { kernel: [3, 3], strides: [2, 2], dilations: [1, 1], padding: Padding::Same, layout: Layout::Nhwc };
         let (sums, counts) = sum_pool(&x, &win);
         assert_eq!(sums.shape(), &[1, 4, 4, 1]);
         // 7 with k=3, s=2 SAME pads 1 before and 1 after: corners see 2x2 pixels.
@@ -346,5 +421,99 @@ mod tests {
         assert_eq!(counts[[1, 1]], 9);
         assert_eq!(counts[[3, 3]], 4);
         assert_eq!(sums[[0, 0, 0, 0]], 4);
+    }
+
+    fn nhwc_input() -> ArrayD<i64> {
+        ArrayD::from_shape_fn(IxDyn(&[2, 7, 6, 3]), |i| (i[0] * 13 + i[1] * 5 + i[2] * 3 + i[3] * 7) as i64 % 11 - 5)
+    }
+
+    fn paddings() -> [Padding; 4] {
+        [Padding::Valid, Padding::Same, Padding::Explicit([[1, 2], [0, 1]]), Padding::Explicit([[2, 0], [1, 1]])]
+    }
+
+    #[test]
+    fn nchw_conv_is_the_transpose_of_the_nhwc_conv() {
+        let x = nhwc_input();
+        let f = ArrayD::from_shape_fn(IxDyn(&[3, 2, 3, 4]), |i| (i[0] * 3 + i[1] * 2 + i[2] + i[3] * 7) as i64 % 5 - 2);
+        for padding in paddings() {
+            for (strides, dilations) in [([1, 1], [1, 1]), ([2, 3], [1, 1]), ([1, 2], [2, 1])] {
+                let nhwc = Window { kernel: [3, 2], strides, dilations, padding, layout: Layout::Nhwc };
+                let nchw = Window { layout: Layout::Nchw, ..nhwc };
+                let want = conv2d(&x, &f, &nhwc);
+                assert_eq!(conv2d(&to_nchw(&x), &f, &nchw), to_nchw(&want), "{nchw:?}");
+                assert_eq!(to_nhwc(&to_nchw(&want)), want);
+            }
+        }
+    }
+
+    #[test]
+    fn explicit_conv_pads_are_pad_then_valid() {
+        let x = nhwc_input();
+        let f = ArrayD::from_shape_fn(IxDyn(&[2, 3, 3, 2]), |i| (i[0] * 5 + i[1] * 3 + i[2] + i[3] * 2) as i64 % 7 - 3);
+        for layout in [Layout::Nhwc, Layout::Nchw] {
+            let pads = [[1, 2], [3, 0]];
+            let explicit =
+                Window { kernel: [2, 3], strides: [2, 1], dilations: [1, 2], padding: Padding::Explicit(pads), layout };
+            let valid = Window { padding: Padding::Valid, ..explicit };
+            let (x, padded) = match layout {
+                Layout::Nhwc => (x.clone(), super::super::layout::pad(&x, &[[0, 0], pads[0], pads[1], [0, 0]])),
+                Layout::Nchw => {
+                    let x = to_nchw(&x);
+                    let padded = super::super::layout::pad(&x, &[[0, 0], [0, 0], pads[0], pads[1]]);
+                    (x, padded)
+                }
+            };
+            assert_eq!(conv2d(&x, &f, &explicit), conv2d(&padded, &f, &valid), "{layout:?}");
+            // A pool's sums too: the zeros of the padding add nothing.
+            let pool = Window { dilations: [1, 1], ..explicit };
+            assert_eq!(sum_pool(&x, &pool).0, sum_pool(&padded, &Window { padding: Padding::Valid, ..pool }).0);
+        }
+    }
+
+    #[test]
+    fn nchw_pools_are_the_transpose_of_the_nhwc_pools() {
+        let x = nhwc_input();
+        let xf = x.mapv(|v| v as f32);
+        for padding in paddings() {
+            let nhwc = Window { kernel: [3, 3], strides: [2, 1], dilations: [1, 1], padding, layout: Layout::Nhwc };
+            let nchw = Window { layout: Layout::Nchw, ..nhwc };
+            let (sums, counts) = sum_pool(&x, &nhwc);
+            let (nchw_sums, nchw_counts) = sum_pool(&to_nchw(&x), &nchw);
+            assert_eq!(nchw_sums, to_nchw(&sums), "{padding:?}");
+            assert_eq!(nchw_counts, counts);
+            let max = super::super::float::max_pool(&xf, &nhwc);
+            assert_eq!(super::super::float::max_pool(&to_nchw(&xf), &nchw), to_nchw(&max), "{padding:?}");
+        }
+    }
+
+    #[test]
+    fn pool_windows_list_each_outputs_inputs_in_either_layout() {
+        let x = nhwc_input();
+        let xf = x.mapv(|v| v as f32);
+        for padding in paddings() {
+            for layout in [Layout::Nhwc, Layout::Nchw] {
+                let w = Window { kernel: [3, 2], strides: [2, 2], dilations: [1, 1], padding, layout };
+                let input = match layout {
+                    Layout::Nhwc => xf.clone(),
+                    Layout::Nchw => to_nchw(&xf),
+                };
+                let groups = pool_windows(input.shape(), &w).unwrap();
+                let flat = input.as_standard_layout();
+                let flat = flat.as_slice().unwrap();
+                let want = super::super::float::max_pool(&input, &w);
+                assert_eq!(groups.len(), want.len());
+                let got: Vec<f32> =
+                    groups.iter().map(|g| g.iter().map(|&i| flat[i]).fold(f32::NEG_INFINITY, f32::max)).collect();
+                assert_eq!(got, want.iter().copied().collect::<Vec<_>>(), "{w:?}");
+                let (sums, _) = sum_pool(&input, &w);
+                let got: Vec<f32> = groups.iter().map(|g| g.iter().map(|&i| flat[i]).sum()).collect();
+                assert_eq!(got, sums.iter().copied().collect::<Vec<_>>(), "{w:?}");
+            }
+        }
+        // NHWC: what the secure runtime enumerates today.
+        let w =
+            Window { kernel: [3, 3], strides: [2, 2], dilations: [1, 1], padding: Padding::Same, layout: Layout::Nhwc };
+        assert_eq!(pool_windows(x.shape(), &w).unwrap(), crate::ops::pool_groups(x.shape(), &w));
+        assert_eq!(pool_windows(&[1, 2, 2], &w), None);
     }
 }

@@ -64,10 +64,10 @@ pub(super) fn defer_truncations(plan: &Plan, kinds: &mut [Kind], revealed: Value
     }
 }
 
-/// e if every window of the pool over an NHWC input of `shape` covers exactly 2^e
-/// input pixels.
+/// e if every window of the pool over an input of `shape` (in its layout) covers
+/// exactly 2^e input pixels.
 fn uniform_pow2_count(shape: &[usize], w: &Window) -> Option<u32> {
-    let (h, wd) = (shape[1], shape[2]);
+    let [_, h, wd, _] = w.layout.split(shape)?;
     let g = w.geometry([h, wd])?;
     let mut count = None;
     for oy in 0..g.out[0] {

@@ -89,7 +89,7 @@ pub fn lower(plan: &Plan, fp: FixedPoint) -> Result<Program> {
     let mut kinds = Vec::with_capacity(run_steps);
     for step in &plan.steps[..run_steps] {
         let unsupported =
-            |why: &str| Error::unsupported(format!("{} `{}`: {why}; run it with --plaintext", step.tf_op, step.node));
+            |why: &str| Error::unsupported(format!("{} `{}`: {why}; run it with --plaintext", step.op_type, step.node));
         let kind = kind_of(&plan, step).map_err(|why| unsupported(&why))?;
         if step.inputs.iter().any(|&v| plan.values[v].vtype == ValueType::Int) {
             return Err(unsupported("integer values cannot be computed on"));
@@ -216,7 +216,7 @@ impl Program {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::{Padding, Window};
+    use crate::kernels::{Layout, Padding, Window};
     use crate::plan::{Step, Value};
     use std::collections::BTreeMap;
 
@@ -234,7 +234,7 @@ mod tests {
             values.push(value(format!("s{k}"), shape, Source::Step(k)));
             plan_steps.push(Step {
                 node: format!("s{k}"),
-                tf_op: op.name().into(),
+                op_type: op.name().into(),
                 op: op.clone(),
                 inputs: inputs.clone(),
                 output: k + 1,
@@ -257,7 +257,13 @@ mod tests {
     /// what the groups are, and the estimate counts them from their sizes.
     #[test]
     fn a_maxpool_is_sized_before_its_groups_are_built() {
-        let pool = Window { kernel: [2, 2], strides: [2, 2], dilations: [1, 1], padding: Padding::Valid };
+        let pool = Window {
+            kernel: [2, 2],
+            strides: [2, 2],
+            dilations: [1, 1],
+            padding: Padding::Valid,
+            layout: Layout::Nhwc,
+        };
         let plan = chain(&[1, 4096, 2048, 4], &[(Op::MaxPool(pool), vec![0], vec![1, 2048, 1024, 4])]);
         let program = lower(&plan, FixedPoint::default()).unwrap();
         let outputs = 2048 * 1024 * 4u64;
@@ -294,7 +300,8 @@ mod tests {
     /// A program survives its serialisation unchanged (what `check` compares).
     #[test]
     fn a_program_round_trips_through_its_encoding() {
-        let pool = Window { kernel: [3, 3], strides: [2, 2], dilations: [1, 1], padding: Padding::Same };
+        let pool =
+            Window { kernel: [3, 3], strides: [2, 2], dilations: [1, 1], padding: Padding::Same, layout: Layout::Nhwc };
         let steps = [
             (Op::from(crate::ops::LeakyRelu { alpha: 0.3 }), vec![0], vec![1, 5, 5, 2]),
             (Op::MaxPool(pool), vec![1], vec![1, 3, 3, 2]),

@@ -80,7 +80,7 @@ impl SecureOp for DepthwiseConv2D {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::Padding;
+    use crate::kernels::{Layout, Padding};
     use ndarray::{ArrayD, IxDyn};
 
     fn array(shape: &[usize], f: impl Fn(usize) -> f32) -> ArrayD<f32> {
@@ -98,7 +98,7 @@ mod tests {
         for (strides, dilations, padding) in
             [([1, 1], [1, 1], Padding::Same), ([2, 2], [1, 1], Padding::Valid), ([1, 2], [2, 1], Padding::Same)]
         {
-            let w = Window { kernel: [3, 2], strides, dilations, padding };
+            let w = Window { kernel: [3, 2], strides, dilations, padding, layout: Layout::Nhwc };
             let out = linear::depthwise_conv2d(&x, &f, &w);
             for k in 0..c {
                 let xk = x.slice(ndarray::s![.., .., .., k..k + 1]).to_owned().into_dyn();
@@ -112,7 +112,13 @@ mod tests {
 
     #[test]
     fn a_filter_of_other_channels_is_refused_naming_both() {
-        let w = Window { kernel: [1, 1], strides: [1, 1], dilations: [1, 1], padding: Padding::Valid };
+        let w = Window {
+            kernel: [1, 1],
+            strides: [1, 1],
+            dilations: [1, 1],
+            padding: Padding::Valid,
+            layout: Layout::Nhwc,
+        };
         let err = DepthwiseConv2D { window: w }.output_shape(&[&[1, 4, 4, 3], &[3, 3, 8, 1]]).unwrap_err();
         assert_eq!(err, "filter expects 8 input channels, input has 3");
     }

@@ -77,8 +77,9 @@ fn scaled_sum(op: &Op, x: &RingTensor, fp: FixedPoint) -> RingTensor {
     match op {
         Op::AvgPool(w) => {
             let (mut sums, counts) = linear::sum_pool(x, w);
-            let mut view = sums.view_mut().into_dimensionality::<ndarray::Ix4>().expect("NHWC");
-            for ((_, oy, ox, _), v) in view.indexed_iter_mut() {
+            // The counts are per output pixel, wherever the layout keeps its rows and columns.
+            for (at, v) in sums.indexed_iter_mut() {
+                let [_, oy, ox, _] = w.layout.split(ndarray::Dimension::slice(&at)).expect("a pool's output is 4-D");
                 *v *= scale.encode_value(1.0 / counts[[oy, ox]] as f64);
             }
             sums

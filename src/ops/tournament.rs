@@ -15,7 +15,7 @@ use ndarray::IxDyn;
 
 use super::{CostCx, DealerMasks, SecureOp, ServerMasks, StepCx};
 use crate::kernels::Window;
-use crate::kernels::linear::window_ranges;
+use crate::kernels::linear::{self, window_ranges};
 use crate::protocol::compare::{deal_tournament, tournament, tournament_cost};
 use crate::protocol::{Cost, Dealer, Server};
 use crate::ring::RingTensor;
@@ -23,7 +23,7 @@ use crate::ring::RingTensor;
 /// Which input elements each output element is the maximum of.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Groups {
-    /// A pool's windows over an NHWC input of `shape`.
+    /// A pool's windows over an input of `shape` (in the window's layout).
     Pool { shape: Vec<usize>, window: Window },
     /// A reduction over `axes` of an input of `shape`.
     Reduce { shape: Vec<usize>, axes: Vec<usize> },
@@ -42,7 +42,7 @@ impl Groups {
         let mut sizes = BTreeMap::new();
         match self {
             Groups::Pool { shape, window } => {
-                let (n, h, wd, c) = (shape[0], shape[1], shape[2], shape[3]);
+                let Some([n, h, wd, c]) = window.layout.split(shape) else { return sizes };
                 let Some(g) = window.geometry([h, wd]) else { return sizes };
                 for oy in 0..g.out[0] {
                     for ox in 0..g.out[1] {
@@ -122,29 +122,10 @@ impl SecureOp for Tournament {
     }
 }
 
-/// For each output element of a pool (NHWC, row-major), the flat input indices its
-/// window covers, padding excluded.
+/// For each output element of a pool (row-major, in the window's layout), the
+/// flat input indices its window covers, padding excluded.
 pub fn pool_groups(shape: &[usize], w: &Window) -> Vec<Vec<usize>> {
-    let (n, h, wd, c) = (shape[0], shape[1], shape[2], shape[3]);
-    let g = w.geometry([h, wd]).expect("pool geometry checked at plan time");
-    let mut groups = Vec::with_capacity(n * g.out[0] * g.out[1] * c);
-    for b in 0..n {
-        for oy in 0..g.out[0] {
-            for ox in 0..g.out[1] {
-                let (ys, xs) = window_ranges(w, &g, [h, wd], [oy, ox]);
-                for ch in 0..c {
-                    let mut members = Vec::with_capacity(ys.len() * xs.len());
-                    for iy in ys.clone() {
-                        for ix in xs.clone() {
-                            members.push(((b * h + iy) * wd + ix) * c + ch);
-                        }
-                    }
-                    groups.push(members);
-                }
-            }
-        }
-    }
-    groups
+    linear::pool_windows(shape, w).expect("pool geometry checked at plan time")
 }
 
 /// For each element of a reduction's output (row-major, reduced axes removed), the
@@ -175,7 +156,7 @@ pub fn reduce_groups(shape: &[usize], axes: &[usize]) -> Vec<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::Padding;
+    use crate::kernels::{Layout, Padding};
 
     #[test]
     fn reduce_groups_follow_row_major_order() {
@@ -189,7 +170,8 @@ mod tests {
     /// these must be the sizes of the groups the servers build.
     #[test]
     fn group_sizes_without_building_are_the_built_groups_sizes() {
-        let same = Window { kernel: [3, 3], strides: [2, 2], dilations: [1, 1], padding: Padding::Same };
+        let same =
+            Window { kernel: [3, 3], strides: [2, 2], dilations: [1, 1], padding: Padding::Same, layout: Layout::Nhwc };
         for groups in [
             Groups::Pool { shape: vec![2, 7, 5, 3], window: same },
             Groups::Pool { shape: vec![1, 6, 6, 2], window: Window { padding: Padding::Valid, ..same } },

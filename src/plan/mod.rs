@@ -24,6 +24,7 @@ mod op;
 
 pub use op::{Op, broadcast_shape};
 
+use crate::kernels::Layout;
 use crate::tensor::fmt_shape;
 use std::collections::BTreeMap;
 
@@ -107,9 +108,9 @@ impl Value {
 /// One operation on private values.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Step {
-    /// The GraphDef node it came from, and that node's op type, for messages.
+    /// The model node it came from, and that node's op type, for messages.
     pub node: String,
-    pub tf_op: String,
+    pub op_type: String,
     pub op: Op,
     pub inputs: Vec<ValueId>,
     pub output: ValueId,
@@ -162,7 +163,7 @@ impl Plan {
         }
         let is_defined = |defined: &[bool], i: usize| defined.get(i).copied().unwrap_or(false);
         for (k, step) in self.steps.iter().enumerate() {
-            let at = || format!("step {k} ({} `{}`)", step.tf_op, step.node);
+            let at = || format!("step {k} ({} `{}`)", step.op_type, step.node);
             if step.inputs.iter().any(|&i| !is_defined(&defined, i)) {
                 return Err(format!("{} reads a value not defined before it", at()));
             }
@@ -170,6 +171,13 @@ impl Plan {
             else {
                 return Err(format!("{} writes a value that is not its own", at()));
             };
+            if let Op::Conv2D(w) | Op::AvgPool(w) | Op::MaxPool(w) = &step.op
+                && w.layout != Layout::Nhwc
+            {
+                // The secure runtime groups and counts pool windows in NHWC only;
+                // the frontends plan NCHW ops as NHWC between transposes.
+                return Err(format!("{}: layout {} is not supported in a plan yet (only NHWC)", at(), w.layout.name()));
+            }
             let shapes: Vec<&[usize]> =
                 step.inputs.iter().filter_map(|&i| self.values.get(i)).map(|v| v.shape.as_slice()).collect();
             match step.op.output_shape(&shapes) {
@@ -211,7 +219,7 @@ impl Plan {
                 step.op.name(),
                 ins.join(", "),
                 out,
-                step.tf_op,
+                step.op_type,
                 step.node
             ));
         }
@@ -240,7 +248,7 @@ mod tests {
                 value("x", input, Source::Input { placeholder: "x".into() }),
                 value("y", output, Source::Step(0)),
             ],
-            steps: vec![Step { node: "y".into(), tf_op: op.name().into(), op, inputs: vec![0], output: 1 }],
+            steps: vec![Step { node: "y".into(), op_type: op.name().into(), op, inputs: vec![0], output: 1 }],
             inputs: vec![0],
             output: 1,
             output_node: "y".into(),
@@ -275,7 +283,13 @@ mod tests {
     fn a_network_plan_whose_pool_window_overflows_the_padding_is_refused_not_wrapped() {
         // SAME padding needs (out − 1)·stride + kernel − input: over usize::MAX here,
         // wrapped to no padding at all.
-        let w = Window { kernel: [usize::MAX, 1], strides: [1, 1], dilations: [1, 1], padding: Padding::Same };
+        let w = Window {
+            kernel: [usize::MAX, 1],
+            strides: [1, 1],
+            dilations: [1, 1],
+            padding: Padding::Same,
+            layout: Layout::Nhwc,
+        };
         let plan = one_step(Op::MaxPool(w), &[1, 2, 2, 1], &[1, 2, 2, 1]);
         let err = plan.check_consistent().unwrap_err();
         assert!(err.contains("step 0 (MaxPool `y`)"), "{err}");
@@ -286,5 +300,38 @@ mod tests {
         let op = Op::Reshape(vec![3, 0xAAAA_AAAA_AAAA_AAAB]);
         let err = op.output_shape(&[&[1]]).unwrap_err();
         assert!(err.contains("Reshape"), "{err}");
+    }
+
+    #[test]
+    fn a_network_plan_with_an_nchw_window_op_is_refused_until_the_runtime_honours_layouts() {
+        let w = Window {
+            kernel: [2, 2],
+            strides: [2, 2],
+            dilations: [1, 1],
+            padding: Padding::Valid,
+            layout: Layout::Nchw,
+        };
+        let plan = one_step(Op::MaxPool(w), &[1, 3, 4, 4], &[1, 3, 2, 2]);
+        let err = plan.check_consistent().unwrap_err();
+        assert!(err.contains("step 0 (MaxPool `y`)") && err.contains("NCHW"), "{err}");
+        let plan = one_step(Op::MaxPool(Window { layout: Layout::Nhwc, ..w }), &[1, 4, 4, 3], &[1, 2, 2, 3]);
+        assert_eq!(plan.check_consistent(), Ok(()));
+    }
+
+    #[test]
+    fn a_network_plan_whose_pool_has_dilations_is_refused_not_run_past_its_input() {
+        // Pools have no dilations: the kernels ignore them, but the geometry
+        // padded for them, so a window began 5 rows before the input and ended
+        // 3 before it, and its row range wrapped to 0..2^64 (an index panic).
+        let w = Window {
+            kernel: [2, 1],
+            strides: [1, 1],
+            dilations: [10, 1],
+            padding: Padding::Same,
+            layout: Layout::Nhwc,
+        };
+        let plan = one_step(Op::AvgPool(w), &[1, 1, 1, 1], &[1, 1, 1, 1]);
+        let err = plan.check_consistent().unwrap_err();
+        assert!(err.contains("step 0 (AvgPool `y`)") && err.contains("dilations"), "{err}");
     }
 }

@@ -489,9 +489,9 @@ fn matmul_shape(a: &[usize], b: &[usize], ta: bool, tb: bool) -> ShapeResult {
 }
 
 fn conv2d_shape(x: &[usize], f: &[usize], w: &Window) -> ShapeResult {
-    let &[n, h, wd, c] = x else {
-        return Err(format!("input must be NHWC (rank 4), has shape {x:?}"));
-    };
+    let layout = w.layout;
+    let [n, h, wd, c] =
+        layout.split(x).ok_or_else(|| format!("input must be {} (rank 4), has shape {x:?}", layout.name()))?;
     let &[fh, fw, fc, out] = f else {
         return Err(format!("filter must be [height, width, in, out], has shape {f:?}"));
     };
@@ -500,19 +500,30 @@ fn conv2d_shape(x: &[usize], f: &[usize], w: &Window) -> ShapeResult {
     }
     let w = Window { kernel: [fh, fw], ..*w };
     let g = w.geometry([h, wd]).ok_or_else(|| format!("a {fh}x{fw} filter does not fit a {h}x{wd} input"))?;
-    Ok(vec![n, g.out[0], g.out[1], out])
+    Ok(layout.join([n, g.out[0], g.out[1], out]))
 }
 
 fn pool_shape(x: &[usize], w: &Window) -> ShapeResult {
-    let &[n, h, wd, c] = x else {
-        return Err(format!("input must be NHWC (rank 4), has shape {x:?}"));
-    };
+    let layout = w.layout;
+    let [n, h, wd, c] =
+        layout.split(x).ok_or_else(|| format!("input must be {} (rank 4), has shape {x:?}", layout.name()))?;
     let [kh, kw] = w.kernel;
+    // The pool kernels take no dilations; a geometry padded for them would put
+    // windows wholly before the input.
+    if w.dilations != [1, 1] {
+        return Err(format!("a pool has no dilations, this one has {:?}", w.dilations));
+    }
+    if let Padding::Explicit(pads) = w.padding
+        && pads.iter().zip(w.kernel).any(|(p, k)| p.iter().any(|&p| p >= k))
+    {
+        // A window wholly in the padding would pool nothing.
+        return Err(format!("paddings {pads:?} are not all smaller than the {kh}x{kw} window"));
+    }
     let g = w.geometry([h, wd]).ok_or_else(|| format!("a {kh}x{kw} window does not fit a {h}x{wd} input"))?;
     if w.padding == Padding::Same && g.out.contains(&0) {
         return Err("empty output".into());
     }
-    Ok(vec![n, g.out[0], g.out[1], c])
+    Ok(layout.join([n, g.out[0], g.out[1], c]))
 }
 
 fn reduce_shape(x: &[usize], axes: &[usize], keep_dims: bool) -> ShapeResult {
@@ -554,6 +565,7 @@ pub fn from_fn(shape: &[usize], f: impl Fn(usize) -> f32) -> ArrayD<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::Layout;
 
     #[test]
     fn broadcasting_follows_numpy() {
@@ -564,18 +576,53 @@ mod tests {
 
     #[test]
     fn conv_shape_error_names_channels() {
-        let w = Window { kernel: [3, 3], strides: [1, 1], dilations: [1, 1], padding: Padding::Valid };
+        let w = Window {
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            padding: Padding::Valid,
+            layout: Layout::Nhwc,
+        };
         let err = conv2d_shape(&[1, 8, 8, 8], &[3, 3, 16, 4], &w).unwrap_err();
         assert_eq!(err, "filter expects 16 input channels, input has 8");
     }
 
     #[test]
     fn avg_pool_divides_by_valid_count() {
-        let w = Window { kernel: [2, 2], strides: [2, 2], dilations: [1, 1], padding: Padding::Same };
+        let w =
+            Window { kernel: [2, 2], strides: [2, 2], dilations: [1, 1], padding: Padding::Same, layout: Layout::Nhwc };
         let x = Tensor::Float(from_fn(&[1, 3, 3, 1], |i| i as f32));
         let out = Op::AvgPool(w).eval(&[&x]).unwrap();
         let out = out.as_float().unwrap();
         // windows: {0,1,3,4} {2,5} {6,7} {8}
         assert_eq!(out.iter().copied().collect::<Vec<_>>(), vec![2.0, 3.5, 6.5, 8.0]);
+    }
+
+    #[test]
+    fn window_shapes_follow_the_layout_and_explicit_pads() {
+        let nhwc = Window {
+            kernel: [3, 3],
+            strides: [2, 1],
+            dilations: [1, 1],
+            padding: Padding::Valid,
+            layout: Layout::Nhwc,
+        };
+        let nchw = Window { layout: Layout::Nchw, ..nhwc };
+        assert_eq!(conv2d_shape(&[2, 9, 8, 3], &[3, 3, 3, 5], &nhwc), Ok(vec![2, 4, 6, 5]));
+        assert_eq!(conv2d_shape(&[2, 3, 9, 8], &[3, 3, 3, 5], &nchw), Ok(vec![2, 5, 4, 6]));
+        assert_eq!(pool_shape(&[2, 9, 8, 3], &nhwc), Ok(vec![2, 4, 6, 3]));
+        assert_eq!(pool_shape(&[2, 3, 9, 8], &nchw), Ok(vec![2, 3, 4, 6]));
+        // NCHW channels are axis 1: this NHWC-shaped input has 9 of them, not 3.
+        assert_eq!(
+            conv2d_shape(&[2, 9, 8, 3], &[3, 3, 3, 5], &nchw),
+            Err("filter expects 3 input channels, input has 9".into())
+        );
+        // Explicit pads: the padded input, then VALID.
+        let explicit = Window { padding: Padding::Explicit([[1, 2], [0, 1]]), ..nhwc };
+        assert_eq!(pool_shape(&[2, 9, 8, 3], &explicit), pool_shape(&[2, 12, 9, 3], &nhwc));
+        assert_eq!(conv2d_shape(&[2, 9, 8, 3], &[3, 3, 3, 5], &explicit), Ok(vec![2, 5, 7, 5]));
+        // A pool window wholly in the padding would pool nothing.
+        let beyond = Window { padding: Padding::Explicit([[3, 0], [0, 0]]), ..nhwc };
+        assert!(pool_shape(&[2, 9, 8, 3], &beyond).unwrap_err().contains("not all smaller"));
     }
 }

@@ -64,7 +64,8 @@ use crate::transport::{Party, tls::check_peer};
 /// releases before versioning, whose hellos carry no version. Never change
 /// [`Version`], the names `Hello` and `Ready` or [`Control::Refused`]: they are
 /// how parties of different formats recognise and refuse each other.
-/// 2: sessions carry the lowered secure program instead of the plan.
+/// 2: sessions carry the lowered secure program instead of the plan (whose steps
+/// carry `op_type` and windows a `layout`).
 pub const WIRE_VERSION: u32 = 2;
 
 /// The wire format and the release a party speaks.
@@ -480,7 +481,7 @@ mod tests {
             |name: &str, source| Value { name: name.into(), shape: vec![1, 2], vtype: ValueType::Float, source };
         Plan {
             values: vec![value("x", Source::Input { placeholder: "x".into() }), value("y", Source::Step(0))],
-            steps: vec![Step { node: "y".into(), tf_op: "Relu".into(), op: Op::Relu, inputs: vec![0], output: 1 }],
+            steps: vec![Step { node: "y".into(), op_type: "Relu".into(), op: Op::Relu, inputs: vec![0], output: 1 }],
             inputs: vec![0],
             output: 1,
             output_node: "y".into(),

@@ -17,9 +17,9 @@ use ndarray::ArrayD;
 use prost::Message;
 
 use super::Model;
-use crate::tfpb::tensorflow::attr_value::Value;
-use crate::tfpb::tensorflow::tensor_shape_proto::Dim;
-use crate::tfpb::{AttrValue, DataType, GraphDef, NodeDef, TensorProto, TensorShapeProto};
+use crate::frontend::tf::proto::tensorflow::attr_value::Value;
+use crate::frontend::tf::proto::tensorflow::tensor_shape_proto::Dim;
+use crate::frontend::tf::proto::{AttrValue, DataType, GraphDef, NodeDef, TensorProto, TensorShapeProto};
 
 /// The names of the exported graph's input and output nodes.
 pub const INPUT: &str = "features";

@@ -3,33 +3,34 @@
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
+use super::super::Node;
 use super::{expect_inputs, known_pairs, known_scalar, known_sizes, resolve_axis};
 use crate::error::Error;
-use crate::import::{Ctx, Slot};
+use crate::frontend::tf::proto::{DataType, NodeExt};
+use crate::frontend::{Builder, Slot};
 use crate::kernels::layout::AxisSlice;
 use crate::plan::Op;
 use crate::tensor::Tensor;
-use crate::tfpb::{DataType, NodeDef, NodeExt};
 
-pub fn constant(_: &mut Ctx, node: &NodeDef, _: &[Slot]) -> Result<Vec<Slot>> {
-    Ok(vec![Ctx::known(node, node.get_attr_tensor("value")?)])
+pub fn constant(_: &mut Builder, node: &Node<'_>, _: &[Slot]) -> Result<Vec<Slot>> {
+    Ok(vec![Builder::known(&node.origin, node.get_attr_tensor("value")?)])
 }
 
 /// Reached only for a placeholder that nothing feeds; `build_plan` has already
 /// reported those, so this is a safety net.
-pub fn placeholder(_: &mut Ctx, node: &NodeDef, _: &[Slot]) -> Result<Vec<Slot>> {
+pub fn placeholder(_: &mut Builder, node: &Node<'_>, _: &[Slot]) -> Result<Vec<Slot>> {
     Err(Error::bad_input(format!("no input for placeholder `{}`", node.name)))
 }
 
-pub fn identity(_: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn identity(_: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     Ok(vec![expect_inputs::<1>(node, ins)?[0].clone()])
 }
 
-pub fn identity_n(_: &mut Ctx, _: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn identity_n(_: &mut Builder, _: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     Ok(ins.to_vec())
 }
 
-pub fn no_op(_: &mut Ctx, _: &NodeDef, _: &[Slot]) -> Result<Vec<Slot>> {
+pub fn no_op(_: &mut Builder, _: &Node<'_>, _: &[Slot]) -> Result<Vec<Slot>> {
     Ok(vec![])
 }
 
@@ -42,24 +43,24 @@ fn int_scalar(value: i64) -> Tensor {
 }
 
 /// Shapes are static in a plan, so `Shape` of anything, private or not, is public.
-pub fn shape(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn shape(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<1>(node, ins)?;
     let dims = ctx.shape(&ins[0]).into_iter().map(|d| d as i64).collect();
-    Ok(vec![Ctx::known(node, int_vector(dims))])
+    Ok(vec![Builder::known(&node.origin, int_vector(dims))])
 }
 
-pub fn size(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn size(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<1>(node, ins)?;
-    Ok(vec![Ctx::known(node, int_scalar(ctx.shape(&ins[0]).iter().product::<usize>() as i64))])
+    Ok(vec![Builder::known(&node.origin, int_scalar(ctx.shape(&ins[0]).iter().product::<usize>() as i64))])
 }
 
-pub fn rank(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn rank(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<1>(node, ins)?;
-    Ok(vec![Ctx::known(node, int_scalar(ctx.shape(&ins[0]).len() as i64))])
+    Ok(vec![Builder::known(&node.origin, int_scalar(ctx.shape(&ins[0]).len() as i64))])
 }
 
 /// Resolve a Reshape target: at most one -1, inferred from the element count.
-fn reshape_target(node: &NodeDef, from: &[usize], target: &[i64]) -> Result<Vec<usize>> {
+fn reshape_target(node: &Node<'_>, from: &[usize], target: &[i64]) -> Result<Vec<usize>> {
     let total: usize = from.iter().product();
     let fail =
         |why: String| Error::unsupported(format!("{}: cannot reshape {from:?} to {target:?}: {why}", node.describe()));
@@ -86,7 +87,7 @@ fn reshape_target(node: &NodeDef, from: &[usize], target: &[i64]) -> Result<Vec<
             return Err(fail(format!("{total} values do not divide into {known}")));
         }
         if let Some(d) = dims.get_mut(i) {
-            *d = total / known;
+            *d = total.checked_div(known).unwrap_or(0);
         }
     } else if known != total {
         return Err(fail(format!("{total} values, the target holds {known}")));
@@ -94,14 +95,14 @@ fn reshape_target(node: &NodeDef, from: &[usize], target: &[i64]) -> Result<Vec<
     Ok(dims)
 }
 
-pub fn reshape(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn reshape(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<2>(node, ins)?;
-    let target = ctx.known_ints(node, &ins[1], "the target shape")?;
+    let target = ctx.known_ints(&node.origin, &ins[1], "the target shape")?;
     let dims = reshape_target(node, &ctx.shape(&ins[0]), &target)?;
-    Ok(vec![ctx.apply(node, Op::Reshape(dims), &ins[..1])?])
+    Ok(vec![ctx.apply(&node.origin, Op::Reshape(dims), &ins[..1])?])
 }
 
-pub fn squeeze(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn squeeze(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<1>(node, ins)?;
     let shape = ctx.shape(&ins[0]);
     let listed = match node.get_attr_opt_ints("squeeze_dims")? {
@@ -122,25 +123,25 @@ pub fn squeeze(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>>
         .filter(|&(i, &d)| if axes.is_empty() { d != 1 } else { !axes.contains(&i) })
         .map(|(_, &d)| d)
         .collect();
-    Ok(vec![ctx.apply(node, Op::Reshape(dims), ins)?])
+    Ok(vec![ctx.apply(&node.origin, Op::Reshape(dims), ins)?])
 }
 
-pub fn expand_dims(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn expand_dims(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<2>(node, ins)?;
     let mut shape = ctx.shape(&ins[0]);
-    let axis = resolve_axis(node, known_scalar(ctx, node, &ins[1], "the axis")?, shape.len() + 1)?;
+    let axis = resolve_axis(node, known_scalar(ctx, node, &ins[1], "the axis")?, shape.len().saturating_add(1))?;
     shape.insert(axis, 1);
-    Ok(vec![ctx.apply(node, Op::Reshape(shape), &ins[..1])?])
+    Ok(vec![ctx.apply(&node.origin, Op::Reshape(shape), &ins[..1])?])
 }
 
-pub fn transpose(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn transpose(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<2>(node, ins)?;
     let perm = known_sizes(ctx, node, &ins[1], "the permutation")?;
-    Ok(vec![ctx.apply(node, Op::Transpose(perm), &ins[..1])?])
+    Ok(vec![ctx.apply(&node.origin, Op::Transpose(perm), &ins[..1])?])
 }
 
 /// Pad and PadV2 with a zero constant value (the only value that pads shares locally).
-pub fn pad(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn pad(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let [x, paddings] = if node.op == "PadV2" {
         let [x, paddings, constant] = expect_inputs::<3>(node, ins)?;
         let value = match constant {
@@ -160,37 +161,37 @@ pub fn pad(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     };
     let rank = ctx.shape(x).len();
     let pads = known_pairs(ctx, node, paddings, "the paddings", rank)?;
-    Ok(vec![ctx.apply(node, Op::Pad(pads), std::slice::from_ref(x))?])
+    Ok(vec![ctx.apply(&node.origin, Op::Pad(pads), std::slice::from_ref(x))?])
 }
 
-fn concat(ctx: &mut Ctx, node: &NodeDef, values: &[Slot], axis: &Slot) -> Result<Vec<Slot>> {
+fn concat(ctx: &mut Builder, node: &Node<'_>, values: &[Slot], axis: &Slot) -> Result<Vec<Slot>> {
     if values.is_empty() {
         return Err(Error::invalid_model(format!("{}: nothing to concatenate", node.describe())));
     }
     let rank = values.first().map_or(0, |v| ctx.shape(v).len());
     let axis = resolve_axis(node, known_scalar(ctx, node, axis, "the axis")?, rank)?;
-    Ok(vec![ctx.apply(node, Op::Concat { axis }, values)?])
+    Ok(vec![ctx.apply(&node.origin, Op::Concat { axis }, values)?])
 }
 
-pub fn concat_v2(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn concat_v2(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let (axis, values) =
         ins.split_last().ok_or_else(|| Error::invalid_model(format!("{}: no inputs", node.describe())))?;
     concat(ctx, node, values, axis)
 }
 
-pub fn concat_v1(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn concat_v1(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let (axis, values) =
         ins.split_first().ok_or_else(|| Error::invalid_model(format!("{}: no inputs", node.describe())))?;
     concat(ctx, node, values, axis)
 }
 
 /// `tf.stack`: each input gains a size-1 axis, then they are concatenated along it.
-pub fn pack(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn pack(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let Some(first) = ins.first() else {
         return Err(Error::invalid_model(format!("{}: nothing to stack", node.describe())));
     };
     let rank = ctx.shape(first).len();
-    let axis = resolve_axis(node, node.get_attr_opt_int("axis")?.unwrap_or(0), rank + 1)?;
+    let axis = resolve_axis(node, node.get_attr_opt_int("axis")?.unwrap_or(0), rank.saturating_add(1))?;
     let mut expanded = Vec::with_capacity(ins.len());
     for slot in ins {
         let mut shape = ctx.shape(slot);
@@ -202,16 +203,16 @@ pub fn pack(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
             )));
         }
         shape.insert(axis, 1);
-        expanded.push(ctx.apply(node, Op::Reshape(shape), std::slice::from_ref(slot))?);
+        expanded.push(ctx.apply(&node.origin, Op::Reshape(shape), std::slice::from_ref(slot))?);
     }
-    Ok(vec![ctx.apply(node, Op::Concat { axis }, &expanded)?])
+    Ok(vec![ctx.apply(&node.origin, Op::Concat { axis }, &expanded)?])
 }
 
-pub fn slice(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn slice(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<3>(node, ins)?;
     let shape = ctx.shape(&ins[0]);
-    let begin = ctx.known_ints(node, &ins[1], "begin")?;
-    let size = ctx.known_ints(node, &ins[2], "size")?;
+    let begin = ctx.known_ints(&node.origin, &ins[1], "begin")?;
+    let size = ctx.known_ints(&node.origin, &ins[2], "size")?;
     if begin.len() != shape.len() || size.len() != shape.len() {
         return Err(Error::unsupported(format!(
             "{}: begin and size must have {} values",
@@ -231,7 +232,7 @@ pub fn slice(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
         axes.push(AxisSlice { start: b as usize, step: 1, count: count as usize });
     }
     let out: Vec<usize> = axes.iter().map(|a| a.count).collect();
-    Ok(vec![ctx.apply(node, Op::StridedSlice { axes, shape: out }, &ins[..1])?])
+    Ok(vec![ctx.apply(&node.origin, Op::StridedSlice { axes, shape: out }, &ins[..1])?])
 }
 
 /// The masks of a StridedSlice node, one bit per entry of `begin`.
@@ -241,6 +242,11 @@ struct Masks {
     ellipsis: i64,
     new_axis: i64,
     shrink: i64,
+}
+
+/// `ceil(a / b)` for positive `a` and `b`.
+fn ceil_div(a: i64, b: i64) -> Option<i64> {
+    a.checked_add(b.checked_sub(1)?)?.checked_div(b)
 }
 
 /// TensorFlow's StridedSlice semantics, resolved against a static shape: one
@@ -275,9 +281,9 @@ fn strided_slice_spec(
     };
     for (i, ((&begin_i, &end_i), &stride)) in begin.iter().zip(end).zip(strides).enumerate() {
         if bit(m.ellipsis, i) {
-            for _ in 0..shape.len() - consuming {
+            for _ in 0..shape.len().saturating_sub(consuming) {
                 full(dim, &mut axes, &mut out);
-                dim += 1;
+                dim = dim.saturating_add(1);
             }
             continue;
         }
@@ -298,35 +304,37 @@ fn strided_slice_spec(
                 return Err(format!("index {begin_i} is out of range for axis {dim} of size {size}"));
             }
             axes.push(AxisSlice { start: b as usize, step: 1, count: 1 });
-            dim += 1;
+            dim = dim.saturating_add(1);
             continue;
         }
-        let (lo, hi) = if stride > 0 { (0, size) } else { (-1, size - 1) };
+        let (lo, hi) = if stride > 0 { (0, size) } else { (-1, size.saturating_sub(1)) };
         let b = if bit(m.begin, i) { if stride > 0 { lo } else { hi } } else { norm(begin_i).clamp(lo, hi) };
         let e = if bit(m.end, i) { if stride > 0 { hi } else { lo } } else { norm(end_i).clamp(lo, hi) };
-        let count = if stride > 0 {
-            if e > b { (e - b + stride - 1) / stride } else { 0 }
-        } else if b > e {
-            (b - e - stride - 1) / -stride
+        // ceil(span / |stride|) elements, for a positive span.
+        let count = if stride > 0 && e > b {
+            e.checked_sub(b).and_then(|span| ceil_div(span, stride))
+        } else if stride < 0 && b > e {
+            b.checked_sub(e).and_then(|span| ceil_div(span, stride.checked_neg()?))
         } else {
-            0
-        };
+            Some(0)
+        }
+        .ok_or_else(|| format!("axis {dim} of size {size} with stride {stride} is too large"))?;
         axes.push(AxisSlice {
             start: if count > 0 { b as usize } else { 0 },
             step: stride as isize,
             count: count as usize,
         });
         out.push(count as usize);
-        dim += 1;
+        dim = dim.saturating_add(1);
     }
     while dim < shape.len() {
         full(dim, &mut axes, &mut out);
-        dim += 1;
+        dim = dim.saturating_add(1);
     }
     Ok((axes, out))
 }
 
-pub fn strided_slice(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn strided_slice(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<4>(node, ins)?;
     let masks = Masks {
         begin: node.get_attr_opt_int("begin_mask")?.unwrap_or(0),
@@ -335,16 +343,16 @@ pub fn strided_slice(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<
         new_axis: node.get_attr_opt_int("new_axis_mask")?.unwrap_or(0),
         shrink: node.get_attr_opt_int("shrink_axis_mask")?.unwrap_or(0),
     };
-    let begin = ctx.known_ints(node, &ins[1], "begin")?;
-    let end = ctx.known_ints(node, &ins[2], "end")?;
-    let strides = ctx.known_ints(node, &ins[3], "strides")?;
+    let begin = ctx.known_ints(&node.origin, &ins[1], "begin")?;
+    let end = ctx.known_ints(&node.origin, &ins[2], "end")?;
+    let strides = ctx.known_ints(&node.origin, &ins[3], "strides")?;
     let (axes, shape) = strided_slice_spec(&ctx.shape(&ins[0]), &begin, &end, &strides, &masks)
         .map_err(|e| Error::unsupported(format!("{}: {e}", node.describe())))?;
-    Ok(vec![ctx.apply(node, Op::StridedSlice { axes, shape }, &ins[..1])?])
+    Ok(vec![ctx.apply(&node.origin, Op::StridedSlice { axes, shape }, &ins[..1])?])
 }
 
 /// Cut `value` along `axis` into pieces of the given sizes.
-fn split_into(ctx: &mut Ctx, node: &NodeDef, value: &Slot, axis: usize, sizes: &[usize]) -> Result<Vec<Slot>> {
+fn split_into(ctx: &mut Builder, node: &Node<'_>, value: &Slot, axis: usize, sizes: &[usize]) -> Result<Vec<Slot>> {
     let shape = ctx.shape(value);
     let mut start = 0;
     let mut outs = Vec::with_capacity(sizes.len());
@@ -364,33 +372,38 @@ fn split_into(ctx: &mut Ctx, node: &NodeDef, value: &Slot, axis: usize, sizes: &
         if let Some(d) = out.get_mut(axis) {
             *d = size;
         }
-        outs.push(ctx.apply(node, Op::StridedSlice { axes, shape: out }, std::slice::from_ref(value))?);
-        start += size;
+        outs.push(ctx.apply(&node.origin, Op::StridedSlice { axes, shape: out }, std::slice::from_ref(value))?);
+        start = start
+            .checked_add(size)
+            .ok_or_else(|| Error::unsupported(format!("{}: split sizes {sizes:?} are too large", node.describe())))?;
     }
     Ok(outs)
 }
 
-pub fn split(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn split(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<2>(node, ins)?;
     let shape = ctx.shape(&ins[1]);
     let axis = resolve_axis(node, known_scalar(ctx, node, &ins[0], "the axis")?, shape.len())?;
     let n = node.get_attr_int("num_split")?;
     let along = shape.get(axis).copied().unwrap_or(0);
-    if n <= 0 || !along.is_multiple_of(n as usize) {
+    // An empty axis divides into any number of pieces: one is enough, and the
+    // count bounds the work (and the list of sizes) by the axis.
+    let pieces = usize::try_from(n).ok().filter(|&n| n > 0 && n <= along.max(1) && along.is_multiple_of(n));
+    let Some(n) = pieces else {
         return Err(Error::unsupported(format!(
             "{}: axis {axis} of {shape:?} does not split into {n}",
             node.describe()
         )));
-    }
-    let sizes = vec![along / n as usize; n as usize];
+    };
+    let sizes = vec![along.checked_div(n).unwrap_or(0); n];
     split_into(ctx, node, &ins[1], axis, &sizes)
 }
 
-pub fn split_v(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn split_v(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<3>(node, ins)?;
     let shape = ctx.shape(&ins[0]);
     let axis = resolve_axis(node, known_scalar(ctx, node, &ins[2], "the axis")?, shape.len())?;
-    let requested = ctx.known_ints(node, &ins[1], "the split sizes")?;
+    let requested = ctx.known_ints(&node.origin, &ins[1], "the split sizes")?;
     let fail = || {
         Error::unsupported(format!("{}: sizes {requested:?} do not split axis {axis} of {shape:?}", node.describe()))
     };
@@ -402,18 +415,18 @@ pub fn split_v(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>>
         return Err(fail());
     }
     let sizes: Vec<usize> =
-        requested.iter().map(|&s| if s == -1 { along - known as usize } else { s as usize }).collect();
+        requested.iter().map(|&s| if s == -1 { along.saturating_sub(known as usize) } else { s as usize }).collect();
     if sizes.iter().sum::<usize>() != along {
         return Err(fail());
     }
     split_into(ctx, node, &ins[0], axis, &sizes)
 }
 
-fn gather(ctx: &mut Ctx, node: &NodeDef, params: &Slot, indices: &Slot, axis: i64) -> Result<Vec<Slot>> {
+fn gather(ctx: &mut Builder, node: &Node<'_>, params: &Slot, indices: &Slot, axis: i64) -> Result<Vec<Slot>> {
     let shape = ctx.shape(params);
     let axis = resolve_axis(node, axis, shape.len())?;
     let idx_shape = ctx.shape(indices);
-    let raw = ctx.known_ints(node, indices, "the indices")?;
+    let raw = ctx.known_ints(&node.origin, indices, "the indices")?;
     let idx = raw
         .iter()
         .map(|&i| usize::try_from(i).ok().filter(|&i| shape.get(axis).is_some_and(|&d| i < d)))
@@ -426,10 +439,10 @@ fn gather(ctx: &mut Ctx, node: &NodeDef, params: &Slot, indices: &Slot, axis: i6
         })?;
     let indices = ArrayD::from_shape_vec(IxDyn(&idx_shape), idx)
         .map_err(|e| Error::invalid_model(format!("{}: indices: {e}", node.describe())))?;
-    Ok(vec![ctx.apply(node, Op::Gather { axis, indices }, std::slice::from_ref(params))?])
+    Ok(vec![ctx.apply(&node.origin, Op::Gather { axis, indices }, std::slice::from_ref(params))?])
 }
 
-pub fn gather_v2(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn gather_v2(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<3>(node, ins)?;
     if node.get_attr_opt_int("batch_dims")?.unwrap_or(0) != 0 {
         return Err(Error::unsupported(format!("{}: batch_dims other than 0 is not supported", node.describe())));
@@ -438,12 +451,12 @@ pub fn gather_v2(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot
     gather(ctx, node, &ins[0], &ins[1], axis)
 }
 
-pub fn gather_v1(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn gather_v1(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<2>(node, ins)?;
     gather(ctx, node, &ins[0], &ins[1], 0)
 }
 
-pub fn cast(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn cast(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<1>(node, ins)?;
     let op = match node.get_attr_type("DstT")? {
         Some(DataType::DtFloat | DataType::DtDouble) => Op::CastToFloat,
@@ -459,7 +472,7 @@ pub fn cast(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
             return Err(Error::unsupported(format!(
                 "{}: cast to {} is not supported",
                 node.describe(),
-                other.map(crate::tfpb::dtype_name).unwrap_or("an unknown dtype")
+                other.map(crate::frontend::tf::proto::dtype_name).unwrap_or("an unknown dtype")
             )));
         }
     };
@@ -467,21 +480,21 @@ pub fn cast(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
     if op == Op::CastToFloat && matches!(ins[0], Slot::Value(_)) {
         return Ok(vec![ins[0].clone()]);
     }
-    Ok(vec![ctx.apply(node, op, ins)?])
+    Ok(vec![ctx.apply(&node.origin, op, ins)?])
 }
 
-pub fn space_to_batch_nd(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn space_to_batch_nd(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<3>(node, ins)?;
     let block = known_sizes(ctx, node, &ins[1], "the block shape")?;
     let pads = known_pairs(ctx, node, &ins[2], "the paddings", block.len())?;
-    Ok(vec![ctx.apply(node, Op::SpaceToBatch { block, pads }, &ins[..1])?])
+    Ok(vec![ctx.apply(&node.origin, Op::SpaceToBatch { block, pads }, &ins[..1])?])
 }
 
-pub fn batch_to_space_nd(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn batch_to_space_nd(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<3>(node, ins)?;
     let block = known_sizes(ctx, node, &ins[1], "the block shape")?;
     let crops = known_pairs(ctx, node, &ins[2], "the crops", block.len())?;
-    Ok(vec![ctx.apply(node, Op::BatchToSpace { block, crops }, &ins[..1])?])
+    Ok(vec![ctx.apply(&node.origin, Op::BatchToSpace { block, crops }, &ins[..1])?])
 }
 
 #[cfg(test)]

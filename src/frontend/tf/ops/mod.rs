@@ -1,7 +1,7 @@
 //! The table of TensorFlow ops tfe-run imports: op type → builder.
 //!
 //! A builder reads the node's attributes and its known (public) inputs, and turns
-//! the node into [`Op`](crate::plan::Op)s through [`Ctx::apply`], which folds or
+//! the node into [`Op`](crate::plan::Op)s through [`Builder::apply`](crate::frontend::Builder::apply), which folds or
 //! plans. One module per op family.
 
 mod array;
@@ -10,14 +10,15 @@ mod nn;
 
 use anyhow::Result;
 
-use super::{Ctx, Slot};
+use super::Node;
 use crate::error::Error;
-use crate::tfpb::{NodeDef, NodeExt};
+use crate::frontend::tf::proto::NodeExt;
+use crate::frontend::{Builder, Slot};
 
-type Builder = fn(&mut Ctx, &NodeDef, &[Slot]) -> Result<Vec<Slot>>;
+type OpBuilder = fn(&mut Builder, &Node<'_>, &[Slot]) -> Result<Vec<Slot>>;
 
 /// Every op type the importer knows, with its builder.
-const TABLE: &[(&str, Builder)] = &[
+const TABLE: &[(&str, OpBuilder)] = &[
     // array
     ("Const", array::constant),
     ("Placeholder", array::placeholder),
@@ -97,7 +98,7 @@ pub fn is_supported(op: &str) -> bool {
     TABLE.iter().any(|(name, _)| *name == op)
 }
 
-pub fn build(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
+pub fn build(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let (_, builder) = TABLE
         .iter()
         .find(|(name, _)| *name == node.op)
@@ -106,23 +107,23 @@ pub fn build(ctx: &mut Ctx, node: &NodeDef, ins: &[Slot]) -> Result<Vec<Slot>> {
 }
 
 /// The inputs a builder expects: exactly `n` of them, or an error naming the node.
-fn expect_inputs<'a, const N: usize>(node: &NodeDef, ins: &'a [Slot]) -> Result<&'a [Slot; N]> {
+fn expect_inputs<'a, const N: usize>(node: &Node<'_>, ins: &'a [Slot]) -> Result<&'a [Slot; N]> {
     ins.try_into()
         .map_err(|_| Error::invalid_model(format!("{}: expects {N} data input(s), has {}", node.describe(), ins.len())))
 }
 
 /// A possibly negative axis, resolved against `rank` (TensorFlow's convention).
-fn resolve_axis(node: &NodeDef, axis: i64, rank: usize) -> Result<usize> {
+fn resolve_axis(node: &Node<'_>, axis: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
-    if axis < -r || axis >= r {
+    if axis < r.saturating_neg() || axis >= r {
         return Err(Error::unsupported(format!("{}: axis {axis} is out of range for rank {rank}", node.describe())));
     }
-    Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
+    Ok(if axis < 0 { axis.saturating_add(r) as usize } else { axis as usize })
 }
 
 /// A single known integer (a scalar or a one-element vector).
-fn known_scalar(ctx: &Ctx, node: &NodeDef, slot: &Slot, what: &str) -> Result<i64> {
-    match ctx.known_ints(node, slot, what)?.as_slice() {
+fn known_scalar(ctx: &Builder, node: &Node<'_>, slot: &Slot, what: &str) -> Result<i64> {
+    match ctx.known_ints(&node.origin, slot, what)?.as_slice() {
         [v] => Ok(*v),
         other => Err(Error::invalid_model(format!(
             "{}: {what} must be a single integer, has {} values",
@@ -133,8 +134,8 @@ fn known_scalar(ctx: &Ctx, node: &NodeDef, slot: &Slot, what: &str) -> Result<i6
 }
 
 /// Non-negative integers, e.g. block sizes and paddings.
-fn known_sizes(ctx: &Ctx, node: &NodeDef, slot: &Slot, what: &str) -> Result<Vec<usize>> {
-    ctx.known_ints(node, slot, what)?
+fn known_sizes(ctx: &Builder, node: &Node<'_>, slot: &Slot, what: &str) -> Result<Vec<usize>> {
+    ctx.known_ints(&node.origin, slot, what)?
         .into_iter()
         .map(|v| {
             usize::try_from(v).map_err(|_| Error::unsupported(format!("{}: {what} contains {v}", node.describe())))
@@ -143,9 +144,9 @@ fn known_sizes(ctx: &Ctx, node: &NodeDef, slot: &Slot, what: &str) -> Result<Vec
 }
 
 /// An `[n, 2]` integer tensor of (before, after) pairs.
-fn known_pairs(ctx: &Ctx, node: &NodeDef, slot: &Slot, what: &str, n: usize) -> Result<Vec<[usize; 2]>> {
+fn known_pairs(ctx: &Builder, node: &Node<'_>, slot: &Slot, what: &str, n: usize) -> Result<Vec<[usize; 2]>> {
     let v = known_sizes(ctx, node, slot, what)?;
-    if v.len() != 2 * n {
+    if n.checked_mul(2) != Some(v.len()) {
         return Err(Error::unsupported(format!(
             "{}: {what} must have shape [{n}, 2], has {} values",
             node.describe(),

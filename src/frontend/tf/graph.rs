@@ -16,13 +16,12 @@
 )]
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use prost::Message;
 
+use super::proto::{GraphDef, NodeDef};
 use crate::error::Error;
-use crate::tfpb::{GraphDef, NodeDef};
 
 /// A data input of a node: output `slot` of node `node` (an index into `nodes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,13 +71,6 @@ pub struct Graph {
 }
 
 impl Graph {
-    /// Read and decode a `.pb` file.
-    pub fn load(path: &Path) -> Result<Graph> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::bad_input(format!("cannot read model `{}`: {e}", path.display())))?;
-        Graph::decode(&bytes).with_context(|| format!("model `{}`", path.display()))
-    }
-
     pub fn decode(bytes: &[u8]) -> Result<Graph> {
         let graph = GraphDef::decode(bytes)
             .map_err(|e| Error::invalid_model(format!("not a TensorFlow GraphDef (protobuf decoding failed: {e})")))?;
@@ -263,8 +255,8 @@ fn topological_order(nodes: &[NodeDef], inputs: &[Vec<InputRef>], controls: &[Ve
 
 #[cfg(test)]
 mod tests {
+    use super::super::proto::build::*;
     use super::*;
-    use crate::tfpb::build::*;
 
     #[test]
     fn parses_input_names() {

@@ -1,0 +1,290 @@
+//! Frontends: from a model file to a [`Plan`], one module per format.
+//!
+//! This is the boundary. A format decodes its file, picks the output and walks
+//! its graph in topological order, handing each node to the [`Builder`] as
+//! format-neutral op requests: an [`Origin`] naming the source node (for
+//! messages only), the plan [`Op`](crate::plan::Op) and the input [`Slot`]s. The
+//! builder folds, checks shapes and creates values and steps; it knows no format.
+//! Past this module, nothing knows which format a model came from.
+//!
+//! [`load`] is the one way every command loads a model: file → decoded graph →
+//! output → [`Report`] → feeds → plan.
+
+// Reads models from others: nothing here may panic or overflow on what a model says.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
+pub mod builder;
+pub mod tf;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+
+pub use builder::{Builder, Known, Slot};
+
+use crate::error::Error;
+use crate::plan::Plan;
+
+/// Constants larger than this many elements are refused: a few bytes of a hostile
+/// file can declare a splatted constant of any size, and folding broadcasts.
+pub const MAX_CONST_ELEMENTS: usize = 1 << 28;
+
+/// A dimension of a declared shape: known, or unknown (e.g. a dynamic batch).
+pub type Dim = Option<usize>;
+
+/// The source node of an op request, for messages: `Conv2D `conv1/Conv2D``.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub node: String,
+    pub op_type: String,
+}
+
+impl Origin {
+    pub fn new(node: impl Into<String>, op_type: impl Into<String>) -> Origin {
+        Origin { node: node.into(), op_type: op_type.into() }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} `{}`", self.op_type, self.node)
+    }
+}
+
+/// An input placeholder, as declared in the model.
+#[derive(Debug, Clone)]
+pub struct Placeholder {
+    pub name: String,
+    /// The element type's usual name (`float32`), when the model declares one.
+    pub dtype: Option<&'static str>,
+    /// Is the declared element type one tfe-run feeds (floats, computed as f32)?
+    pub float: bool,
+    /// `None` when the rank is unknown; `None` dims are unknown (e.g. the batch).
+    pub shape: Option<Vec<Dim>>,
+    /// A placeholder with a default value need not be fed.
+    pub has_default: bool,
+}
+
+impl Placeholder {
+    pub fn dtype_name(&self) -> &'static str {
+        self.dtype.unwrap_or("unknown")
+    }
+
+    /// `[?, 28, 28, 1]`, `<unknown rank>`.
+    pub fn shape_text(&self) -> String {
+        match &self.shape {
+            None => "<unknown rank>".into(),
+            Some(dims) => {
+                let d: Vec<String> = dims.iter().map(|d| d.map_or("?".into(), |n| n.to_string())).collect();
+                format!("[{}]", d.join(", "))
+            }
+        }
+    }
+
+    /// Does a concrete input shape fit the declared one?
+    pub fn accepts(&self, shape: &[usize]) -> bool {
+        match &self.shape {
+            None => true,
+            Some(dims) => dims.len() == shape.len() && dims.iter().zip(shape).all(|(d, &s)| d.is_none_or(|d| d == s)),
+        }
+    }
+}
+
+/// What is fed to a placeholder: the shape of the data, and where it came from
+/// (a file name, for messages).
+#[derive(Debug, Clone)]
+pub struct Feed {
+    pub shape: Vec<usize>,
+    pub source: String,
+}
+
+/// How often an op type occurs among the nodes the output uses, and whether
+/// tfe-run imports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpCount {
+    pub op_type: String,
+    pub count: usize,
+    pub supported: bool,
+}
+
+/// What a model takes, gives and uses (what `inspect` prints), before any plan.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Nodes in the model, and how many of them the output depends on.
+    pub nodes: usize,
+    pub nodes_used: usize,
+    /// The output node.
+    pub output: String,
+    /// The placeholders the output depends on, in graph order.
+    pub placeholders: Vec<Placeholder>,
+    /// The names of every placeholder of the model, used or not.
+    pub all_placeholders: Vec<String>,
+    /// Op types the output uses, sorted by name.
+    pub ops: Vec<OpCount>,
+    /// Every node the output uses whose op tfe-run does not import, in graph order.
+    pub unsupported: Vec<Origin>,
+    /// Parameters as Keras counts them: elements of every float constant the output uses.
+    pub parameters: usize,
+}
+
+impl Report {
+    /// Every unsupported op of the model, as one error.
+    pub fn check_supported(&self) -> Result<()> {
+        if self.unsupported.is_empty() {
+            return Ok(());
+        }
+        let mut by_op: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for n in &self.unsupported {
+            by_op.entry(n.op_type.as_str()).or_default().push(n.node.as_str());
+        }
+        let lines: Vec<String> = self.unsupported.iter().map(|n| format!("  {n}")).collect();
+        Err(Error::unsupported(format!(
+            "the model uses {} unsupported op type(s) ({}) in {} node(s):\n{}",
+            by_op.len(),
+            by_op.keys().copied().collect::<Vec<_>>().join(", "),
+            self.unsupported.len(),
+            lines.join("\n")
+        )))
+    }
+
+    /// Every fed name must be a placeholder that the output depends on.
+    pub fn check_feed_names<'a>(&self, names: impl IntoIterator<Item = &'a String>) -> Result<()> {
+        for name in names {
+            if !self.placeholders.iter().any(|p| &p.name == name) {
+                return Err(Error::bad_input(if self.all_placeholders.contains(name) {
+                    format!("placeholder `{name}` does not feed the output `{}`", self.output)
+                } else {
+                    format!("the model has no placeholder `{name}`")
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// The feeds fit the placeholders: every name is one, every placeholder
+    /// without a default is fed, with a float input of an accepted shape.
+    pub fn check_feeds(&self, feeds: &BTreeMap<String, Feed>) -> Result<()> {
+        self.check_feed_names(feeds.keys())?;
+        let unfed: Vec<String> = (self.placeholders.iter())
+            .filter(|p| p.dtype.is_some() && !p.has_default && !feeds.contains_key(&p.name))
+            .map(|p| format!("`{}` {} {}", p.name, p.dtype_name(), p.shape_text()))
+            .collect();
+        if !unfed.is_empty() {
+            return Err(Error::bad_input(format!(
+                "no input for placeholder(s) {}; feed each with --input NAME=FILE.npy",
+                unfed.join(", ")
+            )));
+        }
+        for p in &self.placeholders {
+            let Some(feed) = feeds.get(&p.name) else {
+                continue;
+            };
+            if !p.float {
+                return Err(Error::unsupported(format!(
+                    "placeholder `{}` has dtype {}; tfe-run feeds float inputs only",
+                    p.name,
+                    p.dtype_name()
+                )));
+            }
+            if !p.accepts(&feed.shape) {
+                return Err(Error::bad_input(format!(
+                    "`{}` has shape {:?}, but placeholder `{}` expects {}",
+                    feed.source,
+                    feed.shape,
+                    p.name,
+                    p.shape_text()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A loaded model: its report, and its plan or why there is none.
+pub struct Loaded {
+    pub report: Report,
+    pub plan: std::result::Result<Plan, NoPlan>,
+    path: std::path::PathBuf,
+}
+
+/// Why a loaded model has no plan.
+#[derive(Debug)]
+pub enum NoPlan {
+    /// The model cannot be planned: an unsupported op, feeds that do not fit its
+    /// placeholders, a shape that does not check.
+    Model(anyhow::Error),
+    /// Choosing the feeds failed (an input file, a flag).
+    Feeds(anyhow::Error),
+}
+
+impl NoPlan {
+    pub fn error(&self) -> &anyhow::Error {
+        match self {
+            NoPlan::Model(e) | NoPlan::Feeds(e) => e,
+        }
+    }
+}
+
+impl Loaded {
+    /// The plan; errors of the model are put in the context of its file.
+    pub fn into_plan(self) -> Result<Plan> {
+        match self.plan {
+            Ok(plan) => Ok(plan),
+            Err(NoPlan::Model(e)) => Err(e.context(format!("model `{}`", self.path.display()))),
+            Err(NoPlan::Feeds(e)) => Err(e),
+        }
+    }
+}
+
+/// A decoded model of some format, its output chosen.
+trait Model {
+    fn report(&self) -> Result<Report>;
+    fn build(&self, report: &Report, feeds: &BTreeMap<String, Feed>) -> Result<Plan>;
+}
+
+/// Load the model at `path`: decode it, pick its output (`output_node`, or its
+/// single sink), report what it uses, then build the plan for the feeds that
+/// `feeds` chooses from the report.
+///
+/// `feeds` runs only once the model is known to be supported, so that a model
+/// that cannot run is the first thing a user learns. An unreadable or
+/// undecodable file, or an unknown output node, is the outer error.
+pub fn load(
+    path: &Path,
+    output_node: Option<&str>,
+    feeds: impl FnOnce(&Report) -> Result<BTreeMap<String, Feed>>,
+) -> Result<Loaded> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::bad_input(format!("cannot read model `{}`: {e}", path.display())))?;
+    load_bytes(&bytes, path, output_node, feeds)
+}
+
+/// [`load`] of a model's bytes, as read from `path` (which names the model in
+/// messages).
+pub fn load_bytes(
+    bytes: &[u8],
+    path: &Path,
+    output_node: Option<&str>,
+    feeds: impl FnOnce(&Report) -> Result<BTreeMap<String, Feed>>,
+) -> Result<Loaded> {
+    let model = tf::TfModel::decode(bytes, path, output_node)?;
+    let report = model.report()?;
+    let plan = match report.check_supported() {
+        Err(e) => Err(NoPlan::Model(e)),
+        Ok(()) => match feeds(&report) {
+            Err(e) => Err(NoPlan::Feeds(e)),
+            Ok(feeds) => model.build(&report, &feeds).map_err(NoPlan::Model),
+        },
+    };
+    Ok(Loaded { report, plan, path: path.to_path_buf() })
+}

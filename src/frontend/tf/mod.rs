@@ -1,0 +1,320 @@
+//! The TensorFlow GraphDef frontend: a frozen `.pb` graph, walked in topological
+//! order, each node turned into op requests to the [`Builder`] by its entry in
+//! the op table. This folder is the only part of tfe-run that knows TensorFlow's
+//! messages.
+
+pub mod graph;
+mod ops;
+pub mod proto;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+pub use graph::Graph;
+pub use ops::{SUPPORTED_OPS, is_supported};
+
+use super::{Builder, Feed, Model, OpCount, Origin, Placeholder, Report, Slot};
+use crate::error::Error;
+use crate::plan::Plan;
+use crate::tensor::Tensor;
+use proto::{NodeDef, NodeExt, dtype_name, is_float};
+
+/// A node as the op builders see it: its definition (attributes, inputs) and its
+/// origin for the builder's messages.
+pub struct Node<'a> {
+    pub def: &'a NodeDef,
+    pub origin: Origin,
+}
+
+impl<'a> Node<'a> {
+    pub fn new(def: &'a NodeDef) -> Node<'a> {
+        Node { def, origin: Origin::new(def.name.clone(), def.op.clone()) }
+    }
+}
+
+impl std::ops::Deref for Node<'_> {
+    type Target = NodeDef;
+
+    fn deref(&self) -> &NodeDef {
+        self.def
+    }
+}
+
+/// A decoded GraphDef and its chosen output node.
+pub struct TfModel {
+    pub graph: Graph,
+    pub output: usize,
+}
+
+impl TfModel {
+    /// Decode the bytes of the file at `path`, and pick the output: the one
+    /// named, or the graph's single sink.
+    pub fn decode(bytes: &[u8], path: &Path, output_node: Option<&str>) -> Result<TfModel> {
+        let graph = Graph::decode(bytes).with_context(|| format!("model `{}`", path.display()))?;
+        let output = graph.output(output_node)?;
+        Ok(TfModel { graph, output })
+    }
+
+    fn output_name(&self) -> &str {
+        self.graph.nodes.get(self.output).map_or("?", |n| n.name.as_str())
+    }
+}
+
+/// The placeholders among `nodes`, in graph order.
+pub fn placeholders(graph: &Graph, nodes: &[usize]) -> Result<Vec<Placeholder>> {
+    let mut out = Vec::new();
+    for n in nodes.iter().filter_map(|&i| graph.nodes.get(i)) {
+        if n.op == "Placeholder" || n.op == "PlaceholderWithDefault" {
+            let dtype = n.get_attr_type("dtype")?;
+            out.push(Placeholder {
+                name: n.name.clone(),
+                dtype: dtype.map(dtype_name),
+                float: dtype.is_some_and(is_float),
+                shape: n.get_attr_opt_shape("shape")?,
+                has_default: n.op == "PlaceholderWithDefault",
+            });
+        }
+    }
+    Ok(out)
+}
+
+impl Model for TfModel {
+    fn report(&self) -> Result<Report> {
+        let graph = &self.graph;
+        let used = graph.data_ancestors(self.output);
+        let ops = graph
+            .op_histogram(Some(&used))
+            .into_iter()
+            .map(|(op_type, count)| OpCount { supported: is_supported(&op_type), op_type, count })
+            .collect();
+        let nodes = || used.iter().filter_map(|&i| graph.nodes.get(i));
+        let unsupported = nodes().filter(|n| !is_supported(&n.op)).map(|n| Node::new(n).origin).collect();
+        let parameters = nodes()
+            .filter(|n| n.op == "Const")
+            .filter_map(|n| match n.get_attr_tensor("value") {
+                Ok(Tensor::Float(t)) => Some(t.len()),
+                _ => None,
+            })
+            .fold(0usize, usize::saturating_add);
+        Ok(Report {
+            nodes: graph.nodes.len(),
+            nodes_used: used.len(),
+            output: self.output_name().to_string(),
+            placeholders: placeholders(graph, &used)?,
+            all_placeholders: (graph.nodes.iter())
+                .filter(|n| n.op == "Placeholder" || n.op == "PlaceholderWithDefault")
+                .map(|n| n.name.clone())
+                .collect(),
+            ops,
+            unsupported,
+            parameters,
+        })
+    }
+
+    /// The plan that computes the output from the `feeds`.
+    fn build(&self, report: &Report, feeds: &BTreeMap<String, Feed>) -> Result<Plan> {
+        let graph = &self.graph;
+        let nodes = graph.data_ancestors(self.output);
+        report.check_supported()?;
+        report.check_feeds(feeds)?;
+
+        let mut builder = Builder::new();
+        let mut slots: HashMap<usize, Vec<Slot>> = HashMap::with_capacity(nodes.len());
+        let no_node = |i: usize| Error::invalid_model(format!("node {i} is not in the graph"));
+        for &i in &nodes {
+            let node = Node::new(graph.nodes.get(i).ok_or_else(|| no_node(i))?);
+            let refs = graph.inputs.get(i).ok_or_else(|| no_node(i))?;
+            let ins: Vec<Slot> = refs
+                .iter()
+                .map(|r| {
+                    // Topological order: every producer's outputs are known by now.
+                    let produced = slots.get(&r.node).map_or(&[][..], Vec::as_slice);
+                    produced.get(r.slot).cloned().ok_or_else(|| {
+                        let producer = graph.nodes.get(r.node);
+                        Error::invalid_model(format!(
+                            "{}: input {}:{} does not exist ({} has {} output(s))",
+                            node.origin,
+                            producer.map_or("?", |n| n.name.as_str()),
+                            r.slot,
+                            producer.map_or("?", |n| n.op.as_str()),
+                            produced.len()
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            if let Some(j) = ins.iter().position(|s| matches!(s, Slot::Unavailable)) {
+                return Err(Error::unsupported(format!(
+                    "{}: input `{}` is a training-only output, not available in an inference graph",
+                    node.origin,
+                    node.input.get(j).map_or("?", String::as_str)
+                )));
+            }
+            let feed = feeds.get(&node.name);
+            let outs = match (node.op.as_str(), feed) {
+                ("Placeholder" | "PlaceholderWithDefault", Some(feed)) => vec![builder.input(&node.origin, feed)],
+                ("Placeholder", None) => {
+                    // check_feeds names every unfed placeholder with a dtype; one without is odd.
+                    return Err(Error::bad_input(format!(
+                        "placeholder `{}` (which declares no dtype) is not fed",
+                        node.name
+                    )));
+                }
+                _ => ops::build(&mut builder, &node, &ins)?,
+            };
+            slots.insert(i, outs);
+        }
+        builder.finish(self.output_name(), slots.get(&self.output).and_then(|s| s.first()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use prost::Message;
+
+    use super::proto::build::*;
+    use super::proto::tensorflow::attr_value::Value;
+    use crate::frontend::{self, Feed};
+    use crate::kernels::linear::to_nchw;
+    use crate::kernels::{Layout, Padding};
+    use crate::plan::{Op, Plan};
+
+    fn text(s: &str) -> Value {
+        Value::S(s.as_bytes().to_vec())
+    }
+
+    fn conv(input: &str, format: &str, padding: &str, explicit: Option<&[i64]>) -> super::NodeDef {
+        let mut n = with_attr(node("conv", "Conv2D", &[input, "filter"]), "strides", ints(&[1, 1, 1, 1]));
+        n = with_attr(n, "padding", text(padding));
+        n = with_attr(n, "data_format", text(format));
+        match explicit {
+            Some(pads) => with_attr(n, "explicit_paddings", ints(pads)),
+            None => n,
+        }
+    }
+
+    fn filter() -> super::NodeDef {
+        let values: Vec<f32> = (0..2 * 3 * 2 * 3).map(|i| (i % 7) as f32 - 3.0).collect();
+        const_f32("filter", &[2, 3, 2, 3], &values)
+    }
+
+    fn plan(nodes: Vec<super::NodeDef>, x: &[usize]) -> Plan {
+        let bytes = graph(nodes).encode_to_vec();
+        let feeds =
+            |_: &frontend::Report| Ok([("x".to_string(), Feed { shape: x.to_vec(), source: "x".into() })].into());
+        frontend::load_bytes(&bytes, Path::new("test.pb"), Some("conv"), feeds).unwrap().into_plan().unwrap()
+    }
+
+    fn run(plan: &Plan, x: ndarray::ArrayD<f32>) -> ndarray::ArrayD<f32> {
+        crate::plaintext::run(plan, &[("x".to_string(), x)].into()).unwrap().to_float()
+    }
+
+    #[test]
+    fn explicit_conv2d_paddings_are_read_in_data_format_order() {
+        let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[1, 5, 6, 2]), |i| {
+            ((i[1] * 13 + i[2] * 3 + i[3]) % 11) as f32 - 5.0
+        });
+        // H padded (1, 2), W (0, 1): as TensorFlow lists them, per dimension in data_format order.
+        let explicit = plan(
+            vec![
+                placeholder("x", &[1, 5, 6, 2]),
+                filter(),
+                conv("x", "NHWC", "EXPLICIT", Some(&[0, 0, 1, 2, 0, 1, 0, 0])),
+            ],
+            &[1, 5, 6, 2],
+        );
+        let [step] = explicit.steps.as_slice() else { panic!("{}", explicit.describe()) };
+        assert_eq!(step.op_type, "Conv2D");
+        assert!(matches!(step.op, Op::Conv2D(w) if w.padding == Padding::Explicit([[1, 2], [0, 1]])), "{:?}", step.op);
+
+        let padded = plan(
+            vec![
+                placeholder("x", &[1, 5, 6, 2]),
+                filter(),
+                const_i32("pads", &[4, 2], &[0, 0, 1, 2, 0, 1, 0, 0]),
+                node("pad", "Pad", &["x", "pads"]),
+                conv("pad", "NHWC", "VALID", None),
+            ],
+            &[1, 5, 6, 2],
+        );
+        let want = run(&padded, x.clone());
+        assert_eq!(run(&explicit, x.clone()), want);
+
+        let nchw = plan(
+            vec![
+                placeholder("x", &[1, 2, 5, 6]),
+                filter(),
+                conv("x", "NCHW", "EXPLICIT", Some(&[0, 0, 0, 0, 1, 2, 0, 1])),
+            ],
+            &[1, 2, 5, 6],
+        );
+        assert_eq!(run(&nchw, to_nchw(&x)), to_nchw(&want));
+        // Planned as NHWC between transposes, which a server accepts.
+        assert!(nchw.steps.iter().all(|s| !matches!(s.op, Op::Conv2D(w) if w.layout == Layout::Nchw)));
+        assert_eq!(nchw.check_consistent(), Ok(()));
+    }
+
+    #[test]
+    fn explicit_paddings_on_the_batch_or_channels_or_of_the_wrong_length_are_refused() {
+        for pads in
+            [&[1, 0, 1, 2, 0, 1, 0, 0][..], &[0, 0, 1, 2, 0, 1, 0, 1], &[1, 2, 0, 1], &[0, 0, -1, 2, 0, 1, 0, 0]]
+        {
+            let bytes =
+                graph(vec![placeholder("x", &[1, 5, 6, 2]), filter(), conv("x", "NHWC", "EXPLICIT", Some(pads))])
+                    .encode_to_vec();
+            let feeds = |_: &frontend::Report| {
+                Ok([("x".to_string(), Feed { shape: vec![1, 5, 6, 2], source: "x".into() })].into())
+            };
+            let loaded = frontend::load_bytes(&bytes, Path::new("test.pb"), None, feeds).unwrap();
+            let err = format!("{:#}", loaded.into_plan().unwrap_err());
+            assert!(err.contains("Conv2D `conv`: explicit_paddings"), "{pads:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn nchw_pools_run_securely_as_they_run_in_the_clear() {
+        let pool = |name: &str, op: &str, input: &str| {
+            let n = with_attr(node(name, op, &[input]), "ksize", ints(&[1, 1, 2, 2]));
+            let n = with_attr(n, "strides", ints(&[1, 1, 2, 1]));
+            let n = with_attr(n, "padding", text("SAME"));
+            with_attr(n, "data_format", text("NCHW"))
+        };
+        let nodes = vec![placeholder("x", &[1, 3, 5, 4]), pool("max", "MaxPool", "x"), pool("conv", "AvgPool", "max")];
+        let plan = plan(nodes, &[1, 3, 5, 4]);
+        assert_eq!(plan.output_value().shape, vec![1, 3, 2, 4]);
+        assert_eq!(plan.check_consistent(), Ok(()));
+        let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[1, 3, 5, 4]), |i| {
+            ((i[1] * 7 + i[2] * 5 + i[3] * 3) % 13) as f32 / 4.0 - 1.5
+        });
+        let clear = run(&plan, x.clone());
+        let inputs = [("x".to_string(), x)].into();
+        let secure = crate::runtime::predict(&plan, &inputs, &crate::runtime::SecureConfig::default()).unwrap();
+        let secure = secure.outputs[0].to_float();
+        assert_eq!(secure.shape(), clear.shape());
+        for (s, c) in secure.iter().zip(&clear) {
+            assert!((s - c).abs() < 1e-3, "secure {s} vs clear {c}");
+        }
+    }
+
+    #[test]
+    fn a_split_of_an_empty_axis_into_2_pow_62_pieces_is_refused_not_allocated() {
+        // 0 divides into any number of pieces: a list of 2^62 sizes overflowed
+        // the allocator's capacity (a panic), fewer would have taken forever.
+        let split = with_attr(node("split", "Split", &["axis", "empty"]), "num_split", Value::I(1 << 62));
+        let nodes = vec![
+            placeholder("x", &[1]),
+            const_i32("axis", &[], &[0]),
+            const_f32("empty", &[0], &[]),
+            split,
+            node("conv", "AddV2", &["x", "split:0"]),
+        ];
+        let bytes = graph(nodes).encode_to_vec();
+        let feeds = |_: &frontend::Report| Ok([("x".to_string(), Feed { shape: vec![1], source: "x".into() })].into());
+        let loaded = frontend::load_bytes(&bytes, Path::new("test.pb"), Some("conv"), feeds).unwrap();
+        let err = format!("{:#}", loaded.into_plan().unwrap_err());
+        assert!(err.contains("Split `split`: axis 0 of [0] does not split into 4611686018427387904"), "{err}");
+    }
+}

@@ -1,0 +1,113 @@
+//! Arithmetic, matrix products, reductions and element-wise functions.
+
+use anyhow::Result;
+
+use super::super::Node;
+use super::{expect_inputs, known_scalar, resolve_axis};
+use crate::error::Error;
+use crate::frontend::tf::proto::NodeExt;
+use crate::frontend::{Builder, Slot};
+use crate::plan::Op;
+use crate::tensor::Tensor;
+
+fn binary(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot], op: Op) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<2>(node, ins)?;
+    Ok(vec![ctx.apply(&node.origin, op, ins)?])
+}
+
+fn unary(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot], op: Op) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<1>(node, ins)?;
+    Ok(vec![ctx.apply(&node.origin, op, ins)?])
+}
+
+pub fn add(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    binary(ctx, node, ins, Op::Add)
+}
+
+pub fn maximum(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    binary(ctx, node, ins, crate::ops::Maximum.into())
+}
+
+pub fn minimum(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    binary(ctx, node, ins, crate::ops::Minimum.into())
+}
+
+pub fn sub(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    binary(ctx, node, ins, Op::Sub)
+}
+
+pub fn mul(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    binary(ctx, node, ins, Op::Mul)
+}
+
+/// Division by a known tensor is a product with its reciprocal; division by a
+/// private value is not supported.
+pub fn real_div(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<2>(node, ins)?;
+    let divisor = ctx.known_floats(&node.origin, &ins[1], "the divisor")?;
+    if divisor.iter().any(|&d| d == 0.0) {
+        return Err(Error::unsupported(format!("{}: division by zero", node.describe())));
+    }
+    let reciprocal = Builder::known(&node.origin, Tensor::Float(divisor.mapv(|d| 1.0 / d)));
+    Ok(vec![ctx.apply(&node.origin, Op::Mul, &[ins[0].clone(), reciprocal])?])
+}
+
+pub fn neg(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    unary(ctx, node, ins, Op::Neg)
+}
+
+pub fn rsqrt(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    unary(ctx, node, ins, Op::Rsqrt)
+}
+
+pub fn sigmoid(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    unary(ctx, node, ins, Op::Sigmoid)
+}
+
+pub fn tanh(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    unary(ctx, node, ins, Op::Tanh)
+}
+
+pub fn matmul(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let op = Op::MatMul {
+        transpose_a: node.get_attr_bool("transpose_a", false)?,
+        transpose_b: node.get_attr_bool("transpose_b", false)?,
+    };
+    binary(ctx, node, ins, op)
+}
+
+/// The reduction axes (a scalar or a vector, possibly negative), sorted and distinct.
+fn reduction_axes<'a>(ctx: &Builder, node: &Node<'_>, ins: &'a [Slot]) -> Result<(&'a Slot, Vec<usize>, bool)> {
+    let ins = expect_inputs::<2>(node, ins)?;
+    let rank = ctx.shape(&ins[0]).len();
+    let mut axes = ctx
+        .known_ints(&node.origin, &ins[1], "the reduction axes")?
+        .into_iter()
+        .map(|a| resolve_axis(node, a, rank))
+        .collect::<Result<Vec<_>>>()?;
+    axes.sort_unstable();
+    axes.dedup();
+    Ok((&ins[0], axes, node.get_attr_bool("keep_dims", false)?))
+}
+
+pub fn mean(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let (x, axes, keep_dims) = reduction_axes(ctx, node, ins)?;
+    Ok(vec![ctx.apply(&node.origin, Op::Mean { axes, keep_dims }, std::slice::from_ref(x))?])
+}
+
+pub fn sum(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let (x, axes, keep_dims) = reduction_axes(ctx, node, ins)?;
+    Ok(vec![ctx.apply(&node.origin, Op::Sum { axes, keep_dims }, std::slice::from_ref(x))?])
+}
+
+pub fn max(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let (x, axes, keep_dims) = reduction_axes(ctx, node, ins)?;
+    Ok(vec![ctx.apply(&node.origin, Op::Max { axes, keep_dims }, std::slice::from_ref(x))?])
+}
+
+pub fn argmax(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<2>(node, ins)?;
+    let rank = ctx.shape(&ins[0]).len();
+    let axis = resolve_axis(node, known_scalar(ctx, node, &ins[1], "the dimension")?, rank)?;
+    Ok(vec![ctx.apply(&node.origin, Op::ArgMax { axis }, &ins[..1])?])
+}
