@@ -64,7 +64,9 @@ use crate::transport::{Party, tls::check_peer};
 /// [`Version`], the names `Hello` and `Ready` or [`Control::Refused`]: they are
 /// how parties of different formats recognise and refuse each other.
 /// 2: sessions carry the lowered secure program instead of the plan.
-pub const WIRE_VERSION: u32 = 2;
+/// 3: one table of message steps outside the programs (training's loss and
+/// weights moved), and server 1 acknowledges a prediction's steps too.
+pub const WIRE_VERSION: u32 = 3;
 
 /// The wire format and the release a party speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
