@@ -44,7 +44,7 @@ pub struct Acknowledge {
 impl Acknowledge {
     pub fn step_done(&mut self, net: &mut dyn Channel) -> Result<()> {
         self.done += 1;
-        if self.done % ACK_EVERY == 0 {
+        if self.done.is_multiple_of(ACK_EVERY) {
             send(net, self.done / ACK_EVERY)?;
         }
         Ok(())

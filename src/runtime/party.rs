@@ -89,6 +89,77 @@ pub(crate) fn check_steps(steps: usize) -> Result<()> {
     Ok(())
 }
 
+/// The party machinery around a server's program steps, the same for every
+/// program (a plan's steps; training's steps of three phases): the protocol's
+/// cursor, which layer the traffic belongs to, the layer's clock, and flow
+/// control. A layer is the cursor's step: a plan step, a training phase.
+#[derive(Default)]
+pub(crate) struct ServerSteps {
+    acks: Acknowledge,
+    pub layer_time: BTreeMap<usize, Duration>,
+}
+
+impl ServerSteps {
+    /// Run `work` as layer `layer` of prediction (or training step) `seq`.
+    pub(crate) fn layer<T>(
+        &mut self,
+        s: &mut Server,
+        seq: u32,
+        layer: usize,
+        work: impl FnOnce(&mut Server) -> Result<T>,
+    ) -> Result<T> {
+        s.begin(seq, layer as u32);
+        attribute(&mut *s.net, seq, Some(layer));
+        let clock = Instant::now();
+        let out = work(s);
+        *self.layer_time.entry(layer).or_default() += clock.elapsed();
+        attribute(&mut *s.net, seq, None);
+        out
+    }
+
+    /// A program step is done: server 1 counts it for the dealer ([`super::flow`]).
+    pub(crate) fn done(&mut self, s: &mut Server) -> Result<()> {
+        if s.is_first() {
+            return Ok(());
+        }
+        self.acks.step_done(&mut *s.net)
+    }
+}
+
+/// The same machinery for the crypto producer: flow control before each
+/// program step, then the cursor and attribution of each layer it deals.
+#[derive(Default)]
+pub(crate) struct DealerSteps {
+    window: Window,
+    dealt: u64,
+    /// Time spent waiting for server 1 (not offline work).
+    pub waited: Duration,
+}
+
+impl DealerSteps {
+    /// Before dealing the next program step: wait while the dealer is the bound
+    /// ahead of server 1.
+    pub(crate) fn next(&mut self, d: &mut Dealer) -> Result<()> {
+        let clock = Instant::now();
+        self.window.before(&mut *d.net, self.dealt)?;
+        self.waited += clock.elapsed();
+        self.dealt += 1;
+        Ok(())
+    }
+
+    /// Deal layer `layer` of prediction (or training step) `seq` next.
+    pub(crate) fn layer(&mut self, d: &mut Dealer, seq: u32, layer: usize) {
+        d.begin(seq, layer as u32);
+        attribute(&mut *d.net, seq, Some(layer));
+    }
+
+    /// After the last step: read server 1's last acknowledgements.
+    pub(crate) fn finish(&mut self, d: &mut Dealer) -> Result<()> {
+        attribute(&mut *d.net, 0, None);
+        self.window.drain(&mut *d.net, self.dealt)
+    }
+}
+
 /// Receive both servers' shares of a value (message `step`, tag 0) and add them:
 /// how the client opens its output, and the model owner a trained model.
 pub(crate) fn reconstruct(net: &mut dyn Channel, step: u32, shape: &[usize]) -> Result<RingTensor> {
@@ -113,21 +184,93 @@ fn sharing_stream(seq: u32, id: ValueId) -> StreamKey {
     StreamKey { domain: domain::SHARING, seq, id: id as u32, tag: 0 }
 }
 
-/// An owner secret-shares values: server 0 gets a seed and expands its shares from
-/// it; server 1 gets value − share. Neither learns anything from its share alone.
-fn share_values(net: &mut dyn Channel, seq: u32, values: &[(ValueId, RingTensor)]) -> Result<()> {
-    let seed = os_seed()?;
+/// One owner's sharing of its values (a client's inputs, the model owner's
+/// weights, a data owner's rows): server 0 gets a seed and expands its shares
+/// from it; server 1 gets value − share. Neither learns anything from its share
+/// alone.
+pub(crate) struct Sharing {
+    seed: [u8; 32],
+}
+
+impl Sharing {
+    /// Draw the owner's seed and send it to server 0 (message `seed_tag` of `seq`).
+    pub(crate) fn start(net: &mut dyn Channel, seq: u32, seed_tag: u32) -> Result<Sharing> {
+        let seed = os_seed()?;
+        attribute(net, seq, None);
+        net.send(Party::Server0, Outside::Shares.step(), seed_tag, seed.to_vec())?;
+        Ok(Sharing { seed })
+    }
+
+    /// Send server 1 its shares of one part (`len` values, server 0's from
+    /// `stream`) under `tag`, encoded straight into the message, server 0's
+    /// shares expanded a chunk at a time: the owner's values are never held
+    /// again in another form.
+    pub(crate) fn part(
+        &self,
+        net: &mut dyn Channel,
+        stream: StreamKey,
+        tag: u32,
+        mut values: impl Iterator<Item = Z>,
+        len: usize,
+    ) -> Result<()> {
+        let mut prg = Prg::derive(&self.seed, stream);
+        let mut message = Vec::with_capacity(len * 8);
+        let mut left = len;
+        while left > 0 {
+            let chunk = left.min(1 << 16);
+            for (share0, value) in prg.words(chunk).into_iter().zip(values.by_ref()) {
+                message.extend_from_slice(&(value - Wrapping(share0)).0.to_le_bytes());
+            }
+            left -= chunk;
+        }
+        net.send(Party::Server1, Outside::Shares.step(), tag, message)
+    }
+}
+
+/// One part a server receives of an owner's sharing: server 0's stream, server
+/// 1's message tag, and its shape.
+pub(crate) struct Part<'a> {
+    pub stream: StreamKey,
+    pub tag: u32,
+    pub shape: &'a [usize],
+}
+
+/// A server receives its shares of an owner's parts ([`Sharing`]). Server 0
+/// expands them from the owner's seed: not material, so not counted as what the
+/// dealer would have sent.
+pub(crate) fn receive_parts(
+    net: &mut dyn Channel,
+    first: bool,
+    owner: Party,
+    seq: u32,
+    seed_tag: u32,
+    parts: &[Part<'_>],
+) -> Result<Vec<RingTensor>> {
     attribute(net, seq, None);
-    net.send(Party::Server0, Outside::Shares.step(), 0, seed.to_vec())?;
+    if first {
+        let seed = recv_seed(net, owner, Outside::Shares.step(), seed_tag)?;
+        Ok(parts.iter().map(|p| Prg::derive(&seed, p.stream).tensor(p.shape)).collect())
+    } else {
+        parts
+            .iter()
+            .map(|p| {
+                let bytes = net.recv(owner, Outside::Shares.step(), p.tag)?;
+                Ok(from_words(p.shape, decode_words(&bytes, p.shape.iter().product(), owner)?))
+            })
+            .collect()
+    }
+}
+
+/// An owner shares plan values of prediction `seq` (0: the weights).
+fn share_values(net: &mut dyn Channel, seq: u32, values: &[(ValueId, RingTensor)]) -> Result<()> {
+    let sharing = Sharing::start(net, seq, 0)?;
     for (id, value) in values {
-        let share0 = Prg::derive(&seed, sharing_stream(seq, *id)).tensor(value.shape());
-        net.send(Party::Server1, Outside::Shares.step(), *id as u32 + 1, encode_words(&to_words(&(value - &share0))))?;
+        sharing.part(net, sharing_stream(seq, *id), *id as u32 + 1, value.iter().copied(), value.len())?;
     }
     Ok(())
 }
 
-/// A server receives its shares of values from their owner. Server 0 expands
-/// them from the owner's seed: not material, so not counted as the dealer's.
+/// A server receives its shares of plan values from their owner.
 fn receive_shares(
     net: &mut dyn Channel,
     first: bool,
@@ -136,23 +279,12 @@ fn receive_shares(
     ids: &[ValueId],
     shapes: &[Vec<usize>],
 ) -> Result<Vec<RingTensor>> {
-    attribute(net, seq, None);
-    if first {
-        let seed = recv_seed(net, owner, Outside::Shares.step(), 0)?;
-        Ok(ids
-            .iter()
-            .zip(shapes)
-            .map(|(&id, shape)| Prg::derive(&seed, sharing_stream(seq, id)).tensor(shape))
-            .collect())
-    } else {
-        ids.iter()
-            .zip(shapes)
-            .map(|(&id, shape)| {
-                let bytes = net.recv(owner, Outside::Shares.step(), id as u32 + 1)?;
-                Ok(from_words(shape, decode_words(&bytes, shape.iter().product(), owner)?))
-            })
-            .collect()
-    }
+    let parts: Vec<Part<'_>> = ids
+        .iter()
+        .zip(shapes)
+        .map(|(&id, shape)| Part { stream: sharing_stream(seq, id), tag: id as u32 + 1, shape })
+        .collect();
+    receive_parts(net, first, owner, seq, 0, &parts)
 }
 
 /// A server's shares of the model's weights.
@@ -197,7 +329,7 @@ pub fn server(
     let seed = server_seed(&mut net)?;
     let mut s = Server::new(i, net, seed);
     let mut report = Report::default();
-    let mut acks = Acknowledge::default();
+    let mut steps = ServerSteps::default();
     let predictions = super::prediction_count(predictions)?;
 
     // Set-up: the weights' shares, then their masked values opened once.
@@ -253,16 +385,13 @@ pub fn server(
         masks.activations.clear();
         for (k, kind) in program.kinds.iter().enumerate() {
             let step = &plan.steps[k];
-            s.begin(seq, k as u32);
-            attribute(&mut *s.net, seq, Some(k));
-            let t = Instant::now();
             let cx = StepCx { plan, step, fp, seq };
             let ins: Vec<&RingTensor> = step
                 .inputs
                 .iter()
                 .map(|&v| env[v].as_ref().or_else(|| weights.get(&v)).expect("inputs computed before"))
                 .collect();
-            let out = kind.op().run(&mut s, &cx, &mut masks, &ins)?;
+            let out = steps.layer(&mut s, seq, k, |s| kind.op().run(s, &cx, &mut masks, &ins))?;
             env[step.output] = Some(out);
             // Free what no later step reads, as the plaintext run does.
             for &v in &step.inputs {
@@ -271,10 +400,7 @@ pub fn server(
                     masks.activations.remove(&v);
                 }
             }
-            *report.layer_time.entry(k).or_default() += t.elapsed();
-            if !first {
-                acks.step_done(&mut *s.net)?;
-            }
+            steps.done(&mut s)?;
             if let Some(bar) = progress {
                 bar.set_message(step.node.clone());
                 bar.inc(1);
@@ -293,6 +419,7 @@ pub fn server(
         report.stats.busy += start.elapsed();
     }
     let busy = report.stats.busy;
+    report.layer_time = steps.layer_time;
     report.stats = finish(&*s.net, busy, s.expanded_words());
     Ok(report)
 }
@@ -314,39 +441,34 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
     let mut net = endpoint(ctx, Party::Dealer);
     let seeds = deal_seeds(&mut net)?;
     let mut d = Dealer::new(net, seeds);
-    let mut window = Window::default();
-    let mut dealt = 0u64;
+    let mut steps = DealerSteps::default();
     let mut masks = DealerMasks {
         weights: program.masked_weights.iter().map(|&w| (w, d.mask(0, w as u32, &plan.values[w].shape))).collect(),
         activations: HashMap::new(),
     };
-    let (mut busy, mut waited) = (Duration::ZERO, Duration::ZERO);
+    let mut busy = Duration::ZERO;
     for seq in 1..=predictions {
         let start = Instant::now();
         masks.activations.clear();
         for (k, kind) in program.kinds.iter().enumerate() {
             let step = &plan.steps[k];
-            let wait = Instant::now();
-            window.before(&mut *d.net, dealt)?;
-            waited += wait.elapsed();
-            d.begin(seq, k as u32);
-            attribute(&mut *d.net, seq, Some(k));
+            steps.next(&mut d)?;
+            steps.layer(&mut d, seq, k);
             kind.op().deal(&mut d, &StepCx { plan, step, fp, seq }, &mut masks)?;
             for &v in &step.inputs {
                 if program.last_use[v] == Some(k) {
                     masks.activations.remove(&v);
                 }
             }
-            dealt += 1;
         }
         attribute(&mut *d.net, seq, None);
         d.net.send(Party::Server0, Outside::OfflineDone.step(), 0, vec![])?;
         d.net.send(Party::Server1, Outside::OfflineDone.step(), 0, vec![])?;
         busy += start.elapsed();
     }
-    window.drain(&mut *d.net, dealt)?;
+    steps.finish(&mut d)?;
     // The offline phase's work, not its waits for server 1.
-    Ok(Report { stats: finish(&*d.net, busy.saturating_sub(waited), 0), ..Report::default() })
+    Ok(Report { stats: finish(&*d.net, busy.saturating_sub(steps.waited), 0), ..Report::default() })
 }
 
 /// The plan's weights with what an error calls them.

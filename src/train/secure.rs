@@ -37,13 +37,15 @@ use crate::protocol::mul::{
 };
 use crate::protocol::trunc::{deal_truncate, truncate, truncate_cost};
 use crate::protocol::{Cost, Dealer, Server, domain};
-use crate::ring::{FixedPoint, Prg, RingTensor, StreamKey, Z, from_words, os_seed, to_words};
-use crate::runtime::flow::{Acknowledge, Window};
+use crate::ring::{FixedPoint, RingTensor, StreamKey, os_seed, to_words};
 use crate::runtime::message::Outside;
-use crate::runtime::party::{Report, attribute, deal_seeds, finish, reconstruct, recv_seed, server_seed};
+use crate::runtime::party::{
+    DealerSteps, Part, Report, ServerSteps, Sharing, attribute, deal_seeds, finish, receive_parts, reconstruct,
+    server_seed,
+};
 use crate::runtime::{PartyStats, SecureConfig, Stats, reports, spawn_party};
 use crate::tensor::Tensor;
-use crate::transport::{Channel, Endpoint, InProcess, Party, Transport, decode_words, encode_words};
+use crate::transport::{Channel, Endpoint, InProcess, Party, Transport, encode_words};
 
 /// The phases of a step: message steps 0, 1, 2, and the rows of `--stats`.
 pub const PHASES: [&str; 3] = ["forward (X·W)", "sigmoid and loss", "gradient and update"];
@@ -134,33 +136,13 @@ pub fn data_owner(ctx: &Context, fp: FixedPoint, index: usize, data: &OwnerData)
     let mut net = ctx.endpoint(Party::Client);
     let start = Instant::now();
     check_owner(fp, data)?;
-    let seed = os_seed()?;
     let tag = 3 * index as u32;
-    net.send(Party::Server0, Outside::Shares.step(), tag, seed.to_vec())?;
+    let sharing = Sharing::start(&mut net, 0, tag)?;
     let features = data.features.iter().map(|&v| fp.encode_value(f64::from(v)));
-    let x1 = share1_message(&seed, owner_stream(index, 0), features, data.features.len());
-    net.send(Party::Server1, Outside::Shares.step(), tag + 1, x1)?;
+    sharing.part(&mut net, owner_stream(index, 0), tag + 1, features, data.features.len())?;
     let labels = data.labels.iter().map(|&v| Wrapping(v as u64));
-    let y1 = share1_message(&seed, owner_stream(index, 1), labels, data.labels.len());
-    net.send(Party::Server1, Outside::Shares.step(), tag + 2, y1)?;
+    sharing.part(&mut net, owner_stream(index, 1), tag + 2, labels, data.labels.len())?;
     Ok(Report { stats: finish(&net, start.elapsed(), 0), ..Report::default() })
-}
-
-/// Server 1's shares `value − share0` of `len` values, encoded straight into its
-/// message, with server 0's shares expanded from `seed` a chunk at a time: the
-/// owner's rows are never held again in another form.
-fn share1_message(seed: &[u8; 32], stream: StreamKey, mut values: impl Iterator<Item = Z>, len: usize) -> Vec<u8> {
-    let mut prg = Prg::derive(seed, stream);
-    let mut message = Vec::with_capacity(len * 8);
-    let mut left = len;
-    while left > 0 {
-        let chunk = left.min(1 << 16);
-        for (share0, value) in prg.words(chunk).into_iter().zip(values.by_ref()) {
-            message.extend_from_slice(&(value - Wrapping(share0)).0.to_le_bytes());
-        }
-        left -= chunk;
-    }
-    message
 }
 
 /// A server's shares of a data set it keeps for training (`tfe-run contribute`).
@@ -177,18 +159,11 @@ pub struct HeldShares {
 fn receive_owner(net: &mut dyn Channel, first: bool, j: usize, info: &DatasetInfo) -> Result<(RingTensor, RingTensor)> {
     let tag = 3 * j as u32;
     let shapes = [[info.rows, info.features], [info.rows, info.outputs]];
-    attribute(net, 0, None);
-    if first {
-        let seed = recv_seed(net, Party::Client, Outside::Shares.step(), tag)?;
-        let x = Prg::derive(&seed, owner_stream(j, 0)).tensor(&shapes[0]);
-        Ok((x, Prg::derive(&seed, owner_stream(j, 1)).tensor(&shapes[1])))
-    } else {
-        let mut part = |p: usize| -> Result<RingTensor> {
-            let bytes = net.recv(Party::Client, Outside::Shares.step(), tag + 1 + p as u32)?;
-            Ok(from_words(&shapes[p], decode_words(&bytes, shapes[p][0] * shapes[p][1], Party::Client)?))
-        };
-        Ok((part(0)?, part(1)?))
-    }
+    let parts = [0, 1].map(|p| Part { stream: owner_stream(j, p), tag: tag + 1 + p, shape: &shapes[p as usize] });
+    let [x, y]: [RingTensor; 2] = receive_parts(net, first, Party::Client, 0, tag, &parts)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("two parts of data owner {j} expected"))?;
+    Ok((x, y))
 }
 
 /// A server's part of a contribution: receive the owner's shares, to keep.
@@ -248,7 +223,7 @@ pub fn server(
     let seed = server_seed(&mut net)?;
     let mut s = Server::new(i, net, seed);
     let mut report = Report::default();
-    let mut acks = Acknowledge::default();
+    let mut steps = ServerSteps::default();
     let start = Instant::now();
 
     if held.len() != spec.held.len() {
@@ -274,49 +249,42 @@ pub fn server(
         let xb = Masked { mask: rows_of(&mask_x, &rows), opened: rows_of(&opened_x, &rows) };
         let yb = rows_of(&y, &rows);
 
-        let clock = Instant::now();
-        s.begin(t, 0);
-        attribute(&mut *s.net, t, Some(0));
-        let mask_w = s.mask(t, MASK_W, &[d1, k]);
-        let opened_w = s.open(&[&(&w - &mask_w)])?.remove(0);
-        let z = product(&mut s, &FORWARD, &xb, &Masked { mask: mask_w, opened: opened_w }, &[b, k])?;
-        let z = truncate(&mut s, &z, f)?;
-        *report.layer_time.entry(0).or_default() += clock.elapsed();
-
-        let clock = Instant::now();
-        s.begin(t, 1);
-        attribute(&mut *s.net, t, Some(1));
-        let mut both = piecewise_many(&mut s, &z, &[&sigmoid, &softplus], fp)?;
-        let (p, softplus_z) = (both.remove(0), both.remove(0));
-        let yz = mul_pairs(&mut s, &[(&yb, &z)])?.remove(0);
-        loss += (softplus_z - yz).sum();
-        *report.layer_time.entry(1).or_default() += clock.elapsed();
-
-        let clock = Instant::now();
-        s.begin(t, 2);
-        attribute(&mut *s.net, t, Some(2));
-        let r = &p - &yb.mapv(|v| v * one);
-        let mask_r = s.mask(t, MASK_R, r.shape());
-        let opened_r = s.open(&[&(&r - &mask_r)])?.remove(0);
-        let g = product(&mut s, &GRADIENT, &xb, &Masked { mask: mask_r, opened: opened_r }, &[d1, k])?;
-        let c = Wrapping(spec.update_factor(b, bits));
-        w = w - truncate(&mut s, &g.mapv(|v| v * c), f + bits)?;
-        *report.layer_time.entry(2).or_default() += clock.elapsed();
+        let z = steps.layer(&mut s, t, 0, |s| {
+            let mask_w = s.mask(t, MASK_W, &[d1, k]);
+            let opened_w = s.open(&[&(&w - &mask_w)])?.remove(0);
+            let z = product(s, &FORWARD, &xb, &Masked { mask: mask_w, opened: opened_w }, &[b, k])?;
+            truncate(s, &z, f)
+        })?;
+        let p = steps.layer(&mut s, t, 1, |s| {
+            let mut both = piecewise_many(s, &z, &[&sigmoid, &softplus], fp)?;
+            let (p, softplus_z) = (both.remove(0), both.remove(0));
+            let yz = mul_pairs(s, &[(&yb, &z)])?.remove(0);
+            loss += (softplus_z - yz).sum();
+            Ok(p)
+        })?;
+        let update = steps.layer(&mut s, t, 2, |s| {
+            let r = &p - &yb.mapv(|v| v * one);
+            let mask_r = s.mask(t, MASK_R, r.shape());
+            let opened_r = s.open(&[&(&r - &mask_r)])?.remove(0);
+            let g = product(s, &GRADIENT, &xb, &Masked { mask: mask_r, opened: opened_r }, &[d1, k])?;
+            let c = Wrapping(spec.update_factor(b, bits));
+            truncate(s, &g.mapv(|v| v * c), f + bits)
+        })?;
+        w = w - update;
 
         if (t0 + 1) % per_epoch == 0 {
             attribute(&mut *s.net, ((t0 + 1) / per_epoch) as u32, None);
             s.net.send(Party::ModelOwner, Outside::Loss.step(), 0, encode_words(&[loss.0]))?;
             loss = Wrapping(0);
         }
-        if !s.is_first() {
-            acks.step_done(&mut *s.net)?;
-        }
+        steps.done(&mut s)?;
         if let Some(step) = on_step {
             step();
         }
     }
     attribute(&mut *s.net, 0, None);
     s.net.send(Party::ModelOwner, Outside::Trained.step(), 0, encode_words(&to_words(&w)))?;
+    report.layer_time = steps.layer_time;
     report.stats = finish(&*s.net, start.elapsed(), s.expanded_words());
     Ok(report)
 }
@@ -332,32 +300,27 @@ pub fn dealer(ctx: &Context, spec: &TrainSpec) -> Result<Report> {
     let mut d = Dealer::new(net, seeds);
     let mut busy = Duration::ZERO;
     let mask_x = d.mask(0, MASK_X, &[spec.rows(), d1]);
-    let mut window = Window::default();
-    let total = spec.steps_per_epoch() * spec.epochs;
+    let mut steps = DealerSteps::default();
     for (t0, rows) in spec.steps() {
-        attribute(&mut *d.net, 0, None);
-        window.before(&mut *d.net, t0 as u64)?;
+        steps.next(&mut d)?;
         let start = Instant::now();
         let t = t0 as u32 + 1;
         let b = rows.len();
         let mask_b = rows_of(&mask_x, &rows);
-        d.begin(t, 0);
-        attribute(&mut *d.net, t, Some(0));
+        steps.layer(&mut d, t, 0);
         let mask_w = d.mask(t, MASK_W, &[d1, k]);
         deal_product(&mut d, &FORWARD, &mask_b, &mask_w)?;
         deal_truncate(&mut d, &[b, k], fp.frac_bits)?;
-        d.begin(t, 1);
-        attribute(&mut *d.net, t, Some(1));
+        steps.layer(&mut d, t, 1);
         deal_piecewise_many(&mut d, &[b, k], 2, &sigmoid, fp)?;
         deal_mul_pairs(&mut d, &[&[b, k]])?;
-        d.begin(t, 2);
-        attribute(&mut *d.net, t, Some(2));
+        steps.layer(&mut d, t, 2);
         let mask_r = d.mask(t, MASK_R, &[b, k]);
         deal_product(&mut d, &GRADIENT, &mask_b, &mask_r)?;
         deal_truncate(&mut d, &[d1, k], fp.frac_bits + bits)?;
         busy += start.elapsed();
     }
-    window.drain(&mut *d.net, total as u64)?;
+    steps.finish(&mut d)?;
     Ok(Report { stats: finish(&*d.net, busy, 0), ..Report::default() })
 }
 
