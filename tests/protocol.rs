@@ -1819,7 +1819,15 @@ fn mlp_sessions_of_several_predictions_reuse_no_mask_and_open_no_plaintext() {
 #[derive(Default)]
 struct Lagging {
     inner: tfe_run::transport::InProcess,
-    pending: std::sync::Mutex<(BTreeMap<(u32, u32), usize>, usize)>,
+    pending: std::sync::Mutex<Pending>,
+}
+
+/// Messages of each (prediction, plan step) sent and not yet read, and the most
+/// steps ever pending at once.
+#[derive(Default)]
+struct Pending {
+    unread: BTreeMap<(u32, u32), usize>,
+    most: usize,
 }
 
 impl Lagging {
@@ -1832,10 +1840,9 @@ impl Lagging {
 impl Transport for Lagging {
     fn send(&self, from: Party, to: Party, key: tfe_run::transport::MsgKey, payload: Vec<u8>) -> Result<()> {
         if (from, to) == (Party::Dealer, Party::Server1) && Self::plan_step(&key) {
-            let mut guard = self.pending.lock().unwrap();
-            let (pending, most) = &mut *guard;
-            *pending.entry((key.seq, key.step)).or_default() += 1;
-            *most = (*most).max(pending.len());
+            let mut pending = self.pending.lock().unwrap();
+            *pending.unread.entry((key.seq, key.step)).or_default() += 1;
+            pending.most = pending.most.max(pending.unread.len());
         }
         self.inner.send(from, to, key, payload)
     }
@@ -1852,12 +1859,11 @@ impl Transport for Lagging {
         }
         let payload = self.inner.recv(to, from, key, timeout)?;
         if (from, to) == (Party::Dealer, Party::Server1) && Self::plan_step(&key) {
-            let mut guard = self.pending.lock().unwrap();
-            let pending = &mut guard.0;
-            if let Some(n) = pending.get_mut(&(key.seq, key.step)) {
+            let mut pending = self.pending.lock().unwrap();
+            if let Some(n) = pending.unread.get_mut(&(key.seq, key.step)) {
                 *n -= 1;
                 if *n == 0 {
-                    pending.remove(&(key.seq, key.step));
+                    pending.unread.remove(&(key.seq, key.step));
                 }
             }
         }
@@ -1887,7 +1893,7 @@ fn a_prediction_dealer_runs_at_most_31_plan_steps_ahead_of_server_1() {
     .expect("the session runs");
     assert_eq!(outcome.outputs.len(), 40);
     let steps = prepared.plan.steps.len() * batches.len();
-    let most = lagging.pending.lock().unwrap().1;
+    let most = lagging.pending.lock().unwrap().most;
     eprintln!("{steps} plan steps in the session; at most {most} dealt and unread at once");
     assert!(most <= 31, "the dealer ran {most} plan steps ahead of server 1");
 }
