@@ -12,8 +12,8 @@
 //! has acknowledged g − ACK_EVERY steps, rounded down to a multiple of
 //! ACK_EVERY. So at most 2·ACK_EVERY − 1 = 31 steps' material is dealt and not
 //! yet consumed: what the transport holds for server 1 is capped by the 31
-//! largest steps' corrections (for tfe_mnist at batch 100, about three
-//! predictions' instead of all). Counted in steps, not bytes, because both sides
+//! largest steps' corrections (mnist_model has 14 plan steps: a little over
+//! two predictions' instead of all). Counted in steps, not bytes, because both sides
 //! know the step count without a message, and the lag a step allows is what
 //! keeps the dealer's overlap with the online phase; the byte bound of a
 //! network session is the transport's (`--max-session-buffer`).
