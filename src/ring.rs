@@ -12,6 +12,8 @@
 //! Inputs and weights outside that range are refused.
 
 use std::num::Wrapping;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
@@ -138,7 +140,24 @@ impl std::error::Error for OutOfRange {}
 /// A ChaCha20 stream: the randomness of one piece of dealer material (or one mask),
 /// from one 32-byte seed and the [`StreamKey`] of its purpose, so the dealer and a
 /// server that share the seed expand the same values without any message.
-pub struct Prg(ChaCha20Rng);
+pub struct Prg {
+    stream: ChaCha20Rng,
+    /// Where the words this stream expands are counted, if anywhere.
+    counted: Option<Expansion>,
+}
+
+/// Ring elements a party expanded from seeds: what a dealer without the seed
+/// trick would have had to send it. The count travels with each stream
+/// ([`Prg::counted`]), so a fill is counted for its party whichever thread runs
+/// it: one atomic add per fill, not per element.
+#[derive(Debug, Clone, Default)]
+pub struct Expansion(Arc<AtomicU64>);
+
+impl Expansion {
+    pub fn words(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// Which stream of a seed: what it is for (`domain`), the prediction (or training
 /// step) `seq`, an identifier `id` (a plan step, a value, a data owner) and a `tag`
@@ -152,17 +171,6 @@ pub struct StreamKey {
     pub seq: u32,
     pub id: u32,
     pub tag: u32,
-}
-
-thread_local! {
-    /// Ring elements this thread (party) expanded from seeds: what a dealer without
-    /// the seed trick would have had to send.
-    static EXPANDED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// Ring elements the calling thread has expanded from seeds so far.
-pub fn expanded_words() -> u64 {
-    EXPANDED.with(std::cell::Cell::get)
 }
 
 impl Prg {
@@ -184,7 +192,12 @@ impl Prg {
         prf.set_word_pos(u128::from(block) << 4);
         let mut stream_key = [0u8; 32];
         prf.fill_bytes(&mut stream_key);
-        Prg(ChaCha20Rng::from_seed(stream_key))
+        Prg { stream: ChaCha20Rng::from_seed(stream_key), counted: None }
+    }
+
+    /// [`Prg::derive`], counting what the stream expands into `expansion`.
+    pub fn counted(seed: &[u8; 32], key: StreamKey, expansion: &Expansion) -> Prg {
+        Prg { counted: Some(expansion.clone()), ..Prg::derive(seed, key) }
     }
 
     /// Uniform ring elements.
@@ -197,8 +210,10 @@ impl Prg {
     /// Overwrite `words` with uniform ring elements: the stream's bytes, read as
     /// little-endian words, written straight into place.
     pub fn fill(&mut self, words: &mut [u64]) {
-        EXPANDED.with(|c| c.set(c.get() + words.len() as u64));
-        self.0.fill_bytes(bytemuck::cast_slice_mut(words));
+        if let Some(expansion) = &self.counted {
+            expansion.0.fetch_add(words.len() as u64, Ordering::Relaxed);
+        }
+        self.stream.fill_bytes(bytemuck::cast_slice_mut(words));
         words.iter_mut().for_each(|w| *w = u64::from_le(*w));
     }
 

@@ -1783,6 +1783,11 @@ fn mlp_sessions_of_several_predictions_reuse_no_mask_and_open_no_plaintext() {
             );
             match m.to {
                 Party::Client => assert_eq!(m.words().len(), out_words, "the client receives only output shares"),
+                // Flow control: server 1's acknowledgements, empty.
+                Party::Dealer
+                    if m.from == Party::Server1
+                        && m.payload.is_empty()
+                        && m.key.step == tfe_run::runtime::message::Outside::Ack.step() => {}
                 Party::ModelOwner | Party::Dealer => {
                     panic!("{} received {:?} from {}", m.to.name(), m.key, m.from.name())
                 }
@@ -1807,4 +1812,91 @@ fn mlp_sessions_of_several_predictions_reuse_no_mask_and_open_no_plaintext() {
             "session {s}: one output share per server and prediction"
         );
     }
+}
+
+// ---- flow control: the dealer runs a bounded number of steps ahead -----------
+
+/// A transport that slows server 1's receives from server 0 (so the online
+/// phase lags) and records the most plan steps whose material the dealer had
+/// sent server 1 and server 1 had not yet read.
+#[derive(Default)]
+struct Lagging {
+    inner: tfe_run::transport::InProcess,
+    pending: std::sync::Mutex<Pending>,
+}
+
+/// Messages of each (prediction, plan step) sent and not yet read, and the most
+/// steps ever pending at once.
+#[derive(Default)]
+struct Pending {
+    unread: BTreeMap<(u32, u32), usize>,
+    most: usize,
+}
+
+impl Lagging {
+    /// Plan steps (not the messages outside them, numbered from the top of u32).
+    fn plan_step(key: &tfe_run::transport::MsgKey) -> bool {
+        key.step < u32::MAX - 64
+    }
+}
+
+impl Transport for Lagging {
+    fn send(&self, from: Party, to: Party, key: tfe_run::transport::MsgKey, payload: Vec<u8>) -> Result<()> {
+        if (from, to) == (Party::Dealer, Party::Server1) && Self::plan_step(&key) {
+            let mut pending = self.pending.lock().unwrap();
+            *pending.unread.entry((key.seq, key.step)).or_default() += 1;
+            pending.most = pending.most.max(pending.unread.len());
+        }
+        self.inner.send(from, to, key, payload)
+    }
+
+    fn recv(
+        &self,
+        to: Party,
+        from: Party,
+        key: tfe_run::transport::MsgKey,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<u8>> {
+        if (from, to) == (Party::Server0, Party::Server1) {
+            std::thread::sleep(std::time::Duration::from_micros(300));
+        }
+        let payload = self.inner.recv(to, from, key, timeout)?;
+        if (from, to) == (Party::Dealer, Party::Server1) && Self::plan_step(&key) {
+            let mut pending = self.pending.lock().unwrap();
+            if let Some(n) = pending.unread.get_mut(&(key.seq, key.step)) {
+                *n -= 1;
+                if *n == 0 {
+                    pending.unread.remove(&(key.seq, key.step));
+                }
+            }
+        }
+        Ok(payload)
+    }
+
+    fn abort(&self, reason: String) {
+        self.inner.abort(reason)
+    }
+}
+
+/// A prediction session's dealer dealt every prediction's material before
+/// server 1 read any (training's dealer waited for server 1; prediction's had
+/// no bound). Now both wait: at most 2·16 − 1 steps' material is unread.
+#[test]
+fn a_prediction_dealer_runs_at_most_31_plan_steps_ahead_of_server_1() {
+    let prepared = mlp_rows(0, 1);
+    let batches = vec![prepared.inputs.clone(); 40];
+    let lagging = Arc::new(Lagging::default());
+    let transport: Arc<dyn Transport> = lagging.clone();
+    let outcome = tfe_run::runtime::predict_many_over(
+        transport,
+        &prepared.plan,
+        &batches,
+        &tfe_run::runtime::SecureConfig::default(),
+    )
+    .expect("the session runs");
+    assert_eq!(outcome.outputs.len(), 40);
+    let steps = prepared.plan.steps.len() * batches.len();
+    let most = lagging.pending.lock().unwrap().most;
+    eprintln!("{steps} plan steps in the session; at most {most} dealt and unread at once");
+    assert!(most <= 31, "the dealer ran {most} plan steps ahead of server 1");
 }

@@ -24,9 +24,9 @@ pub use cost::BASE_MEMORY;
 pub const PROGRAM_FORMAT: u32 = 1;
 
 /// Plan steps number the step field (a u32) of message and stream keys, whose
-/// top five numbers name the messages outside the plan's steps (seeds, shares,
-/// outputs, set-up, end of dealing).
-pub const MAX_PLAN_STEPS: usize = u32::MAX as usize - 5;
+/// top numbers name the messages outside every program's steps
+/// ([`crate::runtime::message::Outside`]).
+pub const MAX_PLAN_STEPS: usize = crate::runtime::message::Outside::FIRST as usize;
 /// Value ids number mask and sharing streams (a u32), and the share message of
 /// an input or a weight is tag id + 1.
 pub const MAX_PLAN_VALUES: usize = u32::MAX as usize;

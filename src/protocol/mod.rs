@@ -27,8 +27,8 @@ use anyhow::Result;
 
 use std::num::Wrapping;
 
-use crate::ring::{Prg, RingTensor, StreamKey};
-use crate::transport::{Endpoint, Party, WordWriter, check_words, decode_words, encode_words, read_words};
+use crate::ring::{Expansion, Prg, RingTensor, StreamKey};
+use crate::transport::{Channel, Party, WordWriter, check_words, decode_words, encode_words, read_words};
 
 /// Stream domains, so a seed never yields the same stream for two purposes.
 pub mod domain {
@@ -90,15 +90,17 @@ fn mask_stream(seq: u32, id: u32) -> StreamKey {
 pub struct Server {
     /// 0 or 1.
     pub i: usize,
-    pub net: Endpoint,
+    pub net: Box<dyn Channel>,
     /// The seed the dealer sent this server: expands its share of all material.
     seed: [u8; 32],
     pub at: Cursor,
+    /// What this server's material and masks expanded from its seed.
+    expansion: Expansion,
 }
 
 impl Server {
-    pub fn new(i: usize, net: Endpoint, seed: [u8; 32]) -> Server {
-        Server { i, net, seed, at: Cursor::default() }
+    pub fn new(i: usize, net: impl Channel + 'static, seed: [u8; 32]) -> Server {
+        Server { i, net: Box::new(net), seed, at: Cursor::default(), expansion: Expansion::default() }
     }
 
     pub fn peer(&self) -> Party {
@@ -109,21 +111,28 @@ impl Server {
         self.i == 0
     }
 
-    /// Start a plan step (prediction `seq`, step number `step`).
+    /// Start a plan step (prediction `seq`, step number `step`): the protocol's
+    /// cursor only. Which messages and which layer's counters the step's traffic
+    /// goes to is the party runtime's to say (on [`Server::net`]).
     pub fn begin(&mut self, seq: u32, step: u32) {
         self.at = Cursor::at(seq, step);
-        self.net.seq = seq;
-        self.net.set_layer(Some(step as usize));
     }
 
     /// This server's PRG for material `tag` of the current step.
     pub fn material(&self, tag: u32) -> Prg {
-        Prg::derive(&self.seed, self.at.material_stream(tag))
+        Prg::counted(&self.seed, self.at.material_stream(tag), &self.expansion)
     }
 
     /// This server's share of the mask of value `id` in prediction `seq`.
     pub fn mask(&self, seq: u32, id: u32, shape: &[usize]) -> RingTensor {
-        Prg::derive(&self.seed, mask_stream(seq, id)).tensor(shape)
+        Prg::counted(&self.seed, mask_stream(seq, id), &self.expansion).tensor(shape)
+    }
+
+    /// Ring elements this server's material and masks expanded from its seed so
+    /// far (on any thread): what a dealer without seeds would have sent it. An
+    /// owner's sharing expands from the owner's seed and is not counted here.
+    pub fn expanded_words(&self) -> u64 {
+        self.expansion.words()
     }
 
     /// Server 1's corrections for material `tag`: `len` ring elements from the dealer.
@@ -213,20 +222,19 @@ impl Server {
 
 /// The dealer's state for a session: both servers' seeds.
 pub struct Dealer {
-    pub net: Endpoint,
+    pub net: Box<dyn Channel>,
     seeds: [[u8; 32]; 2],
     pub at: Cursor,
 }
 
 impl Dealer {
-    pub fn new(net: Endpoint, seeds: [[u8; 32]; 2]) -> Dealer {
-        Dealer { net, seeds, at: Cursor::default() }
+    pub fn new(net: impl Channel + 'static, seeds: [[u8; 32]; 2]) -> Dealer {
+        Dealer { net: Box::new(net), seeds, at: Cursor::default() }
     }
 
+    /// Start dealing a plan step: the protocol's cursor only (see [`Server::begin`]).
     pub fn begin(&mut self, seq: u32, step: u32) {
         self.at = Cursor::at(seq, step);
-        self.net.seq = seq;
-        self.net.set_layer(Some(step as usize));
     }
 
     /// Server `i`'s PRG for material `tag` of the current step.
@@ -243,5 +251,30 @@ impl Dealer {
     /// Send server 1 its corrections for material `tag`.
     pub fn send_corrections(&mut self, tag: u32, words: WordWriter) -> Result<()> {
         self.net.send(Party::Server1, self.at.step, tag, words.into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::InProcess;
+    use std::sync::Arc;
+
+    fn server0() -> Server {
+        let transport: Arc<dyn crate::transport::Transport> = Arc::new(InProcess::new());
+        let net = crate::transport::Endpoint::new(Party::Server0, transport, 1, std::time::Duration::from_secs(1));
+        Server::new(0, net, [9u8; 32])
+    }
+
+    /// A kernel may fill a server's material on another thread: the words are
+    /// the server's expansion all the same.
+    #[test]
+    fn a_material_fill_on_another_thread_is_counted_for_its_server() {
+        let mut s = server0();
+        s.begin(1, 0);
+        let mut prg = s.material(1);
+        std::thread::spawn(move || prg.words(100)).join().unwrap();
+        let _ = s.mask(1, 3, &[7]);
+        assert_eq!(s.expanded_words(), 107);
     }
 }

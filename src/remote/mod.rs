@@ -64,8 +64,10 @@ use crate::transport::{Party, tls::check_peer};
 /// releases before versioning, whose hellos carry no version. Never change
 /// [`Version`], the names `Hello` and `Ready` or [`Control::Refused`]: they are
 /// how parties of different formats recognise and refuse each other.
-/// 2: sessions carry the lowered secure program instead of the plan (whose steps
-/// carry `op_type` and windows a `layout`).
+/// 2 (this release): sessions carry the lowered secure program instead of the
+/// plan (whose steps carry `op_type` and windows a `layout`); one table of
+/// message steps outside the programs (training's loss and weights moved); and
+/// server 1 acknowledges a prediction's steps too.
 pub const WIRE_VERSION: u32 = 2;
 
 /// The wire format and the release a party speaks.

@@ -11,6 +11,8 @@
 //! has not dealt yet. Running them one after the other left one of two cores
 //! idle for the whole offline phase.
 
+pub(crate) mod flow;
+pub mod message;
 pub(crate) mod party;
 
 use std::collections::BTreeMap;

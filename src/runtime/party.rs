@@ -11,6 +11,8 @@ use anyhow::Result;
 use indicatif::ProgressBar;
 use ndarray::{ArrayD, Axis, IxDyn};
 
+use super::flow::{Acknowledge, Window};
+use super::message::Outside;
 use super::{PartyStats, SecureConfig};
 use crate::kernels::float;
 use crate::lower::{ClientFinal, Program};
@@ -18,16 +20,9 @@ use crate::ops::{DealerMasks, ServerMasks, StepCx};
 use crate::plan::{Plan, Source, ValueId};
 use crate::protocol::mul::Masked;
 use crate::protocol::{Dealer, Server, domain};
-use crate::ring::{FixedPoint, Prg, RingTensor, StreamKey, Z, expanded_words, from_words, os_seed, to_words};
+use crate::ring::{FixedPoint, Prg, RingTensor, StreamKey, Z, from_words, os_seed, to_words};
 use crate::tensor::Tensor;
-use crate::transport::{Endpoint, Party, Transport, decode_words, encode_words};
-
-/// Message "steps" outside the plan's steps.
-const SEEDS: u32 = u32::MAX;
-const SHARES: u32 = u32::MAX - 1;
-const OUTPUT: u32 = u32::MAX - 2;
-const SETUP: u32 = u32::MAX - 3;
-const OFFLINE_DONE: u32 = u32::MAX - 4;
+use crate::transport::{Channel, Endpoint, Party, Transport, decode_words, encode_words};
 
 /// What every party thread starts with.
 #[derive(Clone)]
@@ -54,14 +49,120 @@ fn endpoint(ctx: &Context, me: Party) -> Endpoint {
     Endpoint::new(me, Arc::clone(&ctx.transport), ctx.session, ctx.config.timeout)
 }
 
-/// A party's statistics from its endpoint's counters.
-pub(crate) fn finish(net: &Endpoint, busy: Duration, expanded: u64) -> PartyStats {
-    PartyStats { traffic: net.total.clone(), per_layer: net.per_layer.clone(), busy, expanded_words: expanded }
+/// A party's statistics from its channel's counters.
+pub(crate) fn finish(net: &dyn Channel, busy: Duration, expanded: u64) -> PartyStats {
+    let (total, per_layer) = net.traffic();
+    PartyStats { traffic: total.clone(), per_layer: per_layer.clone(), busy, expanded_words: expanded }
+}
+
+/// Say where the following traffic belongs: prediction (or training step)
+/// `seq`, and `layer` (a plan step, a training phase; `None`: outside every
+/// layer). The runtime's, not the protocol's: per-layer counts are what the
+/// program planned, and only the runtime knows the program.
+pub(crate) fn attribute(net: &mut dyn Channel, seq: u32, layer: Option<usize>) {
+    net.set_seq(seq);
+    net.set_layer(layer);
+}
+
+/// The crypto producer draws both servers' seeds and sends each its own (the
+/// one message it ever sends server 0).
+pub(crate) fn deal_seeds(net: &mut dyn Channel) -> Result<[[u8; 32]; 2]> {
+    let seeds = [os_seed()?, os_seed()?];
+    attribute(net, 0, None);
+    net.send(Party::Server0, Outside::Seeds.step(), 0, seeds[0].to_vec())?;
+    net.send(Party::Server1, Outside::Seeds.step(), 0, seeds[1].to_vec())?;
+    Ok(seeds)
+}
+
+/// A server's seed from the crypto producer.
+pub(crate) fn server_seed(net: &mut dyn Channel) -> Result<[u8; 32]> {
+    attribute(net, 0, None);
+    recv_seed(net, Party::Dealer, Outside::Seeds.step(), 0)
+}
+
+/// A program's step count, refused where it would reach the message steps
+/// outside every program ([`Outside::FIRST`]).
+pub(crate) fn check_steps(steps: usize) -> Result<()> {
+    if steps > Outside::FIRST as usize {
+        anyhow::bail!("a program of {steps} steps: at most {}", Outside::FIRST);
+    }
+    Ok(())
+}
+
+/// The party machinery around a server's program steps, the same for every
+/// program (a plan's steps; training's steps of three phases): the protocol's
+/// cursor, which layer the traffic belongs to, the layer's clock, and flow
+/// control. A layer is the cursor's step: a plan step, a training phase.
+#[derive(Default)]
+pub(crate) struct ServerSteps {
+    acks: Acknowledge,
+    pub layer_time: BTreeMap<usize, Duration>,
+}
+
+impl ServerSteps {
+    /// Run `work` as layer `layer` of prediction (or training step) `seq`.
+    pub(crate) fn layer<T>(
+        &mut self,
+        s: &mut Server,
+        seq: u32,
+        layer: usize,
+        work: impl FnOnce(&mut Server) -> Result<T>,
+    ) -> Result<T> {
+        s.begin(seq, layer as u32);
+        attribute(&mut *s.net, seq, Some(layer));
+        let clock = Instant::now();
+        let out = work(s);
+        *self.layer_time.entry(layer).or_default() += clock.elapsed();
+        attribute(&mut *s.net, seq, None);
+        out
+    }
+
+    /// A program step is done: server 1 counts it for the dealer ([`super::flow`]).
+    pub(crate) fn done(&mut self, s: &mut Server) -> Result<()> {
+        if s.is_first() {
+            return Ok(());
+        }
+        self.acks.step_done(&mut *s.net)
+    }
+}
+
+/// The same machinery for the crypto producer: flow control before each
+/// program step, then the cursor and attribution of each layer it deals.
+#[derive(Default)]
+pub(crate) struct DealerSteps {
+    window: Window,
+    dealt: u64,
+    /// Time spent waiting for server 1 (not offline work).
+    pub waited: Duration,
+}
+
+impl DealerSteps {
+    /// Before dealing the next program step: wait while the dealer is the bound
+    /// ahead of server 1.
+    pub(crate) fn next(&mut self, d: &mut Dealer) -> Result<()> {
+        let clock = Instant::now();
+        self.window.before(&mut *d.net, self.dealt)?;
+        self.waited += clock.elapsed();
+        self.dealt += 1;
+        Ok(())
+    }
+
+    /// Deal layer `layer` of prediction (or training step) `seq` next.
+    pub(crate) fn layer(&mut self, d: &mut Dealer, seq: u32, layer: usize) {
+        d.begin(seq, layer as u32);
+        attribute(&mut *d.net, seq, Some(layer));
+    }
+
+    /// After the last step: read server 1's last acknowledgements.
+    pub(crate) fn finish(&mut self, d: &mut Dealer) -> Result<()> {
+        attribute(&mut *d.net, 0, None);
+        self.window.drain(&mut *d.net, self.dealt)
+    }
 }
 
 /// Receive both servers' shares of a value (message `step`, tag 0) and add them:
 /// how the client opens its output, and the model owner a trained model.
-pub(crate) fn reconstruct(net: &mut Endpoint, step: u32, shape: &[usize]) -> Result<RingTensor> {
+pub(crate) fn reconstruct(net: &mut dyn Channel, step: u32, shape: &[usize]) -> Result<RingTensor> {
     let n = shape.iter().product();
     let mut sum = RingTensor::zeros(IxDyn(shape));
     for server in [Party::Server0, Party::Server1] {
@@ -71,7 +172,7 @@ pub(crate) fn reconstruct(net: &mut Endpoint, step: u32, shape: &[usize]) -> Res
     Ok(sum)
 }
 
-pub(crate) fn recv_seed(net: &mut Endpoint, from: Party, step: u32, tag: u32) -> Result<[u8; 32]> {
+pub(crate) fn recv_seed(net: &mut dyn Channel, from: Party, step: u32, tag: u32) -> Result<[u8; 32]> {
     let bytes = net.recv(from, step, tag)?;
     bytes
         .try_into()
@@ -83,44 +184,107 @@ fn sharing_stream(seq: u32, id: ValueId) -> StreamKey {
     StreamKey { domain: domain::SHARING, seq, id: id as u32, tag: 0 }
 }
 
-/// An owner secret-shares values: server 0 gets a seed and expands its shares from
-/// it; server 1 gets value − share. Neither learns anything from its share alone.
-fn share_values(net: &mut Endpoint, seq: u32, values: &[(ValueId, RingTensor)]) -> Result<()> {
-    let seed = os_seed()?;
-    net.send(Party::Server0, SHARES, 0, seed.to_vec())?;
+/// One owner's sharing of its values (a client's inputs, the model owner's
+/// weights, a data owner's rows): server 0 gets a seed and expands its shares
+/// from it; server 1 gets value − share. Neither learns anything from its share
+/// alone.
+pub(crate) struct Sharing {
+    seed: [u8; 32],
+}
+
+impl Sharing {
+    /// Draw the owner's seed and send it to server 0 (message `seed_tag` of `seq`).
+    pub(crate) fn start(net: &mut dyn Channel, seq: u32, seed_tag: u32) -> Result<Sharing> {
+        let seed = os_seed()?;
+        attribute(net, seq, None);
+        net.send(Party::Server0, Outside::Shares.step(), seed_tag, seed.to_vec())?;
+        Ok(Sharing { seed })
+    }
+
+    /// Send server 1 its shares of one part (`len` values, server 0's from
+    /// `stream`) under `tag`, encoded straight into the message, server 0's
+    /// shares expanded a chunk at a time: the owner's values are never held
+    /// again in another form.
+    pub(crate) fn part(
+        &self,
+        net: &mut dyn Channel,
+        stream: StreamKey,
+        tag: u32,
+        mut values: impl Iterator<Item = Z>,
+        len: usize,
+    ) -> Result<()> {
+        let mut prg = Prg::derive(&self.seed, stream);
+        let mut message = Vec::with_capacity(len * 8);
+        let mut left = len;
+        while left > 0 {
+            let chunk = left.min(1 << 16);
+            for (share0, value) in prg.words(chunk).into_iter().zip(values.by_ref()) {
+                message.extend_from_slice(&(value - Wrapping(share0)).0.to_le_bytes());
+            }
+            left -= chunk;
+        }
+        net.send(Party::Server1, Outside::Shares.step(), tag, message)
+    }
+}
+
+/// One part a server receives of an owner's sharing: server 0's stream, server
+/// 1's message tag, and its shape.
+pub(crate) struct Part<'a> {
+    pub stream: StreamKey,
+    pub tag: u32,
+    pub shape: &'a [usize],
+}
+
+/// A server receives its shares of an owner's parts ([`Sharing`]). Server 0
+/// expands them from the owner's seed: not material, so not counted as what the
+/// dealer would have sent.
+pub(crate) fn receive_parts(
+    net: &mut dyn Channel,
+    first: bool,
+    owner: Party,
+    seq: u32,
+    seed_tag: u32,
+    parts: &[Part<'_>],
+) -> Result<Vec<RingTensor>> {
+    attribute(net, seq, None);
+    if first {
+        let seed = recv_seed(net, owner, Outside::Shares.step(), seed_tag)?;
+        Ok(parts.iter().map(|p| Prg::derive(&seed, p.stream).tensor(p.shape)).collect())
+    } else {
+        parts
+            .iter()
+            .map(|p| {
+                let bytes = net.recv(owner, Outside::Shares.step(), p.tag)?;
+                Ok(from_words(p.shape, decode_words(&bytes, p.shape.iter().product(), owner)?))
+            })
+            .collect()
+    }
+}
+
+/// An owner shares plan values of prediction `seq` (0: the weights).
+fn share_values(net: &mut dyn Channel, seq: u32, values: &[(ValueId, RingTensor)]) -> Result<()> {
+    let sharing = Sharing::start(net, seq, 0)?;
     for (id, value) in values {
-        let share0 = Prg::derive(&seed, sharing_stream(seq, *id)).tensor(value.shape());
-        net.send(Party::Server1, SHARES, *id as u32 + 1, encode_words(&to_words(&(value - &share0))))?;
+        sharing.part(net, sharing_stream(seq, *id), *id as u32 + 1, value.iter().copied(), value.len())?;
     }
     Ok(())
 }
 
-/// A server receives its shares of values from their owner.
+/// A server receives its shares of plan values from their owner.
 fn receive_shares(
-    net: &mut Endpoint,
+    net: &mut dyn Channel,
     first: bool,
     owner: Party,
     seq: u32,
     ids: &[ValueId],
     shapes: &[Vec<usize>],
 ) -> Result<Vec<RingTensor>> {
-    net.seq = seq;
-    if first {
-        let seed = recv_seed(net, owner, SHARES, 0)?;
-        Ok(ids
-            .iter()
-            .zip(shapes)
-            .map(|(&id, shape)| Prg::derive(&seed, sharing_stream(seq, id)).tensor(shape))
-            .collect())
-    } else {
-        ids.iter()
-            .zip(shapes)
-            .map(|(&id, shape)| {
-                let bytes = net.recv(owner, SHARES, id as u32 + 1)?;
-                Ok(from_words(shape, decode_words(&bytes, shape.iter().product(), owner)?))
-            })
-            .collect()
-    }
+    let parts: Vec<Part<'_>> = ids
+        .iter()
+        .zip(shapes)
+        .map(|(&id, shape)| Part { stream: sharing_stream(seq, id), tag: id as u32 + 1, shape })
+        .collect();
+    receive_parts(net, first, owner, seq, 0, &parts)
 }
 
 /// A server's shares of the model's weights.
@@ -142,9 +306,10 @@ pub fn receive_weights(ctx: &Context, i: usize) -> Result<(WeightShares, Report)
     let start = Instant::now();
     let ids: Vec<ValueId> = plan.weights().map(|(id, _)| id).collect();
     let shapes: Vec<Vec<usize>> = ids.iter().map(|&id| plan.values[id].shape.clone()).collect();
-    let before = expanded_words();
     let shares = receive_shares(&mut net, i == 0, Party::ModelOwner, 0, &ids, &shapes)?;
-    let expanded = expanded_words() - before;
+    // A deployment's report has always counted server 0's expansion of the
+    // owner's sharing (there is no dealer in a deployment).
+    let expanded = if i == 0 { shares.iter().map(|s| s.len() as u64).sum() } else { 0 };
     let report = Report { stats: finish(&net, start.elapsed(), expanded), ..Report::default() };
     Ok((ids.into_iter().zip(shares).collect(), report))
 }
@@ -159,11 +324,12 @@ pub fn server(
     let program = &ctx.program;
     let plan = &program.plan;
     let fp = program.fp();
+    check_steps(program.kinds.len())?;
     let mut net = endpoint(ctx, Party::server(i));
-    let seed = recv_seed(&mut net, Party::Dealer, SEEDS, 0)?;
+    let seed = server_seed(&mut net)?;
     let mut s = Server::new(i, net, seed);
     let mut report = Report::default();
-    let mut sharing_words = 0;
+    let mut steps = ServerSteps::default();
     let predictions = super::prediction_count(predictions)?;
 
     // Set-up: the weights' shares, then their masked values opened once.
@@ -173,10 +339,8 @@ pub fn server(
         Weights::FromOwner => {
             let weight_ids: Vec<ValueId> = plan.weights().map(|(id, _)| id).collect();
             let shapes: Vec<Vec<usize>> = weight_ids.iter().map(|&id| plan.values[id].shape.clone()).collect();
-            let before = expanded_words();
             let first = s.is_first();
-            let shares = receive_shares(&mut s.net, first, Party::ModelOwner, 0, &weight_ids, &shapes)?;
-            sharing_words += expanded_words() - before;
+            let shares = receive_shares(&mut *s.net, first, Party::ModelOwner, 0, &weight_ids, &shapes)?;
             Arc::new(weight_ids.into_iter().zip(shares).collect())
         }
     };
@@ -189,8 +353,8 @@ pub fn server(
             );
         }
     }
-    s.begin(0, SETUP);
-    s.net.set_layer(None);
+    s.begin(0, Outside::Setup.step());
+    attribute(&mut *s.net, 0, None);
     let mask_shares: Vec<RingTensor> =
         program.masked_weights.iter().map(|&w| s.mask(0, w as u32, &plan.values[w].shape)).collect();
     let diffs: Vec<RingTensor> =
@@ -208,31 +372,26 @@ pub fn server(
     report.setup = setup_start.elapsed();
 
     for seq in 1..=predictions {
-        s.net.seq = seq;
-        s.net.set_layer(None);
+        attribute(&mut *s.net, seq, None);
         let start = Instant::now();
         // This prediction's shares; the weights' are read where they are held.
         let mut env: Vec<Option<RingTensor>> = vec![None; plan.values.len()];
         let shapes: Vec<Vec<usize>> = plan.inputs.iter().map(|&id| plan.values[id].shape.clone()).collect();
-        let before = expanded_words();
         let first = s.is_first();
-        let inputs = receive_shares(&mut s.net, first, Party::Client, seq, &plan.inputs, &shapes)?;
-        sharing_words += expanded_words() - before;
+        let inputs = receive_shares(&mut *s.net, first, Party::Client, seq, &plan.inputs, &shapes)?;
         for (&id, x) in plan.inputs.iter().zip(inputs) {
             env[id] = Some(x);
         }
         masks.activations.clear();
         for (k, kind) in program.kinds.iter().enumerate() {
             let step = &plan.steps[k];
-            s.begin(seq, k as u32);
-            let t = Instant::now();
             let cx = StepCx { plan, step, fp, seq };
             let ins: Vec<&RingTensor> = step
                 .inputs
                 .iter()
                 .map(|&v| env[v].as_ref().or_else(|| weights.get(&v)).expect("inputs computed before"))
                 .collect();
-            let out = kind.op().run(&mut s, &cx, &mut masks, &ins)?;
+            let out = steps.layer(&mut s, seq, k, |s| kind.op().run(s, &cx, &mut masks, &ins))?;
             env[step.output] = Some(out);
             // Free what no later step reads, as the plaintext run does.
             for &v in &step.inputs {
@@ -241,26 +400,27 @@ pub fn server(
                     masks.activations.remove(&v);
                 }
             }
-            *report.layer_time.entry(k).or_default() += t.elapsed();
+            steps.done(&mut s)?;
             if let Some(bar) = progress {
                 bar.set_message(step.node.clone());
                 bar.inc(1);
             }
         }
-        s.net.set_layer(None);
+        attribute(&mut *s.net, seq, None);
         let revealed = match env[program.revealed].take() {
             Some(v) => v,
             None => weights.get(&program.revealed).cloned().expect("revealed value computed"),
         };
         let out = if program.client_final == Some(ClientFinal::Softmax) { shift_by_first(&revealed) } else { revealed };
-        s.net.send(Party::Client, OUTPUT, 0, encode_words(&to_words(&out)))?;
+        s.net.send(Party::Client, Outside::Output.step(), 0, encode_words(&to_words(&out)))?;
         // The dealer ran beside this prediction; its end marker says that it dealt
         // no more than the plan used.
-        s.net.recv(Party::Dealer, OFFLINE_DONE, 0)?;
+        s.net.recv(Party::Dealer, Outside::OfflineDone.step(), 0)?;
         report.stats.busy += start.elapsed();
     }
     let busy = report.stats.busy;
-    report.stats = finish(&s.net, busy, expanded_words() - sharing_words);
+    report.layer_time = steps.layer_time;
+    report.stats = finish(&*s.net, busy, s.expanded_words());
     Ok(report)
 }
 
@@ -277,11 +437,11 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
     let plan = &program.plan;
     let fp = program.fp();
     let predictions = super::prediction_count(predictions)?;
+    check_steps(program.kinds.len())?;
     let mut net = endpoint(ctx, Party::Dealer);
-    let seeds = [os_seed()?, os_seed()?];
-    net.send(Party::Server0, SEEDS, 0, seeds[0].to_vec())?;
-    net.send(Party::Server1, SEEDS, 0, seeds[1].to_vec())?;
+    let seeds = deal_seeds(&mut net)?;
     let mut d = Dealer::new(net, seeds);
+    let mut steps = DealerSteps::default();
     let mut masks = DealerMasks {
         weights: program.masked_weights.iter().map(|&w| (w, d.mask(0, w as u32, &plan.values[w].shape))).collect(),
         activations: HashMap::new(),
@@ -292,7 +452,8 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
         masks.activations.clear();
         for (k, kind) in program.kinds.iter().enumerate() {
             let step = &plan.steps[k];
-            d.begin(seq, k as u32);
+            steps.next(&mut d)?;
+            steps.layer(&mut d, seq, k);
             kind.op().deal(&mut d, &StepCx { plan, step, fp, seq }, &mut masks)?;
             for &v in &step.inputs {
                 if program.last_use[v] == Some(k) {
@@ -300,13 +461,14 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
                 }
             }
         }
-        d.net.set_layer(None);
-        d.net.seq = seq;
-        d.net.send(Party::Server0, OFFLINE_DONE, 0, vec![])?;
-        d.net.send(Party::Server1, OFFLINE_DONE, 0, vec![])?;
+        attribute(&mut *d.net, seq, None);
+        d.net.send(Party::Server0, Outside::OfflineDone.step(), 0, vec![])?;
+        d.net.send(Party::Server1, Outside::OfflineDone.step(), 0, vec![])?;
         busy += start.elapsed();
     }
-    Ok(Report { stats: finish(&d.net, busy, 0), ..Report::default() })
+    steps.finish(&mut d)?;
+    // The offline phase's work, not its waits for server 1.
+    Ok(Report { stats: finish(&*d.net, busy.saturating_sub(steps.waited), 0), ..Report::default() })
 }
 
 /// The plan's weights with what an error calls them.
@@ -373,7 +535,6 @@ pub fn model_owner(ctx: &Context, weights: &BTreeMap<ValueId, ArrayD<f32>>) -> R
     for (id, w, what) in weights_of(plan, weights)? {
         encoded.push((id, fp.encode(w, &what)?));
     }
-    net.seq = 0;
     share_values(&mut net, 0, &encoded)?;
     Ok(Report { stats: finish(&net, start.elapsed(), 0), ..Report::default() })
 }
@@ -386,14 +547,13 @@ pub fn client(ctx: &Context, batches: &[BTreeMap<String, ArrayD<f32>>]) -> Resul
     let mut report = Report::default();
     let count = super::prediction_count(batches.len())?;
     for (seq, inputs) in (1..=count).zip(batches) {
-        net.seq = seq;
         let start = Instant::now();
         let mut encoded = Vec::new();
         for (id, x, what) in inputs_of(plan, inputs)? {
             encoded.push((id, fp.encode(x, &what)?));
         }
         share_values(&mut net, seq, &encoded)?;
-        let opened = reconstruct(&mut net, OUTPUT, &plan.values[sched.revealed].shape)?;
+        let opened = reconstruct(&mut net, Outside::Output.step(), &plan.values[sched.revealed].shape)?;
         let output = match (sched.revealed_frac_bits, sched.client_final) {
             (Some(0), _) => Tensor::Int(opened.mapv(|v: Z| v.0 as i64)),
             (_, final_op) => {

@@ -37,19 +37,15 @@ use crate::protocol::mul::{
 };
 use crate::protocol::trunc::{deal_truncate, truncate, truncate_cost};
 use crate::protocol::{Cost, Dealer, Server, domain};
-use crate::ring::{FixedPoint, Prg, RingTensor, StreamKey, Z, expanded_words, from_words, os_seed, to_words};
-use crate::runtime::party::{Report, finish, reconstruct, recv_seed};
+use crate::ring::{FixedPoint, RingTensor, StreamKey, os_seed, to_words};
+use crate::runtime::message::Outside;
+use crate::runtime::party::{
+    DealerSteps, Part, Report, ServerSteps, Sharing, attribute, deal_seeds, finish, receive_parts, reconstruct,
+    server_seed,
+};
 use crate::runtime::{PartyStats, SecureConfig, Stats, reports, spawn_party};
 use crate::tensor::Tensor;
-use crate::transport::{Endpoint, InProcess, Party, Transport, decode_words, encode_words};
-
-/// Message "steps" outside the training steps' phases.
-const SEEDS: u32 = u32::MAX;
-const OWNER_SHARES: u32 = u32::MAX - 1;
-const WEIGHTS: u32 = u32::MAX - 2;
-const SETUP: u32 = u32::MAX - 3;
-const LOSS: u32 = u32::MAX - 4;
-const ACK: u32 = u32::MAX - 5;
+use crate::transport::{Channel, Endpoint, InProcess, Party, Transport, encode_words};
 
 /// The phases of a step: message steps 0, 1, 2, and the rows of `--stats`.
 pub const PHASES: [&str; 3] = ["forward (X·W)", "sigmoid and loss", "gradient and update"];
@@ -92,10 +88,6 @@ pub fn planned(spec: &TrainSpec) -> [Cost; 3] {
 const MASK_X: u32 = 0;
 const MASK_W: u32 = 1;
 const MASK_R: u32 = 2;
-
-/// Server 1 acknowledges every ACK_EVERY steps; the dealer runs at most about
-/// two such chunks ahead of it, so its material never piles up unread.
-const ACK_EVERY: usize = 16;
 
 const FORWARD: Bilinear = Bilinear::MatMul { transpose_a: false, transpose_b: false };
 const GRADIENT: Bilinear = Bilinear::MatMul { transpose_a: true, transpose_b: false };
@@ -144,33 +136,13 @@ pub fn data_owner(ctx: &Context, fp: FixedPoint, index: usize, data: &OwnerData)
     let mut net = ctx.endpoint(Party::Client);
     let start = Instant::now();
     check_owner(fp, data)?;
-    let seed = os_seed()?;
     let tag = 3 * index as u32;
-    net.send(Party::Server0, OWNER_SHARES, tag, seed.to_vec())?;
+    let sharing = Sharing::start(&mut net, 0, tag)?;
     let features = data.features.iter().map(|&v| fp.encode_value(f64::from(v)));
-    let x1 = share1_message(&seed, owner_stream(index, 0), features, data.features.len());
-    net.send(Party::Server1, OWNER_SHARES, tag + 1, x1)?;
+    sharing.part(&mut net, owner_stream(index, 0), tag + 1, features, data.features.len())?;
     let labels = data.labels.iter().map(|&v| Wrapping(v as u64));
-    let y1 = share1_message(&seed, owner_stream(index, 1), labels, data.labels.len());
-    net.send(Party::Server1, OWNER_SHARES, tag + 2, y1)?;
+    sharing.part(&mut net, owner_stream(index, 1), tag + 2, labels, data.labels.len())?;
     Ok(Report { stats: finish(&net, start.elapsed(), 0), ..Report::default() })
-}
-
-/// Server 1's shares `value − share0` of `len` values, encoded straight into its
-/// message, with server 0's shares expanded from `seed` a chunk at a time: the
-/// owner's rows are never held again in another form.
-fn share1_message(seed: &[u8; 32], stream: StreamKey, mut values: impl Iterator<Item = Z>, len: usize) -> Vec<u8> {
-    let mut prg = Prg::derive(seed, stream);
-    let mut message = Vec::with_capacity(len * 8);
-    let mut left = len;
-    while left > 0 {
-        let chunk = left.min(1 << 16);
-        for (share0, value) in prg.words(chunk).into_iter().zip(values.by_ref()) {
-            message.extend_from_slice(&(value - Wrapping(share0)).0.to_le_bytes());
-        }
-        left -= chunk;
-    }
-    message
 }
 
 /// A server's shares of a data set it keeps for training (`tfe-run contribute`).
@@ -184,21 +156,14 @@ pub struct HeldShares {
 }
 
 /// A server receives owner `j`'s shares (`rows` rows, as `info` describes them).
-fn receive_owner(net: &mut Endpoint, first: bool, j: usize, info: &DatasetInfo) -> Result<(RingTensor, RingTensor)> {
+fn receive_owner(net: &mut dyn Channel, first: bool, j: usize, info: &DatasetInfo) -> Result<(RingTensor, RingTensor)> {
     let tag = 3 * j as u32;
     let shapes = [[info.rows, info.features], [info.rows, info.outputs]];
-    net.seq = 0;
-    if first {
-        let seed = recv_seed(net, Party::Client, OWNER_SHARES, tag)?;
-        let x = Prg::derive(&seed, owner_stream(j, 0)).tensor(&shapes[0]);
-        Ok((x, Prg::derive(&seed, owner_stream(j, 1)).tensor(&shapes[1])))
-    } else {
-        let mut part = |p: usize| -> Result<RingTensor> {
-            let bytes = net.recv(Party::Client, OWNER_SHARES, tag + 1 + p as u32)?;
-            Ok(from_words(&shapes[p], decode_words(&bytes, shapes[p][0] * shapes[p][1], Party::Client)?))
-        };
-        Ok((part(0)?, part(1)?))
-    }
+    let parts = [0, 1].map(|p| Part { stream: owner_stream(j, p), tag: tag + 1 + p, shape: &shapes[p as usize] });
+    let [x, y]: [RingTensor; 2] = receive_parts(net, first, Party::Client, 0, tag, &parts)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("two parts of data owner {j} expected"))?;
+    Ok((x, y))
 }
 
 /// A server's part of a contribution: receive the owner's shares, to keep.
@@ -229,7 +194,7 @@ fn receive_rows(s: &mut Server, spec: &TrainSpec, held: &[Arc<HeldShares>]) -> R
             Some(h) => place(&h.x, &h.y),
             None => {
                 let first = s.is_first();
-                let (xj, yj) = receive_owner(&mut s.net, first, j, &DatasetInfo::of_owner(spec, n))?;
+                let (xj, yj) = receive_owner(&mut *s.net, first, j, &DatasetInfo::of_owner(spec, n))?;
                 place(&xj, &yj);
             }
         }
@@ -255,19 +220,18 @@ pub fn server(
     let bits = spec.update_bits()?;
     let (sigmoid, softplus) = (Piecewise::sigmoid(), Piecewise::softplus());
     let mut net = ctx.endpoint(Party::server(i));
-    let seed = recv_seed(&mut net, Party::Dealer, SEEDS, 0)?;
+    let seed = server_seed(&mut net)?;
     let mut s = Server::new(i, net, seed);
     let mut report = Report::default();
+    let mut steps = ServerSteps::default();
     let start = Instant::now();
 
-    let before = expanded_words();
     if held.len() != spec.held.len() {
         anyhow::bail!("{} holds {} of the {} data sets named", Party::server(i).name(), held.len(), spec.held.len());
     }
     let (x, y) = receive_rows(&mut s, spec, held)?;
-    let sharing_words = expanded_words() - before;
-    s.begin(0, SETUP);
-    s.net.set_layer(None);
+    s.begin(0, Outside::Setup.step());
+    attribute(&mut *s.net, 0, None);
     let mask_x = s.mask(0, MASK_X, x.shape());
     // From here on the rows enter products only through their mask and the
     // masked opening: the share itself is not needed.
@@ -285,49 +249,43 @@ pub fn server(
         let xb = Masked { mask: rows_of(&mask_x, &rows), opened: rows_of(&opened_x, &rows) };
         let yb = rows_of(&y, &rows);
 
-        let clock = Instant::now();
-        s.begin(t, 0);
-        let mask_w = s.mask(t, MASK_W, &[d1, k]);
-        let opened_w = s.open(&[&(&w - &mask_w)])?.remove(0);
-        let z = product(&mut s, &FORWARD, &xb, &Masked { mask: mask_w, opened: opened_w }, &[b, k])?;
-        let z = truncate(&mut s, &z, f)?;
-        *report.layer_time.entry(0).or_default() += clock.elapsed();
+        let z = steps.layer(&mut s, t, 0, |s| {
+            let mask_w = s.mask(t, MASK_W, &[d1, k]);
+            let opened_w = s.open(&[&(&w - &mask_w)])?.remove(0);
+            let z = product(s, &FORWARD, &xb, &Masked { mask: mask_w, opened: opened_w }, &[b, k])?;
+            truncate(s, &z, f)
+        })?;
+        let p = steps.layer(&mut s, t, 1, |s| {
+            let mut both = piecewise_many(s, &z, &[&sigmoid, &softplus], fp)?;
+            let (p, softplus_z) = (both.remove(0), both.remove(0));
+            let yz = mul_pairs(s, &[(&yb, &z)])?.remove(0);
+            loss += (softplus_z - yz).sum();
+            Ok(p)
+        })?;
+        let update = steps.layer(&mut s, t, 2, |s| {
+            let r = &p - &yb.mapv(|v| v * one);
+            let mask_r = s.mask(t, MASK_R, r.shape());
+            let opened_r = s.open(&[&(&r - &mask_r)])?.remove(0);
+            let g = product(s, &GRADIENT, &xb, &Masked { mask: mask_r, opened: opened_r }, &[d1, k])?;
+            let c = Wrapping(spec.update_factor(b, bits));
+            truncate(s, &g.mapv(|v| v * c), f + bits)
+        })?;
+        w = w - update;
 
-        let clock = Instant::now();
-        s.begin(t, 1);
-        let mut both = piecewise_many(&mut s, &z, &[&sigmoid, &softplus], fp)?;
-        let (p, softplus_z) = (both.remove(0), both.remove(0));
-        let yz = mul_pairs(&mut s, &[(&yb, &z)])?.remove(0);
-        loss += (softplus_z - yz).sum();
-        *report.layer_time.entry(1).or_default() += clock.elapsed();
-
-        let clock = Instant::now();
-        s.begin(t, 2);
-        let r = &p - &yb.mapv(|v| v * one);
-        let mask_r = s.mask(t, MASK_R, r.shape());
-        let opened_r = s.open(&[&(&r - &mask_r)])?.remove(0);
-        let g = product(&mut s, &GRADIENT, &xb, &Masked { mask: mask_r, opened: opened_r }, &[d1, k])?;
-        let c = Wrapping(spec.update_factor(b, bits));
-        w = w - truncate(&mut s, &g.mapv(|v| v * c), f + bits)?;
-        *report.layer_time.entry(2).or_default() += clock.elapsed();
-
-        s.net.set_layer(None);
         if (t0 + 1) % per_epoch == 0 {
-            s.net.seq = ((t0 + 1) / per_epoch) as u32;
-            s.net.send(Party::ModelOwner, LOSS, 0, encode_words(&[loss.0]))?;
+            attribute(&mut *s.net, ((t0 + 1) / per_epoch) as u32, None);
+            s.net.send(Party::ModelOwner, Outside::Loss.step(), 0, encode_words(&[loss.0]))?;
             loss = Wrapping(0);
         }
-        if !s.is_first() && (t0 + 1) % ACK_EVERY == 0 {
-            s.net.seq = t;
-            s.net.send(Party::Dealer, ACK, 0, vec![])?;
-        }
+        steps.done(&mut s)?;
         if let Some(step) = on_step {
             step();
         }
     }
-    s.net.seq = 0;
-    s.net.send(Party::ModelOwner, WEIGHTS, 0, encode_words(&to_words(&w)))?;
-    report.stats = finish(&s.net, start.elapsed(), expanded_words() - before - sharing_words);
+    attribute(&mut *s.net, 0, None);
+    s.net.send(Party::ModelOwner, Outside::Trained.step(), 0, encode_words(&to_words(&w)))?;
+    report.layer_time = steps.layer_time;
+    report.stats = finish(&*s.net, start.elapsed(), s.expanded_words());
     Ok(report)
 }
 
@@ -338,49 +296,32 @@ pub fn dealer(ctx: &Context, spec: &TrainSpec) -> Result<Report> {
     let bits = spec.update_bits()?;
     let sigmoid = Piecewise::sigmoid();
     let mut net = ctx.endpoint(Party::Dealer);
-    let seeds = [os_seed()?, os_seed()?];
-    net.send(Party::Server0, SEEDS, 0, seeds[0].to_vec())?;
-    net.send(Party::Server1, SEEDS, 0, seeds[1].to_vec())?;
+    let seeds = deal_seeds(&mut net)?;
     let mut d = Dealer::new(net, seeds);
     let mut busy = Duration::ZERO;
     let mask_x = d.mask(0, MASK_X, &[spec.rows(), d1]);
-    // Server 1's acknowledgements, in order: the dealer reads each one (the last
-    // ones after dealing everything, so that it never hangs up on a server that
-    // still has something to tell it).
-    let mut next_ack = ACK_EVERY;
-    let mut read_ack = |d: &mut Dealer, upto: usize| -> Result<()> {
-        while next_ack <= upto {
-            d.net.set_layer(None);
-            d.net.seq = next_ack as u32;
-            d.net.recv(Party::Server1, ACK, 0)?;
-            next_ack += ACK_EVERY;
-        }
-        Ok(())
-    };
-    let total = spec.steps_per_epoch() * spec.epochs;
+    let mut steps = DealerSteps::default();
     for (t0, rows) in spec.steps() {
-        if t0 >= 2 * ACK_EVERY {
-            read_ack(&mut d, t0 - ACK_EVERY)?;
-        }
+        steps.next(&mut d)?;
         let start = Instant::now();
         let t = t0 as u32 + 1;
         let b = rows.len();
         let mask_b = rows_of(&mask_x, &rows);
-        d.begin(t, 0);
+        steps.layer(&mut d, t, 0);
         let mask_w = d.mask(t, MASK_W, &[d1, k]);
         deal_product(&mut d, &FORWARD, &mask_b, &mask_w)?;
         deal_truncate(&mut d, &[b, k], fp.frac_bits)?;
-        d.begin(t, 1);
+        steps.layer(&mut d, t, 1);
         deal_piecewise_many(&mut d, &[b, k], 2, &sigmoid, fp)?;
         deal_mul_pairs(&mut d, &[&[b, k]])?;
-        d.begin(t, 2);
+        steps.layer(&mut d, t, 2);
         let mask_r = d.mask(t, MASK_R, &[b, k]);
         deal_product(&mut d, &GRADIENT, &mask_b, &mask_r)?;
         deal_truncate(&mut d, &[d1, k], fp.frac_bits + bits)?;
         busy += start.elapsed();
     }
-    read_ack(&mut d, total)?;
-    Ok(Report { stats: finish(&d.net, busy, 0), ..Report::default() })
+    steps.finish(&mut d)?;
+    Ok(Report { stats: finish(&*d.net, busy, 0), ..Report::default() })
 }
 
 /// The model owner: the epochs' losses as they come, then the weights.
@@ -391,15 +332,15 @@ pub fn model_owner(ctx: &Context, spec: &TrainSpec, on_epoch: &(dyn Fn(usize, f6
     let start = Instant::now();
     let mut losses = Vec::with_capacity(spec.epochs);
     for epoch in 0..spec.epochs {
-        net.seq = epoch as u32 + 1;
-        let sum = reconstruct(&mut net, LOSS, &[1])?[[0]];
+        attribute(&mut net, epoch as u32 + 1, None);
+        let sum = reconstruct(&mut net, Outside::Loss.step(), &[1])?[[0]];
         let loss = sum.0 as i64 as f64 / fp.scale() / (spec.rows() * spec.outputs) as f64;
         on_epoch(epoch, loss);
         losses.push(loss as f32);
     }
-    net.seq = 0;
+    attribute(&mut net, 0, None);
     let (d1, k) = (spec.features + 1, spec.outputs);
-    let w = reconstruct(&mut net, WEIGHTS, &[d1, k])?;
+    let w = reconstruct(&mut net, Outside::Trained.step(), &[d1, k])?;
     let outputs =
         vec![Tensor::Float(fp.decode(&w)), Tensor::Float(ArrayD::from_shape_vec(IxDyn(&[losses.len()]), losses)?)];
     Ok(Report { stats: finish(&net, start.elapsed(), 0), outputs, ..Report::default() })

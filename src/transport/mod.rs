@@ -2,9 +2,9 @@
 //!
 //! Every message is a byte string keyed by (session, prediction, step, tag), so
 //! messages may arrive in any order and two sessions never mix (as Moose keys its
-//! messages by session and rendezvous key). The protocol code sees only
-//! [`Endpoint`]: the same code runs over the in-process transport and, later, over
-//! the network.
+//! messages by session and rendezvous key). The protocol code sees only a
+//! [`Channel`] (which [`Endpoint`] implements): the same code runs over the
+//! in-process transport and over the network.
 
 mod in_process;
 pub mod network;
@@ -104,6 +104,32 @@ impl Traffic {
     }
 }
 
+/// What a party's protocol code sends and receives through: byte messages to
+/// and from a party under (step, tag) of the current prediction, counted.
+///
+/// The protocol (`protocol::Server`, `protocol::Dealer`) only sends and
+/// receives. The party runtime, which knows the program, says which prediction
+/// is current and which layer (a plan step, a training phase) the traffic
+/// belongs to, and reads the counters at the end. One dynamic call per message.
+pub trait Channel: Send {
+    fn me(&self) -> Party;
+    fn send(&mut self, to: Party, step: u32, tag: u32, payload: Vec<u8>) -> Result<()>;
+    fn recv(&mut self, from: Party, step: u32, tag: u32) -> Result<Vec<u8>>;
+    /// Flow-control traffic (an acknowledgement): counted in the totals under
+    /// no layer, and neither starting nor ending a round, so that the rounds
+    /// of the protocol's own messages stay as planned wherever it falls.
+    fn send_aside(&mut self, to: Party, step: u32, tag: u32, payload: Vec<u8>) -> Result<()>;
+    /// The receiving side of [`Channel::send_aside`].
+    fn recv_aside(&mut self, from: Party, step: u32, tag: u32) -> Result<Vec<u8>>;
+    /// The prediction (or training step) whose messages follow.
+    fn set_seq(&mut self, seq: u32);
+    fn seq(&self) -> u32;
+    /// Attribute the following traffic to `layer` (`None`: outside every layer).
+    fn set_layer(&mut self, layer: Option<usize>);
+    /// What was counted: in total, and per layer.
+    fn traffic(&self) -> (&Traffic, &BTreeMap<usize, Traffic>);
+}
+
 /// One party's view of the transport: it sends as itself, counts what it sends and
 /// receives, and attributes the traffic to the current plan step (`layer`).
 pub struct Endpoint {
@@ -173,6 +199,48 @@ impl Endpoint {
         self.received_since_send = true;
         self.count(|t| t.bytes_received += n);
         Ok(payload)
+    }
+}
+
+impl Channel for Endpoint {
+    fn me(&self) -> Party {
+        self.me
+    }
+
+    fn send(&mut self, to: Party, step: u32, tag: u32, payload: Vec<u8>) -> Result<()> {
+        Endpoint::send(self, to, step, tag, payload)
+    }
+
+    fn recv(&mut self, from: Party, step: u32, tag: u32) -> Result<Vec<u8>> {
+        Endpoint::recv(self, from, step, tag)
+    }
+
+    fn send_aside(&mut self, to: Party, step: u32, tag: u32, payload: Vec<u8>) -> Result<()> {
+        self.total.bytes_sent += payload.len() as u64;
+        self.total.messages_sent += 1;
+        self.transport.send(self.me, to, self.key(step, tag), payload)
+    }
+
+    fn recv_aside(&mut self, from: Party, step: u32, tag: u32) -> Result<Vec<u8>> {
+        let payload = self.transport.recv(self.me, from, self.key(step, tag), self.timeout)?;
+        self.total.bytes_received += payload.len() as u64;
+        Ok(payload)
+    }
+
+    fn set_seq(&mut self, seq: u32) {
+        self.seq = seq;
+    }
+
+    fn seq(&self) -> u32 {
+        self.seq
+    }
+
+    fn set_layer(&mut self, layer: Option<usize>) {
+        Endpoint::set_layer(self, layer)
+    }
+
+    fn traffic(&self) -> (&Traffic, &BTreeMap<usize, Traffic>) {
+        (&self.total, &self.per_layer)
     }
 }
 
