@@ -36,6 +36,11 @@ impl OpUnit for DepthwiseConv2D {
 
     fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
         let [x, f] = ins else { return Err(format!("expects 2 inputs, has {}", ins.len())) };
+        // The kernel is NHWC only (as TensorFlow's CPU kernel): a plan from the
+        // network may not say otherwise.
+        if self.window.layout != crate::kernels::Layout::Nhwc {
+            return Err("a depthwise convolution must be NHWC".into());
+        }
         let &[n, h, wd, c] = *x else {
             return Err(format!("input must be NHWC (rank 4), has shape {x:?}"));
         };
