@@ -17,7 +17,7 @@ use crate::lower::{Program, lower};
 use crate::plan::{Plan, Source, ValueId};
 use crate::ring::FixedPoint;
 use crate::runtime::party::{self, Report};
-use crate::runtime::{Outcome, SecureConfig, assemble, spawn_party};
+use crate::runtime::{Outcome, assemble, spawn_party};
 use crate::tensor::Tensor;
 use crate::train::secure::{self, TrainOutcome};
 use crate::train::{DatasetInfo, OwnerData, TrainSpec};
@@ -64,6 +64,15 @@ struct Session {
 }
 
 impl Session {
+    /// The session as the driver's own party threads see it.
+    fn parties(&self) -> party::Session {
+        party::Session {
+            transport: Arc::clone(&self.link) as Arc<dyn Transport>,
+            id: self.link.session(),
+            timeout: self.remote.timeout,
+        }
+    }
+
     /// A session in which `starter` starts `peers` with `request` and `joiner`
     /// (if any) then joins both servers.
     fn with_joiner(
@@ -186,14 +195,9 @@ fn run_local(
     weights: Option<&BTreeMap<ValueId, ArrayD<f32>>>,
     batches: Option<&[Feeds]>,
 ) -> Vec<(Party, Result<Report>)> {
-    let ctx = party::Context {
-        program: Arc::clone(program),
-        transport: Arc::clone(&session.link) as Arc<dyn Transport>,
-        session: session.link.session(),
-        config: SecureConfig { fp: program.fp(), timeout: session.remote.timeout, progress: false },
-    };
+    let ctx = party::Context { session: session.parties(), program: Arc::clone(program) };
     std::thread::scope(|scope| {
-        let (c, t) = (&ctx, &ctx.transport);
+        let (c, t) = (&ctx, &ctx.session.transport);
         let mut handles = Vec::new();
         if let Some(weights) = weights {
             handles.push(spawn_party(scope, t, Party::ModelOwner, move || party::model_owner(c, weights)));
@@ -257,11 +261,7 @@ pub fn train(
     // the servers as clients.
     let joiner = (!owners.is_empty()).then_some(Party::Client);
     let session = Session::with_joiner(remote, Party::ModelOwner, joiner, &peers, &request)?;
-    let ctx = secure::Context {
-        transport: Arc::clone(&session.link) as Arc<dyn Transport>,
-        session: session.link.session(),
-        timeout: remote.timeout,
-    };
+    let ctx = session.parties();
     let local = std::thread::scope(|scope| {
         let ctx = &ctx;
         let t = &ctx.transport;
@@ -319,11 +319,7 @@ pub fn contribute(
     for peer in [Party::Server1, Party::Server0] {
         session.start(peer, request.clone())?;
     }
-    let ctx = secure::Context {
-        transport: Arc::clone(&session.link) as Arc<dyn Transport>,
-        session: session.link.session(),
-        timeout: remote.timeout,
-    };
+    let ctx = session.parties();
     let local = vec![(Party::Client, secure::data_owner(&ctx, fp, 0, data))];
     let results = session.collect(local, &[Party::Server0, Party::Server1]);
     results.into_iter().map(|(party, r)| r.with_context(|| format!("{} failed", party.name()))).collect()

@@ -34,7 +34,6 @@ use tokio::net::{TcpListener, TcpStream};
 use super::{Control, Deployment, Peer, Request, Security, Version, accept, check_program, commit_key, dial};
 use crate::cluster::Cluster;
 use crate::lower::Program;
-use crate::runtime::SecureConfig;
 use crate::runtime::party::{self, Report, WeightShares, Weights};
 use crate::train::secure::{self, HeldShares};
 use crate::train::{DatasetInfo, TrainSpec};
@@ -567,9 +566,9 @@ impl State {
         request: &Request,
     ) -> Result<Report> {
         let i = if self.me == Party::Server0 { 0 } else { 1 };
-        let ctx = secure::Context {
+        let ctx = party::Session {
             transport: Arc::clone(link) as Arc<dyn Transport>,
-            session: link.session(),
+            id: link.session(),
             timeout: self.timeout,
         };
         let (program, weights, claim) = match prepared {
@@ -595,13 +594,7 @@ impl State {
         };
         // Held until this session's deployment (if it is one) commits or fails.
         let _claim = claim;
-        let fp = program.fp();
-        let ctx = party::Context {
-            program: Arc::clone(&program),
-            transport: Arc::clone(link) as Arc<dyn Transport>,
-            session: link.session(),
-            config: SecureConfig { fp, timeout: self.timeout, progress: false },
-        };
+        let ctx = party::Context { session: ctx, program: Arc::clone(&program) };
         match (request, self.me) {
             (Request::Predict { predictions, .. }, Party::Dealer) => party::dealer(&ctx, *predictions as usize),
             (Request::Predict { predictions, .. } | Request::PredictDeployed { predictions, .. }, server) => {

@@ -172,16 +172,14 @@ pub fn run_program(
     let session = u64::from_le_bytes(crate::ring::os_seed()?[..8].try_into().expect("8 bytes"));
     let progress = progress_bar(config.progress, program.kinds.len() as u64 * batches.len() as u64);
     let ctx = party::Context {
+        session: party::Session { transport: Arc::clone(&transport), id: session, timeout: config.timeout },
         program: Arc::clone(program),
-        transport: Arc::clone(&transport),
-        session,
-        config: SecureConfig { fp: program.fp(), ..config.clone() },
     };
 
     let results = std::thread::scope(|scope| {
         let predictions = batches.len();
         let pb = progress.clone();
-        let (c, t) = (&ctx, &ctx.transport);
+        let (c, t) = (&ctx, &ctx.session.transport);
         let handles = vec![
             spawn_party(scope, t, Party::Server0, move || {
                 party::server(c, 0, predictions, Some(&pb), party::Weights::FromOwner)

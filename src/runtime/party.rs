@@ -11,9 +11,9 @@ use anyhow::Result;
 use indicatif::ProgressBar;
 use ndarray::{ArrayD, Axis, IxDyn};
 
+use super::PartyStats;
 use super::flow::{Acknowledge, Window};
 use super::message::Outside;
-use super::{PartyStats, SecureConfig};
 use crate::kernels::float;
 use crate::lower::{ClientFinal, Program};
 use crate::ops::{DealerMasks, ServerMasks, StepCx};
@@ -24,14 +24,29 @@ use crate::ring::{FixedPoint, Prg, RingTensor, StreamKey, Z, from_words, os_seed
 use crate::tensor::Tensor;
 use crate::transport::{Channel, Endpoint, Party, Transport, decode_words, encode_words};
 
-/// What every party thread starts with.
+/// A session as each of its party threads sees it, whatever program it runs (a
+/// lowered prediction program or training): the transport, the session's id,
+/// and how long to wait for any one message.
+#[derive(Clone)]
+pub struct Session {
+    pub transport: Arc<dyn Transport>,
+    pub id: u64,
+    pub timeout: Duration,
+}
+
+impl Session {
+    /// Party `me`'s counted endpoint of this session.
+    pub fn endpoint(&self, me: Party) -> Endpoint {
+        Endpoint::new(me, Arc::clone(&self.transport), self.id, self.timeout)
+    }
+}
+
+/// What every party thread of a prediction session starts with.
 #[derive(Clone)]
 pub struct Context {
+    pub session: Session,
     /// The lowered program every party runs (built or checked once).
     pub program: Arc<Program>,
-    pub transport: Arc<dyn Transport>,
-    pub session: u64,
-    pub config: SecureConfig,
 }
 
 /// What a party's program hands back: its statistics (sent to the driver in the
@@ -46,7 +61,7 @@ pub struct Report {
 }
 
 fn endpoint(ctx: &Context, me: Party) -> Endpoint {
-    Endpoint::new(me, Arc::clone(&ctx.transport), ctx.session, ctx.config.timeout)
+    ctx.session.endpoint(me)
 }
 
 /// A party's statistics from its channel's counters.

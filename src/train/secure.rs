@@ -40,12 +40,12 @@ use crate::protocol::{Cost, Dealer, Server, domain};
 use crate::ring::{FixedPoint, RingTensor, StreamKey, os_seed, to_words};
 use crate::runtime::message::Outside;
 use crate::runtime::party::{
-    DealerSteps, Part, Report, ServerSteps, Sharing, attribute, deal_seeds, finish, receive_parts, reconstruct,
-    server_seed,
+    DealerSteps, Part, Report, ServerSteps, Session, Sharing, attribute, deal_seeds, finish, receive_parts,
+    reconstruct, server_seed,
 };
 use crate::runtime::{PartyStats, SecureConfig, Stats, reports, spawn_party};
 use crate::tensor::Tensor;
-use crate::transport::{Channel, Endpoint, InProcess, Party, Transport, encode_words};
+use crate::transport::{Channel, InProcess, Party, Transport, encode_words};
 
 /// The phases of a step: message steps 0, 1, 2, and the rows of `--stats`.
 pub const PHASES: [&str; 3] = ["forward (X·W)", "sigmoid and loss", "gradient and update"];
@@ -100,20 +100,6 @@ pub struct TrainOutcome {
     pub owners: Vec<PartyStats>,
 }
 
-/// What every party's thread starts with (the spec is passed beside it).
-#[derive(Clone)]
-pub struct Context {
-    pub transport: Arc<dyn Transport>,
-    pub session: u64,
-    pub timeout: Duration,
-}
-
-impl Context {
-    fn endpoint(&self, me: Party) -> Endpoint {
-        Endpoint::new(me, Arc::clone(&self.transport), self.session, self.timeout)
-    }
-}
-
 fn rows_of(t: &RingTensor, rows: &[usize]) -> RingTensor {
     t.select(Axis(0), rows)
 }
@@ -132,7 +118,7 @@ pub fn check_owner(fp: FixedPoint, data: &OwnerData) -> Result<()> {
 
 /// A data owner: share its features (fixed point) and labels (0/1 as ring
 /// integers, so that y·z needs no truncation) with the servers.
-pub fn data_owner(ctx: &Context, fp: FixedPoint, index: usize, data: &OwnerData) -> Result<Report> {
+pub fn data_owner(ctx: &Session, fp: FixedPoint, index: usize, data: &OwnerData) -> Result<Report> {
     let mut net = ctx.endpoint(Party::Client);
     let start = Instant::now();
     check_owner(fp, data)?;
@@ -167,7 +153,7 @@ fn receive_owner(net: &mut dyn Channel, first: bool, j: usize, info: &DatasetInf
 }
 
 /// A server's part of a contribution: receive the owner's shares, to keep.
-pub fn receive_contribution(ctx: &Context, i: usize, info: DatasetInfo) -> Result<(HeldShares, Report)> {
+pub fn receive_contribution(ctx: &Session, i: usize, info: DatasetInfo) -> Result<(HeldShares, Report)> {
     let mut net = ctx.endpoint(Party::server(i));
     let start = Instant::now();
     let (x, y) = receive_owner(&mut net, i == 0, 0, &info)?;
@@ -207,7 +193,7 @@ fn receive_rows(s: &mut Server, spec: &TrainSpec, held: &[Arc<HeldShares>]) -> R
 ///
 /// `held`: this server's shares of the spec's held data sets, in order.
 pub fn server(
-    ctx: &Context,
+    ctx: &Session,
     spec: &TrainSpec,
     i: usize,
     on_step: Option<&(dyn Fn() + Sync)>,
@@ -290,7 +276,7 @@ pub fn server(
 }
 
 /// The crypto producer's program: every step's material, in the servers' order.
-pub fn dealer(ctx: &Context, spec: &TrainSpec) -> Result<Report> {
+pub fn dealer(ctx: &Session, spec: &TrainSpec) -> Result<Report> {
     let fp = spec.fp();
     let (d1, k) = (spec.features + 1, spec.outputs);
     let bits = spec.update_bits()?;
@@ -326,7 +312,7 @@ pub fn dealer(ctx: &Context, spec: &TrainSpec) -> Result<Report> {
 
 /// The model owner: the epochs' losses as they come, then the weights.
 /// Its outputs: W' ([d+1, k]) and the losses ([epochs]).
-pub fn model_owner(ctx: &Context, spec: &TrainSpec, on_epoch: &(dyn Fn(usize, f64) + Sync)) -> Result<Report> {
+pub fn model_owner(ctx: &Session, spec: &TrainSpec, on_epoch: &(dyn Fn(usize, f64) + Sync)) -> Result<Report> {
     let fp = spec.fp();
     let mut net = ctx.endpoint(Party::ModelOwner);
     let start = Instant::now();
@@ -377,7 +363,7 @@ pub fn train_over(
         check_owner(spec.fp(), data)?;
     }
     let session = u64::from_le_bytes(os_seed()?[..8].try_into()?);
-    let ctx = Context { transport, session, timeout: config.timeout };
+    let ctx = Session { transport, id: session, timeout: config.timeout };
     let results = std::thread::scope(|scope| {
         let (ctx, t) = (&ctx, &ctx.transport);
         let mut handles = vec![
