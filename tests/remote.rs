@@ -1177,7 +1177,7 @@ fn hand_made_hello(cluster: &Cluster, local: Party, party: Party, hello: &serde_
     let address = cluster.address(party);
     rt.block_on(async {
         let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
-        let mut stream = id.connector.connect(tfe_run::transport::tls::server_name(party), tcp).await.unwrap();
+        let mut stream = id.connector.connect(tfe_run::transport::tls::server_name(party).unwrap(), tcp).await.unwrap();
         let frame = tfe_run::transport::wire::Frame::Control(serde_json::to_vec(hello).unwrap());
         tfe_run::transport::wire::write_frame(&mut stream, &frame).await.unwrap();
         let answer =

@@ -331,7 +331,7 @@ pub async fn dial(
     tcp.set_nodelay(true)?;
     let mut stream: Box<dyn Stream> = match identity {
         Some(id) => Box::new(
-            tokio::time::timeout(timeout, id.connector.connect(tls::server_name(peer), tcp))
+            tokio::time::timeout(timeout, id.connector.connect(tls::server_name(peer)?, tcp))
                 .await
                 .map_err(|_| Error::party(peer.name(), format!("TLS handshake with {} timed out", at())))?
                 .with_context(|| format!("TLS handshake with {} failed", at()))?,

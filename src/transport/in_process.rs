@@ -38,7 +38,8 @@ impl Transport for InProcess {
     }
 
     fn recv(&self, to: Party, from: Party, key: MsgKey, timeout: Duration) -> Result<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
+        // A timeout past what an Instant can hold waits as long as one can.
+        let deadline = Instant::now().checked_add(timeout);
         let mut mailbox = self.mailbox.lock().map_err(|_| anyhow::anyhow!("a party thread panicked"))?;
         loop {
             if let Some(payload) = mailbox.messages.remove(&(from, to, key)) {
@@ -48,14 +49,12 @@ impl Transport for InProcess {
                 return Err(Aborted(reason.clone()).into());
             }
             let now = Instant::now();
-            if now >= deadline {
+            let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
+            if left.is_zero() {
                 anyhow::bail!("{} waited {timeout:?} for message {key:?} from {} in vain", to.name(), from.name());
             }
-            mailbox = self
-                .arrived
-                .wait_timeout(mailbox, deadline - now)
-                .map_err(|_| anyhow::anyhow!("a party thread panicked"))?
-                .0;
+            mailbox =
+                self.arrived.wait_timeout(mailbox, left).map_err(|_| anyhow::anyhow!("a party thread panicked"))?.0;
         }
     }
 

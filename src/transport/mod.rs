@@ -6,6 +6,18 @@
 //! [`Channel`] (which [`Endpoint`] implements): the same code runs over the
 //! in-process transport and over the network.
 
+// Carries what peers send: nothing in the transport may panic or overflow on it.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 mod in_process;
 pub mod network;
 pub mod tls;
@@ -97,10 +109,11 @@ pub struct Traffic {
 
 impl Traffic {
     pub fn add(&mut self, other: &Traffic) {
-        self.bytes_sent += other.bytes_sent;
-        self.bytes_received += other.bytes_received;
-        self.messages_sent += other.messages_sent;
-        self.rounds += other.rounds;
+        // Counters of what parties report saturate, never wrap.
+        self.bytes_sent = self.bytes_sent.saturating_add(other.bytes_sent);
+        self.bytes_received = self.bytes_received.saturating_add(other.bytes_received);
+        self.messages_sent = self.messages_sent.saturating_add(other.messages_sent);
+        self.rounds = self.rounds.saturating_add(other.rounds);
     }
 }
 
@@ -184,10 +197,10 @@ impl Endpoint {
         let n = payload.len() as u64;
         let new_round = std::mem::replace(&mut self.received_since_send, false);
         self.count(|t| {
-            t.bytes_sent += n;
-            t.messages_sent += 1;
+            t.bytes_sent = t.bytes_sent.saturating_add(n);
+            t.messages_sent = t.messages_sent.saturating_add(1);
             if new_round {
-                t.rounds += 1;
+                t.rounds = t.rounds.saturating_add(1);
             }
         });
         self.transport.send(self.me, to, self.key(step, tag), payload)
@@ -197,7 +210,7 @@ impl Endpoint {
         let payload = self.transport.recv(self.me, from, self.key(step, tag), self.timeout)?;
         let n = payload.len() as u64;
         self.received_since_send = true;
-        self.count(|t| t.bytes_received += n);
+        self.count(|t| t.bytes_received = t.bytes_received.saturating_add(n));
         Ok(payload)
     }
 }
@@ -216,14 +229,14 @@ impl Channel for Endpoint {
     }
 
     fn send_aside(&mut self, to: Party, step: u32, tag: u32, payload: Vec<u8>) -> Result<()> {
-        self.total.bytes_sent += payload.len() as u64;
-        self.total.messages_sent += 1;
+        self.total.bytes_sent = self.total.bytes_sent.saturating_add(payload.len() as u64);
+        self.total.messages_sent = self.total.messages_sent.saturating_add(1);
         self.transport.send(self.me, to, self.key(step, tag), payload)
     }
 
     fn recv_aside(&mut self, from: Party, step: u32, tag: u32) -> Result<Vec<u8>> {
         let payload = self.transport.recv(self.me, from, self.key(step, tag), self.timeout)?;
-        self.total.bytes_received += payload.len() as u64;
+        self.total.bytes_received = self.total.bytes_received.saturating_add(payload.len() as u64);
         Ok(payload)
     }
 
@@ -251,7 +264,7 @@ pub struct WordWriter(Vec<u8>);
 
 impl WordWriter {
     pub fn with_capacity(words: usize) -> WordWriter {
-        WordWriter(Vec::with_capacity(8 * words))
+        WordWriter(Vec::with_capacity(words.saturating_mul(8)))
     }
 
     #[inline]
@@ -276,7 +289,10 @@ pub fn read_words(bytes: &[u8]) -> std::borrow::Cow<'_, [u64]> {
     match bytemuck::try_cast_slice(bytes) {
         Ok(words) if cfg!(target_endian = "little") => std::borrow::Cow::Borrowed(words),
         _ => std::borrow::Cow::Owned(
-            bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+            bytes
+                .chunks_exact(8)
+                .map(|c| c.iter().rev().fold(0u64, |word, &byte| (word << 8) | u64::from(byte)))
+                .collect(),
         ),
     }
 }
@@ -297,13 +313,14 @@ pub fn decode_words(bytes: &[u8], expected: usize, from: Party) -> Result<Vec<u6
 
 /// Refuse a message that is not `expected` ring elements long.
 pub fn check_words(bytes: &[u8], expected: usize, from: Party) -> Result<()> {
-    if bytes.len() != expected * 8 {
+    // An expected length past usize is no length a message can have.
+    if expected.checked_mul(8) != Some(bytes.len()) {
         anyhow::bail!(
             "{} sent {} bytes where {} ring elements ({} bytes) were expected",
             from.name(),
             bytes.len(),
             expected,
-            expected * 8
+            expected.saturating_mul(8)
         );
     }
     Ok(())

@@ -127,14 +127,14 @@ fn check_private(_path: &Path) -> Result<()> {
 }
 
 /// The name a dialling party expects on the certificate of `party`.
-pub fn server_name(party: Party) -> ServerName<'static> {
-    ServerName::try_from(party.name()).expect("party names are DNS names")
+pub fn server_name(party: Party) -> Result<ServerName<'static>> {
+    ServerName::try_from(party.name()).with_context(|| format!("`{}` is not a DNS name", party.name()))
 }
 
 /// Is the (already chain-verified) certificate `cert` one for `party`?
 pub fn check_peer(cert: &CertificateDer<'_>, party: Party) -> Result<()> {
     let cert = webpki::EndEntityCert::try_from(cert).context("the peer's certificate cannot be parsed")?;
-    cert.verify_is_valid_for_subject_name(&server_name(party)).map_err(|_| {
+    cert.verify_is_valid_for_subject_name(&server_name(party)?).map_err(|_| {
         Error::party(
             party.name(),
             format!("the peer says it is {} but its certificate is not for that name", party.name()),
@@ -258,7 +258,7 @@ pub fn generate_with(dir: &Path, principals: &[(Party, String)], force: bool) ->
             .map(|f| format!("`{}`", dir.join(f).display()))
             .collect();
         if let Some(first) = existing.first() {
-            let more = match existing.len() - 1 {
+            let more = match existing.len().saturating_sub(1) {
                 0 => String::new(),
                 n => format!(" (and {n} more of the files `certs` writes)"),
             };
@@ -271,8 +271,8 @@ pub fn generate_with(dir: &Path, principals: &[(Party, String)], force: bool) ->
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     let now = time::OffsetDateTime::now_utc();
     let validity = |p: &mut CertificateParams| {
-        p.not_before = now - time::Duration::days(1);
-        p.not_after = now + time::Duration::days(365);
+        p.not_before = now.saturating_sub(time::Duration::days(1));
+        p.not_after = now.saturating_add(time::Duration::days(365));
     };
 
     let ca_key = KeyPair::generate()?;
