@@ -1814,10 +1814,10 @@ fn mlp_sessions_of_several_predictions_reuse_no_mask_and_open_no_plaintext() {
     }
 }
 
-// ---- flow control: the dealer runs a bounded number of steps ahead -----------
+// ---- flow control: the dealer runs a bounded number of bytes ahead -----------
 
 /// A transport that slows server 1's receives from server 0 (so the online
-/// phase lags) and records the most plan steps whose material the dealer had
+/// phase lags) and records the most bytes of plan-step material the dealer had
 /// sent server 1 and server 1 had not yet read.
 #[derive(Default)]
 struct Lagging {
@@ -1825,12 +1825,14 @@ struct Lagging {
     pending: std::sync::Mutex<Pending>,
 }
 
-/// Messages of each (prediction, plan step) sent and not yet read, and the most
-/// steps ever pending at once.
+/// Bytes sent and not yet read, of each message, the most ever pending at once,
+/// and all sent.
 #[derive(Default)]
 struct Pending {
-    unread: BTreeMap<(u32, u32), usize>,
-    most: usize,
+    unread: BTreeMap<tfe_run::transport::MsgKey, u64>,
+    bytes: u64,
+    most: u64,
+    total: u64,
 }
 
 impl Lagging {
@@ -1844,8 +1846,11 @@ impl Transport for Lagging {
     fn send(&self, from: Party, to: Party, key: tfe_run::transport::MsgKey, payload: Vec<u8>) -> Result<()> {
         if (from, to) == (Party::Dealer, Party::Server1) && Self::plan_step(&key) {
             let mut pending = self.pending.lock().unwrap();
-            *pending.unread.entry((key.seq, key.step)).or_default() += 1;
-            pending.most = pending.most.max(pending.unread.len());
+            let n = payload.len() as u64;
+            pending.unread.insert(key, n);
+            pending.bytes += n;
+            pending.total += n;
+            pending.most = pending.most.max(pending.bytes);
         }
         self.inner.send(from, to, key, payload)
     }
@@ -1863,11 +1868,8 @@ impl Transport for Lagging {
         let payload = self.inner.recv(to, from, key, timeout)?;
         if (from, to) == (Party::Dealer, Party::Server1) && Self::plan_step(&key) {
             let mut pending = self.pending.lock().unwrap();
-            if let Some(n) = pending.unread.get_mut(&(key.seq, key.step)) {
-                *n -= 1;
-                if *n == 0 {
-                    pending.unread.remove(&(key.seq, key.step));
-                }
+            if let Some(n) = pending.unread.remove(&key) {
+                pending.bytes -= n;
             }
         }
         Ok(payload)
@@ -1880,11 +1882,13 @@ impl Transport for Lagging {
 
 /// A prediction session's dealer dealt every prediction's material before
 /// server 1 read any (training's dealer waited for server 1; prediction's had
-/// no bound). Now both wait: at most 2·16 − 1 steps' material is unread.
+/// no bound). Now both wait: what is sent and unread stays within
+/// `flow::MAX_UNREAD` and the last acknowledged steps' material.
 #[test]
-fn a_prediction_dealer_runs_at_most_31_plan_steps_ahead_of_server_1() {
-    let prepared = mlp_rows(0, 1);
-    let batches = vec![prepared.inputs.clone(); 40];
+fn a_prediction_dealer_runs_at_most_its_byte_bound_ahead_of_server_1() {
+    use tfe_run::runtime::flow::MAX_UNREAD;
+    let prepared = mlp_rows(0, 100);
+    let batches = vec![prepared.inputs.clone(); 100];
     let lagging = Arc::new(Lagging::default());
     let transport: Arc<dyn Transport> = lagging.clone();
     let outcome = tfe_run::runtime::predict_many_over(
@@ -1894,9 +1898,12 @@ fn a_prediction_dealer_runs_at_most_31_plan_steps_ahead_of_server_1() {
         &tfe_run::runtime::SecureConfig::default(),
     )
     .expect("the session runs");
-    assert_eq!(outcome.outputs.len(), 40);
-    let steps = prepared.plan.steps.len() * batches.len();
-    let most = lagging.pending.lock().unwrap().most;
-    eprintln!("{steps} plan steps in the session; at most {most} dealt and unread at once");
-    assert!(most <= 31, "the dealer ran {most} plan steps ahead of server 1");
+    assert_eq!(outcome.outputs.len(), 100);
+    let pending = lagging.pending.lock().unwrap();
+    eprintln!("{} bytes dealt in the session; at most {} dealt and unread at once", pending.total, pending.most);
+    // The bound must have mattered: the session deals more than it allows.
+    assert!(pending.total > 2 * MAX_UNREAD, "only {} bytes dealt", pending.total);
+    // One prediction of this plan is its 21 steps (more than one acknowledgement's 16).
+    let per_prediction = pending.total / 100;
+    assert!(pending.most <= MAX_UNREAD + 2 * per_prediction, "the dealer ran {} bytes ahead of server 1", pending.most);
 }

@@ -6,17 +6,17 @@
 //! transport (in one process, unbounded memory; over the network, up to
 //! `--max-session-buffer`, then the sender stalls).
 //!
-//! **The bound, in steps**: server 1 acknowledges every [`ACK_EVERY`] program
+//! **The bound, in bytes**: server 1 acknowledges every [`ACK_EVERY`] program
 //! steps it has finished (plan steps counted over all predictions of the
-//! session, or training steps), and the dealer deals step g only once server 1
-//! has acknowledged g − ACK_EVERY steps, rounded down to a multiple of
-//! ACK_EVERY. So at most 2·ACK_EVERY − 1 = 31 steps' material is dealt and not
-//! yet consumed: what the transport holds for server 1 is capped by the 31
-//! largest steps' corrections (mnist_model has 14 plan steps: a little over
-//! two predictions' instead of all). Counted in steps, not bytes, because both sides
-//! know the step count without a message, and the lag a step allows is what
-//! keeps the dealer's overlap with the online phase; the byte bound of a
-//! network session is the transport's (`--max-session-buffer`).
+//! session, or training steps). Before dealing a step, the dealer waits while
+//! what it has sent since the last step server 1 acknowledged exceeds
+//! [`MAX_UNREAD`], as long as there is an acknowledgement it may wait for (one
+//! of steps it has dealt). So what the transport holds for server 1 is at most
+//! [`MAX_UNREAD`] plus the material of the last ACK_EVERY steps and of the step
+//! being dealt. A first version bounded the steps instead (31): steps without
+//! material (data movement) counted as much as a ReLU's, and batch-1 sessions,
+//! whose whole material is a few MB, lost the dealer's lead over the online
+//! phase (7–19% per prediction on `keras3_bn` and `functional`, BENCHMARKS.md).
 //!
 //! Acknowledgements are empty messages sent and read aside
 //! ([`Channel::send_aside`]): counted in the totals, in no layer, in no round.
@@ -28,6 +28,10 @@ use crate::transport::{Channel, Party};
 
 /// Server 1 acknowledges every this many steps.
 pub const ACK_EVERY: u64 = 16;
+
+/// The most bytes the dealer may have sent beyond the last acknowledged step
+/// before it waits for server 1.
+pub const MAX_UNREAD: u64 = 64 << 20;
 
 /// Acknowledgement `n` (of n·ACK_EVERY steps) as its message's seq and tag: a
 /// session's steps may pass u32, their acknowledgements' count keeps its width.
@@ -65,21 +69,38 @@ fn send(net: &mut dyn Channel, n: u64) -> Result<()> {
 pub struct Window {
     /// The number of steps the next acknowledgement will report.
     next: u64,
+    /// For each dealt step not yet acknowledged (and the last acknowledged
+    /// one): the bytes the dealer had sent before dealing it.
+    sent_before: std::collections::VecDeque<(u64, u64)>,
 }
 
 impl Default for Window {
     fn default() -> Self {
-        Window { next: ACK_EVERY }
+        Window { next: ACK_EVERY, sent_before: std::collections::VecDeque::new() }
     }
 }
 
 impl Window {
     /// Call before dealing step `step` (counted from 0 over the session).
     pub fn before(&mut self, net: &mut dyn Channel, step: u64) -> Result<()> {
-        if step >= 2 * ACK_EVERY {
-            self.read_upto(net, step - ACK_EVERY)?;
+        let sent = net.traffic().0.bytes_sent;
+        self.sent_before.push_back((step, sent));
+        // Acknowledgement `next` covers steps below `next`: it can come only if
+        // those are dealt, i.e. `next <= step`.
+        while self.next <= step && sent.saturating_sub(self.acknowledged_at()) > MAX_UNREAD {
+            self.read_upto(net, self.next)?;
         }
         Ok(())
+    }
+
+    /// What the dealer had sent before the first step server 1 has not
+    /// acknowledged: everything since is unread, as far as the dealer knows.
+    fn acknowledged_at(&mut self) -> u64 {
+        let acknowledged = self.next.saturating_sub(ACK_EVERY);
+        while self.sent_before.len() > 1 && self.sent_before.front().is_some_and(|&(k, _)| k < acknowledged) {
+            self.sent_before.pop_front();
+        }
+        self.sent_before.front().map_or(0, |&(_, bytes)| bytes)
     }
 
     /// After dealing all `total` steps: read the last acknowledgements, so the

@@ -11,7 +11,7 @@
 //! has not dealt yet. Running them one after the other left one of two cores
 //! idle for the whole offline phase.
 
-pub(crate) mod flow;
+pub mod flow;
 pub mod message;
 pub(crate) mod party;
 
