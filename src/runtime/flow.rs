@@ -10,8 +10,9 @@
 //! steps it has finished (plan steps counted over all predictions of the
 //! session, or training steps). Before dealing a step, the dealer waits while
 //! what it has sent since the last step server 1 acknowledged exceeds
-//! [`MAX_UNREAD`], as long as there is an acknowledgement it may wait for (one
-//! of steps it has dealt). So what the transport holds for server 1 is at most
+//! [`MAX_UNREAD`], or it is [`MAX_LAG_STEPS`] past the next acknowledgement,
+//! as long as there is an acknowledgement it may wait for (one of steps it has
+//! dealt). So what the transport holds for server 1 is at most
 //! [`MAX_UNREAD`] plus the material of the last ACK_EVERY steps and of the step
 //! being dealt. A first version bounded the steps instead (31): steps without
 //! material (data movement) counted as much as a ReLU's, and batch-1 sessions,
@@ -32,6 +33,12 @@ pub const ACK_EVERY: u64 = 16;
 /// The most bytes the dealer may have sent beyond the last acknowledged step
 /// before it waits for server 1.
 pub const MAX_UNREAD: u64 = 64 << 20;
+
+/// The most steps the dealer may run ahead of server 1's acknowledgements,
+/// whatever their bytes: without it, a session of cheap steps never waits, so
+/// its acknowledgements pile up unread and the dealer's per-step record grows
+/// with the session (16 bytes a step, for up to 2^32 predictions).
+pub const MAX_LAG_STEPS: u64 = 4096;
 
 /// Acknowledgement `n` (of n·ACK_EVERY steps) as its message's seq and tag: a
 /// session's steps may pass u32, their acknowledgements' count keeps its width.
@@ -87,7 +94,9 @@ impl Window {
         self.sent_before.push_back((step, sent));
         // Acknowledgement `next` covers steps below `next`: it can come only if
         // those are dealt, i.e. `next <= step`.
-        while self.next <= step && sent.saturating_sub(self.acknowledged_at()) > MAX_UNREAD {
+        while self.next <= step
+            && (step - self.next >= MAX_LAG_STEPS || sent.saturating_sub(self.acknowledged_at()) > MAX_UNREAD)
+        {
             self.read_upto(net, self.next)?;
         }
         Ok(())
@@ -123,5 +132,34 @@ impl Window {
         }
         net.set_seq(current);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::transport::{Endpoint, InProcess, Transport};
+
+    /// A session of steps without material never passed the byte bound, so the
+    /// dealer read no acknowledgement: they piled up unread, and its record of
+    /// steps grew by one entry a step for the whole session. Now it reads them
+    /// at most MAX_LAG_STEPS behind, and the record stays that short.
+    #[test]
+    fn a_session_of_cheap_steps_reads_its_acknowledgements_and_keeps_its_record_short() {
+        let transport: Arc<dyn Transport> = Arc::new(InProcess::new());
+        let endpoint = |p| Endpoint::new(p, Arc::clone(&transport), 7, Duration::from_secs(10));
+        let (mut server1, mut dealer) = (endpoint(Party::Server1), endpoint(Party::Dealer));
+        let (mut acks, mut window) = (Acknowledge::default(), Window::default());
+        let steps = 4 * MAX_LAG_STEPS;
+        for step in 0..steps {
+            window.before(&mut dealer, step).unwrap();
+            acks.step_done(&mut server1).unwrap();
+            assert!(window.sent_before.len() as u64 <= MAX_LAG_STEPS + 2 * ACK_EVERY, "step {step}");
+        }
+        assert!(window.next + MAX_LAG_STEPS >= steps, "acknowledgements left unread: next {}", window.next);
+        window.drain(&mut dealer, steps).unwrap();
     }
 }
