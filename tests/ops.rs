@@ -190,3 +190,54 @@ fn depthwise_conv2d_block_under_pond_matches_plaintext() {
         assert!(worst <= 1e-3, "{window:?}: worst {worst}");
     }
 }
+
+/// NCHW window ops (TensorFlow's `data_format: NCHW`) run on shares in their own
+/// layout, with no transposes around them: each matches the plaintext NCHW kernel,
+/// which in turn matches the NHWC kernel on the transposed input.
+#[test]
+fn nchw_conv2d_and_pools_run_under_pond_in_their_own_layout() {
+    use tfe_run::kernels::{Layout, Padding, Window};
+    let nhwc_of = |x: &ArrayD<f32>| x.view().permuted_axes(IxDyn(&[0, 2, 3, 1])).as_standard_layout().into_owned();
+    let (n, c, h, w) = (2, 3, 7, 6);
+    let x: Vec<f32> = (0..n * c * h * w).map(|i| ((i * 37 % 101) as f32 - 50.0) / 16.0).collect();
+    let x = array(&[n, c, h, w], x);
+    let filter: Vec<f32> = (0..3 * 3 * c * 4).map(|i| ((i * 13 % 29) as f32 - 14.0) / 32.0).collect();
+    let filter = array(&[3, 3, c, 4], filter);
+    let window =
+        |kernel, strides, padding| Window { kernel, strides, dilations: [1, 1], padding, layout: Layout::Nchw };
+    let cases: Vec<(Op, Vec<ArrayD<f32>>)> = vec![
+        (Op::Conv2D(window([3, 3], [2, 2], Padding::Same)), vec![x.clone(), filter.clone()]),
+        (Op::Conv2D(window([3, 3], [1, 1], Padding::Explicit([[1, 0], [0, 2]]))), vec![x.clone(), filter]),
+        (Op::AvgPool(window([3, 3], [2, 2], Padding::Same)), vec![x.clone()]),
+        (Op::AvgPool(window([2, 2], [2, 2], Padding::Valid)), vec![x.clone()]),
+        (Op::MaxPool(window([3, 3], [2, 2], Padding::Same)), vec![x.clone()]),
+    ];
+    for (op, inputs) in cases {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
+        let plan = one_step(op.clone(), &shapes);
+        let lowered = runtime::lower(&plan, Default::default()).unwrap();
+        assert_eq!(lowered.plan.steps.len(), 1, "{op:?}: planned without transposes");
+        let worst = secure_vs_plaintext(&plan, &inputs);
+        assert!(worst <= 2e-3, "{op:?}: worst {worst}");
+        // The plaintext NCHW meaning is the NHWC one on transposed data.
+        let nhwc_op = match &op {
+            Op::Conv2D(w) => Op::Conv2D(Window { layout: Layout::Nhwc, ..*w }),
+            Op::AvgPool(w) => Op::AvgPool(Window { layout: Layout::Nhwc, ..*w }),
+            Op::MaxPool(w) => Op::MaxPool(Window { layout: Layout::Nhwc, ..*w }),
+            other => unreachable!("{other:?}"),
+        };
+        let mut nhwc_inputs = inputs.clone();
+        nhwc_inputs[0] = nhwc_of(&inputs[0]);
+        let nhwc_shapes: Vec<&[usize]> = nhwc_inputs.iter().map(|a| a.shape()).collect();
+        let run = |plan: &Plan, ins: &[ArrayD<f32>]| {
+            let feeds: BTreeMap<String, ArrayD<f32>> =
+                ins.iter().enumerate().map(|(i, a)| (format!("x{i}"), a.clone())).collect();
+            tfe_run::plaintext::run(plan, &feeds).unwrap().to_float()
+        };
+        let nchw_out = run(&plan, &inputs);
+        let nhwc_out = run(&one_step(nhwc_op, &nhwc_shapes), &nhwc_inputs);
+        let expected = nhwc_out.view().permuted_axes(IxDyn(&[0, 3, 1, 2]));
+        let gap = nchw_out.iter().zip(expected.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(gap <= 1e-5, "{op:?}: NCHW and NHWC differ by {gap}");
+    }
+}

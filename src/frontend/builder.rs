@@ -18,7 +18,6 @@ use anyhow::Result;
 
 use super::{Feed, MAX_CONST_ELEMENTS, Origin};
 use crate::error::Error;
-use crate::kernels::{Layout, Window};
 use crate::plan::{MAX_VALUE_ELEMENTS, Op, Plan, Source, Step, Value, ValueId, ValueType};
 use crate::tensor::{Tensor, element_count};
 
@@ -140,37 +139,11 @@ impl Builder {
                 "{at}: its output would have shape {shape:?}, over {MAX_VALUE_ELEMENTS} elements"
             )));
         }
-        if let Some(window) = nchw_window(&op) {
-            return self.apply_nchw(at, op, window, ins);
-        }
         let inputs = ins.iter().map(|s| self.value_of(at, s)).collect::<Result<Vec<_>>>()?;
         let vtype = if matches!(op, Op::ArgMax { .. } | Op::CastToInt) { ValueType::Int } else { ValueType::Float };
         let output = self.push_value(at.node.clone(), shape, vtype, Source::Step(self.steps.len()));
         self.steps.push(Step { node: at.node.clone(), op_type: at.op_type.clone(), op, inputs, output });
         Ok(Slot::Value(output))
-    }
-
-    /// A private window op in NCHW, planned as NHWC between two transposes. The
-    /// plaintext kernels honour NCHW, but the secure runtime groups pool windows
-    /// and divides pool sums in NHWC only (`runtime/schedule.rs::pool_groups`,
-    /// `runtime/party.rs::scaled_sum`), and a server refuses NCHW steps
-    /// (`Plan::check_consistent`). Transposes are local on shares: they cost no
-    /// communication. Once the runtime enumerates windows with
-    /// `kernels::linear::pool_windows`, this detour can go.
-    fn apply_nchw(&mut self, at: &Origin, op: Op, window: Window, ins: &[Slot]) -> Result<Slot> {
-        let nhwc = Window { layout: Layout::Nhwc, ..window };
-        let op = match op {
-            Op::Conv2D(_) => Op::Conv2D(nhwc),
-            Op::AvgPool(_) => Op::AvgPool(nhwc),
-            Op::MaxPool(_) => Op::MaxPool(nhwc),
-            other => return Err(Error::invalid_model(format!("{at}: {} is not a window op", other.name()))),
-        };
-        let (first, rest) =
-            ins.split_first().ok_or_else(|| Error::invalid_model(format!("{at}: a window op without input")))?;
-        let to_nhwc = self.apply(at, Op::Transpose(vec![0, 2, 3, 1]), std::slice::from_ref(first))?;
-        let ins: Vec<Slot> = std::iter::once(to_nhwc).chain(rest.iter().cloned()).collect();
-        let out = self.apply(at, op, &ins)?;
-        self.apply(at, Op::Transpose(vec![0, 3, 1, 2]), &[out])
     }
 
     /// The plan value of an input of a private step; a known float tensor becomes a
@@ -215,13 +188,5 @@ impl Builder {
             output_node: node.to_string(),
             weight_values: self.weight_values,
         })
-    }
-}
-
-/// The window of a window op in NCHW layout.
-fn nchw_window(op: &Op) -> Option<Window> {
-    match op {
-        Op::Conv2D(w) | Op::AvgPool(w) | Op::MaxPool(w) if w.layout == Layout::Nchw => Some(*w),
-        _ => None,
     }
 }

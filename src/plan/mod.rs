@@ -24,7 +24,6 @@ mod op;
 
 pub use op::{Op, broadcast_shape};
 
-use crate::kernels::Layout;
 use crate::tensor::fmt_shape;
 use std::collections::BTreeMap;
 
@@ -171,13 +170,6 @@ impl Plan {
             else {
                 return Err(format!("{} writes a value that is not its own", at()));
             };
-            if let Op::Conv2D(w) | Op::AvgPool(w) | Op::MaxPool(w) = &step.op
-                && w.layout != Layout::Nhwc
-            {
-                // The secure runtime groups and counts pool windows in NHWC only;
-                // the frontends plan NCHW ops as NHWC between transposes.
-                return Err(format!("{}: layout {} is not supported in a plan yet (only NHWC)", at(), w.layout.name()));
-            }
             let shapes: Vec<&[usize]> =
                 step.inputs.iter().filter_map(|&i| self.values.get(i)).map(|v| v.shape.as_slice()).collect();
             match step.op.output_shape(&shapes) {
@@ -232,7 +224,7 @@ impl Plan {
 mod tests {
     use super::*;
     use crate::kernels::layout::AxisSlice;
-    use crate::kernels::{Padding, Window};
+    use crate::kernels::{Layout, Padding, Window};
 
     /// A plan of one step from a client input of `input` to a value of `output`,
     /// as a driver on the network may send it.
@@ -303,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn a_network_plan_with_an_nchw_window_op_is_refused_until_the_runtime_honours_layouts() {
+    fn a_network_plan_with_an_nchw_window_op_is_consistent_in_its_own_layout() {
         let w = Window {
             kernel: [2, 2],
             strides: [2, 2],
@@ -312,10 +304,10 @@ mod tests {
             layout: Layout::Nchw,
         };
         let plan = one_step(Op::MaxPool(w), &[1, 3, 4, 4], &[1, 3, 2, 2]);
-        let err = plan.check_consistent().unwrap_err();
-        assert!(err.contains("step 0 (MaxPool `y`)") && err.contains("NCHW"), "{err}");
-        let plan = one_step(Op::MaxPool(Window { layout: Layout::Nhwc, ..w }), &[1, 4, 4, 3], &[1, 2, 2, 3]);
         assert_eq!(plan.check_consistent(), Ok(()));
+        // The shape rule reads channels from axis 1: an NHWC-shaped output is refused.
+        let plan = one_step(Op::MaxPool(w), &[1, 3, 4, 4], &[1, 2, 2, 3]);
+        assert!(plan.check_consistent().unwrap_err().contains("step 0 (MaxPool `y`)"));
     }
 
     #[test]

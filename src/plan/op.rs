@@ -327,7 +327,9 @@ impl Op {
             Op::AvgPool(w) => {
                 let (mut sums, counts) = linear::sum_pool(float(0)?, w);
                 let mut view = sums.view_mut().into_dimensionality::<ndarray::Ix4>().map_err(|e| e.to_string())?;
-                for ((_, oy, ox, _), v) in view.indexed_iter_mut() {
+                for ((a, b, c, d), v) in view.indexed_iter_mut() {
+                    // The counts are per output pixel, wherever the layout keeps rows and columns.
+                    let [_, oy, ox, _] = w.layout.split(&[a, b, c, d]).unwrap_or_default();
                     *v /= counts.get([oy, ox]).copied().unwrap_or(1) as f32;
                 }
                 Float(sums)
@@ -596,6 +598,20 @@ mod tests {
         let out = out.as_float().unwrap();
         // windows: {0,1,3,4} {2,5} {6,7} {8}
         assert_eq!(out.iter().copied().collect::<Vec<_>>(), vec![2.0, 3.5, 6.5, 8.0]);
+    }
+
+    /// The plaintext NCHW AvgPool divided each output by the count of the pixel at
+    /// (channel, row) instead of (row, column): wrong wherever SAME padding makes
+    /// counts differ (the secure unit was right; `--plaintext` and folding were not).
+    #[test]
+    fn an_nchw_same_avg_pool_divides_each_pixel_by_its_own_count() {
+        let w =
+            Window { kernel: [2, 2], strides: [2, 2], dilations: [1, 1], padding: Padding::Same, layout: Layout::Nchw };
+        // Two channels of the 3×3 image above: channel c holds i + 9c.
+        let x = Tensor::Float(from_fn(&[1, 2, 3, 3], |i| i as f32));
+        let out = Op::AvgPool(w).eval(&[&x]).unwrap();
+        let out = out.as_float().unwrap();
+        assert_eq!(out.iter().copied().collect::<Vec<_>>(), vec![2.0, 3.5, 6.5, 8.0, 11.0, 12.5, 15.5, 17.0]);
     }
 
     #[test]

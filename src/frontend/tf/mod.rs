@@ -252,8 +252,8 @@ mod tests {
             &[1, 2, 5, 6],
         );
         assert_eq!(run(&nchw, to_nchw(&x)), to_nchw(&want));
-        // Planned as NHWC between transposes, which a server accepts.
-        assert!(nchw.steps.iter().all(|s| !matches!(s.op, Op::Conv2D(w) if w.layout == Layout::Nchw)));
+        // Planned in its own layout, with no transposes around it.
+        assert!(matches!(nchw.steps.as_slice(), [s] if matches!(s.op, Op::Conv2D(w) if w.layout == Layout::Nchw)));
         assert_eq!(nchw.check_consistent(), Ok(()));
     }
 
