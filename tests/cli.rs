@@ -221,6 +221,42 @@ fn inspect_output() {
     assert!(stdout.contains("parameters: 33542"), "{stdout}");
 }
 
+/// `inspect` says how each op's steps run under Pond, with an approximation's
+/// range and measured error, and the client's final op as what it is.
+#[test]
+fn inspect_says_how_every_op_runs_under_pond() {
+    let inspect = |model: &str| {
+        let (code, stdout, _) = run(&["inspect", model]);
+        assert_eq!(code, 0, "{stdout}");
+        stdout
+    };
+    let line = |out: &str, op: &str| out.lines().find(|l| l.starts_with(&format!("  {op} "))).unwrap_or("").to_string();
+    let functional = inspect("testdata/functional.pb");
+    assert!(line(&functional, "Relu").ends_with("supported  comparison 1"), "{functional}");
+    assert!(line(&functional, "Conv2D").ends_with("supported  product 3"), "{functional}");
+    assert!(line(&functional, "Tanh").ends_with("supported  approximation 1"), "{functional}");
+    assert!(line(&functional, "Const").ends_with("no step: folded at import or pass-through"), "{functional}");
+    assert!(line(&functional, "Placeholder").ends_with("the client's input, secret-shared"), "{functional}");
+    let tanh = functional.lines().find(|l| l.contains("approximation of tanh")).unwrap_or("");
+    assert!(tanh.contains("max error 8.4e-5 on [-5.5, 5.5]; exactly -1 below, 1 above"), "{functional}");
+    let keras3_bn = inspect("testdata/keras3_bn.pb");
+    assert!(line(&keras3_bn, "Softmax").ends_with("client 1"), "{keras3_bn}");
+    assert!(keras3_bn.contains("1 step   the client applies Softmax after opening (exact)"), "{keras3_bn}");
+    // A model that cannot run under Pond says why, after its plan.
+    let activations = inspect("testdata/ops/activations.pb");
+    assert!(activations.contains("under Pond: not possible: Softmax `Softmax`"), "{activations}");
+}
+
+/// `tfe-run ops` prints the README's op table (the registry it is generated from).
+#[test]
+fn ops_prints_the_readme_op_table() {
+    let (code, stdout, _) = run(&["ops"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("| op | notes | under Pond |"), "{stdout}");
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    assert!(readme.contains(&stdout), "README.md's op table is not `tfe-run ops`'s output");
+}
+
 #[test]
 fn inspect_json_and_plan() {
     let (code, stdout, _) = run(&["inspect", "--format", "json", "testdata/ops/two_inputs.pb"]);

@@ -52,8 +52,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show a model's inputs, output node, ops (and whether each is supported) and size.
+    /// Show a model's inputs, output node, ops (whether and how each runs under Pond) and size.
     Inspect(InspectArgs),
+    /// List the TensorFlow ops tfe-run imports, what each accepts and how it runs
+    /// under Pond (the README's table, in Markdown).
+    Ops,
     /// Run one party (server0, server1 or crypto-producer) until stopped.
     Serve(ServeArgs),
     /// Make a development CA and a certificate and key for every party.

@@ -1,5 +1,7 @@
 //! `tfe-run inspect`: what a model takes, gives and uses, before running it.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use serde_json::json;
 
@@ -7,6 +9,65 @@ use super::Format;
 use super::args::InspectArgs;
 use crate::error::exit;
 use crate::frontend::{self, Feed, OpCount};
+use crate::lower::{ClientFinal, Program};
+use crate::ops::How;
+use crate::plan::Plan;
+
+/// How the steps planned from each model op run under Pond.
+struct Secure {
+    /// Per op type: each way its steps run (short label), with how many steps.
+    by_op: BTreeMap<String, BTreeMap<&'static str, usize>>,
+    /// Each distinct way, in full, with its step count, in order of first use.
+    ways: Vec<(String, usize)>,
+}
+
+/// What the client does with the opened value, said as a way of running.
+fn client_final(f: ClientFinal) -> &'static str {
+    match f {
+        ClientFinal::Softmax => "the client applies Softmax after opening (exact)",
+        ClientFinal::Sigmoid => "the client applies Sigmoid after opening (exact)",
+    }
+}
+
+fn label(how: &How) -> &'static str {
+    match how {
+        How::Local => "local",
+        How::Scaled => "scaled",
+        How::Product => "product",
+        How::Comparison => "comparison",
+        How::Approximation { .. } => "approximation",
+    }
+}
+
+fn secure(plan: &Plan) -> Result<Secure, String> {
+    let program: Program = crate::lower::lower(plan, Default::default()).map_err(|e| format!("{e:#}"))?;
+    let mut by_op: BTreeMap<String, BTreeMap<&'static str, usize>> = BTreeMap::new();
+    let mut ways: Vec<(String, usize)> = Vec::new();
+    let mut count = |op_type: &str, short: &'static str, full: String| {
+        *by_op.entry(op_type.to_string()).or_default().entry(short).or_default() += 1;
+        match ways.iter_mut().find(|(w, _)| *w == full) {
+            Some((_, n)) => *n += 1,
+            None => ways.push((full, 1)),
+        }
+    };
+    for (step, kind) in program.plan.steps.iter().zip(&program.kinds) {
+        let how = kind.how();
+        count(&step.op_type, label(&how), how.to_string());
+    }
+    if let (Some(f), Some(step)) = (program.client_final, program.plan.steps.get(program.kinds.len())) {
+        count(&step.op_type, "client", client_final(f).to_string());
+    }
+    Ok(Secure { by_op, ways })
+}
+
+/// `product 52, local 104`, or why there is no step.
+fn summary(op: &str, ways: Option<&BTreeMap<&'static str, usize>>) -> String {
+    match ways {
+        Some(w) => w.iter().map(|(how, n)| format!("{how} {n}")).collect::<Vec<_>>().join(", "),
+        None if matches!(op, "Placeholder" | "PlaceholderWithDefault") => "the client's input, secret-shared".into(),
+        None => "no step: folded at import or pass-through".into(),
+    }
+}
 
 pub fn run(args: &InspectArgs) -> Result<u8> {
     // Try the plan with every unknown dimension set to 1 (a batch of one).
@@ -26,6 +87,14 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
     let parameters = report.parameters;
     let plan =
         if unsupported.is_empty() { Some(loaded.plan.as_ref().map_err(|e| format!("{:#}", e.error()))) } else { None };
+    let secure = match &plan {
+        Some(Ok(plan)) => Some(secure(plan)),
+        _ => None,
+    };
+    let by_op = |op: &str| match &secure {
+        Some(Ok(s)) => Some(summary(op, s.by_op.get(op))),
+        _ => None,
+    };
 
     let mut out = String::new();
     match args.format {
@@ -41,7 +110,10 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
             let width = report.ops.iter().map(|o| o.op_type.len()).max().unwrap_or(0);
             for OpCount { op_type: op, count, supported } in &report.ops {
                 let status = if *supported { "supported" } else { "UNSUPPORTED" };
-                out.push_str(&format!("  {op:<width$}  {count:>4}  {status}\n"));
+                match by_op(op) {
+                    Some(ways) => out.push_str(&format!("  {op:<width$}  {count:>4}  {status:<9}  {ways}\n")),
+                    None => out.push_str(&format!("  {op:<width$}  {count:>4}  {status}\n")),
+                }
             }
             out.push_str(&format!("parameters: {parameters}\n"));
             match &plan {
@@ -53,6 +125,18 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
                         plan.weights().count(),
                         plan.output_value().shape
                     ));
+                    match &secure {
+                        Some(Ok(s)) => {
+                            out.push_str("under Pond:\n");
+                            let width = s.ways.iter().map(|(_, n)| n.to_string().len()).max().unwrap_or(0);
+                            for (way, n) in &s.ways {
+                                let steps = if *n == 1 { "step " } else { "steps" };
+                                out.push_str(&format!("  {n:>width$} {steps}  {way}\n"));
+                            }
+                        }
+                        Some(Err(e)) => out.push_str(&format!("under Pond: not possible: {e}\n")),
+                        None => {}
+                    }
                     if args.plan {
                         out.push_str(&plan.describe());
                     }
@@ -67,11 +151,26 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
                 .map(|p| json!({"name": p.name, "dtype": p.dtype_name(), "shape": p.shape.as_ref().map(|d| d.iter().map(|x| x.map(|n| n as i64).unwrap_or(-1)).collect::<Vec<_>>())}))
                 .collect();
             let ops: Vec<_> = (report.ops.iter())
-                .map(|o| json!({"op": o.op_type, "count": o.count, "supported": o.supported}))
+                .map(|o| {
+                    let mut entry = json!({"op": o.op_type, "count": o.count, "supported": o.supported});
+                    if let Some(Ok(s)) = &secure {
+                        entry["secure_steps"] = json!(s.by_op.get(&o.op_type).cloned().unwrap_or_default());
+                    }
+                    entry
+                })
                 .collect();
             let plan_json = match &plan {
                 Some(Ok(p)) => {
-                    json!({"ok": true, "steps": p.steps.len(), "weight_values": p.weights().map(|(_, v)| v.len()).sum::<usize>(), "output_shape": p.output_value().shape})
+                    let mut doc = json!({"ok": true, "steps": p.steps.len(), "weight_values": p.weights().map(|(_, v)| v.len()).sum::<usize>(), "output_shape": p.output_value().shape});
+                    match &secure {
+                        Some(Ok(s)) => {
+                            doc["under_pond"] =
+                                json!(s.ways.iter().map(|(w, n)| json!({"how": w, "steps": n})).collect::<Vec<_>>())
+                        }
+                        Some(Err(e)) => doc["under_pond_error"] = json!(e),
+                        None => {}
+                    }
+                    doc
                 }
                 Some(Err(e)) => json!({"ok": false, "error": e}),
                 None => json!({"ok": false, "error": "unsupported ops"}),

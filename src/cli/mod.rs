@@ -36,6 +36,7 @@ pub fn main() -> u8 {
     // parties' (unreachable, refused, failed, timed out).
     let (result, remote) = match cli.command {
         Some(Command::Inspect(args)) => (inspect::run(&args), false),
+        Some(Command::Ops) => (write_stdout(&crate::frontend::tf::ops_markdown()).map(|()| exit::OK), false),
         Some(Command::Serve(args)) => (remote::serve(&args), false),
         Some(Command::Certs(args)) => (remote::certs(&args), false),
         Some(Command::Deploy(args)) => (remote::deploy(&args), true),

@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 
-use super::{CostCx, DealerMasks, OpUnit, Product, SecureOp, ServerMasks, StepCx};
+use super::{CostCx, DealerMasks, How, OpUnit, Product, SecureOp, ServerMasks, StepCx};
 use crate::kernels::{Window, linear};
 use crate::protocol::mul::Bilinear;
 use crate::protocol::{Cost, Dealer, Server};
@@ -79,6 +79,10 @@ impl SecureOp for DepthwiseConv2D {
 
     fn masks_operands(&self) -> bool {
         true
+    }
+
+    fn how(&self) -> How {
+        How::Product
     }
 }
 

@@ -8,7 +8,7 @@
 
 use anyhow::Result;
 
-use super::{CostCx, DealerMasks, OpUnit, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks};
+use super::{CostCx, DealerMasks, How, OpUnit, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks};
 use crate::protocol::compare::{deal_relu, relu, relu_cost};
 use crate::protocol::trunc::{deal_truncate, truncate, truncate_cost};
 use crate::protocol::{Cost, Dealer, Server};
@@ -75,5 +75,9 @@ impl SecureOp for LeakyRelu {
 
     fn pieces(&self, cx: &CostCx) -> usize {
         chunks(cx.out_len(), 1).len()
+    }
+
+    fn how(&self) -> How {
+        How::Comparison
     }
 }

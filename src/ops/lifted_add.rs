@@ -5,7 +5,7 @@ use std::num::Wrapping;
 
 use anyhow::Result;
 
-use super::{CostCx, DealerMasks, SecureOp, ServerMasks, StepCx};
+use super::{CostCx, DealerMasks, How, SecureOp, ServerMasks, StepCx};
 use crate::protocol::{Cost, Dealer, Server};
 use crate::ring::RingTensor;
 
@@ -27,5 +27,9 @@ impl SecureOp for LiftedAdd {
 
     fn cost(&self, _: &mut CostCx) -> Cost {
         Cost::ZERO
+    }
+
+    fn how(&self) -> How {
+        How::Local
     }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use super::{CostCx, DealerMasks, SecureOp, ServerMasks, StepCx};
+use super::{CostCx, DealerMasks, How, SecureOp, ServerMasks, StepCx};
 use crate::kernels::{layout, linear};
 use crate::plan::Op;
 use crate::protocol::{Cost, Dealer, Server};
@@ -37,5 +37,9 @@ impl SecureOp for Local {
 
     fn cost(&self, _: &mut CostCx) -> Cost {
         Cost::ZERO
+    }
+
+    fn how(&self) -> How {
+        How::Local
     }
 }

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn, Zip};
 
-use super::{CostCx, DealerMasks, OpUnit, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks};
+use super::{CostCx, DealerMasks, How, OpUnit, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks};
 use crate::plan::broadcast_shape;
 use crate::protocol::compare::{deal_relu, relu, relu_cost};
 use crate::protocol::{Cost, Dealer, Server};
@@ -113,6 +113,10 @@ macro_rules! extremum_unit {
 
             fn pieces(&self, cx: &CostCx) -> usize {
                 chunks(cx.out_len(), 1).len()
+            }
+
+            fn how(&self) -> How {
+                How::Comparison
             }
         }
     };

@@ -136,6 +136,41 @@ pub trait SecureOp: std::fmt::Debug + Send + Sync {
     fn masks_operands(&self) -> bool {
         false
     }
+
+    /// How it runs on shares, as `inspect` tells a user: required of every unit, so
+    /// that a new one cannot be reported as something it is not.
+    fn how(&self) -> How;
+}
+
+/// How a step runs on shares: what it costs in kind, and whether it is exact.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "class", rename_all = "snake_case")]
+pub enum How {
+    /// Each server on its own shares: no communication, exact.
+    Local,
+    /// A local sum times a public scale, then one truncation.
+    Scaled,
+    /// A Beaver product of two private operands (masked, opened), then a truncation.
+    Product,
+    /// Exact, by dealer-assisted comparisons (DReLU), and products of their bits.
+    Comparison,
+    /// An approximation of `function` with at most `max_error` (absolute) over
+    /// `range`, measured on a grid there; `outside` is what it computes beyond it.
+    Approximation { function: &'static str, range: [f64; 2], max_error: f64, outside: String },
+}
+
+impl std::fmt::Display for How {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            How::Local => f.write_str("local"),
+            How::Scaled => f.write_str("local, public scale, truncation"),
+            How::Product => f.write_str("Beaver product, truncation"),
+            How::Comparison => f.write_str("exact, by comparison"),
+            How::Approximation { function, range: [lo, hi], max_error, outside } => {
+                write!(f, "approximation of {function}: max error {max_error:.1e} on [{lo}, {hi}]; {outside}")
+            }
+        }
+    }
 }
 
 /// An op defined whole in its own module: its plan meaning beside its secure halves.
@@ -206,6 +241,10 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub fn how(&self) -> How {
+        self.op().how()
+    }
+
     pub fn op(&self) -> &dyn SecureOp {
         match self {
             Kind::Local(u) => u,

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use anyhow::Result;
 
-use super::{CostCx, DealerMasks, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks};
+use super::{CostCx, DealerMasks, How, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks};
 use crate::protocol::compare::{self, deal_piecewise, piecewise, piecewise_many_cost};
 use crate::protocol::{Cost, Dealer, Server};
 use crate::ring::RingTensor;
@@ -19,6 +19,40 @@ pub enum Curve {
 }
 
 impl Curve {
+    pub fn name(self) -> &'static str {
+        match self {
+            Curve::Sigmoid => "sigmoid",
+            Curve::Tanh => "tanh",
+        }
+    }
+
+    /// The function itself, which the curve approximates.
+    pub fn reference(self) -> fn(f64) -> f64 {
+        match self {
+            Curve::Sigmoid => |x| 1.0 / (1.0 + (-x).exp()),
+            Curve::Tanh => f64::tanh,
+        }
+    }
+
+    /// Its documented range, its error there (measured once per process on the
+    /// grid of [`compare::Piecewise::max_error`]) and its exact tails.
+    pub fn how(self) -> How {
+        let pw = self.piecewise();
+        let (lo, hi) = (pw.breaks.first().copied().unwrap_or(0.0), pw.breaks.last().copied().unwrap_or(0.0));
+        let max_error = pw.max_error(self.reference(), lo, hi);
+        let above = if pw.above_slope == 0.0 {
+            format!("{}", pw.above)
+        } else {
+            format!("{} + {}·x", pw.above, pw.above_slope)
+        };
+        How::Approximation {
+            function: self.name(),
+            range: [lo, hi],
+            max_error,
+            outside: format!("exactly {} below, {above} above", pw.below),
+        }
+    }
+
     pub fn piecewise(self) -> &'static compare::Piecewise {
         static SIGMOID: OnceLock<compare::Piecewise> = OnceLock::new();
         static TANH: OnceLock<compare::Piecewise> = OnceLock::new();
@@ -61,5 +95,9 @@ impl SecureOp for Piecewise {
 
     fn pieces(&self, cx: &CostCx) -> usize {
         chunks(cx.out_len(), self.breaks()).len()
+    }
+
+    fn how(&self) -> How {
+        self.curve.how()
     }
 }

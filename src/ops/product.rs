@@ -7,7 +7,7 @@
 
 use anyhow::Result;
 
-use super::{CostCx, DealerMasks, SecureOp, ServerMasks, StepCx};
+use super::{CostCx, DealerMasks, How, SecureOp, ServerMasks, StepCx};
 use crate::plan::{Op, Source, ValueId};
 use crate::protocol::mul::{Bilinear, Masked, deal_product, open_cost, product};
 use crate::protocol::trunc::{deal_truncate, truncate, truncate_cost};
@@ -79,6 +79,10 @@ impl SecureOp for Product {
 
     fn masks_operands(&self) -> bool {
         true
+    }
+
+    fn how(&self) -> How {
+        How::Product
     }
 }
 

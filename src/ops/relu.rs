@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{CostCx, DealerMasks, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks};
+use super::{CostCx, DealerMasks, How, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks};
 use crate::protocol::compare::{deal_relu, relu, relu_cost};
 use crate::protocol::{Cost, Dealer, Server};
 use crate::ring::RingTensor;
@@ -28,5 +28,9 @@ impl SecureOp for Relu {
 
     fn pieces(&self, cx: &CostCx) -> usize {
         chunks(cx.out_len(), 1).len()
+    }
+
+    fn how(&self) -> How {
+        How::Comparison
     }
 }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use ndarray::{Axis, IxDyn, concatenate};
 
 use super::{
-    CostCx, DealerMasks, OpUnit, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks, public_share,
+    CostCx, DealerMasks, How, OpUnit, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks, public_share,
 };
 use crate::protocol::compare::{deal_relu, relu, relu_cost};
 use crate::protocol::{Cost, Dealer, Server};
@@ -67,5 +67,9 @@ impl SecureOp for Relu6 {
 
     fn pieces(&self, cx: &CostCx) -> usize {
         chunks(cx.out_len(), DRELUS_PER_ELEMENT).len()
+    }
+
+    fn how(&self) -> How {
+        How::Comparison
     }
 }

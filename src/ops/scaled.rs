@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use super::{CostCx, DealerMasks, SecureOp, ServerMasks, StepCx};
+use super::{CostCx, DealerMasks, How, SecureOp, ServerMasks, StepCx};
 use crate::kernels::linear;
 use crate::plan::Op;
 use crate::protocol::trunc::{deal_truncate, truncate, truncate_cost};
@@ -32,6 +32,10 @@ impl SecureOp for Scaled {
     fn cost(&self, cx: &mut CostCx) -> Cost {
         truncate_cost(cx.out_len())
     }
+
+    fn how(&self) -> How {
+        How::Scaled
+    }
 }
 
 /// AvgPool of a value at 2f fractional bits whose every window holds 2^e
@@ -54,6 +58,10 @@ impl SecureOp for ShiftPool {
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
         truncate_cost(cx.out_len())
+    }
+
+    fn how(&self) -> How {
+        How::Scaled
     }
 }
 

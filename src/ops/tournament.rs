@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use anyhow::Result;
 use ndarray::IxDyn;
 
-use super::{CostCx, DealerMasks, SecureOp, ServerMasks, StepCx};
+use super::{CostCx, DealerMasks, How, SecureOp, ServerMasks, StepCx};
 use crate::kernels::Window;
 use crate::kernels::linear::{self, window_ranges};
 use crate::protocol::compare::{deal_tournament, tournament, tournament_cost};
@@ -119,6 +119,10 @@ impl SecureOp for Tournament {
     /// The groups' indices and each group's vector header.
     fn materialised(&self, _: &CostCx) -> u64 {
         self.groups.sizes().iter().map(|(&len, &count)| (8 * len as u64 + 24) * count as u64).sum()
+    }
+
+    fn how(&self) -> How {
+        How::Comparison
     }
 }
 

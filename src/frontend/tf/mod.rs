@@ -13,6 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 pub use graph::Graph;
+pub use ops::docs::{OP_DOCS, OpDoc, markdown as ops_markdown};
 pub use ops::{SUPPORTED_OPS, is_supported};
 
 use super::{Builder, Feed, Model, OpCount, Origin, Placeholder, Report, Slot};

@@ -5,6 +5,7 @@
 //! plans. One module per op family.
 
 mod array;
+pub mod docs;
 mod math;
 mod nn;
 

@@ -1,0 +1,162 @@
+//! What each imported TensorFlow op accepts and how it runs under Pond: the
+//! README's op table is printed from this registry (`tfe-run ops`), and a test
+//! keeps the two equal. Every op of the import table has exactly one row.
+
+/// One row: the op types it covers, what they accept, how they run on shares.
+pub struct OpDoc {
+    pub ops: &'static [&'static str],
+    pub notes: &'static str,
+    pub secure: &'static str,
+}
+
+pub const OP_DOCS: &[OpDoc] = &[
+    OpDoc {
+        ops: &["Placeholder", "PlaceholderWithDefault"],
+        notes: "the client's private inputs (float32/float64)",
+        secure: "secret-shared by the client",
+    },
+    OpDoc {
+        ops: &["Const"],
+        notes: "float constants that meet private data are the model owner's private weights; integer ones are public parameters",
+        secure: "weights secret-shared by the model owner",
+    },
+    OpDoc {
+        ops: &["Identity", "IdentityN", "StopGradient", "Snapshot", "NoOp"],
+        notes: "pass-through (TF2 freezing reads every weight through an Identity)",
+        secure: "nothing to do",
+    },
+    OpDoc {
+        ops: &["MatMul"],
+        notes: "`transpose_a`, `transpose_b`",
+        secure: "Beaver product with reused masks, truncation",
+    },
+    OpDoc {
+        ops: &["Conv2D"],
+        notes: "NHWC or NCHW (`data_format`); SAME, VALID and EXPLICIT (`explicit_paddings`, batch and channel pads 0); strides; dilations",
+        secure: "Beaver product with reused masks, truncation",
+    },
+    OpDoc {
+        ops: &["DepthwiseConv2dNative"],
+        notes: "NHWC; SAME, VALID, EXPLICIT; strides; dilations; any depth multiplier (Keras `DepthwiseConv2D`, the first half of `SeparableConv2D`; MobileNet)",
+        secure: "Beaver product with its own bilinear map, reused masks, truncation",
+    },
+    OpDoc { ops: &["BiasAdd"], notes: "NHWC or NCHW", secure: "local" },
+    OpDoc { ops: &["Add", "AddV2", "Sub"], notes: "NumPy broadcasting", secure: "local" },
+    OpDoc { ops: &["Mul"], notes: "NumPy broadcasting", secure: "Beaver product, truncation" },
+    OpDoc {
+        ops: &["RealDiv"],
+        notes: "by a public constant (becomes a product with its reciprocal)",
+        secure: "as Mul",
+    },
+    OpDoc { ops: &["Neg"], notes: "", secure: "local" },
+    OpDoc {
+        ops: &["AvgPool", "MaxPool"],
+        notes: "NHWC or NCHW; SAME and VALID, MaxPool also EXPLICIT; SAME AvgPool divides by the number of real (unpadded) pixels, as TensorFlow",
+        secure: "AvgPool: local sum × public 1/count; MaxPool: exact, by comparison tournament",
+    },
+    OpDoc { ops: &["Relu"], notes: "", secure: "exact: DReLU by dealer-assisted comparison, then a product" },
+    OpDoc {
+        ops: &["Relu6"],
+        notes: "Keras `ReLU(max_value=6)`, `activation=\"relu6\"` (MobileNet)",
+        secure: "exact: ReLU(x) − ReLU(x − 6) in one batched ReLU",
+    },
+    OpDoc {
+        ops: &["LeakyRelu"],
+        notes: "`alpha` (Keras `LeakyReLU()`: 0.3; TF default 0.2); \\|alpha\\| ≤ 1024",
+        secure: "one ReLU and one truncation; error ≤ (\\|x\\| + 2)·2^−17",
+    },
+    OpDoc {
+        ops: &["Maximum", "Minimum"],
+        notes: "two private (or weight) tensors, NumPy broadcasting; Keras `Maximum()`",
+        secure: "exact: a ± ReLU(b − a)",
+    },
+    OpDoc {
+        ops: &["Sigmoid", "Tanh"],
+        notes: "",
+        secure: "client-side if the model's last op; elsewhere cubics on 24 segments of [-10, 10] / [-5.5, 5.5], exact saturation outside (curve error 4.5e-5 / 8.4e-5, as `inspect` prints; measured under Pond 3.5e-5 / 9.2e-5 on [-8, 8])",
+    },
+    OpDoc {
+        ops: &["Softmax"],
+        notes: "over the last axis",
+        secure: "as the model's last op only: the client applies it (see PROTOCOL.md for why that reveals nothing more)",
+    },
+    OpDoc {
+        ops: &["Mean", "Sum", "Max"],
+        notes: "public axes, `keep_dims` (Mean over H, W is global average pooling)",
+        secure: "Mean: local sum × public scale; Sum: local; Max: exact tournament",
+    },
+    OpDoc {
+        ops: &["ArgMax"],
+        notes: "public axis; integer output, printed as the class",
+        secure: "as the model's output: tournament carrying the index",
+    },
+    OpDoc {
+        ops: &["FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"],
+        notes: "inference mode; folded at import into a per-channel `x·scale + offset`",
+        secure: "a product and a local add",
+    },
+    OpDoc {
+        ops: &["Rsqrt"],
+        notes: "element-wise (in Keras 3's BatchNormalization it folds away at import)",
+        secure: "public values only",
+    },
+    OpDoc {
+        ops: &["Reshape", "Squeeze", "ExpandDims", "Transpose"],
+        notes: "public shapes, axes and permutations",
+        secure: "local",
+    },
+    OpDoc { ops: &["Pad", "PadV2"], notes: "public paddings; constant value 0", secure: "local" },
+    OpDoc { ops: &["ConcatV2", "Concat", "Pack"], notes: "public axis", secure: "local" },
+    OpDoc { ops: &["Slice", "StridedSlice"], notes: "public begin/end/strides; all five masks", secure: "local" },
+    OpDoc { ops: &["Split", "SplitV"], notes: "public sizes and axis", secure: "local" },
+    OpDoc { ops: &["GatherV2", "Gather"], notes: "public indices, `batch_dims` 0", secure: "local" },
+    OpDoc {
+        ops: &["SpaceToBatchND", "BatchToSpaceND"],
+        notes: "public block shape and paddings/crops (how Keras 3 writes dilated convolutions)",
+        secure: "local",
+    },
+    OpDoc { ops: &["Shape", "Size", "Rank"], notes: "always public: shapes are static in a plan", secure: "public" },
+    OpDoc {
+        ops: &["Cast"],
+        notes: "on public values, and float-to-float on private ones",
+        secure: "public values only",
+    },
+];
+
+/// The README's table: a header and one row per entry, in registry order.
+pub fn markdown() -> String {
+    let mut out = String::from("| op | notes | under Pond |\n| --- | --- | --- |\n");
+    for doc in OP_DOCS {
+        let notes = if doc.notes.is_empty() { String::new() } else { format!(" {}", doc.notes) };
+        out.push_str(&format!("| {} |{notes} | {} |\n", doc.ops.join(", "), doc.secure));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_imported_op_has_exactly_one_row_and_every_row_names_imported_ops() {
+        for op in super::super::SUPPORTED_OPS {
+            let rows = OP_DOCS.iter().filter(|d| d.ops.contains(op)).count();
+            assert_eq!(rows, 1, "{op} is in {rows} rows of OP_DOCS");
+        }
+        for doc in OP_DOCS {
+            for op in doc.ops {
+                assert!(super::super::is_supported(op), "OP_DOCS documents {op}, which the import table lacks");
+            }
+        }
+    }
+
+    #[test]
+    fn the_readme_op_table_is_the_registry() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let table = markdown();
+        assert!(
+            readme.contains(&table),
+            "README.md's op table differs from OP_DOCS: replace it with the output of `tfe-run ops`:\n{table}"
+        );
+    }
+}
