@@ -831,3 +831,57 @@ fn a_closed_stdout_still_exits_0_silently() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Model files tfe-run does not read, as real exporters write them
+/// (testdata/gen_formats.py, which also checks that each printed command converts
+/// its file into a GraphDef tfe-run runs): each is named for what it is, with the
+/// command that converts it, exit 4; never "protobuf decoding failed".
+#[test]
+fn model_files_tfe_run_does_not_read_are_named_with_their_conversion_command() {
+    let input = "testdata/formats/input.npy";
+    for (model, what, command) in [
+        (
+            "dense.keras",
+            "is a zip archive (a Keras 3 `.keras` model)",
+            "keras.saving.load_model('testdata/formats/dense.keras')",
+        ),
+        (
+            "dense.h5",
+            "is an HDF5 file (a Keras `.h5` model)",
+            "tf_keras.models.load_model('testdata/formats/dense.h5')",
+        ),
+        ("dense_saved_model", "is a SavedModel directory", "tf.saved_model.load('testdata/formats/dense_saved_model')"),
+        (
+            "dense_saved_model/saved_model.pb",
+            "is a SavedModel's graph",
+            "tf.saved_model.load('testdata/formats/dense_saved_model')",
+        ),
+        (
+            "dense.pbtxt",
+            "is a GraphDef in protobuf text format",
+            "text_format.Parse(open('testdata/formats/dense.pbtxt').read()",
+        ),
+        (
+            "unfrozen.pb",
+            "the graph is not frozen: VariableV2 `w` holds a variable",
+            "python -m tensorflow.python.tools.freeze_graph",
+        ),
+    ] {
+        let path = format!("testdata/formats/{model}");
+        for args in [vec![path.as_str(), input], vec!["inspect", path.as_str()]] {
+            let (code, stdout, stderr) = run(&args);
+            assert_eq!(code, 4, "{args:?}: {stderr}");
+            assert!(stdout.is_empty(), "{args:?}: {stdout}");
+            assert!(stderr.contains(what) && stderr.contains(command), "{args:?}: {stderr}");
+            assert!(!stderr.contains("decoding failed"), "{args:?}: {stderr}");
+        }
+    }
+    // The arguments swapped: an array given as the model is the user's mistake.
+    let (code, _, stderr) = run(&[input, input]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is a NumPy array, not a model: the model comes first"), "{stderr}");
+    // A directory that is no SavedModel.
+    let (code, _, stderr) = run(&["testdata/ops", input]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("`testdata/ops` is a directory, not a model file"), "{stderr}");
+}

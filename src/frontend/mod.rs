@@ -23,6 +23,7 @@
 )]
 
 pub mod builder;
+pub mod format;
 pub mod tf;
 
 use std::collections::BTreeMap;
@@ -264,6 +265,9 @@ pub fn load(
     output_node: Option<&str>,
     feeds: impl FnOnce(&Report) -> Result<BTreeMap<String, Feed>>,
 ) -> Result<Loaded> {
+    if path.is_dir() {
+        return Err(format::directory(path));
+    }
     let bytes =
         std::fs::read(path).map_err(|e| Error::bad_input(format!("cannot read model `{}`: {e}", path.display())))?;
     load_bytes(&bytes, path, output_node, feeds)
@@ -277,7 +281,9 @@ pub fn load_bytes(
     output_node: Option<&str>,
     feeds: impl FnOnce(&Report) -> Result<BTreeMap<String, Feed>>,
 ) -> Result<Loaded> {
-    let model = tf::TfModel::decode(bytes, path, output_node)?;
+    let model = match format::recognise(path, bytes)? {
+        format::Format::GraphDef => tf::TfModel::decode(bytes, path, output_node)?,
+    };
     let report = model.report()?;
     let plan = match report.check_supported() {
         Err(e) => Err(NoPlan::Model(e)),

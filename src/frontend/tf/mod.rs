@@ -54,6 +54,11 @@ impl TfModel {
     /// named, or the graph's single sink.
     pub fn decode(bytes: &[u8], path: &Path, output_node: Option<&str>) -> Result<TfModel> {
         let graph = Graph::decode(bytes).with_context(|| format!("model `{}`", path.display()))?;
+        // Before the output: an unfrozen graph's many Assign sinks are not the problem.
+        if let Some(v) = graph.nodes.iter().find(|n| crate::frontend::format::VARIABLE_OPS.contains(&n.op.as_str())) {
+            return Err(crate::frontend::format::unfrozen(&v.name, &v.op))
+                .with_context(|| format!("model `{}`", path.display()));
+        }
         let output = graph.output(output_node)?;
         Ok(TfModel { graph, output })
     }

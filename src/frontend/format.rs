@@ -1,0 +1,168 @@
+//! What a model file is, told from its bytes (a directory from what it holds):
+//! the formats tfe-run reads, and for each one it does not, what it is and the
+//! one command that converts it. A user who passes a Keras file, a SavedModel or
+//! an array learns that, not "protobuf decoding failed".
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::error::Error;
+
+/// The model formats tfe-run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A binary `GraphDef` (a frozen TensorFlow graph, `.pb`).
+    GraphDef,
+}
+
+/// The freezing every conversion below ends with: a concrete function of the
+/// model, its variables made constants (what tfe-run reads).
+const FREEZE: &str = "from tensorflow.python.framework.convert_to_constants import \
+                      convert_variables_to_constants_v2 as freeze; ";
+
+/// The command that freezes a SavedModel directory's serving signature.
+fn freeze_saved_model(dir: &str) -> String {
+    format!(
+        "python -c \"import tensorflow as tf; {FREEZE}m = tf.saved_model.load('{dir}'); f = m.signatures['serving_default']; \
+         open('model.pb', 'wb').write(freeze(f).graph.as_graph_def().SerializeToString())\""
+    )
+}
+
+/// The command that freezes a Keras model file, loaded by `loader`.
+fn freeze_keras(file: &str, import: &str, loader: &str) -> String {
+    format!(
+        "python -c \"import tensorflow as tf, {import}; {FREEZE}m = {loader}('{file}'); \
+         f = tf.function(lambda x: m(x)).get_concrete_function(tf.TensorSpec(m.inputs[0].shape, m.inputs[0].dtype)); \
+         open('model.pb', 'wb').write(freeze(f).graph.as_graph_def().SerializeToString())\""
+    )
+}
+
+/// A directory given as the model: a SavedModel is named as one, anything else
+/// as a directory.
+pub fn directory(path: &Path) -> anyhow::Error {
+    let shown = path.display().to_string();
+    if path.join("saved_model.pb").is_file() || path.join("saved_model.pbtxt").is_file() {
+        Error::unsupported(format!(
+            "`{shown}` is a SavedModel directory, which tfe-run does not read yet: freeze its serving signature \
+             into a GraphDef with\n  {}\nand run tfe-run on model.pb",
+            freeze_saved_model(&shown)
+        ))
+    } else {
+        Error::bad_input(format!("`{shown}` is a directory, not a model file (a frozen GraphDef, .pb or .pbtxt)"))
+    }
+}
+
+/// The format of the model file at `path` with these bytes, or what it is
+/// instead and how to convert it.
+pub fn recognise(path: &Path, bytes: &[u8]) -> Result<Format> {
+    let shown = path.display().to_string();
+    let refuse = |what: &str, how: String| Err(Error::unsupported(format!("`{shown}` is {what}: {how}")));
+    if bytes.starts_with(b"PK\x03\x04") {
+        return refuse(
+            "a zip archive (a Keras 3 `.keras` model), not a GraphDef",
+            format!(
+                "freeze it into one with\n  {}\nand run tfe-run on model.pb",
+                freeze_keras(&shown, "keras", "keras.saving.load_model")
+            ),
+        );
+    }
+    if bytes.starts_with(b"\x89HDF\r\n\x1a\n") {
+        return refuse(
+            "an HDF5 file (a Keras `.h5` model), not a GraphDef",
+            format!(
+                "freeze it into one with\n  {}\nand run tfe-run on model.pb",
+                freeze_keras(&shown, "tf_keras", "tf_keras.models.load_model")
+            ),
+        );
+    }
+    if bytes.starts_with(b"\x93NUMPY") {
+        return Err(Error::bad_input(format!(
+            "`{shown}` is a NumPy array, not a model: the model comes first, then its input: \
+             `tfe-run MODEL.pb INPUT.npy`"
+        )));
+    }
+    if path.file_name().is_some_and(|n| n == "saved_model.pb") {
+        let dir = path.parent().map_or_else(|| ".".to_string(), |p| p.display().to_string());
+        return refuse(
+            "a SavedModel's graph, which holds no weights (they are in its `variables/`)",
+            format!(
+                "tfe-run does not read SavedModels yet; freeze the directory's serving signature with\n  {}\n\
+                 and run tfe-run on model.pb",
+                freeze_saved_model(if dir.is_empty() { "." } else { &dir })
+            ),
+        );
+    }
+    if path.extension().is_some_and(|e| e == "onnx") {
+        return refuse("an ONNX model", "tfe-run reads TensorFlow GraphDefs only, so far".into());
+    }
+    if looks_like_text(bytes) {
+        return refuse(
+            "a GraphDef in protobuf text format, which tfe-run does not read yet",
+            format!(
+                "convert it to the binary format with\n  python -c \"import tensorflow as tf; \
+                 from google.protobuf import text_format; \
+                 g = text_format.Parse(open('{shown}').read(), tf.compat.v1.GraphDef()); \
+                 open('model.pb', 'wb').write(g.SerializeToString())\"\nand run tfe-run on model.pb"
+            ),
+        );
+    }
+    Ok(Format::GraphDef)
+}
+
+/// Protobuf text format (`.pbtxt`, `tf.io.write_graph(..., as_text=True)`): UTF-8
+/// whose first field, after comments, is one of GraphDef's.
+fn looks_like_text(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    let first = text.lines().map(str::trim_start).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or_default();
+    ["node", "versions", "library", "version"]
+        .iter()
+        .any(|f| first.strip_prefix(f).is_some_and(|rest| rest.trim_start().starts_with(['{', ':'])))
+}
+
+/// The variable ops of an unfrozen graph, and the command that freezes one.
+pub const VARIABLE_OPS: &[&str] = &["VariableV2", "Variable", "VarHandleOp"];
+
+pub fn unfrozen(node: &str, op: &str) -> anyhow::Error {
+    Error::unsupported(format!(
+        "the graph is not frozen: {op} `{node}` holds a variable, whose value is in a checkpoint, not in the graph. \
+         Freeze it first, e.g. with\n  python -m tensorflow.python.tools.freeze_graph --input_graph=GRAPH.pb \
+         --input_binary=true --input_checkpoint=CHECKPOINT --output_node_names=OUTPUT --output_graph=frozen.pb"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn what(name: &str, bytes: &[u8]) -> String {
+        match recognise(Path::new(name), bytes) {
+            Ok(f) => format!("{f:?}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn files_that_are_not_graphdefs_are_named_with_their_conversion() {
+        assert!(what("m.keras", b"PK\x03\x04rest").contains("a zip archive (a Keras 3 `.keras` model)"));
+        assert!(what("m.keras", b"PK\x03\x04rest").contains("keras.saving.load_model('m.keras')"));
+        assert!(what("m.h5", b"\x89HDF\r\n\x1a\nrest").contains("tf_keras.models.load_model('m.h5')"));
+        assert!(what("x.npy", b"\x93NUMPY\x01\x00").contains("a NumPy array, not a model"));
+        let alone = what("dir/saved_model.pb", b"\x08\x01\x12\x00");
+        assert!(alone.contains("a SavedModel's graph") && alone.contains("tf.saved_model.load('dir')"), "{alone}");
+        assert!(what("m.onnx", b"\x08\x07").contains("an ONNX model"));
+    }
+
+    #[test]
+    fn text_graphdefs_are_told_from_binary_ones() {
+        let text = |bytes: &[u8]| what("g.pbtxt", bytes).contains("a GraphDef in protobuf text format");
+        assert!(text(b"node {\n  name: \"x\"\n}\n"));
+        assert!(text(b"# written by hand\n\nversions {\n producer: 1 }\n"));
+        assert!(what("g.pbtxt", b"node {}").contains("text_format.Parse(open('g.pbtxt').read()"));
+        assert_eq!(what("g.pb", b"\n\x05\n\x01x"), "GraphDef");
+        // Text that is not a GraphDef's is left to the binary decoder, which refuses it.
+        assert_eq!(what("g.pb", b"hello world"), "GraphDef");
+    }
+}
