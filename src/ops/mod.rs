@@ -15,15 +15,19 @@
 //! touches that module, this list and its frontend's table, nothing else.
 
 mod depthwise;
+mod exp;
 mod leaky_relu;
 mod lifted_add;
 mod local;
 mod maximum;
 mod piecewise;
 mod product;
+mod reciprocal;
 mod relu;
 mod relu6;
+mod rsqrt;
 mod scaled;
+mod softmax;
 mod tournament;
 
 use std::collections::HashMap;
@@ -33,15 +37,19 @@ use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
 pub use depthwise::DepthwiseConv2D;
+pub use exp::Exp;
 pub use leaky_relu::LeakyRelu;
 pub use lifted_add::LiftedAdd;
 pub use local::Local;
 pub use maximum::{Maximum, Minimum};
 pub use piecewise::{Curve, Piecewise};
 pub use product::Product;
+pub use reciprocal::Reciprocal;
 pub use relu::Relu;
 pub use relu6::Relu6;
+pub use rsqrt::Rsqrt;
 pub use scaled::{Scaled, ShiftPool, scale_bits};
+pub use softmax::Softmax;
 pub use tournament::{Groups, Tournament, pool_groups, reduce_groups};
 
 use crate::plan::{Plan, Step, ValueId};
@@ -97,6 +105,7 @@ pub struct DealerMasks {
 /// opened already in this prediction (they are opened once).
 pub struct CostCx<'a> {
     pub plan: &'a Plan,
+    pub fp: FixedPoint,
     pub step: &'a Step,
     pub opened: &'a mut [bool],
 }
@@ -189,6 +198,8 @@ units! {
     Maximum(Maximum),
     Minimum(Minimum),
     DepthwiseConv2D(DepthwiseConv2D),
+    Exp(Exp),
+    Reciprocal(Reciprocal),
 }
 
 /// The unit of each lowered step: one variant per kind, each a [`SecureOp`].
@@ -202,6 +213,8 @@ pub enum Kind {
     Relu(Relu),
     Tournament(Tournament),
     Piecewise(Piecewise),
+    Rsqrt(Rsqrt),
+    Softmax(Softmax),
     Unit(Unit),
 }
 
@@ -216,6 +229,8 @@ impl Kind {
             Kind::Relu(u) => u,
             Kind::Tournament(u) => u,
             Kind::Piecewise(u) => u,
+            Kind::Rsqrt(u) => u,
+            Kind::Softmax(u) => u,
             Kind::Unit(u) => u.def(),
         }
     }

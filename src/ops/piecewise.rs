@@ -16,15 +16,18 @@ use crate::ring::RingTensor;
 pub enum Curve {
     Sigmoid,
     Tanh,
+    Exp,
 }
 
 impl Curve {
     pub fn piecewise(self) -> &'static compare::Piecewise {
         static SIGMOID: OnceLock<compare::Piecewise> = OnceLock::new();
         static TANH: OnceLock<compare::Piecewise> = OnceLock::new();
+        static EXP: OnceLock<compare::Piecewise> = OnceLock::new();
         match self {
             Curve::Sigmoid => SIGMOID.get_or_init(compare::Piecewise::sigmoid),
             Curve::Tanh => TANH.get_or_init(compare::Piecewise::tanh),
+            Curve::Exp => EXP.get_or_init(super::exp::curve),
         }
     }
 }
