@@ -2,7 +2,8 @@
 a graph and LayerNormalization (called from generate.py, next to build_ops()).
 
 Op-level graphs (ops/NAME.*, N(0,1)-based inputs, seeded):
-  ops_exp, ops_reciprocal, ops_realdiv_private, ops_rsqrt, ops_softmax_inner.
+  ops_exp, ops_reciprocal, ops_realdiv_private, ops_rsqrt, ops_softmax_inner,
+  ops_exp_keras (a Keras 3 Dense with activation="exponential"), ops_softmax_axis1.
 Models (MNIST rows, mnist_flat100.npy; trained one epoch on the 12k subset):
   keras3_layernorm (Keras 3: Mean/SquaredDifference/Rsqrt),
   tfkeras_layernorm (tf_keras: FusedBatchNormV3 in training mode, NCHW).
@@ -18,7 +19,8 @@ import tf_keras
 from generate import (op_graph, spec, rnd, selected, seed_all, keras_model_entry, load_mnist,
                       op_histogram, train, BATCH)
 
-OPS = ["ops_exp", "ops_reciprocal", "ops_realdiv_private", "ops_rsqrt", "ops_softmax_inner"]
+OPS = ["ops_exp", "ops_reciprocal", "ops_realdiv_private", "ops_rsqrt", "ops_softmax_inner",
+       "ops_exp_keras", "ops_softmax_axis1"]
 MODELS = ["keras3_layernorm", "tfkeras_layernorm"]
 
 
@@ -66,6 +68,25 @@ def build_recip_ops():
                    "that feeds another op; dynamic batch", seed), "Softmax", "MatMul")
 
 
+def build_recip_ops_more():
+    seed = 306
+    rng = np.random.default_rng(seed)
+    seed_all(0)
+    dense = keras.layers.Dense(4, activation="exponential")
+    dense.build((None, 6))
+    dense.set_weights([rnd(rng, 6, 4, scale=0.5), rnd(rng, 4, scale=0.5)])
+    check(op_graph("exp_keras", lambda x: dense(x), [spec([None, 6])], {"input": rnd(rng, 4, 6)},
+                   "Keras 3 Dense(4, activation='exponential') on a [N,6] input: MatMul, BiasAdd, "
+                   "Exp; dynamic batch", seed), "Exp", "MatMul")
+
+    seed = 307
+    rng = np.random.default_rng(seed)
+    check(op_graph("softmax_axis1", lambda x: tf.nn.softmax(x * 3.0, axis=1) * 2.0 + 1.0,
+                   [spec([None, 4, 3])], {"input": rnd(rng, 3, 4, 3)},
+                   "Softmax over axis 1 of a [N,4,3] input (TF writes Transpose, Softmax, "
+                   "Transpose), then Mul and AddV2; dynamic batch", seed), "Softmax")
+
+
 def build_recip_models(mnist_dir):
     if not any(selected(name) for name in MODELS):
         return
@@ -99,4 +120,5 @@ def build_recip_models(mnist_dir):
 
 def build(mnist_dir):
     build_recip_ops()
+    build_recip_ops_more()
     build_recip_models(mnist_dir)

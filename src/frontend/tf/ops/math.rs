@@ -93,6 +93,27 @@ pub fn prod(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot
     Ok(vec![Builder::known(&node.origin, Tensor::Int(tensor))])
 }
 
+/// start, start + delta, … below limit (above it for a negative delta), of known
+/// integers: folded at import (TensorFlow writes a Softmax over another axis
+/// than the last with permutations made so).
+pub fn range(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<3>(node, ins)?;
+    let start = known_scalar(ctx, node, &ins[0], "the start")?;
+    let limit = known_scalar(ctx, node, &ins[1], "the limit")?;
+    let delta = known_scalar(ctx, node, &ins[2], "the delta")?;
+    // Positive spans and steps whichever the direction; None for delta 0 or an overflow.
+    let sign = delta.signum();
+    let span = limit.checked_sub(start).and_then(|v| v.checked_mul(sign)).filter(|_| sign != 0);
+    let count = span.zip(delta.checked_abs()).and_then(|(span, step)| {
+        if span <= 0 { Some(0) } else { span.checked_sub(1)?.checked_div(step)?.checked_add(1) }
+    });
+    let count = count
+        .filter(|&c| c <= crate::frontend::MAX_CONST_ELEMENTS as i64)
+        .ok_or_else(|| Error::unsupported(format!("{}: range({start}, {limit}, {delta})", node.describe())))?;
+    let values: Vec<i64> = (0..count).filter_map(|i| i.checked_mul(delta).and_then(|v| v.checked_add(start))).collect();
+    Ok(vec![Builder::known(&node.origin, Tensor::Int(ndarray::Array1::from(values).into_dyn()))])
+}
+
 /// A tensor of known dimensions filled with a known value: folded at import.
 pub fn fill(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<2>(node, ins)?;

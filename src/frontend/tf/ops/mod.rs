@@ -64,6 +64,7 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("SquaredDifference", math::squared_difference),
     ("Prod", math::prod),
     ("Fill", math::fill),
+    ("Range", math::range),
     ("Neg", math::neg),
     ("MatMul", math::matmul),
     ("Mean", math::mean),
