@@ -354,3 +354,21 @@ fn depthwise_conv2d_block_under_pond_matches_plaintext() {
         assert!(worst <= 1e-3, "{window:?}: worst {worst}");
     }
 }
+
+/// The reciprocal's and the softmax's comparisons are cut into chunks (25 per
+/// element): past one chunk each runs in several, planned and measured alike.
+#[test]
+fn reciprocal_and_softmax_over_more_than_one_chunk_are_planned_as_they_run() {
+    let n = tfe_run::ops::MAX_DRELUS_PER_CHUNK / 25 + 3;
+    let x: Vec<f32> = (0..n).map(|i| 0.5 + (i % 97) as f32 / 8.0).collect();
+    let plan = one_step(tfe_run::ops::Reciprocal.into(), &[&[n]]);
+    let program = runtime::lower(&plan, Default::default()).unwrap();
+    assert_eq!(program.planned()[0].rounds, 36, "two chunks of a reciprocal's 18 rounds");
+    let worst = secure_vs_plaintext(&plan, &[array(&[n], x.clone())]);
+    assert!(worst <= 1e-3, "reciprocal: worst {worst}");
+    let rows = n.div_ceil(10);
+    let x: Vec<f32> = (0..rows * 10).map(|i| ((i * 37) % 101) as f32 / 10.0 - 5.0).collect();
+    let plan = chain(&[&[rows, 10]], &[(Op::Softmax, vec![0]), (Op::Neg, vec![1])]);
+    let worst = secure_vs_plaintext(&plan, &[array(&[rows, 10], x)]);
+    assert!(worst <= 1e-4, "softmax: worst {worst}");
+}
