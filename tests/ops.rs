@@ -1,5 +1,5 @@
 //! The ops defined whole in their own module (`src/ops/`: Relu6, LeakyRelu,
-//! Maximum, Minimum), on hand-made one-step plans whose inputs sit on and around
+//! Maximum, Minimum, Exp, Reciprocal, Rsqrt, Softmax inside a graph), on hand-made one-step plans whose inputs sit on and around
 //! every boundary the op treats differently: under Pond against the plaintext
 //! meaning, with measured = planned traffic. Against real TensorFlow they run in
 //! `tf_models.rs` and `secure_models.rs` (testdata/ops/relu6*, leaky_relu*,
@@ -41,12 +41,14 @@ fn array(shape: &[usize], values: Vec<f32>) -> ArrayD<f32> {
     ArrayD::from_shape_vec(IxDyn(shape), values).unwrap()
 }
 
-/// Run `plan` under Pond and in the clear; the largest difference, after
-/// checking that every server sent the bytes and rounds the unit plans.
-fn secure_vs_plaintext(plan: &Plan, inputs: &[ArrayD<f32>]) -> f32 {
-    let feeds: BTreeMap<String, ArrayD<f32>> =
-        inputs.iter().enumerate().map(|(i, x)| (format!("x{i}"), x.clone())).collect();
-    let outcome = runtime::predict(plan, &feeds, &SecureConfig::default()).unwrap_or_else(|e| panic!("{e:#}"));
+fn feeds(inputs: &[ArrayD<f32>]) -> BTreeMap<String, ArrayD<f32>> {
+    inputs.iter().enumerate().map(|(i, x)| (format!("x{i}"), x.clone())).collect()
+}
+
+/// Run `plan` under Pond, after checking that every server sent the bytes and
+/// rounds the units plan.
+fn secure(plan: &Plan, inputs: &[ArrayD<f32>]) -> ArrayD<f32> {
+    let outcome = runtime::predict(plan, &feeds(inputs), &SecureConfig::default()).unwrap_or_else(|e| panic!("{e:#}"));
     let planned = runtime::lower(plan, Default::default()).unwrap().planned();
     for server in [Party::Server0, Party::Server1] {
         for (k, p) in planned.iter().enumerate() {
@@ -54,10 +56,172 @@ fn secure_vs_plaintext(plan: &Plan, inputs: &[ArrayD<f32>]) -> f32 {
             assert_eq!((m.bytes_sent, m.rounds), (p.bytes, p.rounds), "{} step {k}", server.name());
         }
     }
-    let clear = tfe_run::plaintext::run(plan, &feeds).unwrap().to_float();
-    let secure = outcome.outputs[0].to_float();
+    outcome.outputs[0].to_float()
+}
+
+/// Run `plan` under Pond and in the clear; the largest difference.
+fn secure_vs_plaintext(plan: &Plan, inputs: &[ArrayD<f32>]) -> f32 {
+    let clear = tfe_run::plaintext::run(plan, &feeds(inputs)).unwrap().to_float();
+    let secure = secure(plan, inputs);
     assert_eq!(secure.shape(), clear.shape());
     secure.iter().zip(clear.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+}
+
+/// A plan of steps over client inputs, each step given as (op, input ids): the
+/// values are the inputs, then each step's output in order.
+fn chain(inputs: &[&[usize]], steps: &[(Op, Vec<usize>)]) -> Plan {
+    let mut values: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, shape)| Value {
+            name: format!("x{i}"),
+            shape: shape.to_vec(),
+            vtype: ValueType::Float,
+            source: Source::Input { placeholder: format!("x{i}") },
+        })
+        .collect();
+    let mut plan_steps = Vec::new();
+    for (k, (op, ins)) in steps.iter().enumerate() {
+        let shapes: Vec<&[usize]> = ins.iter().map(|&v| values[v].shape.as_slice()).collect();
+        let shape = op.output_shape(&shapes).unwrap();
+        values.push(Value { name: format!("s{k}"), shape, vtype: ValueType::Float, source: Source::Step(k) });
+        let output = values.len() - 1;
+        plan_steps.push(Step {
+            node: format!("s{k}"),
+            op_type: op.name().into(),
+            op: op.clone(),
+            inputs: ins.clone(),
+            output,
+        });
+    }
+    Plan {
+        output: values.len() - 1,
+        values,
+        steps: plan_steps,
+        inputs: (0..inputs.len()).collect(),
+        output_node: format!("s{}", steps.len() - 1),
+        weight_values: BTreeMap::new(),
+    }
+}
+
+/// The value the servers compute on: the input rounded to 16 fractional bits.
+fn encoded(x: f32) -> f64 {
+    (f64::from(x) * 65536.0).round() / 65536.0
+}
+
+const ULP: f64 = 1.0 / 65536.0;
+
+/// Points of a log grid: 2^(t/16) for t in `from..=to`.
+fn log_grid(from: i32, to: i32) -> Vec<f32> {
+    (from..=to).map(|t| 2f64.powf(f64::from(t) / 16.0) as f32).collect()
+}
+
+/// The largest relative and absolute errors of `out` against `f` of the encoded
+/// inputs (relative where |f| ≥ 1: below, the output's own rounding dominates), and the largest error over the bound `rel·|f| + abs`.
+fn errors(x: &[f32], out: &ArrayD<f32>, f: impl Fn(f64) -> f64, rel: f64, abs: f64) -> (f64, f64, f64) {
+    let (mut worst_rel, mut worst_abs, mut over) = (0.0f64, 0.0f64, f64::NEG_INFINITY);
+    for (&x, &y) in x.iter().zip(out.iter()) {
+        let want = f(encoded(x));
+        let err = (f64::from(y) - want).abs();
+        worst_abs = worst_abs.max(err);
+        if want.abs() >= 1.0 {
+            worst_rel = worst_rel.max(err / want.abs());
+        }
+        over = over.max(err - (rel * want.abs() + abs));
+    }
+    (worst_rel, worst_abs, over)
+}
+
+/// The reciprocal on a log grid of [2^-8, 2^16) (385 points), then its tails:
+/// below 2^-8 (0 and negative values included) exactly 256, from 2^16 on 0, up
+/// to a unit in the last place.
+#[test]
+fn reciprocal_under_pond_is_within_its_documented_error_and_saturates_outside() {
+    let x = log_grid(-8 * 16, 16 * 16 - 1);
+    let plan = one_step(tfe_run::ops::Reciprocal.into(), &[&[x.len()]]);
+    let out = secure(&plan, &[array(&[x.len()], x.clone())]);
+    let (rel, abs, over) = errors(&x, &out, |v| 1.0 / v, 1e-4, 2.0 * ULP);
+    eprintln!("reciprocal on [2^-8, 2^16): max relative error {rel:.2e} (where 1/x ≥ 1), max absolute {abs:.2e}");
+    assert!(over <= 0.0, "error over 1e-4/x + 2^-15 by {over:.2e}");
+    let tails = vec![2f32.powi(-9), 1e-3, 0.0, -1.0, -300.0, 65536.0, 1e5, 1e9];
+    let plan = one_step(tfe_run::ops::Reciprocal.into(), &[&[tails.len()]]);
+    let out = secure(&plan, &[array(&[tails.len()], tails.clone())]);
+    for (&x, &y) in tails.iter().zip(out.iter()) {
+        let want = if x < 1.0 { 256.0 } else { 0.0 };
+        assert!((f64::from(y) - want).abs() <= 256.0 * 1e-4 + 2.0 * ULP, "1/{x}: {y}, saturation {want}");
+    }
+}
+
+/// The inverse square root on a log grid of [2^-8, 2^30) (609 points), then its
+/// tail below 2^-8: exactly 16.
+#[test]
+fn rsqrt_under_pond_is_within_its_documented_error_and_saturates_below() {
+    let x = log_grid(-8 * 16, 30 * 16 - 1);
+    let plan = one_step(Op::Rsqrt, &[&[x.len()]]);
+    let out = secure(&plan, &[array(&[x.len()], x.clone())]);
+    let (rel, abs, over) = errors(&x, &out, |v| 1.0 / v.sqrt(), 1e-4, 2.0 * ULP);
+    eprintln!("rsqrt on [2^-8, 2^30): max relative error {rel:.2e} (where 1/√x ≥ 1), max absolute {abs:.2e}");
+    assert!(over <= 0.0, "error over 1e-4/√x + 2^-15 by {over:.2e}");
+    let tails = vec![2f32.powi(-9), 1e-3, 0.0, -1.0, -300.0];
+    let plan = one_step(Op::Rsqrt, &[&[tails.len()]]);
+    let out = secure(&plan, &[array(&[tails.len()], tails.clone())]);
+    for (&x, &y) in tails.iter().zip(out.iter()) {
+        assert!((f64::from(y) - 16.0).abs() <= 16.0 * 1e-4 + 2.0 * ULP, "rsqrt({x}): {y}, saturation 16");
+    }
+}
+
+/// Exp on every 1/64 of [-14, 12]: within its error on [-12, 10], exactly 0
+/// below and e^10 from 10 on (up to the rounding of the last truncation).
+#[test]
+fn exp_under_pond_is_within_its_documented_error_and_exact_outside() {
+    let x: Vec<f32> = (-14 * 64..=12 * 64).map(|i| i as f32 / 64.0).collect();
+    let plan = one_step(tfe_run::ops::Exp.into(), &[&[x.len()]]);
+    let out = secure(&plan, &[array(&[x.len()], x.clone())]);
+    let inside: Vec<usize> = (0..x.len()).filter(|&i| (-12.0..10.0).contains(&x[i])).collect();
+    let xs: Vec<f32> = inside.iter().map(|&i| x[i]).collect();
+    let ys = ArrayD::from_shape_vec(IxDyn(&[xs.len()]), inside.iter().map(|&i| out[[i]]).collect()).unwrap();
+    let (rel, abs, over) = errors(&xs, &ys, f64::exp, 1e-4, 4.0 * ULP);
+    eprintln!("exp on [-12, 10): max relative error {rel:.2e} (where e^x ≥ 1), max absolute {abs:.2e}");
+    assert!(over <= 0.0, "error over 1e-4·e^x + 2^-14 by {over:.2e}");
+    for (&x, &y) in x.iter().zip(out.iter()) {
+        if x < -12.0 {
+            assert!(f64::from(y).abs() <= ULP, "exp({x}) = {y}, not 0");
+        } else if x >= 10.0 {
+            assert!((f64::from(y) - 10f64.exp()).abs() <= 2.0 * ULP + 1e-3, "exp({x}) = {y}, not e^10");
+        }
+    }
+}
+
+/// A Softmax that feeds another op runs under Pond (a last Softmax is still
+/// the client's): rows with ties, with spreads past the exponential's range, and
+/// of one element.
+#[test]
+fn softmax_inside_a_graph_under_pond_matches_plaintext() {
+    let rows: Vec<f32> = [
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [1.5, -2.0, 3.0, 3.0, 0.25, -0.5, 2.0, 1.0, 0.0, -1.0],
+        [20.0, -20.0, 0.0, 5.0, 19.0, -3.0, 7.5, 12.0, 8.0, 1.0],
+        [-3.3, -2.2, -1.1, 0.0, 1.1, 2.2, 3.3, 4.4, 5.5, 6.6],
+    ]
+    .concat();
+    for (shape, x) in [(vec![4, 10], rows.clone()), (vec![2, 2, 10], rows.clone()), (vec![5, 1], rows[..5].to_vec())] {
+        let plan = chain(&[&shape], &[(Op::Softmax, vec![0]), (Op::Neg, vec![1])]);
+        let program = runtime::lower(&plan, Default::default()).unwrap();
+        assert_eq!(program.client_final, None, "the Softmax is not the last op");
+        let worst = secure_vs_plaintext(&plan, &[array(&shape, x)]);
+        eprintln!("softmax {shape:?}: worst {worst:.2e}");
+        assert!(worst <= 1e-4, "{shape:?}: worst {worst}");
+    }
+}
+
+/// RealDiv by a private divisor is a product with its secure reciprocal.
+#[test]
+fn division_by_a_private_value_under_pond_matches_plaintext() {
+    let a: Vec<f32> = (0..12).map(|i| (i as f32 - 6.0) / 2.0).collect();
+    let b: Vec<f32> = (0..12).map(|i| 0.5 + (i * i) as f32 / 3.0).collect();
+    let plan = chain(&[&[3, 4], &[3, 4]], &[(tfe_run::ops::Reciprocal.into(), vec![1]), (Op::Mul, vec![0, 2])]);
+    let worst = secure_vs_plaintext(&plan, &[array(&[3, 4], a), array(&[3, 4], b)]);
+    assert!(worst <= 1e-3, "worst {worst}");
 }
 
 /// Every 1/8 from −10 to 10: 0 and 6 exactly, and values on both sides of each.
@@ -240,4 +404,22 @@ fn nchw_conv2d_and_pools_run_under_pond_in_their_own_layout() {
         let gap = nchw_out.iter().zip(expected.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(gap <= 1e-5, "{op:?}: NCHW and NHWC differ by {gap}");
     }
+}
+
+/// The reciprocal's and the softmax's comparisons are cut into chunks (25 per
+/// element): past one chunk each runs in several, planned and measured alike.
+#[test]
+fn reciprocal_and_softmax_over_more_than_one_chunk_are_planned_as_they_run() {
+    let n = tfe_run::ops::MAX_DRELUS_PER_CHUNK / 25 + 3;
+    let x: Vec<f32> = (0..n).map(|i| 0.5 + (i % 97) as f32 / 8.0).collect();
+    let plan = one_step(tfe_run::ops::Reciprocal.into(), &[&[n]]);
+    let program = runtime::lower(&plan, Default::default()).unwrap();
+    assert_eq!(program.planned()[0].rounds, 36, "two chunks of a reciprocal's 18 rounds");
+    let worst = secure_vs_plaintext(&plan, &[array(&[n], x.clone())]);
+    assert!(worst <= 1e-3, "reciprocal: worst {worst}");
+    let rows = n.div_ceil(10);
+    let x: Vec<f32> = (0..rows * 10).map(|i| ((i * 37) % 101) as f32 / 10.0 - 5.0).collect();
+    let plan = chain(&[&[rows, 10]], &[(Op::Softmax, vec![0]), (Op::Neg, vec![1])]);
+    let worst = secure_vs_plaintext(&plan, &[array(&[rows, 10], x)]);
+    assert!(worst <= 1e-4, "softmax: worst {worst}");
 }

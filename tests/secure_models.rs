@@ -42,15 +42,6 @@ fn every_testdata_model_matches_tensorflow_under_pond() {
     for entry in manifest().models {
         let feeds: BTreeMap<String, PathBuf> = entry.inputs.iter().map(|(k, v)| (k.clone(), testdata(v))).collect();
         let prepared = tfe_run::cli::prepare(&testdata(&entry.model), None, None, &feeds).unwrap();
-        if entry.name == "ops_activations" {
-            // Softmax in the middle of a graph has no secure protocol: refused by name.
-            let err = format!(
-                "{:#}",
-                runtime::predict(&prepared.plan, &prepared.inputs, &SecureConfig::default()).err().expect("refused")
-            );
-            assert!(err.contains("Softmax `") && err.contains("--plaintext"), "{err}");
-            continue;
-        }
         let start = std::time::Instant::now();
         let out = secure(&prepared.plan, &prepared.inputs);
         let expected = load(&testdata(&entry.expected));

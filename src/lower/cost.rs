@@ -19,7 +19,9 @@ impl Program {
         self.kinds
             .iter()
             .zip(&self.plan.steps)
-            .map(|(kind, step)| kind.op().cost(&mut CostCx { plan: &self.plan, step, opened: &mut opened }))
+            .map(|(kind, step)| {
+                kind.op().cost(&mut CostCx { plan: &self.plan, fp: self.fp(), step, opened: &mut opened })
+            })
             .collect()
     }
 
@@ -43,7 +45,7 @@ impl Program {
         let mut opened = vec![false; self.plan.values.len()];
         let (mut largest_chunk, mut materialised) = (0, 0);
         for ((p, kind), step) in planned.iter().zip(&self.kinds).zip(&self.plan.steps) {
-            let cx = CostCx { plan: &self.plan, step, opened: &mut opened };
+            let cx = CostCx { plan: &self.plan, fp: self.fp(), step, opened: &mut opened };
             largest_chunk = largest_chunk.max(p.bytes / kind.op().pieces(&cx).max(1) as u64);
             materialised += kind.op().materialised(&cx);
         }

@@ -158,10 +158,8 @@ fn kind_of(plan: &Plan, step: &crate::plan::Step) -> Result<Kind, String> {
         Op::ArgMax { .. } => return Err("ArgMax runs securely only as the model's output".into()),
         Op::Sigmoid => Kind::Piecewise(Piecewise { curve: crate::ops::Curve::Sigmoid }),
         Op::Tanh => Kind::Piecewise(Piecewise { curve: crate::ops::Curve::Tanh }),
-        Op::Softmax => {
-            return Err("Softmax runs securely only as the model's last op (the client applies it)".into());
-        }
-        Op::Rsqrt => return Err("Rsqrt of a private value is not supported under Pond".into()),
+        Op::Softmax => Kind::Softmax(crate::ops::Softmax),
+        Op::Rsqrt => Kind::Rsqrt(crate::ops::Rsqrt),
         Op::CastToInt | Op::CastToFloat => return Err("a cast of a private value is not supported under Pond".into()),
         Op::Unit(u) => {
             let shapes: Vec<&[usize]> = step.inputs.iter().map(|&v| plan.values[v].shape.as_slice()).collect();

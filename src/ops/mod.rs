@@ -15,15 +15,19 @@
 //! touches that module, this list and its frontend's table, nothing else.
 
 mod depthwise;
+mod exp;
 mod leaky_relu;
 mod lifted_add;
 mod local;
 mod maximum;
 mod piecewise;
 mod product;
+mod reciprocal;
 mod relu;
 mod relu6;
+mod rsqrt;
 mod scaled;
+mod softmax;
 mod tournament;
 
 use std::collections::HashMap;
@@ -33,15 +37,19 @@ use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
 pub use depthwise::DepthwiseConv2D;
+pub use exp::Exp;
 pub use leaky_relu::LeakyRelu;
 pub use lifted_add::LiftedAdd;
 pub use local::Local;
 pub use maximum::{Maximum, Minimum};
 pub use piecewise::{Curve, Piecewise};
 pub use product::Product;
+pub use reciprocal::Reciprocal;
 pub use relu::Relu;
 pub use relu6::Relu6;
+pub use rsqrt::Rsqrt;
 pub use scaled::{Scaled, ShiftPool, scale_bits};
+pub use softmax::Softmax;
 pub use tournament::{Groups, Tournament, pool_groups, reduce_groups};
 
 use crate::plan::{Plan, Step, ValueId};
@@ -97,6 +105,7 @@ pub struct DealerMasks {
 /// opened already in this prediction (they are opened once).
 pub struct CostCx<'a> {
     pub plan: &'a Plan,
+    pub fp: FixedPoint,
     pub step: &'a Step,
     pub opened: &'a mut [bool],
 }
@@ -154,9 +163,10 @@ pub enum How {
     Product,
     /// Exact, by dealer-assisted comparisons (DReLU), and products of their bits.
     Comparison,
-    /// An approximation of `function` with at most `max_error` (absolute) over
-    /// `range`, measured on a grid there; `outside` is what it computes beyond it.
-    Approximation { function: &'static str, range: [f64; 2], max_error: f64, outside: String },
+    /// An approximation of `function` over its documented `range`, with its
+    /// error there (measured on a grid: by `inspect` itself for a curve, by the
+    /// tests for an iteration), and what it computes `outside` that range.
+    Approximation { function: &'static str, range: [f64; 2], error: String, outside: String },
 }
 
 impl std::fmt::Display for How {
@@ -166,8 +176,8 @@ impl std::fmt::Display for How {
             How::Scaled => f.write_str("local, public scale, truncation"),
             How::Product => f.write_str("Beaver product, truncation"),
             How::Comparison => f.write_str("exact, by comparison"),
-            How::Approximation { function, range: [lo, hi], max_error, outside } => {
-                write!(f, "approximation of {function}: max error {max_error:.1e} on [{lo}, {hi}]; {outside}")
+            How::Approximation { function, range: [lo, hi], error, outside } => {
+                write!(f, "approximation of {function} on [{lo}, {hi}]: {error}; outside: {outside}")
             }
         }
     }
@@ -224,6 +234,8 @@ units! {
     Maximum(Maximum),
     Minimum(Minimum),
     DepthwiseConv2D(DepthwiseConv2D),
+    Exp(Exp),
+    Reciprocal(Reciprocal),
 }
 
 /// The unit of each lowered step: one variant per kind, each a [`SecureOp`].
@@ -237,6 +249,8 @@ pub enum Kind {
     Relu(Relu),
     Tournament(Tournament),
     Piecewise(Piecewise),
+    Rsqrt(Rsqrt),
+    Softmax(Softmax),
     Unit(Unit),
 }
 
@@ -255,6 +269,8 @@ impl Kind {
             Kind::Relu(u) => u,
             Kind::Tournament(u) => u,
             Kind::Piecewise(u) => u,
+            Kind::Rsqrt(u) => u,
+            Kind::Softmax(u) => u,
             Kind::Unit(u) => u.def(),
         }
     }

@@ -16,6 +16,7 @@ use crate::ring::RingTensor;
 pub enum Curve {
     Sigmoid,
     Tanh,
+    Exp,
 }
 
 impl Curve {
@@ -23,6 +24,7 @@ impl Curve {
         match self {
             Curve::Sigmoid => "sigmoid",
             Curve::Tanh => "tanh",
+            Curve::Exp => "exp",
         }
     }
 
@@ -31,15 +33,26 @@ impl Curve {
         match self {
             Curve::Sigmoid => |x| 1.0 / (1.0 + (-x).exp()),
             Curve::Tanh => f64::tanh,
+            Curve::Exp => f64::exp,
         }
     }
 
-    /// Its documented range, its error there (measured once per process on the
-    /// grid of [`compare::Piecewise::max_error`]) and its exact tails.
+    /// Its documented range, its error there (measured on the grid of
+    /// [`compare::Piecewise::max_error`]; relative for Exp, whose values span
+    /// e^−12 to e^10) and its exact tails.
     pub fn how(self) -> How {
         let pw = self.piecewise();
         let (lo, hi) = (pw.breaks.first().copied().unwrap_or(0.0), pw.breaks.last().copied().unwrap_or(0.0));
-        let max_error = pw.max_error(self.reference(), lo, hi);
+        let error = match self {
+            Curve::Exp => {
+                let worst = (0..=100_000)
+                    .map(|i| lo + (hi - lo) * i as f64 / 100_000.0)
+                    .map(|x| ((pw.eval(x) - x.exp()) / x.exp()).abs())
+                    .fold(0.0, f64::max);
+                format!("max relative error {worst:.1e}")
+            }
+            _ => format!("max error {:.1e}", pw.max_error(self.reference(), lo, hi)),
+        };
         let above = if pw.above_slope == 0.0 {
             format!("{}", pw.above)
         } else {
@@ -48,7 +61,7 @@ impl Curve {
         How::Approximation {
             function: self.name(),
             range: [lo, hi],
-            max_error,
+            error,
             outside: format!("exactly {} below, {above} above", pw.below),
         }
     }
@@ -56,9 +69,11 @@ impl Curve {
     pub fn piecewise(self) -> &'static compare::Piecewise {
         static SIGMOID: OnceLock<compare::Piecewise> = OnceLock::new();
         static TANH: OnceLock<compare::Piecewise> = OnceLock::new();
+        static EXP: OnceLock<compare::Piecewise> = OnceLock::new();
         match self {
             Curve::Sigmoid => SIGMOID.get_or_init(compare::Piecewise::sigmoid),
             Curve::Tanh => TANH.get_or_init(compare::Piecewise::tanh),
+            Curve::Exp => EXP.get_or_init(super::exp::curve),
         }
     }
 }

@@ -17,6 +17,7 @@
 //! `x + r`, a masked AND input): uniformly distributed, independent of the data.
 
 pub mod compare;
+pub mod inverse;
 pub mod mul;
 pub mod trunc;
 

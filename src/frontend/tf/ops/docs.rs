@@ -45,8 +45,18 @@ pub const OP_DOCS: &[OpDoc] = &[
     OpDoc { ops: &["Mul"], notes: "NumPy broadcasting", secure: "Beaver product, truncation" },
     OpDoc {
         ops: &["RealDiv"],
-        notes: "by a public constant (becomes a product with its reciprocal)",
-        secure: "as Mul",
+        notes: "by a public constant (a product with its reciprocal) or by a private value (Reciprocal, then Mul)",
+        secure: "as Mul; by a private value: secure reciprocal and a product",
+    },
+    OpDoc {
+        ops: &["Reciprocal", "Inv"],
+        notes: "private x in [2^−8, 2^16) at 16 bits: \\|error\\| ≤ 1e-4/x + 2^−15; 256 below (x ≤ 0 included), 0 above",
+        secure: "octave by one batched DReLU, 4 Goldschmidt iterations (18 rounds)",
+    },
+    OpDoc {
+        ops: &["Square", "SquaredDifference"],
+        notes: "(a − b)² as `tf.nn.moments` writes it",
+        secure: "a Beaver product",
     },
     OpDoc { ops: &["Neg"], notes: "", secure: "local" },
     OpDoc {
@@ -77,8 +87,13 @@ pub const OP_DOCS: &[OpDoc] = &[
     },
     OpDoc {
         ops: &["Softmax"],
-        notes: "over the last axis",
-        secure: "as the model's last op only: the client applies it (see PROTOCOL.md for why that reveals nothing more)",
+        notes: "over the last axis (other axes: TF's transposes, local)",
+        secure: "client-side if the model's last op; elsewhere max by tournament, exp, sum, reciprocal, product (\\|error\\| ≤ 1e-4)",
+    },
+    OpDoc {
+        ops: &["Exp"],
+        notes: "Keras `activation=\"exponential\"`; [−12, 10]: \\|error\\| ≤ 1e-4·e^x + 2^−14; exactly 0 below, e^10 above",
+        secure: "piecewise cubic (14 rounds)",
     },
     OpDoc {
         ops: &["Mean", "Sum", "Max"],
@@ -92,13 +107,13 @@ pub const OP_DOCS: &[OpDoc] = &[
     },
     OpDoc {
         ops: &["FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"],
-        notes: "inference mode; folded at import into a per-channel `x·scale + offset`",
-        secure: "a product and a local add",
+        notes: "inference mode folded into `x·scale + offset`; training mode (tf_keras LayerNormalization) by the batch's own statistics, NHWC or NCHW",
+        secure: "a product and a local add; training mode: Mean, product, Mean, Rsqrt, product",
     },
     OpDoc {
         ops: &["Rsqrt"],
-        notes: "element-wise (in Keras 3's BatchNormalization it folds away at import)",
-        secure: "public values only",
+        notes: "public: folded (BatchNorm); private: [2^−8, 2^30) at 16 bits, \\|error\\| ≤ 1e-4/√x + 2^−15, 16 below",
+        secure: "octave by one batched DReLU, 4 Goldschmidt iterations (24 rounds)",
     },
     OpDoc {
         ops: &["Reshape", "Squeeze", "ExpandDims", "Transpose"],
@@ -116,6 +131,7 @@ pub const OP_DOCS: &[OpDoc] = &[
         secure: "local",
     },
     OpDoc { ops: &["Shape", "Size", "Rank"], notes: "always public: shapes are static in a plan", secure: "public" },
+    OpDoc { ops: &["Prod", "Fill", "Range"], notes: "known (shape) values only", secure: "folded at import" },
     OpDoc {
         ops: &["Cast"],
         notes: "on public values, and float-to-float on private ones",

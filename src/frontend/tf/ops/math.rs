@@ -40,16 +40,101 @@ pub fn mul(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>
     binary(ctx, node, ins, Op::Mul)
 }
 
-/// Division by a known tensor is a product with its reciprocal; division by a
-/// private value is not supported.
+/// Division by a known tensor is a product with its reciprocal; by a private
+/// value, a product with its secure reciprocal (`ops::Reciprocal`).
 pub fn real_div(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<2>(node, ins)?;
+    if !matches!(ins[1], Slot::Known(_)) {
+        let reciprocal = ctx.apply(&node.origin, crate::ops::Reciprocal.into(), &ins[1..])?;
+        return Ok(vec![ctx.apply(&node.origin, Op::Mul, &[ins[0].clone(), reciprocal])?]);
+    }
     let divisor = ctx.known_floats(&node.origin, &ins[1], "the divisor")?;
     if divisor.iter().any(|&d| d == 0.0) {
         return Err(Error::unsupported(format!("{}: division by zero", node.describe())));
     }
     let reciprocal = Builder::known(&node.origin, Tensor::Float(divisor.mapv(|d| 1.0 / d)));
     Ok(vec![ctx.apply(&node.origin, Op::Mul, &[ins[0].clone(), reciprocal])?])
+}
+
+/// `Reciprocal` and its old name `Inv`.
+pub fn reciprocal(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    unary(ctx, node, ins, crate::ops::Reciprocal.into())
+}
+
+pub fn exp(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    unary(ctx, node, ins, crate::ops::Exp.into())
+}
+
+/// x², a product of x with itself.
+pub fn square(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let [x] = expect_inputs::<1>(node, ins)?;
+    Ok(vec![ctx.apply(&node.origin, Op::Mul, &[x.clone(), x.clone()])?])
+}
+
+/// (a − b)², as `tf.nn.moments` writes the variance.
+pub fn squared_difference(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<2>(node, ins)?;
+    let d = ctx.apply(&node.origin, Op::Sub, ins)?;
+    Ok(vec![ctx.apply(&node.origin, Op::Mul, &[d.clone(), d])?])
+}
+
+/// The product of a known integer vector's elements (shape arithmetic, as
+/// tf_keras' LayerNormalization does it): folded at import.
+pub fn prod(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<2>(node, ins)?;
+    let values = ctx.known_ints(&node.origin, &ins[0], "the input of Prod")?;
+    if ctx.shape(&ins[0]).len() > 1 {
+        return Err(Error::unsupported(format!("{}: Prod of more than a vector", node.describe())));
+    }
+    let product = values.iter().try_fold(1i64, |a, &v| a.checked_mul(v));
+    let product = product.ok_or_else(|| Error::unsupported(format!("{}: the product overflows", node.describe())))?;
+    let shape: &[usize] = if node.get_attr_bool("keep_dims", false)? { &[1] } else { &[] };
+    let tensor = ndarray::ArrayD::from_elem(ndarray::IxDyn(shape), product);
+    Ok(vec![Builder::known(&node.origin, Tensor::Int(tensor))])
+}
+
+/// start, start + delta, … below limit (above it for a negative delta), of known
+/// integers: folded at import (TensorFlow writes a Softmax over another axis
+/// than the last with permutations made so).
+pub fn range(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<3>(node, ins)?;
+    let start = known_scalar(ctx, node, &ins[0], "the start")?;
+    let limit = known_scalar(ctx, node, &ins[1], "the limit")?;
+    let delta = known_scalar(ctx, node, &ins[2], "the delta")?;
+    // Positive spans and steps whichever the direction; None for delta 0 or an overflow.
+    let sign = delta.signum();
+    let span = limit.checked_sub(start).and_then(|v| v.checked_mul(sign)).filter(|_| sign != 0);
+    let count = span.zip(delta.checked_abs()).and_then(|(span, step)| {
+        if span <= 0 { Some(0) } else { span.checked_sub(1)?.checked_div(step)?.checked_add(1) }
+    });
+    let count = count
+        .filter(|&c| c <= crate::frontend::MAX_CONST_ELEMENTS as i64)
+        .ok_or_else(|| Error::unsupported(format!("{}: range({start}, {limit}, {delta})", node.describe())))?;
+    let values: Vec<i64> = (0..count).filter_map(|i| i.checked_mul(delta).and_then(|v| v.checked_add(start))).collect();
+    Ok(vec![Builder::known(&node.origin, Tensor::Int(ndarray::Array1::from(values).into_dyn()))])
+}
+
+/// A tensor of known dimensions filled with a known value: folded at import.
+pub fn fill(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<2>(node, ins)?;
+    let dims = super::known_sizes(ctx, node, &ins[0], "the dimensions")?;
+    if crate::tensor::element_count(&dims).is_none_or(|n| n > crate::frontend::MAX_CONST_ELEMENTS) {
+        return Err(Error::unsupported(format!("{}: dimensions {dims:?} are too large", node.describe())));
+    }
+    let Slot::Known(value) = &ins[1] else {
+        return Err(Error::unsupported(format!("{}: the fill value must be a constant", node.describe())));
+    };
+    let shape = ndarray::IxDyn(&dims);
+    let tensor = match &value.tensor {
+        Tensor::Float(v) if v.len() == 1 => {
+            Tensor::Float(ndarray::ArrayD::from_elem(shape, v.iter().copied().next().unwrap_or_default()))
+        }
+        Tensor::Int(v) if v.len() == 1 => {
+            Tensor::Int(ndarray::ArrayD::from_elem(shape, v.iter().copied().next().unwrap_or_default()))
+        }
+        _ => return Err(Error::invalid_model(format!("{}: the fill value must be a scalar", node.describe()))),
+    };
+    Ok(vec![Builder::known(&node.origin, tensor)])
 }
 
 pub fn neg(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {

@@ -212,13 +212,10 @@ pub fn bias_add(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<
 /// and shares them as weights, so the servers do one product and one sum.
 pub fn fused_batch_norm(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<5>(node, ins)?;
-    check_nhwc(node)?;
     if node.get_attr_bool("is_training", true)? {
-        return Err(Error::unsupported(format!(
-            "{}: is_training is true; freeze the model in inference mode",
-            node.describe()
-        )));
+        return batch_norm_by_batch_statistics(ctx, node, ins);
     }
+    check_nhwc(node)?;
     let epsilon = node.get_attr_float("epsilon", 1e-4)?;
     let channels = ctx.shape(&ins[0]).last().copied().unwrap_or(0);
     let names = ["scale", "offset", "mean", "variance"];
@@ -242,6 +239,60 @@ pub fn fused_batch_norm(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Res
     let scaled = ctx.apply(&node.origin, Op::Mul, &[ins[0].clone(), scale_slot])?;
     let out = ctx.apply(&node.origin, Op::Add, &[scaled, offset_slot])?;
     // y, batch_mean, batch_variance and reserve spaces: only y exists at inference.
+    Ok(vec![out, Slot::Unavailable, Slot::Unavailable, Slot::Unavailable, Slot::Unavailable, Slot::Unavailable])
+}
+
+/// Training-mode batch normalisation normalises by the batch's own statistics,
+/// channel by channel: `(x − mean)·rsqrt(variance + epsilon)·scale + offset`
+/// with the (biased) mean and variance over every axis but the channels'.
+/// tf_keras' LayerNormalization writes itself so, on its input reshaped to
+/// `[1, rows, features, 1]` in NCHW (each row a channel, scale 1 and offset 0,
+/// skipped here). The statistics are private: Mean, a squared difference, Mean,
+/// and a secure Rsqrt.
+fn batch_norm_by_batch_statistics(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot; 5]) -> Result<Vec<Slot>> {
+    let shape = ctx.shape(&ins[0]);
+    let channel_axis = match layout(node)? {
+        Layout::Nhwc => 3,
+        Layout::Nchw => 1,
+    };
+    let Some(&channels) = shape.get(channel_axis).filter(|_| shape.len() == 4) else {
+        return Err(Error::unsupported(format!("{}: input {shape:?} is not 4-D", node.describe())));
+    };
+    let epsilon = node.get_attr_float("epsilon", 1e-4)?;
+    let mut per_channel = [1usize; 4];
+    if let Some(c) = per_channel.get_mut(channel_axis) {
+        *c = channels;
+    }
+    let mut params = Vec::with_capacity(2);
+    for (slot, what) in ins[1..3].iter().zip(["scale", "offset"]) {
+        let p = ctx.known_floats(&node.origin, slot, what)?;
+        if p.shape() != [channels] {
+            return Err(Error::unsupported(format!(
+                "{}: {what} has shape {:?}, the input has {channels} channels",
+                node.describe(),
+                p.shape()
+            )));
+        }
+        params.push(p.into_shape_with_order(ndarray::IxDyn(&per_channel))?);
+    }
+    let axes: Vec<usize> = (0..4).filter(|&a| a != channel_axis).collect();
+    let at = &node.origin;
+    let mean = ctx.apply(at, Op::Mean { axes: axes.clone(), keep_dims: true }, &ins[..1])?;
+    let centred = ctx.apply(at, Op::Sub, &[ins[0].clone(), mean])?;
+    let squared = ctx.apply(at, Op::Mul, &[centred.clone(), centred.clone()])?;
+    let variance = ctx.apply(at, Op::Mean { axes, keep_dims: true }, &[squared])?;
+    let epsilon = named_known(node, "epsilon", ArrayD::from_elem(ndarray::IxDyn(&[]), epsilon));
+    let shifted = ctx.apply(at, Op::Add, &[variance, epsilon])?;
+    let inverse = ctx.apply(at, Op::Rsqrt, &[shifted])?;
+    let mut out = ctx.apply(at, Op::Mul, &[centred, inverse])?;
+    let [scale, offset] = <[_; 2]>::try_from(params)
+        .map_err(|_| Error::invalid_model(format!("{}: expects a scale and an offset", node.describe())))?;
+    if scale.iter().any(|&v| v != 1.0) {
+        out = ctx.apply(at, Op::Mul, &[out, named_known(node, "scale", scale)])?;
+    }
+    if offset.iter().any(|&v| v != 0.0) {
+        out = ctx.apply(at, Op::Add, &[out, named_known(node, "offset", offset)])?;
+    }
     Ok(vec![out, Slot::Unavailable, Slot::Unavailable, Slot::Unavailable, Slot::Unavailable, Slot::Unavailable])
 }
 
