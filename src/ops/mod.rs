@@ -14,7 +14,9 @@
 //! listed once in [`units!`] below: adding one that composes existing primitives
 //! touches that module, this list and its frontend's table, nothing else.
 
+mod activation;
 mod depthwise;
+mod greater;
 mod leaky_relu;
 mod lifted_add;
 mod local;
@@ -32,12 +34,14 @@ use std::ops::Range;
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
+pub use activation::Activation;
 pub use depthwise::DepthwiseConv2D;
+pub use greater::Greater;
 pub use leaky_relu::LeakyRelu;
 pub use lifted_add::LiftedAdd;
 pub use local::Local;
 pub use maximum::{Maximum, Minimum};
-pub use piecewise::{Curve, Piecewise};
+pub use piecewise::{Curve, Piecewise, SELU_ALPHA, SELU_SCALE};
 pub use product::Product;
 pub use relu::Relu;
 pub use relu6::Relu6;
@@ -189,6 +193,8 @@ units! {
     Maximum(Maximum),
     Minimum(Minimum),
     DepthwiseConv2D(DepthwiseConv2D),
+    Activation(Activation),
+    Greater(Greater),
 }
 
 /// The unit of each lowered step: one variant per kind, each a [`SecureOp`].
