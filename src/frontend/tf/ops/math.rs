@@ -177,3 +177,58 @@ pub fn argmax(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Sl
     let axis = resolve_axis(node, known_scalar(ctx, node, &ins[1], "the dimension")?, rank)?;
     Ok(vec![ctx.apply(&node.origin, Op::ArgMax { axis }, &ins[..1])?])
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use prost::Message;
+
+    use crate::frontend::tf::proto::build::*;
+    use crate::frontend::{self, Feed};
+    use crate::plan::{Op, Plan};
+
+    /// A graph over placeholder x [4] whose output node is `out`.
+    fn load(nodes: Vec<crate::frontend::tf::proto::tensorflow::NodeDef>) -> anyhow::Result<Plan> {
+        let bytes = graph(nodes).encode_to_vec();
+        let feeds = |_: &frontend::Report| Ok([("x".to_string(), Feed { shape: vec![4], source: "x".into() })].into());
+        frontend::load_bytes(&bytes, Path::new("test.pb"), Some("out"), feeds)?.into_plan()
+    }
+
+    fn pow_of_x(exponent: f32) -> anyhow::Result<Plan> {
+        load(vec![placeholder("x", &[4]), const_f32("e", &[], &[exponent]), node("out", "Pow", &["x", "e"])])
+    }
+
+    #[test]
+    fn pow_of_a_private_value_is_products_for_whole_exponents_and_refused_otherwise() {
+        let x = ndarray::arr1(&[-2.0f32, -0.5, 1.5, 3.0]).into_dyn();
+        for (e, products) in [(1.0f32, 0), (2.0, 1), (3.0, 2), (4.0, 2)] {
+            let plan = pow_of_x(e).unwrap();
+            assert_eq!(plan.steps.iter().filter(|s| s.op == Op::Mul).count(), products, "x^{e}");
+            let y = crate::plaintext::run(&plan, &[("x".to_string(), x.clone())].into()).unwrap().to_float();
+            for (a, b) in y.iter().zip(&x) {
+                assert!((a - b.powf(e)).abs() <= 1e-6 * b.powf(e).abs().max(1.0), "x^{e}: {a} for {b}");
+            }
+        }
+        for e in [0.5f32, 0.0, 5.0, -1.0] {
+            let err = format!("{:#}", pow_of_x(e).unwrap_err());
+            assert!(err.contains("Pow `out`") && err.contains("whole exponent from 1 to 4"), "x^{e}: {err}");
+        }
+    }
+
+    #[test]
+    fn pow_of_constants_is_folded() {
+        let plan = load(vec![
+            placeholder("x", &[4]),
+            const_f32("b", &[2], &[2.0, 9.0]),
+            const_f32("e", &[], &[0.5]),
+            node("p", "Pow", &["b", "e"]),
+            const_i32("axis", &[], &[0]),
+            node("s", "Sum", &["p", "axis"]),
+            node("out", "AddV2", &["x", "s"]),
+        ])
+        .unwrap();
+        let [step] = plan.steps.as_slice() else { panic!("{}", plan.describe()) };
+        assert_eq!(step.op, Op::Add);
+    }
+}
