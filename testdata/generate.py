@@ -76,6 +76,7 @@ OPS = os.path.join(OUT, "ops")
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 from mnist_idx import load_mnist_raw  # noqa: E402
+import gen_act  # noqa: E402  (the curve activations' entries)
 
 N_TRAIN = 12000
 EPOCHS = 2
@@ -1334,6 +1335,7 @@ def main():
         os.makedirs(OPS, exist_ok=True)
         build_ops()
         gen_recip.build(args.mnist_dir)
+        gen_act.build_act_ops(sys.modules[__name__])
         if "mobilenet_v2" in ONLY:
             build_mobilenet(*load_mnist(args.mnist_dir))
         KNOWN.add("mobilenet_v2")
@@ -1354,6 +1356,7 @@ def main():
     build_models(xtr, ytr, xte, yte)
     build_ops()
     gen_recip.build(args.mnist_dir)
+    gen_act.build_act_ops(sys.modules[__name__])
     build_mobilenet(xtr, ytr, xte, yte)
 
     manifest = {

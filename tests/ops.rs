@@ -59,12 +59,42 @@ fn secure(plan: &Plan, inputs: &[ArrayD<f32>]) -> ArrayD<f32> {
     outcome.outputs[0].to_float()
 }
 
-/// Run `plan` under Pond and in the clear; the largest difference.
+/// Run `plan` under Pond and in the clear; the largest difference, after
+/// checking that every server sent the bytes and rounds the unit plans.
 fn secure_vs_plaintext(plan: &Plan, inputs: &[ArrayD<f32>]) -> f32 {
+    let (secure, clear) = secure_and_plaintext(plan, inputs);
+    secure.iter().zip(clear.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+}
+
+/// The same, each difference relative to max(1, |plaintext|) (an exact linear
+/// tail is exact up to the fixed point's relative rounding).
+fn secure_vs_plaintext_relative(plan: &Plan, inputs: &[ArrayD<f32>]) -> f32 {
+    let (secure, clear) = secure_and_plaintext(plan, inputs);
+    secure.iter().zip(clear.iter()).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0.0, f32::max)
+}
+
+/// For an element-wise plan over one input x: the largest |secure − plaintext|
+/// relative to max(1, |x|). A product x·y of fixed-point values is off by
+/// |x| units of y's last place, so that is what a composite activation's tails
+/// (x times a saturated curve) can promise.
+fn secure_vs_plaintext_per_input(plan: &Plan, x: &[f32]) -> f32 {
+    let planned = runtime::lower(plan, Default::default()).unwrap().planned();
+    let (rounds, bytes): (u64, u64) = planned.iter().fold((0, 0), |(r, b), p| (r + p.rounds, b + p.bytes));
+    eprintln!(
+        "  {} steps: {rounds} rounds, {:.1} bytes per element per server",
+        plan.steps.len(),
+        bytes as f64 / x.len() as f64
+    );
+    let (secure, clear) = secure_and_plaintext(plan, &[array(&[x.len()], x.to_vec())]);
+    secure.iter().zip(clear.iter()).zip(x).map(|((a, b), v)| (a - b).abs() / v.abs().max(1.0)).fold(0.0, f32::max)
+}
+
+/// `plan`'s output under Pond (traffic checked) and in the clear.
+fn secure_and_plaintext(plan: &Plan, inputs: &[ArrayD<f32>]) -> (ArrayD<f32>, ArrayD<f32>) {
     let clear = tfe_run::plaintext::run(plan, &feeds(inputs)).unwrap().to_float();
     let secure = secure(plan, inputs);
     assert_eq!(secure.shape(), clear.shape());
-    secure.iter().zip(clear.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    (secure, clear)
 }
 
 /// A plan of steps over client inputs, each step given as (op, input ids): the
@@ -422,4 +452,185 @@ fn reciprocal_and_softmax_over_more_than_one_chunk_are_planned_as_they_run() {
     let plan = chain(&[&[rows, 10]], &[(Op::Softmax, vec![0]), (Op::Neg, vec![1])]);
     let worst = secure_vs_plaintext(&plan, &[array(&[rows, 10], x)]);
     assert!(worst <= 1e-4, "softmax: worst {worst}");
+}
+
+/// Every 1/8 from −40 to 40 (both tails of every curve, its breakpoints on the
+/// way), and far out: ±100, ±1000, ±3000.
+fn wide_grid() -> Vec<f32> {
+    let mut x: Vec<f32> = (-320..=320).map(|i| i as f32 / 8.0).collect();
+    x.extend([-3000.0, -1000.0, -100.0, 100.0, 1000.0, 3000.0]);
+    x
+}
+
+/// A curve's fixed-point slack under Pond besides its fit error: the input's
+/// encoding, the truncations of u², u³ and of the sum (a unit each), relative
+/// for the exact linear tails.
+const CURVE_SLACK: f64 = 1e-4;
+
+#[test]
+fn each_curve_activation_under_pond_is_within_its_documented_error_and_exact_beyond() {
+    use tfe_run::ops::{Activation, Curve};
+    for curve in [Curve::Elu, Curve::Selu, Curve::Softplus, Curve::Softsign, Curve::Erf, Curve::Erfc] {
+        let x = wide_grid();
+        let plan = one_step(Activation { curve }.into(), &[&[x.len()]]);
+        assert_eq!(plan.steps[0].op.name(), curve.name());
+        let n = x.len();
+        let planned = runtime::lower(&plan, Default::default()).unwrap().planned()[0];
+        let worst = secure_vs_plaintext_relative(&plan, &[array(&[n], x)]);
+        let bound = (curve.documented_error() + CURVE_SLACK) as f32;
+        eprintln!(
+            "{curve:?} under Pond: worst {worst:.2e} (bound {bound:.2e}); {} rounds, {:.1} bytes per element per server",
+            planned.rounds,
+            planned.bytes as f64 / n as f64
+        );
+        assert!(worst <= bound, "{curve:?}: worst {worst} over {bound}");
+    }
+}
+
+/// A plan over one input "x0" of `n` elements, built as the importer builds
+/// one: `build` applies ops to it through the frontend's builder (constants are
+/// folded or become weights, as in a real model).
+fn built_plan(
+    n: usize,
+    build: impl FnOnce(&mut tfe_run::frontend::Builder, tfe_run::frontend::Slot) -> tfe_run::frontend::Slot,
+) -> Plan {
+    use tfe_run::frontend::{Builder, Feed, Origin};
+    let mut b = Builder::new();
+    let x = b.input(&Origin::new("x0", "Placeholder"), &Feed { shape: vec![n], source: "test".into() });
+    let y = build(&mut b, x);
+    b.finish("y", Some(&y)).unwrap()
+}
+
+fn constant(v: f32) -> tfe_run::frontend::Slot {
+    tfe_run::frontend::Builder::known(
+        &tfe_run::frontend::Origin::new(format!("c{v}"), "Const"),
+        tfe_run::tensor::Tensor::Float(ndarray::arr0(v).into_dyn()),
+    )
+}
+
+fn apply(b: &mut tfe_run::frontend::Builder, op: Op, ins: &[tfe_run::frontend::Slot]) -> tfe_run::frontend::Slot {
+    b.apply(&tfe_run::frontend::Origin::new(format!("n{}", op.name()), op.name()), op, ins).unwrap()
+}
+
+/// GELU as TensorFlow exports `approximate=False`: 0.5·x·(1 + erf(x/√2)). The
+/// tails are exact up to the product's rounding (erf saturates to ±1 exactly,
+/// but for its last truncation's unit: x·1 and x·0 off by |x|·2^-16 at most),
+/// and in between the erf curve's error is scaled by |x|/2 ≤ 2.9 (erf saturates
+/// from |x| = 4√2). Measured relative to max(1, |x|).
+#[test]
+fn gelu_erf_form_under_pond_is_within_its_documented_error_and_exact_beyond() {
+    use tfe_run::ops::{Activation, Curve};
+    let x = wide_grid();
+    let plan = built_plan(x.len(), |b, x| {
+        let scaled = apply(b, Op::Mul, &[x.clone(), constant(std::f32::consts::FRAC_1_SQRT_2)]);
+        let erf = apply(b, Activation { curve: Curve::Erf }.into(), &[scaled]);
+        let one_plus = apply(b, Op::Add, &[erf, constant(1.0)]);
+        let half = apply(b, Op::Mul, &[x, constant(0.5)]);
+        apply(b, Op::Mul, &[half, one_plus])
+    });
+    let worst = secure_vs_plaintext_per_input(&plan, &x);
+    let bound = (2.9 * Curve::Erf.documented_error() + CURVE_SLACK) as f32;
+    eprintln!("gelu (erf) under Pond: worst {worst:.2e} (bound {bound:.2e})");
+    assert!(worst <= bound, "worst {worst} over {bound}");
+}
+
+/// GELU's tanh form, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), with x³ by two
+/// products as the importer plans `Pow(x, 3)`: exact tails again (tanh
+/// saturates to ±1 from |x| ≈ 3.5 on, up to a unit: |x|·2^-16), the tanh
+/// curve's 1e-4 scaled by |x|/2 ≤ 1.75 in between. |x| ≤ 100 here: x³ needs
+/// |x| < 2^10. Measured relative to max(1, |x|).
+#[test]
+fn gelu_tanh_form_under_pond_is_within_its_documented_error_and_exact_beyond() {
+    let x: Vec<f32> = wide_grid().into_iter().filter(|v| v.abs() <= 100.0).collect();
+    let plan = built_plan(x.len(), |b, x| {
+        let square = apply(b, Op::Mul, &[x.clone(), x.clone()]);
+        let cube = apply(b, Op::Mul, &[square, x.clone()]);
+        let term = apply(b, Op::Mul, &[cube, constant(0.044715)]);
+        let inner = apply(b, Op::Add, &[x.clone(), term]);
+        let arg = apply(b, Op::Mul, &[inner, constant(0.797_884_6)]);
+        let tanh = apply(b, Op::Tanh, &[arg]);
+        let one_plus = apply(b, Op::Add, &[tanh, constant(1.0)]);
+        let half = apply(b, Op::Mul, &[x, constant(0.5)]);
+        apply(b, Op::Mul, &[half, one_plus])
+    });
+    let worst = secure_vs_plaintext_per_input(&plan, &x);
+    let bound = (1.75 * 1e-4 + CURVE_SLACK) as f32;
+    eprintln!("gelu (tanh) under Pond: worst {worst:.2e} (bound {bound:.2e})");
+    assert!(worst <= bound, "worst {worst} over {bound}");
+}
+
+/// Mish as Keras exports it, x·tanh(softplus(x)): exact above (softplus → x,
+/// tanh → 1 from 5.5 on, up to a unit); below −10 softplus is exactly 0 but
+/// for its last truncation, so the product is x·tanh(±2^-16): off by about
+/// |x|·2^-15 there. Measured relative to max(1, |x|).
+#[test]
+fn mish_under_pond_is_within_its_documented_error() {
+    use tfe_run::ops::{Activation, Curve};
+    let x = wide_grid();
+    let plan = built_plan(x.len(), |b, x| {
+        let softplus = apply(b, Activation { curve: Curve::Softplus }.into(), std::slice::from_ref(&x));
+        let tanh = apply(b, Op::Tanh, &[softplus]);
+        apply(b, Op::Mul, &[x, tanh])
+    });
+    let worst = secure_vs_plaintext_per_input(&plan, &x);
+    // |x|·(tanh's 1e-4 + softplus's 6e-5) within [−10, 5.5], |x| ≤ 10.
+    let bound = (10.0 * 1.6e-4 + CURVE_SLACK) as f32;
+    eprintln!("mish under Pond: worst {worst:.2e} (bound {bound:.2e})");
+    assert!(worst <= bound, "worst {worst} over {bound}");
+}
+
+/// GELU as Keras 3 and tf_keras export `approximate=False`: 0.5·x·erfc(−x/√2)
+/// (Neg, Mul, Erfc, Mul, Mul). Tails as for the erf form: x·2 and x·0, exact but
+/// for a unit of the curve's last truncation times |x|.
+#[test]
+fn gelu_as_keras_exports_it_under_pond_is_within_its_documented_error_and_exact_beyond() {
+    use tfe_run::ops::{Activation, Curve};
+    let x = wide_grid();
+    let plan = built_plan(x.len(), |b, x| {
+        let neg = apply(b, Op::Neg, std::slice::from_ref(&x));
+        let scaled = apply(b, Op::Mul, &[neg, constant(std::f32::consts::FRAC_1_SQRT_2)]);
+        let erfc = apply(b, Activation { curve: Curve::Erfc }.into(), &[scaled]);
+        let half = apply(b, Op::Mul, &[constant(0.5), x]);
+        apply(b, Op::Mul, &[half, erfc])
+    });
+    let worst = secure_vs_plaintext_per_input(&plan, &x);
+    let bound = (2.9 * Curve::Erfc.documented_error() + CURVE_SLACK) as f32;
+    eprintln!("gelu (erfc, as exported) under Pond: worst {worst:.2e} (bound {bound:.2e})");
+    assert!(worst <= bound, "worst {worst} over {bound}");
+}
+
+/// Greater is exact on both sides of, and at, the threshold (x > 0 is false
+/// at 0), with a weight or a private right-hand side; the fixed point's 1.0 or 0.0.
+#[test]
+fn greater_under_pond_is_exact_at_and_around_the_threshold() {
+    let x = grid();
+    let plan = built_plan(x.len(), |b, x| apply(b, tfe_run::ops::Greater.into(), &[x, constant(0.0)]));
+    let worst = secure_vs_plaintext(&plan, &[array(&[x.len()], x.clone())]);
+    assert_eq!(worst, 0.0);
+    let plan = one_step(tfe_run::ops::Greater.into(), &[&[x.len()], &[x.len()]]);
+    let y: Vec<f32> = x.iter().rev().copied().collect();
+    let n = x.len();
+    let worst = secure_vs_plaintext(&plan, &[array(&[n], x), array(&[n], y)]);
+    assert_eq!(worst, 0.0);
+}
+
+/// Keras 3's ELU(alpha=0.5): SelectV2(Greater(x, 0), Elu(x), 0.5·Elu(x)), which
+/// the importer plans as e + c·(t − e): the Elu curve's error (and alpha times
+/// it), exact x above 0.
+#[test]
+fn elu_with_alpha_as_keras_exports_it_under_pond_is_within_its_documented_error() {
+    use tfe_run::ops::{Activation, Curve};
+    let x = wide_grid();
+    let plan = built_plan(x.len(), |b, x| {
+        let cond = apply(b, tfe_run::ops::Greater.into(), &[x.clone(), constant(0.0)]);
+        let elu = apply(b, Activation { curve: Curve::Elu }.into(), &[x]);
+        let scaled = apply(b, Op::Mul, &[constant(0.5), elu.clone()]);
+        let diff = apply(b, Op::Sub, &[elu, scaled.clone()]);
+        let taken = apply(b, Op::Mul, &[cond, diff]);
+        apply(b, Op::Add, &[scaled, taken])
+    });
+    let worst = secure_vs_plaintext_per_input(&plan, &x);
+    let bound = (Curve::Elu.documented_error() + CURVE_SLACK) as f32;
+    eprintln!("elu(alpha = 0.5) under Pond: worst {worst:.2e} (bound {bound:.2e})");
+    assert!(worst <= bound, "worst {worst} over {bound}");
 }

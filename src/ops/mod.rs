@@ -14,8 +14,10 @@
 //! listed once in [`units!`] below: adding one that composes existing primitives
 //! touches that module, this list and its frontend's table, nothing else.
 
+mod activation;
 mod depthwise;
 mod exp;
+mod greater;
 mod leaky_relu;
 mod lifted_add;
 mod local;
@@ -36,13 +38,15 @@ use std::ops::Range;
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
+pub use activation::Activation;
 pub use depthwise::DepthwiseConv2D;
 pub use exp::Exp;
+pub use greater::Greater;
 pub use leaky_relu::LeakyRelu;
 pub use lifted_add::LiftedAdd;
 pub use local::Local;
 pub use maximum::{Maximum, Minimum};
-pub use piecewise::{Curve, Piecewise};
+pub use piecewise::{Curve, Piecewise, SELU_ALPHA, SELU_SCALE};
 pub use product::Product;
 pub use reciprocal::Reciprocal;
 pub use relu::Relu;
@@ -236,6 +240,8 @@ units! {
     DepthwiseConv2D(DepthwiseConv2D),
     Exp(Exp),
     Reciprocal(Reciprocal),
+    Activation(Activation),
+    Greater(Greater),
 }
 
 /// The unit of each lowered step: one variant per kind, each a [`SecureOp`].

@@ -620,8 +620,8 @@ pub fn deal_tournament(d: &mut Dealer, groups: &[Vec<usize>], with_index: bool) 
 
 /// A function approximated piecewise: on each of K segments [t_k, t_{k+1}) by a
 /// cubic in the centred variable u = x − m_k (|u| ≤ h/2, so the rounded
-/// coefficients lose nothing), by an exact constant below t_0, and by an exact
-/// line `above + above_slope·x` from t_K on.
+/// coefficients lose little), by an exact line `below + below_slope·x` below t_0,
+/// and by an exact line `above + above_slope·x` from t_K on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Piecewise {
     /// Breakpoints t_0 < … < t_K.
@@ -630,12 +630,27 @@ pub struct Piecewise {
     pub centres: Vec<f64>,
     /// Coefficients c_0..c_3 of each segment's cubic in u.
     pub coeffs: Vec<[f64; 4]>,
-    /// The value below t_0 and from t_K on.
+    /// The lower tail's value at 0 and slope (ELU's −α, 0; 0, 0 for a sigmoid).
     pub below: f64,
+    pub below_slope: f64,
+    /// The upper tail's, likewise (softplus(x) → x: 0, 1).
     pub above: f64,
-    /// Slope of the upper tail (softplus(x) → x); 0 for a saturating function.
+    /// Slope of the upper tail; 0 for a saturating function.
     pub above_slope: f64,
 }
+
+/// The grid the fitted curves of [`Piecewise::fit_exact`] put their breakpoints,
+/// centres and coefficients c_1..c_3 on: 2^−16, what 16 fractional bits (the
+/// default) encode exactly, so the protocol evaluates the very cubic that was
+/// measured (c_0 is encoded at 2f bits: its rounding is 2^−33).
+pub const CURVE_GRID: f64 = 1.0 / 65536.0;
+
+fn on_grid(v: f64) -> f64 {
+    (v / CURVE_GRID).round() * CURVE_GRID
+}
+
+/// Samples per segment of the least-squares fits and of their error measurement.
+const FIT_SAMPLES: usize = 400;
 
 impl Piecewise {
     /// Least-squares cubics for `f` on `segments` equal parts of [lo, hi].
@@ -663,7 +678,7 @@ impl Piecewise {
                 solve4(ata, aty)
             })
             .collect();
-        Piecewise { breaks, centres, coeffs, below, above, above_slope: 0.0 }
+        Piecewise { breaks, centres, coeffs, below, below_slope: 0.0, above, above_slope: 0.0 }
     }
 
     /// Sigmoid: cubics on 24 segments of [-10, 10]; exactly 0 below, 1 above.
@@ -683,10 +698,32 @@ impl Piecewise {
         Piecewise { above_slope: 1.0, ..Piecewise::fit(crate::kernels::float::softplus, -10.0, 10.0, 24, 0.0, 0.0) }
     }
 
+    /// Cubics for `f` on the segments between `breaks` (increasing; put on
+    /// [`CURVE_GRID`]), with the exact tail lines `below` and `above`, each
+    /// (value at 0, slope). Each segment's centre and its coefficients c_3, c_2,
+    /// c_1 are put on the grid one after the other, the lower ones refitted after
+    /// each rounding (least squares in u/r, r the half-width, which keeps the
+    /// normal equations well conditioned on wide segments): the cubic measured by
+    /// [`Piecewise::max_error`] is then exactly the one 16 fractional bits encode,
+    /// whatever the segment's width.
+    pub fn fit_exact(f: impl Fn(f64) -> f64, breaks: &[f64], below: (f64, f64), above: (f64, f64)) -> Piecewise {
+        let breaks: Vec<f64> = breaks.iter().map(|&t| on_grid(t)).collect();
+        let (centres, coeffs) = breaks.windows(2).map(|w| fit_segment(&f, w[0], w[1])).unzip();
+        Piecewise {
+            breaks,
+            centres,
+            coeffs,
+            below: below.0,
+            below_slope: below.1,
+            above: above.0,
+            above_slope: above.1,
+        }
+    }
+
     /// The approximation in the clear (what the protocol computes, up to rounding).
     pub fn eval(&self, x: f64) -> f64 {
         if x < self.breaks[0] {
-            return self.below;
+            return self.below + self.below_slope * x;
         }
         match self.breaks.iter().rposition(|&t| x >= t) {
             Some(k) if k < self.coeffs.len() => {
@@ -705,6 +742,79 @@ impl Piecewise {
             .map(|x| (self.eval(x) - f(x)).abs())
             .fold(0.0, f64::max)
     }
+}
+
+/// Breakpoints `lo, lo + step, …` up to `hi` (a whole number of steps).
+pub fn uniform_breaks(lo: f64, hi: f64, segments: usize) -> Vec<f64> {
+    (0..=segments).map(|k| lo + (hi - lo) * k as f64 / segments as f64).collect()
+}
+
+/// One segment [a, b) of [`Piecewise::fit_exact`]: its centre and coefficients.
+fn fit_segment(f: &impl Fn(f64) -> f64, a: f64, b: f64) -> (f64, [f64; 4]) {
+    let m = on_grid((a + b) / 2.0);
+    let r = ((b - a) / 2.0).max(CURVE_GRID);
+    let us: Vec<f64> = (0..=FIT_SAMPLES).map(|i| a - m + (b - a) * i as f64 / FIT_SAMPLES as f64).collect();
+    let ys: Vec<f64> = us.iter().map(|&u| f(m + u)).collect();
+    let mut c = [0.0f64; 4];
+    // Degree 3, then 2, then 1 with the higher coefficients fixed on the grid;
+    // then the constant, which is encoded at 2f bits and kept as fitted.
+    for degree in (0..=3).rev() {
+        let rest: Vec<f64> = us
+            .iter()
+            .zip(&ys)
+            .map(|(&u, &y)| y - (degree + 1..4).map(|j| c[j] * u.powi(j as i32)).sum::<f64>())
+            .collect();
+        let fitted = least_squares(&us, &rest, r, degree);
+        for (j, v) in fitted.iter().enumerate() {
+            c[j] = *v;
+        }
+        if degree > 0 {
+            c[degree] = on_grid(c[degree]);
+        }
+    }
+    (m, c)
+}
+
+/// Least-squares polynomial of `degree` for (u, y), in u: fitted in s = u/r.
+fn least_squares(us: &[f64], ys: &[f64], r: f64, degree: usize) -> Vec<f64> {
+    let k = degree + 1;
+    let mut ata = vec![vec![0.0f64; k]; k];
+    let mut aty = vec![0.0f64; k];
+    for (&u, &y) in us.iter().zip(ys) {
+        let s = u / r;
+        let pows: Vec<f64> = (0..k).map(|j| s.powi(j as i32)).collect();
+        for row in 0..k {
+            aty[row] += pows[row] * y;
+            for col in 0..k {
+                ata[row][col] += pows[row] * pows[col];
+            }
+        }
+    }
+    solve(ata, aty).iter().enumerate().map(|(j, a)| a / r.powi(j as i32)).collect()
+}
+
+/// Gaussian elimination with partial pivoting.
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
+    let n = b.len();
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs())).unwrap_or(col);
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        let pivot_row = a[col].clone();
+        for row in col + 1..n {
+            let factor = a[row][col] / pivot_row[col];
+            for (x, p) in a[row].iter_mut().zip(&pivot_row).skip(col) {
+                *x -= factor * p;
+            }
+            b[row] -= factor * b[col];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for row in (0..n).rev() {
+        let tail: f64 = (row + 1..n).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - tail) / a[row][row];
+    }
+    x
 }
 
 /// Gaussian elimination with partial pivoting for a 4×4 system.
@@ -743,8 +853,9 @@ pub fn piecewise(s: &mut Server, x: &RingTensor, pw: &Piecewise, fp: FixedPoint)
 /// segment's centre and coefficients are then *local* linear combinations,
 /// m(x) = Σ s_k·m_k and c_j(x) = Σ s_k·c_kj, and so is u = x − m(x). Three rounds
 /// of products give u², u³ and Σ_j c_j(x)·u^j; below and above, every c_j is
-/// exactly zero, so whatever u is, only the tail remains (above t_K, m(x) = 0 and
-/// u = x, so the upper tail's slope enters as c_1 = d_K·slope).
+/// exactly zero, so whatever u is, only the tail remains (outside, m(x) = 0 and
+/// u = x, so a tail's slope enters as c_1 = d_K·slope above, (1 − d_0)·slope
+/// below).
 pub fn piecewise_many(s: &mut Server, x: &RingTensor, fns: &[&Piecewise], fp: FixedPoint) -> Result<Vec<RingTensor>> {
     let pw0 = fns[0];
     debug_assert!(fns.iter().all(|f| f.breaks == pw0.breaks), "functions evaluated together share their segments");
@@ -778,7 +889,7 @@ pub fn piecewise_many(s: &mut Server, x: &RingTensor, fns: &[&Piecewise], fp: Fi
                 acc[2] += h * fp.encode_value(c[3]);
                 acc[3] += h * fp2.encode_value(c[0]);
             }
-            acc[0] += above * fp.encode_value(pw.above_slope);
+            acc[0] += above * fp.encode_value(pw.above_slope) + below * fp.encode_value(pw.below_slope);
             acc[3] += above * fp2.encode_value(pw.above) + below * fp2.encode_value(pw.below);
             c1[[i]] = acc[0];
             c2[[i]] = acc[1];

@@ -86,6 +86,22 @@ pub const OP_DOCS: &[OpDoc] = &[
         secure: "client-side if the model's last op; elsewhere cubics on 24 segments of [-10, 10] / [-5.5, 5.5], exact saturation outside (curve error 4.5e-5 / 8.4e-5, as `inspect` prints; measured under Pond 3.5e-5 / 9.2e-5 on [-8, 8])",
     },
     OpDoc {
+        ops: &["Elu", "Selu", "Softplus", "Softsign", "Erf", "Erfc"],
+        notes: "Keras `elu`, `selu`, `softplus`, `softsign`; `gelu` exports Erfc (its tanh form: Tanh and Pow), mish Softplus and Tanh",
+        secure: "piecewise cubic with exact tails (see PROTOCOL.md); max error 3e-5 to 1e-3",
+    },
+    OpDoc {
+        ops: &["Pow"],
+        notes: "exponent a known constant; a private base to a whole exponent 1–4",
+        secure: "products (x³ needs \\|x\\| < 2^10)",
+    },
+    OpDoc {
+        ops: &["Greater"],
+        notes: "NumPy broadcasting; with SelectV2 (`tf.where`, Keras `ELU(alpha≠1)`)",
+        secure: "exact: one DReLU",
+    },
+    OpDoc { ops: &["SelectV2"], notes: "NumPy broadcasting", secure: "e + c·(t − e): one product" },
+    OpDoc {
         ops: &["Softmax"],
         notes: "over the last axis (other axes: TF's transposes, local)",
         secure: "client-side if the model's last op; elsewhere max by tournament, exp, sum, reciprocal, product (\\|error\\| ≤ 1e-4)",

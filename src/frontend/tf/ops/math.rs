@@ -32,6 +32,22 @@ pub fn minimum(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<S
     binary(ctx, node, ins, crate::ops::Minimum.into())
 }
 
+/// [a > b] (Keras 3's `ELU(alpha ≠ 1)` exports `tf.where(x > 0, …)`).
+pub fn greater(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    binary(ctx, node, ins, crate::ops::Greater.into())
+}
+
+/// SelectV2(c, t, e), `tf.where`, with NumPy broadcasting, as e + c·(t − e):
+/// exact for a condition of 0s and 1s such as Greater's, one product when c and
+/// t − e are private. Both branches are computed, so a non-finite value in the
+/// branch not taken would spoil the result, which it never does in TensorFlow.
+pub fn select_v2(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let [c, t, e] = expect_inputs::<3>(node, ins)?;
+    let diff = ctx.apply(&node.origin, Op::Sub, &[t.clone(), e.clone()])?;
+    let taken = ctx.apply(&node.origin, Op::Mul, &[c.clone(), diff])?;
+    Ok(vec![ctx.apply(&node.origin, Op::Add, &[e.clone(), taken])?])
+}
+
 pub fn sub(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     binary(ctx, node, ins, Op::Sub)
 }
@@ -137,6 +153,56 @@ pub fn fill(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot
     Ok(vec![Builder::known(&node.origin, tensor)])
 }
 
+/// The largest whole exponent of a private base, computed by products.
+const MAX_PRIVATE_EXPONENT: f32 = 4.0;
+
+/// Pow with a known exponent. Both known: folded. A private base to a whole
+/// exponent from 1 to [`MAX_PRIVATE_EXPONENT`] (GELU's tanh form exports
+/// `Pow(x, 3)`): products, x² = x·x, x³ = x²·x, x⁴ = x²·x², exact up to the
+/// fixed point's rounding (products' inputs must stay |x| < 2^15, so x³ needs
+/// |x| < 2^10 or so). Any other exponent of a private value is refused.
+pub fn pow(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<2>(node, ins)?;
+    let exponent = ctx.known_floats(&node.origin, &ins[1], "the exponent")?;
+    if matches!(ins[0], Slot::Known(_)) {
+        let base = ctx.known_floats(&node.origin, &ins[0], "the base")?;
+        let shape = crate::plan::broadcast_shape(base.shape(), exponent.shape())
+            .map_err(|e| Error::invalid_model(format!("{}: {e}", node.describe())))?;
+        let (b, e) = (base.broadcast(shape.clone()), exponent.broadcast(shape));
+        let (Some(b), Some(e)) = (b, e) else {
+            return Err(Error::invalid_model(format!("{}: shapes that do not broadcast", node.describe())));
+        };
+        let folded = ndarray::Zip::from(&b).and(&e).map_collect(|&b, &e| b.powf(e));
+        return Ok(vec![Builder::known(&node.origin, Tensor::Float(folded))]);
+    }
+    let e = match exponent.iter().collect::<Vec<_>>().as_slice() {
+        [e] if e.fract() == 0.0 && (1.0..=MAX_PRIVATE_EXPONENT).contains(*e) => **e as u32,
+        _ => {
+            return Err(Error::unsupported(format!(
+                "{}: a private value to a power is supported only for one whole exponent from 1 to \
+                 {MAX_PRIVATE_EXPONENT} (this exponent has {} value(s))",
+                node.describe(),
+                exponent.len()
+            )));
+        }
+    };
+    let x = ins[0].clone();
+    let product = |ctx: &mut Builder, a: &Slot, b: &Slot| ctx.apply(&node.origin, Op::Mul, &[a.clone(), b.clone()]);
+    let out = match e {
+        1 => x,
+        2 => product(ctx, &x, &x)?,
+        3 => {
+            let square = product(ctx, &x, &x)?;
+            product(ctx, &square, &x)?
+        }
+        _ => {
+            let square = product(ctx, &x, &x)?;
+            product(ctx, &square, &square)?
+        }
+    };
+    Ok(vec![out])
+}
+
 pub fn neg(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     unary(ctx, node, ins, Op::Neg)
 }
@@ -195,4 +261,59 @@ pub fn argmax(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Sl
     let rank = ctx.shape(&ins[0]).len();
     let axis = resolve_axis(node, known_scalar(ctx, node, &ins[1], "the dimension")?, rank)?;
     Ok(vec![ctx.apply(&node.origin, Op::ArgMax { axis }, &ins[..1])?])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use prost::Message;
+
+    use crate::frontend::tf::proto::build::*;
+    use crate::frontend::{self, Feed};
+    use crate::plan::{Op, Plan};
+
+    /// A graph over placeholder x [4] whose output node is `out`.
+    fn load(nodes: Vec<crate::frontend::tf::proto::tensorflow::NodeDef>) -> anyhow::Result<Plan> {
+        let bytes = graph(nodes).encode_to_vec();
+        let feeds = |_: &frontend::Report| Ok([("x".to_string(), Feed { shape: vec![4], source: "x".into() })].into());
+        frontend::load_bytes(&bytes, Path::new("test.pb"), Some("out"), feeds)?.into_plan()
+    }
+
+    fn pow_of_x(exponent: f32) -> anyhow::Result<Plan> {
+        load(vec![placeholder("x", &[4]), const_f32("e", &[], &[exponent]), node("out", "Pow", &["x", "e"])])
+    }
+
+    #[test]
+    fn pow_of_a_private_value_is_products_for_whole_exponents_and_refused_otherwise() {
+        let x = ndarray::arr1(&[-2.0f32, -0.5, 1.5, 3.0]).into_dyn();
+        for (e, products) in [(1.0f32, 0), (2.0, 1), (3.0, 2), (4.0, 2)] {
+            let plan = pow_of_x(e).unwrap();
+            assert_eq!(plan.steps.iter().filter(|s| s.op == Op::Mul).count(), products, "x^{e}");
+            let y = crate::plaintext::run(&plan, &[("x".to_string(), x.clone())].into()).unwrap().to_float();
+            for (a, b) in y.iter().zip(&x) {
+                assert!((a - b.powf(e)).abs() <= 1e-6 * b.powf(e).abs().max(1.0), "x^{e}: {a} for {b}");
+            }
+        }
+        for e in [0.5f32, 0.0, 5.0, -1.0] {
+            let err = format!("{:#}", pow_of_x(e).unwrap_err());
+            assert!(err.contains("Pow `out`") && err.contains("whole exponent from 1 to 4"), "x^{e}: {err}");
+        }
+    }
+
+    #[test]
+    fn pow_of_constants_is_folded() {
+        let plan = load(vec![
+            placeholder("x", &[4]),
+            const_f32("b", &[2], &[2.0, 9.0]),
+            const_f32("e", &[], &[0.5]),
+            node("p", "Pow", &["b", "e"]),
+            const_i32("axis", &[], &[0]),
+            node("s", "Sum", &["p", "axis"]),
+            node("out", "AddV2", &["x", "s"]),
+        ])
+        .unwrap();
+        let [step] = plan.steps.as_slice() else { panic!("{}", plan.describe()) };
+        assert_eq!(step.op, Op::Add);
+    }
 }

@@ -168,6 +168,38 @@ pub fn leaky_relu(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Ve
     Ok(vec![ctx.apply(&node.origin, crate::ops::LeakyRelu { alpha }.into(), ins)?])
 }
 
+/// The activations of one op each, under Pond the curve of the same name.
+fn activation(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot], curve: crate::ops::Curve) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<1>(node, ins)?;
+    Ok(vec![ctx.apply(&node.origin, crate::ops::Activation { curve }.into(), ins)?])
+}
+
+pub fn elu(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    activation(ctx, node, ins, crate::ops::Curve::Elu)
+}
+
+pub fn selu(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    activation(ctx, node, ins, crate::ops::Curve::Selu)
+}
+
+pub fn softplus(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    activation(ctx, node, ins, crate::ops::Curve::Softplus)
+}
+
+pub fn softsign(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    activation(ctx, node, ins, crate::ops::Curve::Softsign)
+}
+
+pub fn erf(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    activation(ctx, node, ins, crate::ops::Curve::Erf)
+}
+
+/// GELU's exact form (Keras 3 and tf_keras, `approximate=False`) exports
+/// 0.5·x·erfc(−x/√2).
+pub fn erfc(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    activation(ctx, node, ins, crate::ops::Curve::Erfc)
+}
+
 pub fn softmax(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<1>(node, ins)?;
     Ok(vec![ctx.apply(&node.origin, Op::Softmax, ins)?])
