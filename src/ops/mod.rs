@@ -14,6 +14,9 @@
 //! listed once in [`units!`] below: adding one that composes existing primitives
 //! touches that module, this list and its frontend's table, nothing else.
 
+mod abs;
+mod clip;
+mod conv_transpose;
 mod depthwise;
 mod leaky_relu;
 mod lifted_add;
@@ -23,6 +26,7 @@ mod piecewise;
 mod product;
 mod relu;
 mod relu6;
+mod resize;
 mod scaled;
 mod tournament;
 
@@ -32,6 +36,9 @@ use std::ops::Range;
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
+pub use abs::Abs;
+pub use clip::Clip;
+pub use conv_transpose::Conv2DTranspose;
 pub use depthwise::DepthwiseConv2D;
 pub use leaky_relu::LeakyRelu;
 pub use lifted_add::LiftedAdd;
@@ -41,6 +48,7 @@ pub use piecewise::{Curve, Piecewise};
 pub use product::Product;
 pub use relu::Relu;
 pub use relu6::Relu6;
+pub use resize::ResizeBilinear;
 pub use scaled::{Scaled, ShiftPool, scale_bits};
 pub use tournament::{Groups, Tournament, pool_groups, reduce_groups};
 
@@ -189,6 +197,10 @@ units! {
     Maximum(Maximum),
     Minimum(Minimum),
     DepthwiseConv2D(DepthwiseConv2D),
+    Conv2DTranspose(Conv2DTranspose),
+    ResizeBilinear(ResizeBilinear),
+    Abs(Abs),
+    Clip(Clip),
 }
 
 /// The unit of each lowered step: one variant per kind, each a [`SecureOp`].
