@@ -30,7 +30,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-pub use builder::{Builder, Known, Slot};
+pub use builder::{Bounded, Builder, Known, Slot};
 
 use crate::error::Error;
 use crate::plan::Plan;

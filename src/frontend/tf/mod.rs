@@ -317,4 +317,55 @@ mod tests {
         let err = format!("{:#}", loaded.into_plan().unwrap_err());
         assert!(err.contains("Split `split`: axis 0 of [0] does not split into 4611686018427387904"), "{err}");
     }
+
+    /// A TF2 dropout (`tf.compat.v1.nn.dropout`) whose keep_prob is
+    /// `placeholder_with_default(kp)`: rate = 1 − kp, RandomUniform ≥ rate, a
+    /// SelectV2 of x / (1 − rate) and 0; then x + that, so that the plan has a step.
+    fn dropout(kp: f32) -> Vec<super::NodeDef> {
+        vec![
+            placeholder("x", &[2, 3]),
+            const_f32("one", &[], &[1.0]),
+            const_f32("zero", &[], &[0.0]),
+            const_f32("kp_default", &[], &[kp]),
+            node("keep_prob", "PlaceholderWithDefault", &["kp_default"]),
+            node("rate", "Sub", &["one", "keep_prob"]),
+            const_i32("shape", &[2], &[2, 3]),
+            node("uniform", "RandomUniform", &["shape"]),
+            node("mask", "GreaterEqual", &["uniform", "rate"]),
+            node("keep", "Sub", &["one", "rate"]),
+            node("scaled", "RealDiv", &["x", "keep"]),
+            node("dropped", "SelectV2", &["mask", "scaled", "zero"]),
+            // TF1's own form: x * floor(keep_prob + U).
+            node("kp_u", "AddV2", &["keep_prob", "uniform"]),
+            node("floor", "Floor", &["kp_u"]),
+            node("old", "Mul", &["x", "floor"]),
+            node("conv", "AddV2", &["dropped", "old"]),
+        ]
+    }
+
+    fn load_dropout(kp: f32) -> anyhow::Result<Plan> {
+        let bytes = graph(dropout(kp)).encode_to_vec();
+        let feeds =
+            |_: &frontend::Report| Ok([("x".to_string(), Feed { shape: vec![2, 3], source: "x".into() })].into());
+        frontend::load_bytes(&bytes, Path::new("test.pb"), Some("conv"), feeds).unwrap().into_plan()
+    }
+
+    #[test]
+    fn a_dropout_with_keep_prob_1_folds_away_for_every_random_value() {
+        let plan = load_dropout(1.0).unwrap();
+        // Neither mask nor scale is a step: x + x only.
+        let [step] = plan.steps.as_slice() else { panic!("{}", plan.describe()) };
+        assert_eq!((step.op_type.as_str(), step.inputs.as_slice()), ("AddV2", &[0, 0][..]));
+    }
+
+    #[test]
+    fn a_dropout_not_decided_at_import_is_refused_naming_the_node() {
+        let err = format!("{:#}", load_dropout(0.5).unwrap_err());
+        let named = err.contains("GreaterEqual `mask`") || err.contains("Floor `floor`");
+        assert!(named && err.contains("`uniform`") && err.contains("not decided"), "{err}");
+        // The bounds the refusal is decided on: U ≥ 0 holds for every U.
+        let b = crate::frontend::Bounded { shape: vec![1], lo: 0.0, hi: 1.0 - f32::EPSILON, origin: "u".into() };
+        assert_eq!(b.lo + 1.0, 1.0);
+        assert_eq!((b.hi + 1.0).floor(), 1.0, "1 + the largest U stays below 2 in f32");
+    }
 }

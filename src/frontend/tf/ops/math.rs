@@ -5,6 +5,7 @@ use anyhow::Result;
 use super::super::Node;
 use super::{expect_inputs, known_scalar, resolve_axis};
 use crate::error::Error;
+use crate::frontend::builder::known_single_float;
 use crate::frontend::tf::proto::NodeExt;
 use crate::frontend::{Builder, Slot};
 use crate::plan::Op;
@@ -24,12 +25,49 @@ pub fn add(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>
     binary(ctx, node, ins, Op::Add)
 }
 
+/// Maximum or Minimum of a private tensor and a public number is a one-sided
+/// [`Clip`](crate::ops::Clip) (one ReLU, the number public); of two private
+/// tensors, or by a constant tensor (a weight), the two-input unit.
+fn extremum(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot], max: bool) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<2>(node, ins)?;
+    let clip = |c: f32| {
+        if max { crate::ops::Clip { lo: Some(c), hi: None } } else { crate::ops::Clip { lo: None, hi: Some(c) } }
+    };
+    let one_sided = match ins {
+        [x @ Slot::Value(_), c] | [c, x @ Slot::Value(_)] => {
+            known_single_float(c).filter(|_| ctx.shape(c).len() <= ctx.shape(x).len()).map(|v| (x, v))
+        }
+        _ => None,
+    };
+    if let Some((x, c)) = one_sided {
+        return Ok(vec![ctx.apply(&node.origin, clip(c).into(), std::slice::from_ref(x))?]);
+    }
+    let op = if max { crate::ops::Maximum.into() } else { crate::ops::Minimum.into() };
+    Ok(vec![ctx.apply(&node.origin, op, ins)?])
+}
+
 pub fn maximum(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
-    binary(ctx, node, ins, crate::ops::Maximum.into())
+    extremum(ctx, node, ins, true)
 }
 
 pub fn minimum(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
-    binary(ctx, node, ins, crate::ops::Minimum.into())
+    extremum(ctx, node, ins, false)
+}
+
+/// A product, where a factor of known ones (a decided dropout's scale 1/keep_prob
+/// with keep_prob 1) that changes no shape is no step at all.
+fn product(ctx: &mut Builder, node: &Node<'_>, a: &Slot, b: &Slot) -> Result<Slot> {
+    let ones =
+        |s: &Slot| matches!(s, Slot::Known(k) if k.tensor.as_float().is_some_and(|t| t.iter().all(|&v| v == 1.0)));
+    for (x, one) in [(a, b), (b, a)] {
+        if ones(one) && !matches!(x, Slot::Known(_)) {
+            let shape = ctx.shape(x);
+            if crate::plan::broadcast_shape(&shape, &ctx.shape(one)).is_ok_and(|s| s == shape) {
+                return Ok(x.clone());
+            }
+        }
+    }
+    ctx.apply(&node.origin, Op::Mul, &[a.clone(), b.clone()])
 }
 
 pub fn sub(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
@@ -37,7 +75,8 @@ pub fn sub(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>
 }
 
 pub fn mul(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
-    binary(ctx, node, ins, Op::Mul)
+    let ins = expect_inputs::<2>(node, ins)?;
+    Ok(vec![product(ctx, node, &ins[0], &ins[1])?])
 }
 
 /// Division by a known tensor is a product with its reciprocal; division by a
@@ -49,7 +88,7 @@ pub fn real_div(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<
         return Err(Error::unsupported(format!("{}: division by zero", node.describe())));
     }
     let reciprocal = Builder::known(&node.origin, Tensor::Float(divisor.mapv(|d| 1.0 / d)));
-    Ok(vec![ctx.apply(&node.origin, Op::Mul, &[ins[0].clone(), reciprocal])?])
+    Ok(vec![product(ctx, node, &ins[0], &reciprocal)?])
 }
 
 pub fn neg(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {

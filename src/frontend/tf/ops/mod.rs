@@ -5,6 +5,7 @@
 //! plans. One module per op family.
 
 mod array;
+mod fold;
 mod math;
 mod nn;
 
@@ -49,6 +50,28 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("Cast", array::cast),
     ("SpaceToBatchND", array::space_to_batch_nd),
     ("BatchToSpaceND", array::batch_to_space_nd),
+    ("Unpack", fold::unpack),
+    ("Tile", fold::tile),
+    ("ResizeNearestNeighbor", fold::resize_nearest),
+    ("ResizeBilinear", fold::resize_bilinear),
+    // evaluated at import (public inputs)
+    ("Prod", fold::prod),
+    ("Fill", fold::fill),
+    ("Range", fold::range),
+    ("Sqrt", fold::sqrt),
+    ("Reciprocal", fold::reciprocal),
+    ("Floor", fold::floor),
+    ("FloorDiv", fold::floor_div),
+    ("FloorMod", fold::floor_mod),
+    ("Equal", fold::equal),
+    ("NotEqual", fold::not_equal),
+    ("Less", fold::less),
+    ("LessEqual", fold::less_equal),
+    ("Greater", fold::greater),
+    ("GreaterEqual", fold::greater_equal),
+    ("Select", fold::select),
+    ("SelectV2", fold::select),
+    ("RandomUniform", fold::random_uniform),
     // math
     ("Add", math::add),
     ("AddV2", math::add),
@@ -66,9 +89,15 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("Rsqrt", math::rsqrt),
     ("Sigmoid", math::sigmoid),
     ("Tanh", math::tanh),
+    ("Square", fold::square),
+    ("Abs", fold::abs),
+    ("ClipByValue", fold::clip_by_value),
+    ("BatchMatMulV2", fold::batch_matmul),
+    ("BatchMatMul", fold::batch_matmul),
     // nn
     ("BiasAdd", nn::bias_add),
     ("Conv2D", nn::conv2d),
+    ("Conv2DBackpropInput", nn::conv2d_backprop_input),
     ("DepthwiseConv2dNative", nn::depthwise_conv2d),
     ("AvgPool", nn::avg_pool),
     ("MaxPool", nn::max_pool),
