@@ -1312,6 +1312,15 @@ def merge_into_manifest():
     print(f"\nmanifest.json: {len(MANIFEST)} entries regenerated, {len(entries)} in all")
 
 
+def build_linear_and_tf1(mnist):
+    """testdata/gen_linear.py and gen_tf1.py (they import this module by name)."""
+    sys.modules.setdefault("generate", sys.modules[__name__])
+    import gen_linear
+    import gen_tf1
+    gen_linear.build_linear_ops()
+    gen_tf1.build_tf1(mnist)
+
+
 # --------------------------------------------------------------------------
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -1331,6 +1340,7 @@ def main():
         ONLY = {n.strip() for n in args.only.split(",") if n.strip()}
         os.makedirs(OPS, exist_ok=True)
         build_ops()
+        build_linear_and_tf1(lambda: load_mnist(args.mnist_dir))
         if "mobilenet_v2" in ONLY:
             build_mobilenet(*load_mnist(args.mnist_dir))
         KNOWN.add("mobilenet_v2")
@@ -1350,6 +1360,7 @@ def main():
 
     build_models(xtr, ytr, xte, yte)
     build_ops()
+    build_linear_and_tf1(lambda: (xtr, ytr, xte, yte))
     build_mobilenet(xtr, ytr, xte, yte)
 
     manifest = {
