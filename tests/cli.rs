@@ -795,3 +795,12 @@ fn a_closed_stdout_still_exits_0_silently() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A TF1 graph's `keep_prob = placeholder_with_default(1.0, [])` needs no input:
+/// the positional INPUT feeds the one placeholder without a default.
+#[test]
+fn a_placeholder_with_default_leaves_the_positional_input_to_the_other_placeholder() {
+    let (code, out, stderr) = run(&["--plaintext", "testdata/tf1_cnn_dropout.pb", "testdata/mnist_flat100.npy"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(out.contains("output: probs, shape: [100, 10]"), "{out}");
+}

@@ -81,8 +81,11 @@ fn assign_inputs(
     let mut feeds = named.clone();
     if let Some(input) = input {
         let placeholders = &report.placeholders;
-        let open: Vec<&str> =
-            placeholders.iter().map(|p| p.name.as_str()).filter(|n| !feeds.contains_key(*n)).collect();
+        // A placeholder with a default (TF1's keep_prob) need not be fed.
+        let open: Vec<&str> = (placeholders.iter().filter(|p| !p.has_default))
+            .map(|p| p.name.as_str())
+            .filter(|n| !feeds.contains_key(*n))
+            .collect();
         if placeholders.is_empty() {
             return Err(Error::bad_input(format!(
                 "output `{}` does not depend on any input: there is nothing to compute privately",
