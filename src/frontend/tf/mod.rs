@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 pub use graph::Graph;
 pub use ops::{SUPPORTED_OPS, is_supported};
 
-use super::{Builder, Feed, Model, OpCount, Origin, Placeholder, Report, Slot};
+use super::{Builder, Feed, Model, OpCount, Origin, Placeholder, Public, Report, Slot};
 use crate::error::Error;
 use crate::plan::Plan;
 use crate::tensor::Tensor;
@@ -80,6 +80,16 @@ pub fn placeholders(graph: &Graph, nodes: &[usize]) -> Result<Vec<Placeholder>> 
     Ok(out)
 }
 
+/// A placeholder fed a public number: a constant of its declared shape (one
+/// element, checked by `check_feeds`; a scalar when the rank is unknown).
+fn public_number(node: &Node<'_>, public: &Public) -> Result<Slot> {
+    let value = public.get(&node.name).copied().unwrap_or_default();
+    let shape: Vec<usize> =
+        node.get_attr_opt_shape("shape")?.unwrap_or_default().iter().map(|d| d.unwrap_or(1)).collect();
+    let tensor = ndarray::ArrayD::from_elem(ndarray::IxDyn(&shape), value);
+    Ok(Builder::known(&node.origin, Tensor::Float(tensor)))
+}
+
 impl Model for TfModel {
     fn report(&self) -> Result<Report> {
         let graph = &self.graph;
@@ -114,11 +124,11 @@ impl Model for TfModel {
     }
 
     /// The plan that computes the output from the `feeds`.
-    fn build(&self, report: &Report, feeds: &BTreeMap<String, Feed>) -> Result<Plan> {
+    fn build(&self, report: &Report, feeds: &BTreeMap<String, Feed>, public: &Public) -> Result<Plan> {
         let graph = &self.graph;
         let nodes = graph.data_ancestors(self.output);
         report.check_supported()?;
-        report.check_feeds(feeds)?;
+        report.check_feeds(feeds, public)?;
 
         let mut builder = Builder::new();
         let mut slots: HashMap<usize, Vec<Slot>> = HashMap::with_capacity(nodes.len());
@@ -153,6 +163,9 @@ impl Model for TfModel {
             }
             let feed = feeds.get(&node.name);
             let outs = match (node.op.as_str(), feed) {
+                ("Placeholder" | "PlaceholderWithDefault", _) if public.contains_key(&node.name) => {
+                    vec![public_number(&node, public)?]
+                }
                 ("Placeholder" | "PlaceholderWithDefault", Some(feed)) => vec![builder.input(&node.origin, feed)],
                 ("Placeholder", None) => {
                     // check_feeds names every unfed placeholder with a dtype; one without is odd.
@@ -367,5 +380,30 @@ mod tests {
         let b = crate::frontend::Bounded { shape: vec![1], lo: 0.0, hi: 1.0 - f32::EPSILON, origin: "u".into() };
         assert_eq!(b.lo + 1.0, 1.0);
         assert_eq!((b.hi + 1.0).floor(), 1.0, "1 + the largest U stays below 2 in f32");
+    }
+
+    #[test]
+    fn a_keep_prob_placeholder_fed_a_public_number_decides_the_dropout() {
+        // keep_prob a plain Placeholder, fed 1.0 (folds) or 0.5 (refused by name).
+        let mut nodes = dropout(1.0);
+        nodes.retain(|n| n.name != "keep_prob" && n.name != "kp_default");
+        nodes.push(placeholder("keep_prob", &[]));
+        let bytes = graph(nodes).encode_to_vec();
+        let load = |kp: f32| {
+            let feeds =
+                |_: &frontend::Report| Ok([("x".to_string(), Feed { shape: vec![2, 3], source: "x".into() })].into());
+            let public = [("keep_prob".to_string(), kp)].into();
+            frontend::load_bytes_public(&bytes, Path::new("test.pb"), Some("conv"), &public, feeds).unwrap().into_plan()
+        };
+        let plan = load(1.0).unwrap();
+        assert_eq!(plan.steps.len(), 1, "{}", plan.describe());
+        assert_eq!(plan.inputs.len(), 1, "keep_prob is no private input");
+        let err = format!("{:#}", load(0.5).unwrap_err());
+        assert!(err.contains("`uniform`") && err.contains("not decided"), "{err}");
+        // Unfed, it is refused as any placeholder without an input.
+        let feeds =
+            |_: &frontend::Report| Ok([("x".to_string(), Feed { shape: vec![2, 3], source: "x".into() })].into());
+        let err = frontend::load_bytes(&bytes, Path::new("test.pb"), Some("conv"), feeds).unwrap().into_plan();
+        assert!(format!("{:#}", err.unwrap_err()).contains("keep_prob"));
     }
 }
