@@ -235,14 +235,57 @@ impl Builder {
                 "output `{node}` does not depend on any input: there is nothing to compute privately"
             )));
         };
+        let mut steps = self.steps;
+        fuse_clips(&mut steps, &self.values, *out);
         Ok(Plan {
             values: self.values,
-            steps: self.steps,
+            steps,
             inputs: self.inputs,
             output: *out,
             output_node: node.to_string(),
             weight_values: self.weight_values,
         })
+    }
+}
+
+/// Two one-sided clips in a row, of opposite sides (TensorFlow's `clip_by_value`
+/// is Minimum by the upper bound, then Maximum by the lower), are one two-sided
+/// clip: both comparisons in one batched ReLU, the rounds of one instead of two.
+/// When nothing else reads the value between them, the first step becomes the
+/// whole clip and the second a reshape to its own shape (local, free).
+fn fuse_clips(steps: &mut [Step], values: &[Value], output: ValueId) {
+    use crate::ops::{Clip, Unit};
+    let mut readers: HashMap<ValueId, usize> = HashMap::new();
+    for step in steps.iter() {
+        for &v in &step.inputs {
+            let count = readers.entry(v).or_default();
+            *count = count.saturating_add(1);
+        }
+    }
+    for k in 0..steps.len() {
+        let Some(Step { op: Op::Unit(Unit::Clip(second)), inputs, .. }) = steps.get(k) else { continue };
+        let (&[v], second) = (inputs.as_slice(), second.clone()) else { continue };
+        let Some(Value { source: Source::Step(j), shape, .. }) = values.get(v) else { continue };
+        let (j, shape) = (*j, shape.clone());
+        let Some(Step { op: Op::Unit(Unit::Clip(first)), .. }) = steps.get(j) else { continue };
+        let fused = match (first, &second) {
+            (Clip { lo: None, hi: Some(hi) }, Clip { lo: Some(lo), hi: None })
+            | (Clip { lo: Some(lo), hi: None }, Clip { lo: None, hi: Some(hi) })
+                if lo <= hi =>
+            {
+                Clip { lo: Some(*lo), hi: Some(*hi) }
+            }
+            _ => continue,
+        };
+        if v == output || readers.get(&v) != Some(&1) {
+            continue;
+        }
+        if let Some(step) = steps.get_mut(j) {
+            step.op = fused.into();
+        }
+        if let Some(step) = steps.get_mut(k) {
+            step.op = Op::Reshape(shape);
+        }
     }
 }
 

@@ -406,4 +406,28 @@ mod tests {
         let err = frontend::load_bytes(&bytes, Path::new("test.pb"), Some("conv"), feeds).unwrap().into_plan();
         assert!(format!("{:#}", err.unwrap_err()).contains("keep_prob"));
     }
+
+    #[test]
+    fn clip_by_value_is_one_two_sided_clip_unless_its_middle_is_read_elsewhere() {
+        let clip = |extra: bool| {
+            let mut nodes = vec![
+                placeholder("x", &[2, 3]),
+                const_f32("hi", &[], &[2.5]),
+                const_f32("lo", &[], &[-1.0]),
+                node("min", "Minimum", &["x", "hi"]),
+                node("max", "Maximum", &["min", "lo"]),
+            ];
+            nodes.push(if extra { node("conv", "AddV2", &["max", "min"]) } else { node("conv", "Neg", &["max"]) });
+            plan(nodes, &[2, 3])
+        };
+        let fused = clip(false);
+        let ops: Vec<&Op> = fused.steps.iter().map(|s| &s.op).collect();
+        let both: Op = crate::ops::Clip { lo: Some(-1.0), hi: Some(2.5) }.into();
+        assert_eq!(ops, [&both, &Op::Reshape(vec![2, 3]), &Op::Neg], "{}", fused.describe());
+        let x = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2, 3]), vec![-3.0, -1.0, 0.5, 2.5, 3.0, 9.0]).unwrap();
+        assert_eq!(run(&fused, x).iter().copied().collect::<Vec<_>>(), vec![1.0, 1.0, -0.5, -2.5, -2.5, -2.5]);
+        // The Minimum's output also feeds the Add: both clips stay one-sided.
+        let kept = clip(true);
+        assert!(kept.steps.iter().all(|s| !matches!(&s.op, o if *o == both)), "{}", kept.describe());
+    }
 }
