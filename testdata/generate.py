@@ -1313,6 +1313,15 @@ def merge_into_manifest():
     print(f"\nmanifest.json: {len(MANIFEST)} entries regenerated, {len(entries)} in all")
 
 
+def build_linear_and_tf1(mnist):
+    """testdata/gen_linear.py and gen_tf1.py (they import this module by name)."""
+    sys.modules.setdefault("generate", sys.modules[__name__])
+    import gen_linear
+    import gen_tf1
+    gen_linear.build_linear_ops()
+    gen_tf1.build_tf1(mnist)
+
+
 # --------------------------------------------------------------------------
 def main():
     sys.modules.setdefault("generate", sys.modules[__name__])  # gen_*.py import from this very module
@@ -1336,6 +1345,7 @@ def main():
         build_ops()
         gen_recip.build(args.mnist_dir)
         gen_act.build_act_ops(sys.modules[__name__])
+        build_linear_and_tf1(lambda: load_mnist(args.mnist_dir))
         if "mobilenet_v2" in ONLY:
             build_mobilenet(*load_mnist(args.mnist_dir))
         KNOWN.add("mobilenet_v2")
@@ -1357,6 +1367,7 @@ def main():
     build_ops()
     gen_recip.build(args.mnist_dir)
     gen_act.build_act_ops(sys.modules[__name__])
+    build_linear_and_tf1(lambda: (xtr, ytr, xte, yte))
     build_mobilenet(xtr, ytr, xte, yte)
 
     manifest = {

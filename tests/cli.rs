@@ -887,3 +887,30 @@ fn model_files_tfe_run_does_not_read_are_named_with_their_conversion_command() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("`testdata/ops` is a directory, not a model file"), "{stderr}");
 }
+
+/// A TF1 graph's `keep_prob = placeholder_with_default(1.0, [])` needs no input:
+/// the positional INPUT feeds the one placeholder without a default.
+#[test]
+fn a_placeholder_with_default_leaves_the_positional_input_to_the_other_placeholder() {
+    let (code, out, stderr) = run(&["--plaintext", "testdata/tf1_cnn_dropout.pb", "testdata/mnist_flat100.npy"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(out.contains("output: probs, shape: [100, 10]"), "{out}");
+}
+
+/// `--public NAME=NUMBER` feeds a placeholder a public number: keep_prob 1.0
+/// gives what its default gives; 0.5 leaves the dropout undecided, refused by name.
+#[test]
+fn a_public_keep_prob_decides_the_dropout_or_is_refused_naming_the_node() {
+    let model = "testdata/tf1_cnn_dropout.pb";
+    let (code, default, stderr) = run(&["--plaintext", model, "testdata/mnist_flat100.npy"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, fed, stderr) = run(&["--plaintext", model, "testdata/mnist_flat100.npy", "--public", "keep_prob=1.0"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(fed, default);
+    fails(
+        &["--plaintext", model, "testdata/mnist_flat100.npy", "--public", "keep_prob=0.5"],
+        4,
+        &["GreaterEqual `dropout/GreaterEqual`", "RandomUniform", "not decided"],
+    );
+    fails(&["--plaintext", model, "testdata/mnist_flat100.npy", "--public", "keep_prob=x"], 2, &["NAME=NUMBER"]);
+}

@@ -634,3 +634,121 @@ fn elu_with_alpha_as_keras_exports_it_under_pond_is_within_its_documented_error(
     eprintln!("elu(alpha = 0.5) under Pond: worst {worst:.2e} (bound {bound:.2e})");
     assert!(worst <= bound, "worst {worst} over {bound}");
 }
+
+/// Abs = 2·ReLU(x) − x: exact on both sides of 0, one ReLU's traffic.
+#[test]
+fn abs_under_pond_is_exact_on_both_sides_of_zero() {
+    let x = grid();
+    let plan = one_step(tfe_run::ops::Abs.into(), &[&[x.len()]]);
+    let worst = secure_vs_plaintext(&plan, &[array(&[x.len()], x)]);
+    assert!(worst <= 1e-5, "worst {worst}");
+    let program = runtime::lower(&plan, Default::default()).unwrap();
+    assert_eq!(program.planned()[0].rounds, 8, "one ReLU's rounds");
+}
+
+/// Clips to public bounds on the grid (both sides, each side alone), at and
+/// around each bound; both comparisons of a two-sided clip in one ReLU's rounds.
+#[test]
+fn clip_under_pond_is_exact_at_and_around_its_bounds() {
+    let x = grid();
+    for (lo, hi) in [(Some(-2.5), Some(6.0)), (Some(-1.0), None), (None, Some(3.0)), (Some(0.5), Some(0.5))] {
+        let plan = one_step(tfe_run::ops::Clip { lo, hi }.into(), &[&[x.len()]]);
+        let worst = secure_vs_plaintext(&plan, &[array(&[x.len()], x.clone())]);
+        assert!(worst <= 1e-5, "{lo:?}..{hi:?}: worst {worst}");
+        let program = runtime::lower(&plan, Default::default()).unwrap();
+        assert_eq!(program.planned()[0].rounds, 8, "one ReLU's rounds");
+    }
+    for (lo, hi) in [(Some(2.0), Some(1.0)), (None, None), (Some(f32::NAN), None), (Some(1e6), None)] {
+        let op: Op = tfe_run::ops::Clip { lo, hi }.into();
+        assert!(op.output_shape(&[&[3]]).is_err(), "{lo:?}..{hi:?}");
+    }
+}
+
+/// Square is a Beaver product of x with itself: x is opened once.
+#[test]
+fn square_under_pond_opens_its_input_once() {
+    let x = grid();
+    let n = x.len();
+    let mut plan = one_step(Op::Neg, &[&[n]]);
+    plan.steps[0].op = Op::Mul;
+    plan.steps[0].op_type = "Square".into();
+    plan.steps[0].inputs = vec![0, 0];
+    plan.check_consistent().unwrap();
+    let worst = secure_vs_plaintext(&plan, &[array(&[n], x)]);
+    // x² ≤ 100 from inputs encoded exactly, one truncation.
+    assert!(worst <= 1e-4, "worst {worst}");
+    let program = runtime::lower(&plan, Default::default()).unwrap();
+    // One opening of n words, then the truncation's round.
+    let once = tfe_run::protocol::mul::open_cost(n) + tfe_run::protocol::trunc::truncate_cost(n);
+    assert_eq!(program.planned()[0].bytes, once.bytes);
+}
+
+/// A bilinear resize is local with one truncation: on weights of the 2^-16
+/// grid (×2 half-pixel upsampling) only the truncation is off; on others
+/// (4x3 → 5x7) within the module's bound 4·max|x|·2^-17 + 2^-16.
+#[test]
+fn resize_bilinear_under_pond_is_within_its_documented_error() {
+    let shape = [2, 4, 3, 2];
+    let x: Vec<f32> = (0..48).map(|i| ((i * 37) % 23) as f32 / 4.0 - 2.75).collect();
+    let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for (size, half, align, bound) in [
+        ([8, 6], true, false, 2.0 / 65536.0),
+        ([5, 7], true, false, 4.0 * max / 131072.0 + 2.0 / 65536.0),
+        ([7, 9], false, true, 4.0 * max / 131072.0 + 2.0 / 65536.0),
+    ] {
+        let unit = tfe_run::ops::ResizeBilinear { size, align_corners: align, half_pixel_centers: half };
+        let plan = one_step(unit.into(), &[&shape]);
+        let worst = secure_vs_plaintext(&plan, &[array(&shape, x.clone())]);
+        assert!(worst <= bound, "{size:?}: worst {worst} over {bound}");
+        assert_eq!(runtime::lower(&plan, Default::default()).unwrap().planned()[0].rounds, 1);
+    }
+}
+
+/// A transposed convolution of the client's input by the model owner's filter,
+/// strides 1 and 2, SAME and VALID, odd and even outputs.
+#[test]
+fn conv2d_transpose_under_pond_matches_plaintext() {
+    use tfe_run::kernels::{Layout, Padding, Window};
+    for (strides, padding, out_hw) in [
+        ([2, 2], Padding::Same, [8, 6]),
+        ([2, 2], Padding::Same, [7, 5]),
+        ([2, 2], Padding::Valid, [9, 7]),
+        ([1, 1], Padding::Valid, [6, 5]),
+        ([1, 1], Padding::Same, [4, 3]),
+    ] {
+        let window = Window { kernel: [3, 3], strides, dilations: [1, 1], padding, layout: Layout::Nhwc };
+        let unit = tfe_run::ops::Conv2DTranspose { window, out_hw };
+        let g = window.geometry(out_hw).unwrap();
+        let x_shape = [2, g.out[0], g.out[1], 3];
+        let f_shape = [3, 3, 4, 3];
+        let op: Op = unit.into();
+        let out_shape = op.output_shape(&[&x_shape, &f_shape]).unwrap();
+        assert_eq!(out_shape, vec![2, out_hw[0], out_hw[1], 4]);
+        let value = |name: &str, shape: &[usize], source| Value {
+            name: name.into(),
+            shape: shape.to_vec(),
+            vtype: ValueType::Float,
+            source,
+        };
+        let plan = Plan {
+            values: vec![
+                value("x0", &x_shape, Source::Input { placeholder: "x0".into() }),
+                value("filter", &f_shape, Source::Weight),
+                value("y", &out_shape, Source::Step(0)),
+            ],
+            steps: vec![Step { node: "y".into(), op_type: op.name().into(), op, inputs: vec![0, 1], output: 2 }],
+            inputs: vec![0],
+            output: 2,
+            output_node: "y".into(),
+            weight_values: BTreeMap::from([(
+                1,
+                array(&f_shape, (0..108).map(|i| ((i * 7) % 11) as f32 / 4.0 - 1.2).collect()),
+            )]),
+        };
+        plan.check_consistent().unwrap();
+        let n: usize = x_shape.iter().product();
+        let x: Vec<f32> = (0..n).map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0).collect();
+        let worst = secure_vs_plaintext(&plan, &[array(&x_shape, x)]);
+        assert!(worst <= 1e-3, "{window:?} onto {out_hw:?}: worst {worst}");
+    }
+}

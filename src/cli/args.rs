@@ -218,6 +218,10 @@ pub struct RunArgs {
     /// Feed a placeholder by name; repeat for several. The first axis is the batch.
     #[arg(long = "input", value_name = "NAME=FILE.npy", value_parser = parse_feed)]
     pub feeds: Vec<(String, PathBuf)>,
+    /// Feed a placeholder of one element a public number (a TF1 graph's
+    /// keep_prob=1.0): folded into the plan, seen by every party, never private.
+    #[arg(long = "public", value_name = "NAME=NUMBER", value_parser = parse_public)]
+    pub public: Vec<(String, f32)>,
     /// Evaluate in the clear, with no protocol: the reference for secure results.
     #[arg(long)]
     pub plaintext: bool,
@@ -280,6 +284,13 @@ fn parse_feed(s: &str) -> std::result::Result<(String, PathBuf), String> {
     }
 }
 
+fn parse_public(s: &str) -> std::result::Result<(String, f32), String> {
+    match s.split_once('=').map(|(name, v)| (name, v.parse::<f32>())) {
+        Some((name, Ok(v))) if !name.is_empty() && v.is_finite() => Ok((name.to_string(), v)),
+        _ => Err(format!("`{s}` is not NAME=NUMBER")),
+    }
+}
+
 /// How the prediction is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -297,6 +308,8 @@ pub struct RunConfig {
     /// The positional input, for the one placeholder not named in `feeds`.
     pub input: Option<PathBuf>,
     pub feeds: BTreeMap<String, PathBuf>,
+    /// `--public NAME=NUMBER`: placeholders fed a public number.
+    pub public: BTreeMap<String, f32>,
     pub mode: Mode,
     pub fixed_point: crate::ring::FixedPoint,
     pub stats: bool,
@@ -356,6 +369,12 @@ impl RunArgs {
                 return Err(Error::bad_input(format!("--input {name}=... is given twice")));
             }
         }
+        let mut public = BTreeMap::new();
+        for (name, value) in self.public {
+            if feeds.contains_key(&name) || public.insert(name.clone(), value).is_some() {
+                return Err(Error::bad_input(format!("placeholder `{name}` is fed twice")));
+            }
+        }
         if self.input.is_none() && feeds.is_empty() {
             return Err(Error::bad_input("no input given: pass INPUT.npy (or --input NAME=FILE.npy)"));
         }
@@ -367,6 +386,7 @@ impl RunArgs {
             model,
             input: self.input,
             feeds,
+            public,
             mode: match (self.plaintext, remote.is_some()) {
                 (true, _) => Mode::Plaintext,
                 (false, true) => Mode::Remote,

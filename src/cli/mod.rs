@@ -77,13 +77,17 @@ fn assign_inputs(
     report: &Report,
     input: Option<&Path>,
     named: &BTreeMap<String, PathBuf>,
+    public: &frontend::Public,
 ) -> Result<BTreeMap<String, PathBuf>> {
-    report.check_feed_names(named.keys())?;
+    report.check_feed_names(named.keys().chain(public.keys()))?;
     let mut feeds = named.clone();
     if let Some(input) = input {
         let placeholders = &report.placeholders;
-        let open: Vec<&str> =
-            placeholders.iter().map(|p| p.name.as_str()).filter(|n| !feeds.contains_key(*n)).collect();
+        // A placeholder with a default (TF1's keep_prob) need not be fed.
+        let open: Vec<&str> = (placeholders.iter().filter(|p| !p.has_default))
+            .map(|p| p.name.as_str())
+            .filter(|n| !feeds.contains_key(*n) && !public.contains_key(*n))
+            .collect();
         if placeholders.is_empty() {
             return Err(Error::bad_input(format!(
                 "output `{}` does not depend on any input: there is nothing to compute privately",
@@ -128,9 +132,20 @@ pub fn prepare(
     input: Option<&Path>,
     named: &BTreeMap<String, PathBuf>,
 ) -> Result<Prepared> {
+    prepare_public(model, output_node, input, named, &frontend::Public::new())
+}
+
+/// [`prepare`], with public numbers fed to some placeholders (`--public`).
+pub fn prepare_public(
+    model: &Path,
+    output_node: Option<&str>,
+    input: Option<&Path>,
+    named: &BTreeMap<String, PathBuf>,
+    public: &frontend::Public,
+) -> Result<Prepared> {
     let mut inputs = BTreeMap::new();
-    let loaded = frontend::load(model, output_node, |report| {
-        let files = assign_inputs(report, input, named)?;
+    let loaded = frontend::load_public(model, output_node, public, |report| {
+        let files = assign_inputs(report, input, named, public)?;
         let mut feeds = BTreeMap::new();
         for (name, path) in &files {
             let array = npy::read_input(path)?;
@@ -145,8 +160,13 @@ pub fn prepare(
 
 /// A prediction: load, plan, execute, print.
 pub fn run(config: &RunConfig) -> Result<u8> {
-    let Prepared { plan, inputs } =
-        prepare(&config.model, config.output_node.as_deref(), config.input.as_deref(), &config.feeds)?;
+    let Prepared { plan, inputs } = prepare_public(
+        &config.model,
+        config.output_node.as_deref(),
+        config.input.as_deref(),
+        &config.feeds,
+        &config.public,
+    )?;
     // Lowered once: what is sized here is what runs.
     let program = match config.mode {
         Mode::Plaintext => None,

@@ -37,6 +37,27 @@ pub enum Slot {
     Value(ValueId),
     /// An output an inference graph must not use (e.g. FusedBatchNorm's batch statistics).
     Unavailable,
+    /// A random tensor, known only to lie in a range (see [`Bounded`]).
+    Bounded(Rc<Bounded>),
+}
+
+/// A tensor known only to lie in a closed range: a random sample (TensorFlow's
+/// RandomUniform) and what public arithmetic makes of it. It never becomes a plan
+/// value and is never sampled: a comparison or a floor that gives the same answer
+/// for every value in the range folds to a constant (a dropout decided at import:
+/// `floor(keep_prob + U)` with keep_prob 1, `U >= rate` with rate 0); anything
+/// else is refused, naming the node.
+///
+/// The bounds are f32 and every step computes them in f32, as TensorFlow computes
+/// the elements: f32 addition and multiplication round monotonically, so the
+/// rounded bounds bound the rounded elements exactly.
+#[derive(Debug, Clone)]
+pub struct Bounded {
+    pub shape: Vec<usize>,
+    pub lo: f32,
+    pub hi: f32,
+    /// The random node it comes from, for messages.
+    pub origin: String,
 }
 
 /// The plan under construction.
@@ -80,6 +101,7 @@ impl Builder {
             Slot::Known(k) => k.tensor.shape().to_vec(),
             Slot::Value(id) => self.values.get(*id).map(|v| v.shape.clone()).unwrap_or_default(),
             Slot::Unavailable => vec![],
+            Slot::Bounded(b) => b.shape.clone(),
         }
     }
 
@@ -95,6 +117,7 @@ impl Builder {
                 Tensor::Int(a) => Ok(a.iter().copied().collect()),
                 Tensor::Float(_) => Err(Error::invalid_model(format!("{at}: {what} must be an integer tensor"))),
             },
+            Slot::Bounded(b) => Err(undecided(at, b)),
             _ => Err(Error::unsupported(format!("{at}: {what} must be a constant, but it is computed from the input"))),
         }
     }
@@ -107,6 +130,7 @@ impl Builder {
                 .as_float()
                 .cloned()
                 .ok_or_else(|| Error::invalid_model(format!("{at}: {what} must be a float tensor"))),
+            Slot::Bounded(b) => Err(undecided(at, b)),
             _ => Err(Error::unsupported(format!("{at}: {what} must be a constant, but it is computed from the input"))),
         }
     }
@@ -118,6 +142,9 @@ impl Builder {
         let shapes: Vec<Vec<usize>> = ins.iter().map(|s| self.shape(s)).collect();
         let shape_refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
         let shape = op.output_shape(&shape_refs).map_err(fail)?;
+        if ins.iter().any(|s| matches!(s, Slot::Bounded(_))) {
+            return apply_bounded(at, &op, ins, shape);
+        }
         let known: Option<Vec<&Tensor>> = ins
             .iter()
             .map(|s| match s {
@@ -170,6 +197,7 @@ impl Builder {
                 Ok(id)
             }
             Slot::Unavailable => Err(Error::invalid_model(format!("{at}: reads a training-only output"))),
+            Slot::Bounded(b) => Err(undecided(at, b)),
         }
     }
 
@@ -180,13 +208,99 @@ impl Builder {
                 "output `{node}` does not depend on any input: there is nothing to compute privately"
             )));
         };
+        let mut steps = self.steps;
+        fuse_clips(&mut steps, &self.values, *out);
         Ok(Plan {
             values: self.values,
-            steps: self.steps,
+            steps,
             inputs: self.inputs,
             output: *out,
             output_node: node.to_string(),
             weight_values: self.weight_values,
         })
     }
+}
+
+/// Two one-sided clips in a row, of opposite sides (TensorFlow's `clip_by_value`
+/// is Minimum by the upper bound, then Maximum by the lower), are one two-sided
+/// clip: both comparisons in one batched ReLU, the rounds of one instead of two.
+/// When nothing else reads the value between them, the first step becomes the
+/// whole clip and the second a reshape to its own shape (local, free).
+fn fuse_clips(steps: &mut [Step], values: &[Value], output: ValueId) {
+    use crate::ops::{Clip, Unit};
+    let mut readers: HashMap<ValueId, usize> = HashMap::new();
+    for step in steps.iter() {
+        for &v in &step.inputs {
+            let count = readers.entry(v).or_default();
+            *count = count.saturating_add(1);
+        }
+    }
+    for k in 0..steps.len() {
+        let Some(Step { op: Op::Unit(Unit::Clip(second)), inputs, .. }) = steps.get(k) else { continue };
+        let (&[v], second) = (inputs.as_slice(), second.clone()) else { continue };
+        let Some(Value { source: Source::Step(j), shape, .. }) = values.get(v) else { continue };
+        let (j, shape) = (*j, shape.clone());
+        let Some(Step { op: Op::Unit(Unit::Clip(first)), .. }) = steps.get(j) else { continue };
+        let fused = match (first, &second) {
+            (Clip { lo: None, hi: Some(hi) }, Clip { lo: Some(lo), hi: None })
+            | (Clip { lo: Some(lo), hi: None }, Clip { lo: None, hi: Some(hi) })
+                if lo <= hi =>
+            {
+                Clip { lo: Some(*lo), hi: Some(*hi) }
+            }
+            _ => continue,
+        };
+        if v == output || readers.get(&v) != Some(&1) {
+            continue;
+        }
+        if let Some(step) = steps.get_mut(j) {
+            step.op = fused.into();
+        }
+        if let Some(step) = steps.get_mut(k) {
+            step.op = Op::Reshape(shape);
+        }
+    }
+}
+
+/// The refusal of a random tensor that reaches private data or an op that
+/// cannot decide it.
+pub fn undecided(at: &Origin, b: &Bounded) -> anyhow::Error {
+    Error::unsupported(format!(
+        "{at}: depends on the random values of `{}` (in [{}, {}]) in a way not decided at import; a \
+         dropout must be disabled (keep_prob 1 or rate 0) for inference",
+        b.origin, b.lo, b.hi
+    ))
+}
+
+/// A single known float (a scalar or any one-element tensor).
+pub fn known_single_float(slot: &Slot) -> Option<f32> {
+    match slot {
+        Slot::Known(k) if k.tensor.len() == 1 => k.tensor.to_float().iter().copied().next(),
+        _ => None,
+    }
+}
+
+/// Add, Sub or Mul of a bounded tensor and a known single number: the range of
+/// the result (computed in f32 like the elements, see [`Bounded`]).
+fn apply_bounded(at: &Origin, op: &Op, ins: &[Slot], shape: Vec<usize>) -> Result<Slot> {
+    let (b, c, bounded_first) = match ins {
+        [Slot::Bounded(b), other] => (b, known_single_float(other), true),
+        [other, Slot::Bounded(b)] => (b, known_single_float(other), false),
+        _ => {
+            let b = ins.iter().find_map(|s| if let Slot::Bounded(b) = s { Some(b) } else { None });
+            return Err(b.map_or_else(|| Error::invalid_model(format!("{at}: no bounded input")), |b| undecided(at, b)));
+        }
+    };
+    let Some(c) = c.filter(|c| c.is_finite()) else { return Err(undecided(at, b)) };
+    // f32 arithmetic of the bounds, as TensorFlow computes the elements.
+    #[allow(clippy::arithmetic_side_effects)]
+    let (x, y) = match (op, bounded_first) {
+        (Op::Add, _) => (b.lo + c, b.hi + c),
+        (Op::Sub, true) => (b.lo - c, b.hi - c),
+        (Op::Sub, false) => (c - b.hi, c - b.lo),
+        (Op::Mul, _) => (b.lo * c, b.hi * c),
+        _ => return Err(undecided(at, b)),
+    };
+    let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
+    Ok(Slot::Bounded(Rc::new(Bounded { shape, lo, hi, origin: b.origin.clone() })))
 }

@@ -31,7 +31,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-pub use builder::{Builder, Known, Slot};
+pub use builder::{Bounded, Builder, Known, Slot};
 
 use crate::error::Error;
 use crate::plan::Plan;
@@ -109,6 +109,11 @@ pub struct Feed {
     pub source: String,
 }
 
+/// Public numbers fed to placeholders by name (a TF1 graph's `keep_prob`): each
+/// is folded at import as a constant, seen by every party in the plan, and never
+/// a private input.
+pub type Public = BTreeMap<String, f32>;
+
 /// How often an op type occurs among the nodes the output uses, and whether
 /// tfe-run imports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,11 +178,28 @@ impl Report {
     }
 
     /// The feeds fit the placeholders: every name is one, every placeholder
-    /// without a default is fed, with a float input of an accepted shape.
-    pub fn check_feeds(&self, feeds: &BTreeMap<String, Feed>) -> Result<()> {
-        self.check_feed_names(feeds.keys())?;
+    /// without a default is fed (an input, or a public number), with a float
+    /// input of an accepted shape; a public number feeds a float placeholder of
+    /// one element.
+    pub fn check_feeds(&self, feeds: &BTreeMap<String, Feed>, public: &Public) -> Result<()> {
+        self.check_feed_names(feeds.keys().chain(public.keys()))?;
+        if let Some(name) = public.keys().find(|n| feeds.contains_key(*n)) {
+            return Err(Error::bad_input(format!("placeholder `{name}` is fed both an input and a public number")));
+        }
+        for p in self.placeholders.iter().filter(|p| public.contains_key(&p.name)) {
+            let one = p.shape.as_ref().is_none_or(|dims| dims.iter().all(|d| d.is_none_or(|d| d == 1)));
+            if !p.float || !one {
+                return Err(Error::bad_input(format!(
+                    "placeholder `{}` is {} {}: a public number feeds a float placeholder of one element",
+                    p.name,
+                    p.dtype_name(),
+                    p.shape_text()
+                )));
+            }
+        }
         let unfed: Vec<String> = (self.placeholders.iter())
             .filter(|p| p.dtype.is_some() && !p.has_default && !feeds.contains_key(&p.name))
+            .filter(|p| !public.contains_key(&p.name))
             .map(|p| format!("`{}` {} {}", p.name, p.dtype_name(), p.shape_text()))
             .collect();
         if !unfed.is_empty() {
@@ -250,7 +272,7 @@ impl Loaded {
 /// A decoded model of some format, its output chosen.
 trait Model {
     fn report(&self) -> Result<Report>;
-    fn build(&self, report: &Report, feeds: &BTreeMap<String, Feed>) -> Result<Plan>;
+    fn build(&self, report: &Report, feeds: &BTreeMap<String, Feed>, public: &Public) -> Result<Plan>;
 }
 
 /// Load the model at `path`: decode it, pick its output (`output_node`, or its
@@ -265,12 +287,22 @@ pub fn load(
     output_node: Option<&str>,
     feeds: impl FnOnce(&Report) -> Result<BTreeMap<String, Feed>>,
 ) -> Result<Loaded> {
+    load_public(path, output_node, &Public::new(), feeds)
+}
+
+/// [`load`], with public numbers fed to some placeholders.
+pub fn load_public(
+    path: &Path,
+    output_node: Option<&str>,
+    public: &Public,
+    feeds: impl FnOnce(&Report) -> Result<BTreeMap<String, Feed>>,
+) -> Result<Loaded> {
     if path.is_dir() {
         return Err(format::directory(path));
     }
     let bytes =
         std::fs::read(path).map_err(|e| Error::bad_input(format!("cannot read model `{}`: {e}", path.display())))?;
-    load_bytes(&bytes, path, output_node, feeds)
+    load_bytes_public(&bytes, path, output_node, public, feeds)
 }
 
 /// [`load`] of a model's bytes, as read from `path` (which names the model in
@@ -281,6 +313,17 @@ pub fn load_bytes(
     output_node: Option<&str>,
     feeds: impl FnOnce(&Report) -> Result<BTreeMap<String, Feed>>,
 ) -> Result<Loaded> {
+    load_bytes_public(bytes, path, output_node, &Public::new(), feeds)
+}
+
+/// [`load_bytes`], with public numbers fed to some placeholders.
+pub fn load_bytes_public(
+    bytes: &[u8],
+    path: &Path,
+    output_node: Option<&str>,
+    public: &Public,
+    feeds: impl FnOnce(&Report) -> Result<BTreeMap<String, Feed>>,
+) -> Result<Loaded> {
     let model = match format::recognise(path, bytes)? {
         format::Format::GraphDef => tf::TfModel::decode(bytes, path, output_node)?,
     };
@@ -289,7 +332,7 @@ pub fn load_bytes(
         Err(e) => Err(NoPlan::Model(e)),
         Ok(()) => match feeds(&report) {
             Err(e) => Err(NoPlan::Feeds(e)),
-            Ok(feeds) => model.build(&report, &feeds).map_err(NoPlan::Model),
+            Ok(feeds) => model.build(&report, &feeds, public).map_err(NoPlan::Model),
         },
     };
     Ok(Loaded { report, plan, path: path.to_path_buf() })

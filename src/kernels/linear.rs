@@ -337,6 +337,130 @@ pub fn pool_windows(shape: &[usize], window: &Window) -> Option<Vec<Vec<usize>>>
     Some(groups)
 }
 
+/// The transpose (adjoint) of [`conv2d`] in NHWC (TensorFlow's
+/// Conv2DBackpropInput, Keras's Conv2DTranspose): `y` spread back over an output
+/// of `out_hw` through a `[kh, kw, out_channels, y_channels]` filter, so that
+/// Σ conv2d(x, f)·y = Σ x·conv2d_transpose(y, f) for every x of the output's
+/// shape (the forward convolution maps that output's space onto y's). One matrix
+/// product of y by all the filter's taps, then each tap added at its place.
+pub fn conv2d_transpose<T: Gemm>(y: &ArrayD<T>, filter: &ArrayD<T>, window: &Window, out_hw: [usize; 2]) -> ArrayD<T> {
+    let (n, h, w, yc) = (y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]);
+    let (kh, kw, oc) = (filter.shape()[0], filter.shape()[1], filter.shape()[2]);
+    let window = Window { kernel: [kh, kw], ..*window };
+    let g = window.geometry(out_hw).expect("conv2d transpose: geometry checked at plan time");
+    let [oh, ow] = out_hw;
+    let ym = y.as_standard_layout().into_owned().into_shape_with_order((n * h * w, yc)).expect("conv2d transpose: y");
+    let f = filter
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((kh * kw * oc, yc))
+        .expect("conv2d transpose: filter shape checked at plan time");
+    // [n·h·w, kh·kw·oc]: every tap of every input pixel.
+    let cols = T::gemm(ym.view(), f.view().reversed_axes());
+    let cols = cols.as_standard_layout();
+    let cols = cols.as_slice().expect("standard layout");
+    let mut out = vec![T::zero(); n * oh * ow * oc];
+    let tap = |i: usize, k: usize, axis: usize, size: usize| {
+        let at = (i * window.strides[axis] + k * window.dilations[axis]) as isize - g.pad[axis] as isize;
+        (0..size as isize).contains(&at).then_some(at as usize)
+    };
+    for (row, taps) in cols.chunks_exact(kh * kw * oc).enumerate() {
+        let (b, iy, ix) = (row / (h * w), (row / w) % h, row % w);
+        for ky in 0..kh {
+            let Some(oy) = tap(iy, ky, 0, oh) else { continue };
+            for kx in 0..kw {
+                let Some(ox) = tap(ix, kx, 1, ow) else { continue };
+                let dst = &mut out[((b * oh + oy) * ow + ox) * oc..][..oc];
+                for (d, &v) in dst.iter_mut().zip(&taps[(ky * kw + kx) * oc..][..oc]) {
+                    *d = *d + v;
+                }
+            }
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(&[n, oh, ow, oc]), out).expect("conv2d transpose: output shape")
+}
+
+/// TensorFlow's resize scale along one axis (`CalculateResizeScale`), in f32 as
+/// TensorFlow computes it.
+fn resize_scale(input: usize, output: usize, align_corners: bool) -> f32 {
+    if align_corners && output > 1 {
+        (input as f32 - 1.0) / (output as f32 - 1.0)
+    } else {
+        input as f32 / output as f32
+    }
+}
+
+/// For each output index along one axis, the input index TensorFlow's
+/// ResizeNearestNeighbor reads (its f32 arithmetic, clamped to the axis).
+pub fn nearest_indices(input: usize, output: usize, align_corners: bool, half_pixel_centers: bool) -> Vec<usize> {
+    let scale = resize_scale(input, output, align_corners);
+    (0..output)
+        .map(|o| {
+            let at = if half_pixel_centers { (o as f32 + 0.5) * scale } else { o as f32 * scale };
+            let i = if align_corners { at.round() } else { at.floor() };
+            // A float-to-usize cast saturates: a negative index is 0.
+            (i as usize).min(input.saturating_sub(1))
+        })
+        .collect()
+}
+
+/// One output index of a bilinear resize along one axis: the two input indices
+/// it reads and the weight of the upper one (the lower's is 1 − lerp).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tap {
+    pub lower: usize,
+    pub upper: usize,
+    pub lerp: f32,
+}
+
+/// The taps of TensorFlow's ResizeBilinear along one axis
+/// (`compute_interpolation_weights`, in its f32 arithmetic).
+pub fn bilinear_taps(input: usize, output: usize, align_corners: bool, half_pixel_centers: bool) -> Vec<Tap> {
+    let scale = resize_scale(input, output, align_corners);
+    let last = input.saturating_sub(1);
+    (0..output)
+        .map(|o| {
+            let at = if half_pixel_centers { (o as f32 + 0.5) * scale - 0.5 } else { o as f32 * scale };
+            let floor = at.floor();
+            Tap { lower: (floor as usize).min(last), upper: (at.ceil() as usize).min(last), lerp: at - floor }
+        })
+        .collect()
+}
+
+/// A bilinear resize of an NHWC tensor: each output pixel the sum of its four
+/// taps, each weighted by `weight` of the product of its two axes' weights (in
+/// the clear the weight itself; on shares its fixed-point encoding, so that the
+/// sum needs one truncation).
+pub fn resize_bilinear<T: LinalgScalar>(x: &ArrayD<T>, ys: &[Tap], xs: &[Tap], weight: impl Fn(f64) -> T) -> ArrayD<T> {
+    let (n, h, w, c) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+    let (oh, ow) = (ys.len(), xs.len());
+    let x = x.as_standard_layout();
+    let xs_flat = x.as_slice().expect("standard layout");
+    let mut out = vec![T::zero(); n * oh * ow * c];
+    for b in 0..n {
+        for (oy, ty) in ys.iter().enumerate() {
+            let wy = [(ty.lower, 1.0 - f64::from(ty.lerp)), (ty.upper, f64::from(ty.lerp))];
+            for (ox, tx) in xs.iter().enumerate() {
+                let wx = [(tx.lower, 1.0 - f64::from(tx.lerp)), (tx.upper, f64::from(tx.lerp))];
+                let dst = &mut out[((b * oh + oy) * ow + ox) * c..][..c];
+                for &(iy, fy) in &wy {
+                    for &(ix, fx) in &wx {
+                        if fy * fx == 0.0 || iy >= h || ix >= w {
+                            continue;
+                        }
+                        let k = weight(fy * fx);
+                        let src = &xs_flat[((b * h + iy) * w + ix) * c..][..c];
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            *d = *d + v * k;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(&[n, oh, ow, c]), out).expect("resize: output shape")
+}
+
 /// Sum over `axes` (sorted, distinct), keeping them as size-1 axes if `keep_dims`.
 pub fn reduce_sum<T: LinalgScalar>(x: &ArrayD<T>, axes: &[usize], keep_dims: bool) -> ArrayD<T> {
     let mut out = x.clone();
@@ -390,6 +514,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn conv2d_transpose_is_the_adjoint_of_conv2d() {
+        let f = ArrayD::from_shape_fn(IxDyn(&[3, 2, 3, 4]), |i| (i[0] * 3 + i[1] * 2 + i[2] + i[3] * 7) as i64 % 5 - 2);
+        for (out_hw, strides, dilations, padding) in [
+            ([7, 9], [1, 1], [1, 1], Padding::Same),
+            ([8, 8], [2, 2], [1, 1], Padding::Same),
+            ([7, 9], [2, 2], [1, 1], Padding::Same),
+            ([9, 8], [2, 3], [1, 1], Padding::Valid),
+            ([9, 9], [1, 1], [2, 1], Padding::Valid),
+        ] {
+            let win = Window { kernel: [3, 2], strides, dilations, padding, layout: Layout::Nhwc };
+            let x = ArrayD::from_shape_fn(IxDyn(&[2, out_hw[0], out_hw[1], 3]), |i| {
+                (i[0] * 7 + i[1] * 5 + i[2] * 3 + i[3]) as i64 % 11 - 5
+            });
+            let forward = conv2d(&x, &f, &win);
+            let y = ArrayD::from_shape_fn(forward.raw_dim(), |i| {
+                (i[0] * 3 + i[1] * 7 + i[2] * 2 + i[3] * 5) as i64 % 9 - 4
+            });
+            let back = conv2d_transpose(&y, &f, &win, out_hw);
+            assert_eq!(back.shape(), x.shape(), "{win:?}");
+            let lhs: i64 = (&forward * &y).sum();
+            let rhs: i64 = (&x * &back).sum();
+            assert_eq!(lhs, rhs, "{win:?} over {out_hw:?}");
+        }
+    }
+
+    #[test]
+    fn resize_taps_follow_tensorflow() {
+        // Half-pixel centres, 3 -> 6: inputs at (o + 0.5)/2 - 0.5.
+        let taps = bilinear_taps(3, 6, false, true);
+        assert_eq!(taps[0], Tap { lower: 0, upper: 0, lerp: 0.75 });
+        assert_eq!(taps[1], Tap { lower: 0, upper: 1, lerp: 0.25 });
+        assert_eq!(taps[5], Tap { lower: 2, upper: 2, lerp: 0.25 });
+        assert_eq!(nearest_indices(3, 6, false, true), vec![0, 0, 1, 1, 2, 2]);
+        assert_eq!(nearest_indices(3, 6, false, false), vec![0, 0, 1, 1, 2, 2]);
+        assert_eq!(nearest_indices(3, 5, true, false), vec![0, 1, 1, 2, 2]);
     }
 
     #[test]

@@ -14,7 +14,10 @@
 //! listed once in [`units!`] below: adding one that composes existing primitives
 //! touches that module, this list and its frontend's table, nothing else.
 
+mod abs;
 mod activation;
+mod clip;
+mod conv_transpose;
 mod depthwise;
 mod exp;
 mod greater;
@@ -27,6 +30,7 @@ mod product;
 mod reciprocal;
 mod relu;
 mod relu6;
+mod resize;
 mod rsqrt;
 mod scaled;
 mod softmax;
@@ -38,7 +42,10 @@ use std::ops::Range;
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
+pub use abs::Abs;
 pub use activation::Activation;
+pub use clip::Clip;
+pub use conv_transpose::Conv2DTranspose;
 pub use depthwise::DepthwiseConv2D;
 pub use exp::Exp;
 pub use greater::Greater;
@@ -51,6 +58,7 @@ pub use product::Product;
 pub use reciprocal::Reciprocal;
 pub use relu::Relu;
 pub use relu6::Relu6;
+pub use resize::ResizeBilinear;
 pub use rsqrt::Rsqrt;
 pub use scaled::{Scaled, ShiftPool, scale_bits};
 pub use softmax::Softmax;
@@ -242,6 +250,10 @@ units! {
     Reciprocal(Reciprocal),
     Activation(Activation),
     Greater(Greater),
+    Conv2DTranspose(Conv2DTranspose),
+    ResizeBilinear(ResizeBilinear),
+    Abs(Abs),
+    Clip(Clip),
 }
 
 /// The unit of each lowered step: one variant per kind, each a [`SecureOp`].

@@ -42,6 +42,12 @@ pub enum Bilinear {
     Conv2D(Window),
     /// NHWC input, [kh, kw, channels, multiplier] filter.
     DepthwiseConv2D(Window),
+    /// The transpose of Conv2D onto an output of `out_hw`: NHWC input, [kh, kw,
+    /// out, in] filter.
+    Conv2DTranspose {
+        window: Window,
+        out_hw: [usize; 2],
+    },
     /// Element-wise, with NumPy broadcasting.
     Elementwise,
 }
@@ -53,6 +59,7 @@ impl Bilinear {
             Bilinear::MatMul { transpose_a, transpose_b } => linear::matmul(x, y, *transpose_a, *transpose_b),
             Bilinear::Conv2D(window) => linear::conv2d(x, y, window),
             Bilinear::DepthwiseConv2D(window) => linear::depthwise_conv2d(x, y, window),
+            Bilinear::Conv2DTranspose { window, out_hw } => linear::conv2d_transpose(x, y, window, *out_hw),
             Bilinear::Elementwise => x * y,
         }
     }

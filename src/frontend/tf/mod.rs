@@ -16,7 +16,7 @@ pub use graph::Graph;
 pub use ops::docs::{OP_DOCS, OpDoc, markdown as ops_markdown};
 pub use ops::{SUPPORTED_OPS, is_supported};
 
-use super::{Builder, Feed, Model, OpCount, Origin, Placeholder, Report, Slot};
+use super::{Builder, Feed, Model, OpCount, Origin, Placeholder, Public, Report, Slot};
 use crate::error::Error;
 use crate::plan::Plan;
 use crate::tensor::Tensor;
@@ -86,6 +86,16 @@ pub fn placeholders(graph: &Graph, nodes: &[usize]) -> Result<Vec<Placeholder>> 
     Ok(out)
 }
 
+/// A placeholder fed a public number: a constant of its declared shape (one
+/// element, checked by `check_feeds`; a scalar when the rank is unknown).
+fn public_number(node: &Node<'_>, public: &Public) -> Result<Slot> {
+    let value = public.get(&node.name).copied().unwrap_or_default();
+    let shape: Vec<usize> =
+        node.get_attr_opt_shape("shape")?.unwrap_or_default().iter().map(|d| d.unwrap_or(1)).collect();
+    let tensor = ndarray::ArrayD::from_elem(ndarray::IxDyn(&shape), value);
+    Ok(Builder::known(&node.origin, Tensor::Float(tensor)))
+}
+
 impl Model for TfModel {
     fn report(&self) -> Result<Report> {
         let graph = &self.graph;
@@ -120,11 +130,11 @@ impl Model for TfModel {
     }
 
     /// The plan that computes the output from the `feeds`.
-    fn build(&self, report: &Report, feeds: &BTreeMap<String, Feed>) -> Result<Plan> {
+    fn build(&self, report: &Report, feeds: &BTreeMap<String, Feed>, public: &Public) -> Result<Plan> {
         let graph = &self.graph;
         let nodes = graph.data_ancestors(self.output);
         report.check_supported()?;
-        report.check_feeds(feeds)?;
+        report.check_feeds(feeds, public)?;
 
         let mut builder = Builder::new();
         let mut slots: HashMap<usize, Vec<Slot>> = HashMap::with_capacity(nodes.len());
@@ -159,6 +169,9 @@ impl Model for TfModel {
             }
             let feed = feeds.get(&node.name);
             let outs = match (node.op.as_str(), feed) {
+                ("Placeholder" | "PlaceholderWithDefault", _) if public.contains_key(&node.name) => {
+                    vec![public_number(&node, public)?]
+                }
                 ("Placeholder" | "PlaceholderWithDefault", Some(feed)) => vec![builder.input(&node.origin, feed)],
                 ("Placeholder", None) => {
                     // check_feeds names every unfed placeholder with a dtype; one without is odd.
@@ -322,5 +335,105 @@ mod tests {
         let loaded = frontend::load_bytes(&bytes, Path::new("test.pb"), Some("conv"), feeds).unwrap();
         let err = format!("{:#}", loaded.into_plan().unwrap_err());
         assert!(err.contains("Split `split`: axis 0 of [0] does not split into 4611686018427387904"), "{err}");
+    }
+
+    /// A TF2 dropout (`tf.compat.v1.nn.dropout`) whose keep_prob is
+    /// `placeholder_with_default(kp)`: rate = 1 − kp, RandomUniform ≥ rate, a
+    /// SelectV2 of x / (1 − rate) and 0; then x + that, so that the plan has a step.
+    fn dropout(kp: f32) -> Vec<super::NodeDef> {
+        vec![
+            placeholder("x", &[2, 3]),
+            const_f32("one", &[], &[1.0]),
+            const_f32("zero", &[], &[0.0]),
+            const_f32("kp_default", &[], &[kp]),
+            node("keep_prob", "PlaceholderWithDefault", &["kp_default"]),
+            node("rate", "Sub", &["one", "keep_prob"]),
+            const_i32("shape", &[2], &[2, 3]),
+            node("uniform", "RandomUniform", &["shape"]),
+            node("mask", "GreaterEqual", &["uniform", "rate"]),
+            node("keep", "Sub", &["one", "rate"]),
+            node("scaled", "RealDiv", &["x", "keep"]),
+            node("dropped", "SelectV2", &["mask", "scaled", "zero"]),
+            // TF1's own form: x * floor(keep_prob + U).
+            node("kp_u", "AddV2", &["keep_prob", "uniform"]),
+            node("floor", "Floor", &["kp_u"]),
+            node("old", "Mul", &["x", "floor"]),
+            node("conv", "AddV2", &["dropped", "old"]),
+        ]
+    }
+
+    fn load_dropout(kp: f32) -> anyhow::Result<Plan> {
+        let bytes = graph(dropout(kp)).encode_to_vec();
+        let feeds =
+            |_: &frontend::Report| Ok([("x".to_string(), Feed { shape: vec![2, 3], source: "x".into() })].into());
+        frontend::load_bytes(&bytes, Path::new("test.pb"), Some("conv"), feeds).unwrap().into_plan()
+    }
+
+    #[test]
+    fn a_dropout_with_keep_prob_1_folds_away_for_every_random_value() {
+        let plan = load_dropout(1.0).unwrap();
+        // Neither mask nor scale is a step: x + x only.
+        let [step] = plan.steps.as_slice() else { panic!("{}", plan.describe()) };
+        assert_eq!((step.op_type.as_str(), step.inputs.as_slice()), ("AddV2", &[0, 0][..]));
+    }
+
+    #[test]
+    fn a_dropout_not_decided_at_import_is_refused_naming_the_node() {
+        let err = format!("{:#}", load_dropout(0.5).unwrap_err());
+        let named = err.contains("GreaterEqual `mask`") || err.contains("Floor `floor`");
+        assert!(named && err.contains("`uniform`") && err.contains("not decided"), "{err}");
+        // The bounds the refusal is decided on: U ≥ 0 holds for every U.
+        let b = crate::frontend::Bounded { shape: vec![1], lo: 0.0, hi: 1.0 - f32::EPSILON, origin: "u".into() };
+        assert_eq!(b.lo + 1.0, 1.0);
+        assert_eq!((b.hi + 1.0).floor(), 1.0, "1 + the largest U stays below 2 in f32");
+    }
+
+    #[test]
+    fn a_keep_prob_placeholder_fed_a_public_number_decides_the_dropout() {
+        // keep_prob a plain Placeholder, fed 1.0 (folds) or 0.5 (refused by name).
+        let mut nodes = dropout(1.0);
+        nodes.retain(|n| n.name != "keep_prob" && n.name != "kp_default");
+        nodes.push(placeholder("keep_prob", &[]));
+        let bytes = graph(nodes).encode_to_vec();
+        let load = |kp: f32| {
+            let feeds =
+                |_: &frontend::Report| Ok([("x".to_string(), Feed { shape: vec![2, 3], source: "x".into() })].into());
+            let public = [("keep_prob".to_string(), kp)].into();
+            frontend::load_bytes_public(&bytes, Path::new("test.pb"), Some("conv"), &public, feeds).unwrap().into_plan()
+        };
+        let plan = load(1.0).unwrap();
+        assert_eq!(plan.steps.len(), 1, "{}", plan.describe());
+        assert_eq!(plan.inputs.len(), 1, "keep_prob is no private input");
+        let err = format!("{:#}", load(0.5).unwrap_err());
+        assert!(err.contains("`uniform`") && err.contains("not decided"), "{err}");
+        // Unfed, it is refused as any placeholder without an input.
+        let feeds =
+            |_: &frontend::Report| Ok([("x".to_string(), Feed { shape: vec![2, 3], source: "x".into() })].into());
+        let err = frontend::load_bytes(&bytes, Path::new("test.pb"), Some("conv"), feeds).unwrap().into_plan();
+        assert!(format!("{:#}", err.unwrap_err()).contains("keep_prob"));
+    }
+
+    #[test]
+    fn clip_by_value_is_one_two_sided_clip_unless_its_middle_is_read_elsewhere() {
+        let clip = |extra: bool| {
+            let mut nodes = vec![
+                placeholder("x", &[2, 3]),
+                const_f32("hi", &[], &[2.5]),
+                const_f32("lo", &[], &[-1.0]),
+                node("min", "Minimum", &["x", "hi"]),
+                node("max", "Maximum", &["min", "lo"]),
+            ];
+            nodes.push(if extra { node("conv", "AddV2", &["max", "min"]) } else { node("conv", "Neg", &["max"]) });
+            plan(nodes, &[2, 3])
+        };
+        let fused = clip(false);
+        let ops: Vec<&Op> = fused.steps.iter().map(|s| &s.op).collect();
+        let both: Op = crate::ops::Clip { lo: Some(-1.0), hi: Some(2.5) }.into();
+        assert_eq!(ops, [&both, &Op::Reshape(vec![2, 3]), &Op::Neg], "{}", fused.describe());
+        let x = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2, 3]), vec![-3.0, -1.0, 0.5, 2.5, 3.0, 9.0]).unwrap();
+        assert_eq!(run(&fused, x).iter().copied().collect::<Vec<_>>(), vec![1.0, 1.0, -0.5, -2.5, -2.5, -2.5]);
+        // The Minimum's output also feeds the Add: both clips stay one-sided.
+        let kept = clip(true);
+        assert!(kept.steps.iter().all(|s| !matches!(&s.op, o if *o == both)), "{}", kept.describe());
     }
 }

@@ -31,9 +31,19 @@ pub const OP_DOCS: &[OpDoc] = &[
         secure: "Beaver product with reused masks, truncation",
     },
     OpDoc {
+        ops: &["BatchMatMulV2", "BatchMatMul"],
+        notes: "a tensor [..., m, k] by a matrix (`adj_y`); planned as Reshape, MatMul, Reshape",
+        secure: "as MatMul",
+    },
+    OpDoc {
         ops: &["Conv2D"],
         notes: "NHWC or NCHW (`data_format`); SAME, VALID and EXPLICIT (`explicit_paddings`, batch and channel pads 0); strides; dilations",
         secure: "Beaver product with reused masks, truncation",
+    },
+    OpDoc {
+        ops: &["Conv2DBackpropInput"],
+        notes: "Keras `Conv2DTranspose`; NHWC; SAME, VALID, EXPLICIT; strides; dilations; public output shape",
+        secure: "Beaver product with its own bilinear map, reused masks, truncation",
     },
     OpDoc {
         ops: &["DepthwiseConv2dNative"],
@@ -58,11 +68,27 @@ pub const OP_DOCS: &[OpDoc] = &[
         notes: "(a − b)² as `tf.nn.moments` writes it",
         secure: "a Beaver product",
     },
+    OpDoc { ops: &["Abs"], notes: "", secure: "exact: 2·ReLU(x) − x, one ReLU" },
+    OpDoc {
+        ops: &["ClipByValue"],
+        notes: "public scalar bounds, \\|bound\\| ≤ 16384; `tf.clip_by_value` (Minimum then Maximum) is fused into one",
+        secure: "exact: lo + ReLU(x − lo) − ReLU(x − hi) in one batched ReLU",
+    },
     OpDoc { ops: &["Neg"], notes: "", secure: "local" },
     OpDoc {
         ops: &["AvgPool", "MaxPool"],
         notes: "NHWC or NCHW; SAME and VALID, MaxPool also EXPLICIT; SAME AvgPool divides by the number of real (unpadded) pixels, as TensorFlow",
         secure: "AvgPool: local sum × public 1/count; MaxPool: exact, by comparison tournament",
+    },
+    OpDoc {
+        ops: &["ResizeBilinear"],
+        notes: "`size` public; `align_corners`, `half_pixel_centers` (Keras `UpSampling2D(interpolation=\"bilinear\")`)",
+        secure: "local weighted sum, public weights, one truncation; error ≤ 4·max\\|x\\|·2^−17 + 2^−16",
+    },
+    OpDoc {
+        ops: &["ResizeNearestNeighbor"],
+        notes: "`size` public; `align_corners`, `half_pixel_centers` (tf_keras `UpSampling2D`)",
+        secure: "local (two gathers)",
     },
     OpDoc { ops: &["Relu"], notes: "", secure: "exact: DReLU by dealer-assisted comparison, then a product" },
     OpDoc {
@@ -77,7 +103,7 @@ pub const OP_DOCS: &[OpDoc] = &[
     },
     OpDoc {
         ops: &["Maximum", "Minimum"],
-        notes: "two private (or weight) tensors, NumPy broadcasting; Keras `Maximum()`",
+        notes: "two private (or weight) tensors, NumPy broadcasting; Keras `Maximum()`; with a one-element constant: a public one-sided clip (one ReLU)",
         secure: "exact: a ± ReLU(b − a)",
     },
     OpDoc {
@@ -140,6 +166,11 @@ pub const OP_DOCS: &[OpDoc] = &[
     OpDoc { ops: &["ConcatV2", "Concat", "Pack"], notes: "public axis", secure: "local" },
     OpDoc { ops: &["Slice", "StridedSlice"], notes: "public begin/end/strides; all five masks", secure: "local" },
     OpDoc { ops: &["Split", "SplitV"], notes: "public sizes and axis", secure: "local" },
+    OpDoc {
+        ops: &["Tile", "Unpack"],
+        notes: "public multiples / axis (Keras 3 `UpSampling2D`, `RepeatVector`, unrolled RNNs)",
+        secure: "local",
+    },
     OpDoc { ops: &["GatherV2", "Gather"], notes: "public indices, `batch_dims` 0", secure: "local" },
     OpDoc {
         ops: &["SpaceToBatchND", "BatchToSpaceND"],
@@ -148,6 +179,27 @@ pub const OP_DOCS: &[OpDoc] = &[
     },
     OpDoc { ops: &["Shape", "Size", "Rank"], notes: "always public: shapes are static in a plan", secure: "public" },
     OpDoc { ops: &["Prod", "Fill", "Range"], notes: "known (shape) values only", secure: "folded at import" },
+    OpDoc {
+        ops: &[
+            "Sqrt",
+            "Floor",
+            "FloorDiv",
+            "FloorMod",
+            "Equal",
+            "NotEqual",
+            "Less",
+            "LessEqual",
+            "GreaterEqual",
+            "Select",
+        ],
+        notes: "on public values (shapes, constants); Select with a known condition picks a whole branch",
+        secure: "public values only",
+    },
+    OpDoc {
+        ops: &["RandomUniform"],
+        notes: "never sampled: a range [0, 1 − 2^−23]; a dropout decided by it (keep_prob 1, rate 0) folds away, an undecided one is refused naming the node",
+        secure: "public values only",
+    },
     OpDoc {
         ops: &["Cast"],
         notes: "on public values, and float-to-float on private ones",

@@ -5,6 +5,7 @@ use anyhow::Result;
 use super::super::Node;
 use super::{expect_inputs, known_scalar, resolve_axis};
 use crate::error::Error;
+use crate::frontend::builder::known_single_float;
 use crate::frontend::tf::proto::NodeExt;
 use crate::frontend::{Builder, Slot};
 use crate::plan::Op;
@@ -24,12 +25,49 @@ pub fn add(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>
     binary(ctx, node, ins, Op::Add)
 }
 
+/// Maximum or Minimum of a private tensor and a public number is a one-sided
+/// [`Clip`](crate::ops::Clip) (one ReLU, the number public); of two private
+/// tensors, or by a constant tensor (a weight), the two-input unit.
+fn extremum(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot], max: bool) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<2>(node, ins)?;
+    let clip = |c: f32| {
+        if max { crate::ops::Clip { lo: Some(c), hi: None } } else { crate::ops::Clip { lo: None, hi: Some(c) } }
+    };
+    let one_sided = match ins {
+        [x @ Slot::Value(_), c] | [c, x @ Slot::Value(_)] => {
+            known_single_float(c).filter(|_| ctx.shape(c).len() <= ctx.shape(x).len()).map(|v| (x, v))
+        }
+        _ => None,
+    };
+    if let Some((x, c)) = one_sided {
+        return Ok(vec![ctx.apply(&node.origin, clip(c).into(), std::slice::from_ref(x))?]);
+    }
+    let op = if max { crate::ops::Maximum.into() } else { crate::ops::Minimum.into() };
+    Ok(vec![ctx.apply(&node.origin, op, ins)?])
+}
+
 pub fn maximum(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
-    binary(ctx, node, ins, crate::ops::Maximum.into())
+    extremum(ctx, node, ins, true)
 }
 
 pub fn minimum(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
-    binary(ctx, node, ins, crate::ops::Minimum.into())
+    extremum(ctx, node, ins, false)
+}
+
+/// A product, where a factor of known ones (a decided dropout's scale 1/keep_prob
+/// with keep_prob 1) that changes no shape is no step at all.
+fn product(ctx: &mut Builder, node: &Node<'_>, a: &Slot, b: &Slot) -> Result<Slot> {
+    let ones =
+        |s: &Slot| matches!(s, Slot::Known(k) if k.tensor.as_float().is_some_and(|t| t.iter().all(|&v| v == 1.0)));
+    for (x, one) in [(a, b), (b, a)] {
+        if ones(one) && !matches!(x, Slot::Known(_)) {
+            let shape = ctx.shape(x);
+            if crate::plan::broadcast_shape(&shape, &ctx.shape(one)).is_ok_and(|s| s == shape) {
+                return Ok(x.clone());
+            }
+        }
+    }
+    ctx.apply(&node.origin, Op::Mul, &[a.clone(), b.clone()])
 }
 
 /// [a > b] (Keras 3's `ELU(alpha ≠ 1)` exports `tf.where(x > 0, …)`).
@@ -53,7 +91,8 @@ pub fn sub(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>
 }
 
 pub fn mul(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
-    binary(ctx, node, ins, Op::Mul)
+    let ins = expect_inputs::<2>(node, ins)?;
+    Ok(vec![product(ctx, node, &ins[0], &ins[1])?])
 }
 
 /// Division by a known tensor is a product with its reciprocal; by a private
@@ -69,7 +108,7 @@ pub fn real_div(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<
         return Err(Error::unsupported(format!("{}: division by zero", node.describe())));
     }
     let reciprocal = Builder::known(&node.origin, Tensor::Float(divisor.mapv(|d| 1.0 / d)));
-    Ok(vec![ctx.apply(&node.origin, Op::Mul, &[ins[0].clone(), reciprocal])?])
+    Ok(vec![product(ctx, node, &ins[0], &reciprocal)?])
 }
 
 /// `Reciprocal` and its old name `Inv`.
@@ -92,65 +131,6 @@ pub fn squared_difference(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> R
     let ins = expect_inputs::<2>(node, ins)?;
     let d = ctx.apply(&node.origin, Op::Sub, ins)?;
     Ok(vec![ctx.apply(&node.origin, Op::Mul, &[d.clone(), d])?])
-}
-
-/// The product of a known integer vector's elements (shape arithmetic, as
-/// tf_keras' LayerNormalization does it): folded at import.
-pub fn prod(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs::<2>(node, ins)?;
-    let values = ctx.known_ints(&node.origin, &ins[0], "the input of Prod")?;
-    if ctx.shape(&ins[0]).len() > 1 {
-        return Err(Error::unsupported(format!("{}: Prod of more than a vector", node.describe())));
-    }
-    let product = values.iter().try_fold(1i64, |a, &v| a.checked_mul(v));
-    let product = product.ok_or_else(|| Error::unsupported(format!("{}: the product overflows", node.describe())))?;
-    let shape: &[usize] = if node.get_attr_bool("keep_dims", false)? { &[1] } else { &[] };
-    let tensor = ndarray::ArrayD::from_elem(ndarray::IxDyn(shape), product);
-    Ok(vec![Builder::known(&node.origin, Tensor::Int(tensor))])
-}
-
-/// start, start + delta, … below limit (above it for a negative delta), of known
-/// integers: folded at import (TensorFlow writes a Softmax over another axis
-/// than the last with permutations made so).
-pub fn range(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs::<3>(node, ins)?;
-    let start = known_scalar(ctx, node, &ins[0], "the start")?;
-    let limit = known_scalar(ctx, node, &ins[1], "the limit")?;
-    let delta = known_scalar(ctx, node, &ins[2], "the delta")?;
-    // Positive spans and steps whichever the direction; None for delta 0 or an overflow.
-    let sign = delta.signum();
-    let span = limit.checked_sub(start).and_then(|v| v.checked_mul(sign)).filter(|_| sign != 0);
-    let count = span.zip(delta.checked_abs()).and_then(|(span, step)| {
-        if span <= 0 { Some(0) } else { span.checked_sub(1)?.checked_div(step)?.checked_add(1) }
-    });
-    let count = count
-        .filter(|&c| c <= crate::frontend::MAX_CONST_ELEMENTS as i64)
-        .ok_or_else(|| Error::unsupported(format!("{}: range({start}, {limit}, {delta})", node.describe())))?;
-    let values: Vec<i64> = (0..count).filter_map(|i| i.checked_mul(delta).and_then(|v| v.checked_add(start))).collect();
-    Ok(vec![Builder::known(&node.origin, Tensor::Int(ndarray::Array1::from(values).into_dyn()))])
-}
-
-/// A tensor of known dimensions filled with a known value: folded at import.
-pub fn fill(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs::<2>(node, ins)?;
-    let dims = super::known_sizes(ctx, node, &ins[0], "the dimensions")?;
-    if crate::tensor::element_count(&dims).is_none_or(|n| n > crate::frontend::MAX_CONST_ELEMENTS) {
-        return Err(Error::unsupported(format!("{}: dimensions {dims:?} are too large", node.describe())));
-    }
-    let Slot::Known(value) = &ins[1] else {
-        return Err(Error::unsupported(format!("{}: the fill value must be a constant", node.describe())));
-    };
-    let shape = ndarray::IxDyn(&dims);
-    let tensor = match &value.tensor {
-        Tensor::Float(v) if v.len() == 1 => {
-            Tensor::Float(ndarray::ArrayD::from_elem(shape, v.iter().copied().next().unwrap_or_default()))
-        }
-        Tensor::Int(v) if v.len() == 1 => {
-            Tensor::Int(ndarray::ArrayD::from_elem(shape, v.iter().copied().next().unwrap_or_default()))
-        }
-        _ => return Err(Error::invalid_model(format!("{}: the fill value must be a scalar", node.describe()))),
-    };
-    Ok(vec![Builder::known(&node.origin, tensor)])
 }
 
 /// The largest whole exponent of a private base, computed by products.

@@ -6,6 +6,7 @@
 
 mod array;
 pub mod docs;
+mod fold;
 mod math;
 mod nn;
 
@@ -50,14 +51,33 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("Cast", array::cast),
     ("SpaceToBatchND", array::space_to_batch_nd),
     ("BatchToSpaceND", array::batch_to_space_nd),
+    ("Unpack", fold::unpack),
+    ("Tile", fold::tile),
+    ("ResizeNearestNeighbor", fold::resize_nearest),
+    ("ResizeBilinear", fold::resize_bilinear),
+    // evaluated at import (public inputs)
+    ("Prod", fold::prod),
+    ("Fill", fold::fill),
+    ("Range", fold::range),
+    ("Sqrt", fold::sqrt),
+    ("Floor", fold::floor),
+    ("FloorDiv", fold::floor_div),
+    ("FloorMod", fold::floor_mod),
+    ("Equal", fold::equal),
+    ("NotEqual", fold::not_equal),
+    ("Less", fold::less),
+    ("LessEqual", fold::less_equal),
+    ("Greater", greater),
+    ("GreaterEqual", fold::greater_equal),
+    ("Select", fold::select),
+    ("SelectV2", select_v2),
+    ("RandomUniform", fold::random_uniform),
     // math
     ("Add", math::add),
     ("AddV2", math::add),
     ("Sub", math::sub),
     ("Maximum", math::maximum),
     ("Minimum", math::minimum),
-    ("Greater", math::greater),
-    ("SelectV2", math::select_v2),
     ("Mul", math::mul),
     ("RealDiv", math::real_div),
     ("Reciprocal", math::reciprocal),
@@ -65,9 +85,6 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("Exp", math::exp),
     ("Square", math::square),
     ("SquaredDifference", math::squared_difference),
-    ("Prod", math::prod),
-    ("Fill", math::fill),
-    ("Range", math::range),
     ("Neg", math::neg),
     ("MatMul", math::matmul),
     ("Mean", math::mean),
@@ -78,9 +95,14 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("Sigmoid", math::sigmoid),
     ("Tanh", math::tanh),
     ("Pow", math::pow),
+    ("Abs", fold::abs),
+    ("ClipByValue", fold::clip_by_value),
+    ("BatchMatMulV2", fold::batch_matmul),
+    ("BatchMatMul", fold::batch_matmul),
     // nn
     ("BiasAdd", nn::bias_add),
     ("Conv2D", nn::conv2d),
+    ("Conv2DBackpropInput", nn::conv2d_backprop_input),
     ("DepthwiseConv2dNative", nn::depthwise_conv2d),
     ("AvgPool", nn::avg_pool),
     ("MaxPool", nn::max_pool),
@@ -122,6 +144,24 @@ pub fn build(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slo
         .find(|(name, _)| *name == node.op)
         .ok_or_else(|| Error::unsupported(format!("unsupported op {}", node.describe())))?;
     builder(ctx, node, ins)
+}
+
+/// Greater of known (or random-range) values folds; of a private one it is a comparison.
+fn greater(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    if ins.iter().any(|s| matches!(s, Slot::Value(_))) {
+        math::greater(ctx, node, ins)
+    } else {
+        fold::greater(ctx, node, ins)
+    }
+}
+
+/// SelectV2 with a known condition picks (or folds); with a private one it is a product.
+fn select_v2(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    if matches!(ins.first(), Some(Slot::Value(_))) {
+        math::select_v2(ctx, node, ins)
+    } else {
+        fold::select(ctx, node, ins)
+    }
 }
 
 /// The inputs a builder expects: exactly `n` of them, or an error naming the node.

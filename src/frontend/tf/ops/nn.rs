@@ -106,6 +106,28 @@ pub fn conv2d(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Sl
     Ok(vec![ctx.apply(&node.origin, Op::Conv2D(window), ins)?])
 }
 
+/// Conv2DBackpropInput(input_sizes, filter, out_backprop) with known
+/// `input_sizes`: a transposed convolution (Keras's Conv2DTranspose) of the
+/// private `out_backprop` by the filter [kh, kw, out, in]. NHWC only.
+pub fn conv2d_backprop_input(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let [sizes, filter, y] = expect_inputs::<3>(node, ins)?;
+    check_nhwc(node)?;
+    let sizes = super::known_sizes(ctx, node, sizes, "input_sizes")?;
+    let window = conv_window(ctx, node, &[y.clone(), filter.clone()])?;
+    let (ys, fs) = (ctx.shape(y), ctx.shape(filter));
+    let &[n, h, w, c] = sizes.as_slice() else {
+        return Err(Error::unsupported(format!("{}: input_sizes {sizes:?} is not NHWC", node.describe())));
+    };
+    if ys.first() != Some(&n) || fs.get(2) != Some(&c) {
+        return Err(Error::unsupported(format!(
+            "{}: input_sizes {sizes:?} do not fit the input {ys:?} and the filter {fs:?}",
+            node.describe()
+        )));
+    }
+    let unit = crate::ops::Conv2DTranspose { window, out_hw: [h, w] };
+    Ok(vec![ctx.apply(&node.origin, unit.into(), &[y.clone(), filter.clone()])?])
+}
+
 /// Conv2D's attributes; the filter is [kh, kw, channels, multiplier]. NHWC only
 /// (TensorFlow's CPU kernel is NHWC only too).
 pub fn depthwise_conv2d(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
