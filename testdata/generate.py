@@ -76,6 +76,7 @@ OPS = os.path.join(OUT, "ops")
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 from mnist_idx import load_mnist_raw  # noqa: E402
+import gen_seq  # noqa: E402
 
 N_TRAIN = 12000
 EPOCHS = 2
@@ -1331,6 +1332,7 @@ def main():
         ONLY = {n.strip() for n in args.only.split(",") if n.strip()}
         os.makedirs(OPS, exist_ok=True)
         build_ops()
+        gen_seq.build_seq(sys.modules[__name__], lambda: load_mnist(args.mnist_dir))
         if "mobilenet_v2" in ONLY:
             build_mobilenet(*load_mnist(args.mnist_dir))
         KNOWN.add("mobilenet_v2")
@@ -1350,6 +1352,7 @@ def main():
 
     build_models(xtr, ytr, xte, yte)
     build_ops()
+    gen_seq.build_seq(sys.modules[__name__], lambda: (xtr, ytr, xte, yte))
     build_mobilenet(xtr, ytr, xte, yte)
 
     manifest = {

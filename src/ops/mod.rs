@@ -14,11 +14,14 @@
 //! listed once in [`units!`] below: adding one that composes existing primitives
 //! touches that module, this list and its frontend's table, nothing else.
 
+mod batch_matmul;
 mod depthwise;
 mod leaky_relu;
+mod less;
 mod lifted_add;
 mod local;
 mod maximum;
+mod one_hot;
 mod piecewise;
 mod product;
 mod relu;
@@ -32,11 +35,14 @@ use std::ops::Range;
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
+pub use batch_matmul::BatchMatMul;
 pub use depthwise::DepthwiseConv2D;
 pub use leaky_relu::LeakyRelu;
+pub use less::Less;
 pub use lifted_add::LiftedAdd;
 pub use local::Local;
 pub use maximum::{Maximum, Minimum};
+pub use one_hot::OneHot;
 pub use piecewise::{Curve, Piecewise};
 pub use product::Product;
 pub use relu::Relu;
@@ -189,6 +195,9 @@ units! {
     Maximum(Maximum),
     Minimum(Minimum),
     DepthwiseConv2D(DepthwiseConv2D),
+    BatchMatMul(BatchMatMul),
+    OneHot(OneHot),
+    Less(Less),
 }
 
 /// The unit of each lowered step: one variant per kind, each a [`SecureOp`].

@@ -44,6 +44,12 @@ pub enum Bilinear {
     DepthwiseConv2D(Window),
     /// Element-wise, with NumPy broadcasting.
     Elementwise,
+    /// Matrix products over the last two axes, the batch axes broadcast
+    /// (TensorFlow's BatchMatMulV2).
+    BatchMatMul {
+        adj_x: bool,
+        adj_y: bool,
+    },
 }
 
 impl Bilinear {
@@ -54,6 +60,7 @@ impl Bilinear {
             Bilinear::Conv2D(window) => linear::conv2d(x, y, window),
             Bilinear::DepthwiseConv2D(window) => linear::depthwise_conv2d(x, y, window),
             Bilinear::Elementwise => x * y,
+            Bilinear::BatchMatMul { adj_x, adj_y } => linear::batch_matmul(x, y, *adj_x, *adj_y),
         }
     }
 }
