@@ -137,6 +137,17 @@ def build_products():
              "abc,cde->abde by weights, scores aecd,abcd->acbe and context acbe,aecd->abcd of "
              "two private tensors (no softmax), output abcd,cde->abe", seed)
 
+    # Keras 3's Dense on a rank-3 input is a tensordot: Shape/GatherV2/Prod on the
+    # shape (folded), Reshape, MatMul, Reshape.
+    seed = 316
+    rng = np.random.default_rng(seed)
+    seed_all(0)
+    dense = keras.layers.Dense(3)
+    dense.build((None, 5, 4))
+    op_graph("dense_rank3", lambda x: dense(x), [spec([None, 5, 4])], {"input": rnd(rng, 3, 5, 4)},
+             "Keras 3 Dense(3) on a [N,5,4] input (a tensordot: Prod of shape entries folded at "
+             "import)", seed)
+
     # Attention without the softmax (another engineer builds it): Keras 3 EinsumDense
     # projections, MultiHeadAttention's two einsums, Keras' Dot merge layer.
     if selected("seq_attention_einsum"):

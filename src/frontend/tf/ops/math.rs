@@ -101,6 +101,43 @@ pub fn sum(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>
     Ok(vec![ctx.apply(&node.origin, Op::Sum { axes, keep_dims }, std::slice::from_ref(x))?])
 }
 
+/// The product over axes of a known tensor (Keras 3's `tensordot`, a Dense on a
+/// rank-3 input, multiplies shape entries with it): folded at import. Of a private
+/// value it has no protocol here.
+pub fn prod(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let (x, axes, keep_dims) = reduction_axes(ctx, node, ins)?;
+    let Slot::Known(k) = x else {
+        return Err(Error::unsupported(format!(
+            "{}: a product over axes of a value computed from the input is not supported",
+            node.describe()
+        )));
+    };
+    let reduce = |a: ndarray::ArrayViewD<'_, i64>| {
+        let mut out = a.to_owned();
+        for &axis in axes.iter().rev() {
+            out = out.fold_axis(ndarray::Axis(axis), 1i64, |&p, &v| p.saturating_mul(v));
+            if keep_dims {
+                out.insert_axis_inplace(ndarray::Axis(axis));
+            }
+        }
+        out
+    };
+    let folded = match &k.tensor {
+        Tensor::Int(a) => Tensor::Int(reduce(a.view())),
+        Tensor::Float(a) => {
+            let mut out = a.clone();
+            for &axis in axes.iter().rev() {
+                out = out.fold_axis(ndarray::Axis(axis), 1f32, |&p, &v| p * v);
+                if keep_dims {
+                    out.insert_axis_inplace(ndarray::Axis(axis));
+                }
+            }
+            Tensor::Float(out)
+        }
+    };
+    Ok(vec![Builder::known(&node.origin, folded)])
+}
+
 pub fn max(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let (x, axes, keep_dims) = reduction_axes(ctx, node, ins)?;
     Ok(vec![ctx.apply(&node.origin, Op::Max { axes, keep_dims }, std::slice::from_ref(x))?])

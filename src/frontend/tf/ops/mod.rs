@@ -71,6 +71,7 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("Mean", math::mean),
     ("Sum", math::sum),
     ("Max", math::max),
+    ("Prod", math::prod),
     ("ArgMax", math::argmax),
     ("Rsqrt", math::rsqrt),
     ("Sigmoid", math::sigmoid),
