@@ -77,6 +77,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 from mnist_idx import load_mnist_raw  # noqa: E402
 import gen_act  # noqa: E402  (the curve activations' entries)
+import gen_seq  # noqa: E402
 
 N_TRAIN = 12000
 EPOCHS = 2
@@ -1346,6 +1347,7 @@ def main():
         gen_recip.build(args.mnist_dir)
         gen_act.build_act_ops(sys.modules[__name__])
         build_linear_and_tf1(lambda: load_mnist(args.mnist_dir))
+        gen_seq.build_seq(sys.modules[__name__], lambda: load_mnist(args.mnist_dir))
         if "mobilenet_v2" in ONLY:
             build_mobilenet(*load_mnist(args.mnist_dir))
         KNOWN.add("mobilenet_v2")
@@ -1368,6 +1370,7 @@ def main():
     gen_recip.build(args.mnist_dir)
     gen_act.build_act_ops(sys.modules[__name__])
     build_linear_and_tf1(lambda: (xtr, ytr, xte, yte))
+    gen_seq.build_seq(sys.modules[__name__], lambda: (xtr, ytr, xte, yte))
     build_mobilenet(xtr, ytr, xte, yte)
 
     manifest = {

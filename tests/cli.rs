@@ -914,3 +914,23 @@ fn a_public_keep_prob_decides_the_dropout_or_is_refused_naming_the_node() {
     );
     fails(&["--plaintext", model, "testdata/mnist_flat100.npy", "--public", "keep_prob=x"], 2, &["NAME=NUMBER"]);
 }
+
+/// Token ids feed an int32 placeholder (an Embedding's) as TensorFlow takes them:
+/// integers, from an integer or a float file; a fraction is refused by file and
+/// placeholder, without showing the value, instead of rounded by the lookup.
+#[test]
+fn an_int32_token_placeholder_takes_integer_ids_and_refuses_a_fraction_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = "testdata/seq/seq_embedding_tfkeras.pb";
+    let ids: Vec<f32> = (0..32).map(|i| ((i * 37) % 200) as f32).collect();
+    let whole = temp_file(&dir, "ids.npy", &f32_npy("(1, 32)", &ids));
+    let (code, stdout, stderr) = run(&["--plaintext", model, s(&whole)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("row 0: class"), "{stdout}");
+    let mut fractional = ids.clone();
+    fractional[5] = 17.25;
+    let bad = temp_file(&dir, "bad.npy", &f32_npy("(1, 32)", &fractional));
+    let stderr =
+        fails(&["--plaintext", model, s(&bad)], 2, &["bad.npy", "`input`", "int32", "not an integer", "index 5"]);
+    assert!(!stderr.contains("17.25"), "the value is the client's: {stderr}");
+}

@@ -752,3 +752,112 @@ fn conv2d_transpose_under_pond_matches_plaintext() {
         assert!(worst <= 1e-3, "{window:?} onto {out_hw:?}: worst {worst}");
     }
 }
+
+/// Attention's Q·Kᵀ: a product of two private tensors over their last two axes,
+/// the batch axes broadcast (y's size-1 head axis repeats), each operand
+/// transposed as asked; both are opened once, masked, then one truncation.
+#[test]
+fn batch_matmul_of_two_private_tensors_broadcasts_and_transposes_under_pond() {
+    for (adj_x, adj_y, x_shape, y_shape) in [
+        (false, true, vec![2, 3, 4, 5], vec![2, 1, 6, 5]),
+        (true, false, vec![3, 5, 4], vec![5, 2]),
+        (false, false, vec![4, 5], vec![2, 3, 5, 2]),
+    ] {
+        let op: Op = tfe_run::ops::BatchMatMul { adj_x, adj_y }.into();
+        let plan = one_step(op, &[&x_shape, &y_shape]);
+        let fill = |shape: &[usize], k: usize| {
+            let n = shape.iter().product::<usize>();
+            array(shape, (0..n).map(|i| ((i * k) % 23) as f32 / 4.0 - 2.7).collect())
+        };
+        let worst = secure_vs_plaintext(&plan, &[fill(&x_shape, 7), fill(&y_shape, 11)]);
+        // One truncation (±1 ulp) and the two inputs' encodings (2^-17 each,
+        // times |other| ≤ 3 over ≤ 5 terms).
+        assert!(worst <= 2e-4, "adj {adj_x} {adj_y}: worst {worst}");
+    }
+}
+
+/// The ids of an embedding lookup: every id from −3 to V + 2 and halves around
+/// them. Integer ids in range give their one-hot row exactly, others a zero row;
+/// a non-integer id rounds to the nearest (half up), as the plaintext does.
+#[test]
+fn one_hot_of_private_ids_is_exact_with_a_zero_row_outside_the_table() {
+    let depth = 7;
+    let ids: Vec<f32> = (-6..=18).map(|i| i as f32 / 2.0).chain([-3.0, 7.0, 1e4, -1e4, 6.49, 6.5]).collect();
+    let plan = one_step(tfe_run::ops::OneHot { depth }.into(), &[&[ids.len()]]);
+    let clear = tfe_run::plaintext::run(&plan, &[("x0".to_string(), array(&[ids.len()], ids.clone()))].into())
+        .unwrap()
+        .to_float();
+    for (row, &id) in clear.outer_iter().zip(&ids) {
+        let hot: Vec<usize> = row.iter().enumerate().filter(|(_, v)| **v == 1.0).map(|(i, _)| i).collect();
+        let nearest = (id + 0.5).floor();
+        let want = if (0.0..depth as f32).contains(&nearest) { vec![nearest as usize] } else { vec![] };
+        assert_eq!(hot, want, "id {id}");
+        assert_eq!(row.iter().filter(|v| **v != 0.0).count(), want.len(), "id {id}");
+    }
+    let worst = secure_vs_plaintext(&plan, &[array(&[ids.len()], ids)]);
+    assert_eq!(worst, 0.0);
+}
+
+/// Keras 3 wraps negative ids with where(ids < 0, ...): [x < y] exactly, ties
+/// included, with broadcasting.
+#[test]
+fn less_of_private_values_is_exact_on_ties_and_broadcasts() {
+    let a: Vec<f32> = (0..20).map(|i| (i as f32 - 10.0) / 4.0).collect();
+    let b = vec![-2.5, 0.0, 0.25, 1.0 / 65536.0, 2.0];
+    let plan = one_step(tfe_run::ops::Less.into(), &[&[4, 5], &[5]]);
+    let worst = secure_vs_plaintext(&plan, &[array(&[4, 5], a), array(&[5], b)]);
+    assert_eq!(worst, 0.0);
+}
+
+/// An embedding lookup as the importer plans it: OneHot, then a product with the
+/// model owner's table (masked and opened once per session).
+#[test]
+fn an_embedding_lookup_by_private_ids_is_the_tables_rows_under_pond() {
+    let (depth, width) = (9, 4);
+    let table: Vec<f32> = (0..depth * width).map(|i| ((i * 13) % 17) as f32 / 8.0 - 1.0).collect();
+    let ids: Vec<f32> = vec![0.0, 8.0, 3.0, 3.0, 9.0, -1.0, 5.0, 2.0];
+    let value = |name: &str, shape: &[usize], source| Value {
+        name: name.into(),
+        shape: shape.to_vec(),
+        vtype: ValueType::Float,
+        source,
+    };
+    let step = |k: usize, op: Op, inputs: Vec<usize>, output: usize| Step {
+        node: format!("s{k}"),
+        op_type: op.name().into(),
+        op,
+        inputs,
+        output,
+    };
+    let plan = Plan {
+        values: vec![
+            value("x0", &[2, 4], Source::Input { placeholder: "x0".into() }),
+            value("table", &[depth, width], Source::Weight),
+            value("hot", &[2, 4, depth], Source::Step(0)),
+            value("flat", &[8, depth], Source::Step(1)),
+            value("rows", &[8, width], Source::Step(2)),
+        ],
+        steps: vec![
+            step(0, tfe_run::ops::OneHot { depth }.into(), vec![0], 2),
+            step(1, Op::Reshape(vec![8, depth]), vec![2], 3),
+            step(2, Op::MatMul { transpose_a: false, transpose_b: false }, vec![3, 1], 4),
+        ],
+        inputs: vec![0],
+        output: 4,
+        output_node: "rows".into(),
+        weight_values: BTreeMap::from([(1, array(&[depth, width], table.clone()))]),
+    };
+    plan.check_consistent().unwrap();
+    let x = array(&[2, 4], ids.clone());
+    let clear = tfe_run::plaintext::run(&plan, &[("x0".to_string(), x.clone())].into()).unwrap().to_float();
+    for (row, &id) in clear.outer_iter().zip(&ids) {
+        let want: Vec<f32> = if (0.0..depth as f32).contains(&id) {
+            table[id as usize * width..][..width].to_vec()
+        } else {
+            vec![0.0; width]
+        };
+        assert_eq!(row.iter().copied().collect::<Vec<f32>>(), want, "id {id}");
+    }
+    let worst = secure_vs_plaintext(&plan, &[x]);
+    assert!(worst <= 2.0 / 65536.0, "worst {worst}");
+}

@@ -149,6 +149,7 @@ pub fn prepare_public(
         let mut feeds = BTreeMap::new();
         for (name, path) in &files {
             let array = npy::read_input(path)?;
+            check_integer_feed(report, name, path, &array)?;
             feeds.insert(name.clone(), Feed { shape: array.shape().to_vec(), source: path.display().to_string() });
             inputs.insert(name.clone(), array);
         }
@@ -156,6 +157,24 @@ pub fn prepare_public(
     })?;
     let plan = loaded.into_plan()?;
     Ok(Prepared { plan, inputs })
+}
+
+/// An integer placeholder (token ids) takes integers only, as TensorFlow does: a
+/// fraction would be rounded by the lookup instead of refused. The value is not
+/// shown (it is the client's private input).
+fn check_integer_feed(report: &frontend::Report, name: &str, path: &Path, array: &ndarray::ArrayD<f32>) -> Result<()> {
+    let Some(p) = report.placeholders.iter().find(|p| p.name == name) else { return Ok(()) };
+    if !p.dtype.is_some_and(|d| d.starts_with("int") || d.starts_with("uint")) {
+        return Ok(());
+    }
+    match array.iter().position(|v| v.fract() != 0.0) {
+        Some(i) => Err(crate::error::Error::bad_input(format!(
+            "`{}` feeds placeholder `{name}` of dtype {}, but holds a value that is not an integer at flat index {i}",
+            path.display(),
+            p.dtype_name()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// A prediction: load, plan, execute, print.

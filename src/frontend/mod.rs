@@ -68,8 +68,9 @@ pub struct Placeholder {
     pub name: String,
     /// The element type's usual name (`float32`), when the model declares one.
     pub dtype: Option<&'static str>,
-    /// Is the declared element type one tfe-run feeds (floats, computed as f32)?
-    pub float: bool,
+    /// Is the declared element type one tfe-run feeds: floats (computed as f32),
+    /// or integers (token ids, fed as fixed point like floats: exact below 2^24)?
+    pub feedable: bool,
     /// `None` when the rank is unknown; `None` dims are unknown (e.g. the batch).
     pub shape: Option<Vec<Dim>>,
     /// A placeholder with a default value need not be fed.
@@ -188,7 +189,7 @@ impl Report {
         }
         for p in self.placeholders.iter().filter(|p| public.contains_key(&p.name)) {
             let one = p.shape.as_ref().is_none_or(|dims| dims.iter().all(|d| d.is_none_or(|d| d == 1)));
-            if !p.float || !one {
+            if !matches!(p.dtype, Some("float32" | "float64")) || !one {
                 return Err(Error::bad_input(format!(
                     "placeholder `{}` is {} {}: a public number feeds a float placeholder of one element",
                     p.name,
@@ -212,9 +213,9 @@ impl Report {
             let Some(feed) = feeds.get(&p.name) else {
                 continue;
             };
-            if !p.float {
+            if !p.feedable {
                 return Err(Error::unsupported(format!(
-                    "placeholder `{}` has dtype {}; tfe-run feeds float inputs only",
+                    "placeholder `{}` has dtype {}; tfe-run feeds float and integer inputs only",
                     p.name,
                     p.dtype_name()
                 )));

@@ -121,6 +121,67 @@ pub fn matmul<T: Gemm>(a: &ArrayD<T>, b: &ArrayD<T>, transpose_a: bool, transpos
     T::gemm(a, b).into_dyn()
 }
 
+/// TensorFlow's BatchMatMulV2: `x @ y` over the last two axes (each transposed
+/// first if `adj_x`/`adj_y`), the axes before them broadcast as NumPy does (a
+/// missing or size-1 batch axis repeats). Shapes are checked at plan time
+/// ([`batch_matmul_shape`]).
+pub fn batch_matmul<T: Gemm>(x: &ArrayD<T>, y: &ArrayD<T>, adj_x: bool, adj_y: bool) -> ArrayD<T> {
+    let (xs, ys) = (x.shape(), y.shape());
+    let out_shape = batch_matmul_shape(xs, ys, adj_x, adj_y).expect("batch matmul: shapes checked at plan time");
+    let rank = out_shape.len();
+    let batch = &out_shape[..rank - 2];
+    let (m, n) = (out_shape[rank - 2], out_shape[rank - 1]);
+    let mut out = Vec::with_capacity(out_shape.iter().product());
+    let batches: usize = batch.iter().product();
+    let mut at = vec![0usize; batch.len()];
+    for _ in 0..batches {
+        let a = batch_matrix(x, &at);
+        let b = batch_matrix(y, &at);
+        let a = if adj_x { a.reversed_axes() } else { a };
+        let b = if adj_y { b.reversed_axes() } else { b };
+        out.extend(T::gemm(a, b).iter().cloned());
+        // The next batch index, last axis fastest.
+        for axis in (0..batch.len()).rev() {
+            at[axis] += 1;
+            if at[axis] < batch[axis] {
+                break;
+            }
+            at[axis] = 0;
+        }
+    }
+    debug_assert_eq!(out.len(), batches * m * n);
+    ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("batch matmul: output shape")
+}
+
+/// The matrix of `a` that batch index `at` of a broadcast output reads: a's batch
+/// axes align with the output's last ones, a size-1 axis repeating.
+fn batch_matrix<'a, T>(a: &'a ArrayD<T>, at: &[usize]) -> ArrayView2<'a, T> {
+    let r = a.ndim();
+    let offset = at.len() - (r - 2);
+    let mut view = a.view();
+    for axis in 0..r - 2 {
+        let i = if a.shape()[axis] == 1 { 0 } else { at[axis + offset] };
+        view = view.index_axis_move(Axis(0), i);
+    }
+    view.into_dimensionality::<Ix2>().expect("a matrix")
+}
+
+/// The output shape of [`batch_matmul`], or why the shapes do not fit.
+pub fn batch_matmul_shape(x: &[usize], y: &[usize], adj_x: bool, adj_y: bool) -> Result<Vec<usize>, String> {
+    let (Some((xb, [x0, x1])), Some((yb, [y0, y1]))) = (x.split_last_chunk::<2>(), y.split_last_chunk::<2>()) else {
+        return Err(format!("BatchMatMul needs inputs of rank 2 or more, has {x:?} and {y:?}"));
+    };
+    let (m, k1) = if adj_x { (*x1, *x0) } else { (*x0, *x1) };
+    let (k2, n) = if adj_y { (*y1, *y0) } else { (*y0, *y1) };
+    if k1 != k2 {
+        return Err(format!("inner dimensions differ: {x:?} times {y:?} ({k1} vs {k2})"));
+    }
+    let mut out = crate::plan::broadcast_shape(xb, yb)
+        .map_err(|_| format!("the batch axes of {x:?} and {y:?} do not broadcast"))?;
+    out.extend([m, n]);
+    Ok(out)
+}
+
 /// The patches of an NHWC input under `window`, one row per output pixel:
 /// `[n * oh * ow, kh * kw * c]`, zeros where the window hangs over the padding.
 pub fn im2col<T: LinalgScalar>(x: &ArrayD<T>, window: &Window, g: &Geometry) -> Array2<T> {

@@ -16,15 +16,18 @@
 
 mod abs;
 mod activation;
+mod batch_matmul;
 mod clip;
 mod conv_transpose;
 mod depthwise;
 mod exp;
 mod greater;
 mod leaky_relu;
+mod less;
 mod lifted_add;
 mod local;
 mod maximum;
+mod one_hot;
 mod piecewise;
 mod product;
 mod reciprocal;
@@ -44,15 +47,18 @@ use ndarray::{ArrayD, IxDyn};
 
 pub use abs::Abs;
 pub use activation::Activation;
+pub use batch_matmul::BatchMatMul;
 pub use clip::Clip;
 pub use conv_transpose::Conv2DTranspose;
 pub use depthwise::DepthwiseConv2D;
 pub use exp::Exp;
 pub use greater::Greater;
 pub use leaky_relu::LeakyRelu;
+pub use less::Less;
 pub use lifted_add::LiftedAdd;
 pub use local::Local;
 pub use maximum::{Maximum, Minimum};
+pub use one_hot::OneHot;
 pub use piecewise::{Curve, Piecewise, SELU_ALPHA, SELU_SCALE};
 pub use product::Product;
 pub use reciprocal::Reciprocal;
@@ -254,6 +260,9 @@ units! {
     ResizeBilinear(ResizeBilinear),
     Abs(Abs),
     Clip(Clip),
+    BatchMatMul(BatchMatMul),
+    OneHot(OneHot),
+    Less(Less),
 }
 
 /// The unit of each lowered step: one variant per kind, each a [`SecureOp`].

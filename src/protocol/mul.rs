@@ -50,6 +50,12 @@ pub enum Bilinear {
     },
     /// Element-wise, with NumPy broadcasting.
     Elementwise,
+    /// Matrix products over the last two axes, the batch axes broadcast
+    /// (TensorFlow's BatchMatMulV2).
+    BatchMatMul {
+        adj_x: bool,
+        adj_y: bool,
+    },
 }
 
 impl Bilinear {
@@ -61,6 +67,7 @@ impl Bilinear {
             Bilinear::DepthwiseConv2D(window) => linear::depthwise_conv2d(x, y, window),
             Bilinear::Conv2DTranspose { window, out_hw } => linear::conv2d_transpose(x, y, window, *out_hw),
             Bilinear::Elementwise => x * y,
+            Bilinear::BatchMatMul { adj_x, adj_y } => linear::batch_matmul(x, y, *adj_x, *adj_y),
         }
     }
 }

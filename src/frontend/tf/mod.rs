@@ -20,7 +20,7 @@ use super::{Builder, Feed, Model, OpCount, Origin, Placeholder, Public, Report, 
 use crate::error::Error;
 use crate::plan::Plan;
 use crate::tensor::Tensor;
-use proto::{NodeDef, NodeExt, dtype_name, is_float};
+use proto::{NodeDef, NodeExt, dtype_name, is_float, is_integer};
 
 /// A node as the op builders see it: its definition (attributes, inputs) and its
 /// origin for the builder's messages.
@@ -77,7 +77,7 @@ pub fn placeholders(graph: &Graph, nodes: &[usize]) -> Result<Vec<Placeholder>> 
             out.push(Placeholder {
                 name: n.name.clone(),
                 dtype: dtype.map(dtype_name),
-                float: dtype.is_some_and(is_float),
+                feedable: dtype.is_some_and(|d| is_float(d) || is_integer(d)),
                 shape: n.get_attr_opt_shape("shape")?,
                 has_default: n.op == "PlaceholderWithDefault",
             });

@@ -176,6 +176,11 @@ pub fn is_float(dtype: DataType) -> bool {
     matches!(dtype, DataType::DtFloat | DataType::DtDouble)
 }
 
+/// The integer types a placeholder may be fed with (token ids).
+pub fn is_integer(dtype: DataType) -> bool {
+    matches!(dtype, DataType::DtInt32 | DataType::DtInt64 | DataType::DtInt16 | DataType::DtInt8 | DataType::DtUint8)
+}
+
 /// Decode a TensorProto into a plaintext tensor.
 ///
 /// Values are either packed little-endian in `tensor_content`, or listed in the

@@ -208,6 +208,39 @@ pub fn pack(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot
     Ok(vec![ctx.apply(&node.origin, Op::Concat { axis }, &expanded)?])
 }
 
+/// `tf.unstack`: `num` slices along `axis`, each without that axis (what an
+/// unrolled Keras RNN cuts its time steps with).
+pub fn unpack(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<1>(node, ins)?;
+    let shape = ctx.shape(&ins[0]);
+    let axis = resolve_axis(node, node.get_attr_opt_int("axis")?.unwrap_or(0), shape.len())?;
+    let along = shape.get(axis).copied().unwrap_or(0);
+    let num = node.get_attr_opt_int("num")?;
+    if num.is_some_and(|n| usize::try_from(n).ok() != Some(along)) {
+        return Err(Error::invalid_model(format!(
+            "{}: unstacks {} pieces from axis {axis} of {shape:?}",
+            node.describe(),
+            num.unwrap_or(0)
+        )));
+    }
+    let mut out_shape = shape.clone();
+    out_shape.remove(axis);
+    (0..along)
+        .map(|i| {
+            let axes = shape
+                .iter()
+                .enumerate()
+                .map(|(a, &d)| AxisSlice {
+                    start: if a == axis { i } else { 0 },
+                    step: 1,
+                    count: if a == axis { 1 } else { d },
+                })
+                .collect();
+            ctx.apply(&node.origin, Op::StridedSlice { axes, shape: out_shape.clone() }, &ins[..1])
+        })
+        .collect()
+}
+
 pub fn slice(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<3>(node, ins)?;
     let shape = ctx.shape(&ins[0]);
@@ -425,6 +458,9 @@ pub fn split_v(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<S
 fn gather(ctx: &mut Builder, node: &Node<'_>, params: &Slot, indices: &Slot, axis: i64) -> Result<Vec<Slot>> {
     let shape = ctx.shape(params);
     let axis = resolve_axis(node, axis, shape.len())?;
+    if matches!(indices, Slot::Value(_)) {
+        return gather_by_private_indices(ctx, node, params, indices, axis);
+    }
     let idx_shape = ctx.shape(indices);
     let raw = ctx.known_ints(&node.origin, indices, "the indices")?;
     let idx = raw
@@ -440,6 +476,39 @@ fn gather(ctx: &mut Builder, node: &Node<'_>, params: &Slot, indices: &Slot, axi
     let indices = ArrayD::from_shape_vec(IxDyn(&idx_shape), idx)
         .map_err(|e| Error::invalid_model(format!("{}: indices: {e}", node.describe())))?;
     Ok(vec![ctx.apply(&node.origin, Op::Gather { axis, indices }, std::slice::from_ref(params))?])
+}
+
+/// An embedding lookup by private ids (Keras' `Embedding`): the rows of `params`
+/// along axis 0 that the ids pick, as OneHot(ids) @ params (reshaped to a matrix
+/// and back). An id outside the table gives a row of zeros (`ops/one_hot.rs`).
+fn gather_by_private_indices(
+    ctx: &mut Builder,
+    node: &Node<'_>,
+    params: &Slot,
+    indices: &Slot,
+    axis: usize,
+) -> Result<Vec<Slot>> {
+    let shape = ctx.shape(params);
+    let (Some((&depth, rest)), 0) = (shape.split_first(), axis) else {
+        return Err(Error::unsupported(format!(
+            "{}: a gather by private indices is supported along axis 0 only (an embedding lookup), not axis {axis} \
+             of {shape:?}",
+            node.describe()
+        )));
+    };
+    let ids = ctx.shape(indices);
+    let count = |dims: &[usize]| {
+        crate::tensor::element_count(dims)
+            .ok_or_else(|| Error::unsupported(format!("{}: {dims:?} is too large", node.describe())))
+    };
+    let (rows, width) = (count(&ids)?, count(rest)?);
+    let at = &node.origin;
+    let hot = ctx.apply(at, crate::ops::OneHot { depth }.into(), std::slice::from_ref(indices))?;
+    let hot = ctx.apply(at, Op::Reshape(vec![rows, depth]), &[hot])?;
+    let table = ctx.apply(at, Op::Reshape(vec![depth, width]), std::slice::from_ref(params))?;
+    let picked = ctx.apply(at, Op::MatMul { transpose_a: false, transpose_b: false }, &[hot, table])?;
+    let out: Vec<usize> = ids.iter().chain(rest).copied().collect();
+    Ok(vec![ctx.apply(at, Op::Reshape(out), &[picked])?])
 }
 
 pub fn gather_v2(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {

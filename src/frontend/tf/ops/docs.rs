@@ -12,7 +12,7 @@ pub struct OpDoc {
 pub const OP_DOCS: &[OpDoc] = &[
     OpDoc {
         ops: &["Placeholder", "PlaceholderWithDefault"],
-        notes: "the client's private inputs (float32/float64)",
+        notes: "the client's private inputs: float32/float64, or integers (int8–int64, uint8: token ids; a fraction in the file is refused, exit 2)",
         secure: "secret-shared by the client",
     },
     OpDoc {
@@ -31,9 +31,19 @@ pub const OP_DOCS: &[OpDoc] = &[
         secure: "Beaver product with reused masks, truncation",
     },
     OpDoc {
-        ops: &["BatchMatMulV2", "BatchMatMul"],
-        notes: "a tensor [..., m, k] by a matrix (`adj_y`); planned as Reshape, MatMul, Reshape",
-        secure: "as MatMul",
+        ops: &["BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"],
+        notes: "`adj_x`, `adj_y`; batch axes broadcast as TensorFlow does (v1 needs equal ranks); two private tensors (attention's Q·Kᵀ and scores·V, Keras `Dot`) or a private tensor and a weight; two matrices are a MatMul",
+        secure: "Beaver product with its own bilinear map, reused masks, truncation",
+    },
+    OpDoc {
+        ops: &["Einsum"],
+        notes: "two operands, one letter per axis, explicit `->` (tf_keras EinsumDense/MultiHeadAttention); lowered at import to transposes/reshapes around one product; an ellipsis, an index repeated or summed within one operand, or ≠ 2 operands is refused naming the equation",
+        secure: "as BatchMatMul / MatMul",
+    },
+    OpDoc {
+        ops: &["Less"],
+        notes: "NumPy broadcasting; result 0 or 1; folds on known or random-range values",
+        secure: "exact: one DReLU of the difference",
     },
     OpDoc {
         ops: &["Conv2D"],
@@ -171,7 +181,11 @@ pub const OP_DOCS: &[OpDoc] = &[
         notes: "public multiples / axis (Keras 3 `UpSampling2D`, `RepeatVector`, unrolled RNNs)",
         secure: "local",
     },
-    OpDoc { ops: &["GatherV2", "Gather"], notes: "public indices, `batch_dims` 0", secure: "local" },
+    OpDoc {
+        ops: &["GatherV2", "Gather"],
+        notes: "public indices, `batch_dims` 0; private indices (Keras `Embedding` on the client's int32 ids): axis 0 of the model owner's table, an id outside [0, V) gives a row of zeros",
+        secure: "public indices: local; private ones: OneHot by one batched DReLU of V + 1 comparisons per id, then a Beaver product with the table",
+    },
     OpDoc {
         ops: &["SpaceToBatchND", "BatchToSpaceND"],
         notes: "public block shape and paddings/crops (how Keras 3 writes dilated convolutions)",
@@ -180,18 +194,7 @@ pub const OP_DOCS: &[OpDoc] = &[
     OpDoc { ops: &["Shape", "Size", "Rank"], notes: "always public: shapes are static in a plan", secure: "public" },
     OpDoc { ops: &["Prod", "Fill", "Range"], notes: "known (shape) values only", secure: "folded at import" },
     OpDoc {
-        ops: &[
-            "Sqrt",
-            "Floor",
-            "FloorDiv",
-            "FloorMod",
-            "Equal",
-            "NotEqual",
-            "Less",
-            "LessEqual",
-            "GreaterEqual",
-            "Select",
-        ],
+        ops: &["Sqrt", "Floor", "FloorDiv", "FloorMod", "Equal", "NotEqual", "LessEqual", "GreaterEqual", "Select"],
         notes: "on public values (shapes, constants); Select with a known condition picks a whole branch",
         secure: "public values only",
     },

@@ -16,7 +16,6 @@ use crate::error::Error;
 use crate::frontend::builder::{known_single_float, undecided};
 use crate::frontend::tf::proto::NodeExt;
 use crate::frontend::{Bounded, Builder, MAX_CONST_ELEMENTS, Slot};
-use crate::kernels::layout::AxisSlice;
 use crate::plan::{Op, broadcast_shape};
 use crate::tensor::{Tensor, element_count};
 
@@ -149,34 +148,6 @@ pub fn range(_: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>
             ),
         },
     ))
-}
-
-/// Unpack (`tf.unstack`): one slice per index along the axis, that axis removed.
-/// Local on shares.
-pub fn unpack(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs::<1>(node, ins)?;
-    let shape = ctx.shape(&ins[0]);
-    let axis = resolve_axis(node, node.get_attr_opt_int("axis")?.unwrap_or(0), shape.len())?;
-    let along = shape.get(axis).copied().unwrap_or(0);
-    if node.get_attr_opt_int("num")?.is_some_and(|n| n != along as i64) {
-        return Err(Error::invalid_model(format!("{}: num is not the size of axis {axis}", node.describe())));
-    }
-    let mut out_shape = shape.clone();
-    out_shape.remove(axis);
-    (0..along)
-        .map(|i| {
-            let axes = (shape.iter().enumerate())
-                .map(|(a, &d)| {
-                    if a == axis {
-                        AxisSlice { start: i, step: 1, count: 1 }
-                    } else {
-                        AxisSlice { start: 0, step: 1, count: d }
-                    }
-                })
-                .collect();
-            ctx.apply(&node.origin, Op::StridedSlice { axes, shape: out_shape.clone() }, &ins[..])
-        })
-        .collect()
 }
 
 /// Tile: copies concatenated along each axis (local on shares).
@@ -482,34 +453,6 @@ pub fn clip_by_value(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result
     };
     let clip = crate::ops::Clip { lo: Some(bound(&ins[1], "lower")?), hi: Some(bound(&ins[2], "upper")?) };
     Ok(vec![ctx.apply(&node.origin, clip.into(), &ins[..1])?])
-}
-
-/// BatchMatMul(V2) of a tensor [..., m, k] by a matrix [k, n] (Keras 3's Dense
-/// on a 3-D input): a reshape to [-1, k], the MatMul, and a reshape back, all
-/// existing steps. A batch of matrices on both sides is not supported here.
-pub fn batch_matmul(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
-    let ins = expect_inputs::<2>(node, ins)?;
-    let (xs, ys) = (ctx.shape(&ins[0]), ctx.shape(&ins[1]));
-    let adj_x = node.get_attr_bool("adj_x", false)?;
-    let adj_y = node.get_attr_bool("adj_y", false)?;
-    let (Some((&k, lead)), true, false) = (xs.split_last(), ys.len() == 2, adj_x) else {
-        return Err(Error::unsupported(format!(
-            "{}: only a product of a tensor [..., m, k] by a matrix is supported (shapes {xs:?} and {ys:?}{})",
-            node.describe(),
-            if adj_x { ", adj_x" } else { "" }
-        )));
-    };
-    if lead.is_empty() {
-        return Err(Error::unsupported(format!("{}: the first operand {xs:?} is not a matrix", node.describe())));
-    }
-    let rows: usize = lead.iter().product();
-    let flat = ctx.apply(&node.origin, Op::Reshape(vec![rows, k]), &ins[..1])?;
-    let product =
-        ctx.apply(&node.origin, Op::MatMul { transpose_a: false, transpose_b: adj_y }, &[flat, ins[1].clone()])?;
-    let n = ctx.shape(&product).get(1).copied().unwrap_or(0);
-    let mut shape = lead.to_vec();
-    shape.push(n);
-    Ok(vec![ctx.apply(&node.origin, Op::Reshape(shape), &[product])?])
 }
 
 /// The output size of a resize and its two flags.

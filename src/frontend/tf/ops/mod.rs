@@ -42,6 +42,7 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("ConcatV2", array::concat_v2),
     ("Concat", array::concat_v1),
     ("Pack", array::pack),
+    ("Unpack", array::unpack),
     ("Slice", array::slice),
     ("StridedSlice", array::strided_slice),
     ("Split", array::split),
@@ -51,7 +52,6 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("Cast", array::cast),
     ("SpaceToBatchND", array::space_to_batch_nd),
     ("BatchToSpaceND", array::batch_to_space_nd),
-    ("Unpack", fold::unpack),
     ("Tile", fold::tile),
     ("ResizeNearestNeighbor", fold::resize_nearest),
     ("ResizeBilinear", fold::resize_bilinear),
@@ -65,7 +65,7 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("FloorMod", fold::floor_mod),
     ("Equal", fold::equal),
     ("NotEqual", fold::not_equal),
-    ("Less", fold::less),
+    ("Less", less),
     ("LessEqual", fold::less_equal),
     ("Greater", greater),
     ("GreaterEqual", fold::greater_equal),
@@ -87,6 +87,10 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("SquaredDifference", math::squared_difference),
     ("Neg", math::neg),
     ("MatMul", math::matmul),
+    ("BatchMatMul", math::batch_matmul),
+    ("BatchMatMulV2", math::batch_matmul),
+    ("BatchMatMulV3", math::batch_matmul),
+    ("Einsum", math::einsum),
     ("Mean", math::mean),
     ("Sum", math::sum),
     ("Max", math::max),
@@ -97,8 +101,6 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("Pow", math::pow),
     ("Abs", fold::abs),
     ("ClipByValue", fold::clip_by_value),
-    ("BatchMatMulV2", fold::batch_matmul),
-    ("BatchMatMul", fold::batch_matmul),
     // nn
     ("BiasAdd", nn::bias_add),
     ("Conv2D", nn::conv2d),
@@ -152,6 +154,15 @@ fn greater(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>
         math::greater(ctx, node, ins)
     } else {
         fold::greater(ctx, node, ins)
+    }
+}
+
+/// Less of known (or random-range) values folds; of a private one it is a comparison.
+fn less(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    if ins.iter().any(|s| matches!(s, Slot::Value(_))) {
+        math::less(ctx, node, ins)
+    } else {
+        fold::less(ctx, node, ins)
     }
 }
 
