@@ -221,6 +221,24 @@ fn mobilenet_v2_on_remote_parties_over_tls_matches_tensorflow() {
     assert_matches("remote mobilenet_v2", &load(&out_file), &expected, 1e-2);
 }
 
+/// Each party sent its keepalives every quarter of its own `--timeout`: servers
+/// started with `--timeout 60` were silent for 15 s while they computed, so a
+/// driver with a shorter deadline took server0, busy with MobileNetV2's layers,
+/// for a hung party and exited 5 ("server0 has sent nothing to client for 10s";
+/// seen with the driver's default 10 s). Keepalives are now at most a second
+/// apart, whatever the sender's deadline.
+#[test]
+fn a_driver_with_a_shorter_timeout_than_the_servers_is_kept_alive_while_they_compute() {
+    let cluster = Cluster::start(false, 60.0);
+    let out = cluster
+        .command(&["--timeout", "2"])
+        .arg(testdata("mobilenet_v2.pb"))
+        .arg(testdata("mobilenet_v2_input8.npy"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A long run: 1000 single-row predictions of a deployed model.
 fn start_long_run(cluster: &Cluster, dir: &Path) -> (Child, Instant) {
     let out = cluster.command(&["deploy", "--name", "m"]).arg(testdata("mnist_model.pb")).output().unwrap();
