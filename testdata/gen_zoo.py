@@ -32,6 +32,9 @@ ZOO_TRAIN = 4000     # MNIST training images per model
 ZOO_EPOCHS = 2
 ZOO_BATCH = 64
 ZOO_ROWS = 8         # rows in zoo/NAME.input8.npy
+# (images, epochs) where the default leaves a near-tie on one of the 8 rows:
+# EfficientNet after 2 epochs on 4000 images had a top-two gap of 0.015.
+TRAINING = {"efficientnet_b0": (6000, 3)}
 
 
 def images(x01, size):
@@ -169,7 +172,8 @@ def build_one(g, name, xtr, ytr, xte, yte):
     bn = [l for l in m.layers if isinstance(l, keras.layers.BatchNormalization)]
     for l in bn:
         l.momentum = 0.9
-    x_train = prep(images(xtr[:ZOO_TRAIN], size))
+    n_train, epochs = TRAINING.get(name, (ZOO_TRAIN, ZOO_EPOCHS))
+    x_train = prep(images(xtr[:n_train], size))
     x_test = prep(images(xte, size))
     for l in m.layers:
         if isinstance(l, keras.layers.Normalization):
@@ -177,7 +181,7 @@ def build_one(g, name, xtr, ytr, xte, yte):
             l.adapt(x_train / 255.0)
     m.compile(optimizer=keras.optimizers.Adam(1e-3),
               loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-    m.fit(x_train, ytr[:ZOO_TRAIN], epochs=ZOO_EPOCHS, batch_size=ZOO_BATCH, shuffle=True,
+    m.fit(x_train, ytr[:n_train], epochs=epochs, batch_size=ZOO_BATCH, shuffle=True,
           verbose=0)
     weights = int(sum(np.prod(w.shape) for w in m.weights))
     print(f"\n{entry}: {weights} weights ({m.count_params()} parameters, "
@@ -193,7 +197,7 @@ def build_one(g, name, xtr, ytr, xte, yte):
     ref = ref.numpy() if hasattr(ref, "numpy") else np.asarray(ref)
     description = (
         f"Keras 3 {what}; classifier Softmax kept; BatchNormalization momentum set to 0.9, "
-        f"trained {ZOO_EPOCHS} epochs (Adam 1e-3, batch {ZOO_BATCH}) on {ZOO_TRAIN} MNIST "
+        f"trained {epochs} epochs (Adam 1e-3, batch {ZOO_BATCH}) on {n_train} MNIST "
         f"training images resized to {size}x{size} (bilinear) and tiled to 3 channels; the "
         f"first {ZOO_ROWS} MNIST test images prepared the same way; {weights} weights")
     _, acc8 = g.register(entry, rel, gd, {"input": input_rel}, f"zoo/{name}.expected.npy",
