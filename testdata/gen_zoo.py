@@ -13,7 +13,7 @@ general constructors are not exported under keras.applications), keeping every
 kind of layer and block the stock model has (see ZOO):
 
     /tmp/tfvenv/bin/python testdata/generate.py --only zoo_mobilenet_v3_small
-    /tmp/tfvenv/bin/python testdata/generate.py --only zoo_efficientnet_b0,zoo_densenet
+    /tmp/tfvenv/bin/python testdata/generate.py --only zoo_efficientnet_b0,zoo_densenet121
 
 generate.py calls `build_zoo(generate_module, load)` with itself (this file
 imports nothing from it, so it works however generate.py was started) and a
