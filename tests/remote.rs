@@ -196,6 +196,49 @@ fn two_clients_at_once_get_their_own_answers() {
     }
 }
 
+/// A keras.applications model (MobileNetV2, 96×96, alpha 0.35: 17 depthwise
+/// convolutions, 35 Relu6, the classifier's Softmax) on `serve` processes over
+/// TLS, driven by the binary: the prediction of the 8 rows is TensorFlow's, the
+/// same argmax on every row and within the manifest tests' tolerance.
+#[test]
+fn mobilenet_v2_on_remote_parties_over_tls_matches_tensorflow() {
+    let cluster = Cluster::start(false, 10.0);
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("out.npy");
+    let out = cluster
+        .command(&[])
+        .arg("--out")
+        .arg(&out_file)
+        .arg(testdata("mobilenet_v2.pb"))
+        .arg(testdata("mobilenet_v2_input8.npy"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with("# mode: secure (Pond, remote parties)"), "{stdout}");
+    let expected = load(&testdata("mobilenet_v2.expected.npy"));
+    assert_eq!(expected.shape(), [8, 10]);
+    assert_matches("remote mobilenet_v2", &load(&out_file), &expected, 1e-2);
+}
+
+/// Each party sent its keepalives every quarter of its own `--timeout`: servers
+/// started with `--timeout 60` were silent for 15 s while they computed, so a
+/// driver with a shorter deadline took server0, busy with MobileNetV2's layers,
+/// for a hung party and exited 5 ("server0 has sent nothing to client for 10s";
+/// seen with the driver's default 10 s). Keepalives are now at most a second
+/// apart, whatever the sender's deadline.
+#[test]
+fn a_driver_with_a_shorter_timeout_than_the_servers_is_kept_alive_while_they_compute() {
+    let cluster = Cluster::start(false, 60.0);
+    let out = cluster
+        .command(&["--timeout", "2"])
+        .arg(testdata("mobilenet_v2.pb"))
+        .arg(testdata("mobilenet_v2_input8.npy"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A long run: 1000 single-row predictions of a deployed model.
 fn start_long_run(cluster: &Cluster, dir: &Path) -> (Child, Instant) {
     let out = cluster.command(&["deploy", "--name", "m"]).arg(testdata("mnist_model.pb")).output().unwrap();

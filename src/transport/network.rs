@@ -8,9 +8,10 @@
 //! makes the receives that wait on it fail at once, naming the peer.
 //!
 //! Deadlines are on liveness, not on work: an idle connection carries a
-//! keepalive every quarter of the deadline, so a receive fails when the peer has
-//! sent *nothing* for the deadline (it died without closing, hangs, or the
-//! network is cut), not when it is merely busy with a large layer. A receive also
+//! keepalive every quarter of the deadline, at most a second apart (each party
+//! has its own `--timeout`, and a peer's may be the shorter), so a receive fails
+//! when the peer has sent *nothing* for the deadline (it died without closing,
+//! hangs, or the network is cut), not when it is merely busy with a large layer. A receive also
 //! gives up after [`MAX_WAIT`] in all, in case a live peer never sends. A peer
 //! that has not connected to the session yet is not silent but late (dialling,
 //! in its TLS handshake, queued behind other sessions): it has
@@ -51,6 +52,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
 /// The longest any one receive waits for a peer that is alive but does not send.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// The longest gap between keepalives on an idle connection, whatever this
+/// party's deadline: a peer's deadline over a second is then always met.
+const KEEPALIVE_MAX: Duration = Duration::from_secs(1);
 
 /// What a session may cost a party, and how long its peers may take to join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,8 +246,9 @@ impl Link {
         mut rx: mpsc::UnboundedReceiver<Frame>,
     ) {
         let mut w = BufWriter::with_capacity(1 << 16, writer);
-        let mut keepalive =
-            tokio::time::interval(self.timeout.checked_div(4).unwrap_or_default().max(Duration::from_millis(10)));
+        // At most a second apart: the peer's deadline may be shorter than ours.
+        let period = self.timeout.checked_div(4).unwrap_or_default().clamp(Duration::from_millis(10), KEEPALIVE_MAX);
+        let mut keepalive = tokio::time::interval(period);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result: Result<()> = async {
             loop {
