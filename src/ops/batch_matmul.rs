@@ -7,11 +7,9 @@
 
 use anyhow::Result;
 
-use super::{CostCx, DealerMasks, How, OpUnit, Product, SecureOp, ServerMasks, StepCx};
+use super::{OpUnit, Product};
 use crate::kernels::linear;
 use crate::protocol::mul::Bilinear;
-use crate::protocol::{Cost, Dealer, Server};
-use crate::ring::RingTensor;
 use crate::tensor::Tensor;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -53,27 +51,7 @@ impl OpUnit for BatchMatMul {
     }
 }
 
-impl SecureOp for BatchMatMul {
-    fn run(&self, s: &mut Server, cx: &StepCx, masks: &mut ServerMasks, ins: &[&RingTensor]) -> Result<RingTensor> {
-        self.product().run(s, cx, masks, ins)
-    }
-
-    fn deal(&self, d: &mut Dealer, cx: &StepCx, masks: &mut DealerMasks) -> Result<()> {
-        self.product().deal(d, cx, masks)
-    }
-
-    fn cost(&self, cx: &mut CostCx) -> Cost {
-        self.product().cost(cx)
-    }
-
-    fn masks_operands(&self) -> bool {
-        true
-    }
-
-    fn how(&self) -> How {
-        How::Product
-    }
-}
+super::product_unit!(BatchMatMul);
 
 #[cfg(test)]
 mod tests {

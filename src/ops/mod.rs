@@ -221,6 +221,46 @@ pub trait OpUnit: SecureOp {
     }
 }
 
+/// The secure half of an op that is a Beaver product with its own bilinear map:
+/// everything is its `product()`'s (a [`Product`]), its operands are masked.
+macro_rules! product_unit {
+    ($ty:ty) => {
+        impl $crate::ops::SecureOp for $ty {
+            fn run(
+                &self,
+                s: &mut $crate::protocol::Server,
+                cx: &$crate::ops::StepCx,
+                masks: &mut $crate::ops::ServerMasks,
+                ins: &[&$crate::ring::RingTensor],
+            ) -> anyhow::Result<$crate::ring::RingTensor> {
+                self.product().run(s, cx, masks, ins)
+            }
+
+            fn deal(
+                &self,
+                d: &mut $crate::protocol::Dealer,
+                cx: &$crate::ops::StepCx,
+                masks: &mut $crate::ops::DealerMasks,
+            ) -> anyhow::Result<()> {
+                self.product().deal(d, cx, masks)
+            }
+
+            fn cost(&self, cx: &mut $crate::ops::CostCx) -> $crate::protocol::Cost {
+                self.product().cost(cx)
+            }
+
+            fn masks_operands(&self) -> bool {
+                true
+            }
+
+            fn how(&self) -> $crate::ops::How {
+                $crate::ops::How::Product
+            }
+        }
+    };
+}
+pub(crate) use product_unit;
+
 /// The ops defined whole in their own modules, listed once: each entry becomes a
 /// variant of [`Unit`], which [`crate::plan::Op::Unit`] carries.
 macro_rules! units {
