@@ -1,8 +1,9 @@
-"""A transformer encoder block for after the Softmax-in-graph and LayerNorm work
-merges (Keras 3 MultiHeadAttention with 2 heads, residual + LayerNormalization, a
-GELU feed-forward, GlobalAveragePooling1D + Dense(10)). Writes testdata/seq/
-seq_transformer_block.pb, its input and TensorFlow's output, and prints the op
-histogram; it does NOT add a manifest entry (the model cannot run until then).
+"""A transformer encoder block (Keras 3 MultiHeadAttention with 2 heads, residual +
+LayerNormalization, a GELU feed-forward, GlobalAveragePooling1D + Dense(10)). Writes
+testdata/seq/seq_transformer_block.pb, its input and TensorFlow's output, and prints
+the op histogram. Its manifest entry (`seq_transformer_block`) was added from these
+files with generate.py's own `sink_node` and `op_histogram`; a rerun keeps it valid
+as long as the files are rewritten.
 
     /tmp/tfvenv/bin/python testdata/gen_transformer.py
 """
