@@ -599,18 +599,19 @@ fn gelu_as_keras_exports_it_under_pond_is_within_its_documented_error_and_exact_
     assert!(worst <= bound, "worst {worst} over {bound}");
 }
 
-/// Greater is exact on both sides of, and at, the threshold (x > 0 is false
-/// at 0), with a weight or a private right-hand side; the fixed point's 1.0 or 0.0.
+/// Greater, which the importer plans as Less with its operands swapped, is exact
+/// on both sides of, and at, the threshold (x > 0 is false at 0), with a weight
+/// or a private right-hand side; the fixed point's 1.0 or 0.0.
 #[test]
 fn greater_under_pond_is_exact_at_and_around_the_threshold() {
     let x = grid();
-    let plan = built_plan(x.len(), |b, x| apply(b, tfe_run::ops::Greater.into(), &[x, constant(0.0)]));
+    let plan = built_plan(x.len(), |b, x| apply(b, tfe_run::ops::Less.into(), &[constant(0.0), x]));
     let worst = secure_vs_plaintext(&plan, &[array(&[x.len()], x.clone())]);
     assert_eq!(worst, 0.0);
-    let plan = one_step(tfe_run::ops::Greater.into(), &[&[x.len()], &[x.len()]]);
+    let plan = one_step(tfe_run::ops::Less.into(), &[&[x.len()], &[x.len()]]);
     let y: Vec<f32> = x.iter().rev().copied().collect();
     let n = x.len();
-    let worst = secure_vs_plaintext(&plan, &[array(&[n], x), array(&[n], y)]);
+    let worst = secure_vs_plaintext(&plan, &[array(&[n], y), array(&[n], x)]);
     assert_eq!(worst, 0.0);
 }
 
@@ -622,7 +623,7 @@ fn elu_with_alpha_as_keras_exports_it_under_pond_is_within_its_documented_error(
     use tfe_run::ops::{Activation, Curve};
     let x = wide_grid();
     let plan = built_plan(x.len(), |b, x| {
-        let cond = apply(b, tfe_run::ops::Greater.into(), &[x.clone(), constant(0.0)]);
+        let cond = apply(b, tfe_run::ops::Less.into(), &[constant(0.0), x.clone()]);
         let elu = apply(b, Activation { curve: Curve::Elu }.into(), &[x]);
         let scaled = apply(b, Op::Mul, &[constant(0.5), elu.clone()]);
         let diff = apply(b, Op::Sub, &[elu, scaled.clone()]);

@@ -21,7 +21,6 @@ mod clip;
 mod conv_transpose;
 mod depthwise;
 mod exp;
-mod greater;
 mod leaky_relu;
 mod less;
 mod lifted_add;
@@ -52,7 +51,6 @@ pub use clip::Clip;
 pub use conv_transpose::Conv2DTranspose;
 pub use depthwise::DepthwiseConv2D;
 pub use exp::Exp;
-pub use greater::Greater;
 pub use leaky_relu::LeakyRelu;
 pub use less::Less;
 pub use lifted_add::LiftedAdd;
@@ -295,7 +293,6 @@ units! {
     Exp(Exp),
     Reciprocal(Reciprocal),
     Activation(Activation),
-    Greater(Greater),
     Conv2DTranspose(Conv2DTranspose),
     ResizeBilinear(ResizeBilinear),
     Abs(Abs),
