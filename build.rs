@@ -1,4 +1,6 @@
-//! Generates the TensorFlow GraphDef types from `proto/` with prost-build.
+//! Generates the TensorFlow GraphDef types from `proto/` with prost-build, and
+//! writes their file descriptor set to `OUT_DIR/tensorflow.fds` for the text
+//! format reader (`.pbtxt`, prost-reflect).
 //!
 //! The .proto files are compiled by protox, a pure-Rust protobuf compiler, so a fresh
 //! machine needs no system `protoc`.
@@ -6,7 +8,16 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     const PROTOS: &[&str] = &["proto/tensorflow/core/framework/graph.proto"];
     println!("cargo:rerun-if-changed=proto");
-    let descriptors = protox::compile(PROTOS, ["proto"])?;
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler.include_source_info(true).include_imports(true).open_files(PROTOS)?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    // Without source info: the reader needs names and numbers, not comments.
+    let descriptors = compiler.file_descriptor_set();
+    let mut bare = descriptors.clone();
+    for file in &mut bare.file {
+        file.source_code_info = None;
+    }
+    std::fs::write(out.join("tensorflow.fds"), prost::Message::encode_to_vec(&bare))?;
     prost_build::Config::new()
         // Deterministic map iteration in generated code keeps `inspect` output stable.
         .btree_map(["."])

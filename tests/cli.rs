@@ -859,11 +859,6 @@ fn model_files_tfe_run_does_not_read_are_named_with_their_conversion_command() {
             "tf.saved_model.load('testdata/formats/dense_saved_model')",
         ),
         (
-            "dense.pbtxt",
-            "is a GraphDef in protobuf text format",
-            "text_format.Parse(open('testdata/formats/dense.pbtxt').read()",
-        ),
-        (
             "unfrozen.pb",
             "the graph is not frozen: VariableV2 `w` holds a variable",
             "python -m tensorflow.python.tools.freeze_graph",

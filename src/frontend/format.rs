@@ -14,6 +14,8 @@ use crate::error::Error;
 pub enum Format {
     /// A binary `GraphDef` (a frozen TensorFlow graph, `.pb`).
     GraphDef,
+    /// A `GraphDef` in protobuf text format (`.pbtxt`).
+    TextGraphDef,
 }
 
 /// The freezing every conversion below ends with: a concrete function of the
@@ -53,6 +55,37 @@ pub fn directory(path: &Path) -> anyhow::Error {
     }
 }
 
+/// The largest binary model read: protobuf messages are at most 2 GiB.
+const MAX_BINARY_BYTES: u64 = 2 << 30;
+
+/// The bytes of the model file at `path`, read up to its format's bound (a
+/// text GraphDef's is [`MAX_TEXT_BYTES`](crate::frontend::tf::text::MAX_TEXT_BYTES)),
+/// so that a huge file is refused before it is read.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let shown = path.display().to_string();
+    let cannot = |e: std::io::Error| Error::bad_input(format!("cannot read model `{shown}`: {e}"));
+    let text = path.extension().is_some_and(|e| e == "pbtxt");
+    let limit = if text { crate::frontend::tf::text::MAX_TEXT_BYTES as u64 } else { MAX_BINARY_BYTES };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(cannot)?;
+    if u64::try_from(bytes.len()).map_or(true, |n| n > limit) {
+        let size = std::fs::metadata(path).map_or_else(|_| "more".to_string(), |m| m.len().to_string());
+        return Err(if text {
+            Error::unsupported(format!(
+                "`{shown}` is a text GraphDef of {size} bytes, more than the {} MiB tfe-run reads in text form; \
+                 convert it to the binary format with\n  {}\nand run tfe-run on model.pb",
+                limit >> 20,
+                crate::frontend::tf::text::to_binary_command(&shown)
+            ))
+        } else {
+            Error::invalid_model(format!("`{shown}` has {size} bytes: a GraphDef has at most 2 GiB"))
+        });
+    }
+    Ok(bytes)
+}
+
 /// The format of the model file at `path` with these bytes, or what it is
 /// instead and how to convert it.
 pub fn recognise(path: &Path, bytes: &[u8]) -> Result<Format> {
@@ -82,7 +115,7 @@ pub fn recognise(path: &Path, bytes: &[u8]) -> Result<Format> {
              `tfe-run MODEL.pb INPUT.npy`"
         )));
     }
-    if path.file_name().is_some_and(|n| n == "saved_model.pb") {
+    if path.file_name().is_some_and(|n| n == "saved_model.pb" || n == "saved_model.pbtxt") {
         let dir = path.parent().map_or_else(|| ".".to_string(), |p| p.display().to_string());
         return refuse(
             "a SavedModel's graph, which holds no weights (they are in its `variables/`)",
@@ -96,16 +129,8 @@ pub fn recognise(path: &Path, bytes: &[u8]) -> Result<Format> {
     if path.extension().is_some_and(|e| e == "onnx") {
         return refuse("an ONNX model", "tfe-run reads TensorFlow GraphDefs only, so far".into());
     }
-    if looks_like_text(bytes) {
-        return refuse(
-            "a GraphDef in protobuf text format, which tfe-run does not read yet",
-            format!(
-                "convert it to the binary format with\n  python -c \"import tensorflow as tf; \
-                 from google.protobuf import text_format; \
-                 g = text_format.Parse(open('{shown}').read(), tf.compat.v1.GraphDef()); \
-                 open('model.pb', 'wb').write(g.SerializeToString())\"\nand run tfe-run on model.pb"
-            ),
-        );
+    if path.extension().is_some_and(|e| e == "pbtxt") || looks_like_text(bytes) {
+        return Ok(Format::TextGraphDef);
     }
     Ok(Format::GraphDef)
 }
@@ -157,11 +182,14 @@ mod tests {
 
     #[test]
     fn text_graphdefs_are_told_from_binary_ones() {
-        let text = |bytes: &[u8]| what("g.pbtxt", bytes).contains("a GraphDef in protobuf text format");
+        // Told from the bytes, whatever the name; a .pbtxt is read as text.
+        let text = |bytes: &[u8]| what("g.txt", bytes) == "TextGraphDef";
         assert!(text(b"node {\n  name: \"x\"\n}\n"));
         assert!(text(b"# written by hand\n\nversions {\n producer: 1 }\n"));
-        assert!(what("g.pbtxt", b"node {}").contains("text_format.Parse(open('g.pbtxt').read()"));
+        assert_eq!(what("g.pbtxt", b"\n\x05\n\x01x"), "TextGraphDef");
         assert_eq!(what("g.pb", b"\n\x05\n\x01x"), "GraphDef");
+        let saved = what("dir/saved_model.pbtxt", b"saved_model_schema_version: 1");
+        assert!(saved.contains("a SavedModel's graph"), "{saved}");
         // Text that is not a GraphDef's is left to the binary decoder, which refuses it.
         assert_eq!(what("g.pb", b"hello world"), "GraphDef");
     }

@@ -301,8 +301,7 @@ pub fn load_public(
     if path.is_dir() {
         return Err(format::directory(path));
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::bad_input(format!("cannot read model `{}`: {e}", path.display())))?;
+    let bytes = format::read(path)?;
     load_bytes_public(&bytes, path, output_node, public, feeds)
 }
 
@@ -327,6 +326,7 @@ pub fn load_bytes_public(
 ) -> Result<Loaded> {
     let model = match format::recognise(path, bytes)? {
         format::Format::GraphDef => tf::TfModel::decode(bytes, path, output_node)?,
+        format::Format::TextGraphDef => tf::TfModel::decode_text(bytes, path, output_node)?,
     };
     let report = model.report()?;
     let plan = match report.check_supported() {

@@ -39,8 +39,8 @@ fn node(name: &str, op: &str, inputs: &[&str], attrs: Vec<(&str, Value)>) -> Nod
         name: name.into(),
         op: op.into(),
         input: inputs.iter().map(|s| s.to_string()).collect(),
-        device: String::new(),
         attr: attrs.into_iter().map(|(k, v)| (k.to_string(), AttrValue { value: Some(v) })).collect::<BTreeMap<_, _>>(),
+        ..Default::default()
     }
 }
 

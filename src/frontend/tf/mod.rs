@@ -6,6 +6,7 @@
 pub mod graph;
 mod ops;
 pub mod proto;
+pub mod text;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -54,6 +55,18 @@ impl TfModel {
     /// named, or the graph's single sink.
     pub fn decode(bytes: &[u8], path: &Path, output_node: Option<&str>) -> Result<TfModel> {
         let graph = Graph::decode(bytes).with_context(|| format!("model `{}`", path.display()))?;
+        TfModel::with_output(graph, path, output_node)
+    }
+
+    /// [`decode`](TfModel::decode) of a text GraphDef (`.pbtxt`).
+    pub fn decode_text(bytes: &[u8], path: &Path, output_node: Option<&str>) -> Result<TfModel> {
+        let graph = text::decode(bytes, &path.display().to_string())
+            .and_then(Graph::from_graph_def)
+            .with_context(|| format!("model `{}`", path.display()))?;
+        TfModel::with_output(graph, path, output_node)
+    }
+
+    fn with_output(graph: Graph, path: &Path, output_node: Option<&str>) -> Result<TfModel> {
         // Before the output: an unfrozen graph's many Assign sinks are not the problem.
         if let Some(v) = graph.nodes.iter().find(|n| crate::frontend::format::VARIABLE_OPS.contains(&n.op.as_str())) {
             return Err(crate::frontend::format::unfrozen(&v.name, &v.op))
