@@ -1,7 +1,8 @@
 """Model files tfe-run does not read (yet), as the real exporters write them, for
 the tests of what tfe-run says about each (tests/cli.rs): a Keras 3 `.keras`
 file, a tf_keras `.h5` file, a SavedModel directory (`tf.saved_model.save`),
-an unfrozen TF1 graph with its variables, and a text GraphDef.
+an unfrozen TF1 graph with its variables, and a text GraphDef (read since
+text GraphDefs are: tests/pbtxt.rs runs it against expected.npy).
 
     /tmp/tfvenv/bin/python testdata/gen_formats.py [--check-commands]
 
