@@ -405,7 +405,7 @@ mod tests {
         let key = StreamKey { domain: 1, seq: 4, id: 2, tag: 0 };
         let mut prf = ChaCha20Rng::from_seed(seed);
         prf.set_stream((1u64 << 32) | 4);
-        prf.set_word_pos(u128::from((2u64 << 32) | 0) << 4);
+        prf.set_word_pos(u128::from(2u64 << 32) << 4);
         let mut k = [0u8; 16];
         prf.fill_bytes(&mut k);
         let cipher = Aes128::new(&k.into());
