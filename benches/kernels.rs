@@ -5,8 +5,9 @@
 //! - `ring_gemm`: `kernels::linear::ring_gemm` (Z_2^64, the AVX2 version where the
 //!   processor has it) at the two convolutions' im2col products, 57600×25×16 and
 //!   6400×400×16, and a dense layer, 100×784×128. An element is one multiply-add.
-//! - `prg`: `Prg::fill` of 1 Mi words (bytes of ChaCha20 output), and `Prg::derive`
-//!   alone (one derivation per stream of material).
+//! - `prg`: `Prg::fill` of 1 Mi words (AES-128-CTR output), the same from
+//!   ChaCha20 (`rand_chacha`, the stream `Prg` used before, as the baseline), and
+//!   `Prg::derive` alone (one derivation per stream of material).
 //! - `im2col`: `kernels::linear::im2col` on ring elements at the first convolution,
 //!   a [100, 28, 28, 1] input under a 5×5 VALID window: 57600 rows of 25. An
 //!   element is one word written.
@@ -62,6 +63,10 @@ fn bench_prg(c: &mut Criterion) {
     let mut words = vec![0u64; MI];
     group.throughput(Throughput::Bytes((8 * MI) as u64));
     group.bench_function("fill_1Mi_words", |bench| bench.iter(|| prg.fill(black_box(&mut words))));
+    let mut chacha = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(SEED);
+    group.bench_function("chacha20_fill_1Mi_words", |bench| {
+        bench.iter(|| rand_core::Rng::fill_bytes(&mut chacha, bytemuck::cast_slice_mut(black_box(&mut words[..]))))
+    });
     group.throughput(Throughput::Elements(1));
     let mut tag = 0u32;
     group.bench_function("derive", |bench| {

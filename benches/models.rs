@@ -62,6 +62,7 @@ const ZOO_ORDER: &[&str] = &[
     "zoo_nasnet_mobile",
     "zoo_densenet121",
     "zoo_resnet50v2_narrow",
+    "zoo_resnet20",
 ];
 
 /// A set of models and how each (model, batch) of it is measured.

@@ -15,6 +15,8 @@ use std::num::Wrapping;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use aes::Aes128;
+use aes::cipher::{BlockEncrypt, KeyInit};
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 use rand_chacha::ChaCha20Rng;
@@ -137,14 +139,32 @@ impl std::fmt::Display for OutOfRange {
 
 impl std::error::Error for OutOfRange {}
 
-/// A ChaCha20 stream: the randomness of one piece of dealer material (or one mask),
-/// from one 32-byte seed and the [`StreamKey`] of its purpose, so the dealer and a
-/// server that share the seed expand the same values without any message.
+/// A stream of uniform words: the randomness of one piece of dealer material (or
+/// one mask), from one 32-byte seed and the [`StreamKey`] of its purpose, so the
+/// dealer and a server that share the seed expand the same values without any
+/// message.
+///
+/// The stream is AES-128 in counter mode under a key derived for this stream
+/// alone ([`Prg::derive`]): block i is AES_k(i), i a 128-bit little-endian counter
+/// from 0, read as two little-endian words. The `aes` crate picks AES-NI at run
+/// time where the CPU has it and a constant-time software AES elsewhere. It
+/// replaced a ChaCha20 stream (`rand_chacha`), which was a third of the
+/// instructions of a MobileNetV2 prediction (BENCHMARKS.md).
 pub struct Prg {
-    stream: ChaCha20Rng,
+    cipher: Aes128,
+    /// The next block's counter. A stream would need 2^132 bytes to wrap it.
+    counter: u128,
+    /// The words of the last block not yet handed out, `spare[used..]`: a fill
+    /// continues the stream word by word, however the previous fill ended.
+    spare: [u64; 2],
+    used: usize,
     /// Where the words this stream expands are counted, if anywhere.
     counted: Option<Expansion>,
 }
+
+/// Blocks encrypted per call: AES-NI pipelines 8 at a time, and 64 (1 KiB of
+/// stream) keep the buffer on the stack and in L1.
+const BLOCKS: usize = 64;
 
 /// Ring elements a party expanded from seeds: what a dealer without the seed
 /// trick would have had to send it. The count travels with each stream
@@ -176,23 +196,23 @@ pub struct StreamKey {
 impl Prg {
     /// The stream `key` of `seed`.
     ///
-    /// Its ChaCha20 key is one block of ChaCha20 under the seed, at nonce
-    /// (domain, seq) and block counter (id, tag): ChaCha20's block function is a
-    /// PRF of its 128 nonce and counter bits, and the 104 bits of a key map into
-    /// them one-to-one, so distinct keys get independent-looking ChaCha20 keys
-    /// with nothing truncated (the old 64-bit stream number packed seq into 20
-    /// bits and tag into 12, and wrapped). The seed is used for nothing else.
-    /// One derivation per stream: a few blocks, against the megabytes a stream
-    /// of material expands.
+    /// Its AES key is one block of ChaCha20 under the seed, at nonce (domain,
+    /// seq) and block counter (id, tag): ChaCha20's block function is a PRF of
+    /// its 128 nonce and counter bits, and the 104 bits of a key map into them
+    /// one-to-one, so distinct keys get independent-looking AES keys with nothing
+    /// truncated (the old 64-bit stream number packed seq into 20 bits and tag
+    /// into 12, and wrapped). The seed is used for nothing else. One derivation
+    /// and one key schedule per stream: a few blocks, against the megabytes a
+    /// stream of material expands.
     pub fn derive(seed: &[u8; 32], key: StreamKey) -> Prg {
         let mut prf = ChaCha20Rng::from_seed(*seed);
         prf.set_stream((u64::from(key.domain) << 32) | u64::from(key.seq));
         let block = (u64::from(key.id) << 32) | u64::from(key.tag);
         // 16 words of 32 bits per block.
         prf.set_word_pos(u128::from(block) << 4);
-        let mut stream_key = [0u8; 32];
+        let mut stream_key = [0u8; 16];
         prf.fill_bytes(&mut stream_key);
-        Prg { stream: ChaCha20Rng::from_seed(stream_key), counted: None }
+        Prg { cipher: Aes128::new(&stream_key.into()), counter: 0, spare: [0; 2], used: 2, counted: None }
     }
 
     /// [`Prg::derive`], counting what the stream expands into `expansion`.
@@ -202,24 +222,77 @@ impl Prg {
 
     /// Uniform ring elements.
     pub fn words(&mut self, n: usize) -> Vec<u64> {
-        let mut words = vec![0u64; n];
-        self.fill(&mut words);
+        let mut words = Vec::with_capacity(n);
+        self.extend(&mut words, n);
         words
     }
 
-    /// Overwrite `words` with uniform ring elements: the stream's bytes, read as
-    /// little-endian words, written straight into place.
+    /// Overwrite `words` with the stream's next words.
     pub fn fill(&mut self, words: &mut [u64]) {
-        if let Some(expansion) = &self.counted {
-            expansion.0.fetch_add(words.len() as u64, Ordering::Relaxed);
+        self.count(words.len());
+        let mut at = 0;
+        while at < words.len() {
+            let rest = &mut words[at..];
+            at += self.next_words(rest.len(), |chunk| rest[..chunk.len()].copy_from_slice(chunk));
         }
-        self.stream.fill_bytes(bytemuck::cast_slice_mut(words));
-        words.iter_mut().for_each(|w| *w = u64::from_le(*w));
+    }
+
+    /// Append the stream's next `n` words to `out`: [`Prg::fill`] without
+    /// zeroing the memory first.
+    fn extend(&mut self, out: &mut Vec<u64>, n: usize) {
+        self.count(n);
+        let mut left = n;
+        while left > 0 {
+            left -= self.next_words(left, |chunk| out.extend_from_slice(chunk));
+        }
+    }
+
+    fn count(&self, n: usize) {
+        if let Some(expansion) = &self.counted {
+            expansion.0.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Hand `put` the stream's next words, at most `want` (at least one if
+    /// `want` is), and return how many: the spare word of the last block if there
+    /// is one, else fresh blocks, up to [`BLOCKS`]. A block cut in half keeps its
+    /// second word for the next call.
+    fn next_words(&mut self, want: usize, put: impl FnOnce(&[u64])) -> usize {
+        if self.used < 2 {
+            let end = (self.used + want).min(2);
+            put(&self.spare[self.used..end]);
+            let given = end - self.used;
+            self.used = end;
+            return given;
+        }
+        let count = want.div_ceil(2).min(BLOCKS);
+        let mut blocks = [aes::Block::default(); BLOCKS];
+        let blocks = &mut blocks[..count];
+        for block in blocks.iter_mut() {
+            block.copy_from_slice(&self.counter.to_le_bytes());
+            self.counter = self.counter.wrapping_add(1);
+        }
+        self.cipher.encrypt_blocks(blocks);
+        let mut words = [0u64; 2 * BLOCKS];
+        for (pair, block) in words.chunks_exact_mut(2).zip(blocks.iter()) {
+            let (lo, hi) = block.split_at(8);
+            pair[0] = u64::from_le_bytes(lo.try_into().unwrap_or_default());
+            pair[1] = u64::from_le_bytes(hi.try_into().unwrap_or_default());
+        }
+        let given = want.min(2 * count);
+        put(&words[..given]);
+        if given % 2 == 1 {
+            self.spare = [0, words[given]];
+            self.used = 1;
+        }
+        given
     }
 
     pub fn tensor(&mut self, shape: &[usize]) -> RingTensor {
-        let mut words = vec![Wrapping(0u64); shape.iter().product()];
-        self.fill(bytemuck::cast_slice_mut(&mut words));
+        let n = shape.iter().product();
+        let mut words = Vec::with_capacity(n);
+        self.extend(&mut words, n);
+        let words: Vec<Z> = bytemuck::allocation::cast_vec(words);
         ArrayD::from_shape_vec(IxDyn(shape), words).expect("shape")
     }
 }
@@ -285,6 +358,64 @@ mod tests {
             StreamKey { seq: u32::MAX, ..base },
         ] {
             assert_ne!(first(base), first(other), "{other:?}");
+        }
+    }
+
+    /// The stream is the same words however it is cut into fills: the dealer and
+    /// a server may expand one piece of material in different chunks.
+    #[test]
+    fn a_stream_is_the_same_however_its_fills_are_cut() {
+        let seed = [5u8; 32];
+        let key = StreamKey { domain: 3, seq: 0, id: 9, tag: 1 };
+        let whole = Prg::derive(&seed, key).words(1000);
+        for cuts in [vec![1, 1, 1, 997], vec![3, 128, 129, 5, 735], vec![127, 1, 872], vec![999, 1]] {
+            let mut prg = Prg::derive(&seed, key);
+            let mut got = Vec::new();
+            for (k, n) in cuts.into_iter().enumerate() {
+                if k % 2 == 0 {
+                    got.extend(prg.words(n));
+                } else {
+                    let mut buf = vec![0u64; n];
+                    prg.fill(&mut buf);
+                    got.extend(buf);
+                }
+            }
+            assert_eq!(got, whole);
+        }
+        let tensor = Prg::derive(&seed, key).tensor(&[10, 100]);
+        assert_eq!(tensor.iter().map(|w| w.0).collect::<Vec<_>>(), whole);
+    }
+
+    /// The stream is AES-128 in counter mode: block i = AES_k(i) (FIPS-197's
+    /// key schedule and cipher; its appendix C.1 vector checks the `aes` crate),
+    /// under the key ChaCha20 derives for the stream.
+    #[test]
+    fn the_stream_is_aes_ctr_under_the_derived_key() {
+        use aes::cipher::generic_array::GenericArray;
+        // FIPS-197 appendix C.1: AES-128.
+        let fips = Aes128::new(&GenericArray::from(std::array::from_fn::<u8, 16, _>(|i| i as u8)));
+        let mut block = GenericArray::from(std::array::from_fn::<u8, 16, _>(|i| (i as u8) * 0x11));
+        fips.encrypt_block(&mut block);
+        assert_eq!(
+            block.as_slice(),
+            &[0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4, 0xc5, 0x5a]
+        );
+
+        let seed = [11u8; 32];
+        let key = StreamKey { domain: 1, seq: 4, id: 2, tag: 0 };
+        let mut prf = ChaCha20Rng::from_seed(seed);
+        prf.set_stream((1u64 << 32) | 4);
+        prf.set_word_pos(u128::from(2u64 << 32) << 4);
+        let mut k = [0u8; 16];
+        prf.fill_bytes(&mut k);
+        let cipher = Aes128::new(&k.into());
+        let words = Prg::derive(&seed, key).words(6);
+        for i in 0..3u128 {
+            let mut block = GenericArray::from(i.to_le_bytes());
+            cipher.encrypt_block(&mut block);
+            let (lo, hi) = block.split_at(8);
+            assert_eq!(words[2 * i as usize], u64::from_le_bytes(lo.try_into().unwrap()));
+            assert_eq!(words[2 * i as usize + 1], u64::from_le_bytes(hi.try_into().unwrap()));
         }
     }
 

@@ -14,6 +14,11 @@ kind of layer and block the stock model has (see ZOO):
 
     /tmp/tfvenv/bin/python testdata/generate.py --only zoo_mobilenet_v3_small
     /tmp/tfvenv/bin/python testdata/generate.py --only zoo_efficientnet_b0,zoo_densenet121
+    /tmp/tfvenv/bin/python testdata/generate.py --only zoo_resnet20
+
+The one entry that is not a keras.applications model is zoo_resnet20, the
+CIFAR-style ResNet-20 of He et al. (2016), built from Keras 3 layers at 32x32
+(MNIST resized to 32x32 stands in for CIFAR-10, which no offline package ships).
 
 generate.py calls `build_zoo(generate_module, load)` with itself (this file
 imports nothing from it, so it works however generate.py was started) and a
@@ -96,6 +101,35 @@ def resnet50v2_narrow(shape):
                          input_shape=shape, classes=10)
 
 
+def resnet20(shape):
+    # He et al. 2016's CIFAR ResNet-20 (section 4.2; not a keras.applications model,
+    # built from Keras 3 layers): a 3x3 conv of 16, then 3 stages of 3 basic blocks
+    # (two 3x3 convs with BatchNormalization and ReLU, an identity shortcut) at 16,
+    # 32 and 64 filters, the first block of stages 2 and 3 at stride 2 with a 1x1
+    # conv + BatchNormalization projection shortcut (option B), global average pool,
+    # Dense(10) softmax. 0.27M weights.
+    L = keras.layers
+
+    def conv_bn(x, filters, kernel, stride, name):
+        x = L.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
+                     kernel_initializer="he_normal", name=f"{name}_conv")(x)
+        return L.BatchNormalization(name=f"{name}_bn")(x)
+
+    inp = keras.Input(shape)
+    x = L.ReLU(name="stem_relu")(conv_bn(inp, 16, 3, 1, "stem"))
+    for stage, filters in enumerate((16, 32, 64)):
+        for block in range(3):
+            name = f"stage{stage + 1}_block{block + 1}"
+            stride = 2 if stage > 0 and block == 0 else 1
+            y = L.ReLU(name=f"{name}_relu1")(conv_bn(x, filters, 3, stride, f"{name}_1"))
+            y = conv_bn(y, filters, 3, 1, f"{name}_2")
+            shortcut = x if stride == 1 else conv_bn(x, filters, 1, stride, f"{name}_proj")
+            x = L.ReLU(name=f"{name}_out")(L.Add(name=f"{name}_add")([shortcut, y]))
+    x = L.GlobalAveragePooling2D(name="avg_pool")(x)
+    out = L.Dense(10, activation="softmax", name="predictions")(x)
+    return keras.Model(inp, out, name="resnet20")
+
+
 def tf_mode(x):
     """keras.applications' "tf" preprocessing (MobileNetV2, NASNet, ResNetV2): [-1, 1]."""
     return keras.applications.nasnet.preprocess_input(x.copy())
@@ -113,6 +147,12 @@ def pixels(x):
 
 # name -> (builder, input size, preprocessing, what the input is)
 ZOO = {
+    "resnet20": (
+        resnet20, 32, tf_mode,
+        "CIFAR-style ResNet-20 (He et al. 2016, section 4.2: 3x3 conv 16, 3 stages of 3 "
+        "basic blocks at 16-32-64 filters, 1x1 projection shortcuts at the two stride-2 "
+        "blocks, global average pool, Dense(10) softmax) built from Keras 3 layers, "
+        "input_shape=(32,32,3); input scaled to [-1, 1] as keras.applications' tf mode"),
     "mobilenet_v3_small": (
         mobilenet_v3_small, 96, pixels,
         "keras.applications.MobileNetV3Small(input_shape=(96,96,3), weights=None, classes=10) "
