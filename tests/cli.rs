@@ -248,14 +248,16 @@ fn inspect_says_how_every_op_runs_under_pond() {
     assert!(activations.contains("approximation of softmax on [-inf, inf]: |error| ≤ 1e-4"), "{activations}");
 }
 
-/// `tfe-run ops` prints the README's op table (the registry it is generated from).
+/// `tfe-run ops` prints docs/OPS.md's op table (the registry it is generated from).
 #[test]
-fn ops_prints_the_readme_op_table() {
+fn ops_prints_the_op_table_of_docs_ops_md() {
     let (code, stdout, _) = run(&["ops"]);
     assert_eq!(code, 0);
     assert!(stdout.starts_with("| op | notes | under Pond |"), "{stdout}");
+    let doc = std::fs::read_to_string("docs/OPS.md").unwrap();
+    assert!(doc.contains(&stdout), "docs/OPS.md's op table is not `tfe-run ops`'s output");
     let readme = std::fs::read_to_string("README.md").unwrap();
-    assert!(readme.contains(&stdout), "README.md's op table is not `tfe-run ops`'s output");
+    assert!(readme.contains("(docs/OPS.md)"), "README.md links the op table");
 }
 
 #[test]
@@ -933,4 +935,47 @@ fn an_int32_token_placeholder_takes_integer_ids_and_refuses_a_fraction_by_name()
     let stderr =
         fails(&["--plaintext", model, s(&bad)], 2, &["bad.npy", "`input`", "int32", "not an integer", "index 5"]);
     assert!(!stderr.contains("17.25"), "the value is the client's: {stderr}");
+}
+
+/// `inspect`'s exit code is the one a secure run of the model ends with, for the
+/// same reason (issue 16: `inspect` passed what the run refused, and fed a TF1
+/// graph's `keep_prob = placeholder_with_default(1.0)` as a private input, so it
+/// called the dropout undecided where the run decides it).
+#[test]
+fn inspect_verdict_is_the_runs_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let dropout = "testdata/tf1_cnn_dropout.pb";
+    let (code, stdout, stderr) = run(&["inspect", dropout]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stdout.contains("not possible"), "{stdout}");
+    let (code, _, stderr) = run(&[dropout, "testdata/mnist_flat100.npy"]);
+    assert_eq!(code, 0, "{stderr}");
+    // An undecided dropout: both refuse it, naming the node.
+    let undecided = ["GreaterEqual `dropout/GreaterEqual`", "not decided"];
+    let (code, stdout, stderr) = run(&["inspect", "--public", "keep_prob=0.5", dropout]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(undecided.iter().all(|n| stdout.contains(n) && stderr.contains(n)), "{stdout}{stderr}");
+    fails(&[dropout, "testdata/mnist_flat100.npy", "--public", "keep_prob=0.5"], 4, &undecided);
+    // A step with no secure protocol (an ArgMax inside the graph): it plans, so the
+    // report is complete, but the secure run is refused, and so is inspect.
+    let mut argmax = node("am", "ArgMax", &["x", "axis"]);
+    argmax = with_attr(argmax, "output_type", Value::Type(3));
+    let cast = with_attr(node("c", "Cast", &["am"]), "DstT", Value::Type(1));
+    let model = write_graph(
+        &dir,
+        "argmax_mid.pb",
+        vec![placeholder("x", &[-1, 4]), const_i32("axis", &[], &[1]), argmax, cast, node("y", "Neg", &["c"])],
+    );
+    let input = temp_file(&dir, "x.npy", &f32_npy("(2, 4)", &[1.0, 3.0, 2.0, 0.0, 5.0, 1.0, 0.0, 2.0]));
+    let why = ["ArgMax `am`", "--plaintext"];
+    let (code, stdout, stderr) = run(&["inspect", s(&model)]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(stdout.contains("under Pond: not possible: ArgMax `am`"), "{stdout}");
+    assert!(why.iter().all(|n| stderr.contains(n)), "{stderr}");
+    fails(&[s(&model), s(&input)], 4, &why);
+    let (code, stdout, stderr) = run(&["--plaintext", s(&model), s(&input)]);
+    assert_eq!(code, 0, "{stderr}");
+    // -argmax of each row: -1 and 0.
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("row ")).collect();
+    assert!(rows.len() == 2 && rows[0].ends_with(" -1.0000") && rows[1].ends_with(" 0.0000"), "{stdout}");
 }
