@@ -979,3 +979,53 @@ fn inspect_verdict_is_the_runs_verdict() {
     let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("row ")).collect();
     assert!(rows.len() == 2 && rows[0].ends_with(" -1.0000") && rows[1].ends_with(" 0.0000"), "{stdout}");
 }
+
+/// A model with a fixed batch runs a file of several of its batches, one batch
+/// after the other, as `predict` does on remote parties (issue 16: it refused
+/// every file but one of exactly its batch). Each row of the batched run is the
+/// run of that row alone; rows that are no whole number of batches are refused,
+/// since padding could change a model that mixes the rows of its batch.
+#[test]
+fn a_fixed_batch_model_runs_a_batch_file_in_batches() {
+    if !have_reference("a_fixed_batch_model_runs_a_batch_file_in_batches") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = reference("2lfc.pb");
+    let example = load(&reference("2lfc_input_example.npy"));
+    let expected = load(&reference("2lfc.expected.npy"));
+    // Row 0 is tf-encrypted's example (whose TensorFlow output we have); the
+    // others are scaled copies of it.
+    let rows: Vec<Vec<f32>> = (0..5).map(|k| example.iter().map(|v| v * (1.0 - 0.3 * k as f32)).collect()).collect();
+    let batch = temp_file(&dir, "five.npy", &f32_npy("(5, 16)", &rows.concat()));
+    let (code, plain, stderr) = run(&["--plaintext", s(&model), s(&batch)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(plain.contains("shape: [5, 2]"), "{plain}");
+    let plain_rows = parse_rows(&plain);
+    for (k, row) in rows.iter().enumerate() {
+        let one = temp_file(&dir, &format!("row{k}.npy"), &f32_npy("(1, 16)", row));
+        let (code, alone, stderr) = run(&["--plaintext", s(&model), s(&one)]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(parse_rows(&alone)[0], plain_rows[k], "row {k} batched vs alone");
+    }
+    for (v, e) in plain_rows[0].1.iter().zip(expected.iter()) {
+        assert!((v - e).abs() <= 1e-3 * e.abs().max(1.0), "row 0 {v} vs TensorFlow {e}");
+    }
+    let (code, secure, stderr) = run(&[s(&model), s(&batch)]);
+    assert_eq!(code, 0, "{stderr}");
+    for ((sc, sv), (pc, pv)) in parse_rows(&secure).iter().zip(&plain_rows) {
+        assert_eq!(sc, pc, "{secure}");
+        for (a, b) in sv.iter().zip(pv) {
+            assert!((a - b).abs() <= 1e-2 * b.abs().max(1.0), "secure {a} vs plaintext {b}");
+        }
+    }
+    assert_eq!(parse_rows(&secure).len(), 5);
+    // Two inputs of different row counts, or rows that do not fill whole batches.
+    let model2 = reference("2inputs.pb");
+    let two = temp_file(&dir, "two.npy", &f32_npy("(2, 16)", &rows[..2].concat()));
+    fails(
+        &["--plaintext", s(&model2), "--input", &format!("Placeholder={}", s(&batch)), s(&two)],
+        2,
+        &["cannot be cut into the same batches"],
+    );
+}
