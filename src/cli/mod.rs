@@ -166,7 +166,8 @@ fn prepare_batched(
             let array = npy::read_input(path)?;
             check_integer_feed(report, name, path, &array)?;
             let mut shape = array.shape().to_vec();
-            if let Some(batch) = report.placeholders.iter().find(|p| p.name == *name).and_then(|p| fixed_batch(p, &shape))
+            if let Some(batch) =
+                report.placeholders.iter().find(|p| p.name == *name).and_then(|p| fixed_batch(p, &shape))
                 && split
             {
                 rows = Some(shape[0]);
@@ -239,7 +240,8 @@ fn join_batches(plan: &Plan, outputs: Vec<crate::tensor::Tensor>) -> Result<crat
         )));
     }
     if outputs.iter().all(|t| matches!(t, Tensor::Int(_))) {
-        let parts: Vec<_> = outputs.iter().filter_map(|t| if let Tensor::Int(a) = t { Some(a.view()) } else { None }).collect();
+        let parts: Vec<_> =
+            outputs.iter().filter_map(|t| if let Tensor::Int(a) = t { Some(a.view()) } else { None }).collect();
         Ok(Tensor::Int(ndarray::concatenate(ndarray::Axis(0), &parts)?))
     } else {
         let parts: Vec<ArrayD<f32>> = outputs.iter().map(|t| t.to_float()).collect();
