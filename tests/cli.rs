@@ -671,6 +671,9 @@ fn max_memory_refuses_a_run_with_its_estimate() {
     assert!(err.contains("needs an estimated") && err.contains("over the --max-memory limit of 100 MB"), "{err}");
     fails(&["--plaintext", "--max-memory", "1M", model, input], 2, &["the plaintext run", "limit of 1 MB"]);
     fails(&["--max-memory", "lots", model, input], 2, &["`lots` is not a size"]);
+    // Issue 16: `--max-memory 10` was reported as a limit of "0 MB".
+    fails(&["--max-memory", "10", model, input], 2, &["over the --max-memory limit of 10 bytes"]);
+    fails(&["--max-memory", "20K", model, input], 2, &["over the --max-memory limit of 20.0 KB"]);
     // The default leaves room for every shipped model.
     let (code, _, stderr) = run(&["--max-memory", "1G", model, input]);
     assert_eq!(code, 0, "{stderr}");
