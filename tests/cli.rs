@@ -692,8 +692,9 @@ fn placeholder_without_dtype_is_an_error_not_a_panic() {
     let input = temp_file(&dir, "y.npy", &f32_npy("(1, 4)", &[1.0; 4]));
     let feed = format!("y={}", s(&input));
     fails(&["--plaintext", s(&model), "--input", &feed], 2, &["placeholder `x` (which declares no dtype) is not fed"]);
+    // inspect prints its report, and exits as the run does (its verdict is the run's).
     let (code, stdout, stderr) = run(&["inspect", s(&model)]);
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert!(stdout.contains("plan (batch of 1): not possible: placeholder `x`"), "{stdout}");
 }
 
