@@ -1033,3 +1033,16 @@ fn a_fixed_batch_model_runs_a_batch_file_in_batches() {
         &["cannot be cut into the same batches"],
     );
 }
+
+/// Issue 16: `tfe-run inspct x.pb` said "cannot read model `inspct`"; an unknown
+/// `--input NAME` did not say which names there are.
+#[test]
+fn a_mistyped_command_gets_did_you_mean_and_an_unknown_input_lists_the_placeholders() {
+    let stderr = fails(&["inspct", "testdata/mnist_model.pb"], 2, &["did you mean `tfe-run inspect`?"]);
+    golden("error_mistyped_command.txt", &stderr);
+    let stderr =
+        fails(&["testdata/mnist_model.pb", "--input", "nope=testdata/mnist_input.npy"], 2, &["no placeholder `nope`"]);
+    golden("error_unknown_input.txt", &stderr);
+    // A model file whose name is close to a command is still a model.
+    fails(&["nonexistent_model.pb", "x.npy"], 2, &["nonexistent_model.pb"]);
+}

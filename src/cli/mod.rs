@@ -25,6 +25,10 @@ use crate::{npy, plaintext};
 
 /// Run the command line and return the process exit code.
 pub fn main() -> u8 {
+    if let Some(message) = mistyped_command(std::env::args_os().nth(1)) {
+        eprintln!("error: {message}");
+        return exit::BAD_INPUT;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -59,6 +63,24 @@ pub fn main() -> u8 {
             crate::error::exit_code_of(&err, remote)
         }
     }
+}
+
+/// A first argument that is no file and is close to a subcommand's name
+/// (`inspct`) is a typo, not a model to read: say which command was meant.
+fn mistyped_command(first: Option<std::ffi::OsString>) -> Option<String> {
+    use clap::CommandFactory;
+    let first = first?.into_string().ok()?;
+    if first.starts_with('-') || Path::new(&first).exists() {
+        return None;
+    }
+    let command = Cli::command();
+    let names: Vec<String> = command.get_subcommands().map(|c| c.get_name().to_string()).collect();
+    if names.contains(&first) {
+        return None;
+    }
+    let best = names.iter().min_by_key(|n| strsim::levenshtein(n, &first))?;
+    (strsim::levenshtein(best, &first) <= 2)
+        .then(|| format!("unrecognized command `{first}`: did you mean `tfe-run {best}`? (see `tfe-run --help`)"))
 }
 
 /// Write `text` to stdout, marking its failure as [`Error::Stdout`]: a reader
