@@ -24,7 +24,7 @@ pub enum Category {
 }
 
 impl Category {
-    /// The process exit code documented in the README and in `--help`.
+    /// The process exit code documented in the README, docs/CLI.md and `--help`.
     pub fn exit_code(self) -> u8 {
         Error::of(self, String::new()).exit_code()
     }

@@ -248,14 +248,16 @@ fn inspect_says_how_every_op_runs_under_pond() {
     assert!(activations.contains("approximation of softmax on [-inf, inf]: |error| ≤ 1e-4"), "{activations}");
 }
 
-/// `tfe-run ops` prints the README's op table (the registry it is generated from).
+/// `tfe-run ops` prints docs/OPS.md's op table (the registry it is generated from).
 #[test]
-fn ops_prints_the_readme_op_table() {
+fn ops_prints_the_op_table_of_docs_ops_md() {
     let (code, stdout, _) = run(&["ops"]);
     assert_eq!(code, 0);
     assert!(stdout.starts_with("| op | notes | under Pond |"), "{stdout}");
+    let doc = std::fs::read_to_string("docs/OPS.md").unwrap();
+    assert!(doc.contains(&stdout), "docs/OPS.md's op table is not `tfe-run ops`'s output");
     let readme = std::fs::read_to_string("README.md").unwrap();
-    assert!(readme.contains(&stdout), "README.md's op table is not `tfe-run ops`'s output");
+    assert!(readme.contains("(docs/OPS.md)"), "README.md links the op table");
 }
 
 #[test]
@@ -669,6 +671,9 @@ fn max_memory_refuses_a_run_with_its_estimate() {
     assert!(err.contains("needs an estimated") && err.contains("over the --max-memory limit of 100 MB"), "{err}");
     fails(&["--plaintext", "--max-memory", "1M", model, input], 2, &["the plaintext run", "limit of 1 MB"]);
     fails(&["--max-memory", "lots", model, input], 2, &["`lots` is not a size"]);
+    // Issue 16: `--max-memory 10` was reported as a limit of "0 MB".
+    fails(&["--max-memory", "10", model, input], 2, &["over the --max-memory limit of 10 bytes"]);
+    fails(&["--max-memory", "20K", model, input], 2, &["over the --max-memory limit of 20.0 KB"]);
     // The default leaves room for every shipped model.
     let (code, _, stderr) = run(&["--max-memory", "1G", model, input]);
     assert_eq!(code, 0, "{stderr}");
@@ -687,8 +692,9 @@ fn placeholder_without_dtype_is_an_error_not_a_panic() {
     let input = temp_file(&dir, "y.npy", &f32_npy("(1, 4)", &[1.0; 4]));
     let feed = format!("y={}", s(&input));
     fails(&["--plaintext", s(&model), "--input", &feed], 2, &["placeholder `x` (which declares no dtype) is not fed"]);
+    // inspect prints its report, and exits as the run does (its verdict is the run's).
     let (code, stdout, stderr) = run(&["inspect", s(&model)]);
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert!(stdout.contains("plan (batch of 1): not possible: placeholder `x`"), "{stdout}");
 }
 
@@ -928,4 +934,110 @@ fn an_int32_token_placeholder_takes_integer_ids_and_refuses_a_fraction_by_name()
     let stderr =
         fails(&["--plaintext", model, s(&bad)], 2, &["bad.npy", "`input`", "int32", "not an integer", "index 5"]);
     assert!(!stderr.contains("17.25"), "the value is the client's: {stderr}");
+}
+
+/// `inspect`'s exit code is the one a secure run of the model ends with, for the
+/// same reason (issue 16: `inspect` passed what the run refused, and fed a TF1
+/// graph's `keep_prob = placeholder_with_default(1.0)` as a private input, so it
+/// called the dropout undecided where the run decides it).
+#[test]
+fn inspect_verdict_is_the_runs_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let dropout = "testdata/tf1_cnn_dropout.pb";
+    let (code, stdout, stderr) = run(&["inspect", dropout]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(!stdout.contains("not possible"), "{stdout}");
+    let (code, _, stderr) = run(&[dropout, "testdata/mnist_flat100.npy"]);
+    assert_eq!(code, 0, "{stderr}");
+    // An undecided dropout: both refuse it, naming the node.
+    let undecided = ["GreaterEqual `dropout/GreaterEqual`", "not decided"];
+    let (code, stdout, stderr) = run(&["inspect", "--public", "keep_prob=0.5", dropout]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(undecided.iter().all(|n| stdout.contains(n) && stderr.contains(n)), "{stdout}{stderr}");
+    fails(&[dropout, "testdata/mnist_flat100.npy", "--public", "keep_prob=0.5"], 4, &undecided);
+    // A step with no secure protocol (an ArgMax inside the graph): it plans, so the
+    // report is complete, but the secure run is refused, and so is inspect.
+    let mut argmax = node("am", "ArgMax", &["x", "axis"]);
+    argmax = with_attr(argmax, "output_type", Value::Type(3));
+    let cast = with_attr(node("c", "Cast", &["am"]), "DstT", Value::Type(1));
+    let model = write_graph(
+        &dir,
+        "argmax_mid.pb",
+        vec![placeholder("x", &[-1, 4]), const_i32("axis", &[], &[1]), argmax, cast, node("y", "Neg", &["c"])],
+    );
+    let input = temp_file(&dir, "x.npy", &f32_npy("(2, 4)", &[1.0, 3.0, 2.0, 0.0, 5.0, 1.0, 0.0, 2.0]));
+    let why = ["ArgMax `am`", "--plaintext"];
+    let (code, stdout, stderr) = run(&["inspect", s(&model)]);
+    assert_eq!(code, 4, "{stdout}{stderr}");
+    assert!(stdout.contains("under Pond: not possible: ArgMax `am`"), "{stdout}");
+    assert!(why.iter().all(|n| stderr.contains(n)), "{stderr}");
+    fails(&[s(&model), s(&input)], 4, &why);
+    let (code, stdout, stderr) = run(&["--plaintext", s(&model), s(&input)]);
+    assert_eq!(code, 0, "{stderr}");
+    // -argmax of each row: -1 and 0.
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("row ")).collect();
+    assert!(rows.len() == 2 && rows[0].ends_with(" -1.0000") && rows[1].ends_with(" 0.0000"), "{stdout}");
+}
+
+/// A model with a fixed batch runs a file of several of its batches, one batch
+/// after the other, as `predict` does on remote parties (issue 16: it refused
+/// every file but one of exactly its batch). Each row of the batched run is the
+/// run of that row alone; rows that are no whole number of batches are refused,
+/// since padding could change a model that mixes the rows of its batch.
+#[test]
+fn a_fixed_batch_model_runs_a_batch_file_in_batches() {
+    if !have_reference("a_fixed_batch_model_runs_a_batch_file_in_batches") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = reference("2lfc.pb");
+    let example = load(&reference("2lfc_input_example.npy"));
+    let expected = load(&reference("2lfc.expected.npy"));
+    // Row 0 is tf-encrypted's example (whose TensorFlow output we have); the
+    // others are scaled copies of it.
+    let rows: Vec<Vec<f32>> = (0..5).map(|k| example.iter().map(|v| v * (1.0 - 0.3 * k as f32)).collect()).collect();
+    let batch = temp_file(&dir, "five.npy", &f32_npy("(5, 16)", &rows.concat()));
+    let (code, plain, stderr) = run(&["--plaintext", s(&model), s(&batch)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(plain.contains("shape: [5, 2]"), "{plain}");
+    let plain_rows = parse_rows(&plain);
+    for (k, row) in rows.iter().enumerate() {
+        let one = temp_file(&dir, &format!("row{k}.npy"), &f32_npy("(1, 16)", row));
+        let (code, alone, stderr) = run(&["--plaintext", s(&model), s(&one)]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(parse_rows(&alone)[0], plain_rows[k], "row {k} batched vs alone");
+    }
+    for (v, e) in plain_rows[0].1.iter().zip(expected.iter()) {
+        assert!((v - e).abs() <= 1e-3 * e.abs().max(1.0), "row 0 {v} vs TensorFlow {e}");
+    }
+    let (code, secure, stderr) = run(&[s(&model), s(&batch)]);
+    assert_eq!(code, 0, "{stderr}");
+    for ((sc, sv), (pc, pv)) in parse_rows(&secure).iter().zip(&plain_rows) {
+        assert_eq!(sc, pc, "{secure}");
+        for (a, b) in sv.iter().zip(pv) {
+            assert!((a - b).abs() <= 1e-2 * b.abs().max(1.0), "secure {a} vs plaintext {b}");
+        }
+    }
+    assert_eq!(parse_rows(&secure).len(), 5);
+    // Two inputs of different row counts, or rows that do not fill whole batches.
+    let model2 = reference("2inputs.pb");
+    let two = temp_file(&dir, "two.npy", &f32_npy("(2, 16)", &rows[..2].concat()));
+    fails(
+        &["--plaintext", s(&model2), "--input", &format!("Placeholder={}", s(&batch)), s(&two)],
+        2,
+        &["cannot be cut into the same batches"],
+    );
+}
+
+/// Issue 16: `tfe-run inspct x.pb` said "cannot read model `inspct`"; an unknown
+/// `--input NAME` did not say which names there are.
+#[test]
+fn a_mistyped_command_gets_did_you_mean_and_an_unknown_input_lists_the_placeholders() {
+    let stderr = fails(&["inspct", "testdata/mnist_model.pb"], 2, &["did you mean `tfe-run inspect`?"]);
+    golden("error_mistyped_command.txt", &stderr);
+    let stderr =
+        fails(&["testdata/mnist_model.pb", "--input", "nope=testdata/mnist_input.npy"], 2, &["no placeholder `nope`"]);
+    golden("error_unknown_input.txt", &stderr);
+    // A model file whose name is close to a command is still a model.
+    fails(&["nonexistent_model.pb", "x.npy"], 2, &["nonexistent_model.pb"]);
 }

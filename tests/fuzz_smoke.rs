@@ -1,7 +1,7 @@
 //! A smoke run of the fuzz targets inside `cargo test`: each target's code
 //! (`tfe_run::fuzzing`) over its seed files and a few thousand deterministic
 //! mutations of them (flipped, inserted and deleted bytes, truncations). The
-//! coverage-guided runs are in `tests/fuzz/` (see README, Fuzzing).
+//! coverage-guided runs are in `tests/fuzz/` (see docs/TESTING.md, Hostile input and fuzzing).
 
 mod common;
 

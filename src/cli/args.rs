@@ -55,7 +55,7 @@ pub enum Command {
     /// Show a model's inputs, output node, ops (whether and how each runs under Pond) and size.
     Inspect(InspectArgs),
     /// List the TensorFlow ops tfe-run imports, what each accepts and how it runs
-    /// under Pond (the README's table, in Markdown).
+    /// under Pond (the table of docs/OPS.md, in Markdown).
     Ops,
     /// Run one party (server0, server1 or crypto-producer) until stopped.
     Serve(ServeArgs),
@@ -204,8 +204,35 @@ pub struct InspectArgs {
     /// Also list the plan's steps (for a batch of 1).
     #[arg(long)]
     pub plan: bool,
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Inspect the model with a placeholder of one element fed a public number,
+    /// as a run with the same `--public` would plan it.
+    #[arg(long = "public", value_name = "NAME=NUMBER", value_parser = parse_public)]
+    pub public: Vec<(String, f32)>,
+    /// How to print the report.
+    #[arg(short, long, value_enum, default_value_t = InspectFormat::Text)]
+    pub format: InspectFormat,
+}
+
+/// How `inspect` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InspectFormat {
+    /// For people: inputs, output, one line per op type, the plan and how its steps run.
+    Text,
+    /// One JSON object with the same facts (`inputs`, `output`, `ops`, `unsupported`, `plan`), for scripts.
+    Json,
+}
+
+impl InspectArgs {
+    /// The `--public` numbers, each placeholder at most once.
+    pub fn public(&self) -> Result<crate::frontend::Public> {
+        let mut public = crate::frontend::Public::new();
+        for (name, value) in &self.public {
+            if public.insert(name.clone(), *value).is_some() {
+                return Err(Error::bad_input(format!("placeholder `{name}` is fed twice")));
+            }
+        }
+        Ok(public)
+    }
 }
 
 #[derive(Debug, Args)]

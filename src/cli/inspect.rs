@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde_json::json;
 
-use super::Format;
-use super::args::InspectArgs;
+use super::args::{InspectArgs, InspectFormat as Format};
 use crate::error::exit;
 use crate::frontend::{self, Feed, OpCount};
 use crate::lower::{ClientFinal, Program};
@@ -39,8 +38,8 @@ fn label(how: &How) -> &'static str {
     }
 }
 
-fn secure(plan: &Plan) -> Result<Secure, String> {
-    let program: Program = crate::lower::lower(plan, Default::default()).map_err(|e| format!("{e:#}"))?;
+fn secure(plan: &Plan) -> Result<Secure> {
+    let program: Program = crate::lower::lower(plan, Default::default())?;
     let mut by_op: BTreeMap<String, BTreeMap<&'static str, usize>> = BTreeMap::new();
     let mut ways: Vec<(String, usize)> = Vec::new();
     let mut count = |op_type: &str, short: &'static str, full: String| {
@@ -70,11 +69,16 @@ fn summary(op: &str, ways: Option<&BTreeMap<&'static str, usize>>) -> String {
 }
 
 pub fn run(args: &InspectArgs) -> Result<u8> {
-    // Try the plan with every unknown dimension set to 1 (a batch of one).
-    let loaded = frontend::load(&args.model, args.output_node.as_deref(), |report| {
+    let public = args.public()?;
+    // Try the plan with every unknown dimension set to 1 (a batch of one). As in
+    // a run, a placeholder with a default (TF1's keep_prob) or fed a public number
+    // is not the client's input: feeding it would make the verdict differ from
+    // the run's.
+    let loaded = frontend::load_public(&args.model, args.output_node.as_deref(), &public, |report| {
         Ok(report
             .placeholders
             .iter()
+            .filter(|p| !p.has_default && !public.contains_key(&p.name))
             .filter_map(|p| {
                 let shape = p.shape.as_ref()?.iter().map(|d| d.unwrap_or(1)).collect();
                 Some((p.name.clone(), Feed { shape, source: format!("a batch of 1 for `{}`", p.name) }))
@@ -85,11 +89,18 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
     let placeholders = &report.placeholders;
     let unsupported: Vec<String> = report.unsupported.iter().map(|o| o.to_string()).collect();
     let parameters = report.parameters;
-    let plan =
-        if unsupported.is_empty() { Some(loaded.plan.as_ref().map_err(|e| format!("{:#}", e.error()))) } else { None };
+    let plan = if unsupported.is_empty() { Some(loaded.plan.as_ref().map_err(|e| e.error())) } else { None };
     let secure = match &plan {
         Some(Ok(plan)) => Some(secure(plan)),
         _ => None,
+    };
+    // The verdict is the run's: the exit code a secure run of a batch of one
+    // would end with, from the first thing that would stop it.
+    let verdict = match (&plan, &secure) {
+        (None, _) => exit::UNSUPPORTED,
+        (Some(Err(e)), _) => crate::error::exit_code_of(e, false),
+        (_, Some(Err(e))) => crate::error::exit_code_of(e, false),
+        (Some(Ok(_)), _) => exit::OK,
     };
     let by_op = |op: &str| match &secure {
         Some(Ok(s)) => Some(summary(op, s.by_op.get(op))),
@@ -134,14 +145,14 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
                                 out.push_str(&format!("  {n:>width$} {steps}  {way}\n"));
                             }
                         }
-                        Some(Err(e)) => out.push_str(&format!("under Pond: not possible: {e}\n")),
+                        Some(Err(e)) => out.push_str(&format!("under Pond: not possible: {e:#}\n")),
                         None => {}
                     }
                     if args.plan {
                         out.push_str(&plan.describe());
                     }
                 }
-                Some(Err(e)) => out.push_str(&format!("plan (batch of 1): not possible: {e}\n")),
+                Some(Err(e)) => out.push_str(&format!("plan (batch of 1): not possible: {e:#}\n")),
                 None => out.push_str(&format!("unsupported nodes: {}\n", unsupported.join(", "))),
             }
         }
@@ -167,12 +178,12 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
                             doc["under_pond"] =
                                 json!(s.ways.iter().map(|(w, n)| json!({"how": w, "steps": n})).collect::<Vec<_>>())
                         }
-                        Some(Err(e)) => doc["under_pond_error"] = json!(e),
+                        Some(Err(e)) => doc["under_pond_error"] = json!(format!("{e:#}")),
                         None => {}
                     }
                     doc
                 }
-                Some(Err(e)) => json!({"ok": false, "error": e}),
+                Some(Err(e)) => json!({"ok": false, "error": format!("{e:#}")}),
                 None => json!({"ok": false, "error": "unsupported ops"}),
             };
             let doc = json!({
@@ -191,5 +202,13 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
         }
     }
     super::write_stdout(&out)?;
-    Ok(if unsupported.is_empty() { exit::OK } else { exit::UNSUPPORTED })
+    let why = match (&plan, &secure) {
+        (Some(Err(e)), _) => Some(*e),
+        (_, Some(Err(e))) => Some(e),
+        _ => None,
+    };
+    if let Some(e) = why {
+        eprintln!("error: {e:#}");
+    }
+    Ok(verdict)
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use ndarray::ArrayD;
 
@@ -25,6 +25,10 @@ use crate::{npy, plaintext};
 
 /// Run the command line and return the process exit code.
 pub fn main() -> u8 {
+    if let Some(message) = mistyped_command(std::env::args_os().nth(1)) {
+        eprintln!("error: {message}");
+        return exit::BAD_INPUT;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -59,6 +63,24 @@ pub fn main() -> u8 {
             crate::error::exit_code_of(&err, remote)
         }
     }
+}
+
+/// A first argument that is no file and is close to a subcommand's name
+/// (`inspct`) is a typo, not a model to read: say which command was meant.
+fn mistyped_command(first: Option<std::ffi::OsString>) -> Option<String> {
+    use clap::CommandFactory;
+    let first = first?.into_string().ok()?;
+    if first.starts_with('-') || Path::new(&first).exists() {
+        return None;
+    }
+    let command = Cli::command();
+    let names: Vec<String> = command.get_subcommands().map(|c| c.get_name().to_string()).collect();
+    if names.contains(&first) {
+        return None;
+    }
+    let best = names.iter().min_by_key(|n| strsim::levenshtein(n, &first))?;
+    (strsim::levenshtein(best, &first) <= 2)
+        .then(|| format!("unrecognized command `{first}`: did you mean `tfe-run {best}`? (see `tfe-run --help`)"))
 }
 
 /// Write `text` to stdout, marking its failure as [`Error::Stdout`]: a reader
@@ -143,20 +165,111 @@ pub fn prepare_public(
     named: &BTreeMap<String, PathBuf>,
     public: &frontend::Public,
 ) -> Result<Prepared> {
+    prepare_batched(model, output_node, input, named, public, false).map(|(prepared, _)| prepared)
+}
+
+/// [`prepare_public`]; with `split`, a placeholder of a fixed batch `b` fed a
+/// file of `k·b` rows is planned for `b` rows, and the number of rows is
+/// returned: the caller runs the file in `k` batches, as `predict` does.
+fn prepare_batched(
+    model: &Path,
+    output_node: Option<&str>,
+    input: Option<&Path>,
+    named: &BTreeMap<String, PathBuf>,
+    public: &frontend::Public,
+    split: bool,
+) -> Result<(Prepared, Option<usize>)> {
     let mut inputs = BTreeMap::new();
+    let mut rows = None;
     let loaded = frontend::load_public(model, output_node, public, |report| {
         let files = assign_inputs(report, input, named, public)?;
         let mut feeds = BTreeMap::new();
         for (name, path) in &files {
             let array = npy::read_input(path)?;
             check_integer_feed(report, name, path, &array)?;
-            feeds.insert(name.clone(), Feed { shape: array.shape().to_vec(), source: path.display().to_string() });
+            let mut shape = array.shape().to_vec();
+            if let Some(batch) =
+                report.placeholders.iter().find(|p| p.name == *name).and_then(|p| fixed_batch(p, &shape))
+                && split
+            {
+                rows = Some(shape[0]);
+                shape[0] = batch;
+            }
+            feeds.insert(name.clone(), Feed { shape, source: path.display().to_string() });
             inputs.insert(name.clone(), array);
         }
         Ok(feeds)
     })?;
     let plan = loaded.into_plan()?;
-    Ok(Prepared { plan, inputs })
+    Ok((Prepared { plan, inputs }, rows))
+}
+
+/// The fixed batch of placeholder `p` when a file of `shape` holds a whole
+/// number (more than one) of its batches and otherwise fits it.
+fn fixed_batch(p: &frontend::Placeholder, shape: &[usize]) -> Option<usize> {
+    let dims = p.shape.as_ref()?;
+    let batch = (*dims.first()?)?;
+    let rest_fits = dims.len() == shape.len() && dims.iter().zip(shape).skip(1).all(|(d, &n)| d.is_none_or(|d| d == n));
+    let rows = *shape.first()?;
+    (rest_fits && batch > 0 && rows > batch && rows % batch == 0).then_some(batch)
+}
+
+/// Cut every input into batches of the plan's rows. Every input must be cut
+/// the same way: a model whose placeholders have different fixed batches, or
+/// one fixed and one open, is refused rather than run on rows that do not match.
+fn split_batches(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>, rows: usize) -> Result<Vec<Feeds>> {
+    let mut batch = None;
+    for &id in &plan.inputs {
+        let value = &plan.values[id];
+        let crate::plan::Source::Input { placeholder } = &value.source else { continue };
+        let Some(x) = inputs.get(placeholder) else { continue };
+        let (Some(&b), Some(&n)) = (value.shape.first(), x.shape().first()) else {
+            return Err(Error::bad_input(format!("placeholder `{placeholder}` has no batch axis to split")));
+        };
+        if n != rows || *batch.get_or_insert(b) != b {
+            return Err(Error::bad_input(format!(
+                "the inputs cannot be cut into the same batches: placeholder `{placeholder}` is planned for {b} rows \
+                 and fed {n}; feed every placeholder whole batches of the same size"
+            )));
+        }
+    }
+    let batch = batch.unwrap_or(rows).max(1);
+    Ok((0..rows / batch)
+        .map(|k| {
+            let range = ndarray::Slice::from(k * batch..(k + 1) * batch);
+            inputs.iter().map(|(name, x)| (name.clone(), x.slice_axis(ndarray::Axis(0), range).to_owned())).collect()
+        })
+        .collect())
+}
+
+type Feeds = BTreeMap<String, ArrayD<f32>>;
+
+/// The outputs of the batches as one tensor: the output must have the batch as
+/// its first axis, or its rows are not the input's rows.
+fn join_batches(plan: &Plan, outputs: Vec<crate::tensor::Tensor>) -> Result<crate::tensor::Tensor> {
+    use crate::tensor::Tensor;
+    let batch = plan.inputs.first().and_then(|&id| plan.values[id].shape.first().copied());
+    if outputs.len() == 1 {
+        return outputs.into_iter().next().context("no output");
+    }
+    if plan.output_value().shape.first().copied() != batch {
+        return Err(Error::unsupported(format!(
+            "output `{}` of shape {:?} does not have the batch as its first axis, so the input cannot be run in \
+             batches of the model's fixed batch {}; give exactly that many rows",
+            plan.output_node,
+            plan.output_value().shape,
+            batch.unwrap_or(0)
+        )));
+    }
+    if outputs.iter().all(|t| matches!(t, Tensor::Int(_))) {
+        let parts: Vec<_> =
+            outputs.iter().filter_map(|t| if let Tensor::Int(a) = t { Some(a.view()) } else { None }).collect();
+        Ok(Tensor::Int(ndarray::concatenate(ndarray::Axis(0), &parts)?))
+    } else {
+        let parts: Vec<ArrayD<f32>> = outputs.iter().map(|t| t.to_float()).collect();
+        let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
+        Ok(Tensor::Float(ndarray::concatenate(ndarray::Axis(0), &views)?))
+    }
 }
 
 /// An integer placeholder (token ids) takes integers only, as TensorFlow does: a
@@ -179,13 +292,20 @@ fn check_integer_feed(report: &frontend::Report, name: &str, path: &Path, array:
 
 /// A prediction: load, plan, execute, print.
 pub fn run(config: &RunConfig) -> Result<u8> {
-    let Prepared { plan, inputs } = prepare_public(
+    let (Prepared { plan, inputs }, rows) = prepare_batched(
         &config.model,
         config.output_node.as_deref(),
         config.input.as_deref(),
         &config.feeds,
         &config.public,
+        true,
     )?;
+    // A fixed-batch model fed several of its batches runs them one after the
+    // other (in one session under Pond), as `predict` runs a deployed model.
+    let batches = match rows {
+        Some(rows) => split_batches(&plan, &inputs, rows)?,
+        None => vec![inputs],
+    };
     // Lowered once: what is sized here is what runs.
     let program = match config.mode {
         Mode::Plaintext => None,
@@ -196,27 +316,27 @@ pub fn run(config: &RunConfig) -> Result<u8> {
         Some(program) => (program.estimate_memory(), "the secure run"),
     };
     runtime::check_memory(estimate, config.max_memory, &format!("{what} of `{}`", config.model.display()))?;
-    let batches = std::slice::from_ref(&inputs);
-    let result = match (config.mode, &program) {
+    let outputs = match (config.mode, &program) {
         (Mode::Secure, Some(program)) => {
             let secure = SecureConfig { fp: config.fixed_point, progress: true, ..SecureConfig::default() };
             let transport = std::sync::Arc::new(crate::transport::InProcess::new());
-            let mut outcome = runtime::run_program(transport, program, &plan.weight_values, batches, &secure)?;
+            let outcome = runtime::run_program(transport, program, &plan.weight_values, &batches, &secure)?;
             if config.stats {
                 eprint!("{}", stats::report(program, &outcome.stats)?);
             }
-            outcome.outputs.remove(0)
+            outcome.outputs
         }
         (Mode::Remote, Some(program)) => {
             let remote = config.remote.as_ref().expect("remote mode has a cluster");
-            let mut outcome = crate::remote::driver::predict_program(remote, program, &plan.weight_values, batches)?;
+            let outcome = crate::remote::driver::predict_program(remote, program, &plan.weight_values, &batches)?;
             if config.stats {
                 eprint!("{}", stats::report(program, &outcome.stats)?);
             }
-            outcome.outputs.remove(0)
+            outcome.outputs
         }
-        _ => plaintext::run(&plan, &inputs)?,
+        _ => batches.iter().map(|inputs| plaintext::run(&plan, inputs)).collect::<Result<_>>()?,
     };
+    let result = join_batches(&plan, outputs)?;
     print_result(&config.model, &plan, config.mode, config.format, config.out.as_deref(), &result)
 }
 

@@ -171,7 +171,10 @@ impl Report {
                 return Err(Error::bad_input(if self.all_placeholders.contains(name) {
                     format!("placeholder `{name}` does not feed the output `{}`", self.output)
                 } else {
-                    format!("the model has no placeholder `{name}`")
+                    format!(
+                        "the model has no placeholder `{name}`; its placeholders: {}",
+                        self.placeholders.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ")
+                    )
                 }));
             }
         }

@@ -110,13 +110,24 @@ pub struct Outcome {
 pub fn check_memory(estimate: u64, limit: u64, what: &str) -> Result<()> {
     if estimate > limit {
         return Err(crate::error::Error::bad_input(format!(
-            "{what} needs an estimated {:.0} MB of memory, over the --max-memory limit of {:.0} MB; \
+            "{what} needs an estimated {} of memory, over the --max-memory limit of {}; \
              use a smaller batch or raise --max-memory",
-            estimate as f64 / (1 << 20) as f64,
-            limit as f64 / (1 << 20) as f64
+            human_size(estimate),
+            human_size(limit)
         )));
     }
     Ok(())
+}
+
+/// A size as people read it: `10 bytes`, `3.5 KB`, `100 MB` (powers of 1024, as
+/// `--max-memory` takes them), so a small limit is not shown as "0 MB".
+pub fn human_size(bytes: u64) -> String {
+    const MB: u64 = 1 << 20;
+    match bytes {
+        0..1024 => format!("{bytes} bytes"),
+        1024..MB => format!("{:.1} KB", bytes as f64 / 1024.0),
+        _ => format!("{:.0} MB", bytes as f64 / MB as f64),
+    }
 }
 
 /// The most predictions of one session: prediction j is number j (a u32) of its

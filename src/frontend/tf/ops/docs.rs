@@ -1,5 +1,5 @@
 //! What each imported TensorFlow op accepts and how it runs under Pond: the
-//! README's op table is printed from this registry (`tfe-run ops`), and a test
+//! op table of docs/OPS.md is printed from this registry (`tfe-run ops`), and a test
 //! keeps the two equal. Every op of the import table has exactly one row.
 
 /// One row: the op types it covers, what they accept, how they run on shares.
@@ -210,7 +210,7 @@ pub const OP_DOCS: &[OpDoc] = &[
     },
 ];
 
-/// The README's table: a header and one row per entry, in registry order.
+/// The table of docs/OPS.md: a header and one row per entry, in registry order.
 pub fn markdown() -> String {
     let mut out = String::from("| op | notes | under Pond |\n| --- | --- | --- |\n");
     for doc in OP_DOCS {
@@ -238,12 +238,12 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_op_table_is_the_registry() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    fn the_op_table_of_docs_ops_md_is_the_registry() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/OPS.md")).unwrap();
         let table = markdown();
         assert!(
-            readme.contains(&table),
-            "README.md's op table differs from OP_DOCS: replace it with the output of `tfe-run ops`:\n{table}"
+            doc.contains(&table),
+            "docs/OPS.md's op table differs from OP_DOCS: replace it with the output of `tfe-run ops`:\n{table}"
         );
     }
 }

@@ -123,7 +123,7 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("FusedBatchNormV3", nn::fused_batch_norm),
 ];
 
-/// The op types tfe-run imports, sorted (for `inspect` and the README).
+/// The op types tfe-run imports, sorted (for `inspect` and docs/OPS.md).
 // Evaluated at compile time: an index out of range would not compile.
 #[allow(clippy::indexing_slicing)]
 pub const SUPPORTED_OPS: &[&str] = &{
