@@ -4,7 +4,11 @@
 //! machine needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    const PROTOS: &[&str] = &["proto/tensorflow/core/framework/graph.proto"];
+    const PROTOS: &[&str] = &[
+        "proto/tensorflow/core/framework/graph.proto",
+        "proto/tensorflow/core/protobuf/saved_model.proto",
+        "proto/tensorflow/core/protobuf/tensor_bundle.proto",
+    ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(PROTOS, ["proto"])?;
     prost_build::Config::new()

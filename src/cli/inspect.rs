@@ -71,7 +71,7 @@ fn summary(op: &str, ways: Option<&BTreeMap<&'static str, usize>>) -> String {
 
 pub fn run(args: &InspectArgs) -> Result<u8> {
     // Try the plan with every unknown dimension set to 1 (a batch of one).
-    let loaded = frontend::load(&args.model, args.output_node.as_deref(), |report| {
+    let loaded = frontend::load_choice(&args.model, args.choice(), &frontend::Public::new(), |report| {
         Ok(report
             .placeholders
             .iter()
@@ -100,6 +100,9 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
     match args.format {
         Format::Text => {
             out.push_str(&format!("model: {}\n", args.model.display()));
+            if let Some(sm) = &loaded.saved_model {
+                out.push_str(&saved_model_text(sm));
+            }
             out.push_str(&format!("nodes: {} ({} used by the output)\n", report.nodes, report.nodes_used));
             out.push_str("inputs:\n");
             for p in placeholders {
@@ -175,7 +178,7 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
                 Some(Err(e)) => json!({"ok": false, "error": e}),
                 None => json!({"ok": false, "error": "unsupported ops"}),
             };
-            let doc = json!({
+            let mut doc = json!({
                 "model": args.model.display().to_string(),
                 "nodes": report.nodes,
                 "nodes_used": report.nodes_used,
@@ -186,10 +189,40 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
                 "parameters": parameters,
                 "plan": plan_json,
             });
+            if let Some(sm) = &loaded.saved_model {
+                doc["saved_model"] = saved_model_json(sm);
+            }
             out.push_str(&serde_json::to_string_pretty(&doc).expect("JSON of plain values"));
             out.push('\n');
         }
     }
     super::write_stdout(&out)?;
     Ok(if unsupported.is_empty() { exit::OK } else { exit::UNSUPPORTED })
+}
+
+/// A SavedModel's signatures, each with its input and output keys, dtypes and
+/// shapes, and which one (and which output) the rest of the report is about.
+fn saved_model_text(sm: &frontend::SavedModelInfo) -> String {
+    let mut out = format!("signature: {} (output `{}`)\nsignatures:\n", sm.signature, sm.output);
+    for sig in &sm.signatures {
+        out.push_str(&format!("  {}\n", sig.name));
+        let rows = sig.inputs.iter().map(|t| ("input ", t)).chain(sig.outputs.iter().map(|t| ("output", t)));
+        for (kind, t) in rows {
+            out.push_str(&format!("    {kind}  {}  {}  {}\n", t.key, t.dtype, t.shape_text()));
+        }
+    }
+    out
+}
+
+fn saved_model_json(sm: &frontend::SavedModelInfo) -> serde_json::Value {
+    let specs = |ts: &[frontend::savedmodel::TensorSpec]| {
+        ts.iter().map(|t| json!({"key": t.key, "dtype": t.dtype, "shape": t.shape})).collect::<Vec<_>>()
+    };
+    json!({
+        "signature": sm.signature,
+        "output": sm.output,
+        "signatures": sm.signatures.iter().map(|s| json!({
+            "name": s.name, "inputs": specs(&s.inputs), "outputs": specs(&s.outputs)
+        })).collect::<Vec<_>>(),
+    })
 }

@@ -143,8 +143,20 @@ pub fn prepare_public(
     named: &BTreeMap<String, PathBuf>,
     public: &frontend::Public,
 ) -> Result<Prepared> {
+    let choice = frontend::Choice { output_node, ..frontend::Choice::default() };
+    prepare_choice(model, choice, input, named, public)
+}
+
+/// [`prepare_public`] of the output `choice` names (a SavedModel's signature and key).
+pub fn prepare_choice(
+    model: &Path,
+    choice: frontend::Choice<'_>,
+    input: Option<&Path>,
+    named: &BTreeMap<String, PathBuf>,
+    public: &frontend::Public,
+) -> Result<Prepared> {
     let mut inputs = BTreeMap::new();
-    let loaded = frontend::load_public(model, output_node, public, |report| {
+    let loaded = frontend::load_choice(model, choice, public, |report| {
         let files = assign_inputs(report, input, named, public)?;
         let mut feeds = BTreeMap::new();
         for (name, path) in &files {
@@ -179,13 +191,8 @@ fn check_integer_feed(report: &frontend::Report, name: &str, path: &Path, array:
 
 /// A prediction: load, plan, execute, print.
 pub fn run(config: &RunConfig) -> Result<u8> {
-    let Prepared { plan, inputs } = prepare_public(
-        &config.model,
-        config.output_node.as_deref(),
-        config.input.as_deref(),
-        &config.feeds,
-        &config.public,
-    )?;
+    let Prepared { plan, inputs } =
+        prepare_choice(&config.model, config.choice(), config.input.as_deref(), &config.feeds, &config.public)?;
     // Lowered once: what is sized here is what runs.
     let program = match config.mode {
         Mode::Plaintext => None,
