@@ -386,15 +386,9 @@ fn prune(graph: GraphDef, output: &str) -> GraphDef {
     GraphDef { node, ..graph }
 }
 
-/// Inline the graph's function calls (helper "fn"'s `inline_calls` once merged).
+/// Inline the graph's function calls (StatefulPartitionedCall, PartitionedCall, nested).
 fn inline(graph: GraphDef) -> Result<GraphDef> {
-    match graph.node.iter().find(|n| matches!(n.op.as_str(), "StatefulPartitionedCall" | "PartitionedCall")) {
-        None => Ok(graph),
-        Some(n) => Err(Error::unsupported(format!(
-            "{} `{}` calls a function, and function inlining is not merged yet",
-            n.op, n.name
-        ))),
-    }
+    super::tf::function::inline_calls(graph)
 }
 
 fn attr(value: Value) -> AttrValue {
