@@ -101,11 +101,11 @@ impl Bundle {
         }
         let shard = self.shard_path(entry.shard_id);
         let mut shards = self.shards.borrow_mut();
-        if !shards.contains_key(&entry.shard_id) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = shards.entry(entry.shard_id) {
             let bytes = std::fs::read(&shard).map_err(|e| {
                 Error::invalid_file(&shard, format!("cannot read the data shard that holds {what} (`{key}`): {e}"))
             })?;
-            shards.insert(entry.shard_id, bytes);
+            slot.insert(bytes);
         }
         let data = shards.get(&entry.shard_id).map_or(&[][..], Vec::as_slice);
         let range = usize::try_from(entry.offset)

@@ -276,10 +276,10 @@ fn bound_variables(graph: &GraphDef, objects: Option<&SavedObjectGraph>) -> Hash
         let data: Vec<&str> = n.input.iter().filter(|i| !i.starts_with('^')).map(String::as_str).collect();
         let Some(first) = data.len().checked_sub(function.bound_inputs.len()) else { continue };
         for (input, &object) in data.iter().skip(first).zip(&function.bound_inputs) {
-            if let Ok(InputName::Data { node, .. }) = parse_input(input) {
-                if kinds.get(node) == Some(&"VarHandleOp") {
-                    out.insert(node.to_string(), object);
-                }
+            if let Ok(InputName::Data { node, .. }) = parse_input(input)
+                && kinds.get(node) == Some(&"VarHandleOp")
+            {
+                out.insert(node.to_string(), object);
             }
         }
     }

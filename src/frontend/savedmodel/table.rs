@@ -118,7 +118,10 @@ fn block<'a>(file: &'a [u8], h: Handle, what: &str) -> Result<&'a [u8], String> 
 }
 
 /// Every (key, value) of a block, in order.
-fn entries(block: &[u8], what: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+/// A table entry: key and value.
+type Entry = (Vec<u8>, Vec<u8>);
+
+fn entries(block: &[u8], what: &str) -> Result<Vec<Entry>, String> {
     let n = block.len();
     let restarts = u32_at(block, n.checked_sub(4).ok_or_else(|| format!("the {what} block is too short"))?)?;
     let restart_bytes = usize::try_from(restarts).ok().and_then(|r| r.checked_mul(4)).and_then(|b| b.checked_add(4));
@@ -180,10 +183,10 @@ mod tests {
 
     #[test]
     fn masked_crc_is_tensorflows() {
-        // crc32c::Mask of crc32c("") = 0 and of crc32c("a") (0xc1d04330), as computed by
-        // the formula in tsl/lib/hash/crc32c.h: ((crc >> 15) | (crc << 17)) + 0xa282ead8.
+        // tsl/lib/hash/crc32c.h: ((crc >> 15) | (crc << 17)) + 0xa282ead8, written out.
         assert_eq!(mask(0), 0xa282_ead8);
-        assert_eq!(mask(0xc1d0_4330), ((0xc1d0_4330u32 >> 15) | (0xc1d0_4330u32 << 17)).wrapping_add(0xa282_ead8));
+        assert_eq!(mask(0x0000_8000), 0x0000_0001u32.wrapping_add(0xa282_ead8));
+        assert_eq!(mask(0x0000_0001), 0x0002_0000u32.wrapping_add(0xa282_ead8));
     }
 
     #[test]
