@@ -6,7 +6,11 @@
 //! machine needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    const PROTOS: &[&str] = &["proto/tensorflow/core/framework/graph.proto"];
+    const PROTOS: &[&str] = &[
+        "proto/tensorflow/core/framework/graph.proto",
+        "proto/tensorflow/core/protobuf/saved_model.proto",
+        "proto/tensorflow/core/protobuf/tensor_bundle.proto",
+    ];
     println!("cargo:rerun-if-changed=proto");
     let mut compiler = protox::Compiler::new(["proto"])?;
     compiler.include_source_info(true).include_imports(true).open_files(PROTOS)?;

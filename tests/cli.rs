@@ -858,11 +858,11 @@ fn model_files_tfe_run_does_not_read_are_named_with_their_conversion_command() {
             "is an HDF5 file (a Keras `.h5` model)",
             "tf_keras.models.load_model('testdata/formats/dense.h5')",
         ),
-        ("dense_saved_model", "is a SavedModel directory", "tf.saved_model.load('testdata/formats/dense_saved_model')"),
+        // The directory itself is read (tests/savedmodel.rs); its graph alone points at it.
         (
             "dense_saved_model/saved_model.pb",
             "is a SavedModel's graph",
-            "tf.saved_model.load('testdata/formats/dense_saved_model')",
+            "`tfe-run testdata/formats/dense_saved_model INPUT.npy`",
         ),
         (
             "unfrozen.pb",

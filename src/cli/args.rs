@@ -150,7 +150,7 @@ pub struct CertsArgs {
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// Frozen TensorFlow GraphDef (.pb).
+    /// Frozen TensorFlow GraphDef (.pb), or a SavedModel directory.
     pub model: PathBuf,
     #[command(flatten)]
     pub net: NetworkArgs,
@@ -160,6 +160,12 @@ pub struct DeployArgs {
     /// Rows per prediction (default: the placeholder's own batch if fixed, else 1).
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
+    /// A SavedModel directory's signature to run [default: serving_default].
+    #[arg(long, value_name = "NAME")]
+    pub signature: Option<String>,
+    /// A SavedModel signature's output to compute, by key (needed when it has several).
+    #[arg(long = "output", value_name = "KEY")]
+    pub output_key: Option<String>,
     /// The node whose value is the prediction (default: the graph's sink).
     #[arg(long, value_name = "NAME")]
     pub output_node: Option<String>,
@@ -196,8 +202,14 @@ pub struct PredictArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Frozen TensorFlow GraphDef (.pb).
+    /// Frozen TensorFlow GraphDef (.pb), or a SavedModel directory.
     pub model: PathBuf,
+    /// A SavedModel directory's signature to run [default: serving_default].
+    #[arg(long, value_name = "NAME")]
+    pub signature: Option<String>,
+    /// A SavedModel signature's output to compute, by key (needed when it has several).
+    #[arg(long = "output", value_name = "KEY")]
+    pub output_key: Option<String>,
     /// Inspect the graph as if this node were the output.
     #[arg(long, value_name = "NAME")]
     pub output_node: Option<String>,
@@ -237,7 +249,7 @@ impl InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Frozen TensorFlow GraphDef (.pb).
+    /// Frozen TensorFlow GraphDef (.pb), or a SavedModel directory.
     #[arg(required = true)]
     pub model: Option<PathBuf>,
     /// Input array (.npy) for the model's placeholder (the one not fed with --input).
@@ -258,6 +270,12 @@ pub struct RunArgs {
     /// Print per-party traffic, rounds and time, and a per-layer breakdown, to stderr.
     #[arg(long)]
     pub stats: bool,
+    /// A SavedModel directory's signature to run [default: serving_default].
+    #[arg(long, value_name = "NAME")]
+    pub signature: Option<String>,
+    /// A SavedModel signature's output to compute, by key (needed when it has several).
+    #[arg(long = "output", value_name = "KEY")]
+    pub output_key: Option<String>,
     /// The node whose value is the prediction (default: the graph's sink).
     #[arg(long, value_name = "NAME")]
     pub output_node: Option<String>,
@@ -341,6 +359,9 @@ pub struct RunConfig {
     pub fixed_point: crate::ring::FixedPoint,
     pub stats: bool,
     pub output_node: Option<String>,
+    /// `--signature`, `--output`: a SavedModel's signature and output key.
+    pub signature: Option<String>,
+    pub output_key: Option<String>,
     pub format: Format,
     pub out: Option<PathBuf>,
     pub remote: Option<crate::remote::driver::Remote>,
@@ -422,10 +443,46 @@ impl RunArgs {
             fixed_point: crate::ring::FixedPoint::new(self.frac_bits)?,
             stats: self.stats,
             output_node: self.output_node,
+            signature: self.signature,
+            output_key: self.output_key,
             format: self.format,
             out: self.out,
             remote,
             max_memory: self.max_memory,
         })
+    }
+}
+
+impl RunConfig {
+    /// Which output of the model to compute.
+    pub fn choice(&self) -> crate::frontend::Choice<'_> {
+        choice(self.output_node.as_deref(), self.signature.as_deref(), self.output_key.as_deref())
+    }
+}
+
+impl InspectArgs {
+    /// Which output of the model to inspect: the first of a signature's several
+    /// unless one is named.
+    pub fn choice(&self) -> crate::frontend::Choice<'_> {
+        let mut c = choice(self.output_node.as_deref(), self.signature.as_deref(), self.output_key.as_deref());
+        c.saved_model.first_output = true;
+        c
+    }
+}
+
+impl DeployArgs {
+    pub fn choice(&self) -> crate::frontend::Choice<'_> {
+        choice(self.output_node.as_deref(), self.signature.as_deref(), self.output_key.as_deref())
+    }
+}
+
+fn choice<'a>(
+    output_node: Option<&'a str>,
+    signature: Option<&'a str>,
+    output: Option<&'a str>,
+) -> crate::frontend::Choice<'a> {
+    crate::frontend::Choice {
+        output_node,
+        saved_model: crate::frontend::savedmodel::Choice { signature, output, first_output: false },
     }
 }

@@ -74,7 +74,7 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
     // a run, a placeholder with a default (TF1's keep_prob) or fed a public number
     // is not the client's input: feeding it would make the verdict differ from
     // the run's.
-    let loaded = frontend::load_public(&args.model, args.output_node.as_deref(), &public, |report| {
+    let loaded = frontend::load_choice(&args.model, args.choice(), &public, |report| {
         Ok(report
             .placeholders
             .iter()
@@ -111,6 +111,9 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
     match args.format {
         Format::Text => {
             out.push_str(&format!("model: {}\n", args.model.display()));
+            if let Some(sm) = &loaded.saved_model {
+                out.push_str(&saved_model_text(sm));
+            }
             out.push_str(&format!("nodes: {} ({} used by the output)\n", report.nodes, report.nodes_used));
             out.push_str("inputs:\n");
             for p in placeholders {
@@ -186,7 +189,7 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
                 Some(Err(e)) => json!({"ok": false, "error": format!("{e:#}")}),
                 None => json!({"ok": false, "error": "unsupported ops"}),
             };
-            let doc = json!({
+            let mut doc = json!({
                 "model": args.model.display().to_string(),
                 "nodes": report.nodes,
                 "nodes_used": report.nodes_used,
@@ -197,6 +200,9 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
                 "parameters": parameters,
                 "plan": plan_json,
             });
+            if let Some(sm) = &loaded.saved_model {
+                doc["saved_model"] = saved_model_json(sm);
+            }
             out.push_str(&serde_json::to_string_pretty(&doc).expect("JSON of plain values"));
             out.push('\n');
         }
@@ -211,4 +217,31 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
         eprintln!("error: {e:#}");
     }
     Ok(verdict)
+}
+
+/// A SavedModel's signatures, each with its input and output keys, dtypes and
+/// shapes, and which one (and which output) the rest of the report is about.
+fn saved_model_text(sm: &frontend::SavedModelInfo) -> String {
+    let mut out = format!("signature: {} (output `{}`)\nsignatures:\n", sm.signature, sm.output);
+    for sig in &sm.signatures {
+        out.push_str(&format!("  {}\n", sig.name));
+        let rows = sig.inputs.iter().map(|t| ("input ", t)).chain(sig.outputs.iter().map(|t| ("output", t)));
+        for (kind, t) in rows {
+            out.push_str(&format!("    {kind}  {}  {}  {}\n", t.key, t.dtype, t.shape_text()));
+        }
+    }
+    out
+}
+
+fn saved_model_json(sm: &frontend::SavedModelInfo) -> serde_json::Value {
+    let specs = |ts: &[frontend::savedmodel::TensorSpec]| {
+        ts.iter().map(|t| json!({"key": t.key, "dtype": t.dtype, "shape": t.shape})).collect::<Vec<_>>()
+    };
+    json!({
+        "signature": sm.signature,
+        "output": sm.output,
+        "signatures": sm.signatures.iter().map(|s| json!({
+            "name": s.name, "inputs": specs(&s.inputs), "outputs": specs(&s.outputs)
+        })).collect::<Vec<_>>(),
+    })
 }

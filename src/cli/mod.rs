@@ -165,15 +165,27 @@ pub fn prepare_public(
     named: &BTreeMap<String, PathBuf>,
     public: &frontend::Public,
 ) -> Result<Prepared> {
-    prepare_batched(model, output_node, input, named, public, false).map(|(prepared, _)| prepared)
+    let choice = frontend::Choice { output_node, ..frontend::Choice::default() };
+    prepare_choice(model, choice, input, named, public)
 }
 
-/// [`prepare_public`]; with `split`, a placeholder of a fixed batch `b` fed a
+/// [`prepare_public`] of the output `choice` names (a SavedModel's signature and key).
+pub fn prepare_choice(
+    model: &Path,
+    choice: frontend::Choice<'_>,
+    input: Option<&Path>,
+    named: &BTreeMap<String, PathBuf>,
+    public: &frontend::Public,
+) -> Result<Prepared> {
+    prepare_batched(model, choice, input, named, public, false).map(|(prepared, _)| prepared)
+}
+
+/// [`prepare_choice`]; with `split`, a placeholder of a fixed batch `b` fed a
 /// file of `k·b` rows is planned for `b` rows, and the number of rows is
 /// returned: the caller runs the file in `k` batches, as `predict` does.
 fn prepare_batched(
     model: &Path,
-    output_node: Option<&str>,
+    choice: frontend::Choice<'_>,
     input: Option<&Path>,
     named: &BTreeMap<String, PathBuf>,
     public: &frontend::Public,
@@ -181,7 +193,7 @@ fn prepare_batched(
 ) -> Result<(Prepared, Option<usize>)> {
     let mut inputs = BTreeMap::new();
     let mut rows = None;
-    let loaded = frontend::load_public(model, output_node, public, |report| {
+    let loaded = frontend::load_choice(model, choice, public, |report| {
         let files = assign_inputs(report, input, named, public)?;
         let mut feeds = BTreeMap::new();
         for (name, path) in &files {
@@ -294,7 +306,7 @@ fn check_integer_feed(report: &frontend::Report, name: &str, path: &Path, array:
 pub fn run(config: &RunConfig) -> Result<u8> {
     let (Prepared { plan, inputs }, rows) = prepare_batched(
         &config.model,
-        config.output_node.as_deref(),
+        config.choice(),
         config.input.as_deref(),
         &config.feeds,
         &config.public,

@@ -78,7 +78,7 @@ pub fn certs(args: &CertsArgs) -> Result<u8> {
 pub fn deploy(args: &DeployArgs) -> Result<u8> {
     let remote = args.net.required("deploy")?;
     let fp = FixedPoint::new(args.frac_bits)?;
-    let loaded = frontend::load(&args.model, args.output_node.as_deref(), |report| {
+    let loaded = frontend::load_choice(&args.model, args.choice(), &frontend::Public::new(), |report| {
         report.placeholders.iter().map(|p| deploy_feed(p, args.batch_size)).collect()
     })?;
     let plan = loaded.into_plan()?;

@@ -23,14 +23,6 @@ pub enum Format {
 const FREEZE: &str = "from tensorflow.python.framework.convert_to_constants import \
                       convert_variables_to_constants_v2 as freeze; ";
 
-/// The command that freezes a SavedModel directory's serving signature.
-fn freeze_saved_model(dir: &str) -> String {
-    format!(
-        "python -c \"import tensorflow as tf; {FREEZE}m = tf.saved_model.load('{dir}'); f = m.signatures['serving_default']; \
-         open('model.pb', 'wb').write(freeze(f).graph.as_graph_def().SerializeToString())\""
-    )
-}
-
 /// The command that freezes a Keras model file, loaded by `loader`.
 fn freeze_keras(file: &str, import: &str, loader: &str) -> String {
     format!(
@@ -40,19 +32,13 @@ fn freeze_keras(file: &str, import: &str, loader: &str) -> String {
     )
 }
 
-/// A directory given as the model: a SavedModel is named as one, anything else
-/// as a directory.
+/// A directory given as the model that is not a SavedModel.
 pub fn directory(path: &Path) -> anyhow::Error {
-    let shown = path.display().to_string();
-    if path.join("saved_model.pb").is_file() || path.join("saved_model.pbtxt").is_file() {
-        Error::unsupported(format!(
-            "`{shown}` is a SavedModel directory, which tfe-run does not read yet: freeze its serving signature \
-             into a GraphDef with\n  {}\nand run tfe-run on model.pb",
-            freeze_saved_model(&shown)
-        ))
-    } else {
-        Error::bad_input(format!("`{shown}` is a directory, not a model file (a frozen GraphDef, .pb or .pbtxt)"))
-    }
+    Error::bad_input(format!(
+        "`{}` is a directory, not a model file (a frozen GraphDef, .pb) nor a SavedModel directory \
+         (saved_model.pb and variables/)",
+        path.display()
+    ))
 }
 
 /// The largest binary model read: protobuf messages are at most 2 GiB.
@@ -117,13 +103,10 @@ pub fn recognise(path: &Path, bytes: &[u8]) -> Result<Format> {
     }
     if path.file_name().is_some_and(|n| n == "saved_model.pb" || n == "saved_model.pbtxt") {
         let dir = path.parent().map_or_else(|| ".".to_string(), |p| p.display().to_string());
+        let dir = if dir.is_empty() { ".".to_string() } else { dir };
         return refuse(
             "a SavedModel's graph, which holds no weights (they are in its `variables/`)",
-            format!(
-                "tfe-run does not read SavedModels yet; freeze the directory's serving signature with\n  {}\n\
-                 and run tfe-run on model.pb",
-                freeze_saved_model(if dir.is_empty() { "." } else { &dir })
-            ),
+            format!("run tfe-run on the SavedModel directory instead: `tfe-run {dir} INPUT.npy`"),
         );
     }
     if path.extension().is_some_and(|e| e == "onnx") {
@@ -176,7 +159,7 @@ mod tests {
         assert!(what("m.h5", b"\x89HDF\r\n\x1a\nrest").contains("tf_keras.models.load_model('m.h5')"));
         assert!(what("x.npy", b"\x93NUMPY\x01\x00").contains("a NumPy array, not a model"));
         let alone = what("dir/saved_model.pb", b"\x08\x01\x12\x00");
-        assert!(alone.contains("a SavedModel's graph") && alone.contains("tf.saved_model.load('dir')"), "{alone}");
+        assert!(alone.contains("a SavedModel's graph") && alone.contains("`tfe-run dir INPUT.npy`"), "{alone}");
         assert!(what("m.onnx", b"\x08\x07").contains("an ONNX model"));
     }
 

@@ -24,6 +24,7 @@
 
 pub mod builder;
 pub mod format;
+pub mod savedmodel;
 pub mod tf;
 
 use std::collections::BTreeMap;
@@ -240,8 +241,27 @@ impl Report {
 /// A loaded model: its report, and its plan or why there is none.
 pub struct Loaded {
     pub report: Report,
+    /// A SavedModel's signatures, and the one (and its output key) loaded;
+    /// `None` for a GraphDef.
+    pub saved_model: Option<SavedModelInfo>,
     pub plan: std::result::Result<Plan, NoPlan>,
     path: std::path::PathBuf,
+}
+
+/// What a SavedModel directory offers, and what was taken from it.
+#[derive(Debug, Clone)]
+pub struct SavedModelInfo {
+    pub signatures: Vec<savedmodel::Signature>,
+    pub signature: String,
+    pub output: String,
+}
+
+/// Which output of a model to compute: a GraphDef's node (`--output-node`), or
+/// a SavedModel's signature and output key (`--signature`, `--output`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Choice<'a> {
+    pub output_node: Option<&'a str>,
+    pub saved_model: savedmodel::Choice<'a>,
 }
 
 /// Why a loaded model has no plan.
@@ -301,11 +321,44 @@ pub fn load_public(
     public: &Public,
     feeds: impl FnOnce(&Report) -> Result<BTreeMap<String, Feed>>,
 ) -> Result<Loaded> {
+    load_choice(path, Choice { output_node, ..Choice::default() }, public, feeds)
+}
+
+/// [`load_public`] of the output `choice` names: a SavedModel directory's
+/// signature and output key, or a GraphDef's output node.
+pub fn load_choice(
+    path: &Path,
+    choice: Choice<'_>,
+    public: &Public,
+    feeds: impl FnOnce(&Report) -> Result<BTreeMap<String, Feed>>,
+) -> Result<Loaded> {
+    let sm = choice.saved_model;
     if path.is_dir() {
-        return Err(format::directory(path));
+        if !savedmodel::is_saved_model(path) {
+            return Err(format::directory(path));
+        }
+        if let Some(node) = choice.output_node {
+            return Err(Error::bad_input(format!(
+                "--output-node {node}: `{}` is a SavedModel directory, whose outputs are chosen by key with --output KEY",
+                path.display()
+            )));
+        }
+        let frozen = savedmodel::load(path, sm)?;
+        let info = SavedModelInfo { signatures: frozen.signatures, signature: frozen.signature, output: frozen.output };
+        let mut loaded = plan_model(&frozen.model, path, public, feeds)?;
+        loaded.saved_model = Some(info);
+        return Ok(loaded);
+    }
+    if let Some(flag) =
+        [sm.signature.map(|_| "--signature"), sm.output.map(|_| "--output")].into_iter().flatten().next()
+    {
+        return Err(Error::bad_input(format!(
+            "{flag} is for SavedModel directories; `{}` is a file (a GraphDef's output is chosen with --output-node NAME)",
+            path.display()
+        )));
     }
     let bytes = format::read(path)?;
-    load_bytes_public(&bytes, path, output_node, public, feeds)
+    load_bytes_public(&bytes, path, choice.output_node, public, feeds)
 }
 
 /// [`load`] of a model's bytes, as read from `path` (which names the model in
@@ -331,6 +384,16 @@ pub fn load_bytes_public(
         format::Format::GraphDef => tf::TfModel::decode(bytes, path, output_node)?,
         format::Format::TextGraphDef => tf::TfModel::decode_text(bytes, path, output_node)?,
     };
+    plan_model(&model, path, public, feeds)
+}
+
+/// Report what a decoded model uses, then plan it for the feeds.
+fn plan_model(
+    model: &impl Model,
+    path: &Path,
+    public: &Public,
+    feeds: impl FnOnce(&Report) -> Result<BTreeMap<String, Feed>>,
+) -> Result<Loaded> {
     let report = model.report()?;
     let plan = match report.check_supported() {
         Err(e) => Err(NoPlan::Model(e)),
@@ -339,5 +402,5 @@ pub fn load_bytes_public(
             Ok(feeds) => model.build(&report, &feeds, public).map_err(NoPlan::Model),
         },
     };
-    Ok(Loaded { report, plan, path: path.to_path_buf() })
+    Ok(Loaded { report, saved_model: None, plan, path: path.to_path_buf() })
 }

@@ -65,7 +65,8 @@ impl Graph {
     pub fn decode(bytes: &[u8]) -> Result<Graph> {
         let graph = GraphDef::decode(bytes)
             .map_err(|e| Error::invalid_model(format!("not a TensorFlow GraphDef (protobuf decoding failed: {e})")))?;
-        Graph::from_graph_def(graph)
+        // Calls inlined first: what follows sees one flat graph.
+        Graph::from_graph_def(super::function::inline_calls(graph)?)
     }
 
     pub fn from_graph_def(graph: GraphDef) -> Result<Graph> {

@@ -3,6 +3,7 @@
 //! the op table. This folder is the only part of tfe-run that knows TensorFlow's
 //! messages.
 
+pub mod function;
 pub mod graph;
 mod ops;
 pub mod proto;
