@@ -304,14 +304,8 @@ fn check_integer_feed(report: &frontend::Report, name: &str, path: &Path, array:
 
 /// A prediction: load, plan, execute, print.
 pub fn run(config: &RunConfig) -> Result<u8> {
-    let (Prepared { plan, inputs }, rows) = prepare_batched(
-        &config.model,
-        config.choice(),
-        config.input.as_deref(),
-        &config.feeds,
-        &config.public,
-        true,
-    )?;
+    let (Prepared { plan, inputs }, rows) =
+        prepare_batched(&config.model, config.choice(), config.input.as_deref(), &config.feeds, &config.public, true)?;
     // A fixed-batch model fed several of its batches runs them one after the
     // other (in one session under Pond), as `predict` runs a deployed model.
     let batches = match rows {

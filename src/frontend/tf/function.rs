@@ -427,7 +427,12 @@ mod tests {
     /// A function of one argument `x` and one output `y`.
     fn function(name: &str, body: Vec<NodeDef>, ret: &str) -> FunctionDef {
         FunctionDef {
-            signature: Some(OpDef { name: name.into(), input_arg: vec![arg("x")], output_arg: vec![arg("y")], ..Default::default() }),
+            signature: Some(OpDef {
+                name: name.into(),
+                input_arg: vec![arg("x")],
+                output_arg: vec![arg("y")],
+                ..Default::default()
+            }),
             node_def: body,
             ret: [("y".to_string(), ret.to_string())].into(),
             ..Default::default()
