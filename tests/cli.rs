@@ -8,33 +8,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use common::*;
 use prost::Message;
 use tfe_run::frontend::tf::proto::build::*;
 use tfe_run::frontend::tf::proto::tensorflow::attr_value::Value;
-
-fn tfe_run() -> Command {
-    let mut cmd = Command::cargo_bin("tfe-run").unwrap();
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    cmd
-}
-
-fn golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected =
-        std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} (UPDATE_GOLDEN=1 creates it)", path.display()));
-    assert_eq!(actual, expected, "output differs from {}", path.display());
-}
-
-/// Run and return (exit code, stdout, stderr).
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = tfe_run().args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-}
 
 /// Expect failure with `code`, and a message on stderr that contains every `needle`.
 fn fails(args: &[&str], code: i32, needles: &[&str]) -> String {

@@ -297,7 +297,7 @@ fn servers_holding_different_deployments_refuse_the_prediction_naming_both() {
     let second = logged_deployment(&cluster, "server1", "m");
     assert_ne!(first, second);
     assert_eq!(logged_deployment(&cluster, "server0", "m"), first, "server0 committed without being told");
-    assert!(cluster.log("server0").contains("abandoned before its commit"), "{}", cluster.log("server0"));
+    cluster.expect_log("server0", "abandoned before its commit");
 
     let (code, output, stderr) = predict(&cluster, "m", &input, &dir.path().join("out.npy"));
     assert_eq!(code, Some(5), "{stderr}");
@@ -338,7 +338,7 @@ fn another_principal_cannot_replace_a_deployed_model_or_a_held_data_set() {
     };
     let (code, stderr) = deploy_as("acme", &[]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(cluster.log("server0").contains("by `acme`"), "{}", cluster.log("server0"));
+    cluster.expect_log("server0", "by `acme`");
     let (code, stderr) = deploy_as("globex", &["--replace"]);
     assert_eq!(code, Some(5), "{stderr}");
     assert!(stderr.contains("model `m` was deployed by `acme`: `globex` may not replace it"), "{stderr}");

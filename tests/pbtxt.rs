@@ -12,10 +12,8 @@ mod common;
 mod delay;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 
-use cluster::{Cluster, binary};
+use cluster::Cluster;
 use common::*;
 use tfe_run::runtime::{self, SecureConfig};
 
@@ -27,11 +25,6 @@ const MODELS: &[(&str, &str, &str)] = &[
     ("depthwise_keras", "ops/depthwise_keras.pb", "ops/depthwise_keras.input.npy"),
     ("seq_transformer_block", "seq/seq_transformer_block.pb", "seq/transformer20.npy"),
 ];
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary()).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-}
 
 #[test]
 fn text_graphdefs_predict_as_their_binary_models_and_tensorflow_in_plaintext_and_under_pond() {
@@ -150,27 +143,9 @@ fn a_huge_text_graphdef_does_not_exhaust_memory() {
 #[test]
 fn deploy_of_a_text_graphdef_on_remote_parties_matches_tensorflow() {
     let cluster = Cluster::start(false, 10.0);
-    let out = cluster
-        .command(&["deploy", "--name", "text", "--batch-size", "32"])
-        .arg(testdata("pbtxt/tfkeras_bn.pbtxt"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let dir = tempfile::tempdir().unwrap();
-    let out_file: PathBuf = dir.path().join("out.npy");
-    let out = cluster
-        .command(&["predict", "--model", "text"])
-        .arg("--out")
-        .arg(&out_file)
-        .arg(testdata("mnist_batch100.npy"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let worst = assert_matches(
-        "deployed tfkeras_bn.pbtxt",
-        &load(&out_file),
-        &load(&testdata("pbtxt/tfkeras_bn.expected.npy")),
-        1e-2,
-    );
+    cluster.deploy("text", 32, &testdata("pbtxt/tfkeras_bn.pbtxt"));
+    let (output, _) = cluster.predict_to_file("text", &testdata("mnist_batch100.npy"));
+    let worst =
+        assert_matches("deployed tfkeras_bn.pbtxt", &output, &load(&testdata("pbtxt/tfkeras_bn.expected.npy")), 1e-2);
     eprintln!("deployed tfkeras_bn.pbtxt: max error vs TensorFlow {worst:.1e}");
 }

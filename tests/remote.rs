@@ -57,28 +57,13 @@ fn remote_prediction_matches_simulated_mode_and_counts_the_same_bytes() {
 #[test]
 fn deploy_once_then_clients_predict_without_the_weights() {
     let cluster = Cluster::start(false, 10.0);
-    let out = cluster
-        .command(&["deploy", "--name", "mnist", "--batch-size", "32"])
-        .arg(testdata("mnist_model.pb"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(cluster.log("server0").contains("model `mnist` deployed"), "{}", cluster.log("server0"));
+    cluster.deploy("mnist", 32, &testdata("mnist_model.pb"));
+    cluster.expect_log("server0", "model `mnist` deployed");
 
     // 100 rows in batches of 32 (the last one padded), as a file written by --out.
-    let dir = tempfile::tempdir().unwrap();
-    let out_file = dir.path().join("out.npy");
-    let out = cluster
-        .command(&["predict", "--model", "mnist"])
-        .arg("--out")
-        .arg(&out_file)
-        .arg(testdata("mnist_batch100.npy"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (output, stdout) = cluster.predict_to_file("mnist", &testdata("mnist_batch100.npy"));
     let expected = load(&testdata("mnist_model.expected.npy"));
-    assert_matches("deployed mnist", &load(&out_file), &expected, 1e-2);
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_matches("deployed mnist", &output, &expected, 1e-2);
     assert!(stdout.starts_with("# mode: secure (Pond, remote parties)"), "{stdout}");
     assert_eq!(stdout.lines().count(), 101);
 
@@ -274,7 +259,7 @@ fn killing_a_server_mid_run_fails_the_driver_at_once_naming_it() {
     assert!(waited < Duration::from_secs(10), "the driver took {waited:?} to notice");
     // The surviving parties gave up on that session and keep serving.
     std::thread::sleep(Duration::from_millis(300));
-    assert!(cluster.log("server0").contains("failed"), "{}", cluster.log("server0"));
+    cluster.expect_log("server0", "failed");
 }
 
 #[test]
@@ -588,7 +573,7 @@ fn training_over_the_network_matches_simulated_mode() {
     let w = load(&out.with_extension("weights.npy"));
     let worst = w.iter().zip(plain.model.weights.iter()).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
     assert!(worst < 2e-3, "remote CLI weights differ from plaintext by {worst}");
-    assert!(cluster.log("server0").contains("training on 455 rows of 2 data owner(s), 3 epochs"));
+    cluster.expect_log("server0", "training on 455 rows of 2 data owner(s), 3 epochs");
 }
 
 /// Data owners on their own hosts: each runs `tfe-run contribute` once; the
@@ -623,7 +608,7 @@ fn data_owners_contribute_then_the_model_owner_trains_on_held_data() {
         assert_eq!(code, Some(0), "{stderr}");
         assert!(stderr.contains(&format!("as data set `bc_{owner}` (30 features, 1 output(s))")), "{stderr}");
     }
-    assert!(cluster.log("server1").contains("data set `bc_b` held"));
+    cluster.expect_log("server1", "data set `bc_b` held");
 
     // The plaintext reference on the two files.
     let (owners, _) = training_data("bc");
@@ -1017,7 +1002,7 @@ fn idle_connections_cannot_crowd_out_a_session_and_are_closed() {
     }
     let open = still_open(&idle);
     assert_eq!(open, 0, "{open} idle connections are still open after {:?}", opened.elapsed());
-    assert!(cluster.log("server1").contains("--max-handshakes"), "{}", cluster.log("server1"));
+    cluster.expect_log("server1", "--max-handshakes");
 }
 
 /// Item 8: under 16 concurrent batch-100 sessions, sessions failed with
@@ -1066,7 +1051,7 @@ fn out_of_descriptors_a_server_closes_idle_handshakes_not_sessions() {
     let took = start.elapsed();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(took < Duration::from_secs(4), "the prediction took {took:?} with the descriptors taken");
-    assert!(cluster.log("server1").contains("ran out of file descriptors"), "{}", cluster.log("server1"));
+    cluster.expect_log("server1", "ran out of file descriptors");
 }
 
 /// Backpressure, not refusal, for honest peers that run ahead: with

@@ -17,7 +17,6 @@ mod delay;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use cluster::Cluster;
 use common::*;
 use prost::Message;
@@ -65,27 +64,6 @@ fn sm(rel: &str) -> PathBuf {
 fn manifest() -> SmManifest {
     let text = std::fs::read_to_string(sm("manifest.json")).expect("testdata/savedmodel/manifest.json");
     serde_json::from_str(&text).expect("the SavedModel manifest matches the schema")
-}
-
-fn tfe_run() -> Command {
-    let mut cmd = Command::cargo_bin("tfe-run").unwrap();
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    cmd
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = tfe_run().args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-}
-
-fn golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected =
-        std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} (UPDATE_GOLDEN=1 creates it)", path.display()));
-    assert_eq!(actual, expected, "output differs from {}", path.display());
 }
 
 fn choice<'a>(signature: &'a str, output: &'a str) -> Choice<'a> {
@@ -308,13 +286,8 @@ fn deploy_of_a_savedmodel_directory_on_remote_parties_matches_tensorflow() {
         ("tf1_mlp", "tf1", "tf1_mlp.images.input.npy", "tf1_mlp.serving_default.scores.expected.npy"),
         ("keras_cnn", "cnn", "keras_cnn.image.input.npy", "keras_cnn.serving_default.output_0.expected.npy"),
     ] {
-        let out = cluster.command(&["deploy", "--name", name, "--batch-size", "20"]).arg(sm(dir)).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let tmp = tempfile::tempdir().unwrap();
-        let out_file = tmp.path().join("out.npy");
-        let out =
-            cluster.command(&["predict", "--model", name]).arg("--out").arg(&out_file).arg(sm(input)).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_matches(&format!("deployed {dir}"), &load(&out_file), &load(&sm(expected)), 1e-2);
+        cluster.deploy(name, 20, &sm(dir));
+        let (output, _) = cluster.predict_to_file(name, &sm(input));
+        assert_matches(&format!("deployed {dir}"), &output, &load(&sm(expected)), 1e-2);
     }
 }

@@ -249,16 +249,6 @@ fn training_transcripts_contain_no_plaintext() {
 
 // ---- the command line ----
 
-fn tfe_run(args: &[&str]) -> (i32, String, String) {
-    let out = assert_cmd::Command::cargo_bin("tfe-run")
-        .unwrap()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-}
-
 const BC: [&str; 8] = [
     "--features",
     "testdata/training/bc_a_features.npy",
@@ -283,7 +273,7 @@ fn train_command_prints_losses_and_writes_the_model() {
     let test_y = ["--test-labels", "testdata/training/bc_test_labels.npy"];
     args.extend(hyper.iter().chain(&test).chain(&test_y));
     args.extend(["--out", out.to_str().unwrap()]);
-    let (code, stdout, stderr) = tfe_run(&args);
+    let (code, stdout, stderr) = common::run(&args);
     assert_eq!(code, 0, "{stderr}");
     let shown = stdout.replace(dir.path().to_str().unwrap(), "OUT");
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/train_bc_plaintext.txt");
@@ -301,7 +291,7 @@ fn train_command_prints_losses_and_writes_the_model() {
     args.extend(BC);
     args.extend(hyper[..6].iter().chain(&test).chain(&test_y));
     args.extend(["--out", out.to_str().unwrap(), "--stats"]);
-    let (code, stdout, stderr) = tfe_run(&args);
+    let (code, stdout, stderr) = common::run(&args);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("trained secure (Pond): 455 rows from 2 data owner(s)"), "{stdout}");
     assert!(stdout.contains("epoch  10: loss 0.057"), "{stdout}");
@@ -311,7 +301,7 @@ fn train_command_prints_losses_and_writes_the_model() {
     }
 
     // The exported model then serves private predictions: class = p ≥ 0.5.
-    let (code, stdout, _) = tfe_run(&[out.to_str().unwrap(), "testdata/training/bc_test_features.npy"]);
+    let (code, stdout, _) = common::run(&[out.to_str().unwrap(), "testdata/training/bc_test_features.npy"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("row 0: class 1 | 1.0000\nrow 1: class 0 | 0.01"), "{stdout}");
 }
@@ -359,7 +349,7 @@ fn train_command_refuses_bad_input() {
     for (mut args, needles) in cases {
         args.splice(0..0, ["train"]);
         args.extend(["--out", out]);
-        let (code, stdout, stderr) = tfe_run(&args);
+        let (code, stdout, stderr) = common::run(&args);
         assert_eq!(code, 2, "tfe-run {args:?}: {stderr}");
         assert!(stdout.is_empty());
         for n in needles {
@@ -370,7 +360,7 @@ fn train_command_refuses_bad_input() {
 
     // `contribute` shares with a cluster's servers: it needs one, and checks its
     // input before dialling anyone.
-    let (code, _, stderr) = tfe_run(&["contribute", "--name", "a", "--features", &x, "--labels", &y]);
+    let (code, _, stderr) = common::run(&["contribute", "--name", "a", "--features", &x, "--labels", &y]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("`tfe-run contribute` needs --config FILE"), "{stderr}");
 }
@@ -401,7 +391,7 @@ fn an_update_truncation_of_more_than_62_bits_is_refused() {
     let out = dir.path().join("m.pb");
     let mut args = mnist.to_vec();
     args.extend(["--frac-bits", "24", "--out", out.to_str().unwrap()]);
-    let (code, stdout, stderr) = tfe_run(&args);
+    let (code, stdout, stderr) = common::run(&args);
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     for needle in ["62 bits", "--frac-bits 24", "--learning-rate", "--batch-size"] {
@@ -413,7 +403,7 @@ fn an_update_truncation_of_more_than_62_bits_is_refused() {
     // a learning rate this small leaves every sigmoid near 0.5.
     let mut args = mnist.to_vec();
     args.extend(["--frac-bits", "16", "--out", out.to_str().unwrap()]);
-    let (code, stdout, stderr) = tfe_run(&args);
+    let (code, stdout, stderr) = common::run(&args);
     assert_eq!(code, 0, "{stderr}");
     let loss: f64 = stdout
         .lines()

@@ -292,6 +292,17 @@ impl Cluster {
         self.logs[party].lock().unwrap().clone()
     }
 
+    /// Assert that `party`'s log comes to contain `needle` within 10 s. A party
+    /// may log after it has answered, and its log is read by another thread, so
+    /// a line is not always there when the client that caused it has exited.
+    pub fn expect_log(&self, party: &str, needle: &str) {
+        let start = std::time::Instant::now();
+        while !self.log(party).contains(needle) {
+            assert!(start.elapsed() < Duration::from_secs(10), "{party} never logged `{needle}`:\n{}", self.log(party));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn pid(&self, party: &str) -> u32 {
         self.children[party].id()
     }
@@ -327,6 +338,27 @@ impl Cluster {
         let mut cmd = Command::new(binary());
         cmd.args(args).arg("--config").arg(&self.config).args(self.security_args());
         cmd
+    }
+
+    /// The model owner's `deploy --name NAME --batch-size B MODEL`, which must succeed.
+    pub fn deploy(&self, name: &str, batch_size: usize, model: &std::path::Path) {
+        let out = self
+            .command(&["deploy", "--name", name, "--batch-size", &batch_size.to_string()])
+            .arg(model)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "deploy {name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A client's `predict --model NAME --out FILE INPUT`, which must succeed:
+    /// the tensor written to FILE, and what it printed.
+    pub fn predict_to_file(&self, name: &str, input: &std::path::Path) -> (ndarray::ArrayD<f32>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let out_file = dir.path().join("out.npy");
+        let out = self.command(&["predict", "--model", name]).arg("--out").arg(&out_file).arg(input).output().unwrap();
+        assert!(out.status.success(), "predict {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let output = tfe_run::npy::read_input(&out_file).unwrap();
+        (output, String::from_utf8(out.stdout).unwrap())
     }
 }
 
