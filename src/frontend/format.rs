@@ -66,7 +66,7 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
                 crate::frontend::tf::text::to_binary_command(&shown)
             ))
         } else {
-            Error::invalid_model(format!("`{shown}` has {size} bytes: a GraphDef has at most 2 GiB"))
+            Error::invalid_model(format!("`{shown}` has {size} bytes: a protobuf message has at most 2 GiB"))
         });
     }
     Ok(bytes)

@@ -63,6 +63,17 @@ impl std::fmt::Display for Origin {
     }
 }
 
+/// A declared shape as messages print it: `[?, 28, 28, 1]`, or `<unknown rank>`.
+pub fn shape_text(shape: Option<&[Dim]>) -> String {
+    match shape {
+        None => "<unknown rank>".into(),
+        Some(dims) => {
+            let d: Vec<String> = dims.iter().map(|d| d.map_or("?".into(), |n| n.to_string())).collect();
+            format!("[{}]", d.join(", "))
+        }
+    }
+}
+
 /// An input placeholder, as declared in the model.
 #[derive(Debug, Clone)]
 pub struct Placeholder {
@@ -85,13 +96,7 @@ impl Placeholder {
 
     /// `[?, 28, 28, 1]`, `<unknown rank>`.
     pub fn shape_text(&self) -> String {
-        match &self.shape {
-            None => "<unknown rank>".into(),
-            Some(dims) => {
-                let d: Vec<String> = dims.iter().map(|d| d.map_or("?".into(), |n| n.to_string())).collect();
-                format!("[{}]", d.join(", "))
-            }
-        }
+        shape_text(self.shape.as_deref())
     }
 
     /// Does a concrete input shape fit the declared one?

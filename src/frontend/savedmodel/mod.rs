@@ -41,8 +41,6 @@ use bundle::Bundle;
 pub const DEFAULT_SIGNATURE: &str = "serving_default";
 /// The bundle key of the checkpoint's object graph (TF2).
 const OBJECT_GRAPH_KEY: &str = "_CHECKPOINTABLE_OBJECT_GRAPH";
-/// The largest saved_model.pb read: a protobuf message is at most 2 GiB.
-const MAX_PB: u64 = 2 << 30;
 
 /// A signature input or output: its key, dtype and shape.
 #[derive(Debug, Clone)]
@@ -55,13 +53,7 @@ pub struct TensorSpec {
 impl TensorSpec {
     /// `[?, 784]`, `<unknown rank>`.
     pub fn shape_text(&self) -> String {
-        match &self.shape {
-            None => "<unknown rank>".into(),
-            Some(dims) => {
-                let d: Vec<String> = dims.iter().map(|d| d.map_or("?".into(), |n| n.to_string())).collect();
-                format!("[{}]", d.join(", "))
-            }
-        }
+        crate::frontend::shape_text(self.shape.as_deref())
     }
 }
 
@@ -128,11 +120,8 @@ fn read_meta_graph(dir: &Path) -> Result<MetaGraphDef> {
             dir.display()
         )));
     }
-    let size = std::fs::metadata(&pb).map(|m| m.len()).unwrap_or(0);
-    if size > MAX_PB {
-        return Err(Error::invalid_file(&pb, format!("{size} bytes is larger than a protobuf message can be")));
-    }
-    let bytes = std::fs::read(&pb).map_err(|e| Error::bad_input(format!("cannot read `{}`: {e}", pb.display())))?;
+    // Bounded as every binary model file is: a huge file is refused before it is read.
+    let bytes = crate::frontend::format::read(&pb)?;
     let model = SavedModel::decode(bytes.as_slice())
         .map_err(|e| Error::invalid_file(&pb, format!("not a SavedModel (protobuf decoding failed: {e})")))?;
     let tags = |m: &MetaGraphDef| m.meta_info_def.as_ref().map(|i| i.tags.clone()).unwrap_or_default();
