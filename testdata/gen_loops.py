@@ -34,6 +34,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from mnist_idx import load_mnist_raw  # noqa: E402
+from generate import run_pb, write_pb  # noqa: E402  (the same files, the same TF run)
 
 OUT = HERE
 N_TRAIN = 12000
@@ -49,24 +50,6 @@ def seed_all(seed=0):
     np.random.seed(seed)
     tf.random.set_seed(seed)
     keras.utils.set_random_seed(seed)
-
-
-def write_pb(gd, rel):
-    path = os.path.join(OUT, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(gd.SerializeToString(deterministic=True))
-
-
-def run_pb(rel, feeds, output_node):
-    """The written file, imported into a fresh graph and run by TensorFlow."""
-    with open(os.path.join(OUT, rel), "rb") as f:
-        gd = tf.compat.v1.GraphDef.FromString(f.read())
-    g = tf.Graph()
-    with g.as_default():
-        tf.import_graph_def(gd, name="")
-    with tf.compat.v1.Session(graph=g) as sess:
-        return sess.run(output_node + ":0", {k + ":0": v for k, v in feeds.items()})
 
 
 def sink_node(gd):
