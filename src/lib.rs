@@ -7,6 +7,7 @@
 // No unwrap outside tests: an error names what is wrong instead (docs/THREAT_MODEL.md).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod batches;
 pub mod cli;
 pub mod cluster;
 pub mod error;

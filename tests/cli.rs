@@ -959,8 +959,8 @@ fn inspect_verdict_is_the_runs_verdict() {
 /// A model with a fixed batch runs a file of several of its batches, one batch
 /// after the other, as `predict` does on remote parties (issue 16: it refused
 /// every file but one of exactly its batch). Each row of the batched run is the
-/// run of that row alone; rows that are no whole number of batches are refused,
-/// since padding could change a model that mixes the rows of its batch.
+/// run of that row alone (a last batch that is not full is filled up only
+/// when the model's rows are independent: the test after this one).
 #[test]
 fn a_fixed_batch_model_runs_a_batch_file_in_batches() {
     if !have_reference("a_fixed_batch_model_runs_a_batch_file_in_batches") {
@@ -1017,4 +1017,44 @@ fn a_mistyped_command_gets_did_you_mean_and_an_unknown_input_lists_the_placehold
     golden("error_unknown_input.txt", &stderr);
     // A model file whose name is close to a command is still a model.
     fails(&["nonexistent_model.pb", "x.npy"], 2, &["nonexistent_model.pb"]);
+}
+
+/// A model whose placeholder fixes the batch at 8 runs a file of 10 rows as a
+/// batch and a filled-up batch (its rows are independent), in plaintext and
+/// under Pond, as TensorFlow computed them; a model that combines the rows of
+/// its batch is run only in whole batches, never filled up.
+#[test]
+fn a_fixed_batch_model_fills_up_its_last_batch_only_when_its_rows_are_independent() {
+    let (model, ten) = ("testdata/rows/rows_fixed8_mlp.pb", "testdata/rows/mnist10.npy");
+    let expected = load(&testdata("rows/rows_fixed8_mlp.expected.npy"));
+    for mode in [&["--plaintext"][..], &[]] {
+        let (code, stdout, stderr) = run(&[mode, &[model, ten]].concat());
+        assert_eq!(code, 0, "{mode:?}: {stderr}");
+        let rows = parse_rows(&stdout);
+        assert_eq!(rows.len(), 10, "{stdout}");
+        for (k, (class, values)) in rows.iter().enumerate() {
+            let want = expected.index_axis(ndarray::Axis(0), k);
+            assert_eq!(*class as usize, argmax(want.iter()), "{mode:?} row {k}");
+            for (v, e) in values.iter().zip(want.iter()) {
+                assert!((v - e).abs() <= 1e-2 * e.abs().max(1.0), "{mode:?} row {k}: {v} vs TensorFlow {e}");
+            }
+        }
+    }
+    // The analysis on the real graphs: the centred model (a dynamic batch,
+    // refused by `predict` in remote.rs) takes a mean over the batch.
+    let plan = tfe_run::frontend::load(Path::new("testdata/rows/rows_centred_mlp.pb"), None, |_| {
+        Ok([("input".to_string(), tfe_run::frontend::Feed { shape: vec![8, 784], source: "rows".into() })].into())
+    })
+    .unwrap()
+    .into_plan()
+    .unwrap();
+    let why = tfe_run::plan::independent(&plan, 8).unwrap_err();
+    assert!(why.contains("Mean `Mean` combines the rows of the batch"), "{why}");
+    let plan = tfe_run::frontend::load(Path::new(model), None, |_| {
+        Ok([("input".to_string(), tfe_run::frontend::Feed { shape: vec![8, 784], source: "rows".into() })].into())
+    })
+    .unwrap()
+    .into_plan()
+    .unwrap();
+    assert_eq!(tfe_run::plan::independent(&plan, 8), Ok(()));
 }

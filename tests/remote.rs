@@ -1342,3 +1342,34 @@ fn a_server_of_another_wire_format_is_refused_by_the_driver_exit_5_naming_both()
         fake.join().unwrap();
     }
 }
+
+/// `predict` filled the last batch of a deployed model with zero rows, whatever
+/// the model: one that combines the rows of its batch (here it centres the
+/// batch, `x - mean(x, axis=0)`) then gave the real rows other answers than
+/// TensorFlow, with exit 0. Now such a model runs exactly one batch, and a
+/// model whose rows are independent is filled up (with copies of a real row).
+#[test]
+fn predict_refuses_to_fill_up_the_batch_of_a_model_that_combines_its_rows() {
+    let cluster = Cluster::start(false, 10.0);
+    let ten = testdata("rows/mnist10.npy");
+    cluster.deploy("centred", 8, &testdata("rows/rows_centred_mlp.pb"));
+    let out = cluster.command(&["predict", "--model", "centred"]).arg(&ten).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("10 rows cannot run in batches of 8"), "{stderr}");
+    assert!(stderr.contains("Mean `Mean` combines the rows of the batch"), "{stderr}");
+    assert!(stderr.contains("give exactly 8 rows, or deploy it with --batch-size 10"), "{stderr}");
+    // Exactly one batch is what TensorFlow computes on those rows.
+    let dir = tempfile::tempdir().unwrap();
+    let eight = dir.path().join("eight.npy");
+    tfe_run::npy::write_f32(&eight, &load(&ten).slice_axis(Axis(0), (0..8).into()).to_owned()).unwrap();
+    let (output, _) = cluster.predict_to_file("centred", &eight);
+    let expected = load(&testdata("rows/rows_centred_mlp.rows8.expected.npy"));
+    assert_matches("centred, 8 rows", &output, &expected, 1e-2);
+
+    // Independent rows: 10 rows in a batch of 8 and a filled-up one.
+    cluster.deploy("fixed8", 8, &testdata("rows/rows_fixed8_mlp.pb"));
+    let (output, _) = cluster.predict_to_file("fixed8", &ten);
+    let expected = load(&testdata("rows/rows_fixed8_mlp.expected.npy"));
+    assert_matches("fixed8, 10 rows", &output, &expected, 1e-2);
+}

@@ -181,8 +181,8 @@ pub fn prepare_choice(
 }
 
 /// [`prepare_choice`]; with `split`, a placeholder of a fixed batch `b` fed a
-/// file of `k·b` rows is planned for `b` rows, and the number of rows is
-/// returned: the caller runs the file in `k` batches, as `predict` does.
+/// file of another number of rows is planned for `b` rows, and the number of
+/// rows is returned: the caller runs the file in batches, as `predict` does.
 fn prepare_batched(
     model: &Path,
     choice: frontend::Choice<'_>,
@@ -216,72 +216,15 @@ fn prepare_batched(
     Ok((Prepared { plan, inputs }, rows))
 }
 
-/// The fixed batch of placeholder `p` when a file of `shape` holds a whole
-/// number (more than one) of its batches and otherwise fits it.
+/// The fixed batch of placeholder `p` when a file of `shape` holds another
+/// number of rows and otherwise fits it: the file runs in batches
+/// ([`crate::batches::split`] decides whether it can).
 fn fixed_batch(p: &frontend::Placeholder, shape: &[usize]) -> Option<usize> {
     let dims = p.shape.as_ref()?;
     let batch = (*dims.first()?)?;
     let rest_fits = dims.len() == shape.len() && dims.iter().zip(shape).skip(1).all(|(d, &n)| d.is_none_or(|d| d == n));
     let rows = *shape.first()?;
-    (rest_fits && batch > 0 && rows > batch && rows % batch == 0).then_some(batch)
-}
-
-/// Cut every input into batches of the plan's rows. Every input must be cut
-/// the same way: a model whose placeholders have different fixed batches, or
-/// one fixed and one open, is refused rather than run on rows that do not match.
-fn split_batches(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>, rows: usize) -> Result<Vec<Feeds>> {
-    let mut batch = None;
-    for &id in &plan.inputs {
-        let value = &plan.values[id];
-        let crate::plan::Source::Input { placeholder } = &value.source else { continue };
-        let Some(x) = inputs.get(placeholder) else { continue };
-        let (Some(&b), Some(&n)) = (value.shape.first(), x.shape().first()) else {
-            return Err(Error::bad_input(format!("placeholder `{placeholder}` has no batch axis to split")));
-        };
-        if n != rows || *batch.get_or_insert(b) != b {
-            return Err(Error::bad_input(format!(
-                "the inputs cannot be cut into the same batches: placeholder `{placeholder}` is planned for {b} rows \
-                 and fed {n}; feed every placeholder whole batches of the same size"
-            )));
-        }
-    }
-    let batch = batch.unwrap_or(rows).max(1);
-    Ok((0..rows / batch)
-        .map(|k| {
-            let range = ndarray::Slice::from(k * batch..(k + 1) * batch);
-            inputs.iter().map(|(name, x)| (name.clone(), x.slice_axis(ndarray::Axis(0), range).to_owned())).collect()
-        })
-        .collect())
-}
-
-type Feeds = BTreeMap<String, ArrayD<f32>>;
-
-/// The outputs of the batches as one tensor: the output must have the batch as
-/// its first axis, or its rows are not the input's rows.
-fn join_batches(plan: &Plan, outputs: Vec<crate::tensor::Tensor>) -> Result<crate::tensor::Tensor> {
-    use crate::tensor::Tensor;
-    let batch = plan.inputs.first().and_then(|&id| plan.values[id].shape.first().copied());
-    if outputs.len() == 1 {
-        return outputs.into_iter().next().context("no output");
-    }
-    if plan.output_value().shape.first().copied() != batch {
-        return Err(Error::unsupported(format!(
-            "output `{}` of shape {:?} does not have the batch as its first axis, so the input cannot be run in \
-             batches of the model's fixed batch {}; give exactly that many rows",
-            plan.output_node,
-            plan.output_value().shape,
-            batch.unwrap_or(0)
-        )));
-    }
-    if outputs.iter().all(|t| matches!(t, Tensor::Int(_))) {
-        let parts: Vec<_> =
-            outputs.iter().filter_map(|t| if let Tensor::Int(a) = t { Some(a.view()) } else { None }).collect();
-        Ok(Tensor::Int(ndarray::concatenate(ndarray::Axis(0), &parts)?))
-    } else {
-        let parts: Vec<ArrayD<f32>> = outputs.iter().map(|t| t.to_float()).collect();
-        let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
-        Ok(Tensor::Float(ndarray::concatenate(ndarray::Axis(0), &views)?))
-    }
+    (rest_fits && batch > 0 && rows > 0 && rows != batch).then_some(batch)
 }
 
 /// An integer placeholder (token ids) takes integers only, as TensorFlow does: a
@@ -308,9 +251,12 @@ pub fn run(config: &RunConfig) -> Result<u8> {
         prepare_batched(&config.model, config.choice(), config.input.as_deref(), &config.feeds, &config.public, true)?;
     // A fixed-batch model fed several of its batches runs them one after the
     // other (in one session under Pond), as `predict` runs a deployed model.
-    let batches = match rows {
-        Some(rows) => split_batches(&plan, &inputs, rows)?,
-        None => vec![inputs],
+    let (batches, rows) = match rows {
+        Some(_) => {
+            let batches = crate::batches::split(&plan, &inputs, crate::batches::WholeBatches::Allowed)?;
+            (batches.feeds, Some(batches.rows))
+        }
+        None => (vec![inputs], None),
     };
     // Lowered once: what is sized here is what runs.
     let program = match config.mode {
@@ -342,7 +288,10 @@ pub fn run(config: &RunConfig) -> Result<u8> {
         }
         _ => batches.iter().map(|inputs| plaintext::run(&plan, inputs)).collect::<Result<_>>()?,
     };
-    let result = join_batches(&plan, outputs)?;
+    let result = match rows {
+        Some(rows) => crate::batches::join(&plan, outputs, rows)?,
+        None => outputs.into_iter().next().context("no output")?,
+    };
     print_result(&config.model, &plan, config.mode, config.format, config.out.as_deref(), &result)
 }
 

@@ -31,6 +31,10 @@ impl OpUnit for Activation {
         1
     }
 
+    fn rows(&self, _ins: &[&[usize]]) -> crate::plan::RowRule {
+        crate::plan::RowRule::Elementwise
+    }
+
     fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
         Ok(ins.first().map(|s| s.to_vec()).unwrap_or_default())
     }

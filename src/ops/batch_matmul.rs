@@ -34,6 +34,20 @@ impl OpUnit for BatchMatMul {
         2
     }
 
+    /// Of rank 3 or more, the first axis is a batch axis of an operand of the
+    /// output's rank (a lower-rank operand is broadcast, its first axis is a
+    /// matrix axis); of rank 2, x's rows are the output's unless x is transposed.
+    fn rows(&self, ins: &[&[usize]]) -> crate::plan::RowRule {
+        let out_rank = ins.iter().map(|s| s.len()).max().unwrap_or(0);
+        let batched = (0..ins.len())
+            .filter(|&k| {
+                let rank = ins.get(k).map_or(0, |s| s.len());
+                if out_rank >= 3 { rank == out_rank } else { k == 0 && !self.adj_x }
+            })
+            .collect();
+        crate::plan::RowRule::Batch(batched)
+    }
+
     fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
         let [x, y] = ins else { return Err(format!("expects 2 inputs, has {}", ins.len())) };
         let out = linear::batch_matmul_shape(x, y, self.adj_x, self.adj_y)?;

@@ -50,6 +50,10 @@ impl OpUnit for Clip {
         1
     }
 
+    fn rows(&self, _ins: &[&[usize]]) -> crate::plan::RowRule {
+        crate::plan::RowRule::Elementwise
+    }
+
     fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
         for b in [self.lo, self.hi].into_iter().flatten() {
             if !b.is_finite() || b.abs() > MAX_BOUND {

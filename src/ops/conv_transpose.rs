@@ -36,6 +36,11 @@ impl OpUnit for Conv2DTranspose {
         2
     }
 
+    fn rows(&self, _ins: &[&[usize]]) -> crate::plan::RowRule {
+        // The batch axis of its input (not of a filter).
+        crate::plan::RowRule::Batch(vec![0])
+    }
+
     fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
         let [y, f] = ins else { return Err(format!("expects 2 inputs, has {}", ins.len())) };
         if self.window.layout != Layout::Nhwc {

@@ -32,6 +32,11 @@ impl OpUnit for DepthwiseConv2D {
         2
     }
 
+    fn rows(&self, _ins: &[&[usize]]) -> crate::plan::RowRule {
+        // The batch axis of its input (not of a filter).
+        crate::plan::RowRule::Batch(vec![0])
+    }
+
     fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
         let [x, f] = ins else { return Err(format!("expects 2 inputs, has {}", ins.len())) };
         // The kernel is NHWC only (as TensorFlow's CPU kernel): a plan from the

@@ -34,6 +34,10 @@ impl OpUnit for LeakyRelu {
         1
     }
 
+    fn rows(&self, _ins: &[&[usize]]) -> crate::plan::RowRule {
+        crate::plan::RowRule::Elementwise
+    }
+
     fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
         if !self.alpha.is_finite() || self.alpha.abs() > MAX_ALPHA {
             return Err(format!("alpha {} is outside [-{MAX_ALPHA}, {MAX_ALPHA}]", self.alpha));

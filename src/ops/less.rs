@@ -29,6 +29,10 @@ impl OpUnit for Less {
         2
     }
 
+    fn rows(&self, _ins: &[&[usize]]) -> crate::plan::RowRule {
+        crate::plan::RowRule::Elementwise
+    }
+
     fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
         let [x, y] = ins else { return Err(format!("expects 2 inputs, has {}", ins.len())) };
         crate::plan::broadcast_shape(x, y)

@@ -89,6 +89,10 @@ macro_rules! extremum_unit {
                 2
             }
 
+            fn rows(&self, _ins: &[&[usize]]) -> crate::plan::RowRule {
+                crate::plan::RowRule::Elementwise
+            }
+
             fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
                 output_shape(ins, <$ty as Extremum>::NAME)
             }

@@ -217,6 +217,12 @@ pub trait OpUnit: SecureOp {
     fn check_secure(&self, _ins: &[&[usize]]) -> Result<(), String> {
         Ok(())
     }
+
+    /// How it treats the batch axis (whether a padded batch changes the real
+    /// rows): an op that does not say mixes rows, which refuses padding.
+    fn rows(&self, _ins: &[&[usize]]) -> crate::plan::RowRule {
+        crate::plan::RowRule::Mixes
+    }
 }
 
 /// The secure half of an op that is a Beaver product with its own bilinear map:

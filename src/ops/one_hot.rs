@@ -48,6 +48,11 @@ impl OpUnit for OneHot {
         1
     }
 
+    fn rows(&self, _ins: &[&[usize]]) -> crate::plan::RowRule {
+        // The batch axis of its input (not of a filter).
+        crate::plan::RowRule::Batch(vec![0])
+    }
+
     fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
         let [x] = ins else { return Err(format!("expects 1 input, has {}", ins.len())) };
         if self.depth == 0 || self.depth > MAX_DEPTH {

@@ -49,6 +49,11 @@ impl OpUnit for ResizeBilinear {
         1
     }
 
+    fn rows(&self, _ins: &[&[usize]]) -> crate::plan::RowRule {
+        // The batch axis of its input (not of a filter).
+        crate::plan::RowRule::Batch(vec![0])
+    }
+
     fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
         let Some(&[n, h, w, c]) = ins.first().copied() else {
             return Err(format!("input must be NHWC (rank 4), has shape {:?}", ins.first()));

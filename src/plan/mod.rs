@@ -21,8 +21,10 @@
 )]
 
 mod op;
+mod rows;
 
 pub use op::{Op, broadcast_shape};
+pub use rows::{RowRule, independent};
 
 use crate::tensor::fmt_shape;
 use std::collections::BTreeMap;

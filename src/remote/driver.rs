@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use ndarray::{ArrayD, Axis, IxDyn, Slice};
+use ndarray::ArrayD;
 
 use super::{Control, Deployment, Request, Security, commit_key, dial, new_session_id};
 use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::lower::{Program, lower};
-use crate::plan::{Plan, Source, ValueId};
+use crate::plan::{Plan, ValueId};
 use crate::ring::FixedPoint;
 use crate::runtime::party::{self, Report};
 use crate::runtime::{Outcome, assemble, spawn_party};
@@ -464,7 +464,10 @@ fn predict_deployed_once(
     let session = Session::new(remote, Party::Client, &[])?;
     let fp = program.fp();
     let inputs = inputs(&plan)?;
-    let (batches, rows) = split_rows(&plan, &inputs)?;
+    // The batch is the deployment's, maybe chosen with --batch-size: a model
+    // that combines the rows of its batch runs exactly one batch.
+    let crate::batches::Batches { feeds: batches, rows } =
+        crate::batches::split(&plan, &inputs, crate::batches::WholeBatches::Refused)?;
     let predictions = crate::runtime::prediction_count(batches.len())?;
     party::check_values(&plan, fp, None, &batches)?;
     // Each server pins the deployment named here, or refuses.
@@ -483,87 +486,8 @@ fn predict_deployed_once(
     session.start(Party::Dealer, request)?;
     let local = run_local(&session, &program, None, Some(&batches));
     let outcome = session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())?;
-    let output = join_rows(&plan, &outcome.outputs, rows)?;
+    let output = crate::batches::join(&plan, outcome.outputs.clone(), rows)?;
     Ok((program, output, outcome))
-}
-
-/// Cut the inputs into batches of the plan's batch size (the first axis), padding
-/// the last with zero rows; also return the number of real rows. Inputs that do
-/// not fit the plan are the user's to fix (exit 2), not a party's failure.
-fn split_rows(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<(Vec<Feeds>, usize)> {
-    let mut rows = None;
-    let mut batch = None;
-    for &id in &plan.inputs {
-        let value = &plan.values[id];
-        let Source::Input { placeholder } = &value.source else { unreachable!("plan inputs are placeholders") };
-        let x = inputs.get(placeholder).ok_or_else(|| {
-            Error::bad_input(format!("the deployed model needs an input for placeholder `{placeholder}`"))
-        })?;
-        if value.shape.is_empty() || x.ndim() != value.shape.len() || x.shape()[1..] != value.shape[1..] {
-            return Err(Error::bad_input(format!(
-                "the input for `{placeholder}` has shape {:?}; the deployed model takes rows of shape {:?}",
-                x.shape(),
-                value.shape.get(1..).unwrap_or_default()
-            )));
-        }
-        if *rows.get_or_insert(x.shape()[0]) != x.shape()[0] {
-            return Err(Error::bad_input("the inputs have different numbers of rows"));
-        }
-        batch = Some(value.shape[0]);
-    }
-    let (Some(rows), Some(batch)) = (rows, batch) else { bail!("the deployed model has no inputs") };
-    if rows == 0 {
-        return Err(Error::bad_input("the input has no rows"));
-    }
-    if batch == 0 {
-        bail!("the deployed model has a batch of 0 rows");
-    }
-    let batches = (0..rows.div_ceil(batch))
-        .map(|b| {
-            plan.inputs
-                .iter()
-                .map(|&id| {
-                    let value = &plan.values[id];
-                    let Source::Input { placeholder } = &value.source else { unreachable!() };
-                    let x = &inputs[placeholder];
-                    let part = x.slice_axis(Axis(0), Slice::from(b * batch..((b + 1) * batch).min(rows)));
-                    let mut padded = ArrayD::<f32>::zeros(IxDyn(&value.shape));
-                    padded.slice_axis_mut(Axis(0), Slice::from(0..part.shape()[0])).assign(&part);
-                    (placeholder.clone(), padded)
-                })
-                .collect()
-        })
-        .collect();
-    Ok((batches, rows))
-}
-
-/// The outputs of all batches, as one tensor of `rows` rows.
-fn join_rows(plan: &Plan, outputs: &[Tensor], rows: usize) -> Result<Tensor> {
-    let batch = plan.values[plan.inputs[0]].shape[0];
-    let out_shape = &plan.output_value().shape;
-    if outputs.len() == 1 && rows == batch {
-        return Ok(outputs[0].clone());
-    }
-    if out_shape.first() != Some(&batch) {
-        bail!(
-            "the model's output {:?} does not have the batch as its first axis, so rows cannot be batched",
-            out_shape
-        );
-    }
-    if outputs.iter().all(|t| matches!(t, Tensor::Int(_))) {
-        let parts = outputs.iter().map(|t| if let Tensor::Int(a) = t { a.clone() } else { unreachable!() }).collect();
-        Ok(Tensor::Int(first_rows(parts, rows)?))
-    } else {
-        Ok(Tensor::Float(first_rows(outputs.iter().map(|t| t.to_float()).collect(), rows)?))
-    }
-}
-
-/// The first `rows` rows of the parts stacked along the first axis.
-fn first_rows<T: Clone>(parts: Vec<ArrayD<T>>, rows: usize) -> Result<ArrayD<T>> {
-    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-    let all = ndarray::concatenate(Axis(0), &views)?;
-    let keep = rows.min(all.shape()[0]);
-    Ok(all.slice_axis(Axis(0), Slice::from(0..keep)).to_owned())
 }
 
 #[cfg(test)]
