@@ -39,6 +39,18 @@ pub fn graphdef(bytes: &[u8]) {
     }
 }
 
+/// A TensorBundle's `variables.index` bytes → its table, header and entries,
+/// then every tensor it lists (whose data shards are not there: each read must
+/// fail cleanly, after the entry's own checks).
+pub fn savedmodel_index(bytes: &[u8]) {
+    let prefix = Path::new("/nonexistent/tfe-run-fuzz/variables/variables");
+    let Ok(bundle) = frontend::savedmodel::bundle::Bundle::from_index(prefix, bytes) else { return };
+    let keys: Vec<String> = bundle.keys().map(str::to_string).collect();
+    for key in keys {
+        assert!(bundle.tensor(&key, "fuzz").is_err(), "a tensor was read from a shard that does not exist");
+    }
+}
+
 /// `.npy` bytes → an f32 input array, or an error.
 pub fn npy(bytes: &[u8]) {
     if let Ok(array) = crate::npy::parse_input(bytes, "fuzz.npy") {

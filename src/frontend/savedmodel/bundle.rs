@@ -43,8 +43,15 @@ impl Bundle {
         let index = Bundle::index_path(prefix);
         let bytes = std::fs::read(&index)
             .map_err(|e| Error::invalid_file(&index, format!("cannot read the variables' index: {e}")))?;
+        Bundle::from_index(prefix, &bytes)
+    }
+
+    /// The bundle at `prefix` whose index file holds `bytes` (the data shards
+    /// are read when a tensor is).
+    pub fn from_index(prefix: &Path, bytes: &[u8]) -> Result<Bundle> {
+        let index = Bundle::index_path(prefix);
         let table =
-            table::read(&bytes).map_err(|e| Error::invalid_file(&index, format!("not a TensorBundle index: {e}")))?;
+            table::read(bytes).map_err(|e| Error::invalid_file(&index, format!("not a TensorBundle index: {e}")))?;
         let bad = |reason: String| Error::invalid_file(&index, reason);
         let header = table.get(&b""[..]).ok_or_else(|| bad("the index has no header (its empty key)".into()))?;
         let header = BundleHeaderProto::decode(header.as_slice())
