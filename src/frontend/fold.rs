@@ -289,12 +289,8 @@ fn scale_channels(f: &ArrayD<f32>, scale: &[f32], inner: usize) -> Option<ArrayD
 /// both constants it comes from.
 fn push_weight(plan: &mut Plan, old: ValueId, with: &str, values: ArrayD<f32>) -> ValueId {
     let name = plan.values.get(old).map(|v| format!("{} (folded with {with})", v.name)).unwrap_or_default();
-    let value = Value {
-        name,
-        shape: values.shape().to_vec(),
-        vtype: crate::plan::ValueType::Float,
-        source: Source::Weight,
-    };
+    let value =
+        Value { name, shape: values.shape().to_vec(), vtype: crate::plan::ValueType::Float, source: Source::Weight };
     plan.values.push(value);
     let id = plan.values.len().saturating_sub(1);
     plan.weight_values.insert(id, values);
@@ -352,4 +348,277 @@ fn compact(plan: &mut Plan, removed: &[bool]) {
     plan.output = renumber(&plan.output);
     plan.values = values;
     plan.steps = steps;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{Padding, Window};
+    use crate::plan::ValueType;
+
+    fn array(shape: &[usize], f: impl Fn(usize) -> f32) -> ArrayD<f32> {
+        let n = shape.iter().product();
+        ArrayD::from_shape_vec(shape, (0..n).map(f).collect()).unwrap()
+    }
+
+    /// A plan over client input `x` of `input`; each step is (op, inputs, output
+    /// shape) where input `w:i` is weight `i` of `weights`, `s:k` step k's output.
+    fn plan(input: &[usize], weights: &[ArrayD<f32>], steps: &[(Op, &[&str], &[usize])]) -> Plan {
+        let value = |name: String, shape: &[usize], source| Value {
+            name,
+            shape: shape.to_vec(),
+            vtype: ValueType::Float,
+            source,
+        };
+        let mut values = vec![value("x".into(), input, Source::Input { placeholder: "x".into() })];
+        let mut weight_values = BTreeMap::new();
+        for (i, w) in weights.iter().enumerate() {
+            values.push(value(format!("w{i}"), w.shape(), Source::Weight));
+            weight_values.insert(i + 1, w.clone());
+        }
+        let mut plan_steps = Vec::new();
+        for (k, (op, ins, shape)) in steps.iter().enumerate() {
+            let inputs = ins
+                .iter()
+                .map(|s| match s.split_once(':') {
+                    Some(("w", i)) => i.parse::<usize>().unwrap() + 1,
+                    Some(("s", k)) => weights.len() + 1 + k.parse::<usize>().unwrap(),
+                    _ => 0,
+                })
+                .collect();
+            values.push(value(format!("s{k}"), shape, Source::Step(k)));
+            plan_steps.push(Step {
+                node: format!("s{k}"),
+                op_type: op.name().into(),
+                op: op.clone(),
+                inputs,
+                output: values.len() - 1,
+            });
+        }
+        Plan {
+            output: values.len() - 1,
+            values,
+            steps: plan_steps,
+            inputs: vec![0],
+            output_node: "out".into(),
+            weight_values,
+        }
+    }
+
+    /// Folded, the plan computes what it computed (to f32 rounding), is
+    /// consistent, and has the steps of `ops` left.
+    fn folds_to(mut p: Plan, x: &ArrayD<f32>, ops: &[&str]) {
+        let feeds = BTreeMap::from([("x".to_string(), x.clone())]);
+        let before = crate::plaintext::run(&p, &feeds).unwrap().to_float();
+        fold_channel_constants(&mut p);
+        p.check_consistent().unwrap();
+        assert_eq!(p.steps.iter().map(|s| s.op.name()).collect::<Vec<_>>(), ops, "{}", p.describe());
+        // Every weight is read, and every weight value belongs to a weight.
+        for (id, v) in p.weights() {
+            assert!(p.steps.iter().any(|s| s.inputs.contains(&id)), "weight %{id} {} is read by nothing", v.name);
+            assert!(p.weight_values.contains_key(&id));
+        }
+        assert_eq!(p.weight_values.len(), p.weights().count());
+        let after = crate::plaintext::run(&p, &feeds).unwrap().to_float();
+        assert_eq!(before.shape(), after.shape());
+        for (a, b) in before.iter().zip(after.iter()) {
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{before} vs {after}");
+        }
+    }
+
+    fn window(layout: Layout) -> Window {
+        Window { kernel: [1, 1], strides: [1, 1], dilations: [1, 1], padding: Padding::Same, layout }
+    }
+
+    fn x(shape: &[usize]) -> ArrayD<f32> {
+        array(shape, |i| ((i * 7) % 11) as f32 - 5.0)
+    }
+
+    #[test]
+    fn an_nchw_conv_folds_a_scale_of_shape_c_1_1_along_axis_1() {
+        let (f, s, b) = (
+            array(&[3, 3, 2, 4], |i| i as f32 * 0.1 - 1.0),
+            array(&[4, 1, 1], |i| i as f32 - 1.5),
+            array(&[4, 1, 1], |i| i as f32),
+        );
+        let w = Window { kernel: [3, 3], ..window(Layout::Nchw) };
+        let p = plan(
+            &[1, 2, 5, 5],
+            &[f, s, b],
+            &[
+                (Op::Conv2D(w), &["x", "w:0"], &[1, 4, 5, 5]),
+                (Op::Mul, &["w:1", "s:0"], &[1, 4, 5, 5]),
+                (Op::Add, &["s:1", "w:2"], &[1, 4, 5, 5]),
+            ],
+        );
+        folds_to(p, &x(&[1, 2, 5, 5]), &["Conv2D", "Add"]);
+    }
+
+    #[test]
+    fn a_scale_along_the_nhwc_channel_axis_of_an_nchw_conv_does_not_fold() {
+        // [4] broadcasts along the last axis: the width of an NCHW output.
+        let p = plan(
+            &[1, 2, 4, 4],
+            &[array(&[1, 1, 2, 3], |i| i as f32 - 2.0), array(&[4], |i| i as f32 + 0.5)],
+            &[
+                (Op::Conv2D(window(Layout::Nchw)), &["x", "w:0"], &[1, 3, 4, 4]),
+                (Op::Mul, &["s:0", "w:1"], &[1, 3, 4, 4]),
+            ],
+        );
+        folds_to(p, &x(&[1, 2, 4, 4]), &["Conv2D", "Mul"]);
+    }
+
+    #[test]
+    fn a_depthwise_scale_is_per_channel_times_multiplier() {
+        let p = plan(
+            &[1, 4, 4, 3],
+            &[
+                array(&[1, 1, 3, 2], |i| i as f32 - 2.5),
+                array(&[6], |i| i as f32 * 0.5 - 1.0),
+                array(&[6], |i| i as f32),
+            ],
+            &[
+                (crate::ops::DepthwiseConv2D { window: window(Layout::Nhwc) }.into(), &["x", "w:0"], &[1, 4, 4, 6]),
+                (Op::Add, &["s:0", "w:2"], &[1, 4, 4, 6]),
+                (Op::Mul, &["s:1", "w:1"], &[1, 4, 4, 6]),
+            ],
+        );
+        folds_to(p, &x(&[1, 4, 4, 3]), &["DepthwiseConv2D", "Add"]);
+    }
+
+    #[test]
+    fn matmul_folds_along_its_columns_with_and_without_transpose_b() {
+        for transpose_b in [false, true] {
+            let f = if transpose_b { array(&[3, 5], |i| i as f32 - 7.0) } else { array(&[5, 3], |i| i as f32 - 7.0) };
+            let p = plan(
+                &[2, 5],
+                &[f, array(&[3], |i| i as f32 + 2.0)],
+                &[
+                    (Op::MatMul { transpose_a: false, transpose_b }, &["x", "w:0"], &[2, 3]),
+                    (Op::Mul, &["s:0", "w:1"], &[2, 3]),
+                ],
+            );
+            folds_to(p, &x(&[2, 5]), &["MatMul"]);
+        }
+    }
+
+    #[test]
+    fn what_does_not_fold_is_left_as_it_was() {
+        let f = || array(&[3, 4], |i| i as f32 - 5.0);
+        let mm = || Op::MatMul { transpose_a: false, transpose_b: false };
+        // A scale along the rows (the batch), one that grows the rank, a value
+        // read twice, a bias Add read twice, the linear op's weight as the left operand.
+        let cases: Vec<(Plan, Vec<&str>)> = vec![
+            (
+                plan(
+                    &[2, 3],
+                    &[f(), array(&[2, 1], |i| i as f32 + 1.0)],
+                    &[(mm(), &["x", "w:0"], &[2, 4]), (Op::Mul, &["s:0", "w:1"], &[2, 4])],
+                ),
+                vec!["MatMul", "Mul"],
+            ),
+            (
+                plan(
+                    &[2, 3],
+                    &[f(), array(&[1, 1, 4], |i| i as f32 + 1.0)],
+                    &[
+                        (mm(), &["x", "w:0"], &[2, 4]),
+                        (Op::Mul, &["s:0", "w:1"], &[1, 2, 4]),
+                        (Op::Reshape(vec![2, 4]), &["s:1"], &[2, 4]),
+                    ],
+                ),
+                vec!["MatMul", "Mul", "Reshape"],
+            ),
+            (
+                plan(
+                    &[2, 3],
+                    &[f(), array(&[4], |i| i as f32 + 1.0)],
+                    &[
+                        (mm(), &["x", "w:0"], &[2, 4]),
+                        (Op::Mul, &["s:0", "w:1"], &[2, 4]),
+                        (Op::Add, &["s:1", "s:0"], &[2, 4]),
+                    ],
+                ),
+                vec!["MatMul", "Mul", "Add"],
+            ),
+            (
+                plan(
+                    &[2, 3],
+                    &[f(), array(&[4], |i| i as f32 + 1.0), array(&[4], |i| i as f32)],
+                    &[
+                        (mm(), &["x", "w:0"], &[2, 4]),
+                        (Op::Add, &["s:0", "w:2"], &[2, 4]),
+                        (Op::Mul, &["s:1", "w:1"], &[2, 4]),
+                        (Op::Sub, &["s:2", "s:1"], &[2, 4]),
+                    ],
+                ),
+                vec!["MatMul", "Add", "Mul", "Sub"],
+            ),
+            (
+                plan(
+                    &[3, 2],
+                    &[array(&[4, 3], |i| i as f32), array(&[2], |i| i as f32 + 1.0)],
+                    &[(mm(), &["w:0", "x"], &[4, 2]), (Op::Mul, &["s:0", "w:1"], &[4, 2])],
+                ),
+                vec!["MatMul", "Mul"],
+            ),
+        ];
+        for (p, ops) in cases {
+            let x = x(&p.values[0].shape);
+            folds_to(p, &x, &ops);
+        }
+    }
+
+    #[test]
+    fn chained_scales_and_offsets_fold_into_one_filter_and_one_bias() {
+        // MatMul → + b0 → · s (scalar) → · t (per column) → + c: one MatMul and one Add,
+        // and the plan's output is the Add's.
+        let p = plan(
+            &[2, 3],
+            &[
+                array(&[3, 4], |i| i as f32 - 5.0),
+                array(&[4], |i| i as f32),
+                array(&[], |_| -0.5),
+                array(&[1, 4], |i| i as f32 + 1.0),
+                array(&[4], |i| 2.0 - i as f32),
+            ],
+            &[
+                (Op::MatMul { transpose_a: false, transpose_b: false }, &["x", "w:0"], &[2, 4]),
+                (Op::Add, &["s:0", "w:1"], &[2, 4]),
+                (Op::Mul, &["w:2", "s:1"], &[2, 4]),
+                (Op::Mul, &["s:2", "w:3"], &[2, 4]),
+                (Op::Add, &["w:4", "s:3"], &[2, 4]),
+            ],
+        );
+        folds_to(p, &x(&[2, 3]), &["MatMul", "Add"]);
+    }
+
+    /// The folded weights replace the old ones only where the fold is: a filter
+    /// another step also reads keeps its values there.
+    #[test]
+    fn a_filter_shared_with_another_step_is_not_changed_for_it() {
+        let p = plan(
+            &[2, 3],
+            &[array(&[3, 4], |i| i as f32 - 5.0), array(&[4], |i| i as f32 + 1.0)],
+            &[
+                (Op::MatMul { transpose_a: false, transpose_b: false }, &["x", "w:0"], &[2, 4]),
+                (Op::Mul, &["s:0", "w:1"], &[2, 4]),
+                (Op::MatMul { transpose_a: false, transpose_b: false }, &["x", "w:0"], &[2, 4]),
+                (Op::Add, &["s:1", "s:2"], &[2, 4]),
+            ],
+        );
+        folds_to(p, &x(&[2, 3]), &["MatMul", "MatMul", "Add"]);
+    }
+
+    #[test]
+    fn per_channel_refuses_other_axes_and_larger_shapes() {
+        let shape = [1, 2, 2, 3];
+        assert_eq!(per_channel(&array(&[3], |i| i as f32), &shape, 3), Some(vec![0.0, 1.0, 2.0]));
+        assert_eq!(per_channel(&array(&[1, 1, 1, 3], |i| i as f32), &shape, 3), Some(vec![0.0, 1.0, 2.0]));
+        assert_eq!(per_channel(&array(&[], |_| 2.0), &shape, 3), Some(vec![2.0; 3]));
+        assert_eq!(per_channel(&array(&[1], |_| 2.0), &shape, 3), Some(vec![2.0; 3]));
+        assert_eq!(per_channel(&array(&[2, 1, 3], |i| i as f32), &shape, 3), None, "varies along the rows");
+        assert_eq!(per_channel(&array(&[1, 1, 1, 1, 3], |i| i as f32), &shape, 3), None, "rank 5");
+        assert_eq!(per_channel(&array(&[2], |i| i as f32), &shape, 3), None, "does not broadcast");
+    }
 }
