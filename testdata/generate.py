@@ -1317,11 +1317,13 @@ def merge_into_manifest():
 
 
 def build_linear_and_tf1(mnist):
-    """testdata/gen_linear.py and gen_tf1.py (they import this module by name)."""
+    """testdata/gen_linear.py, gen_fold.py and gen_tf1.py (they import this module by name)."""
     sys.modules.setdefault("generate", sys.modules[__name__])
+    import gen_fold
     import gen_linear
     import gen_tf1
     gen_linear.build_linear_ops()
+    gen_fold.build_fold_ops()
     gen_tf1.build_tf1(mnist)
 
 

@@ -210,14 +210,16 @@ impl Builder {
         };
         let mut steps = self.steps;
         fuse_clips(&mut steps, &self.values, *out);
-        Ok(Plan {
+        let mut plan = Plan {
             values: self.values,
             steps,
             inputs: self.inputs,
             output: *out,
             output_node: node.to_string(),
             weight_values: self.weight_values,
-        })
+        };
+        super::fold::fold_channel_constants(&mut plan);
+        Ok(plan)
     }
 }
 

@@ -23,6 +23,7 @@
 )]
 
 pub mod builder;
+mod fold;
 pub mod format;
 pub mod savedmodel;
 pub mod tf;

@@ -276,6 +276,15 @@ pub fn depthwise_conv2d<T: LinalgScalar>(x: &ArrayD<T>, filter: &ArrayD<T>, wind
                         let Some(ix) = tap(ox, kx, 1, w) else { continue };
                         let row = &xs[((b * h + iy) * w + ix) * c..][..c];
                         let taps = &fs[(ky * kw + kx) * cm..][..cm];
+                        if m == 1 {
+                            // MobileNet's and EfficientNet's case: one flat loop
+                            // over the channels, which vectorises (the general
+                            // loop below, of one-element chunks, did not).
+                            for ((a, &f), &v) in acc.iter_mut().zip(taps).zip(row) {
+                                *a = *a + v * f;
+                            }
+                            continue;
+                        }
                         for ((a, f), &v) in acc.chunks_exact_mut(m).zip(taps.chunks_exact(m)).zip(row) {
                             for (a, &f) in a.iter_mut().zip(f) {
                                 *a = *a + v * f;

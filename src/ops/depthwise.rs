@@ -84,7 +84,13 @@ mod tests {
     /// Conv2D with its own m filters gives output channels k·m … k·m + m − 1.
     #[test]
     fn depthwise_is_conv2d_channel_by_channel() {
-        let (c, m) = (3, 2);
+        for m in [1, 2] {
+            depthwise_is_conv2d_channel_by_channel_with_multiplier(m);
+        }
+    }
+
+    fn depthwise_is_conv2d_channel_by_channel_with_multiplier(m: usize) {
+        let c = 3;
         let x = array(&[2, 7, 6, c], |i| ((i * 37) % 11) as f32 - 5.0);
         let f = array(&[3, 2, c, m], |i| ((i * 13) % 7) as f32 - 3.0);
         for (strides, dilations, padding) in

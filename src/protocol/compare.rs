@@ -150,25 +150,43 @@ fn ands(level: usize) -> usize {
     if level == LEVEL_WIDTHS.len() - 1 { 1 } else { 2 }
 }
 
-/// The even bits of a word, compressed into its low 32 bits.
-fn even_bits(x: u64) -> u64 {
-    let mut x = x & 0x5555_5555_5555_5555;
-    x = (x | x >> 1) & 0x3333_3333_3333_3333;
-    x = (x | x >> 2) & 0x0f0f_0f0f_0f0f_0f0f;
-    x = (x | x >> 4) & 0x00ff_00ff_00ff_00ff;
-    x = (x | x >> 8) & 0x0000_ffff_0000_ffff;
-    (x | x >> 16) & 0x0000_0000_ffff_ffff
+/// A word's even bits compressed into its low 32 bits and its odd bits into its
+/// high 32 (Hacker's Delight, 7-2: the outer perfect unshuffle, five swaps).
+fn unshuffle(mut x: u64) -> u64 {
+    for (shift, mask) in [
+        (1, 0x2222_2222_2222_2222u64),
+        (2, 0x0c0c_0c0c_0c0c_0c0c),
+        (4, 0x00f0_00f0_00f0_00f0),
+        (8, 0x0000_ff00_0000_ff00),
+        (16, 0x0000_0000_ffff_0000),
+    ] {
+        let t = (x ^ (x >> shift)) & mask;
+        x ^= t ^ (t << shift);
+    }
+    x
 }
 
 /// Split a packed lane stream into its odd (more significant) and even lanes, each
 /// packed again, `len` words each. Linear, so each server applies it to its XOR share.
+/// Written over whole pairs of words into preallocated outputs so that it
+/// vectorises (it was 11% of a MobileNetV2 prediction's instructions).
 fn split_lanes(stream: &[u64], len: usize) -> (Vec<u64>, Vec<u64>) {
-    (0..len)
-        .map(|w| {
-            let (w0, w1) = (stream[2 * w], stream.get(2 * w + 1).copied().unwrap_or(0));
-            (even_bits(w0 >> 1) | even_bits(w1 >> 1) << 32, even_bits(w0) | even_bits(w1) << 32)
-        })
-        .unzip()
+    const LOW: u64 = 0xffff_ffff;
+    let (mut hi, mut lo) = (vec![0u64; len], vec![0u64; len]);
+    let pairs = stream.chunks_exact(2);
+    let tail = pairs.remainder().first().copied();
+    let n = pairs.len().min(len);
+    for ((h, l), pair) in hi.iter_mut().zip(lo.iter_mut()).zip(pairs).take(n) {
+        let (u0, u1) = (unshuffle(pair[0]), unshuffle(pair[1]));
+        *h = u0 >> 32 | (u1 & !LOW);
+        *l = (u0 & LOW) | u1 << 32;
+    }
+    // An odd last word pairs with zeros.
+    if let (Some(w), Some(h), Some(l)) = (tail, hi.get_mut(n), lo.get_mut(n)) {
+        let u = unshuffle(w);
+        (*h, *l) = (u >> 32, u & LOW);
+    }
+    (hi, lo)
 }
 
 fn bit(words: &[u64], i: usize) -> u64 {
@@ -1022,6 +1040,35 @@ pub mod bench_api {
 
 #[cfg(test)]
 mod tests {
+
+    /// The even bits of a word in its low 32 bits, one at a time: the reference
+    /// of `split_lanes`.
+    fn even_bits_by_bit(x: u64) -> u64 {
+        (0..32).map(|i| ((x >> (2 * i)) & 1) << i).sum()
+    }
+
+    #[test]
+    fn split_lanes_takes_odd_and_even_bits_of_each_pair_of_words() {
+        // SplitMix64: any words will do.
+        let mut state = 7u64;
+        let mut next = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        for words in [0usize, 1, 2, 3, 7, 64, 65] {
+            let stream: Vec<u64> = (0..words).map(|_| next()).collect();
+            for len in [words.div_ceil(2), words / 2] {
+                let (hi, lo) = split_lanes(&stream, len);
+                for w in 0..len {
+                    let (w0, w1) = (stream[2 * w], stream.get(2 * w + 1).copied().unwrap_or(0));
+                    assert_eq!(hi[w], even_bits_by_bit(w0 >> 1) | even_bits_by_bit(w1 >> 1) << 32, "{words} words");
+                    assert_eq!(lo[w], even_bits_by_bit(w0) | even_bits_by_bit(w1) << 32, "{words} words");
+                }
+            }
+        }
+    }
     use super::*;
 
     #[test]

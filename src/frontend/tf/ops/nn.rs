@@ -263,7 +263,8 @@ pub fn bias_add(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<
 /// Inference-mode batch normalisation, folded at import into a per-channel affine
 /// map `x * scale' + offset'` with `scale' = scale / sqrt(variance + epsilon)` and
 /// `offset' = offset - mean * scale'`: the model owner computes both in the clear
-/// and shares them as weights, so the servers do one product and one sum.
+/// and shares them as weights, so the servers do one product and one sum (after
+/// a linear op, the product is folded into its filter: `frontend::fold`).
 pub fn fused_batch_norm(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<5>(node, ins)?;
     if node.get_attr_bool("is_training", true)? {
