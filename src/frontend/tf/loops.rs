@@ -1,0 +1,267 @@
+//! Loops, unrolled at import: a TF2 `While` / `StatelessWhile` (its `cond` and
+//! `body` functions in the library, its loop variables as inputs), and a TF1
+//! control-flow frame, which [`frames`](super::frames) rewrites into one first.
+//!
+//! The condition is instantiated on the current loop variables and built like
+//! any graph: the builder's constant folding must decide it (a loop counter,
+//! `maximum_iterations` and a TensorList's length are public), else the loop is
+//! refused naming the node. While it holds, the body is instantiated once more,
+//! under a prefix of its own (`while/body/3/...`), on the variables the last
+//! iteration returned. The trip count is bounded by [`MAX_ITERATIONS`], and every
+//! node instantiated counts against the inliner's node budget, so a loop of a few
+//! bytes cannot make an unbounded plan.
+
+// Reads models from others: the no-panic lints of `frontend/mod.rs` hold here too.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use anyhow::Result;
+
+use super::function::{self, Library, MAX_DEPTH, MAX_NODES};
+use super::graph::{Graph, InputName, parse_input};
+use super::proto::tensorflow::FunctionDef;
+use super::proto::{GraphDef, NodeDef, NodeExt};
+use super::{Node, ops, public_number};
+use crate::error::Error;
+use crate::frontend::builder::undecided;
+use crate::frontend::{Builder, Feed, Public, Slot};
+
+/// A loop that runs more iterations than this is refused.
+pub const MAX_ITERATIONS: usize = 10_000;
+
+/// The op that stands for a function argument in an instantiated body; it is
+/// bound before the body is walked, never built.
+const ARG_OP: &str = "_Arg";
+
+/// Walks a graph in topological order, turning each node into builder requests,
+/// and unrolls the loops it meets.
+pub struct Walker<'a> {
+    pub builder: Builder,
+    library: Library<'a>,
+    feeds: &'a BTreeMap<String, Feed>,
+    public: &'a Public,
+    /// Nodes instantiated so far by loops, against [`MAX_NODES`].
+    instantiated: usize,
+    /// The loop functions being walked, outermost first (recursion and depth).
+    stack: Vec<String>,
+}
+
+impl<'a> Walker<'a> {
+    pub fn new(graph: &'a Graph, feeds: &'a BTreeMap<String, Feed>, public: &'a Public) -> Result<Walker<'a>> {
+        Ok(Walker {
+            builder: Builder::new(),
+            library: Library::new(Some(&graph.library))?,
+            feeds,
+            public,
+            instantiated: graph.nodes.len(),
+            stack: Vec::new(),
+        })
+    }
+
+    /// Build `nodes` (in topological order) of `graph`; `slots` holds the outputs
+    /// of nodes already bound (a function's arguments), and receives the rest.
+    pub fn walk(&mut self, graph: &Graph, nodes: &[usize], slots: &mut HashMap<usize, Vec<Slot>>) -> Result<()> {
+        let no_node = |i: usize| Error::invalid_model(format!("node {i} is not in the graph"));
+        for &i in nodes {
+            if slots.contains_key(&i) {
+                continue;
+            }
+            let node = Node::new(graph.nodes.get(i).ok_or_else(|| no_node(i))?);
+            let refs = graph.inputs.get(i).ok_or_else(|| no_node(i))?;
+            let ins: Vec<Slot> = refs
+                .iter()
+                .map(|r| {
+                    // Topological order: every producer's outputs are known by now.
+                    let produced = slots.get(&r.node).map_or(&[][..], Vec::as_slice);
+                    produced.get(r.slot).cloned().ok_or_else(|| {
+                        let producer = graph.nodes.get(r.node);
+                        Error::invalid_model(format!(
+                            "{}: input {}:{} does not exist ({} has {} output(s))",
+                            node.origin,
+                            producer.map_or("?", |n| n.name.as_str()),
+                            r.slot,
+                            producer.map_or("?", |n| n.op.as_str()),
+                            produced.len()
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            if let Some(j) = ins.iter().position(|s| matches!(s, Slot::Unavailable)) {
+                return Err(Error::unsupported(format!(
+                    "{}: input `{}` is a training-only output, not available in an inference graph",
+                    node.origin,
+                    node.input.get(j).map_or("?", String::as_str)
+                )));
+            }
+            let feed = self.feeds.get(&node.name);
+            let outs = match (node.op.as_str(), feed) {
+                ("Placeholder" | "PlaceholderWithDefault", _) if self.public.contains_key(&node.name) => {
+                    vec![public_number(&node, self.public)?]
+                }
+                ("Placeholder" | "PlaceholderWithDefault", Some(feed)) => vec![self.builder.input(&node.origin, feed)],
+                ("Placeholder", None) => {
+                    // check_feeds names every unfed placeholder with a dtype; one without is odd.
+                    return Err(Error::bad_input(format!(
+                        "placeholder `{}` (which declares no dtype) is not fed",
+                        node.name
+                    )));
+                }
+                (op, _) if ops::LOOP_OPS.contains(&op) => self.unroll(&node, ins)?,
+                (ARG_OP, _) => {
+                    return Err(Error::invalid_model(format!("{}: a function argument was not bound", node.origin)));
+                }
+                _ => ops::build(&mut self.builder, &node, &ins)?,
+            };
+            slots.insert(i, outs);
+        }
+        Ok(())
+    }
+
+    /// A While's outputs: its loop variables after the last iteration.
+    fn unroll(&mut self, node: &Node<'_>, mut vars: Vec<Slot>) -> Result<Vec<Slot>> {
+        let caller = node.describe();
+        let cond = self.library.get(&function::function_attr(node, "cond")?, &caller)?;
+        let body = self.library.get(&function::function_attr(node, "body")?, &caller)?;
+        for name in [cond, body].iter().map(|f| function_name(f)) {
+            if self.stack.iter().any(|f| f == name) {
+                return Err(Error::unsupported(format!("{caller}: loop function `{name}` runs itself")));
+            }
+        }
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(Error::unsupported(format!("{caller}: loops nested more than {MAX_DEPTH} deep")));
+        }
+        self.stack.push(function_name(body).to_string());
+        let result = self.iterate(node, cond, body, &mut vars);
+        self.stack.pop();
+        result.map(|()| vars)
+    }
+
+    fn iterate(&mut self, node: &Node<'_>, cond: &FunctionDef, body: &FunctionDef, vars: &mut Vec<Slot>) -> Result<()> {
+        let caller = node.describe();
+        for iteration in 0..=MAX_ITERATIONS {
+            let decided = self.call(cond, &format!("{}/cond/{iteration}", node.name), vars, &caller)?;
+            let [decided] = decided.as_slice() else {
+                return Err(Error::invalid_model(format!(
+                    "{caller}: its condition `{}` returns {} values, not one",
+                    function_name(cond),
+                    decided.len()
+                )));
+            };
+            if !holds(node, decided)? {
+                return Ok(());
+            }
+            if iteration == MAX_ITERATIONS {
+                break;
+            }
+            let next = self.call(body, &format!("{}/body/{iteration}", node.name), vars, &caller)?;
+            if next.len() != vars.len() {
+                return Err(Error::invalid_model(format!(
+                    "{caller}: its body `{}` returns {} loop variables, the loop has {}",
+                    function_name(body),
+                    next.len(),
+                    vars.len()
+                )));
+            }
+            *vars = next;
+        }
+        Err(Error::unsupported(format!(
+            "{caller}: the loop runs more than {MAX_ITERATIONS} iterations, which tfe-run does not unroll"
+        )))
+    }
+
+    /// The return values of `fdef` instantiated under `prefix` on `args`.
+    fn call(&mut self, fdef: &FunctionDef, prefix: &str, args: &[Slot], caller: &str) -> Result<Vec<Slot>> {
+        let arg_names: Vec<String> = (0..args.len()).map(|i| format!("{prefix}/_arg{i}")).collect();
+        let instance = function::instantiate(fdef, prefix, &arg_names, caller)?;
+        self.instantiated = self.instantiated.saturating_add(instance.nodes.len());
+        if self.instantiated > MAX_NODES {
+            return Err(Error::unsupported(format!(
+                "{caller}: unrolling the loop makes more than {MAX_NODES} nodes (at {prefix})"
+            )));
+        }
+        let mut nodes: Vec<NodeDef> =
+            arg_names.iter().map(|name| NodeDef { name: name.clone(), op: ARG_OP.into(), ..Default::default() }).collect();
+        nodes.extend(function::inline_calls_in(instance.nodes, &self.library, &mut self.instantiated)?);
+        let graph = Graph::from_graph_def(GraphDef { node: nodes, ..Default::default() })?;
+        let outputs = instance
+            .outputs
+            .iter()
+            .map(|t| match parse_input(t) {
+                Ok(InputName::Data { node, slot }) => graph
+                    .node_index(node)
+                    .map(|i| (i, slot))
+                    .ok_or_else(|| Error::invalid_model(format!("{caller}: return value `{t}` is not in the body"))),
+                _ => Err(Error::invalid_model(format!("{caller}: return value `{t}` is not a tensor"))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let needed: Vec<usize> = outputs.iter().map(|&(i, _)| i).collect();
+        let order = graph.data_ancestors_of(&needed);
+        let mut slots: HashMap<usize, Vec<Slot>> = HashMap::with_capacity(order.len());
+        for (i, slot) in args.iter().enumerate() {
+            slots.insert(i, vec![slot.clone()]);
+        }
+        self.walk(&graph, &order, &mut slots)?;
+        outputs
+            .iter()
+            .map(|&(i, k)| {
+                slots.get(&i).and_then(|s| s.get(k)).cloned().ok_or_else(|| {
+                    Error::invalid_model(format!("{caller}: a return value of `{}` does not exist", function_name(fdef)))
+                })
+            })
+            .collect()
+    }
+}
+
+fn function_name(f: &FunctionDef) -> &str {
+    f.signature.as_ref().map_or("", |s| s.name.as_str())
+}
+
+/// Whether the loop condition holds: it must be public, one element.
+fn holds(node: &Node<'_>, decided: &Slot) -> Result<bool> {
+    match decided {
+        Slot::Known(k) if k.tensor.len() == 1 => Ok(k.tensor.to_float().iter().any(|&v| v != 0.0)),
+        Slot::Value(_) => Err(Error::unsupported(format!(
+            "{}: the loop condition depends on a private value (the client's input); tfe-run unrolls loops at \
+             import, so their trip count must be public",
+            node.describe()
+        ))),
+        Slot::Bounded(b) => Err(undecided(&node.origin, b)),
+        _ => Err(Error::invalid_model(format!("{}: the loop condition is not a single boolean", node.describe()))),
+    }
+}
+
+/// The ops of the functions the loops among `nodes` run (their conditions and
+/// bodies, nested loops and calls included, each function once), as
+/// `(function/node, op)` pairs, for `inspect`: a loop's ops are the model's ops.
+pub fn loop_ops(graph: &Graph, nodes: &[usize]) -> Vec<(String, String)> {
+    let Ok(library) = Library::new(Some(&graph.library)) else { return Vec::new() };
+    let mut pending: Vec<String> = Vec::new();
+    let push_functions = |n: &NodeDef, pending: &mut Vec<String>| {
+        if ops::LOOP_OPS.contains(&n.op.as_str()) {
+            pending.extend(["cond", "body"].iter().filter_map(|a| function::function_attr(n, a).ok()));
+        } else if function::is_call(n) {
+            pending.extend(function::function_attr(n, "f").ok());
+        }
+    };
+    for n in nodes.iter().filter_map(|&i| graph.nodes.get(i)) {
+        push_functions(n, &mut pending);
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    while let Some(name) = pending.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let Ok(f) = library.get(&name, "") else { continue };
+        for n in &f.node_def {
+            push_functions(n, &mut pending);
+            if !function::is_call(n) {
+                out.push((format!("{name}/{}", n.name), n.op.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {}
