@@ -63,9 +63,9 @@ pub fn to_while(graph: GraphDef) -> Result<GraphDef> {
         let fname = |what: &str| unique_function(&library, &format!("{frame}/{what}_{k}"));
         let (cond_name, body_name) = (fname("cond"), fname("body"));
         let cond = view.function(&cond_name, frame, &lp, &members, Part::Cond)?;
-        library.function.push(cond);
         let body = view.function(&body_name, frame, &lp, &members, Part::Body)?;
-        library.function.push(body);
+        view.check_nothing_is_lost(frame, &members, &[&cond, &body])?;
+        library.function.extend([cond, body]);
         let while_name = view.unique_node(&format!("{frame}/while"));
         added.push(view.while_node(&while_name, &lp, &cond_name, &body_name));
         for (i, var) in lp.vars.iter().enumerate() {
@@ -81,7 +81,9 @@ pub fn to_while(graph: GraphDef) -> Result<GraphDef> {
         }
         removed.extend(members);
     }
-    if let Some(n) = view.nodes.iter().enumerate().find(|(i, n)| FRAME_OPS.contains(&n.op.as_str()) && !removed.contains(i)) {
+    if let Some(n) =
+        view.nodes.iter().enumerate().find(|(i, n)| FRAME_OPS.contains(&n.op.as_str()) && !removed.contains(i))
+    {
         return Err(Error::unsupported(format!(
             "{}: control flow outside a loop frame (a TF1 tf.cond, or an Exit/Merge without its Enter) is not supported",
             n.1.describe()
@@ -215,20 +217,27 @@ impl<'g> View<'g> {
                 }
             }
         }
-        // Only an Exit may hand a value out of the loop.
-        for &i in &members {
-            if self.is(i, "Exit") {
-                continue;
-            }
-            if let Some(&(c, _)) = self.consumers(i).iter().find(|(c, slot)| slot.is_some() && !members.contains(c)) {
-                return Err(Error::invalid_model(format!(
-                    "{}: reads {} inside loop frame `{frame}` other than through an Exit",
-                    self.describe(c),
-                    self.describe(i)
+        Ok(members)
+    }
+
+    /// A value computed in the loop that neither its condition nor its body
+    /// reads, and that no node consumes (not even by a control edge), is one the graph expected to read
+    /// from inside the loop (reachable from an Enter, a node is in its frame): the
+    /// output node, most likely. Refused, rather than dropped.
+    fn check_nothing_is_lost(&self, frame: &str, members: &HashSet<usize>, functions: &[&FunctionDef]) -> Result<()> {
+        let used: HashSet<&str> = functions.iter().flat_map(|f| f.node_def.iter().map(|n| n.name.as_str())).collect();
+        for &i in members {
+            let n = self.node(i)?;
+            // Consumed by control edges only (a pivot, `loop_body_control`) is consumed.
+            let read = !self.consumers(i).is_empty();
+            if !read && !used.contains(n.name.as_str()) && !matches!(n.op.as_str(), "NoOp" | "Const" | "Exit") {
+                return Err(Error::unsupported(format!(
+                    "{}: is computed inside loop frame `{frame}` but leaves it by no Exit",
+                    n.describe()
                 )));
             }
         }
-        Ok(members)
+        Ok(())
     }
 
     fn malformed(&self, frame: &str, at: usize, what: &str) -> anyhow::Error {
@@ -244,7 +253,8 @@ impl<'g> View<'g> {
                 invariants.push(enter);
                 continue;
             }
-            let merges: Vec<usize> = self.consumers(enter).iter().map(|&(c, _)| c).filter(|&c| self.is(c, "Merge")).collect();
+            let merges: Vec<usize> =
+                self.consumers(enter).iter().map(|&(c, _)| c).filter(|&c| self.is(c, "Merge")).collect();
             let [merge] = merges.as_slice() else {
                 return Err(self.malformed(frame, enter, "a loop variable's Enter must feed exactly one Merge"));
             };
@@ -270,7 +280,11 @@ impl<'g> View<'g> {
                 .consumers(*switch)
                 .iter()
                 .filter(|&&(c, _)| self.is(c, "Exit"))
-                .map(|&(c, slot)| if slot == Some(0) { Ok(c) } else { Err(self.malformed(frame, c, "must read Switch:0")) })
+                .map(
+                    |&(c, slot)| {
+                        if slot == Some(0) { Ok(c) } else { Err(self.malformed(frame, c, "must read Switch:0")) }
+                    },
+                )
                 .collect::<Result<_>>()?;
             if exits.len() > 1 {
                 return Err(self.malformed(frame, *switch, "has more than one Exit"));
@@ -289,7 +303,11 @@ impl<'g> View<'g> {
                 _ => true,
             };
             if !owned {
-                return Err(self.malformed(frame, i, "is not part of a loop variable of its frame (a tf.cond inside a loop is not supported)"));
+                return Err(self.malformed(
+                    frame,
+                    i,
+                    "is not part of a loop variable of its frame (a tf.cond inside a loop is not supported)",
+                ));
             }
         }
         Ok(Loop { vars, invariants, cond })
@@ -313,7 +331,8 @@ impl<'g> View<'g> {
             .chain(lp.invariants.iter().copied())
             .filter_map(|e| self.nodes.get(e).and_then(|n| n.input.iter().find(|s| !s.starts_with('^'))).cloned())
             .collect();
-        let func = |f: &str| AttrValue { value: Some(Value::Func(NameAttrList { name: f.into(), attr: Default::default() })) };
+        let func =
+            |f: &str| AttrValue { value: Some(Value::Func(NameAttrList { name: f.into(), attr: Default::default() })) };
         let types = ListValue { r#type: self.types(lp), ..Default::default() };
         NodeDef {
             name: name.into(),
@@ -342,7 +361,14 @@ impl<'g> View<'g> {
 
     /// The condition or the body of the frame as a function of the loop
     /// variables then the invariants.
-    fn function(&self, name: &str, frame: &str, lp: &Loop, members: &HashSet<usize>, part: Part) -> Result<FunctionDef> {
+    fn function(
+        &self,
+        name: &str,
+        frame: &str,
+        lp: &Loop,
+        members: &HashSet<usize>,
+        part: Part,
+    ) -> Result<FunctionDef> {
         let arg = |i: usize| format!("v{i}");
         let mut bound: HashMap<(usize, usize), String> = HashMap::new();
         for (i, v) in lp.vars.iter().enumerate() {
@@ -372,8 +398,14 @@ impl<'g> View<'g> {
             }
             let n = self.node(i)?;
             if FRAME_OPS.contains(&n.op.as_str()) {
-                return Err(self.malformed(frame, i, &format!("is read by the loop's {} other than as a loop variable",
-                    if part == Part::Cond { "condition" } else { "body" })));
+                return Err(self.malformed(
+                    frame,
+                    i,
+                    &format!(
+                        "is read by the loop's {} other than as a loop variable",
+                        if part == Part::Cond { "condition" } else { "body" }
+                    ),
+                ));
             }
             if !members.contains(&i) {
                 return Err(Error::invalid_model(format!(
@@ -415,7 +447,11 @@ impl<'g> View<'g> {
                 for j in nvars..ntotal {
                     ret.insert(format!("out{j}"), arg(j));
                 }
-                let out = types.iter().enumerate().map(|(i, &t)| ArgDef { name: format!("out{i}"), r#type: t, ..Default::default() });
+                let out = types.iter().enumerate().map(|(i, &t)| ArgDef {
+                    name: format!("out{i}"),
+                    r#type: t,
+                    ..Default::default()
+                });
                 (out.collect(), ret)
             }
         };
@@ -437,4 +473,107 @@ fn unique_function(library: &FunctionDefLibrary, base: &str) -> String {
         name = format!("{base}_{k}");
     }
     name
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::super::Graph;
+    use super::super::proto::build::*;
+    use super::*;
+
+    fn enter(name: &str, input: &str, frame: &str) -> NodeDef {
+        with_attr(node(name, "Enter", &[input]), "frame_name", Value::S(frame.as_bytes().to_vec()))
+    }
+
+    /// A counter loop `while i < 3: i += 1` in TF1 form, `merge`'s second input
+    /// and the condition's bound `n` given.
+    fn frame_with(merged: &str, bound: Vec<NodeDef>) -> Vec<NodeDef> {
+        let mut nodes = vec![
+            placeholder("x", &[1]),
+            const_i32("i0", &[], &[0]),
+            enter("enter", "i0", "f"),
+            node("merge", "Merge", &["enter", merged]),
+            node("less", "Less", &["merge", "n"]),
+            node("lc", "LoopCond", &["less"]),
+            node("switch", "Switch", &["merge", "lc"]),
+            node("id", "Identity", &["switch:1"]),
+            node("next", "NextIteration", &["id"]),
+            node("exit", "Exit", &["switch"]),
+        ];
+        nodes.extend(bound);
+        nodes
+    }
+
+    /// [`frame_with`] the bound entered as an invariant.
+    fn frame(merged: &str) -> Vec<NodeDef> {
+        let n = with_attr(enter("n", "n0", "f"), "is_constant", Value::B(true));
+        frame_with(merged, vec![const_i32("n0", &[], &[3]), n])
+    }
+
+    fn refusal(nodes: Vec<NodeDef>) -> String {
+        let names: Vec<String> = nodes.iter().map(|n| format!("{} {}", n.op, n.name)).collect();
+        match Graph::from_graph_def(graph(nodes)) {
+            Ok(_) => panic!("accepted: {names:?}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn a_tf1_while_loop_written_by_tensorflow_becomes_one_while() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/loops/loop_tf1_while_lstm.pb");
+        let g = GraphDef::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+        assert!(g.node.iter().any(|n| n.op == "NextIteration"));
+        let g = to_while(g).unwrap();
+        assert!(!g.node.iter().any(|n| FRAME_OPS.contains(&n.op.as_str())));
+        let whiles: Vec<&NodeDef> = g.node.iter().filter(|n| n.op == "While").collect();
+        assert_eq!(whiles.len(), 1);
+        // The three loop variables (t, h, c), then the invariants the body reads
+        // (the input and the weights), which the body returns unchanged.
+        let lib = g.library.as_ref().unwrap();
+        let body = lib.function.iter().find(|f| f.signature.as_ref().unwrap().name.contains("body")).unwrap();
+        let sig = body.signature.as_ref().unwrap();
+        assert_eq!(sig.input_arg.len(), whiles[0].input.len());
+        assert_eq!(sig.output_arg.len(), sig.input_arg.len());
+        assert!(body.node_def.iter().any(|n| n.op == "GatherV2"), "the body reads x_t");
+        // And it orders: the cycle is gone.
+        Graph::from_graph_def(g).unwrap();
+    }
+
+    #[test]
+    fn a_hand_written_counter_frame_unrolls_to_its_exit() {
+        let nodes = frame_with("next", vec![const_i32("n", &[], &[3])]);
+        // The bound is outside the frame without an Enter: refused, naming it.
+        let err = refusal(nodes);
+        assert!(
+            err.contains("loop frame `f`: the loop reads Const `n` from outside the loop without an Enter"),
+            "{err}"
+        );
+        // Entered as an invariant, the frame becomes a While and its Exit an Identity of it.
+        let g = Graph::from_graph_def(graph(frame("next"))).unwrap();
+        assert!(g.nodes.iter().any(|n| n.op == "While"));
+        assert_eq!(g.nodes.iter().find(|n| n.name == "exit").unwrap().op, "Identity");
+    }
+
+    #[test]
+    fn malformed_frames_are_refused_naming_the_node() {
+        let err = refusal(vec![placeholder("x", &[1]), node("exit", "Exit", &["x"]), node("out", "Relu", &["exit"])]);
+        assert!(err.contains("Exit `exit`: control flow outside a loop frame"), "{err}");
+        let err = refusal(frame("x"));
+        assert!(err.contains("loop frame `f`: Merge `merge`: must merge its Enter and one NextIteration"), "{err}");
+        let mut no_cond = frame("next");
+        no_cond.retain(|n| n.name != "lc");
+        no_cond.push(node("lc", "Identity", &["less"]));
+        let err = refusal(no_cond);
+        assert!(err.contains("Switch `switch`: must switch its Merge on the frame's LoopCond"), "{err}");
+        let mut leak = frame("next");
+        leak.push(node("out", "Neg", &["id"]));
+        let err = refusal(leak);
+        assert!(err.contains("Neg `out`: is computed inside loop frame `f` but leaves it by no Exit"), "{err}");
+        let mut nested = frame("next");
+        nested.push(enter("inner", "id", "g"));
+        let err = refusal(nested);
+        assert!(err.contains("Enter `inner`: a loop inside loop frame"), "{err}");
+    }
 }

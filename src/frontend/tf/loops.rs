@@ -179,8 +179,10 @@ impl<'a> Walker<'a> {
                 "{caller}: unrolling the loop makes more than {MAX_NODES} nodes (at {prefix})"
             )));
         }
-        let mut nodes: Vec<NodeDef> =
-            arg_names.iter().map(|name| NodeDef { name: name.clone(), op: ARG_OP.into(), ..Default::default() }).collect();
+        let mut nodes: Vec<NodeDef> = arg_names
+            .iter()
+            .map(|name| NodeDef { name: name.clone(), op: ARG_OP.into(), ..Default::default() })
+            .collect();
         nodes.extend(function::inline_calls_in(instance.nodes, &self.library, &mut self.instantiated)?);
         let graph = Graph::from_graph_def(GraphDef { node: nodes, ..Default::default() })?;
         let outputs = instance
@@ -205,7 +207,10 @@ impl<'a> Walker<'a> {
             .iter()
             .map(|&(i, k)| {
                 slots.get(&i).and_then(|s| s.get(k)).cloned().ok_or_else(|| {
-                    Error::invalid_model(format!("{caller}: a return value of `{}` does not exist", function_name(fdef)))
+                    Error::invalid_model(format!(
+                        "{caller}: a return value of `{}` does not exist",
+                        function_name(fdef)
+                    ))
                 })
             })
             .collect()
@@ -264,4 +269,192 @@ pub fn loop_ops(graph: &Graph, nodes: &[usize]) -> Vec<(String, String)> {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use std::path::Path;
+
+    use prost::Message;
+
+    use super::super::proto::build::*;
+    use super::super::proto::tensorflow::attr_value::Value;
+    use super::super::proto::tensorflow::op_def::ArgDef;
+    use super::super::proto::tensorflow::{FunctionDefLibrary, NameAttrList, OpDef};
+    use super::*;
+    use crate::error::{exit, exit_code_of};
+    use crate::frontend;
+
+    fn func(name: &str) -> Value {
+        Value::Func(NameAttrList { name: name.into(), attr: Default::default() })
+    }
+
+    /// A function of the loop state `(i, x)`.
+    fn function(name: &str, outputs: &[&str], body: Vec<NodeDef>, ret: &[&str]) -> FunctionDef {
+        let arg = |n: &str| ArgDef { name: n.into(), r#type: 1, ..Default::default() };
+        FunctionDef {
+            signature: Some(OpDef {
+                name: name.into(),
+                input_arg: vec![arg("i"), arg("x")],
+                output_arg: outputs.iter().map(|o| arg(o)).collect(),
+                ..Default::default()
+            }),
+            node_def: body,
+            ret: outputs.iter().zip(ret).map(|(o, r)| (o.to_string(), r.to_string())).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// `while cond(i, x): i, x = i + 1, body_x` from i = 0, then `Relu(x)`.
+    fn loop_graph(cond: Vec<NodeDef>, cond_ret: &str, body: &str) -> GraphDef {
+        let cond = function("cond", &["c"], cond, &[cond_ret]);
+        let body = function(
+            "body",
+            &["i2", "x2"],
+            vec![
+                const_i32("one", &[], &[1]),
+                node("next", "AddV2", &["i", "one:output:0"]),
+                with_attr(node("id", body, &["x"]), "T", Value::Type(1)),
+            ],
+            &["next:z:0", "id:output:0"],
+        );
+        let w = with_attr(node("while", "While", &["zero", "x"]), "cond", func("cond"));
+        let nodes = vec![
+            placeholder("x", &[1, 2]),
+            const_i32("zero", &[], &[0]),
+            with_attr(w, "body", func("body")),
+            node("out", "Relu", &["while:1"]),
+        ];
+        GraphDef {
+            library: Some(FunctionDefLibrary { function: vec![cond, body], ..Default::default() }),
+            ..graph(nodes)
+        }
+    }
+
+    fn counted(limit: i32) -> GraphDef {
+        loop_graph(vec![const_i32("n", &[], &[limit]), node("less", "Less", &["i", "n:output:0"])], "less:z:0", "Neg")
+    }
+
+    fn import(g: GraphDef) -> Result<crate::plan::Plan> {
+        let feeds =
+            |_: &frontend::Report| Ok([("x".to_string(), Feed { shape: vec![1, 2], source: "x".into() })].into());
+        frontend::load_bytes(&g.encode_to_vec(), Path::new("loop.pb"), Some("out"), feeds)?.into_plan()
+    }
+
+    fn refusal(g: GraphDef) -> (String, u8) {
+        let err = import(g).unwrap_err();
+        (format!("{err:#}"), exit_code_of(&err, false))
+    }
+
+    #[test]
+    fn a_counted_loop_is_unrolled_once_per_iteration() {
+        let plan = import(counted(3)).unwrap();
+        let negs: Vec<&str> = plan.steps.iter().filter(|s| s.op_type == "Neg").map(|s| s.node.as_str()).collect();
+        assert_eq!(negs, ["while/body/0/id", "while/body/1/id", "while/body/2/id"]);
+        let x = ndarray::arr2(&[[1.5f32, -2.0]]).into_dyn();
+        let y = crate::plaintext::run(&plan, &[("x".to_string(), x)].into()).unwrap().to_float();
+        assert_eq!(y.iter().copied().collect::<Vec<_>>(), [0.0, 2.0]);
+        // Zero iterations: the loop's outputs are its inputs.
+        let plan = import(counted(0)).unwrap();
+        assert!(plan.steps.iter().all(|s| s.op_type != "Neg"), "{}", plan.describe());
+    }
+
+    #[test]
+    fn a_loop_of_more_than_the_bound_of_iterations_is_refused() {
+        let limit = i32::try_from(MAX_ITERATIONS).unwrap() + 5;
+        let (err, code) = refusal(loop_graph(
+            vec![const_i32("n", &[], &[limit]), node("less", "Less", &["i", "n:output:0"])],
+            "less:z:0",
+            "Identity",
+        ));
+        assert!(err.contains("While `while`: the loop runs more than 10000 iterations"), "{err}");
+        assert_eq!(code, exit::UNSUPPORTED);
+    }
+
+    #[test]
+    fn a_loop_condition_on_a_private_value_is_refused() {
+        let cond = vec![const_f32("zero", &[], &[0.0]), node("less", "Less", &["x", "zero:output:0"])];
+        let (err, code) = refusal(loop_graph(cond, "less:z:0", "Neg"));
+        assert!(err.contains("While `while`: the loop condition depends on a private value"), "{err}");
+        assert_eq!(code, exit::UNSUPPORTED);
+    }
+
+    #[test]
+    fn a_condition_that_is_not_one_boolean_is_refused() {
+        let cond = vec![const_i32("both", &[2], &[1, 1])];
+        let (err, _) = refusal(loop_graph(cond, "both:output:0", "Neg"));
+        assert!(err.contains("While `while`: the loop condition is not a single boolean"), "{err}");
+    }
+
+    #[test]
+    fn a_loop_body_that_runs_its_own_loop_is_refused_not_recursed() {
+        let mut g = counted(3);
+        let lib = g.library.as_mut().unwrap();
+        // body's Neg becomes a While over cond/body: the body runs itself.
+        let inner = with_attr(node("inner", "While", &["i", "x"]), "cond", func("cond"));
+        let body = lib.function.iter_mut().find(|f| f.signature.as_ref().unwrap().name == "body").unwrap();
+        body.node_def.push(with_attr(inner, "body", func("body")));
+        body.ret.insert("x2".into(), "inner:output:1".into());
+        let (err, code) = refusal(g);
+        assert!(err.contains("While `while/body/0/inner`: loop function `body` runs itself"), "{err}");
+        assert_eq!(code, exit::UNSUPPORTED);
+    }
+
+    #[test]
+    fn a_loop_naming_a_missing_function_is_refused() {
+        let mut g = counted(3);
+        g.library.as_mut().unwrap().function.retain(|f| f.signature.as_ref().unwrap().name != "body");
+        let (err, code) = refusal(g);
+        assert!(
+            err.contains("While `while`: calls function `body`, which is not in the graph's function library"),
+            "{err}"
+        );
+        assert_eq!(code, exit::INVALID_MODEL);
+    }
+
+    #[test]
+    fn a_private_tensor_list_index_is_refused() {
+        let list = node("list", "TensorListFromTensor", &["x", "shape"]);
+        let nodes = vec![
+            placeholder("x", &[1, 2]),
+            const_i32("shape", &[1], &[2]),
+            const_i32("axis", &[], &[1]),
+            list,
+            node("at", "ArgMax", &["x", "axis"]),
+            node("item", "TensorListGetItem", &["list", "at", "shape"]),
+            node("out", "Relu", &["item"]),
+        ];
+        let (err, code) = refusal(graph(nodes));
+        assert!(
+            err.contains("TensorListGetItem `item`: the list index is computed from the client's private input"),
+            "{err}"
+        );
+        assert_eq!(code, exit::UNSUPPORTED);
+    }
+
+    #[test]
+    fn a_tensor_list_read_out_of_range_or_reserved_past_the_bound_is_refused() {
+        let read = |index: i32| {
+            graph(vec![
+                placeholder("x", &[1, 2]),
+                const_i32("shape", &[1], &[2]),
+                const_i32("at", &[], &[index]),
+                node("list", "TensorListFromTensor", &["x", "shape"]),
+                node("item", "TensorListGetItem", &["list", "at", "shape"]),
+                node("out", "Relu", &["item"]),
+            ])
+        };
+        let plan = import(read(0)).unwrap();
+        assert_eq!(plan.output_value().shape, vec![2]);
+        let (err, _) = refusal(read(1));
+        assert!(err.contains("TensorListGetItem `item`: index 1 is outside the list of 1 element(s)"), "{err}");
+        let huge = graph(vec![
+            placeholder("x", &[1, 2]),
+            const_i32("shape", &[1], &[2]),
+            const_i32("n", &[], &[i32::MAX]),
+            const_i32("zero", &[], &[0]),
+            node("list", "TensorListReserve", &["shape", "n"]),
+            node("set", "TensorListSetItem", &["list", "zero", "x"]),
+            node("out", "TensorListStack", &["set", "shape"]),
+        ]);
+        let (err, _) = refusal(huge);
+        assert!(err.contains("TensorListReserve `list`: reserves 2147483647 elements"), "{err}");
+    }
+}

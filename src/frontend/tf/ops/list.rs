@@ -190,5 +190,8 @@ pub fn element_shape_of(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Res
 /// function library their `cond` and `body` name (`tf/loops.rs`); the op table
 /// lists them so that `inspect` and the docs know them.
 pub fn loop_outside_walker(_: &mut Builder, node: &Node<'_>, _: &[Slot]) -> Result<Vec<Slot>> {
-    Err(Error::invalid_model(format!("{}: a loop is unrolled only where its function library is known", node.describe())))
+    Err(Error::invalid_model(format!(
+        "{}: a loop is unrolled only where its function library is known",
+        node.describe()
+    )))
 }
