@@ -14,6 +14,10 @@ tests/tf_models.rs and tests/secure_models.rs check them in plaintext and under 
 * `loop_*` (below): Keras RNNs with unroll=False, frozen with
   `convert_variables_to_constants_v2(lower_control_flow=False)` (a TF2 While whose
   cond/body sit in the library) and `True` (TF1 Enter/Merge/Switch/Exit frames).
+  LSTM and GRU, Keras 3 and tf_keras, one trained model frozen both ways.
+* `loop_tf1_while_lstm`: an LSTM written with `tf.compat.v1.while_loop` under
+  control flow v1 in a TF1 graph, trained with a v1 optimizer, frozen with
+  `graph_util.convert_variables_to_constants`.
 
 Weights are trained briefly on real MNIST (testdata/mnist_idx.py), inputs are the
 first 100 MNIST test images, expected outputs are what TensorFlow's runtime computes

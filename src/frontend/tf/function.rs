@@ -63,30 +63,18 @@ const MULTI_OUTPUT: &[(&str, &[&str])] = &[
 ];
 
 /// Ops outside the op table whose outputs a function body may name, each with a
-/// single output argument: variable reads (a SavedModel's functions), control
-/// flow and the TensorList ops of TF2 loops, the logical ops of a loop condition.
+/// single output argument: variable reads (a SavedModel's functions), TF1 control
+/// flow, `If`, and the `*Like` fills.
 const OTHER_SINGLE_OUTPUT: &[&str] = &[
     "ReadVariableOp",
     "VarHandleOp",
     "VariableV2",
-    "While",
-    "StatelessWhile",
     "If",
     "StatelessIf",
     "Enter",
     "Exit",
     "NextIteration",
     "LoopCond",
-    "TensorListReserve",
-    "TensorListSetItem",
-    "TensorListGetItem",
-    "TensorListStack",
-    "TensorListFromTensor",
-    "TensorListLength",
-    "TensorListElementShape",
-    "LogicalAnd",
-    "LogicalOr",
-    "LogicalNot",
     "ZerosLike",
     "OnesLike",
 ];
