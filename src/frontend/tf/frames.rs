@@ -163,10 +163,8 @@ impl<'g> View<'g> {
                 let &t = index.get(target).ok_or_else(|| {
                     Error::invalid_model(format!("{}: input `{s}` names a node that is not in the graph", n.describe()))
                 })?;
-                if let Some(slot) = slot {
-                    if let Some(d) = data.get_mut(i) {
-                        d.push((t, slot));
-                    }
+                if let (Some(slot), Some(d)) = (slot, data.get_mut(i)) {
+                    d.push((t, slot));
                 }
                 if let Some(c) = consumers.get_mut(t) {
                     c.push((i, slot));

@@ -42,7 +42,8 @@ pub struct Walker<'a> {
     public: &'a Public,
     /// Nodes instantiated so far by loops, against [`MAX_NODES`].
     instantiated: usize,
-    /// The loop functions being walked, outermost first (recursion and depth).
+    /// The conditions and bodies of the loops being walked, outermost first
+    /// (recursion and depth).
     stack: Vec<String>,
 }
 
@@ -127,12 +128,14 @@ impl<'a> Walker<'a> {
                 return Err(Error::unsupported(format!("{caller}: loop function `{name}` runs itself")));
             }
         }
-        if self.stack.len() >= MAX_DEPTH {
+        // Two names per loop: its condition and its body.
+        if self.stack.len() >= MAX_DEPTH.saturating_mul(2) {
             return Err(Error::unsupported(format!("{caller}: loops nested more than {MAX_DEPTH} deep")));
         }
-        self.stack.push(function_name(body).to_string());
+        let depth = self.stack.len();
+        self.stack.extend([function_name(cond).to_string(), function_name(body).to_string()]);
         let result = self.iterate(node, cond, body, &mut vars);
-        self.stack.pop();
+        self.stack.truncate(depth);
         result.map(|()| vars)
     }
 
@@ -395,6 +398,16 @@ mod tests {
         let (err, code) = refusal(g);
         assert!(err.contains("While `while/body/0/inner`: loop function `body` runs itself"), "{err}");
         assert_eq!(code, exit::UNSUPPORTED);
+        // The same from the condition: refused, not recursed into.
+        let mut g = counted(3);
+        let lib = g.library.as_mut().unwrap();
+        let inner = with_attr(node("inner", "While", &["i", "x"]), "cond", func("cond"));
+        let cond = lib.function.iter_mut().find(|f| f.signature.as_ref().unwrap().name == "cond").unwrap();
+        cond.node_def.push(with_attr(inner, "body", func("body")));
+        cond.node_def.push(node("again", "Less", &["inner:output:0", "n:output:0"]));
+        cond.ret.insert("c".into(), "again:z:0".into());
+        let (err, _) = refusal(g);
+        assert!(err.contains("While `while/cond/0/inner`: loop function `cond` runs itself"), "{err}");
     }
 
     #[test]
