@@ -14,6 +14,10 @@ tests/tf_models.rs and tests/secure_models.rs check them in plaintext and under 
 * `loop_*` (below): Keras RNNs with unroll=False, frozen with
   `convert_variables_to_constants_v2(lower_control_flow=False)` (a TF2 While whose
   cond/body sit in the library) and `True` (TF1 Enter/Merge/Switch/Exit frames).
+  LSTM and GRU, Keras 3 and tf_keras, one trained model frozen both ways.
+* `loop_tf1_while_lstm`: an LSTM written with `tf.compat.v1.while_loop` under
+  control flow v1 in a TF1 graph, trained with a v1 optimizer, frozen with
+  `graph_util.convert_variables_to_constants`.
 
 Weights are trained briefly on real MNIST (testdata/mnist_idx.py), inputs are the
 first 100 MNIST test images, expected outputs are what TensorFlow's runtime computes
@@ -139,6 +143,108 @@ def build_calls(data):
              model(x), yte)
 
 
+# --------------------------------------------------------------------------
+# Loops
+# --------------------------------------------------------------------------
+LOOP_KINDS = [(lib, cell, form) for lib in ("keras3", "tfkeras") for cell in ("lstm", "gru")
+              for form in ("while", "frames")]
+
+
+def freeze(fn, spec, lower):
+    cf = tf.function(fn).get_concrete_function(spec)
+    return convert_variables_to_constants_v2(cf, lower_control_flow=lower).graph.as_graph_def()
+
+
+def build_rnn_loops(data):
+    """Keras RNNs with unroll=False: one trained model per (library, cell), frozen twice."""
+    xtr, ytr, xte, yte = data
+    x = xte.reshape(-1, 28, 28, 1)
+    spec = tf.TensorSpec([None, 28, 28, 1], tf.float32, name="input")
+    for lib_name in ("keras3", "tfkeras"):
+        for cell_name in ("lstm", "gru"):
+            names = {form: f"loop_{cell_name}_{lib_name}_{form}" for form in ("while", "frames")}
+            if not any(selected(n) for n in names.values()):
+                continue
+            seed_all(0)
+            lib = keras if lib_name == "keras3" else tf_keras
+            L = lib.layers
+            cell = L.LSTM if cell_name == "lstm" else L.GRU
+            m = lib.Sequential([lib.Input((28, 28, 1)), L.Reshape((28, 28)), cell(16, unroll=False),
+                                L.Dense(10)])
+            m.compile(optimizer=lib.optimizers.Adam(1e-2),
+                      loss=lib.losses.SparseCategoricalCrossentropy(from_logits=True))
+            m.fit(xtr.reshape(-1, 28, 28, 1), ytr, epochs=2, batch_size=128, verbose=0)
+            ref = np.asarray(m(x, training=False))
+            for form, name in names.items():
+                if not selected(name):
+                    continue
+                gd = freeze(lambda t: m(t, training=False), spec, lower=form == "frames")
+                how = ("convert_variables_to_constants_v2(lower_control_flow=False): a TF2 While, "
+                       "cond and body in the library, TensorList ops" if form == "while" else
+                       "convert_variables_to_constants_v2(lower_control_flow=True): TF1 "
+                       "Enter/Merge/Switch/LoopCond/NextIteration/Exit frames, TensorList ops")
+                register(name, gd, {"input": "mnist_batch100.npy"}, {"input": x},
+                         f"{'Keras 3' if lib is keras else 'tf_keras'} {cell.__name__}(16, "
+                         f"unroll=False) on MNIST rows (28 steps of 28) + Dense(10), 2 epochs; "
+                         + how, ref, yte)
+
+
+def build_tf1_loop(data):
+    """An LSTM written with tf.compat.v1.while_loop under control flow v1 (graph mode)."""
+    name = "loop_tf1_while_lstm"
+    if not selected(name):
+        return
+    xtr, ytr, xte, yte = data
+    v1 = tf.compat.v1
+    rng = np.random.default_rng(7)
+    H, F, T = 24, 28, 28
+    g = tf.Graph()
+    with g.as_default():
+        v1.disable_control_flow_v2()
+        v1.set_random_seed(0)
+        xin = v1.placeholder(tf.float32, [None, T, F, 1], name="input")
+        xseq = tf.reshape(xin, [-1, T, F])
+        labels = v1.placeholder(tf.int64, [None], name="labels")
+        W = v1.Variable((rng.standard_normal((F, 4 * H)) / np.sqrt(F)).astype(np.float32), name="W")
+        U = v1.Variable((rng.standard_normal((H, 4 * H)) / np.sqrt(H)).astype(np.float32), name="U")
+        b = v1.Variable(np.concatenate([np.zeros(H), np.ones(H), np.zeros(2 * H)]).astype(np.float32),
+                        name="b")
+        Wo = v1.Variable((rng.standard_normal((H, 10)) / np.sqrt(H)).astype(np.float32), name="Wo")
+        bo = v1.Variable(np.zeros(10, np.float32), name="bo")
+        batch = tf.shape(xin)[0]
+        h0 = tf.zeros(tf.stack([batch, H]))
+
+        def body(t, h, c):
+            xt = tf.gather(xseq, t, axis=1)
+            z = tf.matmul(xt, W) + tf.matmul(h, U) + b
+            i, f, cc, o = tf.split(z, 4, axis=1)
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(cc)
+            h = tf.sigmoid(o) * tf.tanh(c)
+            return t + 1, h, c
+
+        _, h, _ = v1.while_loop(lambda t, h, c: tf.less(t, T), body, [tf.constant(0), h0, h0])
+        logits = tf.add(tf.matmul(h, Wo), bo, name="logits")
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                                             logits=logits))
+        step = v1.train.AdamOptimizer(1e-2).minimize(loss)
+        xs = xtr.reshape(-1, T, F, 1)
+        with v1.Session(graph=g) as sess:
+            sess.run(v1.global_variables_initializer())
+            order = rng.permutation(len(xs))
+            for k in range(300):
+                at = order[(k * 100) % len(xs):][:100]
+                sess.run(step, {xin: xs[at], labels: ytr[at]})
+            x = xte.reshape(-1, T, F, 1)
+            ref = sess.run(logits, {xin: x})
+            gd = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["logits"])
+        v1.enable_control_flow_v2()
+    register(name, gd, {"input": "mnist_batch100.npy"}, {"input": x},
+             f"TF1 graph: an LSTM({H}) written with tf.compat.v1.while_loop under control flow v1 "
+             "(Enter/Merge/Switch/LoopCond/NextIteration/Exit; x_t by GatherV2 on the loop counter), "
+             "MNIST rows as 28 steps of 28, 300 Adam steps; frozen with "
+             "graph_util.convert_variables_to_constants", ref, yte)
+
+
 def main():
     global ONLY
     ap = argparse.ArgumentParser()
@@ -150,6 +256,8 @@ def main():
     data = mnist(args.mnist_dir)
     os.makedirs(os.path.join(OUT, "loops"), exist_ok=True)
     build_calls(data)
+    build_rnn_loops(data)
+    build_tf1_loop(data)
     path = os.path.join(OUT, "manifest.json")
     with open(path) as f:
         manifest = json.load(f)

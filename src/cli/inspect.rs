@@ -64,6 +64,8 @@ fn summary(op: &str, ways: Option<&BTreeMap<&'static str, usize>>) -> String {
     match ways {
         Some(w) => w.iter().map(|(how, n)| format!("{how} {n}")).collect::<Vec<_>>().join(", "),
         None if matches!(op, "Placeholder" | "PlaceholderWithDefault") => "the client's input, secret-shared".into(),
+        // Its steps are its body's ops, counted under theirs.
+        None if matches!(op, "While" | "StatelessWhile") => "no step: unrolled at import (the body's ops)".into(),
         None => "no step: folded at import or pass-through".into(),
     }
 }

@@ -39,6 +39,20 @@ pub enum Slot {
     Unavailable,
     /// A random tensor, known only to lie in a range (see [`Bounded`]).
     Bounded(Rc<Bounded>),
+    /// A list of tensors whose length and positions are public (TensorFlow's
+    /// TensorList, what a TF2 loop reads its time steps from and writes its outputs
+    /// to): resolved at import, it never becomes a plan value.
+    List(Rc<TensorList>),
+}
+
+/// A list of slots, some not yet written, and the element shape it declares
+/// (`None`: unknown until an element is written).
+#[derive(Debug, Clone, Default)]
+pub struct TensorList {
+    pub items: Vec<Option<Slot>>,
+    pub element_shape: Option<Vec<usize>>,
+    /// The node that made the list, for messages.
+    pub origin: String,
 }
 
 /// A tensor known only to lie in a closed range: a random sample (TensorFlow's
@@ -100,7 +114,7 @@ impl Builder {
         match slot {
             Slot::Known(k) => k.tensor.shape().to_vec(),
             Slot::Value(id) => self.values.get(*id).map(|v| v.shape.clone()).unwrap_or_default(),
-            Slot::Unavailable => vec![],
+            Slot::Unavailable | Slot::List(_) => vec![],
             Slot::Bounded(b) => b.shape.clone(),
         }
     }
@@ -118,6 +132,7 @@ impl Builder {
                 Tensor::Float(_) => Err(Error::invalid_model(format!("{at}: {what} must be an integer tensor"))),
             },
             Slot::Bounded(b) => Err(undecided(at, b)),
+            Slot::List(l) => Err(not_a_tensor(at, l)),
             _ => Err(Error::unsupported(format!("{at}: {what} must be a constant, but it is computed from the input"))),
         }
     }
@@ -131,6 +146,7 @@ impl Builder {
                 .cloned()
                 .ok_or_else(|| Error::invalid_model(format!("{at}: {what} must be a float tensor"))),
             Slot::Bounded(b) => Err(undecided(at, b)),
+            Slot::List(l) => Err(not_a_tensor(at, l)),
             _ => Err(Error::unsupported(format!("{at}: {what} must be a constant, but it is computed from the input"))),
         }
     }
@@ -141,6 +157,9 @@ impl Builder {
         let fail = |msg: String| Error::unsupported(format!("{at}: {msg}"));
         let shapes: Vec<Vec<usize>> = ins.iter().map(|s| self.shape(s)).collect();
         let shape_refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+        if let Some(Slot::List(l)) = ins.iter().find(|s| matches!(s, Slot::List(_))) {
+            return Err(not_a_tensor(at, l));
+        }
         let shape = op.output_shape(&shape_refs).map_err(fail)?;
         if ins.iter().any(|s| matches!(s, Slot::Bounded(_))) {
             return apply_bounded(at, &op, ins, shape);
@@ -198,6 +217,7 @@ impl Builder {
             }
             Slot::Unavailable => Err(Error::invalid_model(format!("{at}: reads a training-only output"))),
             Slot::Bounded(b) => Err(undecided(at, b)),
+            Slot::List(l) => Err(not_a_tensor(at, l)),
         }
     }
 
@@ -272,6 +292,11 @@ pub fn undecided(at: &Origin, b: &Bounded) -> anyhow::Error {
          dropout must be disabled (keep_prob 1 or rate 0) for inference",
         b.origin, b.lo, b.hi
     ))
+}
+
+/// The refusal of a tensor list where a tensor is expected.
+pub fn not_a_tensor(at: &Origin, l: &TensorList) -> anyhow::Error {
+    Error::invalid_model(format!("{at}: reads the tensor list made by `{}` as a tensor", l.origin))
 }
 
 /// A single known float (a scalar or any one-element tensor).

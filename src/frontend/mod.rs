@@ -33,7 +33,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-pub use builder::{Bounded, Builder, Known, Slot};
+pub use builder::{Bounded, Builder, Known, Slot, TensorList};
 
 use crate::error::Error;
 use crate::plan::Plan;

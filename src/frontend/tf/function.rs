@@ -63,30 +63,18 @@ const MULTI_OUTPUT: &[(&str, &[&str])] = &[
 ];
 
 /// Ops outside the op table whose outputs a function body may name, each with a
-/// single output argument: variable reads (a SavedModel's functions), control
-/// flow and the TensorList ops of TF2 loops, the logical ops of a loop condition.
+/// single output argument: variable reads (a SavedModel's functions), TF1 control
+/// flow, `If`, and the `*Like` fills.
 const OTHER_SINGLE_OUTPUT: &[&str] = &[
     "ReadVariableOp",
     "VarHandleOp",
     "VariableV2",
-    "While",
-    "StatelessWhile",
     "If",
     "StatelessIf",
     "Enter",
     "Exit",
     "NextIteration",
     "LoopCond",
-    "TensorListReserve",
-    "TensorListSetItem",
-    "TensorListGetItem",
-    "TensorListStack",
-    "TensorListFromTensor",
-    "TensorListLength",
-    "TensorListElementShape",
-    "LogicalAnd",
-    "LogicalOr",
-    "LogicalNot",
     "ZerosLike",
     "OnesLike",
 ];
@@ -114,6 +102,18 @@ fn inline_calls_within(graph: GraphDef, max_nodes: usize) -> Result<GraphDef> {
     drop(lib);
     graph.node = nodes;
     Ok(graph)
+}
+
+/// `nodes` (a loop body's, already instantiated) with their calls inlined from
+/// `lib`; `count` is the caller's running node count, held to [`MAX_NODES`].
+pub fn inline_calls_in(nodes: Vec<NodeDef>, lib: &Library<'_>, count: &mut usize) -> Result<Vec<NodeDef>> {
+    if !nodes.iter().any(is_call) {
+        return Ok(nodes);
+    }
+    let mut inliner = Inliner { lib, stack: Vec::new(), nodes: *count, bytes: 0, max_nodes: MAX_NODES };
+    let nodes = inliner.inline_nodes(nodes)?;
+    *count = inliner.nodes;
+    Ok(nodes)
 }
 
 /// The functions of a graph's library, by name.
@@ -324,6 +324,19 @@ fn output_slot(node: &NodeDef, out_arg: &str, index: usize) -> Result<usize> {
         )));
     }
     Ok(at)
+}
+
+/// Output `slot` of `node` as a function body names it, `out_arg:index` (the
+/// inverse of [`output_slot`]): how a TF1 loop frame's nodes are written into the
+/// functions of the While that replaces it.
+pub fn function_output_name(node: &NodeDef, slot: usize) -> Result<String> {
+    if let Some((_, args)) = MULTI_OUTPUT.iter().find(|(op, _)| *op == node.op) {
+        return args.get(slot).map(|a| format!("{a}:0")).ok_or_else(|| {
+            Error::invalid_model(format!("{} has no output {slot} (it has {})", node.describe(), args.len()))
+        });
+    }
+    // One output argument: the position is the index (its name is not checked).
+    output_slot(node, "output", slot).map(|k| format!("output:{k}"))
 }
 
 /// Inlines calls, depth first, within the bounds.

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Result;
 use prost::Message;
 
+use super::proto::tensorflow::FunctionDefLibrary;
 use super::proto::{GraphDef, NodeDef};
 use crate::error::Error;
 
@@ -58,6 +59,8 @@ pub struct Graph {
     pub controls: Vec<Vec<usize>>,
     /// All nodes, each after every node it depends on.
     pub order: Vec<usize>,
+    /// The functions loops name as their condition and body (calls are inlined).
+    pub library: FunctionDefLibrary,
     index: HashMap<String, usize>,
 }
 
@@ -70,6 +73,9 @@ impl Graph {
     }
 
     pub fn from_graph_def(graph: GraphDef) -> Result<Graph> {
+        // TF1 loop frames become While nodes first: what follows sees no cycles.
+        let graph = super::frames::to_while(graph)?;
+        let library = graph.library.unwrap_or_default();
         let nodes = graph.node;
         if nodes.is_empty() {
             return Err(Error::invalid_model("the graph has no nodes"));
@@ -109,7 +115,7 @@ impl Graph {
             controls.push(ctrl);
         }
         let order = topological_order(&nodes, &inputs, &controls)?;
-        Ok(Graph { nodes, inputs, controls, order, index })
+        Ok(Graph { nodes, inputs, controls, order, library, index })
     }
 
     pub fn node_index(&self, name: &str) -> Option<usize> {
@@ -165,9 +171,16 @@ impl Graph {
     /// The nodes `output` depends on through data edges (itself included), in
     /// topological order. Control edges are not followed: they carry no values.
     pub fn data_ancestors(&self, output: usize) -> Vec<usize> {
+        self.data_ancestors_of(&[output])
+    }
+
+    /// [`data_ancestors`](Graph::data_ancestors) of several outputs at once.
+    pub fn data_ancestors_of(&self, outputs: &[usize]) -> Vec<usize> {
         let mut needed = vec![false; self.nodes.len()];
-        if let Some(n) = needed.get_mut(output) {
-            *n = true;
+        for &output in outputs {
+            if let Some(n) = needed.get_mut(output) {
+                *n = true;
+            }
         }
         // `order` is topological, so walking it backwards visits every consumer
         // before its producers: one pass marks all ancestors, with no recursion.

@@ -3,8 +3,10 @@
 //! the op table. This folder is the only part of tfe-run that knows TensorFlow's
 //! messages.
 
+pub mod frames;
 pub mod function;
 pub mod graph;
+pub mod loops;
 mod ops;
 pub mod proto;
 pub mod text;
@@ -19,7 +21,6 @@ pub use ops::docs::{OP_DOCS, OpDoc, markdown as ops_markdown};
 pub use ops::{SUPPORTED_OPS, is_supported};
 
 use super::{Builder, Feed, Model, OpCount, Origin, Placeholder, Public, Report, Slot};
-use crate::error::Error;
 use crate::plan::Plan;
 use crate::tensor::Tensor;
 use proto::{NodeDef, NodeExt, dtype_name, is_float, is_integer};
@@ -102,7 +103,7 @@ pub fn placeholders(graph: &Graph, nodes: &[usize]) -> Result<Vec<Placeholder>> 
 
 /// A placeholder fed a public number: a constant of its declared shape (one
 /// element, checked by `check_feeds`; a scalar when the rank is unknown).
-fn public_number(node: &Node<'_>, public: &Public) -> Result<Slot> {
+pub(crate) fn public_number(node: &Node<'_>, public: &Public) -> Result<Slot> {
     let value = public.get(&node.name).copied().unwrap_or_default();
     let shape: Vec<usize> =
         node.get_attr_opt_shape("shape")?.unwrap_or_default().iter().map(|d| d.unwrap_or(1)).collect();
@@ -114,13 +115,24 @@ impl Model for TfModel {
     fn report(&self) -> Result<Report> {
         let graph = &self.graph;
         let used = graph.data_ancestors(self.output);
-        let ops = graph
-            .op_histogram(Some(&used))
+        // A loop's condition and body are the model's ops too (each counted once,
+        // not per iteration).
+        let in_loops = loops::loop_ops(graph, &used);
+        let mut histogram = graph.op_histogram(Some(&used));
+        for (_, op) in &in_loops {
+            let count: &mut usize = histogram.entry(op.clone()).or_insert(0);
+            *count = count.saturating_add(1);
+        }
+        let ops = histogram
             .into_iter()
             .map(|(op_type, count)| OpCount { supported: is_supported(&op_type), op_type, count })
             .collect();
         let nodes = || used.iter().filter_map(|&i| graph.nodes.get(i));
-        let unsupported = nodes().filter(|n| !is_supported(&n.op)).map(|n| Node::new(n).origin).collect();
+        let unsupported = nodes()
+            .map(|n| Node::new(n).origin)
+            .chain(in_loops.into_iter().map(|(node, op)| Origin::new(node, op)))
+            .filter(|o| !is_supported(&o.op_type))
+            .collect();
         let parameters = nodes()
             .filter(|n| n.op == "Const")
             .filter_map(|n| match n.get_attr_tensor("value") {
@@ -150,55 +162,10 @@ impl Model for TfModel {
         report.check_supported()?;
         report.check_feeds(feeds, public)?;
 
-        let mut builder = Builder::new();
+        let mut walker = loops::Walker::new(graph, feeds, public)?;
         let mut slots: HashMap<usize, Vec<Slot>> = HashMap::with_capacity(nodes.len());
-        let no_node = |i: usize| Error::invalid_model(format!("node {i} is not in the graph"));
-        for &i in &nodes {
-            let node = Node::new(graph.nodes.get(i).ok_or_else(|| no_node(i))?);
-            let refs = graph.inputs.get(i).ok_or_else(|| no_node(i))?;
-            let ins: Vec<Slot> = refs
-                .iter()
-                .map(|r| {
-                    // Topological order: every producer's outputs are known by now.
-                    let produced = slots.get(&r.node).map_or(&[][..], Vec::as_slice);
-                    produced.get(r.slot).cloned().ok_or_else(|| {
-                        let producer = graph.nodes.get(r.node);
-                        Error::invalid_model(format!(
-                            "{}: input {}:{} does not exist ({} has {} output(s))",
-                            node.origin,
-                            producer.map_or("?", |n| n.name.as_str()),
-                            r.slot,
-                            producer.map_or("?", |n| n.op.as_str()),
-                            produced.len()
-                        ))
-                    })
-                })
-                .collect::<Result<_>>()?;
-            if let Some(j) = ins.iter().position(|s| matches!(s, Slot::Unavailable)) {
-                return Err(Error::unsupported(format!(
-                    "{}: input `{}` is a training-only output, not available in an inference graph",
-                    node.origin,
-                    node.input.get(j).map_or("?", String::as_str)
-                )));
-            }
-            let feed = feeds.get(&node.name);
-            let outs = match (node.op.as_str(), feed) {
-                ("Placeholder" | "PlaceholderWithDefault", _) if public.contains_key(&node.name) => {
-                    vec![public_number(&node, public)?]
-                }
-                ("Placeholder" | "PlaceholderWithDefault", Some(feed)) => vec![builder.input(&node.origin, feed)],
-                ("Placeholder", None) => {
-                    // check_feeds names every unfed placeholder with a dtype; one without is odd.
-                    return Err(Error::bad_input(format!(
-                        "placeholder `{}` (which declares no dtype) is not fed",
-                        node.name
-                    )));
-                }
-                _ => ops::build(&mut builder, &node, &ins)?,
-            };
-            slots.insert(i, outs);
-        }
-        builder.finish(self.output_name(), slots.get(&self.output).and_then(|s| s.first()))
+        walker.walk(graph, &nodes, &mut slots)?;
+        walker.builder.finish(self.output_name(), slots.get(&self.output).and_then(|s| s.first()))
     }
 }
 

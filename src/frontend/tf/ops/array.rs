@@ -7,7 +7,7 @@ use super::super::Node;
 use super::{expect_inputs, known_pairs, known_scalar, known_sizes, resolve_axis};
 use crate::error::Error;
 use crate::frontend::tf::proto::{DataType, NodeExt};
-use crate::frontend::{Builder, Slot};
+use crate::frontend::{Builder, Origin, Slot};
 use crate::kernels::layout::AxisSlice;
 use crate::plan::Op;
 use crate::tensor::Tensor;
@@ -223,6 +223,14 @@ pub fn unpack(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Sl
             num.unwrap_or(0)
         )));
     }
+    unstack(ctx, &node.origin, &ins[0], axis)
+}
+
+/// The slices of `x` along `axis`, each without that axis (Unpack, and a
+/// TensorList made from a tensor).
+pub(super) fn unstack(ctx: &mut Builder, at: &Origin, x: &Slot, axis: usize) -> Result<Vec<Slot>> {
+    let shape = ctx.shape(x);
+    let along = shape.get(axis).copied().unwrap_or(0);
     let mut out_shape = shape.clone();
     out_shape.remove(axis);
     (0..along)
@@ -236,7 +244,7 @@ pub fn unpack(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Sl
                     count: if a == axis { 1 } else { d },
                 })
                 .collect();
-            ctx.apply(&node.origin, Op::StridedSlice { axes, shape: out_shape.clone() }, &ins[..1])
+            ctx.apply(at, Op::StridedSlice { axes, shape: out_shape.clone() }, std::slice::from_ref(x))
         })
         .collect()
 }

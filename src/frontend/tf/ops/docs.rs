@@ -199,6 +199,29 @@ pub const OP_DOCS: &[OpDoc] = &[
         secure: "public values only",
     },
     OpDoc {
+        ops: &["LogicalAnd", "LogicalOr", "LogicalNot"],
+        notes: "on public booleans (a loop condition on its counters)",
+        secure: "public values only",
+    },
+    OpDoc {
+        ops: &["While", "StatelessWhile"],
+        notes: "unrolled at import: the `cond` function must fold to a public boolean on the loop state (counters, `maximum_iterations`, list lengths), else refused naming the node; the `body` is instantiated once per iteration (at most 10,000, within the 2^20-node budget); TF1 Enter/Merge/Switch/LoopCond/NextIteration/Exit frames are read as a While (docs/FORMATS.md)",
+        secure: "its body's ops, once per iteration",
+    },
+    OpDoc {
+        ops: &[
+            "TensorListReserve",
+            "TensorListFromTensor",
+            "TensorListGetItem",
+            "TensorListSetItem",
+            "TensorListStack",
+            "TensorListLength",
+            "TensorListElementShape",
+        ],
+        notes: "TF2 TensorArrays, resolved at import: public length (at most 2^20) and public indices, a private index is refused; an unwritten element reads as zeros of a known element shape",
+        secure: "local (slices, reshapes, a concatenation)",
+    },
+    OpDoc {
         ops: &["RandomUniform"],
         notes: "never sampled: a range [0, 1 − 2^−23]; a dropout decided by it (keep_prob 1, rate 0) folds away, an undecided one is refused naming the node",
         secure: "public values only",

@@ -361,6 +361,37 @@ fn compare(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot], cmp: Cmp) -> Result
     Ok(result(node, Tensor::Int(Zip::from(&a).and(&b).map_collect(|&x, &y| i64::from(cmp.holds(x, y))))))
 }
 
+/// LogicalAnd/LogicalOr of known booleans (a loop condition on its public
+/// counters), NumPy broadcasting.
+fn logical(node: &Node<'_>, ins: &[Slot], and: bool) -> Result<Vec<Slot>> {
+    let ins = expect_inputs::<2>(node, ins)?;
+    let [a, b] = all_known(node, ins)?;
+    let shape =
+        broadcast_shape(a.shape(), b.shape()).map_err(|e| Error::unsupported(format!("{}: {e}", node.describe())))?;
+    if element_count(&shape).is_none_or(|n| n > MAX_CONST_ELEMENTS) {
+        return Err(too_large(node, "the result"));
+    }
+    let (a, b) = (as_f64(a), as_f64(b));
+    let (Some(a), Some(b)) = (a.broadcast(IxDyn(&shape)), b.broadcast(IxDyn(&shape))) else {
+        return Err(Error::unsupported(format!("{}: shapes do not broadcast", node.describe())));
+    };
+    let f = |x: f64, y: f64| if and { x != 0.0 && y != 0.0 } else { x != 0.0 || y != 0.0 };
+    Ok(result(node, Tensor::Int(Zip::from(&a).and(&b).map_collect(|&x, &y| i64::from(f(x, y))))))
+}
+
+pub fn logical_and(_: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    logical(node, ins, true)
+}
+
+pub fn logical_or(_: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    logical(node, ins, false)
+}
+
+pub fn logical_not(_: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let [a] = all_known(node, expect_inputs::<1>(node, ins)?)?;
+    Ok(result(node, Tensor::Int(as_f64(a).mapv(|x| i64::from(x == 0.0)))))
+}
+
 pub fn equal(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     compare(ctx, node, ins, Cmp::Eq)
 }

@@ -7,6 +7,7 @@
 mod array;
 pub mod docs;
 mod fold;
+mod list;
 mod math;
 mod nn;
 
@@ -72,6 +73,19 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("Select", fold::select),
     ("SelectV2", select_v2),
     ("RandomUniform", fold::random_uniform),
+    ("LogicalAnd", fold::logical_and),
+    ("LogicalOr", fold::logical_or),
+    ("LogicalNot", fold::logical_not),
+    // loops (unrolled at import) and their tensor lists
+    ("While", list::loop_outside_walker),
+    ("StatelessWhile", list::loop_outside_walker),
+    ("TensorListReserve", list::reserve),
+    ("TensorListFromTensor", list::from_tensor),
+    ("TensorListGetItem", list::get_item),
+    ("TensorListSetItem", list::set_item),
+    ("TensorListStack", list::stack),
+    ("TensorListLength", list::length),
+    ("TensorListElementShape", list::element_shape_of),
     // math
     ("Add", math::add),
     ("AddV2", math::add),
@@ -139,6 +153,9 @@ pub const SUPPORTED_OPS: &[&str] = &{
 pub fn is_supported(op: &str) -> bool {
     TABLE.iter().any(|(name, _)| *name == op)
 }
+
+/// The loop ops, which the graph walker unrolls (`tf/loops.rs`).
+pub const LOOP_OPS: &[&str] = &["While", "StatelessWhile"];
 
 pub fn build(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let (_, builder) = TABLE
