@@ -1217,3 +1217,39 @@ fn integer_images_fed_to_a_float_placeholder_get_a_warning_that_they_are_not_sca
         assert_eq!((code, stderr.as_str()), (0, ""), "{quiet_input}");
     }
 }
+
+/// `serve` on a busy port said only "cannot listen on ...: Address in use".
+#[test]
+fn serve_on_a_busy_port_names_the_port_and_suggests_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let config = temp_file(
+        &dir,
+        "c.json",
+        format!(r#"{{"server0": "127.0.0.1:{port}", "server1": "127.0.0.1:2", "server2": "127.0.0.1:3"}}"#).as_bytes(),
+    );
+    let (code, _, stderr) = run(&["serve", "--config", s(&config), "--party", "server0", "--insecure"]);
+    assert_eq!(code, 1, "{stderr}");
+    let error = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(error.contains(&format!("port {port} is in use")) && error.contains("--listen HOST:PORT"), "{error}");
+    let error = error.replace(&port.to_string(), "PORT").replace(dir.path().to_str().unwrap(), "DIR");
+    golden("error_serve_busy_port.txt", &format!("{error}\n"));
+}
+
+/// A tf-encrypted config names the crypto producer `server2`; a config without
+/// it said "no address for crypto-producer" without the name to add.
+#[test]
+fn a_cluster_config_without_a_crypto_producer_mentions_server2() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = temp_file(&dir, "c.json", br#"{"server0": "127.0.0.1:1", "server1": "127.0.0.1:2"}"#);
+    let toml = temp_file(&dir, "c.toml", b"[parties]\nserver0 = \"127.0.0.1:1\"\nserver1 = \"127.0.0.1:2\"\n");
+    let out = dir.path().join("certs");
+    let mut messages = String::new();
+    for config in [&json, &toml] {
+        let stderr =
+            fails(&["certs", "--config", s(config), "-o", s(&out)], 2, &["no address for crypto-producer", "server2"]);
+        messages.push_str(&stderr.replace(dir.path().to_str().unwrap(), "DIR"));
+    }
+    golden("error_config_without_crypto_producer.txt", &messages);
+}

@@ -754,7 +754,7 @@ fn a_rejected_client_certificate_exits_5_naming_the_server_and_the_tls_alert() {
             .chain([(
                 "without the subjectAltName of its role",
                 &no_san,
-                vec!["server1 refused the session", not_for.as_str()],
+                vec!["server1 refused session ", not_for.as_str()],
                 says.clone(),
             )]);
         for (what, (cert, key), needles, logged) in cases {
