@@ -82,9 +82,9 @@ pub fn shape_fix(dims: &[Dim], got: &[usize]) -> Option<String> {
     // The right number of values per row, in another shape (flattened images).
     let per_row: usize = known.iter().product();
     let total: usize = got.iter().product();
-    if per_row > 0 && total > 0 && total % per_row == 0 {
+    if per_row > 0 && total > 0 && total.is_multiple_of(per_row) {
         let rows = total / per_row;
-        let batch_ok = batch.is_none_or(|b| b > 0 && rows % b == 0);
+        let batch_ok = batch.is_none_or(|b| b > 0 && rows.is_multiple_of(b));
         let dims_text = known.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
         if batch_ok {
             return Some(format!(
