@@ -1342,3 +1342,16 @@ fn a_server_of_another_wire_format_is_refused_by_the_driver_exit_5_naming_both()
         fake.join().unwrap();
     }
 }
+
+/// Issue 16: a driver's refusal did not say which session, and the servers'
+/// logs named it as `session %016x`: the two now print it the same way.
+#[test]
+fn a_refused_session_is_named_as_the_servers_log_it() {
+    let cluster = Cluster::start(true, 10.0);
+    let out = cluster.command(&["predict", "--model", "nosuch"]).arg(testdata("mnist_input.npy")).output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let id = stderr.split("refused session ").nth(1).and_then(|r| r.get(..16)).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{stderr}");
+    cluster.expect_log("server1", &format!("session {id}: client refused"));
+}
