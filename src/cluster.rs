@@ -146,7 +146,20 @@ impl Cluster {
         }
         for party in [Party::Server0, Party::Server1, Party::Dealer] {
             if !addresses.contains_key(&party) {
-                return Err(in_file(format!("no address for {}", party.name())));
+                // tf-encrypted's configs call the crypto producer `server2`:
+                // a file written for it names the third server so.
+                let hint = match party {
+                    Party::Dealer if is_toml => {
+                        " (add `crypto-producer = \"HOST:PORT\"` to [parties], or `server2`, \
+                                                 tf-encrypted's name for it)"
+                    }
+                    Party::Dealer => {
+                        " (add `\"server2\": \"HOST:PORT\"`, tf-encrypted's name for it, or \
+                                      `\"crypto-producer\"`)"
+                    }
+                    _ => "",
+                };
+                return Err(in_file(format!("no address for {}{hint}", party.name())));
             }
         }
         Ok(Cluster { addresses, certs, timeout, source: path.to_path_buf() })

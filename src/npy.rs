@@ -26,13 +26,24 @@ use crate::error::Error;
 
 /// Read an input array as f32.
 pub fn read_input(path: &Path) -> Result<ArrayD<f32>> {
+    read_input_typed(path).map(|(array, _)| array)
+}
+
+/// Read an input array as f32, with the dtype the file stores as numpy names
+/// it (`uint8`, `float64`): integers fed to a float model are worth a warning.
+pub fn read_input_typed(path: &Path) -> Result<(ArrayD<f32>, &'static str)> {
     let name = path.display();
     let bytes = std::fs::read(path).map_err(|e| Error::bad_input(format!("cannot read input `{name}`: {e}")))?;
-    parse_input(&bytes, &name.to_string())
+    parse_input_typed(&bytes, &name.to_string())
 }
 
 /// Parse the bytes of a `.npy` file as f32; `name` names it in errors.
 pub fn parse_input(bytes: &[u8], name: &str) -> Result<ArrayD<f32>> {
+    parse_input_typed(bytes, name).map(|(array, _)| array)
+}
+
+/// [`parse_input`], with the file's dtype.
+pub fn parse_input_typed(bytes: &[u8], name: &str) -> Result<(ArrayD<f32>, &'static str)> {
     let bad = |why: String| Error::bad_input(format!("input `{name}`: {why}"));
     check_header_length(bytes).map_err(bad)?;
     let npy = NpyFile::new(bytes).map_err(|e| bad(format!("not a .npy file ({e})")))?;
@@ -52,6 +63,20 @@ pub fn parse_input(bytes: &[u8], name: &str) -> Result<ArrayD<f32>> {
         return Err(bad(format!("the file is truncated: shape {shape:?} needs {count} values of {item} bytes")));
     }
     let order = npy.order();
+    let dtype = match (ty.type_char(), item) {
+        (TypeChar::Float, 4) => "float32",
+        (TypeChar::Float, 8) => "float64",
+        (TypeChar::Int, 1) => "int8",
+        (TypeChar::Int, 2) => "int16",
+        (TypeChar::Int, 4) => "int32",
+        (TypeChar::Int, 8) => "int64",
+        (TypeChar::Uint, 1) => "uint8",
+        (TypeChar::Uint, 2) => "uint16",
+        (TypeChar::Uint, 4) => "uint32",
+        (TypeChar::Uint, 8) => "uint64",
+        (TypeChar::Bool, 1) => "bool",
+        _ => "other",
+    };
     let values: Vec<f64> = match (ty.type_char(), item) {
         (TypeChar::Float, 4) => npy.into_vec::<f32>().map(|v| v.into_iter().map(f64::from).collect()),
         (TypeChar::Float, 8) => npy.into_vec::<f64>(),
@@ -87,7 +112,7 @@ pub fn parse_input(bytes: &[u8], name: &str) -> Result<ArrayD<f32>> {
         Order::Fortran => ArrayD::from_shape_vec(IxDyn(&shape).f(), values),
     }
     .map_err(|e| bad(e.to_string()))?;
-    Ok(array.as_standard_layout().into_owned())
+    Ok((array.as_standard_layout().into_owned(), dtype))
 }
 
 /// The header length a `.npy` file declares must fit in the file: npyz allocates

@@ -1057,4 +1057,237 @@ fn a_fixed_batch_model_fills_up_its_last_batch_only_when_its_rows_are_independen
     .into_plan()
     .unwrap();
     assert_eq!(tfe_run::plan::independent(&plan, 8), Ok(()));
+// ---- conventions (issue 16) ----
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let (code, stdout, _) = run(&["--version"]);
+    assert_eq!(code, 0);
+    let prefix = concat!("tfe-run ", env!("CARGO_PKG_VERSION"), " (commit ");
+    let commit = stdout.trim().strip_prefix(prefix).and_then(|r| r.strip_suffix(')'));
+    let commit = commit.unwrap_or_else(|| panic!("--version should be `{prefix}...)`: {stdout}"));
+    let git = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    match git {
+        Ok(out) if out.status.success() => {
+            let head = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(commit.trim_end_matches("-dirty"), head.trim(), "--version names HEAD");
+        }
+        // A tarball, or no git: the stamp says so instead of failing the build.
+        _ => assert_eq!(commit, "unknown"),
+    }
+}
+
+#[test]
+fn the_parser_has_no_clashing_flags_and_short_flags_work() {
+    use clap::CommandFactory;
+    // Panics on two arguments with one short flag, in any subcommand.
+    tfe_run::cli::Cli::command().debug_assert();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("logits.npy");
+    let (code, stdout, stderr) =
+        run(&["--plaintext", "-f", "json", "-o", s(&out), "testdata/mnist_model.pb", "testdata/mnist_input.npy"]);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("-f json prints JSON");
+    assert_eq!(doc["rows"][0]["class"], 7);
+    assert_eq!(load(&out).shape(), &[1, 10], "-o writes the output tensor");
+    let (code, stdout, _) = run(&["inspect", "-f", "json", "testdata/mlp.pb"]);
+    assert_eq!(code, 0);
+    serde_json::from_str::<serde_json::Value>(&stdout).expect("inspect -f json prints JSON");
+}
+
+#[test]
+fn json_mode_is_a_key_and_jsonl_prints_one_object_per_row() {
+    let args = |format: &'static str, plaintext: bool| {
+        let mut a = vec!["-f", format, "testdata/mlp.pb", "testdata/mnist_flat100.npy"];
+        if plaintext {
+            a.insert(0, "--plaintext");
+        }
+        a
+    };
+    let (code, stdout, stderr) = run(&args("json", false));
+    assert_eq!(code, 0, "{stderr}");
+    let secure: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(secure["mode"], "secure", "a key, not the text output's phrase");
+    let (code, stdout, _) = run(&args("json", true));
+    assert_eq!(code, 0);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["mode"], "plaintext");
+    let (code, stdout, _) = run(&args("jsonl", true));
+    assert_eq!(code, 0);
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert_eq!(lines.len(), 100, "one line per input row");
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line, &doc["rows"][i], "line {i} is row {i} of --format json");
+    }
+}
+
+#[test]
+fn completions_and_the_man_page_are_generated_from_the_parser() {
+    use clap::CommandFactory;
+    let command = tfe_run::cli::Cli::command();
+    let subcommands: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
+    assert!(subcommands.contains(&"inspect") && subcommands.contains(&"completions"), "{subcommands:?}");
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let (code, stdout, stderr) = run(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        for sub in &subcommands {
+            assert!(stdout.contains(sub), "{shell} completions should offer `{sub}`");
+        }
+        assert!(stdout.contains("max-memory"), "{shell} completions should offer the flags");
+    }
+    let (code, stdout, _) = run(&["man"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with(".ie") && stdout.contains(".TH tfe-run 1"), "roff: {}", &stdout[..200]);
+    for sub in &subcommands {
+        assert!(stdout.contains(&format!("tfe\\-run\\-{}", sub.replace('-', "\\-"))), "man page lists `{sub}`");
+    }
+    fails(&["completions", "tcsh"], 2, &["tcsh"]);
+}
+
+#[test]
+fn inspect_help_describes_its_own_format() {
+    let (code, stdout, _) = run(&["inspect", "--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("-f, --format <FORMAT>") && stdout.contains("How to print the report"), "{stdout}");
+    assert!(stdout.contains("text: For people: inputs, output, one line per op type"), "{stdout}");
+    assert!(!stdout.contains("jsonl") && !stdout.contains("One line per input row"), "not the prediction's: {stdout}");
+}
+
+#[test]
+fn quiet_silences_information_lines_but_not_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cluster_config(&dir);
+    let certs = dir.path().join("certs");
+    let (code, _, stderr) = run(&["certs", "--config", &config, "-o", s(&certs)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.starts_with("wrote "), "{stderr}");
+    // Before the subcommand as after it.
+    for args in [["-q", "certs"], ["certs", "--quiet"]] {
+        let (code, stdout, stderr) = run(&[&args[..], &["--config", &config, "-o", s(&certs), "--force"]].concat());
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(stdout.is_empty() && stderr.is_empty(), "{args:?} prints nothing: {stderr}");
+    }
+    fails(&["-q", "inspect", "nonexistent.pb"], 2, &["error: cannot read model `nonexistent.pb`"]);
+    fails(&["-q", "inspct", "x.pb"], 2, &["did you mean `tfe-run inspect`?"]);
+    let (code, stdout, stderr) = run(&["-q", "--plaintext", "testdata/mnist_model.pb", "testdata/mnist_input.npy"]);
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert!(stdout.contains("class 7"), "the prediction is printed: {stdout}");
+}
+
+#[test]
+fn color_follows_the_flag_and_no_color() {
+    let error = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = tfe_run();
+        cmd.args(args).arg("nonexistent.pb").arg("x.npy").env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let red = "\u{1b}[1m\u{1b}[31merror:\u{1b}[0m cannot read model";
+    assert!(error(&["--color", "always"], &[]).starts_with(red));
+    assert!(error(&["--color=always"], &[("NO_COLOR", "1")]).starts_with(red), "the flag wins over NO_COLOR");
+    assert!(error(&["--color", "never"], &[("CLICOLOR_FORCE", "1")]).starts_with("error: cannot read model"));
+    // auto: stderr is a pipe here, so no color, unless forced, and never with NO_COLOR.
+    assert!(error(&[], &[]).starts_with("error: cannot read model"));
+    assert!(error(&[], &[("CLICOLOR_FORCE", "1")]).starts_with(red));
+    assert!(error(&[], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).starts_with("error: cannot read model"));
+    // clap's own usage errors follow the same choice.
+    let (code, _, stderr) = run(&["--color", "always", "--colr"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("\u{1b}["), "{stderr}");
+    fails(&["--color", "sometimes", "x.pb"], 2, &["sometimes", "auto", "always", "never"]);
+}
+
+// ---- errors that say what to do (issue 16) ----
+
+/// A shape error said what was expected, not how to get there from the array in hand.
+#[test]
+fn a_shape_error_says_how_to_fix_the_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let image: Vec<f32> = (0..784).map(|i| (i % 255) as f32 / 255.0).collect();
+    let cases = [
+        ("nobatch.npy", "(28, 28, 1)", "np.expand_dims(x, 0)"),
+        ("flat.npy", "(1, 784)", "x.reshape(-1, 28, 28, 1)"),
+        ("nchw.npy", "(1, 1, 28, 28)", "np.transpose(x, (0, 2, 3, 1))"),
+    ];
+    let mut messages = String::new();
+    for (name, shape, fix) in cases {
+        let path = temp_file(&dir, name, &f32_npy(shape, &image));
+        for mode in [&["--plaintext"][..], &[]] {
+            let args = [mode, &["testdata/mnist_model.pb", s(&path)]].concat();
+            let stderr = fails(&args, 2, &[name, "placeholder `input` expects [?, 28, 28, 1]", fix]);
+            if mode.is_empty() {
+                messages.push_str(&stderr.replace(dir.path().to_str().unwrap(), "DIR"));
+            }
+        }
+    }
+    golden("error_shape_fixes.txt", &messages);
+    // A shape with no one obvious fix still gets the plain message.
+    let odd = temp_file(&dir, "odd.npy", &f32_npy("(1, 100)", &image[..100]));
+    let stderr = fails(&["testdata/mnist_model.pb", s(&odd)], 2, &["has shape [1, 100]"]);
+    assert!(!stderr.contains("np."), "{stderr}");
+}
+
+/// uint8 images fed to a float model ran silently on 0-255 pixels.
+#[test]
+fn integer_images_fed_to_a_float_placeholder_get_a_warning_that_they_are_not_scaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let pixels: Vec<u8> = (0..784).map(|i| (i % 256) as u8).collect();
+    let u8_path = temp_file(&dir, "u8.npy", &raw_npy("|u1", "(1, 28, 28, 1)", &pixels));
+    let (code, stdout, stderr) = run(&["--plaintext", "testdata/mnist_model.pb", s(&u8_path)]);
+    assert_eq!(code, 0, "a warning, not a refusal: {stderr}");
+    assert!(stdout.starts_with("# mode: plaintext"), "{stdout}");
+    golden("warning_unscaled_uint8.txt", &stderr.replace(dir.path().to_str().unwrap(), "DIR"));
+    // Still a warning under --quiet; none for floats, or for 0/1 integers.
+    let (_, _, quiet) = run(&["-q", "--plaintext", "testdata/mnist_model.pb", s(&u8_path)]);
+    assert_eq!(quiet, stderr);
+    let bits: Vec<u8> = (0..784).map(|i| (i % 2) as u8).collect();
+    let bits = temp_file(&dir, "bits.npy", &raw_npy("|u1", "(1, 28, 28, 1)", &bits));
+    for quiet_input in [s(&bits), "testdata/mnist_input.npy"] {
+        let (code, _, stderr) = run(&["--plaintext", "testdata/mnist_model.pb", quiet_input]);
+        assert_eq!((code, stderr.as_str()), (0, ""), "{quiet_input}");
+    }
+}
+
+/// `serve` on a busy port said only "cannot listen on ...: Address in use".
+#[test]
+fn serve_on_a_busy_port_names_the_port_and_suggests_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let config = temp_file(
+        &dir,
+        "c.json",
+        format!(r#"{{"server0": "127.0.0.1:{port}", "server1": "127.0.0.1:2", "server2": "127.0.0.1:3"}}"#).as_bytes(),
+    );
+    let (code, _, stderr) = run(&["serve", "--config", s(&config), "--party", "server0", "--insecure"]);
+    assert_eq!(code, 1, "{stderr}");
+    let error = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(error.contains(&format!("port {port} is in use")) && error.contains("--listen HOST:PORT"), "{error}");
+    let error = error.replace(&port.to_string(), "PORT").replace(dir.path().to_str().unwrap(), "DIR");
+    golden("error_serve_busy_port.txt", &format!("{error}\n"));
+}
+
+/// A tf-encrypted config names the crypto producer `server2`; a config without
+/// it said "no address for crypto-producer" without the name to add.
+#[test]
+fn a_cluster_config_without_a_crypto_producer_mentions_server2() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = temp_file(&dir, "c.json", br#"{"server0": "127.0.0.1:1", "server1": "127.0.0.1:2"}"#);
+    let toml = temp_file(&dir, "c.toml", b"[parties]\nserver0 = \"127.0.0.1:1\"\nserver1 = \"127.0.0.1:2\"\n");
+    let out = dir.path().join("certs");
+    let mut messages = String::new();
+    for config in [&json, &toml] {
+        let stderr =
+            fails(&["certs", "--config", s(config), "-o", s(&out)], 2, &["no address for crypto-producer", "server2"]);
+        messages.push_str(&stderr.replace(dir.path().to_str().unwrap(), "DIR"));
+    }
+    golden("error_config_without_crypto_producer.txt", &messages);
 }

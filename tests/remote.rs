@@ -754,7 +754,7 @@ fn a_rejected_client_certificate_exits_5_naming_the_server_and_the_tls_alert() {
             .chain([(
                 "without the subjectAltName of its role",
                 &no_san,
-                vec!["server1 refused the session", not_for.as_str()],
+                vec!["server1 refused session ", not_for.as_str()],
                 says.clone(),
             )]);
         for (what, (cert, key), needles, logged) in cases {
@@ -1372,4 +1372,15 @@ fn predict_refuses_to_fill_up_the_batch_of_a_model_that_combines_its_rows() {
     let (output, _) = cluster.predict_to_file("fixed8", &ten);
     let expected = load(&testdata("rows/rows_fixed8_mlp.expected.npy"));
     assert_matches("fixed8, 10 rows", &output, &expected, 1e-2);
+/// Issue 16: a driver's refusal did not say which session, and the servers'
+/// logs named it as `session %016x`: the two now print it the same way.
+#[test]
+fn a_refused_session_is_named_as_the_servers_log_it() {
+    let cluster = Cluster::start(true, 10.0);
+    let out = cluster.command(&["predict", "--model", "nosuch"]).arg(testdata("mnist_input.npy")).output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let id = stderr.split("refused session ").nth(1).and_then(|r| r.get(..16)).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{stderr}");
+    cluster.expect_log("server1", &format!("session {id}: client refused"));
 }

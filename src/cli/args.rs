@@ -1,6 +1,7 @@
 //! Command-line arguments (clap), validated into a [`RunConfig`] before any work.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -34,10 +35,14 @@ Exit codes:
   4  the model uses ops, dtypes or shapes tfe-run does not support
   5  a party could not be reached, refused, failed or timed out (remote mode)";
 
+/// `tfe-run --version`: the crate's version and the commit it was built from
+/// (`-dirty` with uncommitted changes, `unknown` outside a git checkout; build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TFE_RUN_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tfe-run",
-    version,
+    version = VERSION,
     about = "Private inference on frozen TensorFlow graphs (Pond: two servers and a crypto producer).",
     after_help = AFTER_HELP,
     args_conflicts_with_subcommands = true,
@@ -48,6 +53,68 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub run: RunArgs,
+    /// No progress bars and no information lines on stderr; errors and warnings are still printed.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to color tfe-run's messages on stderr: auto colors a terminal unless NO_COLOR is set.
+    #[arg(long, value_name = "WHEN", value_enum, global = true, default_value_t = clap::ColorChoice::Auto)]
+    pub color: clap::ColorChoice,
+}
+
+/// Move `-q`/`--quiet` and `--color WHEN` given before a subcommand to just
+/// after it, and return the first argument that is neither (the subcommand, or
+/// the model of a prediction). clap takes any flag before a subcommand for one
+/// of the prediction's own (`args_conflicts_with_subcommands`, which lets
+/// `tfe-run MODEL INPUT` have no subcommand), so `tfe-run -q inspect m.pb`
+/// would read a model named `inspect`.
+pub fn hoist_global_flags(args: Vec<OsString>) -> (Vec<OsString>, Option<OsString>) {
+    use clap::CommandFactory;
+    let mut leading = 0;
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        match arg.to_str() {
+            Some("-q" | "--quiet") => leading += 1,
+            Some("--color") => {
+                leading += 1;
+                if rest.next().is_some() {
+                    leading += 1;
+                }
+            }
+            Some(a) if a.starts_with("--color=") => leading += 1,
+            _ => break,
+        }
+    }
+    let first = args.get(1 + leading).cloned();
+    let is_command = first
+        .as_ref()
+        .and_then(|f| f.to_str())
+        .is_some_and(|f| Cli::command().get_subcommands().any(|c| c.get_name() == f));
+    if leading == 0 || !is_command {
+        return (args, first);
+    }
+    let mut args = args;
+    let globals: Vec<OsString> = args.drain(1..1 + leading).collect();
+    args.splice(2..2, globals);
+    (args, first)
+}
+
+/// `--color WHEN` read from the raw arguments, before clap parses them, so
+/// that clap's own usage errors are colored (or not) as asked.
+pub fn color_in_args(args: &[OsString]) -> Option<clap::ColorChoice> {
+    use clap::ValueEnum;
+    let mut it = args.iter().skip(1).map(|a| a.to_str().unwrap_or(""));
+    while let Some(arg) = it.next() {
+        let value = match arg {
+            "--" => return None,
+            "--color" => it.next()?,
+            _ => match arg.strip_prefix("--color=") {
+                Some(v) => v,
+                None => continue,
+            },
+        };
+        return clap::ColorChoice::from_str(value, false).ok();
+    }
+    None
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +138,14 @@ pub enum Command {
     /// As a data owner: secret-share your rows with the servers, which keep them
     /// for training (`tfe-run train --data NAME`).
     Contribute(super::train::ContributeArgs),
+    /// Print a completion script for SHELL, generated from this parser
+    /// (e.g. `tfe-run completions bash > /etc/bash_completion.d/tfe-run`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from this parser (`tfe-run man > tfe-run.1`).
+    Man,
 }
 
 /// How to reach the parties on other hosts.
@@ -134,7 +209,7 @@ pub struct CertsArgs {
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// Folder to write ca.pem and NAME.pem/NAME.key per party into.
-    #[arg(long, value_name = "DIR")]
+    #[arg(short, long, value_name = "DIR")]
     pub out: PathBuf,
     /// Replace existing files there (a new CA: hosts with the old certificates can no longer join).
     #[arg(long)]
@@ -193,10 +268,11 @@ pub struct PredictArgs {
     /// Print per-party traffic, rounds and time to stderr.
     #[arg(long)]
     pub stats: bool,
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    /// How to print the prediction.
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Also write the output tensor to this file (float32 .npy).
-    #[arg(long, value_name = "FILE.npy")]
+    #[arg(short, long, value_name = "FILE.npy")]
     pub out: Option<PathBuf>,
 }
 
@@ -280,10 +356,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub output_node: Option<String>,
     /// How to print the prediction.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Also write the output tensor to this file (float32 .npy, the output's shape).
-    #[arg(long, value_name = "FILE.npy")]
+    #[arg(short, long, value_name = "FILE.npy")]
     pub out: Option<PathBuf>,
     /// Run with the parties of a cluster instead of in this process (see `serve`).
     #[command(flatten)]
@@ -318,8 +394,10 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
 pub enum Format {
     /// One line per input row: the predicted class and the output values.
     Text,
-    /// One JSON object, for scripts.
+    /// One JSON object (`model`, `mode`, `output_node`, `shape`, `rows`), for scripts.
     Json,
+    /// JSON Lines: one object per input row (`row`, `class`, `values`), for streams.
+    Jsonl,
 }
 
 fn parse_feed(s: &str) -> std::result::Result<(String, PathBuf), String> {

@@ -216,7 +216,7 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
         _ => None,
     };
     if let Some(e) = why {
-        eprintln!("error: {e:#}");
+        super::ui::error(format_args!("{e:#}"));
     }
     Ok(verdict)
 }

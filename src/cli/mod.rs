@@ -1,11 +1,13 @@
 //! The command line: parse, validate, run, print.
 
+mod advice;
 mod args;
 mod inspect;
 mod output;
 mod remote;
 mod stats;
 mod train;
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -25,22 +27,29 @@ use crate::{npy, plaintext};
 
 /// Run the command line and return the process exit code.
 pub fn main() -> u8 {
-    if let Some(message) = mistyped_command(std::env::args_os().nth(1)) {
-        eprintln!("error: {message}");
+    let (args, first) = args::hoist_global_flags(std::env::args_os().collect());
+    if let Some(color) = args::color_in_args(&args) {
+        ui::set_color(color);
+    }
+    if let Some(message) = mistyped_command(first) {
+        ui::error(message);
         return exit::BAD_INPUT;
     }
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() { exit::BAD_INPUT } else { exit::OK };
         }
     };
+    ui::set(cli.quiet, cli.color);
     // Errors of the remote commands that are not about the user's files are the
     // parties' (unreachable, refused, failed, timed out).
     let (result, remote) = match cli.command {
         Some(Command::Inspect(args)) => (inspect::run(&args), false),
         Some(Command::Ops) => (write_stdout(&crate::frontend::tf::ops_markdown()).map(|()| exit::OK), false),
+        Some(Command::Completions { shell }) => (completions(shell), false),
+        Some(Command::Man) => (man(), false),
         Some(Command::Serve(args)) => (remote::serve(&args), false),
         Some(Command::Certs(args)) => (remote::certs(&args), false),
         Some(Command::Deploy(args)) => (remote::deploy(&args), true),
@@ -59,7 +68,7 @@ pub fn main() -> u8 {
         Ok(code) => code,
         Err(err) if crate::error::is_closed_stdout(&err) => exit::OK,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            ui::error(format_args!("{err:#}"));
             crate::error::exit_code_of(&err, remote)
         }
     }
@@ -81,6 +90,25 @@ fn mistyped_command(first: Option<std::ffi::OsString>) -> Option<String> {
     let best = names.iter().min_by_key(|n| strsim::levenshtein(n, &first))?;
     (strsim::levenshtein(best, &first) <= 2)
         .then(|| format!("unrecognized command `{first}`: did you mean `tfe-run {best}`? (see `tfe-run --help`)"))
+}
+
+/// `tfe-run completions SHELL`: the completion script clap_complete generates
+/// from the parser, so it knows every subcommand and flag of this build.
+fn completions(shell: clap_complete::Shell) -> Result<u8> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "tfe-run", &mut script);
+    write_stdout(&String::from_utf8_lossy(&script))?;
+    Ok(exit::OK)
+}
+
+/// `tfe-run man`: the man page clap_mangen renders from the parser.
+fn man() -> Result<u8> {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    write_stdout(&String::from_utf8_lossy(&page))?;
+    Ok(exit::OK)
 }
 
 /// Write `text` to stdout, marking its failure as [`Error::Stdout`]: a reader
@@ -197,8 +225,9 @@ fn prepare_batched(
         let files = assign_inputs(report, input, named, public)?;
         let mut feeds = BTreeMap::new();
         for (name, path) in &files {
-            let array = npy::read_input(path)?;
+            let (array, dtype) = npy::read_input_typed(path)?;
             check_integer_feed(report, name, path, &array)?;
+            advice::warn_unscaled(report.placeholders.iter().find(|p| p.name == *name), path, dtype, &array);
             let mut shape = array.shape().to_vec();
             if let Some(batch) =
                 report.placeholders.iter().find(|p| p.name == *name).and_then(|p| fixed_batch(p, &shape))
@@ -210,6 +239,7 @@ fn prepare_batched(
             feeds.insert(name.clone(), Feed { shape, source: path.display().to_string() });
             inputs.insert(name.clone(), array);
         }
+        advice::check_shapes(report, &feeds)?;
         Ok(feeds)
     })?;
     let plan = loaded.into_plan()?;
@@ -270,7 +300,7 @@ pub fn run(config: &RunConfig) -> Result<u8> {
     runtime::check_memory(estimate, config.max_memory, &format!("{what} of `{}`", config.model.display()))?;
     let outputs = match (config.mode, &program) {
         (Mode::Secure, Some(program)) => {
-            let secure = SecureConfig { fp: config.fixed_point, progress: true, ..SecureConfig::default() };
+            let secure = SecureConfig { fp: config.fixed_point, progress: !ui::quiet(), ..SecureConfig::default() };
             let transport = std::sync::Arc::new(crate::transport::InProcess::new());
             let outcome = runtime::run_program(transport, program, &plan.weight_values, &batches, &secure)?;
             if config.stats {
@@ -312,6 +342,7 @@ fn print_result(
     let text = match format {
         Format::Text => output::text(node, mode, result, sigmoid),
         Format::Json => output::json(model, node, mode, result, sigmoid),
+        Format::Jsonl => output::jsonl(result, sigmoid),
     };
     write_stdout(&text)?;
     Ok(exit::OK)

@@ -1,4 +1,4 @@
-//! Printing a prediction: text for people, JSON for scripts.
+//! Printing a prediction: text for people, JSON and JSON Lines for scripts.
 
 use std::path::Path;
 
@@ -13,6 +13,15 @@ pub(super) fn mode_name(mode: Mode) -> &'static str {
         Mode::Plaintext => "plaintext",
         Mode::Secure => "secure (Pond)",
         Mode::Remote => "secure (Pond, remote parties)",
+    }
+}
+
+/// The mode as a key for scripts: the variant's name, not the phrase of [`mode_name`].
+fn mode_key(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Plaintext => "plaintext",
+        Mode::Secure => "secure",
+        Mode::Remote => "remote",
     }
 }
 
@@ -73,20 +82,31 @@ pub fn text(output_node: &str, mode: Mode, result: &Tensor, sigmoid: bool) -> St
     s
 }
 
+fn row_json(i: usize, r: Row) -> serde_json::Value {
+    json!({"row": i, "class": r.class, "values": r.values})
+}
+
 pub fn json(model: &Path, output_node: &str, mode: Mode, result: &Tensor, sigmoid: bool) -> String {
-    let rows: Vec<_> = rows(result, sigmoid)
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| json!({"row": i, "class": r.class, "values": r.values}))
-        .collect();
+    let rows: Vec<_> = rows(result, sigmoid).into_iter().enumerate().map(|(i, r)| row_json(i, r)).collect();
     let doc = json!({
         "model": model.display().to_string(),
-        "mode": mode_name(mode),
+        "mode": mode_key(mode),
         "output_node": output_node,
         "shape": result.shape(),
         "rows": rows,
     });
     let mut s = serde_json::to_string_pretty(&doc).expect("JSON of plain values");
     s.push('\n');
+    s
+}
+
+/// JSON Lines: one compact object per row, so that a stream of rows can be
+/// read (`jq`, a line at a time) before the last one.
+pub fn jsonl(result: &Tensor, sigmoid: bool) -> String {
+    let mut s = String::new();
+    for (i, r) in rows(result, sigmoid).into_iter().enumerate() {
+        s.push_str(&row_json(i, r).to_string());
+        s.push('\n');
+    }
     s
 }

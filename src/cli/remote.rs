@@ -41,11 +41,11 @@ pub fn serve(args: &ServeArgs) -> Result<u8> {
     };
     serve_party(cluster, options, |addr| {
         // Scripts and tests wait for this line.
-        eprintln!(
+        super::ui::info(format_args!(
             "tfe-run serve [{}]: listening on {addr} ({})",
             party.name(),
             if tls { "mutual TLS" } else { "INSECURE: no TLS" }
-        );
+        ));
     })?;
     Ok(exit::OK)
 }
@@ -67,11 +67,11 @@ pub fn certs(args: &CertsArgs) -> Result<u8> {
         .chain(args.model_owners.iter().map(|n| (crate::transport::Party::ModelOwner, n.clone())))
         .collect();
     let written = tls::generate_with(&args.out, &principals, args.force)?;
-    eprintln!(
+    super::ui::info(format_args!(
         "wrote {} to `{}`: give each host ca.pem and only its own NAME.pem and NAME.key",
         written.join(", "),
         args.out.display()
-    );
+    ));
     Ok(exit::OK)
 }
 
@@ -84,13 +84,13 @@ pub fn deploy(args: &DeployArgs) -> Result<u8> {
     let plan = loaded.into_plan()?;
     driver::deploy(&remote, &args.name, &plan, fp, args.replace)?;
     let batch = plan.inputs.first().map_or(1, |&id| plan.values[id].shape.first().copied().unwrap_or(1));
-    eprintln!(
+    super::ui::info(format_args!(
         "deployed `{}` as `{}`: {} weight tensors secret-shared to server0 and server1, {} row(s) per prediction",
         args.model.display(),
         args.name,
         plan.weights().count(),
         batch
-    );
+    ));
     Ok(exit::OK)
 }
 

@@ -43,7 +43,7 @@ pub struct TrainArgs {
     pub encoding: EncodingArgs,
     /// Where to write the trained model (frozen GraphDef); the weights go beside it
     /// as NAME.weights.npy ([features, outputs]) and NAME.bias.npy ([outputs]).
-    #[arg(long, value_name = "MODEL.pb")]
+    #[arg(short, long, value_name = "MODEL.pb")]
     pub out: PathBuf,
     /// The model owner's held-out rows: report the trained model's accuracy on them.
     #[arg(long, value_name = "X.npy", requires = "test_labels")]
@@ -125,7 +125,7 @@ pub fn contribute(args: &ContributeArgs) -> Result<u8> {
     info.check()?;
     let keep = crate::remote::driver::Keep { trainers: args.trainers.clone(), replace: args.replace };
     crate::remote::driver::contribute(&remote, &args.name, &data, info, &keep)?;
-    eprintln!(
+    super::ui::info(format_args!(
         "shared {} rows of `{}` with server0 and server1 as data set `{}` ({} features, {} output(s)); \
          train on it with `tfe-run train --data {}`",
         info.rows,
@@ -134,7 +134,7 @@ pub fn contribute(args: &ContributeArgs) -> Result<u8> {
         info.features,
         info.outputs,
         args.name
-    );
+    ));
     Ok(exit::OK)
 }
 
@@ -298,7 +298,7 @@ pub fn run(args: &TrainArgs) -> Result<u8> {
 }
 
 fn progress_bar(spec: &TrainSpec) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
+    if !std::io::stderr().is_terminal() || super::ui::quiet() {
         return ProgressBar::hidden();
     }
     let steps = (spec.steps_per_epoch() * spec.epochs) as u64;

@@ -116,6 +116,11 @@ impl Session {
         })
     }
 
+    /// This session's id, as the servers log it.
+    fn id(&self) -> super::SessionId {
+        super::SessionId(self.link.session())
+    }
+
     /// Dial `peer` as `local`, with a request or joining, and attach the connection.
     fn connect(&self, local: Party, peer: Party, request: Option<Request>) -> Result<()> {
         let identity =
@@ -149,10 +154,10 @@ impl Session {
         match Control::decode(&json, peer.name())? {
             Control::Ready { deployed, deployment, dataset, .. } => Ok(Ready { deployed, deployment, dataset }),
             Control::Refused { reason, stale: true } => {
-                Err(super::Stale(format!("{} refused the session: {reason}", peer.name())).into())
+                Err(super::Stale(format!("{} refused {}: {reason}", peer.name(), self.id())).into())
             }
             Control::Refused { reason, .. } => {
-                Err(Error::party(peer.name(), format!("{} refused the session: {reason}", peer.name())))
+                Err(Error::party(peer.name(), format!("{} refused {}: {reason}", peer.name(), self.id())))
             }
             other => Err(Error::party(peer.name(), format!("{} answered {other:?} instead of ready", peer.name()))),
         }

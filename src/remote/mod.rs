@@ -438,6 +438,17 @@ pub async fn accept(
     Ok((stream, Peer { party: from, principal }, session, request.map(|r| *r)))
 }
 
+/// A session's id as the servers' logs and the drivers' errors both print it
+/// (`session 00c0ffee12345678`), so that an error can be found in the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionId(pub u64);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "session {:016x}", self.0)
+    }
+}
+
 /// A fresh session id from the OS's CSPRNG.
 pub fn new_session_id() -> Result<u64> {
     let seed = crate::ring::os_seed()?;

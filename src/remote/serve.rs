@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Control, Deployment, Peer, Request, Security, Version, accept, check_program, commit_key, dial};
+use super::{
+    Control, Deployment, Peer, Request, Security, SessionId, Version, accept, check_program, commit_key, dial,
+};
 use crate::cluster::Cluster;
 use crate::lower::Program;
 use crate::runtime::party::{self, Report, WeightShares, Weights};
@@ -182,14 +184,14 @@ impl Drop for Claim {
 pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
     let me = options.party;
     let identity = options.security.identity(me)?;
-    let listen = match options.listen {
-        Some(a) => a,
-        None => cluster.address(me)?.to_string(),
+    let (listen, from_config) = match options.listen {
+        Some(a) => (a, false),
+        None => (cluster.address(me)?.to_string(), true),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener =
-            TcpListener::bind(&listen).await.with_context(|| format!("{} cannot listen on {listen}", me.name()))?;
+            TcpListener::bind(&listen).await.map_err(|e| cannot_listen(me, &listen, from_config, &cluster, e))?;
         on_listening(listener.local_addr()?);
         let state = Arc::new(State {
             me,
@@ -226,6 +228,25 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
             tokio::spawn(Arc::clone(&state).handle(tcp, addr));
         }
     })
+}
+
+/// Why `me` cannot listen on `listen`, and what to do: a busy port is the
+/// usual case (another `tfe-run serve` still running).
+fn cannot_listen(me: Party, listen: &str, from_config: bool, cluster: &Cluster, e: std::io::Error) -> anyhow::Error {
+    let origin = if from_config {
+        format!(" ({}'s address in `{}`)", me.name(), cluster.source.display())
+    } else {
+        " (--listen)".to_string()
+    };
+    let what = format!("{} cannot listen on {listen}{origin}", me.name());
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "{what}: port {} is in use, perhaps by another `tfe-run serve`: stop it, or listen on another port \
+             with --listen HOST:PORT (and give the other parties that address in their cluster config)",
+            listen.rsplit_once(':').map_or(listen, |(_, port)| port)
+        ),
+        _ => anyhow::Error::new(e).context(what),
+    }
 }
 
 fn log(me: Party, line: &str) {
@@ -273,7 +294,7 @@ impl State {
             None => self.join(stream, from, session),
         };
         if let Err((stream, e)) = outcome {
-            log(self.me, &format!("session {session:016x}: {} refused: {e:#}", from.name()));
+            log(self.me, &format!("{}: {} refused: {e:#}", SessionId(session), from.name()));
             if let Some(mut stream) = stream {
                 let stale = e.downcast_ref::<super::Stale>().is_some();
                 let refusal = Control::Refused { reason: format!("{}: {e:#}", self.me.name()), stale };
@@ -296,7 +317,7 @@ impl State {
         let link = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(&session).cloned();
         match link {
             Some(link) => link.attach(self.me, from, stream).map_err(|e| (None, e)),
-            None => Err((Some(stream), anyhow::anyhow!("no session {session:016x} here"))),
+            None => Err((Some(stream), anyhow::anyhow!("no {} here", SessionId(session)))),
         }
     }
 
@@ -327,7 +348,7 @@ impl State {
         {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             if sessions.contains_key(&session) {
-                return Err((Some(stream), anyhow::anyhow!("session {session:016x} exists already")));
+                return Err((Some(stream), anyhow::anyhow!("{} exists already", SessionId(session))));
             }
             if sessions.len() >= self.max_sessions {
                 let (n, limit) = (sessions.len(), self.max_sessions);
@@ -359,7 +380,7 @@ impl State {
                 Err(e) => {
                     let reason = Control::Refused { reason: format!("{}: {e:#}", self.me.name()), stale: false };
                     let _ = link.send_control(self.me, from, reason.encode());
-                    log(self.me, &format!("session {session:016x}: {e:#}"));
+                    log(self.me, &format!("{}: {e:#}", SessionId(session)));
                     self.end(session, &link);
                     return Ok(());
                 }
@@ -381,7 +402,7 @@ impl State {
             self.end(session, &link);
             return Ok(());
         }
-        log(self.me, &format!("session {session:016x}: {} from {} `{principal}`", describe(&request), from.name()));
+        log(self.me, &format!("{}: {} from {} `{principal}`", SessionId(session), describe(&request), from.name()));
 
         let state = Arc::clone(&self);
         std::thread::Builder::new()
@@ -397,12 +418,12 @@ impl State {
                         let peak = link.peak_buffered() as f64 / 1e6;
                         log(
                             state.me,
-                            &format!("session {session:016x}: done ({peak:.1} MB of messages buffered at most)"),
+                            &format!("{}: done ({peak:.1} MB of messages buffered at most)", SessionId(session)),
                         );
                     }
                     Err(e) => {
                         link.abort(format!("{}: {e:#}", state.me.name()));
-                        log(state.me, &format!("session {session:016x}: failed: {e:#}"));
+                        log(state.me, &format!("{}: failed: {e:#}", SessionId(session)));
                     }
                 }
                 state.end(session, &link);
