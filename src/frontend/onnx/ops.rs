@@ -1175,3 +1175,16 @@ fn softmax(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     let y = ctx.apply(Op::Softmax, &[t])?;
     Ok(vec![ctx.apply(Op::Transpose(perm), &[y])?])
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn docs_formats_names_every_onnx_op_the_table_imports() {
+        let docs = include_str!("../../../docs/FORMATS.md");
+        let section = docs.split("## ONNX").nth(1).and_then(|s| s.split("\n## ").next()).unwrap();
+        let prose = section.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric())).collect::<Vec<_>>();
+        for op in super::SUPPORTED_OPS {
+            assert!(prose.contains(op), "docs/FORMATS.md's ONNX section does not name {op}");
+        }
+    }
+}
