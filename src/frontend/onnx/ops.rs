@@ -105,6 +105,7 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("Split", split),
     ("Slice", slice),
     ("Gather", gather),
+    ("Expand", expand),
     ("Pad", pad),
     ("Resize", resize),
     // arithmetic
@@ -566,6 +567,32 @@ fn gather(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
         .collect::<Result<_>>()?;
     let indices = ArrayD::from_shape_vec(IxDyn(&idx_shape), indices)?;
     Ok(vec![ctx.apply(Op::Gather { axis, indices }, &[x])?])
+}
+
+/// Expand to a public shape (NumPy broadcasting): each axis of size 1 that
+/// grows is that many copies concatenated, data movement only.
+fn expand(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
+    let mut x = input(ctx, ins, 0)?;
+    let dims = ctx.ints(&input(ctx, ins, 1)?, "shape")?;
+    let target: Vec<usize> = dims.iter().map(|&d| usize_of(ctx, d, "dimension")).collect::<Result<_>>()?;
+    let shape = crate::plan::broadcast_shape(&ctx.shape(&x), &target).map_err(|e| ctx.fail(e))?;
+    if crate::tensor::element_count(&shape).is_none_or(|n| n > crate::plan::MAX_VALUE_ELEMENTS) {
+        return Err(ctx.fail(format!("expanding to {shape:?} makes too many values")));
+    }
+    let from = ctx.shape(&x);
+    let mut padded = vec![1usize; shape.len().saturating_sub(from.len())];
+    padded.extend_from_slice(&from);
+    x = ctx.apply(Op::Reshape(padded.clone()), &[x])?;
+    for (axis, (&have, &want)) in padded.iter().zip(&shape).enumerate() {
+        if have != want {
+            if want > 1 << 16 {
+                return Err(ctx.fail(format!("expanding axis {axis} to {want} copies is not supported")));
+            }
+            let copies = vec![x.clone(); want];
+            x = ctx.apply(Op::Concat { axis }, &copies)?;
+        }
+    }
+    Ok(vec![x])
 }
 
 /// Constant padding by zeros (or, for a public input, any constant).
