@@ -161,11 +161,8 @@ impl OnnxModel {
     /// The value names the used nodes read.
     fn used_values(&self, nodes: &[usize]) -> HashSet<&str> {
         let graph = self.graph();
-        let mut names: HashSet<&str> = nodes
-            .iter()
-            .filter_map(|&i| graph.node.get(i))
-            .flat_map(|n| n.input.iter().map(String::as_str))
-            .collect();
+        let mut names: HashSet<&str> =
+            nodes.iter().filter_map(|&i| graph.node.get(i)).flat_map(|n| n.input.iter().map(String::as_str)).collect();
         names.insert(self.output.as_str());
         names
     }
@@ -248,7 +245,8 @@ impl Model for OnnxModel {
         let mut slots: HashMap<&str, Slot> = HashMap::new();
         for t in graph.initializer.iter().filter(|t| values.contains(t.name())) {
             let at = Origin::new(t.name(), "initializer");
-            let tensor = proto::tensor(t).map_err(|e| Error::invalid_model(format!("initializer `{}`: {e}", t.name())))?;
+            let tensor =
+                proto::tensor(t).map_err(|e| Error::invalid_model(format!("initializer `{}`: {e}", t.name())))?;
             slots.insert(t.name(), Builder::known(&at, tensor));
         }
         for p in &report.placeholders {

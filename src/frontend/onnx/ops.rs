@@ -431,8 +431,7 @@ fn squeeze(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     if let Some(&bad) = axes.iter().find(|&&a| shape.get(a) != Some(&1)) {
         return Err(ctx.fail(format!("axis {bad} of {shape:?} is not 1")));
     }
-    let out: Vec<usize> =
-        shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
+    let out: Vec<usize> = shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
     Ok(vec![ctx.apply(Op::Reshape(out), &[x])?])
 }
 
@@ -468,11 +467,14 @@ fn concat(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
 /// Elements `[start, start + count)` of `axis`, every other axis whole.
 fn take(ctx: &mut Ctx<'_>, x: &Slot, axis: usize, start: usize, count: usize) -> Result<Slot> {
     let shape = ctx.shape(x);
-    let axes: Vec<AxisSlice> = shape
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| if i == axis { AxisSlice { start, step: 1, count } } else { AxisSlice { start: 0, step: 1, count: d } })
-        .collect();
+    let axes: Vec<AxisSlice> =
+        shape
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| {
+                if i == axis { AxisSlice { start, step: 1, count } } else { AxisSlice { start: 0, step: 1, count: d } }
+            })
+            .collect();
     let out: Vec<usize> = axes.iter().map(|s| s.count).collect();
     ctx.apply(Op::StridedSlice { axes, shape: out }, std::slice::from_ref(x))
 }
@@ -659,7 +661,7 @@ fn resize(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
         (None, Some(s)) => {
             let scales = ctx.floats(&s, "scales")?;
             let s: Vec<f32> = scales.iter().copied().collect();
-            let &[sn, sc, sh, sw] = s.as_slice() else { return Err(ctx.fail(format!("scales {s:?} are not 4")))};
+            let &[sn, sc, sh, sw] = s.as_slice() else { return Err(ctx.fail(format!("scales {s:?} are not 4"))) };
             if sn != 1.0 || sc != 1.0 {
                 return Err(ctx.fail("only height and width are resized"));
             }
@@ -1209,7 +1211,8 @@ mod tests {
     fn docs_formats_names_every_onnx_op_the_table_imports() {
         let docs = include_str!("../../../docs/FORMATS.md");
         let section = docs.split("## ONNX").nth(1).and_then(|s| s.split("\n## ").next()).unwrap();
-        let prose = section.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric())).collect::<Vec<_>>();
+        let prose =
+            section.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric())).collect::<Vec<_>>();
         for op in super::SUPPORTED_OPS {
             assert!(prose.contains(op), "docs/FORMATS.md's ONNX section does not name {op}");
         }
