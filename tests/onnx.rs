@@ -194,8 +194,8 @@ fn a_truncated_onnx_file_is_refused_as_invalid() {
 
 #[test]
 fn an_opset_outside_13_to_21_is_refused_with_the_conversion_command() {
-    // opset_import { domain: "" version: 18 } → version 12.
-    let (_dir, path) = edited(|b| assert_eq!(replace(b, b"\x42\x04\x0a\x00\x10\x12", b"\x42\x04\x0a\x00\x10\x0c"), 1));
+    // opset_import { version: 18 } (the default domain) → version 12.
+    let (_dir, path) = edited(|b| assert_eq!(replace(b, b"\x42\x02\x10\x12", b"\x42\x02\x10\x0c"), 1));
     fails(&[&path, "testdata/onnx/mnist_cnn.input.npy"], 4, &["ONNX opset 12", "opsets 13 to 21", "convert_version"]);
 }
 
