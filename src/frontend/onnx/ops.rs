@@ -539,7 +539,9 @@ fn slice(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
             (resolve(s).clamp(0, dim.saturating_sub(1)), resolve(e).clamp(-1, dim.saturating_sub(1)))
         };
         let span = if step > 0 { end.saturating_sub(start) } else { start.saturating_sub(end) };
-        let count = if span <= 0 { 0 } else { span.saturating_add(step.abs().saturating_sub(1)) / step.abs() };
+        let stride = step.checked_abs().ok_or_else(|| ctx.fail(format!("step {step} is too large")))?;
+        let count =
+            if span <= 0 { 0 } else { span.saturating_add(stride.saturating_sub(1)).checked_div(stride).unwrap_or(0) };
         let slot = slices.get_mut(axis).ok_or_else(|| ctx.invalid("axis"))?;
         *slot = AxisSlice {
             start: if count == 0 { 0 } else { usize::try_from(start).unwrap_or(0) },
