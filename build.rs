@@ -1,4 +1,4 @@
-//! Generates the TensorFlow GraphDef types from `proto/` with prost-build, and
+//! Generates the TensorFlow GraphDef and ONNX ModelProto types from `proto/` with prost-build, and
 //! writes their file descriptor set to `OUT_DIR/tensorflow.fds` for the text
 //! format reader (`.pbtxt`, prost-reflect).
 //!
@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/tensorflow/core/framework/graph.proto",
         "proto/tensorflow/core/protobuf/saved_model.proto",
         "proto/tensorflow/core/protobuf/tensor_bundle.proto",
+        "proto/onnx/onnx.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let mut compiler = protox::Compiler::new(["proto"])?;

@@ -13,8 +13,17 @@ use crate::transport::wire::Frame;
 
 /// GraphDef bytes → decode → import → plan → (for small plans) plaintext run.
 pub fn graphdef(bytes: &[u8]) {
+    model(bytes, "fuzz.pb");
+}
+
+/// ONNX bytes, the same way (the name only helps: the bytes decide the format).
+pub fn onnx(bytes: &[u8]) {
+    model(bytes, "fuzz.onnx");
+}
+
+fn model(bytes: &[u8], name: &str) {
     let mut inputs = BTreeMap::new();
-    let Ok(loaded) = frontend::load_bytes(bytes, Path::new("fuzz.pb"), None, |report| {
+    let Ok(loaded) = frontend::load_bytes(bytes, Path::new(name), None, |report| {
         let mut feeds = BTreeMap::new();
         for p in &report.placeholders {
             // Unknown dimensions (and an unknown rank) become small ones.

@@ -54,6 +54,12 @@ fn graphdef_target_survives_real_models_and_their_mutations() {
 }
 
 #[test]
+fn onnx_target_survives_real_models_and_their_mutations() {
+    let seeds = files(&[testdata("onnx/mnist_cnn.onnx"), testdata("onnx/tf2onnx_mlp.onnx")]);
+    smoke(tfe_run::fuzzing::onnx, &seeds, 2000);
+}
+
+#[test]
 fn npy_target_survives_real_inputs_and_their_mutations() {
     let mut paths = vec![testdata("mnist_input.npy")];
     if have_reference("npy_target_survives_real_inputs_and_their_mutations (tf-encrypted's seed)") {

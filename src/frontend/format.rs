@@ -16,6 +16,8 @@ pub enum Format {
     GraphDef,
     /// A `GraphDef` in protobuf text format (`.pbtxt`).
     TextGraphDef,
+    /// An ONNX `ModelProto` (`.onnx`).
+    Onnx,
 }
 
 /// The freezing every conversion below ends with: a concrete function of the
@@ -109,8 +111,10 @@ pub fn recognise(path: &Path, bytes: &[u8]) -> Result<Format> {
             format!("run tfe-run on the SavedModel directory instead: `tfe-run {dir} INPUT.npy`"),
         );
     }
-    if path.extension().is_some_and(|e| e == "onnx") {
-        return refuse("an ONNX model", "tfe-run reads TensorFlow GraphDefs only, so far".into());
+    // Told from the bytes (an ir_version and a graph); a `.onnx` file that does not
+    // decode is refused by the ONNX decoder, whose error says why.
+    if crate::frontend::onnx::looks_like_onnx(bytes) || path.extension().is_some_and(|e| e == "onnx") {
+        return Ok(Format::Onnx);
     }
     if path.extension().is_some_and(|e| e == "pbtxt") || looks_like_text(bytes) {
         return Ok(Format::TextGraphDef);
@@ -160,7 +164,7 @@ mod tests {
         assert!(what("x.npy", b"\x93NUMPY\x01\x00").contains("a NumPy array, not a model"));
         let alone = what("dir/saved_model.pb", b"\x08\x01\x12\x00");
         assert!(alone.contains("a SavedModel's graph") && alone.contains("`tfe-run dir INPUT.npy`"), "{alone}");
-        assert!(what("m.onnx", b"\x08\x07").contains("an ONNX model"));
+        assert_eq!(what("m.onnx", b"\x08\x07"), "Onnx");
     }
 
     #[test]

@@ -25,6 +25,7 @@
 pub mod builder;
 mod fold;
 pub mod format;
+pub mod onnx;
 pub mod savedmodel;
 pub mod tf;
 
@@ -389,6 +390,9 @@ pub fn load_bytes_public(
     let model = match format::recognise(path, bytes)? {
         format::Format::GraphDef => tf::TfModel::decode(bytes, path, output_node)?,
         format::Format::TextGraphDef => tf::TfModel::decode_text(bytes, path, output_node)?,
+        format::Format::Onnx => {
+            return plan_model(&onnx::OnnxModel::decode(bytes, path, output_node)?, path, public, feeds);
+        }
     };
     plan_model(&model, path, public, feeds)
 }

