@@ -1057,6 +1057,8 @@ fn a_fixed_batch_model_fills_up_its_last_batch_only_when_its_rows_are_independen
     .into_plan()
     .unwrap();
     assert_eq!(tfe_run::plan::independent(&plan, 8), Ok(()));
+}
+
 // ---- conventions (issue 16) ----
 
 #[test]

@@ -1372,6 +1372,8 @@ fn predict_refuses_to_fill_up_the_batch_of_a_model_that_combines_its_rows() {
     let (output, _) = cluster.predict_to_file("fixed8", &ten);
     let expected = load(&testdata("rows/rows_fixed8_mlp.expected.npy"));
     assert_matches("fixed8, 10 rows", &output, &expected, 1e-2);
+}
+
 /// Issue 16: a driver's refusal did not say which session, and the servers'
 /// logs named it as `session %016x`: the two now print it the same way.
 #[test]
