@@ -354,7 +354,6 @@ fn compact(plan: &mut Plan, removed: &[bool]) {
 mod tests {
     use super::*;
     use crate::kernels::{Padding, Window};
-    use crate::plan::ValueType;
 
     fn array(shape: &[usize], f: impl Fn(usize) -> f32) -> ArrayD<f32> {
         let n = shape.iter().product();
@@ -364,12 +363,7 @@ mod tests {
     /// A plan over client input `x` of `input`; each step is (op, inputs, output
     /// shape) where input `w:i` is weight `i` of `weights`, `s:k` step k's output.
     fn plan(input: &[usize], weights: &[ArrayD<f32>], steps: &[(Op, &[&str], &[usize])]) -> Plan {
-        let value = |name: String, shape: &[usize], source| Value {
-            name,
-            shape: shape.to_vec(),
-            vtype: ValueType::Float,
-            source,
-        };
+        let value = |name: String, shape: &[usize], source| Value::float(name, shape, source);
         let mut values = vec![value("x".into(), input, Source::Input { placeholder: "x".into() })];
         let mut weight_values = BTreeMap::new();
         for (i, w) in weights.iter().enumerate() {

@@ -220,12 +220,7 @@ mod tests {
 
     /// A plan of steps over client input `x`, each step given as (op, input ids, output shape).
     fn chain(input: &[usize], steps: &[(Op, Vec<ValueId>, Vec<usize>)]) -> Plan {
-        let value = |name: String, shape: &[usize], source| Value {
-            name,
-            shape: shape.to_vec(),
-            vtype: ValueType::Float,
-            source,
-        };
+        let value = |name: String, shape: &[usize], source| Value::float(name, shape, source);
         let mut values = vec![value("x".into(), input, Source::Input { placeholder: "x".into() })];
         let mut plan_steps = Vec::new();
         for (k, (op, inputs, shape)) in steps.iter().enumerate() {

@@ -88,6 +88,11 @@ pub struct Value {
 }
 
 impl Value {
+    /// A float value (what plans are made of, but ArgMax's output).
+    pub fn float(name: impl Into<String>, shape: &[usize], source: Source) -> Value {
+        Value { name: name.into(), shape: shape.to_vec(), vtype: ValueType::Float, source }
+    }
+
     pub fn owner(&self) -> Owner {
         match self.source {
             Source::Input { .. } => Owner::Client,
@@ -231,12 +236,7 @@ mod tests {
     /// A plan of one step from a client input of `input` to a value of `output`,
     /// as a driver on the network may send it.
     fn one_step(op: Op, input: &[usize], output: &[usize]) -> Plan {
-        let value = |name: &str, shape: &[usize], source| Value {
-            name: name.into(),
-            shape: shape.to_vec(),
-            vtype: ValueType::Float,
-            source,
-        };
+        let value = Value::float;
         Plan {
             values: vec![
                 value("x", input, Source::Input { placeholder: "x".into() }),

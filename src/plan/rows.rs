@@ -133,19 +133,15 @@ pub fn independent(plan: &Plan, batch: usize) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Step, Value, ValueType};
+    use crate::plan::{Step, Value};
     use std::collections::BTreeMap;
-
-    fn value(name: &str, shape: &[usize], source: Source) -> Value {
-        Value { name: name.into(), shape: shape.to_vec(), vtype: ValueType::Float, source }
-    }
 
     /// x [4, 3] → `op` with weight w → output; a plan of one step.
     fn one_step(op: Op, w: &[usize], out: &[usize]) -> Plan {
         let values = vec![
-            value("x", &[4, 3], Source::Input { placeholder: "x".into() }),
-            value("w", w, Source::Weight),
-            value("y", out, Source::Step(0)),
+            Value::float("x", &[4, 3], Source::Input { placeholder: "x".into() }),
+            Value::float("w", w, Source::Weight),
+            Value::float("y", out, Source::Step(0)),
         ];
         let step = Step { node: "y".into(), op_type: format!("{op:?}"), op, inputs: vec![0, 1], output: 2 };
         Plan {

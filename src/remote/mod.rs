@@ -489,9 +489,8 @@ mod tests {
 
     /// A plan of one ReLU over a client input, as a driver lowers and sends it.
     fn relu_plan() -> crate::plan::Plan {
-        use crate::plan::{Op, Plan, Source, Step, Value, ValueType};
-        let value =
-            |name: &str, source| Value { name: name.into(), shape: vec![1, 2], vtype: ValueType::Float, source };
+        use crate::plan::{Op, Plan, Source, Step, Value};
+        let value = |name: &str, source| Value::float(name, &[1, 2], source);
         Plan {
             values: vec![value("x", Source::Input { placeholder: "x".into() }), value("y", Source::Step(0))],
             steps: vec![Step { node: "y".into(), op_type: "Relu".into(), op: Op::Relu, inputs: vec![0], output: 1 }],
