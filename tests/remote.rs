@@ -1386,3 +1386,19 @@ fn a_refused_session_is_named_as_the_servers_log_it() {
     assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{stderr}");
     cluster.expect_log("server1", &format!("session {id}: client refused"));
 }
+
+/// A TF1 `while_loop` LSTM (control-flow frames, unrolled at import) deployed
+/// on `serve` processes: 20 MNIST rows in batches of 8, the last filled up,
+/// are TensorFlow's on every row.
+#[test]
+fn a_tf1_loop_lstm_deployed_on_remote_parties_matches_tensorflow() {
+    let cluster = Cluster::start(false, 10.0);
+    cluster.deploy("lstm", 8, &testdata("loops/loop_tf1_while_lstm.pb"));
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dir.path().join("rows20.npy");
+    let first = |a: ArrayD<f32>| a.slice_axis(Axis(0), (0..20).into()).to_owned();
+    tfe_run::npy::write_f32(&rows, &first(load(&testdata("mnist_batch100.npy")))).unwrap();
+    let (output, _) = cluster.predict_to_file("lstm", &rows);
+    let expected = first(load(&testdata("loops/loop_tf1_while_lstm.expected.npy")));
+    assert_matches("remote loop LSTM", &output, &expected, 1e-2);
+}
