@@ -65,6 +65,14 @@ impl std::fmt::Display for Origin {
     }
 }
 
+/// `count` little-endian values of `W` bytes each, as both TensorFlow's
+/// `tensor_content` and ONNX's `raw_data` store them; `None` when the bytes are
+/// not exactly that many (each format says so in its own words).
+pub(crate) fn le_values<const W: usize, T>(bytes: &[u8], count: usize, read: impl Fn([u8; W]) -> T) -> Option<Vec<T>> {
+    (count.checked_mul(W) == Some(bytes.len()))
+        .then(|| bytes.chunks_exact(W).filter_map(|c| <[u8; W]>::try_from(c).ok()).map(read).collect())
+}
+
 /// A declared shape as messages print it: `[?, 28, 28, 1]`, or `<unknown rank>`.
 pub fn shape_text(shape: Option<&[Dim]>) -> String {
     match shape {

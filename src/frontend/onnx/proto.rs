@@ -230,8 +230,6 @@ fn le_values<const N: usize, T>(
     count: usize,
     from: impl Fn([u8; N]) -> T,
 ) -> std::result::Result<Vec<T>, String> {
-    if count.checked_mul(N) != Some(raw.len()) {
-        return Err(format!("has {} bytes of data, its dims say {count} values of {N} bytes", raw.len()));
-    }
-    Ok(raw.chunks_exact(N).filter_map(|c| <[u8; N]>::try_from(c).ok()).map(from).collect())
+    crate::frontend::le_values(raw, count, from)
+        .ok_or_else(|| format!("has {} bytes of data, its dims say {count} values of {N} bytes", raw.len()))
 }

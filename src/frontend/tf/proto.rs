@@ -280,10 +280,8 @@ fn le_values<const W: usize, T>(
     count: usize,
     read: impl Fn([u8; W]) -> T,
 ) -> std::result::Result<Vec<T>, String> {
-    if count.checked_mul(W) != Some(bytes.len()) {
-        return Err(format!("tensor_content has {} bytes, the shape needs {}", bytes.len(), count.saturating_mul(W)));
-    }
-    Ok(bytes.chunks_exact(W).filter_map(|c| c.try_into().ok()).map(read).collect())
+    crate::frontend::le_values(bytes, count, read)
+        .ok_or_else(|| format!("tensor_content has {} bytes, the shape needs {}", bytes.len(), count.saturating_mul(W)))
 }
 
 fn le_ints(bytes: &[u8], count: usize, width: usize, unsigned: bool) -> std::result::Result<Vec<i64>, String> {
