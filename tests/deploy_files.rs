@@ -104,7 +104,9 @@ fn parse(line: &Line) -> Result<Option<Parsed>, String> {
             listen_port: None,
             party: None,
         },
-        _ => return Err(format!("{}: `tfe-run {}` is not a command these files run", line.origin, line.args.join(" "))),
+        _ => {
+            return Err(format!("{}: `tfe-run {}` is not a command these files run", line.origin, line.args.join(" ")));
+        }
     };
     Ok(Some(parsed))
 }
@@ -182,7 +184,10 @@ fn dockerfile_lines(dockerfile: &str) -> Vec<Line> {
     let user = runtime.iter().rfind(|(i, _)| i == "USER").map(|(_, u)| u.as_str()).expect("a USER");
     assert!(!user.starts_with("root") && !user.starts_with("0"), "USER {user}");
     let copies: Vec<&String> = runtime.iter().filter(|(i, _)| i == "COPY").map(|(_, c)| c).collect();
-    assert!(copies.len() == 1 && copies[0].starts_with("--from=builder ") && copies[0].ends_with("/tfe-run"), "{copies:?}");
+    assert!(
+        copies.len() == 1 && copies[0].starts_with("--from=builder ") && copies[0].ends_with("/tfe-run"),
+        "{copies:?}"
+    );
     vec![Line { origin: "Dockerfile: CMD".into(), args: exec("CMD"), ..Line::default() }]
 }
 
@@ -243,7 +248,14 @@ fn volume_files(spec: &Value, config_maps: &BTreeMap<String, Value>) -> BTreeMap
             Some(items.iter().map(|i| text(i.get("path").unwrap(), "item").to_string()).collect())
         } else if let Some(map) = volume.get("configMap") {
             let map = &config_maps[text(map.get("name").unwrap(), "configMap")];
-            Some(map.get("data").and_then(Value::as_mapping).unwrap().keys().map(|k| text(k, "key").to_string()).collect())
+            Some(
+                map.get("data")
+                    .and_then(Value::as_mapping)
+                    .unwrap()
+                    .keys()
+                    .map(|k| text(k, "key").to_string())
+                    .collect(),
+            )
         } else {
             assert!(volume.get("emptyDir").is_some(), "volume {name}");
             None
@@ -297,7 +309,8 @@ fn kubernetes(manifest: &str) -> Manifest {
     let name_of = |d: &Value| text(d.get("metadata").and_then(|m| m.get("name")).unwrap(), "name").to_string();
     let kind_of = |d: &Value| text(d.get("kind").unwrap(), "kind").to_string();
     let mut config_maps: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
-    let mut out = Manifest { lines: vec![], clusters: BTreeMap::new(), services: BTreeMap::new(), pods: BTreeMap::new() };
+    let mut out =
+        Manifest { lines: vec![], clusters: BTreeMap::new(), services: BTreeMap::new(), pods: BTreeMap::new() };
     for doc in &docs {
         match kind_of(doc).as_str() {
             "ConfigMap" => {
@@ -327,7 +340,11 @@ fn kubernetes(manifest: &str) -> Manifest {
             for source in sources {
                 assert!(seen.contains(Path::new(source)), "{ns}: the init container has no {source}");
             }
-            let mount = init["volumeMounts"].as_sequence().unwrap().iter().find(|m| Path::new(text(&m["mountPath"], "")) == dest);
+            let mount = init["volumeMounts"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|m| Path::new(text(&m["mountPath"], "")) == dest);
             let volume = text(&mount.unwrap_or_else(|| panic!("{ns}: {} is not mounted", dest.display()))["name"], "");
             let names = sources.iter().map(|s| Path::new(s).file_name().unwrap().to_string_lossy().into_owned());
             filled.entry(volume.to_string()).or_default().extend(names);
@@ -453,7 +470,9 @@ fn every_kubernetes_command_line_parses_and_its_paths_are_mounted() {
         let target = |name: &str| {
             let p = ports(svc["spec"].get("ports")).into_iter().find(|p| p.name.as_deref() == Some(name)).unwrap();
             let by = p.target_port.unwrap();
-            let to = container_ports.iter().find(|c| by.as_str() == c.name.as_deref() || by.as_u64() == c.container_port.map(u64::from));
+            let to = container_ports
+                .iter()
+                .find(|c| by.as_str() == c.name.as_deref() || by.as_u64() == c.container_port.map(u64::from));
             (p.port.unwrap(), to.and_then(|c| c.container_port).unwrap_or_else(|| panic!("{ns}: {name} leads nowhere")))
         };
         let (service_port, container_port) = target("party");

@@ -1433,7 +1433,10 @@ fn a_tls_insecure_mismatch_says_so_both_ways_at_both_ends() {
     assert_eq!(code, Some(5), "{stderr}");
     assert!(took < Duration::from_secs(5), "{took:?}: {stderr}");
     assert!(stderr.contains("server1 at ADDR uses TLS, but this client runs with --insecure"), "{stderr}");
-    tls.expect_log("server1", "does not speak TLS (it runs with --insecure, or is not a tfe-run party), but this party");
+    tls.expect_log(
+        "server1",
+        "does not speak TLS (it runs with --insecure, or is not a tfe-run party), but this party",
+    );
     messages.push_str(&stderr);
 
     let insecure = Cluster::start(true, 10.0);
@@ -1443,7 +1446,8 @@ fn a_tls_insecure_mismatch_says_so_both_ways_at_both_ends() {
     assert_eq!(code, Some(5), "{stderr}");
     assert!(took < Duration::from_secs(5), "{took:?}: {stderr}");
     assert!(stderr.contains("server1 at ADDR does not speak TLS"), "{stderr}");
-    insecure.expect_log("server1", "the peer speaks TLS (it sent a TLS ClientHello), but this party runs with --insecure");
+    insecure
+        .expect_log("server1", "the peer speaks TLS (it sent a TLS ClientHello), but this party runs with --insecure");
     messages.push_str(&stderr);
 
     golden("error_tls_insecure_mismatch.txt", &messages);
