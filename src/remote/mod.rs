@@ -51,6 +51,7 @@ use crate::error::Error;
 use crate::lower::Program;
 use crate::runtime::party::Report;
 use crate::transport::network::Stream;
+use crate::transport::sniff;
 use crate::transport::tls::{self, Identity};
 use crate::transport::wire::{Frame, read_frame, write_frame};
 use crate::transport::{Party, tls::check_peer};
@@ -330,13 +331,16 @@ pub async fn dial(
         .with_context(|| format!("cannot reach {}", at()))?;
     tcp.set_nodelay(true)?;
     let mut stream: Box<dyn Stream> = match identity {
-        Some(id) => Box::new(
-            tokio::time::timeout(timeout, id.connector.connect(tls::server_name(peer)?, tcp))
-                .await
-                .map_err(|_| Error::party(peer.name(), format!("TLS handshake with {} timed out", at())))?
-                .with_context(|| format!("TLS handshake with {} failed", at()))?,
-        ),
-        None => Box::new(tcp),
+        Some(id) => match tokio::time::timeout(timeout, id.connector.connect(tls::server_name(peer)?, tcp)).await {
+            Err(_) => return Err(Error::party(peer.name(), format!("TLS handshake with {} timed out", at()))),
+            // Plain frames where a TLS record should be: the peer runs --insecure.
+            Ok(Err(e)) if sniff::is_not_tls(&e) => {
+                return Err(Error::party(peer.name(), sniff::peer_speaks_plaintext(peer, address, local)));
+            }
+            Ok(Err(e)) => return Err(anyhow::Error::new(e).context(format!("TLS handshake with {} failed", at()))),
+            Ok(Ok(tls)) => Box::new(tls),
+        },
+        None => Box::new(sniff::Plain::new(tcp, sniff::peer_speaks_tls(peer, address, local))),
     };
     let hello = Control::Hello { version: Version::current(), from: local, session, request: request.map(Box::new) };
     let sent = async {
@@ -346,17 +350,27 @@ pub async fn dial(
     }
     .await;
     if let Err(e) = sent {
-        // A peer that refused our certificate sent an alert and closed, so the
-        // write failed (a broken pipe): the alert, if it came, says why.
-        let mut byte = [0u8; 1];
+        // A peer that refused our certificate (or, TLS, our plain hello) sent
+        // an alert and closed, so the write failed (a broken pipe): the alert,
+        // if it came, says why.
+        let mut head = [0u8; 16];
         let read = tokio::time::timeout(timeout.min(Duration::from_secs(2)), async {
-            tokio::io::AsyncReadExt::read(&mut stream, &mut byte).await
+            loop {
+                match tokio::io::AsyncReadExt::read(&mut stream, &mut head).await {
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                    Err(e) => return Some(anyhow::Error::from(e)),
+                }
+            }
         })
         .await;
-        if let Ok(Err(read)) = read
-            && let Some(alert) = tls::received_alert(&read.into())
-        {
-            return Err(Error::party(peer.name(), tls::alert_text(peer, local, alert)));
+        if let Ok(Some(read)) = read {
+            if let Some(alert) = tls::received_alert(&read) {
+                return Err(Error::party(peer.name(), tls::alert_text(peer, local, alert)));
+            }
+            if let Some(mismatch) = sniff::mismatch_in(&read) {
+                return Err(Error::party(peer.name(), mismatch.to_string()));
+            }
         }
         if let Some(alert) = tls::received_alert(&e) {
             return Err(Error::party(peer.name(), tls::alert_text(peer, local, alert)));
@@ -364,6 +378,23 @@ pub async fn dial(
         return Err(e.context(format!("sending the hello to {} failed", at())));
     }
     Ok(stream)
+}
+
+/// Do the first bytes on `tcp` (peeked, not taken) open a TLS ClientHello? A
+/// plain hello is told from one by its sixth byte at the latest, and nearly
+/// always by its first: only a prefix that could still be a ClientHello is
+/// waited on (within the caller's handshake deadline).
+async fn opens_with_client_hello(tcp: &TcpStream) -> Result<bool> {
+    let mut head = [0u8; 6];
+    loop {
+        let n = tcp.peek(&mut head).await?;
+        match sniff::client_hello(head.get(..n).unwrap_or_default()) {
+            Some(hello) => return Ok(hello),
+            // Closed before it could tell: the hello's read reports it.
+            None if n == 0 => return Ok(false),
+            None => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
 }
 
 /// Who is on the other end of an accepted connection.
@@ -387,9 +418,14 @@ pub async fn accept(
     tcp.set_nodelay(true)?;
     let (mut stream, cert): (Box<dyn Stream>, _) = match identity {
         Some(id) => {
-            let tls = match tokio::time::timeout(timeout, id.acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(timeout, id.acceptor.accept(tcp).into_fallible()).await {
                 Err(_) => bail!("TLS handshake timed out"),
-                Ok(Err(e)) => match tls::handshake_hint(&e) {
+                // rustls has answered with an alert: let the peer read it.
+                Ok(Err((e, mut tcp))) if sniff::is_not_tls(&e) => {
+                    sniff::refuse(&mut tcp, &[]).await;
+                    bail!("TLS handshake failed: {e}: {}", sniff::plaintext_peer());
+                }
+                Ok(Err((e, _))) => match tls::handshake_hint(&e) {
                     Some(hint) => bail!("TLS handshake failed: {e}: {hint}"),
                     None => bail!("TLS handshake failed: {e}"),
                 },
@@ -398,7 +434,18 @@ pub async fn accept(
             let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.clone().into_owned());
             (Box::new(tls), cert)
         }
-        None => (Box::new(tcp), None),
+        None => {
+            if opens_with_client_hello(&tcp).await? {
+                let reason = sniff::tls_peer();
+                let refusal = Control::Refused { reason: reason.clone(), stale: false };
+                let mut frame = Vec::new();
+                write_frame(&mut frame, &Frame::Control(refusal.encode())).await?;
+                let mut tcp = tcp;
+                sniff::refuse(&mut tcp, &frame).await;
+                bail!("{reason}");
+            }
+            (Box::new(tcp), None)
+        }
     };
     let frame = tokio::time::timeout(timeout, read_frame(&mut stream, 1 << 26))
         .await

@@ -20,6 +20,7 @@
 
 mod in_process;
 pub mod network;
+pub mod sniff;
 pub mod tls;
 pub mod wire;
 

@@ -303,11 +303,15 @@ impl Link {
         // Every byte is a sign of life, also in the middle of a 30 MB frame.
         let mut reader = Heard { inner: reader, link: Arc::clone(&self), from: (local, peer) };
         let mut finished = self.finished.subscribe();
-        let lost = |e: anyhow::Error| match super::tls::received_alert(&e) {
+        let lost = |e: anyhow::Error| match (super::tls::received_alert(&e), super::sniff::mismatch_in(&e)) {
             // A refusal of our certificate (TLS 1.3 tells it after our handshake).
-            Some(alert) => super::tls::alert_text(peer, local, alert),
-            None if is_abrupt_end(&e) => format!("{} disconnected abruptly (it stopped or crashed)", peer.name()),
-            None => format!("connection to {} lost: {e:#}", peer.name()),
+            (Some(alert), _) => super::tls::alert_text(peer, local, alert),
+            // A TLS alert where the first frame should be: we run --insecure.
+            (None, Some(mismatch)) => mismatch.to_string(),
+            (None, None) if is_abrupt_end(&e) => {
+                format!("{} disconnected abruptly (it stopped or crashed)", peer.name())
+            }
+            (None, None) => format!("connection to {} lost: {e:#}", peer.name()),
         };
         let why = loop {
             let len = tokio::select! {
