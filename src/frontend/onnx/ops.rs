@@ -633,15 +633,6 @@ fn pad(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     Ok(vec![ctx.apply(Op::Pad(pairs), &[x])?])
 }
 
-/// NCHW input in NHWC, for the units that are NHWC only, and back.
-fn to_nhwc(ctx: &mut Ctx<'_>, x: Slot) -> Result<Slot> {
-    ctx.apply(Op::Transpose(vec![0, 2, 3, 1]), &[x])
-}
-
-fn to_nchw(ctx: &mut Ctx<'_>, x: Slot) -> Result<Slot> {
-    ctx.apply(Op::Transpose(vec![0, 3, 1, 2]), &[x])
-}
-
 /// Resize of an NCHW image's height and width: `nearest` (floor or
 /// round_prefer_floor, asymmetric: what torch's Upsample exports) as a public
 /// Gather per axis, `linear` as a bilinear resize.
@@ -717,10 +708,9 @@ fn resize(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
                 "asymmetric" => (false, false),
                 other => return Err(ctx.fail(format!("linear resize with {other} coordinates"))),
             };
-            let unit = crate::ops::ResizeBilinear { size: [oh, ow], align_corners, half_pixel_centers };
-            let t = to_nhwc(ctx, x)?;
-            let y = ctx.apply(unit.into(), &[t])?;
-            Ok(vec![to_nchw(ctx, y)?])
+            let unit =
+                crate::ops::ResizeBilinear { size: [oh, ow], align_corners, half_pixel_centers, layout: Layout::Nchw };
+            Ok(vec![ctx.apply(unit.into(), &[x])?])
         }
         other => Err(ctx.fail(format!("mode `{other}` is not supported (nearest or linear)"))),
     }
@@ -926,15 +916,12 @@ fn conv(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
         let hwio = ctx.apply(Op::Transpose(vec![2, 3, 1, 0]), &[f])?;
         ctx.apply(Op::Conv2D(window), &[x, hwio])?
     } else if cg == 1 {
-        // Depthwise: filter [c·mult, 1, kh, kw] → [kh, kw, c, mult]; output channel c·mult + k
-        // in both. The unit is NHWC only: its input and output are transposed.
+        // Depthwise, in NCHW: filter [c·mult, 1, kh, kw] → [kh, kw, c, mult]; output
+        // channel c·mult + k in both.
         let mult = m.checked_div(c).unwrap_or(1);
         let r = ctx.apply(Op::Reshape(vec![c, mult, kh, kw]), &[f])?;
         let hwcm = ctx.apply(Op::Transpose(vec![2, 3, 0, 1]), &[r])?;
-        let t = to_nhwc(ctx, x)?;
-        let unit = crate::ops::DepthwiseConv2D { window: window.nhwc() };
-        let y = ctx.apply(unit.into(), &[t, hwcm])?;
-        to_nchw(ctx, y)?
+        ctx.apply(crate::ops::DepthwiseConv2D { window }.into(), &[x, hwcm])?
     } else {
         let per = m.checked_div(group).unwrap_or(0);
         let mut parts = Vec::with_capacity(group);
@@ -950,8 +937,8 @@ fn conv(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
 }
 
 /// ConvTranspose (group 1) of an NCHW input by a filter [in, out, kh, kw]: the
-/// transposed-convolution unit (NHWC only, so wrapped in transposes), whose
-/// forward convolution maps the output onto the input with the same pads.
+/// transposed-convolution unit in NCHW, whose forward convolution maps the
+/// output onto the input with the same pads.
 fn conv_transpose(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     let (x, f) = (input(ctx, ins, 0)?, input(ctx, ins, 1)?);
     let (xs, fs) = (ctx.shape(&x), ctx.shape(&f));
@@ -987,10 +974,8 @@ fn conv_transpose(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> 
     };
     let filter = ctx.apply(Op::Transpose(vec![2, 3, 1, 0]), &[f])?;
     let _ = m;
-    let unit = crate::ops::Conv2DTranspose { window: window.nhwc(), out_hw: [oh, ow] };
-    let tx = to_nhwc(ctx, x)?;
-    let y = ctx.apply(unit.into(), &[tx, filter])?;
-    let y = to_nchw(ctx, y)?;
+    let unit = crate::ops::Conv2DTranspose { window, out_hw: [oh, ow] };
+    let y = ctx.apply(unit.into(), &[x, filter])?;
     Ok(vec![add_bias(ctx, y, optional(ins, 2))?])
 }
 
