@@ -1075,8 +1075,9 @@ fn pool_window(ctx: &Ctx<'_>, shape: &[usize]) -> Result<(Window, [usize; 2])> {
         return Err(ctx.fail(format!("input {shape:?} is not NCHW (rank 4)")));
     };
     let mut extra = [0, 0];
-    for (axis, (e, input)) in extra.iter_mut().zip([h, wd]).enumerate() {
-        let (k, s, [before, after]) = (w.kernel[axis], w.strides[axis], pads[axis]);
+    for (((e, input), (k, s)), [before, after]) in
+        extra.iter_mut().zip([h, wd]).zip(w.kernel.into_iter().zip(w.strides)).zip(pads)
+    {
         *e = ceil_extra(input, k, s, before, after)
             .ok_or_else(|| ctx.fail(format!("a {k}-wide window with stride {s} does not fit input {shape:?}")))?;
     }
