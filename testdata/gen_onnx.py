@@ -2,6 +2,7 @@
 (pinned in testdata/onnx/requirements.txt), expected outputs from onnxruntime.
 
   /tmp/venv-onnx/bin/python testdata/gen_onnx.py [MNIST_DIR] [--only NAME,NAME]
+  /tmp/venv-onnx/bin/python testdata/gen_onnx.py [MNIST_DIR] --full-resnet18 DIR   (a one-off check, not committed)
 
 Writes testdata/onnx/*.onnx, their inputs and onnxruntime's outputs (.npy), and
 the entries of testdata/onnx/manifest.json that tests/onnx.rs runs. Every model is
@@ -89,6 +90,51 @@ class OpsMix(nn.Module):
         return self.fc2(x) * 2.0
 
 
+class Opset20Mix(nn.Module):
+    """Exported at opset 20, where Gelu is one op: Gelu (tanh approximation and
+    exact), a grouped ConvTranspose, MaxPool and AveragePool with ceil_mode
+    (AveragePool counting its padding and not)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.up = nn.ConvTranspose2d(8, 8, 3, stride=2, padding=1, output_padding=1, groups=4)
+        self.fc = nn.Linear(8 * 5 * 5, 10)
+
+    def forward(self, x):                                   # [n, 3, 16, 16]
+        x = F.max_pool2d(F.relu(self.conv(x)), 3, stride=2, ceil_mode=True)    # [n, 8, 8, 8] (floor: 7)
+        x = F.gelu(self.up(x), approximate="tanh")          # [n, 8, 16, 16]
+        x = F.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=True)  # [n, 8, 9, 9]
+        x = F.avg_pool2d(x, 2, stride=2, ceil_mode=True, count_include_pad=False)          # [n, 8, 5, 5]
+        return self.fc(torch.flatten(F.gelu(x), 1))
+
+
+def resnet18_small():
+    """ResNet-18 with one BasicBlock per stage, built by torchvision's own
+    constructor: the full ResNet-18 (two per stage, 44.7 MB of float32 weights)
+    is too large for testdata; this one is 19.6 MB."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+    return ResNet(BasicBlock, [1, 1, 1, 1], num_classes=10)
+
+
+def full_resnet18(out_dir, xtr, ytr, xte, yte):
+    """The full torchvision resnet18 (not committed: 44.7 MB), trained and
+    exported as resnet18_small is, written to `out_dir` with its input and
+    onnxruntime's output, for a one-off check of tfe-run on it."""
+    os.makedirs(out_dir, exist_ok=True)
+    model = torchvision.models.resnet18(weights=None, num_classes=10)
+    loss = train(model, rgb(xtr[:20000], 64), ytr[:20000], 60, batch=32, lr=3e-3)
+    x = rgb(xte[:8], 64).numpy()
+    path = os.path.join(out_dir, "resnet18.onnx")
+    torch.onnx.export(model.eval(), (torch.from_numpy(x[:1]),), path, input_names=["input"], output_names=["logits"],
+                      opset_version=OPSET, dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    y = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    np.save(os.path.join(out_dir, "resnet18.input.npy"), x)
+    np.save(os.path.join(out_dir, "resnet18.expected.npy"), y)
+    print(f"resnet18: {os.path.getsize(path)} bytes, final training loss {loss:.3f}, "
+          f"accuracy on its {len(x)} inputs {float((y.argmax(1) == yte[:8].numpy()).mean()):.2f}, written to {out_dir}")
+
+
 def mnist_arrays(mnist_dir):
     xtr, ytr, xte, yte = load_mnist_raw(mnist_dir, "testdata/gen_onnx.py")
     f = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)
@@ -115,10 +161,10 @@ def train(model, xs, ys, steps, batch=64, lr=1e-3):
     return float(loss)
 
 
-def export(name, model, x, description, entries, labels):
+def export(name, model, x, description, entries, labels, opset=OPSET):
     path = os.path.join(OUT, f"{name}.onnx")
     torch.onnx.export(model, (torch.from_numpy(x[:1]),), path, input_names=["input"], output_names=["logits"],
-                      opset_version=OPSET, dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                      opset_version=opset, dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                       dynamo=False)
     m = onnx.load(path)
     onnx.checker.check_model(m, full_check=True)
@@ -144,6 +190,9 @@ def write_external_data():
     """The MNIST CNN saved by onnx with its weights outside the model file (what
     torch.onnx.export writes for a model over 2 GiB): tfe-run refuses it by name."""
     m = onnx.load(os.path.join(OUT, "mnist_cnn.onnx"))
+    # onnx appends to an existing data file: a rerun would double it.
+    if os.path.exists(os.path.join(OUT, "external_data.bin")):
+        os.remove(os.path.join(OUT, "external_data.bin"))
     onnx.save_model(m, os.path.join(OUT, "external_data.onnx"), save_as_external_data=True,
                     all_tensors_to_one_file=True, location="external_data.bin", size_threshold=0)
 
@@ -156,7 +205,14 @@ def main():
     if "--only" in args:
         i = args.index("--only")
         only, args = set(args[i + 1].split(",")), args[:i] + args[i + 2:]
+    full = None
+    if "--full-resnet18" in args:
+        i = args.index("--full-resnet18")
+        full, args = args[i + 1], args[:i] + args[i + 2:]
     xtr, ytr, xte, yte = mnist_arrays(args[0] if args else None)
+    if full:
+        full_resnet18(full, xtr, ytr, xte, yte)
+        return
     path = os.path.join(OUT, "manifest.json")
     kept = json.load(open(path))["models"] if only and os.path.exists(path) else []
     entries = [e for e in kept if e["name"] not in only] if only else []
@@ -186,10 +242,29 @@ def main():
         print(f"ops_mix: final training loss {loss:.3f}")
         export("ops_mix", mix, rgb(xte[:8], 16).numpy(), OpsMix.__doc__.replace("\n   ", ""), entries, yte[:8].numpy())
 
+    if wanted("resnet18_small"):
+        resnet = resnet18_small()
+        x64 = rgb(xtr[:20000], 64)
+        loss = train(resnet, x64, ytr[:20000], 60, batch=32, lr=3e-3)
+        print(f"resnet18_small: final training loss {loss:.3f}")
+        export("resnet18_small", resnet, rgb(xte[:8], 64).numpy(), "torchvision ResNet(BasicBlock, [1, 1, 1, 1], "
+               "num_classes=10): ResNet-18's stem, stages and head with one block per stage, at 64x64 (MNIST resized, "
+               "three channels), trained 60 steps of 32; 8 MNIST test images", entries, yte[:8].numpy())
+
+    if wanted("ops_opset20"):
+        mix20 = Opset20Mix()
+        x16 = rgb(xtr[:20000], 16)
+        loss = train(mix20, x16, ytr[:20000], 150, lr=3e-3)
+        print(f"ops_opset20: final training loss {loss:.3f}")
+        export("ops_opset20", mix20, rgb(xte[:8], 16).numpy(), Opset20Mix.__doc__.replace("\n   ", ""), entries,
+               yte[:8].numpy(), opset=20)
+
     write_external_data()
-    order = ["mnist_cnn", "mobilenet_v2", "ops_mix"]
+    order = ["mnist_cnn", "mobilenet_v2", "ops_mix", "resnet18_small", "ops_opset20"]
     entries.sort(key=lambda e: order.index(e["name"]) if e["name"] in order else len(order))
-    versions = {p: __import__(p).__version__ for p in ["torch", "torchvision", "onnx", "onnxruntime", "numpy"]}
+    # gen_tf2onnx.py's versions (tf2onnx, tensorflow) stay with its entries.
+    versions = json.load(open(path))["versions"] if only and os.path.exists(path) else {}
+    versions.update({p: __import__(p).__version__ for p in ["torch", "torchvision", "onnx", "onnxruntime", "numpy"]})
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump({"generator": "testdata/gen_onnx.py", "versions": versions, "models": entries}, f, indent=1)
         f.write("\n")

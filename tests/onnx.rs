@@ -57,7 +57,7 @@ fn feeds(name: &str, input: &Path) -> BTreeMap<String, PathBuf> {
 #[test]
 fn every_onnx_model_matches_onnxruntime_in_plaintext_and_under_pond() {
     let m = manifest();
-    for name in ["mnist_cnn", "mobilenet_v2", "ops_mix", "tf2onnx_mnist_model", "tf2onnx_mlp"] {
+    for name in ["mnist_cnn", "mobilenet_v2", "ops_mix", "resnet18_small", "tf2onnx_mnist_model", "tf2onnx_mlp"] {
         assert!(m.models.iter().any(|e| e.name == name), "no {name} in the manifest");
     }
     for entry in &m.models {
@@ -88,6 +88,30 @@ fn nchw_convolutions_and_pools_are_planned_without_transposes() {
     let names: Vec<&str> = plan.steps.iter().map(|s| s.op.name()).collect();
     assert!(!names.contains(&"Transpose"), "{names:?}");
     assert!(names.contains(&"Conv2D") && names.contains(&"MaxPool") && names.contains(&"AvgPool"), "{names:?}");
+}
+
+/// Depthwise convolutions (MobileNetV2), a transposed convolution and a bilinear
+/// resize (ops_mix) are planned in NCHW too: no Transpose feeds them or reads
+/// their output (the filters' transposes fold at import).
+#[test]
+fn depthwise_and_transposed_convolutions_and_resizes_are_planned_in_nchw_without_transposes() {
+    for (name, wanted) in
+        [("mobilenet_v2", &["DepthwiseConv2D"][..]), ("ops_mix", &["Conv2DTranspose", "ResizeBilinear"][..])]
+    {
+        let input = testdata(&format!("onnx/{name}.input.npy"));
+        let (plan, _) = run_plaintext(&testdata(&format!("onnx/{name}.onnx")), None, &feeds("input", &input));
+        let producer = |v: usize| plan.steps.iter().find(|s| s.output == v);
+        for want in wanted {
+            let steps: Vec<_> = plan.steps.iter().filter(|s| s.op.name() == *want).collect();
+            assert!(!steps.is_empty(), "{name}: no {want}");
+            for step in steps {
+                let fed_by_transpose = producer(step.inputs[0]).is_some_and(|p| p.op.name() == "Transpose");
+                let read_by_transpose =
+                    plan.steps.iter().any(|s| s.op.name() == "Transpose" && s.inputs.contains(&step.output));
+                assert!(!fed_by_transpose && !read_by_transpose, "{name}: {want} `{}` between transposes", step.node);
+            }
+        }
+    }
 }
 
 /// `inspect` lists every op type with its count, as the exporter wrote them,

@@ -385,18 +385,23 @@ fn depthwise_conv2d_block_under_pond_matches_plaintext() {
     }
 }
 
-/// NCHW window ops (TensorFlow's `data_format: NCHW`) run on shares in their own
-/// layout, with no transposes around them: each matches the plaintext NCHW kernel,
+/// NCHW window ops (TensorFlow's `data_format: NCHW`, ONNX's tensors: Conv2D,
+/// pools, depthwise and transposed convolutions, bilinear resize) run on shares
+/// in their own layout, with no transposes around them: each matches the plaintext NCHW kernel,
 /// which in turn matches the NHWC kernel on the transposed input.
 #[test]
 fn nchw_conv2d_and_pools_run_under_pond_in_their_own_layout() {
     use tfe_run::kernels::{Layout, Padding, Window};
+    use tfe_run::ops::{Conv2DTranspose, DepthwiseConv2D, ResizeBilinear, Unit};
     let nhwc_of = |x: &ArrayD<f32>| x.view().permuted_axes(IxDyn(&[0, 2, 3, 1])).as_standard_layout().into_owned();
     let (n, c, h, w) = (2, 3, 7, 6);
     let x: Vec<f32> = (0..n * c * h * w).map(|i| ((i * 37 % 101) as f32 - 50.0) / 16.0).collect();
     let x = array(&[n, c, h, w], x);
     let filter: Vec<f32> = (0..3 * 3 * c * 4).map(|i| ((i * 13 % 29) as f32 - 14.0) / 32.0).collect();
     let filter = array(&[3, 3, c, 4], filter);
+    // [kh, kw, c, multiplier] and [kh, kw, out, in] filters.
+    let dw = |m: usize| array(&[3, 3, c, m], (0..9 * c * m).map(|i| ((i * 11 % 23) as f32 - 11.0) / 16.0).collect());
+    let transposed = array(&[3, 3, 5, c], (0..9 * 5 * c).map(|i| ((i * 7 % 19) as f32 - 9.0) / 16.0).collect());
     let window =
         |kernel, strides, padding| Window { kernel, strides, dilations: [1, 1], padding, layout: Layout::Nchw };
     let cases: Vec<(Op, Vec<ArrayD<f32>>)> = vec![
@@ -405,6 +410,32 @@ fn nchw_conv2d_and_pools_run_under_pond_in_their_own_layout() {
         (Op::AvgPool(window([3, 3], [2, 2], Padding::Same)), vec![x.clone()]),
         (Op::AvgPool(window([2, 2], [2, 2], Padding::Valid)), vec![x.clone()]),
         (Op::MaxPool(window([3, 3], [2, 2], Padding::Same)), vec![x.clone()]),
+        // Depthwise (multipliers 1 and 2), transposed convolution, bilinear resize:
+        // ONNX's NCHW Conv of one group per channel, ConvTranspose and linear Resize.
+        (DepthwiseConv2D { window: window([3, 3], [2, 2], Padding::Same) }.into(), vec![x.clone(), dw(1)]),
+        (
+            DepthwiseConv2D { window: window([3, 3], [1, 1], Padding::Explicit([[1, 1], [0, 2]])) }.into(),
+            vec![x.clone(), dw(2)],
+        ),
+        (
+            Conv2DTranspose { window: window([3, 3], [2, 2], Padding::Explicit([[1, 1], [1, 0]])), out_hw: [13, 12] }
+                .into(),
+            vec![x.clone(), transposed.clone()],
+        ),
+        (
+            Conv2DTranspose { window: window([3, 3], [2, 2], Padding::Valid), out_hw: [15, 13] }.into(),
+            vec![x.clone(), transposed],
+        ),
+        (
+            ResizeBilinear { size: [14, 9], align_corners: false, half_pixel_centers: true, layout: Layout::Nchw }
+                .into(),
+            vec![x.clone()],
+        ),
+        (
+            ResizeBilinear { size: [4, 3], align_corners: true, half_pixel_centers: false, layout: Layout::Nchw }
+                .into(),
+            vec![x.clone()],
+        ),
     ];
     for (op, inputs) in cases {
         let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
@@ -418,6 +449,9 @@ fn nchw_conv2d_and_pools_run_under_pond_in_their_own_layout() {
             Op::Conv2D(w) => Op::Conv2D(Window { layout: Layout::Nhwc, ..*w }),
             Op::AvgPool(w) => Op::AvgPool(Window { layout: Layout::Nhwc, ..*w }),
             Op::MaxPool(w) => Op::MaxPool(Window { layout: Layout::Nhwc, ..*w }),
+            Op::Unit(Unit::DepthwiseConv2D(d)) => DepthwiseConv2D { window: d.window.nhwc() }.into(),
+            Op::Unit(Unit::Conv2DTranspose(t)) => Conv2DTranspose { window: t.window.nhwc(), ..t.clone() }.into(),
+            Op::Unit(Unit::ResizeBilinear(r)) => ResizeBilinear { layout: Layout::Nhwc, ..r.clone() }.into(),
             other => unreachable!("{other:?}"),
         };
         let mut nhwc_inputs = inputs.clone();
@@ -697,7 +731,8 @@ fn resize_bilinear_under_pond_is_within_its_documented_error() {
         ([5, 7], true, false, 4.0 * max / 131072.0 + 2.0 / 65536.0),
         ([7, 9], false, true, 4.0 * max / 131072.0 + 2.0 / 65536.0),
     ] {
-        let unit = tfe_run::ops::ResizeBilinear { size, align_corners: align, half_pixel_centers: half };
+        let layout = tfe_run::kernels::Layout::Nhwc;
+        let unit = tfe_run::ops::ResizeBilinear { size, align_corners: align, half_pixel_centers: half, layout };
         let plan = one_step(unit.into(), &[&shape]);
         let worst = secure_vs_plaintext(&plan, &[array(&shape, x.clone())]);
         assert!(worst <= bound, "{size:?}: worst {worst} over {bound}");

@@ -291,3 +291,34 @@ fn deploy_of_a_savedmodel_directory_on_remote_parties_matches_tensorflow() {
         assert_matches(&format!("deployed {dir}"), &output, &load(&sm(expected)), 1e-2);
     }
 }
+
+/// The signature of a remote run is chosen at `deploy` (its message names it):
+/// the deployed `probabilities` signature of the TF1 MLP gives TensorFlow's
+/// probabilities, and a `predict` that names a signature, an output or a node is
+/// refused with where to choose it, not given the deployed one silently.
+#[test]
+fn deploy_chooses_the_signature_and_predict_refuses_one() {
+    let cluster = Cluster::start(false, 10.0);
+    let dir = sm("tf1_mlp");
+    let out = cluster
+        .command(&["deploy", "--name", "probs", "--batch-size", "20", "--signature", "probabilities"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "deploy: {err}");
+    assert!(err.contains("(signature `probabilities`, output `probabilities`) as `probs`"), "{err}");
+    let (output, _) = cluster.predict_to_file("probs", &sm("tf1_mlp.images.input.npy"));
+    let expected = load(&sm("tf1_mlp.probabilities.probabilities.expected.npy"));
+    assert_matches("deployed tf1_mlp/probabilities", &output, &expected, 1e-2);
+    let input = sm("tf1_mlp.images.input.npy");
+    for flag in [["--signature", "serving_default"], ["--output", "scores"], ["--output-node", "scores"]] {
+        let out = cluster.command(&["predict", "--model", "probs", flag[0], flag[1]]).arg(&input).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "predict {flag:?}: {err}");
+        assert!(out.stdout.is_empty());
+        let shown = format!("{} {}", flag[0], flag[1]);
+        assert!(err.contains(&shown) && err.contains("chosen when it was deployed"), "{err}");
+        assert!(err.contains("tfe-run deploy DIR --name NAME --signature SIG"), "{err}");
+    }
+}

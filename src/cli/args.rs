@@ -274,6 +274,39 @@ pub struct PredictArgs {
     /// Also write the output tensor to this file (float32 .npy).
     #[arg(short, long, value_name = "FILE.npy")]
     pub out: Option<PathBuf>,
+    /// Refused, with what to do instead: a deployed model computes the output
+    /// (a SavedModel's signature and key, a GraphDef's node) chosen at `deploy`.
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub signature: Option<String>,
+    #[arg(long = "output", value_name = "KEY", hide = true)]
+    pub output_key: Option<String>,
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub output_node: Option<String>,
+}
+
+impl PredictArgs {
+    /// `predict` runs what was deployed: a signature, output key or output node
+    /// is chosen by the model owner's `deploy`, and a client naming one is told so
+    /// rather than silently given the deployed one.
+    pub fn refuse_output_choice(&self) -> Result<()> {
+        let given = [
+            self.signature.as_ref().map(|v| format!("--signature {v}")),
+            self.output_key.as_ref().map(|v| format!("--output {v}")),
+            self.output_node.as_ref().map(|v| format!("--output-node {v}")),
+        ];
+        match given.into_iter().flatten().next() {
+            None => Ok(()),
+            Some(flag) => Err(Error::bad_arg(
+                flag,
+                format!(
+                    "model `{}` computes the output chosen when it was deployed: the model owner picks a \
+                     SavedModel's signature and output at deploy (`tfe-run deploy DIR --name NAME --signature \
+                     SIG --output KEY`), and deploys each one needed under its own name",
+                    self.name
+                ),
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -81,11 +81,15 @@ pub fn deploy(args: &DeployArgs) -> Result<u8> {
     let loaded = frontend::load_choice(&args.model, args.choice(), &frontend::Public::new(), |report| {
         report.placeholders.iter().map(|p| deploy_feed(p, args.batch_size)).collect()
     })?;
+    // The deployed program is one signature's output: predictions run it as it is.
+    let chosen = (loaded.saved_model.as_ref())
+        .map(|sm| format!(" (signature `{}`, output `{}`)", sm.signature, sm.output))
+        .unwrap_or_default();
     let plan = loaded.into_plan()?;
     driver::deploy(&remote, &args.name, &plan, fp, args.replace)?;
     let batch = plan.inputs.first().map_or(1, |&id| plan.values[id].shape.first().copied().unwrap_or(1));
     super::ui::info(format_args!(
-        "deployed `{}` as `{}`: {} weight tensors secret-shared to server0 and server1, {} row(s) per prediction",
+        "deployed `{}`{chosen} as `{}`: {} weight tensors secret-shared to server0 and server1, {} row(s) per prediction",
         args.model.display(),
         args.name,
         plan.weights().count(),
@@ -126,6 +130,7 @@ fn deploy_feed(p: &Placeholder, batch_size: Option<usize>) -> Result<(String, Fe
 }
 
 pub fn predict(args: &PredictArgs) -> Result<u8> {
+    args.refuse_output_choice()?;
     let remote = args.net.required("predict")?;
     let mut files = BTreeMap::new();
     for (name, path) in &args.feeds {

@@ -85,7 +85,13 @@ fn linear(plan: &Plan, step: &Step) -> Option<Linear> {
             Some(Linear { channel_axis: 1, inner: if *transpose_b { *filter_shape.get(1)? } else { 1 } })
         }
         // [h, w, c, m]: output channel c·m + m', the filter's last two axes flattened.
-        Op::Unit(Unit::DepthwiseConv2D(_)) => Some(Linear { channel_axis: 3, inner: 1 }),
+        Op::Unit(Unit::DepthwiseConv2D(d)) => Some(Linear {
+            channel_axis: match d.window.layout {
+                Layout::Nhwc => 3,
+                Layout::Nchw => 1,
+            },
+            inner: 1,
+        }),
         _ => None,
     }
 }
@@ -478,6 +484,24 @@ mod tests {
             ],
         );
         folds_to(p, &x(&[1, 4, 4, 3]), &["DepthwiseConv2D", "Add"]);
+    }
+
+    #[test]
+    fn an_nchw_depthwise_scale_folds_along_axis_1() {
+        let p = plan(
+            &[1, 3, 4, 4],
+            &[
+                array(&[1, 1, 3, 2], |i| i as f32 - 2.5),
+                array(&[6, 1, 1], |i| i as f32 * 0.5 - 1.0),
+                array(&[6, 1, 1], |i| i as f32),
+            ],
+            &[
+                (crate::ops::DepthwiseConv2D { window: window(Layout::Nchw) }.into(), &["x", "w:0"], &[1, 6, 4, 4]),
+                (Op::Mul, &["s:0", "w:1"], &[1, 6, 4, 4]),
+                (Op::Add, &["s:1", "w:2"], &[1, 6, 4, 4]),
+            ],
+        );
+        folds_to(p, &x(&[1, 3, 4, 4]), &["DepthwiseConv2D", "Add"]);
     }
 
     #[test]

@@ -244,12 +244,23 @@ fn conv2d_nhwc<T: Gemm>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Window) -> A
     out.into_shape_with_order(IxDyn(&[x.shape()[0], g.out[0], g.out[1], oc])).expect("conv2d: output shape")
 }
 
-/// Depthwise convolution of an NHWC input by an [kh, kw, c, m] filter: each input
-/// channel k is convolved with its own m filters into output channels k·m … k·m + m − 1
-/// (TensorFlow's DepthwiseConv2dNative). A direct loop: each output pixel reads
-/// kh·kw contiguous channel rows of the input and of the filter, c·m products each,
-/// with no im2col (whose columns would be kh·kw times the input for c·m outputs).
+/// Depthwise convolution of an input in the window's layout by an [kh, kw, c, m]
+/// filter: each input channel k is convolved with its own m filters into output
+/// channels k·m … k·m + m − 1 (TensorFlow's DepthwiseConv2dNative; ONNX's Conv
+/// with one group per channel). NCHW is computed by transposing to NHWC and
+/// back, as [`conv2d`] does: the NHWC loop reads each pixel's channels
+/// contiguously.
 pub fn depthwise_conv2d<T: LinalgScalar>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Window) -> ArrayD<T> {
+    match window.layout {
+        Layout::Nhwc => depthwise_conv2d_nhwc(x, filter, window),
+        Layout::Nchw => to_nchw(&depthwise_conv2d_nhwc(&to_nhwc(x), filter, &window.nhwc())),
+    }
+}
+
+/// [`depthwise_conv2d`] in NHWC. A direct loop: each output pixel reads kh·kw
+/// contiguous channel rows of the input and of the filter, c·m products each,
+/// with no im2col (whose columns would be kh·kw times the input for c·m outputs).
+fn depthwise_conv2d_nhwc<T: LinalgScalar>(x: &ArrayD<T>, filter: &ArrayD<T>, window: &Window) -> ArrayD<T> {
     let (n, h, w, c) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
     let (kh, kw, m) = (filter.shape()[0], filter.shape()[1], filter.shape()[3]);
     let window = Window { kernel: [kh, kw], ..*window };
@@ -407,13 +418,22 @@ pub fn pool_windows(shape: &[usize], window: &Window) -> Option<Vec<Vec<usize>>>
     Some(groups)
 }
 
-/// The transpose (adjoint) of [`conv2d`] in NHWC (TensorFlow's
-/// Conv2DBackpropInput, Keras's Conv2DTranspose): `y` spread back over an output
-/// of `out_hw` through a `[kh, kw, out_channels, y_channels]` filter, so that
-/// Σ conv2d(x, f)·y = Σ x·conv2d_transpose(y, f) for every x of the output's
-/// shape (the forward convolution maps that output's space onto y's). One matrix
-/// product of y by all the filter's taps, then each tap added at its place.
+/// The transpose (adjoint) of [`conv2d`] in the window's layout (TensorFlow's
+/// Conv2DBackpropInput, Keras's Conv2DTranspose, ONNX's ConvTranspose): `y`
+/// spread back over an output of `out_hw` through a `[kh, kw, out_channels,
+/// y_channels]` filter, so that Σ conv2d(x, f)·y = Σ x·conv2d_transpose(y, f) for
+/// every x of the output's shape (the forward convolution maps that output's
+/// space onto y's). NCHW is computed in NHWC between two transposes.
 pub fn conv2d_transpose<T: Gemm>(y: &ArrayD<T>, filter: &ArrayD<T>, window: &Window, out_hw: [usize; 2]) -> ArrayD<T> {
+    match window.layout {
+        Layout::Nhwc => conv2d_transpose_nhwc(y, filter, window, out_hw),
+        Layout::Nchw => to_nchw(&conv2d_transpose_nhwc(&to_nhwc(y), filter, &window.nhwc(), out_hw)),
+    }
+}
+
+/// [`conv2d_transpose`] in NHWC: one matrix product of y by all the filter's
+/// taps, then each tap added at its place.
+fn conv2d_transpose_nhwc<T: Gemm>(y: &ArrayD<T>, filter: &ArrayD<T>, window: &Window, out_hw: [usize; 2]) -> ArrayD<T> {
     let (n, h, w, yc) = (y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]);
     let (kh, kw, oc) = (filter.shape()[0], filter.shape()[1], filter.shape()[2]);
     let window = Window { kernel: [kh, kw], ..*window };
@@ -497,11 +517,29 @@ pub fn bilinear_taps(input: usize, output: usize, align_corners: bool, half_pixe
         .collect()
 }
 
-/// A bilinear resize of an NHWC tensor: each output pixel the sum of its four
-/// taps, each weighted by `weight` of the product of its two axes' weights (in
-/// the clear the weight itself; on shares its fixed-point encoding, so that the
-/// sum needs one truncation).
-pub fn resize_bilinear<T: LinalgScalar>(x: &ArrayD<T>, ys: &[Tap], xs: &[Tap], weight: impl Fn(f64) -> T) -> ArrayD<T> {
+/// A bilinear resize of a tensor in `layout`: each output pixel the sum of its
+/// four taps, each weighted by `weight` of the product of its two axes' weights
+/// (in the clear the weight itself; on shares its fixed-point encoding, so that
+/// the sum needs one truncation). NCHW is resized in NHWC between two transposes.
+pub fn resize_bilinear<T: LinalgScalar>(
+    x: &ArrayD<T>,
+    ys: &[Tap],
+    xs: &[Tap],
+    layout: Layout,
+    weight: impl Fn(f64) -> T,
+) -> ArrayD<T> {
+    match layout {
+        Layout::Nhwc => resize_bilinear_nhwc(x, ys, xs, weight),
+        Layout::Nchw => to_nchw(&resize_bilinear_nhwc(&to_nhwc(x), ys, xs, weight)),
+    }
+}
+
+fn resize_bilinear_nhwc<T: LinalgScalar>(
+    x: &ArrayD<T>,
+    ys: &[Tap],
+    xs: &[Tap],
+    weight: impl Fn(f64) -> T,
+) -> ArrayD<T> {
     let (n, h, w, c) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
     let (oh, ow) = (ys.len(), xs.len());
     let x = x.as_standard_layout();

@@ -1,5 +1,6 @@
 //! Conv2DTranspose (TensorFlow's Conv2DBackpropInput with a public output shape,
-//! Keras's Conv2DTranspose): the adjoint of Conv2D, linear in the input and in
+//! Keras's Conv2DTranspose, ONNX's ConvTranspose of one group), in the window's
+//! layout (NHWC, or ONNX's NCHW): the adjoint of Conv2D, linear in the input and in
 //! the filter. Under Pond it is a Beaver product with its own bilinear map
 //! (`protocol::mul::Bilinear::Conv2DTranspose`), masks reused like every
 //! product's, then one truncation: one round for the opening (none if the input
@@ -8,7 +9,7 @@
 use anyhow::Result;
 
 use super::{OpUnit, Product};
-use crate::kernels::{Layout, Window, linear};
+use crate::kernels::{Window, linear};
 use crate::protocol::mul::Bilinear;
 use crate::tensor::Tensor;
 
@@ -43,12 +44,9 @@ impl OpUnit for Conv2DTranspose {
 
     fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
         let [y, f] = ins else { return Err(format!("expects 2 inputs, has {}", ins.len())) };
-        if self.window.layout != Layout::Nhwc {
-            return Err("a transposed convolution must be NHWC".into());
-        }
-        let &[n, h, w, c] = *y else {
-            return Err(format!("input must be NHWC (rank 4), has shape {y:?}"));
-        };
+        let layout = self.window.layout;
+        let [n, h, w, c] =
+            layout.split(y).ok_or_else(|| format!("input must be {} (rank 4), has shape {y:?}", layout.name()))?;
         let &[fh, fw, out, fc] = *f else {
             return Err(format!("filter must be [height, width, out, in], has shape {f:?}"));
         };
@@ -66,7 +64,7 @@ impl OpUnit for Conv2DTranspose {
                 g.out[0], g.out[1]
             ));
         }
-        Ok(vec![n, oh, ow, out])
+        Ok(layout.join([n, oh, ow, out]))
     }
 
     fn eval(&self, ins: &[&Tensor]) -> Result<Tensor, String> {
@@ -84,7 +82,7 @@ super::product_unit!(Conv2DTranspose);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::Padding;
+    use crate::kernels::{Layout, Padding};
 
     #[test]
     fn an_output_that_does_not_convolve_onto_the_input_is_refused_naming_both() {

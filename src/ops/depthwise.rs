@@ -1,6 +1,7 @@
 //! DepthwiseConv2D (TensorFlow's DepthwiseConv2dNative, MobileNet's and
-//! EfficientNet's workhorse, and the first half of a SeparableConv2D): each input
-//! channel convolved with its own filters. Under Pond it is a Beaver product with
+//! EfficientNet's workhorse, and the first half of a SeparableConv2D; ONNX's Conv
+//! with one group per channel): each input channel convolved with its own
+//! filters, in the window's layout (NHWC, or ONNX's NCHW). Under Pond it is a Beaver product with
 //! its own bilinear map (`protocol::mul::Bilinear::DepthwiseConv2D`), masks
 //! reused like every product's, then one truncation.
 
@@ -39,14 +40,9 @@ impl OpUnit for DepthwiseConv2D {
 
     fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
         let [x, f] = ins else { return Err(format!("expects 2 inputs, has {}", ins.len())) };
-        // The kernel is NHWC only (as TensorFlow's CPU kernel): a plan from the
-        // network may not say otherwise.
-        if self.window.layout != crate::kernels::Layout::Nhwc {
-            return Err("a depthwise convolution must be NHWC".into());
-        }
-        let &[n, h, wd, c] = *x else {
-            return Err(format!("input must be NHWC (rank 4), has shape {x:?}"));
-        };
+        let layout = self.window.layout;
+        let [n, h, wd, c] =
+            layout.split(x).ok_or_else(|| format!("input must be {} (rank 4), has shape {x:?}", layout.name()))?;
         let &[fh, fw, fc, m] = *f else {
             return Err(format!("filter must be [height, width, channels, multiplier], has shape {f:?}"));
         };
@@ -56,7 +52,7 @@ impl OpUnit for DepthwiseConv2D {
         let w = Window { kernel: [fh, fw], ..self.window };
         let g = w.geometry([h, wd]).ok_or_else(|| format!("a {fh}x{fw} filter does not fit a {h}x{wd} input"))?;
         let channels = c.checked_mul(m).ok_or_else(|| format!("{c} channels times {m} is too many"))?;
-        Ok(vec![n, g.out[0], g.out[1], channels])
+        Ok(layout.join([n, g.out[0], g.out[1], channels]))
     }
 
     fn eval(&self, ins: &[&Tensor]) -> Result<Tensor, String> {

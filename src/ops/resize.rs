@@ -1,5 +1,5 @@
 //! ResizeBilinear (Keras's `UpSampling2D(interpolation="bilinear")`, TensorFlow's
-//! `tf.image.resize`): a public linear map. Each output pixel is the sum of at
+//! `tf.image.resize`, ONNX's linear Resize), in NHWC or NCHW: a public linear map. Each output pixel is the sum of at
 //! most four input pixels times public weights (products of the two axes'
 //! interpolation weights), computed locally at 2f fractional bits, then one
 //! truncation: one round, no product.
@@ -12,6 +12,7 @@
 use anyhow::Result;
 
 use super::{CostCx, DealerMasks, How, OpUnit, SecureOp, ServerMasks, StepCx};
+use crate::kernels::Layout;
 use crate::kernels::linear::{self, Tap};
 use crate::protocol::trunc::{deal_truncate, truncate, truncate_cost};
 use crate::protocol::{Cost, Dealer, Server};
@@ -27,15 +28,19 @@ pub struct ResizeBilinear {
     pub size: [usize; 2],
     pub align_corners: bool,
     pub half_pixel_centers: bool,
+    /// The input's and output's layout (absent in plans from before layouts:
+    /// those are NHWC).
+    #[serde(default)]
+    pub layout: Layout,
 }
 
 impl ResizeBilinear {
-    /// The taps along height and width for an NHWC input of `shape`.
+    /// The taps along height and width for an input of `shape` (in the unit's layout).
     fn taps(&self, shape: &[usize]) -> (Vec<Tap>, Vec<Tap>) {
-        let dim = |i: usize| shape.get(i).copied().unwrap_or(1);
+        let [_, h, w, _] = self.layout.split(shape).unwrap_or([1; 4]);
         (
-            linear::bilinear_taps(dim(1), self.size[0], self.align_corners, self.half_pixel_centers),
-            linear::bilinear_taps(dim(2), self.size[1], self.align_corners, self.half_pixel_centers),
+            linear::bilinear_taps(h, self.size[0], self.align_corners, self.half_pixel_centers),
+            linear::bilinear_taps(w, self.size[1], self.align_corners, self.half_pixel_centers),
         )
     }
 }
@@ -55,8 +60,9 @@ impl OpUnit for ResizeBilinear {
     }
 
     fn output_shape(&self, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
-        let Some(&[n, h, w, c]) = ins.first().copied() else {
-            return Err(format!("input must be NHWC (rank 4), has shape {:?}", ins.first()));
+        let layout = self.layout;
+        let Some([n, h, w, c]) = ins.first().and_then(|x| layout.split(x)) else {
+            return Err(format!("input must be {} (rank 4), has shape {:?}", layout.name(), ins.first()));
         };
         let [oh, ow] = self.size;
         if h == 0 || w == 0 || oh == 0 || ow == 0 || oh > MAX_SIZE || ow > MAX_SIZE {
@@ -65,14 +71,14 @@ impl OpUnit for ResizeBilinear {
         if self.align_corners && self.half_pixel_centers {
             return Err("align_corners and half_pixel_centers cannot both be set".into());
         }
-        Ok(vec![n, oh, ow, c])
+        Ok(layout.join([n, oh, ow, c]))
     }
 
     fn eval(&self, ins: &[&Tensor]) -> Result<Tensor, String> {
         match ins.first() {
             Some(Tensor::Float(x)) => {
                 let (ys, xs) = self.taps(x.shape());
-                Ok(Tensor::Float(linear::resize_bilinear(x, &ys, &xs, |w| w as f32)))
+                Ok(Tensor::Float(linear::resize_bilinear(x, &ys, &xs, self.layout, |w| w as f32)))
             }
             _ => Err("ResizeBilinear needs a float input".into()),
         }
@@ -82,7 +88,7 @@ impl OpUnit for ResizeBilinear {
 impl SecureOp for ResizeBilinear {
     fn run(&self, s: &mut Server, cx: &StepCx, _: &mut ServerMasks, ins: &[&RingTensor]) -> Result<RingTensor> {
         let (ys, xs) = self.taps(ins[0].shape());
-        let z = linear::resize_bilinear(ins[0], &ys, &xs, |w| cx.fp.encode_value(w));
+        let z = linear::resize_bilinear(ins[0], &ys, &xs, self.layout, |w| cx.fp.encode_value(w));
         truncate(s, &z, cx.fp.frac_bits)
     }
 

@@ -5,8 +5,8 @@
 //!
 //! Initializers are the model owner's private constants; graph inputs that are
 //! not initializers are the client's placeholders. Tensors are NCHW: window ops
-//! are planned in the plan's NCHW layout, not wrapped in transposes (the units
-//! that are NHWC only are, see `ops/nn.rs`).
+//! (Conv, depthwise Conv, ConvTranspose, pools, linear Resize) are planned in
+//! the plan's NCHW layout, not wrapped in transposes.
 
 mod ops;
 pub mod proto;

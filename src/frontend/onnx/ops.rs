@@ -633,15 +633,6 @@ fn pad(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     Ok(vec![ctx.apply(Op::Pad(pairs), &[x])?])
 }
 
-/// NCHW input in NHWC, for the units that are NHWC only, and back.
-fn to_nhwc(ctx: &mut Ctx<'_>, x: Slot) -> Result<Slot> {
-    ctx.apply(Op::Transpose(vec![0, 2, 3, 1]), &[x])
-}
-
-fn to_nchw(ctx: &mut Ctx<'_>, x: Slot) -> Result<Slot> {
-    ctx.apply(Op::Transpose(vec![0, 3, 1, 2]), &[x])
-}
-
 /// Resize of an NCHW image's height and width: `nearest` (floor or
 /// round_prefer_floor, asymmetric: what torch's Upsample exports) as a public
 /// Gather per axis, `linear` as a bilinear resize.
@@ -717,10 +708,9 @@ fn resize(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
                 "asymmetric" => (false, false),
                 other => return Err(ctx.fail(format!("linear resize with {other} coordinates"))),
             };
-            let unit = crate::ops::ResizeBilinear { size: [oh, ow], align_corners, half_pixel_centers };
-            let t = to_nhwc(ctx, x)?;
-            let y = ctx.apply(unit.into(), &[t])?;
-            Ok(vec![to_nchw(ctx, y)?])
+            let unit =
+                crate::ops::ResizeBilinear { size: [oh, ow], align_corners, half_pixel_centers, layout: Layout::Nchw };
+            Ok(vec![ctx.apply(unit.into(), &[x])?])
         }
         other => Err(ctx.fail(format!("mode `{other}` is not supported (nearest or linear)"))),
     }
@@ -926,15 +916,12 @@ fn conv(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
         let hwio = ctx.apply(Op::Transpose(vec![2, 3, 1, 0]), &[f])?;
         ctx.apply(Op::Conv2D(window), &[x, hwio])?
     } else if cg == 1 {
-        // Depthwise: filter [c·mult, 1, kh, kw] → [kh, kw, c, mult]; output channel c·mult + k
-        // in both. The unit is NHWC only: its input and output are transposed.
+        // Depthwise, in NCHW: filter [c·mult, 1, kh, kw] → [kh, kw, c, mult]; output
+        // channel c·mult + k in both.
         let mult = m.checked_div(c).unwrap_or(1);
         let r = ctx.apply(Op::Reshape(vec![c, mult, kh, kw]), &[f])?;
         let hwcm = ctx.apply(Op::Transpose(vec![2, 3, 0, 1]), &[r])?;
-        let t = to_nhwc(ctx, x)?;
-        let unit = crate::ops::DepthwiseConv2D { window: window.nhwc() };
-        let y = ctx.apply(unit.into(), &[t, hwcm])?;
-        to_nchw(ctx, y)?
+        ctx.apply(crate::ops::DepthwiseConv2D { window }.into(), &[x, hwcm])?
     } else {
         let per = m.checked_div(group).unwrap_or(0);
         let mut parts = Vec::with_capacity(group);
@@ -949,9 +936,10 @@ fn conv(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     Ok(vec![add_bias(ctx, y, bias)?])
 }
 
-/// ConvTranspose (group 1) of an NCHW input by a filter [in, out, kh, kw]: the
-/// transposed-convolution unit (NHWC only, so wrapped in transposes), whose
-/// forward convolution maps the output onto the input with the same pads.
+/// ConvTranspose of an NCHW input by a filter [in, out/group, kh, kw]: the
+/// transposed-convolution unit in NCHW, whose forward convolution maps the
+/// output onto the input with the same pads; other groups than 1 are one unit
+/// per group, concatenated (as grouped Conv is).
 fn conv_transpose(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     let (x, f) = (input(ctx, ins, 0)?, input(ctx, ins, 1)?);
     let (xs, fs) = (ctx.shape(&x), ctx.shape(&f));
@@ -959,8 +947,9 @@ fn conv_transpose(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> 
         return Err(ctx.fail(format!("input {xs:?} and filter {fs:?} are not those of a 2-D convolution")));
     };
     let a = ctx.attrs();
-    if a.int("group", 1)? != 1 || fc != c {
-        return Err(ctx.fail("only group 1 transposed convolutions are supported"));
+    let group = usize_of(ctx, a.int("group", 1)?, "group")?;
+    if group == 0 || fc != c || !c.is_multiple_of(group) {
+        return Err(ctx.fail(format!("group {group} does not fit input {xs:?} and filter {fs:?}")));
     }
     if a.has("output_shape") {
         return Err(ctx.fail("output_shape is not supported (give pads and output_padding)"));
@@ -985,12 +974,24 @@ fn conv_transpose(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> 
     let (Some(oh), Some(ow)) = (out(0, h, kh, t, b), out(1, w, kw, l, r)) else {
         return Err(ctx.fail(format!("pads do not fit input {xs:?} and filter {fs:?}")));
     };
-    let filter = ctx.apply(Op::Transpose(vec![2, 3, 1, 0]), &[f])?;
-    let _ = m;
-    let unit = crate::ops::Conv2DTranspose { window: window.nhwc(), out_hw: [oh, ow] };
-    let tx = to_nhwc(ctx, x)?;
-    let y = ctx.apply(unit.into(), &[tx, filter])?;
-    let y = to_nchw(ctx, y)?;
+    let unit = crate::ops::Conv2DTranspose { window, out_hw: [oh, ow] };
+    let y = if group == 1 {
+        let filter = ctx.apply(Op::Transpose(vec![2, 3, 1, 0]), &[f])?;
+        ctx.apply(unit.into(), &[x, filter])?
+    } else {
+        // Group g maps input channels [g·c/group, (g+1)·c/group) through filter rows
+        // of the same range onto output channels [g·m, (g+1)·m).
+        let cg = c.checked_div(group).unwrap_or(0);
+        let mut parts = Vec::with_capacity(group);
+        for g in 0..group {
+            let xg = take(ctx, &x, 1, g.saturating_mul(cg), cg)?;
+            let fg = take(ctx, &f, 0, g.saturating_mul(cg), cg)?;
+            let filter = ctx.apply(Op::Transpose(vec![2, 3, 1, 0]), &[fg])?;
+            parts.push(ctx.apply(unit.clone().into(), &[xg, filter])?);
+        }
+        let _ = m;
+        ctx.apply(Op::Concat { axis: 1 }, &parts)?
+    };
     Ok(vec![add_bias(ctx, y, optional(ins, 2))?])
 }
 
@@ -1056,33 +1057,76 @@ fn layer_norm(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     Ok(vec![y, Slot::Unavailable, Slot::Unavailable])
 }
 
-fn pool_window(ctx: &Ctx<'_>) -> Result<Window> {
-    let a = ctx.attrs();
-    if a.int("ceil_mode", 0)? != 0 {
-        return Err(ctx.fail("ceil_mode is not supported"));
-    }
+/// A pool's window, and for `ceil_mode` the padding to add after each spatial
+/// axis of an input of `shape` so that the floor of the output size is its
+/// ceiling (the pads already given stay as they are).
+fn pool_window(ctx: &Ctx<'_>, shape: &[usize]) -> Result<(Window, [usize; 2])> {
     let w = window(ctx, pair(ctx, "kernel_shape", None)?)?;
     if w.dilations != [1, 1] {
         return Err(ctx.fail("dilated pooling is not supported"));
     }
-    Ok(w)
+    if ctx.attrs().int("ceil_mode", 0)? == 0 {
+        return Ok((w, [0, 0]));
+    }
+    let Padding::Explicit(pads) = w.padding else {
+        return Err(ctx.fail("ceil_mode with auto_pad is not supported (give pads)"));
+    };
+    let Some([_, h, wd, _]) = w.layout.split(shape) else {
+        return Err(ctx.fail(format!("input {shape:?} is not NCHW (rank 4)")));
+    };
+    let mut extra = [0, 0];
+    for (((e, input), (k, s)), [before, after]) in
+        extra.iter_mut().zip([h, wd]).zip(w.kernel.into_iter().zip(w.strides)).zip(pads)
+    {
+        *e = ceil_extra(input, k, s, before, after)
+            .ok_or_else(|| ctx.fail(format!("a {k}-wide window with stride {s} does not fit input {shape:?}")))?;
+    }
+    Ok((w, extra))
+}
+
+/// The padding after an axis that ceil_mode adds: the output is
+/// ceil((padded − k) / s) + 1 windows, less a last window that would start in
+/// the padding after the input (ONNX's rule, and PyTorch's).
+fn ceil_extra(input: usize, k: usize, s: usize, before: usize, after: usize) -> Option<usize> {
+    let padded = input.checked_add(before)?.checked_add(after)?;
+    let span = padded.checked_sub(k)?;
+    let mut last_start = span.div_ceil(s).checked_mul(s)?;
+    if last_start >= input.checked_add(before)? {
+        last_start = last_start.checked_sub(s)?;
+    }
+    Some(last_start.checked_add(k)?.saturating_sub(padded))
+}
+
+fn with_extra(padding: Padding, extra: [usize; 2]) -> Padding {
+    match (padding, extra) {
+        (p, [0, 0]) => p,
+        (Padding::Explicit([[t, b], [l, r]]), [eh, ew]) => {
+            Padding::Explicit([[t, b.saturating_add(eh)], [l, r.saturating_add(ew)]])
+        }
+        (Padding::Valid, [eh, ew]) => Padding::Explicit([[0, eh], [0, ew]]),
+        // pool_window refuses ceil_mode with auto_pad.
+        (p, _) => p,
+    }
 }
 
 fn max_pool(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     if ctx.attrs().int("storage_order", 0)? != 0 {
         return Err(ctx.fail("storage_order 1 is not supported"));
     }
-    let w = pool_window(ctx)?;
-    let mut out = one(ctx, Op::MaxPool(w), ins)?;
-    out.push(Slot::Unavailable);
-    Ok(out)
+    let x = input(ctx, ins, 0)?;
+    let (mut w, extra) = pool_window(ctx, &ctx.shape(&x))?;
+    // The windows never count padding: what ceil_mode adds is as any pad.
+    w.padding = with_extra(w.padding, extra);
+    Ok(vec![ctx.apply(Op::MaxPool(w), &[x])?, Slot::Unavailable])
 }
 
 /// AveragePool: padding excluded from the count is TensorFlow's AvgPool; with
 /// `count_include_pad` the input is zero-padded first and pooled without padding.
+/// What `ceil_mode` adds after the input never counts (as in onnxruntime and
+/// PyTorch: a window is cut at the end of the given pads).
 fn average_pool(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
-    let mut w = pool_window(ctx)?;
     let mut x = input(ctx, ins, 0)?;
+    let (mut w, extra) = pool_window(ctx, &ctx.shape(&x))?;
     if ctx.attrs().int("count_include_pad", 0)? != 0 {
         match w.padding {
             Padding::Explicit([hp, wp]) => {
@@ -1093,6 +1137,7 @@ fn average_pool(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
             Padding::Same => return Err(ctx.fail("count_include_pad with auto_pad SAME_UPPER is not supported")),
         }
     }
+    w.padding = with_extra(w.padding, extra);
     Ok(vec![ctx.apply(Op::AvgPool(w), &[x])?])
 }
 
@@ -1173,16 +1218,31 @@ fn hard_swish(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     Ok(vec![ctx.apply(Op::Mul, &[x, gate])?])
 }
 
-/// Gelu (opset 20): exact, 0.5·x·(1 + erf(x/√2)); the tanh approximation is refused.
+/// Gelu (opset 20): exact, 0.5·x·(1 + erf(x/√2)), or with `approximate="tanh"`
+/// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), both as the ONNX spec writes them
+/// (the cube is two private products, then the secure Tanh).
 fn gelu(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     let approximate = ctx.attrs().string("approximate", "none")?;
-    if approximate != "none" {
-        return Err(ctx.fail(format!("approximate `{approximate}` is not supported (none only)")));
-    }
     let x = input(ctx, ins, 0)?;
-    let k = ctx.scalar("inv_sqrt2", std::f32::consts::FRAC_1_SQRT_2);
-    let scaled = ctx.apply(Op::Mul, &[x.clone(), k])?;
-    let e = ctx.apply(crate::ops::Activation { curve: crate::ops::Curve::Erf }.into(), &[scaled])?;
+    let e = match approximate.as_str() {
+        "none" => {
+            let k = ctx.scalar("inv_sqrt2", std::f32::consts::FRAC_1_SQRT_2);
+            let scaled = ctx.apply(Op::Mul, &[x.clone(), k])?;
+            ctx.apply(crate::ops::Activation { curve: crate::ops::Curve::Erf }.into(), &[scaled])?
+        }
+        "tanh" => {
+            let square = ctx.apply(Op::Mul, &[x.clone(), x.clone()])?;
+            let cube = ctx.apply(Op::Mul, &[square, x.clone()])?;
+            let kappa = ctx.scalar("kappa", 0.044715);
+            let cube = ctx.apply(Op::Mul, &[cube, kappa])?;
+            let inner = ctx.apply(Op::Add, &[x.clone(), cube])?;
+            #[allow(clippy::arithmetic_side_effects)]
+            let beta = ctx.scalar("beta", (2.0 / std::f64::consts::PI).sqrt() as f32);
+            let inner = ctx.apply(Op::Mul, &[inner, beta])?;
+            ctx.apply(Op::Tanh, &[inner])?
+        }
+        other => return Err(ctx.fail(format!("approximate `{other}` is not supported (none or tanh)"))),
+    };
     let one_ = ctx.scalar("one", 1.0);
     let e = ctx.apply(Op::Add, &[e, one_])?;
     let half = ctx.scalar("half", 0.5);

@@ -519,6 +519,7 @@ pub fn resize_nearest(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Resul
 pub fn resize_bilinear(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let ins = expect_inputs::<2>(node, ins)?;
     let (size, align_corners, half_pixel_centers) = resize_attrs(ctx, node, ins)?;
-    let unit = crate::ops::ResizeBilinear { size, align_corners, half_pixel_centers };
+    let layout = crate::kernels::Layout::Nhwc;
+    let unit = crate::ops::ResizeBilinear { size, align_corners, half_pixel_centers, layout };
     Ok(vec![ctx.apply(&node.origin, unit.into(), &ins[..1])?])
 }
