@@ -1173,21 +1173,16 @@ fn hard_swish(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     Ok(vec![ctx.apply(Op::Mul, &[x, gate])?])
 }
 
-/// Gelu (opset 20): exact, 0.5·x·(1 + erf(x/√2)); the tanh approximation is refused.
+/// Gelu (opset 20): exact, 0.5·x·(1 + erf(x/√2)), or its tanh form; either
+/// one curve (`ops/piecewise.rs`).
 fn gelu(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     let approximate = ctx.attrs().string("approximate", "none")?;
-    if approximate != "none" {
-        return Err(ctx.fail(format!("approximate `{approximate}` is not supported (none only)")));
-    }
-    let x = input(ctx, ins, 0)?;
-    let k = ctx.scalar("inv_sqrt2", std::f32::consts::FRAC_1_SQRT_2);
-    let scaled = ctx.apply(Op::Mul, &[x.clone(), k])?;
-    let e = ctx.apply(crate::ops::Activation { curve: crate::ops::Curve::Erf }.into(), &[scaled])?;
-    let one_ = ctx.scalar("one", 1.0);
-    let e = ctx.apply(Op::Add, &[e, one_])?;
-    let half = ctx.scalar("half", 0.5);
-    let hx = ctx.apply(Op::Mul, &[x, half])?;
-    Ok(vec![ctx.apply(Op::Mul, &[hx, e])?])
+    let curve = match approximate.as_str() {
+        "none" => crate::ops::Curve::Gelu,
+        "tanh" => crate::ops::Curve::GeluTanh,
+        other => return Err(ctx.fail(format!("approximate `{other}` is not supported (none or tanh)"))),
+    };
+    activation(ctx, ins, curve)
 }
 
 /// Softmax over `axis` (the last by default, opset 13): another axis is moved
