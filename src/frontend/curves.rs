@@ -207,7 +207,13 @@ impl Matcher<'_> {
             (Op::Tanh, [z]) => {
                 let (r, s, mut steps) = self.linear(*z)?;
                 let (i, Op::Add, [a, b]) = self.inner(s)? else { return None };
-                let cube = if *a == x { *b } else if *b == x { *a } else { return None };
+                let cube = if *a == x {
+                    *b
+                } else if *b == x {
+                    *a
+                } else {
+                    return None;
+                };
                 let Product { scale, factors, steps: cube_steps } = self.product(cube, None);
                 let is_cube = factors.len() == 3 && factors.iter().all(|&f| f == x);
                 steps.extend(cube_steps);

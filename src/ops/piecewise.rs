@@ -384,9 +384,16 @@ mod tests {
     #[test]
     fn fitted_curves_are_on_the_fixed_point_grid() {
         let on = |v: f64| (v * 65536.0).fract() == 0.0;
-        for curve in
-            [Curve::Elu, Curve::Selu, Curve::Softsign, Curve::Erf, Curve::Erfc, Curve::Gelu, Curve::GeluTanh, Curve::Mish]
-        {
+        for curve in [
+            Curve::Elu,
+            Curve::Selu,
+            Curve::Softsign,
+            Curve::Erf,
+            Curve::Erfc,
+            Curve::Gelu,
+            Curve::GeluTanh,
+            Curve::Mish,
+        ] {
             let pw = curve.piecewise();
             assert!(pw.breaks.iter().chain(&pw.centres).all(|&v| on(v)), "{curve:?}: {:?} {:?}", pw.breaks, pw.centres);
             assert!(pw.coeffs.iter().all(|c| on(c[1]) && on(c[2]) && on(c[3])), "{curve:?}: {:?}", pw.coeffs);
