@@ -268,9 +268,9 @@ mod tests {
         })
     }
 
-    /// PyTorch's ONNX export before opset 20: x·(1 + erf(x / 1.4142135))·0.5.
+    /// PyTorch's ONNX export before opset 20: x·(1 + erf(x / √2))·0.5, √2 in f32 (1.4142135).
     fn torch_gelu(b: &mut Builder, x: Slot) -> Slot {
-        let s = apply(b, Op::Mul, &[x.clone(), c(1.0 / 1.414_213_5)]);
+        let s = apply(b, Op::Mul, &[x.clone(), c(1.0 / std::f32::consts::SQRT_2)]);
         let e = apply(b, act(Curve::Erf), &[s]);
         let e = apply(b, Op::Add, &[e, c(1.0)]);
         let y = apply(b, Op::Mul, &[x, e]);
