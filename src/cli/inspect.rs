@@ -131,6 +131,14 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
                     None => out.push_str(&format!("  {op:<width$}  {count:>4}  {status}\n")),
                 }
             }
+            // Steps of no graph op: the compositions fused into one curve at import
+            // (`frontend/curves.rs`), their ops above listed as without a step.
+            if let Some(Ok(s)) = &secure {
+                for (op, ways) in s.by_op.iter().filter(|(op, _)| !report.ops.iter().any(|o| &o.op_type == *op)) {
+                    let count: usize = ways.values().sum();
+                    out.push_str(&format!("  {op:<width$}  {count:>4}  {:<9}  {}\n", "fused", summary(op, Some(ways))));
+                }
+            }
             out.push_str(&format!("parameters: {parameters}\n"));
             match &plan {
                 Some(Ok(plan)) => {

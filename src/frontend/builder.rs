@@ -238,6 +238,7 @@ impl Builder {
             output_node: node.to_string(),
             weight_values: self.weight_values,
         };
+        super::curves::fuse_curves(&mut plan);
         super::fold::fold_channel_constants(&mut plan);
         Ok(plan)
     }

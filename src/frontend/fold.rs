@@ -101,7 +101,7 @@ fn is_weight(plan: &Plan, v: ValueId) -> bool {
 }
 
 /// How many times steps read each value, plus one for the plan's output.
-fn readers(plan: &Plan) -> Vec<usize> {
+pub(super) fn readers(plan: &Plan) -> Vec<usize> {
     let mut count = vec![0usize; plan.values.len()];
     for v in plan.steps.iter().flat_map(|s| &s.inputs).chain([&plan.output]) {
         if let Some(c) = count.get_mut(*v) {
@@ -113,7 +113,7 @@ fn readers(plan: &Plan) -> Vec<usize> {
 
 /// The step computing `v`, if `v` is read once (by the step being folded) and
 /// is not the output.
-fn sole_producer(plan: &Plan, readers: &[usize], v: ValueId) -> Option<usize> {
+pub(super) fn sole_producer(plan: &Plan, readers: &[usize], v: ValueId) -> Option<usize> {
     match plan.values.get(v)?.source {
         Source::Step(j) if readers.get(v) == Some(&1) => Some(j),
         _ => None,
@@ -305,7 +305,7 @@ fn push_weight(plan: &mut Plan, old: ValueId, with: &str, values: ArrayD<f32>) -
 
 /// Drop the removed steps, their outputs and the weights nothing reads any more,
 /// and number what is left in order.
-fn compact(plan: &mut Plan, removed: &[bool]) {
+pub(super) fn compact(plan: &mut Plan, removed: &[bool]) {
     let mut step_ids = BTreeMap::new();
     for (k, _) in removed.iter().enumerate().filter(|(_, r)| !**r) {
         step_ids.insert(k, step_ids.len());

@@ -23,6 +23,7 @@
 )]
 
 pub mod builder;
+mod curves;
 mod fold;
 pub mod format;
 pub mod onnx;

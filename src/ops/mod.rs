@@ -57,7 +57,7 @@ pub use lifted_add::LiftedAdd;
 pub use local::Local;
 pub use maximum::{Maximum, Minimum};
 pub use one_hot::OneHot;
-pub use piecewise::{Curve, Piecewise, SELU_ALPHA, SELU_SCALE};
+pub use piecewise::{Curve, GELU_TANH_CUBIC, GELU_TANH_SCALE, Piecewise, SELU_ALPHA, SELU_SCALE};
 pub use product::Product;
 pub use reciprocal::Reciprocal;
 pub use relu::Relu;

@@ -1,5 +1,6 @@
-//! Sigmoid, Tanh and the curve activations (ELU, SELU, softplus, softsign, erf)
-//! by piecewise cubics (`protocol::compare::Piecewise`) with exact tails, chunk
+//! Sigmoid, Tanh and the curve activations (ELU, SELU, softplus, softsign, erf,
+//! and GELU and mish, whose exported compositions are fused into one curve at
+//! import: `frontend/curves.rs`) by piecewise cubics (`protocol::compare::Piecewise`) with exact tails, chunk
 //! by chunk: the DReLU of every breakpoint, then three rounds of products.
 //!
 //! Each curve is fitted once per process from its name ([`Curve`]), which is all
@@ -20,6 +21,11 @@ use crate::ring::RingTensor;
 pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
 pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 
+/// GELU's tanh form: √(2/π) and the cubic's coefficient (Hendrycks and Gimpel;
+/// what TensorFlow, Keras and ONNX write).
+pub const GELU_TANH_SCALE: f64 = 0.797_884_560_802_865_4;
+pub const GELU_TANH_CUBIC: f64 = 0.044_715;
+
 /// The approximated functions, by name: the program carries the name, and every
 /// party fits the same curve from it.
 ///
@@ -34,12 +40,19 @@ pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 /// | Erf      | [−4, 4]       | 20 equal              | −1     | 1           | 6.5e-5    |
 /// | Erfc     | [−4, 4]       | 20 equal              | 2      | 0           | 6.5e-5    |
 /// | Exp      | [−12, 10]     | 44 equal              | 0      | e^10        | 4.6e-5 relative |
+/// | Gelu     | [−5, 5]       | 14, narrower near 0   | 0      | x           | 5.2e-5    |
+/// | GeluTanh | [−5, 5]       | 14 (GELU's)           | 0      | x           | 5.1e-5    |
+/// | Mish     | [−16, 8]      | 18, narrower near 0   | 0      | x           | 4.8e-5    |
 ///
 /// The errors hold on the whole real line (the tests measure [−40, 40], softsign
 /// [−4096, 4096], beyond the fitted ranges): a tail is the function itself (ELU
 /// and SELU above 0) or a line each function approaches monotonically, so it is
 /// off by at most what it is off at its breakpoint (softsign's slow saturation,
-/// 1/(1 + 1024) = 9.8e-4, is the largest error of any curve anywhere).
+/// 1/(1 + 1024) = 9.8e-4, is the largest error of any curve anywhere). GELU's
+/// tails are off by |x|·Φ(−|x|) ≤ 1.5e-6 from |x| = 5 on, mish's by |x|·e^−|x|
+/// ≤ 1.8e-6 below −16 and 2x·e^−2x ≤ 1.8e-6 above 8: a composition of the
+/// curves above (0.5·x·erfc(−x/√2), x·tanh(softplus(x))) would instead be off
+/// by |x| times its inner curve's last unit, growing without bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Curve {
     Sigmoid,
@@ -52,9 +65,15 @@ pub enum Curve {
     Erfc,
     /// Defined with its unit in `ops/exp.rs`.
     Exp,
+    /// 0.5·x·(1 + erf(x/√2)), GELU's exact form (Keras `approximate=False`, ONNX `Gelu`).
+    Gelu,
+    /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), GELU's tanh form.
+    GeluTanh,
+    /// x·tanh(softplus(x)).
+    Mish,
 }
 
-const CURVES: usize = 9;
+const CURVES: usize = 12;
 
 impl Curve {
     pub fn piecewise(self) -> &'static compare::Piecewise {
@@ -74,6 +93,9 @@ impl Curve {
             Curve::Erf => "Erf",
             Curve::Erfc => "Erfc",
             Curve::Exp => "Exp",
+            Curve::Gelu => "Gelu",
+            Curve::GeluTanh => "GeluTanh",
+            Curve::Mish => "Mish",
         }
     }
 
@@ -91,6 +113,7 @@ impl Curve {
             Curve::Erf | Curve::Erfc => 1e-4,
             // Relative (e^x spans e^−12 to e^10): see `ops/exp.rs`.
             Curve::Exp => 1e-4,
+            Curve::Gelu | Curve::GeluTanh | Curve::Mish => 6e-5,
         }
     }
 
@@ -108,6 +131,9 @@ impl Curve {
             Curve::Erf => float::erf(x),
             Curve::Erfc => 1.0 - float::erf(x),
             Curve::Exp => x.exp(),
+            Curve::Gelu => 0.5 * x * (1.0 + float::erf(x * std::f64::consts::FRAC_1_SQRT_2)),
+            Curve::GeluTanh => 0.5 * x * (1.0 + (GELU_TANH_SCALE * (x + GELU_TANH_CUBIC * x * x * x)).tanh()),
+            Curve::Mish => x * float::softplus(x).tanh(),
         }
     }
 
@@ -132,6 +158,11 @@ impl Curve {
             // GELU's exact form exports 0.5·x·erfc(−x/√2).
             Curve::Erfc => compare::Piecewise::fit_exact(f, &uniform_breaks(-4.0, 4.0, 20), (2.0, 0.0), (0.0, 0.0)),
             Curve::Exp => super::exp::curve(),
+            // 0 below and x above: GELU(x) → 0 and x as Φ(x) → 0 and 1.
+            Curve::Gelu | Curve::GeluTanh => {
+                compare::Piecewise::fit_exact(f, &symmetric(&gelu_breaks()), (0.0, 0.0), (0.0, 1.0))
+            }
+            Curve::Mish => compare::Piecewise::fit_exact(f, &mish_breaks(), (0.0, 0.0), (0.0, 1.0)),
         }
     }
 
@@ -173,6 +204,22 @@ fn elu(x: f64) -> f64 {
 /// away from 0 as the exponential's derivatives shrink.
 fn negative_exp_breaks() -> Vec<f64> {
     vec![-16.0, -12.0, -9.0, -7.0, -5.5, -4.5, -3.75, -3.0, -2.5, -2.0, -1.5, -1.0, -0.5, 0.0]
+}
+
+/// GELU's positive side, [0, 5]: its bend is within |x| < 2, where the segments
+/// are half as wide as beyond (a cubic per segment of 0.5 is off by at most
+/// 5.2e-5 at the bend, 4.3e-5 on [3.5, 5]).
+fn gelu_breaks() -> Vec<f64> {
+    vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.75, 3.5, 5.0]
+}
+
+/// Mish on [−16, 8]: half-unit segments across its bend (−2.5, 2.5), widening
+/// away from it on both sides as x·e^x and 2x·e^−2x decay.
+fn mish_breaks() -> Vec<f64> {
+    vec![
+        -16.0, -11.0, -8.0, -6.0, -4.5, -3.5, -2.5, -1.75, -1.25, -0.75, -0.25, 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0,
+        8.0,
+    ]
 }
 
 /// Softsign's positive side, [0, 1024]: softsign(x) = 1 − 1/(1 + x) is smooth
@@ -257,6 +304,9 @@ mod tests {
             Curve::Softsign,
             Curve::Erf,
             Curve::Erfc,
+            Curve::Gelu,
+            Curve::GeluTanh,
+            Curve::Mish,
         ] {
             let pw = curve.piecewise();
             let (lo, hi) = measured_range(curve);
@@ -296,6 +346,37 @@ mod tests {
         }
         exact(Curve::Softplus, -11.0, 0.0);
         exact(Curve::Softplus, 1e3, 1e3);
+        for curve in [Curve::Gelu, Curve::GeluTanh] {
+            for x in [5.0, 5.5, 40.0, 1e6] {
+                exact(curve, x, x);
+                exact(curve, -x - 1e-3, 0.0);
+            }
+        }
+        for x in [8.0, 9.0, 1e6] {
+            exact(Curve::Mish, x, x);
+        }
+        for x in [-16.001, -100.0, -1e6] {
+            exact(Curve::Mish, x, 0.0);
+        }
+    }
+
+    /// The fused curves against the compositions they replace, in the clear:
+    /// the same function (the exported constants are f32 roundings, 1e-7
+    /// relative), so a fused model answers as its export.
+    #[test]
+    fn fused_curves_are_the_functions_their_exports_compose() {
+        use crate::kernels::float::{erf, softplus};
+        for i in -4000..=4000 {
+            let x = f64::from(i) / 100.0;
+            let composed = [
+                (Curve::Gelu, 0.5 * x * (1.0 - erf(-x * std::f64::consts::FRAC_1_SQRT_2))),
+                (Curve::GeluTanh, 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044715 * x.powi(3))).tanh())),
+                (Curve::Mish, x * softplus(x).tanh()),
+            ];
+            for (curve, want) in composed {
+                assert!((curve.exact(x) - want).abs() <= 1e-6 * x.abs().max(1.0), "{curve:?}({x})");
+            }
+        }
     }
 
     /// The fitted curves' breakpoints, centres and coefficients c_1..c_3 are on
@@ -303,7 +384,16 @@ mod tests {
     #[test]
     fn fitted_curves_are_on_the_fixed_point_grid() {
         let on = |v: f64| (v * 65536.0).fract() == 0.0;
-        for curve in [Curve::Elu, Curve::Selu, Curve::Softsign, Curve::Erf, Curve::Erfc] {
+        for curve in [
+            Curve::Elu,
+            Curve::Selu,
+            Curve::Softsign,
+            Curve::Erf,
+            Curve::Erfc,
+            Curve::Gelu,
+            Curve::GeluTanh,
+            Curve::Mish,
+        ] {
             let pw = curve.piecewise();
             assert!(pw.breaks.iter().chain(&pw.centres).all(|&v| on(v)), "{curve:?}: {:?} {:?}", pw.breaks, pw.centres);
             assert!(pw.coeffs.iter().all(|c| on(c[1]) && on(c[2]) && on(c[3])), "{curve:?}: {:?}", pw.coeffs);
@@ -314,7 +404,17 @@ mod tests {
     #[test]
     #[ignore]
     fn print_curve_errors() {
-        for curve in [Curve::Elu, Curve::Selu, Curve::Softsign, Curve::Erf, Curve::Erfc, Curve::Softplus] {
+        for curve in [
+            Curve::Elu,
+            Curve::Selu,
+            Curve::Softsign,
+            Curve::Erf,
+            Curve::Erfc,
+            Curve::Softplus,
+            Curve::Gelu,
+            Curve::GeluTanh,
+            Curve::Mish,
+        ] {
             let pw = curve.piecewise();
             let f = |x| curve.exact(x);
             eprintln!("{curve:?}: {} segments", pw.coeffs.len());

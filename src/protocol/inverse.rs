@@ -138,11 +138,13 @@ pub fn inverse(s: &mut Server, x: &RingTensor, inv: &Inverse, fp: FixedPoint) ->
     let flat = x.to_shape(IxDyn(&[n]))?.to_owned();
     let first = s.is_first();
     let public = |v: Z| if first { v } else { Wrapping(0) };
-    let mut diffs = RingTensor::zeros(IxDyn(&[breaks, n]));
-    for (j, mut row) in diffs.axis_iter_mut(Axis(0)).enumerate() {
+    // x − 2^k for every power of two of the range, written once (not zeroed first).
+    let mut diffs = Vec::with_capacity(breaks * n);
+    for j in 0..breaks {
         let t = public(fp.encode_value(2f64.powi(inv.lo + j as i32)));
-        row.iter_mut().zip(flat.iter()).for_each(|(o, &v)| *o = v - t);
+        diffs.extend(flat.iter().map(|&v| v - t));
     }
+    let diffs = RingTensor::from_shape_vec(IxDyn(&[breaks, n]), diffs)?;
     let d = drelu(s, &diffs)?;
     let (fy, fq) = (FixedPoint { frac_bits: y_bits(fp) }, FixedPoint { frac_bits: q_bits(fp) });
     let constants: Vec<(Z, Z)> = (inv.lo..inv.hi).map(|k| inv.octave(k, fq, fy)).collect();

@@ -96,8 +96,7 @@ pub fn product(s: &mut Server, op: &Bilinear, x: &Masked, y: &Masked, out_shape:
     let y_side = if s.is_first() { &y.mask + &y.opened } else { y.mask.clone() };
     let mut z = op.apply(&x.opened, &y_side) + op.apply(&x.mask, &y.opened);
     if s.is_first() {
-        let mut c = vec![0u64; z.len()];
-        s.material(tag).fill(&mut c);
+        let c = s.material(tag).words(z.len());
         z.iter_mut().zip(c).for_each(|(z, c)| *z += Wrapping(c));
     } else {
         let message = s.correction_message(tag, out_shape.iter().product())?;
@@ -111,8 +110,7 @@ pub fn product(s: &mut Server, op: &Bilinear, x: &Masked, y: &Masked, out_shape:
 pub fn deal_product(d: &mut Dealer, op: &Bilinear, a: &RingTensor, b: &RingTensor) -> Result<()> {
     let tag = d.at.next_material()?;
     let c = op.apply(a, b);
-    let mut c0 = vec![0u64; c.len()];
-    d.material(0, tag).fill(&mut c0);
+    let c0 = d.material(0, tag).words(c.len());
     let mut corrections = WordWriter::with_capacity(c.len());
     corrections.extend(c.iter().zip(c0).map(|(c, c0)| (*c - Wrapping(c0)).0));
     d.send_corrections(tag, corrections)

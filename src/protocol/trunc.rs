@@ -61,8 +61,7 @@ pub fn truncate(s: &mut Server, z: &RingTensor, f: u32) -> Result<RingTensor> {
     let x = if s.is_first() { z.mapv(|v| v + shift) } else { z.clone() };
     let c = s.open(&[&(&x + &r)])?.remove(0);
     let first = s.is_first();
-    let mut out = RingTensor::zeros(z.raw_dim());
-    ndarray::Zip::from(&mut out).and(&c).and(&r_low).and(&r_msb).for_each(|o, &c, &rl, &rm| {
+    Ok(ndarray::Zip::from(&c).and(&r_low).and(&r_msb).map_collect(|&c, &rl, &rm| {
         let c_msb = Wrapping(c.0 >> 63);
         // The wrap bit c63 ⊕ r63, linear in the shared r63 because c63 is public.
         let wrap = if first { c_msb } else { Wrapping(0) } + rm - Wrapping(2) * c_msb * rm;
@@ -70,9 +69,8 @@ pub fn truncate(s: &mut Server, z: &RingTensor, f: u32) -> Result<RingTensor> {
         if first {
             v += Wrapping((c.0 & LOW63) >> f) - Wrapping(1u64 << (62 - f));
         }
-        *o = v;
-    });
-    Ok(out)
+        v
+    }))
 }
 
 /// Dealer half of [`truncate`].

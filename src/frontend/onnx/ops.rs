@@ -1218,36 +1218,16 @@ fn hard_swish(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     Ok(vec![ctx.apply(Op::Mul, &[x, gate])?])
 }
 
-/// Gelu (opset 20): exact, 0.5·x·(1 + erf(x/√2)), or with `approximate="tanh"`
-/// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), both as the ONNX spec writes them
-/// (the cube is two private products, then the secure Tanh).
+/// Gelu (opset 20): exact, 0.5·x·(1 + erf(x/√2)), or its tanh form; either
+/// one curve (`ops/piecewise.rs`).
 fn gelu(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     let approximate = ctx.attrs().string("approximate", "none")?;
-    let x = input(ctx, ins, 0)?;
-    let e = match approximate.as_str() {
-        "none" => {
-            let k = ctx.scalar("inv_sqrt2", std::f32::consts::FRAC_1_SQRT_2);
-            let scaled = ctx.apply(Op::Mul, &[x.clone(), k])?;
-            ctx.apply(crate::ops::Activation { curve: crate::ops::Curve::Erf }.into(), &[scaled])?
-        }
-        "tanh" => {
-            let square = ctx.apply(Op::Mul, &[x.clone(), x.clone()])?;
-            let cube = ctx.apply(Op::Mul, &[square, x.clone()])?;
-            let kappa = ctx.scalar("kappa", 0.044715);
-            let cube = ctx.apply(Op::Mul, &[cube, kappa])?;
-            let inner = ctx.apply(Op::Add, &[x.clone(), cube])?;
-            #[allow(clippy::arithmetic_side_effects)]
-            let beta = ctx.scalar("beta", (2.0 / std::f64::consts::PI).sqrt() as f32);
-            let inner = ctx.apply(Op::Mul, &[inner, beta])?;
-            ctx.apply(Op::Tanh, &[inner])?
-        }
+    let curve = match approximate.as_str() {
+        "none" => crate::ops::Curve::Gelu,
+        "tanh" => crate::ops::Curve::GeluTanh,
         other => return Err(ctx.fail(format!("approximate `{other}` is not supported (none or tanh)"))),
     };
-    let one_ = ctx.scalar("one", 1.0);
-    let e = ctx.apply(Op::Add, &[e, one_])?;
-    let half = ctx.scalar("half", 0.5);
-    let hx = ctx.apply(Op::Mul, &[x, half])?;
-    Ok(vec![ctx.apply(Op::Mul, &[hx, e])?])
+    activation(ctx, ins, curve)
 }
 
 /// Softmax over `axis` (the last by default, opset 13): another axis is moved
