@@ -332,19 +332,19 @@ fn normalised(text: &str) -> String {
 fn status_shows_each_party_its_limits_and_models_and_a_party_that_is_down() {
     let mut cluster = start(&["--max-sessions", "8"]);
     cluster.deploy("mnist", 1, &testdata("mnist_model.pb"));
-    let status = |format: &str| {
+    let status = |cluster: &Cluster, format: &str| {
         let out = cluster.command(&["status", "--format", format]).output().unwrap();
         (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
     };
-    let (code, up, stderr) = status("text");
+    let (code, up, stderr) = status(&cluster, "text");
     assert_eq!(code, Some(0), "{stderr}");
     cluster.kill("crypto-producer");
-    let (code, down, stderr) = status("text");
+    let (code, down, stderr) = status(&cluster, "text");
     assert_eq!(code, Some(5), "{stderr}");
     assert!(stderr.contains("1 of 3 parties down: crypto-producer"), "{stderr}");
     golden("status.txt", &normalised(&format!("$ tfe-run status\n{up}\n$ tfe-run status (crypto-producer stopped)\n{down}")));
 
-    let (code, json, _) = status("json");
+    let (code, json, _) = status(&cluster, "json");
     assert_eq!(code, Some(5));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["down"], serde_json::json!(["crypto-producer"]));
