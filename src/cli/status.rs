@@ -165,8 +165,8 @@ fn json(answers: &[(Party, Result<PartyStatus>)]) -> String {
         })
         .collect();
     let down: Vec<&str> = answers.iter().filter(|(_, a)| a.is_err()).map(|(p, _)| p.name()).collect();
-    let mut text = serde_json::to_string_pretty(&serde_json::json!({ "parties": parties, "down": down }))
-        .unwrap_or_default();
+    let mut text =
+        serde_json::to_string_pretty(&serde_json::json!({ "parties": parties, "down": down })).unwrap_or_default();
     text.push('\n');
     text
 }

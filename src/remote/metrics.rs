@@ -206,7 +206,11 @@ impl Metrics {
             m.duration.clone(),
         );
         registry.register("sessions_running", "Sessions running now", m.running.clone());
-        registry.register("handshakes_waiting", "Connections in their TLS handshake or hello now", m.handshakes.clone());
+        registry.register(
+            "handshakes_waiting",
+            "Connections in their TLS handshake or hello now",
+            m.handshakes.clone(),
+        );
         registry.register_with_unit(
             "buffered",
             "Messages buffered now by all running sessions (each bounded by tfe_session_buffer_limit_bytes)",
@@ -226,7 +230,13 @@ impl Metrics {
         };
         limit(&mut registry, "sessions_limit", "--max-sessions", None, limits.max_sessions as u64);
         limit(&mut registry, "handshakes_limit", "--max-handshakes", None, limits.max_handshakes as u64);
-        limit(&mut registry, "session_buffer_limit", "--max-session-buffer", Some(Unit::Bytes), limits.max_session_buffer);
+        limit(
+            &mut registry,
+            "session_buffer_limit",
+            "--max-session-buffer",
+            Some(Unit::Bytes),
+            limits.max_session_buffer,
+        );
         limit(&mut registry, "memory_limit", "--max-memory", Some(Unit::Bytes), limits.max_memory);
         Metrics { registry, ..m }
     }
@@ -385,12 +395,14 @@ mod tests {
 
     #[test]
     fn held_models_are_the_snapshot_s_and_the_counters_add_up() {
-        let limits = LimitValues { max_sessions: 4, max_handshakes: 8, max_session_buffer: 1 << 20, max_memory: 1 << 30 };
+        let limits =
+            LimitValues { max_sessions: 4, max_handshakes: 8, max_session_buffer: 1 << 20, max_memory: 1 << 30 };
         let m = Metrics::new(crate::transport::Party::Server0, &limits);
         let traffic = Traffic { bytes_sent: 100, bytes_received: 50, messages_sent: 3, rounds: 2 };
         m.done("predict", Duration::from_millis(20), &traffic);
         m.done("predict", Duration::from_millis(30), &traffic);
-        let now = |models| Snapshot { running: 1, handshakes: 0, buffered: 7, draining: false, models, datasets: vec![] };
+        let now =
+            |models| Snapshot { running: 1, handshakes: 0, buffered: 7, draining: false, models, datasets: vec![] };
         let text = m.encode(&now(vec![("old".into(), 1, "aa".into())]));
         assert!(text.contains("tfe_sent_bytes_total 200\n"), "{text}");
         assert!(text.contains("tfe_sessions_total{request=\"predict\",outcome=\"done\"} 2\n"), "{text}");

@@ -338,7 +338,13 @@ impl State {
     /// After the first signal: refuse new sessions, keep serving the running
     /// ones (their peers may still connect) until they have ended, at most for
     /// `timeout`; a second signal stops at once.
-    async fn drain(self: &Arc<Self>, listener: &TcpListener, stop: &str, signals: &mut Signals, timeout: Duration) -> Result<()> {
+    async fn drain(
+        self: &Arc<Self>,
+        listener: &TcpListener,
+        stop: &str,
+        signals: &mut Signals,
+        timeout: Duration,
+    ) -> Result<()> {
         self.draining.store(true, Ordering::SeqCst);
         let running: Vec<Weak<Link>> = self.running().iter().map(Arc::downgrade).collect();
         info!(
@@ -400,14 +406,20 @@ impl State {
             0 => "no models".to_string(),
             n => format!(
                 "{n} model(s): {}",
-                (status.models.iter()).map(|m| format!("`{}` (deployment {})", m.name, m.deployment)).collect::<Vec<_>>().join(", ")
+                (status.models.iter())
+                    .map(|m| format!("`{}` (deployment {})", m.name, m.deployment))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         let datasets = match status.datasets.len() {
             0 => "no data sets".to_string(),
             n => format!(
                 "{n} data set(s): {}",
-                (status.datasets.iter()).map(|d| format!("`{}` ({} rows)", d.name, d.rows)).collect::<Vec<_>>().join(", ")
+                (status.datasets.iter())
+                    .map(|d| format!("`{}` ({} rows)", d.name, d.rows))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         format!("{verb} {models} and {datasets}")
@@ -545,14 +557,16 @@ impl State {
             let link = Link::with_limits(session, self.timeout, self.limits);
             link.attach(self.me, from, stream).map_err(|e| (None, e))?;
             let status = Some(Box::new(self.status()));
-            let ready = Control::Ready { version: Version::current(), deployed: None, deployment: None, dataset: None, status };
+            let ready =
+                Control::Ready { version: Version::current(), deployed: None, deployment: None, dataset: None, status };
             let _ = link.send_control(self.me, from, ready.encode());
             link.finish();
             self.metrics.done("status", began.elapsed(), &Default::default());
             return Ok(());
         }
         if self.draining.load(Ordering::SeqCst) {
-            let e = anyhow::anyhow!("{} is shutting down (draining its running sessions): try again later", self.me.name());
+            let e =
+                anyhow::anyhow!("{} is shutting down (draining its running sessions): try again later", self.me.name());
             return Err((Some(stream), e));
         }
         let prepared = match self.prepare(&request, &principal) {
