@@ -85,7 +85,11 @@ pub fn wire(bytes: &[u8]) {
     match control {
         Control::Hello { request: Some(request), .. } => wire_request(*request),
         Control::Hello { request: None, .. } => {}
-        Control::Ready { deployed, deployment, dataset, .. } => {
+        Control::Ready { deployed, deployment, dataset, status, .. } => {
+            if let Some(status) = status {
+                // As `tfe-run status` prints a party's answer.
+                let _ = crate::cli::status::table(&[(status.party, Ok(*status))]);
+            }
             if let Some(program) = deployed {
                 let _ = program.digest();
                 wire_program(&program);
@@ -153,6 +157,7 @@ fn wire_request(request: Request) {
                 let _ = info.bytes();
             }
         }
+        Request::Status => {}
     }
 }
 

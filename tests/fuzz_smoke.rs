@@ -113,6 +113,7 @@ fn wire_target_survives_real_hellos_and_their_mutations() {
         Request::Train { spec: multi_class },
         Request::Contribute { name: "clinic".into(), info, trainers: vec!["model-owner".into()], replace: false },
         Request::DescribeData { name: "clinic".into() },
+        Request::Status,
     ];
     let version = tfe_run::remote::Version::current;
     let hello = |request| Control::Hello {
@@ -129,9 +130,38 @@ fn wire_target_survives_real_hellos_and_their_mutations() {
             deployed: Some(program),
             deployment: Some(deployment.clone()),
             dataset: None,
+            status: None,
         }
         .encode(),
-        Control::Ready { version: version(), deployed: None, deployment: None, dataset: Some(info) }.encode(),
+        Control::Ready { version: version(), deployed: None, deployment: None, dataset: Some(info), status: None }
+            .encode(),
+        // A server's answer to `tfe-run status`.
+        Control::Ready {
+            version: version(),
+            deployed: None,
+            deployment: None,
+            dataset: None,
+            status: Some(Box::new(tfe_run::remote::PartyStatus {
+                party: Party::Server1,
+                version: version(),
+                commit: "abc1234".into(),
+                draining: false,
+                sessions: 2,
+                tls: true,
+                limits: tfe_run::remote::StatusLimits {
+                    max_sessions: 64,
+                    max_handshakes: 128,
+                    max_memory: 8 << 30,
+                    max_session_buffer: 4 << 30,
+                    timeout: 10.0,
+                    handshake_timeout: 5.0,
+                    join_timeout: 60.0,
+                },
+                models: vec![tfe_run::remote::HeldModel { name: "mnist".into(), deployment: deployment.clone() }],
+                datasets: vec![tfe_run::remote::HeldDataset { name: "clinic".into(), rows: 300, features: 30 }],
+            })),
+        }
+        .encode(),
         Control::Refused { reason: "no model named `mnist` is deployed here".into(), stale: false }.encode(),
         Control::Prepared { deployment: deployment.clone() }.encode(),
         Control::Commit { deployment }.encode(),

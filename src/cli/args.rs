@@ -24,6 +24,7 @@ Parties on separate hosts (see docs/DEPLOYMENT.md):
   tfe-run model.pb input.npy --config cluster.json --certs certs
   tfe-run deploy model.pb --config cluster.json --certs certs --name mnist
   tfe-run predict --config cluster.json --certs certs --model mnist input.npy
+  tfe-run status --config cluster.json --certs certs
   tfe-run contribute --config cluster.json --certs certs --name a --features a.npy --labels a_y.npy
   tfe-run train --config cluster.json --certs certs --data a --data b --out lr.pb
 
@@ -132,6 +133,9 @@ pub enum Command {
     Deploy(DeployArgs),
     /// As a client: get predictions from a model deployed on the servers.
     Predict(PredictArgs),
+    /// Ask each serving party for its health, release, limits and what it holds
+    /// (exit 5 if any is down).
+    Status(super::status::StatusArgs),
     /// Train logistic regression on several data owners' secret-shared rows;
     /// write the model as a frozen GraphDef (and .npy weights).
     Train(super::train::TrainArgs),
@@ -201,6 +205,18 @@ pub struct ServeArgs {
     /// How long a peer may take to connect to a session, from its start.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     pub join_timeout: f64,
+    /// Serve metrics (Prometheus text format, GET /metrics) and health (GET
+    /// /healthz) on this address, plain HTTP (e.g. 127.0.0.1:9100); they hold
+    /// nothing private.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
+    /// How to write the log on stderr: text lines, or one JSON object per line.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = crate::remote::log::LogFormat::Text)]
+    pub log_format: crate::remote::log::LogFormat,
+    /// After SIGTERM or SIGINT, how long running sessions may take to end
+    /// before they are cut (new sessions are refused at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub drain_timeout: f64,
 }
 
 #[derive(Debug, Args)]

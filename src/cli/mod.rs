@@ -6,6 +6,7 @@ mod inspect;
 mod output;
 mod remote;
 mod stats;
+pub mod status;
 mod train;
 pub mod ui;
 
@@ -54,6 +55,7 @@ pub fn main() -> u8 {
         Some(Command::Certs(args)) => (remote::certs(&args), false),
         Some(Command::Deploy(args)) => (remote::deploy(&args), true),
         Some(Command::Predict(args)) => (remote::predict(&args), true),
+        Some(Command::Status(args)) => (status::run(&args), true),
         Some(Command::Contribute(args)) => (train::contribute(&args), true),
         Some(Command::Train(args)) => {
             let remote = args.net.config.is_some();

@@ -20,6 +20,7 @@ pub fn serve(args: &ServeArgs) -> Result<u8> {
     if args.net.principal.is_some() {
         return Err(Error::bad_input("--as is for the commands that drive a cluster, not for `serve`"));
     }
+    crate::remote::log::init(args.log_format);
     let cluster = Cluster::load(config)?;
     let party = cluster::serving_party(&args.party)?;
     let security = Security::choose(args.net.certs.as_deref(), cluster.certs.as_deref(), args.net.insecure)?;
@@ -38,14 +39,12 @@ pub fn serve(args: &ServeArgs) -> Result<u8> {
             max_buffer: args.max_session_buffer,
             join_timeout: seconds(args.join_timeout, "--join-timeout")?,
         },
+        metrics: args.metrics.clone(),
+        drain_timeout: seconds(args.drain_timeout, "--drain-timeout")?,
     };
     serve_party(cluster, options, |addr| {
         // Scripts and tests wait for this line.
-        super::ui::info(format_args!(
-            "tfe-run serve [{}]: listening on {addr} ({})",
-            party.name(),
-            if tls { "mutual TLS" } else { "INSECURE: no TLS" }
-        ));
+        tracing::info!("listening on {addr} ({})", if tls { "mutual TLS" } else { "INSECURE: no TLS" });
     })?;
     Ok(exit::OK)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use ndarray::ArrayD;
 
-use super::{Control, Deployment, Request, Security, commit_key, dial, new_session_id};
+use super::{Control, Deployment, PartyStatus, Request, Security, commit_key, dial, new_session_id};
 use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::lower::{Program, lower};
@@ -47,6 +47,7 @@ struct Ready {
     deployed: Option<Box<Program>>,
     deployment: Option<Deployment>,
     dataset: Option<DatasetInfo>,
+    status: Option<Box<PartyStatus>>,
 }
 
 /// One session as the driver sees it.
@@ -152,7 +153,9 @@ impl Session {
             return Err(Error::party(peer.name(), reason));
         }
         match Control::decode(&json, peer.name())? {
-            Control::Ready { deployed, deployment, dataset, .. } => Ok(Ready { deployed, deployment, dataset }),
+            Control::Ready { deployed, deployment, dataset, status, .. } => {
+                Ok(Ready { deployed, deployment, dataset, status })
+            }
             Control::Refused { reason, stale: true } => {
                 Err(super::Stale(format!("{} refused {}: {reason}", peer.name(), self.id())).into())
             }
@@ -493,6 +496,33 @@ fn predict_deployed_once(
     let outcome = session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())?;
     let output = crate::batches::join(&plan, outcome.outputs.clone(), rows)?;
     Ok((program, output, outcome))
+}
+
+/// `tfe-run status`: each serving party's [`PartyStatus`], asked as the client
+/// (or `--as` principal) over its authenticated connection, all three at once;
+/// for a party that did not answer, why. A certificate of this side's that
+/// cannot be read is refused before any party is asked.
+pub fn status(remote: &Remote) -> Result<Vec<(Party, Result<PartyStatus>)>> {
+    remote.security.identity_as(Party::Client, remote.principal.as_deref())?;
+    let parties = [Party::Server0, Party::Server1, Party::Dealer];
+    Ok(std::thread::scope(|scope| {
+        let asked: Vec<_> = parties.iter().map(|&p| (p, scope.spawn(move || status_of(remote, p)))).collect();
+        asked
+            .into_iter()
+            .map(|(p, h)| (p, h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("asking {} panicked", p.name())))))
+            .collect()
+    }))
+}
+
+fn status_of(remote: &Remote, party: Party) -> Result<PartyStatus> {
+    let session = Session::new(remote, Party::Client, &[])?;
+    let ready = session.start(party, Request::Status);
+    session.collect(Vec::new(), &[]);
+    let status = ready?.status.with_context(|| format!("{} answered without its status", party.name()))?;
+    if status.party != party {
+        bail!("the party at {}'s address says it is {}", party.name(), status.party.name());
+    }
+    Ok(*status)
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@
 //! every prediction is refused, naming both, until the model is deployed again.
 
 pub mod driver;
+pub mod log;
+pub mod metrics;
 pub mod serve;
 
 use std::path::{Path, PathBuf};
@@ -65,11 +67,12 @@ use crate::transport::{Party, tls::check_peer};
 /// releases before versioning, whose hellos carry no version. Never change
 /// [`Version`], the names `Hello` and `Ready` or [`Control::Refused`]: they are
 /// how parties of different formats recognise and refuse each other.
-/// 2 (this release): sessions carry the lowered secure program instead of the
-/// plan (whose steps carry `op_type` and windows a `layout`); one table of
-/// message steps outside the programs (training's loss and weights moved); and
-/// server 1 acknowledges a prediction's steps too.
-pub const WIRE_VERSION: u32 = 2;
+/// 2: sessions carry the lowered secure program instead of the plan (whose
+/// steps carry `op_type` and windows a `layout`); one table of message steps
+/// outside the programs (training's loss and weights moved); and server 1
+/// acknowledges a prediction's steps too.
+/// 3 (this release): [`Request::Status`], answered by a ready with a [`PartyStatus`].
+pub const WIRE_VERSION: u32 = 3;
 
 /// The wire format and the release a party speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -184,6 +187,55 @@ pub enum Request {
     },
     /// Only answer with a held data set's public description (servers only).
     DescribeData { name: String },
+    /// Only answer with the party's [`PartyStatus`] (`tfe-run status`): no
+    /// session starts, and it is answered while the party drains too.
+    Status,
+}
+
+/// What `tfe-run status` shows of a serving party: what it runs, the limits it
+/// runs with, what it does now and what it holds. Public, as the metrics are
+/// (docs/DEPLOYMENT.md); only parties of the cluster's CA may ask.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartyStatus {
+    pub party: Party,
+    pub version: Version,
+    /// The commit the release was built from (`tfe-run --version`).
+    pub commit: String,
+    /// No longer taking sessions: a signal asked it to stop.
+    pub draining: bool,
+    pub sessions: u64,
+    pub tls: bool,
+    pub limits: StatusLimits,
+    pub models: Vec<HeldModel>,
+    pub datasets: Vec<HeldDataset>,
+}
+
+/// A party's limits, as its flags set them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusLimits {
+    pub max_sessions: u64,
+    pub max_handshakes: u64,
+    pub max_memory: u64,
+    pub max_session_buffer: u64,
+    /// Seconds: --timeout, --handshake-timeout, --join-timeout.
+    pub timeout: f64,
+    pub handshake_timeout: f64,
+    pub join_timeout: f64,
+}
+
+/// A model deployed on a server: its name and which deployment of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldModel {
+    pub name: String,
+    pub deployment: Deployment,
+}
+
+/// A data set held for training: its name and public size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldDataset {
+    pub name: String,
+    pub rows: u64,
+    pub features: u64,
 }
 
 /// Session control messages (JSON frames).
@@ -204,6 +256,9 @@ pub enum Control {
         /// For `DescribeData`: the data set's public description.
         #[serde(default)]
         dataset: Option<crate::train::DatasetInfo>,
+        /// For `Status`: the party's.
+        #[serde(default)]
+        status: Option<Box<PartyStatus>>,
     },
     /// The party's work is done.
     Done { report: Box<Report> },

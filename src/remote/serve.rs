@@ -10,6 +10,12 @@
 //! sessions at once, at most `--max-handshakes` connections that have not yet
 //! sent a valid hello, each for at most `--handshake-timeout`, and per session
 //! the bytes of early messages ([`Limits`]).
+//!
+//! Operators see it through its log ([`super::log`]), its metrics and health
+//! endpoint (`--metrics`, [`super::metrics`]) and `tfe-run status`. SIGTERM or
+//! SIGINT drains it: new sessions are refused, the running ones go on until
+//! they end or `--drain-timeout` passes, then it exits; a second signal stops
+//! it at once.
 
 // Parses bytes from others: nothing here may panic on what they send.
 #![cfg_attr(
@@ -25,14 +31,19 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tracing::{Instrument as _, error, info, warn};
 
+use super::metrics::{LimitValues, Metrics, Observed, Snapshot};
 use super::{
-    Control, Deployment, Peer, Request, Security, SessionId, Version, accept, check_program, commit_key, dial,
+    Control, Deployment, HeldDataset, HeldModel, PartyStatus, Peer, Request, Security, SessionId, StatusLimits,
+    Version, accept, check_program, commit_key, dial,
 };
 use crate::cluster::Cluster;
 use crate::lower::Program;
@@ -61,12 +72,17 @@ pub struct ServeOptions {
     pub handshake_timeout: Duration,
     /// Per session: early messages, and how long peers may take to join.
     pub limits: Limits,
+    /// Serve `GET /metrics` and `GET /healthz` here (`--metrics`).
+    pub metrics: Option<String>,
+    /// After SIGTERM or SIGINT, how long running sessions may take to end.
+    pub drain_timeout: Duration,
 }
 
 /// The defaults of the limits' flags.
 pub const DEFAULT_MAX_SESSIONS: usize = 64;
 pub const DEFAULT_MAX_HANDSHAKES: usize = 128;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A model deployed to this server: its secure program and this server's weight
 /// shares, as one deployment (a session pins the `Arc`, so a redeploy during it
@@ -153,6 +169,11 @@ struct State {
     datasets: Registry<Held>,
     /// The names with a deployment under way here ([`Claim`]).
     deploying: Arc<Mutex<HashSet<String>>>,
+    /// Set by the first SIGTERM or SIGINT: new sessions are refused.
+    draining: AtomicBool,
+    metrics: Metrics,
+    /// The party's span ([`super::log::party_span`]), parent of every session's.
+    span: tracing::Span,
 }
 
 /// A name being deployed on this server, until the deployment commits or fails.
@@ -180,7 +201,8 @@ impl Drop for Claim {
     }
 }
 
-/// Serve until the process is stopped. `on_listening` is told the bound address.
+/// Serve until a signal drains the party (then `Ok`, or an error if sessions
+/// had to be cut). `on_listening` is told the bound address.
 pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
     let me = options.party;
     let identity = options.security.identity(me)?;
@@ -188,11 +210,19 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
         Some(a) => (a, false),
         None => (cluster.address(me)?.to_string(), true),
     };
+    let span = super::log::party_span(me);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let served = async move {
+        // Before any session: a signal that arrives from now on drains.
+        let mut signals = Signals::new()?;
         let listener =
             TcpListener::bind(&listen).await.map_err(|e| cannot_listen(me, &listen, from_config, &cluster, e))?;
-        on_listening(listener.local_addr()?);
+        let limits = LimitValues {
+            max_sessions: options.max_sessions,
+            max_handshakes: options.max_handshakes,
+            max_session_buffer: options.limits.max_buffer,
+            max_memory: options.max_memory,
+        };
         let state = Arc::new(State {
             me,
             cluster,
@@ -208,26 +238,50 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
             models: Mutex::new(HashMap::new()),
             datasets: Mutex::new(HashMap::new()),
             deploying: Arc::new(Mutex::new(HashSet::new())),
+            draining: AtomicBool::new(false),
+            metrics: Metrics::new(me, &limits),
+            span: tracing::Span::current(),
         });
-        loop {
-            let (tcp, addr) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: free the one held
-                    // longest by a connection still in its handshake, so that
-                    // idle connections cannot lock sessions out; do not spin.
-                    let freed = state.handshakes.close_oldest();
-                    state.refused(format!(
-                        "accept failed: {e}{}",
-                        if freed { "; closed the oldest handshake" } else { "" }
-                    ));
-                    tokio::time::sleep(Duration::from_millis(if freed { 10 } else { 100 })).await;
-                    continue;
-                }
-            };
-            tokio::spawn(Arc::clone(&state).handle(tcp, addr));
+        if let Some(address) = &options.metrics {
+            let endpoint = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("{} cannot serve its metrics on {address} (--metrics)", me.name()))?;
+            info!("metrics on http://{}/metrics, health on /healthz", endpoint.local_addr()?);
+            let observed: Arc<dyn Observed> = Arc::clone(&state) as Arc<dyn Observed>;
+            tokio::spawn(super::metrics::serve_endpoint(endpoint, observed).instrument(tracing::Span::current()));
         }
-    })
+        info!("{}", state.holdings("holds"));
+        on_listening(listener.local_addr()?);
+        let stop = loop {
+            tokio::select! {
+                accepted = listener.accept() => Arc::clone(&state).accepted(accepted).await,
+                stop = signals.next() => break stop,
+            }
+        };
+        state.drain(&listener, stop, &mut signals, options.drain_timeout).await
+    };
+    runtime.block_on(served.instrument(span))
+}
+
+/// SIGTERM and SIGINT, as one stream.
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        let listen = |kind| signal(kind).context("cannot listen for SIGTERM and SIGINT");
+        Ok(Signals { terminate: listen(SignalKind::terminate())?, interrupt: listen(SignalKind::interrupt())? })
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Why `me` cannot listen on `listen`, and what to do: a busy port is the
@@ -249,20 +303,173 @@ fn cannot_listen(me: Party, listen: &str, from_config: bool, cluster: &Cluster, 
     }
 }
 
-fn log(me: Party, line: &str) {
-    eprintln!("tfe-run serve [{}]: {line}", me.name());
+/// What a session is for, as the metrics label it.
+fn request_kind(request: &Request) -> &'static str {
+    match request {
+        Request::Predict { .. } | Request::PredictDeployed { .. } => "predict",
+        Request::Deploy { .. } => "deploy",
+        Request::Describe { .. } => "describe",
+        Request::Train { .. } => "train",
+        Request::Contribute { .. } => "contribute",
+        Request::DescribeData { .. } => "describe_data",
+        Request::Status => "status",
+    }
 }
 
 impl State {
+    /// A connection accepted (or not) on the parties' listener.
+    async fn accepted(self: Arc<Self>, accepted: std::io::Result<(TcpStream, SocketAddr)>) {
+        match accepted {
+            Ok((tcp, addr)) => {
+                let span = self.span.clone();
+                tokio::spawn(self.handle(tcp, addr).instrument(span));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: free the one held
+                // longest by a connection still in its handshake, so that
+                // idle connections cannot lock sessions out; do not spin.
+                let freed = self.handshakes.close_oldest();
+                self.refused(format!("accept failed: {e}{}", if freed { "; closed the oldest handshake" } else { "" }));
+                tokio::time::sleep(Duration::from_millis(if freed { 10 } else { 100 })).await;
+            }
+        }
+    }
+
+    /// After the first signal: refuse new sessions, keep serving the running
+    /// ones (their peers may still connect) until they have ended, at most for
+    /// `timeout`; a second signal stops at once.
+    async fn drain(
+        self: &Arc<Self>,
+        listener: &TcpListener,
+        stop: &str,
+        signals: &mut Signals,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.draining.store(true, Ordering::SeqCst);
+        let running: Vec<Weak<Link>> = self.running().iter().map(Arc::downgrade).collect();
+        info!(
+            "{stop}: draining: {} session(s) running, new sessions are refused; stopping when they have ended, \
+             within --drain-timeout {timeout:?} (a second signal stops at once)",
+            running.len()
+        );
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => Arc::clone(self).accepted(accepted).await,
+                again = signals.next() => {
+                    let cut = self.cut(&format!("{again} while draining"));
+                    bail!("{}: stopped at once by a second signal ({again}), cutting {cut} running session(s)", self.me.name());
+                }
+                _ = &mut deadline => {
+                    let cut = self.cut("--drain-timeout passed");
+                    if cut == 0 {
+                        info!("drained: every session has ended (some connections were still closing); {}", self.holdings("stops; it held"));
+                        return Ok(());
+                    }
+                    bail!("{}: --drain-timeout {timeout:?} passed with {cut} session(s) running: they were cut", self.me.name());
+                }
+                _ = tick.tick() => {
+                    // Over once every session has left the table and its last
+                    // connection has flushed and closed.
+                    if self.running().is_empty() && running.iter().all(|l| l.strong_count() == 0) {
+                        info!("drained: every session has ended; {}", self.holdings("stops; it held"));
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The running sessions' links.
+    fn running(&self) -> Vec<Arc<Link>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// Abort every running session, telling its peers why; how many there were.
+    fn cut(&self, why: &str) -> usize {
+        let running = self.running();
+        for link in &running {
+            link.abort(format!("{} stopped: {why}", self.me.name()));
+        }
+        if !running.is_empty() {
+            error!("{why}: cutting {} running session(s)", running.len());
+        }
+        running.len()
+    }
+
+    /// What the party holds, for the log: "`verb` 1 model(s): `m` (deployment …); no data sets".
+    fn holdings(&self, verb: &str) -> String {
+        let status = self.status();
+        let models = match status.models.len() {
+            0 => "no models".to_string(),
+            n => format!(
+                "{n} model(s): {}",
+                (status.models.iter())
+                    .map(|m| format!("`{}` (deployment {})", m.name, m.deployment))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let datasets = match status.datasets.len() {
+            0 => "no data sets".to_string(),
+            n => format!(
+                "{n} data set(s): {}",
+                (status.datasets.iter())
+                    .map(|d| format!("`{}` ({} rows)", d.name, d.rows))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        format!("{verb} {models} and {datasets}")
+    }
+
+    /// This party's answer to `tfe-run status`.
+    fn status(&self) -> PartyStatus {
+        let mut models: Vec<HeldModel> = (self.models.lock().unwrap_or_else(|e| e.into_inner()).iter())
+            .map(|(name, m)| HeldModel { name: name.clone(), deployment: m.deployment.clone() })
+            .collect();
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut datasets: Vec<HeldDataset> = (self.datasets.lock().unwrap_or_else(|e| e.into_inner()).iter())
+            .map(|(name, d)| HeldDataset {
+                name: name.clone(),
+                rows: d.shares.info.rows as u64,
+                features: d.shares.info.features as u64,
+            })
+            .collect();
+        datasets.sort_by(|a, b| a.name.cmp(&b.name));
+        PartyStatus {
+            party: self.me,
+            version: Version::current(),
+            commit: env!("TFE_RUN_COMMIT").to_string(),
+            draining: self.draining.load(Ordering::SeqCst),
+            sessions: self.sessions.lock().unwrap_or_else(|e| e.into_inner()).len() as u64,
+            tls: self.identity.is_some(),
+            limits: StatusLimits {
+                max_sessions: self.max_sessions as u64,
+                max_handshakes: self.handshakes.limit as u64,
+                max_memory: self.max_memory,
+                max_session_buffer: self.limits.max_buffer,
+                timeout: self.timeout.as_secs_f64(),
+                handshake_timeout: self.handshake_timeout.as_secs_f64(),
+                join_timeout: self.limits.join_timeout.as_secs_f64(),
+            },
+            models,
+            datasets,
+        }
+    }
+
     /// Log a refused connection, at most [`LogLimit::LINES`] a second one by
     /// one: a flood of connections must not flood the log.
     fn refused(&self, line: String) {
+        self.metrics.connection_refused();
         let mut limit = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(summary) = limit.admit(Instant::now()) {
-            log(self.me, &summary);
+            warn!("{summary}");
         }
         if limit.logged <= LogLimit::LINES {
-            log(self.me, &line);
+            warn!("{line}");
         }
     }
 
@@ -289,12 +496,15 @@ impl State {
             }
         };
         let from = peer.party;
+        let kind = request.as_ref().map_or("join", request_kind);
+        let span = super::log::session_span(&self.span, session);
         let outcome = match request {
-            Some(request) => self.clone().start(stream, peer, session, request).await,
+            Some(request) => self.clone().start(stream, peer, session, request).instrument(span.clone()).await,
             None => self.join(stream, from, session),
         };
         if let Err((stream, e)) = outcome {
-            log(self.me, &format!("{}: {} refused: {e:#}", SessionId(session), from.name()));
+            span.in_scope(|| warn!("{}: {} refused: {e:#}", SessionId(session), from.name()));
+            self.metrics.refused(kind, &e);
             if let Some(mut stream) = stream {
                 let stale = e.downcast_ref::<super::Stale>().is_some();
                 let refusal = Control::Refused { reason: format!("{}: {e:#}", self.me.name()), stale };
@@ -330,15 +540,34 @@ impl State {
         session: u64,
         request: Request,
     ) -> Result<(), Refusal> {
+        let began = Instant::now();
         let Peer { party: from, principal } = peer;
         let starters: &[Party] = match &request {
             Request::Deploy { .. } | Request::Train { .. } => &[Party::ModelOwner],
-            Request::DescribeData { .. } => &[Party::ModelOwner, Party::Client],
+            Request::DescribeData { .. } | Request::Status => &[Party::ModelOwner, Party::Client],
             _ => &[Party::Client],
         };
         if !starters.contains(&from) {
             let who = starters.iter().map(|p| p.name()).collect::<Vec<_>>().join(" or the ");
             return Err((Some(stream), anyhow::anyhow!("only the {who} starts {}", describe(&request))));
+        }
+        if let Request::Status = request {
+            // Answered whatever runs here (draining, at --max-sessions): it
+            // joins no peer and takes no place among the sessions.
+            let link = Link::with_limits(session, self.timeout, self.limits);
+            link.attach(self.me, from, stream).map_err(|e| (None, e))?;
+            let status = Some(Box::new(self.status()));
+            let ready =
+                Control::Ready { version: Version::current(), deployed: None, deployment: None, dataset: None, status };
+            let _ = link.send_control(self.me, from, ready.encode());
+            link.finish();
+            self.metrics.done("status", began.elapsed(), &Default::default());
+            return Ok(());
+        }
+        if self.draining.load(Ordering::SeqCst) {
+            let e =
+                anyhow::anyhow!("{} is shutting down (draining its running sessions): try again later", self.me.name());
+            return Err((Some(stream), e));
         }
         let prepared = match self.prepare(&request, &principal) {
             Ok(p) => p,
@@ -380,7 +609,8 @@ impl State {
                 Err(e) => {
                     let reason = Control::Refused { reason: format!("{}: {e:#}", self.me.name()), stale: false };
                     let _ = link.send_control(self.me, from, reason.encode());
-                    log(self.me, &format!("{}: {e:#}", SessionId(session)));
+                    warn!("{}: {e:#}", SessionId(session));
+                    self.metrics.refused(request_kind(&request), &e);
                     self.end(session, &link);
                     return Ok(());
                 }
@@ -396,34 +626,37 @@ impl State {
             Prepared::Data(info) => Some(*info),
             _ => None,
         };
-        let ready = Control::Ready { version: Version::current(), deployed, deployment, dataset };
+        let ready = Control::Ready { version: Version::current(), deployed, deployment, dataset, status: None };
         let _ = link.send_control(self.me, from, ready.encode());
         if matches!(request, Request::Describe { .. } | Request::DescribeData { .. }) {
             self.end(session, &link);
+            self.metrics.done(request_kind(&request), began.elapsed(), &Default::default());
             return Ok(());
         }
-        log(self.me, &format!("{}: {} from {} `{principal}`", SessionId(session), describe(&request), from.name()));
+        info!("{}: {} from {} `{principal}`", SessionId(session), describe(&request), from.name());
 
         let state = Arc::clone(&self);
+        let span = tracing::Span::current();
         std::thread::Builder::new()
             .name(format!("{}-{session:016x}", self.me.name()))
             .spawn(move || {
+                let _in_session = span.enter();
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     state.run(&link, from, &principal, prepared, &request)
                 }))
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("{} hit an internal error", state.me.name())));
+                let kind = request_kind(&request);
                 match result {
                     Ok(report) => {
+                        state.metrics.done(kind, began.elapsed(), &report.stats.traffic);
                         let _ = link.send_control(state.me, from, Control::Done { report: Box::new(report) }.encode());
                         let peak = link.peak_buffered() as f64 / 1e6;
-                        log(
-                            state.me,
-                            &format!("{}: done ({peak:.1} MB of messages buffered at most)", SessionId(session)),
-                        );
+                        info!("{}: done ({peak:.1} MB of messages buffered at most)", SessionId(session));
                     }
                     Err(e) => {
+                        state.metrics.failed(kind, began.elapsed(), &e);
                         link.abort(format!("{}: {e:#}", state.me.name()));
-                        log(state.me, &format!("{}: failed: {e:#}", SessionId(session)));
+                        error!("{}: failed: {e:#}", SessionId(session));
                     }
                 }
                 state.end(session, &link);
@@ -464,6 +697,7 @@ impl State {
                 let held = held.with_context(|| format!("no data set named `{name}` is held here"))?;
                 return Ok(Prepared::Data(held.shares.info));
             }
+            (Request::Status, _) => bail!("a status request is answered before any session"),
             (Request::Deploy { .. } | Request::PredictDeployed { .. } | Request::Describe { .. }, Party::Dealer) => {
                 bail!("the crypto producer holds no models")
             }
@@ -550,7 +784,7 @@ impl State {
         drop(held);
         let (_, _, kept) = T::KIND.verbs();
         let what = if replaced.is_some() { "replaced" } else { kept };
-        log(self.me, &format!("{} `{name}` {what}: {line}", T::KIND.noun()));
+        info!("{} `{name}` {what}: {line}", T::KIND.noun());
         Ok(())
     }
 
@@ -626,7 +860,8 @@ impl State {
                 Request::Describe { .. }
                 | Request::Train { .. }
                 | Request::Contribute { .. }
-                | Request::DescribeData { .. },
+                | Request::DescribeData { .. }
+                | Request::Status,
                 _,
             ) => bail!("answered before any program runs, or run above"),
             (Request::Deploy { name, digest, .. }, server) => {
@@ -667,6 +902,26 @@ impl State {
     }
 }
 
+impl Observed for State {
+    fn metrics(&self) -> String {
+        let status = self.status();
+        let running = self.running();
+        let now = Snapshot {
+            running: running.len(),
+            handshakes: self.handshakes.waiting(),
+            buffered: running.iter().map(|l| l.buffered()).fold(0, u64::saturating_add),
+            draining: status.draining,
+            models: status.models.into_iter().map(|m| (m.name, m.deployment.id, m.deployment.digest)).collect(),
+            datasets: status.datasets.into_iter().map(|d| (d.name, d.rows, d.features)).collect(),
+        };
+        self.metrics.encode(&now)
+    }
+
+    fn health(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::SeqCst) { Err("draining") } else { Ok(()) }
+    }
+}
+
 /// Why a connection is refused, and the connection to tell it on (if still ours).
 type Refusal = (Option<Box<dyn Stream>>, anyhow::Error);
 
@@ -697,6 +952,7 @@ fn describe(request: &Request) -> String {
         Request::Describe { name } => format!("the secure program of model `{name}`"),
         Request::Contribute { name, info, .. } => format!("data set `{name}` ({} rows) for training", info.rows),
         Request::DescribeData { name } => format!("the description of data set `{name}`"),
+        Request::Status => "the party's status".to_string(),
         Request::Train { spec } => {
             format!("training on {} rows of {} data owner(s), {} epochs", spec.rows(), spec.owners.len(), spec.epochs)
         }
@@ -742,6 +998,11 @@ impl Handshakes {
         let ticket = waiting.last;
         waiting.queue.push_back((ticket, tx));
         (ticket, rx)
+    }
+
+    /// How many connections wait now.
+    fn waiting(&self) -> usize {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).queue.len()
     }
 
     fn leave(&self, ticket: u64) {

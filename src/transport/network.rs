@@ -202,6 +202,11 @@ impl Link {
         self.lock().peak
     }
 
+    /// The bytes this session has buffered now (`serve --metrics`).
+    pub fn buffered(&self) -> u64 {
+        self.lock().total
+    }
+
     pub fn session(&self) -> u64 {
         self.session
     }

@@ -240,18 +240,20 @@ impl Cluster {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        // --insecure warns first; then the party says where it listens.
+        // --insecure warns first, the party says what it holds (and where its
+        // metrics are); then where it listens.
         let mut seen = String::new();
         for line in lines.by_ref() {
             let line = line.unwrap();
             seen.push_str(&line);
+            seen.push('\n');
             if line.contains("listening on") {
                 break;
             }
         }
         assert!(seen.contains("listening on"), "{party}: {seen}");
         // Keep draining the log, so the party never blocks on a full pipe.
-        let log = Arc::new(Mutex::new(String::new()));
+        let log = Arc::new(Mutex::new(seen));
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
@@ -305,6 +307,34 @@ impl Cluster {
 
     pub fn pid(&self, party: &str) -> u32 {
         self.children[party].id()
+    }
+
+    /// Send `party` a signal (`TERM`, `INT`).
+    pub fn signal(&self, party: &str, signal: &str) {
+        let sent = Command::new("kill").args([&format!("-{signal}"), &self.pid(party).to_string()]).status().unwrap();
+        assert!(sent.success(), "kill -{signal} {party}");
+    }
+
+    /// Wait up to `limit` for `party` to exit; its status, or `None` if it runs on.
+    pub fn wait_exit(&mut self, party: &str, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = std::time::Instant::now();
+        let child = self.children.get_mut(party).unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Where `party` serves its metrics (`serve --metrics`), from its log.
+    pub fn metrics_address(&self, party: &str) -> String {
+        let log = self.log(party);
+        let at = log.split("metrics on http://").nth(1).unwrap_or_else(|| panic!("{party} serves no metrics: {log}"));
+        at.split('/').next().unwrap().to_string()
     }
 
     /// The party's resident memory (VmRSS), in bytes.
