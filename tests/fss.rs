@@ -199,21 +199,52 @@ fn fss_masks_are_never_reused() {
     assert_eq!(distinct.len(), words.len(), "a mask word repeats");
 }
 
-/// What a server receives from the dealer looks uniform: the bytes of the key
-/// messages to server 0 (the correction words) take every byte value about
-/// equally often — no byte value over 1.5x or under 0.5x its expected count —
-/// except the structural zeros (the seeds' cleared control bit and the padding
-/// of the control bits), which are accounted for.
+/// Each server's view of the other (x_b + r_b, and what it learns, x̂ = its own
+/// message plus the other's) is uniform and distributed the same for an all-zero
+/// input, large random values and all −1 (chi-square on bytes and top nibbles,
+/// bit balance; two-sample homogeneity across inputs); and the dealer's key bytes
+/// to server 0 are distributed the same whatever the input (the dealer never sees
+/// it). Keys and inputs are reproducible (`TFE_TEST_SEED`).
 #[test]
-fn fss_keys_have_no_gross_bias() {
-    let n = 2000;
-    let run = gate_on_shares(Gate::Relu, vec![5; n], vec![7; n]);
-    let bytes: Vec<u8> = run.messages(Party::Server0, Party::Dealer).flat_map(|m| m.payload.iter().copied()).collect();
-    let mut counts = [0usize; 256];
-    bytes.iter().for_each(|&b| counts[b as usize] += 1);
-    let expected = bytes.len() as f64 / 256.0;
-    for (v, &c) in counts.iter().enumerate() {
-        // Even bytes are a little more frequent: each seed CW's first byte has its low bit clear.
-        assert!((c as f64) < 1.5 * expected && (c as f64) > 0.5 * expected, "byte {v}: {c} vs {expected:.0}");
+fn fss_views_are_uniform_and_independent_of_the_input() {
+    const ALPHA: f64 = 1e-4;
+    let n = 4096;
+    let seed = mpc::test_seed();
+    let random: Vec<i64> = labelled(&seed, 5).words(n).into_iter().map(|w| (w as i64) >> 2).collect();
+    let inputs = [vec![0i64; n], random, vec![-1i64; n]];
+    let mut received = Vec::new();
+    let mut keys = Vec::new();
+    for (j, x) in inputs.iter().enumerate() {
+        let x = ring(&[n], x.iter().copied());
+        let run = mpc::run1(
+            &Keys::fixed(500 + j as u64),
+            &x,
+            |s, x| compare::relu(fss_server(s), &x),
+            |d| compare::deal_relu(fss_dealer(d), &[n]),
+        );
+        assert_eq!(signed(run.output()), signed(&x).into_iter().map(|v| v.max(0)).collect::<Vec<_>>());
+        let got = run.words(Party::Server0, Party::Server1);
+        let m = run.messages(Party::Server0, Party::Server1).next().expect("one opening");
+        let mine = run.sent_message(Party::Server0, Party::Server1, m.key).expect("its own half").words();
+        let opened: Vec<u64> = mine.iter().zip(&got).map(|(a, b)| a.wrapping_add(*b)).collect();
+        for (what, words) in [("received", &got), ("opened x̂", &opened)] {
+            for (test, p) in [
+                ("bytes", mpc::chi2_uniform(&mpc::byte_histogram(words)).1),
+                ("top 4 bits", mpc::chi2_uniform(&mpc::top_nibble_histogram(words)).1),
+                ("bit balance", mpc::bit_balance(words).1),
+            ] {
+                assert!(p > ALPHA, "input {j}, server 0's {what}: {test} p = {p:.2e}");
+            }
+        }
+        received.push(opened);
+        let bytes: Vec<u8> =
+            run.messages(Party::Server0, Party::Dealer).flat_map(|m| m.payload.iter().copied()).collect();
+        keys.push(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect::<Vec<u64>>());
+    }
+    for j in 1..inputs.len() {
+        for (what, a, b) in [("opened x̂", &received[0], &received[j]), ("dealer keys", &keys[0], &keys[j])] {
+            let p = mpc::chi2_homogeneity(&mpc::byte_histogram(a), &mpc::byte_histogram(b)).1;
+            assert!(p > ALPHA, "{what}: bytes, input 0 vs {j}: p = {p:.2e}");
+        }
     }
 }
