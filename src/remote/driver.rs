@@ -543,6 +543,7 @@ mod tests {
             shuffle: None,
             frac_bits: 16,
             held: Vec::new(),
+            comparison: Default::default(),
         };
         assert!(check_frame(spec(170_000).largest_message(), "x").is_ok());
         assert!(check_frame(spec(172_000).largest_message(), "x").is_err());
