@@ -112,7 +112,8 @@ fn bench_dcf(c: &mut Criterion) {
     let words = Prg::derive(&SEED, key(9)).words(4 * N);
     for payload in [1usize, 2] {
         let shape = Shape::new(63, payload);
-        let roots: Vec<u128> = words.chunks_exact(2).take(N).map(|w| u128::from(w[0]) | u128::from(w[1]) << 64).collect();
+        let roots: Vec<u128> =
+            words.chunks_exact(2).take(N).map(|w| u128::from(w[0]) | u128::from(w[1]) << 64).collect();
         let generate = |out: &mut Vec<u8>| {
             for (e, r) in roots.iter().enumerate() {
                 dcf::generate(shape, words[e] >> 1, &words[e..e + payload], [*r, r.rotate_left(7)], out);

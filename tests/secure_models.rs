@@ -44,12 +44,18 @@ fn assert_traffic_as_planned(plan: &tfe_run::plan::Plan, stats: &runtime::Stats,
     for (k, (p, kind)) in planned.iter().zip(&program.kinds).enumerate() {
         let sent = dealer.get(&k).map_or(0, |t| t.bytes_sent);
         let step = &plan.steps[k];
-        let alone = matches!(kind, runtime::Kind::Relu(_))
-            || matches!(kind, runtime::Kind::Tournament(t) if !t.with_index);
+        let alone =
+            matches!(kind, runtime::Kind::Relu(_)) || matches!(kind, runtime::Kind::Tournament(t) if !t.with_index);
         if comparison == Comparison::Fss && alone {
             assert_eq!(sent, p.keys, "dealer, step {k} ({} `{}`): key bytes", step.op_type, step.node);
         }
-        assert!(sent >= p.keys, "dealer, step {k} ({} `{}`): {sent} bytes < {} of keys", step.op_type, step.node, p.keys);
+        assert!(
+            sent >= p.keys,
+            "dealer, step {k} ({} `{}`): {sent} bytes < {} of keys",
+            step.op_type,
+            step.node,
+            p.keys
+        );
     }
     for server in [Party::Server0, Party::Server1] {
         let measured = &stats.parties[&server].per_layer;

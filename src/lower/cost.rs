@@ -20,7 +20,13 @@ impl Program {
             .iter()
             .zip(&self.plan.steps)
             .map(|(kind, step)| {
-                kind.op().cost(&mut CostCx { plan: &self.plan, fp: self.fp(), comparison: self.comparison, step, opened: &mut opened })
+                kind.op().cost(&mut CostCx {
+                    plan: &self.plan,
+                    fp: self.fp(),
+                    comparison: self.comparison,
+                    step,
+                    opened: &mut opened,
+                })
             })
             .collect()
     }

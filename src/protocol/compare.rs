@@ -58,10 +58,10 @@ use std::num::Wrapping;
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
-use super::mul::{deal_mul_many, deal_mul_pairs, mul_many, mul_many_cost, mul_pairs, mul_pairs_cost};
-use super::trunc::{deal_truncate, truncate, truncate_cost};
 use super::comparison::Comparison;
 use super::fss::{self, Gate};
+use super::mul::{deal_mul_many, deal_mul_pairs, mul_many, mul_many_cost, mul_pairs, mul_pairs_cost};
+use super::trunc::{deal_truncate, truncate, truncate_cost};
 use super::{Cost, Dealer, Server};
 use crate::ring::{FixedPoint, Prg, RingTensor, Z, from_words};
 use crate::transport::{WordWriter, read_words};

@@ -9,9 +9,7 @@
 use super::Cost;
 
 /// The protocol of every comparison in a program.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Comparison {
     /// A bit decomposition with the dealer's AND triples: eight rounds, about five

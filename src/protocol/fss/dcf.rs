@@ -53,7 +53,10 @@ pub struct Shape {
 
 impl Shape {
     pub fn new(bits: u32, payload: usize) -> Shape {
-        assert!((1..=64).contains(&bits) && (1..=MAX_PAYLOAD).contains(&payload), "a DCF of {bits} bits, {payload} words");
+        assert!(
+            (1..=64).contains(&bits) && (1..=MAX_PAYLOAD).contains(&payload),
+            "a DCF of {bits} bits, {payload} words"
+        );
         Shape { bits, payload }
     }
 
