@@ -226,9 +226,9 @@ pub fn generate(shape: Shape, alpha: u64, beta: &[u64], roots: [u128; 2], out: &
         }
         let t_cw = [e[0].t[0] ^ e[1].t[0] ^ a as u8 ^ 1, e[0].t[1] ^ e[1].t[1] ^ a as u8];
         key[16 * level..16 * (level + 1)].copy_from_slice(&s_cw.to_le_bytes());
-        for j in 0..k {
+        for (j, v) in v_cw.iter().enumerate().take(k) {
             let at = shape.values_at() + 8 * (level * k + j);
-            key[at..at + 8].copy_from_slice(&v_cw[j].to_le_bytes());
+            key[at..at + 8].copy_from_slice(&v.to_le_bytes());
         }
         let bit = 2 * level;
         key[shape.bits_at() + bit / 8] |= (t_cw[0] | t_cw[1] << 1) << (bit % 8);
