@@ -181,7 +181,7 @@ fn fss_masks_are_never_reused() {
     let zeros = RingTensor::zeros(ndarray::IxDyn(&[n]));
     let run = run(
         &Keys::fresh(),
-        &[zeros.clone()],
+        std::slice::from_ref(&zeros),
         |s, xs| {
             let s = fss_server(s);
             Ok(vec![compare::relu(s, &xs[0])?, compare::drelu(s, &xs[0])?])
