@@ -16,6 +16,9 @@
 //!   openings, without the network or the material's expansion (that is `prg`).
 //!   `s0` is server 0, which also computes the AND triples' correlated words;
 //!   `s1` server 1, which reads them from the dealer's message.
+//! - `dcf`: the DCF of `--comparison fss` (`protocol::fss::dcf`) over 63-bit
+//!   inputs with one and two payload words (DReLU, ReLU): the dealer's key
+//!   generation and one server's batched evaluation, per element.
 
 use std::hint::black_box;
 use std::num::Wrapping;
@@ -101,6 +104,39 @@ fn bench_drelu_levels(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_dcf(c: &mut Criterion) {
+    use tfe_run::protocol::fss::dcf::{self, Shape};
+    const N: usize = 4096;
+    let mut group = c.benchmark_group("dcf");
+    group.throughput(Throughput::Elements(N as u64));
+    let words = Prg::derive(&SEED, key(9)).words(4 * N);
+    for payload in [1usize, 2] {
+        let shape = Shape::new(63, payload);
+        let roots: Vec<u128> =
+            words.chunks_exact(2).take(N).map(|w| u128::from(w[0]) | u128::from(w[1]) << 64).collect();
+        let generate = |out: &mut Vec<u8>| {
+            for (e, r) in roots.iter().enumerate() {
+                dcf::generate(shape, words[e] >> 1, &words[e..e + payload], [*r, r.rotate_left(7)], out);
+            }
+        };
+        group.bench_function(BenchmarkId::new("keygen", payload), |bench| {
+            bench.iter(|| {
+                let mut keys = Vec::with_capacity(N * shape.key_bytes());
+                generate(&mut keys);
+                keys
+            })
+        });
+        let mut keys = Vec::new();
+        generate(&mut keys);
+        let x: Vec<u64> = words[N..2 * N].iter().map(|w| w >> 1).collect();
+        let mut out = vec![0u64; payload * N];
+        group.bench_function(BenchmarkId::new("eval", payload), |bench| {
+            bench.iter(|| dcf::evaluate(shape, 0, black_box(&roots), &keys, &x, &mut out))
+        });
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     // The large kernels take tens of milliseconds an iteration: fewer samples keep a
     // full run to a few minutes on two cores.
@@ -110,6 +146,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = kernels;
     config = config();
-    targets = bench_ring_gemm, bench_prg, bench_im2col, bench_drelu_levels
+    targets = bench_ring_gemm, bench_prg, bench_im2col, bench_drelu_levels, bench_dcf
 }
 criterion_main!(kernels);

@@ -100,6 +100,7 @@ fn wire_target_survives_real_hellos_and_their_mutations() {
         shuffle: Some([5; 32]),
         frac_bits: 16,
         held: vec!["clinic".into()],
+        comparison: Default::default(),
     };
     let multi_class =
         TrainSpec { owners: vec![100], features: 64, outputs: 10, shuffle: None, held: vec![], ..spec.clone() };

@@ -1183,6 +1183,7 @@ fn out_of_range_values_are_refused_before_the_driver_dials_anyone() {
         shuffle: None,
         frac_bits: 16,
         held: Vec::new(),
+        comparison: Default::default(),
     };
     refused("train", driver::train(&remote, &spec, std::slice::from_ref(&owner), &|_, _| {}).err().unwrap());
 }

@@ -11,21 +11,52 @@ use std::path::PathBuf;
 
 use common::*;
 use ndarray::{ArrayD, IxDyn};
+use tfe_run::protocol::Comparison;
 use tfe_run::runtime::{self, SecureConfig};
 
 const TOLERANCE: f32 = 1e-2;
 
 fn secure(plan: &tfe_run::plan::Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> ArrayD<f32> {
-    let outcome = runtime::predict(plan, inputs, &SecureConfig::default()).unwrap_or_else(|e| panic!("{e:#}"));
-    assert_traffic_as_planned(plan, &outcome.stats);
-    outcome.outputs[0].to_float()
+    secure_with(plan, inputs, Comparison::Bitwise).0
+}
+
+/// A secure run under `comparison`, its traffic checked against the plan; the
+/// output and the statistics.
+fn secure_with(
+    plan: &tfe_run::plan::Plan,
+    inputs: &BTreeMap<String, ArrayD<f32>>,
+    comparison: Comparison,
+) -> (ArrayD<f32>, runtime::Stats) {
+    let config = SecureConfig { comparison, ..SecureConfig::default() };
+    let outcome = runtime::predict(plan, inputs, &config).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_traffic_as_planned(plan, &outcome.stats, comparison);
+    (outcome.outputs[0].to_float(), outcome.stats)
 }
 
 /// Every layer sends exactly the bytes and rounds the formulas in docs/PROTOCOL.md
-/// predict, both servers alike.
-fn assert_traffic_as_planned(plan: &tfe_run::plan::Plan, stats: &runtime::Stats) {
+/// predict, both servers alike; the dealer sends each layer at least its planned
+/// FSS keys, and exactly those in a layer of comparisons alone (ReLU, MaxPool).
+fn assert_traffic_as_planned(plan: &tfe_run::plan::Plan, stats: &runtime::Stats, comparison: Comparison) {
     use tfe_run::transport::Party;
-    let planned = runtime::lower(plan, Default::default()).unwrap().planned();
+    let program = runtime::lower_with(plan, Default::default(), comparison).unwrap();
+    let planned = program.planned();
+    let dealer = &stats.parties[&Party::Dealer].per_layer;
+    for (k, (p, kind)) in planned.iter().zip(&program.kinds).enumerate() {
+        let sent = dealer.get(&k).map_or(0, |t| t.bytes_sent);
+        let step = &plan.steps[k];
+        let alone =
+            matches!(kind, runtime::Kind::Relu(_)) || matches!(kind, runtime::Kind::Tournament(t) if !t.with_index);
+        if comparison == Comparison::Fss && alone {
+            assert_eq!(sent, p.keys, "dealer, step {k} ({} `{}`): key bytes", step.op_type, step.node);
+        }
+        assert!(
+            sent >= p.keys,
+            "dealer, step {k} ({} `{}`): {sent} bytes < {} of keys",
+            step.op_type,
+            step.node,
+            p.keys
+        );
+    }
     for server in [Party::Server0, Party::Server1] {
         let measured = &stats.parties[&server].per_layer;
         for (k, p) in planned.iter().enumerate() {
@@ -52,6 +83,69 @@ fn every_testdata_model_matches_tensorflow_under_pond() {
             expected.shape().first().copied().unwrap_or(1),
             start.elapsed().as_secs_f64()
         );
+    }
+}
+
+/// The first `rows` rows of an `.npy` file, written to `dir`.
+fn first_rows(dir: &std::path::Path, path: &std::path::Path, rows: usize) -> PathBuf {
+    let x = load(path);
+    let rows = rows.min(x.shape()[0]);
+    let head = x.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..rows)).to_owned();
+    let out = dir.join(path.file_name().expect("a file"));
+    tfe_run::npy::write_f32(&out, &head).unwrap();
+    out
+}
+
+/// The manifest test under `--comparison fss` on a subset of models small enough
+/// for the dealer's keys (about 2 KB per comparison and server), each on its first
+/// 8 rows: the same argmax as TensorFlow on every row and the same tolerance,
+/// traffic as planned. Prints each model's rounds and bytes under both protocols.
+#[test]
+fn testdata_models_match_tensorflow_under_fss_comparisons() {
+    use tfe_run::transport::Party;
+    const ROWS: usize = 8;
+    let subset = [
+        "mnist_model",
+        "mnist_model_single",
+        "mlp",
+        "maxpool_cnn",
+        "tf1_mlp",
+        "ops_maxpool_same",
+        "ops_activations",
+        "ops_argmax",
+        "ops_relu6",
+        "ops_leaky_relu",
+        "ops_maximum",
+        "ops_minimum",
+        "ops_reductions",
+        "ops_reciprocal",
+        "ops_rsqrt",
+        "ops_softmax_inner",
+        "ops_act_elu",
+        "ops_exp",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for entry in manifest().models.into_iter().filter(|e| subset.contains(&e.name.as_str())) {
+        let feeds: BTreeMap<String, PathBuf> =
+            entry.inputs.iter().map(|(k, v)| (k.clone(), first_rows(dir.path(), &testdata(v), ROWS))).collect();
+        let prepared = tfe_run::cli::prepare(&testdata(&entry.model), None, None, &feeds).unwrap();
+        let expected = load(&testdata(&entry.expected));
+        let rows = prepared.plan.values[prepared.plan.inputs[0]].shape[0];
+        let expected = expected.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..rows)).to_owned();
+        let mut line = format!("{:<24} rows {rows:>2}", entry.name);
+        for comparison in [Comparison::Bitwise, Comparison::Fss] {
+            let (out, stats) = secure_with(&prepared.plan, &prepared.inputs, comparison);
+            let worst = assert_matches(&format!("{} ({comparison})", entry.name), &out, &expected, TOLERANCE);
+            let s0 = &stats.parties[&Party::Server0].traffic;
+            let dealer = stats.parties[&Party::Dealer].traffic.bytes_sent;
+            line += &format!(
+                " | {comparison}: {} rounds, {:.3} MB/server, dealer {:.1} MB, err {worst:.1e}",
+                s0.rounds,
+                s0.bytes_sent as f64 / 1e6,
+                dealer as f64 / 1e6
+            );
+        }
+        eprintln!("{line}");
     }
 }
 

@@ -431,6 +431,7 @@ fn training_past_2_pow_20_steps_is_not_refused_and_past_u32_steps_is() {
         shuffle: None,
         frac_bits: 16,
         held: Vec::new(),
+        comparison: Default::default(),
     };
     spec.check().unwrap();
     let e = TrainSpec { epochs: 1 << 11, ..spec }.check().unwrap_err().to_string();

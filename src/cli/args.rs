@@ -263,6 +263,9 @@ pub struct DeployArgs {
     /// Fractional bits of the fixed-point encoding.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub frac_bits: u32,
+    /// The comparison protocol of the deployed program (see `tfe-run --help`).
+    #[arg(long, value_name = "PROTOCOL", default_value_t = crate::protocol::Comparison::Bitwise)]
+    pub comparison: crate::protocol::Comparison,
     /// Replace the model deployed under --name (only the principal that deployed
     /// it may; without this flag a deployed name is refused).
     #[arg(long)]
@@ -392,6 +395,10 @@ pub struct RunArgs {
     /// Fractional bits of the fixed-point encoding (secure runs).
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub frac_bits: u32,
+    /// The comparison protocol of secure runs: bitwise (8 rounds a comparison,
+    /// little dealer traffic) or fss (1 round, ~2 KB of dealer keys an element).
+    #[arg(long, value_name = "PROTOCOL", default_value_t = crate::protocol::Comparison::Bitwise)]
+    pub comparison: crate::protocol::Comparison,
     /// Print per-party traffic, rounds and time, and a per-layer breakdown, to stderr.
     #[arg(long)]
     pub stats: bool,
@@ -484,6 +491,7 @@ pub struct RunConfig {
     pub public: BTreeMap<String, f32>,
     pub mode: Mode,
     pub fixed_point: crate::ring::FixedPoint,
+    pub comparison: crate::protocol::Comparison,
     pub stats: bool,
     pub output_node: Option<String>,
     /// `--signature`, `--output`: a SavedModel's signature and output key.
@@ -568,6 +576,7 @@ impl RunArgs {
                 (false, false) => Mode::Secure,
             },
             fixed_point: crate::ring::FixedPoint::new(self.frac_bits)?,
+            comparison: self.comparison,
             stats: self.stats,
             output_node: self.output_node,
             signature: self.signature,

@@ -293,7 +293,9 @@ pub fn run(config: &RunConfig) -> Result<u8> {
     // Lowered once: what is sized here is what runs.
     let program = match config.mode {
         Mode::Plaintext => None,
-        Mode::Secure | Mode::Remote => Some(std::sync::Arc::new(runtime::lower(&plan, config.fixed_point)?)),
+        Mode::Secure | Mode::Remote => {
+            Some(std::sync::Arc::new(runtime::lower_with(&plan, config.fixed_point, config.comparison)?))
+        }
     };
     let (estimate, what) = match &program {
         None => (plaintext::estimate_memory(&plan), "the plaintext run"),

@@ -85,7 +85,7 @@ pub fn deploy(args: &DeployArgs) -> Result<u8> {
         .map(|sm| format!(" (signature `{}`, output `{}`)", sm.signature, sm.output))
         .unwrap_or_default();
     let plan = loaded.into_plan()?;
-    driver::deploy(&remote, &args.name, &plan, fp, args.replace)?;
+    driver::deploy_with(&remote, &args.name, &plan, fp, args.comparison, args.replace)?;
     let batch = plan.inputs.first().map_or(1, |&id| plan.values[id].shape.first().copied().unwrap_or(1));
     super::ui::info(format_args!(
         "deployed `{}`{chosen} as `{}`: {} weight tensors secret-shared to server0 and server1, {} row(s) per prediction",

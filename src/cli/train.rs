@@ -39,6 +39,10 @@ pub struct TrainArgs {
     /// Shuffle the rows every epoch (a public random order; default: file order).
     #[arg(long)]
     pub shuffle: bool,
+    /// The comparison protocol of the sigmoid's comparisons: bitwise or fss
+    /// (see `tfe-run --help`).
+    #[arg(long, value_name = "PROTOCOL", default_value_t = crate::protocol::Comparison::Bitwise)]
+    pub comparison: crate::protocol::Comparison,
     #[command(flatten)]
     pub encoding: EncodingArgs,
     /// Where to write the trained model (frozen GraphDef); the weights go beside it
@@ -232,6 +236,7 @@ pub fn load(args: &TrainArgs, held: &[(String, DatasetInfo)]) -> Result<Loaded> 
         shuffle,
         frac_bits: args.encoding.frac_bits,
         held: held.iter().map(|(n, _)| n.clone()).collect(),
+        comparison: args.comparison,
     };
     spec.check()?;
     Ok(Loaded { spec, owners, test })

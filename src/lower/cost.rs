@@ -20,7 +20,13 @@ impl Program {
             .iter()
             .zip(&self.plan.steps)
             .map(|(kind, step)| {
-                kind.op().cost(&mut CostCx { plan: &self.plan, fp: self.fp(), step, opened: &mut opened })
+                kind.op().cost(&mut CostCx {
+                    plan: &self.plan,
+                    fp: self.fp(),
+                    comparison: self.comparison,
+                    step,
+                    opened: &mut opened,
+                })
             })
             .collect()
     }
@@ -45,10 +51,23 @@ impl Program {
         let mut opened = vec![false; self.plan.values.len()];
         let (mut largest_chunk, mut materialised) = (0, 0);
         for ((p, kind), step) in planned.iter().zip(&self.kinds).zip(&self.plan.steps) {
-            let cx = CostCx { plan: &self.plan, fp: self.fp(), step, opened: &mut opened };
+            let cx = CostCx { plan: &self.plan, fp: self.fp(), comparison: self.comparison, step, opened: &mut opened };
             largest_chunk = largest_chunk.max(p.bytes / kind.op().pieces(&cx).max(1) as u64);
             materialised += kind.op().materialised(&cx);
         }
-        BASE_MEMORY + 6 * values + 7 * largest_chunk + exchanged + exchanged / 8 + materialised
+        BASE_MEMORY + 6 * values + 7 * largest_chunk + exchanged + exchanged / 8 + materialised + waiting_keys(&planned)
     }
+}
+
+/// FSS keys the transport may hold unread: flow control ([`crate::runtime::flow`])
+/// lets the dealer run [`MAX_UNREAD`](crate::runtime::flow::MAX_UNREAD) bytes
+/// ahead of server 1 plus the last ACK_EVERY steps and the one being dealt
+/// (bounded here by the largest such steps), and never more than all of them.
+fn waiting_keys(planned: &[crate::protocol::Cost]) -> u64 {
+    use crate::runtime::flow::{ACK_EVERY, MAX_UNREAD};
+    let total: u64 = planned.iter().map(|p| p.keys).sum();
+    let mut largest: Vec<u64> = planned.iter().map(|p| p.keys).collect();
+    largest.sort_unstable_by(|a, b| b.cmp(a));
+    let steps: u64 = largest.iter().take(ACK_EVERY as usize + 1).sum();
+    total.min(MAX_UNREAD + steps)
 }

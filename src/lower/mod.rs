@@ -16,6 +16,7 @@ use anyhow::Result;
 use crate::error::Error;
 use crate::ops::{Groups, Kind, Local, Piecewise, Product, Relu, Scaled, Tournament};
 use crate::plan::{Op, Plan, Source, ValueId, ValueType};
+use crate::protocol::Comparison;
 use crate::ring::FixedPoint;
 
 pub use cost::BASE_MEMORY;
@@ -48,6 +49,10 @@ pub struct Program {
     /// [`PROGRAM_FORMAT`] of the build that lowered it.
     pub format: u32,
     pub frac_bits: u32,
+    /// The protocol of every comparison (absent: bitwise, so that a bitwise
+    /// program serialises, and digests, as before the choice existed).
+    #[serde(default, skip_serializing_if = "Comparison::is_bitwise")]
+    pub comparison: Comparison,
     /// The public plan: shapes and architecture, no weight values.
     pub plan: Plan,
     /// One unit per plan step that runs on shares (a prefix of the plan's steps).
@@ -65,8 +70,14 @@ pub struct Program {
     pub last_use: Vec<Option<usize>>,
 }
 
-/// Lower `plan` for fixed-point numbers of `fp`'s fractional bits.
+/// Lower `plan` for fixed-point numbers of `fp`'s fractional bits, with bitwise
+/// comparisons.
 pub fn lower(plan: &Plan, fp: FixedPoint) -> Result<Program> {
+    lower_with(plan, fp, Comparison::Bitwise)
+}
+
+/// Lower `plan` for `fp` with every comparison by `comparison`.
+pub fn lower_with(plan: &Plan, fp: FixedPoint, comparison: Comparison) -> Result<Program> {
     let plan = plan.public();
     if plan.steps.len() > MAX_PLAN_STEPS || plan.values.len() > MAX_PLAN_VALUES {
         return Err(Error::unsupported(format!(
@@ -121,6 +132,7 @@ pub fn lower(plan: &Plan, fp: FixedPoint) -> Result<Program> {
     Ok(Program {
         format: PROGRAM_FORMAT,
         frac_bits: fp.frac_bits,
+        comparison,
         plan,
         kinds,
         revealed,
@@ -203,7 +215,7 @@ impl Program {
         if !self.plan.weight_values.is_empty() {
             anyhow::bail!("the plan carries weight values");
         }
-        let here = lower(&self.plan, FixedPoint::new(self.frac_bits)?)?;
+        let here = lower_with(&self.plan, FixedPoint::new(self.frac_bits)?, self.comparison)?;
         if here.encode() != self.encode() {
             anyhow::bail!("the secure program is not the one its plan lowers to in this build");
         }
@@ -305,5 +317,27 @@ mod tests {
         assert_eq!(decoded.encode(), program.encode());
         assert_eq!(decoded.digest(), program.digest());
         decoded.check().unwrap();
+    }
+
+    /// The comparison protocol is part of the program: an FSS program round-trips
+    /// and checks as FSS, digests differently, and plans its one-round comparisons
+    /// and their dealer keys; a bitwise program serialises as before the choice
+    /// existed (no `comparison` key), so its digest is unchanged.
+    #[test]
+    fn the_comparison_protocol_is_part_of_the_program() {
+        let steps = [(Op::Relu, vec![0], vec![2, 3])];
+        let plan = chain(&[2, 3], &steps);
+        let bitwise = lower(&plan, FixedPoint::default()).unwrap();
+        let fss = lower_with(&plan, FixedPoint::default(), Comparison::Fss).unwrap();
+        assert!(!String::from_utf8_lossy(&bitwise.encode()).contains("comparison"));
+        assert_ne!(bitwise.digest(), fss.digest());
+        let decoded: Program = serde_json::from_slice(&fss.encode()).unwrap();
+        assert_eq!(decoded.comparison, Comparison::Fss);
+        decoded.check().unwrap();
+        let planned = fss.planned()[0];
+        assert_eq!((planned.bytes, planned.rounds), (8 * 6, 1));
+        assert_eq!(planned.keys, 6 * (2 * 2048 + 16));
+        assert_eq!(bitwise.planned()[0].rounds, 8);
+        assert_eq!(bitwise.planned()[0].keys, 0);
     }
 }

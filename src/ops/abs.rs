@@ -54,7 +54,7 @@ impl SecureOp for Abs {
     }
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
-        chunked_cost(cx.out_len(), 1, relu_cost)
+        chunked_cost(cx.out_len(), 1, |n| relu_cost(cx.comparison, n))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

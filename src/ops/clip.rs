@@ -111,7 +111,7 @@ impl SecureOp for Clip {
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
         let k = self.comparisons();
-        chunked_cost(cx.out_len(), k, |n| relu_cost(k * n))
+        chunked_cost(cx.out_len(), k, |n| relu_cost(cx.comparison, k * n))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

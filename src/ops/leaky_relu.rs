@@ -74,7 +74,7 @@ impl SecureOp for LeakyRelu {
     }
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
-        chunked_cost(cx.out_len(), 1, |n| relu_cost(n) + truncate_cost(n))
+        chunked_cost(cx.out_len(), 1, |n| relu_cost(cx.comparison, n) + truncate_cost(n))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

@@ -83,7 +83,7 @@ impl SecureOp for Less {
     }
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
-        chunked_cost(cx.out_len(), 1, drelu_cost)
+        chunked_cost(cx.out_len(), 1, |n| drelu_cost(cx.comparison, n))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

@@ -122,6 +122,8 @@ pub struct DealerMasks {
 pub struct CostCx<'a> {
     pub plan: &'a Plan,
     pub fp: FixedPoint,
+    /// The program's comparison protocol.
+    pub comparison: crate::protocol::Comparison,
     pub step: &'a Step,
     pub opened: &'a mut [bool],
 }

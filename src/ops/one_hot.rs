@@ -113,7 +113,7 @@ impl SecureOp for OneHot {
     fn cost(&self, cx: &mut CostCx) -> Cost {
         let per = self.drelus_per_id();
         let ids = cx.plan.values[cx.step.inputs[0]].len();
-        chunked_cost(ids, per, |n| drelu_cost(per * n))
+        chunked_cost(ids, per, |n| drelu_cost(cx.comparison, per * n))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

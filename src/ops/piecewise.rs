@@ -267,7 +267,7 @@ impl SecureOp for Piecewise {
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
         let breaks = self.breaks();
-        chunked_cost(cx.out_len(), breaks, |n| piecewise_many_cost(n, breaks, 1))
+        chunked_cost(cx.out_len(), breaks, |n| piecewise_many_cost(cx.comparison, n, breaks, 1))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

@@ -52,7 +52,7 @@ impl SecureOp for Reciprocal {
     }
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
-        power_cost(Power::Reciprocal, cx.fp, cx.out_len())
+        power_cost(cx.comparison, Power::Reciprocal, cx.fp, cx.out_len())
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {
@@ -86,7 +86,7 @@ pub(super) fn deal_power(d: &mut Dealer, power: Power, fp: FixedPoint, n: usize)
 }
 
 /// The cost of [`run_power`] over `n` elements.
-pub(super) fn power_cost(power: Power, fp: FixedPoint, n: usize) -> Cost {
+pub(super) fn power_cost(cmp: crate::protocol::Comparison, power: Power, fp: FixedPoint, n: usize) -> Cost {
     let inv = Inverse::full(power, fp);
-    chunked_cost(n, inv.breaks(), |m| inverse_cost(m, &inv))
+    chunked_cost(n, inv.breaks(), |m| inverse_cost(cmp, m, &inv))
 }

@@ -66,7 +66,7 @@ impl SecureOp for Relu6 {
     }
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
-        chunked_cost(cx.out_len(), DRELUS_PER_ELEMENT, |n| relu_cost(DRELUS_PER_ELEMENT * n))
+        chunked_cost(cx.out_len(), DRELUS_PER_ELEMENT, |n| relu_cost(cx.comparison, DRELUS_PER_ELEMENT * n))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

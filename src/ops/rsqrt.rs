@@ -27,7 +27,7 @@ impl SecureOp for Rsqrt {
     }
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
-        power_cost(Power::Rsqrt, cx.fp, cx.out_len())
+        power_cost(cx.comparison, Power::Rsqrt, cx.fp, cx.out_len())
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

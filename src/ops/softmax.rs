@@ -98,9 +98,9 @@ impl SecureOp for Softmax {
         let (count, n) = rows(shape);
         let breaks = exp_curve().breaks.len();
         let inv = row_inverse(n);
-        tournament_cost(&groups(shape).sizes(), false)
-            + chunked_cost(count * n, breaks, |c| piecewise_many_cost(c, breaks, 1))
-            + chunked_cost(count, inv.breaks(), |c| inverse_cost(c, &inv))
+        tournament_cost(cx.comparison, &groups(shape).sizes(), false)
+            + chunked_cost(count * n, breaks, |c| piecewise_many_cost(cx.comparison, c, breaks, 1))
+            + chunked_cost(count, inv.breaks(), |c| inverse_cost(cx.comparison, c, &inv))
             + mul_pairs_cost(&[count * n])
             + truncate_cost(count * n)
     }

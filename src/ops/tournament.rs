@@ -112,8 +112,8 @@ impl SecureOp for Tournament {
         deal_tournament(d, self.built(), self.with_index)
     }
 
-    fn cost(&self, _: &mut CostCx) -> Cost {
-        tournament_cost(&self.groups.sizes(), self.with_index)
+    fn cost(&self, cx: &mut CostCx) -> Cost {
+        tournament_cost(cx.comparison, &self.groups.sizes(), self.with_index)
     }
 
     /// The groups' indices and each group's vector header.

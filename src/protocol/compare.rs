@@ -58,6 +58,8 @@ use std::num::Wrapping;
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
+use super::comparison::Comparison;
+use super::fss::{self, Gate};
 use super::mul::{deal_mul_many, deal_mul_pairs, mul_many, mul_many_cost, mul_pairs, mul_pairs_cost};
 use super::trunc::{deal_truncate, truncate, truncate_cost};
 use super::{Cost, Dealer, Server};
@@ -87,32 +89,50 @@ pub fn relu_open_words(n: usize) -> usize {
 /// Rounds of a DReLU: level 0, the six AND levels, the packed B2A bits.
 pub const DRELU_ROUNDS: u64 = 2 + LEVEL_WIDTHS.len() as u64;
 
-/// What [`drelu`] of `n` elements sends.
-pub fn drelu_cost(n: usize) -> Cost {
+/// What the bitwise [`drelu`] of `n` elements sends.
+pub fn bitwise_drelu_cost(n: usize) -> Cost {
     Cost::words(drelu_open_words(n), DRELU_ROUNDS)
 }
 
-/// What [`relu`] of `n` elements sends: a DReLU's, with the masked x − b in its
-/// last round.
-pub fn relu_cost(n: usize) -> Cost {
+/// What the bitwise [`relu`] of `n` elements sends: a DReLU's, with the masked
+/// x − b in its last round.
+pub fn bitwise_relu_cost(n: usize) -> Cost {
     Cost::words(relu_open_words(n), DRELU_ROUNDS)
 }
 
+/// What [`drelu`] of `n` elements sends under `cmp`.
+pub fn drelu_cost(cmp: Comparison, n: usize) -> Cost {
+    cmp.drelu_cost(n)
+}
+
+/// What [`relu`] of `n` elements sends under `cmp`.
+pub fn relu_cost(cmp: Comparison, n: usize) -> Cost {
+    cmp.relu_cost(n)
+}
+
 /// What one level of [`tournament`] with `pairs` comparisons sends: their DReLUs,
-/// then the selection of `operands` tensors (the value, and the index).
-pub fn tournament_level_cost(pairs: usize, operands: usize) -> Cost {
-    drelu_cost(pairs) + mul_many_cost(pairs, &vec![pairs; operands])
+/// then the selection of `operands` tensors (the value, and the index); under
+/// FSS a maximum alone is one ReLU (max(a, b) = b + ReLU(a − b)).
+pub fn tournament_level_cost(cmp: Comparison, pairs: usize, operands: usize) -> Cost {
+    if cmp == Comparison::Fss && operands == 1 {
+        return relu_cost(cmp, pairs);
+    }
+    drelu_cost(cmp, pairs) + mul_many_cost(pairs, &vec![pairs; operands])
 }
 
 /// What [`tournament`] sends over groups of these sizes (size → how many
 /// groups): level by level, as [`pair_up`] pairs them, from the sizes alone, so
 /// that the groups need not be built to plan (or refuse) a run.
-pub fn tournament_cost(group_sizes: &std::collections::BTreeMap<usize, usize>, with_index: bool) -> Cost {
+pub fn tournament_cost(
+    cmp: Comparison,
+    group_sizes: &std::collections::BTreeMap<usize, usize>,
+    with_index: bool,
+) -> Cost {
     let mut sizes = group_sizes.clone();
     let mut cost = Cost::ZERO;
     while sizes.keys().any(|&len| len > 1) {
         let pairs: usize = sizes.iter().map(|(len, count)| len / 2 * count).sum();
-        cost = cost + tournament_level_cost(pairs, 1 + usize::from(with_index));
+        cost = cost + tournament_level_cost(cmp, pairs, 1 + usize::from(with_index));
         let mut next = std::collections::BTreeMap::new();
         for (len, count) in sizes {
             *next.entry(len.div_ceil(2)).or_insert(0) += count;
@@ -126,9 +146,9 @@ pub fn tournament_cost(group_sizes: &std::collections::BTreeMap<usize, usize>, w
 /// `n` elements sends: the DReLUs of every breakpoint; u² and u³ (a pair of
 /// operands and a truncation each); the coefficient products and their one
 /// truncation.
-pub fn piecewise_many_cost(n: usize, breaks: usize, count: usize) -> Cost {
+pub fn piecewise_many_cost(cmp: Comparison, n: usize, breaks: usize, count: usize) -> Cost {
     let power = mul_pairs_cost(&[n]) + truncate_cost(n);
-    drelu_cost(breaks * n) + power + power + mul_pairs_cost(&vec![n; 3 * count]) + truncate_cost(count * n)
+    drelu_cost(cmp, breaks * n) + power + power + mul_pairs_cost(&vec![n; 3 * count]) + truncate_cost(count * n)
 }
 
 /// Correction words the dealer sends server 1 for `n` DReLUs.
@@ -431,8 +451,41 @@ fn begin_dealing(d: &mut Dealer) -> Result<(u32, [Prg; 2])> {
     Ok((tag, [d.material(0, tag), d.material(1, tag)]))
 }
 
-/// Server: arithmetic shares of [x ≥ 0] (an integer, 0 or 1) for every element of x.
+/// Server: arithmetic shares of [x ≥ 0] (an integer, 0 or 1) for every element
+/// of x, by the server's comparison protocol.
 pub fn drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
+    match s.comparison {
+        Comparison::Bitwise => bitwise_drelu(s, x),
+        Comparison::Fss => fss::run(s, Gate::Drelu, x),
+    }
+}
+
+/// Dealer half of [`drelu`], for `n` elements.
+pub fn deal_drelu(d: &mut Dealer, n: usize) -> Result<()> {
+    match d.comparison {
+        Comparison::Bitwise => deal_bitwise_drelu(d, n),
+        Comparison::Fss => fss::deal(d, Gate::Drelu, n),
+    }
+}
+
+/// Server: ReLU(x) = x · [x ≥ 0], exactly, by the server's comparison protocol.
+pub fn relu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
+    match s.comparison {
+        Comparison::Bitwise => bitwise_relu(s, x),
+        Comparison::Fss => fss::run(s, Gate::Relu, x),
+    }
+}
+
+/// Dealer half of [`relu`].
+pub fn deal_relu(d: &mut Dealer, shape: &[usize]) -> Result<()> {
+    match d.comparison {
+        Comparison::Bitwise => deal_bitwise_relu(d, shape),
+        Comparison::Fss => fss::deal(d, Gate::Relu, shape.iter().product()),
+    }
+}
+
+/// The bitwise [`drelu`].
+fn bitwise_drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
     let n = x.len();
     let first = s.is_first();
     let (mut prg, mut cor) = begin_material(s, drelu_correction_words(n))?;
@@ -455,8 +508,8 @@ pub fn drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
     Ok(from_words(x.shape(), arith))
 }
 
-/// Dealer half of [`drelu`], for `n` elements.
-pub fn deal_drelu(d: &mut Dealer, n: usize) -> Result<()> {
+/// Dealer half of [`bitwise_drelu`], for `n` elements.
+fn deal_bitwise_drelu(d: &mut Dealer, n: usize) -> Result<()> {
     let (tag, mut p) = begin_dealing(d)?;
     let mut corrections = WordWriter::with_capacity(drelu_correction_words(n));
     deal_drelu_bits(&mut p, n, &mut corrections);
@@ -468,7 +521,7 @@ pub fn deal_drelu(d: &mut Dealer, n: usize) -> Result<()> {
 }
 
 /// Server: ReLU(x) = x · [x ≥ 0], exactly, in the comparison's eight rounds.
-pub fn relu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
+fn bitwise_relu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
     let n = x.len();
     let first = s.is_first();
     let (mut prg, mut cor) = begin_material(s, relu_correction_words(n))?;
@@ -501,8 +554,8 @@ pub fn relu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
     Ok(from_words(x.shape(), z))
 }
 
-/// Dealer half of [`relu`].
-pub fn deal_relu(d: &mut Dealer, shape: &[usize]) -> Result<()> {
+/// Dealer half of [`bitwise_relu`].
+fn deal_bitwise_relu(d: &mut Dealer, shape: &[usize]) -> Result<()> {
     let n: usize = shape.iter().product();
     let (tag, mut p) = begin_dealing(d)?;
     let mut corrections = WordWriter::with_capacity(relu_correction_words(n));
@@ -586,15 +639,20 @@ pub fn tournament(
         let p = pairs.len();
         let diff = ArrayD::from_shape_vec(IxDyn(&[p]), pairs.iter().map(|&(a, b)| values[a] - values[b]).collect())
             .expect("shape");
-        let d = drelu(s, &diff)?;
-        let mut operands = vec![diff];
-        if with_index {
-            operands.push(
-                ArrayD::from_shape_vec(IxDyn(&[p]), pairs.iter().map(|&(a, b)| index[a] - index[b]).collect())
-                    .expect("shape"),
-            );
-        }
-        let selected = mul_many(s, &d, &operands.iter().collect::<Vec<_>>())?;
+        let selected = if s.comparison == Comparison::Fss && !with_index {
+            // max(a, b) = b + ReLU(a − b): one round.
+            vec![relu(s, &diff)?]
+        } else {
+            let d = drelu(s, &diff)?;
+            let mut operands = vec![diff];
+            if with_index {
+                operands.push(
+                    ArrayD::from_shape_vec(IxDyn(&[p]), pairs.iter().map(|&(a, b)| index[a] - index[b]).collect())
+                        .expect("shape"),
+                );
+            }
+            mul_many(s, &d, &operands.iter().collect::<Vec<_>>())?
+        };
         let mut new_values: Vec<_> =
             pairs.iter().zip(selected[0].iter()).map(|(&(_, b), &sel)| values[b] + sel).collect();
         new_values.extend(carried.iter().map(|&i| values[i]));
@@ -621,9 +679,13 @@ pub fn deal_tournament(d: &mut Dealer, groups: &[Vec<usize>], with_index: bool) 
     while groups.iter().any(|g| g.len() > 1) {
         let Pairing { pairs, next, .. } = pair_up(&groups);
         let p = [pairs.len()];
-        deal_drelu(d, pairs.len())?;
-        let shapes: Vec<&[usize]> = if with_index { vec![&p, &p] } else { vec![&p] };
-        deal_mul_many(d, &p, &shapes)?;
+        if d.comparison == Comparison::Fss && !with_index {
+            deal_relu(d, &p)?;
+        } else {
+            deal_drelu(d, pairs.len())?;
+            let shapes: Vec<&[usize]> = if with_index { vec![&p, &p] } else { vec![&p] };
+            deal_mul_many(d, &p, &shapes)?;
+        }
         groups = next;
     }
     Ok(())

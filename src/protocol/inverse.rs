@@ -238,13 +238,13 @@ pub fn deal_inverse(d: &mut Dealer, n: usize, inv: &Inverse, fp: FixedPoint) -> 
 
 /// What [`inverse`] of `n` elements sends: the DReLUs of every breakpoint; then
 /// rounds of products, each followed by its truncation.
-pub fn inverse_cost(n: usize, inv: &Inverse) -> Cost {
+pub fn inverse_cost(cmp: super::Comparison, n: usize, inv: &Inverse) -> Cost {
     let step = |pairs: usize| mul_pairs_cost(&vec![n; pairs]) + truncate_cost(pairs * n);
     let middle = match inv.power {
         Power::Reciprocal => step(2),
         Power::Rsqrt => step(2) + step(1),
     };
-    drelu_cost(inv.breaks() * n) + step(1) + middle.times(ITERATIONS as u64 - 1) + step(1)
+    drelu_cost(cmp, inv.breaks() * n) + step(1) + middle.times(ITERATIONS as u64 - 1) + step(1)
 }
 
 #[cfg(test)]

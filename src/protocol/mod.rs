@@ -17,11 +17,14 @@
 //! `x + r`, a masked AND input): uniformly distributed, independent of the data.
 
 pub mod compare;
+pub mod comparison;
+pub mod fss;
 pub mod inverse;
 pub mod mul;
 pub mod trunc;
 
 mod cost;
+pub use comparison::Comparison;
 pub use cost::Cost;
 
 use anyhow::Result;
@@ -97,11 +100,20 @@ pub struct Server {
     pub at: Cursor,
     /// What this server's material and masks expanded from its seed.
     expansion: Expansion,
+    /// The protocol of its comparisons: the program's.
+    pub comparison: Comparison,
 }
 
 impl Server {
     pub fn new(i: usize, net: impl Channel + 'static, seed: [u8; 32]) -> Server {
-        Server { i, net: Box::new(net), seed, at: Cursor::default(), expansion: Expansion::default() }
+        Server {
+            i,
+            net: Box::new(net),
+            seed,
+            at: Cursor::default(),
+            expansion: Expansion::default(),
+            comparison: Comparison::default(),
+        }
     }
 
     pub fn peer(&self) -> Party {
@@ -148,6 +160,16 @@ impl Server {
         debug_assert_eq!(self.i, 1, "server 0 expands its material from its seed");
         let bytes = self.net.recv(Party::Dealer, self.at.step, tag)?;
         check_words(&bytes, len, Party::Dealer)?;
+        Ok(bytes)
+    }
+
+    /// A dealer message for material `tag` of the current step that must be
+    /// exactly `len` bytes: what FSS keys come in, to either server.
+    pub fn dealer_message(&mut self, tag: u32, len: usize) -> Result<Vec<u8>> {
+        let bytes = self.net.recv(Party::Dealer, self.at.step, tag)?;
+        if bytes.len() != len {
+            anyhow::bail!("the crypto producer sent {} bytes where {len} were expected", bytes.len());
+        }
         Ok(bytes)
     }
 
@@ -226,11 +248,13 @@ pub struct Dealer {
     pub net: Box<dyn Channel>,
     seeds: [[u8; 32]; 2],
     pub at: Cursor,
+    /// The protocol of its comparisons: the program's.
+    pub comparison: Comparison,
 }
 
 impl Dealer {
     pub fn new(net: impl Channel + 'static, seeds: [[u8; 32]; 2]) -> Dealer {
-        Dealer { net: Box::new(net), seeds, at: Cursor::default() }
+        Dealer { net: Box::new(net), seeds, at: Cursor::default(), comparison: Comparison::default() }
     }
 
     /// Start dealing a plan step: the protocol's cursor only (see [`Server::begin`]).
@@ -247,6 +271,11 @@ impl Dealer {
     pub fn mask(&self, seq: u32, id: u32, shape: &[usize]) -> RingTensor {
         let stream = mask_stream(seq, id);
         Prg::derive(&self.seeds[0], stream).tensor(shape) + Prg::derive(&self.seeds[1], stream).tensor(shape)
+    }
+
+    /// Send `to` (a server) a message for material `tag` of the current step.
+    pub fn send(&mut self, to: Party, tag: u32, bytes: Vec<u8>) -> Result<()> {
+        self.net.send(to, self.at.step, tag, bytes)
     }
 
     /// Send server 1 its corrections for material `tag`.

@@ -3,6 +3,7 @@
 //! own parties' programs (the same ones as in the simulated mode) and collects the
 //! servers' statistics.
 
+use crate::protocol::Comparison;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -353,7 +354,20 @@ pub fn describe_data(remote: &Remote, name: &str) -> Result<DatasetInfo> {
 /// A name deployed already is replaced only with `replace`, and only by the
 /// principal that deployed it.
 pub fn deploy(remote: &Remote, name: &str, plan: &Plan, fp: FixedPoint, replace: bool) -> Result<Outcome> {
-    deploy_committing(remote, name, plan, fp, replace, &[Party::Server1, Party::Server0])
+    deploy_with(remote, name, plan, fp, Comparison::Bitwise, replace)
+}
+
+/// [`deploy`] with every comparison of the deployed program by `comparison`:
+/// clients' predictions of the deployment run it.
+pub fn deploy_with(
+    remote: &Remote,
+    name: &str,
+    plan: &Plan,
+    fp: FixedPoint,
+    comparison: Comparison,
+    replace: bool,
+) -> Result<Outcome> {
+    deploy_lowered(remote, name, plan, fp, comparison, replace, &[Party::Server1, Party::Server0])
 }
 
 /// [`deploy`], committing only on `commit_to`: for tests of what the servers do
@@ -367,8 +381,20 @@ pub fn deploy_committing(
     replace: bool,
     commit_to: &[Party],
 ) -> Result<Outcome> {
+    deploy_lowered(remote, name, plan, fp, Comparison::Bitwise, replace, commit_to)
+}
+
+fn deploy_lowered(
+    remote: &Remote,
+    name: &str,
+    plan: &Plan,
+    fp: FixedPoint,
+    comparison: Comparison,
+    replace: bool,
+    commit_to: &[Party],
+) -> Result<Outcome> {
     party::check_values(plan, fp, Some(&plan.weight_values), &[])?;
-    let program = Arc::new(lower(plan, fp)?);
+    let program = Arc::new(crate::lower::lower_with(plan, fp, comparison)?);
     let deployment = Deployment { id: 0, digest: program.digest() };
     let digest = deployment.digest.clone();
     let request =
@@ -547,6 +573,7 @@ mod tests {
             shuffle: None,
             frac_bits: 16,
             held: Vec::new(),
+            comparison: Default::default(),
         };
         assert!(check_frame(spec(170_000).largest_message(), "x").is_ok());
         assert!(check_frame(spec(172_000).largest_message(), "x").is_err());

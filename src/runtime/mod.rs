@@ -24,7 +24,7 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::ArrayD;
 
-pub use crate::lower::{ClientFinal, Program, lower};
+pub use crate::lower::{ClientFinal, Program, lower, lower_with};
 pub use crate::ops::Kind;
 pub use crate::protocol::Cost;
 
@@ -41,6 +41,8 @@ pub struct SecureConfig {
     pub timeout: Duration,
     /// Show a progress bar per layer on stderr (only drawn when it is a terminal).
     pub progress: bool,
+    /// The comparison protocol of the program [`predict_many_over`] lowers.
+    pub comparison: crate::protocol::Comparison,
 }
 
 impl Default for SecureConfig {
@@ -52,6 +54,7 @@ impl Default for SecureConfig {
             // bug; the client's one receive spans a whole prediction.
             timeout: Duration::from_secs(600),
             progress: false,
+            comparison: Default::default(),
         }
     }
 }
@@ -164,7 +167,7 @@ pub fn predict_many_over(
     batches: &[BTreeMap<String, ArrayD<f32>>],
     config: &SecureConfig,
 ) -> Result<Outcome> {
-    let program = Arc::new(lower(plan, config.fp)?);
+    let program = Arc::new(lower_with(plan, config.fp, config.comparison)?);
     run_program(transport, &program, &plan.weight_values, batches, config)
 }
 

@@ -343,6 +343,7 @@ pub fn server(
     let mut net = endpoint(ctx, Party::server(i));
     let seed = server_seed(&mut net)?;
     let mut s = Server::new(i, net, seed);
+    s.comparison = program.comparison;
     let mut report = Report::default();
     let mut steps = ServerSteps::default();
     let predictions = super::prediction_count(predictions)?;
@@ -456,6 +457,7 @@ pub fn dealer(ctx: &Context, predictions: usize) -> Result<Report> {
     let mut net = endpoint(ctx, Party::Dealer);
     let seeds = deal_seeds(&mut net)?;
     let mut d = Dealer::new(net, seeds);
+    d.comparison = program.comparison;
     let mut steps = DealerSteps::default();
     let mut masks = DealerMasks {
         weights: program.masked_weights.iter().map(|&w| (w, d.mask(0, w as u32, &plan.values[w].shape))).collect(),

@@ -57,6 +57,10 @@ pub struct TrainSpec {
     /// first `held.len()` owners; the others share their rows in the session.
     #[serde(default)]
     pub held: Vec<String>,
+    /// The comparison protocol of the sigmoid's DReLUs (absent: bitwise, as
+    /// before the choice existed).
+    #[serde(default, skip_serializing_if = "crate::protocol::Comparison::is_bitwise")]
+    pub comparison: crate::protocol::Comparison,
 }
 
 /// A feature bound must be a number of at least 1 (the ones column is a feature).
@@ -534,6 +538,7 @@ mod tests {
             shuffle: None,
             frac_bits: 16,
             held: Vec::new(),
+            comparison: Default::default(),
         }
     }
 

@@ -69,7 +69,7 @@ pub fn planned(spec: &TrainSpec) -> [Cost; 3] {
         let n = rows * spec.outputs;
         [
             open_cost(w) + truncate_cost(n),
-            piecewise_many_cost(n, breaks, 2) + mul_pairs_cost(&[n]),
+            piecewise_many_cost(spec.comparison, n, breaks, 2) + mul_pairs_cost(&[n]),
             open_cost(n) + truncate_cost(w),
         ]
     };
@@ -208,6 +208,7 @@ pub fn server(
     let mut net = ctx.endpoint(Party::server(i));
     let seed = server_seed(&mut net)?;
     let mut s = Server::new(i, net, seed);
+    s.comparison = spec.comparison;
     let mut report = Report::default();
     let mut steps = ServerSteps::default();
     let start = Instant::now();
@@ -284,6 +285,7 @@ pub fn dealer(ctx: &Session, spec: &TrainSpec) -> Result<Report> {
     let mut net = ctx.endpoint(Party::Dealer);
     let seeds = deal_seeds(&mut net)?;
     let mut d = Dealer::new(net, seeds);
+    d.comparison = spec.comparison;
     let mut busy = Duration::ZERO;
     let mask_x = d.mask(0, MASK_X, &[spec.rows(), d1]);
     let mut steps = DealerSteps::default();

@@ -147,6 +147,7 @@ pub fn training_spec(
         shuffle: None,
         frac_bits: 16,
         held: Vec::new(),
+        comparison: Default::default(),
     }
 }
 

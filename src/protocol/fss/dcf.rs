@@ -1,0 +1,409 @@
+//! A distributed comparison function (DCF): keys k_0, k_1 such that
+//! Eval(0, k_0, x) + Eval(1, k_1, x) = β·[x < α] in (Z_2^64)^k for every n-bit
+//! x, while either key alone reveals nothing about α or β.
+//!
+//! This is the DCF of Boyle, Chandran, Gilboa, Gupta, Ishai, Kumar, Rathee,
+//! "Function Secret Sharing for Mixed-Mode and Fixed-Point Secure Computation"
+//! (EUROCRYPT 2021), Fig. 1 (section 3), with the output group (Z_2^64)^k so that
+//! one key carries a small vector payload (ReLU needs two words, see the parent
+//! module). The tree has one level per input bit, most significant first. At
+//! every level each party expands its seed s into (s_L, t_L, s_R, t_R, v_L, v_R);
+//! the dealer's correction word (s_CW, V_CW, t_CW^L, t_CW^R) makes the two
+//! parties' seeds equal (and their control bits equal) off the path to α, so
+//! that everything below cancels, and adds β to the value of every left subtree
+//! the path to α leaves (those x share a prefix with α and have a 0 where α has
+//! a 1: x < α). A last word CW^(n+1) cancels the value at α itself.
+//!
+//! **PRG.** G(s) is fixed-key AES in the Matyas–Meyer–Oseas mode, block j being
+//! AES_K(s ⊕ j) ⊕ s ⊕ j under one public key K (as LLAMA, Orca and SIGMA do with
+//! fixed keys): block 0 is the left seed (its low bit is the control bit t_L,
+//! cleared in the seed), block 1 the right seed, then ⌈k/2⌉ blocks of left value
+//! words and ⌈k/2⌉ of right ones. Evaluation needs only the side x takes at each
+//! level: 1 + ⌈k/2⌉ blocks per level, all elements of a batch encrypted together
+//! so that AES-NI pipelines them. The final seed's value words come from its
+//! left value blocks. The root seeds are 128-bit strings each party expands from
+//! its own seed stream ([`crate::ring::Prg`]), so the dealer sends only the
+//! correction words, which are the same in both keys.
+//!
+//! **Key size**, the correction words of one key ([`key_bytes`]):
+//! 16·n (seeds) + 8·k·n (values) + ⌈2n/8⌉ (control bits) + 8·k (last word)
+//! bytes: 1,536 for n = 63, k = 1 and 2,048 for n = 63, k = 2.
+//!
+//! **Oracle.** The `fss-rs` crate's DCF is not used as a test oracle: its keys
+//! come from its own PRG (Hirose double-block AES-256) and layout, so neither
+//! side can evaluate the other's keys, and what both compute once reconstructed,
+//! β·[x < α], the tests check directly against the plaintext, exactly.
+
+use std::sync::OnceLock;
+
+use aes::Aes128;
+use aes::cipher::{BlockEncrypt, KeyInit};
+
+/// The largest payload (words of β) a key carries: the gates need at most 2.
+pub const MAX_PAYLOAD: usize = 4;
+
+/// Input bits and payload words of a family of keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// n: inputs are below 2^n (1 ≤ n ≤ 64).
+    pub bits: u32,
+    /// k: words of the payload β (1 ≤ k ≤ [`MAX_PAYLOAD`]).
+    pub payload: usize,
+}
+
+impl Shape {
+    pub fn new(bits: u32, payload: usize) -> Shape {
+        assert!(
+            (1..=64).contains(&bits) && (1..=MAX_PAYLOAD).contains(&payload),
+            "a DCF of {bits} bits, {payload} words"
+        );
+        Shape { bits, payload }
+    }
+
+    fn levels(self) -> usize {
+        self.bits as usize
+    }
+
+    /// AES blocks of value words per side.
+    fn value_blocks(self) -> usize {
+        self.payload.div_ceil(2)
+    }
+
+    /// Bytes of one key's correction words (the root seed is not sent).
+    pub fn key_bytes(self) -> usize {
+        let n = self.levels();
+        16 * n + 8 * self.payload * n + (2 * n).div_ceil(8) + 8 * self.payload
+    }
+
+    fn values_at(self) -> usize {
+        16 * self.levels()
+    }
+
+    fn bits_at(self) -> usize {
+        self.values_at() + 8 * self.payload * self.levels()
+    }
+
+    fn last_at(self) -> usize {
+        self.bits_at() + (2 * self.levels()).div_ceil(8)
+    }
+}
+
+/// [`Shape::key_bytes`]: the exact size of the correction words of one key.
+pub fn key_bytes(bits: u32, payload: usize) -> usize {
+    Shape::new(bits, payload).key_bytes()
+}
+
+/// The PRG's public AES key, expanded once: any fixed key will do (the
+/// construction's security is that of AES as a random permutation); this is
+/// the first 16 bytes of SHA-256("tfe-run DCF PRG").
+fn cipher() -> &'static Aes128 {
+    static CIPHER: OnceLock<Aes128> = OnceLock::new();
+    CIPHER.get_or_init(|| {
+        let digest = ring::digest::digest(&ring::digest::SHA256, b"tfe-run DCF PRG");
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest.as_ref()[..16]);
+        Aes128::new(&key.into())
+    })
+}
+
+/// MMO: each block u (an s ⊕ j) becomes AES_K(u) ⊕ u, in place, through a
+/// stack buffer of blocks encrypted together.
+fn mmo(blocks: &mut [u128]) {
+    let cipher = cipher();
+    let mut buf = [aes::Block::default(); 128];
+    for chunk in blocks.chunks_mut(128) {
+        let buf = &mut buf[..chunk.len()];
+        for (b, u) in buf.iter_mut().zip(chunk.iter()) {
+            b.copy_from_slice(&u.to_le_bytes());
+        }
+        cipher.encrypt_blocks(buf);
+        for (u, b) in chunk.iter_mut().zip(buf.iter()) {
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(b);
+            *u ^= u128::from_le_bytes(bytes);
+        }
+    }
+}
+
+/// Tweaks: block j of G(s) encrypts s ⊕ j.
+const LEFT_SEED: u128 = 0;
+const RIGHT_SEED: u128 = 1;
+fn value_tweak(shape: Shape, side: usize, j: usize) -> u128 {
+    (2 + side * shape.value_blocks() + j) as u128
+}
+
+/// A seed's control bit (its low bit) and the seed with it cleared.
+fn split_seed(block: u128) -> (u128, u8) {
+    (block & !1, (block & 1) as u8)
+}
+
+/// k value words from the value blocks of one side.
+fn value_words(blocks: &[u128], k: usize, out: &mut [u64]) {
+    for (j, w) in out.iter_mut().enumerate().take(k) {
+        *w = (blocks[j / 2] >> (64 * (j % 2))) as u64;
+    }
+}
+
+/// One level's expansion of a seed, both sides (key generation).
+struct Expanded {
+    seed: [u128; 2],
+    t: [u8; 2],
+    value: [[u64; MAX_PAYLOAD]; 2],
+}
+
+fn expand_both(shape: Shape, s: u128) -> Expanded {
+    let h = shape.value_blocks();
+    let mut blocks = [0u128; 2 + 2 * MAX_PAYLOAD.div_ceil(2)];
+    let blocks = &mut blocks[..2 + 2 * h];
+    blocks[0] = s ^ LEFT_SEED;
+    blocks[1] = s ^ RIGHT_SEED;
+    for side in 0..2 {
+        for j in 0..h {
+            blocks[2 + side * h + j] = s ^ value_tweak(shape, side, j);
+        }
+    }
+    mmo(blocks);
+    let (l, tl) = split_seed(blocks[0]);
+    let (r, tr) = split_seed(blocks[1]);
+    let mut value = [[0u64; MAX_PAYLOAD]; 2];
+    for (side, v) in value.iter_mut().enumerate() {
+        value_words(&blocks[2 + side * h..2 + (side + 1) * h], shape.payload, v);
+    }
+    Expanded { seed: [l, r], t: [tl, tr], value }
+}
+
+/// The final seed's value words (Convert(s^(n))): its left value blocks.
+fn convert(shape: Shape, s: u128, out: &mut [u64]) {
+    let h = shape.value_blocks();
+    let mut blocks = [0u128; MAX_PAYLOAD.div_ceil(2)];
+    let blocks = &mut blocks[..h];
+    for (j, b) in blocks.iter_mut().enumerate() {
+        *b = s ^ value_tweak(shape, 0, j);
+    }
+    mmo(blocks);
+    value_words(blocks, shape.payload, out);
+}
+
+fn input_bit(shape: Shape, x: u64, level: usize) -> usize {
+    ((x >> (shape.bits as usize - 1 - level)) & 1) as usize
+}
+
+/// (−1)^t as a ring multiplier.
+fn sign(t: u8) -> u64 {
+    if t == 0 { 1 } else { u64::MAX }
+}
+
+/// Generate the correction words of a key pair for f(x) = β·[x < α], from the two
+/// parties' root seeds, appending them to `out` ([`Shape::key_bytes`] bytes).
+/// α must be below 2^n; β has `shape.payload` words.
+pub fn generate(shape: Shape, alpha: u64, beta: &[u64], roots: [u128; 2], out: &mut Vec<u8>) {
+    debug_assert!(shape.bits == 64 || alpha >> shape.bits == 0, "α below 2^n");
+    let (n, k) = (shape.levels(), shape.payload);
+    let start = out.len();
+    out.resize(start + shape.key_bytes(), 0);
+    let key = &mut out[start..];
+    let mut s = [roots[0] & !1, roots[1] & !1];
+    let mut t = [0u8, 1u8];
+    let mut v_alpha = [0u64; MAX_PAYLOAD];
+    for level in 0..n {
+        let a = input_bit(shape, alpha, level);
+        let e = [expand_both(shape, s[0]), expand_both(shape, s[1])];
+        let (keep, lose) = (a, 1 - a);
+        let s_cw = e[0].seed[lose] ^ e[1].seed[lose];
+        let sg = sign(t[1]);
+        let mut v_cw = [0u64; MAX_PAYLOAD];
+        for j in 0..k {
+            let mut v = e[1].value[lose][j].wrapping_sub(e[0].value[lose][j]).wrapping_sub(v_alpha[j]);
+            if lose == 0 {
+                // The left subtree the path leaves: every x there is below α.
+                v = v.wrapping_add(beta[j]);
+            }
+            v_cw[j] = sg.wrapping_mul(v);
+            v_alpha[j] = v_alpha[j]
+                .wrapping_sub(e[1].value[keep][j])
+                .wrapping_add(e[0].value[keep][j])
+                .wrapping_add(sg.wrapping_mul(v_cw[j]));
+        }
+        let t_cw = [e[0].t[0] ^ e[1].t[0] ^ a as u8 ^ 1, e[0].t[1] ^ e[1].t[1] ^ a as u8];
+        key[16 * level..16 * (level + 1)].copy_from_slice(&s_cw.to_le_bytes());
+        for (j, v) in v_cw.iter().enumerate().take(k) {
+            let at = shape.values_at() + 8 * (level * k + j);
+            key[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        let bit = 2 * level;
+        key[shape.bits_at() + bit / 8] |= (t_cw[0] | t_cw[1] << 1) << (bit % 8);
+        for b in 0..2 {
+            s[b] = e[b].seed[keep] ^ if t[b] == 1 { s_cw } else { 0 };
+            t[b] = e[b].t[keep] ^ (t[b] & t_cw[keep]);
+        }
+    }
+    let (mut c0, mut c1) = ([0u64; MAX_PAYLOAD], [0u64; MAX_PAYLOAD]);
+    convert(shape, s[0], &mut c0);
+    convert(shape, s[1], &mut c1);
+    for j in 0..k {
+        let last = sign(t[1]).wrapping_mul(c1[j].wrapping_sub(c0[j]).wrapping_sub(v_alpha[j]));
+        let at = shape.last_at() + 8 * j;
+        key[at..at + 8].copy_from_slice(&last.to_le_bytes());
+    }
+}
+
+fn word(key: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+fn seed_cw(key: &[u8], level: usize) -> u128 {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&key[16 * level..16 * (level + 1)]);
+    u128::from_le_bytes(b)
+}
+
+/// Elements evaluated together, level by level: enough blocks per AES call
+/// (2 × 64 for k ≤ 2) to keep AES-NI's pipeline full, few enough to stay in L1.
+const LANES: usize = 64;
+
+/// Party `party`'s shares of β_e·[x_e < α_e] for every element e: `roots[e]` its
+/// root seed, `keys` the elements' correction words one after the other
+/// ([`Shape::key_bytes`] each), `x[e]` the input (below 2^n). Writes
+/// `shape.payload` words per element into `out`.
+pub fn evaluate(shape: Shape, party: usize, roots: &[u128], keys: &[u8], x: &[u64], out: &mut [u64]) {
+    let (n, k, h) = (shape.levels(), shape.payload, shape.value_blocks());
+    let len = shape.key_bytes();
+    assert!(roots.len() == x.len() && keys.len() == len * x.len() && out.len() == k * x.len(), "batch sizes");
+    let neg = party == 1;
+    let mut blocks = vec![0u128; LANES * (1 + h)];
+    for start in (0..x.len()).step_by(LANES) {
+        let m = LANES.min(x.len() - start);
+        let mut s: Vec<u128> = roots[start..start + m].iter().map(|r| r & !1).collect();
+        let mut t = vec![party as u8; m];
+        let mut acc = vec![0u64; m * k];
+        for level in 0..n {
+            for e in 0..m {
+                let side = input_bit(shape, x[start + e], level);
+                let b = &mut blocks[e * (1 + h)..(e + 1) * (1 + h)];
+                b[0] = s[e] ^ if side == 0 { LEFT_SEED } else { RIGHT_SEED };
+                for (j, v) in b[1..].iter_mut().enumerate() {
+                    *v = s[e] ^ value_tweak(shape, side, j);
+                }
+            }
+            mmo(&mut blocks[..m * (1 + h)]);
+            for e in 0..m {
+                let key = &keys[(start + e) * len..(start + e + 1) * len];
+                let side = input_bit(shape, x[start + e], level);
+                let b = &blocks[e * (1 + h)..(e + 1) * (1 + h)];
+                let (seed, tb) = split_seed(b[0]);
+                let bit = 2 * level + side;
+                let t_cw = (key[shape.bits_at() + bit / 8] >> (bit % 8)) & 1;
+                let mut v = [0u64; MAX_PAYLOAD];
+                value_words(&b[1..], k, &mut v);
+                for j in 0..k {
+                    let mut add = v[j];
+                    if t[e] == 1 {
+                        add = add.wrapping_add(word(key, shape.values_at() + 8 * (level * k + j)));
+                    }
+                    let a = &mut acc[e * k + j];
+                    *a = if neg { a.wrapping_sub(add) } else { a.wrapping_add(add) };
+                }
+                s[e] = seed ^ if t[e] == 1 { seed_cw(key, level) } else { 0 };
+                t[e] = tb ^ (t[e] & t_cw);
+            }
+        }
+        for e in 0..m {
+            let key = &keys[(start + e) * len..(start + e + 1) * len];
+            let mut c = [0u64; MAX_PAYLOAD];
+            convert(shape, s[e], &mut c);
+            for j in 0..k {
+                let mut add = c[j];
+                if t[e] == 1 {
+                    add = add.wrapping_add(word(key, shape.last_at() + 8 * j));
+                }
+                let a = acc[e * k + j];
+                out[(start + e) * k + j] = if neg { a.wrapping_sub(add) } else { a.wrapping_add(add) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reconstruct(shape: Shape, alpha: u64, beta: &[u64], roots: [u128; 2], xs: &[u64]) -> Vec<Vec<u64>> {
+        let mut key = Vec::new();
+        generate(shape, alpha, beta, roots, &mut key);
+        assert_eq!(key.len(), shape.key_bytes());
+        let keys: Vec<u8> = xs.iter().flat_map(|_| key.iter().copied()).collect();
+        let k = shape.payload;
+        let mut y = [vec![0u64; k * xs.len()], vec![0u64; k * xs.len()]];
+        for (party, y) in y.iter_mut().enumerate() {
+            evaluate(shape, party, &vec![roots[party]; xs.len()], &keys, xs, y);
+        }
+        (0..xs.len()).map(|e| (0..k).map(|j| y[0][e * k + j].wrapping_add(y[1][e * k + j])).collect()).collect()
+    }
+
+    fn mask(bits: u32) -> u64 {
+        if bits == 64 { u64::MAX } else { (1 << bits) - 1 }
+    }
+
+    #[test]
+    fn key_sizes_are_the_formula() {
+        assert_eq!(key_bytes(63, 1), 1536);
+        assert_eq!(key_bytes(63, 2), 2048);
+        assert_eq!(key_bytes(1, 1), 16 + 8 + 1 + 8);
+    }
+
+    #[test]
+    fn every_input_of_a_small_domain_compares_exactly() {
+        for bits in 1..=5u32 {
+            for alpha in 0..1u64 << bits {
+                let shape = Shape::new(bits, 2);
+                let beta = [0xdead_beef_u64, u64::MAX - 6];
+                let xs: Vec<u64> = (0..1u64 << bits).collect();
+                let roots = [0x1234_5678_9abc_def0_1122_3344_5566_7788 ^ u128::from(alpha), 0xfeed ^ u128::from(bits)];
+                for (x, y) in xs.iter().zip(reconstruct(shape, alpha, &beta, roots, &xs)) {
+                    let want = if *x < alpha { beta.to_vec() } else { vec![0, 0] };
+                    assert_eq!(y, want, "n = {bits}, α = {alpha}, x = {x}");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        /// Random α, β, roots; x random and at the edges α − 1, α, α + 1, 0, 2^n − 1.
+        #[test]
+        fn dcf_reconstructs_beta_below_alpha(
+            bits in prop_oneof![Just(63u32), Just(64u32), 1u32..=64],
+            payload in 1usize..=MAX_PAYLOAD,
+            alpha in any::<u64>(),
+            beta in proptest::collection::vec(any::<u64>(), MAX_PAYLOAD),
+            roots in any::<[u128; 2]>(),
+            random in proptest::collection::vec(any::<u64>(), 8),
+        ) {
+            let shape = Shape::new(bits, payload);
+            let m = mask(bits);
+            let alpha = alpha & m;
+            let beta = &beta[..payload];
+            let mut xs: Vec<u64> = random.iter().map(|x| x & m).collect();
+            xs.extend([alpha.wrapping_sub(1) & m, alpha, alpha.wrapping_add(1) & m, 0, m]);
+            for (x, y) in xs.iter().zip(reconstruct(shape, alpha, beta, roots, &xs)) {
+                let want: Vec<u64> = if *x < alpha { beta.to_vec() } else { vec![0; payload] };
+                prop_assert_eq!(y, want, "x = {}", x);
+            }
+        }
+
+        /// One party's shares alone look nothing like β·[x < α]: they change with
+        /// the other party's root (a smoke check of the masking, not a proof).
+        #[test]
+        fn one_share_depends_on_both_roots(alpha in any::<u64>(), roots in any::<[u128; 2]>(), other in any::<u128>()) {
+            prop_assume!(other & !1 != roots[1] & !1);
+            let shape = Shape::new(63, 1);
+            let alpha = alpha & mask(63);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            generate(shape, alpha, &[1], roots, &mut a);
+            generate(shape, alpha, &[1], [roots[0], other], &mut b);
+            prop_assert_ne!(a, b);
+        }
+    }
+}

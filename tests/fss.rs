@@ -1,0 +1,250 @@
+//! The comparison gates by function secret sharing (src/protocol/fss), run between
+//! real party threads with the harness of `common/mpc.rs`: exact against the
+//! plaintext sign over random and edge values and share splits, their traffic
+//! exactly the formulas (one round, one word per element per server; the dealer's
+//! keys), and what a server receives fresh and uniform-looking.
+
+mod common;
+#[path = "common/mpc.rs"]
+mod mpc;
+
+use std::collections::HashSet;
+
+use proptest::prelude::*;
+
+use mpc::{Keys, Run, labelled, ring, run, run_shares, signed};
+use tfe_run::protocol::compare;
+use tfe_run::protocol::fss::{self, Gate};
+use tfe_run::protocol::{Comparison, Dealer, Server};
+use tfe_run::ring::{RingTensor, from_words, os_seed};
+use tfe_run::transport::Party;
+
+fn fss_server(s: &mut Server) -> &mut Server {
+    s.comparison = Comparison::Fss;
+    s
+}
+
+fn fss_dealer(d: &mut Dealer) -> &mut Dealer {
+    d.comparison = Comparison::Fss;
+    d
+}
+
+/// Server shares `x0`, `x1` through the FSS gate `gate`.
+fn gate_on_shares(gate: Gate, x0: Vec<u64>, x1: Vec<u64>) -> Run {
+    let n = x0.len();
+    run_shares(
+        &Keys::fresh(),
+        [vec![from_words(&[n], x0)], vec![from_words(&[n], x1)]],
+        |s, mut xs| {
+            let x = xs.remove(0);
+            let s = fss_server(s);
+            Ok(vec![match gate {
+                Gate::Drelu => compare::drelu(s, &x)?,
+                Gate::Relu => compare::relu(s, &x)?,
+            }])
+        },
+        |d| match gate {
+            Gate::Drelu => compare::deal_drelu(fss_dealer(d), n),
+            Gate::Relu => compare::deal_relu(fss_dealer(d), &[n]),
+        },
+    )
+}
+
+/// Zero, ±1, ±2^62, 2^63 − 1, −2^63 and neighbours of every power of two edge.
+fn edge_values() -> Vec<i64> {
+    let mut v = vec![0, 1, -1, 2, -2, 1 << 62, -(1 << 62), i64::MAX, i64::MIN, i64::MIN + 1, i64::MAX - 1];
+    for e in [16, 31, 32, 46, 47, 61, 62] {
+        for d in [-1i64, 0, 1] {
+            v.push((1i64 << e).wrapping_add(d));
+            v.push((1i64 << e).wrapping_add(d).wrapping_neg());
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Every edge value under several share splits (one share zero, shares with the
+/// top bit set, all ones, random), through both gates: exact.
+#[test]
+fn fss_drelu_and_relu_are_exact_at_the_edges() {
+    let mut prg = labelled(&os_seed().unwrap(), 0);
+    let (mut x0, mut x1, mut xs) = (Vec::new(), Vec::new(), Vec::new());
+    for &x in &edge_values() {
+        let x = x as u64;
+        let random = prg.words(3);
+        for a in [0, x, 1, u64::MAX, 1 << 63, (1 << 63) - 1, x ^ (1 << 63), random[0], random[1], random[2]] {
+            xs.push(x as i64);
+            x0.push(a);
+            x1.push(x.wrapping_sub(a));
+        }
+    }
+    let d = gate_on_shares(Gate::Drelu, x0.clone(), x1.clone());
+    let r = gate_on_shares(Gate::Relu, x0, x1);
+    for ((&x, dg), rg) in xs.iter().zip(signed(d.output())).zip(signed(r.output())) {
+        assert_eq!(dg, i64::from(x >= 0), "DReLU({x})");
+        assert_eq!(rg, x.max(0), "ReLU({x})");
+    }
+}
+
+fn ring_value() -> impl Strategy<Value = i64> {
+    prop_oneof![any::<i64>(), -(1i64 << 20)..(1i64 << 20), prop::sample::select(edge_values())]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// DReLU and ReLU by FSS equal the plaintext sign and max(x, 0) for random
+    /// values and random splits.
+    #[test]
+    fn fss_gates_match_the_plaintext_sign(x in prop::collection::vec(ring_value(), 1..200), seed in any::<[u8; 32]>()) {
+        let a = labelled(&seed, 1).words(x.len());
+        let x0 = a.clone();
+        let x1: Vec<u64> = x.iter().zip(&a).map(|(&x, a)| (x as u64).wrapping_sub(*a)).collect();
+        let d = gate_on_shares(Gate::Drelu, x0.clone(), x1.clone());
+        let r = gate_on_shares(Gate::Relu, x0, x1);
+        for (i, &x) in x.iter().enumerate() {
+            prop_assert_eq!(signed(d.output())[i], i64::from(x >= 0), "DReLU({})", x);
+            prop_assert_eq!(signed(r.output())[i], x.max(0), "ReLU({})", x);
+        }
+    }
+
+    /// Max and argmax tournaments under FSS (max(a, b) = b + ReLU(a − b); argmax by
+    /// DReLU and a product) are exact, ties keeping the first maximum.
+    #[test]
+    fn fss_tournaments_are_exact(
+        groups in prop::collection::vec(1usize..=9, 1..6),
+        with_index in any::<bool>(),
+        seed in any::<[u8; 32]>(),
+        ties in any::<bool>(),
+    ) {
+        let n: usize = groups.iter().sum();
+        let values: Vec<i64> = labelled(&seed, 2)
+            .words(n)
+            .into_iter()
+            .map(|w| if ties { (w % 3) as i64 - 1 } else { (w as i64) >> 2 })
+            .collect();
+        let mut at = 0;
+        let groups: Vec<Vec<usize>> = groups.iter().map(|&g| { at += g; (at - g..at).collect() }).collect();
+        let x = ring(&[n], values.iter().copied());
+        let out = run(
+            &Keys::fresh(),
+            std::slice::from_ref(&x),
+            |s, xs| {
+                let (max, index) = compare::tournament(fss_server(s), &xs[0], &groups, with_index)?;
+                Ok(std::iter::once(max).chain(index).collect())
+            },
+            |d| compare::deal_tournament(fss_dealer(d), &groups, with_index),
+        );
+        for (g, members) in groups.iter().enumerate() {
+            let best = members.iter().map(|&i| values[i]).max().unwrap();
+            let first = members.iter().position(|&i| values[i] == best).unwrap();
+            prop_assert_eq!(signed(&out.outputs[0])[g], best);
+            if with_index {
+                prop_assert_eq!(signed(&out.outputs[1])[g], first as i64);
+            }
+        }
+    }
+}
+
+/// Each server sends one word per element in one round; the dealer sends server
+/// 0 exactly the keys' bytes and server 1 those and its corrections, one message
+/// per block of `fss::BLOCK` elements: the formulas the planner uses.
+#[test]
+fn fss_traffic_matches_the_formulas() {
+    for gate in [Gate::Drelu, Gate::Relu] {
+        for n in [1usize, 2, 63, 1000, fss::BLOCK, fss::BLOCK + 1, 2 * fss::BLOCK + 5] {
+            let x = labelled(&os_seed().unwrap(), 3).words(n);
+            let run = gate_on_shares(gate, x, vec![0; n]);
+            for (to, from) in [(Party::Server0, Party::Server1), (Party::Server1, Party::Server0)] {
+                assert_eq!(run.words(to, from).len(), n, "{gate:?}, n = {n}: words {} got", to.name());
+                assert_eq!(run.messages(to, from).count(), 1, "{gate:?}, n = {n}: one round");
+            }
+            let cost = fss::cost(gate, n);
+            assert_eq!((cost.bytes, cost.rounds), (8 * n as u64, 1));
+            let [to0, to1] = fss::dealer_bytes(gate, n);
+            for (server, planned) in [(Party::Server0, to0), (Party::Server1, to1)] {
+                let sent: usize = run.messages(server, Party::Dealer).map(|m| m.payload.len()).sum();
+                assert_eq!(sent as u64, planned, "{gate:?}, n = {n}: dealer bytes to {}", server.name());
+                assert_eq!(run.messages(server, Party::Dealer).count(), n.div_ceil(fss::BLOCK));
+            }
+            assert_eq!(cost.keys, to0 + to1);
+        }
+    }
+}
+
+/// The masks are fresh: the same input (all zeros, so x̂ = r) through two gates
+/// in one session, and within one gate, never opens the same word twice.
+#[test]
+fn fss_masks_are_never_reused() {
+    let n = 3000;
+    let zeros = RingTensor::zeros(ndarray::IxDyn(&[n]));
+    let run = run(
+        &Keys::fresh(),
+        std::slice::from_ref(&zeros),
+        |s, xs| {
+            let s = fss_server(s);
+            Ok(vec![compare::relu(s, &xs[0])?, compare::drelu(s, &xs[0])?])
+        },
+        |d| {
+            compare::deal_relu(fss_dealer(d), &[n])?;
+            compare::deal_drelu(d, n)
+        },
+    );
+    assert!(run.outputs[0].iter().all(|v| v.0 == 0) && run.outputs[1].iter().all(|v| v.0 == 1));
+    // What server 0 received from server 1: x1 + r1 of both gates.
+    let words = run.words(Party::Server0, Party::Server1);
+    assert_eq!(words.len(), 2 * n);
+    let distinct: HashSet<u64> = words.iter().copied().collect();
+    assert_eq!(distinct.len(), words.len(), "a mask word repeats");
+}
+
+/// Each server's view of the other (x_b + r_b, and what it learns, x̂ = its own
+/// message plus the other's) is uniform and distributed the same for an all-zero
+/// input, large random values and all −1 (chi-square on bytes and top nibbles,
+/// bit balance; two-sample homogeneity across inputs); and the dealer's key bytes
+/// to server 0 are distributed the same whatever the input (the dealer never sees
+/// it). Keys and inputs are reproducible (`TFE_TEST_SEED`).
+#[test]
+fn fss_views_are_uniform_and_independent_of_the_input() {
+    const ALPHA: f64 = 1e-4;
+    let n = 4096;
+    let seed = mpc::test_seed();
+    let random: Vec<i64> = labelled(&seed, 5).words(n).into_iter().map(|w| (w as i64) >> 2).collect();
+    let inputs = [vec![0i64; n], random, vec![-1i64; n]];
+    let mut received = Vec::new();
+    let mut keys = Vec::new();
+    for (j, x) in inputs.iter().enumerate() {
+        let x = ring(&[n], x.iter().copied());
+        let run = mpc::run1(
+            &Keys::fixed(500 + j as u64),
+            &x,
+            |s, x| compare::relu(fss_server(s), &x),
+            |d| compare::deal_relu(fss_dealer(d), &[n]),
+        );
+        assert_eq!(signed(run.output()), signed(&x).into_iter().map(|v| v.max(0)).collect::<Vec<_>>());
+        let got = run.words(Party::Server0, Party::Server1);
+        let m = run.messages(Party::Server0, Party::Server1).next().expect("one opening");
+        let mine = run.sent_message(Party::Server0, Party::Server1, m.key).expect("its own half").words();
+        let opened: Vec<u64> = mine.iter().zip(&got).map(|(a, b)| a.wrapping_add(*b)).collect();
+        for (what, words) in [("received", &got), ("opened x̂", &opened)] {
+            for (test, p) in [
+                ("bytes", mpc::chi2_uniform(&mpc::byte_histogram(words)).1),
+                ("top 4 bits", mpc::chi2_uniform(&mpc::top_nibble_histogram(words)).1),
+                ("bit balance", mpc::bit_balance(words).1),
+            ] {
+                assert!(p > ALPHA, "input {j}, server 0's {what}: {test} p = {p:.2e}");
+            }
+        }
+        received.push(opened);
+        let bytes: Vec<u8> =
+            run.messages(Party::Server0, Party::Dealer).flat_map(|m| m.payload.iter().copied()).collect();
+        keys.push(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect::<Vec<u64>>());
+    }
+    for j in 1..inputs.len() {
+        for (what, a, b) in [("opened x̂", &received[0], &received[j]), ("dealer keys", &keys[0], &keys[j])] {
+            let p = mpc::chi2_homogeneity(&mpc::byte_histogram(a), &mpc::byte_histogram(b)).1;
+            assert!(p > ALPHA, "{what}: bytes, input 0 vs {j}: p = {p:.2e}");
+        }
+    }
+}
