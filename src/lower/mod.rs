@@ -22,7 +22,12 @@ use crate::ring::FixedPoint;
 pub use cost::BASE_MEMORY;
 
 /// The serialisation format of [`Program`]: a server refuses another.
-pub const PROGRAM_FORMAT: u32 = 1;
+///
+/// 2: the comparison protocol is a field of the program, and depthwise
+/// convolutions, transposed convolutions and bilinear resizes carry a layout.
+/// A format-1 build would drop both fields and run an NCHW step as NHWC, or
+/// the bitwise comparison against an FSS dealer, so it must refuse them.
+pub const PROGRAM_FORMAT: u32 = 2;
 
 /// Plan steps number the step field (a u32) of message and stream keys, whose
 /// top numbers name the messages outside every program's steps
