@@ -623,6 +623,7 @@ mod tests {
         assert!(e.contains("not the one its plan lowers to"), "{e}");
         program.format += 1;
         let e = check_program(&program, &program.digest()).unwrap_err().to_string();
-        assert!(e.contains("format 2, this build runs format 1"), "{e}");
+        let (theirs, ours) = (crate::lower::PROGRAM_FORMAT + 1, crate::lower::PROGRAM_FORMAT);
+        assert!(e.contains(&format!("format {theirs}, this build runs format {ours}")), "{e}");
     }
 }
