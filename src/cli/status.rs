@@ -48,7 +48,11 @@ fn size(bytes: u64) -> String {
     for (unit, name) in UNITS {
         if bytes >= unit {
             let value = bytes as f64 / unit as f64;
-            return if bytes % unit == 0 { format!("{} {name}", bytes / unit) } else { format!("{value:.1} {name}") };
+            return if bytes.is_multiple_of(unit) {
+                format!("{} {name}", bytes / unit)
+            } else {
+                format!("{value:.1} {name}")
+            };
         }
     }
     format!("{bytes} B")

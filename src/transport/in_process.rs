@@ -18,12 +18,8 @@ use super::{Aborted, MsgKey, Party, Transport};
 #[derive(Default)]
 pub struct InProcess {
     mailbox: Mutex<Mailbox>,
-    /// One per party, indexed by [`party_index`]: notified when a message to it arrives.
+    /// One per party (see [`InProcess::arrived`]): notified when a message to it arrives.
     arrived: [Condvar; Party::ALL.len()],
-}
-
-fn party_index(party: Party) -> usize {
-    Party::ALL.iter().position(|p| *p == party).expect("every party is in Party::ALL")
 }
 
 #[derive(Default)]
@@ -36,6 +32,18 @@ impl InProcess {
     pub fn new() -> InProcess {
         InProcess::default()
     }
+
+    /// The condition variable `party` waits on.
+    fn arrived(&self, party: Party) -> &Condvar {
+        let [server0, server1, dealer, owner, client] = &self.arrived;
+        match party {
+            Party::Server0 => server0,
+            Party::Server1 => server1,
+            Party::Dealer => dealer,
+            Party::ModelOwner => owner,
+            Party::Client => client,
+        }
+    }
 }
 
 impl Transport for InProcess {
@@ -45,7 +53,7 @@ impl Transport for InProcess {
             anyhow::bail!("{} sent message {key:?} to {} twice", from.name(), to.name());
         }
         // All of the recipient's waiters: a party may wait on more than one thread.
-        self.arrived[party_index(to)].notify_all();
+        self.arrived(to).notify_all();
         Ok(())
     }
 
@@ -65,10 +73,8 @@ impl Transport for InProcess {
             if left.is_zero() {
                 anyhow::bail!("{} waited {timeout:?} for message {key:?} from {} in vain", to.name(), from.name());
             }
-            mailbox = self.arrived[party_index(to)]
-                .wait_timeout(mailbox, left)
-                .map_err(|_| anyhow::anyhow!("a party thread panicked"))?
-                .0;
+            mailbox =
+                self.arrived(to).wait_timeout(mailbox, left).map_err(|_| anyhow::anyhow!("a party thread panicked"))?.0;
         }
     }
 
