@@ -504,17 +504,8 @@ const CURVE_SLACK: f64 = 1e-4;
 #[test]
 fn each_curve_activation_under_pond_is_within_its_documented_error_and_exact_beyond() {
     use tfe_run::ops::{Activation, Curve};
-    for curve in [
-        Curve::Elu,
-        Curve::Selu,
-        Curve::Softplus,
-        Curve::Softsign,
-        Curve::Erf,
-        Curve::Erfc,
-        Curve::Gelu,
-        Curve::GeluTanh,
-        Curve::Mish,
-    ] {
+    // Every curve but Sigmoid and Tanh (tested through their TF ops) and Exp (its own unit).
+    for curve in Curve::ALL.into_iter().filter(|c| ![Curve::Sigmoid, Curve::Tanh, Curve::Exp].contains(c)) {
         let x = wide_grid();
         let plan = one_step(Activation { curve }.into(), &[&[x.len()]]);
         assert_eq!(plan.steps[0].op.name(), curve.name());
