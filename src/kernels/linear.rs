@@ -33,11 +33,13 @@ const ROWS: usize = 4;
 
 /// `a @ b` modulo 2^64. `b` is copied into panels of 16 columns, contiguous row by
 /// row; each step multiplies 4 rows of `a` by one panel into accumulators held in
-/// registers. x86-64 has no vector 64-bit multiply before AVX-512, so the compiler
-/// builds one from 32-bit halves, which pays off with AVX2's 4 lanes; the AVX2
-/// version is chosen at run time where the processor has it (about 4x a loop
-/// that streams the output through memory, measured on the benchmark machine for
-/// tf-encrypted's MNIST convolutions).
+/// registers. x86-64 has no vector 64-bit multiply before AVX-512DQ's `vpmullq`;
+/// with AVX2 the compiler builds one from 32-bit halves, which still pays off
+/// with its 4 lanes (about 4x a loop that streams the output through memory,
+/// measured on the benchmark machine for tf-encrypted's MNIST convolutions).
+/// The AVX-512 version (8 lanes, one multiply) is 1.6-1.7x the AVX2 one on the
+/// kernel benchmark's GEMMs with k >= 400 (`cargo bench --bench kernels --
+/// ring_gemm`); the best version the processor has is chosen at run time.
 pub fn ring_gemm(a: ArrayView2<'_, Wrapping<u64>>, b: ArrayView2<'_, Wrapping<u64>>) -> Array2<Wrapping<u64>> {
     let (m, k) = a.dim();
     let n = b.ncols();
@@ -48,9 +50,9 @@ pub fn ring_gemm(a: ArrayView2<'_, Wrapping<u64>>, b: ArrayView2<'_, Wrapping<u6
     Array2::from_shape_vec((m, n), out).expect("shape")
 }
 
-/// [`ring_gemm`] on row-major slices, compiled for AVX2 as well as for the
-/// baseline.
-#[multiversion::multiversion(targets("x86_64+avx2"))]
+/// [`ring_gemm`] on row-major slices, compiled for AVX-512 and AVX2 as well as
+/// for the baseline.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512dq", "x86_64+avx2"))]
 fn gemm_panels(a: &[Wrapping<u64>], b: &[Wrapping<u64>], dims: (usize, usize, usize), out: &mut [Wrapping<u64>]) {
     gemm_panels_body(a, b, dims, out)
 }
