@@ -677,6 +677,7 @@ fn max_memory_refuses_a_run_with_its_estimate() {
     fails(&["--max-memory", "lots", model, input], 2, &["`lots` is not a size"]);
     // Issue 16: `--max-memory 10` was reported as a limit of "0 MB".
     fails(&["--max-memory", "10", model, input], 2, &["over the --max-memory limit of 10 bytes"]);
+    fails(&["--max-memory", "1", model, input], 2, &["over the --max-memory limit of 1 byte;"]);
     fails(&["--max-memory", "20K", model, input], 2, &["over the --max-memory limit of 20.0 KB"]);
     // The default leaves room for every shipped model.
     let (code, _, stderr) = run(&["--max-memory", "1G", model, input]);

@@ -127,6 +127,7 @@ pub fn check_memory(estimate: u64, limit: u64, what: &str) -> Result<()> {
 pub fn human_size(bytes: u64) -> String {
     const MB: u64 = 1 << 20;
     match bytes {
+        1 => "1 byte".to_string(),
         0..1024 => format!("{bytes} bytes"),
         1024..MB => format!("{:.1} KB", bytes as f64 / 1024.0),
         _ => format!("{:.0} MB", bytes as f64 / MB as f64),
