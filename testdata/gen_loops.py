@@ -245,6 +245,131 @@ def build_tf1_loop(data):
              "graph_util.convert_variables_to_constants", ref, yte)
 
 
+def train_v1(sess, step, feeds_of, n_steps, n, rng):
+    order = rng.permutation(n)
+    for k in range(n_steps):
+        at = order[(k * 100) % n:][:100]
+        sess.run(step, feeds_of(at))
+
+
+def build_tf1_tensorarray(data):
+    """A GRU written with TF1 TensorArrays (TensorArrayV3 and its Scatter/Read/Write/Gather/Size)
+    inside a tf.compat.v1.while_loop under control flow v1: what tf.compat.v1.nn.dynamic_rnn
+    writes (its cells need the removed tf.compat.v1.nn.rnn_cell, so the loop is written out)."""
+    name = "loop_tf1_tensorarray_gru"
+    if not selected(name):
+        return
+    xtr, ytr, xte, yte = data
+    v1 = tf.compat.v1
+    rng = np.random.default_rng(11)
+    H, F, T = 20, 28, 28
+    g = tf.Graph()
+    with g.as_default():
+        v1.disable_control_flow_v2()
+        v1.set_random_seed(0)
+        xin = v1.placeholder(tf.float32, [None, T * F], name="input")
+        labels = v1.placeholder(tf.int64, [None], name="labels")
+        x_tm = tf.transpose(tf.reshape(xin, [-1, T, F]), [1, 0, 2])      # time major
+        init = lambda *s: (rng.standard_normal(s) / np.sqrt(s[0])).astype(np.float32)
+        Wz, Uz = v1.Variable(init(F, 2 * H), name="Wz"), v1.Variable(init(H, 2 * H), name="Uz")
+        Wh, Uh = v1.Variable(init(F, H), name="Wh"), v1.Variable(init(H, H), name="Uh")
+        bz = v1.Variable(np.ones(2 * H, np.float32), name="bz")
+        bh = v1.Variable(np.zeros(H, np.float32), name="bh")
+        Wo = v1.Variable(init(H, 10), name="Wo")
+        bo = v1.Variable(np.zeros(10, np.float32), name="bo")
+        steps_in = v1.TensorArray(tf.float32, size=T, name="steps_in").unstack(x_tm)
+        steps_out = v1.TensorArray(tf.float32, size=T, name="steps_out")
+        h0 = tf.zeros(tf.stack([tf.shape(xin)[0], H]))
+
+        def body(t, h, out):
+            xt = steps_in.read(t)
+            zr = tf.sigmoid(tf.matmul(xt, Wz) + tf.matmul(h, Uz) + bz)
+            z, r = tf.split(zr, 2, axis=1)
+            cand = tf.tanh(tf.matmul(xt, Wh) + tf.matmul(r * h, Uh) + bh)
+            h = z * h + (1.0 - z) * cand
+            return t + 1, h, out.write(t, h)
+
+        _, _, steps_out = v1.while_loop(lambda t, h, out: tf.less(t, T), body,
+                                        [tf.constant(0), h0, steps_out])
+        mean_h = tf.reduce_mean(steps_out.stack(), axis=0)           # Gather over Range(Size)
+        logits = tf.add(tf.matmul(mean_h, Wo), bo, name="logits")
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                                             logits=logits))
+        step = v1.train.AdamOptimizer(1e-2).minimize(loss)
+        xs = xtr.reshape(-1, T * F)
+        with v1.Session(graph=g) as sess:
+            sess.run(v1.global_variables_initializer())
+            train_v1(sess, step, lambda at: {xin: xs[at], labels: ytr[at]}, 300, len(xs), rng)
+            x = xte.reshape(-1, T * F)
+            ref = sess.run(logits, {xin: x})
+            gd = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["logits"])
+        v1.enable_control_flow_v2()
+    assert any(n.op == "TensorArrayV3" for n in gd.node)
+    register(name, gd, {"input": "mnist_flat100.npy"}, {"input": x},
+             f"TF1 graph: a GRU({H}) over MNIST rows (28 steps of 28) written with "
+             "tf.compat.v1.TensorArray (unstack, read, write, stack: TensorArrayV3, "
+             "TensorArrayScatterV3, TensorArrayReadV3, TensorArrayWriteV3, TensorArraySizeV3, "
+             "TensorArrayGatherV3) inside tf.compat.v1.while_loop under control flow v1, the mean "
+             "of its 28 outputs + a dense layer, 300 Adam steps; frozen with "
+             "graph_util.convert_variables_to_constants", ref, yte)
+
+
+def build_tf1_conds(data):
+    """tf.cond outside any loop, on an is_training placeholder_with_default(False): under control
+    flow v1 (Switch/Merge) and v2 (If/StatelessIf, the branches in the library)."""
+    xtr, ytr, xte, yte = data
+    v1 = tf.compat.v1
+    for flow in ("v1", "v2"):
+        name = f"cond_tf1_{flow}"
+        if not selected(name):
+            continue
+        rng = np.random.default_rng(5)
+        g = tf.Graph()
+        with g.as_default():
+            if flow == "v1":
+                v1.disable_control_flow_v2()
+            v1.set_random_seed(0)
+            xin = v1.placeholder(tf.float32, [None, 784], name="input")
+            labels = v1.placeholder(tf.int64, [None], name="labels")
+            training = v1.placeholder_with_default(False, [], name="is_training")
+            W1 = v1.Variable((rng.standard_normal((784, 64)) / 28).astype(np.float32), name="W1")
+            b1 = v1.Variable(np.zeros(64, np.float32), name="b1")
+            W2 = v1.Variable((rng.standard_normal((64, 10)) / 8).astype(np.float32), name="W2")
+            b2 = v1.Variable(np.zeros(10, np.float32), name="b2")
+            h = tf.nn.relu(tf.matmul(xin, W1) + b1)
+            # Dropout only while training, as tf.compat.v1.layers.dropout(training=...) writes it.
+            h = tf.cond(training, lambda: tf.nn.dropout(h, rate=0.3), lambda: tf.identity(h),
+                        name="dropout")
+            # Branches of constants only: their deadness comes through control edges.
+            scale = tf.cond(training, lambda: tf.constant(0.5), lambda: tf.constant(1.25),
+                            name="scale")
+            logits = tf.multiply(tf.matmul(h, W2) + b2, scale, name="logits")
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                                                 logits=logits))
+            step = v1.train.AdamOptimizer(1e-3).minimize(loss)
+            xs = xtr.reshape(-1, 784)
+            with v1.Session(graph=g) as sess:
+                sess.run(v1.global_variables_initializer())
+                train_v1(sess, step, lambda at: {xin: xs[at], labels: ytr[at], training: True},
+                         300, len(xs), rng)
+                x = xte.reshape(-1, 784)
+                ref = sess.run(logits, {xin: x})
+                gd = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["logits"])
+            if flow == "v1":
+                v1.enable_control_flow_v2()
+        ops = op_histogram(gd)
+        assert ("Switch" in ops) if flow == "v1" else ("If" in ops or "StatelessIf" in ops), ops
+        how = ("control flow v1: Switch/Merge, the branches' constants dead through control edges "
+               "from the pivots" if flow == "v1" else
+               "control flow v2: If/StatelessIf nodes, the branches as functions in the library")
+        register(name, gd, {"input": "mnist_flat100.npy"}, {"input": x},
+                 "TF1 graph: Dense(64) + relu, tf.cond(is_training, dropout(0.3), identity), Dense(10) "
+                 "times tf.cond(is_training, 0.5, 1.25); is_training = "
+                 "placeholder_with_default(False), True in 300 Adam steps, left to its default "
+                 f"for the export; {how}; frozen with graph_util.convert_variables_to_constants",
+                 ref, yte)
+
+
 def main():
     global ONLY
     ap = argparse.ArgumentParser()
@@ -258,6 +383,8 @@ def main():
     build_calls(data)
     build_rnn_loops(data)
     build_tf1_loop(data)
+    build_tf1_tensorarray(data)
+    build_tf1_conds(data)
     path = os.path.join(OUT, "manifest.json")
     with open(path) as f:
         manifest = json.load(f)

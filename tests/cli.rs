@@ -921,6 +921,27 @@ fn a_public_keep_prob_decides_the_dropout_or_is_refused_naming_the_node() {
     fails(&["--plaintext", model, "testdata/mnist_flat100.npy", "--public", "keep_prob=x"], 2, &["NAME=NUMBER"]);
 }
 
+/// A TF1 graph's bool `is_training` (a `placeholder_with_default(False)` that two
+/// tf.conds read) takes `--public is_training=0|1`, under control flow v1
+/// (Switch/Merge) and v2 (StatelessIf): 0 is its default; 1 takes the dropout
+/// branch, whose random mask is refused by name; any other number is bad input.
+#[test]
+fn a_public_bool_is_training_picks_the_tf_cond_branch_or_is_refused_naming_the_node() {
+    for (model, undecided) in [
+        ("testdata/loops/cond_tf1_v1.pb", "GreaterEqual `dropout/dropout/GreaterEqual`"),
+        ("testdata/loops/cond_tf1_v2.pb", "GreaterEqual `dropout/then/dropout/GreaterEqual`"),
+    ] {
+        let (code, default, stderr) = run(&["--plaintext", model, "testdata/mnist_flat100.npy"]);
+        assert_eq!(code, 0, "{stderr}");
+        let fed = run(&["--plaintext", model, "testdata/mnist_flat100.npy", "--public", "is_training=0"]);
+        assert_eq!((fed.0, fed.1.as_str()), (0, default.as_str()), "{}", fed.2);
+        let training = ["--plaintext", model, "testdata/mnist_flat100.npy", "--public", "is_training=1"];
+        fails(&training, 4, &[undecided, "RandomUniform", "a dropout must be disabled"]);
+        let two = ["--plaintext", model, "testdata/mnist_flat100.npy", "--public", "is_training=2"];
+        fails(&two, 2, &["placeholder `is_training` is bool", "is_training=0 (false) or is_training=1 (true)"]);
+    }
+}
+
 /// Token ids feed an int32 placeholder (an Embedding's) as TensorFlow takes them:
 /// integers, from an integer or a float file; a fraction is refused by file and
 /// placeholder, without showing the value, instead of rounded by the lookup.

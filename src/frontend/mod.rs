@@ -200,8 +200,8 @@ impl Report {
 
     /// The feeds fit the placeholders: every name is one, every placeholder
     /// without a default is fed (an input, or a public number), with a float
-    /// input of an accepted shape; a public number feeds a float placeholder of
-    /// one element.
+    /// input of an accepted shape; a public number feeds a float or bool
+    /// placeholder of one element.
     pub fn check_feeds(&self, feeds: &BTreeMap<String, Feed>, public: &Public) -> Result<()> {
         self.check_feed_names(feeds.keys().chain(public.keys()))?;
         if let Some(name) = public.keys().find(|n| feeds.contains_key(*n)) {
@@ -209,12 +209,20 @@ impl Report {
         }
         for p in self.placeholders.iter().filter(|p| public.contains_key(&p.name)) {
             let one = p.shape.as_ref().is_none_or(|dims| dims.iter().all(|d| d.is_none_or(|d| d == 1)));
-            if !matches!(p.dtype, Some("float32" | "float64")) || !one {
+            if !matches!(p.dtype, Some("float32" | "float64" | "bool")) || !one {
                 return Err(Error::bad_input(format!(
-                    "placeholder `{}` is {} {}: a public number feeds a float placeholder of one element",
+                    "placeholder `{}` is {} {}: a public number feeds a float or bool placeholder of one element",
                     p.name,
                     p.dtype_name(),
                     p.shape_text()
+                )));
+            }
+            // A bool (a TF1 graph's `is_training`) is 0 or 1, as TensorFlow converts a Python number.
+            let value = public.get(&p.name).copied().unwrap_or_default();
+            if p.dtype == Some("bool") && value != 0.0 && value != 1.0 {
+                return Err(Error::bad_input(format!(
+                    "placeholder `{}` is bool: feed it --public {}=0 (false) or {}=1 (true), not {value}",
+                    p.name, p.name, p.name
                 )));
             }
         }

@@ -36,6 +36,9 @@ use crate::error::Error;
 /// The ops that make TF1 control flow.
 pub const FRAME_OPS: &[&str] = &["Enter", "Exit", "Merge", "Switch", "NextIteration", "LoopCond"];
 
+/// The frame ops a TF1 `tf.cond` is made of, outside any loop.
+pub const COND_OPS: &[&str] = &["Switch", "Merge"];
+
 /// The graph with every loop frame replaced by a While.
 pub fn to_while(graph: GraphDef) -> Result<GraphDef> {
     if !graph.node.iter().any(|n| FRAME_OPS.contains(&n.op.as_str())) {
@@ -81,11 +84,15 @@ pub fn to_while(graph: GraphDef) -> Result<GraphDef> {
         }
         removed.extend(members);
     }
+    // A TF1 tf.cond outside any loop (Switch and Merge with no frame) stays: the
+    // walker decides it at import (`loops.rs`). Any other frame op left is malformed.
     if let Some(n) =
-        view.nodes.iter().enumerate().find(|(i, n)| FRAME_OPS.contains(&n.op.as_str()) && !removed.contains(i))
+        view.nodes.iter().enumerate().find(|(i, n)| {
+            FRAME_OPS.contains(&n.op.as_str()) && !COND_OPS.contains(&n.op.as_str()) && !removed.contains(i)
+        })
     {
         return Err(Error::unsupported(format!(
-            "{}: control flow outside a loop frame (a TF1 tf.cond, or an Exit/Merge without its Enter) is not supported",
+            "{}: control flow outside a loop frame (an Exit, NextIteration or LoopCond without its Enter) is not supported",
             n.1.describe()
         )));
     }

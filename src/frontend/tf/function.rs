@@ -60,6 +60,7 @@ const MULTI_OUTPUT: &[(&str, &[&str])] = &[
     ("TopKV2", &["values", "indices"]),
     ("Unique", &["y", "idx"]),
     ("MaxPoolWithArgmax", &["output", "argmax"]),
+    ("TensorArrayV3", &["handle", "flow"]),
 ];
 
 /// Ops outside the op table whose outputs a function body may name, each with a

@@ -174,7 +174,17 @@ impl Graph {
         self.data_ancestors_of(&[output])
     }
 
-    /// [`data_ancestors`](Graph::data_ancestors) of several outputs at once.
+    /// Whether node `c` is the pivot of a TF1 `tf.cond` branch, an Identity of a
+    /// `Switch` output: a branch's constants hang on it by a control edge, which
+    /// is how TensorFlow makes them dead when the branch is not taken. Such control
+    /// edges are followed as if they carried data; no other control edge is.
+    fn is_cond_pivot(&self, c: usize) -> bool {
+        let producer = |i: usize| self.inputs.get(i).and_then(|r| r.first()).and_then(|r| self.nodes.get(r.node));
+        self.nodes.get(c).is_some_and(|n| n.op == "Identity") && producer(c).is_some_and(|p| p.op == "Switch")
+    }
+
+    /// [`data_ancestors`](Graph::data_ancestors) of several outputs at once (and
+    /// the `tf.cond` pivots they hang on, see [`Graph::is_cond_pivot`]).
     pub fn data_ancestors_of(&self, outputs: &[usize]) -> Vec<usize> {
         let mut needed = vec![false; self.nodes.len()];
         for &output in outputs {
@@ -186,8 +196,9 @@ impl Graph {
         // before its producers: one pass marks all ancestors, with no recursion.
         for &i in self.order.iter().rev() {
             if needed.get(i).copied().unwrap_or(false) {
-                for r in self.inputs.get(i).into_iter().flatten() {
-                    if let Some(n) = needed.get_mut(r.node) {
+                let pivots = self.controls.get(i).into_iter().flatten().copied().filter(|&c| self.is_cond_pivot(c));
+                for n in self.inputs.get(i).into_iter().flatten().map(|r| r.node).chain(pivots) {
+                    if let Some(n) = needed.get_mut(n) {
                         *n = true;
                     }
                 }

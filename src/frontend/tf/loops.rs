@@ -18,13 +18,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::Result;
 
 use super::function::{self, Library, MAX_DEPTH, MAX_NODES};
-use super::graph::{Graph, InputName, parse_input};
+use super::graph::{Graph, InputName, InputRef, parse_input};
 use super::proto::tensorflow::FunctionDef;
 use super::proto::{GraphDef, NodeDef, NodeExt};
 use super::{Node, ops, public_number};
 use crate::error::Error;
 use crate::frontend::builder::undecided;
 use crate::frontend::{Builder, Feed, Public, Slot};
+use crate::tensor::Tensor;
 
 /// A loop that runs more iterations than this is refused.
 pub const MAX_ITERATIONS: usize = 10_000;
@@ -61,32 +62,51 @@ impl<'a> Walker<'a> {
 
     /// Build `nodes` (in topological order) of `graph`; `slots` holds the outputs
     /// of nodes already bound (a function's arguments), and receives the rest.
-    pub fn walk(&mut self, graph: &Graph, nodes: &[usize], slots: &mut HashMap<usize, Vec<Slot>>) -> Result<()> {
+    /// Returns the nodes a decided TF1 `tf.cond` left dead (not built).
+    pub fn walk(
+        &mut self,
+        graph: &Graph,
+        nodes: &[usize],
+        slots: &mut HashMap<usize, Vec<Slot>>,
+    ) -> Result<HashSet<usize>> {
         let no_node = |i: usize| Error::invalid_model(format!("node {i} is not in the graph"));
+        // The untaken side of every decided TF1 tf.cond: TensorFlow's dead tensors.
+        let mut dead = Dead::default();
         for &i in nodes {
             if slots.contains_key(&i) {
                 continue;
             }
             let node = Node::new(graph.nodes.get(i).ok_or_else(|| no_node(i))?);
             let refs = graph.inputs.get(i).ok_or_else(|| no_node(i))?;
-            let ins: Vec<Slot> = refs
-                .iter()
-                .map(|r| {
-                    // Topological order: every producer's outputs are known by now.
-                    let produced = slots.get(&r.node).map_or(&[][..], Vec::as_slice);
-                    produced.get(r.slot).cloned().ok_or_else(|| {
-                        let producer = graph.nodes.get(r.node);
-                        Error::invalid_model(format!(
-                            "{}: input {}:{} does not exist ({} has {} output(s))",
-                            node.origin,
-                            producer.map_or("?", |n| n.name.as_str()),
-                            r.slot,
-                            producer.map_or("?", |n| n.op.as_str()),
-                            produced.len()
-                        ))
-                    })
-                })
-                .collect::<Result<_>>()?;
+            let live: Vec<&InputRef> = refs.iter().filter(|r| !dead.tensor(r)).collect();
+            let controls = graph.controls.get(i).map_or(&[][..], Vec::as_slice);
+            if node.op == "Merge" {
+                // A Merge forwards the one live input of its branches.
+                let [taken] = live.as_slice() else {
+                    if live.is_empty() {
+                        dead.nodes.insert(i);
+                        slots.insert(i, Vec::new());
+                        continue;
+                    }
+                    return Err(Error::unsupported(format!(
+                        "{}: {} of its inputs are live; a tf.cond's Merge takes exactly one branch",
+                        node.describe(),
+                        live.len()
+                    )));
+                };
+                let at = refs.iter().position(|r| r == *taken).unwrap_or(0);
+                let input = bound_input(graph, slots, &node, taken)?;
+                let index =
+                    Tensor::Int(ndarray::ArrayD::from_elem(ndarray::IxDyn(&[]), i64::try_from(at).unwrap_or(0)));
+                slots.insert(i, vec![input, Builder::known(&node.origin, index)]);
+                continue;
+            }
+            if live.len() < refs.len() || controls.iter().any(|c| dead.nodes.contains(c)) {
+                dead.nodes.insert(i);
+                slots.insert(i, Vec::new());
+                continue;
+            }
+            let ins: Vec<Slot> = refs.iter().map(|r| bound_input(graph, slots, &node, r)).collect::<Result<_>>()?;
             if let Some(j) = ins.iter().position(|s| matches!(s, Slot::Unavailable)) {
                 return Err(Error::unsupported(format!(
                     "{}: input `{}` is a training-only output, not available in an inference graph",
@@ -108,6 +128,16 @@ impl<'a> Walker<'a> {
                     )));
                 }
                 (op, _) if ops::LOOP_OPS.contains(&op) => self.unroll(&node, ins)?,
+                ("If" | "StatelessIf", _) => self.branch(&node, ins)?,
+                ("Switch", _) => {
+                    let [data, predicate] = ins.as_slice() else {
+                        return Err(Error::invalid_model(format!("{}: a Switch has two inputs", node.describe())));
+                    };
+                    // Output 1 is the data when the predicate holds, output 0 when not.
+                    let taken = decide(&node, predicate, Decision::Cond)?;
+                    dead.outputs.insert((i, usize::from(!taken)));
+                    vec![data.clone(), data.clone()]
+                }
                 (ARG_OP, _) => {
                     return Err(Error::invalid_model(format!("{}: a function argument was not bound", node.origin)));
                 }
@@ -115,7 +145,7 @@ impl<'a> Walker<'a> {
             };
             slots.insert(i, outs);
         }
-        Ok(())
+        Ok(dead.nodes)
     }
 
     /// A While's outputs: its loop variables after the last iteration.
@@ -139,6 +169,29 @@ impl<'a> Walker<'a> {
         result.map(|()| vars)
     }
 
+    /// An `If`/`StatelessIf`'s outputs: its predicate must be public, and the
+    /// branch it picks is instantiated on the other inputs (the other is not read).
+    fn branch(&mut self, node: &Node<'_>, ins: Vec<Slot>) -> Result<Vec<Slot>> {
+        let caller = node.describe();
+        let Some((predicate, args)) = ins.split_first() else {
+            return Err(Error::invalid_model(format!("{caller}: an If needs its predicate input")));
+        };
+        let taken = decide(node, predicate, Decision::Cond)?;
+        let attr = if taken { "then_branch" } else { "else_branch" };
+        let f = self.library.get(&function::function_attr(node, attr)?, &caller)?;
+        let name = function_name(f).to_string();
+        if self.stack.contains(&name) {
+            return Err(Error::unsupported(format!("{caller}: branch function `{name}` runs itself")));
+        }
+        if self.stack.len() >= MAX_DEPTH.saturating_mul(2) {
+            return Err(Error::unsupported(format!("{caller}: control flow nested more than {MAX_DEPTH} deep")));
+        }
+        self.stack.push(name);
+        let out = self.call(f, &format!("{}/{}", node.name, if taken { "then" } else { "else" }), args, &caller);
+        self.stack.pop();
+        out
+    }
+
     fn iterate(&mut self, node: &Node<'_>, cond: &FunctionDef, body: &FunctionDef, vars: &mut Vec<Slot>) -> Result<()> {
         let caller = node.describe();
         for iteration in 0..=MAX_ITERATIONS {
@@ -150,7 +203,7 @@ impl<'a> Walker<'a> {
                     decided.len()
                 )));
             };
-            if !holds(node, decided)? {
+            if !decide(node, decided, Decision::Loop)? {
                 return Ok(());
             }
             if iteration == MAX_ITERATIONS {
@@ -224,18 +277,73 @@ fn function_name(f: &FunctionDef) -> &str {
     f.signature.as_ref().map_or("", |s| s.name.as_str())
 }
 
-/// Whether the loop condition holds: it must be public, one element.
-fn holds(node: &Node<'_>, decided: &Slot) -> Result<bool> {
+/// What a public boolean decides: a loop's condition or a conditional's predicate.
+#[derive(Clone, Copy)]
+enum Decision {
+    Loop,
+    Cond,
+}
+
+/// Whether a loop condition or a conditional's predicate holds: it must be
+/// public, one element.
+fn decide(node: &Node<'_>, decided: &Slot, what: Decision) -> Result<bool> {
     match decided {
         Slot::Known(k) if k.tensor.len() == 1 => Ok(k.tensor.to_float().iter().any(|&v| v != 0.0)),
-        Slot::Value(_) => Err(Error::unsupported(format!(
-            "{}: the loop condition depends on a private value (the client's input); tfe-run unrolls loops at \
-             import, so their trip count must be public",
-            node.describe()
-        ))),
+        Slot::Value(_) => Err(Error::unsupported(match what {
+            Decision::Loop => format!(
+                "{}: the loop condition depends on a private value (the client's input); tfe-run unrolls loops at \
+                 import, so their trip count must be public",
+                node.describe()
+            ),
+            Decision::Cond => format!(
+                "{}: the predicate of this conditional (tf.cond) depends on a private value (the client's input); \
+                 tfe-run decides conditionals at import, so the predicate must be public (a constant, a shape, a \
+                 placeholder's default or a `--public NAME=NUMBER`)",
+                node.describe()
+            ),
+        })),
         Slot::Bounded(b) => Err(undecided(&node.origin, b)),
-        _ => Err(Error::invalid_model(format!("{}: the loop condition is not a single boolean", node.describe()))),
+        _ => Err(Error::invalid_model(format!(
+            "{}: the {} is not a single boolean",
+            node.describe(),
+            match what {
+                Decision::Loop => "loop condition",
+                Decision::Cond => "predicate",
+            }
+        ))),
     }
+}
+
+/// The nodes and outputs a decided TF1 `tf.cond` does not take. As in
+/// TensorFlow's executor, a node with a dead input or a dead control input is
+/// dead, and a `Merge` forwards its one live input; a dead node is never built.
+#[derive(Default)]
+struct Dead {
+    nodes: HashSet<usize>,
+    /// `(switch, output)`: the side of a Switch its predicate did not pick.
+    outputs: HashSet<(usize, usize)>,
+}
+
+impl Dead {
+    fn tensor(&self, r: &InputRef) -> bool {
+        self.nodes.contains(&r.node) || self.outputs.contains(&(r.node, r.slot))
+    }
+}
+
+/// The slot an input names: its producer has been walked (topological order).
+fn bound_input(graph: &Graph, slots: &HashMap<usize, Vec<Slot>>, node: &Node<'_>, r: &InputRef) -> Result<Slot> {
+    let produced = slots.get(&r.node).map_or(&[][..], Vec::as_slice);
+    produced.get(r.slot).cloned().ok_or_else(|| {
+        let producer = graph.nodes.get(r.node);
+        Error::invalid_model(format!(
+            "{}: input {}:{} does not exist ({} has {} output(s))",
+            node.origin,
+            producer.map_or("?", |n| n.name.as_str()),
+            r.slot,
+            producer.map_or("?", |n| n.op.as_str()),
+            produced.len()
+        ))
+    })
 }
 
 /// The ops of the functions the loops among `nodes` run (their conditions and
@@ -247,6 +355,8 @@ pub fn loop_ops(graph: &Graph, nodes: &[usize]) -> Vec<(String, String)> {
     let push_functions = |n: &NodeDef, pending: &mut Vec<String>| {
         if ops::LOOP_OPS.contains(&n.op.as_str()) {
             pending.extend(["cond", "body"].iter().filter_map(|a| function::function_attr(n, a).ok()));
+        } else if n.op == "If" || n.op == "StatelessIf" {
+            pending.extend(["then_branch", "else_branch"].iter().filter_map(|a| function::function_attr(n, a).ok()));
         } else if function::is_call(n) {
             pending.extend(function::function_attr(n, "f").ok());
         }
@@ -470,5 +580,152 @@ mod tests {
         ]);
         let (err, _) = refusal(huge);
         assert!(err.contains("TensorListReserve `list`: reserves 2147483647 elements"), "{err}");
+    }
+    fn const_bool(name: &str, value: bool) -> NodeDef {
+        use super::super::proto::tensorflow::{DataType, TensorProto};
+        let t = TensorProto {
+            dtype: DataType::DtBool as i32,
+            tensor_shape: Some(shape_proto(&[])),
+            bool_val: vec![value],
+            ..Default::default()
+        };
+        let n = with_attr(node(name, "Const", &[]), "dtype", Value::Type(DataType::DtBool as i32));
+        with_attr(n, "value", Value::Tensor(t))
+    }
+
+    /// `out = Relu(tf.cond(pred, Neg(x), Identity(x)))` under control flow v1,
+    /// the predicate computed by `pred` (a node named `pred`).
+    fn switch_graph(pred: NodeDef) -> GraphDef {
+        graph(vec![
+            placeholder("x", &[1, 2]),
+            const_f32("zero", &[], &[0.0]),
+            pred,
+            node("switch", "Switch", &["x", "pred"]),
+            node("taken", "Neg", &["switch:1"]),
+            node("not_taken", "Identity", &["switch"]),
+            node("merge", "Merge", &["not_taken", "taken"]),
+            node("out", "Relu", &["merge"]),
+        ])
+    }
+
+    /// The same under control flow v2: an `If` whose branches are library functions.
+    fn if_graph(pred: NodeDef) -> GraphDef {
+        let branch = |name: &str, op: &str| {
+            let arg = |n: &str| ArgDef { name: n.into(), r#type: 1, ..Default::default() };
+            FunctionDef {
+                signature: Some(OpDef {
+                    name: name.into(),
+                    input_arg: vec![arg("a")],
+                    output_arg: vec![arg("y")],
+                    ..Default::default()
+                }),
+                node_def: vec![with_attr(node("f", op, &["a"]), "T", Value::Type(1))],
+                ret: [("y".to_string(), "f:y:0".to_string())].into(),
+                ..Default::default()
+            }
+        };
+        let cond = with_attr(node("cond", "If", &["pred", "x"]), "then_branch", func("neg"));
+        let nodes = vec![
+            placeholder("x", &[1, 2]),
+            const_f32("zero", &[], &[0.0]),
+            pred,
+            with_attr(cond, "else_branch", func("identity")),
+            node("out", "Relu", &["cond"]),
+        ];
+        GraphDef {
+            library: Some(FunctionDefLibrary {
+                function: vec![branch("neg", "Neg"), branch("identity", "Identity")],
+                ..Default::default()
+            }),
+            ..graph(nodes)
+        }
+    }
+
+    fn run(plan: &crate::plan::Plan) -> Vec<f32> {
+        let x = ndarray::arr2(&[[1.5f32, -2.0]]).into_dyn();
+        crate::plaintext::run(plan, &[("x".to_string(), x)].into()).unwrap().to_float().iter().copied().collect()
+    }
+
+    #[test]
+    fn a_tf_cond_on_a_public_predicate_builds_only_the_branch_it_takes() {
+        for g in [switch_graph, if_graph] {
+            let plan = import(g(const_bool("pred", true))).unwrap();
+            assert_eq!(run(&plan), [0.0, 2.0], "{}", plan.describe());
+            assert!(plan.steps.iter().any(|s| s.op_type == "Neg"), "{}", plan.describe());
+            let plan = import(g(const_bool("pred", false))).unwrap();
+            assert_eq!(run(&plan), [1.5, 0.0], "{}", plan.describe());
+            assert!(plan.steps.iter().all(|s| s.op_type != "Neg"), "{}", plan.describe());
+        }
+    }
+
+    #[test]
+    fn a_tf_cond_on_a_private_predicate_is_refused() {
+        let private = || node("pred", "Less", &["x", "zero"]);
+        let (err, code) = refusal(switch_graph(private()));
+        assert!(
+            err.contains("Switch `switch`: the predicate of this conditional (tf.cond) depends on a private value"),
+            "{err}"
+        );
+        assert_eq!(code, exit::UNSUPPORTED);
+        let (err, code) = refusal(if_graph(private()));
+        assert!(
+            err.contains("If `cond`: the predicate of this conditional (tf.cond) depends on a private value"),
+            "{err}"
+        );
+        assert_eq!(code, exit::UNSUPPORTED);
+    }
+
+    #[test]
+    fn a_merge_of_two_live_inputs_is_refused() {
+        let g = graph(vec![
+            placeholder("x", &[1, 2]),
+            node("a", "Neg", &["x"]),
+            node("b", "Relu", &["x"]),
+            node("out", "Merge", &["a", "b"]),
+        ]);
+        let (err, code) = refusal(g);
+        assert!(err.contains("Merge `out`: 2 of its inputs are live"), "{err}");
+        assert_eq!(code, exit::UNSUPPORTED);
+    }
+
+    #[test]
+    fn an_output_on_the_branch_a_tf_cond_does_not_take_is_refused() {
+        let mut g = switch_graph(const_bool("pred", false));
+        g.node.retain(|n| n.name != "merge" && n.name != "out");
+        g.node.push(node("out", "Relu", &["taken"]));
+        let (err, _) = refusal(g);
+        assert!(
+            err.contains("output `out` lies on a branch of a tf.cond that the model's public inputs do not take"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_array_of_dynamic_size_or_read_at_a_private_index_is_refused() {
+        let array = |dynamic: bool, at: &str| {
+            let ta = with_attr(node("ta", "TensorArrayV3", &["n"]), "dynamic_size", Value::B(dynamic));
+            graph(vec![
+                placeholder("x", &[1, 2]),
+                const_i32("n", &[], &[2]),
+                const_i32("zero", &[], &[0]),
+                const_i32("axis", &[], &[1]),
+                node("at", "ArgMax", &["x", "axis"]),
+                ta,
+                node("write", "TensorArrayWriteV3", &["ta", "zero", "x", "ta:1"]),
+                node("read", "TensorArrayReadV3", &["ta", at, "write"]),
+                node("out", "Relu", &["read"]),
+            ])
+        };
+        let plan = import(array(false, "zero")).unwrap();
+        assert_eq!(run(&plan), [1.5, 0.0]);
+        let (err, code) = refusal(array(true, "zero"));
+        assert!(err.contains("TensorArrayV3 `ta`: a TensorArray with dynamic_size=True"), "{err}");
+        assert_eq!(code, exit::UNSUPPORTED);
+        let (err, code) = refusal(array(false, "at"));
+        assert!(
+            err.contains("TensorArrayReadV3 `read`: the list index is computed from the client's private input"),
+            "{err}"
+        );
+        assert_eq!(code, exit::UNSUPPORTED);
     }
 }

@@ -21,9 +21,10 @@ pub use ops::docs::{OP_DOCS, OpDoc, markdown as ops_markdown};
 pub use ops::{SUPPORTED_OPS, is_supported};
 
 use super::{Builder, Feed, Model, OpCount, Origin, Placeholder, Public, Report, Slot};
+use crate::error::Error;
 use crate::plan::Plan;
 use crate::tensor::Tensor;
-use proto::{NodeDef, NodeExt, dtype_name, is_float, is_integer};
+use proto::{DataType, NodeDef, NodeExt, dtype_name, is_float, is_integer};
 
 /// A node as the op builders see it: its definition (attributes, inputs) and its
 /// origin for the builder's messages.
@@ -107,8 +108,13 @@ pub(crate) fn public_number(node: &Node<'_>, public: &Public) -> Result<Slot> {
     let value = public.get(&node.name).copied().unwrap_or_default();
     let shape: Vec<usize> =
         node.get_attr_opt_shape("shape")?.unwrap_or_default().iter().map(|d| d.unwrap_or(1)).collect();
-    let tensor = ndarray::ArrayD::from_elem(ndarray::IxDyn(&shape), value);
-    Ok(Builder::known(&node.origin, Tensor::Float(tensor)))
+    // Bools are integers here, as a bool constant is (see `proto::decode_tensor`).
+    let tensor = if node.get_attr_type("dtype")? == Some(DataType::DtBool) {
+        Tensor::Int(ndarray::ArrayD::from_elem(ndarray::IxDyn(&shape), i64::from(value != 0.0)))
+    } else {
+        Tensor::Float(ndarray::ArrayD::from_elem(ndarray::IxDyn(&shape), value))
+    };
+    Ok(Builder::known(&node.origin, tensor))
 }
 
 impl Model for TfModel {
@@ -164,7 +170,13 @@ impl Model for TfModel {
 
         let mut walker = loops::Walker::new(graph, feeds, public)?;
         let mut slots: HashMap<usize, Vec<Slot>> = HashMap::with_capacity(nodes.len());
-        walker.walk(graph, &nodes, &mut slots)?;
+        let dead = walker.walk(graph, &nodes, &mut slots)?;
+        if dead.contains(&self.output) {
+            return Err(Error::unsupported(format!(
+                "output `{}` lies on a branch of a tf.cond that the model's public inputs do not take",
+                self.output_name()
+            )));
+        }
         walker.builder.finish(self.output_name(), slots.get(&self.output).and_then(|s| s.first()))
     }
 }

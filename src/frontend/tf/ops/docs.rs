@@ -209,6 +209,16 @@ pub const OP_DOCS: &[OpDoc] = &[
         secure: "its body's ops, once per iteration",
     },
     OpDoc {
+        ops: &["OptionalFromValue", "OptionalNone"],
+        notes: "the gradient intermediates a trained graph's If branches return (`*_rewritten` functions): training-only outputs, refused where an inference graph would read one",
+        secure: "never computed",
+    },
+    OpDoc {
+        ops: &["If", "StatelessIf", "Switch", "Merge"],
+        notes: "tf.cond, decided at import: the predicate must fold to a public boolean (a constant, a shape, a placeholder's default such as is_training, or `--public`), else refused naming the node; an If instantiates the branch it picks, a TF1 Switch/Merge (outside loops) marks the other branch dead as TensorFlow's executor does; a cond inside a TF1 loop frame is refused",
+        secure: "the taken branch's ops",
+    },
+    OpDoc {
         ops: &[
             "TensorListReserve",
             "TensorListFromTensor",
@@ -219,6 +229,19 @@ pub const OP_DOCS: &[OpDoc] = &[
             "TensorListElementShape",
         ],
         notes: "TF2 TensorArrays, resolved at import: public length (at most 2^20) and public indices, a private index is refused; an unwritten element reads as zeros of a known element shape",
+        secure: "local (slices, reshapes, a concatenation)",
+    },
+    OpDoc {
+        ops: &[
+            "TensorArrayV3",
+            "TensorArrayWriteV3",
+            "TensorArrayScatterV3",
+            "TensorArrayReadV3",
+            "TensorArrayGatherV3",
+            "TensorArraySizeV3",
+            "TensorArrayCloseV3",
+        ],
+        notes: "TF1 TensorArrays (tf.compat.v1 control flow, dynamic_rnn), resolved at import as TF2's lists: the flow carries the array, the handle is a loop invariant; a fixed public size (dynamic_size=True is refused), public indices; an unwritten element reads as zeros of a known element shape",
         secure: "local (slices, reshapes, a concatenation)",
     },
     OpDoc {

@@ -1,7 +1,15 @@
-//! TensorLists (TF2's TensorArrays): what a loop reads its time steps from and
-//! writes its outputs to. A list is a [`TensorList`] of slots resolved at import:
-//! its length and every index must be public, so a list never becomes a plan value
-//! and each read or write is a choice of slot, free under Pond.
+//! TensorLists (TF2's TensorArrays) and TF1's `TensorArrayV3`: what a loop reads
+//! its time steps from and writes its outputs to. A list is a [`TensorList`] of
+//! slots resolved at import: its length and every index must be public, so a list
+//! never becomes a plan value and each read or write is a choice of slot, free
+//! under Pond.
+//!
+//! A TF1 TensorArray is a resource `handle` plus a scalar `flow` that every write
+//! returns anew and every read takes, which is how TensorFlow orders the accesses.
+//! Here the flow *is* the list: a write makes a new list from the one its flow
+//! carries, a read reads the one its flow carries, and the handle (which enters a
+//! loop as an invariant) is only checked to be a list. So a TF1 array is a TF2
+//! list threaded through the same loop variables, with the same rules.
 
 use std::rc::Rc;
 
@@ -45,7 +53,7 @@ fn element_shape(ctx: &Builder, node: &Node<'_>, slot: &Slot) -> Result<Option<V
 fn index(ctx: &Builder, node: &Node<'_>, slot: &Slot, len: usize) -> Result<usize> {
     if matches!(slot, Slot::Value(_)) {
         return Err(Error::unsupported(format!(
-            "{}: the list index is computed from the client's private input; a TensorList index must be public",
+            "{}: the list index is computed from the client's private input; a TensorList or TensorArray index must be public",
             node.describe()
         )));
     }
@@ -184,6 +192,154 @@ pub fn element_shape_of(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Res
     let t = ArrayD::from_shape_vec(IxDyn(&[n]), dims)
         .map_err(|e| Error::invalid_model(format!("{}: {e}", node.describe())))?;
     Ok(vec![Builder::known(&node.origin, Tensor::Int(t))])
+}
+
+/// TF1 `TensorArrayV3(size)`: outputs the handle and the flow, both the empty
+/// list of `size` elements.
+pub fn tensor_array(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let [n] = expect_inputs::<1>(node, ins)?;
+    if node.get_attr_bool("dynamic_size", false)? {
+        return Err(Error::unsupported(format!(
+            "{}: a TensorArray with dynamic_size=True grows as it is written; tfe-run needs a fixed, public size",
+            node.describe()
+        )));
+    }
+    let n = known_scalar(ctx, node, n, "the TensorArray's size")?;
+    let n = usize::try_from(n).ok().filter(|&n| n <= MAX_LIST_LENGTH).ok_or_else(|| {
+        Error::unsupported(format!(
+            "{}: a TensorArray of {n} elements; its size must be known and at most {MAX_LIST_LENGTH}",
+            node.describe()
+        ))
+    })?;
+    let shape = node.get_attr_opt_shape("element_shape")?.and_then(|d| d.into_iter().collect::<Option<Vec<_>>>());
+    // Outputs `handle` and `flow`: the same list (the flow is what later ops carry).
+    let list =
+        Slot::List(Rc::new(TensorList { items: vec![None; n], element_shape: shape, origin: node.name.clone() }));
+    Ok(vec![list.clone(), list])
+}
+
+/// The list a TF1 TensorArray op works on: its flow input's (the handle must be a
+/// list too, or the graph is not what TensorFlow writes).
+fn flow<'a>(node: &Node<'_>, handle: &Slot, flow: &'a Slot) -> Result<&'a TensorList> {
+    list(node, handle)?;
+    match flow {
+        Slot::List(l) => Ok(l),
+        _ => Err(Error::invalid_model(format!("{}: its flow input is not a TensorArray's flow", node.describe()))),
+    }
+}
+
+/// `TensorArrayWriteV3(handle, index, value, flow_in) -> flow_out`.
+pub fn array_write(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let [handle, i, item, flow_in] = expect_inputs::<4>(node, ins)?;
+    let l = flow(node, handle, flow_in)?;
+    Ok(vec![Slot::List(Rc::new(written(ctx, node, l, &[(i.clone(), item.clone())])?))])
+}
+
+/// `TensorArrayScatterV3(handle, indices, value, flow_in) -> flow_out`: row k of
+/// `value` to element `indices[k]` (TensorArray.unstack is a scatter to 0..n).
+pub fn array_scatter(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let [handle, indices, value, flow_in] = expect_inputs::<4>(node, ins)?;
+    let l = flow(node, handle, flow_in)?;
+    let at = ctx.known_ints(&node.origin, indices, "the scatter indices")?;
+    let rows = super::array::unstack(ctx, &node.origin, value, 0)?;
+    if rows.len() != at.len() {
+        return Err(Error::invalid_model(format!(
+            "{}: scatters {} rows to {} indices",
+            node.describe(),
+            rows.len(),
+            at.len()
+        )));
+    }
+    let writes: Vec<(Slot, Slot)> = at
+        .iter()
+        .zip(rows)
+        .map(|(&i, row)| (Builder::known(&node.origin, Tensor::Int(ArrayD::from_elem(IxDyn(&[]), i))), row))
+        .collect();
+    Ok(vec![Slot::List(Rc::new(written(ctx, node, l, &writes)?))])
+}
+
+/// `TensorArrayReadV3(handle, index, flow_in) -> value`.
+pub fn array_read(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let [handle, i, flow_in] = expect_inputs::<3>(node, ins)?;
+    let l = flow(node, handle, flow_in)?;
+    let i = index(ctx, node, i, l.items.len())?;
+    Ok(vec![element(node, l, i, None)?])
+}
+
+/// `TensorArrayGatherV3(handle, indices, flow_in) -> value`: the elements at
+/// `indices` stacked (TensorArray.stack is a gather of 0..size).
+pub fn array_gather(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let [handle, indices, flow_in] = expect_inputs::<3>(node, ins)?;
+    let l = flow(node, handle, flow_in)?;
+    let attr = node.get_attr_opt_shape("element_shape")?.and_then(|d| d.into_iter().collect::<Option<Vec<_>>>());
+    let at = ctx.known_ints(&node.origin, indices, "the gather indices")?;
+    if at.is_empty() {
+        return Err(Error::unsupported(format!("{}: gathers no element", node.describe())));
+    }
+    let mut rows = Vec::with_capacity(at.len());
+    for &i in &at {
+        let i = usize::try_from(i).ok().filter(|&i| i < l.items.len()).ok_or_else(|| {
+            Error::unsupported(format!(
+                "{}: index {i} is outside the array of {} element(s)",
+                node.describe(),
+                l.items.len()
+            ))
+        })?;
+        let item = element(node, l, i, attr.as_deref())?;
+        let mut one = ctx.shape(&item);
+        one.insert(0, 1);
+        rows.push(ctx.apply(&node.origin, Op::Reshape(one), &[item])?);
+    }
+    Ok(vec![ctx.apply(&node.origin, Op::Concat { axis: 0 }, &rows)?])
+}
+
+/// `TensorArraySizeV3(handle, flow_in) -> size` (int32).
+pub fn array_size(_: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let [handle, flow_in] = expect_inputs::<2>(node, ins)?;
+    let n = i64::try_from(flow(node, handle, flow_in)?.items.len()).unwrap_or(i64::MAX);
+    Ok(vec![Builder::known(&node.origin, Tensor::Int(ArrayD::from_elem(IxDyn(&[]), n)))])
+}
+
+/// `TensorArrayCloseV3(handle)`: frees the array in TensorFlow; nothing here.
+pub fn array_close(_: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
+    let [handle] = expect_inputs::<1>(node, ins)?;
+    list(node, handle)?;
+    Ok(vec![])
+}
+
+/// Element `i`, or zeros of the element shape (the array's, else `shape`) if it
+/// was never written.
+fn element(node: &Node<'_>, l: &TensorList, i: usize, shape: Option<&[usize]>) -> Result<Slot> {
+    match l.items.get(i).cloned().flatten() {
+        Some(item) => Ok(item),
+        None => zeros(node, l.element_shape.as_deref().or(shape), i),
+    }
+}
+
+/// `l` with `writes` (public index, tensor) applied in order; every element must
+/// have one shape, the list's if it declares one.
+fn written(ctx: &Builder, node: &Node<'_>, l: &TensorList, writes: &[(Slot, Slot)]) -> Result<TensorList> {
+    let mut out = l.clone();
+    out.origin = node.name.clone();
+    for (i, item) in writes {
+        if matches!(item, Slot::List(_) | Slot::Unavailable) {
+            return Err(Error::unsupported(format!("{}: writes something other than a tensor", node.describe())));
+        }
+        let i = index(ctx, node, i, out.items.len())?;
+        let shape = ctx.shape(item);
+        if out.element_shape.as_ref().is_some_and(|s| *s != shape) {
+            return Err(Error::invalid_model(format!(
+                "{}: writes an element of shape {shape:?} to an array of {:?}",
+                node.describe(),
+                out.element_shape.as_deref().unwrap_or_default()
+            )));
+        }
+        out.element_shape = Some(shape);
+        if let Some(at) = out.items.get_mut(i) {
+            *at = Some(item.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// `While` and `StatelessWhile` are unrolled by the graph walker, which holds the

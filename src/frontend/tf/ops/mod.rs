@@ -86,6 +86,20 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("TensorListStack", list::stack),
     ("TensorListLength", list::length),
     ("TensorListElementShape", list::element_shape_of),
+    // conditionals (decided at import by the graph walker)
+    ("If", conditional_outside_walker),
+    ("StatelessIf", conditional_outside_walker),
+    ("Switch", conditional_outside_walker),
+    ("Merge", conditional_outside_walker),
+    ("OptionalFromValue", training_only),
+    ("OptionalNone", training_only),
+    ("TensorArrayV3", list::tensor_array),
+    ("TensorArrayWriteV3", list::array_write),
+    ("TensorArrayScatterV3", list::array_scatter),
+    ("TensorArrayReadV3", list::array_read),
+    ("TensorArrayGatherV3", list::array_gather),
+    ("TensorArraySizeV3", list::array_size),
+    ("TensorArrayCloseV3", list::array_close),
     // math
     ("Add", math::add),
     ("AddV2", math::add),
@@ -152,6 +166,21 @@ pub const SUPPORTED_OPS: &[&str] = &{
 
 pub fn is_supported(op: &str) -> bool {
     TABLE.iter().any(|(name, _)| *name == op)
+}
+
+/// `If`, `StatelessIf` and a TF1 tf.cond's `Switch`/`Merge` are decided by the
+/// graph walker, which holds the function library and the graph's dead branches
+/// (`tf/loops.rs`); the op table lists them so that `inspect` and the docs know them.
+fn conditional_outside_walker(_: &mut Builder, node: &Node<'_>, _: &[Slot]) -> Result<Vec<Slot>> {
+    Err(Error::invalid_model(format!("{}: a conditional is decided only by the graph walker", node.describe())))
+}
+
+/// `OptionalFromValue`/`OptionalNone`: the intermediates a tf.cond's branches
+/// return for their gradient (TensorFlow rewrites a trained graph's If branches to
+/// `*_rewritten` functions with these extra outputs). An inference graph never
+/// reads them; one that does is refused where it reads (a training-only output).
+fn training_only(_: &mut Builder, _: &Node<'_>, _: &[Slot]) -> Result<Vec<Slot>> {
+    Ok(vec![Slot::Unavailable])
 }
 
 /// The loop ops, which the graph walker unrolls (`tf/loops.rs`).
