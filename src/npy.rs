@@ -64,6 +64,7 @@ pub fn parse_input_typed(bytes: &[u8], name: &str) -> Result<(ArrayD<f32>, &'sta
     }
     let order = npy.order();
     let dtype = match (ty.type_char(), item) {
+        (TypeChar::Float, 2) => "float16",
         (TypeChar::Float, 4) => "float32",
         (TypeChar::Float, 8) => "float64",
         (TypeChar::Int, 1) => "int8",
@@ -78,6 +79,7 @@ pub fn parse_input_typed(bytes: &[u8], name: &str) -> Result<(ArrayD<f32>, &'sta
         _ => "other",
     };
     let values: Vec<f64> = match (ty.type_char(), item) {
+        (TypeChar::Float, 2) => npy.into_vec::<half::f16>().map(|v| v.into_iter().map(f64::from).collect()),
         (TypeChar::Float, 4) => npy.into_vec::<f32>().map(|v| v.into_iter().map(f64::from).collect()),
         (TypeChar::Float, 8) => npy.into_vec::<f64>(),
         (TypeChar::Int, 1) => npy.into_vec::<i8>().map(|v| v.into_iter().map(f64::from).collect()),
@@ -93,7 +95,9 @@ pub fn parse_input_typed(bytes: &[u8], name: &str) -> Result<(ArrayD<f32>, &'sta
             return Err(bad("object (pickled) arrays are not supported; save a numeric array".into()));
         }
         _ => {
-            return Err(bad(format!("dtype `{ty}` is not supported (use float32, float64 or an integer type)")));
+            return Err(bad(format!(
+                "dtype `{ty}` is not supported (use float16, float32, float64 or an integer type)"
+            )));
         }
     }
     .map_err(|e| bad(format!("cannot read the data ({e})")))?;

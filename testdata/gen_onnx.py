@@ -2,7 +2,6 @@
 (pinned in testdata/onnx/requirements.txt), expected outputs from onnxruntime.
 
   /tmp/venv-onnx/bin/python testdata/gen_onnx.py [MNIST_DIR] [--only NAME,NAME]
-  /tmp/venv-onnx/bin/python testdata/gen_onnx.py [MNIST_DIR] --full-resnet18 DIR   (a one-off check, not committed)
 
 Writes testdata/onnx/*.onnx, their inputs and onnxruntime's outputs (.npy), and
 the entries of testdata/onnx/manifest.json that tests/onnx.rs runs. Every model is
@@ -12,8 +11,16 @@ padded to 32x32 (or resized to 16x16) and tiled to three channels, since no CIFA
 images can be had offline. Seeds are fixed; torch's CPU kernels are deterministic
 for these models, but a rerun on another CPU may differ in the last bits, so the
 tests compare with the committed outputs, not with a rerun.
+
+Two models are half precision, as users have them: torchvision's full ResNet-18
+converted by onnxconverter-common's float16.convert_float_to_float16 (float32
+inputs and outputs kept, Cast nodes at the edges; the full model in float32 is
+44.7 MB, above what testdata can hold), and the MNIST CNN exported by
+torch.onnx.export after `model.half()` (a float16 input and output). Their
+expected outputs are onnxruntime's on the float16 graphs.
 """
 
+import copy
 import json
 import os
 import sys
@@ -109,30 +116,69 @@ class Opset20Mix(nn.Module):
         return self.fc(torch.flatten(F.gelu(x), 1))
 
 
-def resnet18_small():
-    """ResNet-18 with one BasicBlock per stage, built by torchvision's own
-    constructor: the full ResNet-18 (two per stage, 44.7 MB of float32 weights)
-    is too large for testdata; this one is 19.6 MB."""
-    from torchvision.models.resnet import BasicBlock, ResNet
-    return ResNet(BasicBlock, [1, 1, 1, 1], num_classes=10)
-
-
-def full_resnet18(out_dir, xtr, ytr, xte, yte):
-    """The full torchvision resnet18 (not committed: 44.7 MB), trained and
-    exported as resnet18_small is, written to `out_dir` with its input and
-    onnxruntime's output, for a one-off check of tfe-run on it."""
-    os.makedirs(out_dir, exist_ok=True)
+def resnet18_fp16(xtr, ytr, xte, yte, entries):
+    """torchvision's resnet18(num_classes=10), trained 60 steps of 32 at 64x64,
+    exported in float32 and converted to float16 by onnxconverter-common."""
+    from onnxconverter_common import float16
     model = torchvision.models.resnet18(weights=None, num_classes=10)
     loss = train(model, rgb(xtr[:20000], 64), ytr[:20000], 60, batch=32, lr=3e-3)
+    print(f"resnet18_fp16: final training loss {loss:.3f}")
     x = rgb(xte[:8], 64).numpy()
-    path = os.path.join(out_dir, "resnet18.onnx")
-    torch.onnx.export(model.eval(), (torch.from_numpy(x[:1]),), path, input_names=["input"], output_names=["logits"],
+    fp32 = os.path.join(OUT, "resnet18_fp32.tmp.onnx")
+    torch.onnx.export(model, (torch.from_numpy(x[:1]),), fp32, input_names=["input"], output_names=["logits"],
                       opset_version=OPSET, dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    y32 = ort.InferenceSession(fp32, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    m16 = float16.convert_float_to_float16(onnx.load(fp32), keep_io_types=True)
+    os.remove(fp32)
+    save_half("resnet18_fp16", m16, x, y32, "torchvision resnet18(weights=None, num_classes=10) at 64x64 (MNIST "
+              "resized, three channels), trained 60 steps of 32, exported in float32 and converted by "
+              "onnxconverter_common.float16.convert_float_to_float16(keep_io_types=True): float16 weights and "
+              "activations, float32 input and output through Cast nodes; 8 MNIST test images", entries, yte[:8].numpy())
+
+
+def mnist_cnn_half(cnn, xte, yte, entries):
+    """The trained MNIST CNN after `model.half()`, exported by torch.onnx.export:
+    float16 weights, input and output."""
+    x = xte[:100].numpy()
+    with torch.no_grad():
+        y32 = cnn(torch.from_numpy(x)).numpy()
+    half = copy.deepcopy(cnn).half().eval()
+    tmp = os.path.join(OUT, "mnist_cnn_half.tmp.onnx")
+    x16 = torch.from_numpy(x).half()
+    torch.onnx.export(half, (x16[:1],), tmp, input_names=["input"], output_names=["logits"], opset_version=OPSET,
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    m = onnx.load(tmp)
+    os.remove(tmp)
+    save_half("mnist_cnn_half", m, x16.numpy(), y32, "the MNIST CNN (mnist_cnn) after model.half(), exported by "
+              "torch.onnx.export: float16 weights, input and output; the first 100 MNIST test images as float16",
+              entries, yte[:100].numpy())
+
+
+def save_half(name, m, x, y32, description, entries, labels):
+    """Write a float16 model, its input and onnxruntime's output (as float32, which
+    holds every float16 exactly), and report how far float16 moved the outputs."""
+    onnx.checker.check_model(m, full_check=True)
+    path = os.path.join(OUT, f"{name}.onnx")
+    onnx.save_model(m, path)
     y = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    np.save(os.path.join(out_dir, "resnet18.input.npy"), x)
-    np.save(os.path.join(out_dir, "resnet18.expected.npy"), y)
-    print(f"resnet18: {os.path.getsize(path)} bytes, final training loss {loss:.3f}, "
-          f"accuracy on its {len(x)} inputs {float((y.argmax(1) == yte[:8].numpy()).mean()):.2f}, written to {out_dir}")
+    y = y.astype(np.float32)
+    np.save(os.path.join(OUT, f"{name}.input.npy"), x)
+    np.save(os.path.join(OUT, f"{name}.expected.npy"), y)
+    ops = {}
+    for n in m.graph.node:
+        ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    drift = float((np.abs(y - y32) / np.maximum(1, np.abs(y32))).max())
+    accuracy = float((y.argmax(1) == labels).mean())
+    print(f"{name}: {os.path.getsize(path)} bytes, ops {ops}, accuracy on its {len(x)} inputs {accuracy:.2f}, "
+          f"float16 vs float32 onnxruntime: max relative {drift:.1e}, argmax equal on "
+          f"{int((y.argmax(1) == y32.argmax(1)).sum())}/{len(x)}")
+    # tfe-run computes in float32 (plaintext) and fixed point (secure), not in float16:
+    # its plaintext is compared with onnxruntime's float16 outputs within what
+    # float16 rounding moves them, twice over.
+    entries.append({"name": name, "model": f"onnx/{name}.onnx", "input": f"onnx/{name}.input.npy",
+                    "expected": f"onnx/{name}.expected.npy", "output": "logits", "description": description,
+                    "opset": m.opset_import[0].version, "ops": dict(sorted(ops.items())),
+                    "plaintext_tolerance": float(f"{max(2 * drift, 1e-4):.1e}")})
 
 
 def mnist_arrays(mnist_dir):
@@ -205,26 +251,22 @@ def main():
     if "--only" in args:
         i = args.index("--only")
         only, args = set(args[i + 1].split(",")), args[:i] + args[i + 2:]
-    full = None
-    if "--full-resnet18" in args:
-        i = args.index("--full-resnet18")
-        full, args = args[i + 1], args[:i] + args[i + 2:]
     xtr, ytr, xte, yte = mnist_arrays(args[0] if args else None)
-    if full:
-        full_resnet18(full, xtr, ytr, xte, yte)
-        return
     path = os.path.join(OUT, "manifest.json")
     kept = json.load(open(path))["models"] if only and os.path.exists(path) else []
     entries = [e for e in kept if e["name"] not in only] if only else []
     wanted = lambda name: only is None or name in only
 
-    if wanted("mnist_cnn"):
+    if wanted("mnist_cnn") or wanted("mnist_cnn_half"):
         cnn = MnistCnn()
         loss = train(cnn, xtr, ytr, 300)
         print(f"mnist_cnn: final training loss {loss:.3f}")
+    if wanted("mnist_cnn"):
         export("mnist_cnn", cnn, xte[:100].numpy(), "Conv(8,3x3,pad 1)-BatchNorm (folded into the Conv by the exporter)-Relu-MaxPool2, Conv(16,3x3)-Relu-AvgPool2, "
                "Flatten, Gemm(32)-Relu, Gemm(10); trained 300 steps on MNIST; the first 100 MNIST test images",
                entries, yte[:100].numpy())
+    if wanted("mnist_cnn_half"):
+        mnist_cnn_half(cnn, xte, yte, entries)
 
     if wanted("mobilenet_v2"):
         mobilenet = torchvision.models.mobilenet_v2(weights=None, num_classes=10, width_mult=0.5)
@@ -242,14 +284,8 @@ def main():
         print(f"ops_mix: final training loss {loss:.3f}")
         export("ops_mix", mix, rgb(xte[:8], 16).numpy(), OpsMix.__doc__.replace("\n   ", ""), entries, yte[:8].numpy())
 
-    if wanted("resnet18_small"):
-        resnet = resnet18_small()
-        x64 = rgb(xtr[:20000], 64)
-        loss = train(resnet, x64, ytr[:20000], 60, batch=32, lr=3e-3)
-        print(f"resnet18_small: final training loss {loss:.3f}")
-        export("resnet18_small", resnet, rgb(xte[:8], 64).numpy(), "torchvision ResNet(BasicBlock, [1, 1, 1, 1], "
-               "num_classes=10): ResNet-18's stem, stages and head with one block per stage, at 64x64 (MNIST resized, "
-               "three channels), trained 60 steps of 32; 8 MNIST test images", entries, yte[:8].numpy())
+    if wanted("resnet18_fp16"):
+        resnet18_fp16(xtr, ytr, xte, yte, entries)
 
     if wanted("ops_opset20"):
         mix20 = Opset20Mix()
@@ -260,11 +296,12 @@ def main():
                yte[:8].numpy(), opset=20)
 
     write_external_data()
-    order = ["mnist_cnn", "mobilenet_v2", "ops_mix", "resnet18_small", "ops_opset20"]
+    order = ["mnist_cnn", "mnist_cnn_half", "mobilenet_v2", "ops_mix", "resnet18_fp16", "ops_opset20"]
     entries.sort(key=lambda e: order.index(e["name"]) if e["name"] in order else len(order))
     # gen_tf2onnx.py's versions (tf2onnx, tensorflow) stay with its entries.
     versions = json.load(open(path))["versions"] if only and os.path.exists(path) else {}
     versions.update({p: __import__(p).__version__ for p in ["torch", "torchvision", "onnx", "onnxruntime", "numpy"]})
+    versions["onnxconverter_common"] = __import__("onnxconverter_common").__version__
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump({"generator": "testdata/gen_onnx.py", "versions": versions, "models": entries}, f, indent=1)
         f.write("\n")

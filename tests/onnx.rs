@@ -37,6 +37,15 @@ struct OnnxEntry {
     expected: String,
     opset: i64,
     ops: BTreeMap<String, usize>,
+    /// How far the plaintext (float32) may be from onnxruntime, relative to
+    /// max(1, |y|): 1e-4, or for a float16 model what float16 rounding moved
+    /// onnxruntime's outputs from float32 (twice over, from the generator).
+    #[serde(default = "default_plaintext_tolerance")]
+    plaintext_tolerance: f32,
+}
+
+fn default_plaintext_tolerance() -> f32 {
+    1e-4
 }
 
 fn default_input() -> String {
@@ -52,12 +61,22 @@ fn feeds(name: &str, input: &Path) -> BTreeMap<String, PathBuf> {
     [(name.to_string(), input.to_path_buf())].into()
 }
 
-/// Every model in plaintext (within 1e-4 of onnxruntime) and under Pond (the
-/// same argmax on every row, max |y − ort| ≤ 1e-2·max(1, |ort|)).
+/// Every model in plaintext (within 1e-4 of onnxruntime, or for a float16 model
+/// what float16 rounding explains) and under Pond (the same argmax on every row,
+/// max |y − ort| ≤ 1e-2·max(1, |ort|)), onnxruntime having run the float16 graph.
 #[test]
 fn every_onnx_model_matches_onnxruntime_in_plaintext_and_under_pond() {
     let m = manifest();
-    for name in ["mnist_cnn", "mobilenet_v2", "ops_mix", "resnet18_small", "tf2onnx_mnist_model", "tf2onnx_mlp"] {
+    let names = [
+        "mnist_cnn",
+        "mnist_cnn_half",
+        "mobilenet_v2",
+        "ops_mix",
+        "resnet18_fp16",
+        "tf2onnx_mnist_model",
+        "tf2onnx_mlp",
+    ];
+    for name in names {
         assert!(m.models.iter().any(|e| e.name == name), "no {name} in the manifest");
     }
     for entry in &m.models {
@@ -66,7 +85,8 @@ fn every_onnx_model_matches_onnxruntime_in_plaintext_and_under_pond() {
         let expected = load(&testdata(&entry.expected));
         let feeds = feeds(&entry.input_name, &testdata(&entry.input));
         let (plan, plain) = run_plaintext(&model, None, &feeds);
-        let plain_err = assert_matches(&format!("{} plaintext", entry.name), &plain, &expected, 1e-4);
+        let plain_err =
+            assert_matches(&format!("{} plaintext", entry.name), &plain, &expected, entry.plaintext_tolerance);
         let p = tfe_run::cli::prepare(&model, None, None, &feeds).unwrap();
         let secure = runtime::predict_many(&plan, std::slice::from_ref(&p.inputs), &SecureConfig::default())
             .unwrap_or_else(|e| panic!("{} secure: {e:#}", entry.name));
@@ -173,7 +193,11 @@ fn fails(args: &[&str], code: i32, needles: &[&str]) {
 
 /// A copy of the MNIST CNN changed by `edit`, written to a temporary file.
 fn edited(edit: impl FnOnce(&mut Vec<u8>)) -> (tempfile::TempDir, String) {
-    let mut bytes = std::fs::read(testdata("onnx/mnist_cnn.onnx")).unwrap();
+    edited_model("onnx/mnist_cnn.onnx", edit)
+}
+
+fn edited_model(model: &str, edit: impl FnOnce(&mut Vec<u8>)) -> (tempfile::TempDir, String) {
+    let mut bytes = std::fs::read(testdata(model)).unwrap();
     edit(&mut bytes);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("edited.onnx");
@@ -227,4 +251,36 @@ fn an_opset_outside_13_to_21_is_refused_with_the_conversion_command() {
 fn external_data_is_refused_naming_the_initializer() {
     let x = "testdata/onnx/mnist_cnn.input.npy";
     fails(&["testdata/onnx/external_data.onnx", x], 4, &["initializer `", "external data", "save_as_external_data"]);
+}
+
+/// A float16 weight that is infinite (0x7C00) or NaN (0x7E00) is refused naming
+/// the initializer, not computed with: the model is invalid.
+#[test]
+fn a_non_finite_float16_weight_is_refused_naming_the_initializer() {
+    let x = "testdata/onnx/mnist_cnn_half.input.npy";
+    for (bits, shown) in [([0x00, 0x7c], "inf"), ([0x00, 0x7e], "NaN")] {
+        let (_dir, path) = edited_model("onnx/mnist_cnn_half.onnx", |b| {
+            // The initializer `fc2.bias`: its name (field 8), then raw_data (field 9, 20 bytes).
+            let at = b.windows(10).position(|w| w == b"fc2.bias\x4a\x14").expect("fc2.bias in the model") + 10;
+            b[at..at + 2].copy_from_slice(&bits);
+        });
+        fails(&[&path, x], 3, &["weight `fc2.bias` contains", shown]);
+    }
+}
+
+/// A float16 model's input is a float16 `.npy` (`<f2`): read exactly, and the
+/// same prediction as from the same values in float32.
+#[test]
+fn a_float16_input_file_feeds_a_float16_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let half = testdata("onnx/mnist_cnn_half.input.npy");
+    let x = load(&half);
+    let wide = dir.path().join("input32.npy");
+    tfe_run::npy::write_f32(&wide, &x).unwrap();
+    let (code, from_half, stderr) = run(&["--plaintext", "testdata/onnx/mnist_cnn_half.onnx", half.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, from_wide, stderr) = run(&["--plaintext", "testdata/onnx/mnist_cnn_half.onnx", wide.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(from_half, from_wide);
+    assert!(from_half.contains("shape: [100, 10]"), "{from_half}");
 }

@@ -213,8 +213,9 @@ impl Model for OnnxModel {
             .collect();
         let unsupported = nodes().filter(|n| !is_supported(&op_type(n))).map(origin).collect();
         let values = self.used_values(&used);
+        use proto::DataType as D;
         let float = |t: &proto::TensorProto| {
-            matches!(proto::DataType::try_from(t.data_type()), Ok(proto::DataType::Float | proto::DataType::Double))
+            matches!(D::try_from(t.data_type()), Ok(D::Float | D::Double | D::Float16 | D::Bfloat16))
         };
         let parameters = (graph.initializer.iter())
             .filter(|t| values.contains(t.name()) && float(t))

@@ -256,12 +256,17 @@ fn size(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     Ok(vec![Builder::known(ctx.at, int_tensor(&[], vec![i64::try_from(n).unwrap_or(i64::MAX)])?)])
 }
 
-/// Floats are computed as f32 whatever their width; a cast to an integer type is
-/// evaluated on public values only.
+/// Floats are computed as f32 (in plaintext) or fixed point (under Pond) whatever
+/// their width, so a cast between float types changes nothing a private value
+/// holds: a float16 model's Casts do not round to float16 (docs/FORMATS.md). A
+/// cast to an integer type is evaluated on public values only.
 fn cast(ctx: &mut Ctx<'_>, ins: &[Option<Slot>]) -> Result<Vec<Slot>> {
     let x = input(ctx, ins, 0)?;
     let to = ctx.attrs().int("to", 0)?;
     if super::proto::is_float(to) {
+        if matches!(x, Slot::Value(_)) {
+            return Ok(vec![x]);
+        }
         return Ok(vec![ctx.apply(Op::CastToFloat, &[x])?]);
     }
     if !matches!(x, Slot::Known(_)) {

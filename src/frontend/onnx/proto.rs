@@ -10,6 +10,7 @@ pub mod onnx {
 }
 
 use anyhow::Result;
+use half::{bf16, f16};
 use ndarray::{ArrayD, IxDyn};
 pub use onnx::attribute_proto::AttributeType;
 pub use onnx::tensor_proto::DataType;
@@ -134,7 +135,17 @@ pub fn is_feedable(elem_type: i32) -> bool {
     use DataType as D;
     matches!(
         D::try_from(elem_type),
-        Ok(D::Float | D::Double | D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::Uint8 | D::Uint16 | D::Uint32)
+        Ok(D::Float
+            | D::Double
+            | D::Float16
+            | D::Bfloat16
+            | D::Int8
+            | D::Int16
+            | D::Int32
+            | D::Int64
+            | D::Uint8
+            | D::Uint16
+            | D::Uint32)
     )
 }
 
@@ -204,6 +215,12 @@ pub fn tensor(t: &TensorProto) -> std::result::Result<Tensor, String> {
         D::Float => float(exact(&t.float_data, count)?),
         D::Double if has_raw => float(le_values(raw, count, |b: [u8; 8]| f64::from_le_bytes(b) as f32)?),
         D::Double => float(exact(&t.double_data, count)?.into_iter().map(|v| v as f32).collect()),
+        // Half precision: 2 little-endian bytes each in raw_data, or (onnx.proto) the
+        // 16 bits in the low half of each int32_data entry.
+        D::Float16 if has_raw => float(le_values(raw, count, |b| f16::from_le_bytes(b).to_f32())?),
+        D::Float16 => float(halves(&t.int32_data, count, |b| f16::from_bits(b).to_f32())?),
+        D::Bfloat16 if has_raw => float(le_values(raw, count, |b| bf16::from_le_bytes(b).to_f32())?),
+        D::Bfloat16 => float(halves(&t.int32_data, count, |b| bf16::from_bits(b).to_f32())?),
         D::Int64 if has_raw => int(le_values(raw, count, i64::from_le_bytes)?),
         D::Int64 => int(exact(&t.int64_data, count)?),
         D::Int32 if has_raw => int(le_values(raw, count, |b| i64::from(i32::from_le_bytes(b)))?),
@@ -224,6 +241,15 @@ fn exact<T: Clone>(values: &[T], count: usize) -> std::result::Result<Vec<T>, St
     Ok(values.to_vec())
 }
 
+/// `count` 16-bit floats from `int32_data`, where each entry holds one in its
+/// low 16 bits (higher bits set are not what an exporter writes).
+fn halves(values: &[i32], count: usize, from: impl Fn(u16) -> f32) -> std::result::Result<Vec<f32>, String> {
+    exact(values, count)?
+        .into_iter()
+        .map(|v| u16::try_from(v).map(&from).map_err(|_| format!("holds {v} in int32_data, not a 16-bit float")))
+        .collect()
+}
+
 /// `count` little-endian values of `N` bytes each.
 fn le_values<const N: usize, T>(
     raw: &[u8],
@@ -232,4 +258,55 @@ fn le_values<const N: usize, T>(
 ) -> std::result::Result<Vec<T>, String> {
     crate::frontend::le_values(raw, count, from)
         .ok_or_else(|| format!("has {} bytes of data, its dims say {count} values of {N} bytes", raw.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn half_tensor(dtype: DataType, raw: Option<Vec<u8>>, int32_data: Vec<i32>, n: i64) -> TensorProto {
+        TensorProto { dims: vec![n], data_type: Some(dtype as i32), raw_data: raw, int32_data, ..Default::default() }
+    }
+
+    fn floats(t: &TensorProto) -> Vec<f32> {
+        tensor(t).unwrap().to_float().iter().copied().collect()
+    }
+
+    /// float16 bits: 1.0, −2.5, the smallest subnormal 2^−24, the largest finite 65504, −0.
+    const F16: [u16; 5] = [0x3c00, 0xc100, 0x0001, 0x7bff, 0x8000];
+    const F16_VALUES: [f32; 5] = [1.0, -2.5, 5.960_464_5e-8, 65504.0, -0.0];
+
+    #[test]
+    fn float16_tensors_decode_from_raw_data_and_from_the_low_bits_of_int32_data() {
+        let raw: Vec<u8> = F16.iter().flat_map(|b| b.to_le_bytes()).collect();
+        let from_raw = floats(&half_tensor(DataType::Float16, Some(raw), vec![], 5));
+        let from_ints = floats(&half_tensor(DataType::Float16, None, F16.iter().map(|&b| i32::from(b)).collect(), 5));
+        assert_eq!(from_raw, F16_VALUES);
+        assert_eq!(from_ints, F16_VALUES);
+        assert!(from_raw[4].is_sign_negative());
+        // Infinity decodes as infinity (the weight check refuses it, naming it).
+        assert_eq!(floats(&half_tensor(DataType::Float16, None, vec![0x7c00], 1)), [f32::INFINITY]);
+    }
+
+    #[test]
+    fn bfloat16_tensors_decode_from_raw_data_and_int32_data() {
+        // bfloat16 is float32's top half: 1.0, −2.5, 3.0e38 (about), 2^−133 (subnormal).
+        let bits: [u16; 4] = [0x3f80, 0xc020, 0x7f62, 0x0001];
+        let want: Vec<f32> = bits.iter().map(|&b| f32::from_bits(u32::from(b) << 16)).collect();
+        let raw: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+        assert_eq!(floats(&half_tensor(DataType::Bfloat16, Some(raw), vec![], 4)), want);
+        let ints = bits.iter().map(|&b| i32::from(b)).collect();
+        assert_eq!(floats(&half_tensor(DataType::Bfloat16, None, ints, 4)), want);
+        assert_eq!(want[..2], [1.0, -2.5]);
+    }
+
+    #[test]
+    fn a_float16_tensor_of_the_wrong_size_or_with_high_bits_set_is_refused() {
+        let err = tensor(&half_tensor(DataType::Float16, Some(vec![0, 0x3c, 0]), vec![], 2)).unwrap_err();
+        assert!(err.contains("has 3 bytes of data, its dims say 2 values of 2 bytes"), "{err}");
+        let err = tensor(&half_tensor(DataType::Float16, None, vec![0x3c00], 2)).unwrap_err();
+        assert!(err.contains("holds 1 values, its dims say 2"), "{err}");
+        let err = tensor(&half_tensor(DataType::Float16, None, vec![0x1_3c00], 1)).unwrap_err();
+        assert!(err.contains("holds 80896 in int32_data, not a 16-bit float"), "{err}");
+    }
 }
