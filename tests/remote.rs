@@ -1459,3 +1459,15 @@ fn a_tls_insecure_mismatch_says_so_both_ways_at_both_ends() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// A keras.applications model (MobileNetV3Small, 96×96: depthwise convolutions,
+/// hard-swish, squeeze-excite gates) deployed on `serve` processes: its 8 rows in
+/// batches of 4 are TensorFlow's on every row (issue 13: one zoo model remote).
+#[test]
+fn a_keras_applications_model_deployed_on_remote_parties_matches_tensorflow() {
+    let cluster = Cluster::start(false, 60.0);
+    cluster.deploy("mobilenet_v3", 4, &testdata("zoo/mobilenet_v3_small.pb"));
+    let (output, _) = cluster.predict_to_file("mobilenet_v3", &testdata("zoo/mobilenet_v3_small.input8.npy"));
+    let expected = load(&testdata("zoo/mobilenet_v3_small.expected.npy"));
+    assert_matches("remote MobileNetV3Small", &output, &expected, 1e-2);
+}
