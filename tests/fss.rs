@@ -1,6 +1,7 @@
 //! The comparison gates by function secret sharing (src/protocol/fss), run between
 //! real party threads with the harness of `common/mpc.rs`: exact against the
-//! plaintext sign over random and edge values and share splits, their traffic
+//! plaintext sign over random and edge values and share splits (the ReLU with a
+//! fused truncation within one ulp of the shifted ReLU, unbiased), their traffic
 //! exactly the formulas (one round, one word per element per server; the dealer's
 //! keys), and what a server receives fresh and uniform-looking.
 
@@ -41,11 +42,13 @@ fn gate_on_shares(gate: Gate, x0: Vec<u64>, x1: Vec<u64>) -> Run {
             Ok(vec![match gate {
                 Gate::Drelu => compare::drelu(s, &x)?,
                 Gate::Relu => compare::relu(s, &x)?,
+                Gate::ReluShift(shift) => compare::relu_shift(s, &x, shift)?,
             }])
         },
         |d| match gate {
             Gate::Drelu => compare::deal_drelu(fss_dealer(d), n),
             Gate::Relu => compare::deal_relu(fss_dealer(d), &[n]),
+            Gate::ReluShift(shift) => compare::deal_relu_shift(fss_dealer(d), n, shift),
         },
     )
 }
@@ -87,6 +90,66 @@ fn fss_drelu_and_relu_are_exact_at_the_edges() {
     }
 }
 
+/// The shifts the fused gate is checked at: none, one bit, f = 16 (a product's
+/// truncation), f + 2 (before a 2×2 pool), 2f, and the largest.
+const SHIFTS: [u32; 7] = [0, 1, 16, 18, 32, 62, 63];
+
+/// ReLU(x) >> shift or one more: what the fused gate may output for x.
+fn check_relu_shift(x: i64, shift: u32, got: i64) -> Result<(), String> {
+    let want = x.max(0) >> shift;
+    if (x < 0 && got != 0) || (x >= 0 && got != want && got != want + 1) {
+        return Err(format!("ReLU({x}) >> {shift}: got {got}, want {want} (or {} for x ≥ 0)", want + 1));
+    }
+    Ok(())
+}
+
+/// The ReLU with a fused truncation at every edge value (0, ±1 ulp, ±2^62,
+/// the ring's extremes, powers of two and their neighbours) under the same
+/// share splits as above, at every shift: 0 for x < 0, else x >> s or one more;
+/// and for x = 2^s·k exactly (nothing dropped) exactly x >> s.
+#[test]
+fn fss_relu_shift_is_within_one_ulp_at_the_edges() {
+    let mut prg = labelled(&os_seed().unwrap(), 6);
+    let (mut x0, mut x1, mut xs) = (Vec::new(), Vec::new(), Vec::new());
+    for &x in &edge_values() {
+        let x = x as u64;
+        let random = prg.words(3);
+        for a in [0, x, 1, u64::MAX, 1 << 63, (1 << 63) - 1, x ^ (1 << 63), random[0], random[1], random[2]] {
+            xs.push(x as i64);
+            x0.push(a);
+            x1.push(x.wrapping_sub(a));
+        }
+    }
+    for shift in SHIFTS {
+        let run = gate_on_shares(Gate::ReluShift(shift), x0.clone(), x1.clone());
+        for (&x, got) in xs.iter().zip(signed(run.output())) {
+            check_relu_shift(x, shift, got).unwrap();
+            let exact = shift == 0 || x >= 0 && x.trailing_zeros() >= shift;
+            if exact {
+                assert_eq!(got, x.max(0) >> shift, "ReLU({x}) >> {shift}: nothing is dropped");
+            }
+        }
+    }
+}
+
+/// The fused gate rounds without bias: x = 2^16·k + 2^14 (a quarter of an ulp
+/// dropped), 8,192 times under fresh masks, rounds up a quarter of the time
+/// (within 6 standard deviations: 1.6e-2), so sums of its outputs (a pool) do
+/// not drift.
+#[test]
+fn fss_relu_shift_rounds_up_with_the_dropped_fraction() {
+    let (n, shift) = (8192usize, 16u32);
+    let x: i64 = (12345 << shift) + (1 << (shift - 2));
+    let x0 = labelled(&os_seed().unwrap(), 7).words(n);
+    let x1: Vec<u64> = x0.iter().map(|a| (x as u64).wrapping_sub(*a)).collect();
+    let run = gate_on_shares(Gate::ReluShift(shift), x0, x1);
+    let ups = signed(run.output()).iter().filter(|&&v| v == 12346).count();
+    assert!(signed(run.output()).iter().all(|&v| v == 12345 || v == 12346));
+    let fraction = ups as f64 / n as f64;
+    let sigma = (0.25f64 * 0.75 / n as f64).sqrt();
+    assert!((fraction - 0.25).abs() < 6.0 * sigma, "rounded up {fraction:.4} of the time, not 1/4");
+}
+
 fn ring_value() -> impl Strategy<Value = i64> {
     prop_oneof![any::<i64>(), -(1i64 << 20)..(1i64 << 20), prop::sample::select(edge_values())]
 }
@@ -106,6 +169,22 @@ proptest! {
         for (i, &x) in x.iter().enumerate() {
             prop_assert_eq!(signed(d.output())[i], i64::from(x >= 0), "DReLU({})", x);
             prop_assert_eq!(signed(r.output())[i], x.max(0), "ReLU({})", x);
+        }
+    }
+
+    /// The ReLU with a fused truncation against the plaintext shift, for random
+    /// values (the whole ring, small, edges), shifts and splits.
+    #[test]
+    fn fss_relu_shift_matches_the_plaintext_shift(
+        x in prop::collection::vec(ring_value(), 1..200),
+        shift in prop_oneof![prop::sample::select(SHIFTS.to_vec()), 0u32..64],
+        seed in any::<[u8; 32]>(),
+    ) {
+        let x0 = labelled(&seed, 8).words(x.len());
+        let x1: Vec<u64> = x.iter().zip(&x0).map(|(&x, a)| (x as u64).wrapping_sub(*a)).collect();
+        let run = gate_on_shares(Gate::ReluShift(shift), x0, x1);
+        for (&x, got) in x.iter().zip(signed(run.output())) {
+            prop_assert!(check_relu_shift(x, shift, got).is_ok(), "{}", check_relu_shift(x, shift, got).unwrap_err());
         }
     }
 
@@ -152,7 +231,7 @@ proptest! {
 /// per block of `fss::BLOCK` elements: the formulas the planner uses.
 #[test]
 fn fss_traffic_matches_the_formulas() {
-    for gate in [Gate::Drelu, Gate::Relu] {
+    for gate in [Gate::Drelu, Gate::Relu, Gate::ReluShift(16), Gate::ReluShift(18)] {
         for n in [1usize, 2, 63, 1000, fss::BLOCK, fss::BLOCK + 1, 2 * fss::BLOCK + 5] {
             let x = labelled(&os_seed().unwrap(), 3).words(n);
             let run = gate_on_shares(gate, x, vec![0; n]);
@@ -173,7 +252,7 @@ fn fss_traffic_matches_the_formulas() {
     }
 }
 
-/// The masks are fresh: the same input (all zeros, so x̂ = r) through two gates
+/// The masks are fresh: the same input (all zeros, so x̂ = r) through three gates
 /// in one session, and within one gate, never opens the same word twice.
 #[test]
 fn fss_masks_are_never_reused() {
@@ -184,17 +263,19 @@ fn fss_masks_are_never_reused() {
         std::slice::from_ref(&zeros),
         |s, xs| {
             let s = fss_server(s);
-            Ok(vec![compare::relu(s, &xs[0])?, compare::drelu(s, &xs[0])?])
+            Ok(vec![compare::relu(s, &xs[0])?, compare::drelu(s, &xs[0])?, compare::relu_shift(s, &xs[0], 16)?])
         },
         |d| {
             compare::deal_relu(fss_dealer(d), &[n])?;
-            compare::deal_drelu(d, n)
+            compare::deal_drelu(d, n)?;
+            compare::deal_relu_shift(d, n, 16)
         },
     );
     assert!(run.outputs[0].iter().all(|v| v.0 == 0) && run.outputs[1].iter().all(|v| v.0 == 1));
-    // What server 0 received from server 1: x1 + r1 of both gates.
+    assert!(run.outputs[2].iter().all(|v| v.0 == 0));
+    // What server 0 received from server 1: x1 + r1 of the three gates.
     let words = run.words(Party::Server0, Party::Server1);
-    assert_eq!(words.len(), 2 * n);
+    assert_eq!(words.len(), 3 * n);
     let distinct: HashSet<u64> = words.iter().copied().collect();
     assert_eq!(distinct.len(), words.len(), "a mask word repeats");
 }
@@ -204,7 +285,8 @@ fn fss_masks_are_never_reused() {
 /// input, large random values and all −1 (chi-square on bytes and top nibbles,
 /// bit balance; two-sample homogeneity across inputs); and the dealer's key bytes
 /// to server 0 are distributed the same whatever the input (the dealer never sees
-/// it). Keys and inputs are reproducible (`TFE_TEST_SEED`).
+/// it); for the ReLU and for the ReLU with a fused truncation (shift 18). Keys and
+/// inputs are reproducible (`TFE_TEST_SEED`).
 #[test]
 fn fss_views_are_uniform_and_independent_of_the_input() {
     const ALPHA: f64 = 1e-4;
@@ -212,39 +294,50 @@ fn fss_views_are_uniform_and_independent_of_the_input() {
     let seed = mpc::test_seed();
     let random: Vec<i64> = labelled(&seed, 5).words(n).into_iter().map(|w| (w as i64) >> 2).collect();
     let inputs = [vec![0i64; n], random, vec![-1i64; n]];
-    let mut received = Vec::new();
-    let mut keys = Vec::new();
-    for (j, x) in inputs.iter().enumerate() {
-        let x = ring(&[n], x.iter().copied());
-        let run = mpc::run1(
-            &Keys::fixed(500 + j as u64),
-            &x,
-            |s, x| compare::relu(fss_server(s), &x),
-            |d| compare::deal_relu(fss_dealer(d), &[n]),
-        );
-        assert_eq!(signed(run.output()), signed(&x).into_iter().map(|v| v.max(0)).collect::<Vec<_>>());
-        let got = run.words(Party::Server0, Party::Server1);
-        let m = run.messages(Party::Server0, Party::Server1).next().expect("one opening");
-        let mine = run.sent_message(Party::Server0, Party::Server1, m.key).expect("its own half").words();
-        let opened: Vec<u64> = mine.iter().zip(&got).map(|(a, b)| a.wrapping_add(*b)).collect();
-        for (what, words) in [("received", &got), ("opened x̂", &opened)] {
-            for (test, p) in [
-                ("bytes", mpc::chi2_uniform(&mpc::byte_histogram(words)).1),
-                ("top 4 bits", mpc::chi2_uniform(&mpc::top_nibble_histogram(words)).1),
-                ("bit balance", mpc::bit_balance(words).1),
-            ] {
-                assert!(p > ALPHA, "input {j}, server 0's {what}: {test} p = {p:.2e}");
+    for (g, shift) in [(0u64, None), (1, Some(18u32))] {
+        let mut received = Vec::new();
+        let mut keys = Vec::new();
+        for (j, x) in inputs.iter().enumerate() {
+            let x = ring(&[n], x.iter().copied());
+            let run = mpc::run1(
+                &Keys::fixed(500 + 10 * g + j as u64),
+                &x,
+                |s, x| match shift {
+                    None => compare::relu(fss_server(s), &x),
+                    Some(shift) => compare::relu_shift(fss_server(s), &x, shift),
+                },
+                |d| match shift {
+                    None => compare::deal_relu(fss_dealer(d), &[n]),
+                    Some(shift) => compare::deal_relu_shift(fss_dealer(d), n, shift),
+                },
+            );
+            let want: Vec<i64> = signed(&x).into_iter().map(|v| v.max(0) >> shift.unwrap_or(0)).collect();
+            for ((got, want), x) in signed(run.output()).into_iter().zip(want).zip(signed(&x)) {
+                assert!(got == want || shift.is_some() && x >= 0 && got == want + 1, "{x} ({shift:?}): {got}");
             }
+            let got = run.words(Party::Server0, Party::Server1);
+            let m = run.messages(Party::Server0, Party::Server1).next().expect("one opening");
+            let mine = run.sent_message(Party::Server0, Party::Server1, m.key).expect("its own half").words();
+            let opened: Vec<u64> = mine.iter().zip(&got).map(|(a, b)| a.wrapping_add(*b)).collect();
+            for (what, words) in [("received", &got), ("opened x̂", &opened)] {
+                for (test, p) in [
+                    ("bytes", mpc::chi2_uniform(&mpc::byte_histogram(words)).1),
+                    ("top 4 bits", mpc::chi2_uniform(&mpc::top_nibble_histogram(words)).1),
+                    ("bit balance", mpc::bit_balance(words).1),
+                ] {
+                    assert!(p > ALPHA, "input {j} ({shift:?}), server 0's {what}: {test} p = {p:.2e}");
+                }
+            }
+            received.push(opened);
+            let bytes: Vec<u8> =
+                run.messages(Party::Server0, Party::Dealer).flat_map(|m| m.payload.iter().copied()).collect();
+            keys.push(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect::<Vec<u64>>());
         }
-        received.push(opened);
-        let bytes: Vec<u8> =
-            run.messages(Party::Server0, Party::Dealer).flat_map(|m| m.payload.iter().copied()).collect();
-        keys.push(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect::<Vec<u64>>());
-    }
-    for j in 1..inputs.len() {
-        for (what, a, b) in [("opened x̂", &received[0], &received[j]), ("dealer keys", &keys[0], &keys[j])] {
-            let p = mpc::chi2_homogeneity(&mpc::byte_histogram(a), &mpc::byte_histogram(b)).1;
-            assert!(p > ALPHA, "{what}: bytes, input 0 vs {j}: p = {p:.2e}");
+        for j in 1..inputs.len() {
+            for (what, a, b) in [("opened x̂", &received[0], &received[j]), ("dealer keys", &keys[0], &keys[j])] {
+                let p = mpc::chi2_homogeneity(&mpc::byte_histogram(a), &mpc::byte_histogram(b)).1;
+                assert!(p > ALPHA, "{what} ({shift:?}): bytes, input 0 vs {j}: p = {p:.2e}");
+            }
         }
     }
 }

@@ -33,7 +33,7 @@ fn label(how: &How) -> &'static str {
         How::Local => "local",
         How::Scaled => "scaled",
         How::Product => "product",
-        How::Comparison => "comparison",
+        How::Comparison | How::ComparisonTruncation => "comparison",
         How::Approximation { .. } => "approximation",
     }
 }

@@ -3,8 +3,80 @@
 
 use crate::kernels::Window;
 use crate::kernels::linear::window_ranges;
-use crate::ops::{Kind, LiftedAdd, ShiftPool};
+use crate::ops::{Kind, LiftedAdd, ReluShift, ShiftPool, SumPool};
 use crate::plan::{Op, Plan, Source, ValueId};
+
+/// The one step that consumes `v` among the first `run_steps` steps, if `v` has
+/// exactly one consumer, read once, and is neither what the servers open nor
+/// the plan's output.
+fn only_consumer(plan: &Plan, run_steps: usize, revealed: ValueId, v: ValueId) -> Option<usize> {
+    let c: Vec<usize> = (0..run_steps).filter(|&k| plan.steps[k].inputs.contains(&v)).collect();
+    (c.len() == 1
+        && v != revealed
+        && v != plan.output
+        && plan.steps[c[0]].inputs.iter().filter(|&&i| i == v).count() == 1)
+        .then(|| c[0])
+}
+
+/// The bias Add after product step `p`, if it is one, and the input position
+/// of its bias (a weight broadcast onto the product, not the other way round).
+fn bias_add(plan: &Plan, p: usize, next: usize) -> Option<(usize, usize)> {
+    let step = &plan.steps[next];
+    if !matches!(step.op, Op::Add) {
+        return None;
+    }
+    let lift = usize::from(step.inputs[0] == plan.steps[p].output);
+    let bias = step.inputs[lift];
+    let product_shape = &plan.values[plan.steps[p].output].shape;
+    (matches!(plan.values[bias].source, Source::Weight) && &plan.values[step.output].shape == product_shape)
+        .then_some((next, lift))
+}
+
+/// Under `--comparison fss`: a product whose output only flows, through an
+/// optional bias Add, into a ReLU keeps its 2f fractional bits, and the ReLU
+/// becomes a [`ReluShift`] that truncates in its own opening (one round for
+/// ReLU and truncation, where they took two). When the ReLU's only reader is an
+/// AvgPool whose windows all hold 2^e elements, the gate shifts by f + e and the
+/// pool only sums ([`SumPool`]): Conv2D → Add → Relu → AvgPool costs the
+/// product's opening and the gate's, nothing else. The ReLU's input at 2f bits
+/// needs no range beyond the ring's: the gate's sign is exact for every ring
+/// element, and its shift for every non-negative one (docs/PROTOCOL.md).
+pub(super) fn fuse_relu_truncations(plan: &Plan, kinds: &mut [Kind], revealed: ValueId) {
+    let run_steps = kinds.len();
+    let only = |v: ValueId| only_consumer(plan, run_steps, revealed, v);
+    for p in 0..kinds.len() {
+        if !matches!(&kinds[p], Kind::Product(product) if product.truncates) {
+            continue;
+        }
+        let Some(mut next) = only(plan.steps[p].output) else { continue };
+        let add = bias_add(plan, p, next);
+        if let Some((a, _)) = add {
+            let Some(after) = only(plan.steps[a].output) else { continue };
+            next = after;
+        }
+        if !matches!(plan.steps[next].op, Op::Relu) || !matches!(kinds[next], Kind::Relu(_)) {
+            continue;
+        }
+        let relu = next;
+        let pool = only(plan.steps[relu].output).and_then(|pool| match &plan.steps[pool].op {
+            Op::AvgPool(w) if matches!(kinds[pool], Kind::Scaled(_)) => {
+                uniform_pow2_count(&plan.values[plan.steps[pool].inputs[0]].shape, w).map(|e| (pool, e))
+            }
+            _ => None,
+        });
+        if let Kind::Product(product) = &mut kinds[p] {
+            product.truncates = false;
+        }
+        if let Some((a, lift)) = add {
+            kinds[a] = Kind::LiftedAdd(LiftedAdd { lift });
+        }
+        let e = pool.map_or(0, |(_, e)| e);
+        kinds[relu] = Kind::ReluShift(ReluShift { e });
+        if let Some((pool, e)) = pool {
+            kinds[pool] = Kind::SumPool(SumPool { e });
+        }
+    }
+}
 
 /// Defer a product's truncation when its output only flows, through an optional
 /// bias Add and a ReLU, into an AvgPool whose windows all hold 2^e elements
@@ -16,35 +88,15 @@ use crate::plan::{Op, Plan, Source, ValueId};
 /// 2^(62−2f−e), the AvgPool's range already (docs/PROTOCOL.md).
 pub(super) fn defer_truncations(plan: &Plan, kinds: &mut [Kind], revealed: ValueId) {
     let run_steps = kinds.len();
-    let consumers =
-        |v: ValueId| -> Vec<usize> { (0..run_steps).filter(|&k| plan.steps[k].inputs.contains(&v)).collect() };
-    // The one step that consumes `v` (within the steps run on shares), if `v` has
-    // exactly one consumer and is not what the servers open.
-    let only_consumer = |v: ValueId| -> Option<usize> {
-        let c = consumers(v);
-        (c.len() == 1
-            && v != revealed
-            && v != plan.output
-            && plan.steps[c[0]].inputs.iter().filter(|&&i| i == v).count() == 1)
-            .then(|| c[0])
-    };
+    let only_consumer = |v: ValueId| only_consumer(plan, run_steps, revealed, v);
     for p in 0..kinds.len() {
         if !matches!(&kinds[p], Kind::Product(product) if product.truncates) {
             continue;
         }
         let Some(mut next) = only_consumer(plan.steps[p].output) else { continue };
-        let mut add = None;
-        if matches!(plan.steps[next].op, Op::Add) {
-            let step = &plan.steps[next];
-            let lift = usize::from(step.inputs[0] == plan.steps[p].output);
-            let bias = step.inputs[lift];
-            // The bias broadcasts onto the product, not the other way round.
-            let product_shape = &plan.values[plan.steps[p].output].shape;
-            if !matches!(plan.values[bias].source, Source::Weight) || &plan.values[step.output].shape != product_shape {
-                continue;
-            }
-            add = Some((next, lift));
-            let Some(after) = only_consumer(step.output) else { continue };
+        let add = bias_add(plan, p, next);
+        if let Some((a, _)) = add {
+            let Some(after) = only_consumer(plan.steps[a].output) else { continue };
             next = after;
         }
         if !matches!(plan.steps[next].op, Op::Relu) {

@@ -112,6 +112,9 @@ pub fn lower_with(plan: &Plan, fp: FixedPoint, comparison: Comparison) -> Result
         }
         kinds.push(kind);
     }
+    if comparison == Comparison::Fss {
+        fuse::fuse_relu_truncations(&plan, &mut kinds, revealed);
+    }
     fuse::defer_truncations(&plan, &mut kinds, revealed);
     let mut masked_weights: Vec<ValueId> = plan.steps[..run_steps]
         .iter()

@@ -60,11 +60,11 @@ pub use one_hot::OneHot;
 pub use piecewise::{Curve, GELU_TANH_CUBIC, GELU_TANH_SCALE, Piecewise, SELU_ALPHA, SELU_SCALE};
 pub use product::Product;
 pub use reciprocal::Reciprocal;
-pub use relu::Relu;
+pub use relu::{Relu, ReluShift};
 pub use relu6::Relu6;
 pub use resize::ResizeBilinear;
 pub use rsqrt::Rsqrt;
-pub use scaled::{Scaled, ShiftPool, scale_bits};
+pub use scaled::{Scaled, ShiftPool, SumPool, scale_bits};
 pub use softmax::Softmax;
 pub use tournament::{Groups, Tournament, pool_groups, reduce_groups};
 
@@ -181,6 +181,9 @@ pub enum How {
     Product,
     /// Exact, by dealer-assisted comparisons (DReLU), and products of their bits.
     Comparison,
+    /// An exact comparison that also truncates (a product's deferred
+    /// truncation) in its own opening, to one unit in the last place.
+    ComparisonTruncation,
     /// An approximation of `function` over its documented `range`, with its
     /// error there (measured on a grid: by `inspect` itself for a curve, by the
     /// tests for an iteration), and what it computes `outside` that range.
@@ -194,6 +197,7 @@ impl std::fmt::Display for How {
             How::Scaled => f.write_str("local, public scale, truncation"),
             How::Product => f.write_str("Beaver product, truncation"),
             How::Comparison => f.write_str("exact, by comparison"),
+            How::ComparisonTruncation => f.write_str("exact comparison, the product's truncation in its opening"),
             How::Approximation { function, range: [lo, hi], error, outside } => {
                 write!(f, "approximation of {function} on [{lo}, {hi}]: {error}; outside: {outside}")
             }
@@ -324,6 +328,8 @@ pub enum Kind {
     Rsqrt(Rsqrt),
     Softmax(Softmax),
     Unit(Unit),
+    ReluShift(ReluShift),
+    SumPool(SumPool),
 }
 
 impl Kind {
@@ -344,6 +350,8 @@ impl Kind {
             Kind::Rsqrt(u) => u,
             Kind::Softmax(u) => u,
             Kind::Unit(u) => u.def(),
+            Kind::ReluShift(u) => u,
+            Kind::SumPool(u) => u,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! AvgPool and Mean: a local sum times the public 1/count, then one truncation.
-//! [`ShiftPool`] is the AvgPool that also takes a product's deferred truncation.
+//! [`ShiftPool`] is the AvgPool that also takes a product's deferred truncation;
+//! [`SumPool`] the AvgPool whose division a [`super::ReluShift`] before it took.
 
 use anyhow::Result;
 
@@ -62,6 +63,35 @@ impl SecureOp for ShiftPool {
 
     fn how(&self) -> How {
         How::Scaled
+    }
+}
+
+/// AvgPool whose every window holds 2^e elements, after a [`super::ReluShift`]
+/// that already divided each element by 2^e: the local sum of each window.
+/// Each element is within one ulp of its quotient, so the mean is within 2^e
+/// ulps (rounding is unbiased: each ulp is added with the dropped fraction's
+/// probability).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SumPool {
+    pub e: u32,
+}
+
+impl SecureOp for SumPool {
+    fn run(&self, _: &mut Server, cx: &StepCx, _: &mut ServerMasks, ins: &[&RingTensor]) -> Result<RingTensor> {
+        let Op::AvgPool(w) = &cx.step.op else { anyhow::bail!("a sum pool is an AvgPool") };
+        Ok(linear::sum_pool(ins[0], w).0)
+    }
+
+    fn deal(&self, _: &mut Dealer, _: &StepCx, _: &mut DealerMasks) -> Result<()> {
+        Ok(())
+    }
+
+    fn cost(&self, _: &mut CostCx) -> Cost {
+        Cost::ZERO
+    }
+
+    fn how(&self) -> How {
+        How::Local
     }
 }
 

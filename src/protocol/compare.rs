@@ -484,6 +484,30 @@ pub fn deal_relu(d: &mut Dealer, shape: &[usize]) -> Result<()> {
     }
 }
 
+/// Server: ReLU(z) / 2^shift to one ulp, in the ReLU's one round: a product's
+/// truncation fused into its ReLU. FSS only: the bitwise protocol has no such
+/// gate (lowering fuses it only under `fss`, [`crate::lower`]).
+pub fn relu_shift(s: &mut Server, z: &RingTensor, shift: u32) -> Result<RingTensor> {
+    match s.comparison {
+        Comparison::Fss => fss::run(s, Gate::ReluShift(shift), z),
+        Comparison::Bitwise => anyhow::bail!("a ReLU with a fused truncation needs --comparison fss"),
+    }
+}
+
+/// Dealer half of [`relu_shift`], for `n` elements.
+pub fn deal_relu_shift(d: &mut Dealer, n: usize, shift: u32) -> Result<()> {
+    match d.comparison {
+        Comparison::Fss => fss::deal(d, Gate::ReluShift(shift), n),
+        Comparison::Bitwise => anyhow::bail!("a ReLU with a fused truncation needs --comparison fss"),
+    }
+}
+
+/// What [`relu_shift`] of `n` elements sends: an FSS ReLU's one word and round,
+/// with larger keys.
+pub fn relu_shift_cost(n: usize, shift: u32) -> Cost {
+    fss::cost(Gate::ReluShift(shift), n)
+}
+
 /// The bitwise [`drelu`].
 fn bitwise_drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
     let n = x.len();

@@ -17,7 +17,7 @@ pub enum Comparison {
     #[default]
     Bitwise,
     /// Function secret sharing (a DCF per element): one round, one word per element
-    /// per server, about 3–4 KB of dealer keys per element (`fss`).
+    /// per server, about 3–5 KB of dealer keys per element (`fss`).
     Fss,
 }
 

@@ -27,7 +27,7 @@
 //!
 //! **Key size**, the correction words of one key ([`key_bytes`]):
 //! 16·n (seeds) + 8·k·n (values) + ⌈2n/8⌉ (control bits) + 8·k (last word)
-//! bytes: 1,536 for n = 63, k = 1 and 2,048 for n = 63, k = 2.
+//! bytes: 1,536 for n = 63, k = 1, 2,048 for k = 2 and 2,560 for k = 3.
 //!
 //! **Oracle.** The `fss-rs` crate's DCF is not used as a test oracle: its keys
 //! come from its own PRG (Hirose double-block AES-256) and layout, so neither
@@ -39,7 +39,7 @@ use std::sync::OnceLock;
 use aes::Aes128;
 use aes::cipher::{BlockEncrypt, KeyInit};
 
-/// The largest payload (words of β) a key carries: the gates need at most 2.
+/// The largest payload (words of β) a key carries: the gates need at most 3.
 pub const MAX_PAYLOAD: usize = 4;
 
 /// Input bits and payload words of a family of keys.
@@ -351,6 +351,7 @@ mod tests {
     fn key_sizes_are_the_formula() {
         assert_eq!(key_bytes(63, 1), 1536);
         assert_eq!(key_bytes(63, 2), 2048);
+        assert_eq!(key_bytes(63, 3), 2560);
         assert_eq!(key_bytes(1, 1), 16 + 8 + 1 + 8);
     }
 

@@ -1,4 +1,5 @@
-//! Comparison with zero by function secret sharing: DReLU and ReLU in one round.
+//! Comparison with zero by function secret sharing: DReLU, ReLU, and ReLU with a
+//! product's truncation fused in, each in one round.
 //!
 //! The dealer deals, per element, a fresh uniform mask r ∈ Z_2^64 (server b
 //! expands its share r_b from its seed) and a pair of DCF keys ([`dcf`]) for
@@ -31,19 +32,46 @@
 //! each term a public multiple of a share. So a ReLU costs what a DReLU does:
 //! one round, one word per element per server.
 //!
+//! **ReLU with a truncation** (`Gate::ReluShift(s)`, LLAMA's and SIGMA's
+//! ReLU-then-shift): x a product at 2f fractional bits, the output shares of
+//! ReLU(x) / 2^s in the same one opening. Write r_h = r >> s, x̂_h = x̂ >> s.
+//! For 0 ≤ x < 2^63, x + r wraps past 2^64 exactly when c = 1 and a = 0 (if
+//! c = 0 it cannot; if c = 1 it does iff x̂ < 2^63), so over the integers
+//! x = x̂ − r + 2^64·(1 − a)·c, and
+//!
+//! ```text
+//! x >> s = x̂_h − r_h + 2^(64−s)·(1 − a)·c − [x̂ mod 2^s < r mod 2^s],
+//! ```
+//!
+//! the last term the borrow of the low parts, which the gate drops: its output
+//! is x >> s or one more, one more with probability (x mod 2^s)/2^s over r, so
+//! the rounding is unbiased. With d = [x ≥ 0] the output is
+//!
+//! ```text
+//! d·t = x̂_h·d − d·r_h + (1 − a)·2^(64−s)·c·w,   t = x̂_h − r_h + 2^(64−s)·(1 − a)·c,
+//! ```
+//!
+//! because for a = 0, d = 1 − u and (1 − u)·c = c − c·(1 − w) = c·w; for a = 1
+//! the wrap term vanishes. d·r_h = (1 − a)·r_h − (1 − 2a)·u·r_h needs
+//! u·r_h = c·r_h + (1 − 2c)·r_h·w. So the payload is β = (1 − 2c, (1 − 2c)·r_h, c)
+//! (2,560 key bytes) and the dealer also shares c, c·r_h and r_h. Exact in the
+//! sign for every x in the ring; within one ulp in the shift for every x ≥ 0:
+//! no range beyond the ring's (the separate truncation needs |x| < 2^62).
+//!
 //! **What each server sees**: x̂ = x + r, with r uniform and fresh for this
 //! element and this use (drawn from a material stream of its own tag, never
 //! again), so x̂ is uniform and independent of x; its DCF key (its own root seed
 //! and the correction words, the same in both keys), which by the DCF's
 //! security reveals nothing of r' or β to a party without the other key; and
-//! its shares of c and c·r (uniform, from its own stream, or server 1's
-//! correction c − c₀).
+//! its shares of c and c·r, or of c, c·r_h and r_h (uniform, from its own
+//! stream, or server 1's corrections such as c − c₀).
 //!
 //! **Material.** Per element, server 0 draws [r₀, root₀ (2 words), c₀, (c·r)₀]
-//! from the gate's stream and server 1 draws [r₁, root₁]; the dealer sends, per
-//! block of [`BLOCK`] elements under a material tag of its own, the block's
-//! correction words to both servers, and to server 1 first its corrections
-//! c − c₀ (and c·r − (c·r)₀). DCF keys cannot be expanded from a seed (the
+//! (for ReluShift [r₀, root₀, c₀, (c·r_h)₀, (r_h)₀]) from the gate's stream and
+//! server 1 draws [r₁, root₁]; the dealer sends, per block of [`BLOCK`]
+//! elements under a material tag of its own, the block's correction words to
+//! both servers, and to server 1 first its corrections c − c₀ (and c·r − (c·r)₀,
+//! or c·r_h − (c·r_h)₀ and r_h − (r_h)₀). DCF keys cannot be expanded from a seed (the
 //! correction words depend on both roots and on r): they are the bulk of what
 //! the dealer sends ([`dealer_bytes`]).
 
@@ -62,8 +90,8 @@ const LOW63: u64 = (1 << 63) - 1;
 /// Input bits of the DCF: the low 63 bits of x̂ against those of r.
 const BITS: u32 = 63;
 
-/// Elements per dealer message: a message of correction words is about 1.5–2 KB
-/// per element, so a block is 1.5–2 MB and neither a server nor the dealer
+/// Elements per dealer message: a message of correction words is about 1.5–2.6 KB
+/// per element, so a block is 1.5–2.6 MB and neither a server nor the dealer
 /// holds the keys of a whole tensor.
 pub const BLOCK: usize = 1024;
 
@@ -74,6 +102,10 @@ pub enum Gate {
     Drelu,
     /// Arithmetic shares of x·[x ≥ 0].
     Relu,
+    /// Arithmetic shares of ReLU(x) / 2^shift, to one unit in the last place
+    /// (rounded up with probability equal to the dropped fraction): a product's
+    /// truncation in the ReLU's own opening ([`Gate::check`]: 0 ≤ shift ≤ 63).
+    ReluShift(u32),
 }
 
 impl Gate {
@@ -81,17 +113,34 @@ impl Gate {
         dcf::Shape::new(BITS, self.payload())
     }
 
-    /// Words of β: (1 − 2c), and for ReLU (1 − 2c)·r.
+    /// Words of β: (1 − 2c), and for ReLU (1 − 2c)·r; for ReluShift
+    /// (1 − 2c)·r_h and c (r_h = r >> shift).
     fn payload(self) -> usize {
         match self {
             Gate::Drelu => 1,
             Gate::Relu => 2,
+            Gate::ReluShift(_) => 3,
         }
     }
 
-    /// Correlated words per element: c, and for ReLU c·r.
+    /// Correlated words per element: c, and for ReLU c·r; for ReluShift c·r_h
+    /// and r_h.
     fn correlated(self) -> usize {
-        self.payload()
+        match self {
+            Gate::Drelu => 1,
+            Gate::Relu => 2,
+            Gate::ReluShift(_) => 3,
+        }
+    }
+
+    /// A shift of 64 or more is not a truncation of a 64-bit ring element.
+    pub fn check(self) -> Result<()> {
+        if let Gate::ReluShift(shift) = self
+            && shift > 63
+        {
+            anyhow::bail!("a ReLU truncated by {shift} bits: at most 63 are possible");
+        }
+        Ok(())
     }
 
     /// Words per element of a server's stream: r, the root seed, and (server 0)
@@ -124,13 +173,21 @@ fn blocks(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     (0..n).step_by(BLOCK).map(move |start| start..(start + BLOCK).min(n))
 }
 
+/// 2^(64 − shift) in the ring: the weight of the wrap of x + r past 2^64 once
+/// shifted (0 for shift 0, where the wrap vanishes mod 2^64).
+fn wrap_weight(shift: u32) -> Wrapping<u64> {
+    Wrapping(if shift == 0 { 0 } else { 1u64 << (64 - shift) })
+}
+
 fn root(words: &[u64]) -> u128 {
     u128::from(words[0]) | u128::from(words[1]) << 64
 }
 
-/// Server: shares of [x ≥ 0] (`Gate::Drelu`, an integer 0 or 1) or of
-/// x·[x ≥ 0] (`Gate::Relu`) for every element of `x`. One round.
+/// Server: shares of [x ≥ 0] (`Gate::Drelu`, an integer 0 or 1), of
+/// x·[x ≥ 0] (`Gate::Relu`) or of x·[x ≥ 0] >> shift to one ulp
+/// (`Gate::ReluShift`) for every element of `x`. One round.
 pub fn run(s: &mut Server, gate: Gate, x: &RingTensor) -> Result<RingTensor> {
+    gate.check()?;
     let n = x.len();
     let first = s.is_first();
     let per = gate.stream_words(first);
@@ -174,6 +231,18 @@ pub fn run(s: &mut Server, gate: Gate, x: &RingTensor) -> Result<RingTensor> {
                     let share = public(xh) - Wrapping(own[0]);
                     ((one - a) * share - (one - Wrapping(2) * a) * (u * xh - v)).0
                 }
+                Gate::ReluShift(shift) => {
+                    // d = (1 − a) − (1 − 2a)·u; v = u·r_h = c·r_h + (1 − 2c)·r_h·w;
+                    // d·r_h = (1 − a)·r_h − (1 − 2a)·v; c·w from the third word.
+                    // d·(x >> shift) = x̂_h·d − d·r_h + (1 − a)·2^(64 − shift)·c·w,
+                    // up by one ulp when the low parts borrow (module docs).
+                    let v = c(1) + Wrapping(y[k * i + 1]);
+                    let cw = Wrapping(y[k * i + 2]);
+                    let d = public(one - a) - (one - Wrapping(2) * a) * u;
+                    let d_rh = (one - a) * c(2) - (one - Wrapping(2) * a) * v;
+                    let xh_high = Wrapping(opened[e] >> shift);
+                    (xh_high * d - d_rh + (one - a) * wrap_weight(shift) * cw).0
+                }
             });
         }
     }
@@ -182,6 +251,7 @@ pub fn run(s: &mut Server, gate: Gate, x: &RingTensor) -> Result<RingTensor> {
 
 /// Dealer half of [`run`] over `n` elements.
 pub fn deal(d: &mut Dealer, gate: Gate, n: usize) -> Result<()> {
+    gate.check()?;
     let tag = d.at.next_material()?;
     let mut p: [Prg; 2] = [d.material(0, tag), d.material(1, tag)];
     let (per0, per1) = (gate.stream_words(true), gate.stream_words(false));
@@ -201,11 +271,24 @@ pub fn deal(d: &mut Dealer, gate: Gate, n: usize) -> Result<()> {
             let r = w0[0].wrapping_add(w1[0]);
             let c = r >> 63;
             let one_minus_2c = 1u64.wrapping_sub(2 * c);
-            let beta = [one_minus_2c, one_minus_2c.wrapping_mul(r)];
-            dcf::generate(shape, r & LOW63, &beta[..gate.payload()], [root(&w0[1..3]), root(&w1[1..3])], &mut keys);
-            corrections.push(c.wrapping_sub(w0[3]));
-            if gate == Gate::Relu {
-                corrections.push(c.wrapping_mul(r).wrapping_sub(w0[4]));
+            let roots = [root(&w0[1..3]), root(&w1[1..3])];
+            match gate {
+                Gate::Drelu | Gate::Relu => {
+                    let beta = [one_minus_2c, one_minus_2c.wrapping_mul(r)];
+                    dcf::generate(shape, r & LOW63, &beta[..gate.payload()], roots, &mut keys);
+                    corrections.push(c.wrapping_sub(w0[3]));
+                    if gate == Gate::Relu {
+                        corrections.push(c.wrapping_mul(r).wrapping_sub(w0[4]));
+                    }
+                }
+                Gate::ReluShift(shift) => {
+                    let r_h = r >> shift;
+                    let beta = [one_minus_2c, one_minus_2c.wrapping_mul(r_h), c];
+                    dcf::generate(shape, r & LOW63, &beta, roots, &mut keys);
+                    corrections.push(c.wrapping_sub(w0[3]));
+                    corrections.push(c.wrapping_mul(r_h).wrapping_sub(w0[4]));
+                    corrections.push(r_h.wrapping_sub(w0[5]));
+                }
             }
         }
         let mut to_server1 = corrections.into_bytes();
@@ -236,5 +319,29 @@ mod tests {
     fn dealer_bytes_are_the_key_sizes() {
         assert_eq!(dealer_bytes(Gate::Drelu, 10), [15_360, 15_440]);
         assert_eq!(dealer_bytes(Gate::Relu, 10), [20_480, 20_640]);
+        assert_eq!(dealer_bytes(Gate::ReluShift(16), 10), [25_600, 25_840]);
+    }
+
+    /// The shift identity on plain integers, the cases the gate's shares
+    /// compute: for 0 ≤ x < 2^63, (x̂ >> s) − (r >> s) + 2^(64−s)·(1 − a)·c
+    /// is x >> s or one more, and one more exactly when the low s bits borrow.
+    #[test]
+    fn the_shift_identity_holds_at_the_edges() {
+        let xs = [0u64, 1, 2, 0xffff, 1 << 16, (1 << 62) - 1, 1 << 62, LOW63 - 1, LOW63];
+        let rs = [0u64, 1, LOW63, 1 << 63, u64::MAX, 1 << 62, (1 << 63) + 1, 0x1234_5678_9abc_def0];
+        for shift in [0u32, 1, 16, 32, 34, 62, 63] {
+            for &x in &xs {
+                for &r in &rs {
+                    let xh = x.wrapping_add(r);
+                    let (a, c) = (xh >> 63, r >> 63);
+                    let t = (xh >> shift)
+                        .wrapping_sub(r >> shift)
+                        .wrapping_add(((1 - a) * c).wrapping_mul(wrap_weight(shift).0));
+                    let low = if shift == 0 { 0 } else { u64::MAX >> (64 - shift) };
+                    let borrow = u64::from((xh & low) < (r & low));
+                    assert_eq!(t, (x >> shift) + borrow, "x = {x}, r = {r}, shift {shift}");
+                }
+            }
+        }
     }
 }
