@@ -67,11 +67,10 @@ fn edge_values() -> Vec<i64> {
     v
 }
 
-/// Every edge value under several share splits (one share zero, shares with the
-/// top bit set, all ones, random), through both gates: exact.
-#[test]
-fn fss_drelu_and_relu_are_exact_at_the_edges() {
-    let mut prg = labelled(&os_seed().unwrap(), 0);
+/// Every edge value as shares (x0, x1) under several splits: one share zero,
+/// shares with the top bit set, all ones, random (a PRG labelled `label`).
+fn edge_splits(label: u64) -> (Vec<u64>, Vec<u64>, Vec<i64>) {
+    let mut prg = labelled(&os_seed().unwrap(), label);
     let (mut x0, mut x1, mut xs) = (Vec::new(), Vec::new(), Vec::new());
     for &x in &edge_values() {
         let x = x as u64;
@@ -82,6 +81,14 @@ fn fss_drelu_and_relu_are_exact_at_the_edges() {
             x1.push(x.wrapping_sub(a));
         }
     }
+    (x0, x1, xs)
+}
+
+/// Every edge value under several share splits (one share zero, shares with the
+/// top bit set, all ones, random), through both gates: exact.
+#[test]
+fn fss_drelu_and_relu_are_exact_at_the_edges() {
+    let (x0, x1, xs) = edge_splits(0);
     let d = gate_on_shares(Gate::Drelu, x0.clone(), x1.clone());
     let r = gate_on_shares(Gate::Relu, x0, x1);
     for ((&x, dg), rg) in xs.iter().zip(signed(d.output())).zip(signed(r.output())) {
@@ -109,17 +116,7 @@ fn check_relu_shift(x: i64, shift: u32, got: i64) -> Result<(), String> {
 /// and for x = 2^s·k exactly (nothing dropped) exactly x >> s.
 #[test]
 fn fss_relu_shift_is_within_one_ulp_at_the_edges() {
-    let mut prg = labelled(&os_seed().unwrap(), 6);
-    let (mut x0, mut x1, mut xs) = (Vec::new(), Vec::new(), Vec::new());
-    for &x in &edge_values() {
-        let x = x as u64;
-        let random = prg.words(3);
-        for a in [0, x, 1, u64::MAX, 1 << 63, (1 << 63) - 1, x ^ (1 << 63), random[0], random[1], random[2]] {
-            xs.push(x as i64);
-            x0.push(a);
-            x1.push(x.wrapping_sub(a));
-        }
-    }
+    let (x0, x1, xs) = edge_splits(6);
     for shift in SHIFTS {
         let run = gate_on_shares(Gate::ReluShift(shift), x0.clone(), x1.clone());
         for (&x, got) in xs.iter().zip(signed(run.output())) {
