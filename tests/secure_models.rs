@@ -390,19 +390,16 @@ fn fss_fuses_each_products_truncation_into_its_relu() {
     use runtime::Kind;
     use tfe_run::kernels::Padding;
     use tfe_run::plan::Op;
-    let kinds_of = |plan: &tfe_run::plan::Plan, comparison| {
+    // "node: kind" of every step lowered with `comparison`, or only its steps that are not Local.
+    let lowered = |plan: &tfe_run::plan::Plan, comparison, all: bool| {
         let program = runtime::lower_with(plan, Default::default(), comparison).unwrap();
-        plan.steps.iter().zip(program.kinds).map(|(s, k)| format!("{}: {k:?}", s.node)).collect::<Vec<_>>()
-    };
-    let fused = |plan: &tfe_run::plan::Plan| {
-        let program = runtime::lower_with(plan, Default::default(), Comparison::Fss).unwrap();
-        plan.steps
-            .iter()
-            .zip(program.kinds)
-            .filter(|(_, k)| !matches!(k, Kind::Local(_)))
+        (plan.steps.iter().zip(program.kinds))
+            .filter(|(_, k)| all || !matches!(k, Kind::Local(_)))
             .map(|(s, k)| format!("{}: {k:?}", s.node))
             .collect::<Vec<_>>()
     };
+    let kinds_of = |plan, comparison| lowered(plan, comparison, true);
+    let fused = |plan| lowered(plan, Comparison::Fss, false);
     let maxpool = {
         let feeds = BTreeMap::from([("input".to_string(), testdata("mnist_input.npy"))]);
         tfe_run::cli::prepare(&testdata("maxpool_cnn.pb"), None, None, &feeds).unwrap()

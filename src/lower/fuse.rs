@@ -32,6 +32,45 @@ fn bias_add(plan: &Plan, p: usize, next: usize) -> Option<(usize, usize)> {
         .then_some((next, lift))
 }
 
+/// A block of a truncating product step: its optional bias Add (step, lift) and
+/// the ReLU that its output, alone, flows into.
+struct ReluBlock {
+    add: Option<(usize, usize)>,
+    relu: usize,
+}
+
+/// The [`ReluBlock`] of step `p`, if `p` is a product that truncates and its
+/// output reaches a ReLU through nothing but an optional bias Add.
+fn relu_block(plan: &Plan, kinds: &[Kind], p: usize, only: impl Fn(ValueId) -> Option<usize>) -> Option<ReluBlock> {
+    if !matches!(&kinds[p], Kind::Product(product) if product.truncates) {
+        return None;
+    }
+    let mut next = only(plan.steps[p].output)?;
+    let add = bias_add(plan, p, next);
+    if let Some((a, _)) = add {
+        next = only(plan.steps[a].output)?;
+    }
+    matches!(plan.steps[next].op, Op::Relu).then_some(ReluBlock { add, relu: next })
+}
+
+/// The ReLU's only reader, if it is an AvgPool whose windows all hold 2^e
+/// elements: (pool step, e).
+fn pow2_pool_after(plan: &Plan, relu: usize, only: impl Fn(ValueId) -> Option<usize>) -> Option<(usize, u32)> {
+    let pool = only(plan.steps[relu].output)?;
+    let Op::AvgPool(w) = &plan.steps[pool].op else { return None };
+    uniform_pow2_count(&plan.values[plan.steps[pool].inputs[0]].shape, w).map(|e| (pool, e))
+}
+
+/// The product of `block` keeps its 2f bits; its bias Add lifts the bias to them.
+fn keep_product_scale(kinds: &mut [Kind], p: usize, block: &ReluBlock) {
+    if let Kind::Product(product) = &mut kinds[p] {
+        product.truncates = false;
+    }
+    if let Some((a, lift)) = block.add {
+        kinds[a] = Kind::LiftedAdd(LiftedAdd { lift });
+    }
+}
+
 /// Under `--comparison fss`: a product whose output only flows, through an
 /// optional bias Add, into a ReLU keeps its 2f fractional bits, and the ReLU
 /// becomes a [`ReluShift`] that truncates in its own opening (one round for
@@ -45,33 +84,14 @@ pub(super) fn fuse_relu_truncations(plan: &Plan, kinds: &mut [Kind], revealed: V
     let run_steps = kinds.len();
     let only = |v: ValueId| only_consumer(plan, run_steps, revealed, v);
     for p in 0..kinds.len() {
-        if !matches!(&kinds[p], Kind::Product(product) if product.truncates) {
+        let Some(block) = relu_block(plan, kinds, p, only) else { continue };
+        if !matches!(kinds[block.relu], Kind::Relu(_)) {
             continue;
         }
-        let Some(mut next) = only(plan.steps[p].output) else { continue };
-        let add = bias_add(plan, p, next);
-        if let Some((a, _)) = add {
-            let Some(after) = only(plan.steps[a].output) else { continue };
-            next = after;
-        }
-        if !matches!(plan.steps[next].op, Op::Relu) || !matches!(kinds[next], Kind::Relu(_)) {
-            continue;
-        }
-        let relu = next;
-        let pool = only(plan.steps[relu].output).and_then(|pool| match &plan.steps[pool].op {
-            Op::AvgPool(w) if matches!(kinds[pool], Kind::Scaled(_)) => {
-                uniform_pow2_count(&plan.values[plan.steps[pool].inputs[0]].shape, w).map(|e| (pool, e))
-            }
-            _ => None,
-        });
-        if let Kind::Product(product) = &mut kinds[p] {
-            product.truncates = false;
-        }
-        if let Some((a, lift)) = add {
-            kinds[a] = Kind::LiftedAdd(LiftedAdd { lift });
-        }
+        let pool = pow2_pool_after(plan, block.relu, only).filter(|&(pool, _)| matches!(kinds[pool], Kind::Scaled(_)));
+        keep_product_scale(kinds, p, &block);
         let e = pool.map_or(0, |(_, e)| e);
-        kinds[relu] = Kind::ReluShift(ReluShift { e });
+        kinds[block.relu] = Kind::ReluShift(ReluShift { e });
         if let Some((pool, e)) = pool {
             kinds[pool] = Kind::SumPool(SumPool { e });
         }
@@ -88,30 +108,11 @@ pub(super) fn fuse_relu_truncations(plan: &Plan, kinds: &mut [Kind], revealed: V
 /// 2^(62−2f−e), the AvgPool's range already (docs/PROTOCOL.md).
 pub(super) fn defer_truncations(plan: &Plan, kinds: &mut [Kind], revealed: ValueId) {
     let run_steps = kinds.len();
-    let only_consumer = |v: ValueId| only_consumer(plan, run_steps, revealed, v);
+    let only = |v: ValueId| only_consumer(plan, run_steps, revealed, v);
     for p in 0..kinds.len() {
-        if !matches!(&kinds[p], Kind::Product(product) if product.truncates) {
-            continue;
-        }
-        let Some(mut next) = only_consumer(plan.steps[p].output) else { continue };
-        let add = bias_add(plan, p, next);
-        if let Some((a, _)) = add {
-            let Some(after) = only_consumer(plan.steps[a].output) else { continue };
-            next = after;
-        }
-        if !matches!(plan.steps[next].op, Op::Relu) {
-            continue;
-        }
-        let relu = next;
-        let Some(pool) = only_consumer(plan.steps[relu].output) else { continue };
-        let Op::AvgPool(w) = &plan.steps[pool].op else { continue };
-        let Some(e) = uniform_pow2_count(&plan.values[plan.steps[pool].inputs[0]].shape, w) else { continue };
-        if let Kind::Product(product) = &mut kinds[p] {
-            product.truncates = false;
-        }
-        if let Some((a, lift)) = add {
-            kinds[a] = Kind::LiftedAdd(LiftedAdd { lift });
-        }
+        let Some(block) = relu_block(plan, kinds, p, only) else { continue };
+        let Some((pool, e)) = pow2_pool_after(plan, block.relu, only) else { continue };
+        keep_product_scale(kinds, p, &block);
         kinds[pool] = Kind::ShiftPool(ShiftPool { e });
     }
 }

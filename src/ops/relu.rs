@@ -49,8 +49,8 @@ pub struct ReluShift {
 }
 
 impl ReluShift {
-    fn shift(&self, cx_frac_bits: u32) -> u32 {
-        cx_frac_bits + self.e
+    fn shift(&self, frac_bits: u32) -> u32 {
+        frac_bits + self.e
     }
 }
 

@@ -213,12 +213,8 @@ impl Model for OnnxModel {
             .collect();
         let unsupported = nodes().filter(|n| !is_supported(&op_type(n))).map(origin).collect();
         let values = self.used_values(&used);
-        use proto::DataType as D;
-        let float = |t: &proto::TensorProto| {
-            matches!(D::try_from(t.data_type()), Ok(D::Float | D::Double | D::Float16 | D::Bfloat16))
-        };
         let parameters = (graph.initializer.iter())
-            .filter(|t| values.contains(t.name()) && float(t))
+            .filter(|t| values.contains(t.name()) && proto::is_float(i64::from(t.data_type())))
             .map(|t| t.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(usize::try_from(d).ok()?)).unwrap_or(0))
             .fold(0usize, usize::saturating_add);
         Ok(Report {

@@ -401,11 +401,16 @@ mod tests {
 
     /// A function of the loop state `(i, x)`.
     fn function(name: &str, outputs: &[&str], body: Vec<NodeDef>, ret: &[&str]) -> FunctionDef {
+        function_of(name, &["i", "x"], outputs, body, ret)
+    }
+
+    /// A function of the arguments `inputs`, returning `outputs` from `ret`.
+    fn function_of(name: &str, inputs: &[&str], outputs: &[&str], body: Vec<NodeDef>, ret: &[&str]) -> FunctionDef {
         let arg = |n: &str| ArgDef { name: n.into(), r#type: 1, ..Default::default() };
         FunctionDef {
             signature: Some(OpDef {
                 name: name.into(),
-                input_arg: vec![arg("i"), arg("x")],
+                input_arg: inputs.iter().map(|i| arg(i)).collect(),
                 output_arg: outputs.iter().map(|o| arg(o)).collect(),
                 ..Default::default()
             }),
@@ -611,18 +616,8 @@ mod tests {
     /// The same under control flow v2: an `If` whose branches are library functions.
     fn if_graph(pred: NodeDef) -> GraphDef {
         let branch = |name: &str, op: &str| {
-            let arg = |n: &str| ArgDef { name: n.into(), r#type: 1, ..Default::default() };
-            FunctionDef {
-                signature: Some(OpDef {
-                    name: name.into(),
-                    input_arg: vec![arg("a")],
-                    output_arg: vec![arg("y")],
-                    ..Default::default()
-                }),
-                node_def: vec![with_attr(node("f", op, &["a"]), "T", Value::Type(1))],
-                ret: [("y".to_string(), "f:y:0".to_string())].into(),
-                ..Default::default()
-            }
+            let body = vec![with_attr(node("f", op, &["a"]), "T", Value::Type(1))];
+            function_of(name, &["a"], &["y"], body, &["f:y:0"])
         };
         let cond = with_attr(node("cond", "If", &["pred", "x"]), "then_branch", func("neg"));
         let nodes = vec![

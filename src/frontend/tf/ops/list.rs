@@ -125,23 +125,7 @@ pub fn set_item(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<
             node.describe()
         )));
     }
-    if matches!(item, Slot::List(_) | Slot::Unavailable) {
-        return Err(Error::unsupported(format!("{}: writes something other than a tensor", node.describe())));
-    }
-    let i = index(ctx, node, i, l.items.len())?;
-    let shape = ctx.shape(item);
-    if l.element_shape.as_ref().is_some_and(|s| *s != shape) {
-        return Err(Error::invalid_model(format!(
-            "{}: writes an element of shape {shape:?} to a list of {:?}",
-            node.describe(),
-            l.element_shape.as_deref().unwrap_or_default()
-        )));
-    }
-    let mut items = l.items.clone();
-    if let Some(at) = items.get_mut(i) {
-        *at = Some(item.clone());
-    }
-    Ok(made(node, items, Some(shape)))
+    written(ctx, node, l, &[(i.clone(), item.clone())])
 }
 
 /// The elements stacked along a new first axis: each reshaped to gain it, then
@@ -232,7 +216,7 @@ fn flow<'a>(node: &Node<'_>, handle: &Slot, flow: &'a Slot) -> Result<&'a Tensor
 pub fn array_write(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result<Vec<Slot>> {
     let [handle, i, item, flow_in] = expect_inputs::<4>(node, ins)?;
     let l = flow(node, handle, flow_in)?;
-    Ok(vec![Slot::List(Rc::new(written(ctx, node, l, &[(i.clone(), item.clone())])?))])
+    written(ctx, node, l, &[(i.clone(), item.clone())])
 }
 
 /// `TensorArrayScatterV3(handle, indices, value, flow_in) -> flow_out`: row k of
@@ -255,7 +239,7 @@ pub fn array_scatter(ctx: &mut Builder, node: &Node<'_>, ins: &[Slot]) -> Result
         .zip(rows)
         .map(|(&i, row)| (Builder::known(&node.origin, Tensor::Int(ArrayD::from_elem(IxDyn(&[]), i))), row))
         .collect();
-    Ok(vec![Slot::List(Rc::new(written(ctx, node, l, &writes)?))])
+    written(ctx, node, l, &writes)
 }
 
 /// `TensorArrayReadV3(handle, index, flow_in) -> value`.
@@ -316,9 +300,9 @@ fn element(node: &Node<'_>, l: &TensorList, i: usize, shape: Option<&[usize]>) -
     }
 }
 
-/// `l` with `writes` (public index, tensor) applied in order; every element must
-/// have one shape, the list's if it declares one.
-fn written(ctx: &Builder, node: &Node<'_>, l: &TensorList, writes: &[(Slot, Slot)]) -> Result<TensorList> {
+/// `l` with `writes` (public index, tensor) applied in order, as `node`'s one
+/// output; every element must have one shape, the list's if it declares one.
+fn written(ctx: &Builder, node: &Node<'_>, l: &TensorList, writes: &[(Slot, Slot)]) -> Result<Vec<Slot>> {
     let mut out = l.clone();
     out.origin = node.name.clone();
     for (i, item) in writes {
@@ -329,7 +313,7 @@ fn written(ctx: &Builder, node: &Node<'_>, l: &TensorList, writes: &[(Slot, Slot
         let shape = ctx.shape(item);
         if out.element_shape.as_ref().is_some_and(|s| *s != shape) {
             return Err(Error::invalid_model(format!(
-                "{}: writes an element of shape {shape:?} to an array of {:?}",
+                "{}: writes an element of shape {shape:?} to a list of {:?}",
                 node.describe(),
                 out.element_shape.as_deref().unwrap_or_default()
             )));
@@ -339,15 +323,5 @@ fn written(ctx: &Builder, node: &Node<'_>, l: &TensorList, writes: &[(Slot, Slot
             *at = Some(item.clone());
         }
     }
-    Ok(out)
-}
-
-/// `While` and `StatelessWhile` are unrolled by the graph walker, which holds the
-/// function library their `cond` and `body` name (`tf/loops.rs`); the op table
-/// lists them so that `inspect` and the docs know them.
-pub fn loop_outside_walker(_: &mut Builder, node: &Node<'_>, _: &[Slot]) -> Result<Vec<Slot>> {
-    Err(Error::invalid_model(format!(
-        "{}: a loop is unrolled only where its function library is known",
-        node.describe()
-    )))
+    Ok(vec![Slot::List(Rc::new(out))])
 }

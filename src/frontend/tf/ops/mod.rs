@@ -77,8 +77,8 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("LogicalOr", fold::logical_or),
     ("LogicalNot", fold::logical_not),
     // loops (unrolled at import) and their tensor lists
-    ("While", list::loop_outside_walker),
-    ("StatelessWhile", list::loop_outside_walker),
+    ("While", walker_only),
+    ("StatelessWhile", walker_only),
     ("TensorListReserve", list::reserve),
     ("TensorListFromTensor", list::from_tensor),
     ("TensorListGetItem", list::get_item),
@@ -87,10 +87,10 @@ const TABLE: &[(&str, OpBuilder)] = &[
     ("TensorListLength", list::length),
     ("TensorListElementShape", list::element_shape_of),
     // conditionals (decided at import by the graph walker)
-    ("If", conditional_outside_walker),
-    ("StatelessIf", conditional_outside_walker),
-    ("Switch", conditional_outside_walker),
-    ("Merge", conditional_outside_walker),
+    ("If", walker_only),
+    ("StatelessIf", walker_only),
+    ("Switch", walker_only),
+    ("Merge", walker_only),
     ("OptionalFromValue", training_only),
     ("OptionalNone", training_only),
     ("TensorArrayV3", list::tensor_array),
@@ -168,11 +168,15 @@ pub fn is_supported(op: &str) -> bool {
     TABLE.iter().any(|(name, _)| *name == op)
 }
 
-/// `If`, `StatelessIf` and a TF1 tf.cond's `Switch`/`Merge` are decided by the
-/// graph walker, which holds the function library and the graph's dead branches
-/// (`tf/loops.rs`); the op table lists them so that `inspect` and the docs know them.
-fn conditional_outside_walker(_: &mut Builder, node: &Node<'_>, _: &[Slot]) -> Result<Vec<Slot>> {
-    Err(Error::invalid_model(format!("{}: a conditional is decided only by the graph walker", node.describe())))
+/// Loops (`While`, `StatelessWhile`) and conditionals (`If`, `StatelessIf`, a TF1
+/// tf.cond's `Switch`/`Merge`) are unrolled or decided by the graph walker, which
+/// holds the function library and the graph's dead branches (`tf/loops.rs`); the
+/// op table lists them so that `inspect` and the docs know them.
+fn walker_only(_: &mut Builder, node: &Node<'_>, _: &[Slot]) -> Result<Vec<Slot>> {
+    Err(Error::invalid_model(format!(
+        "{}: loops and conditionals are built only by the graph walker, which knows the function library",
+        node.describe()
+    )))
 }
 
 /// `OptionalFromValue`/`OptionalNone`: the intermediates a tf.cond's branches
