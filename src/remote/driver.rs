@@ -86,13 +86,9 @@ impl Session {
     ) -> Result<Session> {
         let locals: Vec<Party> = std::iter::once(starter).chain(joiner).collect();
         let session = Session::new(remote, starter, &locals)?;
-        for &peer in peers {
-            session.start(peer, request.clone())?;
-        }
+        session.start_all(peers.iter().map(|&peer| (peer, request.clone())).collect())?;
         if let Some(joiner) = joiner {
-            for peer in [Party::Server0, Party::Server1] {
-                session.connect(joiner, peer, None)?;
-            }
+            session.connect_all(joiner, &[(Party::Server0, None), (Party::Server1, None)])?;
         }
         Ok(session)
     }
@@ -123,16 +119,33 @@ impl Session {
         super::SessionId(self.link.session())
     }
 
-    /// Dial `peer` as `local`, with a request or joining, and attach the connection.
-    fn connect(&self, local: Party, peer: Party, request: Option<Request>) -> Result<()> {
+    /// Dial each peer as `local`, all at once (each dial's handshakes cost one
+    /// network delay's worth of time, not one each), with a request or joining,
+    /// and attach the connections. Of several failures the first peer's is
+    /// reported.
+    fn connect_all(&self, local: Party, peers: &[(Party, Option<Request>)]) -> Result<()> {
         let identity =
             self.identities.get(&local).cloned().with_context(|| format!("this session plays no {}", local.name()))?;
-        let address = self.remote.cluster.address(peer)?.to_string();
-        let link = Arc::clone(&self.link);
         let timeout = self.remote.timeout;
+        let mut dials = Vec::new();
+        for (peer, request) in peers {
+            let (peer, request, identity) = (*peer, request.clone(), identity.clone());
+            let address = self.remote.cluster.address(peer)?.to_string();
+            let link = Arc::clone(&self.link);
+            dials.push(self.runtime.spawn(async move {
+                let stream = dial(identity.as_ref(), local, peer, &address, link.session(), request, timeout).await?;
+                link.attach(local, peer, stream)
+            }));
+        }
         self.runtime.block_on(async move {
-            let stream = dial(identity.as_ref(), local, peer, &address, link.session(), request, timeout).await?;
-            link.attach(local, peer, stream)
+            let mut first = Ok(());
+            for dial in dials {
+                let done = dial.await.unwrap_or_else(|e| Err(anyhow::anyhow!("a dial failed: {e}")));
+                if first.is_ok() {
+                    first = done;
+                }
+            }
+            first
         })
     }
 
@@ -145,7 +158,22 @@ impl Session {
     /// Start `peer` with `request` and wait until it is ready; return what the
     /// ready message says.
     fn start(&self, peer: Party, request: Request) -> Result<Ready> {
-        self.connect(self.starter, peer, Some(request))?;
+        Ok(self.start_all(vec![(peer, request)])?.remove(0))
+    }
+
+    /// Start every peer with its request, all at once, and wait until each is
+    /// ready; what their ready messages say, in the order given. The servers
+    /// accept a join that overtakes the hello starting its session, so the
+    /// peers need no order.
+    fn start_all(&self, starts: Vec<(Party, Request)>) -> Result<Vec<Ready>> {
+        let peers: Vec<Party> = starts.iter().map(|(peer, _)| *peer).collect();
+        let starts: Vec<(Party, Option<Request>)> = starts.into_iter().map(|(p, r)| (p, Some(r))).collect();
+        self.connect_all(self.starter, &starts)?;
+        peers.into_iter().map(|peer| self.ready_of(peer)).collect()
+    }
+
+    /// `peer`'s answer to the request that started it.
+    fn ready_of(&self, peer: Party) -> Result<Ready> {
         let json = self.link.recv_control(self.starter, peer, self.remote.timeout)?;
         // The version first: the rest may be of another format.
         if let Some((version, _)) = super::declared_version(&json)
@@ -399,7 +427,13 @@ fn deploy_lowered(
     let digest = deployment.digest.clone();
     let request =
         Request::Deploy { name: name.to_string(), program: Box::new(Program::clone(&program)), replace, digest };
-    let session = Session::with_joiner(remote, Party::ModelOwner, None, &[Party::Server1, Party::Server0], &request)?;
+    let session = Session::new(remote, Party::ModelOwner, &[])?;
+    // One server at a time, server1 first, unlike a prediction: each claims the
+    // name as it starts, and the same order for every deployment is what lets at
+    // most one of two concurrent deployments of a name claim it on both.
+    for server in [Party::Server1, Party::Server0] {
+        session.start(server, request.clone())?;
+    }
     let deployment = Deployment { id: session.link.session(), ..deployment };
     let mut local = run_local(&session, &program, Some(&plan.weight_values), None);
     if local.iter().all(|(_, r)| r.is_ok())
@@ -506,8 +540,13 @@ fn predict_deployed_once(
     party::check_values(&plan, fp, None, &batches)?;
     // Each server pins the deployment named here, or refuses.
     let request = Request::PredictDeployed { name: name.to_string(), predictions, deployment: deployment.clone() };
-    for server in [Party::Server1, Party::Server0] {
-        let theirs = session.start(server, request.clone())?.deployment;
+    let digest = deployment.digest.clone();
+    let dealt = Request::Predict { program: Box::new(Program::clone(&program)), predictions, digest };
+    let servers = [Party::Server1, Party::Server0];
+    let starts = vec![(servers[0], request.clone()), (servers[1], request), (Party::Dealer, dealt)];
+    let readies = session.start_all(starts)?;
+    for (server, ready) in servers.into_iter().zip(readies) {
+        let theirs = ready.deployment;
         if theirs.as_ref() != Some(&deployment) {
             return Err(Error::party(
                 server.name(),
@@ -515,9 +554,6 @@ fn predict_deployed_once(
             ));
         }
     }
-    let digest = deployment.digest.clone();
-    let request = Request::Predict { program: Box::new(Program::clone(&program)), predictions, digest };
-    session.start(Party::Dealer, request)?;
     let local = run_local(&session, &program, None, Some(&batches));
     let outcome = session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())?;
     let output = crate::batches::join(&plan, outcome.outputs.clone(), rows)?;

@@ -8,13 +8,18 @@
 //! Every session has a fresh random id and its own connections, so concurrent
 //! sessions never share a socket or a message key. The driver, as the client (as
 //! the model owner for `deploy` and `train`), dials server1, server0 and the
-//! crypto producer in that order, each time with a [`Control::Hello`] carrying
-//! its [`Request`], and waits for [`Control::Ready`]. Before it answers, server0
-//! dials server1 and the crypto producer dials both servers (so a dial always
-//! finds the session it joins). The driver's other party (the model owner of a
-//! prediction with its own weights, the data owners of a training) then dials
-//! both servers. Each party runs its program; the remote ones end with
-//! [`Control::Done`] (their statistics) or an abort frame that names the cause.
+//! crypto producer all at once (one network delay for all three, not one each),
+//! each time with a [`Control::Hello`] carrying its [`Request`], and waits for
+//! [`Control::Ready`]. Before it answers, server0 dials server1 and the crypto
+//! producer dials both servers. Since nothing orders these dials, a server
+//! keeps a join whose session has not started there yet for up to
+//! `--handshake-timeout` (at most 4 × `--max-sessions` such joins wait; more
+//! are refused) and hands it the session when its hello arrives. The driver's
+//! other party (the model owner of a prediction with its own weights, the data
+//! owners of a training) then dials both servers. Each party runs its program;
+//! the remote ones end with [`Control::Done`] (their statistics) or an abort
+//! frame that names the cause. A deployment is the exception: it starts server1
+//! before server0, so that both servers claim the model's name in one order.
 //!
 //! # Versions
 //!

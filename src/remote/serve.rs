@@ -164,6 +164,12 @@ struct State {
     /// Refused connections are logged at most this often one by one.
     refusals: Mutex<LogLimit>,
     sessions: Mutex<HashMap<u64, Arc<Link>>>,
+    /// Joins that arrived before the session they join was started here (the
+    /// driver starts the parties at once, so server0's dial may overtake the
+    /// client's hello to server1), each waiting for the session's link. Taken
+    /// under the `sessions` lock, so a session is never started between a
+    /// join's look-up and its wait.
+    early: Mutex<EarlyJoins>,
     models: Registry<Deployed>,
     /// Data sets contributed for training.
     datasets: Registry<Held>,
@@ -174,6 +180,45 @@ struct State {
     metrics: Metrics,
     /// The party's span ([`super::log::party_span`]), parent of every session's.
     span: tracing::Span,
+}
+
+/// Joins waiting for their session to start here ([`State::early`]).
+#[derive(Default)]
+struct EarlyJoins {
+    by_session: HashMap<u64, Vec<tokio::sync::oneshot::Sender<Arc<Link>>>>,
+}
+
+impl EarlyJoins {
+    fn waiting(&self) -> usize {
+        self.by_session.values().map(Vec::len).sum()
+    }
+
+    /// Wait for `session`'s link, unless `limit` joins wait already.
+    fn wait(&mut self, session: u64, limit: usize) -> Result<tokio::sync::oneshot::Receiver<Arc<Link>>> {
+        if self.waiting() >= limit {
+            bail!("{limit} joins already wait for sessions not started here (4 × --max-sessions)");
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.by_session.entry(session).or_default().push(tx);
+        Ok(rx)
+    }
+
+    /// `session` has started: hand its link to the joins waiting for it.
+    fn started(&mut self, session: u64, link: &Arc<Link>) {
+        for tx in self.by_session.remove(&session).unwrap_or_default() {
+            let _ = tx.send(Arc::clone(link));
+        }
+    }
+
+    /// Drop the waits of `session` that gave up.
+    fn forget(&mut self, session: u64) {
+        if let Some(waits) = self.by_session.get_mut(&session) {
+            waits.retain(|tx| !tx.is_closed());
+            if waits.is_empty() {
+                self.by_session.remove(&session);
+            }
+        }
+    }
 }
 
 /// A name being deployed on this server, until the deployment commits or fails.
@@ -235,6 +280,7 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
             handshakes: Handshakes::new(options.max_handshakes),
             refusals: Mutex::new(LogLimit::default()),
             sessions: Mutex::new(HashMap::new()),
+            early: Mutex::new(EarlyJoins::default()),
             models: Mutex::new(HashMap::new()),
             datasets: Mutex::new(HashMap::new()),
             deploying: Arc::new(Mutex::new(HashSet::new())),
@@ -500,7 +546,7 @@ impl State {
         let span = super::log::session_span(&self.span, session);
         let outcome = match request {
             Some(request) => self.clone().start(stream, peer, session, request).instrument(span.clone()).await,
-            None => self.join(stream, from, session),
+            None => self.join(stream, from, session).await,
         };
         if let Err((stream, e)) = outcome {
             span.in_scope(|| warn!("{}: {} refused: {e:#}", SessionId(session), from.name()));
@@ -514,8 +560,10 @@ impl State {
         }
     }
 
-    /// A peer joins a session this server already takes part in.
-    fn join(&self, stream: Box<dyn Stream>, from: Party, session: u64) -> Result<(), Refusal> {
+    /// A peer joins a session this server takes part in, or will within
+    /// `--handshake-timeout`: the driver starts all parties at once, so a join
+    /// may arrive before the hello that starts the session here.
+    async fn join(&self, stream: Box<dyn Stream>, from: Party, session: u64) -> Result<(), Refusal> {
         let allowed = match self.me {
             Party::Server1 => [Party::Server0, Party::Dealer, Party::ModelOwner, Party::Client].contains(&from),
             Party::Server0 => [Party::Dealer, Party::ModelOwner, Party::Client].contains(&from),
@@ -524,10 +572,37 @@ impl State {
         if !allowed {
             return Err((Some(stream), anyhow::anyhow!("{} does not dial {}", from.name(), self.me.name())));
         }
-        let link = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(&session).cloned();
+        let started = {
+            let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            match sessions.get(&session) {
+                Some(link) => Ok(Arc::clone(link)),
+                None => {
+                    let mut early = self.early.lock().unwrap_or_else(|e| e.into_inner());
+                    // Each session has at most four joiners here (server0, the
+                    // crypto producer, the model owner and the client).
+                    match early.wait(session, self.max_sessions.saturating_mul(4)) {
+                        Ok(waiting) => Err(waiting),
+                        Err(e) => return Err((Some(stream), e)),
+                    }
+                }
+            }
+        };
+        let link = match started {
+            Ok(link) => Some(link),
+            Err(waiting) => {
+                let link = tokio::time::timeout(self.handshake_timeout, waiting).await.ok().and_then(Result::ok);
+                if link.is_none() {
+                    self.early.lock().unwrap_or_else(|e| e.into_inner()).forget(session);
+                }
+                link
+            }
+        };
         match link {
             Some(link) => link.attach(self.me, from, stream).map_err(|e| (None, e)),
-            None => Err((Some(stream), anyhow::anyhow!("no {} here", SessionId(session)))),
+            None => Err((
+                Some(stream),
+                anyhow::anyhow!("no {} here (not started within --handshake-timeout)", SessionId(session)),
+            )),
         }
     }
 
@@ -585,6 +660,7 @@ impl State {
                 return Err((Some(stream), e));
             }
             sessions.insert(session, Arc::clone(&link));
+            self.early.lock().unwrap_or_else(|e| e.into_inner()).started(session, &link);
         }
         if let Err(e) = link.attach(self.me, from, stream) {
             self.end(session, &link);
@@ -596,14 +672,24 @@ impl State {
             Party::Dealer => &[Party::Server0, Party::Server1],
             _ => &[],
         };
-        for &peer in peers {
-            let dialled = async {
-                let address = self.cluster.address(peer)?;
-                // Set-up, not silence: as long as an incoming handshake may take.
-                let deadline = self.timeout.max(self.handshake_timeout);
-                dial(self.identity.as_ref(), self.me, peer, address, session, None, deadline).await
-            }
-            .await;
+        // Both peers at once: the crypto producer's two dials cost one handshake's time.
+        let dials: Vec<_> = peers
+            .iter()
+            .map(|&peer| {
+                let state = Arc::clone(&self);
+                tokio::spawn(
+                    async move {
+                        let address = state.cluster.address(peer)?;
+                        // Set-up, not silence: as long as an incoming handshake may take.
+                        let deadline = state.timeout.max(state.handshake_timeout);
+                        dial(state.identity.as_ref(), state.me, peer, address, session, None, deadline).await
+                    }
+                    .in_current_span(),
+                )
+            })
+            .collect();
+        for (&peer, dial) in peers.iter().zip(dials) {
+            let dialled = dial.await.unwrap_or_else(|e| Err(anyhow::anyhow!("dialling {} failed: {e}", peer.name())));
             match dialled.and_then(|s| link.attach(self.me, peer, s)) {
                 Ok(()) => {}
                 Err(e) => {
@@ -1061,6 +1147,25 @@ mod tests {
         assert_eq!(slots.waiting.lock().unwrap().queue.len(), 2);
         assert!(slots.close_oldest());
         assert!(closed_b.try_recv().is_ok());
+    }
+
+    #[test]
+    fn a_join_overtaking_its_session_gets_the_link_when_the_session_starts() {
+        let mut early = EarlyJoins::default();
+        let mut first = early.wait(7, 3).unwrap();
+        let mut second = early.wait(7, 3).unwrap();
+        let other = early.wait(8, 3).unwrap();
+        let refused = early.wait(9, 3).err().unwrap().to_string();
+        assert!(refused.contains("3 joins already wait") && refused.contains("--max-sessions"), "{refused}");
+        let link = Link::new(7, Duration::from_secs(1));
+        early.started(7, &link);
+        assert!(Arc::ptr_eq(&first.try_recv().unwrap(), &link) && Arc::ptr_eq(&second.try_recv().unwrap(), &link));
+        assert_eq!(early.waiting(), 1);
+        // A join that gave up (timed out, its receiver dropped) is forgotten.
+        drop(other);
+        early.forget(8);
+        assert_eq!(early.waiting(), 0);
+        assert!(early.by_session.is_empty());
     }
 
     #[test]
