@@ -126,6 +126,17 @@ fn bench_dcf(c: &mut Criterion) {
                 keys
             })
         });
+        // The dealer's way: LANES keys a batch, both parties' expansions in one call.
+        let alphas: Vec<u64> = words[..N].iter().map(|w| w >> 1).collect();
+        let betas: Vec<u64> = (0..N).flat_map(|e| words[e..e + payload].iter().copied()).collect();
+        let pairs: Vec<[u128; 2]> = roots.iter().map(|r| [*r, r.rotate_left(7)]).collect();
+        group.bench_function(BenchmarkId::new("keygen_many", payload), |bench| {
+            bench.iter(|| {
+                let mut keys = Vec::with_capacity(N * shape.key_bytes());
+                dcf::generate_many(shape, &alphas, &betas, &pairs, &mut keys);
+                keys
+            })
+        });
         let mut keys = Vec::new();
         generate(&mut keys);
         let x: Vec<u64> = words[N..2 * N].iter().map(|w| w >> 1).collect();

@@ -151,10 +151,9 @@ struct Expanded {
     value: [[u64; MAX_PAYLOAD]; 2],
 }
 
-fn expand_both(shape: Shape, s: u128) -> Expanded {
+/// The blocks G(s) encrypts, in order: left seed, right seed, left values, right values.
+fn fill_expansion(shape: Shape, s: u128, blocks: &mut [u128]) {
     let h = shape.value_blocks();
-    let mut blocks = [0u128; 2 + 2 * MAX_PAYLOAD.div_ceil(2)];
-    let blocks = &mut blocks[..2 + 2 * h];
     blocks[0] = s ^ LEFT_SEED;
     blocks[1] = s ^ RIGHT_SEED;
     for side in 0..2 {
@@ -162,7 +161,11 @@ fn expand_both(shape: Shape, s: u128) -> Expanded {
             blocks[2 + side * h + j] = s ^ value_tweak(shape, side, j);
         }
     }
-    mmo(blocks);
+}
+
+/// The expansion from the blocks [`fill_expansion`] laid out, once through [`mmo`].
+fn read_expansion(shape: Shape, blocks: &[u128]) -> Expanded {
+    let h = shape.value_blocks();
     let (l, tl) = split_seed(blocks[0]);
     let (r, tr) = split_seed(blocks[1]);
     let mut value = [[0u64; MAX_PAYLOAD]; 2];
@@ -197,53 +200,113 @@ fn sign(t: u8) -> u64 {
 /// parties' root seeds, appending them to `out` ([`Shape::key_bytes`] bytes).
 /// α must be below 2^n; β has `shape.payload` words.
 pub fn generate(shape: Shape, alpha: u64, beta: &[u64], roots: [u128; 2], out: &mut Vec<u8>) {
+    generate_many(shape, &[alpha], beta, &[roots], out);
+}
+
+/// One level of key generation for one key: from both parties' expansions `e`
+/// of their seeds `s` (control bits `t`), write the level's correction words
+/// into `key` and step `s`, `t` and the value on the path to α, `v_alpha`.
+#[allow(clippy::too_many_arguments)]
+fn correct_level(
+    shape: Shape,
+    level: usize,
+    alpha: u64,
+    beta: &[u64],
+    e: &[Expanded; 2],
+    s: &mut [u128; 2],
+    t: &mut [u8; 2],
+    v_alpha: &mut [u64; MAX_PAYLOAD],
+    key: &mut [u8],
+) {
     debug_assert!(shape.bits == 64 || alpha >> shape.bits == 0, "α below 2^n");
-    let (n, k) = (shape.levels(), shape.payload);
-    let start = out.len();
-    out.resize(start + shape.key_bytes(), 0);
-    let key = &mut out[start..];
-    let mut s = [roots[0] & !1, roots[1] & !1];
-    let mut t = [0u8, 1u8];
-    let mut v_alpha = [0u64; MAX_PAYLOAD];
-    for level in 0..n {
-        let a = input_bit(shape, alpha, level);
-        let e = [expand_both(shape, s[0]), expand_both(shape, s[1])];
-        let (keep, lose) = (a, 1 - a);
-        let s_cw = e[0].seed[lose] ^ e[1].seed[lose];
-        let sg = sign(t[1]);
-        let mut v_cw = [0u64; MAX_PAYLOAD];
-        for j in 0..k {
-            let mut v = e[1].value[lose][j].wrapping_sub(e[0].value[lose][j]).wrapping_sub(v_alpha[j]);
-            if lose == 0 {
-                // The left subtree the path leaves: every x there is below α.
-                v = v.wrapping_add(beta[j]);
-            }
-            v_cw[j] = sg.wrapping_mul(v);
-            v_alpha[j] = v_alpha[j]
-                .wrapping_sub(e[1].value[keep][j])
-                .wrapping_add(e[0].value[keep][j])
-                .wrapping_add(sg.wrapping_mul(v_cw[j]));
+    let k = shape.payload;
+    let a = input_bit(shape, alpha, level);
+    let (keep, lose) = (a, 1 - a);
+    let s_cw = e[0].seed[lose] ^ e[1].seed[lose];
+    let sg = sign(t[1]);
+    let mut v_cw = [0u64; MAX_PAYLOAD];
+    for j in 0..k {
+        let mut v = e[1].value[lose][j].wrapping_sub(e[0].value[lose][j]).wrapping_sub(v_alpha[j]);
+        if lose == 0 {
+            // The left subtree the path leaves: every x there is below α.
+            v = v.wrapping_add(beta[j]);
         }
-        let t_cw = [e[0].t[0] ^ e[1].t[0] ^ a as u8 ^ 1, e[0].t[1] ^ e[1].t[1] ^ a as u8];
-        key[16 * level..16 * (level + 1)].copy_from_slice(&s_cw.to_le_bytes());
-        for (j, v) in v_cw.iter().enumerate().take(k) {
-            let at = shape.values_at() + 8 * (level * k + j);
-            key[at..at + 8].copy_from_slice(&v.to_le_bytes());
-        }
-        let bit = 2 * level;
-        key[shape.bits_at() + bit / 8] |= (t_cw[0] | t_cw[1] << 1) << (bit % 8);
-        for b in 0..2 {
-            s[b] = e[b].seed[keep] ^ if t[b] == 1 { s_cw } else { 0 };
-            t[b] = e[b].t[keep] ^ (t[b] & t_cw[keep]);
-        }
+        v_cw[j] = sg.wrapping_mul(v);
+        v_alpha[j] = v_alpha[j]
+            .wrapping_sub(e[1].value[keep][j])
+            .wrapping_add(e[0].value[keep][j])
+            .wrapping_add(sg.wrapping_mul(v_cw[j]));
     }
+    let t_cw = [e[0].t[0] ^ e[1].t[0] ^ a as u8 ^ 1, e[0].t[1] ^ e[1].t[1] ^ a as u8];
+    key[16 * level..16 * (level + 1)].copy_from_slice(&s_cw.to_le_bytes());
+    for (j, v) in v_cw.iter().enumerate().take(k) {
+        let at = shape.values_at() + 8 * (level * k + j);
+        key[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    let bit = 2 * level;
+    key[shape.bits_at() + bit / 8] |= (t_cw[0] | t_cw[1] << 1) << (bit % 8);
+    for b in 0..2 {
+        s[b] = e[b].seed[keep] ^ if t[b] == 1 { s_cw } else { 0 };
+        t[b] = e[b].t[keep] ^ (t[b] & t_cw[keep]);
+    }
+}
+
+/// The last correction word, which cancels the value at α itself.
+fn finish_key(shape: Shape, s: [u128; 2], t: [u8; 2], v_alpha: &[u64; MAX_PAYLOAD], key: &mut [u8]) {
     let (mut c0, mut c1) = ([0u64; MAX_PAYLOAD], [0u64; MAX_PAYLOAD]);
     convert(shape, s[0], &mut c0);
     convert(shape, s[1], &mut c1);
-    for j in 0..k {
+    for j in 0..shape.payload {
         let last = sign(t[1]).wrapping_mul(c1[j].wrapping_sub(c0[j]).wrapping_sub(v_alpha[j]));
         let at = shape.last_at() + 8 * j;
         key[at..at + 8].copy_from_slice(&last.to_le_bytes());
+    }
+}
+
+/// [`generate`] for many key pairs at once, appending them to `out` one after
+/// the other: element e compares against `alphas[e]` with payload
+/// `betas[e·k..(e+1)·k]` and root seeds `roots[e]`. The same bytes as one
+/// [`generate`] per element; level by level over [`LANES`] elements, so that
+/// one AES call encrypts both parties' expansions of them all (2·(2 + 2⌈k/2⌉)
+/// blocks each) and AES-NI's pipeline stays full, where one key at a time
+/// offers it 4–8 blocks.
+pub fn generate_many(shape: Shape, alphas: &[u64], betas: &[u64], roots: &[[u128; 2]], out: &mut Vec<u8>) {
+    let (n, k, h) = (shape.levels(), shape.payload, shape.value_blocks());
+    assert!(alphas.len() == roots.len() && betas.len() == k * alphas.len(), "batch sizes");
+    let len = shape.key_bytes();
+    let per = 2 * (2 + 2 * h);
+    let start = out.len();
+    out.resize(start + len * alphas.len(), 0);
+    let mut blocks = vec![0u128; LANES * per];
+    for first in (0..alphas.len()).step_by(LANES) {
+        let m = LANES.min(alphas.len() - first);
+        let keys = &mut out[start + first * len..start + (first + m) * len];
+        let mut s: Vec<[u128; 2]> = roots[first..first + m].iter().map(|r| [r[0] & !1, r[1] & !1]).collect();
+        let mut t = vec![[0u8, 1u8]; m];
+        let mut v_alpha = vec![[0u64; MAX_PAYLOAD]; m];
+        for level in 0..n {
+            for (e, s) in s.iter().enumerate() {
+                for (b, &seed) in s.iter().enumerate() {
+                    let at = e * per + b * (2 + 2 * h);
+                    fill_expansion(shape, seed, &mut blocks[at..at + 2 + 2 * h]);
+                }
+            }
+            mmo(&mut blocks[..m * per]);
+            for e in 0..m {
+                let at = e * per;
+                let ex = [
+                    read_expansion(shape, &blocks[at..at + 2 + 2 * h]),
+                    read_expansion(shape, &blocks[at + 2 + 2 * h..at + per]),
+                ];
+                let beta = &betas[(first + e) * k..(first + e + 1) * k];
+                let key = &mut keys[e * len..(e + 1) * len];
+                correct_level(shape, level, alphas[first + e], beta, &ex, &mut s[e], &mut t[e], &mut v_alpha[e], key);
+            }
+        }
+        for e in 0..m {
+            let key = &mut keys[e * len..(e + 1) * len];
+            finish_key(shape, s[e], t[e], &v_alpha[e], key);
+        }
     }
 }
 
@@ -391,6 +454,50 @@ mod tests {
             for (x, y) in xs.iter().zip(reconstruct(shape, alpha, beta, roots, &xs)) {
                 let want: Vec<u64> = if *x < alpha { beta.to_vec() } else { vec![0; payload] };
                 prop_assert_eq!(y, want, "x = {}", x);
+            }
+        }
+
+        /// Many keys at once (across the lanes' boundaries) are byte for byte
+        /// the keys made one at a time, and each reconstructs β·[x < α].
+        #[test]
+        fn many_keys_at_once_are_the_keys_one_at_a_time(
+            bits in prop_oneof![Just(63u32), 1u32..=64],
+            payload in 1usize..=MAX_PAYLOAD,
+            count in 1usize..=2 * LANES + 3,
+            words in proptest::collection::vec(any::<u64>(), (2 * LANES + 3) * (5 + MAX_PAYLOAD)),
+        ) {
+            let shape = Shape::new(bits, payload);
+            let alphas: Vec<u64> = (0..count).map(|e| words[e] & mask(bits)).collect();
+            let betas: Vec<u64> = words[count..count + count * payload].to_vec();
+            let at = count * (1 + payload);
+            let roots: Vec<[u128; 2]> = (0..count)
+                .map(|e| {
+                    let w = &words[at + 4 * e..at + 4 * e + 4];
+                    [u128::from(w[0]) | u128::from(w[1]) << 64, u128::from(w[2]) | u128::from(w[3]) << 64]
+                })
+                .collect();
+            let mut many = Vec::new();
+            generate_many(shape, &alphas, &betas, &roots, &mut many);
+            let mut one_by_one = Vec::new();
+            for e in 0..count {
+                generate(shape, alphas[e], &betas[e * payload..(e + 1) * payload], roots[e], &mut one_by_one);
+            }
+            prop_assert_eq!(&many, &one_by_one);
+            // x = α − 1 and α for every element: β, then 0.
+            for (offset, below) in [(1u64, true), (0, false)] {
+                let xs: Vec<u64> = alphas.iter().map(|a| a.wrapping_sub(offset) & mask(bits)).collect();
+                let mut y = [vec![0u64; payload * count], vec![0u64; payload * count]];
+                for (party, y) in y.iter_mut().enumerate() {
+                    let own: Vec<u128> = roots.iter().map(|r| r[party]).collect();
+                    evaluate(shape, party, &own, &many, &xs, y);
+                }
+                for e in 0..count {
+                    let want = below && alphas[e] > 0;
+                    for j in 0..payload {
+                        let got = y[0][e * payload + j].wrapping_add(y[1][e * payload + j]);
+                        prop_assert_eq!(got, if want { betas[e * payload + j] } else { 0 });
+                    }
+                }
             }
         }
 

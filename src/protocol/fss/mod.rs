@@ -265,17 +265,20 @@ pub fn deal(d: &mut Dealer, gate: Gate, n: usize) -> Result<()> {
         m1.resize(per1 * m, 0);
         p[0].fill(&mut m0);
         p[1].fill(&mut m1);
-        let mut keys = Vec::with_capacity(key_len * m);
+        let k = gate.payload();
+        let (mut alphas, mut betas, mut roots) =
+            (Vec::with_capacity(m), Vec::with_capacity(k * m), Vec::with_capacity(m));
         let mut corrections = WordWriter::with_capacity(corr * m + key_len * m / 8);
         for (w0, w1) in m0.chunks_exact(per0).zip(m1.chunks_exact(per1)) {
             let r = w0[0].wrapping_add(w1[0]);
             let c = r >> 63;
             let one_minus_2c = 1u64.wrapping_sub(2 * c);
-            let roots = [root(&w0[1..3]), root(&w1[1..3])];
+            alphas.push(r & LOW63);
+            roots.push([root(&w0[1..3]), root(&w1[1..3])]);
             match gate {
                 Gate::Drelu | Gate::Relu => {
                     let beta = [one_minus_2c, one_minus_2c.wrapping_mul(r)];
-                    dcf::generate(shape, r & LOW63, &beta[..gate.payload()], roots, &mut keys);
+                    betas.extend_from_slice(&beta[..k]);
                     corrections.push(c.wrapping_sub(w0[3]));
                     if gate == Gate::Relu {
                         corrections.push(c.wrapping_mul(r).wrapping_sub(w0[4]));
@@ -283,14 +286,15 @@ pub fn deal(d: &mut Dealer, gate: Gate, n: usize) -> Result<()> {
                 }
                 Gate::ReluShift(shift) => {
                     let r_h = r >> shift;
-                    let beta = [one_minus_2c, one_minus_2c.wrapping_mul(r_h), c];
-                    dcf::generate(shape, r & LOW63, &beta, roots, &mut keys);
+                    betas.extend_from_slice(&[one_minus_2c, one_minus_2c.wrapping_mul(r_h), c]);
                     corrections.push(c.wrapping_sub(w0[3]));
                     corrections.push(c.wrapping_mul(r_h).wrapping_sub(w0[4]));
                     corrections.push(r_h.wrapping_sub(w0[5]));
                 }
             }
         }
+        let mut keys = Vec::with_capacity(key_len * m);
+        dcf::generate_many(shape, &alphas, &betas, &roots, &mut keys);
         let mut to_server1 = corrections.into_bytes();
         to_server1.extend_from_slice(&keys);
         d.send(Party::Server0, tag, keys)?;
