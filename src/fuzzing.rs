@@ -157,7 +157,7 @@ fn wire_request(request: Request) {
                 let _ = info.bytes();
             }
         }
-        Request::Status => {}
+        Request::Status | Request::Standby => {}
     }
 }
 

@@ -172,6 +172,44 @@ fn metrics_count_the_sessions_bytes_and_rounds_of_a_deploy_and_a_prediction() {
     assert_eq!(value(&server1, "tfe_failures_total", &[("stage", "refused")]), 1.0);
 }
 
+/// Connections between the parties persist across sessions: once server1
+/// holds the standby connections of server0 and the crypto producer, a
+/// prediction's joins dial nothing (no TLS handshake between the parties), and
+/// the next session finds new ones.
+#[test]
+fn sessions_join_the_servers_on_standby_connections_without_a_handshake() {
+    let cluster = start(&["--metrics", "127.0.0.1:0"]);
+    let parked = |party: &str, wanted: f64| {
+        let t = std::time::Instant::now();
+        loop {
+            let now = value(&scrape(&cluster, party), "tfe_standby_parked", &[]);
+            if now >= wanted {
+                return;
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "{party} parks {now} standby connections, not {wanted}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let out = cluster.command(&["deploy", "--name", "m"]).arg(testdata("mnist_model.pb")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for round in 1..=2 {
+        // server1: server0's and the crypto producer's; server0: the crypto producer's.
+        parked("server1", 2.0);
+        parked("server0", 1.0);
+        let before = |party: &str, connection: &str| {
+            value(&scrape(&cluster, party), "tfe_joins_total", &[("connection", connection)])
+        };
+        let (s0, dealer) = (before("server0", "standby"), before("crypto-producer", "standby"));
+        let (s0_dialled, dealer_dialled) = (before("server0", "dialled"), before("crypto-producer", "dialled"));
+        let out = cluster.command(&["predict", "--model", "m"]).arg(testdata("mnist_input.npy")).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(before("server0", "standby"), s0 + 1.0, "prediction {round}: server0 joined server1 on standby");
+        assert_eq!(before("crypto-producer", "standby"), dealer + 2.0, "prediction {round}: both servers on standby");
+        assert_eq!(before("server0", "dialled"), s0_dialled, "prediction {round}: server0 dialled");
+        assert_eq!(before("crypto-producer", "dialled"), dealer_dialled, "prediction {round}: the dealer dialled");
+    }
+}
+
 #[test]
 fn healthz_answers_ok_and_the_endpoint_bounds_its_clients() {
     let cluster = start(&["--metrics", "127.0.0.1:0"]);

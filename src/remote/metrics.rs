@@ -70,6 +70,12 @@ struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JoinLabels {
+    /// `standby` (a connection kept open, no handshake) or `dialled`.
+    connection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     request: String,
 }
@@ -94,6 +100,8 @@ struct DatasetLabels {
 pub struct Snapshot {
     pub running: usize,
     pub handshakes: usize,
+    /// Standby connections of peers waiting for a session to join.
+    pub parked: usize,
     /// Messages buffered by all running sessions, in bytes.
     pub buffered: u64,
     pub draining: bool,
@@ -117,6 +125,7 @@ pub struct Metrics {
     sessions: Family<SessionLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
     connections_refused: Counter,
+    joins: Family<JoinLabels, Counter>,
     bytes_sent: Counter,
     bytes_received: Counter,
     messages_sent: Counter,
@@ -124,6 +133,7 @@ pub struct Metrics {
     duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     running: Gauge,
     handshakes: Gauge,
+    parked: Gauge,
     buffered: Gauge,
     draining: Gauge,
     models: Family<ModelLabels, Gauge>,
@@ -160,6 +170,7 @@ impl Metrics {
             sessions: Family::default(),
             failures: Family::default(),
             connections_refused: Counter::default(),
+            joins: Family::default(),
             bytes_sent: Counter::default(),
             bytes_received: Counter::default(),
             messages_sent: Counter::default(),
@@ -167,6 +178,7 @@ impl Metrics {
             duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
             running: Gauge::default(),
             handshakes: Gauge::default(),
+            parked: Gauge::default(),
             buffered: Gauge::default(),
             draining: Gauge::default(),
             models: Family::default(),
@@ -184,6 +196,11 @@ impl Metrics {
             "connections_refused",
             "Connections closed before a valid hello (TLS, version, timeout, handshake limit)",
             m.connections_refused.clone(),
+        );
+        registry.register(
+            "joins",
+            "Sessions this party joined on a peer, by connection: standby (kept open, no handshake) or dialled",
+            m.joins.clone(),
         );
         registry.register_with_unit(
             "sent",
@@ -210,6 +227,11 @@ impl Metrics {
             "handshakes_waiting",
             "Connections in their TLS handshake or hello now",
             m.handshakes.clone(),
+        );
+        registry.register(
+            "standby_parked",
+            "Standby connections of the parties that join this one's sessions, waiting for a session",
+            m.parked.clone(),
         );
         registry.register_with_unit(
             "buffered",
@@ -256,6 +278,11 @@ impl Metrics {
         self.connections_refused.inc();
     }
 
+    /// This party joined a session on a peer over a `standby` or `dialled` connection.
+    pub fn joined(&self, connection: &str) {
+        self.joins.get_or_create(&JoinLabels { connection: connection.into() }).inc();
+    }
+
     /// A session that ran for `elapsed` and ended with this party's `traffic`.
     pub fn done(&self, request: &str, elapsed: Duration, traffic: &Traffic) {
         self.session(request, "done");
@@ -287,6 +314,7 @@ impl Metrics {
         let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         self.running.set(gauge_value(now.running as u64));
         self.handshakes.set(gauge_value(now.handshakes as u64));
+        self.parked.set(gauge_value(now.parked as u64));
         self.buffered.set(gauge_value(now.buffered));
         self.draining.set(i64::from(now.draining));
         self.models.clear();
@@ -401,8 +429,15 @@ mod tests {
         let traffic = Traffic { bytes_sent: 100, bytes_received: 50, messages_sent: 3, rounds: 2 };
         m.done("predict", Duration::from_millis(20), &traffic);
         m.done("predict", Duration::from_millis(30), &traffic);
-        let now =
-            |models| Snapshot { running: 1, handshakes: 0, buffered: 7, draining: false, models, datasets: vec![] };
+        let now = |models| Snapshot {
+            running: 1,
+            handshakes: 0,
+            parked: 0,
+            buffered: 7,
+            draining: false,
+            models,
+            datasets: vec![],
+        };
         let text = m.encode(&now(vec![("old".into(), 1, "aa".into())]));
         assert!(text.contains("tfe_sent_bytes_total 200\n"), "{text}");
         assert!(text.contains("tfe_sessions_total{request=\"predict\",outcome=\"done\"} 2\n"), "{text}");

@@ -46,6 +46,7 @@ pub mod driver;
 pub mod log;
 pub mod metrics;
 pub mod serve;
+pub mod standby;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -76,8 +77,10 @@ use crate::transport::{Party, tls::check_peer};
 /// steps carry `op_type` and windows a `layout`); one table of message steps
 /// outside the programs (training's loss and weights moved); and server 1
 /// acknowledges a prediction's steps too.
-/// 3 (this release): [`Request::Status`], answered by a ready with a [`PartyStatus`].
-pub const WIRE_VERSION: u32 = 3;
+/// 3: [`Request::Status`], answered by a ready with a [`PartyStatus`].
+/// 4 (this release): [`Request::Standby`], connections kept open between the
+/// serving parties.
+pub const WIRE_VERSION: u32 = 4;
 
 /// The wire format and the release a party speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -195,6 +198,11 @@ pub enum Request {
     /// Only answer with the party's [`PartyStatus`] (`tfe-run status`): no
     /// session starts, and it is answered while the party drains too.
     Status,
+    /// Not a session: keep this connection, open and authenticated, for a later
+    /// session's join, whose hello is its next frame (between serving parties
+    /// only: server0 to server1, the crypto producer to both servers), so that
+    /// a session pays no TLS handshake between them. Never answered.
+    Standby,
 }
 
 /// What `tfe-run status` shows of a serving party: what it runs, the limits it
@@ -384,13 +392,55 @@ pub async fn dial(
     request: Option<Request>,
     timeout: Duration,
 ) -> Result<Box<dyn Stream>> {
+    let stream = connect(identity, local, peer, address, timeout).await?;
+    let hello = Control::Hello { version: Version::current(), from: local, session, request: request.map(Box::new) };
+    send_hello(stream, hello, local, peer, address, timeout).await
+}
+
+/// Dial `peer` as `local` for [`Request::Standby`]: a connection that
+/// [`join_on`] later gives to a session.
+pub async fn dial_standby(
+    identity: Option<&Identity>,
+    local: Party,
+    peer: Party,
+    address: &str,
+    timeout: Duration,
+) -> Result<Box<dyn Stream>> {
+    let stream = connect(identity, local, peer, address, timeout).await?;
+    // The id names no session: it only keeps the hello's format.
+    let hello = Control::Hello {
+        version: Version::current(),
+        from: local,
+        session: new_session_id()?,
+        request: Some(Box::new(Request::Standby)),
+    };
+    send_hello(stream, hello, local, peer, address, timeout).await
+}
+
+/// Join `session` as `local` on a standby connection ([`dial_standby`]): one
+/// frame, no handshake.
+pub async fn join_on(mut stream: Box<dyn Stream>, local: Party, session: u64) -> Result<Box<dyn Stream>> {
+    let hello = Control::Hello { version: Version::current(), from: local, session, request: None };
+    write_frame(&mut stream, &Frame::Control(hello.encode())).await?;
+    tokio::io::AsyncWriteExt::flush(&mut stream).await?;
+    Ok(stream)
+}
+
+/// TCP and (unless insecure) TLS to `peer` at `address`.
+async fn connect(
+    identity: Option<&Identity>,
+    local: Party,
+    peer: Party,
+    address: &str,
+    timeout: Duration,
+) -> Result<Box<dyn Stream>> {
     let at = || format!("{} at {address}", peer.name());
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(address))
         .await
         .map_err(|_| Error::party(peer.name(), format!("cannot reach {}: no answer within {timeout:?}", at())))?
         .with_context(|| format!("cannot reach {}", at()))?;
     tcp.set_nodelay(true)?;
-    let mut stream: Box<dyn Stream> = match identity {
+    let stream: Box<dyn Stream> = match identity {
         Some(id) => match tokio::time::timeout(timeout, id.connector.connect(tls::server_name(peer)?, tcp)).await {
             Err(_) => return Err(Error::party(peer.name(), format!("TLS handshake with {} timed out", at()))),
             // Plain frames where a TLS record should be: the peer runs --insecure.
@@ -402,7 +452,19 @@ pub async fn dial(
         },
         None => Box::new(sniff::Plain::new(tcp, sniff::peer_speaks_tls(peer, address, local))),
     };
-    let hello = Control::Hello { version: Version::current(), from: local, session, request: request.map(Box::new) };
+    Ok(stream)
+}
+
+/// Send the first frame, `hello`, on a connection just made to `peer`.
+async fn send_hello(
+    mut stream: Box<dyn Stream>,
+    hello: Control,
+    local: Party,
+    peer: Party,
+    address: &str,
+    timeout: Duration,
+) -> Result<Box<dyn Stream>> {
+    let at = || format!("{} at {address}", peer.name());
     let sent = async {
         write_frame(&mut stream, &Frame::Control(hello.encode())).await?;
         tokio::io::AsyncWriteExt::flush(&mut stream).await?;
@@ -543,6 +605,20 @@ pub async fn accept(
         None => INSECURE_PRINCIPAL.to_string(),
     };
     Ok((stream, Peer { party: from, principal }, session, request.map(|r| *r)))
+}
+
+/// The next frame on a standby connection ([`Request::Standby`]) from `from`,
+/// within `idle`: the hello of the session it joins, whose id is returned.
+pub async fn read_join(stream: &mut Box<dyn Stream>, from: Party, idle: Duration) -> Result<u64> {
+    let frame = match tokio::time::timeout(idle, read_frame(stream, 1 << 16)).await {
+        Err(_) => bail!("joined no session within {idle:?}"),
+        Ok(frame) => frame?,
+    };
+    let Some(Frame::Control(json)) = frame else { bail!("closed before it joined a session") };
+    match Control::decode(&json, from.name())? {
+        Control::Hello { from: said, session, request: None, .. } if said == from => Ok(session),
+        _ => bail!("the frame after a standby hello is not a join of {}'s", from.name()),
+    }
 }
 
 /// A session's id as the servers' logs and the drivers' errors both print it

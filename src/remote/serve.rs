@@ -41,6 +41,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{Instrument as _, error, info, warn};
 
 use super::metrics::{LimitValues, Metrics, Observed, Snapshot};
+use super::standby;
 use super::{
     Control, Deployment, HeldDataset, HeldModel, PartyStatus, Peer, Request, Security, SessionId, StatusLimits,
     Version, accept, check_program, commit_key, dial,
@@ -178,6 +179,10 @@ struct State {
     /// Set by the first SIGTERM or SIGINT: new sessions are refused.
     draining: AtomicBool,
     metrics: Metrics,
+    /// Connections this party keeps open to the servers it joins.
+    kept: Arc<standby::Kept>,
+    /// Standby connections of the parties that join this one's sessions.
+    parked: standby::Parked,
     /// The party's span ([`super::log::party_span`]), parent of every session's.
     span: tracing::Span,
 }
@@ -268,6 +273,13 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
             max_session_buffer: options.limits.max_buffer,
             max_memory: options.max_memory,
         };
+        // Set-up, not silence: as long as an incoming handshake may take.
+        let dial_deadline = options.timeout.max(options.handshake_timeout);
+        let addresses = standby::peers_of(me)
+            .iter()
+            .map(|&peer| Ok((peer, cluster.address(peer)?.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        let kept = standby::Kept::start(me, identity.clone(), addresses, dial_deadline);
         let state = Arc::new(State {
             me,
             cluster,
@@ -286,6 +298,8 @@ pub fn serve(cluster: Cluster, options: ServeOptions, on_listening: impl FnOnce(
             deploying: Arc::new(Mutex::new(HashSet::new())),
             draining: AtomicBool::new(false),
             metrics: Metrics::new(me, &limits),
+            kept,
+            parked: standby::Parked::new(me),
             span: tracing::Span::current(),
         });
         if let Some(address) = &options.metrics {
@@ -359,6 +373,7 @@ fn request_kind(request: &Request) -> &'static str {
         Request::Contribute { .. } => "contribute",
         Request::DescribeData { .. } => "describe_data",
         Request::Status => "status",
+        Request::Standby => "standby",
     }
 }
 
@@ -545,18 +560,42 @@ impl State {
         let kind = request.as_ref().map_or("join", request_kind);
         let span = super::log::session_span(&self.span, session);
         let outcome = match request {
+            Some(Request::Standby) => return self.park(stream, from, session).await,
             Some(request) => self.clone().start(stream, peer, session, request).instrument(span.clone()).await,
             None => self.join(stream, from, session).await,
         };
-        if let Err((stream, e)) = outcome {
-            span.in_scope(|| warn!("{}: {} refused: {e:#}", SessionId(session), from.name()));
-            self.metrics.refused(kind, &e);
-            if let Some(mut stream) = stream {
-                let stale = e.downcast_ref::<super::Stale>().is_some();
-                let refusal = Control::Refused { reason: format!("{}: {e:#}", self.me.name()), stale };
-                let _ = crate::transport::wire::write_frame(&mut stream, &Frame::Control(refusal.encode())).await;
-                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+        if let Err(refusal) = outcome {
+            self.refuse(session, from, kind, refusal).await;
+        }
+    }
+
+    /// Tell `from` why its `kind` of `session` was refused, if it can still hear.
+    async fn refuse(&self, session: u64, from: Party, kind: &str, (stream, e): Refusal) {
+        let span = super::log::session_span(&self.span, session);
+        span.in_scope(|| warn!("{}: {} refused: {e:#}", SessionId(session), from.name()));
+        self.metrics.refused(kind, &e);
+        if let Some(mut stream) = stream {
+            let stale = e.downcast_ref::<super::Stale>().is_some();
+            let refusal = Control::Refused { reason: format!("{}: {e:#}", self.me.name()), stale };
+            let _ = crate::transport::wire::write_frame(&mut stream, &Frame::Control(refusal.encode())).await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+        }
+    }
+
+    /// A standby connection from `from`: parked until it joins a session. One
+    /// that ends unused (renewed by its dialler, idle too long) is no refusal.
+    async fn park(&self, mut stream: Box<dyn Stream>, from: Party, hello: u64) {
+        if !self.parked.admits(from) {
+            let e = anyhow::anyhow!("{} keeps no standby connection to {}", from.name(), self.me.name());
+            return self.refuse(hello, from, "standby", (Some(stream), e)).await;
+        }
+        match self.parked.wait_for_join(&mut stream, from).await {
+            Ok(session) => {
+                if let Err(refusal) = self.join(stream, from, session).await {
+                    self.refuse(session, from, "join", refusal).await;
+                }
             }
+            Err(e) => tracing::debug!("a standby connection of {} ended: {e:#}", from.name()),
         }
     }
 
@@ -604,6 +643,26 @@ impl State {
                 anyhow::anyhow!("no {} here (not started within --handshake-timeout)", SessionId(session)),
             )),
         }
+    }
+
+    /// A connection to `peer` that has joined `session`: the standby one kept
+    /// for it, else (none kept, or it broke) a new one.
+    async fn join_peer(&self, peer: Party, session: u64) -> Result<Box<dyn Stream>> {
+        if let Some(kept) = self.kept.take(peer).await {
+            match super::join_on(kept, self.me, session).await {
+                Ok(stream) => {
+                    self.metrics.joined("standby");
+                    return Ok(stream);
+                }
+                Err(e) => tracing::debug!("the standby connection to {} broke: {e:#}", peer.name()),
+            }
+        }
+        let address = self.cluster.address(peer)?;
+        // Set-up, not silence: as long as an incoming handshake may take.
+        let deadline = self.timeout.max(self.handshake_timeout);
+        let stream = dial(self.identity.as_ref(), self.me, peer, address, session, None, deadline).await?;
+        self.metrics.joined("dialled");
+        Ok(stream)
     }
 
     /// The driver starts a session: check the request, join the peers, answer
@@ -672,20 +731,13 @@ impl State {
             Party::Dealer => &[Party::Server0, Party::Server1],
             _ => &[],
         };
-        // Both peers at once: the crypto producer's two dials cost one handshake's time.
+        // Both peers at once: the crypto producer's two joins cost one
+        // handshake's time, and none on a standby connection.
         let dials: Vec<_> = peers
             .iter()
             .map(|&peer| {
                 let state = Arc::clone(&self);
-                tokio::spawn(
-                    async move {
-                        let address = state.cluster.address(peer)?;
-                        // Set-up, not silence: as long as an incoming handshake may take.
-                        let deadline = state.timeout.max(state.handshake_timeout);
-                        dial(state.identity.as_ref(), state.me, peer, address, session, None, deadline).await
-                    }
-                    .in_current_span(),
-                )
+                tokio::spawn(async move { state.join_peer(peer, session).await }.in_current_span())
             })
             .collect();
         for (&peer, dial) in peers.iter().zip(dials) {
@@ -784,6 +836,7 @@ impl State {
                 return Ok(Prepared::Data(held.shares.info));
             }
             (Request::Status, _) => bail!("a status request is answered before any session"),
+            (Request::Standby, _) => bail!("a standby connection starts no session"),
             (Request::Deploy { .. } | Request::PredictDeployed { .. } | Request::Describe { .. }, Party::Dealer) => {
                 bail!("the crypto producer holds no models")
             }
@@ -947,7 +1000,8 @@ impl State {
                 | Request::Train { .. }
                 | Request::Contribute { .. }
                 | Request::DescribeData { .. }
-                | Request::Status,
+                | Request::Status
+                | Request::Standby,
                 _,
             ) => bail!("answered before any program runs, or run above"),
             (Request::Deploy { name, digest, .. }, server) => {
@@ -995,6 +1049,7 @@ impl Observed for State {
         let now = Snapshot {
             running: running.len(),
             handshakes: self.handshakes.waiting(),
+            parked: self.parked.waiting(),
             buffered: running.iter().map(|l| l.buffered()).fold(0, u64::saturating_add),
             draining: status.draining,
             models: status.models.into_iter().map(|m| (m.name, m.deployment.id, m.deployment.digest)).collect(),
@@ -1039,6 +1094,7 @@ fn describe(request: &Request) -> String {
         Request::Contribute { name, info, .. } => format!("data set `{name}` ({} rows) for training", info.rows),
         Request::DescribeData { name } => format!("the description of data set `{name}`"),
         Request::Status => "the party's status".to_string(),
+        Request::Standby => "a standby connection".to_string(),
         Request::Train { spec } => {
             format!("training on {} rows of {} data owner(s), {} epochs", spec.rows(), spec.owners.len(), spec.epochs)
         }
@@ -1050,8 +1106,10 @@ fn describe(request: &Request) -> String {
 /// refused itself: an honest party finishes its handshake in milliseconds, so
 /// idle or slow connections are the ones that wait longest, and to push out an
 /// honest handshake a flood would have to open `limit` connections within it.
-struct Handshakes {
+pub(crate) struct Handshakes {
     limit: usize,
+    /// What a connection closed for the limit is told.
+    full: String,
     waiting: Mutex<Waiting>,
 }
 
@@ -1063,20 +1121,24 @@ struct Waiting {
 }
 
 impl Handshakes {
+    /// For `--max-handshakes`.
     fn new(limit: usize) -> Handshakes {
-        Handshakes { limit: limit.max(1), waiting: Mutex::default() }
+        let full = format!("{limit} connections were in their handshake, the limit of --max-handshakes {limit}");
+        Handshakes::with_reason(limit, full)
+    }
+
+    /// At most `limit` waiting; one closed for the limit is told `full`.
+    pub(crate) fn with_reason(limit: usize, full: String) -> Handshakes {
+        Handshakes { limit: limit.max(1), full, waiting: Mutex::default() }
     }
 
     /// A place for a new connection, and what tells it to close.
-    fn enter(&self) -> (u64, tokio::sync::oneshot::Receiver<String>) {
+    pub(crate) fn enter(&self) -> (u64, tokio::sync::oneshot::Receiver<String>) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         while waiting.queue.len() >= self.limit {
             if let Some((_, oldest)) = waiting.queue.pop_front() {
-                let limit = self.limit;
-                let _ = oldest.send(format!(
-                    "{limit} connections were in their handshake, the limit of --max-handshakes {limit}"
-                ));
+                let _ = oldest.send(self.full.clone());
             }
         }
         // Tickets only need to differ among the waiting ones (at most `limit`).
@@ -1087,11 +1149,11 @@ impl Handshakes {
     }
 
     /// How many connections wait now.
-    fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner()).queue.len()
     }
 
-    fn leave(&self, ticket: u64) {
+    pub(crate) fn leave(&self, ticket: u64) {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner()).queue.retain(|(t, _)| *t != ticket);
     }
 
