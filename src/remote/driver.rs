@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use ndarray::ArrayD;
 
-use super::{Control, Deployment, PartyStatus, Request, Security, commit_key, dial, new_session_id};
+use super::{Control, Deployment, PartyStatus, Request, Security, commit_key, connect, dial, hello_on, new_session_id};
 use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::lower::{Program, lower};
@@ -22,7 +22,7 @@ use crate::runtime::{Outcome, assemble, spawn_party};
 use crate::tensor::Tensor;
 use crate::train::secure::{self, TrainOutcome};
 use crate::train::{DatasetInfo, OwnerData, TrainSpec};
-use crate::transport::network::Link;
+use crate::transport::network::{Link, Stream};
 use crate::transport::tls::Identity;
 use crate::transport::{Party, Transport};
 
@@ -50,6 +50,10 @@ struct Ready {
     dataset: Option<DatasetInfo>,
     status: Option<Box<PartyStatus>>,
 }
+
+/// Connections being opened ahead of their hellos ([`Session::open`]).
+#[derive(Default)]
+struct Opened(BTreeMap<Party, tokio::task::JoinHandle<Result<Box<dyn Stream>>>>);
 
 /// One session as the driver sees it.
 struct Session {
@@ -124,6 +128,44 @@ impl Session {
     /// and attach the connections. Of several failures the first peer's is
     /// reported.
     fn connect_all(&self, local: Party, peers: &[(Party, Option<Request>)]) -> Result<()> {
+        self.connect_all_opened(local, peers, Opened::default())
+    }
+
+    /// Open connections (TCP and TLS, no hello) to `peers` as `local` in the
+    /// background, while the caller waits for something else: a prediction's
+    /// three connections during its describe, so its start costs no handshake.
+    fn open(&self, local: Party, peers: &[Party]) -> Result<Opened> {
+        let identity =
+            self.identities.get(&local).cloned().with_context(|| format!("this session plays no {}", local.name()))?;
+        let timeout = self.remote.timeout;
+        let mut opened = Opened::default();
+        for &peer in peers {
+            let (identity, address) = (identity.clone(), self.remote.cluster.address(peer)?.to_string());
+            let open =
+                self.runtime.spawn(async move { connect(identity.as_ref(), local, peer, &address, timeout).await });
+            opened.0.insert(peer, open);
+        }
+        Ok(opened)
+    }
+
+    /// Close the connections `opened` without a hello, cleanly (TLS
+    /// close_notify), so that their servers take them for unused, not refused.
+    fn close_unused(&self, opened: Opened) {
+        let timeout = self.remote.timeout;
+        self.runtime.block_on(async move {
+            for open in opened.0.into_values() {
+                if let Ok(Ok(Ok(mut stream))) = tokio::time::timeout(timeout, open).await {
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+                }
+            }
+        });
+    }
+
+    /// [`Session::connect_all`], saying the hellos on the connections `opened`
+    /// ahead where there are some. One that failed or has been closed since
+    /// (its peer waits for the hello only so long) is dialled anew: a real
+    /// refusal is then reported by the new dial.
+    fn connect_all_opened(&self, local: Party, peers: &[(Party, Option<Request>)], mut opened: Opened) -> Result<()> {
         let identity =
             self.identities.get(&local).cloned().with_context(|| format!("this session plays no {}", local.name()))?;
         let timeout = self.remote.timeout;
@@ -132,8 +174,22 @@ impl Session {
             let (peer, request, identity) = (*peer, request.clone(), identity.clone());
             let address = self.remote.cluster.address(peer)?.to_string();
             let link = Arc::clone(&self.link);
+            let open = opened.0.remove(&peer);
             dials.push(self.runtime.spawn(async move {
-                let stream = dial(identity.as_ref(), local, peer, &address, link.session(), request, timeout).await?;
+                let session = link.session();
+                let ahead = match open {
+                    Some(open) => match open.await {
+                        Ok(Ok(stream)) => {
+                            hello_on(stream, local, peer, &address, session, request.clone(), timeout).await.ok()
+                        }
+                        _ => None,
+                    },
+                    None => None,
+                };
+                let stream = match ahead {
+                    Some(stream) => stream,
+                    None => dial(identity.as_ref(), local, peer, &address, session, request, timeout).await?,
+                };
                 link.attach(local, peer, stream)
             }));
         }
@@ -166,10 +222,27 @@ impl Session {
     /// accept a join that overtakes the hello starting its session, so the
     /// peers need no order.
     fn start_all(&self, starts: Vec<(Party, Request)>) -> Result<Vec<Ready>> {
+        self.start_all_opened(starts, Opened::default())
+    }
+
+    /// [`Session::start_all`] on connections [`Session::open`] opened ahead.
+    fn start_all_opened(&self, starts: Vec<(Party, Request)>, opened: Opened) -> Result<Vec<Ready>> {
+        let peers = self.hellos(starts, opened)?;
+        self.readies(&peers)
+    }
+
+    /// The first half of [`Session::start_all_opened`]: say each peer's hello
+    /// with its request; the peers, in order.
+    fn hellos(&self, starts: Vec<(Party, Request)>, opened: Opened) -> Result<Vec<Party>> {
         let peers: Vec<Party> = starts.iter().map(|(peer, _)| *peer).collect();
         let starts: Vec<(Party, Option<Request>)> = starts.into_iter().map(|(p, r)| (p, Some(r))).collect();
-        self.connect_all(self.starter, &starts)?;
-        peers.into_iter().map(|peer| self.ready_of(peer)).collect()
+        self.connect_all_opened(self.starter, &starts, opened)?;
+        Ok(peers)
+    }
+
+    /// The second half: what each peer's ready message says, in order.
+    fn readies(&self, peers: &[Party]) -> Result<Vec<Ready>> {
+        peers.iter().map(|&peer| self.ready_of(peer)).collect()
     }
 
     /// `peer`'s answer to the request that started it.
@@ -507,11 +580,22 @@ fn predict_deployed_once(
     name: &str,
     inputs: &impl Fn(&Plan) -> Result<BTreeMap<String, ArrayD<f32>>>,
 ) -> Result<(Arc<Program>, Tensor, Outcome)> {
+    // The prediction's own connections are opened while server1 describes the
+    // deployment: its start then costs no TLS handshake.
+    let session = Session::new(remote, Party::Client, &[])?;
+    let servers = [Party::Server1, Party::Server0];
+    let opened = session.open(Party::Client, &[servers[0], servers[1], Party::Dealer])?;
     // The number of predictions depends on the deployment's batch size, which
     // only the servers know: ask server1 for the public plan first.
     let (program, deployment) = {
         let describe = Session::new(remote, Party::Client, &[])?;
-        let ready = describe.start(Party::Server1, Request::Describe { name: name.to_string() })?;
+        let ready = match describe.start(Party::Server1, Request::Describe { name: name.to_string() }) {
+            Ok(ready) => ready,
+            Err(e) => {
+                session.close_unused(opened);
+                return Err(e);
+            }
+        };
         describe.finish(Vec::new(), &[], 0)?;
         let missing = || format!("server1 did not send the program of model `{name}`");
         (ready.deployed.with_context(missing)?, ready.deployment.with_context(missing)?)
@@ -529,7 +613,6 @@ fn predict_deployed_once(
         .map_err(|e| Error::party("server1", format!("server1 sent a program this build does not run: {e:#}")))?;
     let program = Arc::new(*program);
     let plan = program.plan.clone();
-    let session = Session::new(remote, Party::Client, &[])?;
     let fp = program.fp();
     let inputs = inputs(&plan)?;
     // The batch is the deployment's, maybe chosen with --batch-size: a model
@@ -542,19 +625,35 @@ fn predict_deployed_once(
     let request = Request::PredictDeployed { name: name.to_string(), predictions, deployment: deployment.clone() };
     let digest = deployment.digest.clone();
     let dealt = Request::Predict { program: Box::new(Program::clone(&program)), predictions, digest };
-    let servers = [Party::Server1, Party::Server0];
     let starts = vec![(servers[0], request.clone()), (servers[1], request), (Party::Dealer, dealt)];
-    let readies = session.start_all(starts)?;
-    for (server, ready) in servers.into_iter().zip(readies) {
-        let theirs = ready.deployment;
-        if theirs.as_ref() != Some(&deployment) {
-            return Err(Error::party(
-                server.name(),
-                format!("model `{name}`: {} started with deployment {theirs:?}, not {deployment}", server.name()),
-            ));
+    let peers = session.hellos(starts, opened)?;
+    // The client's shares follow the hellos at once rather than a round trip
+    // later, after the readies: each server gets only what it would get then
+    // (a seed, or the input minus the other's share), and a server that
+    // refuses the session drops it unread. A refusal is reported as such,
+    // and stops the client.
+    let started = || -> Result<()> {
+        let readies = session.readies(&peers)?;
+        for (server, ready) in servers.into_iter().zip(readies) {
+            let theirs = ready.deployment;
+            if theirs.as_ref() != Some(&deployment) {
+                return Err(Error::party(
+                    server.name(),
+                    format!("model `{name}`: {} started with deployment {theirs:?}, not {deployment}", server.name()),
+                ));
+            }
         }
-    }
-    let local = run_local(&session, &program, None, Some(&batches));
+        Ok(())
+    };
+    let (local, started) = std::thread::scope(|scope| {
+        let local = scope.spawn(|| run_local(&session, &program, None, Some(&batches)));
+        let started = started();
+        if let Err(e) = &started {
+            Transport::abort(&*session.link, format!("{e:#}"));
+        }
+        (local.join().expect("the client thread panicked"), started)
+    });
+    started?;
     let outcome = session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())?;
     let output = crate::batches::join(&plan, outcome.outputs.clone(), rows)?;
     Ok((program, output, outcome))

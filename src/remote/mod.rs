@@ -10,8 +10,12 @@
 //! the model owner for `deploy` and `train`), dials server1, server0 and the
 //! crypto producer all at once (one network delay for all three, not one each),
 //! each time with a [`Control::Hello`] carrying its [`Request`], and waits for
-//! [`Control::Ready`]. Before it answers, server0 dials server1 and the crypto
-//! producer dials both servers. Since nothing orders these dials, a server
+//! [`Control::Ready`]. A prediction with a deployed model opens its three
+//! connections while server1 describes the deployment, and sends the client's
+//! shares right after the hellos instead of after the readies. Before it
+//! answers, server0 joins server1 and the crypto producer joins both servers,
+//! on connections kept open for it ([`standby`]) or dialled. Since nothing
+//! orders these joins, a server
 //! keeps a join whose session has not started there yet for up to
 //! `--handshake-timeout` (at most 4 × `--max-sessions` such joins wait; more
 //! are refused) and hands it the session when its hello arrives. The driver's
@@ -393,6 +397,19 @@ pub async fn dial(
     timeout: Duration,
 ) -> Result<Box<dyn Stream>> {
     let stream = connect(identity, local, peer, address, timeout).await?;
+    hello_on(stream, local, peer, address, session, request, timeout).await
+}
+
+/// [`dial`] on a connection [`connect`] opened (ahead of time): the hello.
+pub async fn hello_on(
+    stream: Box<dyn Stream>,
+    local: Party,
+    peer: Party,
+    address: &str,
+    session: u64,
+    request: Option<Request>,
+    timeout: Duration,
+) -> Result<Box<dyn Stream>> {
     let hello = Control::Hello { version: Version::current(), from: local, session, request: request.map(Box::new) };
     send_hello(stream, hello, local, peer, address, timeout).await
 }
@@ -426,8 +443,9 @@ pub async fn join_on(mut stream: Box<dyn Stream>, local: Party, session: u64) ->
     Ok(stream)
 }
 
-/// TCP and (unless insecure) TLS to `peer` at `address`.
-async fn connect(
+/// TCP and (unless insecure) TLS to `peer` at `address`, no hello yet (the
+/// peer waits for it up to its `--handshake-timeout`).
+pub async fn connect(
     identity: Option<&Identity>,
     local: Party,
     peer: Party,
@@ -519,6 +537,20 @@ async fn opens_with_client_hello(tcp: &TcpStream) -> Result<bool> {
     }
 }
 
+/// A connection closed cleanly after its handshake, before any hello: a
+/// driver that opened it ahead of a session it did not start (its describe
+/// failed, say). Not a refusal.
+#[derive(Debug)]
+pub struct ClosedUnused;
+
+impl std::fmt::Display for ClosedUnused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("closed unused, before its hello")
+    }
+}
+
+impl std::error::Error for ClosedUnused {}
+
 /// Who is on the other end of an accepted connection.
 pub struct Peer {
     pub party: Party,
@@ -572,7 +604,11 @@ pub async fn accept(
     let frame = tokio::time::timeout(timeout, read_frame(&mut stream, 1 << 26))
         .await
         .map_err(|_| anyhow::anyhow!("no hello within {timeout:?}"))??;
-    let Some(Frame::Control(json)) = frame else { bail!("the first frame is not a hello") };
+    let json = match frame {
+        Some(Frame::Control(json)) => json,
+        None => return Err(ClosedUnused.into()),
+        Some(_) => bail!("the first frame is not a hello"),
+    };
     // The version first: the rest may be of another format.
     if let Some((version, from)) = declared_version(&json) {
         let peer = from.map_or("the peer".to_string(), |p| format!("the {}", p.name()));

@@ -551,6 +551,10 @@ impl State {
         self.handshakes.leave(ticket);
         let (stream, peer, session, request) = match accepted {
             Ok(accepted) => accepted,
+            Err(e) if e.downcast_ref::<super::ClosedUnused>().is_some() => {
+                tracing::debug!("connection from {addr} {e}");
+                return;
+            }
             Err(e) => {
                 self.refused(format!("connection from {addr} refused: {e:#}"));
                 return;
