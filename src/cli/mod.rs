@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ndarray::ArrayD;
 
-pub use args::{Cli, Command, DeployArgs, Format, InspectArgs, InspectFormat, Mode, NetworkArgs, RunConfig};
+pub use args::{Cli, Command, DeployArgs, Format, InspectArgs, InspectFormat, Mode, NetworkArgs, RunConfig, VERSION};
 
 use crate::error::{Error, exit};
 use crate::frontend::{self, Feed, Report, Source};
