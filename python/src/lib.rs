@@ -77,25 +77,14 @@ fn tensor(py: Python<'_>, t: &tfe_run::tensor::Tensor) -> (Vec<usize>, Py<PyByte
     (values.shape().to_vec(), PyBytes::new(py, &bytes).unbind())
 }
 
-/// How to reach a cluster: `--config`, `--certs`, `--insecure`, `--timeout`, `--as`.
+/// How to reach a cluster, a tuple: `--config`, `--certs`, `--insecure`, `--timeout`, `--as`.
 #[derive(FromPyObject)]
-struct Net {
-    config: PathBuf,
-    certs: Option<PathBuf>,
-    insecure: bool,
-    timeout: Option<f64>,
-    principal: Option<String>,
-}
+struct Net(PathBuf, Option<PathBuf>, bool, Option<f64>, Option<String>);
 
 impl Net {
     fn args(self) -> NetworkArgs {
-        NetworkArgs {
-            config: Some(self.config),
-            certs: self.certs,
-            insecure: self.insecure,
-            timeout: self.timeout,
-            principal: self.principal,
-        }
+        let Net(config, certs, insecure, timeout, principal) = self;
+        NetworkArgs { config: Some(config), certs, insecure, timeout, principal }
     }
 }
 
