@@ -65,8 +65,9 @@ fn source(model: &Bound<'_, PyAny>) -> PyResult<Source> {
 
 /// The `.npy` bytes of arrays by placeholder name, and of the positional input.
 fn inputs(named: BTreeMap<String, Vec<u8>>, input: Option<Vec<u8>>) -> (BTreeMap<String, Input>, Option<Input>) {
-    let named =
-        named.into_iter().map(|(name, bytes)| (name.clone(), Input::Bytes { name: format!("x[{name}]"), bytes }));
+    let named = named
+        .into_iter()
+        .map(|(name, bytes)| (name.clone(), Input::Bytes { name: format!("inputs['{name}']"), bytes }));
     (named.collect(), input.map(|bytes| Input::Bytes { name: "x".into(), bytes }))
 }
 
