@@ -16,7 +16,7 @@
     )
 )]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
@@ -35,6 +35,39 @@ pub fn read_input_typed(path: &Path) -> Result<(ArrayD<f32>, &'static str)> {
     let name = path.display();
     let bytes = std::fs::read(path).map_err(|e| Error::bad_input(format!("cannot read input `{name}`: {e}")))?;
     parse_input_typed(&bytes, &name.to_string())
+}
+
+/// Where an input array comes from: a `.npy` file, or the bytes of one already
+/// in memory (a NumPy array handed over by the Python package), named `name` in
+/// messages. Both are read by [`parse_input_typed`]: the same checks, the same
+/// messages.
+#[derive(Debug, Clone)]
+pub enum Input {
+    File(PathBuf),
+    Bytes { name: String, bytes: Vec<u8> },
+}
+
+impl Input {
+    /// The array as f32, with the dtype it was stored as.
+    pub fn read_typed(&self) -> Result<(ArrayD<f32>, &'static str)> {
+        match self {
+            Input::File(path) => read_input_typed(path),
+            Input::Bytes { name, bytes } => parse_input_typed(bytes, name),
+        }
+    }
+
+    /// The array as f32.
+    pub fn read(&self) -> Result<ArrayD<f32>> {
+        self.read_typed().map(|(array, _)| array)
+    }
+
+    /// How messages name it: the file as given, or the in-memory array's name.
+    pub fn name(&self) -> String {
+        match self {
+            Input::File(path) => path.display().to_string(),
+            Input::Bytes { name, .. } => name.clone(),
+        }
+    }
 }
 
 /// Parse the bytes of a `.npy` file as f32; `name` names it in errors.

@@ -483,10 +483,10 @@ pub enum Mode {
 /// A validated prediction request.
 #[derive(Debug)]
 pub struct RunConfig {
-    pub model: PathBuf,
+    pub model: crate::frontend::Source,
     /// The positional input, for the one placeholder not named in `feeds`.
-    pub input: Option<PathBuf>,
-    pub feeds: BTreeMap<String, PathBuf>,
+    pub input: Option<crate::npy::Input>,
+    pub feeds: BTreeMap<String, crate::npy::Input>,
     /// `--public NAME=NUMBER`: placeholders fed a public number.
     pub public: BTreeMap<String, f32>,
     pub mode: Mode,
@@ -548,7 +548,7 @@ impl RunArgs {
         let model = self.model.ok_or_else(|| Error::bad_input("no MODEL given"))?;
         let mut feeds = BTreeMap::new();
         for (name, path) in self.feeds {
-            if feeds.insert(name.clone(), path).is_some() {
+            if feeds.insert(name.clone(), crate::npy::Input::File(path)).is_some() {
                 return Err(Error::bad_input(format!("--input {name}=... is given twice")));
             }
         }
@@ -566,8 +566,8 @@ impl RunArgs {
             return Err(Error::bad_input("--plaintext runs locally; it cannot be combined with --config"));
         }
         Ok(RunConfig {
-            model,
-            input: self.input,
+            model: crate::frontend::Source::Path(model),
+            input: self.input.map(crate::npy::Input::File),
             feeds,
             public,
             mode: match (self.plaintext, remote.is_some()) {

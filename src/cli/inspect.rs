@@ -71,12 +71,33 @@ fn summary(op: &str, ways: Option<&BTreeMap<&'static str, usize>>) -> String {
 }
 
 pub fn run(args: &InspectArgs) -> Result<u8> {
+    let inspection = report(args, &frontend::Source::Path(args.model.clone()))?;
+    super::write_stdout(&inspection.text)?;
+    if let Some(why) = &inspection.error {
+        super::ui::error(why);
+    }
+    Ok(inspection.verdict)
+}
+
+/// What `inspect` prints and the exit code it ends with.
+pub struct Inspection {
+    /// The report, in `args.format`.
+    pub text: String,
+    /// The exit code a secure run of a batch of one would end with.
+    pub verdict: u8,
+    /// Why a plan or its secure program is not possible (printed on stderr).
+    pub error: Option<String>,
+}
+
+/// The report of `inspect` on `model` (the file `args.model` names, or a
+/// model's bytes), with the options of `args`.
+pub fn report(args: &InspectArgs, model: &frontend::Source) -> Result<Inspection> {
     let public = args.public()?;
     // Try the plan with every unknown dimension set to 1 (a batch of one). As in
     // a run, a placeholder with a default (TF1's keep_prob) or fed a public number
     // is not the client's input: feeding it would make the verdict differ from
     // the run's.
-    let loaded = frontend::load_choice(&args.model, args.choice(), &public, |report| {
+    let loaded = frontend::load_source(model, args.choice(), &public, |report| {
         Ok(report
             .placeholders
             .iter()
@@ -217,16 +238,12 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
             out.push('\n');
         }
     }
-    super::write_stdout(&out)?;
     let why = match (&plan, &secure) {
         (Some(Err(e)), _) => Some(*e),
         (_, Some(Err(e))) => Some(e),
         _ => None,
     };
-    if let Some(e) = why {
-        super::ui::error(format_args!("{e:#}"));
-    }
-    Ok(verdict)
+    Ok(Inspection { text: out, verdict, error: why.map(|e| format!("{e:#}")) })
 }
 
 /// A SavedModel's signatures, each with its input and output keys, dtypes and

@@ -2,12 +2,12 @@
 
 mod advice;
 mod args;
-mod inspect;
+pub mod inspect;
 mod output;
-mod remote;
-mod stats;
+pub mod remote;
+pub mod stats;
 pub mod status;
-mod train;
+pub mod train;
 pub mod ui;
 
 use std::collections::BTreeMap;
@@ -18,10 +18,11 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ndarray::ArrayD;
 
-pub use args::{Cli, Command, Format, Mode, RunConfig};
+pub use args::{Cli, Command, DeployArgs, Format, InspectArgs, InspectFormat, Mode, NetworkArgs, RunConfig, VERSION};
 
 use crate::error::{Error, exit};
-use crate::frontend::{self, Feed, Report};
+use crate::frontend::{self, Feed, Report, Source};
+use crate::npy::Input;
 use crate::plan::Plan;
 use crate::runtime::{self, SecureConfig};
 use crate::{npy, plaintext};
@@ -127,10 +128,10 @@ fn write_stdout(text: &str) -> Result<()> {
 /// positional INPUT for the one placeholder left.
 fn assign_inputs(
     report: &Report,
-    input: Option<&Path>,
-    named: &BTreeMap<String, PathBuf>,
+    input: Option<&Input>,
+    named: &BTreeMap<String, Input>,
     public: &frontend::Public,
-) -> Result<BTreeMap<String, PathBuf>> {
+) -> Result<BTreeMap<String, Input>> {
     report.check_feed_names(named.keys().chain(public.keys()))?;
     let mut feeds = named.clone();
     if let Some(input) = input {
@@ -148,12 +149,12 @@ fn assign_inputs(
         }
         match open.as_slice() {
             [one] => {
-                feeds.insert(one.to_string(), input.to_path_buf());
+                feeds.insert(one.to_string(), input.clone());
             }
             [] => {
                 return Err(Error::bad_input(format!(
                     "INPUT `{}` is given, but every placeholder is already fed with --input",
-                    input.display()
+                    input.name()
                 )));
             }
             many => {
@@ -207,27 +208,33 @@ pub fn prepare_choice(
     named: &BTreeMap<String, PathBuf>,
     public: &frontend::Public,
 ) -> Result<Prepared> {
-    prepare_batched(model, choice, input, named, public, false).map(|(prepared, _)| prepared)
+    let files =
+        |named: &BTreeMap<String, PathBuf>| named.iter().map(|(n, p)| (n.clone(), Input::File(p.clone()))).collect();
+    let input = input.map(|p| Input::File(p.to_path_buf()));
+    prepare_batched(&Source::Path(model.to_path_buf()), choice, input.as_ref(), &files(named), public, false)
+        .map(|(prepared, _)| prepared)
 }
 
 /// [`prepare_choice`]; with `split`, a placeholder of a fixed batch `b` fed a
 /// file of another number of rows is planned for `b` rows, and the number of
 /// rows is returned: the caller runs the file in batches, as `predict` does.
 fn prepare_batched(
-    model: &Path,
+    model: &Source,
     choice: frontend::Choice<'_>,
-    input: Option<&Path>,
-    named: &BTreeMap<String, PathBuf>,
+    input: Option<&Input>,
+    named: &BTreeMap<String, Input>,
     public: &frontend::Public,
     split: bool,
 ) -> Result<(Prepared, Option<usize>)> {
     let mut inputs = BTreeMap::new();
     let mut rows = None;
-    let loaded = frontend::load_choice(model, choice, public, |report| {
+    let loaded = frontend::load_source(model, choice, public, |report| {
         let files = assign_inputs(report, input, named, public)?;
         let mut feeds = BTreeMap::new();
-        for (name, path) in &files {
-            let (array, dtype) = npy::read_input_typed(path)?;
+        for (name, file) in &files {
+            let (array, dtype) = file.read_typed()?;
+            let path = Path::new(&file.name()).to_path_buf();
+            let path = path.as_path();
             check_integer_feed(report, name, path, &array)?;
             advice::warn_unscaled(report.placeholders.iter().find(|p| p.name == *name), path, dtype, &array);
             let mut shape = array.shape().to_vec();
@@ -238,7 +245,7 @@ fn prepare_batched(
                 rows = Some(shape[0]);
                 shape[0] = batch;
             }
-            feeds.insert(name.clone(), Feed { shape, source: path.display().to_string() });
+            feeds.insert(name.clone(), Feed { shape, source: file.name() });
             inputs.insert(name.clone(), array);
         }
         advice::check_shapes(report, &feeds)?;
@@ -279,8 +286,33 @@ fn check_integer_feed(report: &frontend::Report, name: &str, path: &Path, array:
 
 /// A prediction: load, plan, execute, print.
 pub fn run(config: &RunConfig) -> Result<u8> {
+    let prediction = predict(config)?;
+    if let (true, Some((program, stats))) = (config.stats, &prediction.secure) {
+        eprint!("{}", stats::report(program, stats)?);
+    }
+    print_result(
+        config.model.path(),
+        &prediction.plan,
+        config.mode,
+        config.format,
+        config.out.as_deref(),
+        &prediction.output,
+    )
+}
+
+/// What a prediction computed: the plan it ran, the output tensor, and for a
+/// secure run (in this process or remote) the lowered program and what was measured.
+pub struct Prediction {
+    pub plan: Plan,
+    pub output: crate::tensor::Tensor,
+    pub secure: Option<(std::sync::Arc<crate::lower::Program>, runtime::Stats)>,
+}
+
+/// A prediction: load, plan, execute, as `tfe-run MODEL INPUT` does (and the
+/// Python package's `predict`), without printing anything.
+pub fn predict(config: &RunConfig) -> Result<Prediction> {
     let (Prepared { plan, inputs }, rows) =
-        prepare_batched(&config.model, config.choice(), config.input.as_deref(), &config.feeds, &config.public, true)?;
+        prepare_batched(&config.model, config.choice(), config.input.as_ref(), &config.feeds, &config.public, true)?;
     // A fixed-batch model fed several of its batches runs them one after the
     // other (in one session under Pond), as `predict` runs a deployed model.
     let (batches, rows) = match rows {
@@ -301,32 +333,29 @@ pub fn run(config: &RunConfig) -> Result<u8> {
         None => (plaintext::estimate_memory(&plan), "the plaintext run"),
         Some(program) => (program.estimate_memory(), "the secure run"),
     };
-    runtime::check_memory(estimate, config.max_memory, &format!("{what} of `{}`", config.model.display()))?;
+    runtime::check_memory(estimate, config.max_memory, &format!("{what} of `{}`", config.model.path().display()))?;
+    let mut measured = None;
     let outputs = match (config.mode, &program) {
         (Mode::Secure, Some(program)) => {
             let secure = SecureConfig { fp: config.fixed_point, progress: !ui::quiet(), ..SecureConfig::default() };
             let transport = std::sync::Arc::new(crate::transport::InProcess::new());
             let outcome = runtime::run_program(transport, program, &plan.weight_values, &batches, &secure)?;
-            if config.stats {
-                eprint!("{}", stats::report(program, &outcome.stats)?);
-            }
+            measured = Some((program.clone(), outcome.stats));
             outcome.outputs
         }
         (Mode::Remote, Some(program)) => {
             let remote = config.remote.as_ref().expect("remote mode has a cluster");
             let outcome = crate::remote::driver::predict_program(remote, program, &plan.weight_values, &batches)?;
-            if config.stats {
-                eprint!("{}", stats::report(program, &outcome.stats)?);
-            }
+            measured = Some((program.clone(), outcome.stats));
             outcome.outputs
         }
         _ => batches.iter().map(|inputs| plaintext::run(&plan, inputs)).collect::<Result<_>>()?,
     };
-    let result = match rows {
+    let output = match rows {
         Some(rows) => crate::batches::join(&plan, outputs, rows)?,
         None => outputs.into_iter().next().context("no output")?,
     };
-    print_result(&config.model, &plan, config.mode, config.format, config.out.as_deref(), &result)
+    Ok(Prediction { plan, output, secure: measured })
 }
 
 /// Write `--out` if asked, then print the prediction.

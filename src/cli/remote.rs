@@ -9,6 +9,7 @@ use super::{Mode, print_result, stats};
 use crate::cluster::{self, Cluster};
 use crate::error::{Error, exit};
 use crate::frontend::{self, Feed, Placeholder};
+use crate::npy::Input;
 use crate::remote::serve::{ServeOptions, serve as serve_party};
 use crate::remote::{Security, driver};
 use crate::ring::FixedPoint;
@@ -75,9 +76,18 @@ pub fn certs(args: &CertsArgs) -> Result<u8> {
 }
 
 pub fn deploy(args: &DeployArgs) -> Result<u8> {
+    let deployed = deploy_source(args, &frontend::Source::Path(args.model.clone()))?;
+    super::ui::info(deployed);
+    Ok(exit::OK)
+}
+
+/// `deploy` of `model` (the file `args.model` names, or a model's bytes): the
+/// weights secret-shared to the servers under `args.name`. Returns the line
+/// `deploy` prints.
+pub fn deploy_source(args: &DeployArgs, model: &frontend::Source) -> Result<String> {
     let remote = args.net.required("deploy")?;
     let fp = FixedPoint::new(args.frac_bits)?;
-    let loaded = frontend::load_choice(&args.model, args.choice(), &frontend::Public::new(), |report| {
+    let loaded = frontend::load_source(model, args.choice(), &frontend::Public::new(), |report| {
         report.placeholders.iter().map(|p| deploy_feed(p, args.batch_size)).collect()
     })?;
     // The deployed program is one signature's output: predictions run it as it is.
@@ -87,14 +97,13 @@ pub fn deploy(args: &DeployArgs) -> Result<u8> {
     let plan = loaded.into_plan()?;
     driver::deploy_with(&remote, &args.name, &plan, fp, args.comparison, args.replace)?;
     let batch = plan.inputs.first().map_or(1, |&id| plan.values[id].shape.first().copied().unwrap_or(1));
-    super::ui::info(format_args!(
+    Ok(format!(
         "deployed `{}`{chosen} as `{}`: {} weight tensors secret-shared to server0 and server1, {} row(s) per prediction",
-        args.model.display(),
+        model.path().display(),
         args.name,
         plan.weights().count(),
         batch
-    ));
-    Ok(exit::OK)
+    ))
 }
 
 /// What `deploy` feeds a placeholder: its declared shape, the batch (axis 0)
@@ -137,17 +146,35 @@ pub fn predict(args: &PredictArgs) -> Result<u8> {
             return Err(Error::bad_input(format!("--input {name}=... is given twice")));
         }
     }
-    let mut inputs = BTreeMap::new();
-    for (name, path) in &files {
-        inputs.insert(name.clone(), crate::npy::read_input(path)?);
+    let files = files.into_iter().map(|(name, path)| (name, Input::File(path))).collect();
+    let input = args.input.clone().map(Input::File);
+    let (program, output, outcome) = predict_inputs(&remote, &args.name, &files, input.as_ref())?;
+    if args.stats {
+        eprint!("{}", stats::report(&program, &outcome.stats)?);
     }
-    // The positional input feeds the one placeholder not named: which one that
-    // is, only the deployed plan says, so it is read now and placed below.
-    let positional = args.input.as_ref().map(|p| crate::npy::read_input(p).map(|a| (p, a))).transpose()?;
+    let model = std::path::PathBuf::from(format!("deployed:{}", args.name));
+    print_result(&model, &program.plan, Mode::Remote, args.format, args.out.as_deref(), &output)
+}
+
+/// `predict` of the model deployed as `name`: `named` feeds placeholders by
+/// name, `input` the one placeholder left (which one, only the deployed plan says).
+pub fn predict_inputs(
+    remote: &driver::Remote,
+    name: &str,
+    named: &BTreeMap<String, Input>,
+    input: Option<&Input>,
+) -> Result<(std::sync::Arc<crate::lower::Program>, crate::tensor::Tensor, crate::runtime::Outcome)> {
+    let mut inputs = BTreeMap::new();
+    for (name, file) in named {
+        inputs.insert(name.clone(), file.read()?);
+    }
+    // Read now (a bad file is the user's to fix before any party is asked) and
+    // placed below.
+    let positional = input.map(|i| i.read().map(|a| (i, a))).transpose()?;
     if positional.is_none() && inputs.is_empty() {
         return Err(Error::bad_input("no input given: pass INPUT.npy (or --input NAME=FILE.npy)"));
     }
-    let (program, output, outcome) = driver::predict_deployed(&remote, &args.name, |plan| {
+    driver::predict_deployed(remote, name, |plan| {
         let mut all = inputs.clone();
         if let Some((path, array)) = &positional {
             let open: Vec<&str> = plan
@@ -166,10 +193,10 @@ pub fn predict(args: &PredictArgs) -> Result<u8> {
                 }
                 _ => {
                     return Err(Error::bad_arg(
-                        format!("INPUT `{}`", path.display()),
+                        format!("INPUT `{}`", path.name()),
                         format!(
                             "model `{}` has {} placeholders without an input; name them with --input NAME=FILE.npy",
-                            args.name,
+                            name,
                             open.len()
                         ),
                     ));
@@ -177,10 +204,5 @@ pub fn predict(args: &PredictArgs) -> Result<u8> {
             }
         }
         Ok(all)
-    })?;
-    if args.stats {
-        eprint!("{}", stats::report(&program, &outcome.stats)?);
-    }
-    let model = std::path::PathBuf::from(format!("deployed:{}", args.name));
-    print_result(&model, &program.plan, Mode::Remote, args.format, args.out.as_deref(), &output)
+    })
 }

@@ -89,6 +89,43 @@ pub fn report(program: &Program, stats: &Stats) -> Result<String> {
     Ok(s)
 }
 
+/// What [`report`] prints, as one JSON object (the Python package's
+/// `predict(..., stats=True)`): `predictions`, the times in milliseconds, the
+/// estimated peak memory, per party its traffic, the dealer's bytes with and
+/// without seeds, and per layer server0's measured bytes and rounds per
+/// prediction beside those planned.
+pub fn json(program: &Program, stats: &Stats) -> serde_json::Value {
+    use serde_json::json;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let traffic = |t: &crate::transport::Traffic| json!({"bytes_sent": t.bytes_sent, "bytes_received": t.bytes_received, "messages_sent": t.messages_sent, "rounds": t.rounds});
+    let parties: serde_json::Map<String, serde_json::Value> =
+        stats.parties.iter().map(|(p, st)| (p.name().to_string(), traffic(&st.traffic))).collect();
+    let (without, with) = stats.dealer_bytes();
+    let server0 = stats.parties.get(&Party::Server0);
+    let n = stats.predictions.max(1) as u64;
+    let layers: Vec<serde_json::Value> = (program.planned().iter().enumerate())
+        .map(|(k, planned)| {
+            let step = &program.plan.steps[k];
+            let measured = server0.and_then(|p| p.per_layer.get(&k)).cloned().unwrap_or_default();
+            json!({
+                "step": k, "op": step.op.name(), "node": step.node,
+                "bytes_sent": measured.bytes_sent / n, "planned_bytes": planned.bytes,
+                "rounds": measured.rounds / n, "planned_rounds": planned.rounds,
+                "ms": stats.layer_time.get(&k).map_or(0.0, |d| ms(*d) / n as f64),
+            })
+        })
+        .collect();
+    json!({
+        "predictions": stats.predictions,
+        "setup_ms": ms(stats.setup), "offline_ms": ms(stats.offline),
+        "online_ms": ms(stats.online), "latency_ms": ms(stats.latency),
+        "estimated_peak_memory_bytes": program.estimate_memory(),
+        "parties": parties,
+        "dealer_bytes_sent": with, "dealer_bytes_without_seeds": without,
+        "layers": layers,
+    })
+}
+
 /// `train --stats`: the parties (each data owner on its own line), then server
 /// 0's bytes, rounds and time per phase of a step beside what the formulas plan.
 pub fn train_report(spec: &TrainSpec, stats: &Stats, owners: &[PartyStats]) -> Result<String> {

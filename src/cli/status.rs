@@ -154,7 +154,7 @@ pub fn table(answers: &[(Party, Result<PartyStatus>)]) -> String {
 }
 
 /// `--format json`: `{"parties": [{"party", "state", ...status or "error"}], "down": [names]}`.
-fn json(answers: &[(Party, Result<PartyStatus>)]) -> String {
+pub fn json(answers: &[(Party, Result<PartyStatus>)]) -> String {
     let parties: Vec<serde_json::Value> = answers
         .iter()
         .map(|(party, answer)| match answer {

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::Mode;
 use super::args::NetworkArgs;
 use crate::error::{Error, exit};
+use crate::npy::Input;
 use crate::runtime::SecureConfig;
 use crate::train::{self, DatasetInfo, OwnerData, TrainSpec, Trained, export, secure};
 
@@ -116,7 +117,8 @@ pub fn contribute(args: &ContributeArgs) -> Result<u8> {
     let remote = args.net.required("contribute")?;
     train::check_feature_bound(args.encoding.feature_bound)?;
     crate::ring::FixedPoint::new(args.encoding.frac_bits)?;
-    let files = vec![train::read_owner(&args.features, &args.labels, args.encoding.feature_bound)?];
+    let (x, y) = (Input::File(args.features.clone()), Input::File(args.labels.clone()));
+    let files = vec![train::read_owner(&x, &y, args.encoding.feature_bound)?];
     let (mut owners, outputs) = train::encode_labels(files, args.encoding.classes)?;
     let data = owners.pop().expect("one owner");
     let info = DatasetInfo {
@@ -149,14 +151,32 @@ pub struct Loaded {
     pub test: Option<(PathBuf, ndarray::Array2<f32>, ndarray::Array2<f32>)>,
 }
 
-/// Read and check the local owners' files; `held` describes the data sets the
+/// The local data owners' rows (`--features`, `--labels`) and the model
+/// owner's held-out rows (`--test-features`, `--test-labels`): files, or
+/// arrays handed over by the Python package.
+pub struct TrainData {
+    pub features: Vec<Input>,
+    pub labels: Vec<Input>,
+    pub test: Option<(Input, Input)>,
+}
+
+impl TrainData {
+    /// The files `args` names.
+    pub fn files(args: &TrainArgs) -> TrainData {
+        let files = |paths: &[PathBuf]| paths.iter().cloned().map(Input::File).collect();
+        let test = args.test_features.clone().map(Input::File).zip(args.test_labels.clone().map(Input::File));
+        TrainData { features: files(&args.features), labels: files(&args.labels), test }
+    }
+}
+
+/// Read and check the local owners' rows; `held` describes the data sets the
 /// servers hold, which every local file must agree with.
-pub fn load(args: &TrainArgs, held: &[(String, DatasetInfo)]) -> Result<Loaded> {
-    if args.features.len() != args.labels.len() {
+pub fn load(args: &TrainArgs, data: &TrainData, held: &[(String, DatasetInfo)]) -> Result<Loaded> {
+    if data.features.len() != data.labels.len() {
         return Err(Error::bad_input(format!(
             "{} --features but {} --labels: give one --labels after each --features",
-            args.features.len(),
-            args.labels.len()
+            data.features.len(),
+            data.labels.len()
         )));
     }
     train::check_feature_bound(args.encoding.feature_bound)?;
@@ -193,16 +213,16 @@ pub fn load(args: &TrainArgs, held: &[(String, DatasetInfo)]) -> Result<Loaded> 
         }
     }
     let mut files = Vec::with_capacity(args.features.len() + 1);
-    for (x, y) in args.features.iter().zip(&args.labels) {
+    for (x, y) in data.features.iter().zip(&data.labels) {
         files.push(train::read_owner(x, y, feature_bound)?);
     }
-    if let Some(test) = &args.test_features {
-        files.push(train::read_owner(test, args.test_labels.as_ref().expect("clap requires both"), f64::INFINITY)?);
+    if let Some((x, y)) = &data.test {
+        files.push(train::read_owner(x, y, f64::INFINITY)?);
     }
     let (mut owners, outputs) = train::encode_labels(files, classes)?;
-    let test = args.test_features.as_ref().map(|path| {
+    let test = data.test.as_ref().map(|(x, _)| {
         let t = owners.pop().expect("pushed above");
-        (path.clone(), t.features, t.labels)
+        (PathBuf::from(x.name()), t.features, t.labels)
     });
     let features = held.first().map(|(_, i)| i.features).or(owners.first().map(|o| o.features.ncols()));
     let features = features.or(test.as_ref().map(|t| t.1.ncols())).unwrap_or(0);
@@ -210,7 +230,7 @@ pub fn load(args: &TrainArgs, held: &[(String, DatasetInfo)]) -> Result<Loaded> 
         if o.features.ncols() != features {
             return Err(Error::bad_input(format!(
                 "features `{}` has {} columns but the held data sets have {features}",
-                args.features[j].display(),
+                data.features[j].name(),
                 o.features.ncols()
             )));
         }
@@ -243,6 +263,30 @@ pub fn load(args: &TrainArgs, held: &[(String, DatasetInfo)]) -> Result<Loaded> 
 }
 
 pub fn run(args: &TrainArgs) -> Result<u8> {
+    let run = train_data(args, &TrainData::files(args))?;
+    if let (true, Some((stats, owners))) = (args.stats, &run.stats) {
+        eprint!("{}", super::stats::train_report(&run.spec, stats, owners)?);
+    }
+    export::write(&run.trained.model, &args.out).map_err(Error::output)?;
+    let text = summary(&run.spec, run.mode, &run.trained, run.test.as_ref(), &args.out)?;
+    super::write_stdout(&text)?;
+    Ok(exit::OK)
+}
+
+/// A finished training run: what was trained, how, and what was measured.
+pub struct TrainRun {
+    pub spec: TrainSpec,
+    pub mode: Mode,
+    pub trained: Trained,
+    /// The parties' measurements and the data owners' (not for `--plaintext`).
+    pub stats: Option<(crate::runtime::Stats, Vec<crate::runtime::PartyStats>)>,
+    /// The held-out rows, named, for the accuracy.
+    pub test: Option<(PathBuf, ndarray::Array2<f32>, ndarray::Array2<f32>)>,
+}
+
+/// `train` with the options of `args` on the rows of `data` (files or arrays),
+/// without writing or printing anything.
+pub fn train_data(args: &TrainArgs, data: &TrainData) -> Result<TrainRun> {
     let remote = args.net.remote()?;
     if remote.is_some() && args.plaintext {
         return Err(Error::bad_input("--plaintext trains locally; it cannot be combined with --config"));
@@ -255,7 +299,7 @@ pub fn run(args: &TrainArgs) -> Result<u8> {
         // Every certificate the run needs, before any party is contacted: the
         // model owner's, and the client's for local data owners' rows.
         remote.security.identity(crate::transport::Party::ModelOwner)?;
-        if !args.features.is_empty() {
+        if !data.features.is_empty() {
             remote.security.identity(crate::transport::Party::Client)?;
         }
         for name in &args.data {
@@ -267,7 +311,7 @@ pub fn run(args: &TrainArgs) -> Result<u8> {
         (false, Some(_)) => Mode::Remote,
         (false, None) => Mode::Secure,
     };
-    let Loaded { spec, owners, test } = load(args, &held)?;
+    let Loaded { spec, owners, test } = load(args, data, &held)?;
     if mode == Mode::Secure {
         crate::runtime::check_memory(spec.estimate_memory(), args.max_memory, "secure training")?;
     }
@@ -293,13 +337,7 @@ pub fn run(args: &TrainArgs) -> Result<u8> {
         }
     };
     bar.finish_and_clear();
-    if let (true, Some((stats, owners))) = (args.stats, &stats) {
-        eprint!("{}", super::stats::train_report(&spec, stats, owners)?);
-    }
-    export::write(&trained.model, &args.out).map_err(Error::output)?;
-    let text = summary(&spec, mode, &trained, test.as_ref(), &args.out)?;
-    super::write_stdout(&text)?;
-    Ok(exit::OK)
+    Ok(TrainRun { spec, mode, trained, stats, test })
 }
 
 fn progress_bar(spec: &TrainSpec) -> ProgressBar {

@@ -31,7 +31,7 @@ pub mod savedmodel;
 pub mod tf;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -373,16 +373,61 @@ pub fn load_choice(
         loaded.saved_model = Some(info);
         return Ok(loaded);
     }
-    if let Some(flag) =
-        [sm.signature.map(|_| "--signature"), sm.output.map(|_| "--output")].into_iter().flatten().next()
-    {
-        return Err(Error::bad_input(format!(
-            "{flag} is for SavedModel directories; `{}` is a file (a GraphDef's output is chosen with --output-node NAME)",
-            path.display()
-        )));
-    }
+    refuse_saved_model_choice(path, sm)?;
     let bytes = format::read(path)?;
     load_bytes_public(&bytes, path, choice.output_node, public, feeds)
+}
+
+/// A signature or output key chosen for a model that is a file, not a SavedModel directory.
+fn refuse_saved_model_choice(path: &Path, sm: savedmodel::Choice<'_>) -> Result<()> {
+    match [sm.signature.map(|_| "--signature"), sm.output.map(|_| "--output")].into_iter().flatten().next() {
+        Some(flag) => Err(Error::bad_input(format!(
+            "{flag} is for SavedModel directories; `{}` is a file (a GraphDef's output is chosen with --output-node NAME)",
+            path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Where a model is read from: a file or SavedModel directory, or the bytes of
+/// a model file already in memory (the Python package's `model=bytes`), which
+/// `name` names in messages.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Path(PathBuf),
+    Bytes { name: PathBuf, bytes: Vec<u8> },
+}
+
+impl Source {
+    /// The path messages name the model by.
+    pub fn path(&self) -> &Path {
+        match self {
+            Source::Path(path) => path,
+            Source::Bytes { name, .. } => name,
+        }
+    }
+}
+
+impl From<PathBuf> for Source {
+    fn from(path: PathBuf) -> Source {
+        Source::Path(path)
+    }
+}
+
+/// [`load_choice`] of a model file or directory, or of a model's bytes.
+pub fn load_source(
+    source: &Source,
+    choice: Choice<'_>,
+    public: &Public,
+    feeds: impl FnOnce(&Report) -> Result<BTreeMap<String, Feed>>,
+) -> Result<Loaded> {
+    match source {
+        Source::Path(path) => load_choice(path, choice, public, feeds),
+        Source::Bytes { name, bytes } => {
+            refuse_saved_model_choice(name, choice.saved_model)?;
+            load_bytes_public(bytes, name, choice.output_node, public, feeds)
+        }
+    }
 }
 
 /// [`load`] of a model's bytes, as read from `path` (which names the model in

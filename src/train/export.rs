@@ -78,6 +78,11 @@ pub fn graph(model: &Model) -> GraphDef {
     }
 }
 
+/// The frozen graph of a model, as the bytes of a `.pb` file.
+pub fn graph_bytes(model: &Model) -> Vec<u8> {
+    graph(model).encode_to_vec()
+}
+
 /// Where the weights go beside `model.pb`: `model.weights.npy` and `model.bias.npy`.
 pub fn npy_paths(out: &Path) -> (PathBuf, PathBuf) {
     (out.with_extension("weights.npy"), out.with_extension("bias.npy"))
@@ -86,7 +91,7 @@ pub fn npy_paths(out: &Path) -> (PathBuf, PathBuf) {
 /// Write the GraphDef to `out`, and the weights ([d, k]) and bias ([k]) as float32
 /// `.npy` files beside it.
 pub fn write(model: &Model, out: &Path) -> Result<()> {
-    std::fs::write(out, graph(model).encode_to_vec()).with_context(|| format!("cannot write `{}`", out.display()))?;
+    std::fs::write(out, graph_bytes(model)).with_context(|| format!("cannot write `{}`", out.display()))?;
     let (w, b) = npy_paths(out);
     crate::npy::write_f32(&w, &model.weights.mapv(|v| v as f32).into_dyn())?;
     crate::npy::write_f32(&b, &ArrayD::from_shape_vec(vec![model.bias.len()], model.bias.mapv(|v| v as f32).to_vec())?)

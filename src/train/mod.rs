@@ -23,7 +23,7 @@
 pub mod export;
 pub mod secure;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use ndarray::{Array1, Array2, Axis, s};
@@ -328,9 +328,13 @@ pub struct OwnerData {
 
 /// Read one owner's features ([n, d]) and labels, checking the features against
 /// the bound (so that no value outside the fixed-point range reaches a share).
-pub fn read_owner(features_path: &Path, labels_path: &Path, feature_bound: f64) -> Result<OwnerFiles> {
-    let fname = features_path.display();
-    let x = crate::npy::read_input(features_path)?;
+pub fn read_owner(
+    features_path: &crate::npy::Input,
+    labels_path: &crate::npy::Input,
+    feature_bound: f64,
+) -> Result<OwnerFiles> {
+    let fname = features_path.name();
+    let x = features_path.read()?;
     if x.ndim() != 2 {
         return Err(Error::bad_input(format!("features `{fname}`: shape {:?}, expected [rows, features]", x.shape())));
     }
@@ -341,8 +345,8 @@ pub fn read_owner(features_path: &Path, labels_path: &Path, feature_bound: f64) 
              scale the features first (see docs/TRAINING.md) or raise the bound"
         )));
     }
-    let labels = crate::npy::read_input(labels_path)?;
-    let lname = labels_path.display();
+    let labels = labels_path.read()?;
+    let lname = labels_path.name();
     if labels.ndim() == 0 || labels.ndim() > 2 || labels.shape()[0] != features.nrows() {
         return Err(Error::bad_input(format!(
             "labels `{lname}`: shape {:?}, expected [{n}], [{n}, 1] or [{n}, classes] to match the {n} rows of `{fname}`",
@@ -350,7 +354,7 @@ pub fn read_owner(features_path: &Path, labels_path: &Path, feature_bound: f64) 
             n = features.nrows()
         )));
     }
-    Ok(OwnerFiles { features_path: features_path.into(), labels_path: labels_path.into(), features, labels })
+    Ok(OwnerFiles { features_path: fname.into(), labels_path: lname.into(), features, labels })
 }
 
 /// Agree on the outputs k and turn every owner's labels into 0/1 columns.

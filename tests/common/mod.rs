@@ -121,7 +121,14 @@ pub fn training_data(prefix: &str) -> (Vec<tfe_run::train::OwnerData>, tfe_run::
     for owner in ["a", "b", "test"] {
         let x = dir.join(format!("{prefix}_{owner}_features.npy"));
         let y = dir.join(format!("{prefix}_{owner}_labels.npy"));
-        files.push(tfe_run::train::read_owner(&x, &y, 32.0).unwrap());
+        files.push(
+            tfe_run::train::read_owner(
+                &tfe_run::npy::Input::File(x.clone()),
+                &tfe_run::npy::Input::File(y.clone()),
+                32.0,
+            )
+            .unwrap(),
+        );
     }
     let (mut owners, _) = tfe_run::train::encode_labels(files, None).unwrap();
     let test = owners.pop().unwrap();
