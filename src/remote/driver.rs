@@ -240,9 +240,27 @@ impl Session {
         Ok(peers)
     }
 
-    /// The second half: what each peer's ready message says, in order.
+    /// The second half: what each peer's ready message says, in order. Of
+    /// several failures, a peer's own (its refusal) is reported rather than the
+    /// session's abort it caused: a client that sent its shares with the hellos
+    /// fails when a refusing server closes, and stops the session before the
+    /// other readies are read.
     fn readies(&self, peers: &[Party]) -> Result<Vec<Ready>> {
-        peers.iter().map(|&peer| self.ready_of(peer)).collect()
+        let mut readies = Vec::with_capacity(peers.len());
+        let mut stopped = None;
+        for &peer in peers {
+            match self.ready_of(peer) {
+                Ok(ready) => readies.push(ready),
+                Err(e) if e.chain().any(|c| c.is::<crate::transport::Aborted>()) => {
+                    stopped.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match stopped {
+            Some(e) => Err(e),
+            None => Ok(readies),
+        }
     }
 
     /// `peer`'s answer to the request that started it.

@@ -423,15 +423,8 @@ pub async fn dial_standby(
     address: &str,
     timeout: Duration,
 ) -> Result<Box<dyn Stream>> {
-    let stream = connect(identity, local, peer, address, timeout).await?;
     // The id names no session: it only keeps the hello's format.
-    let hello = Control::Hello {
-        version: Version::current(),
-        from: local,
-        session: new_session_id()?,
-        request: Some(Box::new(Request::Standby)),
-    };
-    send_hello(stream, hello, local, peer, address, timeout).await
+    dial(identity, local, peer, address, new_session_id()?, Some(Request::Standby), timeout).await
 }
 
 /// Join `session` as `local` on a standby connection ([`dial_standby`]): one
