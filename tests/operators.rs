@@ -226,6 +226,10 @@ fn healthz_answers_ok_and_the_endpoint_bounds_its_clients() {
     // A request head over hyper's buffer is refused, not buffered.
     let huge = format!("GET /metrics HTTP/1.1\r\nHost: t\r\nX-Junk: {}\r\n\r\n", "a".repeat(64 << 10));
     assert_ne!(http(&address, &huge).0, 200);
+    // The endpoint frees that connection's slot only once its task ends, which
+    // may be after we read its answer: were it still held below, the 16th idle
+    // connection would be refused and the 17th served once it is freed.
+    std::thread::sleep(Duration::from_millis(300));
     // At most 16 connections at once: one more is closed unanswered, and the
     // endpoint answers again once they have gone.
     let idle: Vec<_> = (0..16).map(|_| std::net::TcpStream::connect(&address).unwrap()).collect();
