@@ -170,8 +170,11 @@ fn metrics_count_the_sessions_bytes_and_rounds_of_a_deploy_and_a_prediction() {
     let server1 = scrape(&cluster, "server1");
     assert_eq!(value(&server1, "tfe_sessions_total", &[("request", "describe"), ("outcome", "refused")]), 1.0);
     assert_eq!(value(&server1, "tfe_failures_total", &[("stage", "refused")]), 1.0);
-    // The connections the driver opened ahead for the prediction closed unused:
-    // no refusal anywhere.
+    // So is an input the deployment's plan refuses, after the describe.
+    let out = cluster.command(&["predict", "--model", "mnist"]).arg(testdata("mnist_labels100.npy")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    // The connections the driver opened ahead for the predictions closed
+    // unused: no refusal anywhere.
     for party in ["server0", "server1", "crypto-producer"] {
         assert_eq!(value(&scrape(&cluster, party), "tfe_connections_refused_total", &[]), 0.0, "{party}");
     }

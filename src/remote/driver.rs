@@ -131,12 +131,16 @@ impl Session {
         self.connect_all_opened(local, peers, Opened::default())
     }
 
+    /// `local`'s TLS settings, loaded when the session was made.
+    fn identity(&self, local: Party) -> Result<Option<Identity>> {
+        self.identities.get(&local).cloned().with_context(|| format!("this session plays no {}", local.name()))
+    }
+
     /// Open connections (TCP and TLS, no hello) to `peers` as `local` in the
     /// background, while the caller waits for something else: a prediction's
     /// three connections during its describe, so its start costs no handshake.
     fn open(&self, local: Party, peers: &[Party]) -> Result<Opened> {
-        let identity =
-            self.identities.get(&local).cloned().with_context(|| format!("this session plays no {}", local.name()))?;
+        let identity = self.identity(local)?;
         let timeout = self.remote.timeout;
         let mut opened = Opened::default();
         for &peer in peers {
@@ -166,8 +170,7 @@ impl Session {
     /// (its peer waits for the hello only so long) is dialled anew: a real
     /// refusal is then reported by the new dial.
     fn connect_all_opened(&self, local: Party, peers: &[(Party, Option<Request>)], mut opened: Opened) -> Result<()> {
-        let identity =
-            self.identities.get(&local).cloned().with_context(|| format!("this session plays no {}", local.name()))?;
+        let identity = self.identity(local)?;
         let timeout = self.remote.timeout;
         let mut dials = Vec::new();
         for (peer, request) in peers {
@@ -604,41 +607,42 @@ fn predict_deployed_once(
     let servers = [Party::Server1, Party::Server0];
     let opened = session.open(Party::Client, &[servers[0], servers[1], Party::Dealer])?;
     // The number of predictions depends on the deployment's batch size, which
-    // only the servers know: ask server1 for the public plan first.
-    let (program, deployment) = {
+    // only the servers know: ask server1 for the public plan first. Whatever
+    // fails before the hellos closes the connections opened for them unused.
+    let described = (|| -> Result<_> {
         let describe = Session::new(remote, Party::Client, &[])?;
-        let ready = match describe.start(Party::Server1, Request::Describe { name: name.to_string() }) {
-            Ok(ready) => ready,
-            Err(e) => {
-                session.close_unused(opened);
-                return Err(e);
-            }
-        };
+        let ready = describe.start(Party::Server1, Request::Describe { name: name.to_string() })?;
         describe.finish(Vec::new(), &[], 0)?;
         let missing = || format!("server1 did not send the program of model `{name}`");
-        (ready.deployed.with_context(missing)?, ready.deployment.with_context(missing)?)
+        let (program, deployment) = (ready.deployed.with_context(missing)?, ready.deployment.with_context(missing)?);
+        // The crypto producer runs the program sent to it: the one whose digest
+        // both servers check as the deployment's.
+        if program.digest() != deployment.digest {
+            return Err(Error::party(
+                "server1",
+                format!("server1 sent a program of model `{name}` that is not the one of its deployment {deployment}"),
+            ));
+        }
+        program
+            .check()
+            .map_err(|e| Error::party("server1", format!("server1 sent a program this build does not run: {e:#}")))?;
+        let plan = &program.plan;
+        let inputs = inputs(plan)?;
+        // The batch is the deployment's, maybe chosen with --batch-size: a model
+        // that combines the rows of its batch runs exactly one batch.
+        let batches = crate::batches::split(plan, &inputs, crate::batches::WholeBatches::Refused)?;
+        let predictions = crate::runtime::prediction_count(batches.feeds.len())?;
+        party::check_values(plan, program.fp(), None, &batches.feeds)?;
+        Ok((Arc::new(*program), deployment, batches, predictions))
+    })();
+    let (program, deployment, crate::batches::Batches { feeds: batches, rows }, predictions) = match described {
+        Ok(described) => described,
+        Err(e) => {
+            session.close_unused(opened);
+            return Err(e);
+        }
     };
-    // The crypto producer runs the program sent to it: the one whose digest
-    // both servers check as the deployment's.
-    if program.digest() != deployment.digest {
-        return Err(Error::party(
-            "server1",
-            format!("server1 sent a program of model `{name}` that is not the one of its deployment {deployment}"),
-        ));
-    }
-    program
-        .check()
-        .map_err(|e| Error::party("server1", format!("server1 sent a program this build does not run: {e:#}")))?;
-    let program = Arc::new(*program);
     let plan = program.plan.clone();
-    let fp = program.fp();
-    let inputs = inputs(&plan)?;
-    // The batch is the deployment's, maybe chosen with --batch-size: a model
-    // that combines the rows of its batch runs exactly one batch.
-    let crate::batches::Batches { feeds: batches, rows } =
-        crate::batches::split(&plan, &inputs, crate::batches::WholeBatches::Refused)?;
-    let predictions = crate::runtime::prediction_count(batches.len())?;
-    party::check_values(&plan, fp, None, &batches)?;
     // Each server pins the deployment named here, or refuses.
     let request = Request::PredictDeployed { name: name.to_string(), predictions, deployment: deployment.clone() };
     let digest = deployment.digest.clone();

@@ -730,11 +730,7 @@ impl State {
             return Err((None, e));
         }
         link.started_by(self.me, from);
-        let peers: &[Party] = match self.me {
-            Party::Server0 => &[Party::Server1],
-            Party::Dealer => &[Party::Server0, Party::Server1],
-            _ => &[],
-        };
+        let peers = standby::peers_of(self.me);
         // Both peers at once: the crypto producer's two joins cost one
         // handshake's time, and none on a standby connection.
         let dials: Vec<_> = peers

@@ -45,8 +45,8 @@ pub const IDLE: Duration = Duration::from_secs(120);
 /// the one it renews it with, and slack for sessions starting at once.
 pub const PER_PEER: usize = 4;
 
-/// Who keeps standby connections to whom: server0 to server1, the crypto
-/// producer to both servers (as they join their sessions).
+/// The servers `me` joins in every session, and so keeps standby connections
+/// to: server0 joins server1, the crypto producer both servers.
 pub fn peers_of(me: Party) -> &'static [Party] {
     match me {
         Party::Server0 => &[Party::Server1],
