@@ -606,9 +606,7 @@ pub async fn accept(
     if let Some((version, from)) = declared_version(&json) {
         let peer = from.map_or("the peer".to_string(), |p| format!("the {}", p.name()));
         if let Some(reason) = version.mismatch(&peer, "this server") {
-            let refusal = Control::Refused { reason: reason.clone(), stale: false };
-            let _ = write_frame(&mut stream, &Frame::Control(refusal.encode())).await;
-            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            refuse_on(&mut stream, reason.clone(), false).await;
             bail!("{reason}");
         }
     }
@@ -624,9 +622,7 @@ pub async fn accept(
                 let name = from.name();
                 let reason =
                     format!("the TLS certificate of {name} is not for `{name}`: its subjectAltName must name it");
-                let refusal = Control::Refused { reason, stale: false };
-                let _ = write_frame(&mut stream, &Frame::Control(refusal.encode())).await;
-                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+                refuse_on(&mut stream, reason, false).await;
                 return Err(e);
             }
             tls::principal_of(&cert, from)?
@@ -634,6 +630,16 @@ pub async fn accept(
         None => INSECURE_PRINCIPAL.to_string(),
     };
     Ok((stream, Peer { party: from, principal }, session, request.map(|r| *r)))
+}
+
+/// Send `stream`'s peer a refusal and close the connection, lingering: the
+/// peer may have sent more than its hello (a client's input shares), and
+/// closing on unread bytes would reset the connection and lose the refusal.
+pub async fn refuse_on(stream: &mut Box<dyn Stream>, reason: String, stale: bool) {
+    let mut frame = Vec::new();
+    if write_frame(&mut frame, &Frame::Control(Control::Refused { reason, stale }.encode())).await.is_ok() {
+        sniff::answer_and_close(stream, &frame).await;
+    }
 }
 
 /// The next frame on a standby connection ([`Request::Standby`]) from `from`,

@@ -53,7 +53,6 @@ use crate::train::secure::{self, HeldShares};
 use crate::train::{DatasetInfo, TrainSpec};
 use crate::transport::network::{Limits, Link, Stream};
 use crate::transport::tls::Identity;
-use crate::transport::wire::Frame;
 use crate::transport::{Party, Transport};
 
 pub struct ServeOptions {
@@ -580,9 +579,7 @@ impl State {
         self.metrics.refused(kind, &e);
         if let Some(mut stream) = stream {
             let stale = e.downcast_ref::<super::Stale>().is_some();
-            let refusal = Control::Refused { reason: format!("{}: {e:#}", self.me.name()), stale };
-            let _ = crate::transport::wire::write_frame(&mut stream, &Frame::Control(refusal.encode())).await;
-            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            super::refuse_on(&mut stream, format!("{}: {e:#}", self.me.name()), stale).await;
         }
     }
 

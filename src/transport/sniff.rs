@@ -230,6 +230,14 @@ pub async fn drain<S: AsyncRead + Unpin>(stream: &mut S) {
 /// language or ours), then close without resetting the connection.
 pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, answer: &[u8]) {
     drain(stream).await;
+    answer_and_close(stream, answer).await;
+}
+
+/// Send `answer` (a refusal) and close, reading what the peer still sends
+/// meanwhile (a lingering close): a peer that sent ahead of our answer, such
+/// as a client whose input shares follow its hello, must read the answer, not
+/// a reset that discarded it.
+pub async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, answer: &[u8]) {
     if !answer.is_empty() {
         let _ = stream.write_all(answer).await;
     }
@@ -306,5 +314,36 @@ mod tests {
         write_frame(&mut theirs, &frame).await.unwrap();
         let read = crate::transport::wire::read_frame(&mut plain, 1 << 20).await.unwrap();
         assert_eq!(read, Some(frame));
+    }
+
+    /// Regression (a_redeploy_racing_predictions_never_mixes_deployments
+    /// printed "sending to server1 failed: Broken pipe"): a server refused a
+    /// client whose input shares followed its hello, and closed with them
+    /// unread; the kernel reset the connection and the refusal was lost. The
+    /// peer that is still sending must be able to send all of it and then read
+    /// the answer and a clean end, not a reset.
+    #[tokio::test]
+    async fn a_refused_peer_still_sending_reads_the_refusal_not_a_reset() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let peer = tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+            // Far more than the socket buffers hold: the server has unread bytes
+            // when it answers.
+            let sent = stream.write_all(&vec![7u8; 8 << 20]).await;
+            let _ = stream.shutdown().await;
+            let mut answer = Vec::new();
+            let read = stream.read_to_end(&mut answer).await;
+            (sent.map_err(|e| e.kind()), read.map_err(|e| e.kind()), answer)
+        });
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut hello = [0u8; 100];
+        stream.read_exact(&mut hello).await.unwrap();
+        answer_and_close(&mut stream, b"refused").await;
+        drop(stream);
+        let (sent, read, answer) = peer.await.unwrap();
+        assert_eq!(sent, Ok(()));
+        assert_eq!(read, Ok(7));
+        assert_eq!(answer, b"refused");
     }
 }
