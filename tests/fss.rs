@@ -223,6 +223,78 @@ proptest! {
     }
 }
 
+/// Shares of [x ≥ t] for every public threshold t, by `comparison`: a
+/// [thresholds, n] tensor.
+fn thresholds_on_shares(comparison: Comparison, x0: Vec<u64>, x1: Vec<u64>, thresholds: &[i64]) -> Run {
+    let n = x0.len();
+    let ts: Vec<std::num::Wrapping<u64>> = thresholds.iter().map(|&t| std::num::Wrapping(t as u64)).collect();
+    run_shares(
+        &Keys::fresh(),
+        [vec![from_words(&[n], x0)], vec![from_words(&[n], x1)]],
+        |s, xs| {
+            s.comparison = comparison;
+            Ok(vec![compare::drelu_thresholds(s, &xs[0], &ts)?])
+        },
+        |d| {
+            d.comparison = comparison;
+            compare::deal_drelu_thresholds(d, n, ts.len())
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// The comparisons with many public thresholds (a piecewise curve's
+    /// breakpoints) equal the ring's sign of x − t, by FSS (one key per element,
+    /// evaluated at every threshold) and bitwise alike, for random and edge
+    /// values and thresholds.
+    #[test]
+    fn comparisons_with_many_thresholds_match_the_plaintext(
+        x in prop::collection::vec(ring_value(), 1..120),
+        thresholds in prop::collection::vec(ring_value(), 1..12),
+        seed in any::<[u8; 32]>(),
+    ) {
+        let x0 = labelled(&seed, 9).words(x.len());
+        let x1: Vec<u64> = x.iter().zip(&x0).map(|(&x, a)| (x as u64).wrapping_sub(*a)).collect();
+        for comparison in [Comparison::Fss, Comparison::Bitwise] {
+            let run = thresholds_on_shares(comparison, x0.clone(), x1.clone(), &thresholds);
+            prop_assert_eq!(run.output().shape(), &[thresholds.len(), x.len()]);
+            let got = signed(run.output());
+            let n = x.len();
+            for (j, &t) in thresholds.iter().enumerate() {
+                for (i, &x) in x.iter().enumerate() {
+                    let want = i64::from(x.wrapping_sub(t) >= 0);
+                    prop_assert_eq!(got[j * n + i], want, "{}: [{} ≥ {}]", comparison, x, t);
+                }
+            }
+        }
+    }
+}
+
+/// Under FSS, comparing with many thresholds costs what one DReLU costs: one
+/// round, one word per element per server, and one key per element from the
+/// dealer, whatever the number of thresholds; the planner's formula says so.
+#[test]
+fn fss_thresholds_cost_one_opening_and_one_key_per_element() {
+    for (n, m) in [(1usize, 1usize), (7, 25), (fss::BLOCK + 3, 9)] {
+        let x = labelled(&os_seed().unwrap(), 10).words(n);
+        let thresholds: Vec<i64> = (0..m as i64).map(|t| (t - 12) << 16).collect();
+        let run = thresholds_on_shares(Comparison::Fss, x, vec![0; n], &thresholds);
+        for (to, from) in [(Party::Server0, Party::Server1), (Party::Server1, Party::Server0)] {
+            assert_eq!(run.words(to, from).len(), n, "n = {n}, {m} thresholds");
+            assert_eq!(run.messages(to, from).count(), 1, "one round");
+        }
+        let [to0, to1] = fss::dealer_bytes(Gate::Drelu, n);
+        for (server, planned) in [(Party::Server0, to0), (Party::Server1, to1)] {
+            let sent: usize = run.messages(server, Party::Dealer).map(|m| m.payload.len()).sum();
+            assert_eq!(sent as u64, planned, "n = {n}, {m} thresholds: dealer bytes to {}", server.name());
+        }
+        let cost = compare::drelu_thresholds_cost(Comparison::Fss, n, m);
+        assert_eq!((cost.bytes, cost.rounds, cost.keys), (8 * n as u64, 1, to0 + to1));
+    }
+}
+
 /// Each server sends one word per element in one round; the dealer sends server
 /// 0 exactly the keys' bytes and server 1 those and its corrections, one message
 /// per block of `fss::BLOCK` elements: the formulas the planner uses.

@@ -17,8 +17,8 @@
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
-use super::{CostCx, DealerMasks, How, OpUnit, SecureOp, ServerMasks, StepCx, chunked_cost, chunks, public_share};
-use crate::protocol::compare::{deal_drelu, drelu, drelu_cost};
+use super::{CostCx, DealerMasks, How, OpUnit, SecureOp, ServerMasks, StepCx, chunked_cost, chunks};
+use crate::protocol::compare::{deal_drelu_thresholds, drelu_thresholds, drelu_thresholds_cost};
 use crate::protocol::{Cost, Dealer, Server};
 use crate::ring::{RingTensor, Z};
 use crate::tensor::Tensor;
@@ -87,16 +87,15 @@ impl SecureOp for OneHot {
     fn run(&self, s: &mut Server, cx: &StepCx, _: &mut ServerMasks, ins: &[&RingTensor]) -> Result<RingTensor> {
         let per = self.drelus_per_id();
         let flat: Vec<Z> = ins[0].iter().copied().collect();
-        let thresholds: Vec<Z> = (0..per).map(|v| public_share(s, cx.fp.encode_value(v as f64 - 0.5))).collect();
+        let thresholds: Vec<Z> = (0..per).map(|v| cx.fp.encode_value(v as f64 - 0.5)).collect();
         let one = std::num::Wrapping(1u64 << cx.fp.frac_bits);
         let mut out = Vec::with_capacity(flat.len() * self.depth);
         for c in chunks(flat.len(), per) {
-            let ids = &flat[c];
-            let shifted: Vec<Z> = ids.iter().flat_map(|&x| thresholds.iter().map(move |&t| x - t)).collect();
-            let bits = drelu(s, &ArrayD::from_shape_vec(IxDyn(&[shifted.len()]), shifted)?)?;
-            let bits = bits.as_slice().ok_or_else(|| anyhow::anyhow!("DReLU bits are not contiguous"))?;
-            for row in bits.chunks_exact(per) {
-                out.extend(row.windows(2).map(|w| (w[0] - w[1]) * one));
+            let ids = ArrayD::from_shape_vec(IxDyn(&[c.len()]), flat[c].to_vec())?;
+            // bits[[v, i]] = [id_i ≥ v − 1/2].
+            let bits = drelu_thresholds(s, &ids, &thresholds)?;
+            for i in 0..ids.len() {
+                out.extend((1..per).map(|v| (bits[[v - 1, i]] - bits[[v, i]]) * one));
             }
         }
         Ok(ArrayD::from_shape_vec(IxDyn(cx.out_shape()), out)?)
@@ -105,7 +104,7 @@ impl SecureOp for OneHot {
     fn deal(&self, d: &mut Dealer, cx: &StepCx, _: &mut DealerMasks) -> Result<()> {
         let per = self.drelus_per_id();
         for c in chunks(cx.in_shape(0).iter().product(), per) {
-            deal_drelu(d, per * c.len())?;
+            deal_drelu_thresholds(d, c.len(), per)?;
         }
         Ok(())
     }
@@ -113,7 +112,7 @@ impl SecureOp for OneHot {
     fn cost(&self, cx: &mut CostCx) -> Cost {
         let per = self.drelus_per_id();
         let ids = cx.plan.values[cx.step.inputs[0]].len();
-        chunked_cost(ids, per, |n| drelu_cost(cx.comparison, per * n))
+        chunked_cost(ids, per, |n| drelu_thresholds_cost(cx.comparison, n, per))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

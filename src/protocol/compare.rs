@@ -143,12 +143,12 @@ pub fn tournament_cost(
 }
 
 /// What [`piecewise_many`] of `count` functions with `breaks` breakpoints over
-/// `n` elements sends: the DReLUs of every breakpoint; u² and u³ (a pair of
+/// `n` elements sends: the comparisons with every breakpoint; u² and u³ (a pair of
 /// operands and a truncation each); the coefficient products and their one
 /// truncation.
 pub fn piecewise_many_cost(cmp: Comparison, n: usize, breaks: usize, count: usize) -> Cost {
     let power = mul_pairs_cost(&[n]) + truncate_cost(n);
-    drelu_cost(cmp, breaks * n) + power + power + mul_pairs_cost(&vec![n; 3 * count]) + truncate_cost(count * n)
+    drelu_thresholds_cost(cmp, n, breaks) + power + power + mul_pairs_cost(&vec![n; 3 * count]) + truncate_cost(count * n)
 }
 
 /// Correction words the dealer sends server 1 for `n` DReLUs.
@@ -457,6 +457,49 @@ pub fn drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
     match s.comparison {
         Comparison::Bitwise => bitwise_drelu(s, x),
         Comparison::Fss => fss::run(s, Gate::Drelu, x),
+    }
+}
+
+/// Server: shares of [x ≥ t] (integers 0 or 1) for every element of the flat
+/// `x` and every public threshold t (ring-encoded), as a [thresholds, n]
+/// tensor: the breakpoints of a piecewise curve. Bitwise, a DReLU of every
+/// x − t; FSS, one opening and one key per element for all thresholds
+/// ([`fss::drelu_at`], interval containment).
+pub fn drelu_thresholds(s: &mut Server, x: &RingTensor, thresholds: &[Z]) -> Result<RingTensor> {
+    let n = x.len();
+    match s.comparison {
+        Comparison::Bitwise => {
+            let first = s.is_first();
+            // x − t, threshold by threshold, written once (not zeroed first).
+            let mut diffs = Vec::with_capacity(thresholds.len() * n);
+            for &t in thresholds {
+                let t = if first { t } else { Wrapping(0) };
+                diffs.extend(x.iter().map(|&v| v - t));
+            }
+            bitwise_drelu(s, &RingTensor::from_shape_vec(IxDyn(&[thresholds.len(), n]), diffs)?)
+        }
+        Comparison::Fss => {
+            let ts: Vec<u64> = thresholds.iter().map(|t| t.0).collect();
+            fss::drelu_at(s, x, &ts)
+        }
+    }
+}
+
+/// Dealer half of [`drelu_thresholds`], for `n` elements and `thresholds`
+/// thresholds.
+pub fn deal_drelu_thresholds(d: &mut Dealer, n: usize, thresholds: usize) -> Result<()> {
+    match d.comparison {
+        Comparison::Bitwise => deal_bitwise_drelu(d, thresholds * n),
+        Comparison::Fss => fss::deal(d, Gate::Drelu, n),
+    }
+}
+
+/// What [`drelu_thresholds`] of `n` elements and `thresholds` thresholds sends:
+/// under FSS, one DReLU's per element.
+pub fn drelu_thresholds_cost(cmp: Comparison, n: usize, thresholds: usize) -> Cost {
+    match cmp {
+        Comparison::Bitwise => drelu_cost(cmp, thresholds * n),
+        Comparison::Fss => drelu_cost(cmp, n),
     }
 }
 
@@ -945,7 +988,7 @@ pub fn piecewise(s: &mut Server, x: &RingTensor, pw: &Piecewise, fp: FixedPoint)
 /// Server: several piecewise functions with the same segments, of every element
 /// of x, for the cost of one (plus one product per function and coefficient).
 ///
-/// d_k = [x ≥ t_k] for every breakpoint in one batched DReLU; the segment
+/// d_k = [x ≥ t_k] for every breakpoint in one batched comparison; the segment
 /// indicator s_k = d_k − d_{k+1} is one-hot (or all zero outside [t_0, t_K]). The
 /// segment's centre and coefficients are then *local* linear combinations,
 /// m(x) = Σ s_k·m_k and c_j(x) = Σ s_k·c_kj, and so is u = x − m(x). Three rounds
@@ -962,14 +1005,8 @@ pub fn piecewise_many(s: &mut Server, x: &RingTensor, fns: &[&Piecewise], fp: Fi
     let flat = x.to_shape(IxDyn(&[n])).expect("flat").to_owned();
     let first = s.is_first();
     let public = |v: Wrapping<u64>| if first { v } else { Wrapping(0) };
-    // x − t_k for every breakpoint, row by row, written once (not zeroed first).
-    let mut diffs = Vec::with_capacity(k1 * n);
-    for &t in &pw0.breaks {
-        let t = public(fp.encode_value(t));
-        diffs.extend(flat.iter().map(|&v| v - t));
-    }
-    let diffs = RingTensor::from_shape_vec(IxDyn(&[k1, n]), diffs).expect("k1·n elements");
-    let d = drelu(s, &diffs)?;
+    let breaks: Vec<Z> = pw0.breaks.iter().map(|&t| fp.encode_value(t)).collect();
+    let d = drelu_thresholds(s, &flat, &breaks)?;
     let fp2 = FixedPoint { frac_bits: 2 * fp.frac_bits };
     let zeros = || RingTensor::zeros(IxDyn(&[n]));
     let mut centre = zeros();
@@ -1030,7 +1067,7 @@ pub fn deal_piecewise_many(
 ) -> Result<()> {
     let n: usize = shape.iter().product();
     let flat = [n];
-    deal_drelu(d, pw.breaks.len() * n)?;
+    deal_drelu_thresholds(d, n, pw.breaks.len())?;
     for _ in 0..2 {
         deal_mul_pairs(d, &[&flat])?;
         deal_truncate(d, &flat, fp.frac_bits)?;

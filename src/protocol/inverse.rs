@@ -42,7 +42,7 @@ use std::num::Wrapping;
 use anyhow::Result;
 use ndarray::{Axis, IxDyn, concatenate};
 
-use super::compare::{deal_drelu, drelu, drelu_cost};
+use super::compare::{deal_drelu_thresholds, drelu_thresholds, drelu_thresholds_cost};
 use super::mul::{deal_mul_pairs, mul_pairs, mul_pairs_cost};
 use super::trunc::{deal_truncate, truncate, truncate_cost};
 use super::{Cost, Dealer, Server};
@@ -138,14 +138,9 @@ pub fn inverse(s: &mut Server, x: &RingTensor, inv: &Inverse, fp: FixedPoint) ->
     let flat = x.to_shape(IxDyn(&[n]))?.to_owned();
     let first = s.is_first();
     let public = |v: Z| if first { v } else { Wrapping(0) };
-    // x − 2^k for every power of two of the range, written once (not zeroed first).
-    let mut diffs = Vec::with_capacity(breaks * n);
-    for j in 0..breaks {
-        let t = public(fp.encode_value(2f64.powi(inv.lo + j as i32)));
-        diffs.extend(flat.iter().map(|&v| v - t));
-    }
-    let diffs = RingTensor::from_shape_vec(IxDyn(&[breaks, n]), diffs)?;
-    let d = drelu(s, &diffs)?;
+    // [x ≥ 2^k] for every power of two of the range.
+    let powers: Vec<Z> = (0..breaks).map(|j| fp.encode_value(2f64.powi(inv.lo + j as i32))).collect();
+    let d = drelu_thresholds(s, &flat, &powers)?;
     let (fy, fq) = (FixedPoint { frac_bits: y_bits(fp) }, FixedPoint { frac_bits: q_bits(fp) });
     let constants: Vec<(Z, Z)> = (inv.lo..inv.hi).map(|k| inv.octave(k, fq, fy)).collect();
     let (below_v, above_v) = inv.saturation();
@@ -215,7 +210,7 @@ fn truncate_both(s: &mut Server, a: &RingTensor, b: &RingTensor, shift: u32) -> 
 pub fn deal_inverse(d: &mut Dealer, n: usize, inv: &Inverse, fp: FixedPoint) -> Result<()> {
     let f = fp.frac_bits;
     let flat = [n];
-    deal_drelu(d, inv.breaks() * n)?;
+    deal_drelu_thresholds(d, n, inv.breaks())?;
     deal_mul_pairs(d, &[&flat])?;
     deal_truncate(d, &flat, q_bits(fp))?;
     for it in 0..ITERATIONS {
@@ -244,7 +239,7 @@ pub fn inverse_cost(cmp: super::Comparison, n: usize, inv: &Inverse) -> Cost {
         Power::Reciprocal => step(2),
         Power::Rsqrt => step(2) + step(1),
     };
-    drelu_cost(cmp, inv.breaks() * n) + step(1) + middle.times(ITERATIONS as u64 - 1) + step(1)
+    drelu_thresholds_cost(cmp, n, inv.breaks()) + step(1) + middle.times(ITERATIONS as u64 - 1) + step(1)
 }
 
 #[cfg(test)]

@@ -187,6 +187,25 @@ fn root(words: &[u64]) -> u128 {
 /// x·[x ≥ 0] (`Gate::Relu`) or of x·[x ≥ 0] >> shift to one ulp
 /// (`Gate::ReluShift`) for every element of `x`. One round.
 pub fn run(s: &mut Server, gate: Gate, x: &RingTensor) -> Result<RingTensor> {
+    Ok(from_words(x.shape(), run_at(s, gate, x, &[0])?))
+}
+
+/// Server: shares of [x ≥ t] (integers 0 or 1) for every element of `x` and
+/// every public threshold t (ring-encoded), threshold by threshold: a tensor
+/// of shape [thresholds, x.len()]. One round, and one opening and one key per
+/// element whatever the number of thresholds (interval containment, Boyle et
+/// al. 2021, §4): x − t + r = x̂ − t, so the key of [`Gate::Drelu`] for the
+/// mask r, evaluated at x̂ − t, is the DReLU of x − t. Dealt by
+/// [`deal`]`(Gate::Drelu, x.len())`.
+pub fn drelu_at(s: &mut Server, x: &RingTensor, thresholds: &[u64]) -> Result<RingTensor> {
+    let out = run_at(s, Gate::Drelu, x, thresholds)?;
+    Ok(from_words(&[thresholds.len(), x.len()], out))
+}
+
+/// [`run`] of x − t for every public t in `points`, point by point (one
+/// mask, opening and key per element; the points are public shifts of the
+/// opened x̂).
+fn run_at(s: &mut Server, gate: Gate, x: &RingTensor, points: &[u64]) -> Result<Vec<u64>> {
     gate.check()?;
     let n = x.len();
     let first = s.is_first();
@@ -194,14 +213,14 @@ pub fn run(s: &mut Server, gate: Gate, x: &RingTensor) -> Result<RingTensor> {
     let tag = s.at.next_material()?;
     let mut mat = vec![0u64; per * n];
     s.material(tag).fill(&mut mat);
-    let xw: Vec<u64> = x.iter().map(|v| v.0).collect();
-    let masked: Vec<u64> = xw.iter().zip(mat.chunks_exact(per)).map(|(&x, m)| x.wrapping_add(m[0])).collect();
+    let masked: Vec<u64> = x.iter().zip(mat.chunks_exact(per)).map(|(x, m)| x.0.wrapping_add(m[0])).collect();
     let theirs = s.exchange(&masked)?;
     let opened: Vec<u64> = masked.iter().zip(&theirs).map(|(a, b)| a.wrapping_add(*b)).collect();
     drop((masked, theirs));
     let shape = gate.shape();
     let (k, key_len, corr) = (gate.payload(), shape.key_bytes(), gate.correlated());
-    let mut out = Vec::with_capacity(n);
+    let mut out = vec![0u64; points.len() * n];
+    let (mut low, mut y) = (Vec::new(), Vec::new());
     for range in blocks(n) {
         let m = range.len();
         let tag = s.at.next_material()?;
@@ -210,43 +229,50 @@ pub fn run(s: &mut Server, gate: Gate, x: &RingTensor) -> Result<RingTensor> {
         let (corrections, keys) = message.split_at(received);
         let corrections = read_words(corrections);
         let roots: Vec<u128> = range.clone().map(|e| root(&mat[per * e + 1..per * e + 3])).collect();
-        let low: Vec<u64> = opened[range.clone()].iter().map(|v| v & LOW63).collect();
-        let mut y = vec![0u64; k * m];
-        dcf::evaluate(shape, s.i, &roots, keys, &low, &mut y);
-        for (i, e) in range.enumerate() {
-            let own = &mat[per * e..per * (e + 1)];
-            let c = |j: usize| Wrapping(if first { own[3 + j] } else { corrections[corr * i + j] });
-            let a = Wrapping(opened[e] >> 63);
-            let one = Wrapping(1u64);
-            let public = |v: Wrapping<u64>| if first { v } else { Wrapping(0) };
-            // u = c ⊕ w = c + (1 − 2c)·w.
-            let u = c(0) + Wrapping(y[k * i]);
-            out.push(match gate {
-                // d = 1 − msb(x) = (1 − a) − (1 − 2a)·u.
-                Gate::Drelu => (public(one - a) - (one - Wrapping(2) * a) * u).0,
-                Gate::Relu => {
-                    // v = u·r = c·r + (1 − 2c)·r·w.
-                    let v = c(1) + Wrapping(y[k * i + 1]);
-                    let xh = Wrapping(opened[e]);
-                    let share = public(xh) - Wrapping(own[0]);
-                    ((one - a) * share - (one - Wrapping(2) * a) * (u * xh - v)).0
-                }
-                Gate::ReluShift(shift) => {
-                    // d = (1 − a) − (1 − 2a)·u; v = u·r_h = c·r_h + (1 − 2c)·r_h·w;
-                    // d·r_h = (1 − a)·r_h − (1 − 2a)·v; c·w from the third word.
-                    // d·(x >> shift) = x̂_h·d − d·r_h + (1 − a)·2^(64 − shift)·c·w,
-                    // up by one ulp when the low parts borrow (module docs).
-                    let v = c(1) + Wrapping(y[k * i + 1]);
-                    let cw = Wrapping(y[k * i + 2]);
-                    let d = public(one - a) - (one - Wrapping(2) * a) * u;
-                    let d_rh = (one - a) * c(2) - (one - Wrapping(2) * a) * v;
-                    let xh_high = Wrapping(opened[e] >> shift);
-                    (xh_high * d - d_rh + (one - a) * wrap_weight(shift) * cw).0
-                }
-            });
+        for (j, &t) in points.iter().enumerate() {
+            // x − t masked by r: x̂ − t, public.
+            let shifted = |e: usize| opened[e].wrapping_sub(t);
+            low.clear();
+            low.extend(range.clone().map(|e| shifted(e) & LOW63));
+            y.clear();
+            y.resize(k * m, 0);
+            dcf::evaluate(shape, s.i, &roots, keys, &low, &mut y);
+            for (i, e) in range.clone().enumerate() {
+                let own = &mat[per * e..per * (e + 1)];
+                let c = |w: usize| Wrapping(if first { own[3 + w] } else { corrections[corr * i + w] });
+                let opened = shifted(e);
+                let a = Wrapping(opened >> 63);
+                let one = Wrapping(1u64);
+                let public = |v: Wrapping<u64>| if first { v } else { Wrapping(0) };
+                // u = c ⊕ w = c + (1 − 2c)·w.
+                let u = c(0) + Wrapping(y[k * i]);
+                out[j * n + e] = match gate {
+                    // d = 1 − msb(x) = (1 − a) − (1 − 2a)·u.
+                    Gate::Drelu => (public(one - a) - (one - Wrapping(2) * a) * u).0,
+                    Gate::Relu => {
+                        // v = u·r = c·r + (1 − 2c)·r·w.
+                        let v = c(1) + Wrapping(y[k * i + 1]);
+                        let xh = Wrapping(opened);
+                        let share = public(xh) - Wrapping(own[0]);
+                        ((one - a) * share - (one - Wrapping(2) * a) * (u * xh - v)).0
+                    }
+                    Gate::ReluShift(shift) => {
+                        // d = (1 − a) − (1 − 2a)·u; v = u·r_h = c·r_h + (1 − 2c)·r_h·w;
+                        // d·r_h = (1 − a)·r_h − (1 − 2a)·v; c·w from the third word.
+                        // d·(x >> shift) = x̂_h·d − d·r_h + (1 − a)·2^(64 − shift)·c·w,
+                        // up by one ulp when the low parts borrow (module docs).
+                        let v = c(1) + Wrapping(y[k * i + 1]);
+                        let cw = Wrapping(y[k * i + 2]);
+                        let d = public(one - a) - (one - Wrapping(2) * a) * u;
+                        let d_rh = (one - a) * c(2) - (one - Wrapping(2) * a) * v;
+                        let xh_high = Wrapping(opened >> shift);
+                        (xh_high * d - d_rh + (one - a) * wrap_weight(shift) * cw).0
+                    }
+                };
+            }
         }
     }
-    Ok(from_words(x.shape(), out))
+    Ok(out)
 }
 
 /// Dealer half of [`run`] over `n` elements.
