@@ -148,7 +148,11 @@ pub fn tournament_cost(
 /// truncation.
 pub fn piecewise_many_cost(cmp: Comparison, n: usize, breaks: usize, count: usize) -> Cost {
     let power = mul_pairs_cost(&[n]) + truncate_cost(n);
-    drelu_thresholds_cost(cmp, n, breaks) + power + power + mul_pairs_cost(&vec![n; 3 * count]) + truncate_cost(count * n)
+    drelu_thresholds_cost(cmp, n, breaks)
+        + power
+        + power
+        + mul_pairs_cost(&vec![n; 3 * count])
+        + truncate_cost(count * n)
 }
 
 /// Correction words the dealer sends server 1 for `n` DReLUs.

@@ -1,5 +1,6 @@
 //! Comparison with zero by function secret sharing: DReLU, ReLU, and ReLU with a
-//! product's truncation fused in, each in one round.
+//! product's truncation fused in, each in one round; and the DReLUs of x − t
+//! for many public t from one key per element ([`drelu_at`]).
 //!
 //! The dealer deals, per element, a fresh uniform mask r ∈ Z_2^64 (server b
 //! expands its share r_b from its seed) and a pair of DCF keys ([`dcf`]) for
