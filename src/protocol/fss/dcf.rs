@@ -145,10 +145,10 @@ fn value_words(blocks: &[u128], k: usize, out: &mut [u64]) {
 }
 
 /// One level's expansion of a seed, both sides (key generation).
-struct Expanded {
+struct Expanded<const K: usize> {
     seed: [u128; 2],
     t: [u8; 2],
-    value: [[u64; MAX_PAYLOAD]; 2],
+    value: [[u64; K]; 2],
 }
 
 /// The blocks G(s) encrypts, in order: left seed, right seed, left values, right values.
@@ -164,13 +164,13 @@ fn fill_expansion(shape: Shape, s: u128, blocks: &mut [u128]) {
 }
 
 /// The expansion from the blocks [`fill_expansion`] laid out, once through [`mmo`].
-fn read_expansion(shape: Shape, blocks: &[u128]) -> Expanded {
+fn read_expansion<const K: usize>(shape: Shape, blocks: &[u128]) -> Expanded<K> {
     let h = shape.value_blocks();
     let (l, tl) = split_seed(blocks[0]);
     let (r, tr) = split_seed(blocks[1]);
-    let mut value = [[0u64; MAX_PAYLOAD]; 2];
+    let mut value = [[0u64; K]; 2];
     for (side, v) in value.iter_mut().enumerate() {
-        value_words(&blocks[2 + side * h..2 + (side + 1) * h], shape.payload, v);
+        value_words(&blocks[2 + side * h..2 + (side + 1) * h], K, v);
     }
     Expanded { seed: [l, r], t: [tl, tr], value }
 }
@@ -207,24 +207,24 @@ pub fn generate(shape: Shape, alpha: u64, beta: &[u64], roots: [u128; 2], out: &
 /// of their seeds `s` (control bits `t`), write the level's correction words
 /// into `key` and step `s`, `t` and the value on the path to α, `v_alpha`.
 #[allow(clippy::too_many_arguments)]
-fn correct_level(
+fn correct_level<const K: usize>(
     shape: Shape,
     level: usize,
     alpha: u64,
     beta: &[u64],
-    e: &[Expanded; 2],
+    e: &[Expanded<K>; 2],
     s: &mut [u128; 2],
     t: &mut [u8; 2],
-    v_alpha: &mut [u64; MAX_PAYLOAD],
+    v_alpha: &mut [u64; K],
     key: &mut [u8],
 ) {
     debug_assert!(shape.bits == 64 || alpha >> shape.bits == 0, "α below 2^n");
-    let k = shape.payload;
+    let k = K;
     let a = input_bit(shape, alpha, level);
     let (keep, lose) = (a, 1 - a);
     let s_cw = e[0].seed[lose] ^ e[1].seed[lose];
     let sg = sign(t[1]);
-    let mut v_cw = [0u64; MAX_PAYLOAD];
+    let mut v_cw = [0u64; K];
     for j in 0..k {
         let mut v = e[1].value[lose][j].wrapping_sub(e[0].value[lose][j]).wrapping_sub(v_alpha[j]);
         if lose == 0 {
@@ -252,7 +252,7 @@ fn correct_level(
 }
 
 /// The last correction word, which cancels the value at α itself.
-fn finish_key(shape: Shape, s: [u128; 2], t: [u8; 2], v_alpha: &[u64; MAX_PAYLOAD], key: &mut [u8]) {
+fn finish_key(shape: Shape, s: [u128; 2], t: [u8; 2], v_alpha: &[u64], key: &mut [u8]) {
     let (mut c0, mut c1) = ([0u64; MAX_PAYLOAD], [0u64; MAX_PAYLOAD]);
     convert(shape, s[0], &mut c0);
     convert(shape, s[1], &mut c1);
@@ -271,8 +271,26 @@ fn finish_key(shape: Shape, s: [u128; 2], t: [u8; 2], v_alpha: &[u64; MAX_PAYLOA
 /// blocks each) and AES-NI's pipeline stays full, where one key at a time
 /// offers it 4–8 blocks.
 pub fn generate_many(shape: Shape, alphas: &[u64], betas: &[u64], roots: &[[u128; 2]], out: &mut Vec<u8>) {
-    let (n, k, h) = (shape.levels(), shape.payload, shape.value_blocks());
-    assert!(alphas.len() == roots.len() && betas.len() == k * alphas.len(), "batch sizes");
+    assert!(alphas.len() == roots.len() && betas.len() == shape.payload * alphas.len(), "batch sizes");
+    // One loop body per payload size: the per-word loops unroll.
+    match shape.payload {
+        1 => generate_many_k::<1>(shape, alphas, betas, roots, out),
+        2 => generate_many_k::<2>(shape, alphas, betas, roots, out),
+        3 => generate_many_k::<3>(shape, alphas, betas, roots, out),
+        _ => generate_many_k::<MAX_PAYLOAD>(shape, alphas, betas, roots, out),
+    }
+}
+
+/// [`generate_many`] for payloads of `K` words.
+fn generate_many_k<const K: usize>(
+    shape: Shape,
+    alphas: &[u64],
+    betas: &[u64],
+    roots: &[[u128; 2]],
+    out: &mut Vec<u8>,
+) {
+    debug_assert_eq!(shape.payload, K);
+    let (n, k, h) = (shape.levels(), K, shape.value_blocks());
     let len = shape.key_bytes();
     let per = 2 * (2 + 2 * h);
     let start = out.len();
@@ -283,7 +301,7 @@ pub fn generate_many(shape: Shape, alphas: &[u64], betas: &[u64], roots: &[[u128
         let keys = &mut out[start + first * len..start + (first + m) * len];
         let mut s: Vec<[u128; 2]> = roots[first..first + m].iter().map(|r| [r[0] & !1, r[1] & !1]).collect();
         let mut t = vec![[0u8, 1u8]; m];
-        let mut v_alpha = vec![[0u64; MAX_PAYLOAD]; m];
+        let mut v_alpha = vec![[0u64; K]; m];
         for level in 0..n {
             for (e, s) in s.iter().enumerate() {
                 for (b, &seed) in s.iter().enumerate() {
@@ -331,58 +349,84 @@ const LANES: usize = 64;
 /// ([`Shape::key_bytes`] each), `x[e]` the input (below 2^n). Writes
 /// `shape.payload` words per element into `out`.
 pub fn evaluate(shape: Shape, party: usize, roots: &[u128], keys: &[u8], x: &[u64], out: &mut [u64]) {
-    let (n, k, h) = (shape.levels(), shape.payload, shape.value_blocks());
     let len = shape.key_bytes();
-    assert!(roots.len() == x.len() && keys.len() == len * x.len() && out.len() == k * x.len(), "batch sizes");
+    assert!(
+        roots.len() == x.len() && keys.len() == len * x.len() && out.len() == shape.payload * x.len(),
+        "batch sizes"
+    );
+    // One loop body per payload size: the per-word loops unroll.
+    match shape.payload {
+        1 => evaluate_k::<1>(shape, party, roots, keys, x, out),
+        2 => evaluate_k::<2>(shape, party, roots, keys, x, out),
+        3 => evaluate_k::<3>(shape, party, roots, keys, x, out),
+        _ => evaluate_k::<MAX_PAYLOAD>(shape, party, roots, keys, x, out),
+    }
+}
+
+/// [`evaluate`] for payloads of `K` words, `LANES` elements at a time.
+fn evaluate_k<const K: usize>(shape: Shape, party: usize, roots: &[u128], keys: &[u8], x: &[u64], out: &mut [u64]) {
+    debug_assert_eq!(shape.payload, K);
+    let (n, h) = (shape.levels(), shape.value_blocks());
+    let len = shape.key_bytes();
+    let (values_at, bits_at, last_at) = (shape.values_at(), shape.bits_at(), shape.last_at());
     let neg = party == 1;
-    let mut blocks = vec![0u128; LANES * (1 + h)];
+    let per = 1 + h;
+    let mut blocks = vec![0u128; LANES * per];
+    let tweaks: [[u128; MAX_PAYLOAD.div_ceil(2)]; 2] =
+        std::array::from_fn(|side| std::array::from_fn(|j| value_tweak(shape, side, j)));
     for start in (0..x.len()).step_by(LANES) {
         let m = LANES.min(x.len() - start);
-        let mut s: Vec<u128> = roots[start..start + m].iter().map(|r| r & !1).collect();
-        let mut t = vec![party as u8; m];
-        let mut acc = vec![0u64; m * k];
+        let keys: Vec<&[u8]> = keys[start * len..(start + m) * len].chunks_exact(len).collect();
+        let xs = &x[start..start + m];
+        let mut s = [0u128; LANES];
+        for (s, r) in s.iter_mut().zip(&roots[start..start + m]) {
+            *s = r & !1;
+        }
+        let mut t = [party as u8; LANES];
+        let mut acc = [[0u64; K]; LANES];
         for level in 0..n {
-            for e in 0..m {
-                let side = input_bit(shape, x[start + e], level);
-                let b = &mut blocks[e * (1 + h)..(e + 1) * (1 + h)];
-                b[0] = s[e] ^ if side == 0 { LEFT_SEED } else { RIGHT_SEED };
-                for (j, v) in b[1..].iter_mut().enumerate() {
-                    *v = s[e] ^ value_tweak(shape, side, j);
+            let shift = shape.bits as usize - 1 - level;
+            for (e, b) in blocks.chunks_exact_mut(per).take(m).enumerate() {
+                let side = ((xs[e] >> shift) & 1) as usize;
+                b[0] = s[e] ^ side as u128; // LEFT_SEED = 0, RIGHT_SEED = 1
+                for (v, tw) in b[1..].iter_mut().zip(&tweaks[side]) {
+                    *v = s[e] ^ tw;
                 }
             }
-            mmo(&mut blocks[..m * (1 + h)]);
-            for e in 0..m {
-                let key = &keys[(start + e) * len..(start + e + 1) * len];
-                let side = input_bit(shape, x[start + e], level);
-                let b = &blocks[e * (1 + h)..(e + 1) * (1 + h)];
+            mmo(&mut blocks[..m * per]);
+            let v_at = values_at + 8 * level * K;
+            let (bit_byte, bit_shift) = (bits_at + (2 * level) / 8, (2 * level) % 8);
+            for (e, b) in blocks.chunks_exact(per).take(m).enumerate() {
+                let key = keys[e];
+                let side = ((xs[e] >> shift) & 1) as usize;
                 let (seed, tb) = split_seed(b[0]);
-                let bit = 2 * level + side;
-                let t_cw = (key[shape.bits_at() + bit / 8] >> (bit % 8)) & 1;
-                let mut v = [0u64; MAX_PAYLOAD];
-                value_words(&b[1..], k, &mut v);
-                for j in 0..k {
-                    let mut add = v[j];
-                    if t[e] == 1 {
-                        add = add.wrapping_add(word(key, shape.values_at() + 8 * (level * k + j)));
+                let t_cw = (key[bit_byte] >> (bit_shift + side)) & 1;
+                let corrected = t[e] == 1;
+                let cw_words = &key[v_at..v_at + 8 * K];
+                for j in 0..K {
+                    let mut add = (b[1 + j / 2] >> (64 * (j % 2))) as u64;
+                    if corrected {
+                        add = add
+                            .wrapping_add(u64::from_le_bytes(cw_words[8 * j..8 * j + 8].try_into().expect("8 bytes")));
                     }
-                    let a = &mut acc[e * k + j];
+                    let a = &mut acc[e][j];
                     *a = if neg { a.wrapping_sub(add) } else { a.wrapping_add(add) };
                 }
-                s[e] = seed ^ if t[e] == 1 { seed_cw(key, level) } else { 0 };
+                s[e] = seed ^ if corrected { seed_cw(key, level) } else { 0 };
                 t[e] = tb ^ (t[e] & t_cw);
             }
         }
         for e in 0..m {
-            let key = &keys[(start + e) * len..(start + e + 1) * len];
+            let key = keys[e];
             let mut c = [0u64; MAX_PAYLOAD];
             convert(shape, s[e], &mut c);
-            for j in 0..k {
+            for j in 0..K {
                 let mut add = c[j];
                 if t[e] == 1 {
-                    add = add.wrapping_add(word(key, shape.last_at() + 8 * j));
+                    add = add.wrapping_add(word(key, last_at + 8 * j));
                 }
-                let a = acc[e * k + j];
-                out[(start + e) * k + j] = if neg { a.wrapping_sub(add) } else { a.wrapping_add(add) };
+                let a = acc[e][j];
+                out[(start + e) * K + j] = if neg { a.wrapping_sub(add) } else { a.wrapping_add(add) };
             }
         }
     }
