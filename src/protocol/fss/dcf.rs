@@ -349,84 +349,164 @@ const LANES: usize = 64;
 /// ([`Shape::key_bytes`] each), `x[e]` the input (below 2^n). Writes
 /// `shape.payload` words per element into `out`.
 pub fn evaluate(shape: Shape, party: usize, roots: &[u128], keys: &[u8], x: &[u64], out: &mut [u64]) {
+    evaluate_at(shape, party, roots, keys, x, 1, out);
+}
+
+/// [`evaluate`] of each element's key at `m` points: element e's points are
+/// `points[e·m..(e + 1)·m]` (below 2^n), and its shares of β_e·[p < α_e] go to
+/// `out[(e·m + j)·k..]` for its point j. The points' common prefix (the top
+/// levels where all of an element's points take the same side) is walked
+/// once: a piecewise curve's breakpoints, shifted by one mask, share most of
+/// their 63 bits.
+pub fn evaluate_at(shape: Shape, party: usize, roots: &[u128], keys: &[u8], points: &[u64], m: usize, out: &mut [u64]) {
     let len = shape.key_bytes();
     assert!(
-        roots.len() == x.len() && keys.len() == len * x.len() && out.len() == shape.payload * x.len(),
+        m >= 1
+            && roots.len() * m == points.len()
+            && keys.len() == len * roots.len()
+            && out.len() == shape.payload * points.len(),
         "batch sizes"
     );
     // One loop body per payload size: the per-word loops unroll.
     match shape.payload {
-        1 => evaluate_k::<1>(shape, party, roots, keys, x, out),
-        2 => evaluate_k::<2>(shape, party, roots, keys, x, out),
-        3 => evaluate_k::<3>(shape, party, roots, keys, x, out),
-        _ => evaluate_k::<MAX_PAYLOAD>(shape, party, roots, keys, x, out),
+        1 => evaluate_k::<1>(shape, party, roots, keys, points, m, out),
+        2 => evaluate_k::<2>(shape, party, roots, keys, points, m, out),
+        3 => evaluate_k::<3>(shape, party, roots, keys, points, m, out),
+        _ => evaluate_k::<MAX_PAYLOAD>(shape, party, roots, keys, points, m, out),
     }
 }
 
-/// [`evaluate`] for payloads of `K` words, `LANES` elements at a time.
-fn evaluate_k<const K: usize>(shape: Shape, party: usize, roots: &[u128], keys: &[u8], x: &[u64], out: &mut [u64]) {
-    debug_assert_eq!(shape.payload, K);
-    let (n, h) = (shape.levels(), shape.value_blocks());
-    let len = shape.key_bytes();
-    let (values_at, bits_at, last_at) = (shape.values_at(), shape.bits_at(), shape.last_at());
-    let neg = party == 1;
+/// One element's evaluation state down the tree: its seed, control bit and
+/// the value words gathered so far.
+#[derive(Clone, Copy)]
+struct Walker<const K: usize> {
+    s: u128,
+    t: u8,
+    acc: [u64; K],
+}
+
+/// Step every element e of a lane from level `from[e]` to `to[e]` along the
+/// path of `xs[e]`, level by level, the active elements' expansions encrypted
+/// together.
+#[allow(clippy::too_many_arguments)]
+fn walk<const K: usize>(
+    shape: Shape,
+    neg: bool,
+    keys: &[&[u8]],
+    xs: &[u64],
+    from: &[usize],
+    to: &[usize],
+    state: &mut [Walker<K>],
+    blocks: &mut [u128],
+) {
+    let h = shape.value_blocks();
     let per = 1 + h;
-    let mut blocks = vec![0u128; LANES * per];
+    let (values_at, bits_at) = (shape.values_at(), shape.bits_at());
     let tweaks: [[u128; MAX_PAYLOAD.div_ceil(2)]; 2] =
         std::array::from_fn(|side| std::array::from_fn(|j| value_tweak(shape, side, j)));
-    for start in (0..x.len()).step_by(LANES) {
-        let m = LANES.min(x.len() - start);
-        let keys: Vec<&[u8]> = keys[start * len..(start + m) * len].chunks_exact(len).collect();
-        let xs = &x[start..start + m];
-        let mut s = [0u128; LANES];
-        for (s, r) in s.iter_mut().zip(&roots[start..start + m]) {
-            *s = r & !1;
-        }
-        let mut t = [party as u8; LANES];
-        let mut acc = [[0u64; K]; LANES];
-        for level in 0..n {
-            let shift = shape.bits as usize - 1 - level;
-            for (e, b) in blocks.chunks_exact_mut(per).take(m).enumerate() {
-                let side = ((xs[e] >> shift) & 1) as usize;
-                b[0] = s[e] ^ side as u128; // LEFT_SEED = 0, RIGHT_SEED = 1
-                for (v, tw) in b[1..].iter_mut().zip(&tweaks[side]) {
-                    *v = s[e] ^ tw;
-                }
-            }
-            mmo(&mut blocks[..m * per]);
-            let v_at = values_at + 8 * level * K;
-            let (bit_byte, bit_shift) = (bits_at + (2 * level) / 8, (2 * level) % 8);
-            for (e, b) in blocks.chunks_exact(per).take(m).enumerate() {
-                let key = keys[e];
-                let side = ((xs[e] >> shift) & 1) as usize;
-                let (seed, tb) = split_seed(b[0]);
-                let t_cw = (key[bit_byte] >> (bit_shift + side)) & 1;
-                let corrected = t[e] == 1;
-                let cw_words = &key[v_at..v_at + 8 * K];
-                for j in 0..K {
-                    let mut add = (b[1 + j / 2] >> (64 * (j % 2))) as u64;
-                    if corrected {
-                        add = add
-                            .wrapping_add(u64::from_le_bytes(cw_words[8 * j..8 * j + 8].try_into().expect("8 bytes")));
-                    }
-                    let a = &mut acc[e][j];
-                    *a = if neg { a.wrapping_sub(add) } else { a.wrapping_add(add) };
-                }
-                s[e] = seed ^ if corrected { seed_cw(key, level) } else { 0 };
-                t[e] = tb ^ (t[e] & t_cw);
+    let (Some(&low), Some(&high)) = (from.iter().min(), to.iter().max()) else { return };
+    let mut active = [0usize; LANES];
+    for level in low..high {
+        let shift = shape.bits as usize - 1 - level;
+        let mut count = 0;
+        for e in 0..xs.len() {
+            if from[e] <= level && level < to[e] {
+                active[count] = e;
+                count += 1;
             }
         }
-        for e in 0..m {
+        for (&e, b) in active[..count].iter().zip(blocks.chunks_exact_mut(per)) {
+            let side = ((xs[e] >> shift) & 1) as usize;
+            let s = state[e].s;
+            b[0] = s ^ side as u128; // LEFT_SEED = 0, RIGHT_SEED = 1
+            for (v, tw) in b[1..].iter_mut().zip(&tweaks[side]) {
+                *v = s ^ tw;
+            }
+        }
+        mmo(&mut blocks[..count * per]);
+        let v_at = values_at + 8 * level * K;
+        let (bit_byte, bit_shift) = (bits_at + (2 * level) / 8, (2 * level) % 8);
+        for (&e, b) in active[..count].iter().zip(blocks.chunks_exact(per)) {
             let key = keys[e];
-            let mut c = [0u64; MAX_PAYLOAD];
-            convert(shape, s[e], &mut c);
+            let side = ((xs[e] >> shift) & 1) as usize;
+            let (seed, tb) = split_seed(b[0]);
+            let t_cw = (key[bit_byte] >> (bit_shift + side)) & 1;
+            let w = &mut state[e];
+            let corrected = w.t == 1;
+            let cw_words = &key[v_at..v_at + 8 * K];
             for j in 0..K {
-                let mut add = c[j];
-                if t[e] == 1 {
-                    add = add.wrapping_add(word(key, last_at + 8 * j));
+                let mut add = (b[1 + j / 2] >> (64 * (j % 2))) as u64;
+                if corrected {
+                    add = add.wrapping_add(u64::from_le_bytes(cw_words[8 * j..8 * j + 8].try_into().expect("8 bytes")));
                 }
-                let a = acc[e][j];
-                out[(start + e) * K + j] = if neg { a.wrapping_sub(add) } else { a.wrapping_add(add) };
+                let a = &mut w.acc[j];
+                *a = if neg { a.wrapping_sub(add) } else { a.wrapping_add(add) };
+            }
+            w.s = seed ^ if corrected { seed_cw(key, level) } else { 0 };
+            w.t = tb ^ (w.t & t_cw);
+        }
+    }
+}
+
+/// [`evaluate_at`] for payloads of `K` words, `LANES` elements at a time.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_k<const K: usize>(
+    shape: Shape,
+    party: usize,
+    roots: &[u128],
+    keys: &[u8],
+    points: &[u64],
+    m: usize,
+    out: &mut [u64],
+) {
+    debug_assert_eq!(shape.payload, K);
+    let n = shape.levels();
+    let len = shape.key_bytes();
+    let last_at = shape.last_at();
+    let neg = party == 1;
+    let mut blocks = vec![0u128; LANES * (1 + shape.value_blocks())];
+    for start in (0..roots.len()).step_by(LANES) {
+        let lane = LANES.min(roots.len() - start);
+        let keys: Vec<&[u8]> = keys[start * len..(start + lane) * len].chunks_exact(len).collect();
+        let mut shared = [Walker { s: 0, t: party as u8, acc: [0u64; K] }; LANES];
+        for (w, r) in shared.iter_mut().zip(&roots[start..start + lane]) {
+            w.s = r & !1;
+        }
+        // The levels all of an element's points share: above its points'
+        // highest differing bit.
+        let mut common = [n; LANES];
+        let mut first = [0u64; LANES];
+        for e in 0..lane {
+            let ps = &points[(start + e) * m..(start + e + 1) * m];
+            let differ = ps.iter().fold(0u64, |d, &p| d | (p ^ ps[0]));
+            first[e] = ps[0];
+            if differ != 0 {
+                common[e] = n - 1 - (63 - differ.leading_zeros() as usize);
+            }
+        }
+        let zero = [0usize; LANES];
+        walk(shape, neg, &keys, &first[..lane], &zero[..lane], &common[..lane], &mut shared[..lane], &mut blocks);
+        let end = [n; LANES];
+        let mut xs = [0u64; LANES];
+        for j in 0..m {
+            let mut state = shared;
+            for e in 0..lane {
+                xs[e] = points[(start + e) * m + j];
+            }
+            walk(shape, neg, &keys, &xs[..lane], &common[..lane], &end[..lane], &mut state[..lane], &mut blocks);
+            for e in 0..lane {
+                let (key, w) = (keys[e], &state[e]);
+                let mut c = [0u64; MAX_PAYLOAD];
+                convert(shape, w.s, &mut c);
+                let at = ((start + e) * m + j) * K;
+                for i in 0..K {
+                    let mut add = c[i];
+                    if w.t == 1 {
+                        add = add.wrapping_add(word(key, last_at + 8 * i));
+                    }
+                    let a = w.acc[i];
+                    out[at + i] = if neg { a.wrapping_sub(add) } else { a.wrapping_add(add) };
+                }
             }
         }
     }
@@ -498,6 +578,52 @@ mod tests {
             for (x, y) in xs.iter().zip(reconstruct(shape, alpha, beta, roots, &xs)) {
                 let want: Vec<u64> = if *x < alpha { beta.to_vec() } else { vec![0; payload] };
                 prop_assert_eq!(y, want, "x = {}", x);
+            }
+        }
+
+        /// A key evaluated at many points per element (clustered points that
+        /// share a long prefix, spread ones, repeats, across the lanes'
+        /// boundaries) gives, point for point, what one evaluation per point
+        /// gives, and so β·[p < α].
+        #[test]
+        fn many_points_per_key_are_the_evaluations_one_at_a_time(
+            bits in prop_oneof![Just(63u32), 1u32..=64],
+            payload in 1usize..=MAX_PAYLOAD,
+            count in 1usize..=LANES + 3,
+            points_per in 1usize..=7,
+            spread in 0u32..=64,
+            words in proptest::collection::vec(any::<u64>(), (LANES + 3) * (12 + MAX_PAYLOAD)),
+        ) {
+            let shape = Shape::new(bits, payload);
+            let alphas: Vec<u64> = (0..count).map(|e| words[e] & mask(bits)).collect();
+            let betas: Vec<u64> = words[count..count + count * payload].to_vec();
+            let at = count * (1 + payload);
+            let roots: Vec<[u128; 2]> = (0..count)
+                .map(|e| [u128::from(words[at + e]) << 3 | 5, u128::from(words[at + e]).rotate_left(40)])
+                .collect();
+            let mut keys = Vec::new();
+            generate_many(shape, &alphas, &betas, &roots, &mut keys);
+            // Element e's points: a base near α plus offsets below 2^spread.
+            let offsets = |w: u64| if spread == 64 { w } else { w & ((1u64 << spread) - 1) };
+            let at = at + count;
+            let points: Vec<u64> = (0..count * points_per)
+                .map(|i| {
+                    let e = i / points_per;
+                    alphas[e].wrapping_add(offsets(words[at + i])).wrapping_sub(offsets(words[at + e])) & mask(bits)
+                })
+                .collect();
+            let k = payload;
+            for party in 0..2 {
+                let own: Vec<u128> = roots.iter().map(|r| r[party]).collect();
+                let mut many = vec![0u64; k * points.len()];
+                evaluate_at(shape, party, &own, &keys, &points, points_per, &mut many);
+                let len = shape.key_bytes();
+                for (i, &p) in points.iter().enumerate() {
+                    let e = i / points_per;
+                    let mut one = vec![0u64; k];
+                    evaluate(shape, party, &own[e..e + 1], &keys[e * len..(e + 1) * len], &[p], &mut one);
+                    prop_assert_eq!(&many[i * k..(i + 1) * k], &one[..], "party {}, element {}, point {}", party, e, p);
+                }
             }
         }
 

@@ -230,29 +230,32 @@ fn run_at(s: &mut Server, gate: Gate, x: &RingTensor, points: &[u64]) -> Result<
         let (corrections, keys) = message.split_at(received);
         let corrections = read_words(corrections);
         let roots: Vec<u128> = range.clone().map(|e| root(&mat[per * e + 1..per * e + 3])).collect();
-        for (j, &t) in points.iter().enumerate() {
-            // x − t masked by r: x̂ − t, public.
-            let shifted = |e: usize| opened[e].wrapping_sub(t);
-            low.clear();
-            low.extend(range.clone().map(|e| shifted(e) & LOW63));
-            y.clear();
-            y.resize(k * m, 0);
-            dcf::evaluate(shape, s.i, &roots, keys, &low, &mut y);
+        // x − t masked by r: x̂ − t, public; every point of an element at once,
+        // so that their common prefix in the key's tree is walked once.
+        let p = points.len();
+        let shifted = |e: usize, j: usize| opened[e].wrapping_sub(points[j]);
+        low.clear();
+        low.extend(range.clone().flat_map(|e| (0..p).map(move |j| shifted(e, j) & LOW63)));
+        y.clear();
+        y.resize(k * m * p, 0);
+        dcf::evaluate_at(shape, s.i, &roots, keys, &low, p, &mut y);
+        for j in 0..p {
             for (i, e) in range.clone().enumerate() {
                 let own = &mat[per * e..per * (e + 1)];
                 let c = |w: usize| Wrapping(if first { own[3 + w] } else { corrections[corr * i + w] });
-                let opened = shifted(e);
+                let opened = shifted(e, j);
                 let a = Wrapping(opened >> 63);
                 let one = Wrapping(1u64);
                 let public = |v: Wrapping<u64>| if first { v } else { Wrapping(0) };
                 // u = c ⊕ w = c + (1 − 2c)·w.
-                let u = c(0) + Wrapping(y[k * i]);
+                let at = k * (i * p + j);
+                let u = c(0) + Wrapping(y[at]);
                 out[j * n + e] = match gate {
                     // d = 1 − msb(x) = (1 − a) − (1 − 2a)·u.
                     Gate::Drelu => (public(one - a) - (one - Wrapping(2) * a) * u).0,
                     Gate::Relu => {
                         // v = u·r = c·r + (1 − 2c)·r·w.
-                        let v = c(1) + Wrapping(y[k * i + 1]);
+                        let v = c(1) + Wrapping(y[at + 1]);
                         let xh = Wrapping(opened);
                         let share = public(xh) - Wrapping(own[0]);
                         ((one - a) * share - (one - Wrapping(2) * a) * (u * xh - v)).0
@@ -262,8 +265,8 @@ fn run_at(s: &mut Server, gate: Gate, x: &RingTensor, points: &[u64]) -> Result<
                         // d·r_h = (1 − a)·r_h − (1 − 2a)·v; c·w from the third word.
                         // d·(x >> shift) = x̂_h·d − d·r_h + (1 − a)·2^(64 − shift)·c·w,
                         // up by one ulp when the low parts borrow (module docs).
-                        let v = c(1) + Wrapping(y[k * i + 1]);
-                        let cw = Wrapping(y[k * i + 2]);
+                        let v = c(1) + Wrapping(y[at + 1]);
+                        let cw = Wrapping(y[at + 2]);
                         let d = public(one - a) - (one - Wrapping(2) * a) * u;
                         let d_rh = (one - a) * c(2) - (one - Wrapping(2) * a) * v;
                         let xh_high = Wrapping(opened >> shift);
