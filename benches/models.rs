@@ -386,6 +386,8 @@ fn run_child(set: &Set, spec: &Spec, batch: usize) -> Result<Measured> {
 }
 
 fn child_main(which: &str) -> ! {
+    // As the CLI does for every command but `serve`.
+    tfe_run::keep_freed_memory();
     let result = (|| -> Result<Measured> {
         let (name, batch) = which.split_once(':').ok_or_else(|| anyhow!("BENCH_CHILD must be model:batch"))?;
         let batch: usize = batch.parse()?;

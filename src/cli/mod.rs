@@ -45,6 +45,9 @@ pub fn main() -> u8 {
         }
     };
     ui::set(cli.quiet, cli.color);
+    if !matches!(cli.command, Some(Command::Serve(_))) {
+        crate::keep_freed_memory();
+    }
     // Errors of the remote commands that are not about the user's files are the
     // parties' (unreachable, refused, failed, timed out).
     let (result, remote) = match cli.command {
