@@ -7,10 +7,13 @@
 //! a kernel that has it). `testdata/mnist_model.pb` is deployed twice
 //! (`--batch-size 1 --comparison bitwise|fss`), then `BENCH_REPEAT` (default 5)
 //! whole `tfe-run predict --model NAME testdata/mnist_input.npy` processes run
-//! for each, alternating; the table gives the median and the range. Every
-//! process must print the first one's predicted classes (a wrong answer is not a
-//! timing). `BENCH_DELAYS` (comma-separated milliseconds, default `0,1,10,25`)
-//! chooses the delays; 0 is a proxy with no delay.
+//! for each, alternating, after one untimed prediction each that fills the
+//! client's cache of deployment descriptions; and as many with `--no-cache`,
+//! which ask server1 for the description every time (one round trip more). The
+//! table gives the median and the range. Every process must print the first
+//! one's predicted classes (a wrong answer is not a timing). `BENCH_DELAYS`
+//! (comma-separated milliseconds, default `0,1,10,25`) chooses the delays; 0 is
+//! a proxy with no delay.
 
 #[path = "../tests/common/cluster.rs"]
 mod cluster;
@@ -34,8 +37,8 @@ fn main() {
     let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
     let model = testdata.join("mnist_model.pb");
     let input = testdata.join("mnist_input.npy");
-    println!("| one-way delay | bitwise | fss | fss / bitwise |");
-    println!("| --- | --- | --- | --- |");
+    println!("| one-way delay | bitwise | fss | fss / bitwise | bitwise, `--no-cache` | fss, `--no-cache` |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     for ms in delays {
         // A zero delay still goes through the proxy, so the rows differ only in the delay.
         let delay = if ms == 0 { Duration::from_micros(1) } else { Duration::from_millis(ms) };
@@ -48,14 +51,26 @@ fn main() {
                 .expect("deploy runs");
             assert!(out.status.success(), "deploy {protocol}: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); PROTOCOLS.len()];
+        // The cached runs, then the ones that ask server1 every time.
+        let variants: Vec<(&str, &[&str])> = PROTOCOLS
+            .iter()
+            .map(|p| (*p, &[][..]))
+            .chain(PROTOCOLS.iter().map(|p| (*p, &["--no-cache"][..])))
+            .collect();
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
         let mut first: Option<Vec<String>> = None;
-        for _ in 0..repeat {
-            for (k, protocol) in PROTOCOLS.iter().enumerate() {
+        for round in 0..=repeat {
+            for (k, (protocol, extra)) in variants.iter().enumerate() {
                 let t = Instant::now();
-                let out =
-                    cluster.command(&["predict", "--model", protocol]).arg(&input).output().expect("predict runs");
-                times[k].push(t.elapsed());
+                let out = cluster
+                    .command(&["predict", "--model", protocol])
+                    .args(*extra)
+                    .arg(&input)
+                    .output()
+                    .expect("predict runs");
+                if round > 0 {
+                    times[k].push(t.elapsed());
+                }
                 assert!(out.status.success(), "predict {protocol}: {}", String::from_utf8_lossy(&out.stderr));
                 // The predicted class of each row: the logits' low digits may differ between protocols.
                 let printed: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -77,8 +92,10 @@ fn main() {
         };
         let (b, bitwise) = cell(&mut times[0]);
         let (f, fss) = cell(&mut times[1]);
+        let (_, bitwise_asking) = cell(&mut times[2]);
+        let (_, fss_asking) = cell(&mut times[3]);
         let label = if ms == 0 { "0 (a 1 µs proxy)".to_string() } else { format!("{ms} ms") };
-        println!("| {label} | {bitwise} | {fss} | {:.2} |", f / b);
-        eprintln!("+{ms} ms: bitwise {bitwise}, fss {fss}");
+        println!("| {label} | {bitwise} | {fss} | {:.2} | {bitwise_asking} | {fss_asking} |", f / b);
+        eprintln!("+{ms} ms: bitwise {bitwise}, fss {fss}; --no-cache: bitwise {bitwise_asking}, fss {fss_asking}");
     }
 }

@@ -218,6 +218,94 @@ fn sessions_join_the_servers_on_standby_connections_without_a_handshake() {
     }
 }
 
+/// `predict --model` keeps the deployment it ran with and names it at once
+/// the next time (server1 describes it once), and an entry that a redeploy
+/// made stale, that no longer fits the input, that is damaged or that names a
+/// deployment no server holds costs one refused start and a fresh
+/// description, never a wrong answer.
+#[test]
+fn a_cached_description_skips_server1s_and_a_stale_or_damaged_one_is_described_afresh() {
+    let cluster = start(&["--metrics", "127.0.0.1:0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rows = |all: &str, shape: &[usize]| {
+        let all = load(&testdata(all));
+        let four = all.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..4)).to_owned();
+        four.into_shape_with_order(shape.to_vec()).unwrap()
+    };
+    let images = dir.path().join("images.npy");
+    tfe_run::npy::write_f32(&images, &rows("mnist_batch100.npy", &[4, 28, 28, 1])).unwrap();
+    let flat = dir.path().join("flat.npy");
+    tfe_run::npy::write_f32(&flat, &rows("mnist_flat100.npy", &[4, 784])).unwrap();
+    let expected = |model: &str| {
+        let all = load(&testdata(&format!("{model}.expected.npy")));
+        all.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..4)).to_owned()
+    };
+    let deploy = |model: &str| {
+        let args = ["deploy", "--name", "m", "--batch-size", "4", "--replace"];
+        let out = cluster.command(&args).arg(testdata(&format!("{model}.pb"))).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let described = || value(&scrape(&cluster, "server1"), "tfe_sessions_total", &[("request", "describe")]);
+    let entries = || -> Vec<std::path::PathBuf> {
+        match std::fs::read_dir(cluster.descriptions()) {
+            Ok(dir) => dir.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    };
+    let out_file = dir.path().join("out.npy");
+    let predict = |input: &std::path::Path, model: &str, extra: &[&str], case: &str| {
+        let _ = std::fs::remove_file(&out_file);
+        let out = cluster
+            .command(&["predict", "--model", "m", "--out", out_file.to_str().unwrap()])
+            .args(extra)
+            .arg(input)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{case}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_matches(case, &load(&out_file), &expected(model), 1e-2);
+    };
+
+    deploy("mnist_model");
+    predict(&images, "mnist_model", &[], "the first prediction");
+    assert_eq!(described(), 1.0);
+    assert_eq!(entries().len(), 1, "one entry for one model on one cluster");
+    let entry = entries().remove(0);
+    predict(&images, "mnist_model", &[], "with the cached description");
+    assert_eq!(described(), 1.0, "the second prediction asked server1 for the description");
+
+    // Redeployed with another model of the same input: the servers refuse the
+    // cached deployment, and the prediction is the new model's.
+    deploy("maxpool_cnn");
+    predict(&images, "maxpool_cnn", &[], "after a redeploy");
+    assert_eq!(described(), 2.0);
+    predict(&images, "maxpool_cnn", &[], "with the renewed entry");
+    assert_eq!(described(), 2.0);
+
+    // Redeployed with a model of another input: the cached plan does not take
+    // the input, and the fresh one does.
+    deploy("mlp");
+    predict(&flat, "mlp", &[], "an input only the new deployment takes");
+    assert_eq!(described(), 3.0);
+
+    // A damaged entry, and one naming a deployment that no server holds.
+    std::fs::write(&entry, b"{\"format\": 1, \"deployment\": ").unwrap();
+    predict(&flat, "mlp", &[], "with a damaged entry");
+    assert_eq!(described(), 4.0);
+    let text = std::fs::read_to_string(&entry).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).expect("the damaged entry was rewritten");
+    json["deployment"]["id"] = serde_json::json!(12345);
+    std::fs::write(&entry, serde_json::to_vec(&json).unwrap()).unwrap();
+    predict(&flat, "mlp", &[], "with an entry of another deployment");
+    assert_eq!(described(), 5.0);
+
+    // --no-cache asks every time and keeps nothing.
+    std::fs::remove_dir_all(cluster.descriptions()).unwrap();
+    predict(&flat, "mlp", &["--no-cache"], "without a cache");
+    predict(&flat, "mlp", &["--no-cache"], "without a cache, again");
+    assert_eq!(described(), 7.0);
+    assert!(entries().is_empty(), "--no-cache kept {:?}", entries());
+}
+
 #[test]
 fn healthz_answers_ok_and_the_endpoint_bounds_its_clients() {
     let cluster = start(&["--metrics", "127.0.0.1:0"]);

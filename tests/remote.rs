@@ -775,6 +775,7 @@ fn a_rejected_client_certificate_exits_5_naming_the_server_and_the_tls_alert() {
             for run in 0..5 {
                 let out = Command::new(binary())
                     .args(args)
+                    .env(tfe_run::remote::descriptions::CACHE_DIR_ENV, cluster.descriptions())
                     .arg("--config")
                     .arg(&cluster.config)
                     .arg("--certs")
@@ -1149,6 +1150,7 @@ fn out_of_range_values_are_refused_before_the_driver_dials_anyone() {
         security: tfe_run::remote::Security::Insecure,
         timeout: Duration::from_secs(1),
         principal: None,
+        descriptions: None,
     };
     let fp = tfe_run::ring::FixedPoint::default();
     let refused = |what: &str, e: anyhow::Error| {

@@ -301,9 +301,27 @@ pub struct PredictArgs {
     pub output_key: Option<String>,
     #[arg(long, value_name = "NAME", hide = true)]
     pub output_node: Option<String>,
+    /// Keep the public description of each deployment predicted with here, so
+    /// that the next prediction names it at once instead of asking server1 (one
+    /// round trip fewer) [default: $XDG_CACHE_HOME/tfe-run/deployments, else
+    /// ~/.cache/tfe-run/deployments].
+    #[arg(long, value_name = "DIR", env = crate::remote::descriptions::CACHE_DIR_ENV)]
+    pub cache_dir: Option<PathBuf>,
+    /// Ask server1 for the deployment's description every time, and keep none.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 impl PredictArgs {
+    /// Where descriptions of deployments are kept, if anywhere.
+    pub fn descriptions(&self) -> Option<crate::remote::descriptions::Descriptions> {
+        if self.no_cache {
+            return None;
+        }
+        let dir = self.cache_dir.clone().or_else(crate::remote::descriptions::Descriptions::default_dir)?;
+        Some(crate::remote::descriptions::Descriptions::new(dir))
+    }
+
     /// `predict` runs what was deployed: a signature, output key or output node
     /// is chosen by the model owner's `deploy`, and a client naming one is told so
     /// rather than silently given the deployed one.
@@ -526,7 +544,7 @@ impl NetworkArgs {
         let security = crate::remote::Security::choose(self.certs.as_deref(), cluster.certs.as_deref(), self.insecure)?;
         let timeout = self.timeout()?.or(cluster.timeout).unwrap_or(crate::cluster::DEFAULT_TIMEOUT);
         let principal = self.principal.clone();
-        Ok(Some(crate::remote::driver::Remote { cluster, security, timeout, principal }))
+        Ok(Some(crate::remote::driver::Remote { cluster, security, timeout, principal, descriptions: None }))
     }
 
     pub fn timeout(&self) -> Result<Option<std::time::Duration>> {

@@ -139,7 +139,7 @@ fn deploy_feed(p: &Placeholder, batch_size: Option<usize>) -> Result<(String, Fe
 
 pub fn predict(args: &PredictArgs) -> Result<u8> {
     args.refuse_output_choice()?;
-    let remote = args.net.required("predict")?;
+    let remote = driver::Remote { descriptions: args.descriptions(), ..args.net.required("predict")? };
     let mut files = BTreeMap::new();
     for (name, path) in &args.feeds {
         if files.insert(name.clone(), path.clone()).is_some() {

@@ -39,6 +39,9 @@ pub struct Remote {
     /// role uses (`--as NAME`): the model owner's for `deploy` and `train`, the
     /// client's otherwise. `None`: the role's own pair.
     pub principal: Option<String>,
+    /// Where `predict --model` keeps the descriptions of deployments it ran
+    /// with ([`super::descriptions`]); `None`: ask server1 every time.
+    pub descriptions: Option<super::descriptions::Descriptions>,
 }
 
 /// What a ready message describes: a deployed model's secure program and which
@@ -578,77 +581,144 @@ fn commit(session: &Session, deployment: &Deployment, commit_to: &[Party]) -> Re
 /// A session that finds the servers on another deployment than the one described
 /// (a redeploy committed in between, or committed on one server a moment before
 /// the other) is refused before anything runs, and started afresh this often.
+/// With a cache of descriptions, the deployment last run with is named at once;
+/// a session with it that fails before it runs (the servers refuse it, the
+/// inputs do not fit it) forgets it and starts afresh with server1's description,
+/// so that every error reported is one about the deployment server1 holds.
 pub fn predict_deployed(
     remote: &Remote,
     name: &str,
     inputs: impl Fn(&Plan) -> Result<BTreeMap<String, ArrayD<f32>>>,
 ) -> Result<(Arc<Program>, Tensor, Outcome)> {
     const ATTEMPTS: u32 = 3;
+    let principal = remote.principal.as_deref();
+    let cache = remote.descriptions.as_ref();
+    if let Some((deployment, program)) = cache.and_then(|c| c.load(&remote.cluster, principal, name)) {
+        match predict_described(remote, name, || split_inputs(program, deployment, &inputs)) {
+            Attempt::Ran(result) => return result.map(|(program, output, outcome, _)| (program, output, outcome)),
+            Attempt::NotRun(e) => {
+                tracing::debug!("the cached description of `{name}` did not start a session: {e:#}");
+                cache.inspect(|c| c.forget(&remote.cluster, principal, name));
+            }
+        }
+    }
     let mut attempt = 1;
     loop {
-        match predict_deployed_once(remote, name, &inputs) {
+        let result = match predict_described(remote, name, || describe(remote, name, &inputs)) {
+            Attempt::Ran(result) => result,
+            Attempt::NotRun(e) => Err(e),
+        };
+        match result {
             Err(e) if attempt < ATTEMPTS && e.downcast_ref::<super::Stale>().is_some() => {
                 std::thread::sleep(Duration::from_millis(50 * u64::from(attempt)));
                 attempt += 1;
             }
-            result => return result,
+            Ok((program, output, outcome, deployment)) => {
+                if let Some(cache) = cache {
+                    cache.store(&remote.cluster, principal, name, &deployment, &program);
+                }
+                return Ok((program, output, outcome));
+            }
+            Err(e) => return Err(e),
         }
     }
 }
 
-fn predict_deployed_once(
+/// What a prediction runs with: the deployment, its program, and the client's
+/// inputs split into that deployment's batches.
+struct Described {
+    program: Arc<Program>,
+    deployment: Deployment,
+    batches: crate::batches::Batches,
+    predictions: u32,
+}
+
+/// How far a prediction got: it ran (and this is its result), or it failed
+/// before any party ran the session.
+enum Attempt<T> {
+    Ran(Result<T>),
+    NotRun(anyhow::Error),
+}
+
+/// A successful prediction and the deployment it ran with.
+type Ran = (Arc<Program>, Tensor, Outcome, Deployment);
+
+/// The deployment server1 describes, on a connection of its own.
+fn describe(
     remote: &Remote,
     name: &str,
     inputs: &impl Fn(&Plan) -> Result<BTreeMap<String, ArrayD<f32>>>,
-) -> Result<(Arc<Program>, Tensor, Outcome)> {
+) -> Result<Described> {
+    let describe = Session::new(remote, Party::Client, &[])?;
+    let ready = describe.start(Party::Server1, Request::Describe { name: name.to_string() })?;
+    describe.finish(Vec::new(), &[], 0)?;
+    let missing = || format!("server1 did not send the program of model `{name}`");
+    let (program, deployment) = (ready.deployed.with_context(missing)?, ready.deployment.with_context(missing)?);
+    // The crypto producer runs the program sent to it: the one whose digest
+    // both servers check as the deployment's.
+    if program.digest() != deployment.digest {
+        return Err(Error::party(
+            "server1",
+            format!("server1 sent a program of model `{name}` that is not the one of its deployment {deployment}"),
+        ));
+    }
+    program
+        .check()
+        .map_err(|e| Error::party("server1", format!("server1 sent a program this build does not run: {e:#}")))?;
+    split_inputs(*program, deployment, inputs)
+}
+
+/// The deployment a cached description names or server1 describes (a cached one
+/// was checked by [`super::descriptions::Descriptions::load`] as [`describe`]
+/// checks server1's), and the client's inputs cut into its batches.
+fn split_inputs(
+    program: Program,
+    deployment: Deployment,
+    inputs: &impl Fn(&Plan) -> Result<BTreeMap<String, ArrayD<f32>>>,
+) -> Result<Described> {
+    let plan = &program.plan;
+    let inputs = inputs(plan)?;
+    // The batch is the deployment's, maybe chosen with --batch-size: a model
+    // that combines the rows of its batch runs exactly one batch.
+    let batches = crate::batches::split(plan, &inputs, crate::batches::WholeBatches::Refused)?;
+    let predictions = crate::runtime::prediction_count(batches.feeds.len())?;
+    party::check_values(plan, program.fp(), None, &batches.feeds)?;
+    Ok(Described { program: Arc::new(program), deployment, batches, predictions })
+}
+
+/// One session of a prediction with the deployment `describe` gives, which runs
+/// while the session's connections are being opened.
+fn predict_described(remote: &Remote, name: &str, describe: impl FnOnce() -> Result<Described>) -> Attempt<Ran> {
     // The prediction's own connections are opened while server1 describes the
     // deployment: its start then costs no TLS handshake.
-    let session = Session::new(remote, Party::Client, &[])?;
+    let session = match Session::new(remote, Party::Client, &[]) {
+        Ok(session) => session,
+        Err(e) => return Attempt::NotRun(e),
+    };
     let servers = [Party::Server1, Party::Server0];
-    let opened = session.open(Party::Client, &[servers[0], servers[1], Party::Dealer])?;
-    // The number of predictions depends on the deployment's batch size, which
-    // only the servers know: ask server1 for the public plan first. Whatever
-    // fails before the hellos closes the connections opened for them unused.
-    let described = (|| -> Result<_> {
-        let describe = Session::new(remote, Party::Client, &[])?;
-        let ready = describe.start(Party::Server1, Request::Describe { name: name.to_string() })?;
-        describe.finish(Vec::new(), &[], 0)?;
-        let missing = || format!("server1 did not send the program of model `{name}`");
-        let (program, deployment) = (ready.deployed.with_context(missing)?, ready.deployment.with_context(missing)?);
-        // The crypto producer runs the program sent to it: the one whose digest
-        // both servers check as the deployment's.
-        if program.digest() != deployment.digest {
-            return Err(Error::party(
-                "server1",
-                format!("server1 sent a program of model `{name}` that is not the one of its deployment {deployment}"),
-            ));
-        }
-        program
-            .check()
-            .map_err(|e| Error::party("server1", format!("server1 sent a program this build does not run: {e:#}")))?;
-        let plan = &program.plan;
-        let inputs = inputs(plan)?;
-        // The batch is the deployment's, maybe chosen with --batch-size: a model
-        // that combines the rows of its batch runs exactly one batch.
-        let batches = crate::batches::split(plan, &inputs, crate::batches::WholeBatches::Refused)?;
-        let predictions = crate::runtime::prediction_count(batches.feeds.len())?;
-        party::check_values(plan, program.fp(), None, &batches.feeds)?;
-        Ok((Arc::new(*program), deployment, batches, predictions))
-    })();
-    let (program, deployment, crate::batches::Batches { feeds: batches, rows }, predictions) = match described {
+    let opened = match session.open(Party::Client, &[servers[0], servers[1], Party::Dealer]) {
+        Ok(opened) => opened,
+        Err(e) => return Attempt::NotRun(e),
+    };
+    // Whatever fails before the hellos closes the connections opened for them unused.
+    let Described { program, deployment, batches, predictions } = match describe() {
         Ok(described) => described,
         Err(e) => {
             session.close_unused(opened);
-            return Err(e);
+            return Attempt::NotRun(e);
         }
     };
+    let crate::batches::Batches { feeds: batches, rows } = batches;
     let plan = program.plan.clone();
     // Each server pins the deployment named here, or refuses.
     let request = Request::PredictDeployed { name: name.to_string(), predictions, deployment: deployment.clone() };
     let digest = deployment.digest.clone();
     let dealt = Request::Predict { program: Box::new(Program::clone(&program)), predictions, digest };
     let starts = vec![(servers[0], request.clone()), (servers[1], request), (Party::Dealer, dealt)];
-    let peers = session.hellos(starts, opened)?;
+    let peers = match session.hellos(starts, opened) {
+        Ok(peers) => peers,
+        Err(e) => return Attempt::NotRun(e),
+    };
     // The client's shares follow the hellos at once rather than a round trip
     // later, after the readies: each server gets only what it would get then
     // (a seed, or the input minus the other's share), and a server that
@@ -675,10 +745,14 @@ fn predict_deployed_once(
         }
         (local.join().expect("the client thread panicked"), started)
     });
-    started?;
-    let outcome = session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())?;
-    let output = crate::batches::join(&plan, outcome.outputs.clone(), rows)?;
-    Ok((program, output, outcome))
+    if let Err(e) = started {
+        return Attempt::NotRun(e);
+    }
+    Attempt::Ran((|| {
+        let outcome = session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())?;
+        let output = crate::batches::join(&plan, outcome.outputs.clone(), rows)?;
+        Ok((program, output, outcome, deployment))
+    })())
 }
 
 /// `tfe-run status`: each serving party's [`PartyStatus`], asked as the client

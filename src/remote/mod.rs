@@ -46,6 +46,7 @@
 //! driver dies between the two), the servers hold different deployments and
 //! every prediction is refused, naming both, until the model is deployed again.
 
+pub mod descriptions;
 pub mod driver;
 pub mod log;
 pub mod metrics;

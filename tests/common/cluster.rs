@@ -287,6 +287,7 @@ impl Cluster {
     pub fn command_with(&self, config: &std::path::Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary());
         cmd.args(args).arg("--config").arg(config).args(self.security_args());
+        cmd.env(tfe_run::remote::descriptions::CACHE_DIR_ENV, self.descriptions());
         cmd
     }
 
@@ -360,13 +361,20 @@ impl Cluster {
     pub fn remote(&self) -> Remote {
         let cluster = tfe_run::cluster::Cluster::load(&self.config).unwrap();
         let security = if self.insecure { Security::Insecure } else { Security::Tls(self.certs()) };
-        Remote { cluster, security, timeout: Duration::from_secs(10), principal: None }
+        Remote { cluster, security, timeout: Duration::from_secs(10), principal: None, descriptions: None }
+    }
+
+    /// The cluster's own cache of deployment descriptions (`predict --cache-dir`),
+    /// so that no test's cache names another's cluster on a reused port.
+    pub fn descriptions(&self) -> PathBuf {
+        self.dir.path().join("descriptions")
     }
 
     /// The driver as a process.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary());
         cmd.args(args).arg("--config").arg(&self.config).args(self.security_args());
+        cmd.env(tfe_run::remote::descriptions::CACHE_DIR_ENV, self.descriptions());
         cmd
     }
 
