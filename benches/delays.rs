@@ -97,5 +97,10 @@ fn main() {
         let label = if ms == 0 { "0 (a 1 µs proxy)".to_string() } else { format!("{ms} ms") };
         println!("| {label} | {bitwise} | {fss} | {:.2} | {bitwise_asking} | {fss_asking} |", f / b);
         eprintln!("+{ms} ms: bitwise {bitwise}, fss {fss}; --no-cache: bitwise {bitwise_asking}, fss {fss_asking}");
+        // Every run, sorted: the table's range hides how many were slow.
+        for ((protocol, extra), runs) in variants.iter().zip(&times) {
+            let runs: Vec<String> = runs.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1e3)).collect();
+            eprintln!("  {protocol} {}: {} ms", extra.join(" "), runs.join(", "));
+        }
     }
 }
