@@ -8,9 +8,10 @@
 //! - `prg`: `Prg::fill` of 1 Mi words (AES-128-CTR output), the same from
 //!   ChaCha20 (`rand_chacha`, the stream `Prg` used before, as the baseline), and
 //!   `Prg::derive` alone (one derivation per stream of material).
-//! - `im2col`: `kernels::linear::im2col` on ring elements at the first convolution,
-//!   a [100, 28, 28, 1] input under a 5×5 VALID window: 57600 rows of 25. An
-//!   element is one word written.
+//! - `conv2d`: `kernels::linear::conv2d` on ring elements (the patches built a
+//!   block at a time and multiplied by the filter) at the two convolutions,
+//!   [100, 28, 28, 1] by a 5×5×1×16 filter and [100, 12, 12, 16] by 5×5×16×16,
+//!   VALID. An element is one multiply-add, as in `ring_gemm`.
 //! - `drelu_level`: one server's local work at each level of DReLU's comparison
 //!   for 1 Mi elements (level 0, the AND levels 1–6, the sign bits 7), between two
 //!   openings, without the network or the material's expansion (that is `prg`).
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::{Array2, ArrayD, IxDyn};
-use tfe_run::kernels::linear::{im2col, ring_gemm};
+use tfe_run::kernels::linear::{conv2d, ring_gemm};
 use tfe_run::kernels::{Layout, Padding, Window};
 use tfe_run::protocol::compare::bench_api;
 use tfe_run::ring::{Prg, StreamKey, Z};
@@ -81,14 +82,17 @@ fn bench_prg(c: &mut Criterion) {
     group.finish();
 }
 
-fn bench_im2col(c: &mut Criterion) {
-    let mut group = c.benchmark_group("im2col");
-    let x = ArrayD::from_shape_vec(IxDyn(&[100, 28, 28, 1]), ring_words(4, 100 * 28 * 28)).expect("NHWC words");
+fn bench_conv2d(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv2d");
     let window =
         Window { kernel: [5, 5], strides: [1, 1], dilations: [1, 1], padding: Padding::Valid, layout: Layout::Nhwc };
-    let g = window.geometry([28, 28]).expect("a 5×5 window fits 28×28");
-    group.throughput(Throughput::Elements((100 * g.out[0] * g.out[1] * 25) as u64));
-    group.bench_function("conv1_100x28x28x1_5x5", |bench| bench.iter(|| im2col(black_box(&x), &window, &g)));
+    for (name, [h, w, ci]) in [("conv1_100x28x28x1_5x5x16", [28, 28, 1]), ("conv2_100x12x12x16_5x5x16", [12, 12, 16])] {
+        let x = ArrayD::from_shape_vec(IxDyn(&[100, h, w, ci]), ring_words(4, 100 * h * w * ci)).expect("NHWC words");
+        let f = ArrayD::from_shape_vec(IxDyn(&[5, 5, ci, 16]), ring_words(5, 25 * ci * 16)).expect("HWIO words");
+        let g = window.geometry([h, w]).expect("a 5×5 window fits");
+        group.throughput(Throughput::Elements((100 * g.out[0] * g.out[1] * 25 * ci * 16) as u64));
+        group.bench_function(name, |bench| bench.iter(|| conv2d(black_box(&x), &f, &window)));
+    }
     group.finish();
 }
 
@@ -157,6 +161,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = kernels;
     config = config();
-    targets = bench_ring_gemm, bench_prg, bench_im2col, bench_drelu_levels, bench_dcf
+    targets = bench_ring_gemm, bench_prg, bench_conv2d, bench_drelu_levels, bench_dcf
 }
 criterion_main!(kernels);
