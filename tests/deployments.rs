@@ -216,6 +216,41 @@ fn a_redeploy_racing_predictions_never_mixes_deployments() {
     assert_serves(&cluster, "m", "mnist_model", dir.path());
 }
 
+/// A model deployed with `--comparison fss` (the protocol is the deployment's)
+/// predicts on remote parties what TensorFlow computed, and its `--stats` show
+/// every layer's measured bytes and rounds equal to the planned ones.
+#[test]
+fn a_deployment_under_fss_serves_tensorflows_answer_with_measured_equal_to_planned() {
+    let cluster = Cluster::start(false, 10.0);
+    let dir = tempfile::tempdir().unwrap();
+    let out = deploy(&cluster, "m", "mnist_model", &["--comparison", "fss"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out_file = dir.path().join("out.npy");
+    let result = cluster
+        .command(&["predict", "--model", "m", "--stats", "--out", out_file.to_str().unwrap()])
+        .arg(input_rows(dir.path()))
+        .output()
+        .unwrap();
+    let stderr = text(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    let (output, expected) = (load(&out_file), expected_rows("mnist_model"));
+    assert!(close(&output, &expected), "under fss: {output:?}, TensorFlow: {expected:?}");
+    // Per layer: step, op, node, sent MB, planned MB, rounds, planned rounds, ms.
+    let is_step = |l: &&str| l.split_whitespace().next().is_some_and(|t| t.parse::<usize>().is_ok());
+    let layers: Vec<&str> = stderr.lines().filter(|l| l.matches(" MB").count() == 2).filter(is_step).collect();
+    assert!(layers.iter().any(|l| l.contains("Relu")), "no per-layer lines: {stderr}");
+    for line in layers {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let mb: Vec<usize> = (0..cols.len()).filter(|&i| cols[i] == "MB").collect();
+        assert_eq!(cols[mb[0] - 1], cols[mb[1] - 1], "measured vs planned bytes: {line}");
+        assert_eq!(cols[mb[1] + 1], cols[mb[1] + 2], "measured vs planned rounds: {line}");
+    }
+    // The servers' rounds under fss: at most 8 online for this network (issue #15).
+    let server0 = stderr.lines().find(|l| l.starts_with("server0 ")).unwrap_or_else(|| panic!("{stderr}"));
+    let rounds: u32 = server0.split_whitespace().last().unwrap().parse().unwrap();
+    assert!(rounds <= 10, "server0 took {rounds} rounds under fss: {server0}");
+}
+
 /// A certificate folder with only what the model owner needs for `deploy`.
 fn owner_only_certs(cluster: &Cluster, dir: &Path, pair: &str) -> PathBuf {
     let certs = dir.join(format!("only-{pair}"));

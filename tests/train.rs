@@ -134,6 +134,15 @@ fn secure_training_matches_plaintext_on_breast_cancer() {
     secure_matches_plaintext(breast_cancer(), 2e-3);
 }
 
+/// The sigmoid's comparisons by function secret sharing (`train --comparison
+/// fss`) train the same model, and send what the formulas plan for that protocol.
+#[test]
+fn secure_training_under_fss_matches_plaintext_on_breast_cancer() {
+    let mut c = breast_cancer();
+    c.spec.comparison = tfe_run::protocol::Comparison::Fss;
+    secure_matches_plaintext(c, 2e-3);
+}
+
 #[test]
 fn secure_training_matches_plaintext_on_mnist() {
     secure_matches_plaintext(mnist(), 2e-3);
