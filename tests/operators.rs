@@ -306,6 +306,40 @@ fn a_cached_description_skips_server1s_and_a_stale_or_damaged_one_is_described_a
     assert!(entries().is_empty(), "--no-cache kept {:?}", entries());
 }
 
+/// A party that does not answer fails a prediction with a cached description
+/// as soon as it fails one without (`--no-cache`): the driver does not then
+/// ask server1 and wait for the hung party a second time.
+#[test]
+fn a_hung_server_fails_a_cached_prediction_no_later_than_an_uncached_one() {
+    let cluster = start(&[]);
+    let out = cluster.command(&["deploy", "--name", "m"]).arg(testdata("mnist_model.pb")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let predict = |extra: &[&str]| {
+        let mut command = cluster.command(&["predict", "--model", "m", "--timeout", "2"]);
+        command.args(extra).arg(testdata("mnist_input.npy"));
+        let t = std::time::Instant::now();
+        let out = command.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), t.elapsed())
+    };
+    let (code, stderr, _) = predict(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(std::fs::read_dir(cluster.descriptions()).unwrap().count(), 1, "the description is cached");
+    let pid = cluster.pid("server0").to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let (uncached_code, uncached_stderr, uncached) = predict(&["--no-cache"]);
+    let (code, stderr, cached) = predict(&[]);
+    let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+    for (code, stderr) in [(uncached_code, &uncached_stderr), (code, &stderr)] {
+        assert_eq!(code, Some(5), "{stderr}");
+        assert!(stderr.contains("server0"), "{stderr}");
+    }
+    // Asking server1 and waiting again would add at least one more 2 s deadline.
+    assert!(
+        cached < uncached + Duration::from_millis(1500),
+        "with the cache {cached:?}, without {uncached:?}: {stderr}"
+    );
+}
+
 #[test]
 fn healthz_answers_ok_and_the_endpoint_bounds_its_clients() {
     let cluster = start(&["--metrics", "127.0.0.1:0"]);

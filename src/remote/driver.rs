@@ -581,10 +581,13 @@ fn commit(session: &Session, deployment: &Deployment, commit_to: &[Party]) -> Re
 /// A session that finds the servers on another deployment than the one described
 /// (a redeploy committed in between, or committed on one server a moment before
 /// the other) is refused before anything runs, and started afresh this often.
-/// With a cache of descriptions, the deployment last run with is named at once;
-/// a session with it that fails before it runs (the servers refuse it, the
-/// inputs do not fit it) forgets it and starts afresh with server1's description,
-/// so that every error reported is one about the deployment server1 holds.
+/// With a cache of descriptions, the deployment last run with is named at once.
+/// If the inputs do not fit it, or the servers refuse it as not theirs, the entry
+/// is forgotten and the prediction starts afresh with server1's description, so
+/// that such an error is only ever reported about the deployment server1 holds.
+/// Any other failure to start (another refusal, a party that does not answer)
+/// is reported as it is, and not waited for a second time; the entry is
+/// forgotten all the same.
 pub fn predict_deployed(
     remote: &Remote,
     name: &str,
@@ -596,9 +599,16 @@ pub fn predict_deployed(
     if let Some((deployment, program)) = cache.and_then(|c| c.load(&remote.cluster, principal, name)) {
         match predict_described(remote, name, || split_inputs(program, deployment, &inputs)) {
             Attempt::Ran(result) => return result.map(|(program, output, outcome, _)| (program, output, outcome)),
-            Attempt::NotRun(e) => {
-                tracing::debug!("the cached description of `{name}` did not start a session: {e:#}");
+            Attempt::NotDescribed(e) => {
+                tracing::debug!("the cached description of `{name}` does not fit the inputs: {e:#}");
                 cache.inspect(|c| c.forget(&remote.cluster, principal, name));
+            }
+            Attempt::NotStarted(e) => {
+                cache.inspect(|c| c.forget(&remote.cluster, principal, name));
+                if e.downcast_ref::<super::Stale>().is_none() {
+                    return Err(e);
+                }
+                tracing::debug!("the cached deployment of `{name}` is stale: {e:#}");
             }
         }
     }
@@ -606,7 +616,7 @@ pub fn predict_deployed(
     loop {
         let result = match predict_described(remote, name, || describe(remote, name, &inputs)) {
             Attempt::Ran(result) => result,
-            Attempt::NotRun(e) => Err(e),
+            Attempt::NotDescribed(e) | Attempt::NotStarted(e) => Err(e),
         };
         match result {
             Err(e) if attempt < ATTEMPTS && e.downcast_ref::<super::Stale>().is_some() => {
@@ -633,11 +643,13 @@ struct Described {
     predictions: u32,
 }
 
-/// How far a prediction got: it ran (and this is its result), or it failed
-/// before any party ran the session.
+/// How far a prediction got: it ran (and this is its result); its description
+/// did not fit the inputs (or server1 gave none), before any hello; or its
+/// session did not start (a party refused it or did not answer).
 enum Attempt<T> {
     Ran(Result<T>),
-    NotRun(anyhow::Error),
+    NotDescribed(anyhow::Error),
+    NotStarted(anyhow::Error),
 }
 
 /// A successful prediction and the deployment it ran with.
@@ -693,19 +705,19 @@ fn predict_described(remote: &Remote, name: &str, describe: impl FnOnce() -> Res
     // deployment: its start then costs no TLS handshake.
     let session = match Session::new(remote, Party::Client, &[]) {
         Ok(session) => session,
-        Err(e) => return Attempt::NotRun(e),
+        Err(e) => return Attempt::NotStarted(e),
     };
     let servers = [Party::Server1, Party::Server0];
     let opened = match session.open(Party::Client, &[servers[0], servers[1], Party::Dealer]) {
         Ok(opened) => opened,
-        Err(e) => return Attempt::NotRun(e),
+        Err(e) => return Attempt::NotStarted(e),
     };
     // Whatever fails before the hellos closes the connections opened for them unused.
     let Described { program, deployment, batches, predictions } = match describe() {
         Ok(described) => described,
         Err(e) => {
             session.close_unused(opened);
-            return Attempt::NotRun(e);
+            return Attempt::NotDescribed(e);
         }
     };
     let crate::batches::Batches { feeds: batches, rows } = batches;
@@ -717,7 +729,7 @@ fn predict_described(remote: &Remote, name: &str, describe: impl FnOnce() -> Res
     let starts = vec![(servers[0], request.clone()), (servers[1], request), (Party::Dealer, dealt)];
     let peers = match session.hellos(starts, opened) {
         Ok(peers) => peers,
-        Err(e) => return Attempt::NotRun(e),
+        Err(e) => return Attempt::NotStarted(e),
     };
     // The client's shares follow the hellos at once rather than a round trip
     // later, after the readies: each server gets only what it would get then
@@ -746,7 +758,7 @@ fn predict_described(remote: &Remote, name: &str, describe: impl FnOnce() -> Res
         (local.join().expect("the client thread panicked"), started)
     });
     if let Err(e) = started {
-        return Attempt::NotRun(e);
+        return Attempt::NotStarted(e);
     }
     Attempt::Ran((|| {
         let outcome = session.finish(local, &[Party::Server0, Party::Server1, Party::Dealer], batches.len())?;
