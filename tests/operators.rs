@@ -306,16 +306,17 @@ fn a_cached_description_skips_server1s_and_a_stale_or_damaged_one_is_described_a
     assert!(entries().is_empty(), "--no-cache kept {:?}", entries());
 }
 
-/// A party that does not answer fails a prediction with a cached description
-/// as soon as it fails one without (`--no-cache`): the driver does not then
-/// ask server1 and wait for the hung party a second time.
+/// A party that accepts connections and answers nothing fails a prediction
+/// within one deadline, with a cached description or without (`--no-cache`):
+/// the driver neither dials the hung party again after its connection opened
+/// ahead timed out, nor asks server1 and waits for it a second time.
 #[test]
-fn a_hung_server_fails_a_cached_prediction_no_later_than_an_uncached_one() {
+fn a_hung_server_fails_a_prediction_within_one_deadline_cached_or_not() {
     let cluster = start(&[]);
     let out = cluster.command(&["deploy", "--name", "m"]).arg(testdata("mnist_model.pb")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let predict = |extra: &[&str]| {
-        let mut command = cluster.command(&["predict", "--model", "m", "--timeout", "2"]);
+        let mut command = cluster.command(&["predict", "--model", "m", "--timeout", "3"]);
         command.args(extra).arg(testdata("mnist_input.npy"));
         let t = std::time::Instant::now();
         let out = command.output().unwrap();
@@ -333,11 +334,10 @@ fn a_hung_server_fails_a_cached_prediction_no_later_than_an_uncached_one() {
         assert_eq!(code, Some(5), "{stderr}");
         assert!(stderr.contains("server0"), "{stderr}");
     }
-    // Asking server1 and waiting again would add at least one more 2 s deadline.
-    assert!(
-        cached < uncached + Duration::from_millis(1500),
-        "with the cache {cached:?}, without {uncached:?}: {stderr}"
-    );
+    // One 3 s deadline, with room for a loaded machine; a second would make 6 s.
+    for (what, waited) in [("with the cache", cached), ("without", uncached)] {
+        assert!(waited < Duration::from_secs(5), "{what} the driver took {waited:?}: {stderr} / {uncached_stderr}");
+    }
 }
 
 #[test]

@@ -56,7 +56,11 @@ struct Ready {
 
 /// Connections being opened ahead of their hellos ([`Session::open`]).
 #[derive(Default)]
-struct Opened(BTreeMap<Party, tokio::task::JoinHandle<Result<Box<dyn Stream>>>>);
+struct Opened {
+    streams: BTreeMap<Party, tokio::task::JoinHandle<Result<Box<dyn Stream>>>>,
+    /// When they were started (`None`: none were).
+    since: Option<std::time::Instant>,
+}
 
 /// One session as the driver sees it.
 struct Session {
@@ -145,12 +149,12 @@ impl Session {
     fn open(&self, local: Party, peers: &[Party]) -> Result<Opened> {
         let identity = self.identity(local)?;
         let timeout = self.remote.timeout;
-        let mut opened = Opened::default();
+        let mut opened = Opened { since: Some(std::time::Instant::now()), ..Opened::default() };
         for &peer in peers {
             let (identity, address) = (identity.clone(), self.remote.cluster.address(peer)?.to_string());
             let open =
                 self.runtime.spawn(async move { connect(identity.as_ref(), local, peer, &address, timeout).await });
-            opened.0.insert(peer, open);
+            opened.streams.insert(peer, open);
         }
         Ok(opened)
     }
@@ -160,7 +164,7 @@ impl Session {
     fn close_unused(&self, opened: Opened) {
         let timeout = self.remote.timeout;
         self.runtime.block_on(async move {
-            for open in opened.0.into_values() {
+            for open in opened.streams.into_values() {
                 if let Ok(Ok(Ok(mut stream))) = tokio::time::timeout(timeout, open).await {
                     let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
                 }
@@ -171,7 +175,10 @@ impl Session {
     /// [`Session::connect_all`], saying the hellos on the connections `opened`
     /// ahead where there are some. One that failed or has been closed since
     /// (its peer waits for the hello only so long) is dialled anew: a real
-    /// refusal is then reported by the new dial.
+    /// refusal is then reported by the new dial. But one whose opening failed
+    /// only when the deadline had passed (a party that accepts connections and
+    /// answers nothing) is reported as it failed: dialling again would wait a
+    /// second deadline for the same silence.
     fn connect_all_opened(&self, local: Party, peers: &[(Party, Option<Request>)], mut opened: Opened) -> Result<()> {
         let identity = self.identity(local)?;
         let timeout = self.remote.timeout;
@@ -180,7 +187,7 @@ impl Session {
             let (peer, request, identity) = (*peer, request.clone(), identity.clone());
             let address = self.remote.cluster.address(peer)?.to_string();
             let link = Arc::clone(&self.link);
-            let open = opened.0.remove(&peer);
+            let (open, since) = (opened.streams.remove(&peer), opened.since);
             dials.push(self.runtime.spawn(async move {
                 let session = link.session();
                 let ahead = match open {
@@ -188,6 +195,7 @@ impl Session {
                         Ok(Ok(stream)) => {
                             hello_on(stream, local, peer, &address, session, request.clone(), timeout).await.ok()
                         }
+                        Ok(Err(e)) if since.is_some_and(|t| t.elapsed() >= timeout) => return Err(e),
                         _ => None,
                     },
                     None => None,
