@@ -46,17 +46,20 @@ impl std::fmt::Debug for Product {
 impl SecureOp for Product {
     fn run(&self, s: &mut Server, cx: &StepCx, masks: &mut ServerMasks, ins: &[&RingTensor]) -> Result<RingTensor> {
         let operands = masked_operands(s, cx, masks, ins)?;
-        let z = product(s, &self.map, &operands[0], &operands[1], cx.out_shape())?;
+        let z = product(s, &self.map, operands[0], operands[1], cx.out_shape())?;
         if self.truncates { truncate(s, &z, cx.fp.frac_bits) } else { Ok(z) }
     }
 
     fn deal(&self, d: &mut Dealer, cx: &StepCx, masks: &mut DealerMasks) -> Result<()> {
-        let mut mask = |v: ValueId| match masks.weights.get(&v) {
-            Some(m) => m.clone(),
-            None => masks.activations.entry(v).or_insert_with(|| d.mask(cx.seq, v as u32, cx.shape(v))).clone(),
-        };
-        let (a, b) = (mask(cx.step.inputs[0]), mask(cx.step.inputs[1]));
-        deal_product(d, &self.map, &a, &b)?;
+        // Each operand's whole mask, drawn the first time this prediction needs
+        // it, then read where it is kept (a weight's for the whole session).
+        for &v in &cx.step.inputs {
+            if !masks.weights.contains_key(&v) {
+                masks.activations.entry(v).or_insert_with(|| d.mask(cx.seq, v as u32, cx.shape(v)));
+            }
+        }
+        let mask = |v: ValueId| masks.weights.get(&v).or_else(|| masks.activations.get(&v)).expect("drawn above");
+        deal_product(d, &self.map, mask(cx.step.inputs[0]), mask(cx.step.inputs[1]))?;
         if self.truncates {
             deal_truncate(d, cx.out_shape(), cx.fp.frac_bits)?;
         }
@@ -87,8 +90,15 @@ impl SecureOp for Product {
 }
 
 /// The masked form of each operand: weights were opened at set-up; activations
-/// not yet opened in this prediction are opened now, all in one round.
-fn masked_operands(s: &mut Server, cx: &StepCx, masks: &mut ServerMasks, ins: &[&RingTensor]) -> Result<Vec<Masked>> {
+/// not yet opened in this prediction are opened now, all in one round. Read
+/// where they are kept, not copied: a weight's mask and opening are as large as
+/// the weight, and serve every prediction of the session.
+fn masked_operands<'m>(
+    s: &mut Server,
+    cx: &StepCx,
+    masks: &'m mut ServerMasks,
+    ins: &[&RingTensor],
+) -> Result<Vec<&'m Masked>> {
     let mut to_open: Vec<(ValueId, &RingTensor)> = cx
         .step
         .inputs
@@ -110,6 +120,6 @@ fn masked_operands(s: &mut Server, cx: &StepCx, masks: &mut ServerMasks, ins: &[
         .step
         .inputs
         .iter()
-        .map(|v| masks.weights.get(v).or_else(|| masks.activations.get(v)).expect("masked above").clone())
+        .map(|v| masks.weights.get(v).or_else(|| masks.activations.get(v)).expect("masked above"))
         .collect())
 }

@@ -93,8 +93,14 @@ pub fn mul_pairs_cost(lens: &[usize]) -> Cost {
 pub fn product(s: &mut Server, op: &Bilinear, x: &Masked, y: &Masked, out_shape: &[usize]) -> Result<RingTensor> {
     let tag = s.at.next_material()?;
     // e⊗b + e⊗f = e⊗(b + f): server 0 folds the public e⊗f into its first product.
-    let y_side = if s.is_first() { &y.mask + &y.opened } else { y.mask.clone() };
-    let mut z = op.apply(&x.opened, &y_side) + op.apply(&x.mask, &y.opened);
+    let folded;
+    let y_side = if s.is_first() {
+        folded = &y.mask + &y.opened;
+        &folded
+    } else {
+        &y.mask
+    };
+    let mut z = op.apply(&x.opened, y_side) + op.apply(&x.mask, &y.opened);
     if s.is_first() {
         let c = s.material(tag).words(z.len());
         z.iter_mut().zip(c).for_each(|(z, c)| *z += Wrapping(c));
