@@ -248,7 +248,7 @@ fn window_overhangs(window: &Window, g: &Geometry, [h, w]: [usize; 2]) -> bool {
     (0..2).any(|axis| {
         let reach = (g.out[axis].saturating_sub(1)) * window.strides[axis]
             + (window.kernel[axis].saturating_sub(1)) * window.dilations[axis];
-        g.pad[axis] > 0 || reach >= g.pad[axis] + [h, w][axis]
+        g.pad[axis] > 0 || reach >= [h, w][axis]
     })
 }
 

@@ -190,6 +190,12 @@ fn kind_of(plan: &Plan, step: &crate::plan::Step) -> Result<Kind, String> {
     })
 }
 
+/// The SHA-256 of `bytes` in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Program {
     pub fn fp(&self) -> FixedPoint {
         FixedPoint { frac_bits: self.frac_bits }
@@ -202,8 +208,7 @@ impl Program {
 
     /// Hex SHA-256 of [`Program::encode`].
     pub fn digest(&self) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, &self.encode());
-        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        sha256_hex(&self.encode())
     }
 
     /// Check a program that came from elsewhere (a driver, a deployment) before

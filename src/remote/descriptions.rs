@@ -65,22 +65,31 @@ impl Descriptions {
         Some(base.join("tfe-run").join("deployments"))
     }
 
-    /// The entry's file: named by the SHA-256 of where the three parties listen,
-    /// who asks and the model's name, so two clusters (or two principals, who
-    /// may be allowed different models) never share one.
-    fn path(&self, cluster: &Cluster, principal: Option<&str>, name: &str) -> PathBuf {
+    /// The entry of model `name` on `cluster` as `principal` asks for it: a
+    /// file named by the SHA-256 of where the three parties listen, who asks and
+    /// the model's name, so two clusters (or two principals, who may be allowed
+    /// different models) never share one.
+    pub fn entry(&self, cluster: &Cluster, principal: Option<&str>, name: &str) -> Description {
         let addresses: Vec<Option<&String>> =
             [Party::Server0, Party::Server1, Party::Dealer].iter().map(|p| cluster.addresses.get(p)).collect();
         let key = serde_json::to_vec(&(addresses, principal, name)).unwrap_or_default();
-        let digest = ring::digest::digest(&ring::digest::SHA256, &key);
-        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(format!("{hex}.json"))
+        let path = self.dir.join(format!("{}.json", crate::lower::sha256_hex(&key)));
+        Description { path, name: name.to_string() }
     }
+}
 
-    /// The deployment and program last kept for `name`, if a usable entry is there.
-    pub fn load(&self, cluster: &Cluster, principal: Option<&str>, name: &str) -> Option<(Deployment, Program)> {
-        let path = self.path(cluster, principal, name);
-        let bytes = read_bounded(&path)?;
+/// One model's entry in [`Descriptions`].
+#[derive(Debug, Clone)]
+pub struct Description {
+    path: PathBuf,
+    /// The model's name, for messages.
+    name: String,
+}
+
+impl Description {
+    /// The deployment and program last kept, if a usable entry is there.
+    pub fn load(&self) -> Option<(Deployment, Program)> {
+        let bytes = read_bounded(&self.path)?;
         let usable = serde_json::from_slice::<Entry>(&bytes).ok().filter(|entry| {
             entry.format == ENTRY_FORMAT
                 && entry.program.digest() == entry.deployment.digest
@@ -89,41 +98,35 @@ impl Descriptions {
         match usable {
             Some(entry) => Some((entry.deployment, entry.program)),
             None => {
-                tracing::debug!("ignoring the unusable cached description {}", path.display());
-                self.forget(cluster, principal, name);
+                tracing::debug!("ignoring the unusable cached description {}", self.path.display());
+                self.forget();
                 None
             }
         }
     }
 
-    /// Keep `program` as deployment `deployment` of `name`. A cache that cannot
-    /// be written only costs the next prediction its round trip.
-    pub fn store(
-        &self,
-        cluster: &Cluster,
-        principal: Option<&str>,
-        name: &str,
-        deployment: &Deployment,
-        program: &Program,
-    ) {
-        let path = self.path(cluster, principal, name);
+    /// Keep `program` as deployment `deployment`. A cache that cannot be
+    /// written only costs the next prediction its round trip.
+    pub fn store(&self, deployment: &Deployment, program: &Program) {
         let entry = Entry { format: ENTRY_FORMAT, deployment: deployment.clone(), program: program.clone() };
-        if let Err(e) = self.write(&path, &entry) {
-            tracing::debug!("could not cache the description of `{name}` in {}: {e:#}", path.display());
+        if let Err(e) = self.write(&entry) {
+            tracing::debug!("could not cache the description of `{}` in {}: {e:#}", self.name, self.path.display());
         }
     }
 
-    /// Drop the entry of `name` (stale or unusable).
-    pub fn forget(&self, cluster: &Cluster, principal: Option<&str>, name: &str) {
-        let _ = std::fs::remove_file(self.path(cluster, principal, name));
+    /// Drop the entry (stale or unusable).
+    pub fn forget(&self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 
-    fn write(&self, path: &Path, entry: &Entry) -> anyhow::Result<()> {
-        create_private_dir(&self.dir)?;
+    fn write(&self, entry: &Entry) -> anyhow::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            create_private_dir(dir)?;
+        }
         // Written aside and renamed, so a reader never sees half an entry.
-        let partial = path.with_extension(format!("{}.partial", std::process::id()));
+        let partial = self.path.with_extension(format!("{}.partial", std::process::id()));
         std::fs::write(&partial, serde_json::to_vec(entry)?)?;
-        std::fs::rename(&partial, path).inspect_err(|_| {
+        std::fs::rename(&partial, &self.path).inspect_err(|_| {
             let _ = std::fs::remove_file(&partial);
         })?;
         Ok(())
@@ -163,9 +166,10 @@ mod tests {
     fn an_entry_is_named_by_the_clusters_addresses_the_principal_and_the_model() {
         let cache = Descriptions::new(PathBuf::from("cache"));
         let (a, b) = (cluster("127.0.0.1:2"), cluster("127.0.0.1:4"));
-        let base = cache.path(&a, None, "m");
-        assert_eq!(base, cache.path(&cluster("127.0.0.1:2"), None, "m"));
-        for other in [cache.path(&b, None, "m"), cache.path(&a, Some("alice"), "m"), cache.path(&a, None, "n")] {
+        let path = |cluster: &Cluster, principal, name| cache.entry(cluster, principal, name).path;
+        let base = path(&a, None, "m");
+        assert_eq!(base, path(&cluster("127.0.0.1:2"), None, "m"));
+        for other in [path(&b, None, "m"), path(&a, Some("alice"), "m"), path(&a, None, "n")] {
             assert_ne!(base, other);
         }
     }
@@ -174,22 +178,22 @@ mod tests {
     fn a_missing_damaged_or_oversized_entry_is_none_and_a_bad_one_is_removed() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Descriptions::new(dir.path().join("deployments"));
-        let cluster = cluster("127.0.0.1:2");
-        assert!(cache.load(&cluster, None, "m").is_none(), "no folder yet");
+        let entry = cache.entry(&cluster("127.0.0.1:2"), None, "m");
+        assert!(entry.load().is_none(), "no folder yet");
         create_private_dir(&cache.dir).unwrap();
-        let path = cache.path(&cluster, None, "m");
+        let path = entry.path.clone();
         for damaged in [&b"{\"format\": 1, \"deploy"[..], b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", b"\xff\xfe", b""] {
             std::fs::write(&path, damaged).unwrap();
-            assert!(cache.load(&cluster, None, "m").is_none());
+            assert!(entry.load().is_none());
             assert!(!path.exists(), "a damaged entry is forgotten");
         }
         let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         std::fs::write(&path, nested).unwrap();
-        assert!(cache.load(&cluster, None, "m").is_none(), "deep nesting is refused, not a stack overflow");
+        assert!(entry.load().is_none(), "deep nesting is refused, not a stack overflow");
         let oversized = std::fs::File::create(&path).unwrap();
         oversized.set_len(MAX_ENTRY_BYTES + 1).unwrap();
         assert!(read_bounded(&path).is_none());
-        assert!(cache.load(&cluster, None, "m").is_none());
+        assert!(entry.load().is_none());
     }
 
     #[cfg(unix)]

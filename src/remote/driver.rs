@@ -56,10 +56,16 @@ struct Ready {
 
 /// Connections being opened ahead of their hellos ([`Session::open`]).
 #[derive(Default)]
-struct Opened {
-    streams: BTreeMap<Party, tokio::task::JoinHandle<Result<Box<dyn Stream>>>>,
-    /// When they were started (`None`: none were).
-    since: Option<std::time::Instant>,
+struct Opened(BTreeMap<Party, tokio::task::JoinHandle<Opening>>);
+
+/// A connection opened ahead, or why it could not be.
+type Opening = std::result::Result<Box<dyn Stream>, Unopened>;
+
+/// Why a connection opened ahead failed, and whether its deadline had passed
+/// by then (a party that accepts connections and answers nothing).
+struct Unopened {
+    error: anyhow::Error,
+    deadline_spent: bool,
 }
 
 /// One session as the driver sees it.
@@ -149,12 +155,16 @@ impl Session {
     fn open(&self, local: Party, peers: &[Party]) -> Result<Opened> {
         let identity = self.identity(local)?;
         let timeout = self.remote.timeout;
-        let mut opened = Opened { since: Some(std::time::Instant::now()), ..Opened::default() };
+        let mut opened = Opened::default();
         for &peer in peers {
             let (identity, address) = (identity.clone(), self.remote.cluster.address(peer)?.to_string());
-            let open =
-                self.runtime.spawn(async move { connect(identity.as_ref(), local, peer, &address, timeout).await });
-            opened.streams.insert(peer, open);
+            let open = self.runtime.spawn(async move {
+                let began = std::time::Instant::now();
+                connect(identity.as_ref(), local, peer, &address, timeout)
+                    .await
+                    .map_err(|error| Unopened { error, deadline_spent: began.elapsed() >= timeout })
+            });
+            opened.0.insert(peer, open);
         }
         Ok(opened)
     }
@@ -164,7 +174,7 @@ impl Session {
     fn close_unused(&self, opened: Opened) {
         let timeout = self.remote.timeout;
         self.runtime.block_on(async move {
-            for open in opened.streams.into_values() {
+            for open in opened.0.into_values() {
                 if let Ok(Ok(Ok(mut stream))) = tokio::time::timeout(timeout, open).await {
                     let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
                 }
@@ -187,7 +197,7 @@ impl Session {
             let (peer, request, identity) = (*peer, request.clone(), identity.clone());
             let address = self.remote.cluster.address(peer)?.to_string();
             let link = Arc::clone(&self.link);
-            let (open, since) = (opened.streams.remove(&peer), opened.since);
+            let open = opened.0.remove(&peer);
             dials.push(self.runtime.spawn(async move {
                 let session = link.session();
                 let ahead = match open {
@@ -195,7 +205,7 @@ impl Session {
                         Ok(Ok(stream)) => {
                             hello_on(stream, local, peer, &address, session, request.clone(), timeout).await.ok()
                         }
-                        Ok(Err(e)) if since.is_some_and(|t| t.elapsed() >= timeout) => return Err(e),
+                        Ok(Err(Unopened { error, deadline_spent: true })) => return Err(error),
                         _ => None,
                     },
                     None => None,
@@ -602,23 +612,25 @@ pub fn predict_deployed(
     inputs: impl Fn(&Plan) -> Result<BTreeMap<String, ArrayD<f32>>>,
 ) -> Result<(Arc<Program>, Tensor, Outcome)> {
     const ATTEMPTS: u32 = 3;
-    let principal = remote.principal.as_deref();
-    let cache = remote.descriptions.as_ref();
-    if let Some((deployment, program)) = cache.and_then(|c| c.load(&remote.cluster, principal, name)) {
-        match predict_described(remote, name, || split_inputs(program, deployment, &inputs)) {
+    let cached = remote.descriptions.as_ref().map(|c| c.entry(&remote.cluster, remote.principal.as_deref(), name));
+    if let Some(entry) = &cached
+        && let Some((deployment, program)) = entry.load()
+    {
+        let (e, afresh) = match predict_described(remote, name, || split_inputs(program, deployment, &inputs)) {
             Attempt::Ran(result) => return result.map(|(program, output, outcome, _)| (program, output, outcome)),
-            Attempt::NotDescribed(e) => {
-                tracing::debug!("the cached description of `{name}` does not fit the inputs: {e:#}");
-                cache.inspect(|c| c.forget(&remote.cluster, principal, name));
-            }
+            // The inputs do not fit the cached plan; server1's may take them.
+            Attempt::NotDescribed(e) => (e, true),
+            // Only a refusal of the deployment as not the servers' is the entry's doing.
             Attempt::NotStarted(e) => {
-                cache.inspect(|c| c.forget(&remote.cluster, principal, name));
-                if e.downcast_ref::<super::Stale>().is_none() {
-                    return Err(e);
-                }
-                tracing::debug!("the cached deployment of `{name}` is stale: {e:#}");
+                let stale = e.downcast_ref::<super::Stale>().is_some();
+                (e, stale)
             }
+        };
+        entry.forget();
+        if !afresh {
+            return Err(e);
         }
+        tracing::debug!("the cached description of `{name}` did not start a session, asking server1: {e:#}");
     }
     let mut attempt = 1;
     loop {
@@ -632,8 +644,8 @@ pub fn predict_deployed(
                 attempt += 1;
             }
             Ok((program, output, outcome, deployment)) => {
-                if let Some(cache) = cache {
-                    cache.store(&remote.cluster, principal, name, &deployment, &program);
+                if let Some(entry) = &cached {
+                    entry.store(&deployment, &program);
                 }
                 return Ok((program, output, outcome));
             }
