@@ -306,6 +306,41 @@ fn a_cached_description_skips_server1s_and_a_stale_or_damaged_one_is_described_a
     assert!(entries().is_empty(), "--no-cache kept {:?}", entries());
 }
 
+/// A cache folder that cannot be made or written (here, a path below a
+/// regular file) costs the round trip to server1 on every prediction, never
+/// the prediction itself.
+#[test]
+fn an_unwritable_cache_folder_only_costs_server1s_description() {
+    let cluster = start(&["--metrics", "127.0.0.1:0"]);
+    let out = cluster.command(&["deploy", "--name", "m"]).arg(testdata("mnist_model.pb")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let below = file.join("deployments");
+    let expected = load(&testdata("mnist_model.single.expected.npy"));
+    for k in 0..2 {
+        let out_file = dir.path().join(format!("out{k}.npy"));
+        let out = cluster
+            .command(&[
+                "predict",
+                "--model",
+                "m",
+                "--cache-dir",
+                below.to_str().unwrap(),
+                "--out",
+                out_file.to_str().unwrap(),
+            ])
+            .arg(testdata("mnist_input.npy"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "prediction {k}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_matches("with an unwritable cache", &load(&out_file), &expected, 1e-2);
+    }
+    let described = value(&scrape(&cluster, "server1"), "tfe_sessions_total", &[("request", "describe")]);
+    assert_eq!(described, 2.0, "nothing was cached, so each prediction asked server1");
+}
+
 /// A party that accepts connections and answers nothing fails a prediction
 /// within one deadline, with a cached description or without (`--no-cache`):
 /// the driver neither dials the hung party again after its connection opened
