@@ -29,8 +29,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use ndarray::{Array2, ArrayD, IxDyn};
 use tfe_run::kernels::linear::{conv2d, ring_gemm};
 use tfe_run::kernels::{Layout, Padding, Window};
+use tfe_run::protocol::Width;
 use tfe_run::protocol::compare::bench_api;
-use tfe_run::ring::{Prg, StreamKey, Z};
+use tfe_run::ring::{FixedPoint, Prg, StreamKey, Z};
 
 const SEED: [u8; 32] = [0x42; 32];
 const MI: usize = 1 << 20;
@@ -99,10 +100,15 @@ fn bench_conv2d(c: &mut Criterion) {
 fn bench_drelu_levels(c: &mut Criterion) {
     let mut group = c.benchmark_group("drelu_level");
     group.throughput(Throughput::Elements(MI as u64));
-    for level in 0..bench_api::LEVELS {
-        for (server, first) in [("s0", true), ("s1", false)] {
-            let inputs = bench_api::Level::new(first, level, MI);
-            group.bench_function(BenchmarkId::new(server, level), |bench| bench.iter(|| black_box(&inputs).run()));
+    // The whole ring, and the width of values at 16 fractional bits.
+    let widths = [("ring", Width::RING), ("values", Width::in_range(FixedPoint::default()))];
+    for (width_name, width) in widths {
+        for level in 0..bench_api::levels(width) {
+            for (server, first) in [("s0", true), ("s1", false)] {
+                let inputs = bench_api::Level::new(first, level, MI, width);
+                let id = BenchmarkId::new(format!("{width_name}/{server}"), level);
+                group.bench_function(id, |bench| bench.iter(|| black_box(&inputs).run()));
+            }
         }
     }
     group.finish();

@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use mpc::{Keys, Run, labelled, ring, run, run_shares, signed};
 use tfe_run::protocol::compare;
 use tfe_run::protocol::fss::{self, Gate};
-use tfe_run::protocol::{Comparison, Dealer, Server};
+use tfe_run::protocol::{Comparison, Dealer, Server, Width};
 use tfe_run::ring::{RingTensor, from_words, os_seed};
 use tfe_run::transport::Party;
 
@@ -40,14 +40,14 @@ fn gate_on_shares(gate: Gate, x0: Vec<u64>, x1: Vec<u64>) -> Run {
             let x = xs.remove(0);
             let s = fss_server(s);
             Ok(vec![match gate {
-                Gate::Drelu => compare::drelu(s, &x)?,
-                Gate::Relu => compare::relu(s, &x)?,
+                Gate::Drelu(w) => compare::drelu(s, &x, w)?,
+                Gate::Relu(w) => compare::relu(s, &x, w)?,
                 Gate::ReluShift(shift) => compare::relu_shift(s, &x, shift)?,
             }])
         },
         |d| match gate {
-            Gate::Drelu => compare::deal_drelu(fss_dealer(d), n),
-            Gate::Relu => compare::deal_relu(fss_dealer(d), &[n]),
+            Gate::Drelu(w) => compare::deal_drelu(fss_dealer(d), n, w),
+            Gate::Relu(w) => compare::deal_relu(fss_dealer(d), &[n], w),
             Gate::ReluShift(shift) => compare::deal_relu_shift(fss_dealer(d), n, shift),
         },
     )
@@ -89,8 +89,8 @@ fn edge_splits(label: u64) -> (Vec<u64>, Vec<u64>, Vec<i64>) {
 #[test]
 fn fss_drelu_and_relu_are_exact_at_the_edges() {
     let (x0, x1, xs) = edge_splits(0);
-    let d = gate_on_shares(Gate::Drelu, x0.clone(), x1.clone());
-    let r = gate_on_shares(Gate::Relu, x0, x1);
+    let d = gate_on_shares(Gate::Drelu(Width::RING), x0.clone(), x1.clone());
+    let r = gate_on_shares(Gate::Relu(Width::RING), x0, x1);
     for ((&x, dg), rg) in xs.iter().zip(signed(d.output())).zip(signed(r.output())) {
         assert_eq!(dg, i64::from(x >= 0), "DReLU({x})");
         assert_eq!(rg, x.max(0), "ReLU({x})");
@@ -161,11 +161,38 @@ proptest! {
         let a = labelled(&seed, 1).words(x.len());
         let x0 = a.clone();
         let x1: Vec<u64> = x.iter().zip(&a).map(|(&x, a)| (x as u64).wrapping_sub(*a)).collect();
-        let d = gate_on_shares(Gate::Drelu, x0.clone(), x1.clone());
-        let r = gate_on_shares(Gate::Relu, x0, x1);
+        let d = gate_on_shares(Gate::Drelu(Width::RING), x0.clone(), x1.clone());
+        let r = gate_on_shares(Gate::Relu(Width::RING), x0, x1);
         for (i, &x) in x.iter().enumerate() {
             prop_assert_eq!(signed(d.output())[i], i64::from(x >= 0), "DReLU({})", x);
             prop_assert_eq!(signed(r.output())[i], x.max(0), "ReLU({})", x);
+        }
+    }
+
+    /// Gates of any width 2–64 (keys over the bits below the sign) are exact
+    /// for every value the width admits, its edges included, under any split.
+    #[test]
+    fn fss_gates_of_any_width_are_exact_on_what_it_admits(
+        bits in prop_oneof![Just(48u32), Just(36u32), 2u32..=64],
+        raw in prop::collection::vec(any::<u64>(), 1..150),
+        seed in any::<[u8; 32]>(),
+    ) {
+        let w = Width::new(bits).unwrap();
+        let top = if bits == 64 { i64::MAX } else { (1i64 << (bits - 1)) - 1 };
+        let edges = [0, 1, -1, top, -top, -top - 1];
+        let x: Vec<i64> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| if i < edges.len() { edges[i] } else if bits == 64 { r as i64 } else { (r as i64) >> (65 - bits) })
+            .collect();
+        let x0 = labelled(&seed, 11).words(x.len());
+        let x1: Vec<u64> = x.iter().zip(&x0).map(|(&x, a)| (x as u64).wrapping_sub(*a)).collect();
+        let d = gate_on_shares(Gate::Drelu(w), x0.clone(), x1.clone());
+        let r = gate_on_shares(Gate::Relu(w), x0, x1);
+        for (i, &x) in x.iter().enumerate() {
+            prop_assert!(w.contains(x), "{} bits: {} is outside", bits, x);
+            prop_assert_eq!(signed(d.output())[i], i64::from(x >= 0), "{} bits: DReLU({})", bits, x);
+            prop_assert_eq!(signed(r.output())[i], x.max(0), "{} bits: ReLU({})", bits, x);
         }
     }
 
@@ -207,10 +234,10 @@ proptest! {
             &Keys::fresh(),
             std::slice::from_ref(&x),
             |s, xs| {
-                let (max, index) = compare::tournament(fss_server(s), &xs[0], &groups, with_index)?;
+                let (max, index) = compare::tournament(fss_server(s), &xs[0], &groups, with_index, Width::RING)?;
                 Ok(std::iter::once(max).chain(index).collect())
             },
-            |d| compare::deal_tournament(fss_dealer(d), &groups, with_index),
+            |d| compare::deal_tournament(fss_dealer(d), &groups, with_index, Width::RING),
         );
         for (g, members) in groups.iter().enumerate() {
             let best = members.iter().map(|&i| values[i]).max().unwrap();
@@ -226,6 +253,10 @@ proptest! {
 /// Shares of [x ≥ t] for every public threshold t, by `comparison`: a
 /// [thresholds, n] tensor.
 fn thresholds_on_shares(comparison: Comparison, x0: Vec<u64>, x1: Vec<u64>, thresholds: &[i64]) -> Run {
+    thresholds_of_width(comparison, x0, x1, thresholds, Width::RING)
+}
+
+fn thresholds_of_width(comparison: Comparison, x0: Vec<u64>, x1: Vec<u64>, thresholds: &[i64], w: Width) -> Run {
     let n = x0.len();
     let ts: Vec<std::num::Wrapping<u64>> = thresholds.iter().map(|&t| std::num::Wrapping(t as u64)).collect();
     run_shares(
@@ -233,11 +264,11 @@ fn thresholds_on_shares(comparison: Comparison, x0: Vec<u64>, x1: Vec<u64>, thre
         [vec![from_words(&[n], x0)], vec![from_words(&[n], x1)]],
         |s, xs| {
             s.comparison = comparison;
-            Ok(vec![compare::drelu_thresholds(s, &xs[0], &ts)?])
+            Ok(vec![compare::drelu_thresholds(s, &xs[0], &ts, w)?])
         },
         |d| {
             d.comparison = comparison;
-            compare::deal_drelu_thresholds(d, n, ts.len())
+            compare::deal_drelu_thresholds(d, n, ts.len(), w)
         },
     )
 }
@@ -270,6 +301,37 @@ proptest! {
             }
         }
     }
+
+    /// The same at the width of values (16 fractional bits): values in the
+    /// range against thresholds in it, both protocols exact.
+    #[test]
+    fn in_range_comparisons_with_many_thresholds_match_the_plaintext(
+        x in prop::collection::vec(-(1i64 << 46) + 1..(1i64 << 46), 1..120),
+        thresholds in prop::collection::vec(-(1i64 << 46) + 1..(1i64 << 46), 1..12),
+        seed in any::<[u8; 32]>(),
+    ) {
+        let w = Width::in_range(tfe_run::ring::FixedPoint::default());
+        let x0 = labelled(&seed, 12).words(x.len());
+        let x1: Vec<u64> = x.iter().zip(&x0).map(|(&x, a)| (x as u64).wrapping_sub(*a)).collect();
+        for comparison in [Comparison::Fss, Comparison::Bitwise] {
+            let got = signed(thresholds_of_width(comparison, x0.clone(), x1.clone(), &thresholds, w).output());
+            let n = x.len();
+            for (j, &t) in thresholds.iter().enumerate() {
+                for (i, &x) in x.iter().enumerate() {
+                    prop_assert_eq!(got[j * n + i], i64::from(x >= t), "{}: [{} ≥ {}]", comparison, x, t);
+                }
+            }
+        }
+    }
+}
+
+/// A threshold too large for the width is refused, not compared wrongly.
+#[test]
+fn a_threshold_outside_the_width_is_refused() {
+    let w = Width::in_range(tfe_run::ring::FixedPoint::default());
+    let ts = [std::num::Wrapping(1u64 << 46)];
+    assert!(!w.admits_threshold(ts[0]) && w.admits_threshold(std::num::Wrapping((1u64 << 46) - 1)));
+    assert_eq!(Width::for_thresholds(tfe_run::ring::FixedPoint::default(), &ts), Width::RING);
 }
 
 /// Under FSS, comparing with many thresholds costs what one DReLU costs: one
@@ -285,12 +347,12 @@ fn fss_thresholds_cost_one_opening_and_one_key_per_element() {
             assert_eq!(run.words(to, from).len(), n, "n = {n}, {m} thresholds");
             assert_eq!(run.messages(to, from).count(), 1, "one round");
         }
-        let [to0, to1] = fss::dealer_bytes(Gate::Drelu, n);
+        let [to0, to1] = fss::dealer_bytes(Gate::Drelu(Width::RING), n);
         for (server, planned) in [(Party::Server0, to0), (Party::Server1, to1)] {
             let sent: usize = run.messages(server, Party::Dealer).map(|m| m.payload.len()).sum();
             assert_eq!(sent as u64, planned, "n = {n}, {m} thresholds: dealer bytes to {}", server.name());
         }
-        let cost = compare::drelu_thresholds_cost(Comparison::Fss, n, m);
+        let cost = compare::drelu_thresholds_cost(Comparison::Fss, n, m, Width::RING);
         assert_eq!((cost.bytes, cost.rounds, cost.keys), (8 * n as u64, 1, to0 + to1));
     }
 }
@@ -300,7 +362,16 @@ fn fss_thresholds_cost_one_opening_and_one_key_per_element() {
 /// per block of `fss::BLOCK` elements: the formulas the planner uses.
 #[test]
 fn fss_traffic_matches_the_formulas() {
-    for gate in [Gate::Drelu, Gate::Relu, Gate::ReluShift(16), Gate::ReluShift(18)] {
+    let narrow = Width::in_range(tfe_run::ring::FixedPoint::default());
+    let gates = [
+        Gate::Drelu(Width::RING),
+        Gate::Relu(Width::RING),
+        Gate::Drelu(narrow),
+        Gate::Relu(narrow),
+        Gate::ReluShift(16),
+        Gate::ReluShift(18),
+    ];
+    for gate in gates {
         for n in [1usize, 2, 63, 1000, fss::BLOCK, fss::BLOCK + 1, 2 * fss::BLOCK + 5] {
             let x = labelled(&os_seed().unwrap(), 3).words(n);
             let run = gate_on_shares(gate, x, vec![0; n]);
@@ -332,11 +403,12 @@ fn fss_masks_are_never_reused() {
         std::slice::from_ref(&zeros),
         |s, xs| {
             let s = fss_server(s);
-            Ok(vec![compare::relu(s, &xs[0])?, compare::drelu(s, &xs[0])?, compare::relu_shift(s, &xs[0], 16)?])
+            let w = Width::RING;
+            Ok(vec![compare::relu(s, &xs[0], w)?, compare::drelu(s, &xs[0], w)?, compare::relu_shift(s, &xs[0], 16)?])
         },
         |d| {
-            compare::deal_relu(fss_dealer(d), &[n])?;
-            compare::deal_drelu(d, n)?;
+            compare::deal_relu(fss_dealer(d), &[n], Width::RING)?;
+            compare::deal_drelu(d, n, Width::RING)?;
             compare::deal_relu_shift(d, n, 16)
         },
     );
@@ -372,11 +444,11 @@ fn fss_views_are_uniform_and_independent_of_the_input() {
                 &Keys::fixed(500 + 10 * g + j as u64),
                 &x,
                 |s, x| match shift {
-                    None => compare::relu(fss_server(s), &x),
+                    None => compare::relu(fss_server(s), &x, Width::RING),
                     Some(shift) => compare::relu_shift(fss_server(s), &x, shift),
                 },
                 |d| match shift {
-                    None => compare::deal_relu(fss_dealer(d), &[n]),
+                    None => compare::deal_relu(fss_dealer(d), &[n], Width::RING),
                     Some(shift) => compare::deal_relu_shift(fss_dealer(d), n, shift),
                 },
             );

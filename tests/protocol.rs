@@ -47,7 +47,7 @@ use tfe_run::ops::{pool_groups, reduce_groups};
 use tfe_run::plan::{Op, Plan, ValueId};
 use tfe_run::protocol::compare::{self, drelu_correction_words, drelu_open_words};
 use tfe_run::protocol::mul::{self, Masked};
-use tfe_run::protocol::{Dealer, Server, trunc};
+use tfe_run::protocol::{Dealer, Server, Width, trunc};
 use tfe_run::ring::{FixedPoint, RingTensor, Z, from_words, os_seed};
 use tfe_run::transport::{Party, Transport, encode_words};
 
@@ -483,8 +483,42 @@ fn secure_truncate(keys: &Keys, z: &RingTensor, f: u32) -> Run {
 }
 
 fn secure_relu(keys: &Keys, x: &RingTensor) -> Run {
+    secure_relu_of_width(keys, x, Width::RING)
+}
+
+fn secure_relu_of_width(keys: &Keys, x: &RingTensor, w: Width) -> Run {
     let shape = x.shape().to_vec();
-    run1(keys, x, |s, x| compare::relu(s, &x), |d| compare::deal_relu(d, &shape))
+    run1(keys, x, |s, x| compare::relu(s, &x, w), |d| compare::deal_relu(d, &shape, w))
+}
+
+/// Shares of `x` split by `splits` (x0 = split, x1 = x − split), through DReLU
+/// of width `w`.
+fn secure_drelu_of_width(x: &[i64], splits: &[u64], w: Width) -> Run {
+    let n = x.len();
+    let x1 = x.iter().zip(splits).map(|(&x, &a)| (x as u64).wrapping_sub(a)).collect();
+    run_shares(
+        &Keys::fresh(),
+        [vec![from_words(&[n], splits.to_vec())], vec![from_words(&[n], x1)]],
+        |s, mut xs| Ok(vec![compare::drelu(s, &xs.remove(0), w)?]),
+        |d| compare::deal_drelu(d, n, w),
+    )
+}
+
+/// A width of 2 to 64 bits and values it admits, weighted towards its edges,
+/// with share splits that are random or put the edge of the low bits' carry
+/// in play (low bits of x0 all ones or zero).
+fn narrow_case() -> impl Strategy<Value = (u32, Vec<i64>, Vec<u64>)> {
+    (2u32..=64).prop_flat_map(|bits| {
+        let top = if bits == 64 { i64::MAX } else { (1i64 << (bits - 1)) - 1 };
+        let value = prop_oneof![
+            -top - 1..=top,
+            -(1i64 << 10).min(top)..=(1i64 << 10).min(top),
+            prop::sample::select(vec![0, 1, -1, top, top - 1, -top, -top - 1]),
+        ];
+        let split = prop_oneof![any::<u64>(), Just(0u64), Just(u64::MAX), Just((1u64 << (bits - 1)) - 1)];
+        (Just(bits), prop::collection::vec((value, split), 1..200))
+            .prop_map(|(bits, pairs)| (bits, pairs.iter().map(|p| p.0).collect(), pairs.iter().map(|p| p.1).collect()))
+    })
 }
 
 proptest! {
@@ -545,13 +579,55 @@ proptest! {
         let run = run_shares(
             &Keys::fresh(),
             shares,
-            |s, mut xs| Ok(vec![compare::drelu(s, &xs.remove(0))?]),
-            |d| compare::deal_drelu(d, n),
+            |s, mut xs| Ok(vec![compare::drelu(s, &xs.remove(0), Width::RING)?]),
+            |d| compare::deal_drelu(d, n, Width::RING),
         );
         for (i, got) in signed(run.output()).into_iter().enumerate() {
             let x = x0[i].wrapping_add(x1[i]) as i64;
             prop_assert_eq!(got, i64::from(x >= 0), "x0 = {:#x}, x1 = {:#x}, x = {}", x0[i], x1[i], x);
         }
+    }
+
+    /// A comparison of any width 2–64 is exact for every value the width
+    /// admits, under any split of the shares: DReLU and ReLU.
+    #[test]
+    fn drelu_and_relu_of_any_width_are_exact_on_what_it_admits((bits, x, splits) in narrow_case()) {
+        let w = Width::new(bits).unwrap();
+        let d = secure_drelu_of_width(&x, &splits, w);
+        let r = secure_relu_of_width(&Keys::fresh(), &ring(&[x.len()], x.iter().copied()), w);
+        for (i, (&x, (dg, rg))) in x.iter().zip(signed(d.output()).into_iter().zip(signed(r.output()))).enumerate() {
+            prop_assert!(w.contains(x));
+            prop_assert_eq!(dg, i64::from(x >= 0), "{} bits, element {}: DReLU({})", bits, i, x);
+            prop_assert_eq!(rg, x.max(0), "{} bits, element {}: ReLU({})", bits, i, x);
+        }
+    }
+}
+
+/// The width values of a computation are compared at (64 − f bits) is exact at
+/// its edges, ±(2^(63−f) − 1) and −2^(63−f), under every kind of split; one
+/// past them is outside it, and the comparison reads only the low bits, as
+/// documented: 2^(63−f) compares as negative.
+#[test]
+fn an_in_range_comparison_is_exact_to_its_edges_and_reads_only_its_bits() {
+    for frac_bits in [FixedPoint::MIN_FRAC_BITS, F, FixedPoint::MAX_FRAC_BITS] {
+        let w = Width::in_range(FixedPoint { frac_bits });
+        assert_eq!(w.bits(), 64 - frac_bits);
+        let edge = 1i64 << (w.bits() - 1);
+        let values = [0, 1, -1, edge - 1, -edge, -edge + 1, (FixedPoint { frac_bits }.bound() as i64) << frac_bits];
+        let mut x = Vec::new();
+        let mut splits = Vec::new();
+        for &v in &values {
+            for a in [0, 1, u64::MAX, (edge as u64) - 1, edge as u64, 1 << 63, 0x1234_5678_9abc_def0] {
+                x.push(v);
+                splits.push(a);
+            }
+        }
+        let got = signed(secure_drelu_of_width(&x, &splits, w).output());
+        for (i, (&v, g)) in x.iter().zip(&got).enumerate() {
+            assert_eq!(*g, i64::from(v >= 0), "{frac_bits} fractional bits, element {i}: DReLU({v})");
+        }
+        let outside = secure_drelu_of_width(&[edge], &[12345], w);
+        assert_eq!(signed(outside.output()), [0], "2^(63−f) is outside: its bit 63 − f reads as a sign");
     }
 }
 
@@ -578,8 +654,8 @@ fn drelu_edge_cases() {
     let run = run_shares(
         &Keys::fresh(),
         [vec![from_words(&[n], x0)], vec![from_words(&[n], x1)]],
-        |s, mut v| Ok(vec![compare::drelu(s, &v.remove(0))?]),
-        |d| compare::deal_drelu(d, n),
+        |s, mut v| Ok(vec![compare::drelu(s, &v.remove(0), Width::RING)?]),
+        |d| compare::deal_drelu(d, n, Width::RING),
     );
     let got = signed(run.output());
     let wrong: Vec<String> = xs
@@ -632,10 +708,10 @@ fn secure_tournament(x: &RingTensor, groups: &[Vec<usize>], with_index: bool) ->
         &Keys::fresh(),
         std::slice::from_ref(x),
         |s, xs| {
-            let (max, index) = compare::tournament(s, &xs[0], groups, with_index)?;
+            let (max, index) = compare::tournament(s, &xs[0], groups, with_index, Width::RING)?;
             Ok(std::iter::once(max).chain(index).collect())
         },
-        |d| compare::deal_tournament(d, groups, with_index),
+        |d| compare::deal_tournament(d, groups, with_index, Width::RING),
     );
     let mut out = run.outputs.into_iter();
     (out.next().expect("max"), out.next())
@@ -1159,10 +1235,10 @@ fn tournament_views_are_uniform_and_independent_of_the_input() {
                         &Keys::fixed(300 + 10 * j as u64 + r),
                         std::slice::from_ref(&x),
                         |s, xs| {
-                            let (max, index) = compare::tournament(s, &xs[0], &groups, true)?;
+                            let (max, index) = compare::tournament(s, &xs[0], &groups, true, Width::RING)?;
                             Ok(vec![max, index.expect("index")])
                         },
-                        |d| compare::deal_tournament(d, &groups, true),
+                        |d| compare::deal_tournament(d, &groups, true, Width::RING),
                     )
                 })
                 .collect()
@@ -1172,32 +1248,40 @@ fn tournament_views_are_uniform_and_independent_of_the_input() {
 }
 
 /// The traffic of one ReLU matches the documented costs (the formulas
-/// `ops` plans with): each server sends `drelu_open_words(n)` words
-/// in 8 rounds (the level-0 AND, six AND levels, the packed B2A bits), then 2 words
-/// per element for d·x in a 9th; the dealer sends server 1
-/// `drelu_correction_words(n)` words, then 1 per element for d·x.
+/// `ops` plans with), for the ring and for narrower widths: each server sends
+/// `drelu_open_words(n, w)` words in `drelu_rounds(w)` rounds (the level-0
+/// AND, the AND levels, the packed B2A bits), the last with 1 more word per
+/// element for d·x; the dealer sends server 1 `drelu_correction_words(n, w)`
+/// words, then 1 per element for d·x.
 #[test]
 fn relu_traffic_matches_the_documented_costs() {
-    for n in [1usize, 2, 3, 63, 64, 65, 127, 1000] {
-        let x = ring(&[n], large_random(9, n));
-        let run = secure_relu(&Keys::fresh(), &x);
-        for (to, from) in [(Party::Server0, Party::Server1), (Party::Server1, Party::Server0)] {
-            let words = run.words(to, from).len();
+    let widths = [Width::RING, Width::in_range(fp()), Width::new(33).unwrap(), Width::new(5).unwrap()];
+    for w in widths {
+        for n in [1usize, 2, 3, 63, 64, 65, 127, 1000] {
+            let x = ring(&[n], large_random(9, n));
+            let run = secure_relu_of_width(&Keys::fresh(), &x, w);
+            for (to, from) in [(Party::Server0, Party::Server1), (Party::Server1, Party::Server0)] {
+                let words = run.words(to, from).len();
+                assert_eq!(
+                    words,
+                    drelu_open_words(n, w) + n,
+                    "n = {n}, {w:?}: words {} received from {} (a DReLU's and the masked x)",
+                    to.name(),
+                    from.name()
+                );
+                assert_eq!(run.messages(to, from).count() as u64, compare::drelu_rounds(w), "n = {n}, {w:?}");
+            }
             assert_eq!(
-                words,
-                drelu_open_words(n) + n,
-                "n = {n}: words {} received from {} (a DReLU's and the masked x)",
-                to.name(),
-                from.name()
+                run.words(Party::Server1, Party::Dealer).len(),
+                drelu_correction_words(n, w) + n,
+                "n = {n}, {w:?}: dealer corrections (a DReLU's, and shares of b·ρ)"
             );
-            assert_eq!(run.messages(to, from).count(), 8, "n = {n}: 8 rounds");
         }
-        assert_eq!(
-            run.words(Party::Server1, Party::Dealer).len(),
-            drelu_correction_words(n) + n,
-            "n = {n}: dealer corrections (a DReLU's, and shares of b·ρ)"
-        );
     }
+    // At 16 fractional bits a value's comparison sends about a quarter less.
+    let (ring, narrow) = (drelu_open_words(6400, Width::RING), drelu_open_words(6400, Width::in_range(fp())));
+    assert!(narrow * 4 < ring * 3 + ring / 10, "{narrow} words against {ring}");
+    assert_eq!(compare::drelu_rounds(Width::in_range(fp())), 8);
 }
 
 // ---- 3. security: the real runtime on a real model --------------------------

@@ -349,7 +349,8 @@ mod tests {
         decoded.check().unwrap();
         let planned = fss.planned()[0];
         assert_eq!((planned.bytes, planned.rounds), (8 * 6, 1));
-        assert_eq!(planned.keys, 6 * (2 * 2048 + 16));
+        // Two keys of 1,532 bytes per element (47 levels: a value's width at f = 16) and two correction words.
+        assert_eq!(planned.keys, 6 * (2 * 1532 + 16));
         assert_eq!(bitwise.planned()[0].rounds, 8);
         assert_eq!(bitwise.planned()[0].keys, 0);
     }

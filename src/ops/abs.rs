@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use super::{CostCx, DealerMasks, How, OpUnit, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks};
 use crate::protocol::compare::{deal_relu, relu, relu_cost};
-use crate::protocol::{Cost, Dealer, Server};
+use crate::protocol::{Cost, Dealer, Server, Width};
 use crate::ring::RingTensor;
 use crate::tensor::Tensor;
 
@@ -39,22 +39,22 @@ impl OpUnit for Abs {
 }
 
 impl SecureOp for Abs {
-    fn run(&self, s: &mut Server, _: &StepCx, _: &mut ServerMasks, ins: &[&RingTensor]) -> Result<RingTensor> {
+    fn run(&self, s: &mut Server, cx: &StepCx, _: &mut ServerMasks, ins: &[&RingTensor]) -> Result<RingTensor> {
         by_chunks(ins[0], 1, |x| {
-            let r = relu(s, x)?;
+            let r = relu(s, x, Width::in_range(cx.fp))?;
             Ok(r.mapv(|v| v + v) - x)
         })
     }
 
     fn deal(&self, d: &mut Dealer, cx: &StepCx, _: &mut DealerMasks) -> Result<()> {
         for c in chunks(cx.in_shape(0).iter().product(), 1) {
-            deal_relu(d, &[c.len()])?;
+            deal_relu(d, &[c.len()], Width::in_range(cx.fp))?;
         }
         Ok(())
     }
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
-        chunked_cost(cx.out_len(), 1, |n| relu_cost(cx.comparison, n))
+        chunked_cost(cx.out_len(), 1, |n| relu_cost(cx.comparison, n, Width::in_range(cx.fp)))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

@@ -21,7 +21,7 @@ use super::{
     CostCx, DealerMasks, How, OpUnit, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks, public_share,
 };
 use crate::protocol::compare::{deal_relu, relu, relu_cost};
-use crate::protocol::{Cost, Dealer, Server};
+use crate::protocol::{Cost, Dealer, Server, Width};
 use crate::ring::RingTensor;
 use crate::tensor::Tensor;
 
@@ -38,6 +38,14 @@ pub struct Clip {
 impl Clip {
     fn comparisons(&self) -> usize {
         usize::from(self.lo.is_some()) + usize::from(self.hi.is_some())
+    }
+
+    /// The comparisons' width: x − bound is a difference of values when both
+    /// bounds are in the range at `fp` (a bound of 16384 is not at 28
+    /// fractional bits: then the whole ring).
+    fn width(&self, fp: crate::ring::FixedPoint) -> Width {
+        let bounds: Vec<_> = [self.lo, self.hi].into_iter().flatten().map(|b| fp.encode_value(f64::from(b))).collect();
+        Width::for_thresholds(fp, &bounds)
     }
 }
 
@@ -84,18 +92,19 @@ impl SecureOp for Clip {
     fn run(&self, s: &mut Server, cx: &StepCx, _: &mut ServerMasks, ins: &[&RingTensor]) -> Result<RingTensor> {
         let encode = |b: Option<f32>| b.map(|b| public_share(s, cx.fp.encode_value(f64::from(b))));
         let (lo, hi) = (encode(self.lo), encode(self.hi));
+        let w = self.width(cx.fp);
         by_chunks(ins[0], self.comparisons(), |x| {
             Ok(match (lo, hi) {
                 (Some(lo), Some(hi)) => {
                     let flat = x.to_shape(IxDyn(&[x.len()]))?;
                     let (above_lo, above_hi) = (flat.mapv(|v| v - lo), flat.mapv(|v| v - hi));
-                    let both = relu(s, &concatenate(Axis(0), &[above_lo.view(), above_hi.view()])?)?;
+                    let both = relu(s, &concatenate(Axis(0), &[above_lo.view(), above_hi.view()])?, w)?;
                     let (low, high) = both.view().split_at(Axis(0), x.len());
                     let out: RingTensor = (&low - &high).mapv(|v| v + lo);
                     out.into_shape_with_order(x.raw_dim())?
                 }
-                (Some(lo), None) => relu(s, &x.mapv(|v| v - lo))?.mapv(|v| v + lo),
-                (None, Some(hi)) => x - &relu(s, &x.mapv(|v| v - hi))?,
+                (Some(lo), None) => relu(s, &x.mapv(|v| v - lo), w)?.mapv(|v| v + lo),
+                (None, Some(hi)) => x - &relu(s, &x.mapv(|v| v - hi), w)?,
                 (None, None) => x.clone(),
             })
         })
@@ -104,14 +113,14 @@ impl SecureOp for Clip {
     fn deal(&self, d: &mut Dealer, cx: &StepCx, _: &mut DealerMasks) -> Result<()> {
         let k = self.comparisons();
         for c in chunks(cx.in_shape(0).iter().product(), k) {
-            deal_relu(d, &[k * c.len()])?;
+            deal_relu(d, &[k * c.len()], self.width(cx.fp))?;
         }
         Ok(())
     }
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
         let k = self.comparisons();
-        chunked_cost(cx.out_len(), k, |n| relu_cost(cx.comparison, k * n))
+        chunked_cost(cx.out_len(), k, |n| relu_cost(cx.comparison, k * n, self.width(cx.fp)))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

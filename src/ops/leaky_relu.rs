@@ -11,7 +11,7 @@ use anyhow::Result;
 use super::{CostCx, DealerMasks, How, OpUnit, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks};
 use crate::protocol::compare::{deal_relu, relu, relu_cost};
 use crate::protocol::trunc::{deal_truncate, truncate, truncate_cost};
-use crate::protocol::{Cost, Dealer, Server};
+use crate::protocol::{Cost, Dealer, Server, Width};
 use crate::ring::RingTensor;
 use crate::tensor::Tensor;
 
@@ -59,7 +59,7 @@ impl SecureOp for LeakyRelu {
         let fp = cx.fp;
         let (alpha, rest) = (fp.encode_value(f64::from(self.alpha)), fp.encode_value(1.0 - f64::from(self.alpha)));
         by_chunks(ins[0], 1, |x| {
-            let r = relu(s, x)?;
+            let r = relu(s, x, Width::in_range(fp))?;
             let z = x.mapv(|v| v * alpha) + r.mapv(|v| v * rest);
             truncate(s, &z, fp.frac_bits)
         })
@@ -67,14 +67,14 @@ impl SecureOp for LeakyRelu {
 
     fn deal(&self, d: &mut Dealer, cx: &StepCx, _: &mut DealerMasks) -> Result<()> {
         for c in chunks(cx.in_shape(0).iter().product(), 1) {
-            deal_relu(d, &[c.len()])?;
+            deal_relu(d, &[c.len()], Width::in_range(cx.fp))?;
             deal_truncate(d, &[c.len()], cx.fp.frac_bits)?;
         }
         Ok(())
     }
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
-        chunked_cost(cx.out_len(), 1, |n| relu_cost(cx.comparison, n) + truncate_cost(n))
+        chunked_cost(cx.out_len(), 1, |n| relu_cost(cx.comparison, n, Width::in_range(cx.fp)) + truncate_cost(n))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

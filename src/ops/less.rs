@@ -13,7 +13,7 @@ use super::{
     CostCx, DealerMasks, How, OpUnit, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks, public_share,
 };
 use crate::protocol::compare::{deal_drelu, drelu, drelu_cost};
-use crate::protocol::{Cost, Dealer, Server};
+use crate::protocol::{Cost, Dealer, Server, Width};
 use crate::ring::RingTensor;
 use crate::tensor::Tensor;
 
@@ -72,18 +72,18 @@ impl SecureOp for Less {
         let diff: RingTensor = &x - &y;
         let one = std::num::Wrapping(1u64 << cx.fp.frac_bits);
         let public_one = public_share(s, one);
-        by_chunks(&diff, 1, |d| Ok(drelu(s, d)?.mapv(|bit| public_one - bit * one)))
+        by_chunks(&diff, 1, |d| Ok(drelu(s, d, Width::in_range(cx.fp))?.mapv(|bit| public_one - bit * one)))
     }
 
     fn deal(&self, d: &mut Dealer, cx: &StepCx, _: &mut DealerMasks) -> Result<()> {
         for c in chunks(cx.out_len(), 1) {
-            deal_drelu(d, c.len())?;
+            deal_drelu(d, c.len(), Width::in_range(cx.fp))?;
         }
         Ok(())
     }
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
-        chunked_cost(cx.out_len(), 1, |n| drelu_cost(cx.comparison, n))
+        chunked_cost(cx.out_len(), 1, |n| drelu_cost(cx.comparison, n, Width::in_range(cx.fp)))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

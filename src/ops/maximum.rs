@@ -7,7 +7,7 @@ use ndarray::{ArrayD, IxDyn, Zip};
 use super::{CostCx, DealerMasks, How, OpUnit, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks};
 use crate::plan::broadcast_shape;
 use crate::protocol::compare::{deal_relu, relu, relu_cost};
-use crate::protocol::{Cost, Dealer, Server};
+use crate::protocol::{Cost, Dealer, Server, Width};
 use crate::ring::RingTensor;
 use crate::tensor::Tensor;
 
@@ -67,13 +67,13 @@ fn run<E: Extremum>(s: &mut Server, cx: &StepCx, ins: &[&RingTensor]) -> Result<
     };
     let (a, b) = (broadcast(ins[0])?, broadcast(ins[1])?);
     let diff = if E::MAX { &b - &a } else { &a - &b };
-    let r = by_chunks(&diff, 1, |x| relu(s, x))?;
+    let r = by_chunks(&diff, 1, |x| relu(s, x, Width::in_range(cx.fp)))?;
     Ok(if E::MAX { a + r } else { a - r })
 }
 
 fn deal(d: &mut Dealer, cx: &StepCx) -> Result<()> {
     for c in chunks(cx.out_len(), 1) {
-        deal_relu(d, &[c.len()])?;
+        deal_relu(d, &[c.len()], Width::in_range(cx.fp))?;
     }
     Ok(())
 }
@@ -112,7 +112,7 @@ macro_rules! extremum_unit {
             }
 
             fn cost(&self, cx: &mut CostCx) -> Cost {
-                chunked_cost(cx.out_len(), 1, |n| relu_cost(cx.comparison, n))
+                chunked_cost(cx.out_len(), 1, |n| relu_cost(cx.comparison, n, Width::in_range(cx.fp)))
             }
 
             fn pieces(&self, cx: &CostCx) -> usize {

@@ -19,7 +19,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::{CostCx, DealerMasks, How, OpUnit, SecureOp, ServerMasks, StepCx, chunked_cost, chunks};
 use crate::protocol::compare::{deal_drelu_thresholds, drelu_thresholds, drelu_thresholds_cost};
-use crate::protocol::{Cost, Dealer, Server};
+use crate::protocol::{Cost, Dealer, Server, Width};
 use crate::ring::{RingTensor, Z};
 use crate::tensor::Tensor;
 
@@ -83,17 +83,30 @@ impl OpUnit for OneHot {
     }
 }
 
+impl OneHot {
+    /// v − 1/2 for every v up to the depth: the edges [id ≥ v − 1/2] is read at.
+    fn thresholds(&self, fp: crate::ring::FixedPoint) -> Vec<Z> {
+        (0..self.drelus_per_id()).map(|v| fp.encode_value(v as f64 - 0.5)).collect()
+    }
+
+    /// The comparisons' width: the ids' (values), or the ring for a depth
+    /// beyond the range.
+    fn width(&self, fp: crate::ring::FixedPoint) -> Width {
+        Width::for_thresholds(fp, &self.thresholds(fp))
+    }
+}
+
 impl SecureOp for OneHot {
     fn run(&self, s: &mut Server, cx: &StepCx, _: &mut ServerMasks, ins: &[&RingTensor]) -> Result<RingTensor> {
         let per = self.drelus_per_id();
         let flat: Vec<Z> = ins[0].iter().copied().collect();
-        let thresholds: Vec<Z> = (0..per).map(|v| cx.fp.encode_value(v as f64 - 0.5)).collect();
+        let thresholds = self.thresholds(cx.fp);
         let one = std::num::Wrapping(1u64 << cx.fp.frac_bits);
         let mut out = Vec::with_capacity(flat.len() * self.depth);
         for c in chunks(flat.len(), per) {
             let ids = ArrayD::from_shape_vec(IxDyn(&[c.len()]), flat[c].to_vec())?;
             // bits[[v, i]] = [id_i ≥ v − 1/2].
-            let bits = drelu_thresholds(s, &ids, &thresholds)?;
+            let bits = drelu_thresholds(s, &ids, &thresholds, Width::for_thresholds(cx.fp, &thresholds))?;
             for i in 0..ids.len() {
                 out.extend((1..per).map(|v| (bits[[v - 1, i]] - bits[[v, i]]) * one));
             }
@@ -104,7 +117,7 @@ impl SecureOp for OneHot {
     fn deal(&self, d: &mut Dealer, cx: &StepCx, _: &mut DealerMasks) -> Result<()> {
         let per = self.drelus_per_id();
         for c in chunks(cx.in_shape(0).iter().product(), per) {
-            deal_drelu_thresholds(d, c.len(), per)?;
+            deal_drelu_thresholds(d, c.len(), per, self.width(cx.fp))?;
         }
         Ok(())
     }
@@ -112,7 +125,7 @@ impl SecureOp for OneHot {
     fn cost(&self, cx: &mut CostCx) -> Cost {
         let per = self.drelus_per_id();
         let ids = cx.plan.values[cx.step.inputs[0]].len();
-        chunked_cost(ids, per, |n| drelu_thresholds_cost(cx.comparison, n, per))
+        chunked_cost(ids, per, |n| drelu_thresholds_cost(cx.comparison, n, per, self.width(cx.fp)))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

@@ -286,8 +286,8 @@ impl SecureOp for Piecewise {
     }
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
-        let breaks = self.breaks();
-        chunked_cost(cx.out_len(), breaks, |n| piecewise_many_cost(cx.comparison, n, breaks, 1))
+        let (breaks, w) = (self.breaks(), self.curve.piecewise().width(cx.fp));
+        chunked_cost(cx.out_len(), breaks, |n| piecewise_many_cost(cx.comparison, n, breaks, 1, w))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

@@ -88,5 +88,5 @@ pub(super) fn deal_power(d: &mut Dealer, power: Power, fp: FixedPoint, n: usize)
 /// The cost of [`run_power`] over `n` elements.
 pub(super) fn power_cost(cmp: crate::protocol::Comparison, power: Power, fp: FixedPoint, n: usize) -> Cost {
     let inv = Inverse::full(power, fp);
-    chunked_cost(n, inv.breaks(), |m| inverse_cost(cmp, m, &inv))
+    chunked_cost(n, inv.breaks(), |m| inverse_cost(cmp, m, &inv, fp))
 }

@@ -6,26 +6,26 @@ use anyhow::Result;
 
 use super::{CostCx, DealerMasks, How, SecureOp, ServerMasks, StepCx, by_chunks, chunked_cost, chunks};
 use crate::protocol::compare::{deal_relu, deal_relu_shift, relu, relu_cost, relu_shift, relu_shift_cost};
-use crate::protocol::{Cost, Dealer, Server};
+use crate::protocol::{Cost, Dealer, Server, Width};
 use crate::ring::RingTensor;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Relu;
 
 impl SecureOp for Relu {
-    fn run(&self, s: &mut Server, _: &StepCx, _: &mut ServerMasks, ins: &[&RingTensor]) -> Result<RingTensor> {
-        by_chunks(ins[0], 1, |x| relu(s, x))
+    fn run(&self, s: &mut Server, cx: &StepCx, _: &mut ServerMasks, ins: &[&RingTensor]) -> Result<RingTensor> {
+        by_chunks(ins[0], 1, |x| relu(s, x, Width::in_range(cx.fp)))
     }
 
     fn deal(&self, d: &mut Dealer, cx: &StepCx, _: &mut DealerMasks) -> Result<()> {
         for c in chunks(cx.in_shape(0).iter().product(), 1) {
-            deal_relu(d, &[c.len()])?;
+            deal_relu(d, &[c.len()], Width::in_range(cx.fp))?;
         }
         Ok(())
     }
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
-        chunked_cost(cx.out_len(), 1, |n| relu_cost(cx.comparison, n))
+        chunked_cost(cx.out_len(), 1, |n| relu_cost(cx.comparison, n, Width::in_range(cx.fp)))
     }
 
     fn pieces(&self, cx: &CostCx) -> usize {

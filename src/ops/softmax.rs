@@ -29,7 +29,7 @@ use crate::protocol::compare::{
 use crate::protocol::inverse::{Inverse, Power, deal_inverse, inverse, inverse_cost};
 use crate::protocol::mul::{deal_mul_pairs, mul_pairs, mul_pairs_cost};
 use crate::protocol::trunc::{deal_truncate, truncate, truncate_cost};
-use crate::protocol::{Cost, Dealer, Server};
+use crate::protocol::{Cost, Dealer, Server, Width};
 use crate::ring::{RingTensor, Z};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -61,7 +61,7 @@ impl SecureOp for Softmax {
     fn run(&self, s: &mut Server, cx: &StepCx, _: &mut ServerMasks, ins: &[&RingTensor]) -> Result<RingTensor> {
         let (fp, x, shape) = (cx.fp, ins[0], cx.in_shape(0));
         let (count, n) = rows(shape);
-        let (max, _) = tournament(s, x, &reduce_groups(shape, &[shape.len() - 1]), false)?;
+        let (max, _) = tournament(s, x, &reduce_groups(shape, &[shape.len() - 1]), false, Width::in_range(fp))?;
         let max: Vec<Z> = max.iter().copied().collect();
         let shifted: Vec<Z> = x.iter().enumerate().map(|(i, &v)| v - max[i / n]).collect();
         let shifted = ArrayD::from_shape_vec(IxDyn(&[count * n]), shifted)?;
@@ -80,7 +80,7 @@ impl SecureOp for Softmax {
     fn deal(&self, d: &mut Dealer, cx: &StepCx, _: &mut DealerMasks) -> Result<()> {
         let (fp, shape) = (cx.fp, cx.in_shape(0));
         let (count, n) = rows(shape);
-        deal_tournament(d, &reduce_groups(shape, &[shape.len() - 1]), false)?;
+        deal_tournament(d, &reduce_groups(shape, &[shape.len() - 1]), false, Width::in_range(fp))?;
         let curve = exp_curve();
         for c in chunks(count * n, curve.breaks.len()) {
             deal_piecewise(d, &[c.len()], curve, fp)?;
@@ -98,9 +98,10 @@ impl SecureOp for Softmax {
         let (count, n) = rows(shape);
         let breaks = exp_curve().breaks.len();
         let inv = row_inverse(n);
-        tournament_cost(cx.comparison, &groups(shape).sizes(), false)
-            + chunked_cost(count * n, breaks, |c| piecewise_many_cost(cx.comparison, c, breaks, 1))
-            + chunked_cost(count, inv.breaks(), |c| inverse_cost(cx.comparison, c, &inv))
+        let w = exp_curve().width(cx.fp);
+        tournament_cost(cx.comparison, &groups(shape).sizes(), false, Width::in_range(cx.fp))
+            + chunked_cost(count * n, breaks, |c| piecewise_many_cost(cx.comparison, c, breaks, 1, w))
+            + chunked_cost(count, inv.breaks(), |c| inverse_cost(cx.comparison, c, &inv, cx.fp))
             + mul_pairs_cost(&[count * n])
             + truncate_cost(count * n)
     }

@@ -17,7 +17,7 @@ use super::{CostCx, DealerMasks, How, SecureOp, ServerMasks, StepCx};
 use crate::kernels::Window;
 use crate::kernels::linear::{self, window_ranges};
 use crate::protocol::compare::{deal_tournament, tournament, tournament_cost};
-use crate::protocol::{Cost, Dealer, Server};
+use crate::protocol::{Cost, Dealer, Server, Width};
 use crate::ring::RingTensor;
 
 /// Which input elements each output element is the maximum of.
@@ -103,17 +103,17 @@ impl std::fmt::Debug for Tournament {
 
 impl SecureOp for Tournament {
     fn run(&self, s: &mut Server, cx: &StepCx, _: &mut ServerMasks, ins: &[&RingTensor]) -> Result<RingTensor> {
-        let (max, index) = tournament(s, ins[0], self.built(), self.with_index)?;
+        let (max, index) = tournament(s, ins[0], self.built(), self.with_index, Width::in_range(cx.fp))?;
         let out = index.unwrap_or(max);
         Ok(out.into_shape_with_order(IxDyn(cx.out_shape()))?)
     }
 
-    fn deal(&self, d: &mut Dealer, _: &StepCx, _: &mut DealerMasks) -> Result<()> {
-        deal_tournament(d, self.built(), self.with_index)
+    fn deal(&self, d: &mut Dealer, cx: &StepCx, _: &mut DealerMasks) -> Result<()> {
+        deal_tournament(d, self.built(), self.with_index, Width::in_range(cx.fp))
     }
 
     fn cost(&self, cx: &mut CostCx) -> Cost {
-        tournament_cost(cx.comparison, &self.groups.sizes(), self.with_index)
+        tournament_cost(cx.comparison, &self.groups.sizes(), self.with_index, Width::in_range(cx.fp))
     }
 
     /// The groups' indices and each group's vector header.

@@ -22,8 +22,12 @@
 //!   then 2 × 1 bit per element) and the last bit left is [u > v].
 //!
 //! The result is exact for every x in the ring: no polynomial approximation, no
-//! range restriction. Seven rounds of AND openings (about 4 words per element per
-//! server), then one last round that opens the bit masked by a dealt random bit ρ
+//! range restriction. A comparison of a model's values needs fewer bits
+//! ([`Width`]): over width k it compares the k − 1 bits below bit k − 1, packed
+//! k − 1 lanes per element (padded to even, and padded again wherever a level
+//! leaves an odd count), so level 0 and every AND level open fewer bits.
+//! Seven rounds of AND openings (about 4 words per element per server over the
+//! ring, 3 over a value's 48 bits), then one last round that opens the bit masked by a dealt random bit ρ
 //! (1 bit per element) and turns it into what the caller needs:
 //!
 //! * **DReLU** (an arithmetic share of the bit d, for MaxPool and the piecewise
@@ -58,7 +62,7 @@ use std::num::Wrapping;
 use anyhow::Result;
 use ndarray::{ArrayD, IxDyn};
 
-use super::comparison::Comparison;
+use super::comparison::{Comparison, Width};
 use super::fss::{self, Gate};
 use super::mul::{deal_mul_many, deal_mul_pairs, mul_many, mul_many_cost, mul_pairs, mul_pairs_cost};
 use super::trunc::{deal_truncate, truncate, truncate_cost};
@@ -66,58 +70,76 @@ use super::{Cost, Dealer, Server};
 use crate::ring::{FixedPoint, Prg, RingTensor, Z, from_words};
 use crate::transport::{WordWriter, read_words};
 
-const LOW63: u64 = (1 << 63) - 1;
-
-/// Widths, in bits per element, of the lanes combined at levels 1–6.
-const LEVEL_WIDTHS: [usize; 6] = [32, 16, 8, 4, 2, 1];
+/// Lanes per element entering each AND level of a bitwise DReLU of width `w`:
+/// level 0 compares the w − 1 bits below the sign, padded to an even count;
+/// each level halves the lanes, and an odd count above one gets a neutral lane
+/// on top (G = 0, E = 1). 64, 32, …, 2 for the ring; 48, 24, 12, 6, 4, 2 for
+/// 48 bits (3 lanes padded to 4): as many levels, a quarter fewer bits.
+fn level_widths(w: Width) -> Vec<usize> {
+    let mut lanes = (w.bits() as usize - 1).next_multiple_of(2);
+    let mut widths = Vec::new();
+    while lanes > 1 {
+        widths.push(lanes);
+        lanes /= 2;
+        if lanes > 1 && lanes % 2 == 1 {
+            lanes += 1;
+        }
+    }
+    widths
+}
 
 fn words_for(n: usize, bits: usize) -> usize {
     (n * bits).div_ceil(64)
 }
 
-/// Words each server sends for `n` DReLUs: level 0, the AND levels, the B2A bits.
-pub fn drelu_open_words(n: usize) -> usize {
-    let levels: usize = LEVEL_WIDTHS.iter().enumerate().map(|(l, &w)| (1 + ands(l)) * words_for(n, w)).sum();
-    n + levels + words_for(n, 1)
+/// Words each server sends for `n` DReLUs of width `w`: level 0, the AND levels,
+/// the B2A bits.
+pub fn drelu_open_words(n: usize, w: Width) -> usize {
+    let widths = level_widths(w);
+    let ands: usize = widths.iter().enumerate().map(|(l, &k)| (1 + ands(l, &widths)) * words_for(n, k / 2)).sum();
+    words_for(n, widths[0]) + ands + words_for(n, 1)
 }
 
 /// Words each server sends for `n` ReLUs: a DReLU's, and the masked x − b.
-pub fn relu_open_words(n: usize) -> usize {
-    drelu_open_words(n) + n
+pub fn relu_open_words(n: usize, w: Width) -> usize {
+    drelu_open_words(n, w) + n
 }
 
-/// Rounds of a DReLU: level 0, the six AND levels, the packed B2A bits.
-pub const DRELU_ROUNDS: u64 = 2 + LEVEL_WIDTHS.len() as u64;
+/// Rounds of a DReLU of width `w`: level 0, the AND levels (six for every
+/// width above 32 bits), the packed B2A bits.
+pub fn drelu_rounds(w: Width) -> u64 {
+    2 + level_widths(w).len() as u64
+}
 
 /// What the bitwise [`drelu`] of `n` elements sends.
-pub fn bitwise_drelu_cost(n: usize) -> Cost {
-    Cost::words(drelu_open_words(n), DRELU_ROUNDS)
+pub fn bitwise_drelu_cost(n: usize, w: Width) -> Cost {
+    Cost::words(drelu_open_words(n, w), drelu_rounds(w))
 }
 
 /// What the bitwise [`relu`] of `n` elements sends: a DReLU's, with the masked
 /// x − b in its last round.
-pub fn bitwise_relu_cost(n: usize) -> Cost {
-    Cost::words(relu_open_words(n), DRELU_ROUNDS)
+pub fn bitwise_relu_cost(n: usize, w: Width) -> Cost {
+    Cost::words(relu_open_words(n, w), drelu_rounds(w))
 }
 
 /// What [`drelu`] of `n` elements sends under `cmp`.
-pub fn drelu_cost(cmp: Comparison, n: usize) -> Cost {
-    cmp.drelu_cost(n)
+pub fn drelu_cost(cmp: Comparison, n: usize, w: Width) -> Cost {
+    cmp.drelu_cost(n, w)
 }
 
 /// What [`relu`] of `n` elements sends under `cmp`.
-pub fn relu_cost(cmp: Comparison, n: usize) -> Cost {
-    cmp.relu_cost(n)
+pub fn relu_cost(cmp: Comparison, n: usize, w: Width) -> Cost {
+    cmp.relu_cost(n, w)
 }
 
 /// What one level of [`tournament`] with `pairs` comparisons sends: their DReLUs,
 /// then the selection of `operands` tensors (the value, and the index); under
 /// FSS a maximum alone is one ReLU (max(a, b) = b + ReLU(a − b)).
-pub fn tournament_level_cost(cmp: Comparison, pairs: usize, operands: usize) -> Cost {
+pub fn tournament_level_cost(cmp: Comparison, pairs: usize, operands: usize, w: Width) -> Cost {
     if cmp == Comparison::Fss && operands == 1 {
-        return relu_cost(cmp, pairs);
+        return relu_cost(cmp, pairs, w);
     }
-    drelu_cost(cmp, pairs) + mul_many_cost(pairs, &vec![pairs; operands])
+    drelu_cost(cmp, pairs, w) + mul_many_cost(pairs, &vec![pairs; operands])
 }
 
 /// What [`tournament`] sends over groups of these sizes (size → how many
@@ -127,12 +149,13 @@ pub fn tournament_cost(
     cmp: Comparison,
     group_sizes: &std::collections::BTreeMap<usize, usize>,
     with_index: bool,
+    w: Width,
 ) -> Cost {
     let mut sizes = group_sizes.clone();
     let mut cost = Cost::ZERO;
     while sizes.keys().any(|&len| len > 1) {
         let pairs: usize = sizes.iter().map(|(len, count)| len / 2 * count).sum();
-        cost = cost + tournament_level_cost(cmp, pairs, 1 + usize::from(with_index));
+        cost = cost + tournament_level_cost(cmp, pairs, 1 + usize::from(with_index), w);
         let mut next = std::collections::BTreeMap::new();
         for (len, count) in sizes {
             *next.entry(len.div_ceil(2)).or_insert(0) += count;
@@ -143,35 +166,38 @@ pub fn tournament_cost(
 }
 
 /// What [`piecewise_many`] of `count` functions with `breaks` breakpoints over
-/// `n` elements sends: the comparisons with every breakpoint; u² and u³ (a pair of
-/// operands and a truncation each); the coefficient products and their one
-/// truncation.
-pub fn piecewise_many_cost(cmp: Comparison, n: usize, breaks: usize, count: usize) -> Cost {
+/// `n` elements sends: the comparisons with every breakpoint (of width `w`,
+/// [`Piecewise::width`]); u² and u³ (a pair of operands and a truncation each);
+/// the coefficient products and their one truncation.
+pub fn piecewise_many_cost(cmp: Comparison, n: usize, breaks: usize, count: usize, w: Width) -> Cost {
     let power = mul_pairs_cost(&[n]) + truncate_cost(n);
-    drelu_thresholds_cost(cmp, n, breaks)
+    drelu_thresholds_cost(cmp, n, breaks, w)
         + power
         + power
         + mul_pairs_cost(&vec![n; 3 * count])
         + truncate_cost(count * n)
 }
 
-/// Correction words the dealer sends server 1 for `n` DReLUs.
-pub fn drelu_correction_words(n: usize) -> usize {
-    carry_correction_words(n) + n
+/// Correction words the dealer sends server 1 for `n` DReLUs of width `w`.
+pub fn drelu_correction_words(n: usize, w: Width) -> usize {
+    carry_correction_words(n, w) + n
 }
 
 /// Correction words the dealer sends server 1 for `n` ReLUs: shares of ρ and bρ.
-pub fn relu_correction_words(n: usize) -> usize {
-    carry_correction_words(n) + 2 * n
+pub fn relu_correction_words(n: usize, w: Width) -> usize {
+    carry_correction_words(n, w) + 2 * n
 }
 
-fn carry_correction_words(n: usize) -> usize {
-    n + LEVEL_WIDTHS.iter().enumerate().map(|(l, &w)| ands(l) * words_for(n, w)).sum::<usize>()
+fn carry_correction_words(n: usize, w: Width) -> usize {
+    let widths = level_widths(w);
+    words_for(n, widths[0])
+        + widths.iter().enumerate().map(|(l, &k)| ands(l, &widths) * words_for(n, k / 2)).sum::<usize>()
 }
 
-/// ANDs at AND level `l`: (G, E) both, except at the last level, which needs G only.
-fn ands(level: usize) -> usize {
-    if level == LEVEL_WIDTHS.len() - 1 { 1 } else { 2 }
+/// ANDs at AND level `l` of `widths`: (G, E) both, except at the last level,
+/// which needs G only.
+fn ands(level: usize, widths: &[usize]) -> usize {
+    if level + 1 == widths.len() { 1 } else { 2 }
 }
 
 /// A word's even bits compressed into its low 32 bits and its odd bits into its
@@ -252,62 +278,119 @@ impl Correlated {
     }
 }
 
-/// Server: XOR shares of ¬msb(x) = [x ≥ 0] for every element of `x`, packed one bit
-/// per element, after level 0 and the six AND levels (seven rounds). The local work
-/// between the openings is in the `level0_*`, `and_level_*` and [`sign_bits`]
-/// functions, which `benches/kernels.rs` runs alone.
-fn drelu_bits(s: &mut Server, prg: &mut Prg, cor: &mut Correlated, x: &[u64]) -> Result<Vec<u64>> {
+/// Server: XOR shares of [x ≥ 0] for every element of `x`, packed one bit per
+/// element, exact for every x the width `w` admits, after level 0 and the AND
+/// levels (seven rounds at every width above 32 bits). Over width k the
+/// operand is x mod 2^k: its sign is bit k − 1 = msb(x0) ⊕ msb(x1) ⊕ carry,
+/// the carry out of the k − 1 bits below. The local work between the openings
+/// is in the `level0_*`, `and_level_*` and [`sign_bits`] functions, which
+/// `benches/kernels.rs` runs alone.
+fn drelu_bits(s: &mut Server, prg: &mut Prg, cor: &mut Correlated, x: &[u64], w: Width) -> Result<Vec<u64>> {
     let n = x.len();
     let first = s.is_first();
+    let widths = level_widths(w);
     let per = if first { 2 } else { 1 };
-    let mat = prg.words(per * n);
-    let theirs = s.exchange_message(level0_masked(x, &mat, per))?;
+    let operand = level0_operand(first, x, w);
+    let mat = prg.words(per * operand.len());
+    let theirs = s.exchange_message(level0_masked(&operand, &mat, per))?;
     let theirs = read_words(&theirs);
-    let mut g = level0_g(first, x, &mat, &theirs, &cor.next(n));
+    let mut g = level0_g(first, &operand, &mat, &theirs, &cor.next(operand.len()));
     drop((mat, theirs));
-    let mut e = level0_e(first, x);
-    for level in 0..LEVEL_WIDTHS.len() {
-        let lanes = and_level_lanes(&g, &e, level, n);
-        let mat = prg.words(and_level_material_words(first, level, n));
+    let mut e = operand;
+    for level in 0..widths.len() {
+        let lanes = and_level_lanes(&g, &e, &widths, level, n);
+        let mat = prg.words(and_level_material_words(first, &widths, level, n));
         let theirs = s.exchange_message(and_level_masked(first, &lanes, &mat))?;
         let theirs = read_words(&theirs);
-        let received = cor.next(ands(level) * lanes.len);
+        let received = cor.next(lanes.ands * lanes.len);
         (g, e) = and_level_combine(first, &lanes, &mat, &theirs, &received);
+        if let Some(&next) = widths.get(level + 1)
+            && next != widths[level] / 2
+        {
+            (g, e) = (pad_lane(&g, n, next - 1, false), pad_lane(&e, n, next - 1, !first));
+        }
     }
-    Ok(sign_bits(first, g, x))
+    Ok(sign_bits(first, g, x, w))
 }
 
-/// Level 0, what a server sends: its operand of g = u ∧ ¬v, masked. Server 0 holds
-/// u = x0' outright, server 1 holds ¬v = x1' (as bits 0..62; lane 63 is neutral:
-/// g = 0 there, and e = 1 through server 1's share). `mat` is the level's
-/// material, `per` words per element: [r, c] for server 0, [r] for server 1.
-fn level0_masked(x: &[u64], mat: &[u64], per: usize) -> WordWriter {
-    let mut masked = WordWriter::with_capacity(x.len());
-    masked.extend(x.iter().zip(mat.chunks_exact(per)).map(|(&w, m)| (w & LOW63) ^ m[0]));
+/// Level 0, what a server's operand is, packed `level_widths(w)[0]` lanes per
+/// element: its share's w − 1 bits below the sign (server 0 holds u = x0' outright,
+/// server 1 holds ¬v = x1', v = 2^(w−1) − 1 − x1'), so that g = u ∧ ¬v (u is
+/// greater in this lane) and e = ¬(u ⊕ v) = x0' ⊕ x1' (equal) are lane-wise in
+/// the operands. A padding lane on top is neutral: g = 0 there, because server 0's
+/// bit is 0, and e = 1, through server 1's bit. This is also the server's share
+/// of e, which needs no opening.
+fn level0_operand(first: bool, x: &[u64], w: Width) -> Vec<u64> {
+    let carry_lanes = w.bits() - 1;
+    let lanes = level_widths(w)[0];
+    let low = (1u64 << carry_lanes) - 1;
+    let neutral = if !first && lanes as u32 > carry_lanes { 1 << carry_lanes } else { 0 };
+    if lanes == 64 {
+        return x.iter().map(|&v| v & low | neutral).collect();
+    }
+    let mut packed = vec![0u64; words_for(x.len(), lanes)];
+    for (i, &v) in x.iter().enumerate() {
+        put_field(&mut packed, i * lanes, lanes, v & low | neutral);
+    }
+    packed
+}
+
+/// Write the `width` low bits of `v` (no higher ones set) at bit `at` of a
+/// zeroed packed stream.
+fn put_field(packed: &mut [u64], at: usize, width: usize, v: u64) {
+    let (word, offset) = (at / 64, at % 64);
+    packed[word] |= v << offset;
+    if offset + width > 64 {
+        packed[word + 1] |= v >> (64 - offset);
+    }
+}
+
+/// The `width` bits at bit `at` of a packed stream.
+fn get_field(packed: &[u64], at: usize, width: usize) -> u64 {
+    let (word, offset) = (at / 64, at % 64);
+    let mut v = packed[word] >> offset;
+    if offset + width > 64 {
+        v |= packed[word + 1] << (64 - offset);
+    }
+    if width == 64 { v } else { v & ((1 << width) - 1) }
+}
+
+/// A packed stream of `n` elements of `width` lanes, each given a lane on top
+/// set to `top` (a share of a neutral lane: G = 0 in both shares, E = 1 in
+/// server 1's), so that the next AND level halves an even count.
+fn pad_lane(packed: &[u64], n: usize, width: usize, top: bool) -> Vec<u64> {
+    let mut out = vec![0u64; words_for(n, width + 1)];
+    for i in 0..n {
+        put_field(&mut out, i * (width + 1), width + 1, get_field(packed, i * width, width) | u64::from(top) << width);
+    }
+    out
+}
+
+/// Level 0, what a server sends: its packed operand, masked. `mat` is the
+/// level's material, `per` words per packed word: [r, c] for server 0, [r] for
+/// server 1.
+fn level0_masked(operand: &[u64], mat: &[u64], per: usize) -> WordWriter {
+    let mut masked = WordWriter::with_capacity(operand.len());
+    masked.extend(operand.iter().zip(mat.chunks_exact(per)).map(|(&w, m)| w ^ m[0]));
     masked
 }
 
 /// Level 0, this server's XOR share of g from the other's masked operand `theirs`
 /// (and, for server 1, the dealer's correction words `c`).
 /// x∧y = (x ∧ (y⊕b)) ⊕ ((x⊕a) ∧ b) ⊕ (a∧b): server 0 holds x, a; server 1 holds y, b.
-fn level0_g(first: bool, x: &[u64], mat: &[u64], theirs: &[u64], c: &[u64]) -> Vec<u64> {
-    let n = x.len();
+fn level0_g(first: bool, operand: &[u64], mat: &[u64], theirs: &[u64], c: &[u64]) -> Vec<u64> {
+    let len = operand.len();
     if first {
-        (0..n).map(|i| (x[i] & LOW63 & theirs[i]) ^ mat[2 * i + 1]).collect()
+        (0..len).map(|i| (operand[i] & theirs[i]) ^ mat[2 * i + 1]).collect()
     } else {
-        (0..n).map(|i| (theirs[i] & mat[i]) ^ c[i]).collect()
+        (0..len).map(|i| (theirs[i] & mat[i]) ^ c[i]).collect()
     }
 }
 
-/// Level 0, this server's XOR share of e = ¬(u ⊕ v), which needs no opening.
-fn level0_e(first: bool, x: &[u64]) -> Vec<u64> {
-    x.iter().map(|&w| if first { w & LOW63 } else { w | 1 << 63 }).collect()
-}
-
 /// The lanes an AND level combines: G and E split into their odd (hi) and even
-/// (lo) lanes, `len` words each.
+/// (lo) lanes, `len` words each; `ands` ANDs per word (2, or 1 at the last level).
 struct Lanes {
-    level: usize,
+    ands: usize,
     len: usize,
     g_hi: Vec<u64>,
     g_lo: Vec<u64>,
@@ -315,26 +398,26 @@ struct Lanes {
     e_lo: Vec<u64>,
 }
 
-/// AND level `level` (0..6) of `n` elements: its input lanes, split.
-fn and_level_lanes(g: &[u64], e: &[u64], level: usize, n: usize) -> Lanes {
-    let len = words_for(n, LEVEL_WIDTHS[level]);
+/// AND level `level` of `widths` over `n` elements: its input lanes, split.
+fn and_level_lanes(g: &[u64], e: &[u64], widths: &[usize], level: usize, n: usize) -> Lanes {
+    let len = words_for(n, widths[level] / 2);
     let (g_hi, g_lo) = split_lanes(g, len);
     let (e_hi, e_lo) = split_lanes(e, len);
-    Lanes { level, len, g_hi, g_lo, e_hi, e_lo }
+    Lanes { ands: ands(level, widths), len, g_hi, g_lo, e_hi, e_lo }
 }
 
 /// Words of material a server draws for AND level `level` of `n` elements: per word
 /// [a, b_1..b_ands] and, for server 0, [c_1..c_ands].
-fn and_level_material_words(first: bool, level: usize, n: usize) -> usize {
-    let ands = ands(level);
-    (1 + ands + if first { ands } else { 0 }) * words_for(n, LEVEL_WIDTHS[level])
+fn and_level_material_words(first: bool, widths: &[usize], level: usize, n: usize) -> usize {
+    let ands = ands(level, widths);
+    (1 + ands + if first { ands } else { 0 }) * words_for(n, widths[level] / 2)
 }
 
 /// One round of ANDs sharing the left operand E_hi, word by word: what this server
 /// sends, its operands masked. What it sends is recomputed in
 /// [`and_level_combine`] rather than kept.
 fn and_level_masked(first: bool, lanes: &Lanes, mat: &[u64]) -> WordWriter {
-    let ands = ands(lanes.level);
+    let ands = lanes.ands;
     let per = 1 + ands + if first { ands } else { 0 };
     let operands = |w: usize| [lanes.e_hi[w], lanes.g_lo[w], lanes.e_lo[w]];
     let sent = 1 + ands;
@@ -357,7 +440,7 @@ fn and_level_combine(
     theirs: &[u64],
     received: &[u64],
 ) -> (Vec<u64>, Vec<u64>) {
-    let (len, ands) = (lanes.len, ands(lanes.level));
+    let (len, ands) = (lanes.len, lanes.ands);
     let per = 1 + ands + if first { ands } else { 0 };
     let operands = |w: usize| [lanes.e_hi[w], lanes.g_lo[w], lanes.e_lo[w]];
     let sent = 1 + ands;
@@ -385,13 +468,14 @@ fn and_level_combine(
 }
 
 /// d = ¬msb(x) = 1 ⊕ msb(x0) ⊕ msb(x1) ⊕ carry, as XOR shares of one bit, from
-/// this server's share `carry` of the last level's G.
-fn sign_bits(first: bool, carry: Vec<u64>, x: &[u64]) -> Vec<u64> {
+/// this server's share `carry` of the last level's G; msb is bit w − 1.
+fn sign_bits(first: bool, carry: Vec<u64>, x: &[u64], w: Width) -> Vec<u64> {
+    let sign = w.bits() - 1;
     let mut d = carry;
-    for (w, chunk) in x.chunks(64).enumerate() {
-        let msbs = chunk.iter().enumerate().fold(0u64, |acc, (j, v)| acc | (v >> 63) << j);
+    for (word, chunk) in x.chunks(64).enumerate() {
+        let msbs = chunk.iter().enumerate().fold(0u64, |acc, (j, v)| acc | (v >> sign & 1) << j);
         let ones = if first { u64::MAX >> (64 - chunk.len()) } else { 0 };
-        d[w] ^= msbs ^ ones;
+        d[word] ^= msbs ^ ones;
     }
     d
 }
@@ -417,18 +501,20 @@ impl Blocks {
     }
 }
 
-/// Dealer half of [`drelu_bits`]: appends server 1's corrections.
-fn deal_drelu_bits(p: &mut [Prg; 2], n: usize, corrections: &mut WordWriter) {
+/// Dealer half of [`drelu_bits`] of width `w`: appends server 1's corrections.
+fn deal_drelu_bits(p: &mut [Prg; 2], n: usize, w: Width, corrections: &mut WordWriter) {
+    let widths = level_widths(w);
     let mut blocks = Blocks::default();
-    // Level 0: server 0's [r0, c0], server 1's [r1]; c1 = (r0 ∧ r1) ⊕ c0.
-    for start in (0..n).step_by(BLOCK) {
-        let b = BLOCK.min(n - start);
+    // Level 0, per packed word: server 0's [r0, c0], server 1's [r1]; c1 = (r0 ∧ r1) ⊕ c0.
+    let len = words_for(n, widths[0]);
+    for start in (0..len).step_by(BLOCK) {
+        let b = BLOCK.min(len - start);
         let (m0, m1) = blocks.draw(p, 2 * b, b);
         corrections.extend(m0.chunks_exact(2).zip(m1).map(|(w0, r1)| (w0[0] & r1) ^ w0[1]));
     }
-    for (level, &width) in LEVEL_WIDTHS.iter().enumerate() {
-        let len = words_for(n, width);
-        let ands = ands(level);
+    for (level, &width) in widths.iter().enumerate() {
+        let len = words_for(n, width / 2);
+        let ands = ands(level, &widths);
         let (per0, per1) = (1 + 2 * ands, 1 + ands);
         for start in (0..len).step_by(BLOCK) {
             let b = BLOCK.min(len - start);
@@ -456,11 +542,12 @@ fn begin_dealing(d: &mut Dealer) -> Result<(u32, [Prg; 2])> {
 }
 
 /// Server: arithmetic shares of [x ≥ 0] (an integer, 0 or 1) for every element
-/// of x, by the server's comparison protocol.
-pub fn drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
+/// of x, by the server's comparison protocol: exact for every x the width `w`
+/// admits ([`Width`] says which widths hold for which operands).
+pub fn drelu(s: &mut Server, x: &RingTensor, w: Width) -> Result<RingTensor> {
     match s.comparison {
-        Comparison::Bitwise => bitwise_drelu(s, x),
-        Comparison::Fss => fss::run(s, Gate::Drelu, x),
+        Comparison::Bitwise => bitwise_drelu(s, x, w),
+        Comparison::Fss => fss::run(s, Gate::Drelu(w), x),
     }
 }
 
@@ -468,9 +555,14 @@ pub fn drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
 /// `x` and every public threshold t (ring-encoded), as a [thresholds, n]
 /// tensor: the breakpoints of a piecewise curve. Bitwise, a DReLU of every
 /// x − t; FSS, one opening and one key per element for all thresholds
-/// ([`fss::drelu_at`], interval containment).
-pub fn drelu_thresholds(s: &mut Server, x: &RingTensor, thresholds: &[Z]) -> Result<RingTensor> {
+/// ([`fss::drelu_at`], interval containment). Exact for x − t within the width
+/// `w`: every threshold must keep it ([`Width::for_thresholds`] chooses one
+/// that does), or the comparison is refused.
+pub fn drelu_thresholds(s: &mut Server, x: &RingTensor, thresholds: &[Z], w: Width) -> Result<RingTensor> {
     let n = x.len();
+    if let Some(t) = thresholds.iter().find(|t| !w.admits_threshold(**t)) {
+        anyhow::bail!("a threshold of {} ulp is too large for a comparison over {} bits", t.0 as i64, w.bits());
+    }
     match s.comparison {
         Comparison::Bitwise => {
             let first = s.is_first();
@@ -480,54 +572,55 @@ pub fn drelu_thresholds(s: &mut Server, x: &RingTensor, thresholds: &[Z]) -> Res
                 let t = if first { t } else { Wrapping(0) };
                 diffs.extend(x.iter().map(|&v| v - t));
             }
-            bitwise_drelu(s, &RingTensor::from_shape_vec(IxDyn(&[thresholds.len(), n]), diffs)?)
+            bitwise_drelu(s, &RingTensor::from_shape_vec(IxDyn(&[thresholds.len(), n]), diffs)?, w)
         }
         Comparison::Fss => {
             let ts: Vec<u64> = thresholds.iter().map(|t| t.0).collect();
-            fss::drelu_at(s, x, &ts)
+            fss::drelu_at(s, x, &ts, w)
         }
     }
 }
 
 /// Dealer half of [`drelu_thresholds`], for `n` elements and `thresholds`
 /// thresholds.
-pub fn deal_drelu_thresholds(d: &mut Dealer, n: usize, thresholds: usize) -> Result<()> {
+pub fn deal_drelu_thresholds(d: &mut Dealer, n: usize, thresholds: usize, w: Width) -> Result<()> {
     match d.comparison {
-        Comparison::Bitwise => deal_bitwise_drelu(d, thresholds * n),
-        Comparison::Fss => fss::deal(d, Gate::Drelu, n),
+        Comparison::Bitwise => deal_bitwise_drelu(d, thresholds * n, w),
+        Comparison::Fss => fss::deal(d, Gate::Drelu(w), n),
     }
 }
 
 /// What [`drelu_thresholds`] of `n` elements and `thresholds` thresholds sends:
 /// under FSS, one DReLU's per element.
-pub fn drelu_thresholds_cost(cmp: Comparison, n: usize, thresholds: usize) -> Cost {
+pub fn drelu_thresholds_cost(cmp: Comparison, n: usize, thresholds: usize, w: Width) -> Cost {
     match cmp {
-        Comparison::Bitwise => drelu_cost(cmp, thresholds * n),
-        Comparison::Fss => drelu_cost(cmp, n),
+        Comparison::Bitwise => drelu_cost(cmp, thresholds * n, w),
+        Comparison::Fss => drelu_cost(cmp, n, w),
     }
 }
 
 /// Dealer half of [`drelu`], for `n` elements.
-pub fn deal_drelu(d: &mut Dealer, n: usize) -> Result<()> {
+pub fn deal_drelu(d: &mut Dealer, n: usize, w: Width) -> Result<()> {
     match d.comparison {
-        Comparison::Bitwise => deal_bitwise_drelu(d, n),
-        Comparison::Fss => fss::deal(d, Gate::Drelu, n),
+        Comparison::Bitwise => deal_bitwise_drelu(d, n, w),
+        Comparison::Fss => fss::deal(d, Gate::Drelu(w), n),
     }
 }
 
-/// Server: ReLU(x) = x · [x ≥ 0], exactly, by the server's comparison protocol.
-pub fn relu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
+/// Server: ReLU(x) = x · [x ≥ 0], exactly for every x the width `w` admits, by
+/// the server's comparison protocol.
+pub fn relu(s: &mut Server, x: &RingTensor, w: Width) -> Result<RingTensor> {
     match s.comparison {
-        Comparison::Bitwise => bitwise_relu(s, x),
-        Comparison::Fss => fss::run(s, Gate::Relu, x),
+        Comparison::Bitwise => bitwise_relu(s, x, w),
+        Comparison::Fss => fss::run(s, Gate::Relu(w), x),
     }
 }
 
 /// Dealer half of [`relu`].
-pub fn deal_relu(d: &mut Dealer, shape: &[usize]) -> Result<()> {
+pub fn deal_relu(d: &mut Dealer, shape: &[usize], w: Width) -> Result<()> {
     match d.comparison {
-        Comparison::Bitwise => deal_bitwise_relu(d, shape),
-        Comparison::Fss => fss::deal(d, Gate::Relu, shape.iter().product()),
+        Comparison::Bitwise => deal_bitwise_relu(d, shape, w),
+        Comparison::Fss => fss::deal(d, Gate::Relu(w), shape.iter().product()),
     }
 }
 
@@ -556,11 +649,11 @@ pub fn relu_shift_cost(n: usize, shift: u32) -> Cost {
 }
 
 /// The bitwise [`drelu`].
-fn bitwise_drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
+fn bitwise_drelu(s: &mut Server, x: &RingTensor, w: Width) -> Result<RingTensor> {
     let n = x.len();
     let first = s.is_first();
-    let (mut prg, mut cor) = begin_material(s, drelu_correction_words(n))?;
-    let d = drelu_bits(s, &mut prg, &mut cor, &words_of(x))?;
+    let (mut prg, mut cor) = begin_material(s, drelu_correction_words(n, w))?;
+    let d = drelu_bits(s, &mut prg, &mut cor, &words_of(x), w)?;
     // B2A: open m = d ⊕ ρ, then d = m + ρ − 2mρ with ρ arithmetically shared.
     let w1 = words_for(n, 1);
     let rho = prg.words(w1 + if first { n } else { 0 });
@@ -580,10 +673,10 @@ fn bitwise_drelu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
 }
 
 /// Dealer half of [`bitwise_drelu`], for `n` elements.
-fn deal_bitwise_drelu(d: &mut Dealer, n: usize) -> Result<()> {
+fn deal_bitwise_drelu(d: &mut Dealer, n: usize, w: Width) -> Result<()> {
     let (tag, mut p) = begin_dealing(d)?;
-    let mut corrections = WordWriter::with_capacity(drelu_correction_words(n));
-    deal_drelu_bits(&mut p, n, &mut corrections);
+    let mut corrections = WordWriter::with_capacity(drelu_correction_words(n, w));
+    deal_drelu_bits(&mut p, n, w, &mut corrections);
     let w1 = words_for(n, 1);
     let (rho0, rho1) = (p[0].words(w1 + n), p[1].words(w1));
     let (rho0_bits, rho0_arith) = rho0.split_at(w1);
@@ -592,12 +685,12 @@ fn deal_bitwise_drelu(d: &mut Dealer, n: usize) -> Result<()> {
 }
 
 /// Server: ReLU(x) = x · [x ≥ 0], exactly, in the comparison's eight rounds.
-fn bitwise_relu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
+fn bitwise_relu(s: &mut Server, x: &RingTensor, w: Width) -> Result<RingTensor> {
     let n = x.len();
     let first = s.is_first();
-    let (mut prg, mut cor) = begin_material(s, relu_correction_words(n))?;
+    let (mut prg, mut cor) = begin_material(s, relu_correction_words(n, w))?;
     let xw = words_of(x);
-    let d = drelu_bits(s, &mut prg, &mut cor, &xw)?;
+    let d = drelu_bits(s, &mut prg, &mut cor, &xw, w)?;
     // The last round opens m = d ⊕ ρ and e = x − b together; per element server 0
     // draws [b, ρ, bρ] (arithmetic shares of ρ and b·ρ), server 1 draws [b] and
     // receives [ρ, bρ].
@@ -626,11 +719,11 @@ fn bitwise_relu(s: &mut Server, x: &RingTensor) -> Result<RingTensor> {
 }
 
 /// Dealer half of [`bitwise_relu`].
-fn deal_bitwise_relu(d: &mut Dealer, shape: &[usize]) -> Result<()> {
+fn deal_bitwise_relu(d: &mut Dealer, shape: &[usize], w: Width) -> Result<()> {
     let n: usize = shape.iter().product();
     let (tag, mut p) = begin_dealing(d)?;
-    let mut corrections = WordWriter::with_capacity(relu_correction_words(n));
-    deal_drelu_bits(&mut p, n, &mut corrections);
+    let mut corrections = WordWriter::with_capacity(relu_correction_words(n, w));
+    deal_drelu_bits(&mut p, n, w, &mut corrections);
     let w1 = words_for(n, 1);
     let (rho0, rho1) = (p[0].words(w1), p[1].words(w1));
     let mut blocks = Blocks::default();
@@ -686,12 +779,14 @@ pub fn pair_up(groups: &[Vec<usize>]) -> Pairing {
 /// Server: the maximum of each group of elements of `x` (flat indices), and if
 /// `with_index`, the position of the first maximum within its group (an integer).
 /// Each level compares pairs (a, b) by DReLU(a − b) and keeps b + d·(a − b): ties
-/// keep the earlier element, as TensorFlow's ArgMax.
+/// keep the earlier element, as TensorFlow's ArgMax. Exact when every a − b is
+/// within the width `w` ([`Width::in_range`] for values of a computation).
 pub fn tournament(
     s: &mut Server,
     x: &RingTensor,
     groups: &[Vec<usize>],
     with_index: bool,
+    w: Width,
 ) -> Result<(RingTensor, Option<RingTensor>)> {
     let flat: Vec<_> = x.iter().copied().collect();
     let mut values: Vec<Wrapping<u64>> = flat;
@@ -712,9 +807,9 @@ pub fn tournament(
             .expect("shape");
         let selected = if s.comparison == Comparison::Fss && !with_index {
             // max(a, b) = b + ReLU(a − b): one round.
-            vec![relu(s, &diff)?]
+            vec![relu(s, &diff, w)?]
         } else {
-            let d = drelu(s, &diff)?;
+            let d = drelu(s, &diff, w)?;
             let mut operands = vec![diff];
             if with_index {
                 operands.push(
@@ -745,15 +840,15 @@ pub fn tournament(
 }
 
 /// Dealer half of [`tournament`].
-pub fn deal_tournament(d: &mut Dealer, groups: &[Vec<usize>], with_index: bool) -> Result<()> {
+pub fn deal_tournament(d: &mut Dealer, groups: &[Vec<usize>], with_index: bool, w: Width) -> Result<()> {
     let mut groups = groups.to_vec();
     while groups.iter().any(|g| g.len() > 1) {
         let Pairing { pairs, next, .. } = pair_up(&groups);
         let p = [pairs.len()];
         if d.comparison == Comparison::Fss && !with_index {
-            deal_relu(d, &p)?;
+            deal_relu(d, &p, w)?;
         } else {
-            deal_drelu(d, pairs.len())?;
+            deal_drelu(d, pairs.len(), w)?;
             let shapes: Vec<&[usize]> = if with_index { vec![&p, &p] } else { vec![&p] };
             deal_mul_many(d, &p, &shapes)?;
         }
@@ -862,6 +957,14 @@ impl Piecewise {
             above: above.0,
             above_slope: above.1,
         }
+    }
+
+    /// The width of the comparisons with the breakpoints at `fp`: the values'
+    /// ([`Width::in_range`]) when every breakpoint is in the range, which the
+    /// fitted curves' are by far.
+    pub fn width(&self, fp: FixedPoint) -> Width {
+        let breaks: Vec<Z> = self.breaks.iter().map(|&t| fp.encode_value(t)).collect();
+        Width::for_thresholds(fp, &breaks)
     }
 
     /// The approximation in the clear (what the protocol computes, up to rounding).
@@ -1010,7 +1113,7 @@ pub fn piecewise_many(s: &mut Server, x: &RingTensor, fns: &[&Piecewise], fp: Fi
     let first = s.is_first();
     let public = |v: Wrapping<u64>| if first { v } else { Wrapping(0) };
     let breaks: Vec<Z> = pw0.breaks.iter().map(|&t| fp.encode_value(t)).collect();
-    let d = drelu_thresholds(s, &flat, &breaks)?;
+    let d = drelu_thresholds(s, &flat, &breaks, pw0.width(fp))?;
     let fp2 = FixedPoint { frac_bits: 2 * fp.frac_bits };
     let zeros = || RingTensor::zeros(IxDyn(&[n]));
     let mut centre = zeros();
@@ -1071,7 +1174,7 @@ pub fn deal_piecewise_many(
 ) -> Result<()> {
     let n: usize = shape.iter().product();
     let flat = [n];
-    deal_drelu_thresholds(d, n, pw.breaks.len())?;
+    deal_drelu_thresholds(d, n, pw.breaks.len(), pw.width(fp))?;
     for _ in 0..2 {
         deal_mul_pairs(d, &[&flat])?;
         deal_truncate(d, &flat, fp.frac_bits)?;
@@ -1089,11 +1192,14 @@ pub mod bench_api {
     use super::*;
     use crate::ring::StreamKey;
 
-    /// Level 0, the six AND levels (1..=6), then the sign bits (7).
-    pub const LEVELS: usize = LEVEL_WIDTHS.len() + 2;
+    /// Level 0, the AND levels (1..=6 for every width above 32 bits), then the
+    /// sign bits.
+    pub fn levels(w: Width) -> usize {
+        level_widths(w).len() + 2
+    }
 
     /// What a level produced: the message it sends (empty for the sign bits) and
-    /// this server's shares of the next (G, E) (the sign bits in G for level 7).
+    /// this server's shares of the next (G, E) (the sign bits in G for the last).
     pub type Output = (Vec<u8>, Vec<u64>, Vec<u64>);
 
     /// One server's inputs at one level.
@@ -1101,6 +1207,7 @@ pub mod bench_api {
         first: bool,
         level: usize,
         n: usize,
+        width: Width,
         x: Vec<u64>,
         g: Vec<u64>,
         e: Vec<u64>,
@@ -1110,18 +1217,23 @@ pub mod bench_api {
     }
 
     impl Level {
-        /// Server 0's (`first`) or server 1's inputs at `level` (below [`LEVELS`])
-        /// of a DReLU of `n` elements.
-        pub fn new(first: bool, level: usize, n: usize) -> Level {
+        /// Server 0's (`first`) or server 1's inputs at `level` (below
+        /// [`levels`]) of a DReLU of `n` elements of width `width`.
+        pub fn new(first: bool, level: usize, n: usize, width: Width) -> Level {
             let mut prg = Prg::derive(&[0x5a; 32], StreamKey { domain: 0, seq: 0, id: level as u32, tag: 0 });
+            let widths = level_widths(width);
             let (gw, mat, sent, received) = match level {
-                0 => (0, if first { 2 * n } else { n }, n, if first { 0 } else { n }),
-                l if l <= LEVEL_WIDTHS.len() => {
+                0 => {
+                    let len = words_for(n, widths[0]);
+                    (0, if first { 2 * len } else { len }, len, if first { 0 } else { len })
+                }
+                l if l <= widths.len() => {
                     let i = l - 1;
-                    let len = words_for(n, LEVEL_WIDTHS[i]);
-                    let g = if i == 0 { n } else { words_for(n, LEVEL_WIDTHS[i - 1]) };
-                    let ands = ands(i);
-                    (g, and_level_material_words(first, i, n), (1 + ands) * len, if first { 0 } else { ands * len })
+                    let len = words_for(n, widths[i] / 2);
+                    let g = words_for(n, widths[i]);
+                    let ands = ands(i, &widths);
+                    let mat = and_level_material_words(first, &widths, i, n);
+                    (g, mat, (1 + ands) * len, if first { 0 } else { ands * len })
                 }
                 _ => (words_for(n, 1), 0, 0, 0),
             };
@@ -1129,6 +1241,7 @@ pub mod bench_api {
                 first,
                 level,
                 n,
+                width,
                 x: prg.words(n),
                 g: prg.words(gw),
                 e: prg.words(gw),
@@ -1140,21 +1253,28 @@ pub mod bench_api {
 
         /// The level's local work, exactly as [`drelu`] and [`relu`] do it.
         pub fn run(&self) -> Output {
-            let first = self.first;
+            let (first, n) = (self.first, self.n);
+            let widths = level_widths(self.width);
             match self.level {
                 0 => {
                     let per = if first { 2 } else { 1 };
-                    let masked = level0_masked(&self.x, &self.mat, per).into_bytes();
-                    let g = level0_g(first, &self.x, &self.mat, &self.theirs, &self.received);
-                    (masked, g, level0_e(first, &self.x))
+                    let operand = level0_operand(first, &self.x, self.width);
+                    let masked = level0_masked(&operand, &self.mat, per).into_bytes();
+                    let g = level0_g(first, &operand, &self.mat, &self.theirs, &self.received);
+                    (masked, g, operand)
                 }
-                l if l <= LEVEL_WIDTHS.len() => {
-                    let lanes = and_level_lanes(&self.g, &self.e, l - 1, self.n);
+                l if l <= widths.len() => {
+                    let lanes = and_level_lanes(&self.g, &self.e, &widths, l - 1, n);
                     let masked = and_level_masked(first, &lanes, &self.mat).into_bytes();
-                    let (g, e) = and_level_combine(first, &lanes, &self.mat, &self.theirs, &self.received);
+                    let (mut g, mut e) = and_level_combine(first, &lanes, &self.mat, &self.theirs, &self.received);
+                    if let Some(&next) = widths.get(l)
+                        && next != widths[l - 1] / 2
+                    {
+                        (g, e) = (pad_lane(&g, n, next - 1, false), pad_lane(&e, n, next - 1, !first));
+                    }
                     (masked, g, e)
                 }
-                _ => (Vec::new(), sign_bits(first, self.g.clone(), &self.x), Vec::new()),
+                _ => (Vec::new(), sign_bits(first, self.g.clone(), &self.x, self.width), Vec::new()),
             }
         }
     }
@@ -1219,13 +1339,56 @@ mod tests {
     /// measure the protocol's work at its sizes (n not a multiple of 64 included).
     #[test]
     fn bench_levels_have_the_protocol_sizes() {
-        for n in [1, 63, 64, 1000] {
-            for first in [true, false] {
-                let sent: usize =
-                    (0..bench_api::LEVELS).map(|l| bench_api::Level::new(first, l, n).run().0.len() / 8).sum();
-                assert_eq!(sent + words_for(n, 1), drelu_open_words(n), "n = {n}");
-                let (_, d, _) = bench_api::Level::new(first, bench_api::LEVELS - 1, n).run();
-                assert_eq!(d.len(), words_for(n, 1));
+        for w in [Width::RING, Width::in_range(FixedPoint::default()), Width::new(33).unwrap()] {
+            let levels = bench_api::levels(w);
+            for n in [1, 63, 64, 1000] {
+                for first in [true, false] {
+                    let sent: usize =
+                        (0..levels).map(|l| bench_api::Level::new(first, l, n, w).run().0.len() / 8).sum();
+                    assert_eq!(sent + words_for(n, 1), drelu_open_words(n, w), "n = {n}, {w:?}");
+                    let (_, d, _) = bench_api::Level::new(first, levels - 1, n, w).run();
+                    assert_eq!(d.len(), words_for(n, 1));
+                }
+            }
+        }
+    }
+
+    /// The lane trees: the ring's six levels of 64 down to 2 lanes; 48 bits
+    /// (16 fractional) with 3 lanes padded to 4; 33 bits with five levels.
+    #[test]
+    fn level_widths_halve_with_neutral_padding() {
+        assert_eq!(level_widths(Width::RING), [64, 32, 16, 8, 4, 2]);
+        assert_eq!(level_widths(Width::in_range(FixedPoint::default())), [48, 24, 12, 6, 4, 2]);
+        assert_eq!(level_widths(Width::new(33).unwrap()), [32, 16, 8, 4, 2]);
+        assert_eq!(level_widths(Width::new(2).unwrap()), [2]);
+        assert_eq!(level_widths(Width::new(36).unwrap()), [36, 18, 10, 6, 4, 2]);
+        for bits in 2..=64 {
+            let widths = level_widths(Width::new(bits).unwrap());
+            assert!(widths[0] as u32 >= bits - 1 && widths.iter().all(|w| w % 2 == 0), "{bits}: {widths:?}");
+            assert!(widths.windows(2).all(|p| p[1] == p[0] / 2 || p[1] == p[0] / 2 + 1), "{bits}: {widths:?}");
+        }
+        assert_eq!(drelu_rounds(Width::RING), 8);
+        assert_eq!(drelu_rounds(Width::new(33).unwrap()), 7);
+    }
+
+    #[test]
+    fn packed_fields_round_trip_across_word_edges() {
+        for width in [1usize, 3, 5, 24, 47, 48, 63, 64] {
+            let n = 200;
+            let mask = if width == 64 { u64::MAX } else { (1 << width) - 1 };
+            let values: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) & mask).collect();
+            let mut packed = vec![0u64; words_for(n, width)];
+            for (i, &v) in values.iter().enumerate() {
+                put_field(&mut packed, i * width, width, v);
+            }
+            for (i, &v) in values.iter().enumerate() {
+                assert_eq!(get_field(&packed, i * width, width), v, "width {width}, element {i}");
+            }
+            if width < 64 {
+                let padded = pad_lane(&packed, n, width, true);
+                for (i, &v) in values.iter().enumerate() {
+                    assert_eq!(get_field(&padded, i * (width + 1), width + 1), v | 1 << width, "width {width}");
+                }
             }
         }
     }

@@ -43,6 +43,7 @@ use anyhow::Result;
 use ndarray::{Axis, IxDyn, concatenate};
 
 use super::compare::{deal_drelu_thresholds, drelu_thresholds, drelu_thresholds_cost};
+use super::comparison::Width;
 use super::mul::{deal_mul_pairs, mul_pairs, mul_pairs_cost};
 use super::trunc::{deal_truncate, truncate, truncate_cost};
 use super::{Cost, Dealer, Server};
@@ -84,6 +85,11 @@ impl Inverse {
     /// The comparisons per element.
     pub fn breaks(&self) -> usize {
         usize::try_from(self.hi - self.lo + 1).unwrap_or(1)
+    }
+
+    /// The breakpoints, ring-encoded at `fp`: 2^k for every octave edge.
+    fn powers(&self, fp: FixedPoint) -> Vec<Z> {
+        (0..self.breaks()).map(|j| fp.encode_value(2f64.powi(self.lo + j as i32))).collect()
     }
 
     fn exponent(&self) -> f64 {
@@ -139,8 +145,8 @@ pub fn inverse(s: &mut Server, x: &RingTensor, inv: &Inverse, fp: FixedPoint) ->
     let first = s.is_first();
     let public = |v: Z| if first { v } else { Wrapping(0) };
     // [x ≥ 2^k] for every power of two of the range.
-    let powers: Vec<Z> = (0..breaks).map(|j| fp.encode_value(2f64.powi(inv.lo + j as i32))).collect();
-    let d = drelu_thresholds(s, &flat, &powers)?;
+    let powers = inv.powers(fp);
+    let d = drelu_thresholds(s, &flat, &powers, Width::for_thresholds(fp, &powers))?;
     let (fy, fq) = (FixedPoint { frac_bits: y_bits(fp) }, FixedPoint { frac_bits: q_bits(fp) });
     let constants: Vec<(Z, Z)> = (inv.lo..inv.hi).map(|k| inv.octave(k, fq, fy)).collect();
     let (below_v, above_v) = inv.saturation();
@@ -210,7 +216,8 @@ fn truncate_both(s: &mut Server, a: &RingTensor, b: &RingTensor, shift: u32) -> 
 pub fn deal_inverse(d: &mut Dealer, n: usize, inv: &Inverse, fp: FixedPoint) -> Result<()> {
     let f = fp.frac_bits;
     let flat = [n];
-    deal_drelu_thresholds(d, n, inv.breaks())?;
+    let powers = inv.powers(fp);
+    deal_drelu_thresholds(d, n, inv.breaks(), Width::for_thresholds(fp, &powers))?;
     deal_mul_pairs(d, &[&flat])?;
     deal_truncate(d, &flat, q_bits(fp))?;
     for it in 0..ITERATIONS {
@@ -233,13 +240,14 @@ pub fn deal_inverse(d: &mut Dealer, n: usize, inv: &Inverse, fp: FixedPoint) -> 
 
 /// What [`inverse`] of `n` elements sends: the DReLUs of every breakpoint; then
 /// rounds of products, each followed by its truncation.
-pub fn inverse_cost(cmp: super::Comparison, n: usize, inv: &Inverse) -> Cost {
+pub fn inverse_cost(cmp: super::Comparison, n: usize, inv: &Inverse, fp: FixedPoint) -> Cost {
     let step = |pairs: usize| mul_pairs_cost(&vec![n; pairs]) + truncate_cost(pairs * n);
     let middle = match inv.power {
         Power::Reciprocal => step(2),
         Power::Rsqrt => step(2) + step(1),
     };
-    drelu_thresholds_cost(cmp, n, inv.breaks()) + step(1) + middle.times(ITERATIONS as u64 - 1) + step(1)
+    let w = Width::for_thresholds(fp, &inv.powers(fp));
+    drelu_thresholds_cost(cmp, n, inv.breaks(), w) + step(1) + middle.times(ITERATIONS as u64 - 1) + step(1)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub mod mul;
 pub mod trunc;
 
 mod cost;
-pub use comparison::Comparison;
+pub use comparison::{Comparison, Width};
 pub use cost::Cost;
 
 use anyhow::Result;

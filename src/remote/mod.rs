@@ -83,9 +83,11 @@ use crate::transport::{Party, tls::check_peer};
 /// outside the programs (training's loss and weights moved); and server 1
 /// acknowledges a prediction's steps too.
 /// 3: [`Request::Status`], answered by a ready with a [`PartyStatus`].
-/// 4 (this release): [`Request::Standby`], connections kept open between the
-/// serving parties.
-pub const WIRE_VERSION: u32 = 4;
+/// 4: [`Request::Standby`], connections kept open between the serving parties.
+/// 5 (this release): comparisons of values at their width (64 − f bits,
+/// [`crate::protocol::Width`]): the bitwise DReLU's messages and the FSS keys
+/// of those comparisons are shorter.
+pub const WIRE_VERSION: u32 = 5;
 
 /// The wire format and the release a party speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

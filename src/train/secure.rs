@@ -64,12 +64,13 @@ pub const PHASES: [&str; 3] = ["forward (X·W)", "sigmoid and loss", "gradient a
 /// last one of the remaining rows.
 pub fn planned(spec: &TrainSpec) -> [Cost; 3] {
     let breaks = Piecewise::sigmoid().breaks.len();
+    let width = Piecewise::sigmoid().width(FixedPoint { frac_bits: spec.frac_bits });
     let w = (spec.features + 1) * spec.outputs;
     let step = |rows: usize| {
         let n = rows * spec.outputs;
         [
             open_cost(w) + truncate_cost(n),
-            piecewise_many_cost(spec.comparison, n, breaks, 2) + mul_pairs_cost(&[n]),
+            piecewise_many_cost(spec.comparison, n, breaks, 2, width) + mul_pairs_cost(&[n]),
             open_cost(n) + truncate_cost(w),
         ]
     };

@@ -59,6 +59,12 @@
 //! sign for every x in the ring; within one ulp in the shift for every x ≥ 0:
 //! no range beyond the ring's (the separate truncation needs |x| < 2^62).
 //!
+//! **Width.** `Gate::Drelu(w)` and `Gate::Relu(w)` compare over the k = w.bits()
+//! low bits ([`Width`]): a and c are bit k − 1 of x̂ and r and the DCF is over
+//! the k − 1 bits below, the same identity in Z_2^k, exact for every x the width
+//! admits; the ReLU's d·x = d·x̂ − d·r keeps the whole 64-bit x̂ and r.
+//! ReluShift's operand is a product at 2f bits: it keeps 63 bits below bit 63.
+//!
 //! **What each server sees**: x̂ = x + r, with r uniform and fresh for this
 //! element and this use (drawn from a material stream of its own tag, never
 //! again), so x̂ is uniform and independent of x; its DCF key (its own root seed
@@ -86,10 +92,7 @@ use super::{Cost, Dealer, Server};
 use crate::ring::{Prg, RingTensor, from_words};
 use crate::transport::{Party, WordWriter, read_words};
 
-const LOW63: u64 = (1 << 63) - 1;
-
-/// Input bits of the DCF: the low 63 bits of x̂ against those of r.
-const BITS: u32 = 63;
+use super::comparison::Width;
 
 /// Elements per dealer message: a message of correction words is about 1.5–2.6 KB
 /// per element, so a block is 1.5–2.6 MB and neither a server nor the dealer
@@ -99,10 +102,10 @@ pub const BLOCK: usize = 1024;
 /// Which gate: what it outputs, and so its payload and correlations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
-    /// Arithmetic shares of d = [x ≥ 0].
-    Drelu,
-    /// Arithmetic shares of x·[x ≥ 0].
-    Relu,
+    /// Arithmetic shares of d = [x ≥ 0], for x the width admits.
+    Drelu(Width),
+    /// Arithmetic shares of x·[x ≥ 0], for x the width admits.
+    Relu(Width),
     /// Arithmetic shares of ReLU(x) / 2^shift, to one unit in the last place
     /// (rounded up with probability equal to the dropped fraction): a product's
     /// truncation in the ReLU's own opening ([`Gate::check`]: 0 ≤ shift ≤ 63).
@@ -110,16 +113,31 @@ pub enum Gate {
 }
 
 impl Gate {
+    /// The sign's bit: k − 1 for a width of k bits; 63 for ReluShift, whose
+    /// operand is a product at 2f bits, which may use the whole ring below 2^62.
+    fn sign_bit(self) -> u32 {
+        match self {
+            Gate::Drelu(w) | Gate::Relu(w) => w.bits() - 1,
+            Gate::ReluShift(_) => 63,
+        }
+    }
+
+    /// The bits below the sign, which the DCF compares.
+    fn low_mask(self) -> u64 {
+        (1u64 << self.sign_bit()) - 1
+    }
+
+    /// The DCF's input: the bits below the sign of x̂ against those of r.
     fn shape(self) -> dcf::Shape {
-        dcf::Shape::new(BITS, self.payload())
+        dcf::Shape::new(self.sign_bit(), self.payload())
     }
 
     /// Words of β: (1 − 2c), and for ReLU (1 − 2c)·r; for ReluShift
     /// (1 − 2c)·r_h and c (r_h = r >> shift).
     fn payload(self) -> usize {
         match self {
-            Gate::Drelu => 1,
-            Gate::Relu => 2,
+            Gate::Drelu(_) => 1,
+            Gate::Relu(_) => 2,
             Gate::ReluShift(_) => 3,
         }
     }
@@ -128,8 +146,8 @@ impl Gate {
     /// and r_h.
     fn correlated(self) -> usize {
         match self {
-            Gate::Drelu => 1,
-            Gate::Relu => 2,
+            Gate::Drelu(_) => 1,
+            Gate::Relu(_) => 2,
             Gate::ReluShift(_) => 3,
         }
     }
@@ -185,7 +203,7 @@ fn root(words: &[u64]) -> u128 {
 }
 
 /// Server: shares of [x ≥ 0] (`Gate::Drelu`, an integer 0 or 1), of
-/// x·[x ≥ 0] (`Gate::Relu`) or of x·[x ≥ 0] >> shift to one ulp
+/// x·[x ≥ 0] (`Gate::Relu`) (both exact for every x their width admits) or of x·[x ≥ 0] >> shift to one ulp
 /// (`Gate::ReluShift`) for every element of `x`. One round.
 pub fn run(s: &mut Server, gate: Gate, x: &RingTensor) -> Result<RingTensor> {
     Ok(from_words(x.shape(), run_at(s, gate, x, &[0])?))
@@ -197,9 +215,9 @@ pub fn run(s: &mut Server, gate: Gate, x: &RingTensor) -> Result<RingTensor> {
 /// element whatever the number of thresholds (interval containment, Boyle et
 /// al. 2021, §4): x − t + r = x̂ − t, so the key of [`Gate::Drelu`] for the
 /// mask r, evaluated at x̂ − t, is the DReLU of x − t. Dealt by
-/// [`deal`]`(Gate::Drelu, x.len())`.
-pub fn drelu_at(s: &mut Server, x: &RingTensor, thresholds: &[u64]) -> Result<RingTensor> {
-    let out = run_at(s, Gate::Drelu, x, thresholds)?;
+/// [`deal`]`(Gate::Drelu(w), x.len())`. Exact for x − t within the width.
+pub fn drelu_at(s: &mut Server, x: &RingTensor, thresholds: &[u64], w: Width) -> Result<RingTensor> {
+    let out = run_at(s, Gate::Drelu(w), x, thresholds)?;
     Ok(from_words(&[thresholds.len(), x.len()], out))
 }
 
@@ -220,6 +238,7 @@ fn run_at(s: &mut Server, gate: Gate, x: &RingTensor, points: &[u64]) -> Result<
     drop((masked, theirs));
     let shape = gate.shape();
     let (k, key_len, corr) = (gate.payload(), shape.key_bytes(), gate.correlated());
+    let (sign, low_mask) = (gate.sign_bit(), gate.low_mask());
     let mut out = vec![0u64; points.len() * n];
     let (mut low, mut y) = (Vec::new(), Vec::new());
     for range in blocks(n) {
@@ -235,7 +254,7 @@ fn run_at(s: &mut Server, gate: Gate, x: &RingTensor, points: &[u64]) -> Result<
         let p = points.len();
         let shifted = |e: usize, j: usize| opened[e].wrapping_sub(points[j]);
         low.clear();
-        low.extend(range.clone().flat_map(|e| (0..p).map(move |j| shifted(e, j) & LOW63)));
+        low.extend(range.clone().flat_map(|e| (0..p).map(move |j| shifted(e, j) & low_mask)));
         y.clear();
         y.resize(k * m * p, 0);
         dcf::evaluate_at(shape, s.i, &roots, keys, &low, p, &mut y);
@@ -244,7 +263,7 @@ fn run_at(s: &mut Server, gate: Gate, x: &RingTensor, points: &[u64]) -> Result<
                 let own = &mat[per * e..per * (e + 1)];
                 let c = |w: usize| Wrapping(if first { own[3 + w] } else { corrections[corr * i + w] });
                 let opened = shifted(e, j);
-                let a = Wrapping(opened >> 63);
+                let a = Wrapping(opened >> sign & 1);
                 let one = Wrapping(1u64);
                 let public = |v: Wrapping<u64>| if first { v } else { Wrapping(0) };
                 // u = c ⊕ w = c + (1 − 2c)·w.
@@ -252,8 +271,8 @@ fn run_at(s: &mut Server, gate: Gate, x: &RingTensor, points: &[u64]) -> Result<
                 let u = c(0) + Wrapping(y[at]);
                 out[j * n + e] = match gate {
                     // d = 1 − msb(x) = (1 − a) − (1 − 2a)·u.
-                    Gate::Drelu => (public(one - a) - (one - Wrapping(2) * a) * u).0,
-                    Gate::Relu => {
+                    Gate::Drelu(_) => (public(one - a) - (one - Wrapping(2) * a) * u).0,
+                    Gate::Relu(_) => {
                         // v = u·r = c·r + (1 − 2c)·r·w.
                         let v = c(1) + Wrapping(y[at + 1]);
                         let xh = Wrapping(opened);
@@ -287,6 +306,7 @@ pub fn deal(d: &mut Dealer, gate: Gate, n: usize) -> Result<()> {
     let (per0, per1) = (gate.stream_words(true), gate.stream_words(false));
     let shape = gate.shape();
     let (key_len, corr) = (shape.key_bytes(), gate.correlated());
+    let (sign, low_mask) = (gate.sign_bit(), gate.low_mask());
     let (mut m0, mut m1) = (Vec::new(), Vec::new());
     for range in blocks(n) {
         let m = range.len();
@@ -301,16 +321,16 @@ pub fn deal(d: &mut Dealer, gate: Gate, n: usize) -> Result<()> {
         let mut corrections = WordWriter::with_capacity(corr * m + key_len * m / 8);
         for (w0, w1) in m0.chunks_exact(per0).zip(m1.chunks_exact(per1)) {
             let r = w0[0].wrapping_add(w1[0]);
-            let c = r >> 63;
+            let c = r >> sign & 1;
             let one_minus_2c = 1u64.wrapping_sub(2 * c);
-            alphas.push(r & LOW63);
+            alphas.push(r & low_mask);
             roots.push([root(&w0[1..3]), root(&w1[1..3])]);
             match gate {
-                Gate::Drelu | Gate::Relu => {
+                Gate::Drelu(_) | Gate::Relu(_) => {
                     let beta = [one_minus_2c, one_minus_2c.wrapping_mul(r)];
                     betas.extend_from_slice(&beta[..k]);
                     corrections.push(c.wrapping_sub(w0[3]));
-                    if gate == Gate::Relu {
+                    if matches!(gate, Gate::Relu(_)) {
                         corrections.push(c.wrapping_mul(r).wrapping_sub(w0[4]));
                     }
                 }
@@ -337,6 +357,8 @@ pub fn deal(d: &mut Dealer, gate: Gate, n: usize) -> Result<()> {
 mod tests {
     use super::*;
 
+    const LOW63: u64 = (1 << 63) - 1;
+
     #[test]
     fn the_sign_identity_holds_at_the_edges() {
         // msb(x̂ − r) = msb(x̂) ⊕ msb(r) ⊕ [x̂' < r'], over edge values of both.
@@ -351,9 +373,35 @@ mod tests {
 
     #[test]
     fn dealer_bytes_are_the_key_sizes() {
-        assert_eq!(dealer_bytes(Gate::Drelu, 10), [15_360, 15_440]);
-        assert_eq!(dealer_bytes(Gate::Relu, 10), [20_480, 20_640]);
+        assert_eq!(dealer_bytes(Gate::Drelu(Width::RING), 10), [15_360, 15_440]);
+        assert_eq!(dealer_bytes(Gate::Relu(Width::RING), 10), [20_480, 20_640]);
+        // 47 levels instead of 63 at 16 fractional bits.
+        let narrow = Width::in_range(crate::ring::FixedPoint::default());
+        assert_eq!(dealer_bytes(Gate::Drelu(narrow), 10), [11_480, 11_560]);
+        assert_eq!(dealer_bytes(Gate::Relu(narrow), 10), [15_320, 15_480]);
         assert_eq!(dealer_bytes(Gate::ReluShift(16), 10), [25_600, 25_840]);
+    }
+
+    /// The sign identity in a ring of k bits, what a gate of width k computes:
+    /// for every x the width admits and any r, the sign of x is
+    /// a ⊕ c ⊕ [x̂ mod 2^(k−1) < r mod 2^(k−1)], a and c bit k − 1 of x̂ and r.
+    #[test]
+    fn the_sign_identity_holds_in_every_width() {
+        let rs = [0u64, 1, LOW63, 1 << 63, u64::MAX, 1 << 46, (1 << 47) - 1, 0x1234_5678_9abc_def0];
+        for bits in [2u32, 3, 17, 36, 47, 48, 60, 63, 64] {
+            let w = Width::new(bits).unwrap();
+            let gate = Gate::Drelu(w);
+            let (sign, low) = (gate.sign_bit(), gate.low_mask());
+            let top = if bits == 64 { i64::MAX } else { (1i64 << (bits - 1)) - 1 };
+            for x in [0i64, 1, -1, top, -top, -top - 1, top / 3, -top / 5] {
+                assert!(w.contains(x));
+                for &r in &rs {
+                    let xh = (x as u64).wrapping_add(r);
+                    let msb = (xh >> sign & 1) ^ (r >> sign & 1) ^ u64::from((xh & low) < (r & low));
+                    assert_eq!(msb, u64::from(x < 0), "{bits} bits, x = {x}, r = {r}");
+                }
+            }
+        }
     }
 
     /// The shift identity on plain integers, the cases the gate's shares
