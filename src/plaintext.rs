@@ -23,6 +23,42 @@ pub fn estimate_memory(plan: &Plan) -> u64 {
 }
 
 pub fn run(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<Tensor> {
+    evaluate(plan, inputs, |_, _| {})
+}
+
+/// The largest magnitude any step's output reached in a plaintext run, and
+/// that step's node: a secure run of the same input computes correctly only
+/// while every value stays inside the representable range
+/// ([`crate::ring::FixedPoint::bound`]), which its truncations and
+/// comparisons assume and cannot check on private values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Largest {
+    pub value: f64,
+    pub node: String,
+}
+
+/// [`run`], and the largest value of the run ([`Largest`]; `None` for a plan
+/// without steps).
+pub fn run_measured(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<(Tensor, Option<Largest>)> {
+    let mut largest: Option<Largest> = None;
+    let output = evaluate(plan, inputs, |node, t| {
+        let value = match t {
+            Tensor::Float(x) => x.iter().fold(0f64, |m, v| m.max(f64::from(v.abs()))),
+            Tensor::Int(x) => x.iter().fold(0f64, |m, v| m.max(v.unsigned_abs() as f64)),
+        };
+        if largest.as_ref().is_none_or(|l| value > l.value) {
+            largest = Some(Largest { value, node: node.to_string() });
+        }
+    })?;
+    Ok((output, largest))
+}
+
+/// Evaluate the steps in order, showing `seen` every step's node and output.
+fn evaluate(
+    plan: &Plan,
+    inputs: &BTreeMap<String, ArrayD<f32>>,
+    mut seen: impl FnMut(&str, &Tensor),
+) -> Result<Tensor> {
     // Free each value after its last use: a batch of 100 through a CNN keeps only
     // the live activations in memory.
     let mut last_use = vec![0usize; plan.values.len()];
@@ -62,6 +98,7 @@ pub fn run(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<Tensor
             let ins: Vec<&Tensor> = step.inputs.iter().map(|&i| env[i].as_ref().expect("topological order")).collect();
             step.op.eval(&ins).map_err(|e| Error::unsupported(format!("{} `{}`: {e}", step.op_type, step.node)))?
         };
+        seen(&step.node, &out);
         env[step.output] = Some(out);
         for &i in &step.inputs {
             if last_use[i] == s && i != plan.output {

@@ -1342,3 +1342,29 @@ fn a_cluster_config_without_a_crypto_producer_mentions_server2() {
     }
     golden("error_config_without_crypto_producer.txt", &messages);
 }
+
+/// A plaintext run whose values leave the representable range says so, naming
+/// the node: at 28 fractional bits the range is |x| < 2^6 = 64, and MNIST
+/// images scaled by 40 pass the input check there but drive the MLP's hidden
+/// activations past it (a secure run of that input would truncate and compare
+/// them wrongly). The images as they are stay inside, and so does everything
+/// at the default 16 bits (|x| < 2^30).
+#[test]
+fn a_plaintext_run_outside_the_secure_range_warns_naming_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let scaled = dir.path().join("scaled.npy");
+    let images = tfe_run::npy::read_input(&testdata("mnist_flat100.npy")).unwrap();
+    tfe_run::npy::write_f32(&scaled, &images.mapv(|v| 40.0 * v)).unwrap();
+    let model = testdata("mlp.pb");
+    let (model, scaled) = (model.to_str().unwrap(), scaled.to_str().unwrap());
+    let (code, _, err) = run(&[model, scaled, "--plaintext", "--frac-bits", "28"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("outside the secure range") && err.contains("28 fractional bits"), "{err}");
+    assert!(err.contains("`sequential_1/"), "names the node: {err}");
+    let original = testdata("mnist_flat100.npy");
+    for args in [vec![model, original.to_str().unwrap(), "--frac-bits", "28"], vec![model, scaled]] {
+        let (code, _, err) = run(&[&args[..], &["--plaintext"]].concat());
+        assert_eq!(code, 0, "{err}");
+        assert!(!err.contains("outside the secure range"), "{args:?}: {err}");
+    }
+}

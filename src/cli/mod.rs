@@ -352,13 +352,37 @@ pub fn predict(config: &RunConfig) -> Result<Prediction> {
             measured = Some((program.clone(), outcome.stats));
             outcome.outputs
         }
-        _ => batches.iter().map(|inputs| plaintext::run(&plan, inputs)).collect::<Result<_>>()?,
+        _ => {
+            let mut outputs = Vec::with_capacity(batches.len());
+            for inputs in &batches {
+                let (output, largest) = plaintext::run_measured(&plan, inputs)?;
+                warn_outside_the_range(largest, config.fixed_point);
+                outputs.push(output);
+            }
+            outputs
+        }
     };
     let output = match rows {
         Some(rows) => crate::batches::join(&plan, outputs, rows)?,
         None => outputs.into_iter().next().context("no output")?,
     };
     Ok(Prediction { plan, output, secure: measured })
+}
+
+/// A plaintext run whose values left the representable range is one that a
+/// secure run of the same input would compute wrongly (its truncations and
+/// comparisons assume the range, and private values cannot be checked): say
+/// so, naming the node, on the user's own stderr.
+fn warn_outside_the_range(largest: Option<plaintext::Largest>, fp: crate::ring::FixedPoint) {
+    if let Some(largest) = largest.filter(|l| l.value >= fp.bound()) {
+        ui::warning(format!(
+            "`{}` reached |x| = {:e}, outside the secure range (|x| < {:e} with {} fractional bits): a secure run of this input would be wrong there; fewer --frac-bits widen the range",
+            largest.node,
+            largest.value,
+            fp.bound(),
+            fp.frac_bits
+        ));
+    }
 }
 
 /// Write `--out` if asked, then print the prediction.
