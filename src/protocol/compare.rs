@@ -345,12 +345,12 @@ fn put_field(packed: &mut [u64], at: usize, width: usize, v: u64) {
     }
 }
 
-/// The `width` bits at bit `at` of a packed stream.
+/// The `width` bits at bit `at` of a packed stream (zeros past its end).
 fn get_field(packed: &[u64], at: usize, width: usize) -> u64 {
     let (word, offset) = (at / 64, at % 64);
     let mut v = packed[word] >> offset;
     if offset + width > 64 {
-        v |= packed[word + 1] << (64 - offset);
+        v |= packed.get(word + 1).copied().unwrap_or(0) << (64 - offset);
     }
     if width == 64 { v } else { v & ((1 << width) - 1) }
 }
@@ -359,11 +359,39 @@ fn get_field(packed: &[u64], at: usize, width: usize) -> u64 {
 /// set to `top` (a share of a neutral lane: G = 0 in both shares, E = 1 in
 /// server 1's), so that the next AND level halves an even count.
 fn pad_lane(packed: &[u64], n: usize, width: usize, top: bool) -> Vec<u64> {
-    let mut out = vec![0u64; words_for(n, width + 1)];
+    let slot = width + 1;
+    let len = words_for(n, slot);
+    if 64 % slot == 0 {
+        // Whole elements per output word (3 lanes into 4 at f = 16): one read
+        // of the word's input bits, spread slot by slot. The slots past the
+        // n-th element hold what the input holds past its end: never read.
+        let per = 64 / slot;
+        let lanes = (1u64 << width) - 1;
+        let tops = if top { (0..per).fold(0u64, |m, j| m | 1 << (j * slot + width)) } else { 0 };
+        let spread = |v: u64| {
+            if width == 3 {
+                spread_3_to_4(v)
+            } else {
+                (0..per).fold(0, |out, j| out | (v >> (j * width) & lanes) << (j * slot))
+            }
+        };
+        return (0..len).map(|k| tops | spread(get_field(packed, k * per * width, per * width))).collect();
+    }
+    let mut out = vec![0u64; len];
     for i in 0..n {
-        put_field(&mut out, i * (width + 1), width + 1, get_field(packed, i * width, width) | u64::from(top) << width);
+        put_field(&mut out, i * slot, slot, get_field(packed, i * width, width) | u64::from(top) << width);
     }
     out
+}
+
+/// Sixteen 3-bit groups (the low 48 bits) moved into 4-bit slots, halving
+/// the distance in four steps (as a perfect shuffle does): the 3 → 4 lanes
+/// padding of a value's comparison at 16 fractional bits.
+fn spread_3_to_4(mut x: u64) -> u64 {
+    x = (x & 0x0000_0000_00ff_ffff) | (x & 0x0000_ffff_ff00_0000) << 8;
+    x = (x & 0x0000_0fff_0000_0fff) | (x & 0x00ff_f000_00ff_f000) << 4;
+    x = (x & 0x003f_003f_003f_003f) | (x & 0x0fc0_0fc0_0fc0_0fc0) << 2;
+    (x & 0x0707_0707_0707_0707) | (x & 0x3838_3838_3838_3838) << 1
 }
 
 /// Level 0, what a server sends: its packed operand, masked. `mat` is the
@@ -1373,21 +1401,28 @@ mod tests {
 
     #[test]
     fn packed_fields_round_trip_across_word_edges() {
-        for width in [1usize, 3, 5, 24, 47, 48, 63, 64] {
-            let n = 200;
-            let mask = if width == 64 { u64::MAX } else { (1 << width) - 1 };
-            let values: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) & mask).collect();
-            let mut packed = vec![0u64; words_for(n, width)];
-            for (i, &v) in values.iter().enumerate() {
-                put_field(&mut packed, i * width, width, v);
-            }
-            for (i, &v) in values.iter().enumerate() {
-                assert_eq!(get_field(&packed, i * width, width), v, "width {width}, element {i}");
-            }
-            if width < 64 {
-                let padded = pad_lane(&packed, n, width, true);
+        for width in [1usize, 3, 5, 7, 9, 15, 24, 31, 47, 48, 63, 64] {
+            for n in [1usize, 17, 200] {
+                let mask = if width == 64 { u64::MAX } else { (1 << width) - 1 };
+                let values: Vec<u64> =
+                    (0..n as u64).map(|i| (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) & mask).collect();
+                let mut packed = vec![0u64; words_for(n, width)];
                 for (i, &v) in values.iter().enumerate() {
-                    assert_eq!(get_field(&padded, i * (width + 1), width + 1), v | 1 << width, "width {width}");
+                    put_field(&mut packed, i * width, width, v);
+                }
+                for (i, &v) in values.iter().enumerate() {
+                    assert_eq!(get_field(&packed, i * width, width), v, "width {width}, element {i}");
+                }
+                if width < 64 {
+                    // Whole slots per word (1, 3, 7, 15, 31 lanes) and the rest.
+                    for top in [true, false] {
+                        let padded = pad_lane(&packed, n, width, top);
+                        assert_eq!(padded.len(), words_for(n, width + 1));
+                        for (i, &v) in values.iter().enumerate() {
+                            let want = v | u64::from(top) << width;
+                            assert_eq!(get_field(&padded, i * (width + 1), width + 1), want, "width {width}, n {n}");
+                        }
+                    }
                 }
             }
         }
