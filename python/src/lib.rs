@@ -204,9 +204,11 @@ fn deploy(
     detached(py, true, || cli::remote::deploy_source(&args, &model))
 }
 
-/// `tfe-run predict --model NAME INPUT`.
+/// `tfe-run predict --model NAME INPUT`, keeping descriptions of deployments
+/// (`--cache-dir`) unless `cache` is false (`--no-cache`).
 #[pyfunction]
-#[pyo3(signature = (net, name, named, input, stats))]
+#[pyo3(signature = (net, name, named, input, stats, cache, cache_dir))]
+#[allow(clippy::too_many_arguments)]
 fn predict_deployed(
     py: Python<'_>,
     net: Net,
@@ -214,11 +216,14 @@ fn predict_deployed(
     named: BTreeMap<String, Vec<u8>>,
     input: Option<Vec<u8>>,
     stats: bool,
+    cache: bool,
+    cache_dir: Option<PathBuf>,
 ) -> PyResult<Predicted> {
     let (feeds, input) = inputs(named, input);
     let net = net.args();
+    let descriptions = if cache { tfe_run::remote::descriptions::Descriptions::chosen(cache_dir) } else { None };
     let (program, output, outcome) = detached(py, true, || {
-        let remote = net.required("predict")?;
+        let remote = tfe_run::remote::driver::Remote { descriptions, ..net.required("predict")? };
         cli::remote::predict_inputs(&remote, &name, &feeds, input.as_ref())
     })?;
     let stats = stats.then(|| cli::stats::json(&program, &outcome.stats).to_string());

@@ -25,6 +25,21 @@ def _binary():
     return Path(found) if found else None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def description_cache(tmp_path_factory):
+    """Clients' descriptions of deployments go to a folder of the test run's
+    own, never the user's ~/.cache: the package and the CLI read
+    $TFE_RUN_CACHE_DIR."""
+    folder = tmp_path_factory.mktemp("descriptions")
+    before = os.environ.get("TFE_RUN_CACHE_DIR")
+    os.environ["TFE_RUN_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        del os.environ["TFE_RUN_CACHE_DIR"]
+    else:
+        os.environ["TFE_RUN_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def cli():
     """Run the tfe-run binary; returns (exit code, stdout, stderr)."""

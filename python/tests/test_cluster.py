@@ -91,6 +91,28 @@ def test_deploy_predict_and_status_from_python(cluster, cli, tmp_path):
     assert json.loads(out)["down"] == [] and "mnist" in out and "mnist" in json.dumps(status)
 
 
+def test_predict_keeps_the_deployments_description_where_asked_or_nowhere(cluster, tmp_path, description_cache):
+    config, certs = cluster
+    c = tfe_run.Cluster(config, certs=certs)
+    c.deploy(TESTDATA / "mlp.pb", "mlp-cached", batch_size=1)
+    x, expected = load("mnist_flat100.npy")[:1], load("mlp.expected.npy")[:1]
+    folder = tmp_path / "descriptions"
+    for _ in range(2):
+        # The first asks server1 and keeps the description, the second uses it.
+        assert np.max(np.abs(c.predict("mlp-cached", x, cache=folder) - expected)) <= 1e-2
+        assert len(list(folder.glob("*.json"))) == 1
+    # A redeployment makes the kept description stale: asked again, still right.
+    c.deploy(TESTDATA / "mlp.pb", "mlp-cached", batch_size=1, replace=True)
+    assert np.max(np.abs(c.predict("mlp-cached", x, cache=folder) - expected)) <= 1e-2
+    # cache=False keeps nothing, not even in $TFE_RUN_CACHE_DIR.
+    kept = set(description_cache.glob("*.json"))
+    assert np.max(np.abs(c.predict("mlp-cached", x, cache=False) - expected)) <= 1e-2
+    assert set(description_cache.glob("*.json")) == kept
+    # The default is $TFE_RUN_CACHE_DIR (this run's folder), as for the CLI.
+    c.predict("mlp-cached", x)
+    assert len(set(description_cache.glob("*.json")) - kept) == 1
+
+
 def test_remote_failures_raise_remote_error_naming_the_party(cluster, cli, tmp_path):
     config, certs = cluster
     c = tfe_run.Cluster(config, certs=certs)

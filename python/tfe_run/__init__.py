@@ -310,13 +310,27 @@ class Cluster:
         *,
         inputs: Optional[Mapping[str, ArrayLike]] = None,
         stats: bool = False,
+        cache: Union[bool, str, "os.PathLike[str]"] = True,
     ) -> Union[np.ndarray, Tuple[np.ndarray, Dict[str, Any]]]:
         """A prediction client's ``tfe-run predict --model NAME``: the input is
         secret-shared to the servers, which run the deployed model; this process
         never holds the weights. Returns the output (and the stats with
-        ``stats=True``), as :func:`predict`."""
+        ``stats=True``), as :func:`predict`.
+
+        ``cache``: where the deployment's public description is kept, so that
+        the next prediction names it at once instead of asking server1, as the
+        CLI does: ``True`` (the CLI's folder: ``$TFE_RUN_CACHE_DIR``, else
+        ``$XDG_CACHE_HOME/tfe-run/deployments``, else
+        ``~/.cache/tfe-run/deployments``), a folder, or ``False`` to ask every
+        time and keep nothing (``--no-cache``). The servers check a cached
+        description before anything runs, so a stale one only costs asking
+        again."""
         named, positional = _inputs(x, inputs)
-        shape, data, measured = _call(_native.predict_deployed, self._net(), str(name), named, positional, bool(stats))
+        use_cache = cache is not False
+        cache_dir = None if isinstance(cache, bool) else os.fspath(cache)
+        shape, data, measured = _call(
+            _native.predict_deployed, self._net(), str(name), named, positional, bool(stats), use_cache, cache_dir
+        )
         result = _array(shape, data)
         return (result, json.loads(measured)) if stats else result
 

@@ -114,6 +114,7 @@ class Cluster:
         *,
         inputs: Optional[Mapping[str, ArrayLike]] = ...,
         stats: Literal[False] = ...,
+        cache: Union[bool, str, os.PathLike[str]] = ...,
     ) -> npt.NDArray[np.float32]:
         """A client without the weights: predict with the model deployed as ``name``."""
     @overload
@@ -124,6 +125,7 @@ class Cluster:
         *,
         inputs: Optional[Mapping[str, ArrayLike]] = ...,
         stats: Literal[True],
+        cache: Union[bool, str, os.PathLike[str]] = ...,
     ) -> Tuple[npt.NDArray[np.float32], Dict[str, Any]]: ...
     def status(self) -> Dict[str, Any]:
         """``tfe-run status --format json``, as a dict."""

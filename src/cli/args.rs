@@ -318,8 +318,7 @@ impl PredictArgs {
         if self.no_cache {
             return None;
         }
-        let dir = self.cache_dir.clone().or_else(crate::remote::descriptions::Descriptions::default_dir)?;
-        Some(crate::remote::descriptions::Descriptions::new(dir))
+        crate::remote::descriptions::Descriptions::chosen(self.cache_dir.clone())
     }
 
     /// `predict` runs what was deployed: a signature, output key or output node

@@ -57,6 +57,15 @@ impl Descriptions {
         Descriptions { dir }
     }
 
+    /// The folder a client keeps descriptions in: `dir` if given, else
+    /// `$TFE_RUN_CACHE_DIR` ([`CACHE_DIR_ENV`]), else [`Descriptions::default_dir`];
+    /// `None` when none of them is set. The CLI's `--cache-dir` and Python's
+    /// `cluster.predict(..., cache=DIR)` both come here.
+    pub fn chosen(dir: Option<PathBuf>) -> Option<Descriptions> {
+        let from_env = || std::env::var_os(CACHE_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
+        dir.or_else(from_env).or_else(Descriptions::default_dir).map(Descriptions::new)
+    }
+
     /// `$XDG_CACHE_HOME/tfe-run/deployments`, else `$HOME/.cache/tfe-run/deployments`;
     /// `None` when neither is set.
     pub fn default_dir() -> Option<PathBuf> {
