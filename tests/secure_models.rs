@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use common::*;
 use ndarray::{ArrayD, IxDyn};
 use tfe_run::protocol::Comparison;
+use tfe_run::ring::FixedPoint;
 use tfe_run::runtime::{self, SecureConfig};
 
 const TOLERANCE: f32 = 1e-2;
@@ -27,18 +28,33 @@ fn secure_with(
     inputs: &BTreeMap<String, ArrayD<f32>>,
     comparison: Comparison,
 ) -> (ArrayD<f32>, runtime::Stats) {
-    let config = SecureConfig { comparison, ..SecureConfig::default() };
+    secure_at(plan, inputs, comparison, FixedPoint::default())
+}
+
+/// [`secure_with`] at `fp`'s fractional bits.
+fn secure_at(
+    plan: &tfe_run::plan::Plan,
+    inputs: &BTreeMap<String, ArrayD<f32>>,
+    comparison: Comparison,
+    fp: FixedPoint,
+) -> (ArrayD<f32>, runtime::Stats) {
+    let config = SecureConfig { comparison, fp, ..SecureConfig::default() };
     let outcome = runtime::predict(plan, inputs, &config).unwrap_or_else(|e| panic!("{e:#}"));
-    assert_traffic_as_planned(plan, &outcome.stats, comparison);
+    assert_traffic_as_planned(plan, &outcome.stats, comparison, fp);
     (outcome.outputs[0].to_float(), outcome.stats)
 }
 
 /// Every layer sends exactly the bytes and rounds the formulas in docs/PROTOCOL.md
 /// predict, both servers alike; the dealer sends each layer at least its planned
 /// FSS keys, and exactly those in a layer of comparisons alone (ReLU, MaxPool).
-fn assert_traffic_as_planned(plan: &tfe_run::plan::Plan, stats: &runtime::Stats, comparison: Comparison) {
+fn assert_traffic_as_planned(
+    plan: &tfe_run::plan::Plan,
+    stats: &runtime::Stats,
+    comparison: Comparison,
+    fp: FixedPoint,
+) {
     use tfe_run::transport::Party;
-    let program = runtime::lower_with(plan, Default::default(), comparison).unwrap();
+    let program = runtime::lower_with(plan, fp, comparison).unwrap();
     let planned = program.planned();
     let dealer = &stats.parties[&Party::Dealer].per_layer;
     for (k, (p, kind)) in planned.iter().zip(&program.kinds).enumerate() {
@@ -146,6 +162,35 @@ fn testdata_models_match_tensorflow_under_fss_comparisons() {
             );
         }
         eprintln!("{line}");
+    }
+}
+
+/// Comparisons of values read 64 − f bits, and the lane trees differ with f
+/// (52 bits at 12, padded at 13 and 7 lanes; 44 at 20; 40 at 24, padded at 5
+/// and 3): models with ReLUs, MaxPool tournaments, Relu6's threshold, curves'
+/// breakpoints and an inverse's octaves match TensorFlow at those widths under
+/// both protocols, on 8 rows, traffic as planned at each width.
+#[test]
+fn models_match_tensorflow_at_other_fractional_bits_and_so_other_comparison_widths() {
+    const ROWS: usize = 8;
+    let subset = ["mlp", "maxpool_cnn", "ops_relu6", "ops_activations", "ops_reciprocal"];
+    let dir = tempfile::tempdir().unwrap();
+    for entry in manifest().models.into_iter().filter(|e| subset.contains(&e.name.as_str())) {
+        let feeds: BTreeMap<String, PathBuf> =
+            entry.inputs.iter().map(|(k, v)| (k.clone(), first_rows(dir.path(), &testdata(v), ROWS))).collect();
+        let prepared = tfe_run::cli::prepare(&testdata(&entry.model), None, None, &feeds).unwrap();
+        let expected = load(&testdata(&entry.expected));
+        let rows = prepared.plan.values[prepared.plan.inputs[0]].shape[0];
+        let expected = expected.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..rows)).to_owned();
+        for frac_bits in [12, 20, 24] {
+            for comparison in [Comparison::Bitwise, Comparison::Fss] {
+                let fp = FixedPoint { frac_bits };
+                let (out, _) = secure_at(&prepared.plan, &prepared.inputs, comparison, fp);
+                let what = format!("{} at {frac_bits} bits ({comparison})", entry.name);
+                let worst = assert_matches(&what, &out, &expected, TOLERANCE);
+                eprintln!("{what:<44} max error {worst:.2e}");
+            }
+        }
     }
 }
 
