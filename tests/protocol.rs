@@ -1284,6 +1284,45 @@ fn relu_traffic_matches_the_documented_costs() {
     assert_eq!(compare::drelu_rounds(Width::in_range(fp())), 8);
 }
 
+/// A bitwise maximum (MaxPool, Max, Softmax's) keeps b + ReLU(a − b) at every
+/// level: a ReLU's 8 rounds and words, no product after it (it was a DReLU and
+/// a product: 9 rounds and one more word per pair). With the index (ArgMax) a
+/// level is still the DReLU and the product of the bit with both differences
+/// (the bit and the two differences opened: 3 words per pair).
+#[test]
+fn a_bitwise_max_tournament_level_is_one_relu() {
+    let groups: Vec<Vec<usize>> = (0..50).map(|g| (9 * g..9 * g + 9).collect()).collect();
+    let x = ring(&[450], large_random(11, 450).into_iter().map(|v| v >> 20));
+    let w = Width::in_range(fp());
+    for with_index in [false, true] {
+        let run = run(
+            &Keys::fresh(),
+            std::slice::from_ref(&x),
+            |s, xs| {
+                let (max, index) = compare::tournament(s, &xs[0], &groups, with_index, w)?;
+                Ok(std::iter::once(max).chain(index).collect())
+            },
+            |d| compare::deal_tournament(d, &groups, with_index, w),
+        );
+        // 9 → 5 → 3 → 2 → 1 candidates: 4 levels of 200, 100, 50 and 50 pairs.
+        let pairs = [200usize, 100, 50, 50];
+        let (words, rounds): (usize, usize) = if with_index {
+            (pairs.iter().map(|&p| drelu_open_words(p, w) + 3 * p).sum(), 9 * pairs.len())
+        } else {
+            (pairs.iter().map(|&p| drelu_open_words(p, w) + p).sum(), 8 * pairs.len())
+        };
+        assert_eq!(run.words(Party::Server1, Party::Server0).len(), words, "with index: {with_index}");
+        assert_eq!(run.messages(Party::Server1, Party::Server0).count(), rounds, "with index: {with_index}");
+        let planned = compare::tournament_cost(
+            tfe_run::protocol::Comparison::Bitwise,
+            &[(9usize, 50usize)].into_iter().collect(),
+            with_index,
+            w,
+        );
+        assert_eq!((planned.bytes, planned.rounds), (8 * words as u64, rounds as u64));
+    }
+}
+
 // ---- 3. security: the real runtime on a real model --------------------------
 
 /// Run `plan` under the real runtime (`runtime::predict_many_over`: all five

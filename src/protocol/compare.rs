@@ -133,10 +133,11 @@ pub fn relu_cost(cmp: Comparison, n: usize, w: Width) -> Cost {
 }
 
 /// What one level of [`tournament`] with `pairs` comparisons sends: their DReLUs,
-/// then the selection of `operands` tensors (the value, and the index); under
-/// FSS a maximum alone is one ReLU (max(a, b) = b + ReLU(a − b)).
+/// then the selection of `operands` tensors (the value, and the index); a
+/// maximum alone is one ReLU (max(a, b) = b + ReLU(a − b)), in the ReLU's
+/// rounds under either protocol.
 pub fn tournament_level_cost(cmp: Comparison, pairs: usize, operands: usize, w: Width) -> Cost {
-    if cmp == Comparison::Fss && operands == 1 {
+    if operands == 1 {
         return relu_cost(cmp, pairs, w);
     }
     drelu_cost(cmp, pairs, w) + mul_many_cost(pairs, &vec![pairs; operands])
@@ -806,8 +807,9 @@ pub fn pair_up(groups: &[Vec<usize>]) -> Pairing {
 
 /// Server: the maximum of each group of elements of `x` (flat indices), and if
 /// `with_index`, the position of the first maximum within its group (an integer).
-/// Each level compares pairs (a, b) by DReLU(a − b) and keeps b + d·(a − b): ties
-/// keep the earlier element, as TensorFlow's ArgMax. Exact when every a − b is
+/// Each level compares pairs (a, b) and keeps b + ReLU(a − b) (the maximum
+/// alone), or b + d·(a − b) and the index likewise with d = DReLU(a − b) (with
+/// the index): ties keep the earlier element, as TensorFlow's ArgMax. Exact when every a − b is
 /// within the width `w` ([`Width::in_range`] for values of a computation).
 pub fn tournament(
     s: &mut Server,
@@ -833,8 +835,9 @@ pub fn tournament(
         let p = pairs.len();
         let diff = ArrayD::from_shape_vec(IxDyn(&[p]), pairs.iter().map(|&(a, b)| values[a] - values[b]).collect())
             .expect("shape");
-        let selected = if s.comparison == Comparison::Fss && !with_index {
-            // max(a, b) = b + ReLU(a − b): one round.
+        let selected = if !with_index {
+            // max(a, b) = b + ReLU(a − b): the ReLU's rounds (one under FSS,
+            // eight bitwise), without a product after them.
             vec![relu(s, &diff, w)?]
         } else {
             let d = drelu(s, &diff, w)?;
@@ -873,7 +876,7 @@ pub fn deal_tournament(d: &mut Dealer, groups: &[Vec<usize>], with_index: bool, 
     while groups.iter().any(|g| g.len() > 1) {
         let Pairing { pairs, next, .. } = pair_up(&groups);
         let p = [pairs.len()];
-        if d.comparison == Comparison::Fss && !with_index {
+        if !with_index {
             deal_relu(d, &p, w)?;
         } else {
             deal_drelu(d, pairs.len(), w)?;
