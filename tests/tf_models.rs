@@ -133,9 +133,10 @@ fn a_mul_by_a_per_channel_weight_after_a_linear_op_is_folded_into_its_filter() {
     // two more, sharing the input and opening the output) at batch 1 (a larger
     // batch may run a step in more chunks): MobileNetV2 491 before, ResNet-20
     // 237, DenseNet121 580 (its pre-activation BatchNormalizations follow a
-    // Concat or a MaxPool and stay products).
+    // Concat or a MaxPool and stay products). DenseNet121's 3×3 MaxPool took 4
+    // rounds more (538) before a bitwise maximum was one ReLU per level.
     let dir = tempfile::tempdir().unwrap();
-    for (name, rounds) in [("mobilenet_v2", 387), ("zoo_resnet20", 195), ("zoo_densenet121", 538)] {
+    for (name, rounds) in [("mobilenet_v2", 387), ("zoo_resnet20", 195), ("zoo_densenet121", 534)] {
         let entry = entries.iter().find(|e| e.name == name).unwrap();
         let (key, file) = entry.inputs.iter().next().unwrap();
         let first = load(&testdata(file)).slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..1)).to_owned();
