@@ -112,6 +112,24 @@ fn first_rows(dir: &std::path::Path, path: &std::path::Path, rows: usize) -> Pat
     out
 }
 
+/// The manifest's models named in `subset`, each prepared on its first `rows`
+/// rows, with TensorFlow's outputs for those rows.
+fn first_rows_of(subset: &[&str], rows: usize) -> Vec<(String, tfe_run::cli::Prepared, ArrayD<f32>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let chosen = manifest().models.into_iter().filter(|e| subset.contains(&e.name.as_str()));
+    chosen
+        .map(|entry| {
+            let feeds: BTreeMap<String, PathBuf> =
+                entry.inputs.iter().map(|(k, v)| (k.clone(), first_rows(dir.path(), &testdata(v), rows))).collect();
+            let prepared = tfe_run::cli::prepare(&testdata(&entry.model), None, None, &feeds).unwrap();
+            let expected = load(&testdata(&entry.expected));
+            let rows = prepared.plan.values[prepared.plan.inputs[0]].shape[0];
+            let expected = expected.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..rows)).to_owned();
+            (entry.name, prepared, expected)
+        })
+        .collect()
+}
+
 /// The manifest test under `--comparison fss` on a subset of models small enough
 /// for the dealer's keys (about 2 KB per comparison and server), each on its first
 /// 8 rows: the same argmax as TensorFlow on every row and the same tolerance,
@@ -140,18 +158,12 @@ fn testdata_models_match_tensorflow_under_fss_comparisons() {
         "ops_act_elu",
         "ops_exp",
     ];
-    let dir = tempfile::tempdir().unwrap();
-    for entry in manifest().models.into_iter().filter(|e| subset.contains(&e.name.as_str())) {
-        let feeds: BTreeMap<String, PathBuf> =
-            entry.inputs.iter().map(|(k, v)| (k.clone(), first_rows(dir.path(), &testdata(v), ROWS))).collect();
-        let prepared = tfe_run::cli::prepare(&testdata(&entry.model), None, None, &feeds).unwrap();
-        let expected = load(&testdata(&entry.expected));
-        let rows = prepared.plan.values[prepared.plan.inputs[0]].shape[0];
-        let expected = expected.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..rows)).to_owned();
-        let mut line = format!("{:<24} rows {rows:>2}", entry.name);
+    for (name, prepared, expected) in first_rows_of(&subset, ROWS) {
+        let rows = expected.shape()[0];
+        let mut line = format!("{name:<24} rows {rows:>2}");
         for comparison in [Comparison::Bitwise, Comparison::Fss] {
             let (out, stats) = secure_with(&prepared.plan, &prepared.inputs, comparison);
-            let worst = assert_matches(&format!("{} ({comparison})", entry.name), &out, &expected, TOLERANCE);
+            let worst = assert_matches(&format!("{name} ({comparison})"), &out, &expected, TOLERANCE);
             let s0 = &stats.parties[&Party::Server0].traffic;
             let dealer = stats.parties[&Party::Dealer].traffic.bytes_sent;
             line += &format!(
@@ -174,19 +186,12 @@ fn testdata_models_match_tensorflow_under_fss_comparisons() {
 fn models_match_tensorflow_at_other_fractional_bits_and_so_other_comparison_widths() {
     const ROWS: usize = 8;
     let subset = ["mlp", "maxpool_cnn", "ops_relu6", "ops_activations", "ops_reciprocal"];
-    let dir = tempfile::tempdir().unwrap();
-    for entry in manifest().models.into_iter().filter(|e| subset.contains(&e.name.as_str())) {
-        let feeds: BTreeMap<String, PathBuf> =
-            entry.inputs.iter().map(|(k, v)| (k.clone(), first_rows(dir.path(), &testdata(v), ROWS))).collect();
-        let prepared = tfe_run::cli::prepare(&testdata(&entry.model), None, None, &feeds).unwrap();
-        let expected = load(&testdata(&entry.expected));
-        let rows = prepared.plan.values[prepared.plan.inputs[0]].shape[0];
-        let expected = expected.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..rows)).to_owned();
+    for (name, prepared, expected) in first_rows_of(&subset, ROWS) {
         for frac_bits in [12, 20, 24] {
             for comparison in [Comparison::Bitwise, Comparison::Fss] {
                 let fp = FixedPoint { frac_bits };
                 let (out, _) = secure_at(&prepared.plan, &prepared.inputs, comparison, fp);
-                let what = format!("{} at {frac_bits} bits ({comparison})", entry.name);
+                let what = format!("{name} at {frac_bits} bits ({comparison})");
                 let worst = assert_matches(&what, &out, &expected, TOLERANCE);
                 eprintln!("{what:<44} max error {worst:.2e}");
             }
