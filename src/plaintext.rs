@@ -26,31 +26,34 @@ pub fn run(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<Tensor
     evaluate(plan, inputs, |_, _| {})
 }
 
-/// The largest magnitude any step's output reached in a plaintext run, and
-/// that step's node: a secure run of the same input computes correctly only
-/// while every value stays inside the representable range
-/// ([`crate::ring::FixedPoint::bound`]), which its truncations and
-/// comparisons assume and cannot check on private values.
+/// The first step of a plaintext run whose output left a bound, and the
+/// largest magnitude in it: a secure run of the same input computes correctly
+/// only while every value stays inside the representable range
+/// ([`crate::ring::FixedPoint::bound`]), which its truncations and comparisons
+/// assume and cannot check on private values.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Largest {
-    pub value: f64,
+pub struct Beyond {
     pub node: String,
+    pub value: f64,
 }
 
-/// [`run`], and the largest value of the run ([`Largest`]; `None` for a plan
-/// without steps).
-pub fn run_measured(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>) -> Result<(Tensor, Option<Largest>)> {
-    let mut largest: Option<Largest> = None;
+/// [`run`], and the first step whose output reached `bound` in magnitude
+/// ([`Beyond`]; `None` if every step stayed below it).
+pub fn run_within(plan: &Plan, inputs: &BTreeMap<String, ArrayD<f32>>, bound: f64) -> Result<(Tensor, Option<Beyond>)> {
+    let mut beyond: Option<Beyond> = None;
     let output = evaluate(plan, inputs, |node, t| {
+        if beyond.is_some() {
+            return;
+        }
         let value = match t {
             Tensor::Float(x) => x.iter().fold(0f64, |m, v| m.max(f64::from(v.abs()))),
             Tensor::Int(x) => x.iter().fold(0f64, |m, v| m.max(v.unsigned_abs() as f64)),
         };
-        if largest.as_ref().is_none_or(|l| value > l.value) {
-            largest = Some(Largest { value, node: node.to_string() });
+        if value >= bound {
+            beyond = Some(Beyond { node: node.to_string(), value });
         }
     })?;
-    Ok((output, largest))
+    Ok((output, beyond))
 }
 
 /// Evaluate the steps in order, showing `seen` every step's node and output.

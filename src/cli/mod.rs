@@ -355,8 +355,8 @@ pub fn predict(config: &RunConfig) -> Result<Prediction> {
         _ => {
             let mut outputs = Vec::with_capacity(batches.len());
             for inputs in &batches {
-                let (output, largest) = plaintext::run_measured(&plan, inputs)?;
-                warn_outside_the_range(largest, config.fixed_point);
+                let (output, beyond) = plaintext::run_within(&plan, inputs, config.fixed_point.bound())?;
+                warn_outside_the_range(beyond, config.fixed_point);
                 outputs.push(output);
             }
             outputs
@@ -373,12 +373,12 @@ pub fn predict(config: &RunConfig) -> Result<Prediction> {
 /// secure run of the same input would compute wrongly (its truncations and
 /// comparisons assume the range, and private values cannot be checked): say
 /// so, naming the node, on the user's own stderr.
-fn warn_outside_the_range(largest: Option<plaintext::Largest>, fp: crate::ring::FixedPoint) {
-    if let Some(largest) = largest.filter(|l| l.value >= fp.bound()) {
+fn warn_outside_the_range(beyond: Option<plaintext::Beyond>, fp: crate::ring::FixedPoint) {
+    if let Some(beyond) = beyond {
         ui::warning(format!(
-            "`{}` reached |x| = {:e}, outside the secure range (|x| < {:e} with {} fractional bits): a secure run of this input would be wrong there; fewer --frac-bits widen the range",
-            largest.node,
-            largest.value,
+            "`{}` is the first node to leave the secure range (|x| = {:e}; |x| < {:e} with {} fractional bits): a secure run of this input would be wrong from there on; fewer --frac-bits widen the range",
+            beyond.node,
+            beyond.value,
             fp.bound(),
             fp.frac_bits
         ));

@@ -556,6 +556,10 @@ pub fn model_owner(ctx: &Context, weights: &BTreeMap<ValueId, ArrayD<f32>>) -> R
     Ok(Report { stats: finish(&net, start.elapsed(), 0), ..Report::default() })
 }
 
+/// Why a secure output outside the fixed-point range is refused.
+pub const OUTPUT_OUT_OF_RANGE: &str = "a value inside the computation left the fixed-point range, so the result \
+     would be wrong (fewer --frac-bits widen the range; --plaintext names the node where values leave it)";
+
 pub fn client(ctx: &Context, batches: &[BTreeMap<String, ArrayD<f32>>]) -> Result<Report> {
     let sched = &ctx.program;
     let plan = &sched.plan;
@@ -575,6 +579,15 @@ pub fn client(ctx: &Context, batches: &[BTreeMap<String, ArrayD<f32>>]) -> Resul
             (Some(0), _) => Tensor::Int(opened.mapv(|v: Z| v.0 as i64)),
             (_, final_op) => {
                 let x = fp.decode(&opened);
+                // Every value of a correct run is inside the range, the output
+                // too: one outside it can only come from a value inside the
+                // computation that left the range, where truncations and
+                // comparisons go wrong. Refuse it rather than print it (an
+                // output inside the range is no proof, `--plaintext` shows
+                // where values go). The client owns the output: only its own
+                // user sees the value.
+                fp.check_range(x.iter(), &format!("the secure output of `{}`", plan.output_node))
+                    .map_err(|e| e.context(OUTPUT_OUT_OF_RANGE))?;
                 Tensor::Float(match final_op {
                     Some(ClientFinal::Softmax) => float::softmax(&x),
                     Some(ClientFinal::Sigmoid) => float::sigmoid(&x),
