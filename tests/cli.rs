@@ -1343,6 +1343,16 @@ fn a_cluster_config_without_a_crypto_producer_mentions_server2() {
     golden("error_config_without_crypto_producer.txt", &messages);
 }
 
+/// testdata's 100 MNIST images (flat) scaled by 40, written to `dir`: inside
+/// the input range at 28 fractional bits (|x| < 64), but not the MLP's
+/// activations on them.
+fn scaled_mnist(dir: &tempfile::TempDir) -> PathBuf {
+    let scaled = dir.path().join("scaled.npy");
+    let images = tfe_run::npy::read_input(&testdata("mnist_flat100.npy")).unwrap();
+    tfe_run::npy::write_f32(&scaled, &images.mapv(|v| 40.0 * v)).unwrap();
+    scaled
+}
+
 /// A plaintext run whose values leave the representable range says so, naming
 /// the node: at 28 fractional bits the range is |x| < 2^6 = 64, and MNIST
 /// images scaled by 40 pass the input check there but drive the MLP's hidden
@@ -1352,9 +1362,7 @@ fn a_cluster_config_without_a_crypto_producer_mentions_server2() {
 #[test]
 fn a_plaintext_run_outside_the_secure_range_warns_naming_the_node() {
     let dir = tempfile::tempdir().unwrap();
-    let scaled = dir.path().join("scaled.npy");
-    let images = tfe_run::npy::read_input(&testdata("mnist_flat100.npy")).unwrap();
-    tfe_run::npy::write_f32(&scaled, &images.mapv(|v| 40.0 * v)).unwrap();
+    let scaled = scaled_mnist(&dir);
     let model = testdata("mlp.pb");
     let (model, scaled) = (model.to_str().unwrap(), scaled.to_str().unwrap());
     let (code, _, err) = run(&[model, scaled, "--plaintext", "--frac-bits", "28"]);
@@ -1374,13 +1382,11 @@ fn a_plaintext_run_outside_the_secure_range_warns_naming_the_node() {
 /// exited 0. The secure output is now checked against the range at the client,
 /// which owns it: one outside it can only come from a value that left the
 /// range inside the computation, so it is refused (exit 2), and nothing is
-/// printed. At 16 bits the same input runs and matches the plaintext.
+/// printed. At 16 bits the same input runs.
 #[test]
 fn a_secure_output_outside_the_range_is_refused_not_printed() {
     let dir = tempfile::tempdir().unwrap();
-    let scaled = dir.path().join("scaled.npy");
-    let images = tfe_run::npy::read_input(&testdata("mnist_flat100.npy")).unwrap();
-    tfe_run::npy::write_f32(&scaled, &images.mapv(|v| 40.0 * v)).unwrap();
+    let scaled = scaled_mnist(&dir);
     let model = testdata("mlp.pb");
     let (model, scaled) = (model.to_str().unwrap(), scaled.to_str().unwrap());
     let (code, out, err) = run(&[model, scaled, "--frac-bits", "28"]);
