@@ -291,7 +291,7 @@ fn drelu_bits(s: &mut Server, prg: &mut Prg, cor: &mut Correlated, x: &[u64], w:
     let first = s.is_first();
     let widths = level_widths(w);
     let per = if first { 2 } else { 1 };
-    let operand = level0_operand(first, x, w);
+    let operand = level0_operand(first, x, w, widths[0]);
     let mat = prg.words(per * operand.len());
     let theirs = s.exchange_message(level0_masked(&operand, &mat, per))?;
     let theirs = read_words(&theirs);
@@ -304,26 +304,21 @@ fn drelu_bits(s: &mut Server, prg: &mut Prg, cor: &mut Correlated, x: &[u64], w:
         let theirs = s.exchange_message(and_level_masked(first, &lanes, &mat))?;
         let theirs = read_words(&theirs);
         let received = cor.next(lanes.ands * lanes.len);
-        (g, e) = and_level_combine(first, &lanes, &mat, &theirs, &received);
-        if let Some(&next) = widths.get(level + 1)
-            && next != widths[level] / 2
-        {
-            (g, e) = (pad_lane(&g, n, next - 1, false), pad_lane(&e, n, next - 1, !first));
-        }
+        let (next_g, next_e) = and_level_combine(first, &lanes, &mat, &theirs, &received);
+        (g, e) = padded_for_next(first, next_g, next_e, &widths, level, n);
     }
     Ok(sign_bits(first, g, x, w))
 }
 
-/// Level 0, what a server's operand is, packed `level_widths(w)[0]` lanes per
+/// Level 0, what a server's operand is, packed `lanes` (`level_widths(w)[0]`) per
 /// element: its share's w − 1 bits below the sign (server 0 holds u = x0' outright,
 /// server 1 holds ¬v = x1', v = 2^(w−1) − 1 − x1'), so that g = u ∧ ¬v (u is
 /// greater in this lane) and e = ¬(u ⊕ v) = x0' ⊕ x1' (equal) are lane-wise in
 /// the operands. A padding lane on top is neutral: g = 0 there, because server 0's
 /// bit is 0, and e = 1, through server 1's bit. This is also the server's share
 /// of e, which needs no opening.
-fn level0_operand(first: bool, x: &[u64], w: Width) -> Vec<u64> {
+fn level0_operand(first: bool, x: &[u64], w: Width, lanes: usize) -> Vec<u64> {
     let carry_lanes = w.bits() - 1;
-    let lanes = level_widths(w)[0];
     let low = (1u64 << carry_lanes) - 1;
     let neutral = if !first && lanes as u32 > carry_lanes { 1 << carry_lanes } else { 0 };
     if lanes == 64 {
@@ -354,6 +349,25 @@ fn get_field(packed: &[u64], at: usize, width: usize) -> u64 {
         v |= packed.get(word + 1).copied().unwrap_or(0) << (64 - offset);
     }
     if width == 64 { v } else { v & ((1 << width) - 1) }
+}
+
+/// AND level `level`'s output (G, E) of `n` elements, given a neutral lane on
+/// top if the next level's width is one more than half this level's (an odd
+/// count padded to even); as it is otherwise.
+fn padded_for_next(
+    first: bool,
+    g: Vec<u64>,
+    e: Vec<u64>,
+    widths: &[usize],
+    level: usize,
+    n: usize,
+) -> (Vec<u64>, Vec<u64>) {
+    match widths.get(level + 1) {
+        Some(&next) if next != widths[level] / 2 => {
+            (pad_lane(&g, n, next - 1, false), pad_lane(&e, n, next - 1, !first))
+        }
+        _ => (g, e),
+    }
 }
 
 /// A packed stream of `n` elements of `width` lanes, each given a lane on top
@@ -1289,7 +1303,7 @@ pub mod bench_api {
             match self.level {
                 0 => {
                     let per = if first { 2 } else { 1 };
-                    let operand = level0_operand(first, &self.x, self.width);
+                    let operand = level0_operand(first, &self.x, self.width, widths[0]);
                     let masked = level0_masked(&operand, &self.mat, per).into_bytes();
                     let g = level0_g(first, &operand, &self.mat, &self.theirs, &self.received);
                     (masked, g, operand)
@@ -1297,12 +1311,8 @@ pub mod bench_api {
                 l if l <= widths.len() => {
                     let lanes = and_level_lanes(&self.g, &self.e, &widths, l - 1, n);
                     let masked = and_level_masked(first, &lanes, &self.mat).into_bytes();
-                    let (mut g, mut e) = and_level_combine(first, &lanes, &self.mat, &self.theirs, &self.received);
-                    if let Some(&next) = widths.get(l)
-                        && next != widths[l - 1] / 2
-                    {
-                        (g, e) = (pad_lane(&g, n, next - 1, false), pad_lane(&e, n, next - 1, !first));
-                    }
+                    let (g, e) = and_level_combine(first, &lanes, &self.mat, &self.theirs, &self.received);
+                    let (g, e) = padded_for_next(first, g, e, &widths, l - 1, n);
                     (masked, g, e)
                 }
                 _ => (Vec::new(), sign_bits(first, self.g.clone(), &self.x, self.width), Vec::new()),
